@@ -1,0 +1,1 @@
+"""The wild runtime: simulated CPUs and page tables as Ray actors, flush IPIs as messages, stress campaigns."""

@@ -1,0 +1,248 @@
+"""The atomic actions on shared page state: PTEs, PTLs, rmap, struct folio, page cache and backing store.
+
+Each method is one indivisible step, as the page-table actor applies it. Blocking actions come in pairs:
+``can_<op>`` says whether the action can proceed now (the controlled machine only schedules enabled steps; the
+page-table actor queues the waiter FIFO until it can) and ``<op>`` performs it.
+
+Nothing here touches a TLB: TLBs belong to CPUs (``kernel_model.tlb``).
+"""
+
+from __future__ import annotations
+
+from kernel_model.state import FREE, Folio, Pte, RwSem, State
+
+
+class LockMisuse(RuntimeError):
+    """A path released a lock it did not hold: a bug in a path or a mutant, reported as a crash."""
+
+
+class PageTableOps:
+    def __init__(self, state: State) -> None:
+        self.s = state
+
+    def _sem(self, name: str) -> RwSem:
+        return self.s.mmap_lock if name == "mmap_lock" else self.s.i_mmap_rwsem
+
+    # --- locks -------------------------------------------------------------------------------------------
+    def can_spin_lock(self, table: int, tid: int) -> bool:
+        return self.s.ptl[table] == FREE
+
+    def spin_lock(self, table: int, tid: int) -> None:
+        self.s.ptl[table] = tid
+
+    def spin_unlock(self, table: int, tid: int) -> None:
+        if self.s.ptl[table] != tid:
+            raise LockMisuse(f"thread {tid} unlocks PTL {table} held by {self.s.ptl[table]}")
+        self.s.ptl[table] = FREE
+
+    def can_folio_lock(self, pfn: int, tid: int) -> bool:
+        return self.s.folios[pfn].locked == FREE
+
+    def folio_lock(self, pfn: int, tid: int) -> None:
+        self.s.folios[pfn].locked = tid
+
+    def folio_unlock(self, pfn: int, tid: int) -> None:
+        folio = self.s.folios[pfn]
+        if folio.locked != tid:
+            raise LockMisuse(f"thread {tid} unlocks folio {pfn} held by {folio.locked}")
+        folio.locked = FREE
+
+    def can_down_read(self, sem: str, tid: int) -> bool:
+        return self._sem(sem).writer == FREE
+
+    def down_read(self, sem: str, tid: int) -> None:
+        s = self._sem(sem)
+        s.readers = tuple(sorted(s.readers + (tid,)))
+
+    def up_read(self, sem: str, tid: int) -> None:
+        s = self._sem(sem)
+        if tid not in s.readers:
+            raise LockMisuse(f"thread {tid} up_read({sem}) without holding it")
+        readers = list(s.readers)
+        readers.remove(tid)
+        s.readers = tuple(readers)
+
+    def can_down_write(self, sem: str, tid: int) -> bool:
+        s = self._sem(sem)
+        return s.writer == FREE and not s.readers
+
+    def down_write(self, sem: str, tid: int) -> None:
+        self._sem(sem).writer = tid
+
+    def up_write(self, sem: str, tid: int) -> None:
+        s = self._sem(sem)
+        if s.writer != tid:
+            raise LockMisuse(f"thread {tid} up_write({sem}) held by {s.writer}")
+        s.writer = FREE
+
+    def downgrade_write(self, sem: str, tid: int) -> None:
+        self.up_write(sem, tid)
+        self.down_read(sem, tid)
+
+    def can_folio_wait_writeback(self, pfn: int, tid: int) -> bool:
+        return not self.s.folios[pfn].writeback
+
+    def folio_wait_writeback(self, pfn: int, tid: int) -> None:
+        return None
+
+    # --- the hardware page walk (lock-free, atomic per PTE) ---------------------------------------------------
+    def walk(self, va: int, write: bool) -> Pte | None:
+        """A TLB miss: read the PTE; if it allows the access, set A (and D for a store) and return it."""
+        pte = self.s.ptes[va]
+        if pte is None or (write and not pte.write):
+            return None
+        pte = pte._replace(young=True, dirty=pte.dirty or write)
+        self.s.ptes[va] = pte
+        return pte
+
+    def pte_mkdirty_write(self, va: int, pfn: int, value: int) -> bool:
+        """A store through a writable-clean TLB entry: the locked D-bit set is atomic with the Present check
+        (brief §5); if the PTE is gone or changed, the store faults instead of landing."""
+        pte = self.s.ptes[va]
+        if pte is None or not pte.write or pte.pfn != pfn:
+            return False
+        self.s.ptes[va] = pte._replace(dirty=True, young=True)
+        self.s.folios[pfn].data = value
+        return True
+
+    def write_page(self, pfn: int, value: int) -> None:
+        """A store through a dirty TLB entry: touches no page-table entry, only the page."""
+        self.s.folios[pfn].data = value
+
+    def read_page(self, pfn: int) -> int:
+        return self.s.folios[pfn].data
+
+    # --- page tables ------------------------------------------------------------------------------------------
+    def ptep_get_and_clear_full(self, va: int, sync_flush: bool) -> Pte | None:
+        """x86: an atomic xchg, so a hardware D-bit set cannot slip between the read and the clear.
+        ``sync_flush`` (s390 IPTE) is carried out by the runtime, which owns the TLBs."""
+        pte = self.s.ptes[va]
+        self.s.ptes[va] = None
+        return pte
+
+    def pte_none(self, va: int) -> bool:
+        return self.s.ptes[va] is None
+
+    def pte_get(self, va: int) -> Pte | None:
+        return self.s.ptes[va]
+
+    def set_pte_at(self, va: int, pte: tuple) -> None:
+        self.s.ptes[va] = Pte(*pte)
+
+    def pte_same(self, va: int, pte: tuple) -> bool:
+        cur = self.s.ptes[va]
+        return cur is not None and tuple(cur) == tuple(pte)
+
+    # --- VMAs and the file's i_mmap tree ----------------------------------------------------------------------
+    def find_vma(self, va: int) -> bool:
+        return self.s.vma[va]
+
+    def detach_vma(self, va: int) -> None:
+        self.s.vma[va] = False
+
+    def link_vma(self, va: int) -> None:
+        self.s.vma[va] = True
+
+    def vma_link_file(self, va: int) -> None:
+        self.s.i_mmap[va] = True
+
+    def unlink_file_vma(self, va: int) -> None:
+        self.s.i_mmap[va] = False
+
+    def i_mmap_lookup(self, index: int) -> tuple[int, ...]:
+        """The addresses at which linked shared VMAs map file offset ``index`` (one VMA, mapped linearly)."""
+        return (index,) if index < len(self.s.i_mmap) and self.s.i_mmap[index] else ()
+
+    # --- rmap ------------------------------------------------------------------------------------------------
+    def page_add_file_rmap(self, pfn: int) -> int:
+        folio = self.s.folios[pfn]
+        folio.mapcount += 1
+        folio.refcount += 1  # the PTE's reference (the fault's get_page becomes it)
+        return folio.mapcount
+
+    def page_remove_rmap(self, pfn: int, delayed: bool) -> int:
+        folio = self.s.folios[pfn]
+        folio.mapcount -= 1
+        return folio.mapcount
+
+    def folio_mapped(self, pfn: int) -> bool:
+        return self.s.folios[pfn].mapcount > 0
+
+    # --- struct folio flags --------------------------------------------------------------------------------
+    def set_page_dirty(self, pfn: int) -> bool:
+        folio = self.s.folios[pfn]
+        was_clean = not folio.dirty
+        folio.dirty = True
+        return was_clean
+
+    folio_mark_dirty = set_page_dirty
+
+    def folio_test_dirty(self, pfn: int) -> bool:
+        return self.s.folios[pfn].dirty
+
+    def folio_test_clear_dirty(self, pfn: int) -> bool:
+        folio = self.s.folios[pfn]
+        was = folio.dirty
+        folio.dirty = False
+        return was
+
+    def folio_test_writeback(self, pfn: int) -> bool:
+        return self.s.folios[pfn].writeback
+
+    # --- page cache, IO and page lifetime ------------------------------------------------------------------
+    def filemap_get_folio(self, index: int) -> int | None:
+        return self.s.page_cache[index]
+
+    def page_cache_read(self, index: int) -> int:
+        """Read file page ``index`` from disk into a new page-cache folio (a re-read after eviction)."""
+        pfn = len(self.s.folios)
+        self.s.folios.append(Folio(index=index, anon=False, data=self.s.disk[index], refcount=1,
+                                   in_page_cache=True))
+        self.s.page_cache[index] = pfn
+        return pfn
+
+    def alloc_anon_page(self, va: int) -> int:
+        """do_anonymous_page: a new zeroed folio; its reference becomes the PTE's once mapped."""
+        pfn = len(self.s.folios)
+        self.s.folios.append(Folio(index=va, anon=True, data=0, refcount=1))
+        return pfn
+
+    def page_add_new_anon_rmap(self, pfn: int) -> int:
+        self.s.folios[pfn].mapcount += 1
+        return self.s.folios[pfn].mapcount
+
+    def writepage(self, pfn: int) -> int:
+        """->writepage: set PG_writeback and submit; the device reads the page now (snapshot at submit)."""
+        folio = self.s.folios[pfn]
+        folio.writeback = True
+        folio.wb_data = folio.data
+        return folio.wb_data
+
+    def end_page_writeback(self, pfn: int) -> int:
+        folio = self.s.folios[pfn]
+        self.s.disk[folio.index] = folio.wb_data
+        folio.writeback = False
+        return folio.wb_data
+
+    def put_page(self, pfn: int) -> int:
+        folio = self.s.folios[pfn]
+        folio.refcount -= 1
+        if folio.refcount == 0:
+            folio.freed = True
+        return folio.refcount
+
+    def evict_folio(self, index: int) -> int | None:
+        """invalidate_mapping_pages for one offset: only a clean, unlocked, unmapped folio that nobody but the
+        page cache references is dropped (folio_trylock: a locked folio is skipped, not waited for).
+        Returns the pfn of the evicted folio, or None when it was kept."""
+        pfn = self.s.page_cache[index]
+        if pfn is None:
+            return None
+        folio = self.s.folios[pfn]
+        if (folio.locked != FREE or folio.dirty or folio.writeback or folio.mapcount > 0
+                or folio.refcount != 1):
+            return None
+        folio.in_page_cache = False
+        self.s.page_cache[index] = None
+        self.put_page(pfn)
+        return pfn

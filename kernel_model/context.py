@@ -1,0 +1,30 @@
+"""What a kernel path knows about where it runs: its thread, its CPU, the kernel configuration, the VMA kind."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from kernel_model.config import Config
+
+
+@dataclass(frozen=True, slots=True)
+class Kctx:
+    cfg: Config
+    tid: int  # the thread (task) running the path; locks are owned by threads
+    cpu: int  # the CPU whose TLB the thread uses (all threads share CPU 0 under arch=up)
+    ptes_per_table: int
+    anon: bool  # the VMA maps anonymous private memory rather than a shared file
+
+    def table_of(self, va: int) -> int:
+        return va // self.ptes_per_table
+
+    @property
+    def tlb_delay_rmap_possible(self) -> bool:
+        """tlb_delay_rmap() exists only under CONFIG_SMP and without MMU_GATHER_NO_GATHER (s390): on UP and
+        s390 it is the constant ``false`` (include/asm-generic/tlb.h)."""
+        return self.cfg.ordering == "delayed" and self.cfg.arch == "smp"
+
+    @property
+    def sync_pte_clear(self) -> bool:
+        """s390's IPTE: clearing a PTE invalidates that translation in every CPU's TLB before it returns."""
+        return self.cfg.arch == "s390"

@@ -1,0 +1,306 @@
+"""The controlled runtime: one in-process machine whose every transition a scheduler chooses.
+
+A transition is either ``("t", tid)``: thread ``tid`` performs its next step; or ``("i", cpu, initiator)``:
+``cpu`` takes the flush IPI that thread ``initiator`` sent it (flush_tlb_func, then the ack). IPIs from
+different senders may be taken in any order, as on real hardware. Everything is deterministic given the sequence of
+transitions, which is what schedule files record.
+
+A thread's position is the pair (operation index, results its current path has received). A generator cannot
+be copied, but it can be rebuilt by re-feeding those results, and the next step is a pure function of the
+position, so positions are memoised: exhaustive search pays for a rebuild only the first time it meets a
+position.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Iterator
+
+from kernel_model import tlb as tlbops
+from kernel_model.atomic import PageTableOps
+from kernel_model.config import Config
+from kernel_model.context import Kctx
+from kernel_model.events import Event, Violation
+from kernel_model.oracle import Oracle
+from kernel_model.program import Op, Scenario, flatten
+from kernel_model.reduction import StaticFacts, runs_alone
+from kernel_model.state import FREE, Ipi, Pte, State
+from kernel_model.steps import Note, Step, kind_of
+from kernel_model.syscalls import op_path
+
+Transition = tuple  # ("t", tid) | ("i", cpu, initiator)
+
+
+@dataclass(slots=True)
+class Resolved:
+    """Where a thread stands after feeding it: the notes it emitted on the way and the step it now waits to do."""
+
+    notes: tuple[Note, ...]
+    step: Step | None  # None: the thread has finished its program
+    pc: int
+    results: tuple
+
+
+@dataclass(slots=True)
+class Outcome:
+    violations: list[Violation] = field(default_factory=list)
+    events: list[Event] = field(default_factory=list)
+
+
+class Machine:
+    def __init__(self, scenario: Scenario, cfg: Config, *, record: bool = False, reduce: bool = False) -> None:
+        self.scenario = scenario
+        self.facts = StaticFacts.of(scenario) if reduce else None
+        self.cfg = cfg
+        self.record = record
+        threads = scenario.threads
+        self.nthreads = len(threads)
+        self.ncpus = 1 if cfg.arch == "up" else self.nthreads
+        self.cpu_of = [0 if cfg.arch == "up" else t for t in range(self.nthreads)]
+        self.programs: list[list[Op]] = [flatten(t.ops) for t in threads]
+        setup = scenario.setup
+        self.ctx = [Kctx(cfg, t, self.cpu_of[t], setup.ptes_per_table, setup.anon) for t in range(self.nthreads)]
+        warm = tuple(sorted({self.cpu_of[scenario.thread_index(n)] for n in setup.warm_tlb}))
+        self.state = State.initial(setup.pages, setup.ptes_per_table, self.ncpus, self.nthreads, anon=setup.anon,
+                                   mapped=setup.mapped, warm_cpus=warm)
+        self.pt = PageTableOps(self.state)
+        self.oracle = Oracle()
+        self.seq = 0
+        self.events: list[Event] = []
+        self._memo: dict[tuple, Resolved] = {}
+        self._live: list[tuple[Any, int, tuple] | None] = [None] * self.nthreads
+        self.pos: list[Resolved] = []
+        for tid in range(self.nthreads):
+            r = self._resolve(tid, 0, ())
+            self.pos.append(r)
+            self._emit_notes(tid, r.notes, [])
+
+    # --- thread positions ----------------------------------------------------------------------------------
+    def _resolve(self, tid: int, pc: int, results: tuple) -> Resolved:
+        key = (tid, pc, results)
+        hit = self._memo.get(key)
+        if hit is not None:
+            return hit
+        notes: list[Note] = []
+        program = self.programs[tid]
+        gen, item = self._generator_at(tid, pc, results)
+        while True:
+            if item is _DONE:
+                pc, results = pc + 1, ()
+                if pc >= len(program):
+                    resolved = Resolved(tuple(notes), None, pc, ())
+                    break
+                gen = op_path(self.ctx[tid], program[pc], pc, self.scenario.setup.pages)
+                item = next(gen)  # op_path always opens with its "begin" note
+            elif isinstance(item, Note):
+                notes.append(item)
+                results = results + (None,)
+                item = _send(gen, None)
+            else:
+                resolved = Resolved(tuple(notes), item, pc, results)
+                self._live[tid] = (gen, pc, results)
+                break
+        self._memo[key] = resolved
+        return resolved
+
+    def _generator_at(self, tid: int, pc: int, results: tuple) -> tuple[Any, Any]:
+        """A generator for operation ``pc`` positioned after ``results``, and what it yields next (``_DONE``
+        once the path has returned)."""
+        program = self.programs[tid]
+        if pc >= len(program):
+            return None, _DONE
+        live = self._live[tid]
+        if live is not None and results and live[1] == pc and live[2] == results[:-1]:
+            # The common case in a single run: the live generator is exactly one result behind.
+            self._live[tid] = None
+            return live[0], _send(live[0], results[-1])
+        gen = op_path(self.ctx[tid], program[pc], pc, self.scenario.setup.pages)
+        item = next(gen)
+        for r in results:
+            item = _send(gen, r)
+        return gen, item
+
+    # --- transitions ----------------------------------------------------------------------------------------
+    def finished(self) -> bool:
+        return all(p.step is None for p in self.pos)
+
+    def quiescent(self) -> bool:
+        return self.finished() and not any(self.state.ipis)
+
+    def enabled(self) -> list[Transition]:
+        s = self.state
+        out: list[Transition] = []
+        holders = None
+        if self.cfg.arch == "up":
+            # UP: a thread holding a spinlock is not preempted, so nothing else runs until it unlocks.
+            holders = {owner for owner in s.ptl if owner != FREE}
+        for tid, p in enumerate(self.pos):
+            if p.step is None or (holders and tid not in holders):
+                continue
+            if self._can_run(tid, p.step):
+                if self.facts is not None and runs_alone(self.facts, tid, p.step,
+                                                         s.ptl[self.ctx[tid].table_of(p.step.args[0])] == tid
+                                                         if p.step.op == "pte_none" else False):
+                    return [("t", tid)]
+                out.append(("t", tid))
+        for cpu, pending in enumerate(s.ipis):
+            if pending and self._takes_ipis(cpu):
+                out.extend(("i", cpu, ipi.initiator) for ipi in pending)
+        return out
+
+    def _can_run(self, tid: int, step: Step) -> bool:
+        op = step.op
+        if op == "wait_acks":
+            return self.state.acks_pending[tid] == 0
+        if kind_of(op) == "block":
+            return getattr(self.pt, "can_" + op)(*step.args)
+        return True
+
+    def _takes_ipis(self, cpu: int) -> bool:
+        if not self.cfg.has("no_ipi_while_spinning"):
+            return True  # a CPU spinning on a PTL or waiting for acks still services flush IPIs
+        for tid, p in enumerate(self.pos):
+            if self.cpu_of[tid] == cpu and p.step is not None and p.step.op in ("spin_lock", "wait_acks") \
+                    and not self._can_run(tid, p.step):
+                return False
+        return True
+
+    def execute(self, tr: Transition) -> list[Violation]:
+        violations: list[Violation] = []
+        if tr[0] == "i":
+            self._deliver_ipi(tr[1], tr[2], violations)
+        else:
+            self._run_step(tr[1], violations)
+        violations.extend(self.oracle.check(self.state))
+        if not violations and self.quiescent():
+            violations.extend(self.oracle.quiescent(self.state))
+        return violations
+
+    def _run_step(self, tid: int, violations: list[Violation]) -> None:
+        p = self.pos[tid]
+        step = p.step
+        assert step is not None
+        result = self._apply(tid, step)
+        self._emit(Event(self.seq, tid, self.cpu_of[tid], "step", step.fn, step.op, step.args, result), violations)
+        r = self._resolve(tid, p.pc, p.results + (result,))
+        self.pos[tid] = r
+        self._emit_notes(tid, r.notes, violations)
+
+    def _emit_notes(self, tid: int, notes: tuple[Note, ...], violations: list[Violation]) -> None:
+        for note in notes:
+            self._emit(Event(self.seq, tid, self.cpu_of[tid], "note", note.fn, note.op, note.args), violations)
+
+    def _emit(self, ev: Event, violations: list[Violation]) -> None:
+        self.seq += 1
+        if self.record:
+            self.events.append(ev)
+        violations.extend(self.oracle.observe(self.state, ev))
+
+    def _apply(self, tid: int, step: Step) -> Any:
+        op, args = step.op, step.args
+        s = self.state
+        cpu = self.cpu_of[tid]
+        kind = kind_of(op)
+        if kind == "cpu":
+            tlb = s.tlbs[cpu]
+            if op == "store_tlb":
+                return tlbops.store_tlb(tlb, self.pt, *args)
+            if op == "load_tlb":
+                return tlbops.load_tlb(tlb, self.pt, *args)
+            if op == "walk_fill":
+                return tlbops.walk_fill(tlb, self.pt, *args)
+            return tlbops.flush_tlb_range(tlb, *args)  # flush_tlb_local
+        if kind == "ipi":
+            start, end = args
+            targets = [c for c in range(self.ncpus) if c != cpu]  # mm_cpumask: every CPU, none lazy
+            for c in targets:
+                s.ipis[c] = s.ipis[c] + (Ipi(tid, start, end),)
+            s.acks_pending[tid] += len(targets)
+            return len(targets)
+        if op == "wait_acks":
+            return None
+        result = getattr(self.pt, op)(*args)
+        if op == "ptep_get_and_clear_full" and args[1]:
+            # s390 IPTE: the clear invalidates that translation on every CPU within the same step.
+            for tlb in s.tlbs:
+                tlb.pop(args[0], None)
+        return result
+
+    def can_execute(self, tr: Transition) -> bool:
+        return tuple(tr) in self.enabled_all()
+
+    def enabled_all(self) -> list[Transition]:
+        """Every enabled transition, without partial-order reduction (for replaying recorded schedules)."""
+        facts, self.facts = self.facts, None
+        try:
+            return self.enabled()
+        finally:
+            self.facts = facts
+
+    def _deliver_ipi(self, cpu: int, initiator: int, violations: list[Violation]) -> None:
+        s = self.state
+        ipi = next(i for i in s.ipis[cpu] if i.initiator == initiator)
+        s.ipis[cpu] = tuple(i for i in s.ipis[cpu] if i is not ipi)
+        dropped = tlbops.flush_tlb_range(s.tlbs[cpu], ipi.start, ipi.end)
+        s.acks_pending[ipi.initiator] -= 1
+        self._emit(Event(self.seq, ipi.initiator, cpu, "ipi", "flush_tlb_func", "ipi_flush", (ipi.start, ipi.end),
+                         dropped), violations)
+
+    # --- whole states, for search ---------------------------------------------------------------------------
+    def key(self) -> tuple:
+        return (self.state.key(), tuple((p.pc, p.results) for p in self.pos), self.oracle.key())
+
+    def restore(self, key: tuple) -> None:
+        state_key, positions, oracle_key = key
+        self.state = State.from_key(state_key)
+        self.pt = PageTableOps(self.state)
+        self.oracle.restore(oracle_key)
+        self.pos = [self._resolve(tid, pc, results) for tid, (pc, results) in enumerate(positions)]
+
+    def hang_report(self) -> Violation:
+        """Nothing can run and some thread is unfinished: say who waits for what, and who holds it."""
+        s = self.state
+        waits = []
+        for tid, p in enumerate(self.pos):
+            if p.step is None:
+                continue
+            name = self.scenario.threads[tid].name
+            waits.append(f"{name} waits in {p.step.fn} for {_wait_target(s, p.step, self.scenario)}")
+        return Violation("hang", "; ".join(waits))
+
+
+_DONE = object()  # what _send gives back once a path has returned
+
+
+def _send(gen: Any, value: Any) -> Any:
+    try:
+        return gen.send(value)
+    except StopIteration:
+        return _DONE
+
+
+def _holder_name(scenario: Scenario, tid: int) -> str:
+    return scenario.threads[tid].name if 0 <= tid < len(scenario.threads) else "nobody"
+
+
+def _wait_target(s: State, step: Step, scenario: Scenario) -> str:
+    op, args = step.op, step.args
+    if op == "spin_lock":
+        return f"PTL {args[0]} held by {_holder_name(scenario, s.ptl[args[0]])}"
+    if op == "folio_lock":
+        return f"folio lock of pfn {args[0]} held by {_holder_name(scenario, s.folios[args[0]].locked)}"
+    if op == "wait_acks":
+        return "flush IPI acks from CPUs that do not service them"
+    if op in ("down_read", "down_write"):
+        sem = s.mmap_lock if args[0] == "mmap_lock" else s.i_mmap_rwsem
+        holders = [sem.writer] if sem.writer != FREE else list(sem.readers)
+        return f"{args[0]} held by {', '.join(_holder_name(scenario, h) for h in holders)}"
+    if op == "folio_wait_writeback":
+        return f"writeback of pfn {args[0]}"
+    return op
+
+
+def iter_ptes(s: State) -> Iterator[tuple[int, Pte]]:
+    for va, pte in enumerate(s.ptes):
+        if pte is not None:
+            yield va, pte

@@ -1,0 +1,274 @@
+"""mm/memory.c, mm/madvise.c, mm/mmap.c: zapping PTEs (both orderings) and the page-fault paths.
+
+``zap_pte_range`` follows the brief's §1a (v6.1, ``ordering="eager"``) and §1b (v6.2, ``ordering="delayed"``)
+step for step. Preemption points (need_resched / cond_resched) are not modelled: the explorer already tries
+every interleaving at step granularity.
+"""
+
+from __future__ import annotations
+
+from kernel_model.context import Kctx
+from kernel_model.mmu_gather import (
+    MmuGather, __tlb_remove_page, flush_tlb_mm_range, tlb_batch_pages_flush, tlb_finish_mmu, tlb_flush_mmu,
+    tlb_flush_mmu_tlbonly, tlb_flush_rmaps, tlb_gather_mmu, tlb_remove_tlb_entry,
+)
+from kernel_model.state import Pte
+from kernel_model.steps import Note, Path, Step
+
+
+# --- zap ------------------------------------------------------------------------------------------------------
+def zap_pte_range(k: Kctx, tlb: MmuGather, addr: int, end: int) -> Path:
+    """Zap [addr, end) of one PTE table under its PTL. Returns where it stopped (< end when a batch filled)."""
+    cfg = k.cfg
+    table = k.table_of(addr)
+    yield Step("zap_pte_range", "spin_lock", (table, k.tid))  # pte_offset_map_lock
+    if cfg.has("double_ptl"):
+        yield Step("zap_pte_range", "spin_lock", (table, k.tid))  # a self-deadlock: the PTL is not recursive
+    # flush_tlb_batched_pending: reclaim defers no flushes in this model. arch_enter_lazy_mmu_mode: a no-op.
+    force_flush = False
+    while addr < end:
+        ptent = yield Step("zap_pte_range", "ptep_get_and_clear_full", (addr, k.sync_pte_clear))
+        if ptent is None:  # pte_none: skipped (clearing it again changed nothing)
+            addr += 1
+            continue
+        ptent = Pte(*ptent)
+        tlb_remove_tlb_entry(tlb, addr)
+        pfn = ptent.pfn
+        delay_rmap = False
+        if not k.anon:  # !PageAnon: anon pages ignore the dirty and young bits
+            if ptent.dirty:
+                if not cfg.has("no_set_page_dirty"):
+                    yield Step("zap_pte_range", "set_page_dirty", (pfn,))
+                if k.tlb_delay_rmap_possible:
+                    # tlb_delay_rmap(tlb): sets tlb->delayed_rmap and evaluates true (CONFIG_SMP only)
+                    tlb.delayed_rmap = True
+                    delay_rmap = True
+                    force_flush = True
+                else:
+                    # The v6.1 order (and UP/s390, which keep it): force a flush under the PTL (1cf35d47712d).
+                    force_flush = True
+            # pte_young && !VM_SEQ_READ: mark_page_accessed (LRU only; nothing here depends on it)
+        # rss[mm_counter(page)]--
+        if not delay_rmap:
+            mapcount = yield Step("zap_pte_range", "page_remove_rmap", (pfn, False))
+            if mapcount < 0:
+                yield Note("zap_pte_range", "print_bad_pte", (addr, pfn, mapcount))
+        full = yield from __tlb_remove_page(k, tlb, pfn, delay_rmap)
+        addr += 1
+        if full:
+            force_flush = True
+            break
+    # arch_leave_lazy_mmu_mode
+    if force_flush:
+        tlb.forced_flushes += 1
+        yield Note("zap_pte_range", "force_flush", (addr,))
+        if cfg.has("free_before_flush"):
+            yield from tlb_batch_pages_flush(k, tlb)
+        if not cfg.has("flush_after_unlock"):
+            # "Do the actual TLB flush before dropping ptl"
+            yield from tlb_flush_mmu_tlbonly(k, tlb)
+            if not (cfg.has("delayed_rmap_after_unlock") or cfg.has("skip_tlb_flush_rmaps")):
+                yield from tlb_flush_rmaps(k, tlb)
+    yield Step("zap_pte_range", "spin_unlock", (table, k.tid))  # pte_unmap_unlock
+    if force_flush:
+        if cfg.has("flush_after_unlock"):
+            yield from tlb_flush_mmu_tlbonly(k, tlb)
+            yield from tlb_flush_rmaps(k, tlb)
+        elif cfg.has("delayed_rmap_after_unlock"):
+            yield from tlb_flush_rmaps(k, tlb)
+        elif cfg.has("skip_tlb_flush_rmaps"):
+            tlb.delayed_rmap = False  # the entries stay queued, never removed from the rmap
+        yield from tlb_flush_mmu(k, tlb)
+    return addr
+
+
+def unmap_page_range(k: Kctx, tlb: MmuGather, start: int, end: int) -> Path:
+    """tlb_start_vma; the pgd..pmd walk calls zap_pte_range once per PTE table, restarting where a full batch
+    made it stop; tlb_end_vma flushes (frees nothing)."""
+    addr = start
+    while addr < end:
+        table_end = min(end, (k.table_of(addr) + 1) * k.ptes_per_table)
+        addr = yield from zap_pte_range(k, tlb, addr, table_end)
+    if not tlb.fullmm:
+        yield from tlb_flush_mmu_tlbonly(k, tlb)  # tlb_end_vma
+
+
+def zap_page_range_single(k: Kctx, start: int, end: int) -> Path:
+    """madvise(MADV_DONTNEED): under mmap_lock read; the VMA stays."""
+    yield Step("madvise_dontneed", "down_read", ("mmap_lock", k.tid))
+    tlb = yield from tlb_gather_mmu(k)
+    yield from unmap_page_range(k, tlb, start, end)
+    yield from tlb_finish_mmu(k, tlb)
+    yield Step("madvise_dontneed", "up_read", ("mmap_lock", k.tid))
+
+
+def unmap_region(k: Kctx, start: int, end: int) -> Path:
+    """tlb_gather_mmu → unmap_vmas → free_pgtables (unlinks the VMA from i_mmap) → tlb_finish_mmu."""
+    tlb = yield from tlb_gather_mmu(k)
+    yield from unmap_page_range(k, tlb, start, end)
+    yield from free_pgtables(k, start, end)
+    yield from tlb_finish_mmu(k, tlb)
+
+
+def free_pgtables(k: Kctx, start: int, end: int) -> Path:
+    """unlink_file_vma under i_mmap_rwsem (write); the PTE-table pages themselves are not modelled."""
+    if k.anon:
+        return
+    yield Step("free_pgtables", "down_write", ("i_mmap_rwsem", k.tid))
+    for va in range(start, end):
+        yield Step("unlink_file_vma", "unlink_file_vma", (va,))
+    yield Step("free_pgtables", "up_write", ("i_mmap_rwsem", k.tid))
+
+
+def do_munmap(k: Kctx, start: int, end: int) -> Path:
+    """munmap(2): detach the VMAs under mmap_lock write, downgrade to read, then unmap_region."""
+    yield Step("munmap", "down_write", ("mmap_lock", k.tid))
+    for va in range(start, end):
+        yield Step("munmap", "detach_vma", (va,))
+    yield Step("munmap", "downgrade_write", ("mmap_lock", k.tid))
+    yield from unmap_region(k, start, end)
+    yield Step("munmap", "up_read", ("mmap_lock", k.tid))
+
+
+def mmap_fixed(k: Kctx, start: int, end: int) -> Path:
+    """mmap(MAP_FIXED) of the same file range over an existing mapping: do_vmi_munmap, then a new VMA is linked
+    (vma_link_file under i_mmap_rwsem). mmap_lock is held for write throughout."""
+    yield Step("mmap_region", "down_write", ("mmap_lock", k.tid))
+    for va in range(start, end):
+        yield Step("mmap_region", "detach_vma", (va,))
+    yield from unmap_region(k, start, end)
+    if not k.anon:
+        yield Step("mmap_region", "down_write", ("i_mmap_rwsem", k.tid))
+        for va in range(start, end):
+            yield Step("vma_link_file", "vma_link_file", (va,))
+        yield Step("mmap_region", "up_write", ("i_mmap_rwsem", k.tid))
+    for va in range(start, end):
+        yield Step("mmap_region", "link_vma", (va,))
+    yield Step("mmap_region", "up_write", ("mmap_lock", k.tid))
+
+
+# --- faults ---------------------------------------------------------------------------------------------------
+def do_user_addr_fault(k: Kctx, va: int, write: bool) -> Path:
+    """arch/x86/mm/fault.c: lock_mm_and_find_vma (mmap_lock read), handle_mm_fault. False means SIGSEGV."""
+    yield Step("do_user_addr_fault", "down_read", ("mmap_lock", k.tid))
+    if not (yield Step("do_user_addr_fault", "find_vma", (va,))):
+        yield Step("do_user_addr_fault", "up_read", ("mmap_lock", k.tid))
+        yield Note("do_user_addr_fault", "sigsegv", (va,))
+        return False
+    yield from handle_pte_fault(k, va, write)
+    yield Step("do_user_addr_fault", "up_read", ("mmap_lock", k.tid))
+    return True
+
+
+def handle_pte_fault(k: Kctx, va: int, write: bool) -> Path:
+    pte = yield Step("handle_pte_fault", "pte_get", (va,))
+    if pte is None:
+        if k.anon:
+            yield from do_anonymous_page(k, va)
+        elif write:
+            yield from do_shared_fault(k, va)
+        else:
+            yield from do_read_fault(k, va)
+    elif write and not Pte(*pte).write:
+        yield from do_wp_page(k, va, Pte(*pte))
+    # Otherwise the fault was spurious (the PTE already allows the access): the access retries and walks.
+
+
+def _fault_folio_lock(k: Kctx, fn: str, pfn: int) -> Path:
+    if not k.cfg.has("no_folio_lock_in_fault"):
+        yield Step(fn, "folio_lock", (pfn, k.tid))
+
+
+def _fault_folio_unlock(k: Kctx, fn: str, pfn: int) -> Path:
+    if not k.cfg.has("no_folio_lock_in_fault"):
+        yield Step(fn, "folio_unlock", (pfn, k.tid))
+
+
+def filemap_fault(k: Kctx, va: int) -> Path:
+    """__do_fault → filemap_fault: find or read the page-cache folio and return it locked."""
+    while True:
+        pfn = yield Step("filemap_fault", "filemap_get_folio", (va,))
+        if pfn is None:
+            pfn = yield Step("filemap_fault", "page_cache_read", (va,))
+        yield from _fault_folio_lock(k, "filemap_fault", pfn)
+        # Recheck under the lock that eviction did not take the folio out of the page cache meanwhile.
+        if (yield Step("filemap_fault", "filemap_get_folio", (va,))) == pfn:
+            return pfn
+        yield from _fault_folio_unlock(k, "filemap_fault", pfn)
+
+
+def do_page_mkwrite(k: Kctx, pfn: int) -> Path:
+    """->page_mkwrite (block_page_mkwrite-like): returns with the folio locked and marked dirty."""
+    yield from _fault_folio_lock(k, "do_page_mkwrite", pfn)
+    yield Step("do_page_mkwrite", "folio_mark_dirty", (pfn,))
+
+
+def fault_dirty_shared_page(k: Kctx, pfn: int) -> Path:
+    """folio_mark_dirty under the folio lock, then unlock (balance_dirty_pages is not modelled)."""
+    yield Step("fault_dirty_shared_page", "folio_mark_dirty", (pfn,))
+    yield from _fault_folio_unlock(k, "fault_dirty_shared_page", pfn)
+
+
+def do_shared_fault(k: Kctx, va: int) -> Path:
+    """Write fault on a none PTE of a shared file mapping, with an fs that has ->page_mkwrite."""
+    pfn = yield from filemap_fault(k, va)
+    yield from _fault_folio_unlock(k, "do_shared_fault", pfn)  # unlock before calling ->page_mkwrite
+    yield from do_page_mkwrite(k, pfn)
+    table = k.table_of(va)
+    yield Step("finish_fault", "spin_lock", (table, k.tid))
+    if (yield Step("finish_fault", "pte_none", (va,))):
+        yield Step("finish_fault", "page_add_file_rmap", (pfn,))
+        yield Step("finish_fault", "set_pte_at", (va, (pfn, True, True, True)))  # present+writable+dirty
+    yield Step("finish_fault", "spin_unlock", (table, k.tid))
+    yield from fault_dirty_shared_page(k, pfn)
+
+
+def do_read_fault(k: Kctx, va: int) -> Path:
+    """Read fault on a shared file mapping with write-notify: the PTE is mapped read-only and clean."""
+    pfn = yield from filemap_fault(k, va)
+    table = k.table_of(va)
+    yield Step("finish_fault", "spin_lock", (table, k.tid))
+    if (yield Step("finish_fault", "pte_none", (va,))):
+        yield Step("finish_fault", "page_add_file_rmap", (pfn,))
+        yield Step("finish_fault", "set_pte_at", (va, (pfn, False, False, True)))
+    yield Step("finish_fault", "spin_unlock", (table, k.tid))
+    yield from _fault_folio_unlock(k, "do_read_fault", pfn)
+
+
+def do_wp_page(k: Kctx, va: int, orig: Pte) -> Path:
+    """Write fault on a present read-only PTE (after folio_mkclean): wp_page_shared with ->page_mkwrite.
+
+    The PTL is dropped for do_page_mkwrite (folio locked, marked dirty), retaken by finish_mkwrite_fault, which
+    requires pte_same; wp_page_reuse then makes the PTE young+dirty+writable."""
+    table = k.table_of(va)
+    yield Step("do_wp_page", "spin_lock", (table, k.tid))
+    same = yield Step("do_wp_page", "pte_same", (va, tuple(orig)))
+    yield Step("do_wp_page", "spin_unlock", (table, k.tid))
+    if not same:
+        return
+    pfn = orig.pfn
+    yield from do_page_mkwrite(k, pfn)
+    yield Step("finish_mkwrite_fault", "spin_lock", (table, k.tid))
+    if (yield Step("finish_mkwrite_fault", "pte_same", (va, tuple(orig)))):
+        yield Step("wp_page_reuse", "set_pte_at", (va, (pfn, True, True, True)))
+    yield Step("finish_mkwrite_fault", "spin_unlock", (table, k.tid))
+    yield from fault_dirty_shared_page(k, pfn)
+
+
+def do_anonymous_page(k: Kctx, va: int) -> Path:
+    pfn = yield Step("do_anonymous_page", "alloc_anon_page", (va,))
+    table = k.table_of(va)
+    yield Step("do_anonymous_page", "spin_lock", (table, k.tid))
+    if (yield Step("do_anonymous_page", "pte_none", (va,))):
+        yield Step("do_anonymous_page", "page_add_new_anon_rmap", (pfn,))
+        yield Step("do_anonymous_page", "set_pte_at", (va, (pfn, True, True, True)))
+    else:
+        yield Step("do_anonymous_page", "put_page", (pfn,))  # lost the race: free the new page again
+    yield Step("do_anonymous_page", "spin_unlock", (table, k.tid))
+
+
+__all__ = [
+    "zap_pte_range", "unmap_page_range", "zap_page_range_single", "unmap_region", "free_pgtables", "do_munmap",
+    "mmap_fixed", "do_user_addr_fault", "handle_pte_fault", "do_shared_fault", "do_read_fault", "do_wp_page",
+    "do_anonymous_page", "flush_tlb_mm_range",
+]

@@ -1,0 +1,166 @@
+"""mm/mmu_gather.c and include/asm-generic/tlb.h: batching pages until their TLB entries are flushed.
+
+The ``MmuGather`` lives on the zapping thread's stack, as in the kernel, so changing it is not a step other CPUs
+can observe; each change is recorded as a ``Note`` so that the log (and the oracle) can see the batches. What
+the gather does to shared state (flush IPIs, rmap removal, dropping page references) are steps.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from kernel_model.constants import ENCODE_PAGE_BITS, ENCODED_PAGE_BIT_DELAY_RMAP
+from kernel_model.context import Kctx
+from kernel_model.steps import Note, Path, Step
+
+LOCAL_BATCH = 0  # id of the batch embedded in struct mmu_gather (tlb->local)
+
+
+def encode_page(pfn: int, flags: int) -> int:
+    """The opaque ``struct encoded_page *``: the page pointer with flags in its low bits (70fb4fdff582)."""
+    assert 0 <= flags < (1 << ENCODE_PAGE_BITS), "flags must fit in ENCODE_PAGE_BITS (a build-time check)"
+    return (pfn << ENCODE_PAGE_BITS) | flags
+
+
+def encoded_page_ptr(enc: int) -> int:
+    return enc >> ENCODE_PAGE_BITS
+
+
+def encoded_page_flags(enc: int) -> int:
+    return enc & ((1 << ENCODE_PAGE_BITS) - 1)
+
+
+@dataclass(slots=True)
+class MmuGatherBatch:
+    id: int
+    max: int
+    encoded_pages: list[int] = field(default_factory=list)
+
+    @property
+    def nr(self) -> int:
+        return len(self.encoded_pages)
+
+
+@dataclass(slots=True)
+class MmuGather:
+    fullmm: bool
+    batches: list[MmuGatherBatch]  # batches[0] is tlb->local; the list order is the ->next chain
+    active: int = LOCAL_BATCH
+    batch_count: int = 0
+    delayed_rmap: bool = False
+    start: int = -1  # flush range [start, end); end == 0 means nothing recorded yet
+    end: int = 0
+    cleared_ptes: bool = False
+    freed_tables: bool = False
+    forced_flushes: int = 0  # statistics: TLB flushes forced from inside zap_pte_range
+
+    def reset_range(self) -> None:
+        """__tlb_reset_range"""
+        self.start, self.end = -1, 0
+        self.cleared_ptes = False
+        self.freed_tables = False
+
+
+def tlb_gather_mmu(k: Kctx, fullmm: bool = False) -> Path:
+    tlb = MmuGather(fullmm=fullmm, batches=[MmuGatherBatch(LOCAL_BATCH, k.cfg.mmu_gather_bundle)])
+    yield Note("tlb_gather_mmu", "init", (fullmm,))
+    return tlb
+
+
+def tlb_remove_tlb_entry(tlb: MmuGather, va: int) -> None:
+    """Widen the flush range to cover ``va`` and remember that PTEs were cleared. No flush happens here."""
+    tlb.start = va if tlb.start < 0 else min(tlb.start, va)
+    tlb.end = max(tlb.end, va + 1)
+    tlb.cleared_ptes = True
+
+
+def tlb_next_batch(k: Kctx, tlb: MmuGather) -> Path:
+    """Move to (or allocate) the next batch. Delayed rmap entries must stay where tlb_flush_rmaps walks: the
+    seed patch refuses any new batch while delayed_rmap is set; c47454823bd4 allows leaving ``local`` once."""
+    ok = _tlb_next_batch(k, tlb)
+    yield Note("tlb_next_batch", "next_batch", (ok, tlb.active, tlb.delayed_rmap))
+    return ok
+
+
+def _tlb_next_batch(k: Kctx, tlb: MmuGather) -> bool:
+    if tlb.delayed_rmap and not k.cfg.has("delayed_in_any_batch"):
+        if k.cfg.delayed_batches == "active" or tlb.active != LOCAL_BATCH:
+            return False
+    if tlb.active + 1 < len(tlb.batches):
+        tlb.active += 1
+        return True
+    if tlb.batch_count == k.cfg.max_gather_batch_count:
+        return False
+    # __get_free_page(GFP_NOWAIT): allocation failure is not modelled.
+    tlb.batches.append(MmuGatherBatch(len(tlb.batches), k.cfg.max_gather_batch))
+    tlb.batch_count += 1
+    tlb.active = len(tlb.batches) - 1
+    return True
+
+
+def __tlb_remove_page(k: Kctx, tlb: MmuGather, pfn: int, delay_rmap: bool) -> Path:
+    """__tlb_remove_page_size: store the page first, then return True ("full") if no next batch can be had."""
+    assert tlb.end != 0, "a page is queued only after its PTE was recorded in the range (tlb->end != 0)"
+    batch = tlb.batches[tlb.active]
+    batch.encoded_pages.append(encode_page(pfn, ENCODED_PAGE_BIT_DELAY_RMAP if delay_rmap else 0))
+    yield Note("__tlb_remove_page", "queue", (pfn, bool(delay_rmap), batch.id))
+    if batch.nr == batch.max:
+        return not (yield from tlb_next_batch(k, tlb))
+    return False
+
+
+def flush_tlb_mm_range(k: Kctx, fn: str, start: int, end: int) -> Path:
+    """arch/x86/mm/tlb.c: IPI every other CPU in mm_cpumask (smp_call_function_many_cond), run flush_tlb_func
+    locally, and spin until every target has acknowledged (wait=1). The waiting CPU keeps taking IPIs."""
+    sent = yield Step(fn, "flush_tlb_others", (start, end))
+    yield Step(fn, "flush_tlb_local", (start, end))
+    if sent:
+        yield Step(fn, "wait_acks", ())
+
+
+def tlb_flush_mmu_tlbonly(k: Kctx, tlb: MmuGather) -> Path:
+    if not (tlb.cleared_ptes or tlb.freed_tables):
+        return
+    yield from flush_tlb_mm_range(k, "tlb_flush_mmu_tlbonly", tlb.start, tlb.end)
+    tlb.reset_range()
+
+
+def tlb_flush_rmaps(k: Kctx, tlb: MmuGather) -> Path:
+    """Do the pending rmap removals after the TLB flush, still under the PTL.
+
+    The seed patch walks only the active batch; c47454823bd4 walks ``local`` and then ``active``. The flags are
+    not cleared from the entries: tlb_flush_mmu empties the batches before the next PTL section."""
+    if not tlb.delayed_rmap:  # f036c8184f8b moved this test inside the function
+        return
+    walk = [tlb.active]
+    if k.cfg.delayed_batches == "local+active" and tlb.active != LOCAL_BATCH:
+        walk = [LOCAL_BATCH, tlb.active]
+    yield Note("tlb_flush_rmaps", "walk", (tuple(walk),))
+    for batch_id in walk:
+        for enc in list(tlb.batches[batch_id].encoded_pages):
+            if encoded_page_flags(enc) & ENCODED_PAGE_BIT_DELAY_RMAP:
+                yield Step("tlb_flush_rmaps", "page_remove_rmap", (encoded_page_ptr(enc), True))
+    tlb.delayed_rmap = False
+    yield Note("tlb_flush_rmaps", "done", ())
+
+
+def tlb_batch_pages_flush(k: Kctx, tlb: MmuGather) -> Path:
+    """Drop the references the batches hold (free_pages_and_swap_cache), then empty them; active = local."""
+    for batch in tlb.batches:
+        for enc in batch.encoded_pages:
+            yield Step("tlb_batch_pages_flush", "put_page", (encoded_page_ptr(enc),))
+        batch.encoded_pages.clear()
+    tlb.active = LOCAL_BATCH
+    yield Note("tlb_batch_pages_flush", "emptied", ())
+
+
+def tlb_flush_mmu(k: Kctx, tlb: MmuGather) -> Path:
+    yield from tlb_flush_mmu_tlbonly(k, tlb)
+    yield from tlb_batch_pages_flush(k, tlb)  # tlb_flush_mmu_free (no page-table pages are freed here)
+
+
+def tlb_finish_mmu(k: Kctx, tlb: MmuGather) -> Path:
+    # mm_tlb_flush_nested (a concurrent gather forcing a full flush, 99baac21e458) is not modelled: every zap
+    # in the model flushes its own range before freeing.
+    yield from tlb_flush_mmu(k, tlb)
+    yield Note("tlb_finish_mmu", "done", (tlb.forced_flushes,))

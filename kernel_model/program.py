@@ -1,0 +1,82 @@
+"""What a scenario asks the simulated machine to do: pages, threads and their user-level operations.
+
+These are the resolved, validated forms (plain ints, no parameters); ``scenarios.loader`` builds them from TOML.
+Each operation stands for a system call or a user access, and expands into kernel paths in ``kernel_model.paths``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Final
+
+# The user-level operations a thread program may contain, with the kernel entry point each one models.
+OP_KINDS: Final = {
+    "store": "user store through the TLB (x86 semantics), faulting via do_shared_fault / do_wp_page",
+    "load": "user load through the TLB, faulting via do_read_fault",
+    "madvise_dontneed": "madvise(MADV_DONTNEED): zap_page_range_single under mmap_lock read",
+    "munmap": "munmap: detach VMAs, unmap_region (zap, free_pgtables unlinks i_mmap), under mmap_lock",
+    "mmap_fixed": "mmap(MAP_FIXED) over the range: unmap the old VMA, link a new one of the same file",
+    "msync": "msync(MS_SYNC)/fsync: write_cache_pages over the file, WB_SYNC_ALL",
+    "evict": "posix_fadvise(POSIX_FADV_DONTNEED): drop clean, unmapped, unreferenced page-cache pages",
+    "loop": "repeat a body of operations",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Op:
+    kind: str
+    pages: tuple[int, ...] = ()
+    repeat: int = 1
+    body: tuple["Op", ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Thread:
+    name: str
+    ops: tuple[Op, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Setup:
+    """The machine before the first step."""
+
+    pages: int = 1
+    # Pages of one PTE table (one PTL each: split PTLs). The kernel's is 512; smaller values shard the page tables.
+    ptes_per_table: int = 512
+    # Pages start mapped MAP_SHARED, present+writable+dirty, PG_dirty set: an earlier store faulted them in.
+    mapped: bool = True
+    # Threads whose CPU starts with a dirty, writable TLB entry for every mapped page (brief §6 setup).
+    warm_tlb: tuple[str, ...] = ()
+    # Anonymous private pages instead of a shared file: never delayed, no writeback.
+    anon: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Scenario:
+    name: str
+    description: str
+    setup: Setup
+    threads: tuple[Thread, ...]
+    config: dict[str, object] = field(default_factory=dict)
+    params: dict[str, int] = field(default_factory=dict)
+    source: str = ""  # the TOML text it was loaded from, recorded in logs and schedule files
+
+    def thread_index(self, name: str) -> int:
+        return [t.name for t in self.threads].index(name)
+
+
+def flatten(ops: tuple[Op, ...]) -> list[Op]:
+    """The program as the straight sequence of operations a thread runs (loops and repeats unrolled)."""
+    out: list[Op] = []
+    for op in ops:
+        for _ in range(op.repeat):
+            if op.kind == "loop":
+                out.extend(flatten(op.body))
+            elif op.kind == "store" and len(op.pages) > 1:
+                # A store touches one address; "store to all pages" means one store per page, in order.
+                out.extend(Op("store", (p,)) for p in op.pages)
+            elif op.kind == "load" and len(op.pages) > 1:
+                out.extend(Op("load", (p,)) for p in op.pages)
+            else:
+                out.append(Op(op.kind, op.pages))
+    return out

@@ -1,0 +1,167 @@
+"""The machine state: struct folio, the backing store, the page tables, locks, the rmap and the per-CPU TLBs.
+
+One mm, one shared file (or anonymous memory), one VMA mapped linearly: virtual page ``va`` maps file page
+``va``. Coarser than the kernel on purpose: VMAs and i_mmap links are tracked per page, which is all the rmap walk
+of one folio needs (it visits the one address at which each VMA maps that folio's offset).
+
+The state must be small and hashable: ``key()`` gives a tuple that identifies it for exhaustive search and
+``State.from_key`` rebuilds it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import NamedTuple
+
+FREE = -1  # owner of a free lock
+
+
+class Pte(NamedTuple):
+    """A present PTE (pte_none is ``None``)."""
+
+    pfn: int
+    write: bool
+    dirty: bool
+    young: bool
+
+
+class TlbEntry(NamedTuple):
+    """What an x86 TLB caches of a final PTE (SDM §4.10): the frame, R/W and the dirty flag."""
+
+    pfn: int
+    writable: bool
+    dirty: bool
+
+
+class Ipi(NamedTuple):
+    """A flush_tlb_func request waiting on a target CPU: who sent it, and the range [start, end)."""
+
+    initiator: int  # thread id waiting for the ack
+    start: int
+    end: int
+
+
+@dataclass(slots=True)
+class Folio:
+    index: int  # file offset in pages (for anon pages, the address it was faulted at)
+    anon: bool
+    data: int  # the page contents: the value of the last store that landed
+    dirty: bool = False  # PG_dirty
+    locked: int = FREE  # PG_locked: thread id of the holder
+    writeback: bool = False  # PG_writeback: IO submitted, not completed
+    wb_data: int = 0  # what the device will write: a snapshot taken at submit (brief §4)
+    mapcount: int = 0  # _mapcount + 1: how many PTEs the rmap says map it
+    refcount: int = 0
+    freed: bool = False
+    in_page_cache: bool = False
+
+    def key(self) -> tuple:
+        return (self.index, self.anon, self.data, self.dirty, self.locked, self.writeback, self.wb_data,
+                self.mapcount, self.refcount, self.freed, self.in_page_cache)
+
+
+@dataclass(slots=True)
+class RwSem:
+    """An rw_semaphore (mmap_lock, i_mmap_rwsem): one writer or many readers."""
+
+    writer: int = FREE
+    readers: tuple[int, ...] = ()
+
+    def key(self) -> tuple:
+        return (self.writer, self.readers)
+
+
+@dataclass(slots=True)
+class State:
+    folios: list[Folio]  # indexed by pfn
+    page_cache: list[int | None]  # file offset -> pfn of the cached folio
+    disk: list[int]  # file offset -> contents on the backing store
+    ptes: list[Pte | None]  # virtual page -> PTE
+    vma: list[bool]  # virtual page -> covered by a VMA of the mm
+    i_mmap: list[bool]  # virtual page -> its VMA is linked in the file's i_mmap tree
+    ptl: list[int]  # PTE table -> thread id holding its split PTL
+    ptes_per_table: int
+    mmap_lock: RwSem
+    i_mmap_rwsem: RwSem
+    tlbs: list[dict[int, TlbEntry]]  # CPU -> virtual page -> entry
+    ipis: list[tuple[Ipi, ...]]  # CPU -> flush requests not yet serviced
+    acks_pending: list[int]  # thread -> flush acks it still waits for
+
+    @classmethod
+    def initial(cls, npages: int, ptes_per_table: int, ncpus: int, nthreads: int, *, anon: bool,
+                mapped: bool, warm_cpus: tuple[int, ...]) -> "State":
+        folios = []
+        for i in range(npages):
+            # Mapped pages were faulted in by a store: data 1, PG_dirty, PTE present+writable+dirty.
+            folio = Folio(index=i, anon=anon, data=1 if mapped else 0, dirty=mapped and not anon,
+                          mapcount=1 if mapped else 0,
+                          refcount=(0 if anon else 1) + (1 if mapped else 0), in_page_cache=not anon)
+            folios.append(folio)
+        ptes: list[Pte | None] = [Pte(i, True, True, True) if mapped else None for i in range(npages)]
+        tlbs: list[dict[int, TlbEntry]] = [{} for _ in range(ncpus)]
+        if mapped:
+            for cpu in warm_cpus:
+                tlbs[cpu] = {i: TlbEntry(i, True, True) for i in range(npages)}
+        ntables = (npages + ptes_per_table - 1) // ptes_per_table
+        return cls(
+            folios=folios,
+            page_cache=[None if anon else i for i in range(npages)],
+            disk=[0] * npages,
+            ptes=ptes,
+            vma=[True] * npages,
+            i_mmap=[not anon] * npages,
+            ptl=[FREE] * ntables,
+            ptes_per_table=ptes_per_table,
+            mmap_lock=RwSem(),
+            i_mmap_rwsem=RwSem(),
+            tlbs=tlbs,
+            ipis=[() for _ in range(ncpus)],
+            acks_pending=[0] * nthreads,
+        )
+
+    def table_of(self, va: int) -> int:
+        return va // self.ptes_per_table
+
+    def key(self) -> tuple:
+        return (
+            tuple(f.key() for f in self.folios),
+            tuple(self.page_cache),
+            tuple(self.disk),
+            tuple(self.ptes),
+            tuple(self.vma),
+            tuple(self.i_mmap),
+            tuple(self.ptl),
+            self.ptes_per_table,
+            self.mmap_lock.key(),
+            self.i_mmap_rwsem.key(),
+            tuple(tuple(sorted(t.items())) for t in self.tlbs),
+            tuple(self.ipis),
+            tuple(self.acks_pending),
+        )
+
+    @classmethod
+    def from_key(cls, key: tuple) -> "State":
+        (folios, page_cache, disk, ptes, vma, i_mmap, ptl, ptes_per_table, mmap_lock, i_mmap_rwsem, tlbs, ipis,
+         acks) = key
+        return cls(
+            folios=[Folio(*f) for f in folios],
+            page_cache=list(page_cache),
+            disk=list(disk),
+            ptes=list(ptes),
+            vma=list(vma),
+            i_mmap=list(i_mmap),
+            ptl=list(ptl),
+            ptes_per_table=ptes_per_table,
+            mmap_lock=RwSem(*mmap_lock),
+            i_mmap_rwsem=RwSem(*i_mmap_rwsem),
+            tlbs=[dict(t) for t in tlbs],
+            ipis=list(ipis),
+            acks_pending=list(acks),
+        )
+
+    # Queries the oracle and the paths share.
+    def ptes_mapping(self, pfn: int) -> list[int]:
+        return [va for va, pte in enumerate(self.ptes) if pte is not None and pte.pfn == pfn]
+
+    def tlbs_mapping(self, pfn: int) -> list[tuple[int, int, TlbEntry]]:
+        return [(cpu, va, e) for cpu, tlb in enumerate(self.tlbs) for va, e in tlb.items() if e.pfn == pfn]

@@ -1,0 +1,104 @@
+"""The x86 TLB and the user accesses that go through it (kernel brief §5).
+
+A CPU's TLB caches, per virtual page, the frame, the writable bit and the dirty flag of the final PTE. The
+functions here are the CPU-side atomic steps: they run in the CPU that owns the TLB (in the Ray runtime: inside
+the CPU actor, with at most one message to the page-table actor), and a flush IPI is only ever serviced between
+two of them, as an interrupt lands between instructions.
+
+``pt`` is anything with the page-table actions ``walk``, ``pte_mkdirty_write``, ``write_page`` and
+``read_page``: ``kernel_model.atomic.PageTableOps`` in-process, or a proxy that sends them to an actor.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from kernel_model.context import Kctx
+from kernel_model.state import TlbEntry
+from kernel_model.steps import Path, Step
+
+Tlb = dict[int, TlbEntry]
+
+
+class PageTableAccess(Protocol):
+    def walk(self, va: int, write: bool) -> Any: ...
+    def pte_mkdirty_write(self, va: int, pfn: int, value: int) -> bool: ...
+    def write_page(self, pfn: int, value: int) -> None: ...
+    def read_page(self, pfn: int) -> int: ...
+
+
+# --- CPU-side atomic steps -----------------------------------------------------------------------------------
+def store_tlb(tlb: Tlb, pt: PageTableAccess, va: int, value: int) -> str:
+    """One store instruction, up to the point where it needs a page walk or a fault.
+
+    Returns "stored", "miss" (no entry: walk), or "fault" (#PF: not writable, or the PTE vanished under a
+    writable-clean entry)."""
+    entry = tlb.get(va)
+    if entry is None:
+        return "miss"
+    if not entry.writable:
+        return "fault"
+    if entry.dirty:
+        # The dirty flag is cached: the store touches no page-table entry. This is the stale-entry write.
+        pt.write_page(entry.pfn, value)
+        return "stored"
+    if pt.pte_mkdirty_write(va, entry.pfn, value):
+        tlb[va] = entry._replace(dirty=True)
+        return "stored"
+    del tlb[va]  # the faulting access drops the stale translation
+    return "fault"
+
+
+def load_tlb(tlb: Tlb, pt: PageTableAccess, va: int) -> int | None:
+    entry = tlb.get(va)
+    if entry is None:
+        return None
+    return pt.read_page(entry.pfn)
+
+
+def walk_fill(tlb: Tlb, pt: PageTableAccess, va: int, write: bool) -> bool:
+    """A TLB miss: walk the page table (no software locks) and fill the entry only from a present PTE that
+    allows the access; the walk sets A (and D for a store) before the entry is cached."""
+    pte = pt.walk(va, write)
+    if pte is None:
+        return False
+    tlb[va] = TlbEntry(pte[0], pte[1], pte[2])
+    return True
+
+
+def flush_tlb_range(tlb: Tlb, start: int, end: int) -> int:
+    """flush_tlb_func on one CPU: INVLPG each page of [start, end) (a full flush past the ceiling is the same
+    thing here: the model's TLB only holds this mm's entries)."""
+    gone = [va for va in tlb if start <= va < end]
+    for va in gone:
+        del tlb[va]
+    return len(gone)
+
+
+# --- user accesses as paths ----------------------------------------------------------------------------------
+def user_store(k: Kctx, va: int, value: int) -> Path:
+    """A store instruction, retried after each fault as the hardware does. Returns False on SIGSEGV."""
+    from kernel_model.memory import do_user_addr_fault
+
+    while True:
+        r = yield Step("user_store", "store_tlb", (va, value))
+        if r == "stored":
+            return True
+        if r == "miss":
+            if (yield Step("user_store", "walk_fill", (va, True))):
+                continue  # the entry is cached now: the store retries through it
+        if not (yield from do_user_addr_fault(k, va, write=True)):
+            return False
+
+
+def user_load(k: Kctx, va: int) -> Path:
+    from kernel_model.memory import do_user_addr_fault
+
+    while True:
+        value = yield Step("user_load", "load_tlb", (va,))
+        if value is not None:
+            return value
+        if (yield Step("user_load", "walk_fill", (va, False))):
+            continue
+        if not (yield from do_user_addr_fault(k, va, write=False)):
+            return None
