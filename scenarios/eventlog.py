@@ -1,0 +1,189 @@
+"""Event log files: structlog builds each event, msgpack writes it (one map per record, streamed, append-only).
+
+A log file is self-describing. Its first record is a header::
+
+    {"schema": "tlbrace-log", "version": 1, "run": str, "runtime": "controlled" | "wild",
+     "scenario": str, "scenario_source": str (the TOML text), "params": {str: int}, "config": {...},
+     "created": ISO-8601 str}
+
+then event records, one per step, note or IPI, each::
+
+    {"type": "event", "run": str, "trial": int, "actor": str ("cpu2", "pt0", "machine"), "tid": int,
+     "cpu": int, "kind": "step" | "note" | "ipi", "fn": str, "op": str, "args": list, "result": any,
+     "seq": int (per actor), "lamport": int, "gseq": int | None (global order where one actor serialised it)}
+
+and, after each trial, ``{"type": "trial_end", "run", "trial", "status": "ok" | "violation" | "crashed" |
+"hung", "violations": [{"invariant", "detail"}], ...}``. Only plain msgpack types are written, so loading a log
+never executes code. ``fmt="jsonl"`` writes the same records as JSON Lines, for people.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+from dataclasses import dataclass
+from typing import IO, Any, Iterator
+
+import msgpack
+import structlog
+
+SCHEMA = "tlbrace-log"
+SCHEMA_VERSION = 1
+
+
+class LogError(ValueError):
+    """The file is not a tlbrace log, or of a schema version this build does not read."""
+
+
+def plain(value: Any) -> Any:
+    """Turn results (NamedTuples, tuples, frozensets) into plain msgpack/JSON types."""
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    if isinstance(value, (set, frozenset)):
+        return sorted(plain(v) for v in value)
+    if isinstance(value, dict):
+        return {str(k): plain(v) for k, v in value.items()}
+    return value
+
+
+def make_header(*, run: str, runtime: str, scenario: str, scenario_source: str, params: dict[str, int],
+                config: dict[str, Any]) -> dict[str, Any]:
+    return {"schema": SCHEMA, "version": SCHEMA_VERSION, "run": run, "runtime": runtime, "scenario": scenario,
+            "scenario_source": scenario_source, "params": dict(params), "config": dict(config),
+            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
+
+
+class EventLogWriter:
+    """Append records to a log file; ``flush()`` makes everything written so far readable after a crash."""
+
+    def __init__(self, path: str | os.PathLike[str], header: dict[str, Any], fmt: str = "msgpack") -> None:
+        if fmt not in ("msgpack", "jsonl"):
+            raise ValueError(f"log format: expected msgpack or jsonl, got {fmt!r}")
+        self.path = os.fspath(path)
+        self.fmt = fmt
+        self._stream: IO[bytes] = open(self.path, "ab")
+        self._packer = msgpack.Packer(use_bin_type=True)
+        if self._stream.tell() == 0:
+            self.write(header)
+            self.flush()
+
+    def write(self, record: dict[str, Any]) -> None:
+        if self.fmt == "msgpack":
+            self._stream.write(self._packer.pack(record))
+        else:
+            self._stream.write(json.dumps(record, separators=(",", ":")).encode() + b"\n")
+
+    # structlog calls the wrapped logger's method with the final processor's (args, kwargs).
+    def msg(self, record: dict[str, Any]) -> None:
+        self.write(record)
+
+    info = debug = warning = error = msg
+
+    def flush(self) -> None:
+        self._stream.flush()
+        os.fsync(self._stream.fileno())
+
+    def close(self) -> None:
+        if not self._stream.closed:
+            self.flush()
+            self._stream.close()
+
+    def __enter__(self) -> "EventLogWriter":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _to_record(_logger: Any, method: str, event_dict: dict[str, Any]) -> tuple[tuple[dict[str, Any]], dict]:
+    """structlog's last processor: the bound context plus the event, as one plain map."""
+    record = {"type": "event"}
+    op = event_dict.pop("event")
+    record.update({k: plain(v) for k, v in event_dict.items()})
+    record["op"] = op
+    return (record,), {}
+
+
+def event_logger(writer: EventLogWriter, **context: Any) -> Any:
+    """A structlog logger bound to ``context`` (run, trial, actor, ...) that writes through ``writer``.
+    Usage: ``log.info(op, tid=.., cpu=.., kind=.., fn=.., args=.., result=.., seq=.., lamport=.., gseq=..)``."""
+    return structlog.wrap_logger(writer, processors=[_to_record], context_class=dict,
+                                 cache_logger_on_first_use=False).bind(**context)
+
+
+@dataclass(slots=True)
+class LogContents:
+    header: dict[str, Any]
+    records: list[dict[str, Any]]
+    damage: str | None = None  # "truncated record at byte N" / "garbage at byte N": read up to there
+
+
+def read_log(path: str | os.PathLike[str]) -> LogContents:
+    """Read a log written by EventLogWriter (msgpack or JSON Lines), up to the first damaged byte."""
+    path = os.fspath(path)
+    with open(path, "rb") as f:
+        data = f.read()
+    if data[:1] == b"{":
+        return _read_jsonl(path, data)
+    records: list[dict[str, Any]] = []
+    damage = None
+    unpacker = msgpack.Unpacker(raw=False, strict_map_key=False, max_buffer_size=max(len(data), 1))
+    unpacker.feed(data)
+    offset = 0
+    try:
+        for obj in unpacker:
+            if not isinstance(obj, dict):
+                damage = f"garbage at byte {offset}"
+                break
+            records.append(obj)
+            offset = unpacker.tell()
+    except (msgpack.ExtraData, msgpack.FormatError, msgpack.StackError, ValueError, TypeError):
+        damage = f"garbage at byte {offset}"
+    if damage is None and offset < len(data):
+        damage = f"truncated record at byte {offset}"
+    return _checked(path, records, damage)
+
+
+def _read_jsonl(path: str, data: bytes) -> LogContents:
+    records: list[dict[str, Any]] = []
+    damage = None
+    offset = 0
+    for line in data.splitlines(keepends=True):
+        try:
+            obj = json.loads(line)
+        except (ValueError, UnicodeDecodeError):
+            what = "garbage" if line.endswith(b"\n") else "truncated record"
+            damage = f"{what} at byte {offset}"
+            break
+        if not isinstance(obj, dict):
+            damage = f"garbage at byte {offset}"
+            break
+        records.append(obj)
+        offset += len(line)
+    return _checked(path, records, damage)
+
+
+def _checked(path: str, records: list[dict[str, Any]], damage: str | None) -> LogContents:
+    if not records or records[0].get("schema") != SCHEMA:
+        raise LogError(f"{path}: not a tlbrace log (its first record is not a {SCHEMA} header)")
+    version = records[0].get("version")
+    if version != SCHEMA_VERSION:
+        raise LogError(f"{path}: log schema version {version!r}; this tlbrace reads version {SCHEMA_VERSION}")
+    return LogContents(records[0], records[1:], damage)
+
+
+def iter_trials(contents: LogContents) -> Iterator[tuple[int, list[dict[str, Any]], dict[str, Any] | None]]:
+    """(trial id, its event records, its trial_end record or None) in the order the trials first appear."""
+    events: dict[int, list[dict[str, Any]]] = {}
+    ends: dict[int, dict[str, Any]] = {}
+    for rec in contents.records:
+        trial = rec.get("trial")
+        if not isinstance(trial, int):
+            continue
+        if rec.get("type") == "trial_end":
+            ends[trial] = rec
+        elif rec.get("type") == "event":
+            events.setdefault(trial, []).append(rec)
+    for trial in sorted(set(events) | set(ends)):
+        yield trial, events.get(trial, []), ends.get(trial)
