@@ -5,10 +5,11 @@ A transition is either ``("t", tid)``: thread ``tid`` performs its next step; or
 different senders may be taken in any order, as on real hardware. Everything is deterministic given the sequence of
 transitions, which is what schedule files record.
 
-A thread's position is the pair (operation index, results its current path has received). A generator cannot
-be copied, but it can be rebuilt by re-feeding those results, and the next step is a pure function of the
-position, so positions are memoised: exhaustive search pays for a rebuild only the first time it meets a
-position.
+A thread's position is the pair (attempt counter, results the current attempt has received), where the attempt
+counter is 2 * operation index + (1 if this is a retry of that operation). A generator cannot be copied, but
+it can be rebuilt by re-feeding those results, and the next step is a pure function of the position, so
+positions are memoised: exhaustive search pays for a rebuild only the first time it meets a position. A retried
+access starts from empty results, so the history of earlier attempts does not multiply states.
 """
 
 from __future__ import annotations
@@ -23,10 +24,11 @@ from kernel_model.context import Kctx
 from kernel_model.events import Event, Violation
 from kernel_model.oracle import Oracle
 from kernel_model.program import Op, Scenario, flatten
-from kernel_model.reduction import StaticFacts, runs_alone
+from kernel_model.reduction import Footprints, conflict, ipi_footprint
 from kernel_model.state import FREE, Ipi, Pte, State
 from kernel_model.steps import Note, Step, kind_of
-from kernel_model.syscalls import op_path
+from kernel_model.syscalls import op_attempt
+from kernel_model.tlb import RETRY
 
 Transition = tuple  # ("t", tid) | ("i", cpu, initiator)
 
@@ -49,8 +51,9 @@ class Outcome:
 
 class Machine:
     def __init__(self, scenario: Scenario, cfg: Config, *, record: bool = False, reduce: bool = False) -> None:
+        """``reduce``: explore with partial-order reduction; the oracle then checks whole-state invariants
+        at quiescence only (see kernel_model.reduction)."""
         self.scenario = scenario
-        self.facts = StaticFacts.of(scenario) if reduce else None
         self.cfg = cfg
         self.record = record
         threads = scenario.threads
@@ -65,6 +68,9 @@ class Machine:
                                    mapped=setup.mapped, warm_cpus=warm)
         self.pt = PageTableOps(self.state)
         self.oracle = Oracle()
+        self.footprints = (Footprints(self.programs, self.cpu_of, self.ncpus, setup.pages, setup.ptes_per_table,
+                                      cfg.arch == "s390", cfg.arch == "up") if reduce else None)
+        self.online_checks = not reduce
         self.seq = 0
         self.events: list[Event] = []
         self._memo: dict[tuple, Resolved] = {}
@@ -82,16 +88,16 @@ class Machine:
         if hit is not None:
             return hit
         notes: list[Note] = []
-        program = self.programs[tid]
         gen, item = self._generator_at(tid, pc, results)
         while True:
-            if item is _DONE:
-                pc, results = pc + 1, ()
-                if pc >= len(program):
+            if isinstance(item, _Done):
+                # The attempt returned: retry the same operation, or go on with the next one.
+                pc = pc | 1 if item.value is RETRY else (pc // 2 + 1) * 2
+                results = ()
+                gen, item = self._generator_at(tid, pc, results)
+                if gen is None:
                     resolved = Resolved(tuple(notes), None, pc, ())
                     break
-                gen = op_path(self.ctx[tid], program[pc], pc, self.scenario.setup.pages)
-                item = next(gen)  # op_path always opens with its "begin" note
             elif isinstance(item, Note):
                 notes.append(item)
                 results = results + (None,)
@@ -104,18 +110,19 @@ class Machine:
         return resolved
 
     def _generator_at(self, tid: int, pc: int, results: tuple) -> tuple[Any, Any]:
-        """A generator for operation ``pc`` positioned after ``results``, and what it yields next (``_DONE``
-        once the path has returned)."""
+        """A generator for attempt ``pc`` positioned after ``results``, and what it yields next (a ``_Done``
+        once the attempt has returned); (None, None) past the end of the program."""
         program = self.programs[tid]
-        if pc >= len(program):
-            return None, _DONE
+        index, retry = divmod(pc, 2)
+        if index >= len(program):
+            return None, None
         live = self._live[tid]
         if live is not None and results and live[1] == pc and live[2] == results[:-1]:
             # The common case in a single run: the live generator is exactly one result behind.
             self._live[tid] = None
             return live[0], _send(live[0], results[-1])
-        gen = op_path(self.ctx[tid], program[pc], pc, self.scenario.setup.pages)
-        item = next(gen)
+        gen = op_attempt(self.ctx[tid], program[index], index, self.scenario.setup.pages, not retry)
+        item = _send(gen, None)
         for r in results:
             item = _send(gen, r)
         return gen, item
@@ -138,15 +145,51 @@ class Machine:
             if p.step is None or (holders and tid not in holders):
                 continue
             if self._can_run(tid, p.step):
-                if self.facts is not None and runs_alone(self.facts, tid, p.step,
-                                                         s.ptl[self.ctx[tid].table_of(p.step.args[0])] == tid
-                                                         if p.step.op == "pte_none" else False):
-                    return [("t", tid)]
                 out.append(("t", tid))
         for cpu, pending in enumerate(s.ipis):
             if pending and self._takes_ipis(cpu):
                 out.extend(("i", cpu, ipi.initiator) for ipi in pending)
+        if self.footprints is not None and len(out) > 1:
+            alone = self._persistent_singleton(out)
+            if alone is not None:
+                return [alone]
         return out
+
+    def _persistent_singleton(self, enabled: list[Transition]) -> Transition | None:
+        """An enabled transition independent of all that every other agent may still do (see reduction)."""
+        fps = self.footprints
+        assert fps is not None
+        s = self.state
+        index_of = [f.index for f in s.folios]
+        futures = [fps.future(tid, p.pc) for tid, p in enumerate(self.pos)]
+        sends_later = [fps.ipi_senders_from[tid][min(p.pc, len(fps.ipi_senders_from[tid]) - 1)]
+                       for tid, p in enumerate(self.pos)]
+        ipi_agents = [ipi_footprint(c) if s.ipis[c] or any(sends_later[t] and self.cpu_of[t] != c
+                                                           for t in range(self.nthreads)) else {}
+                      for c in range(self.ncpus)]
+        for tr in enabled:
+            if tr[0] == "t":
+                tid = tr[1]
+                step = self.pos[tid].step
+                assert step is not None
+                fp = fps.step_footprint(tid, step, index_of)
+                if fp is None:
+                    continue
+                if any(conflict(fp, futures[j]) for j in range(self.nthreads) if j != tid):
+                    continue
+                if any(conflict(fp, agent) for agent in ipi_agents):
+                    continue
+                return tr
+            fp = ipi_footprint(tr[1])
+            # The initiator cannot move before this IPI is taken (it waits for the ack), so its future is moot.
+            initiator = tr[2]
+            waiting = self.pos[initiator].step is not None and self.pos[initiator].step.op == "wait_acks"
+            if any(conflict(fp, futures[j]) for j in range(self.nthreads) if not (waiting and j == initiator)):
+                continue
+            if any(conflict(fp, agent) for c, agent in enumerate(ipi_agents) if c != tr[1]):
+                continue
+            return tr
+        return None
 
     def _can_run(self, tid: int, step: Step) -> bool:
         op = step.op
@@ -171,7 +214,8 @@ class Machine:
             self._deliver_ipi(tr[1], tr[2], violations)
         else:
             self._run_step(tr[1], violations)
-        violations.extend(self.oracle.check(self.state))
+        if self.online_checks:
+            violations.extend(self.oracle.check(self.state))
         if not violations and self.quiescent():
             violations.extend(self.oracle.quiescent(self.state))
         return violations
@@ -269,14 +313,18 @@ class Machine:
         return Violation("hang", "; ".join(waits))
 
 
-_DONE = object()  # what _send gives back once a path has returned
+@dataclass(frozen=True, slots=True)
+class _Done:
+    """What _send gives back once an attempt has returned, with its return value."""
+
+    value: Any
 
 
 def _send(gen: Any, value: Any) -> Any:
     try:
         return gen.send(value)
-    except StopIteration:
-        return _DONE
+    except StopIteration as stop:
+        return _Done(stop.value)
 
 
 def _holder_name(scenario: Scenario, tid: int) -> str:

@@ -78,12 +78,15 @@ class Oracle:
                 out.append(Violation("delayed_rmap_after_unlock",
                                      f"PTL {ev.args[0]} released with delayed rmap removal pending for pfn {pfns}",
                                      pending[0][1]))
+            out.extend(_rmap_mismatches(s, range(ev.args[0] * s.ptes_per_table,
+                                                 min(len(s.ptes), (ev.args[0] + 1) * s.ptes_per_table))))
         elif op == "put_page":
             if ev.result == 0:
                 out.extend(_freed_while_mapped(s, ev.args[0]))
         elif op == "evict_folio":
             pfn = ev.result
             if pfn is not None:
+                out.extend(_freed_while_mapped(s, pfn))
                 folio = s.folios[pfn]
                 if folio.data != s.disk[folio.index]:
                     out.append(Violation(
@@ -129,22 +132,21 @@ class Oracle:
                 out.append(Violation("negative_mapcount", f"pfn {pfn} has mapcount {folio.mapcount}", pfn))
             va = folio.index
             if va < len(s.ptes) and s.ptl[s.table_of(va)] == FREE:
-                pte = s.ptes[va]
-                mapped = 1 if pte is not None and pte.pfn == pfn else 0
-                if folio.mapcount >= 0 and folio.mapcount != mapped:
-                    out.append(Violation(
-                        "rmap_pte_mismatch",
-                        f"pfn {pfn} has mapcount {folio.mapcount} but {mapped} PTE(s) map it, PTL free", pfn))
+                out.extend(_rmap_mismatch(s, pfn))
             if folio.in_page_cache and not folio.anon and folio.data != s.disk[folio.index]:
                 if not self._dirty_somewhere(s, pfn, folio.index, online=True):
                     out.append(_lost(s, pfn))
         return out
 
     def quiescent(self, s: State) -> list[Violation]:
-        """All threads done, no IPI pending: the data must be on disk or findable by the next writeback."""
+        """All threads done, no IPI pending: the data must be on disk or findable by the next writeback, and
+        the rmap must agree with the page tables."""
         out: list[Violation] = []
         for pfn, folio in enumerate(s.folios):
-            if folio.freed or folio.anon or not folio.in_page_cache:
+            if folio.freed:
+                continue
+            out.extend(_rmap_mismatch(s, pfn))
+            if folio.anon or not folio.in_page_cache:
                 continue
             if folio.data != s.disk[folio.index] and not self._dirty_somewhere(s, pfn, folio.index, online=False):
                 out.append(_lost(s, pfn))
@@ -173,6 +175,26 @@ def _lost(s: State, pfn: int) -> Violation:
         f"file page {folio.index} holds {folio.data} but the disk holds {s.disk[folio.index]}"
         + (f" (IO in flight with {folio.wb_data})" if folio.writeback else "")
         + ", and no PG_dirty, dirty PTE or dirty TLB entry remembers it", pfn)
+
+
+def _rmap_mismatch(s: State, pfn: int) -> list[Violation]:
+    folio = s.folios[pfn]
+    va = folio.index
+    pte = s.ptes[va] if va < len(s.ptes) else None
+    mapped = 1 if pte is not None and pte.pfn == pfn else 0
+    if folio.mapcount < 0 or folio.mapcount == mapped:
+        return []
+    return [Violation("rmap_pte_mismatch",
+                      f"pfn {pfn} has mapcount {folio.mapcount} but {mapped} PTE(s) map it outside the PTL", pfn)]
+
+
+def _rmap_mismatches(s: State, vas: range) -> list[Violation]:
+    """At a PTL release: every live folio whose PTE lives in that table."""
+    out: list[Violation] = []
+    for pfn, folio in enumerate(s.folios):
+        if not folio.freed and folio.index in vas:
+            out.extend(_rmap_mismatch(s, pfn))
+    return out
 
 
 def _freed_while_mapped(s: State, pfn: int) -> list[Violation]:

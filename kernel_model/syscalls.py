@@ -11,7 +11,7 @@ from kernel_model.context import Kctx
 from kernel_model.memory import do_munmap, mmap_fixed, zap_page_range_single
 from kernel_model.program import Op
 from kernel_model.steps import Note, Path
-from kernel_model.tlb import user_load, user_store
+from kernel_model.tlb import RETRY, user_load, user_store
 from kernel_model.writeback import invalidate_mapping_pages, write_cache_pages
 
 
@@ -21,10 +21,22 @@ def store_value(tid: int, pc: int) -> int:
 
 
 def op_path(k: Kctx, op: Op, pc: int, npages: int) -> Path:
+    """The whole operation: attempts until one does not ask to be retried."""
+    first = True
+    while True:
+        result = yield from op_attempt(k, op, pc, npages, first)
+        if result is not RETRY:
+            return result
+        first = False
+
+
+def op_attempt(k: Kctx, op: Op, pc: int, npages: int, first: bool = True) -> Path:
+    """One attempt at operation number ``pc`` of the thread; returns its result or RETRY."""
     pages = op.pages or tuple(range(npages))
     start, end = min(pages), max(pages) + 1
     value = store_value(k.tid, pc) if op.kind == "store" else None
-    yield Note(op.kind, "begin", (pages, value))
+    if first:
+        yield Note(op.kind, "begin", (pages, value))
     if op.kind == "store":
         result = yield from user_store(k, pages[0], value)
     elif op.kind == "load":
@@ -41,5 +53,7 @@ def op_path(k: Kctx, op: Op, pc: int, npages: int) -> Path:
         result = yield from invalidate_mapping_pages(k, pages)
     else:
         raise ValueError(f"operation {op.kind!r} has no kernel path")
+    if result is RETRY:
+        return RETRY
     yield Note(op.kind, "end", (result,))
     return result

@@ -76,29 +76,41 @@ def flush_tlb_range(tlb: Tlb, start: int, end: int) -> int:
 
 
 # --- user accesses as paths ----------------------------------------------------------------------------------
+class _Retry:
+    """Returned by an access attempt that must be retried from the start (after a fill or a fault), as the
+    hardware restarts the instruction. Runtimes loop on it (see ``kernel_model.syscalls.op_path``); the
+    explorer treats a retry as a fresh start, so that histories of earlier attempts do not multiply states."""
+
+    def __repr__(self) -> str:
+        return "RETRY"
+
+
+RETRY = _Retry()
+
+
 def user_store(k: Kctx, va: int, value: int) -> Path:
-    """A store instruction, retried after each fault as the hardware does. Returns False on SIGSEGV."""
+    """One attempt of a store instruction. Returns True (stored), False (SIGSEGV) or RETRY."""
     from kernel_model.memory import do_user_addr_fault
 
-    while True:
-        r = yield Step("user_store", "store_tlb", (va, value))
-        if r == "stored":
-            return True
-        if r == "miss":
-            if (yield Step("user_store", "walk_fill", (va, True))):
-                continue  # the entry is cached now: the store retries through it
-        if not (yield from do_user_addr_fault(k, va, write=True)):
-            return False
+    r = yield Step("user_store", "store_tlb", (va, value))
+    if r == "stored":
+        return True
+    if r == "miss" and (yield Step("user_store", "walk_fill", (va, True))):
+        return RETRY  # the entry is cached now: the store retries through it
+    if not (yield from do_user_addr_fault(k, va, write=True)):
+        return False
+    return RETRY
 
 
 def user_load(k: Kctx, va: int) -> Path:
+    """One attempt of a load instruction: the value, None (SIGSEGV) or RETRY."""
     from kernel_model.memory import do_user_addr_fault
 
-    while True:
-        value = yield Step("user_load", "load_tlb", (va,))
-        if value is not None:
-            return value
-        if (yield Step("user_load", "walk_fill", (va, False))):
-            continue
-        if not (yield from do_user_addr_fault(k, va, write=False)):
-            return None
+    value = yield Step("user_load", "load_tlb", (va,))
+    if value is not None:
+        return value
+    if (yield Step("user_load", "walk_fill", (va, False))):
+        return RETRY
+    if not (yield from do_user_addr_fault(k, va, write=False)):
+        return None
+    return RETRY
