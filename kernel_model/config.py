@@ -62,10 +62,10 @@ class Config:
         _choice("delayed_batches", self.delayed_batches, DELAYED_BATCHES)
         if self.mutant is not None:
             _choice("mutant", self.mutant, MUTANTS)
-        for key in ("max_gather_batch", "max_gather_batch_count", "mmu_gather_bundle"):
+        for key, low in (("max_gather_batch", 1), ("max_gather_batch_count", 0), ("mmu_gather_bundle", 1)):
             value = getattr(self, key)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ConfigError(f"{key}: expected a positive integer, got {value!r}")
+            if not isinstance(value, int) or isinstance(value, bool) or value < low:
+                raise ConfigError(f"{key}: expected an integer >= {low}, got {value!r}")
 
     @property
     def smp(self) -> bool:

@@ -14,6 +14,7 @@ class Kctx:
     cpu: int  # the CPU whose TLB the thread uses (all threads share CPU 0 under arch=up)
     ptes_per_table: int
     anon: bool  # the VMA maps anonymous private memory rather than a shared file
+    write_notify: bool = True  # vma_wants_writenotify(): writable PTEs only through write faults
 
     def table_of(self, va: int) -> int:
         return va // self.ptes_per_table

@@ -62,10 +62,12 @@ class Machine:
         self.cpu_of = [0 if cfg.arch == "up" else t for t in range(self.nthreads)]
         self.programs: list[list[Op]] = [flatten(t.ops) for t in threads]
         setup = scenario.setup
-        self.ctx = [Kctx(cfg, t, self.cpu_of[t], setup.ptes_per_table, setup.anon) for t in range(self.nthreads)]
+        self.ctx = [Kctx(cfg, t, self.cpu_of[t], setup.ptes_per_table, setup.anon, setup.write_notify)
+                    for t in range(self.nthreads)]
         warm = tuple(sorted({self.cpu_of[scenario.thread_index(n)] for n in setup.warm_tlb}))
         self.state = State.initial(setup.pages, setup.ptes_per_table, self.ncpus, self.nthreads, anon=setup.anon,
-                                   mapped=setup.mapped, warm_cpus=warm)
+                                   mapped=setup.mapped, warm_cpus=warm, dirty=setup.dirty,
+                                   write_notify=setup.write_notify)
         self.pt = PageTableOps(self.state)
         self.oracle = Oracle()
         self.footprints = (Footprints(self.programs, self.cpu_of, self.ncpus, setup.pages, setup.ptes_per_table,
@@ -161,8 +163,9 @@ class Machine:
         assert fps is not None
         s = self.state
         index_of = [f.index for f in s.folios]
-        futures = [fps.future(tid, p.pc) for tid, p in enumerate(self.pos)]
-        sends_later = [fps.ipi_senders_from[tid][min(p.pc, len(fps.ipi_senders_from[tid]) - 1)]
+        # Positions count attempts (2 * operation index + retry); footprints are per operation.
+        futures = [fps.future(tid, p.pc // 2) for tid, p in enumerate(self.pos)]
+        sends_later = [fps.ipi_senders_from[tid][min(p.pc // 2, len(fps.ipi_senders_from[tid]) - 1)]
                        for tid, p in enumerate(self.pos)]
         ipi_agents = [ipi_footprint(c) if s.ipis[c] or any(sends_later[t] and self.cpu_of[t] != c
                                                            for t in range(self.nthreads)) else {}
@@ -302,15 +305,63 @@ class Machine:
         self.pos = [self._resolve(tid, pc, results) for tid, (pc, results) in enumerate(positions)]
 
     def hang_report(self) -> Violation:
-        """Nothing can run and some thread is unfinished: say who waits for what, and who holds it."""
-        s = self.state
-        waits = []
+        """Nothing can run and some thread is unfinished: say who waits for what, who holds it, and the cycle."""
+        names = [t.name for t in self.scenario.threads]
+        waits: list[str] = []
+        edges: dict[int, list[int]] = {}
         for tid, p in enumerate(self.pos):
             if p.step is None:
                 continue
-            name = self.scenario.threads[tid].name
-            waits.append(f"{name} waits in {p.step.fn} for {_wait_target(s, p.step, self.scenario)}")
-        return Violation("hang", "; ".join(waits))
+            what, holders = self._wait_target(tid, p.step)
+            edges[tid] = holders
+            waits.append(f"{names[tid]} waits in {p.step.fn} for {what}")
+        cycle = _find_cycle(edges)
+        detail = "; ".join(waits)
+        if cycle:
+            detail += "; cycle: " + " -> ".join(names[t] for t in cycle + [cycle[0]])
+        return Violation("hang", detail)
+
+    def _wait_target(self, tid: int, step: Step) -> tuple[str, list[int]]:
+        s = self.state
+        names = [t.name for t in self.scenario.threads]
+        op, args = step.op, step.args
+
+        def who(ids: list[int]) -> str:
+            return ", ".join(names[i] for i in ids if 0 <= i < len(names)) or "nobody"
+
+        if op == "spin_lock":
+            owner = s.ptl[args[0]]
+            self_deadlock = " (itself: the PTL is not recursive)" if owner == tid else ""
+            return f"PTL {args[0]} held by {who([owner])}{self_deadlock}", [owner]
+        if op == "folio_lock":
+            owner = s.folios[args[0]].locked
+            return f"the folio lock of pfn {args[0]} held by {who([owner])}", [owner]
+        if op in ("down_read", "down_write"):
+            sem = s.mmap_lock if args[0] == "mmap_lock" else s.i_mmap_rwsem
+            holders = [sem.writer] if sem.writer != FREE else list(sem.readers)
+            return f"{args[0]} held by {who(holders)}", holders
+        if op == "wait_acks":
+            cpus = [c for c, q in enumerate(s.ipis) if any(i.initiator == tid for i in q)]
+            on = [t for t in range(self.nthreads) if self.cpu_of[t] in cpus and self.pos[t].step is not None]
+            return (f"flush IPI acks from CPU {', '.join(map(str, cpus))}, which does not take IPIs while "
+                    f"{who(on)} spins", on)
+        if op == "folio_wait_writeback":
+            return f"writeback of pfn {args[0]} to end", []
+        return op, []
+
+
+def _find_cycle(edges: dict[int, list[int]]) -> list[int]:
+    for start in edges:
+        path, node = [start], start
+        while True:
+            nxt = [n for n in edges.get(node, []) if n in edges]
+            if not nxt:
+                break
+            node = nxt[0]
+            if node in path:
+                return path[path.index(node):]
+            path.append(node)
+    return []
 
 
 @dataclass(frozen=True, slots=True)
@@ -325,27 +376,6 @@ def _send(gen: Any, value: Any) -> Any:
         return gen.send(value)
     except StopIteration as stop:
         return _Done(stop.value)
-
-
-def _holder_name(scenario: Scenario, tid: int) -> str:
-    return scenario.threads[tid].name if 0 <= tid < len(scenario.threads) else "nobody"
-
-
-def _wait_target(s: State, step: Step, scenario: Scenario) -> str:
-    op, args = step.op, step.args
-    if op == "spin_lock":
-        return f"PTL {args[0]} held by {_holder_name(scenario, s.ptl[args[0]])}"
-    if op == "folio_lock":
-        return f"folio lock of pfn {args[0]} held by {_holder_name(scenario, s.folios[args[0]].locked)}"
-    if op == "wait_acks":
-        return "flush IPI acks from CPUs that do not service them"
-    if op in ("down_read", "down_write"):
-        sem = s.mmap_lock if args[0] == "mmap_lock" else s.i_mmap_rwsem
-        holders = [sem.writer] if sem.writer != FREE else list(sem.readers)
-        return f"{args[0]} held by {', '.join(_holder_name(scenario, h) for h in holders)}"
-    if op == "folio_wait_writeback":
-        return f"writeback of pfn {args[0]}"
-    return op
 
 
 def iter_ptes(s: State) -> Iterator[tuple[int, Pte]]:

@@ -63,7 +63,7 @@ def zap_pte_range(k: Kctx, tlb: MmuGather, addr: int, end: int) -> Path:
         tlb.forced_flushes += 1
         yield Note("zap_pte_range", "force_flush", (addr,))
         if cfg.has("free_before_flush"):
-            yield from tlb_batch_pages_flush(k, tlb)
+            yield from tlb_batch_pages_flush(k, tlb)  # freeing before the flush: what 1cf35d47712d forbids
         if not cfg.has("flush_after_unlock"):
             # "Do the actual TLB flush before dropping ptl"
             yield from tlb_flush_mmu_tlbonly(k, tlb)
@@ -210,10 +210,11 @@ def fault_dirty_shared_page(k: Kctx, pfn: int) -> Path:
 
 
 def do_shared_fault(k: Kctx, va: int) -> Path:
-    """Write fault on a none PTE of a shared file mapping, with an fs that has ->page_mkwrite."""
+    """Write fault on a none PTE of a shared file mapping (with write-notify: an fs with ->page_mkwrite)."""
     pfn = yield from filemap_fault(k, va)
-    yield from _fault_folio_unlock(k, "do_shared_fault", pfn)  # unlock before calling ->page_mkwrite
-    yield from do_page_mkwrite(k, pfn)
+    if k.write_notify:
+        yield from _fault_folio_unlock(k, "do_shared_fault", pfn)  # unlock before calling ->page_mkwrite
+        yield from do_page_mkwrite(k, pfn)
     table = k.table_of(va)
     yield Step("finish_fault", "spin_lock", (table, k.tid))
     if (yield Step("finish_fault", "pte_none", (va,))):
@@ -224,13 +225,14 @@ def do_shared_fault(k: Kctx, va: int) -> Path:
 
 
 def do_read_fault(k: Kctx, va: int) -> Path:
-    """Read fault on a shared file mapping with write-notify: the PTE is mapped read-only and clean."""
+    """Read fault on a shared file mapping: read-only and clean with write-notify (the first store must
+    fault), writable and clean without it (the first store sets the dirty bit in hardware)."""
     pfn = yield from filemap_fault(k, va)
     table = k.table_of(va)
     yield Step("finish_fault", "spin_lock", (table, k.tid))
     if (yield Step("finish_fault", "pte_none", (va,))):
         yield Step("finish_fault", "page_add_file_rmap", (pfn,))
-        yield Step("finish_fault", "set_pte_at", (va, (pfn, False, False, True)))
+        yield Step("finish_fault", "set_pte_at", (va, (pfn, not k.write_notify, False, True)))
     yield Step("finish_fault", "spin_unlock", (table, k.tid))
     yield from _fault_folio_unlock(k, "do_read_fault", pfn)
 
@@ -241,12 +243,21 @@ def do_wp_page(k: Kctx, va: int, orig: Pte) -> Path:
     The PTL is dropped for do_page_mkwrite (folio locked, marked dirty), retaken by finish_mkwrite_fault, which
     requires pte_same; wp_page_reuse then makes the PTE young+dirty+writable."""
     table = k.table_of(va)
+    pfn = orig.pfn
     yield Step("do_wp_page", "spin_lock", (table, k.tid))
     same = yield Step("do_wp_page", "pte_same", (va, tuple(orig)))
+    if not k.write_notify:
+        # No ->page_mkwrite: wp_page_reuse under the PTL, then lock the folio to mark it dirty.
+        if same:
+            yield Step("wp_page_reuse", "set_pte_at", (va, (pfn, True, True, True)))
+        yield Step("do_wp_page", "spin_unlock", (table, k.tid))
+        if same:
+            yield from _fault_folio_lock(k, "fault_dirty_shared_page", pfn)
+            yield from fault_dirty_shared_page(k, pfn)
+        return
     yield Step("do_wp_page", "spin_unlock", (table, k.tid))
     if not same:
         return
-    pfn = orig.pfn
     yield from do_page_mkwrite(k, pfn)
     yield Step("finish_mkwrite_fault", "spin_lock", (table, k.tid))
     if (yield Step("finish_mkwrite_fault", "pte_same", (va, tuple(orig)))):

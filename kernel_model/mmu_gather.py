@@ -155,6 +155,8 @@ def tlb_batch_pages_flush(k: Kctx, tlb: MmuGather) -> Path:
 
 
 def tlb_flush_mmu(k: Kctx, tlb: MmuGather) -> Path:
+    if k.cfg.has("free_before_flush"):
+        yield from tlb_batch_pages_flush(k, tlb)  # the bug 1cf35d47712d's split guards against
     yield from tlb_flush_mmu_tlbonly(k, tlb)
     yield from tlb_batch_pages_flush(k, tlb)  # tlb_flush_mmu_free (no page-table pages are freed here)
 

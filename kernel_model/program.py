@@ -49,6 +49,13 @@ class Setup:
     warm_tlb: tuple[str, ...] = ()
     # Anonymous private pages instead of a shared file: never delayed, no writeback.
     anon: bool = False
+    # Mapped pages start dirty (PTE D and PG_dirty, data not yet on disk). False: clean PTEs, clean pages.
+    dirty: bool = True
+    # The shared mapping wants write notifications (an fs with ->page_mkwrite, or dirty accounting), so
+    # writable PTEs are made only by write faults, already dirty. False (as for a mapping that cannot track
+    # dirty pages): PTEs are writable from the first fault and the CPU sets their dirty bit on the first store,
+    # so a PTE's dirty bit can be the only record that the page is dirty.
+    write_notify: bool = True
 
 
 @dataclass(frozen=True, slots=True)

@@ -89,19 +89,23 @@ class State:
 
     @classmethod
     def initial(cls, npages: int, ptes_per_table: int, ncpus: int, nthreads: int, *, anon: bool,
-                mapped: bool, warm_cpus: tuple[int, ...]) -> "State":
+                mapped: bool, warm_cpus: tuple[int, ...], dirty: bool = True,
+                write_notify: bool = True) -> "State":
         folios = []
+        dirty = dirty and mapped
         for i in range(npages):
-            # Mapped pages were faulted in by a store: data 1, PG_dirty, PTE present+writable+dirty.
-            folio = Folio(index=i, anon=anon, data=1 if mapped else 0, dirty=mapped and not anon,
+            # A dirty mapped page was faulted in by a store: data 1 (not on disk), PG_dirty, PTE writable+dirty.
+            folio = Folio(index=i, anon=anon, data=1 if dirty else 0, dirty=dirty and not anon,
                           mapcount=1 if mapped else 0,
                           refcount=(0 if anon else 1) + (1 if mapped else 0), in_page_cache=not anon)
             folios.append(folio)
-        ptes: list[Pte | None] = [Pte(i, True, True, True) if mapped else None for i in range(npages)]
+        # A clean page was mapped by a read fault: read-only with write-notify, writable without it.
+        writable = dirty or not write_notify or anon
+        ptes: list[Pte | None] = [Pte(i, writable, dirty, True) if mapped else None for i in range(npages)]
         tlbs: list[dict[int, TlbEntry]] = [{} for _ in range(ncpus)]
         if mapped:
             for cpu in warm_cpus:
-                tlbs[cpu] = {i: TlbEntry(i, True, True) for i in range(npages)}
+                tlbs[cpu] = {i: TlbEntry(i, writable, dirty) for i in range(npages)}
         ntables = (npages + ptes_per_table - 1) // ptes_per_table
         return cls(
             folios=folios,

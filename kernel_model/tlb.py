@@ -37,6 +37,7 @@ def store_tlb(tlb: Tlb, pt: PageTableAccess, va: int, value: int) -> str:
     if entry is None:
         return "miss"
     if not entry.writable:
+        del tlb[va]  # a page fault invalidates the TLB entries of the faulting address (SDM §4.10.4.1)
         return "fault"
     if entry.dirty:
         # The dirty flag is cached: the store touches no page-table entry. This is the stale-entry write.

@@ -1,0 +1,182 @@
+"""Search strategies of the controlled runtime: which schedules of a scenario to try.
+
+- ``bfs``: exhaustive, breadth first, with state hashing: the first violation found has a shortest schedule.
+- ``dfs``: exhaustive, depth first, with state hashing (less memory for the frontier).
+- ``random``: ``budget`` runs, each choosing uniformly among the enabled transitions.
+- ``pct``: ``budget`` runs of probabilistic concurrency testing (Burckhardt et al., ASPLOS 2010): random agent
+  priorities and ``depth - 1`` random priority-change points; finds bugs of depth d with probability
+  >= 1/(n k^(d-1)) per run.
+
+Exhaustive strategies use partial-order reduction (``Machine(reduce=True)``) unless told otherwise; the
+sampling ones run the oracle's online whole-state check after every step. Every random choice comes from one
+``random.Random(seed)``: the same seed gives the same runs.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Callable
+
+from kernel_model.config import Config
+from kernel_model.events import Violation
+from kernel_model.machine import Machine, Transition
+from kernel_model.program import Scenario
+
+STRATEGIES = ("bfs", "dfs", "random", "pct")
+DEFAULT_BUDGET = {"bfs": 2_000_000, "dfs": 2_000_000, "random": 2_000, "pct": 2_000}
+
+
+@dataclass(slots=True)
+class Found:
+    violations: list[Violation]
+    schedule: list[Transition]
+
+    @property
+    def invariants(self) -> list[str]:
+        return sorted({v.invariant for v in self.violations})
+
+
+@dataclass(slots=True)
+class ExploreResult:
+    strategy: str
+    complete: bool  # the whole (reduced) state space was explored
+    states: int
+    schedules: int  # executions run to their end (sampling) or terminal states reached (exhaustive)
+    transitions: int
+    seconds: float
+    found: list[Found] = field(default_factory=list)
+
+
+def explore(scenario: Scenario, cfg: Config, strategy: str = "bfs", *, budget: int | None = None, seed: int = 0,
+            depth: int = 3, reduce: bool = True, stop_at_first: bool = True,
+            progress: Callable[[int], None] | None = None) -> ExploreResult:
+    if strategy not in STRATEGIES:
+        raise ValueError(f"strategy: expected one of {', '.join(STRATEGIES)}, got {strategy!r}")
+    budget = DEFAULT_BUDGET[strategy] if budget is None else budget
+    t0 = time.perf_counter()
+    if strategy in ("bfs", "dfs"):
+        result = _exhaustive(scenario, cfg, strategy, budget, reduce, stop_at_first, progress)
+    else:
+        result = _sample(scenario, cfg, strategy, budget, random.Random(seed), depth, stop_at_first, progress)
+    result.seconds = time.perf_counter() - t0
+    return result
+
+
+def _exhaustive(scenario: Scenario, cfg: Config, strategy: str, budget: int, reduce: bool, stop_at_first: bool,
+                progress: Callable[[int], None] | None) -> ExploreResult:
+    m = Machine(scenario, cfg, reduce=reduce)
+    root = m.key()
+    parent: dict[tuple, tuple | None] = {root: None}  # state -> (parent state, transition)
+    frontier: deque[tuple] = deque([root])
+    pop = frontier.popleft if strategy == "bfs" else frontier.pop
+    result = ExploreResult(strategy, False, 1, 0, 0, 0.0)
+
+    def schedule_to(key: tuple) -> list[Transition]:
+        out = []
+        while parent[key] is not None:
+            key, tr = parent[key]  # type: ignore[misc]
+            out.append(tr)
+        out.reverse()
+        return out
+
+    while frontier:
+        if len(parent) >= budget:
+            return result
+        key = pop()
+        m.restore(key)
+        enabled = m.enabled()
+        if not enabled:
+            result.schedules += 1
+            if not m.finished():
+                result.found.append(Found([m.hang_report()], schedule_to(key)))
+                if stop_at_first:
+                    return result
+            continue
+        for tr in enabled:
+            m.restore(key)
+            violations = m.execute(tr)
+            result.transitions += 1
+            new = m.key()
+            if violations:
+                if new not in parent:
+                    parent[new] = (key, tr)
+                result.found.append(Found(violations, schedule_to(key) + [tr]))
+                if stop_at_first:
+                    result.states = len(parent)
+                    return result
+                continue
+            if new not in parent:
+                parent[new] = (key, tr)
+                frontier.append(new)
+                result.states = len(parent)
+                if progress is not None and result.states % 10_000 == 0:
+                    progress(result.states)
+    result.states = len(parent)
+    result.complete = True
+    return result
+
+
+def _sample(scenario: Scenario, cfg: Config, strategy: str, runs: int, rng: random.Random, depth: int,
+            stop_at_first: bool, progress: Callable[[int], None] | None) -> ExploreResult:
+    result = ExploreResult(strategy, False, 0, 0, 0, 0.0)
+    seen: set[int] = set()
+    steps_estimate = 50
+    for run in range(runs):
+        m = Machine(scenario, cfg)
+        chooser = _random_chooser(rng) if strategy == "random" else _pct_chooser(m, rng, depth, steps_estimate)
+        schedule: list[Transition] = []
+        violations: list[Violation] = []
+        while True:
+            enabled = m.enabled()
+            if not enabled:
+                if not m.finished():
+                    violations = [m.hang_report()]
+                break
+            tr = chooser(enabled, len(schedule))
+            schedule.append(tr)
+            violations = m.execute(tr)
+            seen.add(hash(m.key()))
+            if violations:
+                break
+        result.transitions += len(schedule)
+        result.schedules += 1
+        steps_estimate = max(steps_estimate, len(schedule))
+        if progress is not None:
+            progress(run + 1)
+        if violations:
+            result.found.append(Found(violations, schedule))
+            if stop_at_first:
+                break
+    result.states = len(seen)
+    return result
+
+
+def _random_chooser(rng: random.Random) -> Callable[[list[Transition], int], Transition]:
+    return lambda enabled, _step: enabled[rng.randrange(len(enabled))]
+
+
+def _agent(tr: Transition) -> tuple:
+    """Who performs a transition: a thread, or a CPU's IPI handler."""
+    return ("t", tr[1]) if tr[0] == "t" else ("i", tr[1])
+
+
+def _pct_chooser(m: Machine, rng: random.Random, depth: int,
+                 steps: int) -> Callable[[list[Transition], int], Transition]:
+    agents = [("t", t) for t in range(m.nthreads)] + [("i", c) for c in range(m.ncpus)]
+    order = agents[:]
+    rng.shuffle(order)
+    # Initial priorities depth..depth+n-1 (higher runs first); change points lower the running agent to i < depth.
+    priority = {a: depth + i for i, a in enumerate(order)}
+    change_points = {rng.randrange(1, max(2, steps)): i for i in range(1, depth)}
+
+    def choose(enabled: list[Transition], step: int) -> Transition:
+        best = max(enabled, key=lambda tr: (priority[_agent(tr)], tr))
+        if step in change_points:
+            priority[_agent(best)] = change_points[step]
+            best = max(enabled, key=lambda tr: (priority[_agent(tr)], tr))
+        return best
+
+    return choose
