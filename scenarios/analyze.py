@@ -1,0 +1,378 @@
+"""Judge logged trials: replay each trial's steps through the controlled machine and let its oracle decide.
+
+The verdict is the oracle's, on what the log recorded: a trial's events are linearised by Lamport clock
+(``schedule_from_records``) and replayed with the logged step results as expectations, so a replay that does not
+reproduce the log is reported as a divergence instead of being trusted. The header's configuration only rebuilds
+the machine the logged steps run on; nothing here reads ordering, arch or mutant to decide anything. The log's
+own trial_end verdict is compared with the replay's, never used in its place.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable
+
+from kernel_model.atomic import LockMisuse
+from kernel_model.config import Config
+from kernel_model.events import Event, Violation
+from kernel_model.linearize import order_key, schedule_from_records
+from kernel_model.machine import Machine, Transition
+from kernel_model.program import Scenario
+from kernel_model.replay import run_schedule
+from scenarios.eventlog import LogContents, LogError, iter_trials, read_log
+
+
+class AnalysisError(ValueError):
+    """The log is readable but cannot be analysed (its scenario cannot be rebuilt): bad input, exit 2."""
+
+
+@dataclass(slots=True)
+class TrialReport:
+    log: str
+    trial: int
+    events: int  # event records the log holds for this trial
+    violations: list[Violation]  # the replay's verdict: what the oracle found
+    divergence: str | None = None  # the replay did not reproduce the log (or could not run it)
+    logged_status: str | None = None  # the trial_end record's status; None when the log has none
+    logged_invariants: tuple[str, ...] = ()
+    disagreement: str | None = None  # the log's own verdict differs from the replay's
+    executed: list[Transition] = field(default_factory=list)
+    replay_events: list[Event] = field(default_factory=list)  # kept only where someone will read them
+    coverage: frozenset = frozenset()  # race-window order facts (scenarios.coverage), when asked for
+
+    @property
+    def invariants(self) -> list[str]:
+        return sorted({v.invariant for v in self.violations})
+
+    @property
+    def violating(self) -> bool:
+        return bool(self.violations)
+
+
+@dataclass(slots=True)
+class LogAnalysis:
+    path: str
+    header: dict[str, Any]
+    damage: str | None
+    scenario: Scenario
+    cfg: Config
+    trials: list[TrialReport]
+
+
+# --- the scenario a log was recorded with ----------------------------------------------------------------------
+def scenario_from_header(header: dict[str, Any]) -> Scenario:
+    """Rebuild the Scenario from the TOML text the header carries (or, lacking it, from the library by name)."""
+    try:
+        from scenarios import loader
+    except ImportError as exc:  # the loader is optional for code that brings its own Scenario
+        raise AnalysisError(f"cannot rebuild scenario {header.get('scenario')!r}: no scenario loader ({exc})")
+    params = {str(k): int(v) for k, v in (header.get("params") or {}).items()}
+    source = header.get("scenario_source") or ""
+    name = str(header.get("scenario") or "scenario")
+    try:
+        if not source:
+            return loader.load_scenario(name, params)
+        parse_text = getattr(loader, "load_scenario_text", None)
+        if parse_text is not None:
+            return parse_text(source, params, name=name)
+        # Fallback while the loader parses files only: the stem of the file is the scenario's name.
+        with tempfile.TemporaryDirectory(prefix="tlbrace-") as tmp:
+            path = os.path.join(tmp, f"{os.path.basename(name)}.toml")
+            with open(path, "w", encoding="utf-8") as f:
+                f.write(source)
+            return loader.load_scenario(path, params)
+    except ValueError as exc:  # ScenarioError is a ValueError
+        raise AnalysisError(f"cannot rebuild scenario {name!r} from the log header: {exc}") from None
+
+
+def config_from_header(header: dict[str, Any]) -> Config:
+    """Only to rebuild the machine the logged steps replay on; the verdict never consults it."""
+    try:
+        return Config.from_dict(dict(header.get("config") or {}))
+    except (ValueError, TypeError) as exc:
+        raise AnalysisError(f"the log header's config is not usable: {exc}") from None
+
+
+# --- one trial --------------------------------------------------------------------------------------------------
+def judge_trial(scenario: Scenario, cfg: Config, log: str, trial: int, records: list[dict[str, Any]],
+                end: dict[str, Any] | None, *, keep_events: bool = False,
+                observe: Callable[[list[Event]], frozenset] | None = None) -> TrialReport:
+    """Replay one trial's events and report what the oracle found. ``keep_events``: keep the replay's events for
+    every trial (otherwise only for violating ones, which need a witness); ``observe``: a summary of the replay's
+    events to keep (the coverage facts)."""
+    report = TrialReport(log, trial, len(records), [])
+    if end is not None:
+        report.logged_status = end.get("status")
+        report.logged_invariants = tuple(sorted({str(v.get("invariant")) for v in end.get("violations") or ()
+                                                 if isinstance(v, dict)}))
+    try:
+        ordered = sorted(records, key=order_key)
+        schedule = schedule_from_records(ordered)
+        expected = [r.get("result") for r in ordered if r["kind"] == "step"]
+    except (KeyError, TypeError) as exc:
+        report.divergence = f"malformed event record (missing or bad field {exc})"
+        return report
+    try:
+        result = run_schedule(scenario, cfg, schedule, complete=False, expected=expected)
+    except (LockMisuse, AssertionError, IndexError, KeyError, TypeError, ValueError) as exc:
+        # A logged step the model cannot perform at that point: the log and the model disagree.
+        report.divergence = f"replay crashed: {type(exc).__name__}: {exc}"
+        return report
+    report.violations = result.violations
+    report.executed = result.executed
+    report.divergence = _divergence(result.divergence, result.skipped, len(schedule), len(result.executed),
+                                    len(result.events), len(records), bool(result.violations))
+    report.disagreement = _disagreement(end, report)
+    if keep_events or result.violations:
+        report.replay_events = result.events
+    if observe is not None:
+        report.coverage = observe(result.events)
+    return report
+
+
+def _divergence(step_divergence: str | None, skipped: int, scheduled: int, executed: int, replay_events: int,
+                logged_events: int, violated: bool) -> str | None:
+    if step_divergence is not None:
+        return step_divergence
+    if skipped:
+        return f"{skipped} of {scheduled} logged transitions were not enabled when the replay reached them"
+    if not violated and replay_events != logged_events:
+        # The replay stops at the first violation; a run that went to the end must reproduce every event.
+        return f"the replay produced {replay_events} events; the log holds {logged_events}"
+    return None
+
+
+def _disagreement(end: dict[str, Any] | None, report: TrialReport) -> str | None:
+    if end is None:
+        return None
+    logged = set(report.logged_invariants)
+    found = set(report.invariants)
+    if report.logged_status == "crashed" or logged == found:
+        return None
+    said = ", ".join(sorted(logged)) or report.logged_status or "nothing"
+    return f"the log's trial_end says {said}; the replay finds {', '.join(sorted(found)) or 'no violation'}"
+
+
+# --- whole logs -------------------------------------------------------------------------------------------------
+def analyze_contents(path: str, contents: LogContents, *, scenario: Scenario | None = None,
+                     only_trials: set[int] | None = None, keep_events: bool = False,
+                     observe: Callable[[list[Event]], frozenset] | None = None) -> LogAnalysis:
+    header = contents.header
+    scenario = scenario if scenario is not None else scenario_from_header(header)
+    cfg = config_from_header(header)
+    reports = [judge_trial(scenario, cfg, path, trial, events, end, keep_events=keep_events, observe=observe)
+               for trial, events, end in iter_trials(contents)
+               if only_trials is None or trial in only_trials]
+    return LogAnalysis(path, header, contents.damage, scenario, cfg, reports)
+
+
+def analyze_log(path: str | os.PathLike[str], *, jobs: int | None = None, **kwargs: Any) -> LogAnalysis:
+    """Read and judge one log (LogError: not a log; AnalysisError: its scenario cannot be rebuilt). A large
+    msgpack log is judged in ``jobs`` processes (default: one per CPU); the verdicts are the same."""
+    path = os.fspath(path)
+    jobs = (os.cpu_count() or 1) if jobs is None else max(1, jobs)
+    try:
+        if jobs > 1 and os.path.getsize(path) >= PARALLEL_MIN_BYTES:
+            analysis = analyze_parallel(path, jobs, **kwargs)
+            if analysis is not None:
+                return analysis
+        contents = read_log(path)
+    except OSError as exc:
+        raise LogError(f"{path}: {exc.strerror or exc}") from None
+    return analyze_contents(path, contents, **kwargs)
+
+
+PARALLEL_MIN_BYTES = 4 << 20  # below this, starting processes costs more than it saves
+
+
+# --- the same, in parallel processes ------------------------------------------------------------------------------
+# The file is cut at record boundaries (found by msgpack's skip(), several times faster than decoding) into one
+# chunk per process; each process decodes its chunk and judges the trials that lie wholly inside it. A trial cut by
+# a chunk boundary comes back as raw records and is judged here. Trials must be contiguous in the file (as every
+# writer of this project makes them); if they are not, the parallel path declines and the caller reads serially.
+_SHARED: dict[str, Any] = {}  # handed to forked workers by inheritance, never pickled: the file can be large
+
+
+@dataclass(slots=True)
+class _ChunkResult:
+    runs: list[int]  # trial ids in file order, one entry per run of consecutive records
+    reports: list[TrialReport]
+    loose: dict[int, tuple[list[dict[str, Any]], dict[str, Any] | None]]  # trials cut by a boundary
+    damage: str | None
+
+
+def analyze_parallel(path: str, jobs: int, *, scenario: Scenario | None = None,
+                     only_trials: set[int] | None = None, keep_events: bool = False,
+                     observe: Callable[[list[Event]], frozenset] | None = None) -> LogAnalysis | None:
+    import multiprocessing
+
+    with open(path, "rb") as f:
+        data = f.read()
+    if data[:1] == b"{":
+        return None  # JSON Lines: for people, small
+    header, starts = _record_starts(path, data)
+    scenario = scenario if scenario is not None else scenario_from_header(header)
+    cfg = config_from_header(header)
+    if len(starts) < 2 * jobs:
+        return None
+    cuts = [starts[len(starts) * k // jobs] for k in range(jobs)] + [len(data)]
+    _SHARED.update(data=data, scenario=scenario, cfg=cfg, path=path, only=only_trials, keep=keep_events,
+                   observe=observe)
+    try:
+        with multiprocessing.get_context("fork").Pool(jobs) as pool:
+            chunks = pool.map(_judge_chunk, [(cuts[k], cuts[k + 1], k > 0) for k in range(jobs)])
+    finally:
+        _SHARED.clear()
+    damage = None
+    for i, c in enumerate(chunks):
+        if c.damage is not None:
+            damage, chunks = c.damage, chunks[:i + 1]  # nothing after the damage counts
+            break
+    runs = [t for c in chunks for t in c.runs]
+    merged_runs = [t for i, t in enumerate(runs) if i == 0 or runs[i - 1] != t]
+    if len(set(merged_runs)) != len(merged_runs):
+        return None  # interleaved trials: only the serial reader groups them correctly
+    reports = [r for c in chunks for r in c.reports]
+    loose: dict[int, tuple[list[dict[str, Any]], dict[str, Any] | None]] = {}
+    for c in chunks:
+        for trial, (events, end) in c.loose.items():
+            have, have_end = loose.get(trial, ([], None))
+            loose[trial] = (have + events, end or have_end)
+    for trial, (events, end) in loose.items():
+        reports.append(judge_trial(scenario, cfg, path, trial, events, end, keep_events=keep_events,
+                                   observe=observe))
+    reports.sort(key=lambda r: r.trial)
+    return LogAnalysis(path, header, damage, scenario, cfg, reports)
+
+
+def _record_starts(path: str, data: bytes) -> tuple[dict[str, Any], list[int]]:
+    """The header, and the byte offset of every record after it (up to the first undecodable byte)."""
+    import msgpack
+
+    from scenarios.eventlog import SCHEMA, SCHEMA_VERSION
+
+    unpacker = msgpack.Unpacker(raw=False, strict_map_key=False, max_buffer_size=max(len(data), 1))
+    unpacker.feed(data)
+    try:
+        header = unpacker.unpack()
+    except Exception:  # noqa: BLE001 - any decoding failure of the first record means "not a log"
+        header = None
+    if not isinstance(header, dict) or header.get("schema") != SCHEMA:
+        raise LogError(f"{path}: not a tlbrace log (its first record is not a {SCHEMA} header)")
+    if header.get("version") != SCHEMA_VERSION:
+        raise LogError(f"{path}: log schema version {header.get('version')!r}; this tlbrace reads version "
+                       f"{SCHEMA_VERSION}")
+    starts = []
+    try:
+        while True:
+            starts.append(unpacker.tell())
+            unpacker.skip()
+    except Exception:  # noqa: BLE001 - end of data or damage: the chunk that holds it reports which
+        starts.pop()
+    return header, starts
+
+
+def _judge_chunk(task: tuple[int, int, bool]) -> _ChunkResult:
+    start, end, has_previous = task
+    sh = _SHARED
+    records, damage = _decode(sh["data"], start, end)
+    runs: list[int] = []
+    events: dict[int, list[dict[str, Any]]] = {}
+    ends: dict[int, dict[str, Any]] = {}
+    for rec in records:  # the same grouping as eventlog.iter_trials
+        trial = rec.get("trial")
+        if not isinstance(trial, int) or rec.get("type") not in ("event", "trial_end"):
+            continue
+        if not runs or runs[-1] != trial:
+            runs.append(trial)
+        if rec["type"] == "trial_end":
+            ends[trial] = rec
+        else:
+            events.setdefault(trial, []).append(rec)
+    cut = {runs[0]} if runs and has_previous else set()
+    cut |= {t for t in events if t not in ends}  # may continue in the next chunk
+    reports, loose = [], {}
+    for trial in sorted(set(events) | set(ends)):
+        if sh["only"] is not None and trial not in sh["only"]:
+            continue
+        if trial in cut:
+            loose[trial] = (events.get(trial, []), ends.get(trial))
+        else:
+            reports.append(judge_trial(sh["scenario"], sh["cfg"], sh["path"], trial, events.get(trial, []),
+                                       ends.get(trial), keep_events=sh["keep"], observe=sh["observe"]))
+    return _ChunkResult(runs, reports, loose, damage)
+
+
+def _decode(data: bytes, start: int, end: int) -> tuple[list[dict[str, Any]], str | None]:
+    """Decode data[start:end] as read_log does: stop at the first record that is not a map or not whole."""
+    import msgpack
+
+    unpacker = msgpack.Unpacker(raw=False, strict_map_key=False, max_buffer_size=max(end - start, 1))
+    unpacker.feed(memoryview(data)[start:end])
+    records: list[dict[str, Any]] = []
+    offset = 0
+    try:
+        for obj in unpacker:
+            if not isinstance(obj, dict):
+                return records, f"garbage at byte {start + offset}"
+            records.append(obj)
+            offset = unpacker.tell()
+    except (msgpack.ExtraData, msgpack.FormatError, msgpack.StackError, ValueError, TypeError):
+        return records, f"garbage at byte {start + offset}"
+    if start + offset < end:
+        return records, f"truncated record at byte {start + offset}"
+    return records, None
+
+
+# --- re-running a judged trial, for pictures and final states ---------------------------------------------------
+def rerun(scenario: Scenario, cfg: Config, executed: Iterable[Transition],
+          after: Callable[[Machine, int], None] | None = None) -> Machine:
+    """Run exactly the transitions the replay executed, calling ``after(machine, i)`` after each one (and with
+    i = -1 before the first): the state at every point of a judged trial."""
+    m = Machine(scenario, cfg, record=True)
+    if after is not None:
+        after(m, -1)
+    for i, tr in enumerate(executed):
+        m.execute(tuple(tr))
+        if after is not None:
+            after(m, i)
+    return m
+
+
+# --- many trials --------------------------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class Summary:
+    trials: int
+    violating: int
+    by_invariant: dict[str, int]
+    divergences: int
+    disagreements: int
+    hit_rate: float
+    wilson95: tuple[float, float]
+
+
+def wilson_interval(hits: int, n: int, z: float = 1.959964) -> tuple[float, float]:
+    """Wilson score interval for a binomial proportion: honest at hit rates near 0 or 1, unlike p ± z·se."""
+    if n == 0:
+        return (0.0, 1.0)
+    p = hits / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+def summarize(reports: Iterable[TrialReport]) -> Summary:
+    reports = list(reports)
+    by_invariant: Counter[str] = Counter()
+    for r in reports:
+        by_invariant.update(r.invariants)
+    violating = sum(1 for r in reports if r.violating)
+    n = len(reports)
+    return Summary(n, violating, dict(sorted(by_invariant.items())),
+                   sum(1 for r in reports if r.divergence), sum(1 for r in reports if r.disagreement),
+                   violating / n if n else 0.0, wilson_interval(violating, n))

@@ -1,0 +1,217 @@
+"""``tlbrace analyze LOG...``: judge every logged trial by replay, explain each violation, draw it.
+
+Human output: per log, the violations with their minimal witness (litmus-style, one column per thread), the
+divergences and disagreements, then a summary over all trials (hit rate with a Wilson 95% interval). ``--json``
+prints the same as one JSON document instead. Exit status: 0 clean; 1 a violation, a replay that diverged from
+the log, or a log whose own verdict the replay contradicts; 2 bad input (not a log, unknown version, a scenario
+that cannot be rebuilt).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from scenarios import coverage as cov
+from scenarios.analyze import AnalysisError, LogAnalysis, TrialReport, analyze_log, summarize
+from scenarios.eventlog import LogError
+from scenarios.witness import Witness, witness_table, witnesses_for
+
+EXIT_OK, EXIT_VIOLATION, EXIT_BAD_INPUT = 0, 1, 2
+MAX_WITNESSES = 5  # past this many violating trials, show the first of each invariant (--trial shows any)
+MAX_PERFETTO_TRIALS = 20
+
+
+def add_parser(subparsers: Any) -> None:
+    p = subparsers.add_parser("analyze", help="judge logged trials by replay; explain and draw violations",
+                              description=__doc__.splitlines()[0])
+    p.add_argument("logs", nargs="+", metavar="LOG", help="event logs (msgpack or JSON Lines)")
+    p.add_argument("--json", action="store_true", help="one JSON document on stdout instead of tables")
+    p.add_argument("--timeline", metavar="FILE", help="draw one trial (--trial, else the first violating) as "
+                                                      "PNG or SVG")
+    p.add_argument("--perfetto", metavar="FILE", help="Chrome/Perfetto trace-event JSON of the violating trials "
+                                                      "(or --trial)")
+    p.add_argument("--trial", type=int, metavar="ID", help="only this trial (of each log)")
+    p.add_argument("--coverage", action="store_true", help="which orders of the race-critical events occurred")
+    p.add_argument("--jobs", type=int, default=None, metavar="N",
+                   help="analyse in N processes (default: the CPU count; 1 = in this process)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    err = Console(stderr=True)
+    only = {args.trial} if args.trial is not None else None
+    analyses: list[LogAnalysis] = []
+    for path in args.logs:
+        try:
+            analysis = analyze_log(path, only_trials=only, keep_events=only is not None,
+                                   observe=cov.observe if args.coverage else None, jobs=args.jobs)
+        except (LogError, AnalysisError) as exc:
+            print(f"tlbrace: error: {exc}", file=sys.stderr)
+            return EXIT_BAD_INPUT
+        if analysis.damage:
+            err.print(f"[yellow]tlbrace: warning: {path}: {analysis.damage}; analysed the records before it[/]",
+                      highlight=False)
+        analyses.append(analysis)
+    reports = [r for a in analyses for r in a.trials]
+    if only is not None and not reports:
+        print(f"tlbrace: error: no trial {args.trial} in {', '.join(args.logs)}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    witnesses = {id(r): _witnesses(a, r) for a in analyses for r in _explained(a, reports, only)}
+    coverage = cov.aggregate(r.coverage for r in reports) if args.coverage else None
+    if args.timeline:
+        _timeline(args.timeline, analyses, witnesses, err)
+    if args.perfetto:
+        _perfetto(args.perfetto, analyses, witnesses, only, err)
+    if args.json:
+        print(json.dumps(_as_json(analyses, witnesses, coverage), indent=1))
+    else:
+        # Witness tables have a column per thread: give them room when the output is not a terminal.
+        _print(Console() if sys.stdout.isatty() else Console(width=160), analyses, reports, witnesses, coverage)
+    bad = any(r.violating or r.divergence or r.disagreement for r in reports)
+    return EXIT_VIOLATION if bad else EXIT_OK
+
+
+# --- which trials get a witness -------------------------------------------------------------------------------------
+def _explained(a: LogAnalysis, all_reports: list[TrialReport], only: set[int] | None) -> list[TrialReport]:
+    violating = [r for r in a.trials if r.violating]
+    if only is not None or sum(r.violating for r in all_reports) <= MAX_WITNESSES:
+        return violating
+    firsts: dict[str, TrialReport] = {}
+    for r in violating:
+        for inv in r.invariants:
+            firsts.setdefault(inv, r)
+    return list({id(r): r for r in firsts.values()}.values())
+
+
+def _witnesses(a: LogAnalysis, r: TrialReport) -> list[Witness]:
+    if r.divergence and r.divergence.startswith(("replay crashed", "malformed")):
+        return []
+    return witnesses_for(r.violations, a.scenario, a.cfg, r.executed)
+
+
+def _chosen(analyses: list[LogAnalysis]) -> tuple[LogAnalysis, TrialReport] | None:
+    """The trial a single picture shows: the first violating one, else the first."""
+    pairs = [(a, r) for a in analyses for r in a.trials]
+    return next(((a, r) for a, r in pairs if r.violating), pairs[0] if pairs else None)
+
+
+# --- pictures and traces ---------------------------------------------------------------------------------------------
+def _timeline(path: str, analyses: list[LogAnalysis], witnesses: dict[int, list[Witness]], err: Console) -> None:
+    from scenarios.timeline import draw_timeline  # matplotlib is slow to import: only when asked
+
+    chosen = _chosen(analyses)
+    if chosen is None:
+        err.print("tlbrace: warning: no trial to draw")
+        return
+    a, r = chosen
+    events = r.replay_events or _replay_events(a, r)
+    ws = witnesses.get(id(r)) or []
+    verdict = ", ".join(r.invariants) or "no violation"
+    draw_timeline(path, a.scenario, a.cfg, events, r.executed, r.violations, ws[0] if ws else None,
+                  f"{os.path.basename(a.path)} trial {r.trial}: {a.header.get('scenario')} — {verdict}")
+
+
+def _replay_events(a: LogAnalysis, r: TrialReport) -> list:
+    from scenarios.analyze import rerun
+
+    return rerun(a.scenario, a.cfg, r.executed).events
+
+
+def _perfetto(path: str, analyses: list[LogAnalysis], witnesses: dict[int, list[Witness]],
+              only: set[int] | None, err: Console) -> None:
+    from scenarios.perfetto import TraceTrial, write_trace
+
+    picked = [(a, r) for a in analyses for r in a.trials if only is not None or r.violating][:MAX_PERFETTO_TRIALS]
+    if not picked:
+        chosen = _chosen(analyses)
+        picked = [chosen] if chosen else []
+    trials = []
+    for a, r in picked:
+        seqs = frozenset(row.seq for w in witnesses.get(id(r), []) for row in w.rows if row.seq is not None)
+        m_threads = tuple(t.name for t in a.scenario.threads)
+        events = r.replay_events or _replay_events(a, r)
+        cpu_of = tuple(next((e.cpu for e in events if e.tid == t and e.kind != "ipi"), t)
+                       for t in range(len(m_threads)))
+        trials.append(TraceTrial(f"{os.path.basename(a.path)} trial {r.trial}", m_threads, cpu_of, events,
+                                 r.violations, seqs))
+    n = write_trace(path, trials)
+    err.print(f"wrote {n} trace events for {len(trials)} trial(s) to {path}", highlight=False)
+
+
+# --- output ----------------------------------------------------------------------------------------------------------
+def _as_json(analyses: list[LogAnalysis], witnesses: dict[int, list[Witness]],
+             coverage: cov.Coverage | None) -> dict[str, Any]:
+    s = summarize(r for a in analyses for r in a.trials)
+    out: dict[str, Any] = {
+        "logs": [{"path": a.path, "run": a.header.get("run"), "runtime": a.header.get("runtime"),
+                  "scenario": a.header.get("scenario"), "damage": a.damage,
+                  "trials": [_trial_json(r, witnesses.get(id(r))) for r in a.trials]} for a in analyses],
+        "summary": {"trials": s.trials, "violating": s.violating, "by_invariant": s.by_invariant,
+                    "divergences": s.divergences, "disagreements": s.disagreements, "hit_rate": s.hit_rate,
+                    "wilson95": list(s.wilson95)},
+    }
+    if coverage is not None:
+        out["coverage"] = coverage.as_dict()
+    return out
+
+
+def _trial_json(r: TrialReport, ws: list[Witness] | None) -> dict[str, Any]:
+    return {"trial": r.trial, "verdict": "violation" if r.violating else "ok", "events": r.events,
+            "violations": [{"invariant": v.invariant, "detail": v.detail, "pfn": v.pfn} for v in r.violations],
+            "divergence": r.divergence, "logged": {"status": r.logged_status,
+                                                   "invariants": list(r.logged_invariants)},
+            "disagreement": r.disagreement,
+            "witnesses": [w.as_dict() for w in ws] if ws is not None else None}
+
+
+def _print(con: Console, analyses: list[LogAnalysis], reports: list[TrialReport],
+           witnesses: dict[int, list[Witness]], coverage: cov.Coverage | None) -> None:
+    for a in analyses:
+        h = a.header
+        con.print(f"[bold]{a.path}[/]: scenario {h.get('scenario')}, {h.get('runtime')} run {h.get('run')}, "
+                  f"{len(a.trials)} trial(s)", highlight=False)
+        for r in a.trials:
+            if r.violating:
+                con.print(f"  trial {r.trial}: [bold red]VIOLATION[/] {', '.join(r.invariants)}", highlight=False)
+                for v in r.violations:
+                    con.print(f"    {v.invariant}: {v.detail}", highlight=False)
+            if r.divergence:
+                con.print(f"  trial {r.trial}: [yellow]divergence[/]: {r.divergence}", highlight=False)
+            if r.disagreement:
+                con.print(f"  trial {r.trial}: [yellow]disagreement[/]: {r.disagreement}", highlight=False)
+            if r.logged_status is None and r.events:
+                con.print(f"  trial {r.trial}: no trial_end record (the log ends inside it)", highlight=False)
+            for w in witnesses.get(id(r), []):
+                con.print(witness_table(w, f"trial {r.trial}: {w.invariant} on pfn {w.pfn} — minimal witness"))
+        shown = sum(1 for r in a.trials if id(r) in witnesses)
+        hidden = sum(1 for r in a.trials if r.violating) - shown
+        if hidden > 0:
+            con.print(f"  ({hidden} more violating trial(s) not explained here: use --trial ID)", highlight=False)
+    con.print(_summary_table(reports))
+    if coverage is not None:
+        con.print(cov.coverage_table(coverage))
+        if coverage.never:
+            con.print("never observed: " + "; ".join(coverage.never), highlight=False)
+
+
+def _summary_table(reports: list[TrialReport]) -> Table:
+    s = summarize(reports)
+    t = Table(title="Summary", title_justify="left", show_header=False)
+    t.add_column("what")
+    t.add_column("value", justify="right")
+    t.add_row("trials", str(s.trials))
+    t.add_row("violating trials", str(s.violating))
+    for inv, n in s.by_invariant.items():
+        t.add_row(f"  {inv}", str(n))
+    lo, hi = s.wilson95
+    t.add_row("hit rate (Wilson 95%)", f"{s.hit_rate:.2%} [{lo:.2%}, {hi:.2%}]")
+    t.add_row("replay divergences", str(s.divergences))
+    t.add_row("log/replay disagreements", str(s.disagreements))
+    return t
