@@ -1,0 +1,422 @@
+"""Scenario files: TOML in, a validated ``kernel_model.program.Scenario`` out.
+
+A scenario names the pages, the threads (one simulated CPU each) and their programs of user-level operations,
+and the default configuration. Library scenarios live in ``scenarios/library/NAME.toml``; any other TOML file
+can be loaded by path. Every problem in a file is a ``ScenarioError`` that names the file, the key and what was
+expected; bad input never produces a traceback.
+
+The format (every key other than ``threads`` is optional)::
+
+    name = "madv_dontneed"            # must equal the file stem for library files (default: the stem)
+    description = "one line"          # a single line
+    [params]                          # integers >= 0, overridable from the command line (--param stores=3)
+    stores = 2
+    [setup]
+    pages = 1                         # int or a param name (string); >= 1
+    ptes_per_table = 512              # int or param name; pages per PTE table = per PTL (split PTLs); >= 1
+    mapped = true                     # pages start mapped present+writable+dirty, PG_dirty set
+    warm_tlb = ["writer"]             # thread names (or their count-expanded names) whose CPU starts with a
+                                      # dirty TLB entry per page; needs mapped = true
+    anon = false                      # anonymous private memory instead of a shared file
+                                      # (any other boolean field of kernel_model.program.Setup is a key too)
+    [config]                          # defaults for kernel_model.config.Config fields (ordering, arch,
+                                      # delayed_batches, max_gather_batch, max_gather_batch_count,
+                                      # mmu_gather_bundle, mutant); the command line overrides them
+    [[threads]]
+    name = "writer"                   # letters, digits, '_' and '-', starting with a letter or '_'
+    count = 1                         # int or param name: N copies named writer0..writerN-1 (1 keeps the name)
+    program = [ { op = "store", pages = [0], repeat = "stores" } ]
+
+Operations (``program`` entries, and ``body`` entries of a loop):
+
+- ``op``: one of ``kernel_model.program.OP_KINDS``: store, load, madvise_dontneed, munmap, mmap_fixed, msync,
+  evict, loop.
+- ``pages``: a list of page indices (each ``< setup.pages``), or ``"all"``. Required for store/load (a store
+  to several pages is one store per page, in order). Omitted means every page for madvise_dontneed, munmap,
+  mmap_fixed, msync and evict. The zap operations (madvise_dontneed, munmap, mmap_fixed) cover one address
+  range, so their pages must be contiguous and ascending; msync/evict pages must be distinct.
+- ``repeat``: int or param name, >= 1, default 1.
+- ``op = "loop"`` takes ``times`` (int or param name, >= 1) and ``body`` (a non-empty list of operations) and
+  nothing else; it becomes ``Op("loop", (), times, body)``.
+
+Rules across keys: anon memory has no backing file, so ``anon = true`` forbids msync and evict. A store to a
+page that is not mapped is fine (it faults in). ``warm_tlb = ["writer"]`` names every copy of a counted thread.
+Thread names, after count expansion, must be distinct. Unknown keys anywhere are errors. Sizes are bounded
+(MAX_PAGES pages, MAX_THREADS threads, MAX_LOOP_DEPTH nested loops, MAX_OPS_PER_THREAD unrolled operations) so
+that a typo is an error here rather than an out-of-memory failure later.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import fields
+from pathlib import Path
+from typing import Any, Final
+
+from kernel_model.config import Config, ConfigError
+from kernel_model.program import OP_KINDS, Op, Scenario, Setup, Thread
+
+LIBRARY_DIR: Final = Path(__file__).resolve().parent / "library"
+
+# Bounds that keep a typo (pages = 10**9) from turning into an out-of-memory error far from the file.
+MAX_PAGES: Final = 1 << 16
+MAX_THREADS: Final = 1024
+MAX_OPS_PER_THREAD: Final = 1_000_000  # after loops and repeats are unrolled (program.flatten)
+MAX_LOOP_DEPTH: Final = 16  # flatten recurses once per level
+
+ZAP_OPS: Final = ("madvise_dontneed", "munmap", "mmap_fixed")
+FILE_OPS: Final = ("msync", "evict")  # need a backing file
+PAGE_REQUIRED_OPS: Final = ("store", "load")
+
+_TOP_KEYS: Final = ("name", "description", "params", "setup", "config", "threads")
+# Every boolean field of Setup is a [setup] key of the same name (mapped, anon, and any the model adds later).
+_SETUP_DEFAULTS: Final = {f.name: f.default for f in fields(Setup)}
+_SETUP_BOOLS: Final = tuple(k for k, v in _SETUP_DEFAULTS.items() if isinstance(v, bool))
+_SETUP_KEYS: Final = ("pages", "ptes_per_table", "warm_tlb") + _SETUP_BOOLS
+_THREAD_KEYS: Final = ("name", "count", "program")
+_OP_KEYS: Final = ("op", "pages", "repeat")
+_LOOP_KEYS: Final = ("op", "times", "body")
+_CONFIG_KEYS: Final = tuple(f.name for f in fields(Config))
+_NAME_RE: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")
+_PARAM_RE: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+class ScenarioError(ValueError):
+    """A scenario (or a --param) is not valid. The message names the file, the key and what was expected."""
+
+    def __init__(self, message: str, *, file: str | None = None, key: str | None = None) -> None:
+        super().__init__(message)
+        self.file = file
+        self.key = key
+
+
+# --- public API ---------------------------------------------------------------------------------------------
+
+
+def library_names() -> list[str]:
+    """The names of the library scenarios, sorted."""
+    return sorted(p.stem for p in LIBRARY_DIR.glob("*.toml"))
+
+
+def list_scenarios() -> list[tuple[str, str, dict[str, int]]]:
+    """(name, one-line description, default params) of every library scenario, sorted by name."""
+    out = []
+    for name in library_names():
+        scenario = load_scenario(name)
+        out.append((scenario.name, scenario.description, dict(scenario.params)))
+    return out
+
+
+def load_scenario(name_or_path: str, params: dict[str, int] | None = None) -> Scenario:
+    """Load a library scenario by name, or a user's TOML file by path; ``params`` override its ``[params]``."""
+    label, path, library = _locate(str(name_or_path))
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ScenarioError(f"{label}: cannot read the file: {exc.strerror or exc}", file=label) from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ScenarioError(f"{label}: not UTF-8 text: {exc.reason} at byte {exc.start}", file=label) from None
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ScenarioError(f"{label}: invalid TOML: {exc}", file=label) from None
+    except RecursionError:
+        raise ScenarioError(f"{label}: invalid TOML: nested too deeply", file=label) from None
+    return _Builder(label, path.stem, library, doc, text).build(params)
+
+
+def parse_params(items: list[str]) -> dict[str, int]:
+    """``["pages=2", "stores=3"]`` (from ``--param``) → ``{"pages": 2, "stores": 3}``."""
+    out: dict[str, int] = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        name, value = name.strip(), value.strip()
+        if not sep or not _PARAM_RE.fullmatch(name):
+            raise ScenarioError(f"--param {item!r}: expected NAME=INTEGER, e.g. pages=2", key="--param")
+        try:
+            number = int(value, 10)
+        except ValueError:
+            raise ScenarioError(f"--param {item!r}: expected an integer value after '=', got {value!r}",
+                                key="--param") from None
+        if name in out:
+            raise ScenarioError(f"--param {item!r}: {name} is given twice", key="--param")
+        out[name] = number
+    return out
+
+
+# --- implementation -----------------------------------------------------------------------------------------
+
+
+def _locate(name_or_path: str) -> tuple[str, Path, bool]:
+    """(label for messages, file, whether it is a library file)."""
+    looks_like_path = "/" in name_or_path or "\\" in name_or_path or name_or_path.endswith(".toml")
+    if not looks_like_path and name_or_path in library_names():
+        return f"library:{name_or_path}", LIBRARY_DIR / f"{name_or_path}.toml", True
+    path = Path(name_or_path)
+    if looks_like_path or path.exists():
+        return name_or_path, path, False
+    raise ScenarioError(
+        f"{name_or_path}: no library scenario or file of that name "
+        f"(library: {', '.join(library_names()) or 'empty'})", file=name_or_path)
+
+
+def _show(value: Any) -> str:
+    kind = {bool: "boolean", int: "integer", float: "float", str: "string", list: "array", dict: "table"}
+    return f"{value!r} ({kind.get(type(value), type(value).__name__)})"
+
+
+class _Builder:
+    def __init__(self, label: str, stem: str, library: bool, doc: dict[str, Any], text: str) -> None:
+        self.label = label
+        self.stem = stem
+        self.library = library
+        self.doc = doc
+        self.text = text
+        self.params: dict[str, int] = {}
+        self.bases: dict[str, list[str]] = {}  # thread name as written -> its count-expanded names (warm_tlb)
+
+    def err(self, key: str, what: str) -> ScenarioError:
+        return ScenarioError(f"{self.label}: {key}: {what}", file=self.label, key=key)
+
+    # -- generic checks --
+    def table(self, key: str, value: Any, allowed: tuple[str, ...]) -> dict[str, Any]:
+        if not isinstance(value, dict):
+            raise self.err(key, f"expected a table, got {_show(value)}")
+        for k in value:
+            if k not in allowed:
+                where = f"{key}.{k}" if key else k
+                raise self.err(where, f"unknown key (expected one of {', '.join(allowed)})")
+        return value
+
+    def boolean(self, key: str, value: Any) -> bool:
+        if not isinstance(value, bool):
+            raise self.err(key, f"expected true or false, got {_show(value)}")
+        return value
+
+    def string(self, key: str, value: Any) -> str:
+        if not isinstance(value, str):
+            raise self.err(key, f"expected a string, got {_show(value)}")
+        return value
+
+    def integer(self, key: str, value: Any, minimum: int, maximum: int | None = None) -> int:
+        """An int, or the name of a param (resolved), within [minimum, maximum]."""
+        if isinstance(value, str):
+            if value not in self.params:
+                known = ", ".join(sorted(self.params)) or "none declared"
+                raise self.err(key, f"expected an integer or a param name (params: {known}), got {value!r}")
+            number = self.params[value]
+            via = f" (param {value} = {number})"
+        elif isinstance(value, int) and not isinstance(value, bool):
+            number, via = value, ""
+        else:
+            raise self.err(key, f"expected an integer or a param name, got {_show(value)}")
+        if number < minimum:
+            raise self.err(key, f"expected an integer >= {minimum}, got {number}{via}")
+        if maximum is not None and number > maximum:
+            raise self.err(key, f"expected an integer <= {maximum}, got {number}{via}")
+        return number
+
+    # -- sections --
+    def build(self, overrides: dict[str, int] | None) -> Scenario:
+        doc = self.table("", self.doc, _TOP_KEYS)
+        name = self.stem
+        if "name" in doc:
+            name = self.string("name", doc["name"])
+            if not name.strip():
+                raise self.err("name", "expected a non-empty string")
+            if self.library and name != self.stem:
+                raise self.err("name", f"expected {self.stem!r} (library files are named after their name), "
+                                       f"got {name!r}")
+        description = ""
+        if "description" in doc:
+            description = self.string("description", doc["description"])
+            if "\n" in description.strip():
+                raise self.err("description", "expected one line (put details in TOML comments)")
+            description = description.strip()
+        self.params = self.build_params(doc.get("params", {}), overrides)
+        config = self.build_config(doc.get("config", {}))
+        setup_doc = self.table("setup", doc.get("setup", {}), _SETUP_KEYS)
+        pages = self.integer("setup.pages", setup_doc.get("pages", _SETUP_DEFAULTS["pages"]), 1, MAX_PAGES)
+        ptes_per_table = self.integer("setup.ptes_per_table",
+                                      setup_doc.get("ptes_per_table", _SETUP_DEFAULTS["ptes_per_table"]), 1)
+        flags = {k: self.boolean(f"setup.{k}", setup_doc[k]) for k in _SETUP_BOOLS if k in setup_doc}
+        mapped = flags.get("mapped", _SETUP_DEFAULTS["mapped"])
+        anon = flags.get("anon", _SETUP_DEFAULTS["anon"])
+        threads = self.build_threads(doc, pages, anon)
+        warm_tlb = self.build_warm_tlb(setup_doc.get("warm_tlb", []), threads, mapped)
+        setup = Setup(pages=pages, ptes_per_table=ptes_per_table, warm_tlb=warm_tlb, **flags)
+        return Scenario(name=name, description=description, setup=setup, threads=threads, config=config,
+                        params=dict(self.params), source=self.text)
+
+    def build_params(self, value: Any, overrides: dict[str, int] | None) -> dict[str, int]:
+        if not isinstance(value, dict):
+            raise self.err("params", f"expected a table of integers, got {_show(value)}")
+        params: dict[str, int] = {}
+        for k, v in value.items():
+            key = f"params.{k}"
+            if not _PARAM_RE.fullmatch(k):
+                raise self.err(key, "expected a param name of letters, digits and '_' (not starting with a digit)")
+            if not isinstance(v, int) or isinstance(v, bool) or v < 0:
+                raise self.err(key, f"expected an integer >= 0, got {_show(v)}")
+            params[k] = v
+        for k, v in (overrides or {}).items():
+            key = f"params.{k}"
+            if k not in params:
+                known = ", ".join(sorted(params)) or "none"
+                raise self.err(key, f"unknown param {k!r} (this scenario's params: {known})")
+            if not isinstance(v, int) or isinstance(v, bool) or v < 0:
+                raise self.err(key, f"expected an integer >= 0 from the override, got {_show(v)}")
+            params[k] = v
+        return params
+
+    def build_config(self, value: Any) -> dict[str, object]:
+        config = dict(self.table("config", value, _CONFIG_KEYS))
+        try:
+            Config(**config)
+        except ConfigError as exc:
+            message = str(exc)
+            head, _, rest = message.partition(": ")
+            if head in _CONFIG_KEYS and rest:
+                raise self.err(f"config.{head}", rest) from None
+            raise self.err("config", message) from None
+        except TypeError as exc:  # defensive: Config checks its own types, but never let one through as a crash
+            raise self.err("config", str(exc)) from None
+        return config
+
+    def build_threads(self, doc: dict[str, Any], pages: int, anon: bool) -> tuple[Thread, ...]:
+        if "threads" not in doc:
+            raise self.err("threads", "missing: expected at least one [[threads]] table")
+        value = doc["threads"]
+        if not isinstance(value, list):
+            raise self.err("threads", f"expected an array of tables ([[threads]]), got {_show(value)}")
+        if not value:
+            raise self.err("threads", "expected at least one thread, got none")
+        threads: list[Thread] = []
+        origin: dict[str, str] = {}  # expanded thread name -> the threads[i] key it came from
+        for i, tdoc in enumerate(value):
+            key = f"threads[{i}]"
+            tdoc = self.table(key, tdoc, _THREAD_KEYS)
+            if "name" not in tdoc:
+                raise self.err(f"{key}.name", "missing: every thread needs a name")
+            name = self.string(f"{key}.name", tdoc["name"])
+            if not _NAME_RE.fullmatch(name):
+                raise self.err(f"{key}.name", "expected letters, digits, '_' or '-', starting with a letter or "
+                                              f"'_', got {name!r}")
+            count = self.integer(f"{key}.count", tdoc.get("count", 1), 1, MAX_THREADS)
+            if "program" not in tdoc:
+                raise self.err(f"{key}.program", "missing: expected a list of operations")
+            ops = self.build_ops(f"{key}.program", tdoc["program"], pages, anon, 0)
+            names = [name] if count == 1 else [f"{name}{c}" for c in range(count)]
+            for n in names:
+                if n in origin:
+                    raise self.err(f"{key}.name", f"duplicate thread name {n!r} (also from {origin[n]})")
+                origin[n] = key
+                threads.append(Thread(n, ops))
+            self.bases.setdefault(name, []).extend(names)
+            if len(threads) > MAX_THREADS:
+                raise self.err(f"{key}.count", f"expected at most {MAX_THREADS} threads in all, got {len(threads)}")
+        return tuple(threads)
+
+    def build_ops(self, key: str, value: Any, pages: int, anon: bool, depth: int) -> tuple[Op, ...]:
+        if not isinstance(value, list):
+            raise self.err(key, f"expected a list of operations, got {_show(value)}")
+        if not value:
+            raise self.err(key, "expected at least one operation, got an empty list")
+        ops = tuple(self.build_op(f"{key}[{j}]", item, pages, anon, depth) for j, item in enumerate(value))
+        length = sum(_flat_len(op) for op in ops)
+        if length > MAX_OPS_PER_THREAD:
+            raise self.err(key, f"unrolls to {length} operations; at most {MAX_OPS_PER_THREAD} are allowed")
+        return ops
+
+    def build_op(self, key: str, value: Any, pages: int, anon: bool, depth: int) -> Op:
+        if not isinstance(value, dict):
+            raise self.err(key, f"expected an operation table such as {{ op = \"store\", pages = [0] }}, "
+                                f"got {_show(value)}")
+        kinds = ", ".join(OP_KINDS)
+        if "op" not in value:
+            raise self.err(f"{key}.op", f"missing: expected one of {kinds}")
+        kind = value["op"]
+        if not isinstance(kind, str) or kind not in OP_KINDS:
+            got = repr(kind) if isinstance(kind, str) else _show(kind)
+            raise self.err(f"{key}.op", f"expected one of {kinds}, got {got}")
+        if kind == "loop":
+            self.table(key, value, _LOOP_KEYS)
+            if "times" not in value:
+                raise self.err(f"{key}.times", "missing: a loop needs times (an integer or a param name)")
+            times = self.integer(f"{key}.times", value["times"], 1)
+            if "body" not in value:
+                raise self.err(f"{key}.body", "missing: a loop needs a body (a list of operations)")
+            if depth >= MAX_LOOP_DEPTH:
+                raise self.err(f"{key}.body", f"loops nested too deeply (at most {MAX_LOOP_DEPTH} levels)")
+            body = self.build_ops(f"{key}.body", value["body"], pages, anon, depth + 1)
+            return Op("loop", (), times, body)
+        for k in value:
+            if k not in _OP_KEYS:
+                hint = " (only loops take times and body)" if k in ("times", "body") else ""
+                raise self.err(f"{key}.{k}", f"unknown key for op {kind} (expected one of "
+                                             f"{', '.join(_OP_KEYS)}){hint}")
+        if anon and kind in FILE_OPS:
+            raise self.err(f"{key}.op", f"{kind} needs a backing file, but setup.anon = true (anonymous memory "
+                                        "has no file to write back or evict)")
+        repeat = self.integer(f"{key}.repeat", value.get("repeat", 1), 1)
+        page_list = self.build_pages(f"{key}.pages", kind, value, pages)
+        return Op(kind, page_list, repeat)
+
+    def build_pages(self, key: str, kind: str, op: dict[str, Any], npages: int) -> tuple[int, ...]:
+        if "pages" not in op:
+            if kind in PAGE_REQUIRED_OPS:
+                raise self.err(key, f"missing: {kind} needs pages (a list of page indices, or \"all\")")
+            return tuple(range(npages))
+        value = op["pages"]
+        if value == "all":
+            return tuple(range(npages))
+        if not isinstance(value, list):
+            raise self.err(key, f"expected a list of page indices or \"all\", got {_show(value)}")
+        if not value:
+            raise self.err(key, "expected at least one page index (omit pages or use \"all\" for every page)")
+        out: list[int] = []
+        for j, p in enumerate(value):
+            if not isinstance(p, int) or isinstance(p, bool):
+                raise self.err(f"{key}[{j}]", f"expected a page index (an integer), got {_show(p)}")
+            if not 0 <= p < npages:
+                raise self.err(f"{key}[{j}]", f"page {p} is out of range: expected 0 <= page < setup.pages "
+                                              f"= {npages}")
+            out.append(p)
+        if kind in ZAP_OPS and out != list(range(out[0], out[0] + len(out))):
+            raise self.err(key, f"{kind} covers one address range: expected contiguous ascending pages "
+                                f"such as [{out[0]}, {out[0] + 1}], got {out}")
+        if kind in FILE_OPS and len(set(out)) != len(out):
+            raise self.err(key, f"expected distinct page indices, got {out}")
+        return tuple(out)
+
+    def build_warm_tlb(self, value: Any, threads: tuple[Thread, ...], mapped: bool) -> tuple[str, ...]:
+        if not isinstance(value, list):
+            raise self.err("setup.warm_tlb", f"expected a list of thread names, got {_show(value)}")
+        if value and not mapped:
+            raise self.err("setup.warm_tlb", "needs setup.mapped = true (a TLB entry is only ever filled from "
+                                             "a present PTE)")
+        names = {t.name for t in threads}
+        wanted: set[str] = set()
+        for j, n in enumerate(value):
+            key = f"setup.warm_tlb[{j}]"
+            if not isinstance(n, str):
+                raise self.err(key, f"expected a thread name, got {_show(n)}")
+            if n in self.bases:
+                wanted.update(self.bases[n])
+            elif n in names:
+                wanted.add(n)
+            else:
+                known = sorted(set(self.bases) | names)
+                raise self.err(key, f"unknown thread {n!r} (threads: {', '.join(known)})")
+        return tuple(t.name for t in threads if t.name in wanted)
+
+
+def _flat_len(op: Op) -> int:
+    if op.kind == "loop":
+        return op.repeat * sum(_flat_len(b) for b in op.body)
+    if op.kind in PAGE_REQUIRED_OPS:
+        return op.repeat * len(op.pages)
+    return op.repeat
