@@ -1,0 +1,506 @@
+"""A simulated CPU as a Ray actor: its TLB, the scenario thread(s) it runs, and the flush IPIs it takes.
+
+The actor drives the very kernel paths the controlled machine drives (``kernel_model.syscalls.op_path``), one
+step at a time:
+
+- CPU steps (store_tlb, load_tlb, walk_fill, flush_tlb_local) run here on the actor's TLB, through
+  ``kernel_model.tlb`` with a proxy for their page-table part (at most one message: a walk, a D-bit set, the
+  store or load itself). A TLB miss or a local flush costs no message at all.
+- Page-table steps are one message each to the page-table actor. Those whose result is known in advance (unlock,
+  set_pte_at, a store through a dirty entry...) are pipelined: sent without waiting (see ``actors.lamport``).
+- Blocking steps wait at the page-table actor (queued FIFO, granted by a message), and the CPU keeps taking IPIs
+  meanwhile, as a CPU spinning on a PTL keeps servicing interrupts (brief §5).
+- flush_tlb_others sends a flush message to every other CPU (mm_cpumask: every CPU but this one, none lazy);
+  wait_acks waits for all their acks, taking IPIs meanwhile.
+
+An IPI lands between two instructions, never inside one: every step runs holding the CPU's ``irq`` lock, and
+the IPI handler (its own concurrency group, so it runs while the thread waits) takes the same lock.
+
+arch=up: every thread shares CPU 0, so one actor runs them all as Python threads over one TLB; a step is
+the CPU executing one instruction (the lock is held), and a thread holding a PTL is not preempted: the others
+take no step until it unlocks (kernel spinlocks disable preemption). Blocking steps are *tried*: when one
+cannot proceed the thread sleeps until another thread's step changed something. A state where every thread
+waits is a hang.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any, Callable, Final
+
+from actors.codec import BUSY, ERROR, QUEUED, STALE, pack, unpack, unpack_spec, wire
+from actors.jitter import Jitter
+from actors.lamport import Timeline
+from actors.page_table import EPOCH, PLAIN, QUEUE, TRY, VALIDATE, WALK
+from actors.topology import Topology, initial_state, programs
+from kernel_model import tlb as tlbops
+from kernel_model.context import Kctx
+from kernel_model.steps import Note, Step, kind_of
+from kernel_model.syscalls import op_path
+
+# Page-table steps that always return None and never block: the thread need not wait for them.
+PIPELINED_OPS: Final = frozenset({"spin_unlock", "folio_unlock", "up_read", "up_write", "downgrade_write",
+                                  "set_pte_at", "detach_vma", "link_vma", "vma_link_file", "unlink_file_vma"})
+
+_BUSY: Final = object()  # a tried blocking step could not proceed (arch=up)
+
+
+class StepFailed(RuntimeError):
+    """The page-table actor refused a step (a lock misuse by a path or a mutant)."""
+
+
+class TrialHung(RuntimeError):
+    """Every thread of this CPU waits for another (arch=up deadlock)."""
+
+
+class _Stale(Exception):
+    """s390: the TLB entry's translation was invalidated by a synchronous PTE clear since it was filled."""
+
+
+class PtLink:
+    """Numbered messages from one CPU to the page-table actor, each carrying the CPU's Lamport state."""
+
+    def __init__(self, pt: Any, caller: int, trial: int, timeline: Timeline) -> None:
+        self.pt = pt
+        self.caller = caller
+        self.trial = trial
+        self.tl = timeline
+        self.seq = 0
+
+    def _message(self, op: str, args: list, mode: str, extra: Any) -> bytes:
+        base, delta = self.tl.pt_clock()
+        data = pack([self.trial, self.caller, self.seq, base, delta, op, args, mode, extra])
+        self.seq += 1
+        return data
+
+    def call(self, op: str, args: list, mode: str = PLAIN, extra: Any = None) -> list:
+        import ray
+
+        reply = unpack(ray.get(self.pt.step.remote(self._message(op, args, mode, extra))))
+        if reply[0] == ERROR:
+            raise StepFailed(reply[1])
+        return reply
+
+    def post(self, op: str, args: list) -> Any:
+        return self.pt.step.remote(self._message(op, args, PLAIN, None))
+
+
+class TlbProxy:
+    """``kernel_model.tlb``'s ``pt``: the page-table part of one CPU step, as at most one message. Remembers
+    the stamp (or the pipelined reply) so that the step's event gets it."""
+
+    def __init__(self, cpu: "CpuCore") -> None:
+        self.cpu = cpu
+        self.va = 0
+        self.stamp: tuple[int, int] | None = None
+        self.ref: Any = None
+        self.epoch = 0
+
+    def begin(self, va: int) -> None:
+        self.va, self.stamp, self.ref = va, None, None
+
+    def walk(self, va: int, write: bool) -> Any:
+        reply = self.cpu.link.call("walk", [va, write], WALK)
+        self.stamp = (reply[2], reply[3])
+        pte, self.epoch = reply[1]
+        return pte
+
+    def pte_mkdirty_write(self, va: int, pfn: int, value: int) -> bool:
+        return self._checked("pte_mkdirty_write", [va, pfn, value])
+
+    def write_page(self, pfn: int, value: int) -> None:
+        if not self.cpu.s390:
+            # A store through a dirty entry always lands (x86): nothing to wait for.
+            self.ref = self.cpu.link.post("write_page", [pfn, value])
+            return None
+        return self._checked("write_page", [pfn, value])
+
+    def read_page(self, pfn: int) -> int:
+        return self._checked("read_page", [pfn])
+
+    def _checked(self, op: str, args: list) -> Any:
+        if self.cpu.s390:
+            reply = self.cpu.link.call(op, args, EPOCH, [self.va, self.cpu.epochs.get(self.va, 0)])
+        else:
+            reply = self.cpu.link.call(op, args)
+        if reply[0] == STALE:
+            self.stamp = (reply[1], reply[2])
+            raise _Stale()
+        self.stamp = (reply[2], reply[3])
+        return reply[1]
+
+
+class CpuCore:
+    """The actor's logic. ``peers[c]`` is CPU c's actor handle (this CPU's own entry is unused)."""
+
+    def __init__(self, name: str, cpu: int, spec: bytes, pt: Any, peers: list[Any]) -> None:
+        self.name = name
+        self.cpu = cpu
+        self.scenario, self.cfg = unpack_spec(spec)
+        self.topo = Topology.of(self.scenario, self.cfg)
+        self.programs = programs(self.scenario)
+        self.tids = self.topo.threads_on(cpu)
+        self.pt = pt
+        self.peers = peers
+        self.s390 = self.cfg.arch == "s390"
+        self.up = self.cfg.arch == "up"
+        # The no_ipi_while_spinning mutant: the CPU keeps its irq lock while it spins or waits for acks.
+        self.hold_irq_while_waiting = self.cfg.has("no_ipi_while_spinning")
+        self.irq = threading.Lock()
+        self.cv = threading.Condition(self.irq)
+        self.grant_cv = threading.Condition()
+        self.trial = -1
+        self.tl = Timeline(run="", trial=-1, actor=name)
+        self.waiting: dict[int, str] = {}
+        self._reset(-1, "")
+
+    # --- one trial ----------------------------------------------------------------------------------------------
+    def _reset(self, trial: int, run: str) -> None:
+        self.trial = trial
+        self.tl = Timeline(run=run, trial=trial, actor=self.name)
+        self.tlb = dict(initial_state(self.scenario, self.cfg).tlbs[self.cpu])
+        self.epochs: dict[int, int] = {va: 0 for va in self.tlb}
+        self.link = PtLink(self.pt, self.cpu, trial, self.tl)
+        self.proxy = TlbProxy(self)
+        self.grants: dict[int, list] = {}
+        self.acks: dict[int, list[Any]] = {tid: [] for tid in self.tids}
+        self.foreign: list[dict[str, Any]] = []  # IPI events other CPUs returned with their acks
+        self.ptl_holder: int | None = None
+        self.ptl_depth = 0
+        self.blocked: set[int] = set()
+        self.turn_waiting: set[int] = set()
+        self.unfinished = set(self.tids)
+        self.hung = False
+        self.error: str | None = None
+        self.steps = 0
+        self.waiting = {}
+
+    def run(self, message: bytes) -> bytes:
+        run, trial, seed, jitter_us = unpack(message)
+        with self.cv:
+            self._reset(trial, run)
+            self.cv.notify_all()  # an IPI of this trial may already be waiting for the reset
+        threads = [threading.Thread(target=self._thread, args=(tid, Jitter(jitter_us, seed, trial, self.cpu, tid)),
+                                    name=f"{self.name}-t{tid}") for tid in self.tids[1:]]
+        for t in threads:
+            t.start()
+        if self.tids:
+            self._thread(self.tids[0], Jitter(jitter_us, seed, trial, self.cpu, self.tids[0]))
+        for t in threads:
+            t.join()
+        with self.cv:
+            try:
+                self.tl.resolve()
+            except Exception as exc:  # noqa: BLE001 - a pipelined step failed: the trial crashed
+                self.error = self.error or f"{type(exc).__name__}: {exc}"
+            status = "hung" if self.hung else "error" if self.error else "ok"
+            return pack({"status": status, "error": self.error, "steps": self.steps, "waits": self.describe_waits(),
+                         "events": self.tl.records + self.foreign})
+
+    def _thread(self, tid: int, jitter: Jitter) -> None:
+        setup = self.scenario.setup
+        k = Kctx(self.cfg, tid, self.cpu, setup.ptes_per_table, setup.anon)
+        try:
+            for pc, op in enumerate(self.programs[tid]):
+                gen = op_path(k, op, pc, setup.pages)
+                value: Any = None
+                while True:
+                    try:
+                        item = gen.send(value)
+                    except StopIteration:
+                        break
+                    if isinstance(item, Note):
+                        with self.cv:
+                            self.tl.local(tid, self.cpu, "note", item.fn, item.op, wire(item.args))
+                        value = None
+                    else:
+                        value = self._step(tid, item, jitter)
+        except TrialHung:
+            pass
+        except Exception as exc:  # noqa: BLE001 - reported as the trial's crash, with the actor's name
+            with self.cv:
+                self.error = self.error or f"{type(exc).__name__}: {exc}"
+                self.hung = self.hung or self.up  # the other threads of this CPU cannot go on either
+                self.cv.notify_all()
+        finally:
+            with self.cv:
+                self.unfinished.discard(tid)
+                self.cv.notify_all()
+
+    # --- one step -------------------------------------------------------------------------------------------------
+    def _step(self, tid: int, step: Step, jitter: Jitter) -> Any:
+        paused = jitter.pause_before(step.op)  # between instructions: IPIs may land during the pause
+        with self.cv:
+            if paused:
+                self.tl.local(tid, self.cpu, "note", step.fn, "jitter", [step.op, paused])
+            while True:
+                if self.up:
+                    self._wait_turn(tid)
+                result = self._execute(tid, step)
+                if result is not _BUSY:
+                    break
+                self._wait_for_change(tid, step)
+            self.steps += 1
+            if self.up:
+                self._after_up_step(tid, step)
+            return result
+
+    def _execute(self, tid: int, step: Step) -> Any:
+        op = step.op
+        kind = kind_of(op)
+        if kind == "cpu":
+            return self._cpu_step(tid, step)
+        if kind == "ipi":
+            return self._send_ipis(tid, step)
+        if op == "wait_acks":
+            return self._wait_acks(tid, step)
+        if kind == "block":
+            return self._blocking(tid, step)
+        return self._pt_step(tid, step)
+
+    def _pt_step(self, tid: int, step: Step) -> Any:
+        args = wire(step.args)
+        if step.op in PIPELINED_OPS:
+            ref = self.link.post(step.op, args)
+            self.tl.pipelined(tid, self.cpu, step.fn, step.op, args, None, ref)
+            return None
+        reply = self.link.call(step.op, args)
+        self.tl.stamped(tid, self.cpu, "step", step.fn, step.op, args, reply[1], reply[2], reply[3])
+        return reply[1]
+
+    def _blocking(self, tid: int, step: Step) -> Any:
+        args = wire(step.args)
+        seq = self.link.seq
+        reply = self.link.call(step.op, args, TRY if self.up else QUEUE)
+        if reply[0] == BUSY:
+            return _BUSY
+        if reply[0] == QUEUED:
+            hold = self.hold_irq_while_waiting and step.op == "spin_lock"
+            grant = self._wait(tid, f"{step.op}{tuple(step.args)}", hold, lambda: self._take_grant(seq))
+            result, lamport, gseq = grant[2], grant[3], grant[4]
+        else:
+            result, lamport, gseq = reply[1], reply[2], reply[3]
+        self.tl.stamped(tid, self.cpu, "step", step.fn, step.op, args, result, lamport, gseq)
+        return result
+
+    def _take_grant(self, seq: int) -> list:
+        with self.grant_cv:
+            while seq not in self.grants:
+                self.grant_cv.wait()
+            return self.grants.pop(seq)
+
+    def grant(self, message: bytes) -> None:
+        """From the page-table actor: a queued blocking step of this CPU has been applied."""
+        reply = unpack(message)
+        with self.grant_cv:
+            if reply[0] == self.trial:
+                self.grants[reply[1]] = reply
+                self.grant_cv.notify_all()
+
+    def _wait(self, tid: int, what: str, hold: bool, wait: Callable[[], Any]) -> Any:
+        """Wait with the irq lock released (IPIs are taken meanwhile), unless ``hold``."""
+        self.waiting[tid] = what
+        if not hold:
+            self.irq.release()
+        try:
+            return wait()
+        finally:
+            if not hold:
+                self.irq.acquire()
+            self.waiting.pop(tid, None)
+
+    # --- TLB shootdown ------------------------------------------------------------------------------------------
+    def _send_ipis(self, tid: int, step: Step) -> int:
+        start, end = step.args
+        targets = [c for c in range(self.topo.ncpus) if c != self.cpu]
+        # Resolve first: the clock sent with the IPI must be exact.
+        clock = self.tl.merged(tid, self.cpu, "step", step.fn, step.op, [start, end], len(targets), 0)
+        message = pack([self.trial, tid, start, end, clock])
+        self.acks[tid].extend(self.peers[c].ipi.remote(message) for c in targets)
+        return len(targets)
+
+    def _wait_acks(self, tid: int, step: Step) -> None:
+        import ray
+
+        refs, self.acks[tid] = self.acks[tid], []
+        replies = self._wait(tid, f"flush acks from {len(refs)} CPU(s)", self.hold_irq_while_waiting,
+                             lambda: ray.get(refs))
+        latest = 0
+        for data in replies:
+            clock, record = unpack(data)
+            latest = max(latest, clock)
+            if record is not None:
+                self.foreign.append(record)
+        self.tl.merged(tid, self.cpu, "step", step.fn, step.op, [], None, latest)
+
+    def ipi(self, message: bytes) -> bytes:
+        """flush_tlb_func on this CPU for another CPU's shootdown; the reply is the ack (with the event, so that
+        it is collected even when this CPU's own thread has already finished)."""
+        trial, initiator, start, end, sent_at = unpack(message)
+        with self.cv:
+            while self.trial < trial:
+                self.cv.wait()  # this CPU has not started the trial yet
+            if self.trial != trial:
+                return pack([sent_at, None])
+            if self.s390 and any(start <= va < end for va in self.tlb):
+                self.tl.merge(sent_at)
+                lamport, gseq = self._validate([va for va in self.tlb if start <= va < end])
+                dropped = tlbops.flush_tlb_range(self.tlb, start, end)
+                self.tl.stamped(initiator, self.cpu, "ipi", "flush_tlb_func", "ipi_flush", [start, end], dropped,
+                                lamport, gseq)
+                clock = self.tl.clock
+            else:
+                dropped = tlbops.flush_tlb_range(self.tlb, start, end)
+                clock = self.tl.merged(initiator, self.cpu, "ipi", "flush_tlb_func", "ipi_flush", [start, end],
+                                       dropped, sent_at)
+            return pack([clock, self.tl.records[-1]])
+
+    # --- TLB steps ----------------------------------------------------------------------------------------------
+    def _cpu_step(self, tid: int, step: Step) -> Any:
+        op, args = step.op, step.args
+        p = self.proxy
+        p.begin(args[0])
+        if op == "store_tlb":
+            va, value = args
+            entry = self.tlb.get(va)
+            if self.s390 and entry is not None and not entry.writable:
+                p.stamp = self._validate([va])  # the fault below touches no page table: validate it
+            try:
+                result: Any = tlbops.store_tlb(self.tlb, p, va, value)
+            except _Stale:
+                self._drop(va)
+                result = "miss"
+        elif op == "load_tlb":
+            try:
+                result = tlbops.load_tlb(self.tlb, p, *args)
+            except _Stale:
+                self._drop(args[0])
+                result = None
+        elif op == "walk_fill":
+            result = tlbops.walk_fill(self.tlb, p, *args)
+            if result:
+                self.epochs[args[0]] = p.epoch
+        else:  # flush_tlb_local
+            start, end = args
+            if self.s390 and any(start <= va < end for va in self.tlb):
+                p.stamp = self._validate([va for va in self.tlb if start <= va < end])
+            result = tlbops.flush_tlb_range(self.tlb, start, end)
+        wargs = wire(args)
+        if p.ref is not None:
+            self.tl.pipelined(tid, self.cpu, step.fn, op, wargs, result, p.ref)
+        elif p.stamp is not None:
+            self.tl.stamped(tid, self.cpu, "step", step.fn, op, wargs, result, p.stamp[0], p.stamp[1])
+        else:
+            self.tl.local(tid, self.cpu, "step", step.fn, op, wargs, result)
+        return result
+
+    def _validate(self, vas: list[int]) -> tuple[int, int]:
+        """s390: drop the entries a synchronous clear invalidated since they were filled; one stamped message."""
+        reply = self.link.call("validate", [], VALIDATE, [[va, self.epochs.get(va, 0)] for va in vas])
+        for va, stale in zip(vas, reply[1]):
+            if stale:
+                self._drop(va)
+        return reply[2], reply[3]
+
+    def _drop(self, va: int) -> None:
+        self.tlb.pop(va, None)
+        self.epochs.pop(va, None)
+
+    # --- arch=up: one CPU, several threads ---------------------------------------------------------------------
+    def _wait_turn(self, tid: int) -> None:
+        """A thread holding a PTL is not preempted: nobody else steps until it unlocks."""
+        while self.ptl_holder not in (None, tid):
+            self.turn_waiting.add(tid)
+            self._check_stuck()
+            self.cv.wait(0.5)
+            self.turn_waiting.discard(tid)
+
+    def _wait_for_change(self, tid: int, step: Step) -> None:
+        self.blocked.add(tid)
+        self.waiting[tid] = f"{step.op}{tuple(step.args)}"
+        self._check_stuck()
+        self.cv.wait(0.5)
+
+    def _check_stuck(self) -> None:
+        if self.hung:
+            raise TrialHung()
+        if self.unfinished and self.unfinished <= (self.blocked | self.turn_waiting):
+            self.hung = True
+            self.cv.notify_all()
+            raise TrialHung()
+
+    def _after_up_step(self, tid: int, step: Step) -> None:
+        if step.op == "spin_lock":
+            self.ptl_holder, self.ptl_depth = tid, self.ptl_depth + 1
+        elif step.op == "spin_unlock" and self.ptl_holder == tid:
+            self.ptl_depth -= 1
+            if self.ptl_depth == 0:
+                self.ptl_holder = None
+        self.blocked.discard(tid)
+        self.blocked.clear()  # something changed: every waiter retries
+        self.waiting.pop(tid, None)
+        self.cv.notify_all()
+
+    # --- observation (the "ctl" group: answers while the thread is stuck) -------------------------------------
+    def describe_waits(self) -> list[str]:
+        names = [t.name for t in self.scenario.threads]
+        return [f"{names[tid]} on {self.name} waits for {what}" for tid, what in sorted(self.waiting.items())]
+
+    def progress(self) -> int:
+        return len(self.tl.records)
+
+    def snapshot(self) -> bytes:
+        return pack({"events": self.tl.snapshot() + list(self.foreign), "waits": self.describe_waits()})
+
+
+class CpuActor:
+    """The Ray actor around CpuCore (made remote by ``remote_class``)."""
+
+    def __init__(self, name: str, cpu: int) -> None:
+        self.name = name
+        self.cpu = cpu
+        self.core: CpuCore | None = None
+
+    def configure(self, spec: bytes, pt: Any, peers: list[Any]) -> str:
+        import ray
+
+        self.core = CpuCore(self.name, self.cpu, spec, pt, peers)
+        return ray.get_runtime_context().get_node_id()
+
+    def run(self, message: bytes) -> bytes:
+        assert self.core is not None
+        return self.core.run(message)
+
+    def ipi(self, message: bytes) -> bytes:
+        assert self.core is not None
+        return self.core.ipi(message)
+
+    def grant(self, message: bytes) -> None:
+        assert self.core is not None
+        self.core.grant(message)
+
+    def progress(self) -> int:
+        return self.core.progress() if self.core is not None else 0
+
+    def snapshot(self) -> bytes:
+        assert self.core is not None
+        return self.core.snapshot()
+
+
+_remote: dict[str, Any] = {}
+
+
+def remote_class() -> Any:
+    """The Ray actor class, created lazily (``import ray`` must follow actors.ray_session's environment).
+
+    Concurrency groups, one thread each: ``run`` (default) drives the thread(s); ``ipi`` takes flush IPIs while
+    ``run`` waits on a lock or for acks; ``grant`` receives lock grants (it must not wait behind an IPI that waits
+    for the irq lock); ``ctl`` answers progress and snapshot queries from the driver even when the CPU is stuck."""
+    if "cpu" not in _remote:
+        import ray
+
+        for method, group in (("ipi", "ipi"), ("grant", "grant"), ("progress", "ctl"), ("snapshot", "ctl")):
+            ray.method(concurrency_group=group)(getattr(CpuActor, method))  # marks the function in place
+        _remote["cpu"] = ray.remote(num_cpus=0, max_restarts=0,
+                                    concurrency_groups={"ipi": 1, "grant": 1, "ctl": 1})(CpuActor)
+    return _remote["cpu"]

@@ -1,0 +1,97 @@
+"""Starting or joining Ray the way this project must (design.md, "Ray, concretely").
+
+Every rule here was learned on these machines: Ray is kept on loopback by an environment variable that must be set
+*before* ``import ray``; the embedded default is ``address="local"`` (a plain ``ray.init()`` can try to join a dead
+cluster and hang); joining by address with a mismatched auth mode hangs ~20 s and then fails, so the join runs
+under a timeout and becomes one clear line. Nothing here ever runs ``ray stop``.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass
+from typing import Any, Final
+
+# Set before any `import ray` in this process (actors/* import ray lazily, inside functions).
+RAY_ENV: Final = {
+    "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",  # keep every Ray process on 127.0.0.1
+    "RAY_USAGE_STATS_ENABLED": "0",
+    "RAY_worker_maximum_startup_concurrency": "16",  # silences a warning past 8 actors on 2 cores
+}
+for _key, _value in RAY_ENV.items():
+    os.environ.setdefault(_key, _value)
+
+TEMP_DIR: Final = "/tmp/tlbrace-ray"  # short: Ray's socket paths must fit in 107 bytes
+OBJECT_STORE_BYTES: Final = 256 * 1024 * 1024
+JOIN_TIMEOUT_S: Final = 30.0
+
+
+class RayUnavailable(RuntimeError):
+    """The cluster named by --address / RAY_ADDRESS cannot be joined; the message is one line for the user."""
+
+
+@dataclass(slots=True)
+class Session:
+    address: str  # "local" for the embedded cluster, else what was joined
+    owned: bool  # whether this call initialised Ray here (and so close_session shuts it down / disconnects)
+
+
+def quiet_init_kwargs() -> dict[str, Any]:
+    return dict(include_dashboard=False, log_to_driver=False, logging_level="warning")
+
+
+def start_local(num_cpus: int | None = None) -> Session:
+    """The embedded default: a fresh local cluster owned by this process."""
+    import ray
+
+    if ray.is_initialized():
+        return Session("local", False)
+    ray.init(address="local", object_store_memory=OBJECT_STORE_BYTES, _temp_dir=TEMP_DIR,
+             num_cpus=num_cpus, **quiet_init_kwargs())
+    return Session("local", True)
+
+
+def join(address: str, timeout_s: float = JOIN_TIMEOUT_S) -> Session:
+    """Join an existing cluster. ``ray.init`` runs in a thread so that an unreachable head or an auth mismatch
+    (which Ray 2.60 reports only after ~20 s, or never) becomes a RayUnavailable within ``timeout_s``."""
+    import ray
+
+    if ray.is_initialized():
+        return Session(address, False)
+    outcome: dict[str, BaseException | None] = {}
+
+    def attempt() -> None:
+        try:
+            ray.init(address=address, **quiet_init_kwargs())
+            outcome["error"] = None
+        except BaseException as exc:  # noqa: BLE001 - reported to the user as one line below
+            outcome["error"] = exc
+
+    worker = threading.Thread(target=attempt, name="ray-join", daemon=True)
+    worker.start()
+    worker.join(timeout_s)
+    if worker.is_alive():
+        raise RayUnavailable(f"cannot join the Ray cluster at {address}: no answer within {timeout_s:.0f} s "
+                             f"(is it running, and does RAY_AUTH_MODE match the head's?)")
+    error = outcome.get("error")
+    if error is not None:
+        text = " ".join(str(error).split())[:300]
+        hint = " (auth mismatch: set RAY_AUTH_MODE like the head's)" if "auth" in text.lower() else ""
+        raise RayUnavailable(f"cannot join the Ray cluster at {address}: {type(error).__name__}: {text}{hint}")
+    return Session(address, True)
+
+
+def open_session(address: str | None = None, num_cpus: int | None = None) -> Session:
+    """``--address`` (or RAY_ADDRESS) joins that cluster; nothing starts the embedded local one."""
+    address = address or os.environ.get("RAY_ADDRESS") or None
+    if address and address != "local":
+        return join(address)
+    return start_local(num_cpus)
+
+
+def close_session(session: Session) -> None:
+    import ray
+
+    if session.owned and ray.is_initialized():
+        ray.shutdown()  # for a joined cluster this only disconnects the driver

@@ -1,0 +1,220 @@
+"""One trial: a scenario run to quiescence on one set of actors, then judged by replay.
+
+An ``ActorSet`` is one page-table actor and one CPU actor per simulated CPU, configured once and reused from
+trial to trial (reset, not recreated). A ``RunningTrial`` starts the CPUs and is polled by the campaign: it ends
+when every CPU has run its threads to the end; it is *hung* when nothing has moved for ``hang_timeout``
+seconds (it then reports who waits for what, both as the wild actors saw it and, from the replay, as
+``Machine.hang_report`` says); it is *crashed* when an actor died or refused a step, named with the actor and
+Ray's error. A set that hung or crashed is killed and replaced: a stuck or dead actor is never reused.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from actors import cpu as cpu_actor
+from actors import page_table as pt_actor
+from actors.codec import pack, pack_spec, unpack
+from actors.topology import Topology
+from actors.verdict import judge, ordered
+from kernel_model.config import Config
+from kernel_model.events import Violation
+from kernel_model.program import Scenario
+
+
+@dataclass(slots=True)
+class TrialResult:
+    trial: int
+    status: str  # "ok" | "violation" | "hung" | "crashed" | "diverged"
+    violations: list[Violation] = field(default_factory=list)
+    records: list[dict[str, Any]] = field(default_factory=list)  # in replay order
+    steps: int = 0
+    nodes: tuple[str, ...] = ()
+    actor: str | None = None  # the actor that died or failed (crashed)
+    detail: str = ""  # crash error, who waits for whom, or the replay divergence
+    seconds: float = 0.0
+
+    @property
+    def failed(self) -> bool:
+        return self.status != "ok"
+
+
+class ActorSet:
+    def __init__(self, index: int, scenario: Scenario, cfg: Config, node: str | None = None) -> None:
+        import ray
+
+        self.index = index
+        self.topo = Topology.of(scenario, cfg)
+        options: dict[str, Any] = {}
+        if node is not None:
+            from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+            options["scheduling_strategy"] = NodeAffinitySchedulingStrategy(node, soft=True)
+        spec = pack_spec(scenario, cfg)
+        self.pt = pt_actor.remote_class().options(**options).remote("pt")
+        self.cpus = [cpu_actor.remote_class().options(**options).remote(f"cpu{c}", c)
+                     for c in range(self.topo.ncpus)]
+        self.nodes = tuple(ray.get([self.pt.configure.remote(spec, self.cpus)]
+                                   + [c.configure.remote(spec, self.pt, self.cpus) for c in self.cpus]))
+        self.names = ["pt"] + [f"cpu{c}" for c in range(self.topo.ncpus)]
+
+    def actor(self, name: str) -> Any:
+        return self.pt if name == "pt" else self.cpus[int(name[3:])]
+
+    def kill(self) -> None:
+        import ray
+
+        for a in [self.pt, *self.cpus]:
+            try:
+                ray.kill(a, no_restart=True)
+            except Exception:  # noqa: BLE001 - already dead
+                pass
+
+
+class RunningTrial:
+    def __init__(self, actors: ActorSet, scenario: Scenario, cfg: Config, *, run: str, trial: int, seed: int,
+                 jitter_us: float, hang_timeout: float) -> None:
+        import ray
+
+        self.actors = actors
+        self.scenario = scenario
+        self.cfg = cfg
+        self.trial = trial
+        self.hang_timeout = hang_timeout
+        self.started = time.monotonic()
+        ray.get(actors.pt.reset.remote(trial))  # before any CPU can send it a step of this trial
+        message = pack([run, trial, seed, jitter_us])
+        self.refs = [c.run.remote(message) for c in actors.cpus]
+        self.outputs: dict[int, Any] = {}
+        self.progress_value = -1
+        self.progress_at = self.started
+        self.result: TrialResult | None = None
+
+    # --- polling ------------------------------------------------------------------------------------------------
+    def pending_refs(self) -> list[Any]:
+        return [] if self.result is not None else [r for i, r in enumerate(self.refs) if i not in self.outputs]
+
+    def poll(self) -> bool:
+        """Collect what has finished; True once the trial has a result (ok, violation, crashed or hung)."""
+        import ray
+
+        if self.result is not None:
+            return True
+        pending = [r for i, r in enumerate(self.refs) if i not in self.outputs]
+        done, _ = ray.wait(pending, num_returns=len(pending), timeout=0)
+        for ref in done:
+            i = self.refs.index(ref)
+            try:
+                out = unpack(ray.get(ref))
+            except Exception as exc:  # noqa: BLE001 - the actor died (or its task failed): the trial crashed
+                self._crashed(f"cpu{i}", exc)
+                return True
+            self.outputs[i] = out
+            if out["status"] == "error":
+                self._crashed_in(f"cpu{i}", out["error"])
+                return True
+        if len(self.outputs) == len(self.refs):
+            self._finish([e for out in self.outputs.values() for e in out["events"]], finished=True)
+            return True
+        self._check_hang()
+        return self.result is not None
+
+    def _check_hang(self) -> None:
+        import ray
+
+        now = time.monotonic()
+        if now - self.progress_at < min(0.5, self.hang_timeout):
+            return
+        try:
+            value = sum(ray.get([self.actors.pt.progress.remote()] + [c.progress.remote() for c in self.actors.cpus],
+                                timeout=self.hang_timeout))
+        except Exception:  # noqa: BLE001 - an actor that cannot even answer counts as no progress
+            value = self.progress_value
+        if value != self.progress_value:
+            self.progress_value, self.progress_at = value, now
+            return
+        if now - self.progress_at >= self.hang_timeout:
+            self._hung()
+
+    # --- endings ------------------------------------------------------------------------------------------------
+    def _finish(self, records: list[dict[str, Any]], *, finished: bool, waits: str = "") -> None:
+        seconds = time.monotonic() - self.started
+        events = _dedup(records)
+        verdict = judge(self.scenario, self.cfg, events, finished=finished)
+        steps = sum(1 for e in events if e["kind"] == "step")
+        if verdict.divergence is not None:
+            status, detail = "diverged", verdict.divergence
+        elif not finished:
+            status, detail = "hung", waits
+        elif verdict.violations:
+            status, detail = "violation", verdict.violations[0].detail
+        else:
+            status, detail = "ok", ""
+        self.result = TrialResult(self.trial, status, verdict.violations, ordered(events), steps,
+                                  self.actors.nodes, None, detail, seconds)
+
+    def _hung(self) -> None:
+        import ray
+
+        records: list[dict[str, Any]] = []
+        waits: list[str] = []
+        for i, c in enumerate(self.actors.cpus):
+            if i in self.outputs:
+                records.extend(self.outputs[i]["events"])
+                continue
+            try:
+                snap = unpack(ray.get(c.snapshot.remote(), timeout=10))
+                records.extend(snap["events"])
+                waits.extend(snap["waits"])
+            except Exception as exc:  # noqa: BLE001
+                waits.append(f"cpu{i} did not answer: {type(exc).__name__}")
+        try:
+            waits.extend(ray.get(self.actors.pt.waits.remote(), timeout=10))
+        except Exception:  # noqa: BLE001
+            pass
+        self._finish(records, finished=False, waits="; ".join(dict.fromkeys(waits)) or "no progress")
+
+    def _crashed(self, actor: str, exc: BaseException) -> None:
+        self._crashed_in(actor, f"{type(exc).__name__}: {' '.join(str(exc).split())[:400]}")
+
+    def _crashed_in(self, actor: str, error: str) -> None:
+        self.result = TrialResult(self.trial, "crashed", [], [], 0, self.actors.nodes, actor,
+                                  f"trial {self.trial}: actor {actor} crashed: {error}",
+                                  time.monotonic() - self.started)
+
+    @property
+    def set_is_reusable(self) -> bool:
+        return self.result is not None and self.result.status not in ("hung", "crashed")
+
+
+def _dedup(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """IPI events arrive twice (from the target's own log and with the ack to the initiator): keep one."""
+    seen: set[tuple[str, int]] = set()
+    out = []
+    for r in records:
+        key = (r["actor"], r["seq"])
+        if key not in seen:
+            seen.add(key)
+            out.append(r)
+    return out
+
+
+def run_one(scenario: Scenario, cfg: Config, *, run: str = "run", trial: int = 0, seed: int = 0,
+            jitter_us: float = 0.0, hang_timeout: float = 5.0, actors: ActorSet | None = None) -> TrialResult:
+    """A single trial on a fresh (or given) actor set; the set is killed afterwards if it was created here."""
+    own = actors is None
+    actors = actors or ActorSet(0, scenario, cfg)
+    try:
+        t = RunningTrial(actors, scenario, cfg, run=run, trial=trial, seed=seed, jitter_us=jitter_us,
+                         hang_timeout=hang_timeout)
+        import ray
+
+        while not t.poll():
+            ray.wait(t.pending_refs(), num_returns=len(t.pending_refs()), timeout=0.2)
+        assert t.result is not None
+        return t.result
+    finally:
+        if own:
+            actors.kill()
