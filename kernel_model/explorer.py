@@ -59,6 +59,15 @@ def explore(scenario: Scenario, cfg: Config, strategy: str = "bfs", *, budget: i
     t0 = time.perf_counter()
     if strategy in ("bfs", "dfs"):
         result = _exhaustive(scenario, cfg, strategy, budget, reduce, stop_at_first, progress)
+        if strategy == "bfs" and reduce and stop_at_first and result.found:
+            # The reduced search judges whole-state invariants at quiescence, so its first counterexample runs
+            # to the end. An unreduced BFS with online checks stops at the first violating step: the shortest
+            # story. Affordable now that we know how deep the violation is; keep the first if it is too big.
+            shortest = _exhaustive(scenario, cfg, "bfs", max(50_000, 10 * result.states), False, True, None)
+            wanted = set(result.found[0].invariants)
+            if shortest.found and wanted & set(shortest.found[0].invariants):
+                result.found = shortest.found
+                result.transitions += shortest.transitions
     else:
         result = _sample(scenario, cfg, strategy, budget, random.Random(seed), depth, stop_at_first, progress)
     result.seconds = time.perf_counter() - t0

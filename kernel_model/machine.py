@@ -278,11 +278,11 @@ class Machine:
 
     def enabled_all(self) -> list[Transition]:
         """Every enabled transition, without partial-order reduction (for replaying recorded schedules)."""
-        facts, self.facts = self.facts, None
+        footprints, self.footprints = self.footprints, None
         try:
             return self.enabled()
         finally:
-            self.facts = facts
+            self.footprints = footprints
 
     def _deliver_ipi(self, cpu: int, initiator: int, violations: list[Violation]) -> None:
         s = self.state

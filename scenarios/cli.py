@@ -53,6 +53,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("tlbrace: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # e.g. `tlbrace scenarios --json | head`: the reader left; not an error of ours
+        sys.stderr.close()
+        return EXIT_OK
 
 
 if __name__ == "__main__":

@@ -1,0 +1,94 @@
+"""``tlbrace replay FILE``: reproduce a schedule file, or a failing trial of a wild log, deterministically."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from rich.console import Console
+
+from kernel_model.machine import Machine
+from kernel_model.replay import run_schedule
+from scenarios.schedule_file import SCHEMA as SCHEDULE_SCHEMA
+from scenarios.story import print_story
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("replay", help="replay a schedule file or a wild trial's log in the controlled runtime",
+                       description=__doc__)
+    p.add_argument("file", metavar="FILE", help="a .schedule file (explore/shrink) or a msgpack/jsonl log")
+    p.add_argument("--trial", type=int, default=None, help="which trial of a log (default: every failing one)")
+    p.add_argument("--json", action="store_true", help="print one machine-readable JSON object on stdout")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from scenarios.cli import UsageError
+
+    console = Console(stderr=args.json, width=max(140, Console().width))
+    kind = _kind_of(args.file)
+    results = []
+    if kind == "schedule":
+        from scenarios.schedule_file import ScheduleError, read_schedule
+        try:
+            sf = read_schedule(args.file)
+        except ScheduleError as exc:
+            raise UsageError(str(exc)) from None
+        rr = run_schedule(sf.scenario, sf.config, sf.schedule, complete=False)
+        results.append(_report(None, sf.invariants, rr))
+        if not args.json:
+            print_story(sf.scenario, Machine(sf.scenario, sf.config).cpu_of, rr.events, rr.violations, console)
+    else:
+        from scenarios.analyze import AnalysisError, config_from_header, scenario_from_header
+        from scenarios.eventlog import LogError, iter_trials, read_log
+        from kernel_model.linearize import order_key, schedule_from_records
+        try:
+            contents = read_log(args.file)
+            scenario, cfg = scenario_from_header(contents.header), config_from_header(contents.header)
+        except (LogError, AnalysisError, OSError) as exc:
+            raise UsageError(str(exc)) from None
+        if contents.damage:
+            console.print(f"[yellow]warning: {args.file}: {contents.damage}; replaying up to there[/]")
+        for trial, events, end in iter_trials(contents):
+            if args.trial is not None and trial != args.trial:
+                continue
+            logged = [v.get("invariant") for v in (end or {}).get("violations", [])]
+            if args.trial is None and not logged:
+                continue
+            steps = [r for r in sorted(events, key=order_key) if r.get("kind") == "step"]
+            rr = run_schedule(scenario, cfg, schedule_from_records(events), complete=False,
+                              expected=[r.get("result") for r in steps])
+            results.append(_report(trial, logged, rr))
+            if not args.json:
+                print_story(scenario, Machine(scenario, cfg).cpu_of, rr.events, rr.violations, console)
+    reproduced = all(r["reproduced"] for r in results)
+    if args.json:
+        json.dump({"file": args.file, "kind": kind, "replays": results, "reproduced": reproduced}, sys.stdout)
+        sys.stdout.write("\n")
+    else:
+        for r in results:
+            where = f"trial {r['trial']}: " if r["trial"] is not None else ""
+            console.print(f"{where}expected {r['expected'] or 'no violation'}, replay found "
+                          f"{r['found'] or 'no violation'}: {'reproduced' if r['reproduced'] else 'NOT reproduced'}"
+                          + (f" ({r['divergence']})" if r["divergence"] else ""))
+        if not results:
+            console.print("nothing to replay (no failing trial in the log; use --trial ID)")
+    return 1 if any(r["found"] for r in results) else 0
+
+
+def _report(trial: int | None, expected: list[str], rr) -> dict:
+    found = rr.invariants
+    return {"trial": trial, "expected": sorted(set(expected)), "found": found, "steps": len(rr.executed),
+            "reproduced": bool(set(expected) & set(found)) if expected else not found,
+            "divergence": rr.divergence}
+
+
+def _kind_of(path: str) -> str:
+    from scenarios.cli import UsageError
+    try:
+        with open(path, "rb") as f:
+            head = f.read(64)
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot read: {exc.strerror}") from None
+    return "schedule" if SCHEDULE_SCHEMA.encode() in head else "log"

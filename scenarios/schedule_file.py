@@ -1,0 +1,95 @@
+"""Schedule files: a controlled run's exact sequence of transitions, self-describing, in msgpack.
+
+    {"schema": "tlbrace-schedule", "version": 1, "scenario": str, "scenario_source": str (TOML text),
+     "params": {str: int}, "config": {...}, "strategy": str, "seed": int, "invariants": [str],
+     "schedule": [["t", tid] | ["i", cpu, initiator], ...]}
+
+Only plain msgpack types: loading one never executes code.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import msgpack
+
+from kernel_model.config import Config, ConfigError
+from kernel_model.machine import Transition
+from kernel_model.program import Scenario
+
+SCHEMA = "tlbrace-schedule"
+VERSION = 1
+
+
+class ScheduleError(ValueError):
+    """Not a schedule file, a version this build does not read, or malformed content (names file and key)."""
+
+
+@dataclass(slots=True)
+class ScheduleFile:
+    scenario: Scenario
+    config: Config
+    schedule: list[Transition]
+    invariants: list[str]
+    strategy: str = ""
+    seed: int = 0
+
+
+def write_schedule(path: str | os.PathLike[str], sf: ScheduleFile) -> None:
+    doc = {"schema": SCHEMA, "version": VERSION, "scenario": sf.scenario.name,
+           "scenario_source": sf.scenario.source, "params": dict(sf.scenario.params),
+           "config": sf.config.to_dict(), "strategy": sf.strategy, "seed": sf.seed,
+           "invariants": list(sf.invariants), "schedule": [list(tr) for tr in sf.schedule]}
+    tmp = f"{os.fspath(path)}.tmp"
+    with open(tmp, "wb") as f:
+        f.write(msgpack.packb(doc, use_bin_type=True))
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)  # never leave a half-written schedule behind
+
+
+def read_schedule(path: str | os.PathLike[str]) -> ScheduleFile:
+    path = os.fspath(path)
+    try:
+        with open(path, "rb") as f:
+            doc = msgpack.unpackb(f.read(), raw=False, strict_map_key=False)
+    except OSError as exc:
+        raise ScheduleError(f"{path}: cannot read: {exc.strerror}") from None
+    except (ValueError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError):
+        raise ScheduleError(f"{path}: not a tlbrace schedule file (not one msgpack document)") from None
+    if not isinstance(doc, dict) or doc.get("schema") != SCHEMA:
+        raise ScheduleError(f"{path}: not a tlbrace schedule file (schema is not {SCHEMA!r})")
+    if doc.get("version") != VERSION:
+        raise ScheduleError(f"{path}: schedule version {doc.get('version')!r}; this tlbrace reads {VERSION}")
+    schedule = doc.get("schedule")
+    if not isinstance(schedule, list) or not all(_is_transition(t) for t in schedule):
+        raise ScheduleError(f"{path}: schedule: expected a list of [\"t\", tid] or [\"i\", cpu, initiator]")
+    for key, kind in (("scenario_source", str), ("params", dict), ("config", dict), ("invariants", list)):
+        if not isinstance(doc.get(key), kind):
+            raise ScheduleError(f"{path}: {key}: expected a {kind.__name__}")
+    try:
+        config = Config.from_dict(doc["config"])
+    except (ConfigError, TypeError) as exc:
+        raise ScheduleError(f"{path}: config: {exc}") from None
+    scenario = scenario_from_source(str(doc.get("scenario", "scenario")), doc["scenario_source"], doc["params"])
+    return ScheduleFile(scenario, config, [tuple(t) for t in schedule], [str(i) for i in doc["invariants"]],
+                        str(doc.get("strategy", "")), int(doc.get("seed", 0) or 0))
+
+
+def scenario_from_source(name: str, source: str, params: dict[str, Any]) -> Scenario:
+    """Rebuild a Scenario from the TOML text a schedule or log recorded (via the same loader and checks)."""
+    from scenarios.analyze import scenario_from_header
+
+    return scenario_from_header({"scenario": name, "scenario_source": source, "params": params})
+
+
+def _is_transition(t: Any) -> bool:
+    if not isinstance(t, list) or not t:
+        return False
+    if t[0] == "t":
+        return len(t) == 2 and isinstance(t[1], int)
+    if t[0] == "i":
+        return len(t) == 3 and all(isinstance(x, int) for x in t[1:])
+    return False
