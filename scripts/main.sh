@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Set up, then run the main job on the embedded local Ray cluster: a stress campaign of the patch's race with
+# the old (eager) ordering, which loses dirty data in some trials, and with the patch (delayed), which never
+# does. Failing trials' logs go to tlbrace-out/; `tlbrace analyze` explains them.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh || exit $?
+TRIALS="${TRIALS:-500}"
+.venv/bin/tlbrace stress madv_dontneed --ordering eager --trials "$TRIALS" --out tlbrace-out/eager
+eager=$?
+.venv/bin/tlbrace stress madv_dontneed --ordering delayed --trials "$TRIALS" --out tlbrace-out/delayed
+delayed=$?
+echo
+echo "eager (v6.1 order): exit $eager (1 = lost dirty data found); delayed (the patch): exit $delayed (0 = none)"
+# Success means the emulator reproduced the kernel's history: the old order loses data, the fix does not.
+[ "$eager" -eq 1 ] && [ "$delayed" -eq 0 ]
