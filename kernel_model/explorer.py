@@ -104,8 +104,9 @@ def _exhaustive(scenario: Scenario, cfg: Config, strategy: str, budget: int, red
                 if stop_at_first:
                     return result
             continue
-        for tr in enabled:
-            m.restore(key)
+        for n, tr in enumerate(enabled):
+            if n:
+                m.restore(key)  # the first transition runs on the state enabled() was computed on
             violations = m.execute(tr)
             result.transitions += 1
             new = m.key()
