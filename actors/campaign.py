@@ -84,6 +84,8 @@ def run_campaign(scenario: Scenario, cfg: Config, opts: CampaignOptions,
         return ActorSet(i, scenario, cfg, node)
 
     try:
+        for i in range(min(len(sets), opts.trials)):
+            sets[i] = fresh_set(i)  # all sets' workers start in parallel
         while next_trial < opts.trials or running:
             for i in range(len(sets)):
                 if i in running or next_trial >= opts.trials:

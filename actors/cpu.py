@@ -152,6 +152,7 @@ class CpuCore:
         self.trial = -1
         self.tl = Timeline(run="", trial=-1, actor=name)
         self.waiting: dict[int, str] = {}
+        self.irq_jitter = Jitter(0, 0, -1, cpu, -1)
         self._reset(-1, "")
 
     # --- one trial ----------------------------------------------------------------------------------------------
@@ -179,6 +180,7 @@ class CpuCore:
         run, trial, seed, jitter_us = unpack(message)
         with self.cv:
             self._reset(trial, run)
+            self.irq_jitter = Jitter(jitter_us, seed, trial, self.cpu, -1)
             self.cv.notify_all()  # an IPI of this trial may already be waiting for the reset
         threads = [threading.Thread(target=self._thread, args=(tid, Jitter(jitter_us, seed, trial, self.cpu, tid)),
                                     name=f"{self.name}-t{tid}") for tid in self.tids[1:]]
@@ -342,6 +344,12 @@ class CpuCore:
                 self.cv.wait()  # this CPU has not started the trial yet
             if self.trial != trial:
                 return pack([sent_at, None])
+        paused = self.irq_jitter.pause_before("ipi_flush")  # the IPI still in flight: the thread runs on
+        with self.cv:
+            if self.trial != trial:
+                return pack([sent_at, None])
+            if paused:
+                self.tl.local(initiator, self.cpu, "note", "flush_tlb_func", "jitter", ["ipi_flush", paused])
             if self.s390 and any(start <= va < end for va in self.tlb):
                 self.tl.merge(sent_at)
                 lamport, gseq = self._validate([va for va in self.tlb if start <= va < end])

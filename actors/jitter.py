@@ -20,8 +20,9 @@ RACE_POINTS: Final = frozenset({
     "folio_mapped",              # folio_mkclean's gate
     "folio_test_clear_dirty",    # between folio_mkclean and writepage
     "writepage",                 # the snapshot of the page's contents
+    "ipi_flush",                 # a flush IPI taken late (the target had interrupts off): stale entries live on
 })
-PAUSE_PROBABILITY: Final = 0.5
+PAUSE_PROBABILITY: Final = 1.0
 
 
 class Jitter:

@@ -8,7 +8,9 @@ under a timeout and becomes one clear line. Nothing here ever runs ``ray stop``.
 
 from __future__ import annotations
 
+import logging
 import os
+import socket
 import threading
 from dataclasses import dataclass
 from typing import Any, Final
@@ -59,9 +61,12 @@ def join(address: str, timeout_s: float = JOIN_TIMEOUT_S) -> Session:
 
     if ray.is_initialized():
         return Session(address, False)
+    _probe(address)
     outcome: dict[str, BaseException | None] = {}
 
     def attempt() -> None:
+        # Joining from a thread makes Ray warn that it cannot set its SIGTERM handler: expected, and noise.
+        logging.getLogger("ray._private.worker").setLevel(logging.ERROR)
         try:
             ray.init(address=address, **quiet_init_kwargs())
             outcome["error"] = None
@@ -80,6 +85,17 @@ def join(address: str, timeout_s: float = JOIN_TIMEOUT_S) -> Session:
         hint = " (auth mismatch: set RAY_AUTH_MODE like the head's)" if "auth" in text.lower() else ""
         raise RayUnavailable(f"cannot join the Ray cluster at {address}: {type(error).__name__}: {text}{hint}")
     return Session(address, True)
+
+
+def _probe(address: str) -> None:
+    """A head that is not there at all fails at once (ray.init would wait out its own long retries)."""
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit() or "://" in host:
+        return  # "auto", ray:// client addresses...: let ray.init judge
+    try:
+        socket.create_connection((host or "127.0.0.1", int(port)), timeout=5).close()
+    except OSError as exc:
+        raise RayUnavailable(f"cannot join the Ray cluster at {address}: {exc.strerror or exc}") from None
 
 
 def open_session(address: str | None = None, num_cpus: int | None = None) -> Session:

@@ -51,14 +51,25 @@ class ActorSet:
         if node is not None:
             from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-            options["scheduling_strategy"] = NodeAffinitySchedulingStrategy(node, soft=True)
+            options["scheduling_strategy"] = NodeAffinitySchedulingStrategy(node, soft=False)
         spec = pack_spec(scenario, cfg)
         self.pt = pt_actor.remote_class().options(**options).remote("pt")
         self.cpus = [cpu_actor.remote_class().options(**options).remote(f"cpu{c}", c)
                      for c in range(self.topo.ncpus)]
-        self.nodes = tuple(ray.get([self.pt.configure.remote(spec, self.cpus)]
-                                   + [c.configure.remote(spec, self.pt, self.cpus) for c in self.cpus]))
+        self._configured = [self.pt.configure.remote(spec, self.cpus)] + [c.configure.remote(spec, self.pt, self.cpus)
+                                                                          for c in self.cpus]
+        self._nodes: tuple[str, ...] | None = None
         self.names = ["pt"] + [f"cpu{c}" for c in range(self.topo.ncpus)]
+
+    @property
+    def nodes(self) -> tuple[str, ...]:
+        """The node of each actor (pt, cpu0, ...); waits until the set is configured (creating several sets
+        first and asking this afterwards lets their workers start in parallel)."""
+        if self._nodes is None:
+            import ray
+
+            self._nodes = tuple(ray.get(self._configured))
+        return self._nodes
 
     def actor(self, name: str) -> Any:
         return self.pt if name == "pt" else self.cpus[int(name[3:])]
@@ -84,7 +95,7 @@ class RunningTrial:
         self.trial = trial
         self.hang_timeout = hang_timeout
         self.started = time.monotonic()
-        ray.get(actors.pt.reset.remote(trial))  # before any CPU can send it a step of this trial
+        actors.nodes  # noqa: B018 - configured before the first trial
         message = pack([run, trial, seed, jitter_us])
         self.refs = [c.run.remote(message) for c in actors.cpus]
         self.outputs: dict[int, Any] = {}

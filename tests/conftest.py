@@ -1,0 +1,21 @@
+"""Shared pytest fixtures. One Ray session for the whole run (design.md: ≈ 2 s per ray.init, so never one per
+test); tests that do not ask for ``ray_session`` never start Ray."""
+
+from __future__ import annotations
+
+import os
+from typing import Iterator
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def ray_session() -> Iterator[None]:
+    """A local Ray started once per pytest session: loopback only, quiet, auth off, 2 CPUs; shut down at the end.
+    Tests that need a Ray of their own (a multi-node Cluster, a `ray start` head) run it in a subprocess."""
+    os.environ["RAY_AUTH_MODE"] = "disabled"
+    from actors import ray_session as rs  # sets Ray's environment before `import ray`
+
+    session = rs.start_local(num_cpus=2)
+    yield
+    rs.close_session(session)
