@@ -52,13 +52,15 @@ class ExploreResult:
 
 def explore(scenario: Scenario, cfg: Config, strategy: str = "bfs", *, budget: int | None = None, seed: int = 0,
             depth: int = 3, reduce: bool = True, stop_at_first: bool = True,
-            progress: Callable[[int], None] | None = None) -> ExploreResult:
+            progress: Callable[[int], None] | None = None, time_limit: float | None = None) -> ExploreResult:
+    """``time_limit`` (seconds) stops an exhaustive search early, reported as incomplete."""
     if strategy not in STRATEGIES:
         raise ValueError(f"strategy: expected one of {', '.join(STRATEGIES)}, got {strategy!r}")
     budget = DEFAULT_BUDGET[strategy] if budget is None else budget
     t0 = time.perf_counter()
     if strategy in ("bfs", "dfs"):
-        result = _exhaustive(scenario, cfg, strategy, budget, reduce, stop_at_first, progress)
+        deadline = None if time_limit is None else t0 + time_limit
+        result = _exhaustive(scenario, cfg, strategy, budget, reduce, stop_at_first, progress, deadline)
         if strategy == "bfs" and reduce and stop_at_first and result.found:
             # The reduced search judges whole-state invariants at quiescence, so its first counterexample runs
             # to the end. An unreduced BFS with online checks stops at the first violating step: the shortest
@@ -75,7 +77,7 @@ def explore(scenario: Scenario, cfg: Config, strategy: str = "bfs", *, budget: i
 
 
 def _exhaustive(scenario: Scenario, cfg: Config, strategy: str, budget: int, reduce: bool, stop_at_first: bool,
-                progress: Callable[[int], None] | None) -> ExploreResult:
+                progress: Callable[[int], None] | None, deadline: float | None = None) -> ExploreResult:
     m = Machine(scenario, cfg, reduce=reduce)
     root = m.key()
     parent: dict[tuple, tuple | None] = {root: None}  # state -> (parent state, transition)
@@ -122,8 +124,11 @@ def _exhaustive(scenario: Scenario, cfg: Config, strategy: str, budget: int, red
                 parent[new] = (key, tr)
                 frontier.append(new)
                 result.states = len(parent)
-                if progress is not None and result.states % 10_000 == 0:
-                    progress(result.states)
+                if result.states % 10_000 == 0:
+                    if progress is not None:
+                        progress(result.states)
+                    if deadline is not None and time.perf_counter() > deadline:
+                        return result
     result.states = len(parent)
     result.complete = True
     return result

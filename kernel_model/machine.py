@@ -75,7 +75,12 @@ class Machine:
         self.online_checks = not reduce
         self.seq = 0
         self.events: list[Event] = []
-        self._memo: dict[tuple, Resolved] = {}
+        # Positions resolve the same way in every machine of this scenario and configuration: share the memo
+        # (replaying many trials of one campaign then rebuilds each generator position only once).
+        memo_key = (scenario.setup, scenario.threads, cfg)
+        self._memo: dict[tuple, Resolved] = _SHARED_MEMOS.setdefault(memo_key, {})
+        if len(_SHARED_MEMOS) > 64:
+            _SHARED_MEMOS.pop(next(iter(_SHARED_MEMOS)))
         self._live: list[tuple[Any, int, tuple] | None] = [None] * self.nthreads
         self.pos: list[Resolved] = []
         for tid in range(self.nthreads):
@@ -274,7 +279,22 @@ class Machine:
         return result
 
     def can_execute(self, tr: Transition) -> bool:
-        return tuple(tr) in self.enabled_all()
+        """Is ``tr`` enabled now (without partial-order reduction)? Cheaper than scanning enabled_all()."""
+        if tr[0] == "t":
+            tid = tr[1]
+            if not 0 <= tid < self.nthreads:
+                return False
+            step = self.pos[tid].step
+            if step is None:
+                return False
+            if self.cfg.arch == "up":
+                holders = {owner for owner in self.state.ptl if owner != FREE}
+                if holders and tid not in holders:
+                    return False
+            return self._can_run(tid, step)
+        if tr[0] == "i" and len(tr) == 3 and 0 <= tr[1] < self.ncpus:
+            return any(i.initiator == tr[2] for i in self.state.ipis[tr[1]]) and self._takes_ipis(tr[1])
+        return False
 
     def enabled_all(self) -> list[Transition]:
         """Every enabled transition, without partial-order reduction (for replaying recorded schedules)."""
@@ -362,6 +382,9 @@ def _find_cycle(edges: dict[int, list[int]]) -> list[int]:
                 return path[path.index(node):]
             path.append(node)
     return []
+
+
+_SHARED_MEMOS: dict[tuple, dict[tuple, Resolved]] = {}
 
 
 @dataclass(frozen=True, slots=True)

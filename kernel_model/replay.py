@@ -54,7 +54,7 @@ def run_schedule(scenario: Scenario, cfg: Config, schedule: list[Transition], *,
 
     for tr in schedule:
         tr = tuple(tr)
-        if tr not in m.enabled_all():
+        if not m.can_execute(tr):
             skipped += 1
             continue
         violations = take(tr)
