@@ -87,6 +87,7 @@ class Machine:
             r = self._resolve(tid, 0, ())
             self.pos.append(r)
             self._emit_notes(tid, r.notes, [])
+        self._running = sum(1 for p in self.pos if p.step is not None)  # threads not yet finished
 
     # --- thread positions ----------------------------------------------------------------------------------
     def _resolve(self, tid: int, pc: int, results: tuple) -> Resolved:
@@ -136,7 +137,7 @@ class Machine:
 
     # --- transitions ----------------------------------------------------------------------------------------
     def finished(self) -> bool:
-        return all(p.step is None for p in self.pos)
+        return self._running == 0
 
     def quiescent(self) -> bool:
         return self.finished() and not any(self.state.ipis)
@@ -236,6 +237,8 @@ class Machine:
         self._emit(Event(self.seq, tid, self.cpu_of[tid], "step", step.fn, step.op, step.args, result), violations)
         r = self._resolve(tid, p.pc, p.results + (result,))
         self.pos[tid] = r
+        if r.step is None:
+            self._running -= 1
         self._emit_notes(tid, r.notes, violations)
 
     def _emit_notes(self, tid: int, notes: tuple[Note, ...], violations: list[Violation]) -> None:
@@ -323,6 +326,7 @@ class Machine:
         self.pt = PageTableOps(self.state)
         self.oracle.restore(oracle_key)
         self.pos = [self._resolve(tid, pc, results) for tid, (pc, results) in enumerate(positions)]
+        self._running = sum(1 for p in self.pos if p.step is not None)
 
     def hang_report(self) -> Violation:
         """Nothing can run and some thread is unfinished: say who waits for what, who holds it, and the cycle."""
