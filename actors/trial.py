@@ -127,7 +127,10 @@ class RunningTrial:
                 self._crashed_in(f"cpu{i}", out["error"])
                 return True
         if len(self.outputs) == len(self.refs):
-            self._finish([e for out in self.outputs.values() for e in out["events"]], finished=True)
+            outs = self.outputs.values()
+            hung = any(out["status"] == "hung" for out in outs)  # arch=up: the CPU saw all its threads wait
+            self._finish([e for out in outs for e in out["events"]], finished=not hung,
+                         waits="; ".join(w for out in outs for w in out["waits"]))
             return True
         self._check_hang()
         return self.result is not None
