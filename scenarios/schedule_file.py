@@ -73,7 +73,11 @@ def read_schedule(path: str | os.PathLike[str]) -> ScheduleFile:
         config = Config.from_dict(doc["config"])
     except (ConfigError, TypeError) as exc:
         raise ScheduleError(f"{path}: config: {exc}") from None
-    scenario = scenario_from_source(str(doc.get("scenario", "scenario")), doc["scenario_source"], doc["params"])
+    try:
+        scenario = scenario_from_source(str(doc.get("scenario", "scenario")), doc["scenario_source"],
+                                        doc["params"])
+    except (ValueError, TypeError) as exc:  # ScenarioError and AnalysisError are ValueErrors
+        raise ScheduleError(f"{path}: scenario_source: {exc}") from None
     return ScheduleFile(scenario, config, [tuple(t) for t in schedule], [str(i) for i in doc["invariants"]],
                         str(doc.get("strategy", "")), int(doc.get("seed", 0) or 0))
 

@@ -1,0 +1,129 @@
+"""Bad input gets one clear message, exit status 2, no traceback; loaders never fail any other way."""
+
+from __future__ import annotations
+
+import msgpack
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from scenarios.cli import main
+from scenarios.eventlog import LogError, read_log
+from scenarios.schedule_file import ScheduleError, read_schedule
+
+
+def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
+    try:
+        rc = main(list(argv))
+    except SystemExit as exc:  # argparse usage errors
+        rc = int(exc.code)
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def test_unknown_scenario_names_it(capsys):
+    rc, _, err = run_cli(capsys, "explore", "no_such_scenario")
+    assert rc == 2 and "no_such_scenario" in err and "Traceback" not in err
+
+
+def test_bad_scenario_file_names_file_key_and_expectation(capsys, tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[[threads]]\nname = "w"\nprogram = [{ op = "stor", pages = [0] }]\n')
+    rc, _, err = run_cli(capsys, "explore", str(bad))
+    assert rc == 2
+    assert "bad.toml" in err and "threads[0].program[0].op" in err and "expected one of" in err
+
+
+def test_toml_syntax_error(capsys, tmp_path):
+    bad = tmp_path / "syntax.toml"
+    bad.write_text("name = \n")
+    rc, _, err = run_cli(capsys, "explore", str(bad))
+    assert rc == 2 and "syntax.toml" in err
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["explore", "madv_dontneed", "--budget", "0"], "--budget"),
+    (["explore", "madv_dontneed", "--ordering", "sideways"], "ordering"),
+    (["explore", "madv_dontneed", "--param", "pages"], "pages"),
+    (["explore", "madv_dontneed", "--param", "nosuch=1"], "nosuch"),
+    (["explore", "madv_dontneed", "--gather", "mmu_gather_bundle=x"], "mmu_gather_bundle"),
+    (["explore", "madv_dontneed", "--gather", "mmu_gather_bundle=0"], "mmu_gather_bundle"),
+    (["replay", "/nonexistent/file"], "/nonexistent/file"),
+])
+def test_bad_options(capsys, argv, needle):
+    rc, _, err = run_cli(capsys, *argv)
+    assert rc == 2 and needle in err and "Traceback" not in err
+
+
+def test_replay_of_garbage_and_shrink_of_a_log(capsys, tmp_path):
+    junk = tmp_path / "junk.bin"
+    junk.write_bytes(b"\x00\x01not a log at all")
+    rc, _, err = run_cli(capsys, "replay", str(junk))
+    assert rc == 2 and "junk.bin" in err
+    rc, _, err = run_cli(capsys, "shrink", str(junk), "-o", str(tmp_path / "out.schedule"))
+    assert rc == 2 and "junk.bin" in err
+    assert not (tmp_path / "out.schedule").exists()
+
+
+def test_schedule_of_a_future_version(tmp_path):
+    path = tmp_path / "future.schedule"
+    path.write_bytes(msgpack.packb({"schema": "tlbrace-schedule", "version": 99}))
+    with pytest.raises(ScheduleError, match="version 99"):
+        read_schedule(path)
+
+
+def test_schedule_with_a_bad_transition(tmp_path):
+    path = tmp_path / "bad.schedule"
+    path.write_bytes(msgpack.packb({"schema": "tlbrace-schedule", "version": 1, "schedule": [["x", 1]],
+                                    "scenario_source": "", "params": {}, "config": {}, "invariants": []}))
+    with pytest.raises(ScheduleError, match="schedule"):
+        read_schedule(path)
+
+
+def test_schedule_whose_scenario_text_is_broken(tmp_path):
+    path = tmp_path / "broken.schedule"
+    path.write_bytes(msgpack.packb({"schema": "tlbrace-schedule", "version": 1, "schedule": [],
+                                    "scenario_source": "[[threads]]\nname = 3\n", "params": {"x": "y"},
+                                    "config": {}, "invariants": [], "scenario": "s"}))
+    with pytest.raises(ScheduleError, match="scenario_source"):
+        read_schedule(path)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.binary(max_size=400))
+def test_random_bytes_as_a_log(tmp_path, data):
+    path = tmp_path / "random.log"
+    path.write_bytes(data)
+    try:
+        read_log(path)
+    except LogError:
+        pass
+
+
+_plain = st.recursive(st.none() | st.booleans() | st.integers(-5, 5) | st.text(max_size=5),
+                      lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner,
+                                                                                   max_size=4), max_leaves=10)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(doc=st.fixed_dictionaries({"schema": st.just("tlbrace-schedule"), "version": st.just(1)},
+                                 optional={"schedule": _plain, "scenario_source": _plain, "params": _plain,
+                                           "config": _plain, "invariants": _plain, "scenario": _plain}))
+def test_random_schedule_documents(tmp_path, doc):
+    path = tmp_path / "random.schedule"
+    path.write_bytes(msgpack.packb(doc))
+    try:
+        read_schedule(path)
+    except ScheduleError:
+        pass
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.binary(max_size=200))
+def test_random_bytes_as_a_schedule(tmp_path, data):
+    path = tmp_path / "random.schedule"
+    path.write_bytes(data)
+    try:
+        read_schedule(path)
+    except ScheduleError:
+        pass
