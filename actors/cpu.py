@@ -26,6 +26,7 @@ waits is a hang.
 from __future__ import annotations
 
 import threading
+import traceback
 from typing import Any, Callable, Final
 
 from actors.codec import BUSY, ERROR, QUEUED, STALE, pack, unpack, unpack_spec, wire
@@ -195,7 +196,7 @@ class CpuCore:
                 self.tl.resolve()
             except Exception as exc:  # noqa: BLE001 - a pipelined step failed: the trial crashed
                 self.error = self.error or f"{type(exc).__name__}: {exc}"
-            status = "hung" if self.hung else "error" if self.error else "ok"
+            status = "error" if self.error else "hung" if self.hung else "ok"
             return pack({"status": status, "error": self.error, "steps": self.steps, "waits": self.describe_waits(),
                          "events": self.tl.records + self.foreign})
 
@@ -221,7 +222,7 @@ class CpuCore:
             pass
         except Exception as exc:  # noqa: BLE001 - reported as the trial's crash, with the actor's name
             with self.cv:
-                self.error = self.error or f"{type(exc).__name__}: {exc}"
+                self.error = self.error or f"{type(exc).__name__}: {exc} {traceback.format_exc()[-800:]}"
                 self.hung = self.hung or self.up  # the other threads of this CPU cannot go on either
                 self.cv.notify_all()
         finally:
@@ -275,6 +276,7 @@ class CpuCore:
         seq = self.link.seq
         reply = self.link.call(step.op, args, TRY if self.up else QUEUE)
         if reply[0] == BUSY:
+            self.waiting[tid] = f"{step.op} in {step.fn}: {reply[1]} (page-table gseq {reply[2]})"
             return _BUSY
         if reply[0] == QUEUED:
             hold = self.hold_irq_while_waiting and step.op == "spin_lock"
@@ -419,20 +421,24 @@ class CpuCore:
         """A thread holding a PTL is not preempted: nobody else steps until it unlocks."""
         while self.ptl_holder not in (None, tid):
             self.turn_waiting.add(tid)
-            self._check_stuck()
-            self.cv.wait(0.5)
-            self.turn_waiting.discard(tid)
+            try:
+                self._check_stuck()
+                self.cv.wait(0.5)
+            finally:
+                self.turn_waiting.discard(tid)
 
     def _wait_for_change(self, tid: int, step: Step) -> None:
-        self.blocked.add(tid)
-        self.waiting[tid] = f"{step.op}{tuple(step.args)}"
+        self.blocked.add(tid)  # until the next step of any thread (which clears the set)
         self._check_stuck()
         self.cv.wait(0.5)
 
     def _check_stuck(self) -> None:
+        """Hung when every unfinished thread either failed its blocking step since the last step anyone took, or
+        waits for a PTL holder to unlock (judged now: a waiter may not have woken up yet)."""
         if self.hung:
             raise TrialHung()
-        if self.unfinished and self.unfinished <= (self.blocked | self.turn_waiting):
+        waiting_turn = {t for t in self.turn_waiting if self.ptl_holder not in (None, t)}
+        if self.unfinished and self.unfinished <= (self.blocked | waiting_turn):
             self.hung = True
             self.cv.notify_all()
             raise TrialHung()

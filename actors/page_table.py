@@ -98,7 +98,7 @@ class PageTableCore:
             if mode in (QUEUE, TRY):
                 if not getattr(self.ops, "can_" + op)(*args):
                     if mode == TRY:
-                        return pack([BUSY]), []
+                        return pack([BUSY, self._holder(op, args), self.gseq]), []
                     self.waiters.append(Waiter(caller, seq, est, args[-1], op, args))
                     return pack([QUEUED]), []
                 result = getattr(self.ops, op)(*args)
@@ -133,26 +133,28 @@ class PageTableCore:
                     progress = True
         return grants
 
-    def waits(self) -> list[str]:
-        """Who waits for what, and who holds it (for a hung trial's report)."""
+    def _holder(self, op: str, args: tuple) -> str:
+        """What a blocking step waits for, and who holds it."""
         names = [t.name for t in self.scenario.threads]
 
         def who(tid: int) -> str:
             return names[tid] if 0 <= tid < len(names) else "nobody"
 
-        out = []
-        for w in self.waiters:
-            s, what = self.state, f"{w.op}{w.args}"
-            if w.op == "spin_lock":
-                what = f"PTL {w.args[0]} held by {who(s.ptl[w.args[0]])}"
-            elif w.op == "folio_lock":
-                what = f"the folio lock of pfn {w.args[0]} held by {who(s.folios[w.args[0]].locked)}"
-            elif w.op in ("down_read", "down_write"):
-                sem = s.mmap_lock if w.args[0] == "mmap_lock" else s.i_mmap_rwsem
-                holders = [sem.writer] if sem.writer != FREE else list(sem.readers)
-                what = f"{w.args[0]} held by {', '.join(who(h) for h in holders) or 'nobody'}"
-            out.append(f"{who(w.tid)} waits in {w.op} for {what}")
-        return out
+        s = self.state
+        if op == "spin_lock":
+            return f"PTL {args[0]} held by {who(s.ptl[args[0]])}"
+        if op == "folio_lock":
+            return f"the folio lock of pfn {args[0]} held by {who(s.folios[args[0]].locked)}"
+        if op in ("down_read", "down_write"):
+            sem = s.mmap_lock if args[0] == "mmap_lock" else s.i_mmap_rwsem
+            holders = [sem.writer] if sem.writer != FREE else list(sem.readers)
+            return f"{args[0]} held by {', '.join(who(h) for h in holders) or 'nobody'}"
+        return f"{op}{args}"
+
+    def waits(self) -> list[str]:
+        """Who waits for what, and who holds it (for a hung trial's report)."""
+        names = [t.name for t in self.scenario.threads]
+        return [f"{names[w.tid]} waits in {w.op} for {self._holder(w.op, w.args)}" for w in self.waiters]
 
 
 class PageTableActor:
