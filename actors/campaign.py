@@ -115,6 +115,8 @@ def run_campaign(scenario: Scenario, cfg: Config, opts: CampaignOptions,
                 _account(result, t.result, scenario, cfg, opts)
                 if on_trial is not None:
                     on_trial(t.result, result)
+                if not t.result.failed:
+                    t.result.records = []  # passing trials keep counters only
     finally:
         result.seconds = time.monotonic() - started
         for actors in sets:
@@ -137,8 +139,6 @@ def _account(result: CampaignResult, r: TrialResult, scenario: Scenario, cfg: Co
         path = write_trial_log(opts.out, result.run, scenario, cfg, r)
         if r.failed:
             result.failing_logs.append(path)
-    if not r.failed:
-        r.records = []  # passing trials keep counters only
 
 
 def write_trial_log(out: str, run: str, scenario: Scenario, cfg: Config, r: TrialResult) -> str:
