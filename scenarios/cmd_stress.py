@@ -108,15 +108,16 @@ def _print_summary(result: Any) -> None:
     from rich.table import Table
 
     s = result.summary()
-    table = Table(title=f"tlbrace stress: {s['scenario']} ({s['ordering']}, {s['arch']}"
-                        + (f", mutant {s['mutant']}" if s["mutant"] else "") + ")", title_justify="left")
+    console = Console()
+    console.print(f"[bold]tlbrace stress[/bold]: {s['scenario']} ({s['ordering']}, {s['arch']}"
+                  + (f", mutant {s['mutant']}" if s["mutant"] else "") + f"), run {result.run}")
+    table = Table()
     table.add_column("what")
     table.add_column("value", justify="right")
     for key in ("trials", "violations", "hung", "crashed", "diverged", "seconds", "trials_per_s", "steps_per_s"):
         table.add_row(key, str(s[key]))
     for name, count in s["by_invariant"].items():
         table.add_row(f"  {name}", str(count))
-    console = Console()
     console.print(table)
     for r in result.failures[:5]:
         if r.status in ("crashed", "hung", "diverged"):
