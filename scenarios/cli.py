@@ -44,10 +44,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     from kernel_model.config import ConfigError
+    from scenarios.cli import UsageError as PackageUsageError  # the same class even under `python -m`
     from scenarios.loader import ScenarioError
     try:
         return int(args.func(args))
-    except (UsageError, ScenarioError, ConfigError) as exc:
+    except (UsageError, PackageUsageError, ScenarioError, ConfigError) as exc:
         print(f"tlbrace: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
