@@ -124,8 +124,10 @@ def judge_trial(scenario: Scenario, cfg: Config, log: str, trial: int, records: 
         return report
     report.violations = result.violations
     report.executed = result.executed
+    # Delay-injection notes (op "jitter") are the wild runtime's own, not kernel events: the replay has none.
+    kernel_records = sum(1 for r in records if r.get("op") != "jitter")
     report.divergence = _divergence(result.divergence, result.skipped, len(schedule), len(result.executed),
-                                    len(result.events), len(records), bool(result.violations))
+                                    len(result.events), kernel_records, bool(result.violations))
     report.disagreement = _disagreement(end, report)
     if keep_events or result.violations:
         report.replay_events = result.events
