@@ -117,11 +117,7 @@ class Footprints:
                     _add(fp, (obj, p), "w")
                 for obj in ("pc", "map", "imap", "data"):
                     _add(fp, (obj, p), "r")
-            for t in self._tables(pages):
-                _add(fp, ("ptl", t), "w")
-                for p in range(t * self.ppt, min(self.npages, (t + 1) * self.ppt)):
-                    _add(fp, ("map", p), "r")
-                    _add(fp, ("pte", p), "r")
+            self._ptl_sections(fp, pages)
         elif kind == "evict":
             for p in pages:
                 _add(fp, ("pc", p), "w")
@@ -145,13 +141,17 @@ class Footprints:
         for p in pages:
             for obj in ("pte", "ptebits", "dirty", "map", "ref"):
                 _add(fp, (obj, p), "w")
+        self._ptl_sections(fp, pages)
+        for c in range(self.ncpus):
+            _add(fp, ("tlb", c), "r")  # put_page's freed_while_mapped check reads every TLB
+
+    def _ptl_sections(self, fp: Footprint, pages: tuple[int, ...]) -> None:
+        """Taking the PTLs of these pages' tables; each release checks the rmap of every page in its table."""
         for t in self._tables(pages):
             _add(fp, ("ptl", t), "w")
             for p in range(t * self.ppt, min(self.npages, (t + 1) * self.ppt)):
                 _add(fp, ("map", p), "r")
                 _add(fp, ("pte", p), "r")
-        for c in range(self.ncpus):
-            _add(fp, ("tlb", c), "r")  # put_page's freed_while_mapped check reads every TLB
 
     def step_footprint(self, tid: int, step: Step, index_of: list[int]) -> Footprint | None:
         """What one step touches, including what the oracle's check of that step reads.
