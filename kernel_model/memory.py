@@ -45,7 +45,11 @@ def zap_pte_range(k: Kctx, tlb: MmuGather, addr: int, end: int) -> Path:
                     delay_rmap = True
                     force_flush = True
                 else:
-                    # The v6.1 order (and UP/s390, which keep it): force a flush under the PTL (1cf35d47712d).
+                    # The v6.1 order: force a flush under the PTL (1cf35d47712d). UP and s390 keep the old order
+                    # (brief §3). Note: mainline v6.2 sets force_flush only inside `if (tlb_delay_rmap(tlb))`,
+                    # so on UP/s390 it no longer forces this flush; s390 does not need it (its PTE clear flushes
+                    # synchronously), and on UP it matters only if the zapping task is preempted between
+                    # pte_unmap_unlock and the flush. The model follows the brief and keeps the v6.1 flush.
                     force_flush = True
             # pte_young && !VM_SEQ_READ: mark_page_accessed (LRU only; nothing here depends on it)
         # rss[mm_counter(page)]--
