@@ -12,6 +12,8 @@ step at a time:
   meanwhile, as a CPU spinning on a PTL keeps servicing interrupts (brief §5).
 - flush_tlb_others sends a flush message to every other CPU (mm_cpumask: every CPU but this one, none lazy);
   wait_acks waits for all their acks, taking IPIs meanwhile.
+- Blocking steps and wait_acks also log ``wait_ns``: wall-clock nanoseconds from the request (or the start of the
+  wait) to the grant (or the last ack). Only ``tlbrace scale`` reads it; replay ignores it.
 
 An IPI lands between two instructions, never inside one: every step runs holding the CPU's ``irq`` lock, and
 the IPI handler (its own concurrency group, so it runs while the thread waits) takes the same lock.
@@ -26,6 +28,7 @@ waits is a hang.
 from __future__ import annotations
 
 import threading
+import time
 import traceback
 from typing import Any, Callable, Final
 
@@ -274,6 +277,7 @@ class CpuCore:
     def _blocking(self, tid: int, step: Step) -> Any:
         args = wire(step.args)
         seq = self.link.seq
+        asked = time.perf_counter_ns()
         reply = self.link.call(step.op, args, TRY if self.up else QUEUE)
         if reply[0] == BUSY:
             self.waiting[tid] = f"{step.op} in {step.fn}: {reply[1]} (page-table gseq {reply[2]})"
@@ -285,6 +289,7 @@ class CpuCore:
         else:
             result, lamport, gseq = reply[1], reply[2], reply[3]
         self.tl.stamped(tid, self.cpu, "step", step.fn, step.op, args, result, lamport, gseq)
+        self.tl.records[-1]["wait_ns"] = time.perf_counter_ns() - asked  # request to grant, wall clock
         return result
 
     def _take_grant(self, seq: int) -> list:
@@ -327,6 +332,7 @@ class CpuCore:
         import ray
 
         refs, self.acks[tid] = self.acks[tid], []
+        asked = time.perf_counter_ns()
         replies = self._wait(tid, f"flush acks from {len(refs)} CPU(s)", self.hold_irq_while_waiting,
                              lambda: ray.get(refs))
         latest = 0
@@ -336,6 +342,7 @@ class CpuCore:
             if record is not None:
                 self.foreign.append(record)
         self.tl.merged(tid, self.cpu, "step", step.fn, step.op, [], None, latest)
+        self.tl.records[-1]["wait_ns"] = time.perf_counter_ns() - asked  # until the last ack, wall clock
 
     def ipi(self, message: bytes) -> bytes:
         """flush_tlb_func on this CPU for another CPU's shootdown; the reply is the ack (with the event, so that
