@@ -15,6 +15,7 @@ from rich.console import Console
 
 from kernel_model.explorer import STRATEGIES, explore
 from kernel_model.replay import run_schedule
+from scenarios.controlled_log import write_controlled_log
 from scenarios.options import add_output_options, add_scenario_options, load
 from scenarios.schedule_file import ScheduleFile, write_schedule
 from scenarios.story import print_story
@@ -32,6 +33,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-reduce", action="store_true",
                    help="bfs/dfs without partial-order reduction (every interleaving; slower)")
     p.add_argument("--all", action="store_true", help="keep searching after the first violation")
+    p.add_argument("--log-format", choices=("msgpack", "jsonl"), default="msgpack",
+                   help="format of each counterexample's event log (jsonl: JSON Lines for people)")
     add_output_options(p)
     p.set_defaults(func=run)
 
@@ -55,15 +58,19 @@ def run(args: argparse.Namespace) -> int:
         path = os.path.join(args.out, f"{stem}.schedule")
         write_schedule(path, ScheduleFile(scenario, cfg, replay.executed, found.invariants, args.strategy,
                                           args.seed))
+        log_path = os.path.join(args.out, f"{stem}.{args.log_format}")
+        if os.path.exists(log_path):
+            os.remove(log_path)  # a log is append-only; a new search replaces the old counterexample's
+        write_controlled_log(log_path, scenario, cfg, replay.executed, run_id=stem, fmt=args.log_format)
         violations_out.append({"invariant": found.invariants[0], "invariants": found.invariants,
                                "detail": found.violations[0].detail, "steps": len(replay.executed),
-                               "schedule_file": path})
+                               "schedule_file": path, "log_file": log_path})
         if not args.json:
             from kernel_model.machine import Machine
             cpu_of = Machine(scenario, cfg).cpu_of
             print_story(scenario, cpu_of, replay.events, replay.violations or found.violations, console)
             console.print(f"schedule written to {path} ({len(replay.executed)} transitions); "
-                          f"reproduce with: tlbrace replay {path}")
+                          f"reproduce with: tlbrace replay {path}; event log: {log_path} (tlbrace analyze)")
     summary = {"scenario": scenario.name, "params": scenario.params, "ordering": cfg.ordering, "arch": cfg.arch,
                "mutant": cfg.mutant, "delayed_batches": cfg.delayed_batches, "strategy": args.strategy,
                "complete": result.complete, "states": result.states, "schedules": result.schedules,

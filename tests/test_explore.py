@@ -171,3 +171,22 @@ def test_machine_keys_round_trip():
         m.restore(key)
         assert m.key() == key
         m.execute(rng.choice(m.enabled()))
+
+
+def test_cli_explore_replay_analyze_round_trip(tmp_path, capsys):
+    import json
+
+    from scenarios.cli import main
+
+    out = tmp_path / "out"
+    assert main(["explore", "madv_dontneed", "--ordering", "eager", "--json", "--out", str(out)]) == 1
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["violations"][0]["invariant"] == "lost_dirty_data" and not doc["complete"]
+    v = doc["violations"][0]
+    assert main(["replay", v["schedule_file"], "--json"]) == 1
+    assert json.loads(capsys.readouterr().out)["reproduced"] is True
+    assert main(["analyze", v["log_file"], "--json"]) == 1
+    capsys.readouterr()
+    assert main(["explore", "madv_dontneed", "--ordering", "delayed", "--json", "--out", str(out)]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["complete"] and doc["violations"] == [] and doc["states"] > 1000
