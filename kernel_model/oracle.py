@@ -1,6 +1,6 @@
 """The checker (kernel brief §8). It judges what happened: the machine state and the event stream.
 
-It never sees the configuration (ordering, arch, mutant). Its only memory ("ghost state") is what it learned
+It never sees the run's configuration (which kernel order, which machine, which deliberate bug). Its only memory ("ghost state") is what it learned
 from events: which thread holds a dirty bit in a local variable between taking it out of a PTE or PG_dirty and
 putting it somewhere the kernel can find it again ("in transit"), and which delayed rmap entries a zap has
 queued and not yet removed.
