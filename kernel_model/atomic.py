@@ -20,6 +20,10 @@ class PageTableOps:
     def __init__(self, state: State) -> None:
         self.s = state
 
+    def _set(self, pfn: int, **changes: object) -> None:
+        """struct folio is an immutable value here (cheap to hash and copy); a change replaces it."""
+        self.s.folios[pfn] = self.s.folios[pfn]._replace(**changes)
+
     def _sem(self, name: str) -> RwSem:
         return self.s.mmap_lock if name == "mmap_lock" else self.s.i_mmap_rwsem
 
@@ -39,13 +43,13 @@ class PageTableOps:
         return self.s.folios[pfn].locked == FREE
 
     def folio_lock(self, pfn: int, tid: int) -> None:
-        self.s.folios[pfn].locked = tid
+        self._set(pfn, locked=tid)
 
     def folio_unlock(self, pfn: int, tid: int) -> None:
         folio = self.s.folios[pfn]
         if folio.locked != tid:
             raise LockMisuse(f"thread {tid} unlocks folio {pfn} held by {folio.locked}")
-        folio.locked = FREE
+        self._set(pfn, locked=FREE)
 
     def can_down_read(self, sem: str, tid: int) -> bool:
         return self._sem(sem).writer == FREE
@@ -102,12 +106,12 @@ class PageTableOps:
         if pte is None or not pte.write or pte.pfn != pfn:
             return False
         self.s.ptes[va] = pte._replace(dirty=True, young=True)
-        self.s.folios[pfn].data = value
+        self._set(pfn, data=value)
         return True
 
     def write_page(self, pfn: int, value: int) -> None:
         """A store through a dirty TLB entry: touches no page-table entry, only the page."""
-        self.s.folios[pfn].data = value
+        self._set(pfn, data=value)
 
     def read_page(self, pfn: int) -> int:
         return self.s.folios[pfn].data
@@ -156,23 +160,22 @@ class PageTableOps:
     # --- rmap ------------------------------------------------------------------------------------------------
     def page_add_file_rmap(self, pfn: int) -> int:
         folio = self.s.folios[pfn]
-        folio.mapcount += 1
-        folio.refcount += 1  # the PTE's reference (the fault's get_page becomes it)
-        return folio.mapcount
+        # The PTE's reference: the fault's get_page becomes it.
+        self._set(pfn, mapcount=folio.mapcount + 1, refcount=folio.refcount + 1)
+        return folio.mapcount + 1
 
     def page_remove_rmap(self, pfn: int, delayed: bool) -> int:
-        folio = self.s.folios[pfn]
-        folio.mapcount -= 1
-        return folio.mapcount
+        mapcount = self.s.folios[pfn].mapcount - 1
+        self._set(pfn, mapcount=mapcount)
+        return mapcount
 
     def folio_mapped(self, pfn: int) -> bool:
         return self.s.folios[pfn].mapcount > 0
 
     # --- struct folio flags --------------------------------------------------------------------------------
     def set_page_dirty(self, pfn: int) -> bool:
-        folio = self.s.folios[pfn]
-        was_clean = not folio.dirty
-        folio.dirty = True
+        was_clean = not self.s.folios[pfn].dirty
+        self._set(pfn, dirty=True)
         return was_clean
 
     folio_mark_dirty = set_page_dirty
@@ -181,9 +184,8 @@ class PageTableOps:
         return self.s.folios[pfn].dirty
 
     def folio_test_clear_dirty(self, pfn: int) -> bool:
-        folio = self.s.folios[pfn]
-        was = folio.dirty
-        folio.dirty = False
+        was = self.s.folios[pfn].dirty
+        self._set(pfn, dirty=False)
         return was
 
     def folio_test_writeback(self, pfn: int) -> bool:
@@ -208,28 +210,26 @@ class PageTableOps:
         return pfn
 
     def page_add_new_anon_rmap(self, pfn: int) -> int:
-        self.s.folios[pfn].mapcount += 1
-        return self.s.folios[pfn].mapcount
+        mapcount = self.s.folios[pfn].mapcount + 1
+        self._set(pfn, mapcount=mapcount)
+        return mapcount
 
     def writepage(self, pfn: int) -> int:
         """->writepage: set PG_writeback and submit; the device reads the page now (snapshot at submit)."""
-        folio = self.s.folios[pfn]
-        folio.writeback = True
-        folio.wb_data = folio.data
-        return folio.wb_data
+        data = self.s.folios[pfn].data
+        self._set(pfn, writeback=True, wb_data=data)
+        return data
 
     def end_page_writeback(self, pfn: int) -> int:
         folio = self.s.folios[pfn]
         self.s.disk[folio.index] = folio.wb_data
-        folio.writeback = False
+        self._set(pfn, writeback=False)
         return folio.wb_data
 
     def put_page(self, pfn: int) -> int:
-        folio = self.s.folios[pfn]
-        folio.refcount -= 1
-        if folio.refcount == 0:
-            folio.freed = True
-        return folio.refcount
+        refcount = self.s.folios[pfn].refcount - 1
+        self._set(pfn, refcount=refcount, freed=refcount == 0)
+        return refcount
 
     def evict_folio(self, index: int) -> int | None:
         """invalidate_mapping_pages for one offset: only a clean, unlocked, unmapped folio that nobody but the
@@ -242,7 +242,7 @@ class PageTableOps:
         if (folio.locked != FREE or folio.dirty or folio.writeback or folio.mapcount > 0
                 or folio.refcount != 1):
             return None
-        folio.in_page_cache = False
+        self._set(pfn, in_page_cache=False)
         self.s.page_cache[index] = None
         self.put_page(pfn)
         return pfn

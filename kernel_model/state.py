@@ -41,8 +41,9 @@ class Ipi(NamedTuple):
     end: int
 
 
-@dataclass(slots=True)
-class Folio:
+class Folio(NamedTuple):
+    """struct folio, as an immutable value: PageTableOps replaces it on every change."""
+
     index: int  # file offset in pages (for anon pages, the address it was faulted at)
     anon: bool
     data: int  # the page contents: the value of the last store that landed
@@ -54,10 +55,6 @@ class Folio:
     refcount: int = 0
     freed: bool = False
     in_page_cache: bool = False
-
-    def key(self) -> tuple:
-        return (self.index, self.anon, self.data, self.dirty, self.locked, self.writeback, self.wb_data,
-                self.mapcount, self.refcount, self.freed, self.in_page_cache)
 
 
 @dataclass(slots=True)
@@ -128,7 +125,7 @@ class State:
 
     def key(self) -> tuple:
         return (
-            tuple(f.key() for f in self.folios),
+            tuple(self.folios),
             tuple(self.page_cache),
             tuple(self.disk),
             tuple(self.ptes),
@@ -148,7 +145,7 @@ class State:
         (folios, page_cache, disk, ptes, vma, i_mmap, ptl, ptes_per_table, mmap_lock, i_mmap_rwsem, tlbs, ipis,
          acks) = key
         return cls(
-            folios=[Folio(*f) for f in folios],
+            folios=list(folios),
             page_cache=list(page_cache),
             disk=list(disk),
             ptes=list(ptes),
