@@ -157,6 +157,9 @@ class CpuCore:
         self.tl = Timeline(run="", trial=-1, actor=name)
         self.waiting: dict[int, str] = {}
         self.irq_jitter = Jitter(0, 0, -1, cpu, -1)
+        # Test-only fault hook (``stall``): in that trial, stop taking steps after the first step with that op.
+        self.stall_at: tuple[int, str] | None = None
+        self.stalled: str | None = None
         self._reset(-1, "")
 
     # --- one trial ----------------------------------------------------------------------------------------------
@@ -179,6 +182,11 @@ class CpuCore:
         self.error: str | None = None
         self.steps = 0
         self.waiting = {}
+        # no_ipi_while_spinning: each thread's next step (None: not known yet, between two steps). The controlled
+        # machine refuses an IPI while a thread's next step is a spin_lock or wait_acks that cannot proceed, and
+        # a thread always has a next step there; so that every wild run replays, this CPU takes no IPI until
+        # each thread's next step is known and is neither (stricter, never looser, than the machine).
+        self.next_op: dict[int, str | None] = {tid: None for tid in self.tids}
 
     def run(self, message: bytes) -> bytes:
         run, trial, seed, jitter_us = unpack(message)
@@ -231,10 +239,15 @@ class CpuCore:
         finally:
             with self.cv:
                 self.unfinished.discard(tid)
+                self.next_op.pop(tid, None)
                 self.cv.notify_all()
 
     # --- one step -------------------------------------------------------------------------------------------------
     def _step(self, tid: int, step: Step, jitter: Jitter) -> Any:
+        if self.hold_irq_while_waiting:
+            with self.cv:
+                self.next_op[tid] = step.op
+                self.cv.notify_all()
         paused = jitter.pause_before(step.op)  # between instructions: IPIs may land during the pause
         with self.cv:
             if paused:
@@ -249,7 +262,18 @@ class CpuCore:
             self.steps += 1
             if self.up:
                 self._after_up_step(tid, step)
-            return result
+            self.next_op[tid] = None
+        if self.stall_at == (self.trial, step.op):
+            self._stall(tid, step)
+        return result
+
+    def _stall(self, tid: int, step: Step) -> None:
+        """The test-only hang: this CPU stops taking steps (irqs on, so it still takes IPIs), as if its vCPU
+        were never scheduled again. The campaign kills the actor when it reports the trial hung."""
+        with self.cv:
+            names = [t.name for t in self.scenario.threads]
+            self.stalled = f"{names[tid]} on {self.name} stopped taking steps after {step.op} in {step.fn}"
+        threading.Event().wait()
 
     def _execute(self, tid: int, step: Step) -> Any:
         op = step.op
@@ -357,6 +381,10 @@ class CpuCore:
         with self.cv:
             if self.trial != trial:
                 return pack([sent_at, None])
+            while self.hold_irq_while_waiting and self._irqs_off() and self.trial == trial:
+                self.cv.wait()
+            if self.trial != trial:
+                return pack([sent_at, None])
             if paused:
                 self.tl.local(initiator, self.cpu, "note", "flush_tlb_func", "jitter", ["ipi_flush", paused])
             if self.s390 and any(start <= va < end for va in self.tlb):
@@ -371,6 +399,11 @@ class CpuCore:
                 clock = self.tl.merged(initiator, self.cpu, "ipi", "flush_tlb_func", "ipi_flush", [start, end],
                                        dropped, sent_at)
             return pack([clock, self.tl.records[-1]])
+
+    def _irqs_off(self) -> bool:
+        """no_ipi_while_spinning: some thread of this CPU is about to spin (or spins) on a PTL or for acks, or
+        is between two steps (its next one not known yet)."""
+        return any(op is None or op in ("spin_lock", "wait_acks") for op in self.next_op.values())
 
     # --- TLB steps ----------------------------------------------------------------------------------------------
     def _cpu_step(self, tid: int, step: Step) -> Any:
@@ -465,7 +498,8 @@ class CpuCore:
     # --- observation (the "ctl" group: answers while the thread is stuck) -------------------------------------
     def describe_waits(self) -> list[str]:
         names = [t.name for t in self.scenario.threads]
-        return [f"{names[tid]} on {self.name} waits for {what}" for tid, what in sorted(self.waiting.items())]
+        waits = [f"{names[tid]} on {self.name} waits for {what}" for tid, what in sorted(self.waiting.items())]
+        return ([self.stalled] if self.stalled else []) + waits
 
     def progress(self) -> int:
         return len(self.tl.records)
@@ -507,6 +541,11 @@ class CpuActor:
         assert self.core is not None
         return self.core.snapshot()
 
+    def stall(self, trial: int, op: str) -> None:
+        """Test-only fault hook: in ``trial``, stop taking steps after the first ``op`` step."""
+        assert self.core is not None
+        self.core.stall_at = (trial, op)
+
 
 _remote: dict[str, Any] = {}
 
@@ -520,7 +559,8 @@ def remote_class() -> Any:
     if "cpu" not in _remote:
         import ray
 
-        for method, group in (("ipi", "ipi"), ("grant", "grant"), ("progress", "ctl"), ("snapshot", "ctl")):
+        for method, group in (("ipi", "ipi"), ("grant", "grant"), ("progress", "ctl"), ("snapshot", "ctl"),
+                              ("stall", "ctl")):
             ray.method(concurrency_group=group)(getattr(CpuActor, method))  # marks the function in place
         _remote["cpu"] = ray.remote(num_cpus=0, max_restarts=0,
                                     concurrency_groups={"ipi": 1, "grant": 1, "ctl": 1})(CpuActor)

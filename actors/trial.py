@@ -3,9 +3,14 @@
 An ``ActorSet`` is one page-table actor and one CPU actor per simulated CPU, configured once and reused from
 trial to trial (reset, not recreated). A ``RunningTrial`` starts the CPUs and is polled by the campaign: it ends
 when every CPU has run its threads to the end; it is *hung* when nothing has moved for ``hang_timeout``
-seconds (it then reports who waits for what, both as the wild actors saw it and, from the replay, as
-``Machine.hang_report`` says); it is *crashed* when an actor died or refused a step, named with the actor and
-Ray's error. A set that hung or crashed is killed and replaced: a stuck or dead actor is never reused.
+seconds; it is *crashed* when an actor died or refused a step, named with the actor (the one Ray says is dead,
+not the CPU that noticed) and Ray's error. A set that hung or crashed is killed and replaced: a stuck or dead
+actor is never reused.
+
+A hung trial is explained in ``Machine.hang_report``'s words: its records so far are replayed into a controlled
+machine, which then says who waits in which function for which PTL, folio lock or acks, who holds them, and the
+wait-for cycle if there is one (a deadlock of the kernel model: the replay reports the invariant ``hang``). A
+hang with no cycle in the model (an actor that stopped taking steps) is the runtime's, not the kernel's.
 """
 
 from __future__ import annotations
@@ -21,7 +26,11 @@ from actors.topology import Topology
 from actors.verdict import judge, ordered
 from kernel_model.config import Config
 from kernel_model.events import Violation
+from kernel_model.linearize import schedule_from_records
+from kernel_model.machine import Machine, _find_cycle
 from kernel_model.program import Scenario
+from kernel_model.state import FREE
+from kernel_model.steps import kind_of
 
 
 @dataclass(slots=True)
@@ -35,6 +44,7 @@ class TrialResult:
     actor: str | None = None  # the actor that died or failed (crashed)
     detail: str = ""  # crash error, who waits for whom, or the replay divergence
     seconds: float = 0.0
+    seed: int = 0  # the trial's own seed (its jitter)
 
     @property
     def failed(self) -> bool:
@@ -93,6 +103,7 @@ class RunningTrial:
         self.scenario = scenario
         self.cfg = cfg
         self.trial = trial
+        self.seed = seed
         self.hang_timeout = hang_timeout
         self.started = time.monotonic()
         actors.nodes  # noqa: B018 - configured before the first trial
@@ -161,13 +172,15 @@ class RunningTrial:
         if verdict.divergence is not None:
             status, detail = "diverged", verdict.divergence
         elif not finished:
-            status, detail = "hung", waits
+            report = next((v.detail for v in verdict.violations if v.invariant == "hang"), None)
+            status = "hung"
+            detail = f"{report or wait_for_report(self.scenario, self.cfg, events)} (actors: {waits})"
         elif verdict.violations:
             status, detail = "violation", verdict.violations[0].detail
         else:
             status, detail = "ok", ""
         self.result = TrialResult(self.trial, status, verdict.violations, ordered(events), steps,
-                                  self.actors.nodes, None, detail, seconds)
+                                  self.actors.nodes, None, detail, seconds, self.seed)
 
     def _hung(self) -> None:
         import ray
@@ -177,13 +190,15 @@ class RunningTrial:
         for i, c in enumerate(self.actors.cpus):
             if i in self.outputs:
                 records.extend(self.outputs[i]["events"])
-                continue
+            # A finished CPU is asked too: the flush IPIs it took after its threads ended are in its timeline,
+            # and their acks may never have reached an initiator still waiting for another CPU's ack.
             try:
                 snap = unpack(ray.get(c.snapshot.remote(), timeout=10))
                 records.extend(snap["events"])
                 waits.extend(snap["waits"])
             except Exception as exc:  # noqa: BLE001
-                waits.append(f"cpu{i} did not answer: {type(exc).__name__}")
+                if i not in self.outputs:
+                    waits.append(f"cpu{i} did not answer: {type(exc).__name__}")
         try:
             waits.extend(ray.get(self.actors.pt.waits.remote(), timeout=10))
         except Exception:  # noqa: BLE001
@@ -191,16 +206,79 @@ class RunningTrial:
         self._finish(records, finished=False, waits="; ".join(dict.fromkeys(waits)) or "no progress")
 
     def _crashed(self, actor: str, exc: BaseException) -> None:
-        self._crashed_in(actor, f"{type(exc).__name__}: {' '.join(str(exc).split())[:400]}")
+        self._crashed_in(actor, f"{type(exc).__name__}: {exc}")
 
     def _crashed_in(self, actor: str, error: str) -> None:
+        dead = self._dead_actor()
+        if dead is not None and dead != actor:
+            actor, error = dead, f"{error} (reported by {actor})"
+        error = " ".join(error.split())[:400]
         self.result = TrialResult(self.trial, "crashed", [], [], 0, self.actors.nodes, actor,
                                   f"trial {self.trial}: actor {actor} crashed: {error}",
-                                  time.monotonic() - self.started)
+                                  time.monotonic() - self.started, self.seed)
+
+    def _dead_actor(self) -> str | None:
+        """The actor Ray says is dead, if any: a CPU that lost its page-table actor fails its step, but the
+        crash is the page-table actor's."""
+        import ray
+        from ray.exceptions import RayActorError
+
+        names = self.actors.names
+        refs = [self.actors.actor(name).progress.remote() for name in names]
+        for name, ref in zip(names, refs):
+            try:
+                ray.get(ref, timeout=5)
+            except RayActorError:
+                return name
+            except Exception:  # noqa: BLE001 - slow or stuck, not known dead
+                continue
+        return None
 
     @property
     def set_is_reusable(self) -> bool:
         return self.result is not None and self.result.status not in ("hung", "crashed")
+
+
+def wait_for_report(scenario: Scenario, cfg: Config, records: list[dict[str, Any]]) -> str:
+    """Who waits for whom at the moment a trial stopped moving, in ``Machine.hang_report``'s words: the records
+    so far replayed into a controlled machine, then each unfinished thread's wait (or that it could run but its
+    CPU took no step), the locks held, and the wait-for cycle if there is one."""
+    m = Machine(scenario, cfg)
+    for tr in schedule_from_records(records):
+        if m.can_execute(tuple(tr)):
+            m.execute(tuple(tr))
+    names = [t.name for t in scenario.threads]
+    parts: list[str] = []
+    edges: dict[int, list[int]] = {}
+    for tid, p in enumerate(m.pos):
+        step = p.step
+        if step is None:
+            continue
+        if m.can_execute(("t", tid)):
+            parts.append(f"{names[tid]} could take {step.op} in {step.fn} but its CPU took no step")
+            continue
+        if step.op == "wait_acks":
+            late = [c for c, q in enumerate(m.state.ipis) if any(i.initiator == tid for i in q)
+                    and m.can_execute(("i", c, tid))]
+            if late:  # the target could take the IPI: its actor did not (not the mutant's irqs-off spin)
+                parts.append(f"{names[tid]} waits in {step.fn} for flush IPI acks from CPU "
+                             f"{', '.join(map(str, late))}, which took no IPI")
+                continue
+        if kind_of(step.op) == "block" or step.op == "wait_acks":
+            what, holders = m._wait_target(tid, step)  # the words (and wait-for edges) of hang_report
+            edges[tid] = holders
+            parts.append(f"{names[tid]} waits in {step.fn} for {what}")
+        else:
+            parts.append(f"{names[tid]} waits in {step.fn} at {step.op}")
+    s = m.state
+    held = [f"{names[o]} holds PTL {i}" for i, o in enumerate(s.ptl) if 0 <= o < len(names)]
+    held += [f"{names[f.locked]} holds the folio lock of pfn {pfn}" for pfn, f in enumerate(s.folios)
+             if f.locked != FREE and 0 <= f.locked < len(names)]
+    cycle = _find_cycle(edges)
+    report = "; ".join(parts + held) or "every thread finished in the replay"
+    if cycle:
+        report += "; cycle: " + " -> ".join(names[t] for t in cycle + [cycle[0]])
+    return report
 
 
 def _dedup(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
