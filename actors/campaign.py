@@ -4,19 +4,29 @@ Each of the ``parallel`` actor sets runs one trial at a time and is reused for t
 a set whose trial hung or crashed is killed and replaced, and the campaign goes on. Sets are spread over the
 cluster's nodes round-robin. Failing trials keep their full event log (one msgpack file each, written with
 ``scenarios.eventlog.EventLogWriter``); passing trials keep counters only, unless ``keep_passing``.
+
+With ``out`` and ``results``, every finished trial is also appended to ``out/results.msgpack``
+(``actors.results_file``), so a campaign whose driver was killed can be resumed: the trials recorded there are
+counted, not run again, and the others run with the seeds they would have had (``trial_seed``: a pure function
+of campaign seed and trial id). A Ctrl-C abandons the running trials (they run again on resume), syncs the file
+and returns what finished.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import time
 import uuid
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from actors import results_file
+from actors.results_file import ResultsContents, ResultsError, ResultsWriter
 from actors.trial import ActorSet, RunningTrial, TrialResult
 from kernel_model.config import Config
+from kernel_model.events import Violation
 from kernel_model.program import Scenario
 from scenarios.eventlog import EventLogWriter, make_header
 
@@ -30,9 +40,55 @@ class CampaignOptions:
     out: str | None = None  # where failing trials' logs go (None: nowhere)
     keep_passing: bool = False
     hang_timeout: float = 5.0
+    results: bool = False  # append every finished trial to out/results.msgpack (``tlbrace stress`` does)
+    resume: bool = False  # continue the campaign recorded in out/results.msgpack
     # Test-only fault injection: kill this actor ("cpu1", "pt") of the set running this trial id, right after
     # the trial starts.
     kill: tuple[int, str] | None = None
+    # Test-only: in this trial, this CPU actor ("cpu1") stops taking steps after its first step with this op.
+    stall: tuple[int, str, str] | None = None
+
+
+def trial_seed(campaign_seed: int, trial: int) -> int:
+    """A trial's own seed: the same for a trial id whether the campaign ran straight through or was resumed,
+    and independent of which trials ran before it or in parallel (63 bits: a msgpack int)."""
+    digest = hashlib.sha256(f"tlbrace-trial:{campaign_seed}:{trial}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") >> 1
+
+
+@dataclass(slots=True)
+class Prepared:
+    """The results file of a campaign about to run: where, its header, and what a resumed file already holds."""
+
+    path: str
+    header: dict[str, Any]
+    resumed: ResultsContents | None = None
+
+
+def prepare_results(scenario: Scenario, cfg: Config, opts: CampaignOptions) -> Prepared | None:
+    """Check (before anything runs, and writing nothing) that the results file fits the command: with
+    ``resume``, that ``out/results.msgpack`` is a results file of this very campaign. Raises ResultsError."""
+    if not (opts.out and opts.results):
+        return None
+    path = os.path.join(opts.out, results_file.FILE_NAME)
+    header = results_file.make_header(run=uuid.uuid4().hex[:8], scenario=scenario.name,
+                                      scenario_source=scenario.source, params=scenario.params,
+                                      config=cfg.to_dict(), seed=opts.seed, trials=opts.trials,
+                                      jitter_us=opts.jitter_us)
+    try:
+        os.makedirs(opts.out, exist_ok=True)
+    except OSError as exc:
+        raise ResultsError(f"{opts.out}: cannot make the output directory: {exc.strerror or exc}") from None
+    if os.path.isdir(path):
+        raise ResultsError(f"{path}: is a directory, expected a results file")
+    if opts.resume and os.path.exists(path):
+        contents = results_file.read_results(path)
+        why = results_file.mismatch(contents.header, header)
+        if why is not None:
+            raise ResultsError(f"{path}: the results of another campaign ({why}); use another --out, or the "
+                               f"same scenario, configuration, --seed, --trials and --jitter")
+        return Prepared(path, contents.header, contents)
+    return Prepared(path, header)
 
 
 @dataclass(slots=True)
@@ -48,6 +104,11 @@ class CampaignResult:
     failing_logs: list[str] = field(default_factory=list)
     failures: list[TrialResult] = field(default_factory=list)  # violating, hung, crashed, diverged
     nodes_by_trial: dict[int, tuple[str, ...]] = field(default_factory=dict)
+    resumed: int = 0  # trials counted from the results file, run by an earlier driver
+    resumed_steps: int = 0
+    interrupted: bool = False  # Ctrl-C: the trials that had not finished were abandoned
+    results_path: str | None = None
+    moved_aside: str | None = None
 
     @property
     def violations(self) -> int:
@@ -55,28 +116,40 @@ class CampaignResult:
         return sum(1 for r in self.failures if r.violations)
 
     def summary(self) -> dict[str, Any]:
-        seconds = max(self.seconds, 1e-9)
+        seconds = max(self.seconds, 1e-9)  # this driver's time: the rates count this driver's trials only
         return {
             "scenario": self.scenario, "ordering": self.cfg.ordering, "arch": self.cfg.arch,
             "mutant": self.cfg.mutant, "trials": self.trials, "violations": self.violations,
             "by_invariant": dict(sorted(self.by_invariant.items())),
             "crashed": self.by_status["crashed"], "hung": self.by_status["hung"],
             "diverged": self.by_status["diverged"],
-            "seconds": round(self.seconds, 3), "trials_per_s": round(self.trials / seconds, 2),
-            "steps_per_s": round(self.steps / seconds, 1), "failing_logs": list(self.failing_logs),
+            "seconds": round(self.seconds, 3), "trials_per_s": round((self.trials - self.resumed) / seconds, 2),
+            "steps_per_s": round((self.steps - self.resumed_steps) / seconds, 1),
+            "failing_logs": list(self.failing_logs), "resumed": self.resumed, "interrupted": self.interrupted,
+            "results": self.results_path,
         }
 
 
 def run_campaign(scenario: Scenario, cfg: Config, opts: CampaignOptions,
-                 on_trial: Callable[[TrialResult, CampaignResult], None] | None = None) -> CampaignResult:
+                 on_trial: Callable[[TrialResult, CampaignResult], None] | None = None,
+                 prepared: Prepared | None = None) -> CampaignResult:
     import ray
 
-    run = uuid.uuid4().hex[:8]
+    prepared = prepared or prepare_results(scenario, cfg, opts)
+    run = prepared.header["run"] if prepared is not None else uuid.uuid4().hex[:8]
     result = CampaignResult(scenario.name, cfg, run)
+    done: set[int] = set()
+    writer: ResultsWriter | None = None
+    if prepared is not None:
+        writer = _open_writer(prepared, result)
+        if prepared.resumed is not None:
+            for rec in prepared.resumed.records:
+                _count_recorded(result, rec)
+                done.add(rec["trial"])
+    todo = deque(t for t in range(opts.trials) if t not in done)
     nodes = [n["NodeID"] for n in ray.nodes() if n.get("Alive")]
     sets: list[ActorSet | None] = [None] * max(1, opts.parallel)
     running: dict[int, RunningTrial] = {}  # set index -> trial
-    next_trial = 0
     started = time.monotonic()
 
     def fresh_set(i: int) -> ActorSet:
@@ -84,21 +157,25 @@ def run_campaign(scenario: Scenario, cfg: Config, opts: CampaignOptions,
         return ActorSet(i, scenario, cfg, node)
 
     try:
-        for i in range(min(len(sets), opts.trials)):
+        for i in range(min(len(sets), len(todo))):
             sets[i] = fresh_set(i)  # all sets' workers start in parallel
-        while next_trial < opts.trials or running:
+        while todo or running:
             for i in range(len(sets)):
-                if i in running or next_trial >= opts.trials:
+                if i in running or not todo:
                     continue
                 if sets[i] is None:
                     sets[i] = fresh_set(i)
                 actors = sets[i]
                 assert actors is not None
-                running[i] = RunningTrial(actors, scenario, cfg, run=run, trial=next_trial, seed=opts.seed,
-                                          jitter_us=opts.jitter_us, hang_timeout=opts.hang_timeout)
-                if opts.kill is not None and opts.kill[0] == next_trial:
+                trial = todo.popleft()
+                if opts.stall is not None and opts.stall[0] == trial:
+                    actors.nodes  # noqa: B018 - configured before it can be told
+                    ray.get(actors.actor(opts.stall[1]).stall.remote(trial, opts.stall[2]))
+                running[i] = RunningTrial(actors, scenario, cfg, run=run, trial=trial,
+                                          seed=trial_seed(opts.seed, trial), jitter_us=opts.jitter_us,
+                                          hang_timeout=opts.hang_timeout)
+                if opts.kill is not None and opts.kill[0] == trial:
                     ray.kill(actors.actor(opts.kill[1]), no_restart=True)
-                next_trial += 1
             pending = [ref for t in running.values() for ref in t.pending_refs()]
             if pending:
                 ray.wait(pending, num_returns=1, timeout=0.25)
@@ -112,21 +189,77 @@ def run_campaign(scenario: Scenario, cfg: Config, opts: CampaignOptions,
                     assert actors is not None
                     actors.kill()
                     sets[i] = None
-                _account(result, t.result, scenario, cfg, opts)
+                log = _account(result, t.result, scenario, cfg, opts)
+                if writer is not None:
+                    writer.append(_record_of(t.result, log))
                 if on_trial is not None:
                     on_trial(t.result, result)
                 if not t.result.failed:
                     t.result.records = []  # passing trials keep counters only
+    except KeyboardInterrupt:
+        result.interrupted = True  # the running trials are abandoned: not recorded, so a resume runs them
     finally:
         result.seconds = time.monotonic() - started
+        if writer is not None:
+            writer.close()
         for actors in sets:
             if actors is not None:
                 actors.kill()
     return result
 
 
+def _open_writer(prepared: Prepared, result: CampaignResult) -> ResultsWriter:
+    os.makedirs(os.path.dirname(prepared.path) or ".", exist_ok=True)
+    result.results_path = prepared.path
+    if prepared.resumed is None and os.path.exists(prepared.path):
+        result.moved_aside = _move_aside(prepared.path)
+    return ResultsWriter(prepared.path, prepared.header, prepared.resumed)
+
+
+def _move_aside(path: str) -> str:
+    """A new campaign in the same --out keeps the old one's results: renamed after its run id."""
+    try:
+        tag = results_file.read_results(path).header["run"]
+    except ResultsError:
+        tag = time.strftime("%Y%m%d-%H%M%S")
+    base, ext = os.path.splitext(path)
+    aside, n = f"{base}-{tag}{ext}", 1
+    while os.path.exists(aside):
+        aside, n = f"{base}-{tag}.{n}{ext}", n + 1
+    os.rename(path, aside)
+    return aside
+
+
+def _record_of(r: TrialResult, log: str | None) -> dict[str, Any]:
+    return results_file.trial_record(trial=r.trial, seed=r.seed, status=r.status,
+                                     invariants=[v.invariant for v in r.violations], detail=r.detail,
+                                     actor=r.actor, steps=r.steps, seconds=r.seconds, nodes=list(r.nodes), log=log)
+
+
+def _count_recorded(result: CampaignResult, rec: dict[str, Any]) -> None:
+    """A trial an earlier driver finished, counted as if it had just finished here."""
+    status = rec["status"]
+    invariants = [str(i) for i in rec["invariants"]]
+    result.trials += 1
+    result.resumed += 1
+    result.by_status[status] += 1
+    result.steps += rec["steps"]
+    result.resumed_steps += rec["steps"]
+    result.nodes_by_trial[rec["trial"]] = tuple(rec.get("nodes") or ())
+    for name in invariants:
+        result.by_invariant[name] += 1
+    if status != "ok":
+        detail = str(rec.get("detail") or "")
+        result.failures.append(TrialResult(rec["trial"], status, [Violation(i, detail) for i in invariants], [],
+                                           rec["steps"], tuple(rec.get("nodes") or ()), rec.get("actor"), detail,
+                                           float(rec.get("seconds") or 0.0), rec["seed"]))
+    if isinstance(rec.get("log"), str) and status != "ok":
+        result.failing_logs.append(rec["log"])
+
+
 def _account(result: CampaignResult, r: TrialResult, scenario: Scenario, cfg: Config,
-             opts: CampaignOptions) -> None:
+             opts: CampaignOptions) -> str | None:
+    """Count a finished trial; returns the path of its event log, if one was kept."""
     result.trials += 1
     result.by_status[r.status] += 1
     result.steps += r.steps
@@ -139,12 +272,16 @@ def _account(result: CampaignResult, r: TrialResult, scenario: Scenario, cfg: Co
         path = write_trial_log(opts.out, result.run, scenario, cfg, r)
         if r.failed:
             result.failing_logs.append(path)
+        return path
+    return None
 
 
 def write_trial_log(out: str, run: str, scenario: Scenario, cfg: Config, r: TrialResult) -> str:
     """One self-describing msgpack log for one trial: header, its events in replay order, trial_end."""
     os.makedirs(out, exist_ok=True)
     path = os.path.join(out, f"{scenario.name}-{run}-trial{r.trial:05d}.msgpack")
+    if os.path.exists(path):
+        os.remove(path)  # a trial run again after a resume: its log is this run's, not both appended
     header = make_header(run=run, runtime="wild", scenario=scenario.name, scenario_source=scenario.source,
                          params=scenario.params, config=cfg.to_dict())
     with EventLogWriter(path, header) as writer:
@@ -153,5 +290,5 @@ def write_trial_log(out: str, run: str, scenario: Scenario, cfg: Config, r: Tria
         writer.write({"type": "trial_end", "run": run, "trial": r.trial, "status": r.status,
                       "violations": [{"invariant": v.invariant, "detail": v.detail} for v in r.violations],
                       "actor": r.actor, "detail": r.detail, "nodes": list(r.nodes), "steps": r.steps,
-                      "seconds": round(r.seconds, 4)})
+                      "seconds": round(r.seconds, 4), "seed": r.seed})
     return path

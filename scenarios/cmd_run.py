@@ -1,7 +1,8 @@
 """``tlbrace run``: one wild trial of a scenario on Ray; if it fails, its per-CPU story.
 
 The same options as ``stress`` (one trial, one set of actors). The story lists the trial's events in replay
-order, one column per CPU, in the kernel's own function names.
+order, one column per CPU, in the kernel's own function names. ``--seed S --trial ID`` runs with the jitter
+seed that trial ID of a ``stress --seed S`` campaign had.
 """
 
 from __future__ import annotations
@@ -23,11 +24,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     check_wild_args(args)
+    if args.trial < 0:
+        from scenarios.cli import UsageError
+
+        raise UsageError(f"--trial: expected an integer >= 0, got {args.trial}")
     scenario, cfg = load(args)
     from rich.console import Console
 
     from actors import ray_session
-    from actors.campaign import write_trial_log
+    from actors.campaign import trial_seed, write_trial_log
     from actors.topology import Topology
     from actors.trial import run_one
     from kernel_model.events import Event
@@ -36,8 +41,8 @@ def run(args: argparse.Namespace) -> int:
 
     session = open_ray(args, 1)
     try:
-        r = run_one(scenario, cfg, run="run", trial=args.trial, seed=args.seed, jitter_us=args.jitter,
-                    hang_timeout=args.hang_timeout)
+        r = run_one(scenario, cfg, run="run", trial=args.trial, seed=trial_seed(args.seed, args.trial),
+                    jitter_us=args.jitter, hang_timeout=args.hang_timeout)
     finally:
         ray_session.close_session(session)
     log = write_trial_log(args.out, "run", scenario, cfg, r) if (r.failed or args.keep_passing) else None

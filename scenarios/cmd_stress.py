@@ -2,13 +2,18 @@
 
 Without ``--address`` an embedded local Ray cluster is started (and stopped at the end); ``--address`` or
 RAY_ADDRESS joins an existing cluster. Every trial is judged by replaying its events in the controlled machine
-with the same oracle as ``explore``. Failing trials' full logs go to ``--out``.
+with the same oracle as ``explore``. Failing trials' full logs go to ``--out``, and every finished trial is
+appended to ``--out``/results.msgpack: a campaign whose driver died continues with ``--resume`` (the same
+command plus ``--resume``). Ctrl-C stops cleanly: the summary so far, exit status 130, resumable.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
+import os
+import re
 import sys
 from typing import Any
 
@@ -25,6 +30,7 @@ def add_wild_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--hang-timeout", type=float, default=5.0, metavar="S",
                    help="a trial with no progress for S seconds is reported as hung (default 5)")
     p.add_argument("--keep-passing", action="store_true", help="also keep the logs of passing trials")
+    p.add_argument("--verbose", action="store_true", help="let Ray's own warnings and logs reach the terminal")
     add_output_options(p, default_out="tlbrace-out")
 
 
@@ -34,6 +40,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--trials", type=int, default=100, metavar="N", help="number of trials (default 100)")
     p.add_argument("--parallel", type=int, default=1, metavar="P",
                    help="trials running at once, each on its own set of actors (default 1)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the campaign recorded in OUT/results.msgpack (same scenario, configuration, "
+                        "--seed, --trials and --jitter): the trials recorded there are counted, not run again")
     p.set_defaults(func=run)
 
 
@@ -48,31 +57,80 @@ def check_wild_args(args: argparse.Namespace) -> None:
         raise UsageError(f"--jitter: expected microseconds >= 0, got {args.jitter}")
     if args.hang_timeout <= 0:
         raise UsageError(f"--hang-timeout: expected seconds > 0, got {args.hang_timeout}")
+    if args.address is not None:
+        check_address(args.address, "--address")
+    elif os.environ.get("RAY_ADDRESS"):
+        check_address(os.environ["RAY_ADDRESS"], "RAY_ADDRESS")
+
+
+_HOST_PORT = re.compile(r"^(ray://)?(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):(\d{1,5})$")
+
+
+def check_address(address: str, where: str) -> None:
+    """HOST:PORT, ray://HOST:PORT, auto or local; anything else is refused before Ray is asked (which could
+    otherwise spend its whole join timeout on a typo)."""
+    from scenarios.cli import UsageError
+
+    if address in ("auto", "local"):
+        return
+    m = _HOST_PORT.match(address)
+    if m is None or not 1 <= int(m.group(3)) <= 65535:
+        raise UsageError(f"{where} {address!r}: expected HOST:PORT with a port in 1..65535 (e.g. 127.0.0.1:6379), "
+                         "ray://HOST:PORT, auto or local")
 
 
 def open_ray(args: argparse.Namespace, parallel: int) -> Any:
-    """The Ray session for a wild command; a cluster that cannot be joined is bad input (one line, exit 2)."""
-    from actors import ray_session
+    """The Ray session for a wild command; a cluster that cannot be joined is bad input (one line, exit 2).
+
+    The embedded cluster is loopback-only, so it runs without token authentication (unless RAY_AUTH_MODE says
+    otherwise): Ray 2.60 would write a token file and warn about it. Ray's own warnings stay out of the
+    terminal unless ``--verbose``; its errors still reach it."""
+    from actors import ray_session  # Ray's environment, before `import ray`
     from scenarios.cli import UsageError
 
+    address = args.address or os.environ.get("RAY_ADDRESS") or None
+    if address in (None, "local"):
+        os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    if not getattr(args, "verbose", False):
+        _quiet_ray()
     try:
         return ray_session.open_session(args.address, num_cpus=max(2, parallel))
     except ray_session.RayUnavailable as exc:
         raise UsageError(str(exc)) from None
 
 
+def _quiet_ray() -> None:
+    """Only errors through Ray's own log handler (it does not propagate to the root logger)."""
+    import ray  # noqa: F401 - importing it installs the handler on the "ray" logger
+
+    for handler in logging.getLogger("ray").handlers:
+        if not any(isinstance(f, _ErrorsOnly) for f in handler.filters):
+            handler.addFilter(_ErrorsOnly())
+
+
+class _ErrorsOnly(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.ERROR
+
+
 def run(args: argparse.Namespace) -> int:
     check_wild_args(args)
     scenario, cfg = load(args)
     from actors import ray_session
-    from actors.campaign import CampaignOptions
-    from scenarios.cli import EXIT_OK, EXIT_VIOLATION
+    from actors.campaign import CampaignOptions, prepare_results
+    from actors.results_file import ResultsError
+    from scenarios.cli import EXIT_OK, EXIT_VIOLATION, UsageError
 
     opts = CampaignOptions(trials=args.trials, parallel=args.parallel, jitter_us=args.jitter, seed=args.seed,
-                           out=args.out, keep_passing=args.keep_passing, hang_timeout=args.hang_timeout)
+                           out=args.out, keep_passing=args.keep_passing, hang_timeout=args.hang_timeout,
+                           results=True, resume=args.resume)
+    try:  # the results file is judged before Ray starts, and nothing is written if it does not fit
+        prepared = prepare_results(scenario, cfg, opts)
+    except ResultsError as exc:
+        raise UsageError(str(exc)) from None
     session = open_ray(args, args.parallel)
     try:
-        result = _with_progress(scenario, cfg, opts, quiet=args.json)
+        result = _with_progress(scenario, cfg, opts, prepared, quiet=args.json)
     finally:
         ray_session.close_session(session)
     summary = result.summary()
@@ -80,10 +138,16 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(summary))
     else:
         _print_summary(result)
+    if result.moved_aside:
+        print(f"tlbrace: the previous campaign's results were kept as {result.moved_aside}", file=sys.stderr)
+    if result.interrupted:
+        print(f"tlbrace: interrupted after {result.trials} of {args.trials} trials; the same command with "
+              f"--resume continues it", file=sys.stderr)
+        return 130
     return EXIT_VIOLATION if result.violations else EXIT_OK
 
 
-def _with_progress(scenario: Any, cfg: Any, opts: Any, *, quiet: bool) -> Any:
+def _with_progress(scenario: Any, cfg: Any, opts: Any, prepared: Any, *, quiet: bool) -> Any:
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -93,14 +157,16 @@ def _with_progress(scenario: Any, cfg: Any, opts: Any, *, quiet: bool) -> Any:
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TextColumn("{task.fields[counts]}"), TimeElapsedColumn(), console=console,
                   disable=quiet or not console.is_terminal, transient=False) as progress:
-        task = progress.add_task(f"{scenario.name} {cfg.ordering}/{cfg.arch}", total=opts.trials, counts="")
+        done = len(prepared.resumed.records) if prepared is not None and prepared.resumed is not None else 0
+        task = progress.add_task(f"{scenario.name} {cfg.ordering}/{cfg.arch}", total=opts.trials, counts="",
+                                 completed=done)
 
         def on_trial(_trial: Any, so_far: Any) -> None:
             s = so_far.by_status
             progress.update(task, completed=so_far.trials,
                             counts=f"violations {so_far.violations}  hung {s['hung']}  crashed {s['crashed']}")
 
-        return run_campaign(scenario, cfg, opts, on_trial)
+        return run_campaign(scenario, cfg, opts, on_trial, prepared)
 
 
 def _print_summary(result: Any) -> None:
@@ -110,7 +176,9 @@ def _print_summary(result: Any) -> None:
     s = result.summary()
     console = Console()
     console.print(f"[bold]tlbrace stress[/bold]: {s['scenario']} ({s['ordering']}, {s['arch']}"
-                  + (f", mutant {s['mutant']}" if s["mutant"] else "") + f"), run {result.run}")
+                  + (f", mutant {s['mutant']}" if s["mutant"] else "") + f"), run {result.run}"
+                  + (f", {s['resumed']} trials resumed from the results file" if s["resumed"] else "")
+                  + (", interrupted" if s["interrupted"] else ""))
     table = Table()
     table.add_column("what")
     table.add_column("value", justify="right")
@@ -122,6 +190,8 @@ def _print_summary(result: Any) -> None:
     for r in result.failures[:5]:
         if r.status in ("crashed", "hung", "diverged"):
             console.print(f"trial {r.trial}: {r.status}: {r.detail}")
+    if s["results"]:
+        console.print(f"results: {s['results']}")
     for path in s["failing_logs"][:10]:
         console.print(f"log: {path}")
     if len(s["failing_logs"]) > 10:
