@@ -49,6 +49,16 @@ def test_toml_syntax_error(capsys, tmp_path):
     (["explore", "madv_dontneed", "--gather", "mmu_gather_bundle=x"], "mmu_gather_bundle"),
     (["explore", "madv_dontneed", "--gather", "mmu_gather_bundle=0"], "mmu_gather_bundle"),
     (["replay", "/nonexistent/file"], "/nonexistent/file"),
+    # stress and run: checked before Ray starts, so none of these needs a cluster
+    (["stress", "anon_pages", "--trials", "0"], "--trials"),
+    (["stress", "anon_pages", "--parallel", "0"], "--parallel"),
+    (["stress", "anon_pages", "--jitter", "-1"], "--jitter"),
+    (["stress", "anon_pages", "--hang-timeout", "0"], "--hang-timeout"),
+    (["stress", "anon_pages", "--address", "nonsense"], "--address 'nonsense'"),
+    (["stress", "anon_pages", "--address", "127.0.0.1:99999"], "port in 1..65535"),
+    (["stress", "anon_pages", "--address", "http://127.0.0.1:6379"], "--address"),
+    (["run", "anon_pages", "--address", "127.0.0.1:"], "--address"),
+    (["run", "anon_pages", "--trial", "-1"], "--trial"),
 ])
 def test_bad_options(capsys, argv, needle):
     rc, _, err = run_cli(capsys, *argv)
@@ -127,3 +137,72 @@ def test_random_bytes_as_a_schedule(tmp_path, data):
         read_schedule(path)
     except ScheduleError:
         pass
+
+
+# --- stress/run options and results files (checked before Ray starts: none of these needs a cluster) ----------
+
+def test_a_bad_ray_address_in_the_environment_is_named(capsys, monkeypatch):
+    monkeypatch.setenv("RAY_ADDRESS", "not an address")
+    rc, _, err = run_cli(capsys, "stress", "anon_pages")
+    assert rc == 2 and "RAY_ADDRESS 'not an address'" in err
+
+
+def _results_header(**over):
+    from actors.results_file import make_header
+    from kernel_model.config import Config
+    from scenarios.loader import load_scenario
+
+    sc = load_scenario("anon_pages")
+    header = make_header(run="r", scenario=sc.name, scenario_source=sc.source, params=sc.params,
+                         config=Config().to_dict(), seed=0, trials=100, jitter_us=0.0)
+    header.update(over)
+    return header
+
+
+@pytest.mark.parametrize("content, needle", [
+    (b"", "not a tlbrace results file"),
+    (b"\xc1garbage", "not a tlbrace results file"),
+    (msgpack.packb({"schema": "tlbrace-log", "version": 1}), "not a tlbrace results file"),
+    (msgpack.packb({"schema": "tlbrace-results", "version": 7}), "results schema version 7"),
+    (msgpack.packb({"schema": "tlbrace-results", "version": 1, "run": "r"}), "header key 'scenario'"),
+    (msgpack.packb(_results_header()) + msgpack.packb([1, 2]), "record at byte"),
+    (msgpack.packb(_results_header()) + b"\xc1" + msgpack.packb({"x": 1}), "damaged at byte"),
+    (msgpack.packb(_results_header(seed=9)), "seed is 9 there, 0 here"),
+    (msgpack.packb(_results_header(trials=50)), "trials is 50 there, 100 here"),
+    (msgpack.packb(_results_header(scenario="munmap")), "scenario is 'munmap' there"),
+])
+def test_a_results_file_that_does_not_fit_is_refused_and_kept(capsys, tmp_path, content, needle):
+    path = tmp_path / "results.msgpack"
+    path.write_bytes(content)
+    rc, _, err = run_cli(capsys, "stress", "anon_pages", "--trials", "100", "--out", str(tmp_path), "--resume")
+    assert rc == 2 and needle in err and str(path) in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
+    assert path.read_bytes() == content and sorted(p.name for p in tmp_path.iterdir()) == ["results.msgpack"]
+
+
+def test_a_results_file_cut_short_by_a_kill_is_read_up_to_the_cut(tmp_path):
+    from actors.results_file import read_results, trial_record
+
+    whole = msgpack.packb(_results_header()) + msgpack.packb(trial_record(
+        trial=3, seed=1, status="ok", invariants=[], detail="", actor=None, steps=9, seconds=0.1, nodes=[], log=None))
+    path = tmp_path / "results.msgpack"
+    path.write_bytes(whole + msgpack.packb({"type": "trial", "trial": 4})[:5])
+    contents = read_results(path)
+    assert [r["trial"] for r in contents.records] == [3] and contents.intact == len(whole) and contents.torn == 5
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(junk=st.none() | st.binary(max_size=400), records=st.lists(_plain, max_size=4), cut=st.integers(0, 40))
+def test_random_results_files(tmp_path, junk, records, cut):
+    """Random bytes, or a good header then random records, cut anywhere: read, or one ResultsError."""
+    from actors.results_file import ResultsError, read_results
+
+    head = msgpack.packb(_results_header()) if junk is None else junk
+    data = head + b"".join(msgpack.packb(r) for r in records)
+    path = tmp_path / "random.results"
+    path.write_bytes(data[:max(0, len(data) - cut)])
+    try:
+        contents = read_results(path)
+    except ResultsError:
+        return
+    assert contents.intact + contents.torn == path.stat().st_size
