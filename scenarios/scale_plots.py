@@ -86,12 +86,14 @@ def _hit_rate(plt: Any, rows: list[dict[str, Any]], shards: list[int], title: st
     fig, axes = plt.subplots(1, len(shards), figsize=(6.4 * len(shards), 4.6), squeeze=False, sharey=True)
     labels = sorted({_label(r) for r in rows})
     top = max([_num(r["hit_rate_hi"]) for r in rows] + [0.05])
+    cpus = [r["cpus"] for r in rows]
+    step = 0.015 * max(max(cpus) - min(cpus), 2)  # keep error bars of equal CPU counts apart
     for ax, s in zip(axes[0], shards):
         for j, label in enumerate(labels):
             group = sorted((r for r in rows if r["shards"] == s and _label(r) == label), key=lambda r: r["cpus"])
             if not group:
                 continue
-            offset = (j - (len(labels) - 1) / 2) * 0.08  # keep error bars of equal CPU counts apart
+            offset = (j - (len(labels) - 1) / 2) * step
             x = [r["cpus"] + offset for r in group]
             y = [_num(r["hit_rate"]) for r in group]
             err = [[v - _num(r["hit_rate_lo"]) for v, r in zip(y, group)],
