@@ -138,7 +138,11 @@ def mismatch(header: dict[str, Any], wanted: dict[str, Any]) -> str | None:
         if header.get(key) != wanted.get(key):
             if key == "scenario_source":
                 return "the scenario file's text differs"
-            return f"{key} is {header.get(key)!r} there, {wanted.get(key)!r} here"
+            there, here = header.get(key), wanted.get(key)
+            if isinstance(there, dict) and isinstance(here, dict):  # name the differing entries only
+                diff = sorted(k for k in set(there) | set(here) if there.get(k) != here.get(k))
+                return ", ".join(f"{key} {k} is {there.get(k)!r} there, {here.get(k)!r} here" for k in diff)
+            return f"{key} is {there!r} there, {here!r} here"
     return None
 
 
