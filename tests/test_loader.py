@@ -16,7 +16,7 @@ from scenarios import cli
 from scenarios.loader import (LIBRARY_DIR, MAX_LOOP_DEPTH, ScenarioError, list_scenarios, load_scenario, parse_params)
 
 LIBRARY = ("anon_pages", "ladder", "madv_dontneed", "mkclean_first", "mmap_fixed_remap", "munmap", "nadav_poc",
-           "scale_writers", "writable_clean", "zap_many_pages")
+           "scale_writers", "scale_zap", "writable_clean", "zap_many_pages")
 
 # Overrides that keep each library scenario meaningful (and small) but differ from its defaults.
 OVERRIDES = {
@@ -28,6 +28,7 @@ OVERRIDES = {
     "munmap": {"stores": 1, "passes": 2},
     "nadav_poc": {"pages": 3, "stores": 1, "loops": 2},
     "scale_writers": {"writers": 2, "pages": 16, "ptes_per_table": 8, "stores": 1},
+    "scale_zap": {"writers": 2, "pages": 16, "ptes_per_table": 8, "stores": 1},
     "writable_clean": {"stores": 1, "passes": 2},
     "zap_many_pages": {"pages": 600},
 }
