@@ -27,7 +27,7 @@ from actors.verdict import judge, ordered
 from kernel_model.config import Config
 from kernel_model.events import Violation
 from kernel_model.linearize import schedule_from_records
-from kernel_model.machine import Machine, _find_cycle
+from kernel_model.machine import Machine, find_cycle
 from kernel_model.program import Scenario
 from kernel_model.state import FREE
 from kernel_model.steps import kind_of
@@ -265,7 +265,7 @@ def wait_for_report(scenario: Scenario, cfg: Config, records: list[dict[str, Any
                              f"{', '.join(map(str, late))}, which took no IPI")
                 continue
         if kind_of(step.op) == "block" or step.op == "wait_acks":
-            what, holders = m._wait_target(tid, step)  # the words (and wait-for edges) of hang_report
+            what, holders = m.wait_target(tid, step)  # the words (and wait-for edges) of hang_report
             edges[tid] = holders
             parts.append(f"{names[tid]} waits in {step.fn} for {what}")
         else:
@@ -274,7 +274,7 @@ def wait_for_report(scenario: Scenario, cfg: Config, records: list[dict[str, Any
     held = [f"{names[o]} holds PTL {i}" for i, o in enumerate(s.ptl) if 0 <= o < len(names)]
     held += [f"{names[f.locked]} holds the folio lock of pfn {pfn}" for pfn, f in enumerate(s.folios)
              if f.locked != FREE and 0 <= f.locked < len(names)]
-    cycle = _find_cycle(edges)
+    cycle = find_cycle(edges)
     report = "; ".join(parts + held) or "every thread finished in the replay"
     if cycle:
         report += "; cycle: " + " -> ".join(names[t] for t in cycle + [cycle[0]])

@@ -336,16 +336,16 @@ class Machine:
         for tid, p in enumerate(self.pos):
             if p.step is None:
                 continue
-            what, holders = self._wait_target(tid, p.step)
+            what, holders = self.wait_target(tid, p.step)
             edges[tid] = holders
             waits.append(f"{names[tid]} waits in {p.step.fn} for {what}")
-        cycle = _find_cycle(edges)
+        cycle = find_cycle(edges)
         detail = "; ".join(waits)
         if cycle:
             detail += "; cycle: " + " -> ".join(names[t] for t in cycle + [cycle[0]])
         return Violation("hang", detail)
 
-    def _wait_target(self, tid: int, step: Step) -> tuple[str, list[int]]:
+    def wait_target(self, tid: int, step: Step) -> tuple[str, list[int]]:
         s = self.state
         names = [t.name for t in self.scenario.threads]
         op, args = step.op, step.args
@@ -374,7 +374,7 @@ class Machine:
         return op, []
 
 
-def _find_cycle(edges: dict[int, list[int]]) -> list[int]:
+def find_cycle(edges: dict[int, list[int]]) -> list[int]:
     for start in edges:
         path, node = [start], start
         while True:
