@@ -79,16 +79,19 @@ def explore(scenario: Scenario, cfg: Config, strategy: str = "bfs", *, budget: i
 def _exhaustive(scenario: Scenario, cfg: Config, strategy: str, budget: int, reduce: bool, stop_at_first: bool,
                 progress: Callable[[int], None] | None, deadline: float | None = None) -> ExploreResult:
     m = Machine(scenario, cfg, reduce=reduce)
+    # The visited set holds canonical keys (store values renamed, see Machine.canonical); the frontier holds
+    # the real states to restore. Each canonical node keeps the first path that reached it.
+    canon = m.canonical if reduce else (lambda k: k)
     root = m.key()
-    parent: dict[tuple, tuple | None] = {root: None}  # state -> (parent state, transition)
+    parent: dict[tuple, tuple | None] = {canon(root): None}  # canonical state -> (canonical parent, transition)
     frontier: deque[tuple] = deque([root])
     pop = frontier.popleft if strategy == "bfs" else frontier.pop
     result = ExploreResult(strategy, False, 1, 0, 0, 0.0)
 
-    def schedule_to(key: tuple) -> list[Transition]:
+    def schedule_to(ckey: tuple) -> list[Transition]:
         out = []
-        while parent[key] is not None:
-            key, tr = parent[key]  # type: ignore[misc]
+        while parent[ckey] is not None:
+            ckey, tr = parent[ckey]  # type: ignore[misc]
             out.append(tr)
         out.reverse()
         return out
@@ -97,12 +100,13 @@ def _exhaustive(scenario: Scenario, cfg: Config, strategy: str, budget: int, red
         if len(parent) >= budget:
             return result
         key = pop()
+        ckey = canon(key)
         m.restore(key)
         enabled = m.enabled()
         if not enabled:
             result.schedules += 1
             if not m.finished():
-                result.found.append(Found([m.hang_report()], schedule_to(key)))
+                result.found.append(Found([m.hang_report()], schedule_to(ckey)))
                 if stop_at_first:
                     return result
             continue
@@ -112,16 +116,17 @@ def _exhaustive(scenario: Scenario, cfg: Config, strategy: str, budget: int, red
             violations = m.execute(tr)
             result.transitions += 1
             new = m.key()
+            cnew = canon(new)
             if violations:
-                if new not in parent:
-                    parent[new] = (key, tr)
-                result.found.append(Found(violations, schedule_to(key) + [tr]))
+                if cnew not in parent:
+                    parent[cnew] = (ckey, tr)
+                result.found.append(Found(violations, schedule_to(ckey) + [tr]))
                 if stop_at_first:
                     result.states = len(parent)
                     return result
                 continue
-            if new not in parent:
-                parent[new] = (key, tr)
+            if cnew not in parent:
+                parent[cnew] = (ckey, tr)
                 frontier.append(new)
                 result.states = len(parent)
                 if result.states % 10_000 == 0:

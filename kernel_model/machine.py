@@ -235,7 +235,10 @@ class Machine:
         assert step is not None
         result = self._apply(tid, step)
         self._emit(Event(self.seq, tid, self.cpu_of[tid], "step", step.fn, step.op, step.args, result), violations)
-        r = self._resolve(tid, p.pc, p.results + (result,))
+        # The paths never look at the data a write-back carries: feed them None, so that positions (and the
+        # memo) do not depend on store values (see canonical()). The event above keeps the value.
+        fed = None if step.op in _VALUE_RESULTS else result
+        r = self._resolve(tid, p.pc, p.results + (fed,))
         self.pos[tid] = r
         if r.step is None:
             self._running -= 1
@@ -320,6 +323,22 @@ class Machine:
     def key(self) -> tuple:
         return (self.state.key(), tuple((p.pc, p.results) for p in self.pos), self.oracle.key())
 
+    def canonical(self, key: tuple) -> tuple:
+        """``key`` with the page contents renamed in order of first appearance (data, snapshot, disk).
+
+        Store values are opaque to the model: no path branches on them and the oracle only compares them for
+        equality, and every later store writes a value no page holds yet. Two states that differ only by a
+        renaming of values therefore have the same futures and the same verdicts, and exhaustive search may
+        visit one of them. A snapshot outside writeback is stale (only writeback reads it) and is dropped."""
+        state_key, positions, oracle_key = key
+        folios, page_cache, disk, *rest = state_key
+        names: dict[int, int] = {}
+        folios = tuple(f._replace(data=names.setdefault(f.data, len(names)),
+                                  wb_data=names.setdefault(f.wb_data, len(names)) if f.writeback else -1)
+                       for f in folios)
+        disk = tuple(names.setdefault(v, len(names)) for v in disk)
+        return ((folios, page_cache, disk, *rest), positions, oracle_key)
+
     def restore(self, key: tuple) -> None:
         state_key, positions, oracle_key = key
         self.state = State.from_key(state_key)
@@ -389,6 +408,7 @@ def find_cycle(edges: dict[int, list[int]]) -> list[int]:
 
 
 _SHARED_MEMOS: dict[tuple, dict[tuple, Resolved]] = {}
+_VALUE_RESULTS = frozenset({"writepage", "end_page_writeback"})  # results that are page contents
 
 
 @dataclass(frozen=True, slots=True)
