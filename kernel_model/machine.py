@@ -14,8 +14,8 @@ access starts from empty results, so the history of earlier attempts does not mu
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, Iterator
+from dataclasses import dataclass
+from typing import Any
 
 from kernel_model import tlb as tlbops
 from kernel_model.atomic import PageTableOps
@@ -25,7 +25,7 @@ from kernel_model.events import Event, Violation
 from kernel_model.oracle import Oracle
 from kernel_model.program import Op, Scenario, flatten
 from kernel_model.reduction import Footprints, conflict, ipi_footprint
-from kernel_model.state import FREE, Ipi, Pte, State
+from kernel_model.state import FREE, Ipi, State
 from kernel_model.steps import Note, Step, kind_of
 from kernel_model.syscalls import op_attempt
 from kernel_model.tlb import RETRY
@@ -41,12 +41,6 @@ class Resolved:
     step: Step | None  # None: the thread has finished its program
     pc: int
     results: tuple
-
-
-@dataclass(slots=True)
-class Outcome:
-    violations: list[Violation] = field(default_factory=list)
-    events: list[Event] = field(default_factory=list)
 
 
 class Machine:
@@ -423,9 +417,3 @@ def _send(gen: Any, value: Any) -> Any:
         return gen.send(value)
     except StopIteration as stop:
         return _Done(stop.value)
-
-
-def iter_ptes(s: State) -> Iterator[tuple[int, Pte]]:
-    for va, pte in enumerate(s.ptes):
-        if pte is not None:
-            yield va, pte
