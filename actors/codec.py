@@ -7,6 +7,8 @@ which costs nothing). Unpacking never executes code.
 
 from __future__ import annotations
 
+from dataclasses import fields
+
 from typing import Any, Final
 
 import msgpack
@@ -58,17 +60,19 @@ def scenario_to_wire(s: Scenario) -> dict[str, Any]:
     st = s.setup
     return {
         "name": s.name, "description": s.description,
-        "setup": [st.pages, st.ptes_per_table, st.mapped, list(st.warm_tlb), st.anon],
+        # Every Setup field by name, so that a new field can never be dropped on the way to an actor.
+        "setup": {f.name: (list(v) if isinstance(v := getattr(st, f.name), tuple) else v) for f in fields(st)},
         "threads": [[t.name, [_op_to_wire(o) for o in t.ops]] for t in s.threads],
         "config": dict(s.config), "params": dict(s.params), "source": s.source,
     }
 
 
 def scenario_from_wire(d: dict[str, Any]) -> Scenario:
-    pages, ptes_per_table, mapped, warm, anon = d["setup"]
+    setup = dict(d["setup"])
+    setup["warm_tlb"] = tuple(setup.get("warm_tlb", ()))
     return Scenario(
         name=d["name"], description=d["description"],
-        setup=Setup(pages=pages, ptes_per_table=ptes_per_table, mapped=mapped, warm_tlb=tuple(warm), anon=anon),
+        setup=Setup(**setup),
         threads=tuple(Thread(name, tuple(_op_from_wire(o) for o in ops)) for name, ops in d["threads"]),
         config=dict(d["config"]), params=dict(d["params"]), source=d["source"])
 

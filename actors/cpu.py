@@ -37,8 +37,8 @@ from actors.jitter import Jitter
 from actors.lamport import Timeline
 from actors.page_table import EPOCH, PLAIN, QUEUE, TRY, VALIDATE, WALK
 from actors.topology import Topology, initial_state, programs
+from kernel_model import boot
 from kernel_model import tlb as tlbops
-from kernel_model.context import Kctx
 from kernel_model.steps import Note, Step, kind_of
 from kernel_model.syscalls import op_path
 
@@ -213,7 +213,7 @@ class CpuCore:
 
     def _thread(self, tid: int, jitter: Jitter) -> None:
         setup = self.scenario.setup
-        k = Kctx(self.cfg, tid, self.cpu, setup.ptes_per_table, setup.anon)
+        k = boot.thread_context(self.scenario, self.cfg, tid)
         try:
             for pc, op in enumerate(self.programs[tid]):
                 gen = op_path(k, op, pc, setup.pages)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from kernel_model import boot
 from kernel_model.config import Config
 from kernel_model.program import Op, Scenario, flatten
 from kernel_model.state import State
@@ -20,20 +21,14 @@ class Topology:
 
     @classmethod
     def of(cls, scenario: Scenario, cfg: Config) -> "Topology":
-        n = len(scenario.threads)
-        up = cfg.arch == "up"
-        return cls(1 if up else n, tuple(0 if up else t for t in range(n)))
+        return cls(boot.ncpus(scenario, cfg), tuple(boot.cpu_of(scenario, cfg)))
 
     def threads_on(self, cpu: int) -> tuple[int, ...]:
         return tuple(t for t, c in enumerate(self.cpu_of) if c == cpu)
 
 
 def initial_state(scenario: Scenario, cfg: Config) -> State:
-    topo = Topology.of(scenario, cfg)
-    setup = scenario.setup
-    warm = tuple(sorted({topo.cpu_of[scenario.thread_index(n)] for n in setup.warm_tlb}))
-    return State.initial(setup.pages, setup.ptes_per_table, topo.ncpus, len(scenario.threads), anon=setup.anon,
-                         mapped=setup.mapped, warm_cpus=warm)
+    return boot.initial_state(scenario, cfg)  # the very state a replay in the controlled machine starts from
 
 
 def programs(scenario: Scenario) -> list[list[Op]]:

@@ -17,10 +17,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from kernel_model import boot
 from kernel_model import tlb as tlbops
 from kernel_model.atomic import PageTableOps
 from kernel_model.config import Config
-from kernel_model.context import Kctx
 from kernel_model.events import Event, Violation
 from kernel_model.oracle import Oracle
 from kernel_model.program import Op, Scenario, flatten
@@ -52,16 +52,12 @@ class Machine:
         self.record = record
         threads = scenario.threads
         self.nthreads = len(threads)
-        self.ncpus = 1 if cfg.arch == "up" else self.nthreads
-        self.cpu_of = [0 if cfg.arch == "up" else t for t in range(self.nthreads)]
+        self.ncpus = boot.ncpus(scenario, cfg)
+        self.cpu_of = boot.cpu_of(scenario, cfg)
         self.programs: list[list[Op]] = [flatten(t.ops) for t in threads]
         setup = scenario.setup
-        self.ctx = [Kctx(cfg, t, self.cpu_of[t], setup.ptes_per_table, setup.anon, setup.write_notify)
-                    for t in range(self.nthreads)]
-        warm = tuple(sorted({self.cpu_of[scenario.thread_index(n)] for n in setup.warm_tlb}))
-        self.state = State.initial(setup.pages, setup.ptes_per_table, self.ncpus, self.nthreads, anon=setup.anon,
-                                   mapped=setup.mapped, warm_cpus=warm, dirty=setup.dirty,
-                                   write_notify=setup.write_notify)
+        self.ctx = [boot.thread_context(scenario, cfg, t) for t in range(self.nthreads)]
+        self.state = boot.initial_state(scenario, cfg)
         self.pt = PageTableOps(self.state)
         self.oracle = Oracle()
         self.footprints = (Footprints(self.programs, self.cpu_of, self.ncpus, setup.pages, setup.ptes_per_table,

@@ -1,0 +1,35 @@
+"""The machine before the first step, and where each thread runs: one definition for both runtimes.
+
+Each scenario thread is a task on its own CPU (under arch=up every thread shares CPU 0 and its TLB). The wild
+runtime must start from the very state a replay in the controlled machine starts from, so both build it here.
+"""
+
+from __future__ import annotations
+
+from kernel_model.config import Config
+from kernel_model.context import Kctx
+from kernel_model.program import Scenario
+from kernel_model.state import State
+
+
+def cpu_of(scenario: Scenario, cfg: Config) -> list[int]:
+    """Thread id -> CPU."""
+    return [0 if cfg.arch == "up" else t for t in range(len(scenario.threads))]
+
+
+def ncpus(scenario: Scenario, cfg: Config) -> int:
+    return 1 if cfg.arch == "up" else len(scenario.threads)
+
+
+def thread_context(scenario: Scenario, cfg: Config, tid: int) -> Kctx:
+    setup = scenario.setup
+    return Kctx(cfg, tid, cpu_of(scenario, cfg)[tid], setup.ptes_per_table, setup.anon, setup.write_notify)
+
+
+def initial_state(scenario: Scenario, cfg: Config) -> State:
+    setup = scenario.setup
+    cpus = cpu_of(scenario, cfg)
+    warm = tuple(sorted({cpus[scenario.thread_index(n)] for n in setup.warm_tlb}))
+    return State.initial(setup.pages, setup.ptes_per_table, ncpus(scenario, cfg), len(scenario.threads),
+                         anon=setup.anon, mapped=setup.mapped, warm_cpus=warm, dirty=setup.dirty,
+                         write_notify=setup.write_notify)
