@@ -109,14 +109,18 @@ class TlbProxy:
         pte, self.epoch = reply[1]
         return pte
 
-    def pte_mkdirty_write(self, va: int, pfn: int, value: int) -> bool:
+    def pte_mkdirty_write(self, va: int, pfn: int, value: int | None) -> bool:
         return self._checked("pte_mkdirty_write", [va, pfn, value])
 
-    def write_page(self, pfn: int, value: int) -> None:
-        if not self.cpu.s390:
+    def write_page(self, pfn: int, value: int | None) -> None:
+        if not self.cpu.s390 and value is not None:
             # A store through a dirty entry always lands (x86): nothing to wait for.
             self.ref = self.cpu.link.post("write_page", [pfn, value])
             return None
+        # s390 checks the translation first. A locked increment (value None) is a serializing read-modify-write
+        # that completes before the next instruction: the CPU waits for it (which also keeps a counter loop
+        # from flooding the actor), and a flush IPI, taken between instructions, waits for it too. Coarser than
+        # hardware: here the memory access is a message, so that wait is a round trip, not nanoseconds.
         return self._checked("write_page", [pfn, value])
 
     def read_page(self, pfn: int) -> int:
@@ -181,6 +185,7 @@ class CpuCore:
         self.hung = False
         self.error: str | None = None
         self.steps = 0
+        self.increments = 0
         self.waiting = {}
         # no_ipi_while_spinning: each thread's next step (None: not known yet, between two steps). The controlled
         # machine refuses an IPI while a thread's next step is a spin_lock or wait_acks that cannot proceed, and
@@ -262,7 +267,11 @@ class CpuCore:
             self.steps += 1
             if self.up:
                 self._after_up_step(tid, step)
-            self.next_op[tid] = None
+            # A counter increment that landed is followed by another one (counter_increment loops), so that
+            # next step is known: a no_ipi_while_spinning CPU may take IPIs between turns of the loop, which
+            # would otherwise keep its irqs off almost all the time (the machine takes them there too).
+            looping = step.op == "store_tlb" and step.args[1] is None and result == "stored"
+            self.next_op[tid] = "store_tlb" if looping else None
         if self.stall_at == (self.trial, step.op):
             self._stall(tid, step)
         return result
@@ -412,6 +421,7 @@ class CpuCore:
         p.begin(args[0])
         if op == "store_tlb":
             va, value = args
+            self.increments += value is None
             entry = self.tlb.get(va)
             if self.s390 and entry is not None and not entry.writable:
                 p.stamp = self._validate([va])  # the fault below touches no page table: validate it
@@ -502,7 +512,8 @@ class CpuCore:
         return ([self.stalled] if self.stalled else []) + waits
 
     def progress(self) -> int:
-        return len(self.tl.records)
+        """Events so far, a counter loop's increments excepted (see PageTableCore.increments)."""
+        return len(self.tl.records) - self.increments
 
     def snapshot(self) -> bytes:
         return pack({"events": self.tl.snapshot() + list(self.foreign), "waits": self.describe_waits()})

@@ -99,19 +99,21 @@ class PageTableOps:
         self.s.ptes[va] = pte
         return pte
 
-    def pte_mkdirty_write(self, va: int, pfn: int, value: int) -> bool:
+    def pte_mkdirty_write(self, va: int, pfn: int, value: int | None) -> bool:
         """A store through a writable-clean TLB entry: the locked D-bit set is atomic with the Present check
         (brief §5); if the PTE is gone or changed, the store faults instead of landing."""
         pte = self.s.ptes[va]
         if pte is None or not pte.write or pte.pfn != pfn:
             return False
         self.s.ptes[va] = pte._replace(dirty=True, young=True)
-        self._set(pfn, data=value)
+        self.write_page(pfn, value)
         return True
 
-    def write_page(self, pfn: int, value: int) -> None:
-        """A store through a dirty TLB entry: touches no page-table entry, only the page."""
-        self._set(pfn, data=value)
+    def write_page(self, pfn: int, value: int | None) -> None:
+        """A store through a dirty TLB entry: touches no page-table entry, only the page. ``value`` None
+        (tlb.INCREMENT) is a locked increment of the word: a page's counter only counts up, so its new value is
+        never one its disk block or IO snapshot holds (what Machine.canonical relies on)."""
+        self._set(pfn, data=self.s.folios[pfn].data + 1 if value is None else value)
 
     def read_page(self, pfn: int) -> int:
         return self.s.folios[pfn].data

@@ -27,6 +27,9 @@ from kernel_model.program import Scenario
 
 STRATEGIES = ("bfs", "dfs", "random", "pct")
 DEFAULT_BUDGET = {"bfs": 2_000_000, "dfs": 2_000_000, "random": 2_000, "pct": 2_000}
+# A sampled run longer than this is cut: only a counter writer's loop can run that long, when the scheduler
+# keeps choosing it over the agent that would end it (PCT's fixed priorities do exactly that).
+MAX_SAMPLE_STEPS = 10_000
 
 
 @dataclass(slots=True)
@@ -80,8 +83,9 @@ def _exhaustive(scenario: Scenario, cfg: Config, strategy: str, budget: int, red
                 progress: Callable[[int], None] | None, deadline: float | None = None) -> ExploreResult:
     m = Machine(scenario, cfg, reduce=reduce)
     # The visited set holds canonical keys (store values renamed, see Machine.canonical); the frontier holds
-    # the real states to restore. Each canonical node keeps the first path that reached it.
-    canon = m.canonical if reduce else (lambda k: k)
+    # the real states to restore. Each canonical node keeps the first path that reached it. Without the
+    # renaming a counter writer's loop (its word counts up forever) would make the state space infinite.
+    canon = m.canonical
     root = m.key()
     parent: dict[tuple, tuple | None] = {canon(root): None}  # canonical state -> (canonical parent, transition)
     frontier: deque[tuple] = deque([root])
@@ -103,7 +107,7 @@ def _exhaustive(scenario: Scenario, cfg: Config, strategy: str, budget: int, red
         ckey = canon(key)
         m.restore(key)
         enabled = m.enabled()
-        if not enabled:
+        if not enabled or m.stuck():
             result.schedules += 1
             if not m.finished():
                 result.found.append(Found([m.hang_report()], schedule_to(ckey)))
@@ -151,10 +155,12 @@ def _sample(scenario: Scenario, cfg: Config, strategy: str, runs: int, rng: rand
         violations: list[Violation] = []
         while True:
             enabled = m.enabled()
-            if not enabled:
+            if not enabled or m.stuck():
                 if not m.finished():
                     violations = [m.hang_report()]
                 break
+            if len(schedule) >= MAX_SAMPLE_STEPS:
+                break  # a counter writer the scheduler never stops favouring: this run is cut, not judged
             tr = chooser(enabled, len(schedule))
             schedule.append(tr)
             violations = m.execute(tr)
@@ -163,7 +169,8 @@ def _sample(scenario: Scenario, cfg: Config, strategy: str, runs: int, rng: rand
                 break
         result.transitions += len(schedule)
         result.schedules += 1
-        steps_estimate = max(steps_estimate, len(schedule))
+        if len(schedule) < MAX_SAMPLE_STEPS:
+            steps_estimate = max(steps_estimate, len(schedule))
         if progress is not None:
             progress(run + 1)
         if violations:

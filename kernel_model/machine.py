@@ -292,6 +292,31 @@ class Machine:
             return any(i.initiator == tr[2] for i in self.state.ipis[tr[1]]) and self._takes_ipis(tr[1])
         return False
 
+    def is_counter_increment(self, tr: Transition) -> bool:
+        """Is ``tr`` a turn of a counter writer's loop that lands and so goes round again (a store_tlb of
+        tlb.INCREMENT through a usable TLB entry)? Completion policies run these last, so that a loop that only
+        ends when another agent acts cannot starve that agent. The last turn, which finds the entry gone and
+        ends the loop, is an ordinary transition."""
+        if tr[0] != "t":
+            return False
+        step = self.pos[tr[1]].step
+        if step is None or step.op != "store_tlb" or step.args[1] is not None:
+            return False
+        va = step.args[0]
+        entry = self.state.tlbs[self.cpu_of[tr[1]]].get(va)
+        if entry is None or not entry.writable:
+            return False
+        if entry.dirty:
+            return True
+        pte = self.state.ptes[va]  # writable-clean: the locked D-bit set lands only on the same, present PTE
+        return pte is not None and pte.write and pte.pfn == entry.pfn
+
+    def stuck(self) -> bool:
+        """A hang: threads are unfinished and nothing can run but counter loops. Those cannot unblock anyone (an
+        increment takes no lock, sends no IPI, and no path waits on a page's contents), so they would go round
+        for ever while the rest of the machine stays where it is."""
+        return not self.finished() and all(self.is_counter_increment(tr) for tr in self.enabled_all())
+
     def enabled_all(self) -> list[Transition]:
         """Every enabled transition, without partial-order reduction (for replaying recorded schedules)."""
         footprints, self.footprints = self.footprints, None
@@ -344,6 +369,9 @@ class Machine:
         edges: dict[int, list[int]] = {}
         for tid, p in enumerate(self.pos):
             if p.step is None:
+                continue
+            if self.is_counter_increment(("t", tid)):
+                waits.append(f"{names[tid]} keeps incrementing through its TLB entry, which nobody flushes")
                 continue
             what, holders = self.wait_target(tid, p.step)
             edges[tid] = holders

@@ -13,6 +13,8 @@ from typing import Final
 OP_KINDS: Final = {
     "store": "user store through the TLB (x86 semantics), faulting via do_shared_fault / do_wp_page",
     "load": "user load through the TLB, faulting via do_read_fault",
+    "counter": "the PoC's counter writer: `lock incl` of a page's word through the TLB, again and again, for as "
+               "long as the TLB still holds a writable translation for it",
     "madvise_dontneed": "madvise(MADV_DONTNEED): zap_page_range_single under mmap_lock read",
     "munmap": "munmap: detach VMAs, unmap_region (zap, free_pgtables unlinks i_mmap), under mmap_lock",
     "mmap_fixed": "mmap(MAP_FIXED) over the range: unmap the old VMA, link a new one of the same file",

@@ -92,7 +92,7 @@ class Footprints:
                 for obj, mode in self.op_footprint(tid, inner).items():
                     _add(fp, obj, mode)
             return fp
-        if kind in ("store", "load"):
+        if kind in ("store", "load", "counter"):
             _add(fp, ("tlb", cpu), "w")
             _add(fp, ("sem", "mmap_lock"), "r")
             _add(fp, ("alloc",), "w")
@@ -159,6 +159,11 @@ class Footprints:
         op, a = step.op, step.args
         cpu = self.cpu_of[tid]
         fp: Footprint = {}
+        if op == "store_tlb" and a[1] is None:
+            # The counter writer's increment: its loop makes cycles in the (canonical) state graph, and a
+            # persistent set chosen on a cycle could put the other agents off forever (the "ignoring problem");
+            # never choosing it alone keeps every state of such a cycle fully expanded (the cycle proviso).
+            return None
         if op == "store_tlb":
             va = a[0]
             fp = {("tlb", cpu): "w", ("data", va): "w", ("ptebits", va): "w", ("pte", va): "r"}

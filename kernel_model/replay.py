@@ -2,7 +2,8 @@
 
 A schedule is a list of transitions. Running it is forgiving on purpose (shrinking removes transitions, so the
 next one may not be enabled): a transition that is not enabled is skipped, and when the schedule is used up the
-run completes with the lowest enabled transition first, so that its result is a whole execution. It stops at
+run completes with the lowest enabled transition first (a counter writer's increment last: it would otherwise
+go round its loop for ever), so that its result is a whole execution. It stops at
 the first transition that violates an invariant, or when nothing can run (a hang if threads are unfinished).
 """
 
@@ -63,12 +64,12 @@ def run_schedule(scenario: Scenario, cfg: Config, schedule: list[Transition], *,
     if complete:
         while len(executed) < max_steps:
             enabled = m.enabled_all()
-            if not enabled:
+            if not enabled or m.stuck():
                 break
-            violations = take(min(enabled))
+            violations = take(min(enabled, key=lambda tr: (m.is_counter_increment(tr), tr)))
             if violations:
                 return RunResult(violations, executed, m.events, skipped, divergence)
-    violations = [m.hang_report()] if not m.finished() and not m.enabled_all() else []
+    violations = [m.hang_report()] if m.stuck() else []
     return RunResult(violations, executed, m.events, skipped, divergence)
 
 

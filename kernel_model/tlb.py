@@ -20,16 +20,22 @@ from kernel_model.steps import Path, Step
 Tlb = dict[int, TlbEntry]
 
 
+# A store "value" of INCREMENT is the counter writer's `lock incl`: the word becomes its current contents + 1,
+# read and written by one locked instruction (so it lands where the store lands, through the same TLB entry).
+INCREMENT = None
+
+
 class PageTableAccess(Protocol):
     def walk(self, va: int, write: bool) -> Any: ...
-    def pte_mkdirty_write(self, va: int, pfn: int, value: int) -> bool: ...
-    def write_page(self, pfn: int, value: int) -> None: ...
+    def pte_mkdirty_write(self, va: int, pfn: int, value: int | None) -> bool: ...
+    def write_page(self, pfn: int, value: int | None) -> None: ...
     def read_page(self, pfn: int) -> int: ...
 
 
 # --- CPU-side atomic steps -----------------------------------------------------------------------------------
-def store_tlb(tlb: Tlb, pt: PageTableAccess, va: int, value: int) -> str:
-    """One store instruction, up to the point where it needs a page walk or a fault.
+def store_tlb(tlb: Tlb, pt: PageTableAccess, va: int, value: int | None) -> str:
+    """One store instruction (``value`` INCREMENT: a locked increment), up to the point where it needs a page
+    walk or a fault.
 
     Returns "stored", "miss" (no entry: walk), or "fault" (#PF: not writable, or the PTE vanished under a
     writable-clean entry)."""
@@ -101,6 +107,19 @@ def user_store(k: Kctx, va: int, value: int) -> Path:
     if not (yield from do_user_addr_fault(k, va, write=True)):
         return False
     return RETRY
+
+
+def counter_increment(k: Kctx, va: int) -> Path:
+    """One turn of the counter writer's loop (Nadav Amit's PoC: ``for (;;) (*counter)++;``): a locked increment
+    through the TLB. Returns RETRY (go round again) while it lands through a cached translation, True once the
+    translation is gone (the zap's flush reached this CPU), when the thread stops.
+
+    Coarser than the PoC, on purpose: the real loop would take the page fault and go on storing into a freshly
+    mapped page, which re-dirties the page and so hides a lost write from a check at the end; the lost write is
+    the one that went through the stale entry, so the model stops where the translation ends. It never walks or
+    faults, so the loop's states repeat (up to the counter's value) and exhaustive search stays finite."""
+    r = yield Step("user_store", "store_tlb", (va, INCREMENT))
+    return RETRY if r == "stored" else True
 
 
 def user_load(k: Kctx, va: int) -> Path:

@@ -29,8 +29,9 @@ The format (every key other than ``threads`` is optional)::
 
 Operations (``program`` entries, and ``body`` entries of a loop):
 
-- ``op``: one of ``kernel_model.program.OP_KINDS``: store, load, madvise_dontneed, munmap, mmap_fixed, msync,
-  evict, loop.
+- ``op``: one of ``kernel_model.program.OP_KINDS``: store, load, counter, madvise_dontneed, munmap, mmap_fixed,
+  msync, evict, loop. ``counter`` (Nadav Amit's PoC writer) increments one page's word through the TLB until the
+  translation is gone, so it needs exactly one page and a thread whose TLB starts warm for it (``warm_tlb``).
 - ``pages``: a list of page indices (each ``< setup.pages``), or ``"all"``. Required for store/load (a store
   to several pages is one store per page, in order). Omitted means every page for madvise_dontneed, munmap,
   mmap_fixed, msync and evict. The zap operations (madvise_dontneed, munmap, mmap_fixed) cover one address
@@ -55,7 +56,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from kernel_model.config import Config, ConfigError
-from kernel_model.program import OP_KINDS, Op, Scenario, Setup, Thread
+from kernel_model.program import OP_KINDS, Op, Scenario, Setup, Thread, flatten
 
 LIBRARY_DIR: Final = Path(__file__).resolve().parent / "library"
 
@@ -67,7 +68,7 @@ MAX_LOOP_DEPTH: Final = 16  # flatten recurses once per level
 
 ZAP_OPS: Final = ("madvise_dontneed", "munmap", "mmap_fixed")
 FILE_OPS: Final = ("msync", "evict")  # need a backing file
-PAGE_REQUIRED_OPS: Final = ("store", "load")
+PAGE_REQUIRED_OPS: Final = ("store", "load", "counter")
 
 _TOP_KEYS: Final = ("name", "description", "params", "setup", "config", "threads")
 # Every boolean field of Setup is a [setup] key of the same name (mapped, anon, and any the model adds later).
@@ -247,6 +248,7 @@ class _Builder:
         anon = flags.get("anon", _SETUP_DEFAULTS["anon"])
         threads = self.build_threads(doc, pages, anon)
         warm_tlb = self.build_warm_tlb(setup_doc.get("warm_tlb", []), threads, mapped)
+        self.check_counters(threads, warm_tlb)
         setup = Setup(pages=pages, ptes_per_table=ptes_per_table, warm_tlb=warm_tlb, **flags)
         return Scenario(name=name, description=description, setup=setup, threads=threads, config=config,
                         params=dict(self.params), source=self.text)
@@ -385,12 +387,29 @@ class _Builder:
                 raise self.err(f"{key}[{j}]", f"page {p} is out of range: expected 0 <= page < setup.pages "
                                               f"= {npages}")
             out.append(p)
+        if kind == "counter" and len(out) != 1:
+            raise self.err(key, f"counter increments one word: expected exactly one page, got {out}")
         if kind in ZAP_OPS and out != list(range(out[0], out[0] + len(out))):
             raise self.err(key, f"{kind} covers one address range: expected contiguous ascending pages "
                                 f"such as [{out[0]}, {out[0] + 1}], got {out}")
         if kind in FILE_OPS and len(set(out)) != len(out):
             raise self.err(key, f"expected distinct page indices, got {out}")
         return tuple(out)
+
+    def check_counters(self, threads: tuple[Thread, ...], warm_tlb: tuple[str, ...]) -> None:
+        """A counter loop runs while its CPU's TLB holds the page's translation: it must start with one, and
+        another thread must zap the page (that zap's flush is what ends the loop)."""
+        for i, t in enumerate(threads):
+            for p in {op.pages[0] for op in flatten(t.ops) if op.kind == "counter"}:
+                where = f"threads[{i}].program"
+                if t.name not in warm_tlb:
+                    raise self.err(where, f"thread {t.name!r} runs a counter on page {p}, which only counts "
+                                          "through a cached translation: expected it in setup.warm_tlb")
+                if not any(op.kind in ZAP_OPS and p in op.pages for u in threads if u is not t
+                           for op in flatten(u.ops)):
+                    raise self.err(where, f"thread {t.name!r} runs a counter on page {p}, but no other thread "
+                                          f"zaps page {p} (madvise_dontneed, munmap or mmap_fixed), so the loop "
+                                          "would never end")
 
     def build_warm_tlb(self, value: Any, threads: tuple[Thread, ...], mapped: bool) -> tuple[str, ...]:
         if not isinstance(value, list):

@@ -65,7 +65,7 @@ def _args(op: str, a: tuple) -> str:
     if op == "ptep_get_and_clear_full":
         return f"va {a[0]}" + (", IPTE: every TLB invalidated" if a[1] else "")
     if op in ("store_tlb",):
-        return f"va {a[0]}, value {a[1]}"
+        return f"va {a[0]}, " + ("lock incl (+1)" if a[1] is None else f"value {a[1]}")
     if op == "walk_fill":
         return f"va {a[0]}, {'write' if a[1] else 'read'}"
     if op == "set_pte_at":

@@ -84,7 +84,8 @@ def describe(e: Event, names: tuple[str, ...] = ()) -> str:
     if e.op == "page_remove_rmap":
         return f"page_remove_rmap(pfn {a[0]}{', delayed' if a[1] else ''}) → mapcount {e.result}"
     if e.op == "store_tlb":
-        return f"store {a[1]} to va {a[0]} → {e.result}"
+        what = "increment" if a[1] is None else f"store {a[1]}"
+        return f"{what} to va {a[0]} → {e.result}"
     if e.op == "ipi_flush":
         where = f"va {a[0]}" if a[1] - a[0] == 1 else f"va {a[0]}..{a[1] - 1}"
         sender = names[e.tid] if e.tid < len(names) else f"thread {e.tid}"
@@ -326,9 +327,9 @@ def witnesses_for(violations: list[Violation], scenario: Any, cfg: Any, executed
     snapshot = m.key()
     for _ in range(horizon):
         enabled = m.enabled_all()
-        if not enabled:
+        if not enabled or m.stuck():
             break
-        m.execute(min(enabled))
+        m.execute(min(enabled, key=lambda tr: (m.is_counter_increment(tr), tr)))
     after = m.events[len(at_violation):]
     m.restore(snapshot)
     return [build_witness(v, at_violation, m, after) for v in violations]

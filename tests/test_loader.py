@@ -22,7 +22,7 @@ LIBRARY = ("anon_pages", "ladder", "madv_dontneed", "mkclean_first", "mmap_fixed
 OVERRIDES = {
     "anon_pages": {"stores": 3},
     "ladder": {"pages": 2, "writers": 2, "stores": 1, "passes": 2},
-    "madv_dontneed": {"stores": 3, "passes": 2},
+    "madv_dontneed": {"passes": 2},
     "mkclean_first": {"stores": 2, "passes": 3},
     "mmap_fixed_remap": {"stores": 1, "passes": 2},
     "munmap": {"stores": 1, "passes": 2},
@@ -73,17 +73,17 @@ def test_library_loads_with_overrides(name: str) -> None:
 def test_madv_dontneed_shape() -> None:
     s = load_scenario("madv_dontneed")
     assert [t.name for t in s.threads] == ["writer", "zapper", "writeback"]
-    assert s.params == {"stores": 2, "passes": 1}
+    assert s.params == {"passes": 1}
     assert s.setup.pages == 1 and s.setup.mapped and not s.setup.anon
     assert s.setup.warm_tlb == ("writer",)
     writer, zapper, writeback = (flatten(t.ops) for t in s.threads)
-    assert writer == [Op("store", (0,)), Op("store", (0,))]
+    assert writer == [Op("counter", (0,))]
     assert zapper == [Op("madvise_dontneed", (0,))]
     assert writeback == [Op("msync", (0,))]
 
 
 def test_param_override_changes_flatten() -> None:
-    s = load_scenario("madv_dontneed", {"stores": 5, "passes": 3})
+    s = load_scenario("munmap", {"stores": 5, "passes": 3})
     assert flatten(s.threads[0].ops) == [Op("store", (0,))] * 5
     assert flatten(s.threads[2].ops) == [Op("msync", (0,))] * 3
 
@@ -165,7 +165,7 @@ BAD = [
     ('[[threads]]\nname = "w"\ncpu = 1\nprogram = [{ op = "store", pages = [0] }]\n', "threads[0].cpu", "unknown key"),
     (GOOD_THREAD + GOOD_THREAD, "threads[1].name", "duplicate thread name 'w'"),
     (GOOD_THREAD + '[[threads]]\nname = "x"\nprogram = [{ op = "stor", pages = [0] }]\n',
-     "threads[1].program[0].op", "expected one of store, load, madvise_dontneed"),
+     "threads[1].program[0].op", "expected one of store, load, counter, madvise_dontneed"),
     ('[[threads]]\nname = "w"\nprogram = [{ pages = [0] }]\n', "threads[0].program[0].op", "missing"),
     ('[[threads]]\nname = "w"\nprogram = [{ op = 7 }]\n', "threads[0].program[0].op", "expected one of"),
     ('[[threads]]\nname = "w"\nprogram = ["store"]\n', "threads[0].program[0]", "operation table"),
@@ -178,6 +178,12 @@ BAD = [
      "at least one page"),
     ('[[threads]]\nname = "w"\nprogram = [{ op = "store", pages = "some" }]\n', "threads[0].program[0].pages",
      '"all"'),
+    ('[setup]\npages = 2\n[[threads]]\nname = "w"\nprogram = [{ op = "counter", pages = [0, 1] }]\n',
+     "threads[0].program[0].pages", "exactly one page"),
+    ('[[threads]]\nname = "w"\nprogram = [{ op = "counter", pages = [0] }]\n', "threads[0].program",
+     "expected it in setup.warm_tlb"),
+    ('[setup]\nwarm_tlb = ["w"]\n[[threads]]\nname = "w"\nprogram = [{ op = "counter", pages = [0] }]\n'
+     '[[threads]]\nname = "s"\nprogram = [{ op = "msync" }]\n', "threads[0].program", "would never end"),
     ('[setup]\npages = 3\n[[threads]]\nname = "z"\nprogram = [{ op = "munmap", pages = [0, 2] }]\n',
      "threads[0].program[0].pages", "contiguous"),
     ('[setup]\npages = 3\n[[threads]]\nname = "z"\nprogram = [{ op = "madvise_dontneed", pages = [1, 0] }]\n',
@@ -260,7 +266,7 @@ def test_unknown_param_override_names_it_and_the_known_ones() -> None:
         load_scenario("madv_dontneed", {"storez": 3})
     message = str(info.value)
     assert message.startswith("library:madv_dontneed: params.storez")
-    assert "passes, stores" in message
+    assert "(this scenario's params: passes)" in message
 
 
 @pytest.mark.parametrize("params", [{"stores": -1}, {"stores": True}, {"stores": "2"}])
@@ -307,7 +313,7 @@ def test_cli_scenarios_json(capsys: pytest.CaptureFixture[str]) -> None:
     listed = json.loads(capsys.readouterr().out)
     assert [item["name"] for item in listed] == list(LIBRARY)
     assert all(set(item) == {"name", "description", "params"} for item in listed)
-    assert listed[LIBRARY.index("madv_dontneed")]["params"] == {"stores": 2, "passes": 1}
+    assert listed[LIBRARY.index("madv_dontneed")]["params"] == {"passes": 1}
 
 
 def test_cli_scenarios_table(capsys: pytest.CaptureFixture[str]) -> None:

@@ -157,3 +157,31 @@ def test_forced_flushes_for_many_dirty_pages(batches, forced):
     r = solo(Op("madvise_dontneed", tuple(range(64))), cfg=Config(delayed_batches=batches), setup=setup)
     assert sum(1 for e in r.events if e.op == "force_flush") == forced
     assert not r.violations
+
+
+# --- the counter writer (Nadav Amit's PoC loop) ----------------------------------------------------------------
+COUNTER = Scenario("counter", "", Setup(pages=1, warm_tlb=("w",)),
+                   (Thread("w", (Op("counter", (0,)),)), Thread("z", (Op("madvise_dontneed", (0,)),))))
+
+
+def test_counter_increments_while_its_translation_lives_and_stops_once_it_is_gone():
+    from kernel_model.machine import Machine
+
+    m = Machine(COUNTER, Config(ordering="delayed"), record=True)
+    before = m.state.folios[0].data
+    for _ in range(5):
+        assert m.is_counter_increment(("t", 0))  # it lands, so the loop goes round again
+        m.execute(("t", 0))
+    assert m.state.folios[0].data == before + 5  # each turn is a locked increment: contents + 1
+    r = run_schedule(COUNTER, Config(ordering="delayed"), [("t", 0)] * 5)  # completion: the zap runs first
+    stores = [e for e in r.events if e.op == "store_tlb"]
+    assert [e.result for e in stores] == ["stored"] * 5 + ["miss"]  # the last turn finds the entry flushed
+    assert stores[-1].seq > next(e.seq for e in r.events if e.op == "ipi_flush")
+    assert not r.violations and not any(e.op == "walk_fill" for e in r.events)  # it never walks or faults
+
+
+def test_a_counter_spinning_beside_a_deadlock_is_a_hang_not_a_livelock():
+    r = run_schedule(COUNTER, Config(ordering="delayed", mutant="double_ptl"), [])
+    assert [v.invariant for v in r.violations] == ["hang"]
+    assert "w keeps incrementing through its TLB entry" in r.violations[0].detail
+    assert "PTL 0 held by z (itself" in r.violations[0].detail
