@@ -175,7 +175,7 @@ def test_ctrl_c_stops_cleanly_and_the_campaign_resumes(tmp_path: Path) -> None:
 
 @pytest.mark.usefixtures("ray_session")
 def test_a_dead_page_table_actor_crashes_only_its_trial() -> None:
-    result = run_campaign(load_scenario("madv_dontneed", {"stores": 6}), Config(ordering="delayed"),
+    result = run_campaign(load_scenario("madv_dontneed"), Config(ordering="delayed"),
                           CampaignOptions(trials=4, parallel=2, kill=(1, "pt")))
     crashed, = [r for r in result.failures if r.status == "crashed"]
     print(crashed.detail)

@@ -14,7 +14,7 @@ pytestmark = pytest.mark.usefixtures("ray_session")
 
 
 def test_killing_a_cpu_actor_crashes_only_that_trial() -> None:
-    scenario = load_scenario("madv_dontneed", {"stores": 6})
+    scenario = load_scenario("madv_dontneed")
     result = run_campaign(scenario, Config(ordering="delayed"),
                           CampaignOptions(trials=6, parallel=2, jitter_us=2000, kill=(2, "cpu1")))
     assert result.trials == 6

@@ -14,10 +14,10 @@ from scenarios.loader import load_scenario
 pytestmark = pytest.mark.usefixtures("ray_session")
 
 CASES = [
-    ("madv_dontneed", {"stores": 6}, Config(ordering="eager", arch="smp")),
-    ("madv_dontneed", {"stores": 6}, Config(ordering="delayed", arch="smp")),
-    ("madv_dontneed", {"stores": 6}, Config(ordering="eager", arch="up")),
-    ("madv_dontneed", {"stores": 6}, Config(ordering="delayed", arch="s390")),
+    ("madv_dontneed", {}, Config(ordering="eager", arch="smp")),
+    ("madv_dontneed", {}, Config(ordering="delayed", arch="smp")),
+    ("madv_dontneed", {}, Config(ordering="eager", arch="up")),
+    ("madv_dontneed", {}, Config(ordering="delayed", arch="s390")),
     ("nadav_poc", {"stores": 4}, Config(ordering="eager", arch="smp")),
     ("nadav_poc", {"stores": 4}, Config(ordering="eager", arch="s390")),
     ("munmap", {}, Config(ordering="delayed", arch="smp")),
