@@ -19,10 +19,11 @@ from typing import Any, Callable, Iterable
 from kernel_model.atomic import LockMisuse
 from kernel_model.config import Config
 from kernel_model.events import Event, Violation
-from kernel_model.linearize import order_key, schedule_from_records
+from kernel_model.linearize import linearize_trial
 from kernel_model.machine import Machine, Transition
 from kernel_model.program import Scenario
 from kernel_model.replay import run_schedule
+from kernel_model.replay_memo import ReplayMemo
 from scenarios.eventlog import LogContents, LogError, iter_trials, read_log
 
 
@@ -100,22 +101,34 @@ def config_from_header(header: dict[str, Any]) -> Config:
 # --- one trial --------------------------------------------------------------------------------------------------
 def judge_trial(scenario: Scenario, cfg: Config, log: str, trial: int, records: list[dict[str, Any]],
                 end: dict[str, Any] | None, *, keep_events: bool = False,
-                observe: Callable[[list[Event]], frozenset] | None = None) -> TrialReport:
+                observe: Callable[[list[Event]], frozenset] | None = None,
+                memo: ReplayMemo | None = None) -> TrialReport:
     """Replay one trial's events and report what the oracle found. ``keep_events``: keep the replay's events for
     every trial (otherwise only for violating ones, which need a witness); ``observe``: a summary of the replay's
-    events to keep (the coverage facts)."""
+    events to keep (the coverage facts); ``memo``: the state graph of earlier replays of this scenario and
+    configuration, which answers an ordinary trial without re-running the steps it has already seen (the report
+    is the same; a trial that violates, crashes, hangs or diverges, or whose events are wanted, is replayed in
+    full)."""
     report = TrialReport(log, trial, len(records), [])
     if end is not None:
         report.logged_status = end.get("status")
         report.logged_invariants = tuple(sorted({str(v.get("invariant")) for v in end.get("violations") or ()
                                                  if isinstance(v, dict)}))
     try:
-        ordered = sorted(records, key=order_key)
-        schedule = schedule_from_records(ordered)
-        expected = [r.get("result") for r in ordered if r["kind"] == "step"]
+        schedule, expected, jitter = linearize_trial(records)
     except (KeyError, TypeError) as exc:
         report.divergence = f"malformed event record (missing or bad field {exc})"
         return report
+    # Delay-injection notes (op "jitter") are the wild runtime's own, not kernel events: the replay has none.
+    kernel_records = len(records) - jitter
+    if memo is not None and memo.serves(scenario, cfg) and not keep_events and observe is None:
+        known = memo.replay_known(schedule, expected)
+        if known is not None:
+            report.executed = known.executed
+            report.divergence = _divergence(None, known.skipped, len(schedule), len(known.executed), known.events,
+                                            kernel_records, False)
+            report.disagreement = _disagreement(end, report)
+            return report
     try:
         result = run_schedule(scenario, cfg, schedule, complete=False, expected=expected)
     except (LockMisuse, AssertionError, IndexError, KeyError, TypeError, ValueError) as exc:
@@ -124,8 +137,6 @@ def judge_trial(scenario: Scenario, cfg: Config, log: str, trial: int, records: 
         return report
     report.violations = result.violations
     report.executed = result.executed
-    # Delay-injection notes (op "jitter") are the wild runtime's own, not kernel events: the replay has none.
-    kernel_records = sum(1 for r in records if r.get("op") != "jitter")
     report.divergence = _divergence(result.divergence, result.skipped, len(schedule), len(result.executed),
                                     len(result.events), kernel_records, bool(result.violations))
     report.disagreement = _disagreement(end, report)
@@ -166,7 +177,9 @@ def analyze_contents(path: str, contents: LogContents, *, scenario: Scenario | N
     header = contents.header
     scenario = scenario if scenario is not None else scenario_from_header(header)
     cfg = config_from_header(header)
-    reports = [judge_trial(scenario, cfg, path, trial, events, end, keep_events=keep_events, observe=observe)
+    memo = ReplayMemo(scenario, cfg)
+    reports = [judge_trial(scenario, cfg, path, trial, events, end, keep_events=keep_events, observe=observe,
+                           memo=memo)
                for trial, events, end in iter_trials(contents)
                if only_trials is None or trial in only_trials]
     return LogAnalysis(path, header, contents.damage, scenario, cfg, reports)
@@ -244,9 +257,10 @@ def analyze_parallel(path: str, jobs: int, *, scenario: Scenario | None = None,
         for trial, (events, end) in c.loose.items():
             have, have_end = loose.get(trial, ([], None))
             loose[trial] = (have + events, end or have_end)
+    memo = ReplayMemo(scenario, cfg)
     for trial, (events, end) in loose.items():
         reports.append(judge_trial(scenario, cfg, path, trial, events, end, keep_events=keep_events,
-                                   observe=observe))
+                                   observe=observe, memo=memo))
     reports.sort(key=lambda r: r.trial)
     return LogAnalysis(path, header, damage, scenario, cfg, reports)
 
@@ -298,6 +312,7 @@ def _judge_chunk(task: tuple[int, int, bool]) -> _ChunkResult:
     cut = {runs[0]} if runs and has_previous else set()
     cut |= {t for t in events if t not in ends}  # may continue in the next chunk
     reports, loose = [], {}
+    memo = ReplayMemo(sh["scenario"], sh["cfg"])  # this process's own: the graph grows as it judges
     for trial in sorted(set(events) | set(ends)):
         if sh["only"] is not None and trial not in sh["only"]:
             continue
@@ -305,7 +320,8 @@ def _judge_chunk(task: tuple[int, int, bool]) -> _ChunkResult:
             loose[trial] = (events.get(trial, []), ends.get(trial))
         else:
             reports.append(judge_trial(sh["scenario"], sh["cfg"], sh["path"], trial, events.get(trial, []),
-                                       ends.get(trial), keep_events=sh["keep"], observe=sh["observe"]))
+                                       ends.get(trial), keep_events=sh["keep"], observe=sh["observe"],
+                                       memo=memo))
     return _ChunkResult(runs, reports, loose, damage)
 
 
