@@ -25,6 +25,7 @@ from kernel_model.program import Scenario
 from kernel_model.replay import run_schedule
 from kernel_model.replay_memo import ReplayMemo
 from scenarios.eventlog import LogContents, LogError, iter_trials, read_log
+from scenarios.gc_pause import gc_paused
 
 
 class AnalysisError(ValueError):
@@ -190,15 +191,16 @@ def analyze_log(path: str | os.PathLike[str], *, jobs: int | None = None, **kwar
     msgpack log is judged in ``jobs`` processes (default: one per CPU); the verdicts are the same."""
     path = os.fspath(path)
     jobs = (os.cpu_count() or 1) if jobs is None else max(1, jobs)
-    try:
-        if jobs > 1 and os.path.getsize(path) >= PARALLEL_MIN_BYTES:
-            analysis = analyze_parallel(path, jobs, **kwargs)
-            if analysis is not None:
-                return analysis
-        contents = read_log(path)
-    except OSError as exc:
-        raise LogError(f"{path}: {exc.strerror or exc}") from None
-    return analyze_contents(path, contents, **kwargs)
+    with gc_paused():  # millions of live records: see scenarios.gc_pause
+        try:
+            if jobs > 1 and os.path.getsize(path) >= PARALLEL_MIN_BYTES:
+                analysis = analyze_parallel(path, jobs, **kwargs)
+                if analysis is not None:
+                    return analysis
+            contents = read_log(path)
+        except OSError as exc:
+            raise LogError(f"{path}: {exc.strerror or exc}") from None
+        return analyze_contents(path, contents, **kwargs)
 
 
 PARALLEL_MIN_BYTES = 4 << 20  # below this, starting processes costs more than it saves
