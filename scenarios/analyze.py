@@ -231,12 +231,12 @@ def analyze_parallel(path: str, jobs: int, *, scenario: Scenario | None = None,
         data = f.read()
     if data[:1] == b"{":
         return None  # JSON Lines: for people, small
-    header, starts = _record_starts(path, data)
+    header, starts = _chunk_starts(path, data, jobs)
     scenario = scenario if scenario is not None else scenario_from_header(header)
     cfg = config_from_header(header)
-    if len(starts) < 2 * jobs:
+    if starts is None:
         return None
-    cuts = [starts[len(starts) * k // jobs] for k in range(jobs)] + [len(data)]
+    cuts = starts + [len(data)]
     _SHARED.update(data=data, scenario=scenario, cfg=cfg, path=path, only=only_trials, keep=keep_events,
                    observe=observe)
     try:
@@ -267,8 +267,10 @@ def analyze_parallel(path: str, jobs: int, *, scenario: Scenario | None = None,
     return LogAnalysis(path, header, damage, scenario, cfg, reports)
 
 
-def _record_starts(path: str, data: bytes) -> tuple[dict[str, Any], list[int]]:
-    """The header, and the byte offset of every record after it (up to the first undecodable byte)."""
+def _chunk_starts(path: str, data: bytes, jobs: int) -> tuple[dict[str, Any], list[int] | None]:
+    """The header, and where each of ``jobs`` chunks starts: the first record boundary at or past an equal share
+    of the bytes. Only the records before the last cut are skipped over (the workers decode the rest). None when
+    the log is too small for that many chunks or damaged before the last cut (the serial reader reports it)."""
     import msgpack
 
     from scenarios.eventlog import SCHEMA, SCHEMA_VERSION
@@ -284,13 +286,17 @@ def _record_starts(path: str, data: bytes) -> tuple[dict[str, Any], list[int]]:
     if header.get("version") != SCHEMA_VERSION:
         raise LogError(f"{path}: log schema version {header.get('version')!r}; this tlbrace reads version "
                        f"{SCHEMA_VERSION}")
-    starts = []
+    starts = [unpacker.tell()]
     try:
-        while True:
+        for k in range(1, jobs):
+            target = len(data) * k // jobs
+            while unpacker.tell() < target:
+                unpacker.skip()
             starts.append(unpacker.tell())
-            unpacker.skip()
-    except Exception:  # noqa: BLE001 - end of data or damage: the chunk that holds it reports which
-        starts.pop()
+    except Exception:  # noqa: BLE001 - end of data or damage before the cut
+        return header, None
+    if any(later <= earlier for earlier, later in zip(starts, starts[1:] + [len(data)])):
+        return header, None  # an empty chunk
     return header, starts
 
 
