@@ -14,7 +14,7 @@ import os
 import tempfile
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Iterator
 
 from kernel_model.atomic import LockMisuse
 from kernel_model.config import Config
@@ -187,16 +187,18 @@ def analyze_contents(path: str, contents: LogContents, *, scenario: Scenario | N
 
 
 def analyze_log(path: str | os.PathLike[str], *, jobs: int | None = None, **kwargs: Any) -> LogAnalysis:
-    """Read and judge one log (LogError: not a log; AnalysisError: its scenario cannot be rebuilt). A large
-    msgpack log is judged in ``jobs`` processes (default: one per CPU); the verdicts are the same."""
+    """Read and judge one log (LogError: not a log; AnalysisError: its scenario cannot be rebuilt). A msgpack
+    log is judged as it is decoded, and a large one in ``jobs`` processes (default: one per CPU); the verdicts
+    are the same."""
     path = os.fspath(path)
     jobs = (os.cpu_count() or 1) if jobs is None else max(1, jobs)
-    with gc_paused():  # millions of live records: see scenarios.gc_pause
+    with gc_paused():  # millions of records: see scenarios.gc_pause
         try:
-            if jobs > 1 and os.path.getsize(path) >= PARALLEL_MIN_BYTES:
-                analysis = analyze_parallel(path, jobs, **kwargs)
-                if analysis is not None:
-                    return analysis
+            if jobs > 1 and os.path.getsize(path) < PARALLEL_MIN_BYTES:
+                jobs = 1
+            analysis = analyze_streamed(path, jobs, **kwargs)
+            if analysis is not None:
+                return analysis
             contents = read_log(path)
         except OSError as exc:
             raise LogError(f"{path}: {exc.strerror or exc}") from None
@@ -206,11 +208,13 @@ def analyze_log(path: str | os.PathLike[str], *, jobs: int | None = None, **kwar
 PARALLEL_MIN_BYTES = 4 << 20  # below this, starting processes costs more than it saves
 
 
-# --- the same, in parallel processes ------------------------------------------------------------------------------
-# The file is cut at record boundaries (found by msgpack's skip(), several times faster than decoding) into one
-# chunk per process; each process decodes its chunk and judges the trials that lie wholly inside it. A trial cut by
-# a chunk boundary comes back as raw records and is judged here. Trials must be contiguous in the file (as every
-# writer of this project makes them); if they are not, the parallel path declines and the caller reads serially.
+# --- the same, as the records are decoded, in one or more processes ---------------------------------------------
+# Each trial is judged as soon as its run of records ends, so only one trial's records are alive at a time: they
+# are freed (and their memory reused) as decoding goes on, instead of a million records filling the heap first.
+# With several processes the file is cut at record boundaries (found by msgpack's skip(), several times faster
+# than decoding) into one chunk per process; a trial cut by a chunk boundary comes back as raw records and is
+# judged here. Trials must be contiguous in the file (as every writer of this project makes them); if they are
+# not, this path declines and the caller reads the whole log first (read_log groups them).
 _SHARED: dict[str, Any] = {}  # handed to forked workers by inheritance, never pickled: the file can be large
 
 
@@ -222,9 +226,10 @@ class _ChunkResult:
     damage: str | None
 
 
-def analyze_parallel(path: str, jobs: int, *, scenario: Scenario | None = None,
+def analyze_streamed(path: str, jobs: int, *, scenario: Scenario | None = None,
                      only_trials: set[int] | None = None, keep_events: bool = False,
                      observe: Callable[[list[Event]], frozenset] | None = None) -> LogAnalysis | None:
+    """None: this log cannot be judged as it is decoded (JSON Lines, interleaved trials, no records)."""
     import multiprocessing
 
     with open(path, "rb") as f:
@@ -237,11 +242,17 @@ def analyze_parallel(path: str, jobs: int, *, scenario: Scenario | None = None,
     if starts is None:
         return None
     cuts = starts + [len(data)]
+    tasks = [(cuts[k], cuts[k + 1], k > 0, k < jobs - 1) for k in range(jobs)]
+    # One memo, which each forked process inherits empty and grows on its own.
+    memo = ReplayMemo(scenario, cfg)
     _SHARED.update(data=data, scenario=scenario, cfg=cfg, path=path, only=only_trials, keep=keep_events,
-                   observe=observe)
+                   observe=observe, memo=memo)
     try:
-        with multiprocessing.get_context("fork").Pool(jobs) as pool:
-            chunks = pool.map(_judge_chunk, [(cuts[k], cuts[k + 1], k > 0) for k in range(jobs)])
+        if jobs == 1:
+            chunks = [_judge_range(tasks[0])]
+        else:
+            with multiprocessing.get_context("fork").Pool(jobs) as pool:
+                chunks = pool.map(_judge_range, tasks)
     finally:
         _SHARED.clear()
     damage = None
@@ -259,7 +270,6 @@ def analyze_parallel(path: str, jobs: int, *, scenario: Scenario | None = None,
         for trial, (events, end) in c.loose.items():
             have, have_end = loose.get(trial, ([], None))
             loose[trial] = (have + events, end or have_end)
-    memo = ReplayMemo(scenario, cfg)
     for trial, (events, end) in loose.items():
         reports.append(judge_trial(scenario, cfg, path, trial, events, end, keep_events=keep_events,
                                    observe=observe, memo=memo))
@@ -300,58 +310,68 @@ def _chunk_starts(path: str, data: bytes, jobs: int) -> tuple[dict[str, Any], li
     return header, starts
 
 
-def _judge_chunk(task: tuple[int, int, bool]) -> _ChunkResult:
-    start, end, has_previous = task
+def _judge_range(task: tuple[int, int, bool, bool]) -> _ChunkResult:
+    """Decode data[start:end] as read_log does and judge each trial when its run of records ends (grouped as
+    eventlog.iter_trials groups them). The first run, when a chunk precedes this one, and the last, when one
+    follows, may continue across the boundary: they come back loose."""
+    start, end, has_previous, has_next = task
     sh = _SHARED
-    records, damage = _decode(sh["data"], start, end)
-    runs: list[int] = []
-    events: dict[int, list[dict[str, Any]]] = {}
-    ends: dict[int, dict[str, Any]] = {}
-    for rec in records:  # the same grouping as eventlog.iter_trials
+    out = _ChunkResult([], [], {}, None)
+    seen: set[int] = set()
+    events: list[dict[str, Any]] = []
+    trial_end: dict[str, Any] | None = None
+
+    def close(loose: bool) -> None:
+        trial = out.runs[-1]
+        if sh["only"] is not None and trial not in sh["only"]:
+            return
+        if loose:
+            out.loose[trial] = (events, trial_end)
+        else:
+            out.reports.append(judge_trial(sh["scenario"], sh["cfg"], sh["path"], trial, events, trial_end,
+                                           keep_events=sh["keep"], observe=sh["observe"], memo=sh["memo"]))
+
+    for rec in _records(sh["data"], start, end, out):
         trial = rec.get("trial")
         if not isinstance(trial, int) or rec.get("type") not in ("event", "trial_end"):
             continue
-        if not runs or runs[-1] != trial:
-            runs.append(trial)
+        if not out.runs or out.runs[-1] != trial:
+            if out.runs:
+                close(loose=has_previous and len(out.runs) == 1)
+            out.runs.append(trial)
+            if trial in seen:
+                return out  # interleaved trials: the caller sees it in the runs and declines
+            seen.add(trial)
+            events, trial_end = [], None
         if rec["type"] == "trial_end":
-            ends[trial] = rec
+            trial_end = rec
         else:
-            events.setdefault(trial, []).append(rec)
-    cut = {runs[0]} if runs and has_previous else set()
-    cut |= {t for t in events if t not in ends}  # may continue in the next chunk
-    reports, loose = [], {}
-    memo = ReplayMemo(sh["scenario"], sh["cfg"])  # this process's own: the graph grows as it judges
-    for trial in sorted(set(events) | set(ends)):
-        if sh["only"] is not None and trial not in sh["only"]:
-            continue
-        if trial in cut:
-            loose[trial] = (events.get(trial, []), ends.get(trial))
-        else:
-            reports.append(judge_trial(sh["scenario"], sh["cfg"], sh["path"], trial, events.get(trial, []),
-                                       ends.get(trial), keep_events=sh["keep"], observe=sh["observe"],
-                                       memo=memo))
-    return _ChunkResult(runs, reports, loose, damage)
+            events.append(rec)
+    if out.runs:
+        close(loose=has_next or (has_previous and len(out.runs) == 1))
+    return out
 
 
-def _decode(data: bytes, start: int, end: int) -> tuple[list[dict[str, Any]], str | None]:
-    """Decode data[start:end] as read_log does: stop at the first record that is not a map or not whole."""
+def _records(data: bytes, start: int, end: int, out: _ChunkResult) -> Iterator[dict[str, Any]]:
+    """The records of data[start:end] as read_log decodes them: up to the first one that is not a map or not
+    whole, which is noted in ``out.damage``."""
     import msgpack
 
     unpacker = msgpack.Unpacker(raw=False, strict_map_key=False, max_buffer_size=max(end - start, 1))
     unpacker.feed(memoryview(data)[start:end])
-    records: list[dict[str, Any]] = []
     offset = 0
     try:
         for obj in unpacker:
             if not isinstance(obj, dict):
-                return records, f"garbage at byte {start + offset}"
-            records.append(obj)
+                out.damage = f"garbage at byte {start + offset}"
+                return
             offset = unpacker.tell()
+            yield obj
     except (msgpack.ExtraData, msgpack.FormatError, msgpack.StackError, ValueError, TypeError):
-        return records, f"garbage at byte {start + offset}"
+        out.damage = f"garbage at byte {start + offset}"
+        return
     if start + offset < end:
-        return records, f"truncated record at byte {start + offset}"
-    return records, None
+        out.damage = f"truncated record at byte {start + offset}"
 
 
 # --- re-running a judged trial, for pictures and final states ---------------------------------------------------

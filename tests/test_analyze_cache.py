@@ -4,7 +4,7 @@ Every report of the memoised path (the default) is compared, field by field, wit
 (``judge_trial`` without a memo: ``run_schedule`` in a fresh Machine) of the same records: a few hundred varied
 trials (violating, clean, hung), and tampered copies (results changed, records dropped, reordered or malformed,
 jitter notes, forged or missing trial_end records), serially and in 2 processes. The one-pass linearisation is
-compared with the sort-based computation it replaces.
+compared with the sort-based computation it replaces, and judging while decoding with reading the whole log.
 """
 
 from __future__ import annotations
@@ -172,3 +172,41 @@ def test_linearize_trial_is_the_sorted_schedule(logs: dict) -> None:
                 assert fast(records) == reference(records)
                 checked += 1
     assert checked > 1000
+
+
+# --- judging as the log is decoded (analyze_streamed) gives what reading it whole gives ------------------------
+def rewrite(source: Path, path: Path, records: list[dict[str, Any]], tail: bytes = b"") -> Path:
+    with open(path, "wb") as f:
+        f.write(msgpack.packb(read_log(source).header))
+        for r in records:
+            f.write(msgpack.packb(r))
+        f.write(tail)
+    return path
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+@pytest.mark.parametrize("damage", ["interleaved", "truncated", "garbage", "not a map"])
+def test_streamed_analysis_equals_reading_the_whole_log(logs: dict, tmp_path: Path, damage: str, jobs: int,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(analyze, "PARALLEL_MIN_BYTES", 0)
+    source, scenario, cfg = logs["eager"]
+    records = read_log(source).records
+    half = len(records) // 2
+    if damage == "interleaved":  # trials 1 and 2 alternate: only the whole-log reader groups them
+        one = [r for r in records if r.get("trial") == 1]
+        two = [r for r in records if r.get("trial") == 2]
+        rest = [r for r in records if r.get("trial") not in (1, 2)]
+        mixed = [r for pair in zip(one, two) for r in pair] + one[len(two):] + two[len(one):]
+        path = rewrite(source, tmp_path / "x.log", rest[:half] + mixed + rest[half:])
+    elif damage == "truncated":
+        path = rewrite(source, tmp_path / "x.log", records[:half], msgpack.packb(records[half])[:-3])
+    elif damage == "garbage":
+        path = rewrite(source, tmp_path / "x.log", records[:half], b"\xc1" + msgpack.packb(records[half]))
+    else:
+        path = rewrite(source, tmp_path / "x.log", records[:half] + [17] + records[half:])  # type: ignore[list-item]
+    whole = read_log(path)
+    streamed = analyze.analyze_streamed(str(path), jobs, scenario=scenario)
+    assert (streamed is None) == (damage == "interleaved")  # interleaved: it declines, read_log groups them
+    got = analyze_log(path, jobs=jobs, scenario=scenario)
+    assert got.damage == whole.damage and (got.damage is None) == (damage == "interleaved")
+    assert got.trials == plain_reports(path, scenario, cfg)
