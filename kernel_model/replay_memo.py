@@ -20,6 +20,7 @@ only remembers that they passed.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,9 +47,10 @@ class _Node:
         self.hangs: bool | None = None  # nothing enabled and threads unfinished (None: not asked yet)
 
 
-_SKIP = "skip"  # the transition is not enabled in this state
-_STOP = "stop"  # the transition violates an invariant or the model raises: only a full replay may report it
+_SKIP = object()  # the transition is not enabled in this state
+_STOP = object()  # the transition violates an invariant or the model raises: only a full replay may report it
 _NO_STEP = object()  # the result slot of an IPI edge (IPIs are not compared with the log)
+_PLAIN_TYPES = frozenset({str, int})  # of a transition's fields: its kind ("t", "i"), then thread ids and CPUs
 
 
 @dataclass(slots=True)
@@ -138,6 +140,10 @@ class ReplayMemo:
         does not (the caller then replays in full). Every step's result is still compared with ``expected``."""
         if len(self._nodes) > MAX_NODES:
             self._reset()
+        # Edges are found by equality, and 1 == 1.0 == True, but the Machine indexes lists with thread ids and
+        # CPUs (a float raises, a bool does not): only plain ints may share an edge learnt from another trial.
+        if not set(map(type, itertools.chain.from_iterable(schedule))) <= _PLAIN_TYPES:
+            return None
         try:
             return self._walk(schedule, expected)
         except Exception:  # noqa: BLE001 - whatever the model raised, the full replay raises and reports it

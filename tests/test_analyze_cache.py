@@ -59,7 +59,13 @@ def tamper(source: Path, path: Path) -> Path:
             how = trial % 10
             events = [dict(r) for r in events]
             steps = [r for r in events if r["kind"] == "step"]
-            if how == 1:  # a changed step result: a divergence at that step
+            if how == 0 and trial % 20 == 10:  # a thread id that equals an int but is not one: a crash
+                rng.choice(steps)["tid"] += 0.0
+            elif how == 0 and trial % 20 == 0:  # a bool where an IPI's CPU should be
+                r = next((r for r in events if r["kind"] == "ipi" and r["cpu"] in (0, 1)), None)
+                if r is not None:
+                    r["cpu"] = bool(r["cpu"])
+            elif how == 1:  # a changed step result: a divergence at that step
                 r = rng.choice(steps)
                 r["result"] = [r["result"], "forged"]
             elif how == 2:  # a step record missing: the replay runs something else or skips
@@ -114,7 +120,7 @@ def test_the_campaigns_cover_what_they_claim(logs: dict) -> None:
     for what in ("returned", "not enabled", "events; the log holds", "replay crashed", "malformed"):
         assert any(what in d for d in divergences), what
     assert any(r.disagreement for r in tampered)
-    assert sum(1 for r in tampered if not r.divergence and not r.violating) > 50  # the memo's own ground
+    assert sum(1 for r in tampered if not r.divergence and not r.violating) > 40  # the memo's own ground
 
 
 @pytest.mark.parametrize("name", ["eager", "no_ipi", "tampered"])
