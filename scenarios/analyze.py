@@ -5,6 +5,10 @@ The verdict is the oracle's, on what the log recorded: a trial's events are line
 reproduce the log is reported as a divergence instead of being trusted. The header's configuration only rebuilds
 the machine the logged steps run on; nothing here reads ordering, arch or mutant to decide anything. The log's
 own trial_end verdict is compared with the replay's, never used in its place.
+
+Speed (bench/bench_analyze.py): trials are judged as their records are decoded, and the replay of an ordinary
+trial is answered by a graph of the machine states earlier trials reached (kernel_model.replay_memo), still
+comparing every step with the log; a trial that violates, crashes, hangs or diverges is replayed in full.
 """
 
 from __future__ import annotations

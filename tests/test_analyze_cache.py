@@ -17,6 +17,7 @@ import msgpack
 import pytest
 
 import scenarios.analyze as analyze
+from kernel_model import replay_memo
 from kernel_model.config import Config
 from kernel_model.linearize import linearize_trial, order_key, schedule_from_records
 from kernel_model.program import Scenario
@@ -129,6 +130,12 @@ def test_memoised_reports_equal_plain_replays_in_two_processes(logs: dict, name:
     monkeypatch.setattr(analyze, "PARALLEL_MIN_BYTES", 0)
     path, scenario, cfg = logs[name]
     assert analyze_log(path, jobs=2, scenario=scenario).trials == plain_reports(path, scenario, cfg)
+
+
+def test_a_memo_that_outgrows_its_bound_starts_afresh(logs: dict, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(replay_memo, "MAX_NODES", 40)
+    path, scenario, cfg = logs["eager"]
+    assert analyze_log(path, jobs=1, scenario=scenario).trials == plain_reports(path, scenario, cfg)
 
 
 def test_coverage_and_kept_events_take_the_full_replay(logs: dict) -> None:
