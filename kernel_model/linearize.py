@@ -27,7 +27,6 @@ def schedule_from_records(records: Iterable[dict[str, Any]]) -> list[Transition]
     return schedule
 
 
-
 class TrialRecords(NamedTuple):
     """What replaying one trial's event records needs, computed in one pass where possible."""
 
@@ -37,7 +36,8 @@ class TrialRecords(NamedTuple):
 
 
 def linearize_trial(records: list[dict[str, Any]]) -> TrialRecords:
-    """Raises what sorting by order_key and schedule_from_records raise on malformed records (KeyError,
+    """``schedule_from_records`` of the records sorted by order_key, the logged step results in that order, and
+    the jitter notes; raising what sorting and schedule_from_records raise on malformed records (KeyError,
     TypeError). Log analysis does this for every trial: when the records already are in strictly increasing
     Lamport order (the controlled machine's logs always are), sorting would keep that order whatever the other
     fields of the key hold, so one pass over them does it all."""
