@@ -123,12 +123,12 @@ def main() -> int:
           f"{t_raw / t_par:.2f}   (goal >= 0.33)")
     print(f"verdicts: {s.trials:,} trials, {s.violating:,} violating {s.by_invariant}, {s.divergences} divergences;"
           f" serial and parallel agree: {same}")
-    # What limits it: judging is mostly answered by the replay memo (kernel_model.replay_memo); what remains is
-    # decoding into records that stay alive, one pass over each trial's records, and freeing them all.
+    # What limits it: replay is mostly answered by the replay memo (kernel_model.replay_memo); what remains beyond
+    # decoding is grouping each trial's records, linearising them and walking the memo, all per record or step.
     beyond = 1 - t_raw / t_serial
-    print(f"limit: {beyond:.0%} of the serial time is beyond plain decoding (keeping the records, linearising and "
-          f"judging them, freeing them); processes divide it only if CPUs are free (this host: {os.cpu_count()} "
-          f"CPU(s), load average {os.getloadavg()[0]:.1f})")
+    print(f"limit: {beyond:.0%} of the serial time is beyond plain decoding (grouping, linearising and judging each "
+          f"trial); processes divide it only if CPUs are free (this host: {os.cpu_count()} CPU(s), load average "
+          f"{os.getloadavg()[0]:.1f})")
     return 0 if same else 1
 
 
