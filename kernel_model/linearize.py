@@ -8,7 +8,7 @@ Steps and IPIs are the transitions; notes are not.
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from typing import Any, Iterable, NamedTuple
 
 from kernel_model.machine import Transition
 
@@ -25,3 +25,55 @@ def schedule_from_records(records: Iterable[dict[str, Any]]) -> list[Transition]
         elif rec["kind"] == "ipi":
             schedule.append(("i", rec["cpu"], rec["tid"]))
     return schedule
+
+
+class TrialRecords(NamedTuple):
+    """What replaying one trial's event records needs, computed in one pass where possible."""
+
+    schedule: list[Transition]  # schedule_from_records of the records in order_key order
+    results: list[Any]  # the logged result of every step record, in that order: what the replay must reproduce
+    jitter: int  # delay-injection notes (op "jitter"): the wild runtime's own, not kernel events
+
+
+def linearize_trial(records: list[dict[str, Any]]) -> TrialRecords:
+    """``schedule_from_records`` of the records sorted by order_key, the logged step results in that order, and
+    the jitter notes; raising what sorting and schedule_from_records raise on malformed records (KeyError,
+    TypeError). Log analysis does this for every trial: when the records already are in strictly increasing
+    Lamport order (the controlled machine's logs always are), sorting would keep that order whatever the other
+    fields of the key hold, so one pass over them does it all."""
+    fast = _in_order(records)
+    if fast is not None:
+        return fast
+    ordered = sorted(records, key=order_key)
+    return TrialRecords(schedule_from_records(ordered), [r.get("result") for r in ordered if r["kind"] == "step"],
+                        sum(1 for r in records if r.get("op") == "jitter"))
+
+
+_FIRST = object()
+
+
+def _in_order(records: list[dict[str, Any]]) -> TrialRecords | None:
+    """None when the records are not in strictly increasing Lamport order, or are malformed (the general path
+    then raises the very error sorting raises)."""
+    schedule: list[Transition] = []
+    results: list[Any] = []
+    jitter = 0
+    previous: Any = _FIRST
+    try:
+        for rec in records:
+            lamport = rec.get("lamport", 0)
+            if previous is not _FIRST and not previous < lamport:
+                return None
+            previous = lamport
+            kind = rec["kind"]
+            if kind == "step":
+                results.append(rec.get("result"))
+                if rec.get("type", "event") == "event":
+                    schedule.append(("t", rec["tid"]))
+            elif kind == "ipi" and rec.get("type", "event") == "event":
+                schedule.append(("i", rec["cpu"], rec["tid"]))
+            if rec.get("op") == "jitter":
+                jitter += 1
+    except Exception:  # noqa: BLE001 - malformed: see above
+        return None
+    return TrialRecords(schedule, results, jitter)

@@ -48,7 +48,8 @@ def run_schedule(scenario: Scenario, cfg: Config, schedule: list[Transition], *,
         executed.append(tr)
         if expected is not None and tr[0] == "t" and record:
             got = next((e.result for e in m.events[n_before:] if e.kind == "step"), None)
-            if divergence is None and step_no < len(expected) and _plain(got) != _plain(expected[step_no]):
+            if divergence is None and step_no < len(expected) \
+                    and plain_result(got) != plain_result(expected[step_no]):
                 divergence = (f"step {step_no} ({tr}) returned {got!r}; the log recorded {expected[step_no]!r}")
             step_no += 1
         return violations
@@ -73,7 +74,8 @@ def run_schedule(scenario: Scenario, cfg: Config, schedule: list[Transition], *,
     return RunResult(violations, executed, m.events, skipped, divergence)
 
 
-def _plain(value: Any) -> Any:
+def plain_result(value: Any) -> Any:
+    """A step result as a log holds it (tuples become lists), for comparing the two."""
     if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
+        return [plain_result(v) for v in value]
     return value

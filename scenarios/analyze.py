@@ -5,6 +5,10 @@ The verdict is the oracle's, on what the log recorded: a trial's events are line
 reproduce the log is reported as a divergence instead of being trusted. The header's configuration only rebuilds
 the machine the logged steps run on; nothing here reads ordering, arch or mutant to decide anything. The log's
 own trial_end verdict is compared with the replay's, never used in its place.
+
+Speed (bench/bench_analyze.py): trials are judged as their records are decoded, and the replay of an ordinary
+trial is answered by a graph of the machine states earlier trials reached (kernel_model.replay_memo), still
+comparing every step with the log; a trial that violates, crashes, hangs or diverges is replayed in full.
 """
 
 from __future__ import annotations
@@ -14,16 +18,18 @@ import os
 import tempfile
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Iterator
 
 from kernel_model.atomic import LockMisuse
 from kernel_model.config import Config
 from kernel_model.events import Event, Violation
-from kernel_model.linearize import order_key, schedule_from_records
+from kernel_model.linearize import linearize_trial
 from kernel_model.machine import Machine, Transition
 from kernel_model.program import Scenario
 from kernel_model.replay import run_schedule
+from kernel_model.replay_memo import ReplayMemo
 from scenarios.eventlog import LogContents, LogError, iter_trials, read_log
+from scenarios.gc_pause import gc_paused
 
 
 class AnalysisError(ValueError):
@@ -100,22 +106,34 @@ def config_from_header(header: dict[str, Any]) -> Config:
 # --- one trial --------------------------------------------------------------------------------------------------
 def judge_trial(scenario: Scenario, cfg: Config, log: str, trial: int, records: list[dict[str, Any]],
                 end: dict[str, Any] | None, *, keep_events: bool = False,
-                observe: Callable[[list[Event]], frozenset] | None = None) -> TrialReport:
+                observe: Callable[[list[Event]], frozenset] | None = None,
+                memo: ReplayMemo | None = None) -> TrialReport:
     """Replay one trial's events and report what the oracle found. ``keep_events``: keep the replay's events for
     every trial (otherwise only for violating ones, which need a witness); ``observe``: a summary of the replay's
-    events to keep (the coverage facts)."""
+    events to keep (the coverage facts); ``memo``: the state graph of earlier replays of this scenario and
+    configuration, which answers an ordinary trial without re-running the steps it has already seen (the report
+    is the same; a trial that violates, crashes, hangs or diverges, or whose events are wanted, is replayed in
+    full)."""
     report = TrialReport(log, trial, len(records), [])
     if end is not None:
         report.logged_status = end.get("status")
         report.logged_invariants = tuple(sorted({str(v.get("invariant")) for v in end.get("violations") or ()
                                                  if isinstance(v, dict)}))
     try:
-        ordered = sorted(records, key=order_key)
-        schedule = schedule_from_records(ordered)
-        expected = [r.get("result") for r in ordered if r["kind"] == "step"]
+        schedule, expected, jitter = linearize_trial(records)
     except (KeyError, TypeError) as exc:
         report.divergence = f"malformed event record (missing or bad field {exc})"
         return report
+    # Delay-injection notes (op "jitter") are the wild runtime's own, not kernel events: the replay has none.
+    kernel_records = len(records) - jitter
+    if memo is not None and memo.serves(scenario, cfg) and not keep_events and observe is None:
+        known = memo.replay_known(schedule, expected)
+        if known is not None:
+            report.executed = known.executed
+            report.divergence = _divergence(None, known.skipped, len(schedule), len(known.executed), known.events,
+                                            kernel_records, False)
+            report.disagreement = _disagreement(end, report)
+            return report
     try:
         result = run_schedule(scenario, cfg, schedule, complete=False, expected=expected)
     except (LockMisuse, AssertionError, IndexError, KeyError, TypeError, ValueError) as exc:
@@ -124,8 +142,6 @@ def judge_trial(scenario: Scenario, cfg: Config, log: str, trial: int, records: 
         return report
     report.violations = result.violations
     report.executed = result.executed
-    # Delay-injection notes (op "jitter") are the wild runtime's own, not kernel events: the replay has none.
-    kernel_records = sum(1 for r in records if r.get("op") != "jitter")
     report.divergence = _divergence(result.divergence, result.skipped, len(schedule), len(result.executed),
                                     len(result.events), kernel_records, bool(result.violations))
     report.disagreement = _disagreement(end, report)
@@ -166,36 +182,43 @@ def analyze_contents(path: str, contents: LogContents, *, scenario: Scenario | N
     header = contents.header
     scenario = scenario if scenario is not None else scenario_from_header(header)
     cfg = config_from_header(header)
-    reports = [judge_trial(scenario, cfg, path, trial, events, end, keep_events=keep_events, observe=observe)
+    memo = ReplayMemo(scenario, cfg)
+    reports = [judge_trial(scenario, cfg, path, trial, events, end, keep_events=keep_events, observe=observe,
+                           memo=memo)
                for trial, events, end in iter_trials(contents)
                if only_trials is None or trial in only_trials]
     return LogAnalysis(path, header, contents.damage, scenario, cfg, reports)
 
 
 def analyze_log(path: str | os.PathLike[str], *, jobs: int | None = None, **kwargs: Any) -> LogAnalysis:
-    """Read and judge one log (LogError: not a log; AnalysisError: its scenario cannot be rebuilt). A large
-    msgpack log is judged in ``jobs`` processes (default: one per CPU); the verdicts are the same."""
+    """Read and judge one log (LogError: not a log; AnalysisError: its scenario cannot be rebuilt). A msgpack
+    log is judged as it is decoded, and a large one in ``jobs`` processes (default: one per CPU); the verdicts
+    are the same."""
     path = os.fspath(path)
     jobs = (os.cpu_count() or 1) if jobs is None else max(1, jobs)
-    try:
-        if jobs > 1 and os.path.getsize(path) >= PARALLEL_MIN_BYTES:
-            analysis = analyze_parallel(path, jobs, **kwargs)
+    with gc_paused():  # millions of records: see scenarios.gc_pause
+        try:
+            if jobs > 1 and os.path.getsize(path) < PARALLEL_MIN_BYTES:
+                jobs = 1
+            analysis = analyze_streamed(path, jobs, **kwargs)
             if analysis is not None:
                 return analysis
-        contents = read_log(path)
-    except OSError as exc:
-        raise LogError(f"{path}: {exc.strerror or exc}") from None
-    return analyze_contents(path, contents, **kwargs)
+            contents = read_log(path)
+        except OSError as exc:
+            raise LogError(f"{path}: {exc.strerror or exc}") from None
+        return analyze_contents(path, contents, **kwargs)
 
 
 PARALLEL_MIN_BYTES = 4 << 20  # below this, starting processes costs more than it saves
 
 
-# --- the same, in parallel processes ------------------------------------------------------------------------------
-# The file is cut at record boundaries (found by msgpack's skip(), several times faster than decoding) into one
-# chunk per process; each process decodes its chunk and judges the trials that lie wholly inside it. A trial cut by
-# a chunk boundary comes back as raw records and is judged here. Trials must be contiguous in the file (as every
-# writer of this project makes them); if they are not, the parallel path declines and the caller reads serially.
+# --- the same, as the records are decoded, in one or more processes ---------------------------------------------
+# Each trial is judged as soon as its run of records ends, so only one trial's records are alive at a time: they
+# are freed (and their memory reused) as decoding goes on, instead of a million records filling the heap first.
+# With several processes the file is cut at record boundaries (found by msgpack's skip(), several times faster
+# than decoding) into one chunk per process; a trial cut by a chunk boundary comes back as raw records and is
+# judged here. Trials must be contiguous in the file (as every writer of this project makes them); if they are
+# not, this path declines and the caller reads the whole log first (read_log groups them).
 _SHARED: dict[str, Any] = {}  # handed to forked workers by inheritance, never pickled: the file can be large
 
 
@@ -207,26 +230,33 @@ class _ChunkResult:
     damage: str | None
 
 
-def analyze_parallel(path: str, jobs: int, *, scenario: Scenario | None = None,
+def analyze_streamed(path: str, jobs: int, *, scenario: Scenario | None = None,
                      only_trials: set[int] | None = None, keep_events: bool = False,
                      observe: Callable[[list[Event]], frozenset] | None = None) -> LogAnalysis | None:
+    """None: this log cannot be judged as it is decoded (JSON Lines, interleaved trials, no records)."""
     import multiprocessing
 
     with open(path, "rb") as f:
         data = f.read()
     if data[:1] == b"{":
         return None  # JSON Lines: for people, small
-    header, starts = _record_starts(path, data)
+    header, starts = _chunk_starts(path, data, jobs)
     scenario = scenario if scenario is not None else scenario_from_header(header)
     cfg = config_from_header(header)
-    if len(starts) < 2 * jobs:
+    if starts is None:
         return None
-    cuts = [starts[len(starts) * k // jobs] for k in range(jobs)] + [len(data)]
+    cuts = starts + [len(data)]
+    tasks = [(cuts[k], cuts[k + 1], k > 0, k < jobs - 1) for k in range(jobs)]
+    # One memo, which each forked process inherits empty and grows on its own.
+    memo = ReplayMemo(scenario, cfg)
     _SHARED.update(data=data, scenario=scenario, cfg=cfg, path=path, only=only_trials, keep=keep_events,
-                   observe=observe)
+                   observe=observe, memo=memo)
     try:
-        with multiprocessing.get_context("fork").Pool(jobs) as pool:
-            chunks = pool.map(_judge_chunk, [(cuts[k], cuts[k + 1], k > 0) for k in range(jobs)])
+        if jobs == 1:
+            chunks = [_judge_range(tasks[0])]
+        else:
+            with multiprocessing.get_context("fork").Pool(jobs) as pool:
+                chunks = pool.map(_judge_range, tasks)
     finally:
         _SHARED.clear()
     damage = None
@@ -246,13 +276,15 @@ def analyze_parallel(path: str, jobs: int, *, scenario: Scenario | None = None,
             loose[trial] = (have + events, end or have_end)
     for trial, (events, end) in loose.items():
         reports.append(judge_trial(scenario, cfg, path, trial, events, end, keep_events=keep_events,
-                                   observe=observe))
+                                   observe=observe, memo=memo))
     reports.sort(key=lambda r: r.trial)
     return LogAnalysis(path, header, damage, scenario, cfg, reports)
 
 
-def _record_starts(path: str, data: bytes) -> tuple[dict[str, Any], list[int]]:
-    """The header, and the byte offset of every record after it (up to the first undecodable byte)."""
+def _chunk_starts(path: str, data: bytes, jobs: int) -> tuple[dict[str, Any], list[int] | None]:
+    """The header, and where each of ``jobs`` chunks starts: the first record boundary at or past an equal share
+    of the bytes. Only the records before the last cut are skipped over (the workers decode the rest). None when
+    the log is too small for that many chunks or damaged before the last cut (the serial reader reports it)."""
     import msgpack
 
     from scenarios.eventlog import SCHEMA, SCHEMA_VERSION
@@ -268,66 +300,82 @@ def _record_starts(path: str, data: bytes) -> tuple[dict[str, Any], list[int]]:
     if header.get("version") != SCHEMA_VERSION:
         raise LogError(f"{path}: log schema version {header.get('version')!r}; this tlbrace reads version "
                        f"{SCHEMA_VERSION}")
-    starts = []
+    starts = [unpacker.tell()]
     try:
-        while True:
+        for k in range(1, jobs):
+            target = len(data) * k // jobs
+            while unpacker.tell() < target:
+                unpacker.skip()
             starts.append(unpacker.tell())
-            unpacker.skip()
-    except Exception:  # noqa: BLE001 - end of data or damage: the chunk that holds it reports which
-        starts.pop()
+    except Exception:  # noqa: BLE001 - end of data or damage before the cut
+        return header, None
+    if any(later <= earlier for earlier, later in zip(starts, starts[1:] + [len(data)])):
+        return header, None  # an empty chunk
     return header, starts
 
 
-def _judge_chunk(task: tuple[int, int, bool]) -> _ChunkResult:
-    start, end, has_previous = task
+def _judge_range(task: tuple[int, int, bool, bool]) -> _ChunkResult:
+    """Decode data[start:end] as read_log does and judge each trial when its run of records ends (grouped as
+    eventlog.iter_trials groups them). The first run, when a chunk precedes this one, and the last, when one
+    follows, may continue across the boundary: they come back loose."""
+    start, end, has_previous, has_next = task
     sh = _SHARED
-    records, damage = _decode(sh["data"], start, end)
-    runs: list[int] = []
-    events: dict[int, list[dict[str, Any]]] = {}
-    ends: dict[int, dict[str, Any]] = {}
-    for rec in records:  # the same grouping as eventlog.iter_trials
+    out = _ChunkResult([], [], {}, None)
+    seen: set[int] = set()
+    events: list[dict[str, Any]] = []
+    trial_end: dict[str, Any] | None = None
+
+    def close(loose: bool) -> None:
+        trial = out.runs[-1]
+        if sh["only"] is not None and trial not in sh["only"]:
+            return
+        if loose:
+            out.loose[trial] = (events, trial_end)
+        else:
+            out.reports.append(judge_trial(sh["scenario"], sh["cfg"], sh["path"], trial, events, trial_end,
+                                           keep_events=sh["keep"], observe=sh["observe"], memo=sh["memo"]))
+
+    for rec in _records(sh["data"], start, end, out):
         trial = rec.get("trial")
         if not isinstance(trial, int) or rec.get("type") not in ("event", "trial_end"):
             continue
-        if not runs or runs[-1] != trial:
-            runs.append(trial)
+        if not out.runs or out.runs[-1] != trial:
+            if out.runs:
+                close(loose=has_previous and len(out.runs) == 1)
+            out.runs.append(trial)
+            if trial in seen:
+                return out  # interleaved trials: the caller sees it in the runs and declines
+            seen.add(trial)
+            events, trial_end = [], None
         if rec["type"] == "trial_end":
-            ends[trial] = rec
+            trial_end = rec
         else:
-            events.setdefault(trial, []).append(rec)
-    cut = {runs[0]} if runs and has_previous else set()
-    cut |= {t for t in events if t not in ends}  # may continue in the next chunk
-    reports, loose = [], {}
-    for trial in sorted(set(events) | set(ends)):
-        if sh["only"] is not None and trial not in sh["only"]:
-            continue
-        if trial in cut:
-            loose[trial] = (events.get(trial, []), ends.get(trial))
-        else:
-            reports.append(judge_trial(sh["scenario"], sh["cfg"], sh["path"], trial, events.get(trial, []),
-                                       ends.get(trial), keep_events=sh["keep"], observe=sh["observe"]))
-    return _ChunkResult(runs, reports, loose, damage)
+            events.append(rec)
+    if out.runs:
+        close(loose=has_next or (has_previous and len(out.runs) == 1))
+    return out
 
 
-def _decode(data: bytes, start: int, end: int) -> tuple[list[dict[str, Any]], str | None]:
-    """Decode data[start:end] as read_log does: stop at the first record that is not a map or not whole."""
+def _records(data: bytes, start: int, end: int, out: _ChunkResult) -> Iterator[dict[str, Any]]:
+    """The records of data[start:end] as read_log decodes them: up to the first one that is not a map or not
+    whole, which is noted in ``out.damage``."""
     import msgpack
 
     unpacker = msgpack.Unpacker(raw=False, strict_map_key=False, max_buffer_size=max(end - start, 1))
     unpacker.feed(memoryview(data)[start:end])
-    records: list[dict[str, Any]] = []
     offset = 0
     try:
         for obj in unpacker:
             if not isinstance(obj, dict):
-                return records, f"garbage at byte {start + offset}"
-            records.append(obj)
+                out.damage = f"garbage at byte {start + offset}"
+                return
             offset = unpacker.tell()
+            yield obj
     except (msgpack.ExtraData, msgpack.FormatError, msgpack.StackError, ValueError, TypeError):
-        return records, f"garbage at byte {start + offset}"
+        out.damage = f"garbage at byte {start + offset}"
+        return
     if start + offset < end:
-        return records, f"truncated record at byte {start + offset}"
-    return records, None
+        out.damage = f"truncated record at byte {start + offset}"
 
 
 # --- re-running a judged trial, for pictures and final states ---------------------------------------------------
