@@ -44,7 +44,7 @@ class _Node:
         # transition -> _SKIP (not enabled here) | _STOP (violates or crashes)
         #   | (next node, step result as a log holds it, events produced, the transition)
         self.edges: dict[Transition, Any] = {}
-        self.hangs: bool | None = None  # nothing enabled and threads unfinished (None: not asked yet)
+        self.hangs: bool | None = None  # Machine.stuck() there (None: not asked yet)
 
 
 _SKIP = object()  # the transition is not enabled in this state
@@ -132,7 +132,7 @@ class ReplayMemo:
         """Does a run that ends in ``node`` end in a hang (run_schedule then reports one)?"""
         if node.hangs is None:
             m = self._machine_at(node)
-            node.hangs = not m.finished() and not m.enabled_all()
+            node.hangs = m.stuck()  # exactly run_schedule's hang condition
         return node.hangs
 
     def replay_known(self, schedule: list[Transition], expected: list[Any]) -> KnownRun | None:
