@@ -12,6 +12,7 @@ from kernel_model.explorer import explore
 from kernel_model.machine import Machine
 from kernel_model.replay import run_schedule
 from scenarios.loader import load_scenario
+from scenarios.mutant_table import MUTANT_TABLE
 
 
 def cfg_for(scenario, **over) -> Config:
@@ -45,22 +46,6 @@ def test_nadav_poc_loses_data_only_with_eager():
     for strategy in ("pct", "random"):
         delayed = explore(sc, cfg_for(sc, ordering="delayed"), strategy, budget=1500, seed=2)
         assert not delayed.found, [f.violations for f in delayed.found]
-
-
-# Each mutant, the scenario and base configuration in which the explorer catches it, and the invariant that
-# catches it. The base configuration without the mutant is proven clean by the test above or below.
-MUTANT_TABLE = {
-    "free_before_flush": ("anon_pages", {"mmu_gather_bundle": 1, "max_gather_batch_count": 0}),
-    "flush_after_unlock": ("madv_dontneed", {"ordering": "eager", "arch": "up"}),
-    "delayed_rmap_after_unlock": ("madv_dontneed", {}),
-    "no_set_page_dirty": ("writable_clean", {}),
-    "delayed_in_any_batch": ("zap_many_pages", {}),
-    "skip_tlb_flush_rmaps": ("madv_dontneed", {}),
-    "mkclean_ignores_result": None,  # not observable in this model: see the test below
-    "no_folio_lock_in_fault": ("munmap", {}),  # needs a store that faults the page back in
-    "double_ptl": ("madv_dontneed", {}),
-    "no_ipi_while_spinning": ("madv_dontneed", {}),
-}
 
 
 def test_the_table_covers_every_mutant():
