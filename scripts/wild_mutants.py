@@ -6,7 +6,7 @@ Nothing here forces an interleaving: these are ordinary campaigns (optionally wi
 hits in N trials has a window real scheduling did not reach in N trials; the explorer's counterexample length
 says how narrow it is.
 
-    PYTHONPATH=. python scripts/wild_mutants.py [--trials 200] [--jitter US] [--only MUTANT ...]
+    PYTHONPATH=. python scripts/wild_mutants.py [--trials 200] [--jitter US] [--hang-timeout S] [--only MUTANT ...]
 """
 
 from __future__ import annotations
@@ -31,6 +31,8 @@ def main() -> int:
     ap.add_argument("--trials", type=int, default=200)
     ap.add_argument("--jitter", type=float, default=0.0, help="max pause at race points, µs (default none)")
     ap.add_argument("--only", nargs="*", default=None, help="mutants to run (default: every observable one)")
+    ap.add_argument("--hang-timeout", type=float, default=1.0,
+                    help="seconds without progress before a trial is hung (the deadlock mutants hang every trial)")
     args = ap.parse_args()
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # loopback-only embedded cluster, as `tlbrace stress`
     session = ray_session.open_session(None, num_cpus=2)
@@ -49,7 +51,8 @@ def main() -> int:
                 cfg = Config.from_dict({**scenario.config, **base, "mutant": mut})
                 t0 = time.perf_counter()
                 result = run_campaign(scenario, cfg, CampaignOptions(trials=args.trials, parallel=2,
-                                                                     jitter_us=args.jitter, seed=1))
+                                                                     jitter_us=args.jitter, seed=1,
+                                                                     hang_timeout=args.hang_timeout))
                 hits = result.by_invariant.get(MUTANT_BREAKS[mutant], 0)
                 other = {k: v for k, v in result.by_invariant.items() if k != MUTANT_BREAKS[mutant]}
                 bad = {k: v for k, v in result.by_status.items() if k in ("crashed", "diverged") and v}
