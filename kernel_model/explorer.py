@@ -107,7 +107,8 @@ def _exhaustive(scenario: Scenario, cfg: Config, strategy: str, budget: int, red
         ckey = canon(key)
         m.restore(key)
         enabled = m.enabled()
-        if not enabled or m.stuck():
+        # Only counter turns enabled (never chosen alone by the reduction, so this is the full set): stuck?
+        if not enabled or (m.is_counter_increment(enabled[0]) and m.stuck()):
             result.schedules += 1
             if not m.finished():
                 result.found.append(Found([m.hang_report()], schedule_to(ckey)))
@@ -155,7 +156,7 @@ def _sample(scenario: Scenario, cfg: Config, strategy: str, runs: int, rng: rand
         violations: list[Violation] = []
         while True:
             enabled = m.enabled()
-            if not enabled or m.stuck():
+            if not enabled or (m.is_counter_increment(enabled[0]) and m.stuck()):
                 if not m.finished():
                     violations = [m.hang_report()]
                 break

@@ -25,7 +25,7 @@ from kernel_model.events import Event, Violation
 from kernel_model.oracle import Oracle
 from kernel_model.program import Op, Scenario, flatten
 from kernel_model.reduction import Footprints, conflict, ipi_footprint
-from kernel_model.state import FREE, Ipi, State
+from kernel_model.state import FREE, Folio, Ipi, State
 from kernel_model.steps import Note, Step, kind_of
 from kernel_model.syscalls import op_attempt
 from kernel_model.tlb import RETRY
@@ -33,9 +33,12 @@ from kernel_model.tlb import RETRY
 Transition = tuple  # ("t", tid) | ("i", cpu, initiator)
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)
 class Resolved:
-    """Where a thread stands after feeding it: the notes it emitted on the way and the step it now waits to do."""
+    """Where a thread stands after feeding it: the notes it emitted on the way and the step it now waits to do.
+
+    Memoised: one object per (thread, attempt, results) for a scenario and configuration (_SHARED_MEMOS), so
+    it compares and hashes by identity, and state keys hold it directly instead of rebuilding it on restore."""
 
     notes: tuple[Note, ...]
     step: Step | None  # None: the thread has finished its program
@@ -63,6 +66,9 @@ class Machine:
         self.footprints = (Footprints(self.programs, self.cpu_of, self.ncpus, setup.pages, setup.ptes_per_table,
                                       cfg.arch == "s390", cfg.arch == "up") if reduce else None)
         self.online_checks = not reduce
+        # _persistent_singleton's answers: they depend only on each thread's operation and next step, which CPUs
+        # have IPIs queued, the pfn -> file page map and what is enabled (far fewer combinations than states).
+        self._singletons: dict[tuple, Transition | None] = {}
         self.seq = 0
         self.events: list[Event] = []
         # Positions resolve the same way in every machine of this scenario and configuration: share the memo
@@ -148,7 +154,11 @@ class Machine:
             if pending and self._takes_ipis(cpu):
                 out.extend(("i", cpu, ipi.initiator) for ipi in pending)
         if self.footprints is not None and len(out) > 1:
-            alone = self._persistent_singleton(out)
+            memo_key = (tuple([(p.pc >> 1, p.step) for p in self.pos]), tuple(map(bool, s.ipis)),
+                        tuple([f.index for f in s.folios]), tuple(out))
+            alone = self._singletons.get(memo_key, _UNKNOWN)
+            if alone is _UNKNOWN:
+                alone = self._singletons[memo_key] = self._persistent_singleton(out)
             if alone is not None:
                 return [alone]
         return out
@@ -336,7 +346,7 @@ class Machine:
 
     # --- whole states, for search ---------------------------------------------------------------------------
     def key(self) -> tuple:
-        return (self.state.key(), tuple((p.pc, p.results) for p in self.pos), self.oracle.key())
+        return (self.state.key(), tuple(self.pos), self.oracle.key())
 
     def canonical(self, key: tuple) -> tuple:
         """``key`` with the page contents renamed in order of first appearance (data, snapshot, disk).
@@ -348,10 +358,12 @@ class Machine:
         state_key, positions, oracle_key = key
         folios, page_cache, disk, *rest = state_key
         names: dict[int, int] = {}
-        folios = tuple(f._replace(data=names.setdefault(f.data, len(names)),
-                                  wb_data=names.setdefault(f.wb_data, len(names)) if f.writeback else -1)
-                       for f in folios)
-        disk = tuple(names.setdefault(v, len(names)) for v in disk)
+        name = names.setdefault
+        # Plain tuples spliced by field position (Folio: ..., data = 2, ..., writeback = 5, wb_data = 6, ...):
+        # a canonical key only has to compare and hash, and _replace is the slow part of this hot path.
+        folios = tuple(f[:2] + (name(f[2], len(names)),) + f[3:6]
+                       + ((name(f[6], len(names)) if f[5] else -1),) + f[7:] for f in folios)
+        disk = tuple(name(v, len(names)) for v in disk)
         return ((folios, page_cache, disk, *rest), positions, oracle_key)
 
     def restore(self, key: tuple) -> None:
@@ -359,7 +371,7 @@ class Machine:
         self.state = State.from_key(state_key)
         self.pt = PageTableOps(self.state)
         self.oracle.restore(oracle_key)
-        self.pos = [self._resolve(tid, pc, results) for tid, (pc, results) in enumerate(positions)]
+        self.pos = list(positions)
         self._running = sum(1 for p in self.pos if p.step is not None)
 
     def hang_report(self) -> Violation:
@@ -426,6 +438,8 @@ def find_cycle(edges: dict[int, list[int]]) -> list[int]:
 
 
 _SHARED_MEMOS: dict[tuple, dict[tuple, Resolved]] = {}
+_UNKNOWN = object()
+assert Folio._fields[2:7] == ("data", "dirty", "locked", "writeback", "wb_data")  # Machine.canonical splices these
 _VALUE_RESULTS = frozenset({"writepage", "end_page_writeback"})  # results that are page contents
 
 
