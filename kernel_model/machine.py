@@ -33,12 +33,9 @@ from kernel_model.tlb import RETRY
 Transition = tuple  # ("t", tid) | ("i", cpu, initiator)
 
 
-@dataclass(slots=True, eq=False)
+@dataclass(slots=True)
 class Resolved:
-    """Where a thread stands after feeding it: the notes it emitted on the way and the step it now waits to do.
-
-    Memoised: one object per (thread, attempt, results) for a scenario and configuration (_SHARED_MEMOS), so
-    it compares and hashes by identity, and state keys hold it directly instead of rebuilding it on restore."""
+    """Where a thread stands after feeding it: the notes it emitted on the way and the step it now waits to do."""
 
     notes: tuple[Note, ...]
     step: Step | None  # None: the thread has finished its program
@@ -346,7 +343,7 @@ class Machine:
 
     # --- whole states, for search ---------------------------------------------------------------------------
     def key(self) -> tuple:
-        return (self.state.key(), tuple(self.pos), self.oracle.key())
+        return (self.state.key(), tuple((p.pc, p.results) for p in self.pos), self.oracle.key())
 
     def canonical(self, key: tuple) -> tuple:
         """``key`` with the page contents renamed in order of first appearance (data, snapshot, disk).
@@ -371,7 +368,7 @@ class Machine:
         self.state = State.from_key(state_key)
         self.pt = PageTableOps(self.state)
         self.oracle.restore(oracle_key)
-        self.pos = list(positions)
+        self.pos = [self._resolve(tid, pc, results) for tid, (pc, results) in enumerate(positions)]
         self._running = sum(1 for p in self.pos if p.step is not None)
 
     def hang_report(self) -> Violation:
