@@ -9,7 +9,8 @@ For that to cover the oracle, the footprint of a step includes what the oracle's
 (e.g. ``spin_unlock`` reads the mapcount and PTEs of its table, ``put_page`` reads every TLB), and the
 whole-state checks are made at quiescence only (terminal states are preserved by persistent-set reduction);
 exploration with reduction therefore runs the oracle without its online whole-state check. The state graph is
-acyclic (every transition consumes a step or an IPI), so no cycle proviso is needed.
+acyclic (every transition consumes a step or an IPI) except for a counter writer's loop, whose turns repeat a
+state up to the renaming of store values; those turns are never chosen alone, which is the cycle proviso.
 
 Footprints are sets of (object, mode). Objects are named by file page (= virtual page) index; a TLB is named by
 CPU. Modes: "r" read, "w" write, "i" invalidate a TLB (invalidations commute with each other, not with reads
