@@ -5,7 +5,10 @@ ordering, schedules from seeded bursty random search. Then, in the same run: pla
 the serial replay verdict, and the parallel one (one process per CPU), each as events/s, and the ratio to raw
 decoding (goal: analysis >= 1/3 of raw decode). Every trial is judged by the oracle; nothing is skipped.
 
-    PYTHONPATH=. python bench/bench_analyze.py [--events 1000000] [--jobs N] [--rebuild]
+    PYTHONPATH=. python bench/bench_analyze.py [--events 1000000] [--jobs N] [--rebuild] [--library]
+
+``--library`` builds the log from the library's madv_dontneed (the counter writer: longer trials whose states
+differ by the counter's value) instead of the fixed two-store writer.
 """
 
 from __future__ import annotations
@@ -93,8 +96,15 @@ def main() -> int:
     ap.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--rebuild", action="store_true")
     ap.add_argument("--path", default=None)
+    ap.add_argument("--library", action="store_true",
+                    help="use the library madv_dontneed (the counter writer) instead of the two-store writer")
     args = ap.parse_args()
-    path = args.path or f"/tmp/tlbrace-bench-analyze-{args.events}.log"
+    if args.library:
+        global SCENARIO
+        from scenarios.loader import load_scenario
+        SCENARIO = load_scenario("madv_dontneed")
+    name = "counter-" if args.library else ""
+    path = args.path or f"/tmp/tlbrace-bench-analyze-{name}{args.events}.log"
     if args.rebuild or not os.path.exists(path):
         build(path, args.events)
     else:
