@@ -147,9 +147,16 @@ def _lost_dirty_data(p: _Picker, ev: list[Event], pfn: int, m: Machine) -> None:
         p.absent("rmap_removal", "page_remove_rmap",
                  f"no rmap removal of pfn {pfn} before the violation: mapcount {m.state.folios[pfn].mapcount}")
     data = m.state.folios[pfn].data
-    store = (_first(ev, lambda e: _is(e, "store_tlb") and e.result == "stored" and e.args[0] == va
-                    and e.args[1] == data, clear.seq)
-             or _first(ev, lambda e: _is(e, "store_tlb") and e.result == "stored" and e.args[0] == va, clear.seq))
+    snapshot = _first(ev, lambda e: _on_pfn(e, "writepage", pfn), clear.seq)
+
+    def landed(e: Event) -> bool:
+        return _is(e, "store_tlb") and e.result == "stored" and e.args[0] == va
+
+    # The lost store: the one whose value the page holds; a counter's increments carry no value, so the first
+    # one that landed after the IO snapshot (earlier ones are in the snapshot).
+    store = (_first(ev, lambda e: landed(e) and e.args[1] is not None and e.args[1] == data, clear.seq)
+             or (snapshot and _first(ev, lambda e: landed(e) and e.args[1] is None, snapshot.seq))
+             or _first(ev, landed, clear.seq))
     checked = (_first(ev, lambda e: _on_pfn(e, "not_mapped", pfn, "note"), clear.seq)
                or _first(ev, lambda e: _on_pfn(e, "folio_mapped", pfn), clear.seq))
     p.add(checked, "mkclean_check", "folio_mkclean sees the folio unmapped and returns 0 at once: no rmap "
