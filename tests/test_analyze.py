@@ -309,3 +309,35 @@ def test_scenario_is_rebuilt_from_the_header_source(tmp_path: Path) -> None:
     assert header["scenario_source"] == scenario.source
     (t,) = analyze_log(path, jobs=1).trials  # the autouse patch falls through to the real loader here
     assert t.divergence is None
+
+
+def test_a_counter_writers_lost_store_is_the_first_increment_after_the_io_snapshot() -> None:
+    """The library madv_dontneed's writer increments with no value to match against the page: the witness must
+    name an increment the IO snapshot missed, not an earlier stale one that the snapshot holds."""
+    import random
+
+    from kernel_model.machine import Machine
+    from kernel_model.replay import run_schedule
+    from scenarios.loader import load_scenario
+    from scenarios.witness import witnesses_for
+
+    scenario, cfg = load_scenario("madv_dontneed"), Config(ordering="eager")
+    for seed in range(2000):  # seeded random schedules until one has a stale increment before the snapshot
+        rng, m, schedule = random.Random(seed), Machine(scenario, cfg), []
+        while (enabled := m.enabled_all()) and not m.stuck() and len(schedule) < 500:
+            schedule.append(rng.choice(enabled))
+            if m.execute(schedule[-1]):
+                break
+        r = run_schedule(scenario, cfg, schedule, complete=False)
+        if r.invariants != ["lost_dirty_data"]:
+            continue
+        clear = next(e.seq for e in r.events if e.op == "ptep_get_and_clear_full")
+        snap = next(e.seq for e in r.events if e.op == "writepage")
+        if any(e.op == "store_tlb" and e.result == "stored" and clear < e.seq < snap for e in r.events):
+            break
+    else:
+        pytest.fail("no random schedule had a stale increment before the IO snapshot")
+    (w,) = witnesses_for(r.violations, scenario, cfg, r.executed)
+    by_role = {row.role: row for row in w.rows}
+    assert by_role["io_snapshot"].seq < by_role["stale_store"].seq < by_role["late_flush"].seq
+    assert by_role["stale_store"].action.startswith("increment to va 0")
