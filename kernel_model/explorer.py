@@ -22,6 +22,7 @@ from typing import Callable
 
 from kernel_model.config import Config
 from kernel_model.events import Violation
+from kernel_model.gc_pause import gc_paused
 from kernel_model.machine import Machine, Transition
 from kernel_model.program import Scenario
 
@@ -63,7 +64,8 @@ def explore(scenario: Scenario, cfg: Config, strategy: str = "bfs", *, budget: i
     t0 = time.perf_counter()
     if strategy in ("bfs", "dfs"):
         deadline = None if time_limit is None else t0 + time_limit
-        result = _exhaustive(scenario, cfg, strategy, budget, reduce, stop_at_first, progress, deadline)
+        with gc_paused():  # the visited set: millions of live tuples, no cycles (see kernel_model.gc_pause)
+            result = _exhaustive(scenario, cfg, strategy, budget, reduce, stop_at_first, progress, deadline)
         if strategy == "bfs" and reduce and stop_at_first and result.found:
             # The reduced search judges whole-state invariants at quiescence, so its first counterexample runs
             # to the end. An unreduced BFS with online checks stops at the first violating step: the shortest

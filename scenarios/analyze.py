@@ -29,7 +29,7 @@ from kernel_model.program import Scenario
 from kernel_model.replay import run_schedule
 from kernel_model.replay_memo import ReplayMemo
 from scenarios.eventlog import LogContents, LogError, iter_trials, read_log
-from scenarios.gc_pause import gc_paused
+from kernel_model.gc_pause import gc_paused
 
 
 class AnalysisError(ValueError):
@@ -196,7 +196,7 @@ def analyze_log(path: str | os.PathLike[str], *, jobs: int | None = None, **kwar
     are the same."""
     path = os.fspath(path)
     jobs = (os.cpu_count() or 1) if jobs is None else max(1, jobs)
-    with gc_paused():  # millions of records: see scenarios.gc_pause
+    with gc_paused():  # millions of records: see kernel_model.gc_pause
         try:
             if jobs > 1 and os.path.getsize(path) < PARALLEL_MIN_BYTES:
                 jobs = 1
