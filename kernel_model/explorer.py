@@ -90,7 +90,7 @@ def _exhaustive(scenario: Scenario, cfg: Config, strategy: str, budget: int, red
     canon = m.canonical
     root = m.key()
     parent: dict[tuple, tuple | None] = {canon(root): None}  # canonical state -> (canonical parent, transition)
-    frontier: deque[tuple] = deque([root])
+    frontier: deque[tuple[tuple, tuple]] = deque([(root, canon(root))])  # (state to restore, its canonical key)
     pop = frontier.popleft if strategy == "bfs" else frontier.pop
     result = ExploreResult(strategy, False, 1, 0, 0, 0.0)
 
@@ -105,8 +105,7 @@ def _exhaustive(scenario: Scenario, cfg: Config, strategy: str, budget: int, red
     while frontier:
         if len(parent) >= budget:
             return result
-        key = pop()
-        ckey = canon(key)
+        key, ckey = pop()
         m.restore(key)
         enabled = m.enabled()
         # Only counter turns enabled (never chosen alone by the reduction, so this is the full set): stuck?
@@ -134,7 +133,7 @@ def _exhaustive(scenario: Scenario, cfg: Config, strategy: str, budget: int, red
                 continue
             if cnew not in parent:
                 parent[cnew] = (ckey, tr)
-                frontier.append(new)
+                frontier.append((new, cnew))
                 result.states = len(parent)
                 if result.states % 10_000 == 0:
                     if progress is not None:
