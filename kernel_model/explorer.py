@@ -108,8 +108,7 @@ def _exhaustive(scenario: Scenario, cfg: Config, strategy: str, budget: int, red
         key, ckey = pop()
         m.restore(key)
         enabled = m.enabled()
-        # Only counter turns enabled (never chosen alone by the reduction, so this is the full set): stuck?
-        if not enabled or (m.is_counter_increment(enabled[0]) and m.stuck()):
+        if m.run_ends(enabled):
             result.schedules += 1
             if not m.finished():
                 result.found.append(Found([m.hang_report()], schedule_to(ckey)))
@@ -157,7 +156,7 @@ def _sample(scenario: Scenario, cfg: Config, strategy: str, runs: int, rng: rand
         violations: list[Violation] = []
         while True:
             enabled = m.enabled()
-            if not enabled or (m.is_counter_increment(enabled[0]) and m.stuck()):
+            if m.run_ends(enabled):
                 if not m.finished():
                     violations = [m.hang_report()]
                 break

@@ -324,6 +324,12 @@ class Machine:
         for ever while the rest of the machine stays where it is."""
         return not self.finished() and all(self.is_counter_increment(tr) for tr in self.enabled_all())
 
+    def run_ends(self, enabled: list[Transition]) -> bool:
+        """Must a run stop here, given what ``enabled()`` or ``enabled_all()`` returned? Nothing can run, or only
+        counter turns can (stuck() then tells a finished machine from a hang). Counter turns are never chosen
+        alone by the reduction, so a reduced set of them is the full set."""
+        return not enabled or (self.is_counter_increment(enabled[0]) and self.stuck())
+
     def enabled_all(self) -> list[Transition]:
         """Every enabled transition, without partial-order reduction (for replaying recorded schedules)."""
         footprints, self.footprints = self.footprints, None

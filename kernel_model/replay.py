@@ -65,7 +65,7 @@ def run_schedule(scenario: Scenario, cfg: Config, schedule: list[Transition], *,
     if complete:
         while len(executed) < max_steps:
             enabled = m.enabled_all()
-            if not enabled or m.stuck():
+            if m.run_ends(enabled):
                 break
             violations = take(min(enabled, key=lambda tr: (m.is_counter_increment(tr), tr)))
             if violations:

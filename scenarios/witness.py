@@ -334,7 +334,7 @@ def witnesses_for(violations: list[Violation], scenario: Any, cfg: Any, executed
     snapshot = m.key()
     for _ in range(horizon):
         enabled = m.enabled_all()
-        if not enabled or m.stuck():
+        if m.run_ends(enabled):
             break
         m.execute(min(enabled, key=lambda tr: (m.is_counter_increment(tr), tr)))
     after = m.events[len(at_violation):]
