@@ -24,6 +24,7 @@ from typing import Any, Callable
 
 from actors import results_file
 from actors.results_file import ResultsContents, ResultsError, ResultsWriter
+from actors.sigint import sigint_deferred
 from actors.trial import ActorSet, RunningTrial, TrialResult
 from kernel_model.config import Config
 from kernel_model.events import Violation
@@ -182,20 +183,23 @@ def run_campaign(scenario: Scenario, cfg: Config, opts: CampaignOptions,
             for i, t in list(running.items()):
                 if not t.poll():
                     continue
-                del running[i]
-                assert t.result is not None
-                if not t.set_is_reusable:
-                    actors = sets[i]
-                    assert actors is not None
-                    actors.kill()
-                    sets[i] = None
-                log = _account(result, t.result, scenario, cfg, opts)
-                if writer is not None:
-                    writer.append(_record_of(t.result, log))
-                if on_trial is not None:
-                    on_trial(t.result, result)
-                if not t.result.failed:
-                    t.result.records = []  # passing trials keep counters only
+                # A Ctrl-C between counting a trial and writing its record would leave the summary and the
+                # results file disagreeing by one; the bookkeeping of one finished trial is all or nothing.
+                with sigint_deferred():
+                    del running[i]
+                    assert t.result is not None
+                    if not t.set_is_reusable:
+                        actors = sets[i]
+                        assert actors is not None
+                        actors.kill()
+                        sets[i] = None
+                    log = _account(result, t.result, scenario, cfg, opts)
+                    if writer is not None:
+                        writer.append(_record_of(t.result, log))
+                    if on_trial is not None:
+                        on_trial(t.result, result)
+                    if not t.result.failed:
+                        t.result.records = []  # passing trials keep counters only
     except KeyboardInterrupt:
         result.interrupted = True  # the running trials are abandoned: not recorded, so a resume runs them
     finally:

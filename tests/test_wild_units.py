@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import time
+
+import pytest
+
 from actors.codec import BUSY, ERROR, OK, QUEUED, STALE, pack, pack_spec, unpack, unpack_spec
 from actors.jitter import Jitter
 from actors.lamport import Timeline
 from actors.page_table import EPOCH, PLAIN, QUEUE, TRY, WALK, PageTableCore
+from actors.sigint import sigint_deferred
 from actors.topology import Topology
 from kernel_model.config import Config
 from kernel_model.program import Op, Scenario, Setup, Thread
@@ -116,3 +123,15 @@ def test_jitter_is_reproducible_from_its_seed() -> None:
     b = [Jitter(1.0, 7, 3, 1, 1).rng.random() for _ in range(3)]
     assert a == b and Jitter(1.0, 7, 4, 1, 1).rng.random() != a[0]
     assert Jitter(0, 7, 3, 1, 1).pause_before("store_tlb") == 0
+
+
+def test_a_ctrl_c_inside_a_deferred_section_is_raised_when_it_ends() -> None:
+    finished = []
+    before = signal.getsignal(signal.SIGINT)
+    with pytest.raises(KeyboardInterrupt):
+        with sigint_deferred():
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.05)  # the handler runs between bytecodes here; it must not raise yet
+            finished.append("section")
+    assert finished == ["section"]
+    assert signal.getsignal(signal.SIGINT) is before  # the handler from before the section is back
