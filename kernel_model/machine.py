@@ -24,7 +24,7 @@ from kernel_model.config import Config
 from kernel_model.events import Event, Violation
 from kernel_model.oracle import Oracle
 from kernel_model.program import Op, Scenario, flatten
-from kernel_model.reduction import Footprints, conflict, ipi_footprint
+from kernel_model.reduction import Footprints, conflict
 from kernel_model.state import FREE, Folio, Ipi, State
 from kernel_model.steps import Note, Step, kind_of
 from kernel_model.syscalls import op_attempt
@@ -61,10 +61,11 @@ class Machine:
         self.pt = PageTableOps(self.state)
         self.oracle = Oracle()
         self.footprints = (Footprints(self.programs, self.cpu_of, self.ncpus, setup.pages, setup.ptes_per_table,
-                                      cfg.arch == "s390", cfg.arch == "up") if reduce else None)
+                                      cfg.arch == "s390", cfg.arch == "up", setup.anon) if reduce else None)
         self.online_checks = not reduce
-        # _persistent_singleton's answers: they depend only on each thread's operation and next step, which CPUs
-        # have IPIs queued, the pfn -> file page map and what is enabled (far fewer combinations than states).
+        # _persistent_singleton's answers: they depend only on each thread's operation, next step and the state
+        # that step's footprint reads, which CPUs have IPIs queued, the pfn -> file page map and what is enabled
+        # (far fewer combinations than states).
         self._singletons: dict[tuple, Transition | None] = {}
         self.seq = 0
         self.events: list[Event] = []
@@ -151,7 +152,9 @@ class Machine:
             if pending and self._takes_ipis(cpu):
                 out.extend(("i", cpu, ipi.initiator) for ipi in pending)
         if self.footprints is not None and len(out) > 1:
-            memo_key = (tuple([(p.pc >> 1, p.step) for p in self.pos]), tuple(map(bool, s.ipis)),
+            context = self.footprints.footprint_context
+            memo_key = (tuple([(p.pc >> 1, p.step, p.step is not None and context(tid, p.step, s))
+                               for tid, p in enumerate(self.pos)]), tuple(map(bool, s.ipis)),
                         tuple([f.index for f in s.folios]), tuple(out))
             alone = self._singletons.get(memo_key, _UNKNOWN)
             if alone is _UNKNOWN:
@@ -170,7 +173,7 @@ class Machine:
         futures = [fps.future(tid, p.pc // 2) for tid, p in enumerate(self.pos)]
         sends_later = [fps.ipi_senders_from[tid][min(p.pc // 2, len(fps.ipi_senders_from[tid]) - 1)]
                        for tid, p in enumerate(self.pos)]
-        ipi_agents = [ipi_footprint(c) if s.ipis[c] or any(sends_later[t] and self.cpu_of[t] != c
+        ipi_agents = [fps.ipi(c) if s.ipis[c] or any(sends_later[t] and self.cpu_of[t] != c
                                                            for t in range(self.nthreads)) else {}
                       for c in range(self.ncpus)]
         for tr in enabled:
@@ -178,7 +181,7 @@ class Machine:
                 tid = tr[1]
                 step = self.pos[tid].step
                 assert step is not None
-                fp = fps.step_footprint(tid, step, index_of)
+                fp = fps.step_footprint(tid, step, index_of, s)
                 if fp is None:
                     continue
                 if any(conflict(fp, futures[j]) for j in range(self.nthreads) if j != tid):
@@ -186,7 +189,7 @@ class Machine:
                 if any(conflict(fp, agent) for agent in ipi_agents):
                     continue
                 return tr
-            fp = ipi_footprint(tr[1])
+            fp = fps.ipi(tr[1])
             # The initiator cannot move before this IPI is taken (it waits for the ack), so its future is moot.
             initiator = tr[2]
             waiting = self.pos[initiator].step is not None and self.pos[initiator].step.op == "wait_acks"
@@ -233,8 +236,9 @@ class Machine:
         result = self._apply(tid, step)
         self._emit(Event(self.seq, tid, self.cpu_of[tid], "step", step.fn, step.op, step.args, result), violations)
         # The paths never look at the data a write-back carries: feed them None, so that positions (and the
-        # memo) do not depend on store values (see canonical()). The event above keeps the value.
-        fed = None if step.op in _VALUE_RESULTS else result
+        # memo) do not depend on store values (see canonical()), nor at the reference counts that get_page and
+        # put_page leave (so those steps commute, see kernel_model.reduction). The event above keeps the value.
+        fed = None if step.op in _UNREAD_RESULTS else result
         r = self._resolve(tid, p.pc, p.results + (fed,))
         self.pos[tid] = r
         if r.step is None:
@@ -443,7 +447,7 @@ def find_cycle(edges: dict[int, list[int]]) -> list[int]:
 _SHARED_MEMOS: dict[tuple, dict[tuple, Resolved]] = {}
 _UNKNOWN = object()
 assert Folio._fields[2:7] == ("data", "dirty", "locked", "writeback", "wb_data")  # Machine.canonical splices these
-_VALUE_RESULTS = frozenset({"writepage", "end_page_writeback"})  # results that are page contents
+_UNREAD_RESULTS = frozenset({"writepage", "end_page_writeback", "page_add_file_rmap", "put_page"})
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,9 +12,18 @@ exploration with reduction therefore runs the oracle without its online whole-st
 acyclic (every transition consumes a step or an IPI) except for a counter writer's loop, whose turns repeat a
 state up to the renaming of store values; those turns are never chosen alone, which is the cycle proviso.
 
-Footprints are sets of (object, mode). Objects are named by file page (= virtual page) index; a TLB is named by
-CPU. Modes: "r" read, "w" write, "i" invalidate a TLB (invalidations commute with each other, not with reads
-or fills). What another thread may still do is over-approximated from the operations left in its program.
+Footprints are sets of (object, mode). Objects are named by file page (= virtual page) index; a TLB entry by
+(CPU, page): the VMA maps linearly (kernel_model.state), so an entry at virtual page ``va`` can only translate to
+a folio of index ``va``. Modes: "r" read, "w" write, "i" invalidate a TLB entry (invalidations commute with each
+other, not with reads or fills), "s" a plain store of a fresh value into a page: two of them commute up to the
+renaming of store values that exhaustive search applies (Machine.canonical), so they do not conflict with each
+other, only with reads and writes; "+" an update of a reference count that cannot drop it to zero (get_page, or
+a put_page that does not free): additions commute, and the paths ignore their results (Machine feeds None). What another thread may still do is over-approximated from the operations
+left in its program.
+
+A step's footprint may depend on the state it runs in (a store through a dirty TLB entry touches no PTE;
+put_page that does not drop the last reference runs no freed_while_mapped check); Machine keys its memo of
+persistent sets on exactly those facts (``footprint_context``).
 """
 
 from __future__ import annotations
@@ -22,6 +31,7 @@ from __future__ import annotations
 from typing import Iterable
 
 from kernel_model.program import Op
+from kernel_model.state import State
 from kernel_model.steps import Step
 
 Footprint = dict[tuple, str]
@@ -32,7 +42,7 @@ _OPS_SENDING_IPIS = frozenset({"madvise_dontneed", "munmap", "mmap_fixed", "msyn
 def conflict(a: Footprint, b: Footprint) -> bool:
     for obj in a.keys() & b.keys():  # usually empty: the set intersection runs in C
         ma, mb = a[obj], b[obj]
-        if ma == "w" or mb == "w" or ma != mb:  # a write, or a read against an invalidation
+        if ma == "w" or mb == "w" or ma != mb:  # a write, or two different modes ("s" and "s" commute)
             return True
     return False
 
@@ -49,13 +59,18 @@ class Footprints:
     """Step footprints and future footprints for one scenario and machine shape."""
 
     def __init__(self, programs: list[list[Op]], cpu_of: list[int], ncpus: int, npages: int,
-                 ptes_per_table: int, sync_pte_clear: bool, uniprocessor: bool) -> None:
+                 ptes_per_table: int, sync_pte_clear: bool, uniprocessor: bool, anon: bool) -> None:
         self.up = uniprocessor
+        self.anon = anon
         self.cpu_of = cpu_of
         self.ncpus = ncpus
         self.npages = npages
         self.ppt = ptes_per_table
         self.sync = sync_pte_clear
+        # Without an evict operation every file page stays in the page cache (the setup puts them there), so a
+        # fault never reads the disk or allocates: the fault path's footprint leaves those out.
+        self.may_evict = any(_has_evict(program) for program in programs)
+        self.all_pages = tuple(range(npages))
         # suffix[tid][pc]: what thread tid may touch from operation pc to the end of its program.
         self.suffix: list[list[Footprint]] = []
         for tid, program in enumerate(programs):
@@ -94,14 +109,22 @@ class Footprints:
                     _add(fp, obj, mode)
             return fp
         if kind in ("store", "load", "counter"):
-            _add(fp, ("tlb", cpu), "w")
             _add(fp, ("sem", "mmap_lock"), "r")
-            _add(fp, ("alloc",), "w")
+            if self.may_evict or self.anon:
+                _add(fp, ("alloc",), "w")
             for p in pages:
-                for obj in ("data", "pte", "ptebits", "pc", "lock", "dirty", "map", "ref"):
+                _add(fp, ("tlb", cpu, p), "w")
+                _add(fp, ("data", p), {"store": "s", "load": "r"}.get(kind, "w"))
+                for obj in ("pte", "ptebits", "lock", "dirty", "map"):
                     _add(fp, (obj, p), "w")
+                # A file fault only takes references (page_add_file_rmap); an anonymous one may free the page it
+                # lost a race with.
+                _add(fp, ("ref", p), "w" if self.anon else "+")
+                _add(fp, ("pc", p), "w" if self.may_evict or self.anon else "r")
                 _add(fp, ("vma", p), "r")
-                _add(fp, ("disk", p), "r")
+                if self.may_evict:
+                    _add(fp, ("disk", p), "r")
+            self._ptl_sections(fp, pages)  # the fault paths take the PTL (do_wp_page, finish_fault)
         elif kind in ("madvise_dontneed", "munmap", "mmap_fixed"):
             self._zap_footprint(fp, cpu, pages)
             if kind != "madvise_dontneed":
@@ -126,15 +149,18 @@ class Footprints:
                 for obj in ("lock", "dirty", "wb", "map", "data", "disk"):
                     _add(fp, (obj, p), "r")
             for c in range(self.ncpus):
-                _add(fp, ("tlb", c), "r")
+                for p in pages:
+                    _add(fp, ("tlb", c, p), "r")
         return fp
 
     def _flush_footprint(self, fp: Footprint, cpu: int) -> None:
+        """Flushes of any range (over-approximated by every page) on this CPU, IPIs to the others."""
         for c in range(self.ncpus):
             if c != cpu:
                 _add(fp, ("ipiq", c), "w")
             if c == cpu or self.sync:
-                _add(fp, ("tlb", c), "i")
+                for p in self.all_pages:
+                    _add(fp, ("tlb", c, p), "i")
 
     def _zap_footprint(self, fp: Footprint, cpu: int, pages: tuple[int, ...]) -> None:
         _add(fp, ("sem", "mmap_lock"), "r")
@@ -144,7 +170,8 @@ class Footprints:
                 _add(fp, (obj, p), "w")
         self._ptl_sections(fp, pages)
         for c in range(self.ncpus):
-            _add(fp, ("tlb", c), "r")  # put_page's freed_while_mapped check reads every TLB
+            for p in pages:
+                _add(fp, ("tlb", c, p), "r")  # put_page's freed_while_mapped check reads every TLB
 
     def _ptl_sections(self, fp: Footprint, pages: tuple[int, ...]) -> None:
         """Taking the PTLs of these pages' tables; each release checks the rmap of every page in its table."""
@@ -154,9 +181,9 @@ class Footprints:
                 _add(fp, ("map", p), "r")
                 _add(fp, ("pte", p), "r")
 
-    def step_footprint(self, tid: int, step: Step, index_of: list[int]) -> Footprint | None:
-        """What one step touches, including what the oracle's check of that step reads.
-        ``index_of`` maps pfn to file page index in the current state."""
+    def step_footprint(self, tid: int, step: Step, index_of: list[int], s: State) -> Footprint | None:
+        """What one step touches in state ``s``, including what the oracle's check of that step reads.
+        ``index_of`` maps pfn to file page index in ``s``. Depends on ``s`` only through footprint_context."""
         op, a = step.op, step.args
         cpu = self.cpu_of[tid]
         fp: Footprint = {}
@@ -167,13 +194,21 @@ class Footprints:
             return None
         if op == "store_tlb":
             va = a[0]
-            fp = {("tlb", cpu): "w", ("data", va): "w", ("ptebits", va): "w", ("pte", va): "r"}
+            entry = s.tlbs[cpu].get(va)
+            if entry is None:
+                fp = {("tlb", cpu, va): "r"}  # a miss: the walk is the next step
+            elif not entry.writable:
+                fp = {("tlb", cpu, va): "w"}  # the fault drops the entry
+            elif entry.dirty:
+                fp = {("tlb", cpu, va): "r", ("data", va): "s"}  # no page-table access at all (x86)
+            else:
+                fp = {("tlb", cpu, va): "w", ("data", va): "s", ("ptebits", va): "w", ("pte", va): "r"}
         elif op == "load_tlb":
-            fp = {("tlb", cpu): "w", ("data", a[0]): "r"}
+            fp = {("tlb", cpu, a[0]): "w", ("data", a[0]): "r"}
         elif op == "walk_fill":
-            fp = {("tlb", cpu): "w", ("ptebits", a[0]): "w", ("pte", a[0]): "r"}
+            fp = {("tlb", cpu, a[0]): "w", ("ptebits", a[0]): "w", ("pte", a[0]): "r"}
         elif op == "flush_tlb_local":
-            fp = {("tlb", cpu): "i"}
+            fp = {("tlb", cpu, p): "i" for p in range(a[0], min(a[1], self.npages))}
         elif op == "flush_tlb_others":
             fp = {("ipiq", c): "w" for c in range(self.ncpus) if c != cpu}
         elif op == "wait_acks":
@@ -203,7 +238,7 @@ class Footprints:
             fp = {("pte", va): "w", ("ptebits", va): "w"}
             if a[1]:
                 for c in range(self.ncpus):
-                    fp[("tlb", c)] = "i"
+                    fp[("tlb", c, va)] = "i"
         elif op == "pte_none":
             fp = {("pte", a[0]): "r"}
         elif op in ("pte_get", "pte_same"):
@@ -218,7 +253,12 @@ class Footprints:
             fp = {("imap", a[0]): "w"}
         elif op == "i_mmap_lookup":
             fp = {("imap", a[0]): "r"}
-        elif op in ("page_add_file_rmap", "page_remove_rmap", "page_add_new_anon_rmap"):
+        elif op == "page_add_file_rmap":
+            i = index_of[a[0]]
+            fp = {("map", i): "w", ("ref", i): "+"}
+        elif op == "page_remove_rmap":  # the reference goes with put_page, after the flush
+            fp = {("map", index_of[a[0]]): "w"}
+        elif op == "page_add_new_anon_rmap":
             i = index_of[a[0]]
             fp = {("map", i): "w", ("ref", i): "w"}
         elif op == "folio_mapped":
@@ -235,15 +275,18 @@ class Footprints:
             fp = {("wb", i): "w", ("disk", i): "w"}
         elif op == "put_page":
             i = index_of[a[0]]
-            fp = {("ref", i): "w", ("pte", i): "r"}
-            for c in range(self.ncpus):
-                fp[("tlb", c)] = "r"
+            if s.folios[a[0]].refcount > 1:
+                fp = {("ref", i): "+"}
+            else:  # the last reference: the page is freed and the freed_while_mapped check runs
+                fp = {("ref", i): "w", ("pte", i): "r"}
+                for c in range(self.ncpus):
+                    fp[("tlb", c, i)] = "r"
         elif op == "evict_folio":
             i = a[0]
             fp = {("pc", i): "w", ("ref", i): "w", ("lock", i): "r", ("dirty", i): "r", ("wb", i): "r",
                   ("map", i): "r", ("data", i): "r", ("disk", i): "r"}
             for c in range(self.ncpus):
-                fp[("tlb", c)] = "r"
+                fp[("tlb", c, i)] = "r"
         elif op == "filemap_get_folio":
             fp = {("pc", a[0]): "r"}
         elif op == "page_cache_read":
@@ -259,7 +302,22 @@ class Footprints:
     def future(self, tid: int, pc: int) -> Footprint:
         return self.suffix[tid][min(pc, len(self.suffix[tid]) - 1)]
 
+    def ipi(self, cpu: int) -> Footprint:
+        """A CPU's flush IPI handler: it invalidates that CPU's TLB (any range) and takes a request off its
+        queue."""
+        fp: Footprint = {("tlb", cpu, p): "i" for p in self.all_pages}
+        fp[("ipiq", cpu)] = "w"
+        return fp
 
-def ipi_footprint(cpu: int) -> Footprint:
-    """A CPU's flush IPI handler: it invalidates that CPU's TLB and takes a request off its queue."""
-    return {("tlb", cpu): "i", ("ipiq", cpu): "w"}
+    def footprint_context(self, tid: int, step: Step, s: State) -> object:
+        """The part of ``s`` that step_footprint reads for this step (None for most steps)."""
+        op = step.op
+        if op == "store_tlb":
+            return s.tlbs[self.cpu_of[tid]].get(step.args[0])
+        if op == "put_page":
+            return s.folios[step.args[0]].refcount <= 1
+        return None
+
+
+def _has_evict(ops: list[Op]) -> bool:
+    return any(op.kind == "evict" or (op.kind == "loop" and _has_evict(list(op.body))) for op in ops)
