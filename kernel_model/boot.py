@@ -26,10 +26,16 @@ def thread_context(scenario: Scenario, cfg: Config, tid: int) -> Kctx:
     return Kctx(cfg, tid, cpu_of(scenario, cfg)[tid], setup.ptes_per_table, setup.anon, setup.write_notify)
 
 
+def warm_cpus(scenario: Scenario, cfg: Config) -> tuple[int, ...]:
+    """The CPUs whose TLB starts with an entry for every mapped page."""
+    cpus = cpu_of(scenario, cfg)
+    return tuple(sorted({cpus[scenario.thread_index(n)] for n in scenario.setup.warm_tlb}))
+
+
 def initial_state(scenario: Scenario, cfg: Config) -> State:
     setup = scenario.setup
     cpus = cpu_of(scenario, cfg)
-    warm = tuple(sorted({cpus[scenario.thread_index(n)] for n in setup.warm_tlb}))
+    warm = warm_cpus(scenario, cfg)
     return State.initial(setup.pages, setup.ptes_per_table, ncpus(scenario, cfg), len(scenario.threads),
                          anon=setup.anon, mapped=setup.mapped, warm_cpus=warm, dirty=setup.dirty,
                          write_notify=setup.write_notify)

@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from kernel_model import boot
+from kernel_model import boot, symmetry
 from kernel_model import tlb as tlbops
 from kernel_model.atomic import PageTableOps
 from kernel_model.config import Config
@@ -63,6 +63,8 @@ class Machine:
         self.footprints = (Footprints(self.programs, self.cpu_of, self.ncpus, setup.pages, setup.ptes_per_table,
                                       cfg.arch == "s390", cfg.arch == "up", setup.anon) if reduce else None)
         self.online_checks = not reduce
+        # Interchangeable writers (kernel_model.symmetry): canonical() keeps one state per orbit.
+        self.symmetry = symmetry.symmetry_of(scenario, self.cpu_of, self.ncpus, set(boot.warm_cpus(scenario, cfg)))
         # _persistent_singleton's answers: they depend only on each thread's operation, next step and the state
         # that step's footprint reads, which CPUs have IPIs queued, the pfn -> file page map and what is enabled
         # (far fewer combinations than states).
@@ -356,7 +358,8 @@ class Machine:
         return (self.state.key(), tuple((p.pc, p.results) for p in self.pos), self.oracle.key())
 
     def canonical(self, key: tuple) -> tuple:
-        """``key`` with the page contents renamed in order of first appearance (data, snapshot, disk).
+        """``key`` with the page contents renamed in order of first appearance (data, snapshot, disk), and
+        interchangeable writers put in the order that represents their orbit (kernel_model.symmetry).
 
         Store values are opaque to the model: no path branches on them and the oracle only compares them for
         equality, and every later store writes a value no page holds yet. Two states that differ only by a
@@ -371,7 +374,8 @@ class Machine:
         folios = tuple(f[:2] + (name(f[2], len(names)),) + f[3:6]
                        + ((name(f[6], len(names)) if f[5] else -1),) + f[7:] for f in folios)
         disk = tuple(name(v, len(names)) for v in disk)
-        return ((folios, page_cache, disk, *rest), positions, oracle_key)
+        key = ((folios, page_cache, disk, *rest), positions, oracle_key)
+        return self.symmetry.representative(key) if self.symmetry else key
 
     def restore(self, key: tuple) -> None:
         state_key, positions, oracle_key = key

@@ -1,0 +1,139 @@
+"""Writer symmetry for exhaustive search: interchangeable threads, and one representative per orbit of states.
+
+Two threads are interchangeable when they run the same program of plain stores, from CPUs set up alike (both
+with a warm TLB or both without). Swapping them (and their CPUs) maps every run onto another run with the same
+verdicts: nothing in the model or the oracle looks at a thread's identity except to tell owners apart, and a
+store's value, which does depend on the thread, is renamed away by Machine.canonical. So exhaustive search may
+keep one state of each orbit: a size-ladder cell with two writers has about half the states.
+
+Only store programs qualify: a load feeds the value it read into the thread's position, which the renaming does
+not reach, so a swapped state would not be a state the machine can be in. Other threads stay where they are.
+
+The representative (Symmetry.representative) orders each group's threads by a signature, ties broken by the
+smallest hash of the permuted key. Symmetric states get the same representative unless two different keys of
+the orbit tie on both (then an orbit is stored twice: less reduction, never a wrong merge, since every
+candidate is a genuine permutation of the state).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from itertools import permutations, product
+
+from kernel_model.program import Scenario
+from kernel_model.state import FREE, Ipi
+
+# Groups of more than this many interchangeable threads keep their order (n! keys per state would cost more
+# than the states saved).
+MAX_GROUP = 3
+
+
+@dataclass(frozen=True, slots=True)
+class Permutation:
+    tid: tuple[int, ...]  # old thread id -> new thread id
+    cpu: tuple[int, ...]  # old CPU -> new CPU
+
+
+def interchangeable_groups(scenario: Scenario, cpu_of: list[int], warm_cpus: set[int]) -> list[list[int]]:
+    by_program: dict[tuple, list[int]] = {}
+    for tid, thread in enumerate(scenario.threads):
+        if not thread.ops or any(op.kind != "store" for op in thread.ops):
+            continue
+        by_program.setdefault((thread.ops, cpu_of[tid] in warm_cpus), []).append(tid)
+    return [g for g in by_program.values() if 2 <= len(g) <= MAX_GROUP]
+
+
+def symmetries(scenario: Scenario, cpu_of: list[int], ncpus: int, warm_cpus: set[int]) -> list[Permutation]:
+    """Every non-identity permutation of interchangeable threads, with the CPU permutation it induces. Threads
+    that share a CPU (arch=up) keep it; a group whose CPUs cannot be permuted consistently is left alone."""
+    nthreads = len(scenario.threads)
+    groups = interchangeable_groups(scenario, cpu_of, warm_cpus)
+    out: list[Permutation] = []
+    for images in product(*(permutations(g) for g in groups)):
+        tid = list(range(nthreads))
+        for group, image in zip(groups, images):
+            for old, new in zip(group, image):
+                tid[old] = new
+        cpu: dict[int, int] = {}
+        for old in range(nthreads):
+            cpu.setdefault(cpu_of[old], cpu_of[tid[old]])
+        # The CPU renaming must be a function that agrees with every thread's CPU, and a permutation.
+        consistent = all(cpu[cpu_of[t]] == cpu_of[tid[t]] for t in range(nthreads))
+        cpus = tuple(cpu.get(c, c) for c in range(ncpus))
+        if consistent and sorted(cpus) == list(range(ncpus)) and tid != list(range(nthreads)):
+            out.append(Permutation(tuple(tid), cpus))
+    return out
+
+
+def permute(key: tuple, p: Permutation) -> tuple:
+    """A canonical machine key (Machine.canonical's layout, folios as plain tuples) with threads and CPUs
+    renamed by ``p``."""
+    state_key, positions, (transits, delayed) = key
+    (folios, page_cache, disk, ptes, vma, i_mmap, ptl, ppt, mmap_lock, i_mmap_rwsem, tlbs, ipis, acks) = state_key
+    tid, cpu = p.tid, p.cpu
+
+    def owner(t: int) -> int:
+        return t if t == FREE else tid[t]
+
+    # Folio tuples: locked (field 4) is a thread id. Readers of an rw_semaphore are kept sorted (a set).
+    folios = tuple(f if f[4] == FREE else f[:4] + (tid[f[4]],) + f[5:] for f in folios)
+    ptl = tuple(owner(t) for t in ptl)
+    sems = tuple((owner(w), tuple(sorted(tid[r] for r in readers))) for w, readers in (mmap_lock, i_mmap_rwsem))
+    new_tlbs = [()] * len(tlbs)
+    new_ipis: list[tuple] = [()] * len(ipis)
+    for c, entries in enumerate(tlbs):
+        new_tlbs[cpu[c]] = entries
+        new_ipis[cpu[c]] = tuple(Ipi(tid[i.initiator], i.start, i.end) for i in ipis[c])
+    new_acks = [0] * len(acks)
+    new_positions: list[tuple] = [()] * len(positions)
+    for t, pos in enumerate(positions):
+        new_acks[tid[t]] = acks[t]
+        new_positions[tid[t]] = pos
+    oracle = (frozenset((tid[t], pfn) for t, pfn in transits), tuple((tid[t], pfn, b) for t, pfn, b in delayed))
+    return ((folios, page_cache, disk, ptes, vma, i_mmap, ptl, ppt, sems[0], sems[1], tuple(new_tlbs),
+             tuple(new_ipis), tuple(new_acks)), tuple(new_positions), oracle)
+
+
+class Symmetry:
+    """The orbit representative of a canonical key: each group's threads put in ascending order of a cheap
+    signature (position, TLB), so that most states need no permuted key at all; ties (threads in the same place)
+    are broken by the smallest hash of the whole permuted key. Symmetric states get the same representative:
+    signatures travel with their threads, so the same permutations come out minimal."""
+
+    def __init__(self, perms: list[Permutation], groups: list[list[int]], cpu_of: list[int]) -> None:
+        self.perms = perms
+        self.cpu_of = cpu_of
+        self.members = sorted(t for g in groups for t in g)
+        # For each permutation: which old thread lands in each member slot.
+        self.sources = [tuple(p.tid.index(slot) for slot in self.members) for p in perms]
+        self.identity = tuple(self.members)
+
+    def __bool__(self) -> bool:
+        return bool(self.perms)
+
+    def representative(self, key: tuple) -> tuple:
+        positions, tlbs = key[1], key[0][10]
+        cpu_of = self.cpu_of
+        sig = {t: hash((positions[t], tlbs[cpu_of[t]])) for t in self.members}
+        best_vec = tuple(sig[t] for t in self.identity)
+        tied: list[Permutation | None] = [None]  # None: the identity
+        for p, sources in zip(self.perms, self.sources):
+            vec = tuple(sig[t] for t in sources)
+            if vec < best_vec:
+                best_vec, tied = vec, [p]
+            elif vec == best_vec:
+                tied.append(p)
+        if len(tied) == 1:
+            return key if tied[0] is None else permute(key, tied[0])
+        best, best_hash = None, 0
+        for p in tied:
+            other = key if p is None else permute(key, p)
+            h = hash(other)
+            if best is None or h < best_hash:
+                best, best_hash = other, h
+        return best
+
+
+def symmetry_of(scenario: Scenario, cpu_of: list[int], ncpus: int, warm_cpus: set[int]) -> Symmetry:
+    return Symmetry(symmetries(scenario, cpu_of, ncpus, warm_cpus),
+                    interchangeable_groups(scenario, cpu_of, warm_cpus), cpu_of)
