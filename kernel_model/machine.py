@@ -239,7 +239,8 @@ class Machine:
         self._emit(Event(self.seq, tid, self.cpu_of[tid], "step", step.fn, step.op, step.args, result), violations)
         # The paths never look at the data a write-back carries: feed them None, so that positions (and the
         # memo) do not depend on store values (see canonical()), nor at the reference counts that get_page and
-        # put_page leave (so those steps commute, see kernel_model.reduction). The event above keeps the value.
+        # put_page leave, nor at what setting PG_dirty found (so those steps commute, see kernel_model.reduction).
+        # The event above keeps the value.
         fed = None if step.op in _UNREAD_RESULTS else result
         r = self._resolve(tid, p.pc, p.results + (fed,))
         self.pos[tid] = r
@@ -451,7 +452,8 @@ def find_cycle(edges: dict[int, list[int]]) -> list[int]:
 _SHARED_MEMOS: dict[tuple, dict[tuple, Resolved]] = {}
 _UNKNOWN = object()
 assert Folio._fields[2:7] == ("data", "dirty", "locked", "writeback", "wb_data")  # Machine.canonical splices these
-_UNREAD_RESULTS = frozenset({"writepage", "end_page_writeback", "page_add_file_rmap", "put_page"})
+_UNREAD_RESULTS = frozenset({"writepage", "end_page_writeback", "page_add_file_rmap", "put_page", "set_page_dirty",
+                             "folio_mark_dirty"})
 
 
 @dataclass(frozen=True, slots=True)

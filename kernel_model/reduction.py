@@ -18,7 +18,9 @@ a folio of index ``va``. Modes: "r" read, "w" write, "i" invalidate a TLB entry 
 other, not with reads or fills), "s" a plain store of a fresh value into a page: two of them commute up to the
 renaming of store values that exhaustive search applies (Machine.canonical), so they do not conflict with each
 other, only with reads and writes; "+" an update of a reference count that cannot drop it to zero (get_page, or
-a put_page that does not free): additions commute, and the paths ignore their results (Machine feeds None). What another thread may still do is over-approximated from the operations
+a put_page that does not free): additions commute; "d" setting PG_dirty (set_page_dirty, folio_mark_dirty):
+setting a bit twice is setting it once. For "+" and "d" the paths ignore the results (Machine feeds None), so
+the two orders end in the same state. What another thread may still do is over-approximated from the operations
 left in its program.
 
 A step's footprint may depend on the state it runs in (a store through a dirty TLB entry touches no PTE;
@@ -115,8 +117,9 @@ class Footprints:
             for p in pages:
                 _add(fp, ("tlb", cpu, p), "w")
                 _add(fp, ("data", p), {"store": "s", "load": "r"}.get(kind, "w"))
-                for obj in ("pte", "ptebits", "lock", "dirty", "map"):
+                for obj in ("pte", "ptebits", "lock", "map"):
                     _add(fp, (obj, p), "w")
+                _add(fp, ("dirty", p), "d")  # fault paths only ever set PG_dirty
                 # A file fault only takes references (page_add_file_rmap); an anonymous one may free the page it
                 # lost a race with.
                 _add(fp, ("ref", p), "w" if self.anon else "+")
@@ -166,8 +169,9 @@ class Footprints:
         _add(fp, ("sem", "mmap_lock"), "r")
         self._flush_footprint(fp, cpu)
         for p in pages:
-            for obj in ("pte", "ptebits", "dirty", "map", "ref"):
+            for obj in ("pte", "ptebits", "map", "ref"):
                 _add(fp, (obj, p), "w")
+            _add(fp, ("dirty", p), "d")  # zap_pte_range only sets PG_dirty (from a dirty PTE)
         self._ptl_sections(fp, pages)
         for c in range(self.ncpus):
             for p in pages:
@@ -263,7 +267,9 @@ class Footprints:
             fp = {("map", i): "w", ("ref", i): "w"}
         elif op == "folio_mapped":
             fp = {("map", index_of[a[0]]): "r"}
-        elif op in ("set_page_dirty", "folio_mark_dirty", "folio_test_clear_dirty"):
+        elif op in ("set_page_dirty", "folio_mark_dirty"):
+            fp = {("dirty", index_of[a[0]]): "d"}
+        elif op == "folio_test_clear_dirty":
             fp = {("dirty", index_of[a[0]]): "w"}
         elif op == "folio_test_dirty":
             fp = {("dirty", index_of[a[0]]): "r"}
