@@ -41,6 +41,11 @@ class Resolved:
     step: Step | None  # None: the thread has finished its program
     pc: int
     results: tuple
+    # (operation index, next step) as a small int: what the reduction's memo needs of a position, cheap to hash.
+    sid: int = 0
+
+    def __post_init__(self) -> None:
+        self.sid = _STEP_IDS.setdefault((self.pc >> 1, self.step), len(_STEP_IDS))
 
 
 class Machine:
@@ -155,9 +160,9 @@ class Machine:
                 out.extend(("i", cpu, ipi.initiator) for ipi in pending)
         if self.footprints is not None and len(out) > 1:
             context = self.footprints.footprint_context
-            memo_key = (tuple([(p.pc >> 1, p.step, p.step is not None and context(tid, p.step, s))
-                               for tid, p in enumerate(self.pos)]), tuple(map(bool, s.ipis)),
-                        tuple([f.index for f in s.folios]), tuple(out))
+            memo_key = (tuple([p.sid for p in self.pos]),
+                        tuple([context(tid, p.step, s) for tid, p in enumerate(self.pos) if p.step is not None]),
+                        tuple(map(bool, s.ipis)), tuple([f.index for f in s.folios]), tuple(out))
             alone = self._singletons.get(memo_key, _UNKNOWN)
             if alone is _UNKNOWN:
                 alone = self._singletons[memo_key] = self._persistent_singleton(out)
@@ -175,9 +180,8 @@ class Machine:
         futures = [fps.future(tid, p.pc // 2) for tid, p in enumerate(self.pos)]
         sends_later = [fps.ipi_senders_from[tid][min(p.pc // 2, len(fps.ipi_senders_from[tid]) - 1)]
                        for tid, p in enumerate(self.pos)]
-        ipi_agents = [fps.ipi(c) if s.ipis[c] or any(sends_later[t] and self.cpu_of[t] != c
-                                                           for t in range(self.nthreads)) else {}
-                      for c in range(self.ncpus)]
+        senders = [self.cpu_of[t] for t in range(self.nthreads) if sends_later[t]]
+        ipi_agents = [fps.ipi(c) if s.ipis[c] or any(sc != c for sc in senders) else {} for c in range(self.ncpus)]
         for tr in enabled:
             if tr[0] == "t":
                 tid = tr[1]
@@ -450,6 +454,7 @@ def find_cycle(edges: dict[int, list[int]]) -> list[int]:
 
 
 _SHARED_MEMOS: dict[tuple, dict[tuple, Resolved]] = {}
+_STEP_IDS: dict[tuple, int] = {}
 _UNKNOWN = object()
 assert Folio._fields[2:7] == ("data", "dirty", "locked", "writeback", "wb_data")  # Machine.canonical splices these
 _UNREAD_RESULTS = frozenset({"writepage", "end_page_writeback", "page_add_file_rmap", "put_page", "set_page_dirty",

@@ -73,6 +73,11 @@ class Footprints:
         # fault never reads the disk or allocates: the fault path's footprint leaves those out.
         self.may_evict = any(_has_evict(program) for program in programs)
         self.all_pages = tuple(range(npages))
+        self._ipis: list[Footprint] = []
+        for c in range(ncpus):
+            fp: Footprint = {("tlb", c, p): "i" for p in self.all_pages}
+            fp[("ipiq", c)] = "w"
+            self._ipis.append(fp)
         # suffix[tid][pc]: what thread tid may touch from operation pc to the end of its program.
         self.suffix: list[list[Footprint]] = []
         for tid, program in enumerate(programs):
@@ -310,10 +315,8 @@ class Footprints:
 
     def ipi(self, cpu: int) -> Footprint:
         """A CPU's flush IPI handler: it invalidates that CPU's TLB (any range) and takes a request off its
-        queue."""
-        fp: Footprint = {("tlb", cpu, p): "i" for p in self.all_pages}
-        fp[("ipiq", cpu)] = "w"
-        return fp
+        queue. (Built once per CPU: callers only read it.)"""
+        return self._ipis[cpu]
 
     def footprint_context(self, tid: int, step: Step, s: State) -> object:
         """The part of ``s`` that step_footprint reads for this step (None for most steps)."""

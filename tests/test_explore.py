@@ -209,3 +209,16 @@ def test_every_step_stays_inside_its_threads_future_footprint(name):
                 if m.execute(tr):
                     break
     assert checked > 1_000
+
+
+@pytest.mark.parametrize("strategy", ["bfs", "dfs"])
+@pytest.mark.parametrize("name, over", [("madv_dontneed", {"ordering": "eager"}), ("ladder", {"ordering": "delayed"})])
+def test_hash_compaction_visits_the_same_states_and_finds_the_same_story(name, over, strategy):
+    sc = load_scenario(name)
+    cfg = cfg_for(sc, **over)
+    exact = explore(sc, cfg, strategy)
+    compact = explore(sc, cfg, strategy, hash_compact=True)
+    assert (compact.complete, compact.states, compact.transitions) == (exact.complete, exact.states,
+                                                                        exact.transitions)
+    assert [f.schedule for f in compact.found] == [f.schedule for f in exact.found]
+    assert exact.collision_bound == 0.0 and 0.0 < compact.collision_bound < 1e-9
