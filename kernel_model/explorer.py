@@ -61,8 +61,9 @@ class ExploreResult:
 def explore(scenario: Scenario, cfg: Config, strategy: str = "bfs", *, budget: int | None = None, seed: int = 0,
             depth: int = 3, reduce: bool = True, stop_at_first: bool = True,
             progress: Callable[[int], None] | None = None, time_limit: float | None = None,
-            hash_compact: bool = False) -> ExploreResult:
-    """``time_limit`` (seconds) stops an exhaustive search early, reported as incomplete."""
+            hash_compact: bool = False, symmetric: bool = True) -> ExploreResult:
+    """``time_limit`` (seconds) stops an exhaustive search early, reported as incomplete. ``symmetric``: keep one
+    state per orbit of interchangeable writers (kernel_model.symmetry)."""
     if strategy not in STRATEGIES:
         raise ValueError(f"strategy: expected one of {', '.join(STRATEGIES)}, got {strategy!r}")
     budget = DEFAULT_BUDGET[strategy] if budget is None else budget
@@ -71,7 +72,7 @@ def explore(scenario: Scenario, cfg: Config, strategy: str = "bfs", *, budget: i
         deadline = None if time_limit is None else t0 + time_limit
         with gc_paused():  # the visited set: millions of live tuples, no cycles (see kernel_model.gc_pause)
             result = _exhaustive(scenario, cfg, strategy, budget, reduce, stop_at_first, progress, deadline,
-                                 hash_compact)
+                                 hash_compact, symmetric)
         if hash_compact:
             result.collision_bound = min(1.0, result.states ** 2 / 2.0 ** 65)
         if strategy == "bfs" and reduce and stop_at_first and result.found:
@@ -91,8 +92,8 @@ def explore(scenario: Scenario, cfg: Config, strategy: str = "bfs", *, budget: i
 
 def _exhaustive(scenario: Scenario, cfg: Config, strategy: str, budget: int, reduce: bool, stop_at_first: bool,
                 progress: Callable[[int], None] | None, deadline: float | None = None,
-                hash_compact: bool = False) -> ExploreResult:
-    m = Machine(scenario, cfg, reduce=reduce)
+                hash_compact: bool = False, symmetric: bool = True) -> ExploreResult:
+    m = Machine(scenario, cfg, reduce=reduce, symmetric=symmetric)
     # The visited set holds canonical keys (store values renamed, see Machine.canonical), or their hashes; the
     # frontier holds the real states to restore. Each canonical node keeps the first path that reached it.
     # Without the renaming a counter writer's loop (its word counts up forever) would make the state space

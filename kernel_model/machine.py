@@ -49,9 +49,11 @@ class Resolved:
 
 
 class Machine:
-    def __init__(self, scenario: Scenario, cfg: Config, *, record: bool = False, reduce: bool = False) -> None:
+    def __init__(self, scenario: Scenario, cfg: Config, *, record: bool = False, reduce: bool = False,
+                 symmetric: bool = True) -> None:
         """``reduce``: explore with partial-order reduction; the oracle then checks whole-state invariants
-        at quiescence only (see kernel_model.reduction)."""
+        at quiescence only (see kernel_model.reduction). ``symmetric``: canonical() keeps one state per orbit of
+        interchangeable writers (kernel_model.symmetry)."""
         self.scenario = scenario
         self.cfg = cfg
         self.record = record
@@ -68,8 +70,8 @@ class Machine:
         self.footprints = (Footprints(self.programs, self.cpu_of, self.ncpus, setup.pages, setup.ptes_per_table,
                                       cfg.arch == "s390", cfg.arch == "up", setup.anon) if reduce else None)
         self.online_checks = not reduce
-        # Interchangeable writers (kernel_model.symmetry): canonical() keeps one state per orbit.
-        self.symmetry = symmetry.symmetry_of(scenario, self.cpu_of, self.ncpus, set(boot.warm_cpus(scenario, cfg)))
+        self.symmetry = (symmetry.symmetry_of(scenario, self.cpu_of, self.ncpus, set(boot.warm_cpus(scenario, cfg)))
+                         if symmetric else symmetry.Symmetry([], [], self.cpu_of))
         # _persistent_singleton's answers: they depend only on each thread's operation, next step and the state
         # that step's footprint reads, which CPUs have IPIs queued, the pfn -> file page map and what is enabled
         # (far fewer combinations than states).
