@@ -8,11 +8,13 @@
   >= 1/(n k^(d-1)) per run.
 
 Exhaustive strategies use partial-order reduction (``Machine(reduce=True)``) unless told otherwise; the
-sampling ones run the oracle's online whole-state check after every step. ``hash_compact`` keeps only a 64-bit
-hash of each visited state (hash compaction, Wolper & Leroy 1993; SPIN's -DHC): about a tenth of the memory, for
-searches of tens of millions of states, at the price that two states whose hashes collide count as one. With n
-states the chance that any collide is below n^2 / 2^65 (1e-5 for 20 million), and the result reports that bound. Every random choice comes from one
+sampling ones run the oracle's online whole-state check after every step. Every random choice comes from one
 ``random.Random(seed)``: the same seed gives the same runs.
+
+``hash_compact`` keeps only a 64-bit hash of each visited state (hash compaction, Wolper & Leroy 1993; SPIN's
+-DHC): about a tenth of the memory, for searches of tens of millions of states, at the price that two states
+whose hashes collide count as one. With n states the chance that any collide is below n^2 / 2^65 (1e-5 for 20
+million), and the result reports that bound.
 """
 
 from __future__ import annotations
