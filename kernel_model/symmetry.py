@@ -43,11 +43,10 @@ def interchangeable_groups(scenario: Scenario, cpu_of: list[int], warm_cpus: set
     return [g for g in by_program.values() if 2 <= len(g) <= MAX_GROUP]
 
 
-def symmetries(scenario: Scenario, cpu_of: list[int], ncpus: int, warm_cpus: set[int]) -> list[Permutation]:
-    """Every non-identity permutation of interchangeable threads, with the CPU permutation it induces. Threads
-    that share a CPU (arch=up) keep it; a group whose CPUs cannot be permuted consistently is left alone."""
-    nthreads = len(scenario.threads)
-    groups = interchangeable_groups(scenario, cpu_of, warm_cpus)
+def symmetries(groups: list[list[int]], cpu_of: list[int], ncpus: int) -> list[Permutation]:
+    """Every non-identity permutation of the groups' threads, with the CPU permutation it induces. Threads that
+    share a CPU (arch=up) keep it; a permutation whose CPUs cannot be renamed consistently is left out."""
+    nthreads = len(cpu_of)
     out: list[Permutation] = []
     for images in product(*(permutations(g) for g in groups)):
         tid = list(range(nthreads))
@@ -135,5 +134,5 @@ class Symmetry:
 
 
 def symmetry_of(scenario: Scenario, cpu_of: list[int], ncpus: int, warm_cpus: set[int]) -> Symmetry:
-    return Symmetry(symmetries(scenario, cpu_of, ncpus, warm_cpus),
-                    interchangeable_groups(scenario, cpu_of, warm_cpus), cpu_of)
+    groups = interchangeable_groups(scenario, cpu_of, warm_cpus)
+    return Symmetry(symmetries(groups, cpu_of, ncpus), groups, cpu_of)
