@@ -24,7 +24,7 @@ from kernel_model.config import Config
 from kernel_model.events import Event, Violation
 from kernel_model.oracle import Oracle
 from kernel_model.program import Op, Scenario, flatten
-from kernel_model.reduction import Footprints, conflict
+from kernel_model.reduction import Footprint, Footprints, conflict
 from kernel_model.state import FREE, Folio, Ipi, State
 from kernel_model.steps import Note, Step, kind_of
 from kernel_model.syscalls import op_attempt
@@ -72,10 +72,13 @@ class Machine:
         self.online_checks = not reduce
         self.symmetry = (symmetry.symmetry_of(scenario, self.cpu_of, self.ncpus, set(boot.warm_cpus(scenario, cfg)))
                          if symmetric else symmetry.Symmetry([], [], self.cpu_of))
-        # _persistent_singleton's answers: they depend only on each thread's operation, next step and the state
+        # _persistent_set's answers: they depend only on each thread's operation, next step and the state
         # that step's footprint reads, which CPUs have IPIs queued, the pfn -> file page map and what is enabled
         # (far fewer combinations than states).
-        self._singletons: dict[tuple, Transition | None] = {}
+        self._persistent: dict[tuple, tuple[Transition, ...]] = {}
+        # Their parts: step footprints, and how a step stands to another thread at an operation.
+        self._footprint_memo: dict[tuple, Footprint | None] = {}
+        self._relation_memo: dict[tuple, int] = {}
         self.seq = 0
         self.events: list[Event] = []
         # Positions resolve the same way in every machine of this scenario and configuration: share the memo
@@ -162,51 +165,139 @@ class Machine:
                 out.extend(("i", cpu, ipi.initiator) for ipi in pending)
         if self.footprints is not None and len(out) > 1:
             context = self.footprints.footprint_context
+            hit_future = self.footprints.hit_future
             memo_key = (tuple([p.sid for p in self.pos]),
                         tuple([context(tid, p.step, s) for tid, p in enumerate(self.pos) if p.step is not None]),
+                        tuple([hit_future(tid, p.pc // 2, p.step, s) is not None
+                               for tid, p in enumerate(self.pos) if p.step is not None]),
                         tuple(map(bool, s.ipis)), tuple([f.index for f in s.folios]), tuple(out))
-            alone = self._singletons.get(memo_key, _UNKNOWN)
-            if alone is _UNKNOWN:
-                alone = self._singletons[memo_key] = self._persistent_singleton(out)
-            if alone is not None:
-                return [alone]
+            chosen = self._persistent.get(memo_key)
+            if chosen is None:
+                chosen = self._persistent[memo_key] = self._persistent_set(out)
+            return list(chosen)
         return out
 
-    def _persistent_singleton(self, enabled: list[Transition]) -> Transition | None:
-        """An enabled transition independent of all that every other agent may still do (see reduction)."""
+    def _persistent_set(self, enabled: list[Transition]) -> tuple[Transition, ...]:
+        """The smallest persistent set found (see kernel_model.reduction): the enabled transitions of a set of
+        agents (threads, CPUs' IPI handlers) closed under conflict, such that no agent outside it, enabled or
+        not, may do anything that conflicts with them. Tried from each enabled agent in turn; all of
+        ``enabled`` when none closes."""
         fps = self.footprints
         assert fps is not None
         s = self.state
-        index_of = [f.index for f in s.folios]
-        # Positions count attempts (2 * operation index + retry); footprints are per operation.
-        futures = [fps.future(tid, p.pc // 2) for tid, p in enumerate(self.pos)]
-        sends_later = [fps.ipi_senders_from[tid][min(p.pc // 2, len(fps.ipi_senders_from[tid]) - 1)]
-                       for tid, p in enumerate(self.pos)]
-        senders = [self.cpu_of[t] for t in range(self.nthreads) if sends_later[t]]
-        ipi_agents = [fps.ipi(c) if s.ipis[c] or any(sc != c for sc in senders) else {} for c in range(self.ncpus)]
+        index_of = tuple([f.index for f in s.folios])
+        threads = [(tid, p.pc // 2) for tid, p in enumerate(self.pos) if p.step is not None]
+        hits = {tid: fps.hit_future(tid, pc, self.pos[tid].step, s) is not None  # type: ignore[arg-type]
+                for tid, pc in threads}
+        moves: dict[tuple, list[Transition]] = {}  # agent ("t", tid) | ("i", cpu) -> its enabled transitions
+        relations: dict[Transition, dict[tuple, int] | None] = {}
         for tr in enabled:
-            if tr[0] == "t":
-                tid = tr[1]
-                step = self.pos[tid].step
-                assert step is not None
-                fp = fps.step_footprint(tid, step, index_of, s)
-                if fp is None:
-                    continue
-                if any(conflict(fp, futures[j]) for j in range(self.nthreads) if j != tid):
-                    continue
-                if any(conflict(fp, agent) for agent in ipi_agents):
-                    continue
-                return tr
+            moves.setdefault(tr[:2], []).append(tr)
+            relations[tr] = self._relations(tr, threads, hits, index_of)
+        best: tuple[Transition, ...] = tuple(enabled)
+        for seed in moves:
+            chosen = self._close(seed, moves, relations, threads, len(best))
+            if chosen is not None and len(chosen) < len(best):
+                best = chosen
+                if len(best) == 1:
+                    break
+        return best
+
+    def _relations(self, tr: Transition, threads: list[tuple[int, int]], hits: dict[int, bool],
+                   index_of: tuple[int, ...]) -> dict[tuple, int] | None:
+        """How transition ``tr`` stands to every other agent: CONFLICT, CONFLICT_UNLESS (only with what the agent
+        may do once its TLB entries are flushed, or once it is sent an IPI) or absent; None when ``tr``'s
+        footprint is unknown. Memoised on what decides it."""
+        fps = self.footprints
+        assert fps is not None
+        s = self.state
+        if tr[0] == "t":
+            tid = tr[1]
+            step = self.pos[tid].step
+            assert step is not None
+            sig: tuple = (tid, self.pos[tid].sid, fps.footprint_context(tid, step, s), index_of)
+            fp = self._footprint_memo.get(sig, _UNKNOWN)
+            if fp is _UNKNOWN:
+                fp = self._footprint_memo[sig] = fps.step_footprint(tid, step, list(index_of), s)
+        else:
+            sig = ("i", tr[1])
             fp = fps.ipi(tr[1])
-            # The initiator cannot move before this IPI is taken (it waits for the ack), so its future is moot.
-            initiator = tr[2]
-            waiting = self.pos[initiator].step is not None and self.pos[initiator].step.op == "wait_acks"
-            if any(conflict(fp, futures[j]) for j in range(self.nthreads) if not (waiting and j == initiator)):
+        if fp is None:
+            return None
+        # An IPI's initiator waiting for the ack cannot move before the IPI is taken: its future is moot.
+        moot = (tr[2] if tr[0] == "i" and self.pos[tr[2]].step is not None
+                and self.pos[tr[2]].step.op == "wait_acks" else None)  # type: ignore[union-attr]
+        out: dict[tuple, int] = {}
+        for tid, pc in threads:
+            if (tr[0] == "t" and tid == tr[1]) or tid == moot:
                 continue
-            if any(conflict(fp, agent) for c, agent in enumerate(ipi_agents) if c != tr[1]):
-                continue
-            return tr
-        return None
+            pair = (sig, tid, pc, hits[tid])
+            rel = self._relation_memo.get(pair)
+            if rel is None:
+                rel = 0
+                if conflict(fp, fps.future(tid, pc)):  # type: ignore[arg-type]
+                    hit = fps.hit_future(tid, pc, self.pos[tid].step, s) if hits[tid] else None  # type: ignore
+                    rel = CONFLICT_UNLESS if hit is not None and not conflict(fp, hit) else CONFLICT  # type: ignore
+                self._relation_memo[pair] = rel
+            if rel:
+                out[("t", tid)] = rel
+        for cpu in range(self.ncpus):
+            if (tr[0] != "i" or tr[1] != cpu) and conflict(fp, fps.ipi(cpu)):  # type: ignore[arg-type]
+                out[("i", cpu)] = CONFLICT if s.ipis[cpu] else CONFLICT_UNLESS
+        return out
+
+    def _close(self, seed: tuple, moves: dict[tuple, list[Transition]],
+               relations: dict[Transition, dict[tuple, int] | None], threads: list[tuple[int, int]],
+               bound: int) -> tuple[Transition, ...] | None:
+        """A conflict closure of agent ``seed``'s transitions, or None when it needs a transition whose
+        footprint is unknown, an agent that cannot move now (it could move later, outside the set), or as many
+        transitions as ``bound``.
+
+        What an agent outside the set may still do shrinks as the set grows, since agents in it cannot move
+        before the set's transitions have run: a store-only thread whose TLB entries are dirty only stores
+        through them unless an agent outside the set may drop or flush them; a CPU with no IPI queued takes none
+        unless an agent outside the set may send one. So agents that conflict whatever the set holds join
+        first, and those whose conflict may vanish as it grows join only when nothing else is left. The set
+        is returned once no agent outside it conflicts, judged against that final set: it is persistent."""
+        fps = self.footprints
+        assert fps is not None
+        members = {seed}
+        while True:
+            chosen = [tr for agent in members for tr in moves[agent]]
+            if len(chosen) >= bound:
+                return None
+            definite: set[tuple] = set()
+            conditional: set[tuple] = set()
+            outside = [(tid, pc) for tid, pc in threads if ("t", tid) not in members]
+            for tr in chosen:
+                rels = relations[tr]
+                if rels is None:
+                    return None
+                for agent, rel in rels.items():
+                    if agent in members:
+                        continue
+                    if rel == CONFLICT:
+                        definite.add(agent)
+                    elif agent[0] == "t":
+                        if self._may_flush(self.cpu_of[agent[1]], agent[1], members, outside):
+                            conditional.add(agent)
+                    elif any(agent[1] in fps.sends_to[t][pc] for t, pc in outside if self.cpu_of[t] != agent[1]):
+                        conditional.add(agent)  # a CPU with nothing queued that someone outside may still IPI
+            if not definite and not conditional:
+                return tuple(chosen)
+            if any(agent not in moves for agent in definite):
+                return None
+            joining = definite or {agent for agent in conditional if agent in moves}
+            if not joining:
+                return None
+            members |= joining
+
+    def _may_flush(self, cpu: int, tid: int, members: set[tuple], outside: list[tuple[int, int]]) -> bool:
+        """May an agent outside ``members`` (other than thread ``tid``) drop or flush ``cpu``'s TLB entries?"""
+        if self.state.ipis[cpu] and ("i", cpu) not in members:
+            return True
+        invalidates = self.footprints.invalidates  # type: ignore[union-attr]
+        return any(cpu in invalidates[t][pc] for t, pc in outside if t != tid)
 
     def _can_run(self, tid: int, step: Step) -> bool:
         op = step.op
@@ -458,6 +549,8 @@ def find_cycle(edges: dict[int, list[int]]) -> list[int]:
 _SHARED_MEMOS: dict[tuple, dict[tuple, Resolved]] = {}
 _STEP_IDS: dict[tuple, int] = {}
 _UNKNOWN = object()
+CONFLICT = 2  # a transition conflicts with what another agent may still do
+CONFLICT_UNLESS = 1  # ... but only with what that agent may do after a TLB flush or an IPI it has not got yet
 assert Folio._fields[2:7] == ("data", "dirty", "locked", "writeback", "wb_data")  # Machine.canonical splices these
 _UNREAD_RESULTS = frozenset({"writepage", "end_page_writeback", "page_add_file_rmap", "put_page", "set_page_dirty",
                              "folio_mark_dirty"})

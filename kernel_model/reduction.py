@@ -93,6 +93,32 @@ class Footprints:
                 suffix.append(dict(acc))
             suffix.reverse()
             self.suffix.append(suffix)
+        # For a thread whose program from operation pc on is plain stores: what those stores touch while each one
+        # lands on a dirty TLB entry (x86: no page-table access at all, brief §2), the pages they go to, and
+        # (hit_future) whether the thread's CPU holds such entries now. None for other threads.
+        self._hits: list[list[tuple[Footprint, frozenset[int]] | None]] = []
+        for tid, program in enumerate(programs):
+            rows: list[tuple[Footprint, frozenset[int]] | None] = []
+            for pc in range(len(program) + 1):
+                rest = program[pc:]
+                if not all(op.kind == "store" for op in rest):
+                    rows.append(None)
+                    continue
+                pages = frozenset(p for op in rest for p in self._pages(op))
+                fp = {("tlb", cpu_of[tid], p): "r" for p in pages}
+                fp.update({("data", p): "s" for p in pages})
+                if self.up:
+                    fp[("preempt",)] = "r"
+                rows.append((fp, pages))
+            self._hits.append(rows)
+        # invalidates[tid][pc]: the CPUs whose TLB entries thread tid may drop or flush from operation pc on, or
+        # send a flush IPI to (sends_to: the latter only).
+        self.invalidates: list[list[frozenset[int]]] = [
+            [frozenset(obj[1] for obj, mode in fp.items()
+                       if (obj[0] == "tlb" and mode in "iw") or obj[0] == "ipiq") for fp in suffix]
+            for suffix in self.suffix]
+        self.sends_to: list[list[frozenset[int]]] = [
+            [frozenset(obj[1] for obj in fp if obj[0] == "ipiq") for fp in suffix] for suffix in self.suffix]
         self.ipi_senders_from: list[list[bool]] = [
             [any(op.kind in _OPS_SENDING_IPIS for op in program[pc:]) for pc in range(len(program) + 1)]
             for program in programs
@@ -312,6 +338,20 @@ class Footprints:
 
     def future(self, tid: int, pc: int) -> Footprint:
         return self.suffix[tid][min(pc, len(self.suffix[tid]) - 1)]
+
+    def hit_future(self, tid: int, pc: int, step: Step, s: State) -> Footprint | None:
+        """What thread ``tid`` (at operation ``pc``, about to do ``step``) may touch for as long as nobody drops
+        or flushes its CPU's TLB entries: when it is a plain-store thread about to store and every page it will
+        still store to has a dirty entry, only those entries and the pages' data. None otherwise."""
+        row = self._hits[tid][min(pc, len(self._hits[tid]) - 1)]
+        if row is None or step.op != "store_tlb":
+            return None
+        tlb = s.tlbs[self.cpu_of[tid]]
+        for p in row[1]:
+            e = tlb.get(p)
+            if e is None or not (e.writable and e.dirty):
+                return None
+        return row[0]
 
     def ipi(self, cpu: int) -> Footprint:
         """A CPU's flush IPI handler: it invalidates that CPU's TLB (any range) and takes a request off its
