@@ -23,7 +23,7 @@ import random
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Iterator
 
 from kernel_model.config import Config
 from kernel_model.events import Violation
@@ -63,25 +63,36 @@ class ExploreResult:
 def explore(scenario: Scenario, cfg: Config, strategy: str = "bfs", *, budget: int | None = None, seed: int = 0,
             depth: int = 3, reduce: bool = True, stop_at_first: bool = True,
             progress: Callable[[int], None] | None = None, time_limit: float | None = None,
-            hash_compact: bool = False, symmetric: bool = True) -> ExploreResult:
+            hash_compact: bool = False, symmetric: bool = True, workers: int = 1) -> ExploreResult:
     """``time_limit`` (seconds) stops an exhaustive search early, reported as incomplete. ``symmetric``: keep one
-    state per orbit of interchangeable writers (kernel_model.symmetry)."""
+    state per orbit of interchangeable writers (kernel_model.symmetry). ``workers`` > 1: dfs on that many
+    processes sharing one hash-compacted visited set (kernel_model.parallel_search; implies hash_compact)."""
     if strategy not in STRATEGIES:
         raise ValueError(f"strategy: expected one of {', '.join(STRATEGIES)}, got {strategy!r}")
     budget = DEFAULT_BUDGET[strategy] if budget is None else budget
     t0 = time.perf_counter()
     if strategy in ("bfs", "dfs"):
         deadline = None if time_limit is None else t0 + time_limit
+        if workers < 1:
+            raise ValueError(f"workers: expected a positive integer, got {workers}")
         with gc_paused():  # the visited set: millions of live tuples, no cycles (see kernel_model.gc_pause)
-            result = _exhaustive(scenario, cfg, strategy, budget, reduce, stop_at_first, progress, deadline,
-                                 hash_compact, symmetric)
+            if strategy == "dfs" and workers > 1:
+                from kernel_model.parallel_search import parallel_dfs
+
+                hash_compact = True
+                result = parallel_dfs(scenario, cfg, workers, budget, reduce, stop_at_first, progress, deadline,
+                                      symmetric)
+            else:
+                search = _bfs if strategy == "bfs" else _dfs
+                result = search(scenario, cfg, budget, reduce, stop_at_first, progress, deadline, hash_compact,
+                                symmetric)
         if hash_compact:
             result.collision_bound = min(1.0, result.states ** 2 / 2.0 ** 65)
         if strategy == "bfs" and reduce and stop_at_first and result.found:
             # The reduced search judges whole-state invariants at quiescence, so its first counterexample runs
             # to the end. An unreduced BFS with online checks stops at the first violating step: the shortest
             # story. Affordable now that we know how deep the violation is; keep the first if it is too big.
-            shortest = _exhaustive(scenario, cfg, "bfs", max(50_000, 10 * result.states), False, True, None)
+            shortest = _bfs(scenario, cfg, max(50_000, 10 * result.states), False, True, None)
             wanted = set(result.found[0].invariants)
             if shortest.found and wanted & set(shortest.found[0].invariants):
                 result.found = shortest.found
@@ -92,20 +103,19 @@ def explore(scenario: Scenario, cfg: Config, strategy: str = "bfs", *, budget: i
     return result
 
 
-def _exhaustive(scenario: Scenario, cfg: Config, strategy: str, budget: int, reduce: bool, stop_at_first: bool,
-                progress: Callable[[int], None] | None, deadline: float | None = None,
-                hash_compact: bool = False, symmetric: bool = True) -> ExploreResult:
+def _bfs(scenario: Scenario, cfg: Config, budget: int, reduce: bool, stop_at_first: bool,
+         progress: Callable[[int], None] | None, deadline: float | None = None, hash_compact: bool = False,
+         symmetric: bool = True) -> ExploreResult:
     m = Machine(scenario, cfg, reduce=reduce, symmetric=symmetric)
     # The visited set holds canonical keys (store values renamed, see Machine.canonical), or their hashes; the
     # frontier holds the real states to restore. Each canonical node keeps the first path that reached it.
     # Without the renaming a counter writer's loop (its word counts up forever) would make the state space
     # infinite.
-    canon = (lambda key: hash(m.canonical(key))) if hash_compact else m.canonical
+    canon = _canonical_form(m, hash_compact)
     root = m.key()
     parent: dict[tuple, tuple | None] = {canon(root): None}  # canonical state -> (canonical parent, transition)
     frontier: deque[tuple[tuple, tuple]] = deque([(root, canon(root))])  # (state to restore, its canonical key)
-    pop = frontier.popleft if strategy == "bfs" else frontier.pop
-    result = ExploreResult(strategy, False, 1, 0, 0, 0.0)
+    result = ExploreResult("bfs", False, 1, 0, 0, 0.0)
 
     def schedule_to(ckey: tuple) -> list[Transition]:
         out = []
@@ -118,22 +128,17 @@ def _exhaustive(scenario: Scenario, cfg: Config, strategy: str, budget: int, red
     while frontier:
         if len(parent) >= budget:
             return result
-        key, ckey = pop()
+        key, ckey = frontier.popleft()
         m.restore(key)
         enabled = m.enabled()
         if m.run_ends(enabled):
-            result.schedules += 1
-            if not m.finished():
-                result.found.append(Found([m.hang_report()], schedule_to(ckey)))
+            hang = _end_of_run(m, result)
+            if hang is not None:
+                result.found.append(Found([hang], schedule_to(ckey)))
                 if stop_at_first:
                     return result
             continue
-        for n, tr in enumerate(enabled):
-            if n:
-                m.restore(key)  # the first transition runs on the state enabled() was computed on
-            violations = m.execute(tr)
-            result.transitions += 1
-            new = m.key()
+        for _, tr, new, violations in _children(m, key, enabled, result):
             cnew = canon(new)
             if violations:
                 if cnew not in parent:
@@ -155,6 +160,110 @@ def _exhaustive(scenario: Scenario, cfg: Config, strategy: str, budget: int, red
     result.states = len(parent)
     result.complete = True
     return result
+
+
+def _dfs(scenario: Scenario, cfg: Config, budget: int, reduce: bool, stop_at_first: bool,
+         progress: Callable[[int], None] | None, deadline: float | None = None, hash_compact: bool = False,
+         symmetric: bool = True) -> ExploreResult:
+    m = Machine(scenario, cfg, reduce=reduce, symmetric=symmetric)
+    canon = _canonical_form(m, hash_compact)
+    root = m.key()
+    seen = {canon(root)}
+
+    def is_new(ckey: object) -> bool:
+        if ckey in seen:
+            return False
+        seen.add(ckey)
+        return True
+
+    def tick() -> bool:
+        if progress is not None:
+            progress(len(seen))
+        return len(seen) < budget and (deadline is None or time.perf_counter() < deadline)
+
+    result = ExploreResult("dfs", False, 1, 0, 0, 0.0)
+    result.complete = depth_first(m, canon, is_new, [(root, 0, None)], [], result, stop_at_first, tick)
+    result.states = len(seen)
+    return result
+
+
+StackEntry = tuple[tuple, int, "Transition | None"]  # (state key, depth, the transition into it)
+TICK_EVERY = 1024  # new states between two calls of depth_first's tick
+
+
+def depth_first(m: Machine, canon: Callable[[tuple], object], is_new: Callable[[object], bool],
+                stack: list[StackEntry], path: list[Transition], result: ExploreResult, stop_at_first: bool,
+                tick: Callable[[], bool], tick_every: int = TICK_EVERY) -> bool:
+    """Expand the states on ``stack`` depth first until it is empty (True), or ``tick()`` returns False, or a
+    violation stops the search (False). ``tick`` is called between two expansions once ``tick_every`` new states
+    have been found since the last call, so that the stack then holds only unexpanded states, each a child of a
+    state on the schedule ``path`` (the schedule to the last state expanded): its schedule is
+    ``path[:depth - 1] + [transition into it]``. ``is_new(canonical)`` adds a state to the visited set and says
+    whether it was new. Counts go into ``result``.
+
+    The schedule to the state being expanded is the path down the stack, so no state keeps a parent (with hash
+    compaction a visited state costs its hash alone). Children are pushed in order and the last one pushed is
+    expanded next: when it was the last one executed, the machine is already in it and is not restored (a third
+    of all restores, and every one along a chain of single transitions). ``tick`` may take entries from the
+    bottom of the stack (parallel_search gives them to another worker)."""
+    in_place = False  # the machine is in the state on top of the stack
+    fresh = 0
+    while stack:
+        if fresh >= tick_every:
+            fresh = 0
+            if not tick():
+                return False
+        key, depth, into = stack.pop()
+        if depth:
+            del path[depth - 1:]
+            path.append(into)  # type: ignore[arg-type]
+        if not in_place:
+            m.restore(key)
+        in_place = False
+        enabled = m.enabled()
+        if m.run_ends(enabled):
+            hang = _end_of_run(m, result)
+            if hang is not None:
+                result.found.append(Found([hang], list(path)))
+                if stop_at_first:
+                    return False
+            continue
+        last = len(enabled) - 1
+        for n, tr, new, violations in _children(m, key, enabled, result):
+            cnew = canon(new)
+            if violations:
+                is_new(cnew)
+                result.found.append(Found(violations, path + [tr]))
+                if stop_at_first:
+                    return False
+                continue
+            if is_new(cnew):
+                stack.append((new, depth + 1, tr))
+                in_place = n == last
+                fresh += 1
+    return True
+
+
+def _end_of_run(m: Machine, result: ExploreResult) -> Violation | None:
+    """Count a run that ended in the state ``m`` is in; the hang it ends in, if unfinished."""
+    result.schedules += 1
+    return None if m.finished() else m.hang_report()
+
+
+def _children(m: Machine, key: tuple, enabled: list[Transition],
+              result: ExploreResult) -> Iterator[tuple[int, Transition, tuple, list[Violation]]]:
+    """Run each of ``enabled`` from the state ``key`` (which ``m`` is in): its number, itself, the state it
+    leads to and the violations it makes."""
+    for n, tr in enumerate(enabled):
+        if n:
+            m.restore(key)  # the first transition runs on the state enabled() was computed on
+        violations = m.execute(tr)
+        result.transitions += 1
+        yield n, tr, m.key(), violations
+
+
+def _canonical_form(m: Machine, hash_compact: bool) -> Callable[[tuple], object]:
+    return (lambda key: hash(m.canonical(key))) if hash_compact else m.canonical
 
 
 def _sample(scenario: Scenario, cfg: Config, strategy: str, runs: int, rng: random.Random, depth: int,

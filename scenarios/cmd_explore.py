@@ -36,6 +36,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--hash-compact", action="store_true",
                    help="bfs/dfs: remember a 64-bit hash per state, not the state (a tenth of the memory; the "
                         "JSON's collision_bound says how likely a merge of two states was)")
+    p.add_argument("--workers", type=int, default=1,
+                   help="dfs: search on this many processes sharing one hash-compacted visited set (implies "
+                        "--hash-compact; default 1)")
     p.add_argument("--log-format", choices=("msgpack", "jsonl"), default="msgpack",
                    help="format of each counterexample's event log (jsonl: JSON Lines for people)")
     add_output_options(p)
@@ -47,10 +50,14 @@ def run(args: argparse.Namespace) -> int:
 
     if args.budget is not None and args.budget < 1:
         raise UsageError(f"--budget: expected a positive integer, got {args.budget}")
+    if args.workers < 1 or (args.workers > 1 and args.strategy != "dfs"):
+        raise UsageError(f"--workers: expected a positive integer, and more than 1 only with --strategy dfs; got "
+                         f"{args.workers} with --strategy {args.strategy}")
     scenario, cfg = load(args)
     console = Console(stderr=args.json, width=max(140, Console().width))
     result = explore(scenario, cfg, args.strategy, budget=args.budget, seed=args.seed, depth=args.depth,
-                     reduce=not args.no_reduce, stop_at_first=not args.all, hash_compact=args.hash_compact)
+                     reduce=not args.no_reduce, stop_at_first=not args.all, hash_compact=args.hash_compact,
+                     workers=args.workers)
     violations_out = []
     if result.found:
         os.makedirs(args.out, exist_ok=True)
@@ -78,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
                "mutant": cfg.mutant, "delayed_batches": cfg.delayed_batches, "strategy": args.strategy,
                "complete": result.complete, "states": result.states, "schedules": result.schedules,
                "transitions": result.transitions, "seconds": round(result.seconds, 3),
-               "collision_bound": result.collision_bound,
+               "collision_bound": result.collision_bound, "workers": args.workers,
                "violations": violations_out}
     if args.json:
         json.dump(summary, sys.stdout)

@@ -1,0 +1,224 @@
+"""Exhaustive depth-first search on several cores: forked workers share one hash-compacted visited set.
+
+A single CPython process expands ~20,000 states a second, and the search is all Python, so one core is the
+limit. Here ``workers`` processes (fork: they inherit the scenario, the machine's memos and the hash seed, so a
+state hashes alike in all of them) each run kernel_model.explorer.depth_first on a part of the state space:
+
+- The visited set is an open-addressing table of 64-bit state hashes (hash compaction, as ``hash_compact``) in
+  one anonymous shared mapping. Inserting is a read and a write, not atomic: two workers that insert the same
+  state at the same instant may both expand it (work done twice, nothing lost), and a worker whose fresh slot is
+  overwritten by another's insert in between checks it again and probes on. The counts stay exact unless a
+  write lands between another worker's write and its check, which makes that state count twice at most.
+- Work starts as the frontier of a short breadth-first search from the initial state; a worker that runs dry
+  says so, and busy workers hand it the shallowest entry of their stack (the largest untried subtree), with the
+  schedule that reaches it, through a queue. The search is over when no task is queued or running.
+
+Results: the states are the insertions the workers made, the schedules and transitions their sums; a violation
+carries the schedule down its worker's stack. Which violation a worker meets first depends on the race between
+workers, so parallel search is for proofs; counterexamples come out shortest from bfs.
+"""
+
+from __future__ import annotations
+
+import mmap
+import multiprocessing
+import os
+import queue
+import time
+import traceback
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from kernel_model.config import Config
+from kernel_model.explorer import ExploreResult, StackEntry, depth_first
+from kernel_model.machine import Machine, Transition
+from kernel_model.program import Scenario
+
+_MASK = (1 << 64) - 1
+MAX_LOAD = 0.7  # past this fill of the table, probing slows down: the search stops as incomplete
+SEED_TASKS_PER_WORKER = 4  # stack entries to start from, per worker (idle workers are then fed by the busy)
+MAX_TABLE = 1 << 27  # slots (1 GiB): room for 94 million states
+_POLL = 0.05  # seconds: how often an idle worker or the coordinator looks again
+
+
+class SharedVisited:
+    """A fixed-size set of 64-bit state hashes in memory that forked children share (0 marks a free slot)."""
+
+    def __init__(self, capacity: int) -> None:
+        self.size = 1 << max(16, (capacity - 1).bit_length())
+        self._map = mmap.mmap(-1, self.size * 8)  # anonymous, MAP_SHARED: zero pages, allocated when touched
+        self.slots = memoryview(self._map).cast("Q")
+        self.limit = int(self.size * MAX_LOAD)
+
+    def insert(self, h: int) -> bool:
+        """Add ``h`` (any int hash); True if it was not there."""
+        h &= _MASK
+        if h == 0:
+            h = 1
+        slots = self.slots
+        mask = self.size - 1
+        i = h & mask
+        while True:
+            v = slots[i]
+            if v == h:
+                return False
+            if v == 0:
+                slots[i] = h
+                if slots[i] == h:
+                    return True
+                continue  # another worker took this slot between the read and the write: look at it again
+            i = (i + 1) & mask
+
+
+def parallel_dfs(scenario: Scenario, cfg: Config, workers: int, budget: int, reduce: bool, stop_at_first: bool,
+                 progress: Callable[[int], None] | None, deadline: float | None,
+                 symmetric: bool = True) -> ExploreResult:
+    m = Machine(scenario, cfg, reduce=reduce, symmetric=symmetric)
+    visited = SharedVisited(min(MAX_TABLE, int(budget / MAX_LOAD) + 1))
+    budget = min(budget, visited.limit)
+
+    def canon(key: tuple) -> int:
+        return hash(m.canonical(key))
+
+    result = ExploreResult("dfs", False, 1, 0, 0, 0.0)
+    visited.insert(canon(m.key()))
+
+    def is_new(c: object) -> bool:
+        new = visited.insert(c)  # type: ignore[arg-type]
+        result.states += new
+        return new
+
+    # The seed: depth first from the initial state until the stack holds enough tasks to share.
+    stack: list[StackEntry] = [(m.key(), 0, None)]
+    path: list[Transition] = []
+    target = SEED_TASKS_PER_WORKER * workers
+    if depth_first(m, canon, is_new, stack, path, result, stop_at_first, lambda: len(stack) < target, 1):
+        result.complete = True
+        return result
+    if result.found and stop_at_first:
+        return result
+    tasks = [(key, path[:depth - 1] + [into]) for key, depth, into in stack]
+    ctx = multiprocessing.get_context("fork")
+    task_queue = ctx.Queue()
+    results = ctx.Queue()
+    shared = _Shared(pending=ctx.Value("q", len(tasks)), idle=ctx.Value("q", 0), stop=ctx.Value("b", 0),
+                     inserted=ctx.Array("q", workers), budget=budget - result.states, deadline=deadline)
+    for task in tasks:
+        task_queue.put(task)
+    procs = [ctx.Process(target=_worker, args=(w, m, visited, task_queue, results, shared, stop_at_first),
+                         daemon=True) for w in range(workers)]
+    for proc in procs:
+        proc.start()
+    reports: list[dict[str, Any]] = []
+    try:
+        while len(reports) < workers:
+            try:
+                reports.append(results.get(timeout=_POLL))
+            except queue.Empty:
+                if progress is not None:
+                    progress(result.states + sum(shared.inserted))
+                dead = [proc.exitcode for proc in procs if proc.exitcode not in (None, 0)]
+                if dead:
+                    raise RuntimeError(f"parallel search: a worker died (exit codes {dead})")
+    finally:
+        shared.stop.value = 1
+        for proc in procs:
+            proc.join(timeout=10)
+            if proc.is_alive():
+                proc.kill()
+                proc.join()
+    errors = [r["error"] for r in reports if "error" in r]
+    if errors:
+        raise RuntimeError("parallel search: a worker failed:\n" + errors[0])
+    result.states += sum(r["states"] for r in reports)
+    result.transitions += sum(r["transitions"] for r in reports)
+    result.schedules += sum(r["schedules"] for r in reports)
+    for r in reports:
+        result.found.extend(r["found"])
+    result.complete = all(r["done"] for r in reports)
+    return result
+
+
+@dataclass
+class _Shared:
+    """What the workers share besides the visited set and the queues."""
+
+    pending: Any  # tasks queued or being searched: 0 means the search is over
+    idle: Any  # workers waiting for a task
+    stop: Any  # set on a violation (stop at first), the deadline or the budget
+    inserted: Any  # states inserted, per worker (for the budget and progress)
+    budget: int
+    deadline: float | None
+
+
+def _worker(index: int, m: Machine, visited: SharedVisited, task_queue: Any, results: Any, shared: _Shared,
+            stop_at_first: bool) -> None:
+    result = ExploreResult("dfs", False, 0, 0, 0, 0.0)
+    report: dict[str, Any]
+    try:
+        count = 0
+
+        def canon(key: tuple) -> int:
+            return hash(m.canonical(key))
+
+        def is_new(c: object) -> bool:
+            nonlocal count
+            if visited.insert(c):  # type: ignore[arg-type]
+                count += 1
+                return True
+            return False
+
+        stack: list[StackEntry] = []
+        path: list[Transition] = []
+
+        def tick() -> bool:
+            shared.inserted[index] = count
+            if shared.stop.value:
+                return False
+            if sum(shared.inserted) >= shared.budget or \
+                    (shared.deadline is not None and time.perf_counter() > shared.deadline):
+                shared.stop.value = 1
+                return False
+            if shared.idle.value > 0 and len(stack) > 1 and task_queue.empty():
+                # Someone waits for work: hand over the shallowest untried state (the largest subtree left).
+                key, depth, into = stack.pop(0)
+                with shared.pending.get_lock():
+                    shared.pending.value += 1
+                task_queue.put((key, path[:depth - 1] + [into]))
+            return True
+
+        done = False
+        waiting = False
+        while not shared.stop.value:
+            try:
+                key, prefix = task_queue.get(timeout=_POLL)
+            except queue.Empty:
+                if shared.pending.value == 0:
+                    done = True
+                    break
+                if not waiting:
+                    waiting = True
+                    with shared.idle.get_lock():
+                        shared.idle.value += 1
+                continue
+            if waiting:
+                waiting = False
+                with shared.idle.get_lock():
+                    shared.idle.value -= 1
+            stack[:] = [(key, len(prefix), prefix[-1] if prefix else None)]
+            path[:] = prefix[:-1]
+            if not depth_first(m, canon, is_new, stack, path, result, stop_at_first, tick):
+                if result.found and stop_at_first:
+                    shared.stop.value = 1
+                break
+            with shared.pending.get_lock():
+                shared.pending.value -= 1
+        shared.inserted[index] = count
+        report = {"states": count, "transitions": result.transitions, "schedules": result.schedules,
+                  "found": result.found, "done": done}
+    except BaseException:  # noqa: BLE001 - reported to the coordinator, which raises it
+        report = {"error": traceback.format_exc()}
+    results.put(report)
+    results.close()
+    results.join_thread()
+    os._exit(0)  # no atexit handlers: they belong to the parent (Ray's among them, in a test session)

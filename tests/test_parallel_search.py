@@ -1,0 +1,95 @@
+"""Exhaustive depth-first search on several processes (kernel_model.parallel_search): the same state space as
+one process, counterexamples that replay, failures and limits reported."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from kernel_model import parallel_search
+from kernel_model.config import Config
+from kernel_model.explorer import explore
+from kernel_model.replay import run_schedule
+from scenarios.loader import load_scenario
+
+
+def test_the_shared_visited_set_is_a_set_of_64_bit_hashes():
+    v = parallel_search.SharedVisited(100)
+    assert v.size >= 100 and v.size & (v.size - 1) == 0
+    assert v.insert(hash(("a", 1))) and not v.insert(hash(("a", 1)))
+    assert v.insert(-5) and not v.insert(-5) and v.insert(5)  # negative hashes are their own values
+    assert v.insert(0) and not v.insert(0)  # 0 marks a free slot: stored as another value, still found
+    collide = [v.size * k + 3 for k in range(1, 6)]  # one home slot: found again by probing
+    assert all(v.insert(h) for h in collide) and not any(v.insert(h) for h in collide)
+
+
+def test_a_forked_child_inserts_into_the_same_set():
+    v = parallel_search.SharedVisited(1000)
+    pid = os.fork()
+    if pid == 0:
+        os._exit(0 if v.insert(12345) else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert not v.insert(12345)
+
+
+# Without writer symmetry the reduced state graph does not depend on the order of the search, so two workers
+# must visit exactly the states one process visits. (With symmetry, which member of an orbit is met first
+# decides which reduced successors are tried: the counts may differ by a few states, the verdicts do not.)
+@pytest.mark.parametrize("name, params, ordering", [
+    ("madv_dontneed", {}, "delayed"),
+    ("munmap", {}, "delayed"),
+    ("ladder", {"pages": 2, "stores": 1}, "delayed"),
+])
+def test_two_workers_visit_the_states_one_process_visits(name, params, ordering):
+    sc = load_scenario(name, params)
+    cfg = Config(ordering=ordering)
+    one = explore(sc, cfg, "dfs", hash_compact=True, symmetric=False)
+    two = explore(sc, cfg, "dfs", workers=2, symmetric=False)
+    assert one.complete and two.complete and not one.found and not two.found
+    assert (two.states, two.transitions, two.schedules) == (one.states, one.transitions, one.schedules)
+    assert 0.0 < two.collision_bound < 1e-9
+
+
+def test_with_symmetry_two_workers_reach_the_same_verdict():
+    sc = load_scenario("ladder", {"writers": 2, "stores": 1})
+    one = explore(sc, Config(ordering="delayed"), "dfs", hash_compact=True)
+    two = explore(sc, Config(ordering="delayed"), "dfs", workers=2)
+    assert one.complete and two.complete and not two.found
+    assert abs(two.states - one.states) <= one.states // 1000
+
+
+def test_a_counterexample_found_by_a_worker_replays():
+    sc = load_scenario("ladder", {"writers": 2, "stores": 1})
+    cfg = Config(ordering="eager")
+    r = explore(sc, cfg, "dfs", workers=2)
+    assert not r.complete and r.found
+    found = r.found[0]
+    assert found.invariants == ["lost_dirty_data"]
+    assert run_schedule(sc, cfg, found.schedule).invariants == ["lost_dirty_data"]
+
+
+def test_the_budget_and_the_time_limit_stop_the_workers():
+    sc = load_scenario("ladder", {"pages": 2, "writers": 2})
+    r = explore(sc, Config(ordering="delayed"), "dfs", workers=2, budget=10_000)
+    assert not r.complete and 10_000 <= r.states < 20_000
+    r = explore(sc, Config(ordering="delayed"), "dfs", workers=2, time_limit=0.5)
+    assert not r.complete and r.seconds < 30
+
+
+def test_a_worker_that_fails_is_reported_with_its_traceback(monkeypatch):
+    def broken(*args, **kwargs):
+        raise ValueError("model bug in a worker")
+
+    sc = load_scenario("ladder", {"pages": 2})
+    real = parallel_search.depth_first
+    calls = []
+
+    def seed_then_break(*args, **kwargs):
+        calls.append(1)
+        return real(*args, **kwargs) if len(calls) == 1 else broken()
+
+    monkeypatch.setattr(parallel_search, "depth_first", seed_then_break)  # the workers are forked: they see it
+    with pytest.raises(RuntimeError, match="model bug in a worker"):
+        explore(sc, Config(ordering="delayed"), "dfs", workers=2)
