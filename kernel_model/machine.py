@@ -24,7 +24,7 @@ from kernel_model.config import Config
 from kernel_model.events import Event, Violation
 from kernel_model.oracle import Oracle
 from kernel_model.program import Op, Scenario, flatten
-from kernel_model.reduction import Footprint, Footprints, conflict
+from kernel_model.reduction import CONTEXT_OPS, Footprint, Footprints, conflict
 from kernel_model.state import FREE, Folio, Ipi, State
 from kernel_model.steps import Note, Step, kind_of
 from kernel_model.syscalls import op_attempt
@@ -165,11 +165,9 @@ class Machine:
                 out.extend(("i", cpu, ipi.initiator) for ipi in pending)
         if self.footprints is not None and len(out) > 1:
             context = self.footprints.footprint_context
-            hit_future = self.footprints.hit_future
             memo_key = (tuple([p.sid for p in self.pos]),
-                        tuple([context(tid, p.step, s) for tid, p in enumerate(self.pos) if p.step is not None]),
-                        tuple([hit_future(tid, p.pc // 2, p.step, s) is not None
-                               for tid, p in enumerate(self.pos) if p.step is not None]),
+                        tuple([context(tid, p.pc // 2, p.step, s) for tid, p in enumerate(self.pos)
+                               if p.step is not None and p.step.op in CONTEXT_OPS]),
                         tuple(map(bool, s.ipis)), tuple([f.index for f in s.folios]), tuple(out))
             chosen = self._persistent.get(memo_key)
             if chosen is None:
@@ -215,7 +213,7 @@ class Machine:
             tid = tr[1]
             step = self.pos[tid].step
             assert step is not None
-            sig: tuple = (tid, self.pos[tid].sid, fps.footprint_context(tid, step, s), index_of)
+            sig: tuple = (tid, self.pos[tid].sid, fps.footprint_context(tid, self.pos[tid].pc // 2, step, s), index_of)
             fp = self._footprint_memo.get(sig, _UNKNOWN)
             if fp is _UNKNOWN:
                 fp = self._footprint_memo[sig] = fps.step_footprint(tid, step, list(index_of), s)
@@ -480,7 +478,9 @@ class Machine:
         self.state = State.from_key(state_key)
         self.pt = PageTableOps(self.state)
         self.oracle.restore(oracle_key)
-        self.pos = [self._resolve(tid, pc, results) for tid, (pc, results) in enumerate(positions)]
+        # Most positions are those the machine is at already (a restore goes back one transition): keep them.
+        self.pos = [p if p.pc == pc and p.results is results else self._resolve(tid, pc, results)
+                    for tid, (p, (pc, results)) in enumerate(zip(self.pos, positions))]
         self._running = sum(1 for p in self.pos if p.step is not None)
 
     def hang_report(self) -> Violation:

@@ -39,6 +39,7 @@ from kernel_model.steps import Step
 Footprint = dict[tuple, str]
 
 _OPS_SENDING_IPIS = frozenset({"madvise_dontneed", "munmap", "mmap_fixed", "msync"})
+CONTEXT_OPS = frozenset({"store_tlb", "put_page"})  # the steps whose footprint_context is not None
 
 
 def conflict(a: Footprint, b: Footprint) -> bool:
@@ -358,11 +359,12 @@ class Footprints:
         queue. (Built once per CPU: callers only read it.)"""
         return self._ipis[cpu]
 
-    def footprint_context(self, tid: int, step: Step, s: State) -> object:
-        """The part of ``s`` that step_footprint reads for this step (None for most steps)."""
+    def footprint_context(self, tid: int, pc: int, step: Step, s: State) -> object:
+        """The part of ``s`` that step_footprint reads for this step of thread ``tid`` at operation ``pc``, and
+        for a store whether hit_future holds; None for steps outside CONTEXT_OPS."""
         op = step.op
         if op == "store_tlb":
-            return s.tlbs[self.cpu_of[tid]].get(step.args[0])
+            return s.tlbs[self.cpu_of[tid]].get(step.args[0]), self.hit_future(tid, pc, step, s) is not None
         if op == "put_page":
             return s.folios[step.args[0]].refcount <= 1
         return None

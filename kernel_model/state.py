@@ -144,21 +144,10 @@ class State:
     def from_key(cls, key: tuple) -> "State":
         (folios, page_cache, disk, ptes, vma, i_mmap, ptl, ptes_per_table, mmap_lock, i_mmap_rwsem, tlbs, ipis,
          acks) = key
-        return cls(
-            folios=list(folios),
-            page_cache=list(page_cache),
-            disk=list(disk),
-            ptes=list(ptes),
-            vma=list(vma),
-            i_mmap=list(i_mmap),
-            ptl=list(ptl),
-            ptes_per_table=ptes_per_table,
-            mmap_lock=RwSem(*mmap_lock),
-            i_mmap_rwsem=RwSem(*i_mmap_rwsem),
-            tlbs=[dict(t) for t in tlbs],
-            ipis=list(ipis),
-            acks_pending=list(acks),
-        )
+        # Positional, in field order: restoring a state is on the explorer's hot path.
+        return cls(list(folios), list(page_cache), list(disk), list(ptes), list(vma), list(i_mmap), list(ptl),
+                   ptes_per_table, RwSem(*mmap_lock), RwSem(*i_mmap_rwsem), [dict(t) for t in tlbs], list(ipis),
+                   list(acks))
 
     # Queries the oracle and the paths share.
     def ptes_mapping(self, pfn: int) -> list[int]:
