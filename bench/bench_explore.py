@@ -3,12 +3,15 @@
 1. End to end, process start included: `tlbrace explore madv_dontneed` finding the eager counterexample, and
    proving the delayed ordering exhaustively.
 2. The size ladder: one parameterised scenario (`ladder`: pages 1-2 x writer CPUs 1-2 x writeback passes 1-2,
-   two stores each), exhaustive DFS of the delayed ordering with hash compaction (the largest cell has more
-   states than their full keys fit in memory), with states per second.
+   two stores each), exhaustive DFS of the delayed ordering with hash compaction, on one process and on one
+   worker per core (kernel_model.parallel_search), with states per second. "Two stores each": each writer
+   stores twice in all, so once to each page when there are two (ladder `stores` = stores per page = 2 / pages).
+   A last row runs the heavier reading (two stores per page: four per writer on two pages) under the same limit.
 3. The baseline for states/s: the same machine stepping along one random schedule with no search (how fast a
    bare transition is), so the search's overhead shows as a ratio.
 
-Usage: python bench/bench_explore.py [--limit SECONDS]   (per ladder cell; default 600)
+Usage: python bench/bench_explore.py [--limit SECONDS] [--workers N]
+   (--limit: per ladder cell, default 600; --workers: default one per core)
 """
 
 from __future__ import annotations
@@ -50,9 +53,17 @@ def bare_transitions_per_second(seconds: float = 2.0) -> float:
     return n / (time.perf_counter() - t0)
 
 
+def ladder_cell(params: dict[str, int], workers: int, limit: float) -> tuple[object, float]:
+    sc = load_scenario("ladder", params)
+    r = explore(sc, Config(ordering="delayed"), "dfs", budget=200_000_000, time_limit=limit, hash_compact=True,
+                workers=workers)
+    return r, (r.states / r.seconds if r.seconds else 0.0)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--limit", type=float, default=600.0, help="seconds per ladder cell (default 600)")
+    ap.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="parallel workers (default: cores)")
     args = ap.parse_args()
     print("== end to end (process start included) ==")
     for ordering, goal in (("eager", 1.0), ("delayed", 5.0)):
@@ -62,24 +73,28 @@ def main() -> None:
               f"complete={doc['complete']} states={doc['states']}")
     base = bare_transitions_per_second()
     print(f"\n== baseline: bare machine transitions (+ state key), no search: {base:,.0f}/s ==")
-    print("\n== ladder: exhaustive DFS with hash compaction, delayed ordering ==")
-    print(f"{'pages':>5} {'writers':>7} {'passes':>6} {'complete':>8} {'states':>11} {'seconds':>8} "
-          f"{'states/s':>9} {'vs bare':>7} {'collision bound':>15}")
-    for pages in (1, 2):
-        for writers in (1, 2):
-            for passes in (1, 2):
-                sc = load_scenario("ladder", {"pages": pages, "writers": writers, "passes": passes})
-                r = explore(sc, Config(ordering="delayed"), "dfs", budget=200_000_000, time_limit=args.limit,
-                            hash_compact=True)
-                rate = r.states / r.seconds if r.seconds else 0.0
-                print(f"{pages:>5} {writers:>7} {passes:>6} {str(r.complete):>8} {r.states:>11,} "
-                      f"{r.seconds:>8.1f} {rate:>9,.0f} {rate / base:>7.2f} {r.collision_bound:>15.1e}",
-                      flush=True)
-    print("\nGoal: >= 50,000 states/s, and the largest cell complete in under 10 minutes. What limits it: every"
-          " state is rebuilt from its hashable key (State.from_key), every transition builds a new key, its"
-          " canonical form (store values renamed, interchangeable writers ordered) and the reduction's memo key;"
-          " the search is pure CPython on one core. The reductions (persistent sets, value renaming, writer"
-          " symmetry) cut states; they do not make a state cheaper.")
+    print(f"\n== ladder: exhaustive DFS with hash compaction, delayed ordering; 1 process, then {args.workers} "
+          f"workers ==")
+    print(f"{'pages':>5} {'writers':>7} {'passes':>6} {'stores':>6} {'complete':>8} {'states':>11} "
+          f"{'1 proc s':>8} {'states/s':>9} {'vs bare':>7} {'workers s':>9} {'states/s':>9} {'vs bare':>7} "
+          f"{'collision bound':>15}")
+    cells = [(pages, writers, passes, 2 // pages) for pages in (1, 2) for writers in (1, 2) for passes in (1, 2)]
+    cells.append((2, 2, 2, 2))  # the heavier reading: two stores per page
+    for pages, writers, passes, stores in cells:
+        params = {"pages": pages, "writers": writers, "passes": passes, "stores": stores}
+        largest = (pages, writers, passes) == (2, 2, 2)
+        one = None if largest else ladder_cell(params, 1, args.limit)  # the largest: workers only
+        r, rate = ladder_cell(params, args.workers, args.limit)
+        one_s = (f"{one[0].seconds:>8.1f} {one[1]:>9,.0f} {one[1] / base:>7.2f}" if one
+                 else f"{'-':>8} {'-':>9} {'-':>7}")
+        print(f"{pages:>5} {writers:>7} {passes:>6} {stores * pages:>6} {str(r.complete):>8} {r.states:>11,} "
+              f"{one_s} {r.seconds:>9.1f} {rate:>9,.0f} {rate / base:>7.2f} {r.collision_bound:>15.1e}",
+              flush=True)
+    print("\n(stores: per writer, in all.) Goal: >= 50,000 states/s, and the largest cell (2 x 2 x 2, two stores"
+          " each) complete in under 10 minutes. What limits a process: every state is rebuilt from its hashable"
+          " key (State.from_key), every transition builds a new key, its canonical form (store values renamed,"
+          " interchangeable writers ordered) and the reduction's memo key, in pure CPython; the workers add"
+          " cores, the reductions (persistent sets, value renaming, writer symmetry) cut states.")
 
 
 if __name__ == "__main__":
