@@ -9,13 +9,17 @@ state hashes alike in all of them) each run kernel_model.explorer.depth_first on
   state at the same instant may both expand it (work done twice, nothing lost), and a worker whose fresh slot is
   overwritten by another's insert in between checks it again and probes on. The counts stay exact unless a
   write lands between another worker's write and its check, which makes that state count twice at most.
-- Work starts as the frontier of a short breadth-first search from the initial state; a worker that runs dry
-  says so, and busy workers hand it the shallowest entry of their stack (the largest untried subtree), with the
-  schedule that reaches it, through a queue. The search is over when no task is queued or running.
+- Work starts as the stack of a short depth-first search from the initial state, a few entries per worker; a
+  worker that runs dry says so, and busy workers hand it the shallowest entry of their stack (the largest
+  untried subtree), with the schedule that reaches it, through a queue. The search is over when no task is
+  queued or running.
 
 Results: the states are the insertions the workers made, the schedules and transitions their sums; a violation
 carries the schedule down its worker's stack. Which violation a worker meets first depends on the race between
-workers, so parallel search is for proofs; counterexamples come out shortest from bfs.
+workers, so parallel search is for proofs; counterexamples come out shortest from bfs. With writer symmetry
+the state count can differ from one process's by a few in a million: persistent sets are not chosen
+symmetrically, so which state of an orbit is met first decides which reduced successors are tried (the
+verdicts do not change; tests/test_parallel_search.py).
 """
 
 from __future__ import annotations
@@ -51,7 +55,7 @@ class SharedVisited:
         self.limit = int(self.size * MAX_LOAD)
 
     def insert(self, h: int) -> bool:
-        """Add ``h`` (any int hash); True if it was not there."""
+        """Add ``h`` (any int hash); True if it was not there. (Hash 0 is stored as 1: the two count as one.)"""
         h &= _MASK
         if h == 0:
             h = 1
@@ -88,14 +92,18 @@ def parallel_dfs(scenario: Scenario, cfg: Config, workers: int, budget: int, red
         result.states += new
         return new
 
+    def over() -> bool:
+        return result.states >= budget or (deadline is not None and time.perf_counter() > deadline)
+
     # The seed: depth first from the initial state until the stack holds enough tasks to share.
     stack: list[StackEntry] = [(m.key(), 0, None)]
     path: list[Transition] = []
     target = SEED_TASKS_PER_WORKER * workers
-    if depth_first(m, canon, is_new, stack, path, result, stop_at_first, lambda: len(stack) < target, 1):
+    if depth_first(m, canon, is_new, stack, path, result, stop_at_first,
+                   lambda: len(stack) < target and not over(), 1):
         result.complete = True
         return result
-    if result.found and stop_at_first:
+    if (result.found and stop_at_first) or over():
         return result
     tasks = [(key, path[:depth - 1] + [into]) for key, depth, into in stack]
     ctx = multiprocessing.get_context("fork")
