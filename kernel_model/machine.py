@@ -26,7 +26,7 @@ from kernel_model.oracle import Oracle
 from kernel_model.program import Op, Scenario, flatten
 from kernel_model.reduction import CONTEXT_OPS, Footprint, Footprints, conflict
 from kernel_model.state import FREE, Folio, Ipi, State
-from kernel_model.steps import Note, Step, kind_of
+from kernel_model.steps import BLOCKING_OPS, Note, Step, kind_of
 from kernel_model.syscalls import op_attempt
 from kernel_model.tlb import RETRY
 
@@ -70,6 +70,7 @@ class Machine:
         self.footprints = (Footprints(self.programs, self.cpu_of, self.ncpus, setup.pages, setup.ptes_per_table,
                                       cfg.arch == "s390", cfg.arch == "up", setup.anon) if reduce else None)
         self.online_checks = not reduce
+        self._ipi_blocked_while_spinning = cfg.has("no_ipi_while_spinning")
         self.symmetry = (symmetry.symmetry_of(scenario, self.cpu_of, self.ncpus, set(boot.warm_cpus(scenario, cfg)))
                          if symmetric else symmetry.Symmetry([], [], self.cpu_of))
         # _persistent_set's answers: they depend only on each thread's operation, next step and the state
@@ -299,14 +300,14 @@ class Machine:
 
     def _can_run(self, tid: int, step: Step) -> bool:
         op = step.op
+        if op not in BLOCKING_OPS:
+            return True
         if op == "wait_acks":
             return self.state.acks_pending[tid] == 0
-        if kind_of(op) == "block":
-            return getattr(self.pt, "can_" + op)(*step.args)
-        return True
+        return getattr(self.pt, _CAN[op])(*step.args)
 
     def _takes_ipis(self, cpu: int) -> bool:
-        if not self.cfg.has("no_ipi_while_spinning"):
+        if not self._ipi_blocked_while_spinning:
             return True  # a CPU spinning on a PTL or waiting for acks still services flush IPIs
         for tid, p in enumerate(self.pos):
             if self.cpu_of[tid] == cpu and p.step is not None and p.step.op in ("spin_lock", "wait_acks") \
@@ -549,6 +550,7 @@ def find_cycle(edges: dict[int, list[int]]) -> list[int]:
 _SHARED_MEMOS: dict[tuple, dict[tuple, Resolved]] = {}
 _STEP_IDS: dict[tuple, int] = {}
 _UNKNOWN = object()
+_CAN = {op: "can_" + op for op in BLOCKING_OPS}  # PageTableOps' test of whether a blocking action may proceed
 CONFLICT = 2  # a transition conflicts with what another agent may still do
 CONFLICT_UNLESS = 1  # ... but only with what that agent may do after a TLB flush or an IPI it has not got yet
 assert Folio._fields[2:7] == ("data", "dirty", "locked", "writeback", "wb_data")  # Machine.canonical splices these
