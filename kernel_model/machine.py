@@ -262,7 +262,7 @@ class Machine:
         assert fps is not None
         members = {seed}
         while True:
-            chosen = [tr for agent in members for tr in moves[agent]]
+            chosen = [tr for agent in moves if agent in members for tr in moves[agent]]  # in enabled() order
             if len(chosen) >= bound:
                 return None
             definite: set[tuple] = set()
