@@ -41,6 +41,9 @@ from kernel_model.program import Scenario
 _MASK = (1 << 64) - 1
 MAX_LOAD = 0.7  # past this fill of the table, probing slows down: the search stops as incomplete
 SEED_TASKS_PER_WORKER = 4  # stack entries to start from, per worker (idle workers are then fed by the busy)
+# States the first process searches alone before it forks: a search smaller than this ends there, without the
+# cost of starting workers (tens of milliseconds, more than such a search takes).
+FORK_AFTER = 20_000
 MAX_TABLE = 1 << 27  # slots (1 GiB): room for 94 million states
 _POLL = 0.05  # seconds: how often an idle worker or the coordinator looks again
 
@@ -95,12 +98,13 @@ def parallel_dfs(scenario: Scenario, cfg: Config, workers: int, budget: int, red
     def over() -> bool:
         return result.states >= budget or (deadline is not None and time.perf_counter() > deadline)
 
-    # The seed: depth first from the initial state until the stack holds enough tasks to share.
+    # The seed: depth first from the initial state until the search is big enough to share and the stack holds
+    # enough tasks to share.
     stack: list[StackEntry] = [(m.key(), 0, None)]
     path: list[Transition] = []
     target = SEED_TASKS_PER_WORKER * workers
     if depth_first(m, canon, is_new, stack, path, result, stop_at_first,
-                   lambda: len(stack) < target and not over(), 1):
+                   lambda: (result.states < FORK_AFTER or len(stack) < target) and not over(), 1):
         result.complete = True
         return result
     if (result.found and stop_at_first) or over():
@@ -163,6 +167,7 @@ def _worker(index: int, m: Machine, visited: SharedVisited, task_queue: Any, res
             stop_at_first: bool) -> None:
     result = ExploreResult("dfs", False, 0, 0, 0, 0.0)
     report: dict[str, Any]
+    parent = os.getppid()
     try:
         count = 0
 
@@ -181,7 +186,7 @@ def _worker(index: int, m: Machine, visited: SharedVisited, task_queue: Any, res
 
         def tick() -> bool:
             shared.inserted[index] = count
-            if shared.stop.value:
+            if shared.stop.value or os.getppid() != parent:  # stopped, or the coordinator was killed
                 return False
             if sum(shared.inserted) >= shared.budget or \
                     (shared.deadline is not None and time.perf_counter() > shared.deadline):
@@ -197,7 +202,7 @@ def _worker(index: int, m: Machine, visited: SharedVisited, task_queue: Any, res
 
         done = False
         waiting = False
-        while not shared.stop.value:
+        while not shared.stop.value and os.getppid() == parent:
             try:
                 key, prefix = task_queue.get(timeout=_POLL)
             except queue.Empty:

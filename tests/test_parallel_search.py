@@ -14,6 +14,20 @@ from kernel_model.replay import run_schedule
 from scenarios.loader import load_scenario
 
 
+@pytest.fixture(autouse=True)
+def fork_at_once(monkeypatch):
+    """Fork the workers as soon as there is work to share (these searches are smaller than FORK_AFTER)."""
+    monkeypatch.setattr(parallel_search, "FORK_AFTER", 0)
+
+
+def test_a_small_search_ends_before_any_worker_starts(monkeypatch):
+    monkeypatch.setattr(parallel_search, "FORK_AFTER", 1_000_000)
+    monkeypatch.setattr(parallel_search.multiprocessing, "get_context", None)  # would raise if it forked
+    sc = load_scenario("madv_dontneed")
+    r = explore(sc, Config(ordering="delayed"), "dfs", workers=2)
+    assert r.complete and r.states == explore(sc, Config(ordering="delayed"), "dfs", hash_compact=True).states
+
+
 def test_the_shared_visited_set_is_a_set_of_64_bit_hashes():
     v = parallel_search.SharedVisited(100)
     assert v.size >= 100 and v.size & (v.size - 1) == 0
@@ -93,3 +107,56 @@ def test_a_worker_that_fails_is_reported_with_its_traceback(monkeypatch):
     monkeypatch.setattr(parallel_search, "depth_first", seed_then_break)  # the workers are forked: they see it
     with pytest.raises(RuntimeError, match="model bug in a worker"):
         explore(sc, Config(ordering="delayed"), "dfs", workers=2)
+
+
+def test_workers_stop_when_the_coordinator_is_killed(tmp_path):
+    """A coordinator killed outright (SIGKILL: no finally, no cleanup) must not leave workers searching on."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    pids = tmp_path / "workers"
+    script = tmp_path / "coordinator.py"
+    script.write_text(
+        "import os, sys\n"
+        f"sys.path.insert(0, {os.getcwd()!r})\n"
+        "from kernel_model import parallel_search\n"
+        "from kernel_model.config import Config\n"
+        "from kernel_model.explorer import explore\n"
+        "from scenarios.loader import load_scenario\n"
+        "real = parallel_search._worker\n"
+        "def worker(*args):\n"
+        f"    fd = os.open({str(pids)!r}, os.O_WRONLY | os.O_CREAT | os.O_APPEND)\n"
+        "    os.write(fd, f'{os.getpid()}\\n'.encode())\n"
+        "    os.close(fd)\n"
+        "    real(*args)\n"
+        "parallel_search._worker = worker\n"
+        "parallel_search.FORK_AFTER = 0\n"
+        "sc = load_scenario('ladder', {'pages': 2, 'writers': 2})\n"
+        "explore(sc, Config(ordering='delayed'), 'dfs', workers=2)\n")
+    proc = subprocess.Popen([sys.executable, str(script)])
+    deadline = time.monotonic() + 60
+    workers: list[int] = []
+    while len(workers) < 2 and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+        workers = [int(line) for line in pids.read_text().split()] if pids.exists() else []
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert len(workers) == 2, "the coordinator did not start its workers"
+    deadline = time.monotonic() + 20
+    alive = workers
+    while alive and time.monotonic() < deadline:
+        time.sleep(0.1)
+        alive = [pid for pid in workers if _running(pid)]
+    for pid in alive:
+        os.kill(pid, signal.SIGKILL)  # by PID: never leave a process of ours behind
+    assert not alive
+
+
+def _running(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split()[2] != "Z"
+    except FileNotFoundError:
+        return False
