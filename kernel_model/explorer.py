@@ -111,7 +111,7 @@ def _bfs(scenario: Scenario, cfg: Config, budget: int, reduce: bool, stop_at_fir
     # frontier holds the real states to restore. Each canonical node keeps the first path that reached it.
     # Without the renaming a counter writer's loop (its word counts up forever) would make the state space
     # infinite.
-    canon = _canonical_form(m, hash_compact)
+    canon = canonical_form(m, hash_compact)
     root = m.key()
     parent: dict[tuple, tuple | None] = {canon(root): None}  # canonical state -> (canonical parent, transition)
     frontier: deque[tuple[tuple, tuple]] = deque([(root, canon(root))])  # (state to restore, its canonical key)
@@ -166,7 +166,7 @@ def _dfs(scenario: Scenario, cfg: Config, budget: int, reduce: bool, stop_at_fir
          progress: Callable[[int], None] | None, deadline: float | None = None, hash_compact: bool = False,
          symmetric: bool = True) -> ExploreResult:
     m = Machine(scenario, cfg, reduce=reduce, symmetric=symmetric)
-    canon = _canonical_form(m, hash_compact)
+    canon = canonical_form(m, hash_compact)
     root = m.key()
     seen = {canon(root)}
 
@@ -262,7 +262,8 @@ def _children(m: Machine, key: tuple, enabled: list[Transition],
         yield n, tr, m.key(), violations
 
 
-def _canonical_form(m: Machine, hash_compact: bool) -> Callable[[tuple], object]:
+def canonical_form(m: Machine, hash_compact: bool) -> Callable[[tuple], object]:
+    """What the visited set holds for a machine key: its canonical form, or that form's 64-bit hash."""
     return (lambda key: hash(m.canonical(key))) if hash_compact else m.canonical
 
 

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from kernel_model.config import Config
-from kernel_model.explorer import ExploreResult, StackEntry, depth_first
+from kernel_model.explorer import ExploreResult, StackEntry, canonical_form, depth_first
 from kernel_model.machine import Machine, Transition
 from kernel_model.program import Scenario
 
@@ -84,9 +84,7 @@ def parallel_dfs(scenario: Scenario, cfg: Config, workers: int, budget: int, red
     visited = SharedVisited(min(MAX_TABLE, int(budget / MAX_LOAD) + 1))
     budget = min(budget, visited.limit)
 
-    def canon(key: tuple) -> int:
-        return hash(m.canonical(key))
-
+    canon = canonical_form(m, True)
     result = ExploreResult("dfs", False, 1, 0, 0, 0.0)
     visited.insert(canon(m.key()))
 
@@ -170,9 +168,7 @@ def _worker(index: int, m: Machine, visited: SharedVisited, task_queue: Any, res
     parent = os.getppid()
     try:
         count = 0
-
-        def canon(key: tuple) -> int:
-            return hash(m.canonical(key))
+        canon = canonical_form(m, True)
 
         def is_new(c: object) -> bool:
             nonlocal count
