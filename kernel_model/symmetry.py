@@ -32,6 +32,15 @@ MAX_GROUP = 3
 class Permutation:
     tid: tuple[int, ...]  # old thread id -> new thread id
     cpu: tuple[int, ...]  # old CPU -> new CPU
+    # Derived, for permute's hot path: the threads that move, and for each new thread id / CPU the old one.
+    moved: frozenset[int] = frozenset()
+    tid_src: tuple[int, ...] = ()
+    cpu_src: tuple[int, ...] = ()
+
+    @classmethod
+    def of(cls, tid: tuple[int, ...], cpu: tuple[int, ...]) -> "Permutation":
+        return cls(tid, cpu, frozenset(t for t, new in enumerate(tid) if new != t),
+                   tuple(tid.index(t) for t in range(len(tid))), tuple(cpu.index(c) for c in range(len(cpu))))
 
 
 def interchangeable_groups(scenario: Scenario, cpu_of: list[int], warm_cpus: set[int]) -> list[list[int]]:
@@ -60,37 +69,38 @@ def symmetries(groups: list[list[int]], cpu_of: list[int], ncpus: int) -> list[P
         consistent = all(cpu[cpu_of[t]] == cpu_of[tid[t]] for t in range(nthreads))
         cpus = tuple(cpu.get(c, c) for c in range(ncpus))
         if consistent and sorted(cpus) == list(range(ncpus)) and tid != list(range(nthreads)):
-            out.append(Permutation(tuple(tid), cpus))
+            out.append(Permutation.of(tuple(tid), cpus))
     return out
 
 
 def permute(key: tuple, p: Permutation) -> tuple:
     """A canonical machine key (Machine.canonical's layout, folios as plain tuples) with threads and CPUs
-    renamed by ``p``."""
-    state_key, positions, (transits, delayed) = key
+    renamed by ``p``. On the explorer's hot path (half of all states of a two-writer search are permuted): a
+    field in which no moved thread appears is kept as it is, which is most of them, since interchangeable threads
+    only store (they send no IPIs and wait for no acks)."""
+    state_key, positions, oracle = key
     (folios, page_cache, disk, ptes, vma, i_mmap, ptl, ppt, mmap_lock, i_mmap_rwsem, tlbs, ipis, acks) = state_key
-    tid, cpu = p.tid, p.cpu
-
-    def owner(t: int) -> int:
-        return t if t == FREE else tid[t]
-
-    # Folio tuples: locked (field 4) is a thread id. Readers of an rw_semaphore are kept sorted (a set).
-    folios = tuple(f if f[4] == FREE else f[:4] + (tid[f[4]],) + f[5:] for f in folios)
-    ptl = tuple(owner(t) for t in ptl)
-    sems = tuple((owner(w), tuple(sorted(tid[r] for r in readers))) for w, readers in (mmap_lock, i_mmap_rwsem))
-    new_tlbs = [()] * len(tlbs)
-    new_ipis: list[tuple] = [()] * len(ipis)
-    for c, entries in enumerate(tlbs):
-        new_tlbs[cpu[c]] = entries
-        new_ipis[cpu[c]] = tuple(Ipi(tid[i.initiator], i.start, i.end) for i in ipis[c])
-    new_acks = [0] * len(acks)
-    new_positions: list[tuple] = [()] * len(positions)
-    for t, pos in enumerate(positions):
-        new_acks[tid[t]] = acks[t]
-        new_positions[tid[t]] = pos
-    oracle = (frozenset((tid[t], pfn) for t, pfn in transits), tuple((tid[t], pfn, b) for t, pfn, b in delayed))
-    return ((folios, page_cache, disk, ptes, vma, i_mmap, ptl, ppt, sems[0], sems[1], tuple(new_tlbs),
-             tuple(new_ipis), tuple(new_acks)), tuple(new_positions), oracle)
+    tid, moved = p.tid, p.moved
+    # Folio tuples: locked (field 4) is a thread id (FREE is never a moved thread).
+    if any(f[4] in moved for f in folios):
+        folios = tuple(f[:4] + (tid[f[4]],) + f[5:] if f[4] in moved else f for f in folios)
+    if not moved.isdisjoint(ptl):
+        ptl = tuple(tid[t] if t in moved else t for t in ptl)
+    # Readers of an rw_semaphore are kept sorted (a set).
+    sems = [sem if sem[0] not in moved and moved.isdisjoint(sem[1])
+            else (tid[sem[0]] if sem[0] in moved else sem[0], tuple(sorted(tid[r] for r in sem[1])))
+            for sem in (mmap_lock, i_mmap_rwsem)]
+    new_tlbs = tuple([tlbs[c] for c in p.cpu_src])
+    new_ipis = tuple([ipis[c] for c in p.cpu_src])
+    if any(i.initiator in moved for q in new_ipis for i in q):
+        new_ipis = tuple(tuple(Ipi(tid[i.initiator], i.start, i.end) for i in q) for q in new_ipis)
+    new_acks = tuple([acks[t] for t in p.tid_src])
+    new_positions = tuple([positions[t] for t in p.tid_src])
+    transits, delayed = oracle
+    if any(t in moved for t, _ in transits) or any(d[0] in moved for d in delayed):
+        oracle = (frozenset((tid[t], pfn) for t, pfn in transits), tuple((tid[t], pfn, b) for t, pfn, b in delayed))
+    return ((folios, page_cache, disk, ptes, vma, i_mmap, ptl, ppt, sems[0], sems[1], new_tlbs, new_ipis, new_acks),
+            new_positions, oracle)
 
 
 class Symmetry:
@@ -103,21 +113,20 @@ class Symmetry:
         self.perms = perms
         self.cpu_of = cpu_of
         self.members = sorted(t for g in groups for t in g)
-        # For each permutation: which old thread lands in each member slot.
-        self.sources = [tuple(p.tid.index(slot) for slot in self.members) for p in perms]
-        self.identity = tuple(self.members)
+        self._member_cpus = [(t, cpu_of[t]) for t in self.members]
+        # For each permutation: which member (by its index in self.members) lands in each member slot.
+        self.sources = [tuple(self.members.index(p.tid.index(slot)) for slot in self.members) for p in perms]
 
     def __bool__(self) -> bool:
         return bool(self.perms)
 
     def representative(self, key: tuple) -> tuple:
         positions, tlbs = key[1], key[0][10]
-        cpu_of = self.cpu_of
-        sig = {t: hash((positions[t], tlbs[cpu_of[t]])) for t in self.members}
-        best_vec = tuple(sig[t] for t in self.identity)
+        sig = [hash((positions[t], tlbs[c])) for t, c in self._member_cpus]
+        best_vec = sig
         tied: list[Permutation | None] = [None]  # None: the identity
         for p, sources in zip(self.perms, self.sources):
-            vec = tuple(sig[t] for t in sources)
+            vec = [sig[i] for i in sources]
             if vec < best_vec:
                 best_vec, tied = vec, [p]
             elif vec == best_vec:
