@@ -22,7 +22,7 @@ from kernel_model import tlb as tlbops
 from kernel_model.atomic import PageTableOps
 from kernel_model.config import Config
 from kernel_model.events import Event, Violation
-from kernel_model.oracle import Oracle
+from kernel_model.oracle import OBSERVED_OPS, Oracle
 from kernel_model.program import Op, Scenario, flatten
 from kernel_model.reduction import CONTEXT_OPS, Footprint, Footprints, conflict
 from kernel_model.state import FREE, Folio, Ipi, State
@@ -43,9 +43,11 @@ class Resolved:
     results: tuple
     # (operation index, next step) as a small int: what the reduction's memo needs of a position, cheap to hash.
     sid: int = 0
+    at: tuple = ()  # (pc, results): the position as the machine's key holds it, built once
 
     def __post_init__(self) -> None:
         self.sid = _STEP_IDS.setdefault((self.pc >> 1, self.step), len(_STEP_IDS))
+        self.at = (self.pc, self.results)
 
 
 class Machine:
@@ -80,6 +82,9 @@ class Machine:
         # Their parts: step footprints, and how a step stands to another thread at an operation.
         self._footprint_memo: dict[tuple, Footprint | None] = {}
         self._relation_memo: dict[tuple, int] = {}
+        self._relations_memo: dict[tuple, dict[tuple, int]] = {}
+        # canonical()'s renaming of store values, by (folios, disk): far fewer combinations than states.
+        self._renamed: dict[tuple, tuple] = {}
         self.seq = 0
         self.events: list[Event] = []
         # Positions resolve the same way in every machine of this scenario and configuration: share the memo
@@ -226,6 +231,12 @@ class Machine:
         # An IPI's initiator waiting for the ack cannot move before the IPI is taken: its future is moot.
         moot = (tr[2] if tr[0] == "i" and self.pos[tr[2]].step is not None
                 and self.pos[tr[2]].step.op == "wait_acks" else None)  # type: ignore[union-attr]
+        # The whole answer depends on the footprint, the other threads' (operation, hit) and which CPUs have
+        # IPIs queued: far fewer combinations than the states that ask.
+        whole_key = (sig, moot, tuple([hits[tid] for tid, _ in threads]), tuple(threads), tuple(map(bool, s.ipis)))
+        whole = self._relations_memo.get(whole_key)
+        if whole is not None:
+            return whole
         out: dict[tuple, int] = {}
         for tid, pc in threads:
             if (tr[0] == "t" and tid == tr[1]) or tid == moot:
@@ -243,6 +254,7 @@ class Machine:
         for cpu in range(self.ncpus):
             if (tr[0] != "i" or tr[1] != cpu) and conflict(fp, fps.ipi(cpu)):  # type: ignore[arg-type]
                 out[("i", cpu)] = CONFLICT if s.ipis[cpu] else CONFLICT_UNLESS
+        self._relations_memo[whole_key] = out
         return out
 
     def _close(self, seed: tuple, moves: dict[tuple, list[Transition]],
@@ -332,7 +344,7 @@ class Machine:
         step = p.step
         assert step is not None
         result = self._apply(tid, step)
-        self._emit(Event(self.seq, tid, self.cpu_of[tid], "step", step.fn, step.op, step.args, result), violations)
+        self._emit(tid, self.cpu_of[tid], "step", step.fn, step.op, step.args, result, violations)
         # The paths never look at the data a write-back carries: feed them None, so that positions (and the
         # memo) do not depend on store values (see canonical()), nor at the reference counts that get_page and
         # put_page leave, nor at what setting PG_dirty found (so those steps commute, see kernel_model.reduction).
@@ -346,13 +358,19 @@ class Machine:
 
     def _emit_notes(self, tid: int, notes: tuple[Note, ...], violations: list[Violation]) -> None:
         for note in notes:
-            self._emit(Event(self.seq, tid, self.cpu_of[tid], "note", note.fn, note.op, note.args), violations)
+            self._emit(tid, self.cpu_of[tid], "note", note.fn, note.op, note.args, None, violations)
 
-    def _emit(self, ev: Event, violations: list[Violation]) -> None:
-        self.seq += 1
-        if self.record:
-            self.events.append(ev)
-        violations.extend(self.oracle.observe(self.state, ev))
+    def _emit(self, tid: int, cpu: int, kind: str, fn: str, op: str, args: tuple, result: Any,
+              violations: list[Violation]) -> None:
+        """Number an event, record it if asked, and show it to the oracle. An event the oracle does not look
+        at and nobody records is not built: most steps are such, and building one is a third of a step's cost."""
+        seq = self.seq
+        self.seq = seq + 1
+        if self.record or op in OBSERVED_OPS[kind]:
+            ev = Event(seq, tid, cpu, kind, fn, op, args, result)
+            if self.record:
+                self.events.append(ev)
+            violations.extend(self.oracle.observe(self.state, ev))
 
     def _apply(self, tid: int, step: Step) -> Any:
         op, args = step.op, step.args
@@ -447,12 +465,12 @@ class Machine:
         s.ipis[cpu] = tuple(i for i in s.ipis[cpu] if i is not ipi)
         dropped = tlbops.flush_tlb_range(s.tlbs[cpu], ipi.start, ipi.end)
         s.acks_pending[ipi.initiator] -= 1
-        self._emit(Event(self.seq, ipi.initiator, cpu, "ipi", "flush_tlb_func", "ipi_flush", (ipi.start, ipi.end),
-                         dropped), violations)
+        self._emit(ipi.initiator, cpu, "ipi", "flush_tlb_func", "ipi_flush", (ipi.start, ipi.end), dropped,
+                   violations)
 
     # --- whole states, for search ---------------------------------------------------------------------------
     def key(self) -> tuple:
-        return (self.state.key(), tuple((p.pc, p.results) for p in self.pos), self.oracle.key())
+        return (self.state.key(), tuple([p.at for p in self.pos]), self.oracle.key())
 
     def canonical(self, key: tuple) -> tuple:
         """``key`` with the page contents renamed in order of first appearance (data, snapshot, disk), and
@@ -464,14 +482,12 @@ class Machine:
         visit one of them. A snapshot outside writeback is stale (only writeback reads it) and is dropped."""
         state_key, positions, oracle_key = key
         folios, page_cache, disk, *rest = state_key
-        names: dict[int, int] = {}
-        name = names.setdefault
-        # Plain tuples spliced by field position (Folio: ..., data = 2, ..., writeback = 5, wb_data = 6, ...):
-        # a canonical key only has to compare and hash, and _replace is the slow part of this hot path.
-        folios = tuple(f[:2] + (name(f[2], len(names)),) + f[3:6]
-                       + ((name(f[6], len(names)) if f[5] else -1),) + f[7:] for f in folios)
-        disk = tuple(name(v, len(names)) for v in disk)
-        key = ((folios, page_cache, disk, *rest), positions, oracle_key)
+        renamed = self._renamed.get((folios, disk))
+        if renamed is None:
+            if len(self._renamed) >= _RENAMED_MAX:
+                self._renamed.clear()
+            renamed = self._renamed[(folios, disk)] = _rename_values(folios, disk)
+        key = ((*renamed, page_cache, *rest), positions, oracle_key)
         return self.symmetry.representative(key) if self.symmetry else key
 
     def restore(self, key: tuple) -> None:
@@ -480,8 +496,7 @@ class Machine:
         self.pt = PageTableOps(self.state)
         self.oracle.restore(oracle_key)
         # Most positions are those the machine is at already (a restore goes back one transition): keep them.
-        self.pos = [p if p.pc == pc and p.results is results else self._resolve(tid, pc, results)
-                    for tid, (p, (pc, results)) in enumerate(zip(self.pos, positions))]
+        self.pos = [p if p.at is at else self._resolve(tid, *at) for tid, (p, at) in enumerate(zip(self.pos, positions))]
         self._running = sum(1 for p in self.pos if p.step is not None)
 
     def hang_report(self) -> Violation:
@@ -533,6 +548,18 @@ class Machine:
         return op, []
 
 
+def _rename_values(folios: tuple, disk: tuple) -> tuple[tuple, tuple]:
+    """Folios and disk with store values renamed in order of first appearance (data, snapshot, disk), and a
+    snapshot outside writeback dropped (see Machine.canonical)."""
+    names: dict[int, int] = {}
+    name = names.setdefault
+    # Plain tuples spliced by field position (Folio: ..., data = 2, ..., writeback = 5, wb_data = 6, ...):
+    # a canonical key only has to compare and hash, and _replace is the slow part of this hot path.
+    folios = tuple(f[:2] + (name(f[2], len(names)),) + f[3:6]
+                   + ((name(f[6], len(names)) if f[5] else -1),) + f[7:] for f in folios)
+    return folios, tuple(name(v, len(names)) for v in disk)
+
+
 def find_cycle(edges: dict[int, list[int]]) -> list[int]:
     for start in edges:
         path, node = [start], start
@@ -550,6 +577,7 @@ def find_cycle(edges: dict[int, list[int]]) -> list[int]:
 _SHARED_MEMOS: dict[tuple, dict[tuple, Resolved]] = {}
 _STEP_IDS: dict[tuple, int] = {}
 _UNKNOWN = object()
+_RENAMED_MAX = 200_000  # entries of Machine._renamed before it starts again (it is a cache, not a record)
 _CAN = {op: "can_" + op for op in BLOCKING_OPS}  # PageTableOps' test of whether a blocking action may proceed
 CONFLICT = 2  # a transition conflicts with what another agent may still do
 CONFLICT_UNLESS = 1  # ... but only with what that agent may do after a TLB flush or an IPI it has not got yet

@@ -29,6 +29,14 @@ INVARIANTS = (
 
 # Events that take a dirty bit out of shared state into a path's local variable, and those that put it back.
 _TRANSIT_CLOSERS = frozenset({"set_page_dirty", "folio_mark_dirty", "writepage"})
+# By event kind, the ops Oracle.observe acts on: the controlled machine does not build the other events unless
+# it records them (observe returns [] and changes nothing for them; tests/test_oracle.py checks the lists).
+OBSERVED_OPS: dict[str, frozenset[str]] = {
+    "step": frozenset({"ptep_get_and_clear_full", "folio_test_clear_dirty", "page_remove_rmap", "spin_unlock",
+                       "put_page", "evict_folio"}) | _TRANSIT_CLOSERS,
+    "note": frozenset({"queue", "walk", "emptied", "end"}),
+    "ipi": frozenset(),
+}
 
 
 class Oracle:

@@ -135,7 +135,7 @@ class State:
             self.ptes_per_table,
             self.mmap_lock.key(),
             self.i_mmap_rwsem.key(),
-            tuple(tuple(sorted(t.items())) for t in self.tlbs),
+            tuple([tuple(t.items()) if len(t) < 2 else tuple(sorted(t.items())) for t in self.tlbs]),
             tuple(self.ipis),
             tuple(self.acks_pending),
         )
