@@ -1,0 +1,71 @@
+"""Build hook: compile the controlled explorer's hot modules with Cython (kernel_model/compiled.py says why
+and which). Everything else about the package is in pyproject.toml.
+
+The compiled modules are an optimisation, never a requirement: when Cython or a C compiler is missing, or a
+module fails to compile, the build says so and the package installs as plain Python. Each build records the
+SHA-256 of the sources it compiled, so that a source edited later runs as source, not as its old build.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import runpy
+from pathlib import Path
+
+from setuptools import setup
+from setuptools.command.build_ext import build_ext
+
+HERE = Path(__file__).resolve().parent
+_compiled = runpy.run_path(str(HERE / "kernel_model" / "compiled.py"))  # HOT_MODULES, BUILD_RECORD; no imports
+HOT_MODULES: tuple[str, ...] = _compiled["HOT_MODULES"]
+
+
+class OptionalBuildExt(build_ext):
+    """build_ext that warns instead of failing, compiles on every core, and records what it compiled."""
+
+    def finalize_options(self) -> None:
+        super().finalize_options()
+        if not self.parallel:
+            self.parallel = os.cpu_count() or 1
+
+    def run(self) -> None:
+        try:
+            super().run()
+        except Exception as exc:  # noqa: BLE001 - no compiler at all: install as plain Python
+            print(f"warning: tlbrace: not compiling kernel_model ({exc}); it runs as plain Python")
+        self._record()
+
+    def build_extension(self, ext) -> None:  # type: ignore[no-untyped-def]
+        try:
+            super().build_extension(ext)
+        except Exception as exc:  # noqa: BLE001 - this module stays plain Python
+            print(f"warning: tlbrace: {ext.name} not compiled ({exc}); it runs as plain Python")
+
+    def _record(self) -> None:
+        """Write, next to the extensions, the digest of each source compiled (kernel_model/compiled.py reads it)."""
+        built: dict[str, str] = {}
+        for ext in self.extensions:
+            module = ext.name.rpartition(".")[2]
+            if Path(self.get_ext_fullpath(ext.name)).exists():
+                built[module] = hashlib.sha256((HERE / "kernel_model" / f"{module}.py").read_bytes()).hexdigest()
+        target = Path(self.get_ext_fullpath(self.extensions[0].name)).parent if self.extensions else None
+        if target is not None:
+            target.mkdir(parents=True, exist_ok=True)
+            (target / _compiled["BUILD_RECORD"]).write_text(json.dumps(built, indent=1, sort_keys=True) + "\n")
+
+
+def extensions() -> list:
+    try:
+        from Cython.Build import cythonize
+    except ImportError:
+        print("warning: tlbrace: Cython is not installed; kernel_model runs as plain Python")
+        return []
+    # annotation_typing=False: type hints stay hints, so the compiled code behaves exactly as the Python does
+    # (Cython would otherwise turn some annotations into C types with their own overflow and conversion rules).
+    return cythonize([f"kernel_model/{m}.py" for m in HOT_MODULES], quiet=True, nthreads=os.cpu_count() or 1,
+                     compiler_directives={"language_level": 3, "annotation_typing": False})
+
+
+setup(ext_modules=extensions(), cmdclass={"build_ext": OptionalBuildExt})

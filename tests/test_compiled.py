@@ -1,0 +1,80 @@
+"""The compiled hot modules (kernel_model/compiled.py): they search exactly as the Python does, and a build
+older than its source never runs."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.machinery
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from kernel_model import compiled
+
+ROOT = Path(__file__).resolve().parent.parent
+SEARCH = """
+import json
+from kernel_model import compiled
+from kernel_model.config import Config
+from kernel_model.explorer import explore
+from scenarios.loader import load_scenario
+out = []
+for name, params, ordering in [("ladder", {"writers": 2}, "delayed"), ("madv_dontneed", {}, "eager"),
+                               ("zap_many_pages", {}, "delayed")]:
+    r = explore(load_scenario(name, params), Config(ordering=ordering), "dfs", stop_at_first=False,
+                budget=60_000, symmetric=False)
+    out.append([name, r.complete, r.states, r.transitions, r.schedules,
+                sorted({i for f in r.found for i in f.invariants})])
+print(json.dumps({"compiled": compiled.compiled_modules(), "results": out}))
+"""
+
+
+def _search(pure: bool) -> dict:
+    env = {**os.environ, compiled.PURE_ENV: "1" if pure else "0"}
+    out = subprocess.run([sys.executable, "-c", SEARCH], cwd=ROOT, env=env, capture_output=True, text=True,
+                         check=True)
+    return json.loads(out.stdout)
+
+
+def test_compiled_modules_search_exactly_as_the_python_does():
+    fast, pure = _search(pure=False), _search(pure=True)
+    assert pure["compiled"] == []
+    if not fast["compiled"]:
+        pytest.skip("no compiled modules in this install (no Cython or no C compiler): nothing to compare")
+    assert "machine" in fast["compiled"]
+    assert fast["results"] == pure["results"]
+    print("compiled:", ", ".join(fast["compiled"]), "| same states, transitions, ends, verdicts:", fast["results"])
+
+
+def _fake_build(tmp_path: Path, module: str, source: str) -> Path:
+    """A package directory holding ``module``'s source, an extension file for it and a build record."""
+    (tmp_path / f"{module}.py").write_text(source)
+    (tmp_path / f"{module}{importlib.machinery.EXTENSION_SUFFIXES[0]}").write_bytes(b"")
+    digest = hashlib.sha256(source.encode()).hexdigest()
+    (tmp_path / compiled.BUILD_RECORD).write_text(json.dumps({module: digest}))
+    return tmp_path
+
+
+def test_a_build_whose_source_changed_is_stale_and_the_source_runs(tmp_path, monkeypatch):
+    monkeypatch.delenv(compiled.PURE_ENV, raising=False)
+    package = _fake_build(tmp_path, "machine", "X = 1\n")
+    assert compiled.status(package)["machine"] == "compiled"
+    (package / "machine.py").write_text("X = 2\n")
+    assert compiled.status(package)["machine"] == "stale build"
+    # Modules with no extension at all run from source; so does everything under TLBRACE_PURE_PYTHON.
+    assert compiled.status(package)["state"] == "source"
+    (package / "machine.py").write_text("X = 1\n")
+    monkeypatch.setenv(compiled.PURE_ENV, "1")
+    assert compiled.status(package)["machine"] == "source"
+
+
+def test_the_import_hook_loads_the_source_of_modules_it_is_given(tmp_path):
+    package = _fake_build(tmp_path, "machine", "X = 'from source'\n")
+    spec = compiled._SourceFirst(["machine"], package).find_spec("kernel_model.machine")
+    assert spec is not None and spec.origin == str(package / "machine.py")
+    assert compiled._SourceFirst(["machine"], package).find_spec("kernel_model.state") is None
+    assert compiled._SourceFirst(["machine"], package).find_spec("actors.machine") is None
