@@ -9,6 +9,8 @@
    A last row runs the heavier reading (two stores per page: four per writer on two pages) under the same limit.
 3. The baseline for states/s: the same machine stepping along one random schedule with no search (how fast a
    bare transition is), so the search's overhead shows as a ratio.
+4. Which hot modules run compiled (setup.py compiles them with Cython), and what that buys: one ladder cell run
+   compiled and as Python (TLBRACE_PURE_PYTHON=1), back to back.
 
 Usage: python bench/bench_explore.py [--limit SECONDS] [--workers N]
    (--limit: per ladder cell, default 600; --workers: default one per core)
@@ -26,6 +28,8 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from kernel_model import compiled  # noqa: E402
+from kernel_model.compiled import HOT_MODULES  # noqa: E402
 from kernel_model.config import Config  # noqa: E402
 from kernel_model.explorer import explore  # noqa: E402
 from kernel_model.machine import Machine  # noqa: E402
@@ -53,6 +57,22 @@ def bare_transitions_per_second(seconds: float = 2.0) -> float:
     return n / (time.perf_counter() - t0)
 
 
+COMPARE_CELL = {"pages": 1, "writers": 2, "passes": 1, "stores": 2}
+
+
+def cell_in_subprocess(params: dict[str, int], pure: bool) -> tuple[int, float]:
+    """States and states/s of one exhaustive ladder cell in a fresh process (the source or the compiled build)."""
+    code = ("import json, sys; from kernel_model.config import Config; from kernel_model.explorer import explore; "
+            "from scenarios.loader import load_scenario; "
+            "r = explore(load_scenario('ladder', json.loads(sys.argv[1])), Config(ordering='delayed'), 'dfs', "
+            "budget=200_000_000, hash_compact=True); print(json.dumps([r.states, r.states / r.seconds]))")
+    env = {**os.environ, compiled.PURE_ENV: "1" if pure else "0"}
+    out = subprocess.run([sys.executable, "-c", code, json.dumps(params)], capture_output=True, text=True, env=env,
+                         cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))), check=True)
+    states, rate = json.loads(out.stdout)
+    return states, rate
+
+
 def ladder_cell(params: dict[str, int], workers: int, limit: float) -> tuple[object, float]:
     sc = load_scenario("ladder", params)
     r = explore(sc, Config(ordering="delayed"), "dfs", budget=200_000_000, time_limit=limit, hash_compact=True,
@@ -71,6 +91,15 @@ def main() -> None:
         found = ", ".join(v["invariant"] for v in doc["violations"]) or "no violation"
         print(f"madv_dontneed {ordering:8s}: {secs:6.2f} s (goal < {goal:.0f} s)  {found}; "
               f"complete={doc['complete']} states={doc['states']}")
+    modules = compiled.compiled_modules()  # the imports at the top load every hot module
+    print(f"\n== kernel_model hot modules compiled with Cython: {len(modules)} of {len(HOT_MODULES)} "
+          f"({', '.join(modules) or 'none: run bash scripts/setup.sh'}) ==")
+    print("compiled vs the same code as Python (TLBRACE_PURE_PYTHON=1), one ladder cell "
+          f"{COMPARE_CELL}, one process each, back to back:")
+    rates = {pure: cell_in_subprocess(COMPARE_CELL, pure) for pure in (False, True)}
+    for pure, (states, rate) in rates.items():
+        print(f"  {'Python  ' if pure else 'compiled'}: {states:,} states, {rate:,.0f} states/s")
+    print(f"  compiled / Python: {rates[False][1] / rates[True][1]:.2f}")
     base = bare_transitions_per_second()
     print(f"\n== baseline: bare machine transitions (+ state key), no search: {base:,.0f}/s ==")
     print(f"\n== ladder: exhaustive DFS with hash compaction, delayed ordering; 1 process, then {args.workers} "
@@ -93,8 +122,9 @@ def main() -> None:
     print("\n(stores: per writer, in all.) Goal: >= 50,000 states/s, and the largest cell (2 x 2 x 2, two stores"
           " each) complete in under 10 minutes. What limits a process: every state is rebuilt from its hashable"
           " key (State.from_key), every transition builds a new key, its canonical form (store values renamed,"
-          " interchangeable writers ordered) and the reduction's memo key, in pure CPython; the workers add"
-          " cores, the reductions (persistent sets, value renaming, writer symmetry) cut states.")
+          " interchangeable writers ordered) and the reduction's memo key, in CPython (the hot modules compiled"
+          " by Cython, still on Python objects); the workers add cores, the reductions (persistent sets, value"
+          " renaming, writer symmetry) cut states.")
 
 
 if __name__ == "__main__":
