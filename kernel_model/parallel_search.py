@@ -52,10 +52,19 @@ class SharedVisited:
     """A fixed-size set of 64-bit state hashes in memory that forked children share (0 marks a free slot)."""
 
     def __init__(self, capacity: int) -> None:
-        self.size = 1 << max(16, (capacity - 1).bit_length())
+        self.size = self.size_for(capacity)
         self._map = mmap.mmap(-1, self.size * 8)  # anonymous, MAP_SHARED: zero pages, allocated when touched
         self.slots = memoryview(self._map).cast("Q")
-        self.limit = int(self.size * MAX_LOAD)
+        self.limit = self.limit_for(capacity)
+
+    @staticmethod
+    def size_for(capacity: int) -> int:
+        return 1 << max(16, (capacity - 1).bit_length())
+
+    @classmethod
+    def limit_for(cls, capacity: int) -> int:
+        """How many hashes a table for ``capacity`` takes before probing slows down."""
+        return int(cls.size_for(capacity) * MAX_LOAD)
 
     def insert(self, h: int) -> bool:
         """Add ``h`` (any int hash); True if it was not there. (Hash 0 is stored as 1: the two count as one.)"""
@@ -81,17 +90,22 @@ def parallel_dfs(scenario: Scenario, cfg: Config, workers: int, budget: int, red
                  progress: Callable[[int], None] | None, deadline: float | None,
                  symmetric: bool = True) -> ExploreResult:
     m = Machine(scenario, cfg, reduce=reduce, symmetric=symmetric)
-    visited = SharedVisited(min(MAX_TABLE, int(budget / MAX_LOAD) + 1))
-    budget = min(budget, visited.limit)
+    capacity = min(MAX_TABLE, int(budget / MAX_LOAD) + 1)
+    budget = min(budget, SharedVisited.limit_for(capacity))
 
     canon = canonical_form(m, True)
     result = ExploreResult("dfs", False, 1, 0, 0, 0.0)
-    visited.insert(canon(m.key()))
+    # The seed phase keeps its hashes in a plain set: a search that ends before the fork never touches the
+    # shared table, whose pages are each faulted in by the first insert that lands there (that cost more than a
+    # small search itself). The set moves into the table at the fork.
+    seen = {canon(m.key())}
 
     def is_new(c: object) -> bool:
-        new = visited.insert(c)  # type: ignore[arg-type]
-        result.states += new
-        return new
+        if c in seen:
+            return False
+        seen.add(c)
+        result.states += 1
+        return True
 
     def over() -> bool:
         return result.states >= budget or (deadline is not None and time.perf_counter() > deadline)
@@ -108,6 +122,10 @@ def parallel_dfs(scenario: Scenario, cfg: Config, workers: int, budget: int, red
     if (result.found and stop_at_first) or over():
         return result
     tasks = [(key, path[:depth - 1] + [into]) for key, depth, into in stack]
+    visited = SharedVisited(capacity)
+    for h in seen:
+        visited.insert(h)  # type: ignore[arg-type]
+    seen.clear()  # the workers, forked next, need only the table
     ctx = multiprocessing.get_context("fork")
     task_queue = ctx.Queue()
     results = ctx.Queue()
