@@ -1,6 +1,6 @@
 """Exhaustive depth-first search on several cores: forked workers share one hash-compacted visited set.
 
-A single CPython process expands ~20,000 states a second, and the search is all Python, so one core is the
+A single process expands 40,000-60,000 states a second (CPython, the hot modules compiled), so one core is the
 limit. Here ``workers`` processes (fork: they inherit the scenario, the machine's memos and the hash seed, so a
 state hashes alike in all of them) each run kernel_model.explorer.depth_first on a part of the state space:
 
@@ -42,10 +42,13 @@ _MASK = (1 << 64) - 1
 MAX_LOAD = 0.7  # past this fill of the table, probing slows down: the search stops as incomplete
 SEED_TASKS_PER_WORKER = 4  # stack entries to start from, per worker (idle workers are then fed by the busy)
 # States the first process searches alone before it forks: a search smaller than this ends there, without the
-# cost of starting workers (tens of milliseconds, more than such a search takes).
-FORK_AFTER = 20_000
+# cost of starting workers (tens of milliseconds: about as long as this many states take). Measured on the
+# ladder (bench/bench_explore.py, 2 workers): 4,000 gives 1.1-1.2x more states/s than 20,000 on cells of 20k-100k
+# states, and 2,000 makes a 3,500-state cell slower than one process.
+FORK_AFTER = 4_000
+SEED_TICK_EVERY = 64  # new states between two looks at whether the seed is ready (1 when FORK_AFTER is tiny)
 MAX_TABLE = 1 << 27  # slots (1 GiB): room for 94 million states
-_POLL = 0.05  # seconds: how often an idle worker or the coordinator looks again
+_POLL = 0.01  # seconds: how often an idle worker or the coordinator looks again (0.05 idled mid-size searches)
 
 
 class SharedVisited:
@@ -116,7 +119,8 @@ def parallel_dfs(scenario: Scenario, cfg: Config, workers: int, budget: int, red
     path: list[Transition] = []
     target = SEED_TASKS_PER_WORKER * workers
     if depth_first(m, canon, is_new, stack, path, result, stop_at_first,
-                   lambda: (result.states < FORK_AFTER or len(stack) < target) and not over(), 1):
+                   lambda: (result.states < FORK_AFTER or len(stack) < target) and not over(),
+                   min(SEED_TICK_EVERY, max(1, FORK_AFTER))):
         result.complete = True
         return result
     if (result.found and stop_at_first) or over():
