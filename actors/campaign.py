@@ -24,7 +24,7 @@ from typing import Any, Callable
 
 from actors import results_file
 from actors.results_file import ResultsContents, ResultsError, ResultsWriter
-from actors.sigint import sigint_deferred, sigint_watched
+from actors.sigint import sigint_deferred
 from actors.trial import ActorSet, RunningTrial, TrialResult
 from kernel_model.config import Config
 from kernel_model.events import Violation
@@ -157,62 +157,58 @@ def run_campaign(scenario: Scenario, cfg: Config, opts: CampaignOptions,
         node = nodes[i % len(nodes)] if len(nodes) > 1 else None
         return ActorSet(i, scenario, cfg, node)
 
-    # A Ctrl-C ends the loop as a KeyboardInterrupt: raised by Python's handler, by sigint_deferred at the end
-    # of a trial's bookkeeping, or by check_sigint one turn later when a library's handler swallowed it.
-    with sigint_watched() as check_sigint:
-        try:
-            for i in range(min(len(sets), len(todo))):
-                sets[i] = fresh_set(i)  # all sets' workers start in parallel
-            while todo or running:
-                check_sigint()  # a Ctrl-C that Ray swallowed (actors/sigint.py) still stops the campaign
-                for i in range(len(sets)):
-                    if i in running or not todo:
-                        continue
-                    if sets[i] is None:
-                        sets[i] = fresh_set(i)
-                    actors = sets[i]
-                    assert actors is not None
-                    trial = todo.popleft()
-                    if opts.stall is not None and opts.stall[0] == trial:
-                        actors.nodes  # noqa: B018 - configured before it can be told
-                        ray.get(actors.actor(opts.stall[1]).stall.remote(trial, opts.stall[2]))
-                    running[i] = RunningTrial(actors, scenario, cfg, run=run, trial=trial,
-                                              seed=trial_seed(opts.seed, trial), jitter_us=opts.jitter_us,
-                                              hang_timeout=opts.hang_timeout)
-                    if opts.kill is not None and opts.kill[0] == trial:
-                        ray.kill(actors.actor(opts.kill[1]), no_restart=True)
-                pending = [ref for t in running.values() for ref in t.pending_refs()]
-                if pending:
-                    ray.wait(pending, num_returns=1, timeout=0.25)
-                for i, t in list(running.items()):
-                    if not t.poll():
-                        continue
-                    # A Ctrl-C between counting a trial and writing its record would leave the summary and the
-                    # results file disagreeing by one; the bookkeeping of one finished trial is all or nothing.
-                    with sigint_deferred():
-                        del running[i]
-                        assert t.result is not None
-                        if not t.set_is_reusable:
-                            actors = sets[i]
-                            assert actors is not None
-                            actors.kill()
-                            sets[i] = None
-                        log = _account(result, t.result, scenario, cfg, opts)
-                        if writer is not None:
-                            writer.append(_record_of(t.result, log))
-                        if on_trial is not None:
-                            on_trial(t.result, result)
-                        if not t.result.failed:
-                            t.result.records = []  # passing trials keep counters only
-        except KeyboardInterrupt:
-            result.interrupted = True  # the running trials are abandoned: not recorded, so a resume runs them
-        finally:
-            result.seconds = time.monotonic() - started
-            if writer is not None:
-                writer.close()
-            for actors in sets:
-                if actors is not None:
-                    actors.kill()
+    try:
+        for i in range(min(len(sets), len(todo))):
+            sets[i] = fresh_set(i)  # all sets' workers start in parallel
+        while todo or running:
+            for i in range(len(sets)):
+                if i in running or not todo:
+                    continue
+                if sets[i] is None:
+                    sets[i] = fresh_set(i)
+                actors = sets[i]
+                assert actors is not None
+                trial = todo.popleft()
+                if opts.stall is not None and opts.stall[0] == trial:
+                    actors.nodes  # noqa: B018 - configured before it can be told
+                    ray.get(actors.actor(opts.stall[1]).stall.remote(trial, opts.stall[2]))
+                running[i] = RunningTrial(actors, scenario, cfg, run=run, trial=trial,
+                                          seed=trial_seed(opts.seed, trial), jitter_us=opts.jitter_us,
+                                          hang_timeout=opts.hang_timeout)
+                if opts.kill is not None and opts.kill[0] == trial:
+                    ray.kill(actors.actor(opts.kill[1]), no_restart=True)
+            pending = [ref for t in running.values() for ref in t.pending_refs()]
+            if pending:
+                ray.wait(pending, num_returns=1, timeout=0.25)
+            for i, t in list(running.items()):
+                if not t.poll():
+                    continue
+                # A Ctrl-C between counting a trial and writing its record would leave the summary and the
+                # results file disagreeing by one; the bookkeeping of one finished trial is all or nothing.
+                with sigint_deferred():
+                    del running[i]
+                    assert t.result is not None
+                    if not t.set_is_reusable:
+                        actors = sets[i]
+                        assert actors is not None
+                        actors.kill()
+                        sets[i] = None
+                    log = _account(result, t.result, scenario, cfg, opts)
+                    if writer is not None:
+                        writer.append(_record_of(t.result, log))
+                    if on_trial is not None:
+                        on_trial(t.result, result)
+                    if not t.result.failed:
+                        t.result.records = []  # passing trials keep counters only
+    except KeyboardInterrupt:
+        result.interrupted = True  # the running trials are abandoned: not recorded, so a resume runs them
+    finally:
+        result.seconds = time.monotonic() - started
+        if writer is not None:
+            writer.close()
+        for actors in sets:
+            if actors is not None:
+                actors.kill()
     return result
 
 

@@ -12,7 +12,7 @@ from actors.codec import BUSY, ERROR, OK, QUEUED, STALE, pack, pack_spec, unpack
 from actors.jitter import Jitter
 from actors.lamport import Timeline
 from actors.page_table import EPOCH, PLAIN, QUEUE, TRY, WALK, PageTableCore
-from actors.sigint import sigint_deferred, sigint_watched
+from actors.sigint import sigint_deferred
 from actors.topology import Topology
 from kernel_model.config import Config
 from kernel_model.program import Op, Scenario, Setup, Thread
@@ -135,37 +135,3 @@ def test_a_ctrl_c_inside_a_deferred_section_is_raised_when_it_ends() -> None:
             finished.append("section")
     assert finished == ["section"]
     assert signal.getsignal(signal.SIGINT) is before  # the handler from before the section is back
-
-
-def test_a_ctrl_c_that_a_handler_swallowed_is_raised_one_turn_later() -> None:
-    """What Ray's DeferSigint does to a SIGINT that arrives while an exception is in flight: its handler notes it
-    and nothing raises. The campaign loop's check still sees it (through the wakeup fd), one turn later."""
-    before = signal.getsignal(signal.SIGINT)
-    swallowed: list[int] = []
-    signal.signal(signal.SIGINT, lambda signum, frame: swallowed.append(signum))
-    try:
-        with sigint_watched() as check:
-            check()  # nothing arrived: nothing happens
-            check()
-            os.kill(os.getpid(), signal.SIGINT)
-            time.sleep(0.05)
-            check()  # seen; the Python-level handler has had its chance (it swallowed it)
-            assert swallowed == [signal.SIGINT]
-            with pytest.raises(KeyboardInterrupt):
-                check()
-    finally:
-        signal.signal(signal.SIGINT, before)
-
-
-def test_the_watch_leaves_an_ordinary_ctrl_c_to_python_and_restores_the_wakeup_fd() -> None:
-    turns = 0
-    with sigint_watched() as check:
-        with pytest.raises(KeyboardInterrupt):
-            while True:  # the campaign loop's shape: check, then work
-                check()
-                turns += 1
-                if turns == 3:
-                    os.kill(os.getpid(), signal.SIGINT)
-                time.sleep(0.01)
-    assert turns == 3  # Python's own handler raised it in the same turn, not the watch a turn later
-    assert signal.set_wakeup_fd(-1) == -1  # the watch put the previous wakeup fd (none) back
