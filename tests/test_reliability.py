@@ -35,6 +35,16 @@ def stress_cmd(out: Path, *extra: str) -> list[str]:
             "--trials", str(TRIALS), "--parallel", "2", "--seed", "5", "--json", "--out", str(out), *extra]
 
 
+def interruptible(cmd: list[str]) -> list[str]:
+    """``cmd`` (a Python command) with SIGINT back at its default before Python starts. A test run launched in
+    the background (``bash scripts/test.sh &``) has SIGINT ignored, children inherit that across exec, and a
+    Python started so never installs its KeyboardInterrupt handler: Ctrl-C must reach the driver as it does a
+    terminal's foreground job."""
+    shim = ("import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); "
+            "os.execv(sys.executable, [sys.executable, *sys.argv[1:]])")
+    return [sys.executable, "-c", shim, *cmd[1:]]
+
+
 def child_env() -> dict[str, str]:
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     env.pop("RAY_AUTH_MODE", None)  # the CLI itself turns auth off for its loopback-only embedded cluster
@@ -149,7 +159,7 @@ def test_a_killed_driver_resumes_without_losing_or_repeating_a_trial(tmp_path: P
 def test_ctrl_c_stops_cleanly_and_the_campaign_resumes(tmp_path: Path) -> None:
     out = tmp_path / "campaign"
     path = out / "results.msgpack"
-    proc = subprocess.Popen(stress_cmd(out), env=child_env(), cwd=ROOT, stdout=subprocess.PIPE,
+    proc = subprocess.Popen(interruptible(stress_cmd(out)), env=child_env(), cwd=ROOT, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
         wait_for_records(path, 20, proc)
@@ -157,7 +167,7 @@ def test_ctrl_c_stops_cleanly_and_the_campaign_resumes(tmp_path: Path) -> None:
         stdout, stderr = proc.communicate(timeout=60)
     finally:
         kill_tree(proc)  # nothing should be left; this only makes sure
-    assert proc.returncode == 130, stderr[-3000:]
+    assert proc.returncode == 130, f"stdout: {stdout[-2000:]}\nstderr: {stderr[-3000:]}"
     summary = json.loads(stdout)
     recorded = read_results(path)
     print(f"interrupted: {summary['trials']} trials; stderr: {stderr.strip()}")
