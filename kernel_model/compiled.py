@@ -18,7 +18,6 @@ not the model.
 from __future__ import annotations
 
 import hashlib
-import importlib.abc
 import importlib.machinery
 import importlib.util
 import json
@@ -67,8 +66,9 @@ def status(package_dir: Path = PACKAGE_DIR) -> dict[str, str]:
     return out
 
 
-class _SourceFirst(importlib.abc.MetaPathFinder):
-    """Loads the listed kernel_model modules from their .py files, ahead of the extension modules."""
+class _SourceFirst:
+    """Loads the listed kernel_model modules from their .py files, ahead of the extension modules (a meta path
+    finder: find_spec is all the import system asks of one; importlib.abc would add its import time)."""
 
     def __init__(self, modules: Sequence[str], package_dir: Path) -> None:
         self.modules = frozenset(modules)

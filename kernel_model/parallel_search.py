@@ -25,7 +25,6 @@ verdicts do not change; tests/test_parallel_search.py).
 from __future__ import annotations
 
 import mmap
-import multiprocessing
 import os
 import queue
 import time
@@ -130,6 +129,8 @@ def parallel_dfs(scenario: Scenario, cfg: Config, workers: int, budget: int, red
     for h in seen:
         visited.insert(h)  # type: ignore[arg-type]
     seen.clear()  # the workers, forked next, need only the table
+    import multiprocessing  # here, not at the top: a search that ends in the seed never pays for it (~20 ms)
+
     ctx = multiprocessing.get_context("fork")
     task_queue = ctx.Queue()
     results = ctx.Queue()

@@ -3,6 +3,7 @@ one process, counterexamples that replay, failures and limits reported."""
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 
 import pytest
@@ -22,7 +23,7 @@ def fork_at_once(monkeypatch):
 
 def test_a_small_search_ends_before_any_worker_starts(monkeypatch):
     monkeypatch.setattr(parallel_search, "FORK_AFTER", 1_000_000)
-    monkeypatch.setattr(parallel_search.multiprocessing, "get_context", None)  # would raise if it forked
+    monkeypatch.setattr(multiprocessing, "get_context", None)  # would raise if it forked
     sc = load_scenario("madv_dontneed")
     r = explore(sc, Config(ordering="delayed"), "dfs", workers=2)
     assert r.complete and r.states == explore(sc, Config(ordering="delayed"), "dfs", hash_compact=True).states
