@@ -47,17 +47,30 @@ SEED_TASKS_PER_WORKER = 4  # stack entries to start from, per worker (idle worke
 FORK_AFTER = 4_000
 SEED_TICK_EVERY = 64  # new states between two looks at whether the seed is ready (1 when FORK_AFTER is tiny)
 MAX_TABLE = 1 << 27  # slots (1 GiB): room for 94 million states
+FIRST_GENERATION = 1 << 22  # slots (32 MiB) of the shared table's first generation (see SharedVisited)
 _POLL = 0.01  # seconds: how often an idle worker or the coordinator looks again (0.05 idled mid-size searches)
 
 
 class SharedVisited:
-    """A fixed-size set of 64-bit state hashes in memory that forked children share (0 marks a free slot)."""
+    """A set of 64-bit state hashes in memory that forked children share (0 marks a free slot), in generations.
+
+    Each page of an anonymous shared mapping is zeroed by the fault of the first insert that lands on it, and
+    hashes land anywhere: one table sized for the budget (1 GiB for the bench's) spreads a search of a few
+    hundred thousand states over as many pages, which cost a fifth of its time. So the table grows: a first
+    generation of FIRST_GENERATION slots, then each four times larger, all in one mapping made before the fork
+    (its pages cost nothing until touched). Inserts go to the current generation (slot 0 of the mapping holds
+    its number); lookups also probe the older ones. ``advance`` moves on once the current one is MAX_LOAD full.
+    A worker that has not seen the move yet may insert a state the others put in the newer generation: that
+    state is expanded twice, as with the race described in the module docstring; none is lost."""
 
     def __init__(self, capacity: int) -> None:
-        self.size = self.size_for(capacity)
-        self._map = mmap.mmap(-1, self.size * 8)  # anonymous, MAP_SHARED: zero pages, allocated when touched
+        self.size = self.size_for(capacity)  # slots in all generations
+        self.regions = _generations(self.size)  # (first slot, size - 1) of each generation
+        # advance() moves to generation g + 1 once this many hashes are in generations 0..g.
+        self._full_at = _full_at(self.regions)
+        self.limit = self._full_at[-1]
+        self._map = mmap.mmap(-1, (1 + self.size) * 8)  # anonymous, MAP_SHARED: zero pages, allocated when touched
         self.slots = memoryview(self._map).cast("Q")
-        self.limit = self.limit_for(capacity)
 
     @staticmethod
     def size_for(capacity: int) -> int:
@@ -66,7 +79,13 @@ class SharedVisited:
     @classmethod
     def limit_for(cls, capacity: int) -> int:
         """How many hashes a table for ``capacity`` takes before probing slows down."""
-        return int(cls.size_for(capacity) * MAX_LOAD)
+        return _full_at(_generations(cls.size_for(capacity)))[-1]
+
+    def advance(self, inserted: int) -> None:
+        """Move inserts on to the next generation once ``inserted`` hashes (all workers') fill the current one."""
+        slots = self.slots
+        while slots[0] < len(self.regions) - 1 and inserted >= self._full_at[slots[0]]:
+            slots[0] += 1
 
     def insert(self, h: int) -> bool:
         """Add ``h`` (any int hash); True if it was not there. (Hash 0 is stored as 1: the two count as one.)"""
@@ -74,18 +93,50 @@ class SharedVisited:
         if h == 0:
             h = 1
         slots = self.slots
-        mask = self.size - 1
+        current = slots[0]
+        regions = self.regions
+        for g in range(current):  # older generations: look only
+            first, mask = regions[g]
+            i = h & mask
+            while True:
+                v = slots[first + i]
+                if v == h:
+                    return False
+                if v == 0:
+                    break
+                i = (i + 1) & mask
+        first, mask = regions[current]
         i = h & mask
         while True:
-            v = slots[i]
+            v = slots[first + i]
             if v == h:
                 return False
             if v == 0:
-                slots[i] = h
-                if slots[i] == h:
+                slots[first + i] = h
+                if slots[first + i] == h:
                     return True
                 continue  # another worker took this slot between the read and the write: look at it again
             i = (i + 1) & mask
+
+
+def _generations(total: int) -> list[tuple[int, int]]:
+    """(first slot, size - 1) of each generation of a table of ``total`` slots (a power of two): FIRST_GENERATION
+    slots (or all of them, if fewer), then four times more each time, as much as fits. Slot 0 is the counter."""
+    out = []
+    first, left, size = 1, total, min(FIRST_GENERATION, total)
+    while size:
+        out.append((first, size - 1))
+        first, left = first + size, left - size
+        size = min(size * 4, 1 << (left.bit_length() - 1)) if left else 0  # the largest power of two that fits
+    return out
+
+
+def _full_at(regions: list[tuple[int, int]]) -> list[int]:
+    out, total = [], 0
+    for _, mask in regions:
+        total += int((mask + 1) * MAX_LOAD)
+        out.append(total)
+    return out
 
 
 def parallel_dfs(scenario: Scenario, cfg: Config, workers: int, budget: int, reduce: bool, stop_at_first: bool,
@@ -128,6 +179,7 @@ def parallel_dfs(scenario: Scenario, cfg: Config, workers: int, budget: int, red
     visited = SharedVisited(capacity)
     for h in seen:
         visited.insert(h)  # type: ignore[arg-type]
+    visited.advance(len(seen))
     seen.clear()  # the workers, forked next, need only the table
     import multiprocessing  # here, not at the top: a search that ends in the seed never pays for it (~20 ms)
 
@@ -135,7 +187,8 @@ def parallel_dfs(scenario: Scenario, cfg: Config, workers: int, budget: int, red
     task_queue = ctx.Queue()
     results = ctx.Queue()
     shared = _Shared(pending=ctx.Value("q", len(tasks)), idle=ctx.Value("q", 0), stop=ctx.Value("b", 0),
-                     inserted=ctx.Array("q", workers), budget=budget - result.states, deadline=deadline)
+                     inserted=ctx.Array("q", workers), budget=budget - result.states, deadline=deadline,
+                     seeded=result.states)
     for task in tasks:
         task_queue.put(task)
     procs = [ctx.Process(target=_worker, args=(w, m, visited, task_queue, results, shared, stop_at_first),
@@ -182,6 +235,7 @@ class _Shared:
     inserted: Any  # states inserted, per worker (for the budget and progress)
     budget: int
     deadline: float | None
+    seeded: int  # states the coordinator inserted before the fork
 
 
 def _worker(index: int, m: Machine, visited: SharedVisited, task_queue: Any, results: Any, shared: _Shared,
@@ -207,10 +261,11 @@ def _worker(index: int, m: Machine, visited: SharedVisited, task_queue: Any, res
             shared.inserted[index] = count
             if shared.stop.value or os.getppid() != parent:  # stopped, or the coordinator was killed
                 return False
-            if sum(shared.inserted) >= shared.budget or \
-                    (shared.deadline is not None and time.perf_counter() > shared.deadline):
+            inserted = sum(shared.inserted)
+            if inserted >= shared.budget or (shared.deadline is not None and time.perf_counter() > shared.deadline):
                 shared.stop.value = 1
                 return False
+            visited.advance(shared.seeded + inserted)
             if shared.idle.value > 0 and len(stack) > 1 and task_queue.empty():
                 # Someone waits for work: hand over the shallowest untried state (the largest subtree left).
                 key, depth, into = stack.pop(0)

@@ -39,6 +39,18 @@ def test_the_shared_visited_set_is_a_set_of_64_bit_hashes():
     assert all(v.insert(h) for h in collide) and not any(v.insert(h) for h in collide)
 
 
+def test_the_shared_set_grows_in_generations_and_finds_hashes_in_every_one(monkeypatch):
+    monkeypatch.setattr(parallel_search, "FIRST_GENERATION", 1 << 10)
+    v = parallel_search.SharedVisited(1 << 16)
+    assert [mask + 1 for _, mask in v.regions] == [1 << 10, 1 << 12, 1 << 14, 1 << 15, 1 << 13, 1 << 11, 1 << 10]
+    hashes = [hash(("state", n)) for n in range(v.limit)]
+    for n, h in enumerate(hashes):
+        assert v.insert(h)
+        v.advance(n + 1)
+    assert v.slots[0] == len(v.regions) - 1  # it moved through every generation
+    assert not any(v.insert(h) for h in hashes)  # and finds each hash in the generation that holds it
+
+
 def test_a_forked_child_inserts_into_the_same_set():
     v = parallel_search.SharedVisited(1000)
     pid = os.fork()
