@@ -92,30 +92,29 @@ class SharedVisited:
         h &= _MASK
         if h == 0:
             h = 1
-        slots = self.slots
-        current = slots[0]
-        regions = self.regions
+        current = self.slots[0]
         for g in range(current):  # older generations: look only
-            first, mask = regions[g]
-            i = h & mask
-            while True:
-                v = slots[first + i]
-                if v == h:
-                    return False
-                if v == 0:
-                    break
-                i = (i + 1) & mask
-        first, mask = regions[current]
+            if self._probe(g, h)[0]:
+                return False
+        while True:
+            found, slot = self._probe(current, h)
+            if found:
+                return False
+            self.slots[slot] = h
+            if self.slots[slot] == h:
+                return True
+            # Another worker took this slot between the read and the write: probe again.
+
+    def _probe(self, g: int, h: int) -> tuple[bool, int]:
+        """Linear probing in generation ``g``: (True, the slot holding ``h``) or (False, the free slot where
+        the probe for it ends)."""
+        first, mask = self.regions[g]
+        slots = self.slots
         i = h & mask
         while True:
             v = slots[first + i]
-            if v == h:
-                return False
-            if v == 0:
-                slots[first + i] = h
-                if slots[first + i] == h:
-                    return True
-                continue  # another worker took this slot between the read and the write: look at it again
+            if v == h or v == 0:
+                return v == h, first + i
             i = (i + 1) & mask
 
 
