@@ -76,10 +76,12 @@ def test_two_workers_visit_the_states_one_process_visits(name, params, ordering)
     two = explore(sc, cfg, "dfs", workers=2, symmetric=False)
     assert one.complete and two.complete and not one.found and not two.found
     # Never fewer (a state lost), and more only by the documented race: two workers that insert the same state
-    # at the same instant both count and expand it (kernel_model/parallel_search.py). CI saw 3,404 vs 3,403.
+    # at the same instant both count and expand it (kernel_model/parallel_search.py), and the successors of a
+    # state expanded twice can race again. CI saw 3,404 vs 3,403; a loaded 2-core machine 724 vs 721. The
+    # bound is loose on purpose; what it must catch is a shortfall (a lost state), which it still does exactly.
     for mine, theirs in ((two.states, one.states), (two.transitions, one.transitions),
                          (two.schedules, one.schedules)):
-        assert theirs <= mine <= theirs + 2 + theirs // 1000
+        assert theirs <= mine <= theirs + 10 + theirs // 100
     assert 0.0 < two.collision_bound < 1e-9
 
 
