@@ -137,7 +137,7 @@ def find_imports(modules: dict[str, Module]) -> list[Import]:
     for module in modules.values():
         visitor = _ImportVisitor(module, modules)
         visitor.visit(ast.parse(module.path.read_text(), filename=str(module.path)))
-        found.extend(visitor.found)
+        found.extend(dict.fromkeys(visitor.found))  # `from m import a, b` is one dependency
     return found
 
 
