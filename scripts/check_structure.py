@@ -12,7 +12,8 @@ Imports are read with ``ast`` from every module of the project's packages (the d
 hold an ``__init__.py``): ``import a.b``, ``from a import b`` (the module ``a.b`` when it exists, else ``a``),
 relative imports, and ``importlib.import_module`` with a literal or an f-string whose literal head names
 modules (``f"scenarios.cmd_{name}"`` depends on every ``scenarios.cmd_*``). A module's package is the package
-that contains it (a package's ``__init__`` belongs to that package).
+that contains it (a package's ``__init__`` belongs to that package). Complexity and sizes cover the packages
+and the code in ``scripts/`` and ``bench/``; not ``tests/``.
 
 Exit status: 0 (print only), or with ``--strict`` 1 when any rule is broken; 2 on bad usage.
 
