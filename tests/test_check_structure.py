@@ -89,3 +89,14 @@ def test_a_class_over_300_lines_is_reported(tmp_path):
     assert "classes over 300 lines: 1" in out
     assert "Big, 330 lines (app/big.py:1)" in out
     assert "largest class: Big" in out
+
+
+def test_a_cycle_through_import_module_with_an_f_string_is_found(tmp_path):
+    write(tmp_path, {
+        **CLEAN,
+        "app/cli.py": "import importlib\n\ndef load(name):\n    return importlib.import_module(f'app.cmd_{name}')\n",
+        "app/cmd_go.py": "from app.cli import load\n",
+    })
+    code, out = run(tmp_path, "--strict")
+    assert code == 1
+    assert "app.cli -> app.cmd_go -> app.cli" in out
