@@ -8,10 +8,6 @@ import runpy
 import textwrap
 from pathlib import Path
 
-import pytest
-
-pytest.importorskip("radon")
-
 CHECKER = runpy.run_path(str(Path(__file__).resolve().parent.parent / "scripts" / "check_structure.py"))
 
 
