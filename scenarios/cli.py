@@ -30,13 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="tlbrace", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     for name in SUBCOMMANDS:
-        try:
-            module = importlib.import_module(f"scenarios.cmd_{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"scenarios.cmd_{name}":
-                raise
-            continue  # not built yet
-        module.add_parser(sub)
+        importlib.import_module(f"scenarios.cmd_{name}").add_parser(sub)
     return parser
 
 

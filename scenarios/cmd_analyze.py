@@ -47,18 +47,9 @@ def add_parser(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     err = Console(stderr=True)
     only = {args.trial} if args.trial is not None else None
-    analyses: list[LogAnalysis] = []
-    for path in args.logs:
-        try:
-            analysis = analyze_log(path, only_trials=only, keep_events=only is not None,
-                                   observe=cov.observe if args.coverage else None, jobs=args.jobs)
-        except (LogError, AnalysisError) as exc:
-            print(f"tlbrace: error: {exc}", file=sys.stderr)
-            return EXIT_BAD_INPUT
-        if analysis.damage:
-            err.print(f"[yellow]tlbrace: warning: {path}: {analysis.damage}; analysed the records before it[/]",
-                      highlight=False)
-        analyses.append(analysis)
+    analyses = _analyze_logs(args, only, err)
+    if analyses is None:
+        return EXIT_BAD_INPUT
     reports = [r for a in analyses for r in a.trials]
     if only is not None and not reports:
         print(f"tlbrace: error: no trial {args.trial} in {', '.join(args.logs)}", file=sys.stderr)
@@ -76,6 +67,23 @@ def run(args: argparse.Namespace) -> int:
         _print(Console() if sys.stdout.isatty() else Console(width=160), analyses, reports, witnesses, coverage)
     bad = any(r.violating or r.divergence or r.disagreement for r in reports)
     return EXIT_VIOLATION if bad else EXIT_OK
+
+
+def _analyze_logs(args: argparse.Namespace, only: set[int] | None, err: Console) -> list[LogAnalysis] | None:
+    """Every log judged, a warning for each damaged one; None (after the error message) for bad input."""
+    analyses: list[LogAnalysis] = []
+    for path in args.logs:
+        try:
+            analysis = analyze_log(path, only_trials=only, keep_events=only is not None,
+                                   observe=cov.observe if args.coverage else None, jobs=args.jobs)
+        except (LogError, AnalysisError) as exc:
+            print(f"tlbrace: error: {exc}", file=sys.stderr)
+            return None
+        if analysis.damage:
+            err.print(f"[yellow]tlbrace: warning: {path}: {analysis.damage}; analysed the records before it[/]",
+                      highlight=False)
+        analyses.append(analysis)
+    return analyses
 
 
 # --- which trials get a witness -------------------------------------------------------------------------------------

@@ -35,31 +35,44 @@ def _label(kind: str, cpu: int) -> str:
 def race_events(events: list[Event]) -> dict[str, int]:
     """label → seq of the first race-critical event of that kind (per CPU) in one trial, by rules: the window
     opens at the first zap_pte_range clear of a dirty PTE; the rest are the events on that page that follow."""
-    clear = next((e for e in events if e.kind == "step" and e.op == "ptep_get_and_clear_full"
-                  and e.fn == "zap_pte_range" and e.result is not None and Pte(*e.result).dirty), None)
+    clear = next((e for e in events if _clears_dirty_pte(e)), None)
     if clear is None:
         return {}
-    pte = Pte(*clear.result)
-    pfn, va, zapper = pte.pfn, clear.args[0], clear.tid
+    window = _Window(clear, Pte(*clear.result).pfn, clear.args[0])
     found: dict[str, int] = {_label("PTE clear", clear.cpu): clear.seq}
-
-    def first(label: str, e: Event) -> None:
-        found.setdefault(label, e.seq)
-
     for e in events:
-        if e.kind == "step":
-            if e.op == "folio_mapped" and e.args[0] == pfn:
-                first(_label("mkclean check", e.cpu), e)  # before the clear too: that order counts as well
-            elif e.op == "writepage" and e.args[0] == pfn:
-                first(_label("IO snapshot", e.cpu), e)
-            elif e.seq > clear.seq and e.tid == zapper and e.op == "page_remove_rmap" and e.args[0] == pfn:
-                first(_label("rmap removal", e.cpu), e)
-            elif (e.seq > clear.seq and e.op == "store_tlb" and e.result == "stored" and e.args[0] == va
-                  and e.cpu != clear.cpu):
-                first(_label("stale store", e.cpu), e)
-        elif e.kind == "ipi" and e.seq > clear.seq and e.tid == zapper:
-            first(_label("flush", e.cpu), e)
+        kind = window.kind_of(e)
+        if kind is not None:
+            found.setdefault(_label(kind, e.cpu), e.seq)
     return found
+
+
+def _clears_dirty_pte(e: Event) -> bool:
+    return (e.kind == "step" and e.op == "ptep_get_and_clear_full" and e.fn == "zap_pte_range"
+            and e.result is not None and Pte(*e.result).dirty)
+
+
+@dataclass(frozen=True, slots=True)
+class _Window:
+    """The race window one zap opens on one page: which later events belong to it, and as what."""
+
+    clear: Event  # the zapper's clear of the dirty PTE
+    pfn: int
+    va: int
+
+    def kind_of(self, e: Event) -> str | None:
+        if e.kind == "ipi":
+            return "flush" if e.seq > self.clear.seq and e.tid == self.clear.tid else None
+        if e.kind != "step":
+            return None
+        if e.op in ("folio_mapped", "writepage"):  # before the clear too: that order counts as well
+            return None if e.args[0] != self.pfn else "mkclean check" if e.op == "folio_mapped" else "IO snapshot"
+        if e.seq <= self.clear.seq:
+            return None
+        if e.op == "page_remove_rmap":
+            return "rmap removal" if e.tid == self.clear.tid and e.args[0] == self.pfn else None
+        stale = e.op == "store_tlb" and e.result == "stored" and e.args[0] == self.va and e.cpu != self.clear.cpu
+        return "stale store" if stale else None
 
 
 def observe(events: list[Event]) -> frozenset:

@@ -80,12 +80,29 @@ def draw_timeline(path: str | os.PathLike[str], scenario: Scenario, cfg: Config,
     width = min(30.0, max(12.0, last * 0.16))
     fig, axes = plt.subplots(5, 1, figsize=(width, 10.5), sharex=True,
                              gridspec_kw={"height_ratios": [n * 1.3, 0.55, 0.8, 0.55, 0.55], "hspace": 0.14})
-    lanes, dirty_ax, map_ax, diff_ax, tlb_ax = axes
+    lanes = axes[0]
     y = {tid: n - 1 - tid for tid in range(n)}  # first thread on top
 
     lane_of_cpu = {c: tid for tid, c in reversed(list(enumerate(cpu_of)))}
     for tid in range(n):
         lanes.axhline(y[tid], color="0.85", lw=0.8, zorder=0)
+    _draw_holds(lanes, events, y)
+    steps = [e for e in events if e.kind == "step"]
+    lanes.scatter([e.seq for e in steps], [y[e.tid] for e in steps], marker="|", s=60, color="0.35", zorder=2)
+    _draw_ipis(lanes, events, y, lane_of_cpu)
+    _draw_witness(lanes, events, witness, y, lane_of_cpu)
+    _draw_violations(axes, violations, last, n)
+    lanes.set_yticks([y[t] for t in range(n)], [f"{threads[t]}\nCPU {cpu_of[t]}" for t in range(n)])
+    lanes.set_ylim(-0.8, n - 0.2)
+    lanes.set_title(title, loc="left", fontsize=11)
+    _lane_legend(lanes)
+    _draw_page_tracks(axes[1:], samples, last, pfn)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+
+
+def _draw_holds(lanes, events: list[Event], y: dict[int, int]) -> None:
+    """PTL holds as wide orange bars, folio-lock holds as narrow blue ones, each labelled."""
     for tid, start, end, lock in _holds(events, "spin_lock", "spin_unlock"):
         lanes.broken_barh([(start, max(end - start, 0.6))], (y[tid] - 0.32, 0.64), color="tab:orange", alpha=0.55,
                           zorder=1)
@@ -94,18 +111,18 @@ def draw_timeline(path: str | os.PathLike[str], scenario: Scenario, cfg: Config,
         lanes.broken_barh([(start, max(end - start, 0.6))], (y[tid] - 0.14, 0.28), color="tab:blue", alpha=0.35,
                           zorder=1)
         lanes.text(start + 0.2, y[tid] - 0.36, f"folio lock {pfn_}", fontsize=7, color="navy", va="top")
-    steps = [e for e in events if e.kind == "step"]
-    lanes.scatter([e.seq for e in steps], [y[e.tid] for e in steps], marker="|", s=60, color="0.35", zorder=2)
-    _draw_ipis(lanes, events, y, lane_of_cpu)
-    _draw_witness(lanes, events, witness, y, lane_of_cpu)
+
+
+def _draw_violations(axes, violations: list[Violation], last: int, n: int) -> None:
+    """A red line through every panel at the end, and the invariant's name on the lanes."""
     for v in violations:
         for ax in axes:
             ax.axvline(last, color="red", ls="--", lw=1.2)
-        lanes.text(last - 0.3, n - 0.35, v.invariant, color="red", fontsize=9, fontweight="bold", va="bottom",
-                   ha="right")
-    lanes.set_yticks([y[t] for t in range(n)], [f"{threads[t]}\nCPU {cpu_of[t]}" for t in range(n)])
-    lanes.set_ylim(-0.8, n - 0.2)
-    lanes.set_title(title, loc="left", fontsize=11)
+        axes[0].text(last - 0.3, n - 0.35, v.invariant, color="red", fontsize=9, fontweight="bold", va="bottom",
+                     ha="right")
+
+
+def _lane_legend(lanes) -> None:
     lanes.plot([], [], color="tab:orange", lw=6, alpha=0.55, label="PTL held")
     lanes.plot([], [], color="tab:blue", lw=4, alpha=0.35, label="folio lock held")
     lanes.plot([], [], color="tab:purple", lw=1.2, label="flush IPI")
@@ -113,6 +130,10 @@ def draw_timeline(path: str | os.PathLike[str], scenario: Scenario, cfg: Config,
     lanes.scatter([], [], marker="*", s=120, color="crimson", label="witness event")
     lanes.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8, frameon=False)
 
+
+def _draw_page_tracks(axes, samples: list[PageSample], last: int, pfn: int | None) -> None:
+    """The violated page's PG_dirty, mapcount, page-vs-disk and TLB presence, one panel each."""
+    dirty_ax, map_ax, diff_ax, tlb_ax = axes
     xs = [s.seq for s in samples]
     _track(dirty_ax, xs, [int(s.dirty) for s in samples], "PG_dirty", "tab:green", last)
     _track(map_ax, xs, [s.mapcount for s in samples], "mapcount", "tab:brown", last)
@@ -121,8 +142,6 @@ def draw_timeline(path: str | os.PathLike[str], scenario: Scenario, cfg: Config,
     tlb_ax.set_xlabel("global event order (seq)")
     if pfn is not None:
         dirty_ax.set_title(f"pfn {pfn}, state after each transition", loc="left", fontsize=9)
-    fig.savefig(path, dpi=110, bbox_inches="tight")
-    plt.close(fig)
 
 
 def _draw_ipis(ax, events: list[Event], y: dict[int, int], lane_of_cpu: dict[int, int]) -> None:

@@ -135,7 +135,7 @@ def _lost_dirty_data(p: _Picker, ev: list[Event], pfn: int, m: Machine) -> None:
     if clear is None:
         _around_page(p, ev, pfn, m)
         return
-    va, zapper = clear.args[0], clear.tid
+    zapper = clear.tid
     p.add(clear, "pte_clear", "the PTE is gone and its dirty bit is in the zapper's hands; other CPUs' TLB "
                               "entries still map the page until the flush")
     p.add(_first(ev, lambda e: _on_pfn(e, "set_page_dirty", pfn) and e.tid == zapper, clear.seq),
@@ -146,17 +146,7 @@ def _lost_dirty_data(p: _Picker, ev: list[Event], pfn: int, m: Machine) -> None:
     if rmap is None:
         p.absent("rmap_removal", "page_remove_rmap",
                  f"no rmap removal of pfn {pfn} before the violation: mapcount {m.state.folios[pfn].mapcount}")
-    data = m.state.folios[pfn].data
-    snapshot = _first(ev, lambda e: _on_pfn(e, "writepage", pfn), clear.seq)
-
-    def landed(e: Event) -> bool:
-        return _is(e, "store_tlb") and e.result == "stored" and e.args[0] == va
-
-    # The lost store: the one whose value the page holds; a counter's increments carry no value, so the first
-    # one that landed after the IO snapshot (earlier ones are in the snapshot).
-    store = (_first(ev, lambda e: landed(e) and e.args[1] is not None and e.args[1] == data, clear.seq)
-             or (snapshot and _first(ev, lambda e: landed(e) and e.args[1] is None, snapshot.seq))
-             or _first(ev, landed, clear.seq))
+    store = _lost_store(ev, clear, pfn, m.state.folios[pfn].data)
     checked = (_first(ev, lambda e: _on_pfn(e, "not_mapped", pfn, "note"), clear.seq)
                or _first(ev, lambda e: _on_pfn(e, "folio_mapped", pfn), clear.seq))
     p.add(checked, "mkclean_check", "folio_mkclean sees the folio unmapped and returns 0 at once: no rmap "
@@ -172,6 +162,20 @@ def _lost_dirty_data(p: _Picker, ev: list[Event], pfn: int, m: Machine) -> None:
         p.add(_first(ev, lambda e: _is(e, "ipi_flush", "ipi") and e.tid == zapper and e.cpu == store.cpu,
                      clear.seq), "late_flush", "the flush IPI drops the stale entry: too late, the store landed")
     p.state(_page_story(m, pfn))
+
+
+def _lost_store(ev: list[Event], clear: Event, pfn: int, data: int | None) -> Event | None:
+    """The lost store: the one whose value the page holds; a counter's increments carry no value, so the first
+    one that landed after the IO snapshot (earlier ones are in the snapshot); else the first after the clear."""
+    va = clear.args[0]
+
+    def landed(e: Event) -> bool:
+        return _is(e, "store_tlb") and e.result == "stored" and e.args[0] == va
+
+    snapshot = _first(ev, lambda e: _on_pfn(e, "writepage", pfn), clear.seq)
+    return (_first(ev, lambda e: landed(e) and e.args[1] is not None and e.args[1] == data, clear.seq)
+            or (snapshot and _first(ev, lambda e: landed(e) and e.args[1] is None, snapshot.seq))
+            or _first(ev, landed, clear.seq))
 
 
 def _delayed_rmap_after_unlock(p: _Picker, ev: list[Event], pfn: int, m: Machine) -> None:

@@ -11,11 +11,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from kernel_model import compiled
 
 ROOT = Path(__file__).resolve().parent.parent
 SEARCH = """
 import json
+import pytest
+
 from kernel_model import compiled
 from kernel_model.config import Config
 from kernel_model.explorer import explore
@@ -38,6 +42,7 @@ def _search(pure: bool) -> dict:
     return json.loads(out.stdout)
 
 
+@pytest.mark.slow  # the same searches twice, each in a child process
 def test_compiled_modules_search_exactly_as_the_python_does(monkeypatch):
     monkeypatch.delenv(compiled.PURE_ENV, raising=False)
     fast, pure = _search(pure=False), _search(pure=True)
@@ -47,7 +52,6 @@ def test_compiled_modules_search_exactly_as_the_python_does(monkeypatch):
     # itself; CI builds all 15.)
     assert set(fast["compiled"]) == {m for m, how in compiled.status().items() if how == "compiled"}
     assert fast["results"] == pure["results"]
-    print("compiled:", ", ".join(fast["compiled"]), "| same states, transitions, ends, verdicts:", fast["results"])
 
 
 def _fake_build(tmp_path: Path, module: str, source: str) -> Path:

@@ -39,6 +39,7 @@ def test_no_violation_with_the_patch_or_without_remote_tlbs(name, ordering, arch
     assert r.complete and not r.found, [f.violations for f in r.found]
 
 
+@pytest.mark.slow  # 6,000 sampled runs
 def test_nadav_poc_loses_data_only_with_eager():
     sc = load_scenario("nadav_poc")
     eager = explore(sc, cfg_for(sc, ordering="eager"), "pct", budget=3000, seed=1)

@@ -85,6 +85,7 @@ def test_two_workers_visit_the_states_one_process_visits(name, params, ordering)
     assert 0.0 < two.collision_bound < 1e-9
 
 
+@pytest.mark.slow  # a whole search, once in one process and once on two
 def test_with_symmetry_two_workers_reach_the_same_verdict():
     sc = load_scenario("ladder", {"writers": 2, "stores": 1})
     one = explore(sc, Config(ordering="delayed"), "dfs", hash_compact=True)

@@ -26,6 +26,8 @@ from kernel_model.config import Config
 from kernel_model.explorer import explore
 from scenarios.loader import load_scenario
 
+pytestmark = pytest.mark.wild  # drivers in child processes with their own Ray, and campaigns on the session's
+
 ROOT = Path(__file__).resolve().parents[1]
 TRIALS = 200
 
@@ -145,8 +147,6 @@ def test_a_killed_driver_resumes_without_losing_or_repeating_a_trial(tmp_path: P
     summary = json.loads(resumed.stdout)
     after = read_results(path)
     ids = [r["trial"] for r in after.records]
-    print(f"killed after {len(before.records)} recorded trials ({len(intact)} bytes intact); resumed: "
-          f"{summary['trials']} trials, {summary['resumed']} from the file, violations {summary['violations']}")
     assert path.read_bytes().startswith(intact)  # every record written before the kill, byte for byte
     assert after.records[:len(before.records)] == before.records
     assert sorted(ids) == list(range(TRIALS))  # every trial exactly once
@@ -170,7 +170,6 @@ def test_ctrl_c_stops_cleanly_and_the_campaign_resumes(tmp_path: Path) -> None:
     assert proc.returncode == 130, f"stdout: {stdout[-2000:]}\nstderr: {stderr[-3000:]}"
     summary = json.loads(stdout)
     recorded = read_results(path)
-    print(f"interrupted: {summary['trials']} trials; stderr: {stderr.strip()}")
     assert summary["interrupted"] and summary["trials"] == len(recorded.records) < TRIALS
     assert recorded.torn == 0 and "--resume" in stderr and "Traceback" not in stderr
 
@@ -188,7 +187,6 @@ def test_a_dead_page_table_actor_crashes_only_its_trial() -> None:
     result = run_campaign(load_scenario("madv_dontneed"), Config(ordering="delayed"),
                           CampaignOptions(trials=4, parallel=2, kill=(1, "pt")))
     crashed, = [r for r in result.failures if r.status == "crashed"]
-    print(crashed.detail)
     assert result.trials == 4 and result.by_status["ok"] == 3
     assert crashed.trial == 1 and crashed.actor == "pt"  # the dead actor, not the CPU that noticed
     assert crashed.detail.startswith("trial 1: actor pt crashed: ") and "ActorDiedError" in crashed.detail
@@ -199,7 +197,6 @@ def test_a_cpu_that_stops_taking_steps_is_hung_with_who_waits_for_whom() -> None
     result = run_campaign(load_scenario("madv_dontneed"), Config(ordering="delayed"),
                           CampaignOptions(trials=3, parallel=1, hang_timeout=1.0, stall=(1, "cpu1", "spin_lock")))
     hung, = [r for r in result.failures if r.status == "hung"]
-    print(hung.detail)
     assert result.by_status["ok"] == 2 and hung.trial == 1  # trial 2 ran on fresh actors
     assert hung.violations == []  # the model has no deadlock here: the runtime hung, not the kernel
     assert "zapper could take ptep_get_and_clear_full in zap_pte_range but its CPU took no step" in hung.detail
@@ -218,9 +215,6 @@ def test_a_deadlocking_kernel_is_a_hang_with_its_cycle_in_both_runtimes(mutant: 
     controlled = explore(scenario, cfg).found[0].violations[0]
     assert controlled.invariant == "hang" and cycle in controlled.detail
     result = run_campaign(scenario, cfg, CampaignOptions(trials=2, parallel=2, hang_timeout=0.5))
-    print(f"explore: {controlled.detail}")
-    for r in result.failures:
-        print(f"wild trial {r.trial}: {r.status}: {r.detail}")
     assert result.by_status["hung"] >= 1 and result.by_status["diverged"] == 0, result.summary()
     for r in result.failures:
         assert r.status == "hung" and [v.invariant for v in r.violations] == ["hang"]

@@ -110,6 +110,7 @@ def test_controlled_forced_flushes_active_vs_local_plus_active(pages: int) -> No
 
 
 # --- the wild runtime, on the session's Ray -----------------------------------------------------------------------
+@pytest.mark.wild
 @pytest.mark.usefixtures("ray_session")
 def test_wild_forced_flushes_match_the_brief(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code = main(["scale", "zap_many_pages", "--ordering", "delayed", "--trials", "2", "--json",
@@ -124,6 +125,7 @@ def test_wild_forced_flushes_match_the_brief(tmp_path: Path, capsys: pytest.Capt
     assert all(r["pages_zapped"] == 64 * r["trials"] for r in rows.values())
 
 
+@pytest.mark.wild
 @pytest.mark.usefixtures("ray_session")
 def test_wild_forced_flushes_with_writers_on_other_cpus(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """The same 8 vs 1 while writer CPUs hold TLB entries, and each flush IPIs every other CPU."""
@@ -136,6 +138,7 @@ def test_wild_forced_flushes_with_writers_on_other_cpus(tmp_path: Path, capsys: 
     assert rows["active"]["ipis_per_zap"] == 8 * 2 and rows["local+active"]["ipis_per_zap"] == 1 * 2
 
 
+@pytest.mark.wild
 @pytest.mark.usefixtures("ray_session")
 def test_grid_writes_a_csv_row_per_cell_and_the_plots(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code = main(["scale", "scale_writers", "--cpus", "3,4", "--trials", "3", "--out", str(tmp_path)])
@@ -190,6 +193,7 @@ finally:
 """
 
 
+@pytest.mark.wild  # a Ray cluster of its own, in a child process
 def test_scale_runs_on_a_two_node_cluster_joined_by_address(tmp_path: Path) -> None:
     """As tests/test_wild_cluster.py: a Ray of its own in a child process, loopback only, token auth off."""
     env = dict(os.environ, RAY_AUTH_MODE="disabled", RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0", PYTHONPATH=str(ROOT))

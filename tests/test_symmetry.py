@@ -48,6 +48,7 @@ def test_swapping_writers_maps_every_run_onto_a_run(arch):
                 break
 
 
+@pytest.mark.slow  # two exhaustive searches of the ladder, one without symmetry
 def test_symmetry_keeps_every_verdict_with_fewer_states():
     sc = load_scenario("ladder", {"writers": 2})
     cfg = Config(ordering="eager")
@@ -56,4 +57,3 @@ def test_symmetry_keeps_every_verdict_with_fewer_states():
     assert with_sym.complete and without.complete
     assert {i for f in with_sym.found for i in f.invariants} == {i for f in without.found for i in f.invariants}
     assert with_sym.states < 0.6 * without.states
-    print(f"{without.states} states -> {with_sym.states} with writer symmetry")

@@ -19,6 +19,7 @@ SUMMARY_KEYS = {"scenario", "ordering", "arch", "mutant", "trials", "violations"
                 "seconds", "trials_per_s", "steps_per_s", "failing_logs"}
 
 
+@pytest.mark.wild
 @pytest.mark.usefixtures("ray_session")
 def test_stress_json_summary(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code = main(["stress", "madv_dontneed", "--ordering", "delayed", "--trials", "6", "--parallel", "2",
@@ -30,6 +31,7 @@ def test_stress_json_summary(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     assert summary["ordering"] == "delayed" and summary["arch"] == "smp" and summary["mutant"] is None
 
 
+@pytest.mark.wild
 @pytest.mark.usefixtures("ray_session")
 def test_run_prints_the_per_cpu_story_of_a_failed_trial(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code = main(["run", "madv_dontneed", "--arch", "up", "--mutant", "double_ptl", "--hang-timeout", "2",
@@ -51,6 +53,7 @@ def test_bad_input_exits_2(argv: list[str]) -> None:
     assert exc.value.code == 2
 
 
+@pytest.mark.wild  # its child process asks Ray to join a cluster
 def test_an_unreachable_cluster_is_one_line_and_exit_2() -> None:
     env = dict(os.environ, RAY_AUTH_MODE="disabled", PYTHONPATH=str(Path(__file__).resolve().parents[1]))
     started = time.monotonic()

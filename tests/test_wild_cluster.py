@@ -15,6 +15,10 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.wild  # each test runs a Ray cluster of its own in a child process
+
 ROOT = Path(__file__).resolve().parents[1]
 RAY = Path(sys.executable).with_name("ray")
 
@@ -58,7 +62,6 @@ def test_trials_run_on_both_nodes_of_a_two_node_cluster() -> None:
     assert out["ips"] == ["127.0.0.1"]
     assert out["summary"]["trials"] == 6 and out["summary"]["violations"] == 0
     by_trial = out["by_trial"]
-    print("nodes per trial:", {t: sorted({n[:8] for n in nodes}) for t, nodes in by_trial.items()})
     assert len(by_trial) == 6
     used = {n for nodes in by_trial.values() for n in nodes}
     assert used == set(out["nodes"]) and len(used) == 2  # both nodes ran trials

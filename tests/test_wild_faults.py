@@ -10,7 +10,7 @@ from actors.campaign import CampaignOptions, run_campaign
 from kernel_model.config import Config
 from scenarios.loader import load_scenario
 
-pytestmark = pytest.mark.usefixtures("ray_session")
+pytestmark = [pytest.mark.wild, pytest.mark.usefixtures("ray_session")]
 
 
 def test_killing_a_cpu_actor_crashes_only_that_trial() -> None:

@@ -11,7 +11,7 @@ from actors.verdict import exact_replay
 from kernel_model.config import Config
 from scenarios.loader import load_scenario
 
-pytestmark = pytest.mark.usefixtures("ray_session")
+pytestmark = [pytest.mark.wild, pytest.mark.usefixtures("ray_session")]
 
 CASES = [
     ("madv_dontneed", {}, Config(ordering="eager", arch="smp")),

@@ -19,7 +19,7 @@ from kernel_model.replay import run_schedule
 from scenarios.eventlog import iter_trials, read_log
 from scenarios.loader import load_scenario
 
-pytestmark = pytest.mark.usefixtures("ray_session")
+pytestmark = [pytest.mark.wild, pytest.mark.usefixtures("ray_session")]
 
 JITTER_US = 10_000
 
