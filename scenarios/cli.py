@@ -72,6 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args([a for a in argv if a != "--verbose"] if not _takes_verbose(argv) else argv)
     from kernel_model.config import ConfigError
+    from scenarios.cli import EnvironmentFailure as PackageEnvironmentFailure
     from scenarios.cli import UsageError as PackageUsageError  # the same class even under `python -m`
     from scenarios.loader import ScenarioError
     try:
@@ -79,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     except (UsageError, PackageUsageError, ScenarioError, ConfigError) as exc:
         print(f"tlbrace: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    except EnvironmentFailure as exc:
+    except (EnvironmentFailure, PackageEnvironmentFailure) as exc:
         _traceback(verbose)
         print(f"tlbrace: error: {exc}", file=sys.stderr)
         return EXIT_ENVIRONMENT

@@ -171,7 +171,9 @@ def run(args: argparse.Namespace) -> int:
     try:
         result = _with_progress(scenario, cfg, opts, prepared, quiet=args.json)
     except OSError as exc:  # the results file or a log cannot be written (disk full): the file stays resumable
-        raise EnvironmentFailure(os_error_text(exc, "run the same command with --resume to go on")) from None
+        where = "" if exc.filename else f"--out {args.out}: "
+        raise EnvironmentFailure(where + os_error_text(exc, "run the same command with --resume to go on")) \
+            from None
     finally:
         ray_session.close_session(session)
     summary = result.summary()

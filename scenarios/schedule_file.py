@@ -80,7 +80,8 @@ def read_schedule(path: str | os.PathLike[str]) -> ScheduleFile:
         if key in ("strategy", "seed") and key not in doc:
             continue  # optional
         if not isinstance(doc.get(key), kind) or isinstance(doc.get(key), bool):
-            raise ScheduleError(f"{path}: {key}: expected a {kind.__name__}, got {doc.get(key)!r:.60}")
+            what = {str: "a string", dict: "a map", list: "a list", int: "an integer"}[kind]
+            raise ScheduleError(f"{path}: {key}: expected {what}, got {doc.get(key)!r:.60}")
     if not all(isinstance(i, str) for i in doc["invariants"]):
         raise ScheduleError(f"{path}: invariants: expected a list of strings")
     if not all(isinstance(k, str) and isinstance(v, int) and not isinstance(v, bool)
