@@ -27,7 +27,7 @@ for _key, _value in RAY_ENV.items():
 
 TEMP_DIR: Final = "/tmp/tlbrace-ray"  # short: Ray's socket paths must fit in 107 bytes
 OBJECT_STORE_BYTES: Final = 256 * 1024 * 1024
-JOIN_TIMEOUT_S: Final = 8.0  # a head answers a join in well under a second; a non-Ray port never does
+JOIN_TIMEOUT_S: Final = 7.0  # a head answers a join in well under a second; a non-Ray port never does
 
 
 class RayUnavailable(RuntimeError):
