@@ -27,7 +27,10 @@ for _key, _value in RAY_ENV.items():
 
 TEMP_DIR: Final = "/tmp/tlbrace-ray"  # short: Ray's socket paths must fit in 107 bytes
 OBJECT_STORE_BYTES: Final = 256 * 1024 * 1024
-JOIN_TIMEOUT_S: Final = 7.0  # a head answers a join in well under a second; a non-Ray port never does
+JOIN_TIMEOUT_S: Final = 30.0  # a head that is starting, on a loaded machine, can take many seconds to answer
+PROBE_TIMEOUT_S: Final = 3.0  # for the HTTP/2 (gRPC) greeting every Ray GCS answers at once
+# HTTP/2's connection preface and an empty SETTINGS frame: a gRPC server (Ray's GCS) answers with SETTINGS.
+_H2_PREFACE: Final = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"
 
 
 class RayUnavailable(RuntimeError):
@@ -74,7 +77,7 @@ def join(address: str, timeout_s: float = JOIN_TIMEOUT_S, *, quiet: bool = True)
 
     if ray.is_initialized():
         return Session(address, False)
-    _probe(address)
+    probe(address)
     outcome: dict[str, BaseException | None] = {}
 
     def attempt() -> None:
@@ -104,20 +107,43 @@ def join(address: str, timeout_s: float = JOIN_TIMEOUT_S, *, quiet: bool = True)
     return Session(address, True)
 
 
-def _probe(address: str) -> None:
-    """A head that is not there at all fails at once (ray.init would wait out its own long retries)."""
+def probe(address: str) -> None:
+    """A head that is not there at all, or a port that is not a Ray head, fails at once (ray.init would wait out
+    its own long retries); "auto", "local" and ray:// addresses are left to ray.init. Needs no ``import ray``."""
     host, sep, port = address.rpartition(":")
     if not sep or not port.isdigit() or "://" in host:
         return  # "auto", ray:// client addresses...: let ray.init judge
     if host.startswith("[") and host.endswith("]"):
         host = host[1:-1]  # [::1]:6379: an IPv6 literal, not a name to look up
     try:
-        socket.create_connection((host or "127.0.0.1", int(port)), timeout=5).close()
+        conn = socket.create_connection((host or "127.0.0.1", int(port)), timeout=5)
     except socket.gaierror as exc:
         raise RayUnavailable(f"cannot join the Ray cluster at {address}: cannot resolve {host!r} "
                              f"({exc.strerror or exc})") from None
     except OSError as exc:
         raise RayUnavailable(f"cannot join the Ray cluster at {address}: {exc.strerror or exc}") from None
+    with conn:
+        if not _speaks_grpc(conn):
+            raise RayUnavailable(f"cannot join the Ray cluster at {address}: something listens there, but it is not "
+                                 f"a Ray head (no gRPC answer within {PROBE_TIMEOUT_S:.0f} s)")
+
+
+def _speaks_grpc(conn: socket.socket) -> bool:
+    """Whether the server answers HTTP/2's greeting as a gRPC server does (its own SETTINGS frame first). A port
+    that is not Ray's stays silent or answers otherwise, and Ray's join would retry against it for ~20 s with
+    its C++ core's warnings on the terminal."""
+    conn.settimeout(PROBE_TIMEOUT_S)
+    try:
+        conn.sendall(_H2_PREFACE)
+        head = b""
+        while len(head) < 9:
+            chunk = conn.recv(9 - len(head))
+            if not chunk:
+                return False
+            head += chunk
+    except OSError:  # timeout, reset
+        return False
+    return head[3] == 0x04  # frame type SETTINGS
 
 
 class _stderr_aside:

@@ -114,6 +114,11 @@ def open_ray(args: argparse.Namespace, parallel: int) -> Any:
     address = args.address or os.environ.get("RAY_ADDRESS") or None
     if address in (None, "local"):
         os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    if address not in (None, "local"):
+        try:
+            ray_session.probe(address)  # before `import ray`, which alone takes seconds
+        except ray_session.RayUnavailable as exc:
+            raise UsageError(str(exc)) from None
     if not getattr(args, "verbose", False):
         _quiet_ray()
     from scenarios.cli import EnvironmentFailure
