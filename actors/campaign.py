@@ -14,15 +14,20 @@ and returns what finished.
 
 from __future__ import annotations
 
+import glob
 import hashlib
+import itertools
 import os
+import re
+import signal
 import time
 import uuid
-from collections import Counter, deque
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from actors import results_file
+from actors.dir_lock import DirectoryBusy, DirLock, lock_directory
 from actors.results_file import ResultsContents, ResultsError, ResultsWriter
 from actors.sigint import sigint_deferred
 from actors.trial import ActorSet, RunningTrial, TrialResult
@@ -48,6 +53,10 @@ class CampaignOptions:
     kill: tuple[int, str] | None = None
     # Test-only: in this trial, this CPU actor ("cpu1") stops taking steps after its first step with this op.
     stall: tuple[int, str, str] | None = None
+    # Test-only: SIGSTOP this actor ("cpu1") of the set running this trial id, right after the trial starts (its
+    # pid is appended to ``stopped`` so that the test can end it).
+    stop: tuple[int, str] | None = None
+    stopped: list[int] = field(default_factory=list)
 
 
 def trial_seed(campaign_seed: int, trial: int) -> int:
@@ -64,11 +73,18 @@ class Prepared:
     path: str
     header: dict[str, Any]
     resumed: ResultsContents | None = None
+    lock: DirLock | None = None  # held from the check until the campaign has closed its files
+
+    def release(self) -> None:
+        if self.lock is not None:
+            self.lock.release()
 
 
 def prepare_results(scenario: Scenario, cfg: Config, opts: CampaignOptions) -> Prepared | None:
-    """Check (before anything runs, and writing nothing) that the results file fits the command: with
-    ``resume``, that ``out/results.msgpack`` is a results file of this very campaign. Raises ResultsError."""
+    """Check (before anything runs, and writing nothing but the lock file) that the results file fits the
+    command: with ``resume``, that ``out/results.msgpack`` is a results file of this very campaign. Takes the
+    directory's lock first (a second driver is refused), and keeps it in the returned Prepared. Raises
+    ResultsError."""
     if not (opts.out and opts.results):
         return None
     path = os.path.join(opts.out, results_file.FILE_NAME)
@@ -76,20 +92,25 @@ def prepare_results(scenario: Scenario, cfg: Config, opts: CampaignOptions) -> P
                                       scenario_source=scenario.source, params=scenario.params,
                                       config=cfg.to_dict(), seed=opts.seed, trials=opts.trials,
                                       jitter_us=opts.jitter_us)
+    os.makedirs(opts.out, exist_ok=True)  # an OSError (read-only, /proc, no permission) is the environment's
     try:
-        os.makedirs(opts.out, exist_ok=True)
-    except OSError as exc:
-        raise ResultsError(f"{opts.out}: cannot make the output directory: {exc.strerror or exc}") from None
-    if os.path.isdir(path):
-        raise ResultsError(f"{path}: is a directory, expected a results file")
-    if opts.resume and os.path.exists(path):
-        contents = results_file.read_results(path)
-        why = results_file.mismatch(contents.header, header)
-        if why is not None:
-            raise ResultsError(f"{path}: the results of another campaign ({why}); use another --out, or the "
-                               f"same scenario, configuration, --seed, --trials and --jitter")
-        return Prepared(path, contents.header, contents)
-    return Prepared(path, header)
+        lock = lock_directory(opts.out)
+    except DirectoryBusy as exc:
+        raise ResultsError(str(exc)) from None
+    try:
+        if os.path.isdir(path):
+            raise ResultsError(f"{path}: is a directory, expected a results file")
+        if opts.resume and os.path.exists(path):
+            contents = results_file.read_results(path)
+            why = results_file.mismatch(contents.header, header)
+            if why is not None:
+                raise ResultsError(f"{path}: the results of another campaign ({why}); use another --out, or the "
+                                   f"same scenario, configuration, --seed, --trials and --jitter")
+            return Prepared(path, contents.header, contents, lock)
+        return Prepared(path, header, lock=lock)
+    except BaseException:
+        lock.release()
+        raise
 
 
 @dataclass(slots=True)
@@ -110,6 +131,7 @@ class CampaignResult:
     interrupted: bool = False  # Ctrl-C: the trials that had not finished were abandoned
     results_path: str | None = None
     moved_aside: str | None = None
+    skipped: list[tuple[int, int]] = field(default_factory=list)  # damaged byte ranges of the resumed file
 
     @property
     def violations(self) -> int:
@@ -141,13 +163,22 @@ def run_campaign(scenario: Scenario, cfg: Config, opts: CampaignOptions,
     result = CampaignResult(scenario.name, cfg, run)
     done: set[int] = set()
     writer: ResultsWriter | None = None
-    if prepared is not None:
-        writer = _open_writer(prepared, result)
-        if prepared.resumed is not None:
-            for rec in prepared.resumed.records:
-                _count_recorded(result, rec)
-                done.add(rec["trial"])
-    todo = deque(t for t in range(opts.trials) if t not in done)
+    try:
+        if prepared is not None:
+            writer = _open_writer(prepared, result)
+            if prepared.resumed is not None:
+                for rec in prepared.resumed.records:
+                    _count_recorded(result, rec)
+                    done.add(rec["trial"])
+                result.skipped = list(prepared.resumed.skipped)
+                if opts.out:
+                    _remove_unrecorded_logs(opts.out, scenario.name, run, done)
+    except BaseException:
+        if prepared is not None:
+            prepared.release()
+        raise
+    # Lazily: a million trial ids are not built up front (and the recorded ones are skipped).
+    todo = _Todo(t for t in range(opts.trials) if t not in done)
     nodes = [n["NodeID"] for n in ray.nodes() if n.get("Alive")]
     sets: list[ActorSet | None] = [None] * max(1, opts.parallel)
     running: dict[int, RunningTrial] = {}  # set index -> trial
@@ -158,7 +189,7 @@ def run_campaign(scenario: Scenario, cfg: Config, opts: CampaignOptions,
         return ActorSet(i, scenario, cfg, node)
 
     try:
-        for i in range(min(len(sets), len(todo))):
+        for i in range(min(len(sets), opts.trials - len(done))):
             sets[i] = fresh_set(i)  # all sets' workers start in parallel
         while todo or running:
             for i in range(len(sets)):
@@ -172,11 +203,15 @@ def run_campaign(scenario: Scenario, cfg: Config, opts: CampaignOptions,
                 if opts.stall is not None and opts.stall[0] == trial:
                     actors.nodes  # noqa: B018 - configured before it can be told
                     ray.get(actors.actor(opts.stall[1]).stall.remote(trial, opts.stall[2]))
+                stop_pid = actors.pid(opts.stop[1]) if opts.stop is not None and opts.stop[0] == trial else None
                 running[i] = RunningTrial(actors, scenario, cfg, run=run, trial=trial,
                                           seed=trial_seed(opts.seed, trial), jitter_us=opts.jitter_us,
                                           hang_timeout=opts.hang_timeout)
                 if opts.kill is not None and opts.kill[0] == trial:
                     ray.kill(actors.actor(opts.kill[1]), no_restart=True)
+                if stop_pid is not None:
+                    opts.stopped.append(stop_pid)
+                    os.kill(stop_pid, signal.SIGSTOP)
             pending = [ref for t in running.values() for ref in t.pending_refs()]
             if pending:
                 ray.wait(pending, num_returns=1, timeout=0.25)
@@ -204,12 +239,44 @@ def run_campaign(scenario: Scenario, cfg: Config, opts: CampaignOptions,
         result.interrupted = True  # the running trials are abandoned: not recorded, so a resume runs them
     finally:
         result.seconds = time.monotonic() - started
-        if writer is not None:
-            writer.close()
-        for actors in sets:
-            if actors is not None:
-                actors.kill()
+        try:
+            for actors in sets:
+                if actors is not None:
+                    actors.kill()
+            if writer is not None:
+                writer.close()
+        finally:
+            if prepared is not None:
+                prepared.release()
     return result
+
+
+class _Todo:
+    """The trial ids still to run, drawn lazily from an iterator: ``if todo`` and ``popleft`` as on a deque."""
+
+    def __init__(self, ids: Any) -> None:
+        self._ids = iter(ids)
+        self._next: list[int] = []
+
+    def __bool__(self) -> bool:
+        if not self._next:
+            self._next = list(itertools.islice(self._ids, 1))
+        return bool(self._next)
+
+    def popleft(self) -> int:
+        if not self:
+            raise IndexError("no trial left")
+        return self._next.pop()
+
+
+def _remove_unrecorded_logs(out: str, scenario: str, run: str, recorded: set[int]) -> None:
+    """A killed driver may have written the logs of trials whose records it never synced: those trials run again
+    (and a rerun that passes writes no log), so their old logs go, and the logs agree with the results file."""
+    pattern = re.compile(rf"{re.escape(scenario)}-{re.escape(run)}-trial(\d+)\.msgpack")
+    for path in glob.glob(os.path.join(glob.escape(out), f"{glob.escape(scenario)}-{run}-trial*.msgpack")):
+        m = pattern.fullmatch(os.path.basename(path))
+        if m is not None and int(m.group(1)) not in recorded:
+            os.remove(path)
 
 
 def _open_writer(prepared: Prepared, result: CampaignResult) -> ResultsWriter:

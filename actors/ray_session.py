@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import sys
 import threading
 from dataclasses import dataclass
 from typing import Any, Final
@@ -26,11 +27,18 @@ for _key, _value in RAY_ENV.items():
 
 TEMP_DIR: Final = "/tmp/tlbrace-ray"  # short: Ray's socket paths must fit in 107 bytes
 OBJECT_STORE_BYTES: Final = 256 * 1024 * 1024
-JOIN_TIMEOUT_S: Final = 30.0
+JOIN_TIMEOUT_S: Final = 30.0  # a head that is starting, on a loaded machine, can take many seconds to answer
+PROBE_TIMEOUT_S: Final = 3.0  # for the HTTP/2 (gRPC) greeting every Ray GCS answers at once
+# HTTP/2's connection preface and an empty SETTINGS frame: a gRPC server (Ray's GCS) answers with SETTINGS.
+_H2_PREFACE: Final = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"
 
 
 class RayUnavailable(RuntimeError):
     """The cluster named by --address / RAY_ADDRESS cannot be joined; the message is one line for the user."""
+
+
+class RayStartFailed(RuntimeError):
+    """The embedded local cluster would not start (the machine's fault, not the input's); one line."""
 
 
 @dataclass(slots=True)
@@ -49,19 +57,27 @@ def start_local(num_cpus: int | None = None) -> Session:
 
     if ray.is_initialized():
         return Session("local", False)
-    ray.init(address="local", object_store_memory=OBJECT_STORE_BYTES, _temp_dir=TEMP_DIR,
-             num_cpus=num_cpus, **quiet_init_kwargs())
+    try:
+        ray.init(address="local", object_store_memory=OBJECT_STORE_BYTES, _temp_dir=TEMP_DIR,
+                 num_cpus=num_cpus, **quiet_init_kwargs())
+    except Exception as exc:  # noqa: BLE001 - whatever Ray raises, it is one line for the user
+        text = " ".join(str(exc).split())[:300]
+        raise RayStartFailed(f"the embedded Ray cluster would not start ({type(exc).__name__}: {text}); check "
+                             f"free memory, /dev/shm and {TEMP_DIR}, or join a running cluster with --address") \
+            from None
     return Session("local", True)
 
 
-def join(address: str, timeout_s: float = JOIN_TIMEOUT_S) -> Session:
+def join(address: str, timeout_s: float = JOIN_TIMEOUT_S, *, quiet: bool = True) -> Session:
     """Join an existing cluster. ``ray.init`` runs in a thread so that an unreachable head or an auth mismatch
-    (which Ray 2.60 reports only after ~20 s, or never) becomes a RayUnavailable within ``timeout_s``."""
+    (which Ray 2.60 reports only after ~20 s, or never) becomes a RayUnavailable within ``timeout_s``. ``quiet``:
+    what Ray's C++ core writes to the process's stderr while joining (up to 20 lines of retries against a port
+    that is not Ray's) goes to TEMP_DIR/join-stderr.log instead."""
     import ray
 
     if ray.is_initialized():
         return Session(address, False)
-    _probe(address)
+    probe(address)
     outcome: dict[str, BaseException | None] = {}
 
     def attempt() -> None:
@@ -74,8 +90,12 @@ def join(address: str, timeout_s: float = JOIN_TIMEOUT_S) -> Session:
             outcome["error"] = exc
 
     worker = threading.Thread(target=attempt, name="ray-join", daemon=True)
-    worker.start()
-    worker.join(timeout_s)
+    with _stderr_aside(quiet):
+        worker.start()
+        worker.join(timeout_s)
+        failed = worker.is_alive() or outcome.get("error") is not None
+    if failed and quiet:
+        _silence_stderr_for_good()  # Ray's C++ core goes on complaining from its own threads until exit
     if worker.is_alive():
         raise RayUnavailable(f"cannot join the Ray cluster at {address}: no answer within {timeout_s:.0f} s "
                              f"(is it running, and does RAY_AUTH_MODE match the head's?)")
@@ -87,22 +107,89 @@ def join(address: str, timeout_s: float = JOIN_TIMEOUT_S) -> Session:
     return Session(address, True)
 
 
-def _probe(address: str) -> None:
-    """A head that is not there at all fails at once (ray.init would wait out its own long retries)."""
+def probe(address: str) -> None:
+    """A head that is not there at all, or a port that is not a Ray head, fails at once (ray.init would wait out
+    its own long retries); "auto", "local" and ray:// addresses are left to ray.init. Needs no ``import ray``."""
     host, sep, port = address.rpartition(":")
     if not sep or not port.isdigit() or "://" in host:
         return  # "auto", ray:// client addresses...: let ray.init judge
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]  # [::1]:6379: an IPv6 literal, not a name to look up
     try:
-        socket.create_connection((host or "127.0.0.1", int(port)), timeout=5).close()
+        conn = socket.create_connection((host or "127.0.0.1", int(port)), timeout=5)
+    except socket.gaierror as exc:
+        raise RayUnavailable(f"cannot join the Ray cluster at {address}: cannot resolve {host!r} "
+                             f"({exc.strerror or exc})") from None
     except OSError as exc:
         raise RayUnavailable(f"cannot join the Ray cluster at {address}: {exc.strerror or exc}") from None
+    with conn:
+        if not _speaks_grpc(conn):
+            raise RayUnavailable(f"cannot join the Ray cluster at {address}: something listens there, but it is not "
+                                 f"a Ray head (no gRPC answer within {PROBE_TIMEOUT_S:.0f} s)")
 
 
-def open_session(address: str | None = None, num_cpus: int | None = None) -> Session:
+def _speaks_grpc(conn: socket.socket) -> bool:
+    """Whether the server answers HTTP/2's greeting as a gRPC server does (its own SETTINGS frame first). A port
+    that is not Ray's stays silent or answers otherwise, and Ray's join would retry against it for ~20 s with
+    its C++ core's warnings on the terminal."""
+    conn.settimeout(PROBE_TIMEOUT_S)
+    try:
+        conn.sendall(_H2_PREFACE)
+        head = b""
+        while len(head) < 9:
+            chunk = conn.recv(9 - len(head))
+            if not chunk:
+                return False
+            head += chunk
+    except OSError:  # timeout, reset
+        return False
+    return head[3] == 0x04  # frame type SETTINGS
+
+
+class _stderr_aside:
+    """File descriptor 2 pointed at a log file for the duration (Ray's C++ logging writes to it directly, so
+    Python's sys.stderr cannot catch it)."""
+
+    def __init__(self, active: bool) -> None:
+        self.active = active
+        self.saved = -1
+
+    def __enter__(self) -> "_stderr_aside":
+        if self.active:
+            try:
+                os.makedirs(TEMP_DIR, exist_ok=True)
+                log = os.open(os.path.join(TEMP_DIR, "join-stderr.log"), os.O_WRONLY | os.O_CREAT | os.O_APPEND,
+                              0o644)
+            except OSError:
+                log = os.open(os.devnull, os.O_WRONLY)
+            sys.stderr.flush()
+            self.saved = os.dup(2)
+            os.dup2(log, 2)
+            os.close(log)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.saved >= 0:
+            os.dup2(self.saved, 2)
+            os.close(self.saved)
+
+
+def _silence_stderr_for_good() -> None:
+    """After a failed join Ray's threads keep writing to fd 2 until the process ends: Python's own stderr moves to
+    a copy of the terminal's descriptor, and fd 2 goes to /dev/null."""
+    sys.stderr.flush()
+    sys.stderr = os.fdopen(os.dup(2), "w", buffering=1, encoding=sys.stderr.encoding or "utf-8",
+                           errors="backslashreplace")
+    null = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(null, 2)
+    os.close(null)
+
+
+def open_session(address: str | None = None, num_cpus: int | None = None, *, quiet: bool = True) -> Session:
     """``--address`` (or RAY_ADDRESS) joins that cluster; nothing starts the embedded local one."""
     address = address or os.environ.get("RAY_ADDRESS") or None
     if address and address != "local":
-        return join(address)
+        return join(address, quiet=quiet)
     return start_local(num_cpus)
 
 

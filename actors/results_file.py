@@ -1,40 +1,62 @@
-"""A stress campaign's results file: durable, append-only, resumable after the driver was killed.
+"""A stress campaign's results file: durable, append-only, resumable after the driver was killed, and each record
+proving itself, so that damage anywhere is found where it is.
 
-``--out DIR`` holds ``DIR/results.msgpack``: msgpack maps, one after another. The first is the header::
+``--out DIR`` holds ``DIR/results.msgpack``: a sequence of frames, each one msgpack map::
 
-    {"schema": "tlbrace-results", "version": 1, "run": str, "scenario": str, "scenario_source": str (TOML text),
+    frame := MAGIC (4 bytes: 0xC1 "tlr") | length (4 bytes, big-endian) | crc32(length bytes + payload)
+             (4 bytes, big-endian, zlib.crc32) | payload (``length`` bytes: one msgpack map)
+
+0xC1 is the one byte msgpack never uses, so no msgpack reader mistakes a frame for data. The first frame is the
+header::
+
+    {"schema": "tlbrace-results", "version": 2, "run": str, "scenario": str, "scenario_source": str (TOML text),
      "params": {str: int}, "config": {...}, "seed": int (campaign seed), "trials": int, "jitter_us": float,
      "created": ISO-8601 str}
 
-then one record per finished trial, in the order the trials finished::
+then one frame per finished trial, in the order the trials finished::
 
     {"type": "trial", "trial": int, "seed": int (the trial's own seed), "status": "ok" | "violation" | "hung" |
      "crashed" | "diverged", "invariants": [str], "detail": str, "actor": str | None, "steps": int,
      "seconds": float, "nodes": [str], "log": str | None (the failing trial's event log)}
 
 Records are flushed and fsynced in batches, so a killed driver loses at most the last batch (those trials run
-again on resume). A kill in the middle of a write leaves a torn last record: the reader reports where the intact
-records end, and resuming truncates the file there and writes on. Anything else that does not parse is not a
-torn write, and is refused rather than cut away (nothing already written is ever lost). Only plain msgpack
-types: reading a results file never executes code.
+again on resume). What the reader finds:
+
+- a *torn tail*: the file ends inside a frame (a kill in the middle of a write). Resuming truncates it there;
+- *damaged bytes*: a frame whose magic, length or checksum does not hold. The reader skips to the next frame that
+  checks out (``skipped`` lists the byte ranges), so every intact record is kept; its trial runs again on
+  resume, and the damaged bytes stay where they are (nothing is cut away but a torn tail);
+- a damaged *header*, or a frame that checks out but does not hold a valid record (written by something else):
+  refused with the byte offset, the file untouched.
+
+Version 1 files (plain msgpack maps, no frames) are refused with a message saying so. Only plain msgpack types:
+reading a results file never executes code.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
 import os
+import struct
 import time
-from dataclasses import dataclass
+import zlib
+from dataclasses import dataclass, field
 from typing import IO, Any, Final
 
 import msgpack
 
+from scenarios.input_files import InputFileError, read_input
+
 SCHEMA: Final = "tlbrace-results"
-VERSION: Final = 1
+VERSION: Final = 2
 FILE_NAME: Final = "results.msgpack"
 STATUSES: Final = ("ok", "violation", "hung", "crashed", "diverged")
 # A campaign's identity: a file may only be resumed by the command that would have written the same header.
 IDENTITY: Final = ("scenario", "scenario_source", "params", "config", "seed", "trials", "jitter_us")
+MAGIC: Final = b"\xc1tlr"
+_HEAD: Final = struct.Struct(">4sII")  # magic, length, crc32
+MAX_RECORD_BYTES: Final = 1 << 20  # a trial record is a few hundred bytes; a larger length is damage
+MAX_FILE_BYTES: Final = 1 << 30  # 1 GiB: a million trials' records (the --trials cap) fit many times over
 
 
 class ResultsError(ValueError):
@@ -50,53 +72,117 @@ def make_header(*, run: str, scenario: str, scenario_source: str, params: dict[s
             "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
 
 
+def frame(obj: dict[str, Any]) -> bytes:
+    """One record as it is written to the file."""
+    payload = msgpack.packb(obj, use_bin_type=True)
+    length = struct.pack(">I", len(payload))
+    return MAGIC + length + struct.pack(">I", zlib.crc32(length + payload)) + payload
+
+
 @dataclass(slots=True)
 class ResultsContents:
     header: dict[str, Any]
     records: list[dict[str, Any]]  # trial records, in file order
-    intact: int  # bytes of the file that hold whole records (header included)
-    torn: int  # bytes after them: a record cut short by a kill (0: none)
+    intact: int  # where appending goes on: the end of the last frame that checks out (header included)
+    torn: int  # bytes after it: a frame cut short by a kill (0: none)
+    skipped: list[tuple[int, int]] = field(default_factory=list)  # damaged byte ranges [start, end), skipped
+
+    def skipped_text(self) -> str:
+        return ", ".join(f"{a}..{b - 1}" for a, b in self.skipped)
+
+
+def _frame_at(data: bytes, pos: int) -> tuple[bytes, int] | str:
+    """(payload, end) of the frame at ``pos``; else "torn" (the file ends inside a well-begun frame) or
+    "damaged"."""
+    n = len(data)
+    if n - pos < _HEAD.size:
+        return "torn" if MAGIC.startswith(data[pos:pos + 4]) or data[pos:pos + 4] == MAGIC else "damaged"
+    magic, length, crc = _HEAD.unpack_from(data, pos)
+    if magic != MAGIC or length > MAX_RECORD_BYTES:
+        return "damaged"
+    end = pos + _HEAD.size + length
+    if end > n:
+        return "torn"
+    payload = data[pos + _HEAD.size:end]
+    if zlib.crc32(data[pos + 4:pos + 8] + payload) != crc:
+        return "damaged"
+    return payload, end
+
+
+def _next_frame(data: bytes, pos: int) -> int | None:
+    """The first offset after ``pos`` where a whole frame checks out."""
+    at = data.find(MAGIC, pos + 1)
+    while at != -1:
+        if not isinstance(_frame_at(data, at), str):
+            return at
+        at = data.find(MAGIC, at + 1)
+    return None
 
 
 def read_results(path: str | os.PathLike[str]) -> ResultsContents:
     path = os.fspath(path)
     try:
-        with open(path, "rb") as f:
-            data = f.read()
-    except OSError as exc:
-        raise ResultsError(f"{path}: cannot read the results file: {exc.strerror or exc}") from None
-    unpacker = msgpack.Unpacker(raw=False, strict_map_key=False, max_buffer_size=max(len(data), 1))
-    unpacker.feed(data)
-    objs: list[tuple[Any, int]] = []  # (object, offset of its first byte)
-    offset = 0
-    try:
-        for obj in unpacker:
-            objs.append((obj, offset))
-            offset = unpacker.tell()
-    except (msgpack.ExtraData, msgpack.FormatError, msgpack.StackError, ValueError, TypeError):
-        if not objs:
-            raise ResultsError(f"{path}: not a tlbrace results file (it does not start with a msgpack map)") \
-                from None
-        raise ResultsError(f"{path}: damaged at byte {offset} (not a record cut short by a kill; "
-                           f"refusing to cut it away)") from None
-    if not objs:
-        raise ResultsError(f"{path}: not a tlbrace results file (empty, or no whole first record)")
-    header = objs[0][0]
+        data = read_input(path, "results file", MAX_FILE_BYTES)
+    except InputFileError as exc:
+        raise ResultsError(str(exc)) from None
+    return parse_results(path, data)
+
+
+def parse_results(path: str, data: bytes) -> ResultsContents:
+    """The contents of a results file's bytes (``path`` names it in messages)."""
+    if data[:1] and 0x80 <= data[0] <= 0x8F or data[:1] in (b"\xde", b"\xdf"):
+        raise ResultsError(f"{path}: a version 1 results file (records not framed, written by an older tlbrace); "
+                           f"this tlbrace reads version {VERSION}: finish it with the tlbrace that wrote it, or "
+                           f"start this campaign in another --out")
+    first = _frame_at(data, 0) if data else "torn"
+    if isinstance(first, str):
+        if first == "torn" and not data.startswith(MAGIC):
+            raise ResultsError(f"{path}: not a tlbrace results file (empty, or no whole first record)")
+        raise ResultsError(f"{path}: not a tlbrace results file, or its header is damaged at byte 0 "
+                           f"({'cut short' if first == 'torn' else 'magic, length or checksum wrong'}); refusing "
+                           f"to touch it")
+    header = _decode(path, first[0], 0)
     if not isinstance(header, dict) or header.get("schema") != SCHEMA:
         raise ResultsError(f"{path}: not a tlbrace results file (its first record is not a {SCHEMA} header)")
     if header.get("version") != VERSION:
         raise ResultsError(f"{path}: results schema version {header.get('version')!r}; "
                            f"this tlbrace reads version {VERSION}")
     _check_header(path, header)
-    records = []
+    records: list[dict[str, Any]] = []
+    skipped: list[tuple[int, int]] = []
     seen: set[int] = set()
-    for obj, at in objs[1:]:
-        problem = _record_problem(obj, header["trials"], seen)
+    pos, intact, torn = first[1], first[1], 0
+    while pos < len(data):
+        got = _frame_at(data, pos)
+        if isinstance(got, str):
+            nxt = _next_frame(data, pos)
+            if nxt is None and got == "torn":
+                torn = len(data) - pos  # a kill's cut: truncated on resume
+                break
+            end = len(data) if nxt is None else nxt
+            skipped.append((pos, end))
+            pos = end
+            continue
+        payload, end = got
+        rec = _decode(path, payload, pos)
+        problem = _record_problem(rec, header["trials"], seen)
         if problem:
-            raise ResultsError(f"{path}: record at byte {at}: {problem}")
-        seen.add(obj["trial"])
-        records.append(obj)
-    return ResultsContents(header, records, offset, len(data) - offset)
+            raise ResultsError(f"{path}: record at byte {pos}: {problem}")
+        seen.add(rec["trial"])
+        records.append(rec)
+        pos = intact = end
+    if skipped and skipped[-1][1] == len(data):
+        intact = len(data)  # a damaged tail stays where it is; appending goes on after it
+    return ResultsContents(header, records, intact, torn, skipped)
+
+
+def _decode(path: str, payload: bytes, at: int) -> Any:
+    """A frame whose checksum holds was written whole: a payload that is not msgpack came from elsewhere."""
+    try:
+        return msgpack.unpackb(payload, raw=False, strict_map_key=False)
+    except (ValueError, TypeError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError):
+        raise ResultsError(f"{path}: record at byte {at}: its checksum holds but it is not msgpack (not written "
+                           f"by tlbrace); refusing to touch the file") from None
 
 
 def _check_header(path: str, h: dict[str, Any]) -> None:
@@ -154,53 +240,84 @@ def trial_record(*, trial: int, seed: int, status: str, invariants: list[str], d
 
 
 class ResultsWriter:
-    """Appends trial records; fsyncs every ``batch`` records or ``interval`` seconds, and on close.
+    """Appends trial records, each framed; fsyncs every ``batch`` records or ``interval`` seconds, and on close.
 
     ``resume``: the file's contents as read (its torn tail, if any, is cut off before appending). Otherwise the
-    file must not exist: the caller moves an old one aside first."""
+    file must not exist: the caller moves an old one aside first (holding the directory's lock)."""
 
     def __init__(self, path: str, header: dict[str, Any], resume: ResultsContents | None = None, *,
                  batch: int = 16, interval: float = 1.0) -> None:
         self.path = path
         self.batch = batch
         self.interval = interval
-        self._packer = msgpack.Packer(use_bin_type=True)
         self._unsynced = 0
         self._synced_at = time.monotonic()
         if resume is None:
             # The header appears whole or not at all: written aside, then renamed into place.
             fresh = f"{path}.new"
-            with open(fresh, "wb") as f:
-                f.write(self._packer.pack(header))
-                f.flush()
-                os.fsync(f.fileno())
-            if os.path.exists(path):
-                os.remove(fresh)
-                raise FileExistsError(path)
-            os.rename(fresh, path)
+            try:
+                with open(fresh, "wb") as f:
+                    f.write(frame(header))
+                    f.flush()
+                    os.fsync(f.fileno())
+                if os.path.exists(path):
+                    raise FileExistsError(path)
+                os.rename(fresh, path)
+            except BaseException:
+                _remove_quietly(fresh)
+                raise
             _fsync_dir(path)
         self._stream: IO[bytes] = open(path, "r+b")
         end = resume.intact if resume is not None else self._stream.seek(0, os.SEEK_END)
         self._stream.truncate(end)  # a torn last record is dropped: its trial runs again
         self._stream.seek(end)
+        self._good_end = end
         self.sync()
 
     def append(self, record: dict[str, Any]) -> None:
-        self._stream.write(self._packer.pack(record))
-        self._unsynced += 1
-        if self._unsynced >= self.batch or time.monotonic() - self._synced_at >= self.interval:
-            self.sync()
+        try:
+            self._stream.write(frame(record))
+            self._unsynced += 1
+            if self._unsynced >= self.batch or time.monotonic() - self._synced_at >= self.interval:
+                self.sync()
+        except OSError:
+            self._cut_back()
+            raise
 
     def sync(self) -> None:
         self._stream.flush()
         os.fsync(self._stream.fileno())
         self._unsynced = 0
         self._synced_at = time.monotonic()
+        self._good_end = self._stream.tell()
+
+    def _cut_back(self) -> None:
+        """A write that failed (disk full) may leave part of a frame: cut the file back to what was synced, so
+        that the file ends on a whole frame and the next --resume runs only the trials not recorded."""
+        try:
+            self._stream.close()
+        except OSError:
+            pass  # the unwritten buffer is lost: those trials run again on resume
+        try:
+            os.truncate(self.path, self._good_end)
+        except OSError:
+            pass  # a torn tail, then: the reader cuts it on resume
 
     def close(self) -> None:
         if not self._stream.closed:
-            self.sync()
+            try:
+                self.sync()
+            except OSError:
+                self._cut_back()
+                raise
             self._stream.close()
+
+
+def _remove_quietly(path: str) -> None:
+    try:
+        os.remove(path)
+    except OSError:
+        pass
 
 
 def _fsync_dir(path: str) -> None:

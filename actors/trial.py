@@ -15,6 +15,7 @@ hang with no cycle in the model (an actor that stopped taking steps) is the runt
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -81,6 +82,12 @@ class ActorSet:
             self._nodes = tuple(ray.get(self._configured))
         return self._nodes
 
+    def pid(self, name: str) -> int:
+        """The process id of one actor of the set (test fault injection: SIGSTOP it). Asked while it is idle."""
+        import ray
+
+        return int(ray.get(self.actor(name).__ray_call__.remote(lambda _self: os.getpid()), timeout=30))
+
     def actor(self, name: str) -> Any:
         return self.pt if name == "pt" else self.cpus[int(name[3:])]
 
@@ -112,6 +119,8 @@ class RunningTrial:
         self.outputs: dict[int, Any] = {}
         self.progress_value = -1
         self.progress_at = self.started
+        self._probe: list[Any] | None = None  # progress queries in flight (never waited on: a stopped actor)
+        self._probe_sent = self.started
         self.result: TrialResult | None = None
 
     # --- polling ------------------------------------------------------------------------------------------------
@@ -147,21 +156,32 @@ class RunningTrial:
         return self.result is not None
 
     def _check_hang(self) -> None:
+        """Progress is asked of every actor without waiting for the answer: an actor that cannot answer (a stopped
+        process, a lost message) must not stall the campaign's loop. An answer counts for the moment its question
+        was sent (the loop may have been busy since, and the answer is then old news); a question unanswered for
+        ``hang_timeout`` counts as no progress."""
         import ray
 
         now = time.monotonic()
-        if now - self.progress_at < min(0.5, self.hang_timeout):
-            return
-        try:
-            value = sum(ray.get([self.actors.pt.progress.remote()] + [c.progress.remote() for c in self.actors.cpus],
-                                timeout=self.hang_timeout))
-        except Exception:  # noqa: BLE001 - an actor that cannot even answer counts as no progress
-            value = self.progress_value
-        if value != self.progress_value:
-            self.progress_value, self.progress_at = value, now
-            return
-        if now - self.progress_at >= self.hang_timeout:
-            self._hung()
+        if self._probe is not None:
+            ready, _ = ray.wait(self._probe, num_returns=len(self._probe), timeout=0)
+            if len(ready) == len(self._probe):
+                try:
+                    value = sum(ray.get(self._probe))
+                except Exception:  # noqa: BLE001 - a dead actor: the run refs report the crash
+                    value = self.progress_value
+                sent, self._probe = self._probe_sent, None
+                if value != self.progress_value:
+                    self.progress_value, self.progress_at = value, sent
+                elif sent - self.progress_at >= self.hang_timeout:
+                    self._hung()
+                    return
+            elif now - self._probe_sent >= self.hang_timeout and now - self.progress_at >= self.hang_timeout:
+                self._hung()  # an actor has not answered for hang_timeout: stopped, or its messages lost
+                return
+        if self._probe is None and now - self._probe_sent >= min(0.5, self.hang_timeout):
+            self._probe = [self.actors.pt.progress.remote()] + [c.progress.remote() for c in self.actors.cpus]
+            self._probe_sent = now
 
     # --- endings ------------------------------------------------------------------------------------------------
     def _finish(self, records: list[dict[str, Any]], *, finished: bool, waits: str = "") -> None:
@@ -169,12 +189,14 @@ class RunningTrial:
         events = _dedup(records)
         verdict = judge(self.scenario, self.cfg, events, finished=finished)
         steps = sum(1 for e in events if e["kind"] == "step")
-        if verdict.divergence is not None:
-            status, detail = "diverged", verdict.divergence
-        elif not finished:
+        if not finished:  # a hang first: the records of a stopped actor are missing, so its replay diverges
             report = next((v.detail for v in verdict.violations if v.invariant == "hang"), None)
             status = "hung"
             detail = f"{report or wait_for_report(self.scenario, self.cfg, events)} (actors: {waits})"
+            if verdict.divergence is not None:
+                detail += f" (replay of the records so far: {verdict.divergence})"
+        elif verdict.divergence is not None:
+            status, detail = "diverged", verdict.divergence
         elif verdict.violations:
             status, detail = "violation", verdict.violations[0].detail
         else:
@@ -187,22 +209,26 @@ class RunningTrial:
 
         records: list[dict[str, Any]] = []
         waits: list[str] = []
-        for i, c in enumerate(self.actors.cpus):
+        # Every actor is asked at once, and all answers share one deadline: a stopped actor costs that deadline
+        # once, not once per actor. A finished CPU is asked too: the flush IPIs it took after its threads ended
+        # are in its timeline, and their acks may never have reached an initiator still waiting for another's.
+        snaps = [c.snapshot.remote() for c in self.actors.cpus]
+        pt_waits = self.actors.pt.waits.remote()
+        deadline = time.monotonic() + min(10.0, max(1.0, self.hang_timeout))
+        for i, ref in enumerate(snaps):
             if i in self.outputs:
                 records.extend(self.outputs[i]["events"])
-            # A finished CPU is asked too: the flush IPIs it took after its threads ended are in its timeline,
-            # and their acks may never have reached an initiator still waiting for another CPU's ack.
             try:
-                snap = unpack(ray.get(c.snapshot.remote(), timeout=10))
+                snap = unpack(ray.get(ref, timeout=max(0.0, deadline - time.monotonic())))
                 records.extend(snap["events"])
                 waits.extend(snap["waits"])
             except Exception as exc:  # noqa: BLE001
                 if i not in self.outputs:
                     waits.append(f"cpu{i} did not answer: {type(exc).__name__}")
         try:
-            waits.extend(ray.get(self.actors.pt.waits.remote(), timeout=10))
+            waits.extend(ray.get(pt_waits, timeout=max(0.0, deadline - time.monotonic())))
         except Exception:  # noqa: BLE001
-            pass
+            waits.append("pt did not answer")
         self._finish(records, finished=False, waits="; ".join(dict.fromkeys(waits)) or "no progress")
 
     def _crashed(self, actor: str, exc: BaseException) -> None:
@@ -236,7 +262,9 @@ class RunningTrial:
 
     @property
     def set_is_reusable(self) -> bool:
-        return self.result is not None and self.result.status not in ("hung", "crashed")
+        """Only a set whose trial ended normally is reset and reused: after a hang, a crash or a divergence an
+        actor may be stuck, dead or in a state its reset does not undo."""
+        return self.result is not None and self.result.status in ("ok", "violation")
 
 
 def wait_for_report(scenario: Scenario, cfg: Config, records: list[dict[str, Any]]) -> str:

@@ -81,6 +81,10 @@ def scenario_from_header(header: dict[str, Any]) -> Scenario:
     name = str(header.get("scenario") or "scenario")
     try:
         if not source:
+            # A header never makes tlbrace open a path: without the scenario's text, only a library name will do.
+            if name not in loader.library_names():
+                raise AnalysisError(f"the header carries no scenario_source, and {name[:80]!r} is not a library "
+                                    f"scenario (a header never names a file to open)")
             return loader.load_scenario(name, params)
         parse_text = getattr(loader, "load_scenario_text", None)
         if parse_text is not None:
@@ -236,8 +240,12 @@ def analyze_streamed(path: str, jobs: int, *, scenario: Scenario | None = None,
     """None: this log cannot be judged as it is decoded (JSON Lines, interleaved trials, no records)."""
     import multiprocessing
 
-    with open(path, "rb") as f:
-        data = f.read()
+    from scenarios.input_files import MAX_LOG_BYTES, InputFileError, read_input
+
+    try:
+        data = read_input(path, "log", MAX_LOG_BYTES)
+    except InputFileError as exc:
+        raise LogError(str(exc)) from None
     if data[:1] == b"{":
         return None  # JSON Lines: for people, small
     header, starts = _chunk_starts(path, data, jobs)
@@ -287,7 +295,7 @@ def _chunk_starts(path: str, data: bytes, jobs: int) -> tuple[dict[str, Any], li
     the log is too small for that many chunks or damaged before the last cut (the serial reader reports it)."""
     import msgpack
 
-    from scenarios.eventlog import SCHEMA, SCHEMA_VERSION
+    from scenarios.eventlog import SCHEMA, SCHEMA_VERSION, check_header
 
     unpacker = msgpack.Unpacker(raw=False, strict_map_key=False, max_buffer_size=max(len(data), 1))
     unpacker.feed(data)
@@ -300,6 +308,7 @@ def _chunk_starts(path: str, data: bytes, jobs: int) -> tuple[dict[str, Any], li
     if header.get("version") != SCHEMA_VERSION:
         raise LogError(f"{path}: log schema version {header.get('version')!r}; this tlbrace reads version "
                        f"{SCHEMA_VERSION}")
+    check_header(path, header)
     starts = [unpacker.tell()]
     try:
         for k in range(1, jobs):

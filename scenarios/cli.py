@@ -1,22 +1,48 @@
 """The ``tlbrace`` command line: one entry point, subcommands that share option names.
 
 Each subcommand lives in its own module ``scenarios.cmd_<name>`` exposing ``add_parser(subparsers)`` and
-``run(args) -> int``. Exit status: 0 no violation, 1 violation found, 2 bad input or usage.
+``run(args) -> int``. Exit status: 0 no violation, 1 violation found, 2 bad input or usage, 3 the environment
+failed (disk full, read-only output, Ray would not start: one line saying what to do; a stress campaign is left
+resumable), 4 an internal error (a bug: please report it). Every error is one line on stderr; ``--verbose`` (given
+anywhere) adds the traceback.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import sys
+import traceback
 
 SUBCOMMANDS = ("scenarios", "explore", "replay", "shrink", "run", "stress", "analyze", "scale")
 
-EXIT_OK, EXIT_VIOLATION, EXIT_BAD_INPUT = 0, 1, 2
+EXIT_OK, EXIT_VIOLATION, EXIT_BAD_INPUT, EXIT_ENVIRONMENT, EXIT_INTERNAL = 0, 1, 2, 3, 4
 
 
 class UsageError(Exception):
     """Bad input that the user can fix: printed as one line, exit status 2, no traceback."""
+
+
+class EnvironmentFailure(Exception):
+    """The machine, not the input, failed (disk full, read-only output, Ray would not start): one line that says
+    what to do, exit status 3."""
+
+
+def os_error_text(exc: OSError, resume_hint: str = "") -> str:
+    """One line for an OSError: what failed, where, and what to do."""
+    where = f"{exc.filename}: " if exc.filename else ""
+    what = exc.strerror or str(exc)
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        todo = "free some space" + (f", then {resume_hint}" if resume_hint else " and run it again")
+    elif exc.errno == errno.EROFS:
+        todo = "choose a writable --out / output file"
+    elif exc.errno in (errno.EACCES, errno.EPERM):
+        todo = "choose an output path you may write"
+    else:
+        todo = "check the path and the device, or choose another output path" + (
+            f"; then {resume_hint}" if resume_hint else "")
+    return f"{where}{what}: {todo}"
 
 
 class _Parser(argparse.ArgumentParser):
@@ -35,9 +61,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    verbose = "--verbose" in argv
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args([a for a in argv if a != "--verbose"] if not _takes_verbose(argv) else argv)
     from kernel_model.config import ConfigError
+    from scenarios.cli import EnvironmentFailure as PackageEnvironmentFailure
     from scenarios.cli import UsageError as PackageUsageError  # the same class even under `python -m`
     from scenarios.loader import ScenarioError
     try:
@@ -45,12 +74,36 @@ def main(argv: list[str] | None = None) -> int:
     except (UsageError, PackageUsageError, ScenarioError, ConfigError) as exc:
         print(f"tlbrace: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except (EnvironmentFailure, PackageEnvironmentFailure) as exc:
+        _traceback(verbose)
+        print(f"tlbrace: error: {exc}", file=sys.stderr)
+        return EXIT_ENVIRONMENT
     except KeyboardInterrupt:
         print("tlbrace: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:  # e.g. `tlbrace scenarios --json | head`: the reader left; not an error of ours
         sys.stderr.close()
         return EXIT_OK
+    except (OSError, MemoryError) as exc:  # the machine failed: a file that cannot be written, no memory
+        _traceback(verbose)
+        text = os_error_text(exc) if isinstance(exc, OSError) else "out of memory: ask for less, or free memory"
+        print(f"tlbrace: error: {text}", file=sys.stderr)
+        return EXIT_ENVIRONMENT
+    except Exception as exc:  # noqa: BLE001 - a bug: one line (and the traceback with --verbose), never exit 1
+        _traceback(verbose)
+        text = " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
+        print(f"tlbrace: internal error: {text} (a bug; --verbose prints the traceback)", file=sys.stderr)
+        return EXIT_INTERNAL
+
+
+def _takes_verbose(argv: list[str]) -> bool:
+    """stress and run have a --verbose of their own (Ray's logs too); elsewhere it only asks for tracebacks."""
+    return next((a for a in argv if a in SUBCOMMANDS), None) in ("stress", "run")
+
+
+def _traceback(verbose: bool) -> None:
+    if verbose:
+        traceback.print_exc()
 
 
 if __name__ == "__main__":

@@ -26,6 +26,22 @@ from scenarios.witness import Witness, witness_table, witnesses_for
 EXIT_OK, EXIT_VIOLATION, EXIT_BAD_INPUT = 0, 1, 2
 MAX_WITNESSES = 5  # past this many violating trials, show the first of each invariant (--trial shows any)
 MAX_PERFETTO_TRIALS = 20
+TIMELINE_SUFFIXES = (".png", ".svg")
+MAX_JOBS = 256
+
+
+def _is_results_file(path: str) -> bool:
+    """A stress campaign's results file (framed, or an older plain one), told by its first bytes."""
+    from actors.results_file import MAGIC
+
+    if not os.path.isfile(path):  # never open a FIFO here: the log reader refuses it
+        return False
+    try:
+        with open(path, "rb", buffering=0) as f:
+            head = f.read(64)
+    except OSError:
+        return False  # the log reader names the problem
+    return head.startswith(MAGIC) or b"tlbrace-results" in head
 
 
 def add_parser(subparsers: Any) -> None:
@@ -45,8 +61,21 @@ def add_parser(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from scenarios.cli import UsageError
+    from scenarios.options import check_out_file
+
     err = Console(stderr=True)
     only = {args.trial} if args.trial is not None else None
+    try:  # output paths before any work
+        if args.timeline:
+            check_out_file(args.timeline, "--timeline", TIMELINE_SUFFIXES)
+        if args.perfetto:
+            check_out_file(args.perfetto, "--perfetto")
+        if args.jobs is not None and not 1 <= args.jobs <= MAX_JOBS:
+            raise UsageError(f"--jobs {args.jobs}: expected an integer in 1..{MAX_JOBS}")
+    except UsageError as exc:
+        print(f"tlbrace: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     analyses = _analyze_logs(args, only, err)
     if analyses is None:
         return EXIT_BAD_INPUT
@@ -72,7 +101,16 @@ def run(args: argparse.Namespace) -> int:
 def _analyze_logs(args: argparse.Namespace, only: set[int] | None, err: Console) -> list[LogAnalysis] | None:
     """Every log judged, a warning for each damaged one; None (after the error message) for bad input."""
     analyses: list[LogAnalysis] = []
+    logs = [path for path in args.logs if not _is_results_file(path)]
     for path in args.logs:
+        if path not in logs:  # `analyze OUT/*.msgpack` matches the campaign's results file too: not a log
+            err.print(f"tlbrace: note: {path} is a stress campaign's results file, not an event log: skipped",
+                      highlight=False)
+    if not logs:
+        print("tlbrace: error: no event log given (only results files; their failing trials' logs sit beside "
+              "them)", file=sys.stderr)
+        return None
+    for path in logs:
         try:
             analysis = analyze_log(path, only_trials=only, keep_events=only is not None,
                                    observe=cov.observe if args.coverage else None, jobs=args.jobs)

@@ -16,9 +16,13 @@ from rich.console import Console
 from kernel_model.explorer import STRATEGIES, explore
 from kernel_model.replay import run_schedule
 from scenarios.controlled_log import write_controlled_log
-from scenarios.options import add_output_options, add_scenario_options, load
+from scenarios.options import add_output_options, add_scenario_options, check_out_dir, int_in, load
 from scenarios.schedule_file import ScheduleFile, write_schedule
 from scenarios.story import print_story
+
+
+MAX_DEPTH = 1000  # change points past the run's length are never reached; this bounds the draw of them
+MAX_WORKERS = 64  # processes sharing one visited table
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -29,14 +33,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="bfs (exhaustive, shortest counterexample first), dfs, random or pct (default bfs)")
     p.add_argument("--budget", type=int, default=None,
                    help="bfs/dfs: most states to visit; random/pct: number of runs")
-    p.add_argument("--depth", type=int, default=3, help="pct bug depth (default 3)")
+    p.add_argument("--depth", type=int_in(1, MAX_DEPTH), default=3,
+                   help=f"pct bug depth: depth - 1 priority change points per run (default 3, 1..{MAX_DEPTH})")
     p.add_argument("--no-reduce", action="store_true",
                    help="bfs/dfs without partial-order reduction (every interleaving; slower)")
     p.add_argument("--all", action="store_true", help="keep searching after the first violation")
     p.add_argument("--hash-compact", action="store_true",
                    help="bfs/dfs: remember a 64-bit hash per state, not the state (a tenth of the memory; the "
                         "JSON's collision_bound says how likely a merge of two states was)")
-    p.add_argument("--workers", type=int, default=1,
+    p.add_argument("--workers", type=int_in(1, MAX_WORKERS), default=1,
                    help="dfs: search on this many processes sharing one hash-compacted visited set (implies "
                         "--hash-compact; default 1)")
     p.add_argument("--log-format", choices=("msgpack", "jsonl"), default="msgpack",
@@ -53,6 +58,7 @@ def run(args: argparse.Namespace) -> int:
     if args.workers < 1 or (args.workers > 1 and args.strategy != "dfs"):
         raise UsageError(f"--workers: expected a positive integer, and more than 1 only with --strategy dfs; got "
                          f"{args.workers} with --strategy {args.strategy}")
+    check_out_dir(args.out)
     scenario, cfg = load(args)
     console = Console(stderr=args.json, width=max(140, Console().width))
     result = explore(scenario, cfg, args.strategy, budget=args.budget, seed=args.seed, depth=args.depth,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 from rich.console import Console
@@ -56,9 +57,13 @@ def run(args: argparse.Namespace) -> int:
             logged = [v.get("invariant") for v in (end or {}).get("violations", [])]
             if args.trial is None and not logged:
                 continue
-            steps = [r for r in sorted(events, key=order_key) if r.get("kind") == "step"]
-            rr = run_schedule(scenario, cfg, schedule_from_records(events), complete=False,
-                              expected=[r.get("result") for r in steps])
+            try:
+                steps = [r for r in sorted(events, key=order_key) if r.get("kind") == "step"]
+                rr = run_schedule(scenario, cfg, schedule_from_records(events), complete=False,
+                                  expected=[r.get("result") for r in steps])
+            except (TypeError, KeyError, ValueError, AttributeError, IndexError) as exc:
+                raise UsageError(f"{args.file}: trial {trial}: malformed event records ({type(exc).__name__}: "
+                                 f"{' '.join(str(exc).split())[:120]})") from None
             results.append(_report(trial, logged, rr))
             if not args.json:
                 print_story(scenario, Machine(scenario, cfg).cpu_of, rr.events, rr.violations, console)
@@ -85,10 +90,17 @@ def _report(trial: int | None, expected: list[str], rr) -> dict:
 
 
 def _kind_of(path: str) -> str:
+    from actors.results_file import MAGIC as RESULTS_MAGIC
     from scenarios.cli import UsageError
+    from scenarios.input_files import MAX_LOG_BYTES, InputFileError, open_input
+
     try:
-        with open(path, "rb") as f:
-            head = f.read(64)
-    except OSError as exc:
-        raise UsageError(f"{path}: cannot read: {exc.strerror}") from None
+        fd = open_input(path, "file to replay", MAX_LOG_BYTES)
+    except InputFileError as exc:
+        raise UsageError(str(exc)) from None
+    with os.fdopen(fd, "rb") as f:
+        head = f.read(64)
+    if head.startswith(RESULTS_MAGIC) or b"tlbrace-results" in head:
+        raise UsageError(f"{path}: a stress campaign's results file, not a log or schedule: replay the failing "
+                         f"trials' logs it names (tlbrace replay OUT/<scenario>-<run>-trialNNNNN.msgpack)")
     return "schedule" if SCHEDULE_SCHEMA.encode() in head else "log"

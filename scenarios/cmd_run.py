@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from scenarios.cmd_stress import add_wild_options, check_wild_args, open_ray
+from scenarios.cmd_stress import add_wild_options, check_size, check_wild_args, open_ray
 from scenarios.options import load
 
 
@@ -29,6 +29,7 @@ def run(args: argparse.Namespace) -> int:
 
         raise UsageError(f"--trial: expected an integer >= 0, got {args.trial}")
     scenario, cfg = load(args)
+    check_size(scenario, cfg, 1)
     from rich.console import Console
 
     from actors import ray_session

@@ -15,9 +15,17 @@ import logging
 import os
 import re
 import sys
-from typing import Any
+from typing import Any, Final
 
-from scenarios.options import add_output_options, add_scenario_options, load
+from scenarios.options import add_output_options, add_scenario_options, check_out_dir, float_in, int_in, load
+
+# Caps (README, "Limits"): past these a typo would grow memory or actors without bound on a workstation.
+MAX_TRIALS: Final = 1_000_000  # the driver keeps a few counters per trial
+MAX_PARALLEL: Final = 32  # actor sets at once; each is one Ray worker process per CPU plus one
+MAX_WILD_CPUS: Final = 64  # CPU actors of one set (one per scenario thread)
+MAX_ACTORS: Final = 256  # actors of all sets together: parallel x (CPUs + 1)
+MAX_JITTER_US: Final = 1_000_000.0  # 1 s pauses at race points
+MAX_HANG_TIMEOUT_S: Final = 3600.0
 
 
 def add_wild_options(p: argparse.ArgumentParser) -> None:
@@ -25,10 +33,12 @@ def add_wild_options(p: argparse.ArgumentParser) -> None:
     add_scenario_options(p)
     p.add_argument("--address", metavar="ADDR", default=None,
                    help="join this Ray cluster (default: RAY_ADDRESS, else an embedded local cluster)")
-    p.add_argument("--jitter", type=float, default=0.0, metavar="US",
-                   help="random pauses of up to US microseconds at named race points (default 0: none)")
-    p.add_argument("--hang-timeout", type=float, default=5.0, metavar="S",
-                   help="a trial with no progress for S seconds is reported as hung (default 5)")
+    p.add_argument("--jitter", type=float_in(0.0, MAX_JITTER_US), default=0.0, metavar="US",
+                   help="random pauses of up to US microseconds at named race points (default 0: none; at most "
+                        f"{MAX_JITTER_US:.0f})")
+    p.add_argument("--hang-timeout", type=float_in(0.0, MAX_HANG_TIMEOUT_S, low_open=True), default=5.0,
+                   metavar="S", help="a trial with no progress for S seconds is reported as hung (default 5; "
+                                     f"at most {MAX_HANG_TIMEOUT_S:.0f})")
     p.add_argument("--keep-passing", action="store_true", help="also keep the logs of passing trials")
     p.add_argument("--verbose", action="store_true", help="let Ray's own warnings and logs reach the terminal")
     add_output_options(p, default_out="tlbrace-out")
@@ -37,9 +47,11 @@ def add_wild_options(p: argparse.ArgumentParser) -> None:
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("stress", help="many wild trials on Ray actors, with a summary", description=__doc__)
     add_wild_options(p)
-    p.add_argument("--trials", type=int, default=100, metavar="N", help="number of trials (default 100)")
-    p.add_argument("--parallel", type=int, default=1, metavar="P",
-                   help="trials running at once, each on its own set of actors (default 1)")
+    p.add_argument("--trials", type=int_in(1, MAX_TRIALS), default=100, metavar="N",
+                   help=f"number of trials (default 100, at most {MAX_TRIALS})")
+    p.add_argument("--parallel", type=int_in(1, MAX_PARALLEL), default=1, metavar="P",
+                   help=f"trials running at once, each on its own set of actors (default 1, at most {MAX_PARALLEL}; "
+                        f"with at most {MAX_ACTORS} actors in all)")
     p.add_argument("--resume", action="store_true",
                    help="continue the campaign recorded in OUT/results.msgpack (same scenario, configuration, "
                         "--seed, --trials and --jitter): the trials recorded there are counted, not run again")
@@ -49,14 +61,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def check_wild_args(args: argparse.Namespace) -> None:
     from scenarios.cli import UsageError
 
-    if getattr(args, "trials", 1) < 1:
-        raise UsageError(f"--trials: expected a positive integer, got {args.trials}")
-    if getattr(args, "parallel", 1) < 1:
-        raise UsageError(f"--parallel: expected a positive integer, got {args.parallel}")
-    if args.jitter < 0:
-        raise UsageError(f"--jitter: expected microseconds >= 0, got {args.jitter}")
-    if args.hang_timeout <= 0:
-        raise UsageError(f"--hang-timeout: expected seconds > 0, got {args.hang_timeout}")
+    for name, cap in (("trials", MAX_TRIALS), ("parallel", MAX_PARALLEL)):
+        value = getattr(args, name, 1)
+        if not 1 <= value <= cap:
+            raise UsageError(f"--{name}: expected an integer in 1..{cap}, got {value}")
+    check_out_dir(args.out)
     if args.address is not None:
         check_address(args.address, "--address")
     elif os.environ.get("RAY_ADDRESS"):
@@ -64,6 +73,20 @@ def check_wild_args(args: argparse.Namespace) -> None:
 
 
 _HOST_PORT = re.compile(r"^(ray://)?(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):(\d{1,5})$")
+
+
+def check_size(scenario: Any, cfg: Any, parallel: int) -> None:
+    """The actors a campaign would start, against the caps (before Ray starts)."""
+    from actors.topology import Topology
+    from scenarios.cli import UsageError
+
+    cpus = Topology.of(scenario, cfg).ncpus
+    if cpus > MAX_WILD_CPUS:
+        raise UsageError(f"{scenario.name}: {cpus} CPUs (one per thread); a wild run starts at most "
+                         f"{MAX_WILD_CPUS} CPU actors (use explore for larger scenarios)")
+    if parallel * (cpus + 1) > MAX_ACTORS:
+        raise UsageError(f"--parallel {parallel}: {parallel} sets of {cpus + 1} actors; at most {MAX_ACTORS} "
+                         f"actors in all (use --parallel {max(1, MAX_ACTORS // (cpus + 1))} or fewer)")
 
 
 def check_address(address: str, where: str) -> None:
@@ -91,12 +114,22 @@ def open_ray(args: argparse.Namespace, parallel: int) -> Any:
     address = args.address or os.environ.get("RAY_ADDRESS") or None
     if address in (None, "local"):
         os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    if address not in (None, "local"):
+        try:
+            ray_session.probe(address)  # before `import ray`, which alone takes seconds
+        except ray_session.RayUnavailable as exc:
+            raise UsageError(str(exc)) from None
     if not getattr(args, "verbose", False):
         _quiet_ray()
+    from scenarios.cli import EnvironmentFailure
+
     try:
-        return ray_session.open_session(args.address, num_cpus=max(2, parallel))
+        return ray_session.open_session(args.address, num_cpus=max(2, parallel),
+                                        quiet=not getattr(args, "verbose", False))
     except ray_session.RayUnavailable as exc:
         raise UsageError(str(exc)) from None
+    except ray_session.RayStartFailed as exc:
+        raise EnvironmentFailure(str(exc)) from None
 
 
 def _quiet_ray() -> None:
@@ -116,10 +149,11 @@ class _ErrorsOnly(logging.Filter):
 def run(args: argparse.Namespace) -> int:
     check_wild_args(args)
     scenario, cfg = load(args)
+    check_size(scenario, cfg, args.parallel)
     from actors import ray_session
     from actors.campaign import CampaignOptions, prepare_results
     from actors.results_file import ResultsError
-    from scenarios.cli import EXIT_OK, EXIT_VIOLATION, UsageError
+    from scenarios.cli import EXIT_OK, EXIT_VIOLATION, EnvironmentFailure, UsageError, os_error_text
 
     opts = CampaignOptions(trials=args.trials, parallel=args.parallel, jitter_us=args.jitter, seed=args.seed,
                            out=args.out, keep_passing=args.keep_passing, hang_timeout=args.hang_timeout,
@@ -128,9 +162,23 @@ def run(args: argparse.Namespace) -> int:
         prepared = prepare_results(scenario, cfg, opts)
     except ResultsError as exc:
         raise UsageError(str(exc)) from None
-    session = open_ray(args, args.parallel)
+    except OSError as exc:  # --out cannot be made or written: read-only, /proc, no permission
+        raise EnvironmentFailure(f"--out: {os_error_text(exc)}") from None
+    if prepared is not None and prepared.resumed is not None and prepared.resumed.skipped:
+        print(f"tlbrace: warning: {prepared.path}: skipped damaged bytes {prepared.resumed.skipped_text()} "
+              f"(every intact record is kept; the trials recorded there run again)", file=sys.stderr)
+    try:
+        session = open_ray(args, args.parallel)
+    except BaseException:
+        if prepared is not None:
+            prepared.release()
+        raise
     try:
         result = _with_progress(scenario, cfg, opts, prepared, quiet=args.json)
+    except OSError as exc:  # the results file or a log cannot be written (disk full): the file stays resumable
+        where = "" if exc.filename else f"--out {args.out}: "
+        raise EnvironmentFailure(where + os_error_text(exc, "run the same command with --resume to go on")) \
+            from None
     finally:
         ray_session.close_session(session)
     summary = result.summary()

@@ -121,9 +121,13 @@ class LogContents:
 
 def read_log(path: str | os.PathLike[str]) -> LogContents:
     """Read a log written by EventLogWriter (msgpack or JSON Lines), up to the first damaged byte."""
+    from scenarios.input_files import MAX_LOG_BYTES, InputFileError, read_input
+
     path = os.fspath(path)
-    with open(path, "rb") as f:
-        data = f.read()
+    try:
+        data = read_input(path, "log", MAX_LOG_BYTES)
+    except InputFileError as exc:
+        raise LogError(str(exc)) from None
     if data[:1] == b"{":
         return _read_jsonl(path, data)
     records: list[dict[str, Any]] = []
@@ -170,7 +174,26 @@ def _checked(path: str, records: list[dict[str, Any]], damage: str | None) -> Lo
     version = records[0].get("version")
     if version != SCHEMA_VERSION:
         raise LogError(f"{path}: log schema version {version!r}; this tlbrace reads version {SCHEMA_VERSION}")
+    check_header(path, records[0])
     return LogContents(records[0], records[1:], damage)
+
+
+# The header fields a reader relies on, and their types (``created`` and ``runtime`` are informative only).
+_HEADER_TYPES: dict[str, tuple[type, ...]] = {"run": (str,), "scenario": (str,), "scenario_source": (str,),
+                                              "params": (dict,), "config": (dict,)}
+
+
+def check_header(path: str, header: dict[str, Any]) -> None:
+    """Every header field a reader uses has its type; params map names to integers (LogError otherwise)."""
+    for key, kinds in _HEADER_TYPES.items():
+        value = header.get(key)
+        if not isinstance(value, kinds):
+            raise LogError(f"{path}: header key {key!r}: expected a {'map' if dict in kinds else 'string'}, "
+                           f"got {value!r:.60}")
+    for name, value in header["params"].items():
+        if not isinstance(name, str) or not isinstance(value, int) or isinstance(value, bool):
+            raise LogError(f"{path}: header key 'params': expected names mapped to integers, got "
+                           f"{name!r}: {value!r:.40}")
 
 
 def iter_trials(contents: LogContents) -> Iterator[tuple[int, list[dict[str, Any]], dict[str, Any] | None]]:

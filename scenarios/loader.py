@@ -65,6 +65,7 @@ MAX_PAGES: Final = 1 << 16
 MAX_THREADS: Final = 1024
 MAX_OPS_PER_THREAD: Final = 1_000_000  # after loops and repeats are unrolled (program.flatten)
 MAX_LOOP_DEPTH: Final = 16  # flatten recurses once per level
+_NAME_RE: Final = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}")
 
 ZAP_OPS: Final = ("madvise_dontneed", "munmap", "mmap_fixed")
 FILE_OPS: Final = ("msync", "evict")  # need a backing file
@@ -111,11 +112,15 @@ def list_scenarios() -> list[tuple[str, str, dict[str, int]]]:
 
 def load_scenario(name_or_path: str, params: dict[str, int] | None = None) -> Scenario:
     """Load a library scenario by name, or a user's TOML file by path; ``params`` override its ``[params]``."""
+    from scenarios.input_files import MAX_SCENARIO_BYTES, InputFileError, read_input
+
+    if "\0" in str(name_or_path):
+        raise ScenarioError(f"{name_or_path!r}: a scenario name or path cannot contain a NUL byte")
     label, path, library = _locate(str(name_or_path))
     try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise ScenarioError(f"{label}: cannot read the file: {exc.strerror or exc}", file=label) from None
+        raw = read_input(path, "scenario file", MAX_SCENARIO_BYTES)
+    except InputFileError as exc:
+        raise ScenarioError(str(exc), file=label) from None
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -231,6 +236,10 @@ class _Builder:
             if self.library and name != self.stem:
                 raise self.err("name", f"expected {self.stem!r} (library files are named after their name), "
                                        f"got {name!r}")
+        if not _NAME_RE.fullmatch(name):  # it becomes part of file names (logs, schedules): no '/', no '..'
+            raise self.err("name", f"expected letters, digits, '_', '-' and '.' (not first), at most 64 "
+                                   f"characters, got {name!r:.80}" + ("" if "name" in doc else
+                                                                     " (the file's name; set name = ...)"))
         description = ""
         if "description" in doc:
             description = self.string("description", doc["description"])

@@ -6,7 +6,9 @@ The configuration of a run is the scenario file's ``[config]`` table, overridden
 from __future__ import annotations
 
 import argparse
-from typing import Any
+import math
+import os
+from typing import Any, Callable, Final
 
 from kernel_model.config import ARCHES, DELAYED_BATCHES, MUTANTS, ORDERINGS, Config
 from kernel_model.program import Scenario
@@ -27,8 +29,74 @@ def add_scenario_options(p: argparse.ArgumentParser, *, scenario_arg: bool = Tru
                    help="mmu_gather size override: mmu_gather_bundle, max_gather_batch, max_gather_batch_count")
 
 
+# Seeds are written into schedules, logs and results files as msgpack integers (64-bit signed).
+SEED_MIN: Final = -(1 << 63)
+SEED_MAX: Final = (1 << 63) - 1
+
+
+def int_in(lo: int, hi: int) -> Callable[[str], int]:
+    """An argparse type: an integer in lo..hi (the message gives the range)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text, 10)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if not lo <= value <= hi:
+            raise argparse.ArgumentTypeError(f"expected an integer in {lo}..{hi}, got {text}")
+        return value
+    parse.__name__ = "integer"
+    return parse
+
+
+seed_arg = int_in(SEED_MIN, SEED_MAX)
+
+
+def float_in(lo: float, hi: float, *, low_open: bool = False) -> Callable[[str], float]:
+    """An argparse type: a finite number in lo..hi (nan and inf are refused)."""
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        if not math.isfinite(value) or value < lo or value > hi or (low_open and value == lo):
+            raise argparse.ArgumentTypeError(f"expected a finite number {'>' if low_open else '>='} {lo:g} and "
+                                             f"<= {hi:g}, got {text}")
+        return value
+    parse.__name__ = "number"
+    return parse
+
+
+def check_out_dir(out: str, flag: str = "--out") -> None:
+    """An output directory named on the command line, checked before any work: not empty, not a file."""
+    from scenarios.cli import UsageError
+
+    if not out:
+        raise UsageError(f"{flag} '': expected a directory path")
+    if "\0" in out:
+        raise UsageError(f"{flag} {out!r}: a path cannot contain a NUL byte")
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise UsageError(f"{flag} {out}: is a file, expected a directory")
+
+
+def check_out_file(path: str, flag: str, suffixes: tuple[str, ...] = ()) -> None:
+    """An output file named on the command line, checked before any work: not a directory, in a directory that
+    exists, with one of ``suffixes`` if given."""
+    from scenarios.cli import UsageError
+
+    if not path or "\0" in path:
+        raise UsageError(f"{flag} {path!r}: expected a file path")
+    if os.path.isdir(path):
+        raise UsageError(f"{flag} {path}: is a directory, expected a file path")
+    parent = os.path.dirname(path) or "."
+    if not os.path.isdir(parent):
+        raise UsageError(f"{flag} {path}: the directory {parent} does not exist")
+    if suffixes and not path.lower().endswith(suffixes):
+        raise UsageError(f"{flag} {path}: expected a file name ending in {' or '.join(suffixes)}")
+
+
 def add_output_options(p: argparse.ArgumentParser, *, default_out: str = "tlbrace-out") -> None:
-    p.add_argument("--seed", type=int, default=0, help="seed of every random choice (default 0)")
+    p.add_argument("--seed", type=seed_arg, default=0,
+                   help="seed of every random choice (default 0; a 64-bit signed integer)")
     p.add_argument("--json", action="store_true", help="print one machine-readable JSON object on stdout")
     p.add_argument("--out", default=default_out, metavar="DIR", help=f"where files go (default {default_out})")
 

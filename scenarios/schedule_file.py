@@ -43,20 +43,29 @@ def write_schedule(path: str | os.PathLike[str], sf: ScheduleFile) -> None:
            "config": sf.config.to_dict(), "strategy": sf.strategy, "seed": sf.seed,
            "invariants": list(sf.invariants), "schedule": [list(tr) for tr in sf.schedule]}
     tmp = f"{os.fspath(path)}.tmp"
-    with open(tmp, "wb") as f:
-        f.write(msgpack.packb(doc, use_bin_type=True))
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)  # never leave a half-written schedule behind
+    try:
+        with open(tmp, "wb") as f:
+            f.write(msgpack.packb(doc, use_bin_type=True))
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)  # never leave a half-written schedule behind
+    except BaseException:
+        try:
+            os.remove(tmp)  # nor the half-written copy
+        except OSError:
+            pass
+        raise
 
 
 def read_schedule(path: str | os.PathLike[str]) -> ScheduleFile:
+    from scenarios.input_files import MAX_SCHEDULE_BYTES, InputFileError, read_input
+
     path = os.fspath(path)
     try:
-        with open(path, "rb") as f:
-            doc = msgpack.unpackb(f.read(), raw=False, strict_map_key=False)
-    except OSError as exc:
-        raise ScheduleError(f"{path}: cannot read: {exc.strerror}") from None
+        doc = msgpack.unpackb(read_input(path, "schedule file", MAX_SCHEDULE_BYTES), raw=False,
+                              strict_map_key=False)
+    except InputFileError as exc:
+        raise ScheduleError(str(exc)) from None
     except (ValueError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError):
         raise ScheduleError(f"{path}: not a tlbrace schedule file (not one msgpack document)") from None
     if not isinstance(doc, dict) or doc.get("schema") != SCHEMA:
@@ -66,9 +75,18 @@ def read_schedule(path: str | os.PathLike[str]) -> ScheduleFile:
     schedule = doc.get("schedule")
     if not isinstance(schedule, list) or not all(_is_transition(t) for t in schedule):
         raise ScheduleError(f"{path}: schedule: expected a list of [\"t\", tid] or [\"i\", cpu, initiator]")
-    for key, kind in (("scenario_source", str), ("params", dict), ("config", dict), ("invariants", list)):
-        if not isinstance(doc.get(key), kind):
-            raise ScheduleError(f"{path}: {key}: expected a {kind.__name__}")
+    for key, kind in (("scenario", str), ("scenario_source", str), ("params", dict), ("config", dict),
+                      ("invariants", list), ("strategy", str), ("seed", int)):
+        if key in ("strategy", "seed") and key not in doc:
+            continue  # optional
+        if not isinstance(doc.get(key), kind) or isinstance(doc.get(key), bool):
+            what = {str: "a string", dict: "a map", list: "a list", int: "an integer"}[kind]
+            raise ScheduleError(f"{path}: {key}: expected {what}, got {doc.get(key)!r:.60}")
+    if not all(isinstance(i, str) for i in doc["invariants"]):
+        raise ScheduleError(f"{path}: invariants: expected a list of strings")
+    if not all(isinstance(k, str) and isinstance(v, int) and not isinstance(v, bool)
+               for k, v in doc["params"].items()):
+        raise ScheduleError(f"{path}: params: expected names mapped to integers")
     try:
         config = Config.from_dict(doc["config"])
     except (ConfigError, TypeError) as exc:

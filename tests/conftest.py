@@ -30,3 +30,8 @@ def ray_session() -> Iterator[None]:
     session = rs.start_local(num_cpus=2)
     yield
     rs.close_session(session)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "slow: starts drivers of its own (child processes with their own Ray); "
+                                       "deselect with -m 'not slow'")

@@ -93,7 +93,7 @@ def test_schedule_with_a_bad_transition(tmp_path):
 def test_schedule_whose_scenario_text_is_broken(tmp_path):
     path = tmp_path / "broken.schedule"
     path.write_bytes(msgpack.packb({"schema": "tlbrace-schedule", "version": 1, "schedule": [],
-                                    "scenario_source": "[[threads]]\nname = 3\n", "params": {"x": "y"},
+                                    "scenario_source": "[[threads]]\nname = 3\n", "params": {},
                                     "config": {}, "invariants": [], "scenario": "s"}))
     with pytest.raises(ScheduleError, match="scenario_source"):
         read_schedule(path)
@@ -159,17 +159,24 @@ def _results_header(**over):
     return header
 
 
+def _frames(*objs) -> bytes:
+    from actors.results_file import frame
+
+    return b"".join(frame(o) for o in objs)
+
+
 @pytest.mark.parametrize("content, needle", [
     (b"", "not a tlbrace results file"),
     (b"\xc1garbage", "not a tlbrace results file"),
-    (msgpack.packb({"schema": "tlbrace-log", "version": 1}), "not a tlbrace results file"),
-    (msgpack.packb({"schema": "tlbrace-results", "version": 7}), "results schema version 7"),
-    (msgpack.packb({"schema": "tlbrace-results", "version": 1, "run": "r"}), "header key 'scenario'"),
-    (msgpack.packb(_results_header()) + msgpack.packb([1, 2]), "record at byte"),
-    (msgpack.packb(_results_header()) + b"\xc1" + msgpack.packb({"x": 1}), "damaged at byte"),
-    (msgpack.packb(_results_header(seed=9)), "seed is 9 there, 0 here"),
-    (msgpack.packb(_results_header(trials=50)), "trials is 50 there, 100 here"),
-    (msgpack.packb(_results_header(scenario="munmap")), "scenario is 'munmap' there"),
+    (_frames({"schema": "tlbrace-log", "version": 1}), "not a tlbrace results file"),
+    (_frames({"schema": "tlbrace-results", "version": 7}), "results schema version 7"),
+    (_frames({"schema": "tlbrace-results", "version": 2, "run": "r"}), "header key 'scenario'"),
+    (_frames(_results_header()) + _frames([1, 2]), "record at byte"),
+    (_frames(_results_header())[:-3] + b"\x00\x00\x00", "header is damaged at byte 0"),
+    (msgpack.packb(_results_header(version=1)), "a version 1 results file"),
+    (_frames(_results_header(seed=9)), "seed is 9 there, 0 here"),
+    (_frames(_results_header(trials=50)), "trials is 50 there, 100 here"),
+    (_frames(_results_header(scenario="munmap")), "scenario is 'munmap' there"),
 ])
 def test_a_results_file_that_does_not_fit_is_refused_and_kept(capsys, tmp_path, content, needle):
     path = tmp_path / "results.msgpack"
@@ -177,18 +184,26 @@ def test_a_results_file_that_does_not_fit_is_refused_and_kept(capsys, tmp_path, 
     rc, _, err = run_cli(capsys, "stress", "anon_pages", "--trials", "100", "--out", str(tmp_path), "--resume")
     assert rc == 2 and needle in err and str(path) in err and "Traceback" not in err
     assert len(err.strip().splitlines()) == 1
-    assert path.read_bytes() == content and sorted(p.name for p in tmp_path.iterdir()) == ["results.msgpack"]
+    assert path.read_bytes() == content
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".tlbrace.lock", "results.msgpack"]  # nothing else
+
+
+def _ok_record(trial: int) -> dict:
+    from actors.results_file import trial_record
+
+    return trial_record(trial=trial, seed=1, status="ok", invariants=[], detail="", actor=None, steps=9,
+                        seconds=0.1, nodes=[], log=None)
 
 
 def test_a_results_file_cut_short_by_a_kill_is_read_up_to_the_cut(tmp_path):
-    from actors.results_file import read_results, trial_record
+    from actors.results_file import read_results
 
-    whole = msgpack.packb(_results_header()) + msgpack.packb(trial_record(
-        trial=3, seed=1, status="ok", invariants=[], detail="", actor=None, steps=9, seconds=0.1, nodes=[], log=None))
+    whole = _frames(_results_header(), _ok_record(3))
     path = tmp_path / "results.msgpack"
-    path.write_bytes(whole + msgpack.packb({"type": "trial", "trial": 4})[:5])
+    path.write_bytes(whole + _frames(_ok_record(4))[:5])
     contents = read_results(path)
     assert [r["trial"] for r in contents.records] == [3] and contents.intact == len(whole) and contents.torn == 5
+    assert contents.skipped == []
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -197,8 +212,8 @@ def test_random_results_files(tmp_path, junk, records, cut):
     """Random bytes, or a good header then random records, cut anywhere: read, or one ResultsError."""
     from actors.results_file import ResultsError, read_results
 
-    head = msgpack.packb(_results_header()) if junk is None else junk
-    data = head + b"".join(msgpack.packb(r) for r in records)
+    head = _frames(_results_header()) if junk is None else junk
+    data = head + b"".join(_frames(r) for r in records)
     path = tmp_path / "random.results"
     path.write_bytes(data[:max(0, len(data) - cut)])
     try:
@@ -206,3 +221,4 @@ def test_random_results_files(tmp_path, junk, records, cut):
     except ResultsError:
         return
     assert contents.intact + contents.torn == path.stat().st_size
+    assert all(isinstance(r, dict) and r["type"] == "trial" for r in contents.records)

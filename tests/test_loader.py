@@ -287,7 +287,7 @@ def test_missing_and_unknown_sources(tmp_path: Path) -> None:
         load_scenario("no_such_scenario")
     with pytest.raises(ScenarioError, match="cannot read"):
         load_scenario(str(tmp_path / "absent.toml"))
-    with pytest.raises(ScenarioError, match="cannot read"):
+    with pytest.raises(ScenarioError, match="is a directory; expected a regular file"):
         load_scenario(str(tmp_path) + "/")
     bad = tmp_path / "binary.toml"
     bad.write_bytes(b"\xff\xfe\x00name")

@@ -17,11 +17,10 @@ import sys
 import time
 from pathlib import Path
 
-import msgpack
 import pytest
 
 from actors.campaign import CampaignOptions, run_campaign, trial_seed
-from actors.results_file import ResultsError, read_results
+from actors.results_file import ResultsError, frame, read_results
 from kernel_model.config import Config
 from kernel_model.explorer import explore
 from scenarios.loader import load_scenario
@@ -135,7 +134,7 @@ def test_a_killed_driver_resumes_without_losing_or_repeating_a_trial(tmp_path: P
     before = read_results(path)
     intact = killed[:before.intact]
     # A kill in the middle of a write: the next record cut short. Resume must drop it and write that trial again.
-    torn = msgpack.packb({"type": "trial", "trial": 199, "seed": 1, "status": "ok", "invariants": []})
+    torn = frame({"type": "trial", "trial": 199, "seed": 1, "status": "ok", "invariants": []})
     with open(path, "ab") as f:
         f.write(torn[:len(torn) // 2])
     assert read_results(path).torn > 0
@@ -154,6 +153,9 @@ def test_a_killed_driver_resumes_without_losing_or_repeating_a_trial(tmp_path: P
     assert after.torn == 0
     assert summary["trials"] == TRIALS and summary["resumed"] == len(before.records)
     assert summary["violations"] == sum(1 for r in after.records if r["invariants"])
+    # The logs agree with the results file: a trial the killed driver logged but never recorded ran again, and
+    # its old log went (replaced if it failed again, removed if it passed).
+    assert {str(p) for p in out.glob("*-trial*.msgpack")} == {r["log"] for r in after.records if r["log"]}
 
 
 def test_ctrl_c_stops_cleanly_and_the_campaign_resumes(tmp_path: Path) -> None:

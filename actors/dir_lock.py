@@ -1,0 +1,63 @@
+"""A campaign directory belongs to one driver: an exclusive ``flock`` on ``DIR/.tlbrace.lock`` for the whole run.
+
+Two drivers appending to one results file from their own offsets lose each other's records, and a fresh run that
+moves the old results aside could rename a file another driver is writing. So the driver takes the lock before it
+reads or writes anything in the directory, and holds it until it has closed its files. The kernel drops a flock
+when its holder dies (SIGKILL included), so a lock is never stale. The lock file holds the holder's pid, for the
+message a second driver gets; it is never deleted (deleting it would let two drivers lock two different files).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from dataclasses import dataclass
+from typing import Final
+
+LOCK_NAME: Final = ".tlbrace.lock"
+
+
+class DirectoryBusy(RuntimeError):
+    """Another live driver holds the directory; the message names its pid."""
+
+
+@dataclass(slots=True)
+class DirLock:
+    path: str
+    fd: int
+
+    def release(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)  # closing the descriptor drops the flock
+            self.fd = -1
+
+
+def lock_directory(directory: str) -> DirLock:
+    """Lock ``directory`` (which exists) for this process, or raise DirectoryBusy at once (never waits)."""
+    path = os.path.join(directory, LOCK_NAME)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = _read_pid(fd)
+        os.close(fd)
+        who = f"pid {holder}" if holder else "another process"
+        raise DirectoryBusy(f"{directory}: another tlbrace campaign ({who}) is running in this directory; wait "
+                            f"for it to end, or use another --out") from None
+    except BaseException:
+        os.close(fd)
+        raise
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    except OSError:
+        pass  # the lock holds without the pid (a full disk): the message then says "another process"
+    return DirLock(path, fd)
+
+
+def _read_pid(fd: int) -> int | None:
+    try:
+        text = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+    except OSError:
+        return None
+    return int(text) if text.isdigit() else None
