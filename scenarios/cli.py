@@ -10,7 +10,7 @@ import argparse
 import importlib
 import sys
 
-SUBCOMMANDS = ("scenarios", "explore", "replay", "shrink", "run", "stress", "analyze", "scale")
+SUBCOMMANDS = ("scenarios", "explore", "replay", "shrink", "run", "stress", "analyze", "scale", "fuzz")
 
 EXIT_OK, EXIT_VIOLATION, EXIT_BAD_INPUT = 0, 1, 2
 
