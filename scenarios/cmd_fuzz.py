@@ -1,4 +1,4 @@
-"""``tlbrace fuzz``: the model's own differential test. Random scenarios, each explored with a bounded BFS.
+"""``tlbrace fuzz``: the model's own differential test. Random scenarios, each explored with a bounded search.
 
 Each scenario (2-4 threads, 1-3 pages, programs drawn from every op, file or anonymous memory) is written as a
 library-format TOML file and loaded through the scenario loader, so what is fuzzed is what a user can write.
@@ -19,6 +19,7 @@ import time
 from collections import Counter
 from typing import Any
 
+from scenarios.fuzz_run import STRATEGIES
 from scenarios.options import add_output_options, add_scenario_options, config_from_args
 
 
@@ -27,7 +28,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     add_scenario_options(p, scenario_arg=False)
     p.add_argument("--count", type=int, default=100, metavar="N", help="scenarios to generate (default 100)")
     p.add_argument("--budget", type=int, default=None, metavar="STATES",
-                   help="most states to visit per scenario (default 20000)")
+                   help="most states to visit per scenario (default 10000)")
+    p.add_argument("--strategy", choices=STRATEGIES, default="dfs",
+                   help="how each scenario is searched within its budget (default dfs: it reaches the ends of "
+                        "runs, where lost data and hangs are judged; bfs: shortest first)")
     p.add_argument("--no-shrink", action="store_true",
                    help="write failing scenarios as generated (default: shrink them on a kernel that should be "
                         "correct: delayed, up, s390)")
@@ -57,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
         cfg = config_from_args(args)
     except ConfigError as exc:
         raise UsageError(str(exc)) from None
-    opts = FuzzOptions(cfg, args.budget or DEFAULT_BUDGET, False if args.no_shrink else None)
+    opts = FuzzOptions(cfg, args.budget or DEFAULT_BUDGET, args.strategy, False if args.no_shrink else None)
     t0 = time.perf_counter()
     on_outcome = _progress(args)
     if args.parallel or args.address:
@@ -123,7 +127,7 @@ def _write_report(args: argparse.Namespace, opts: Any, outcomes: list[Any], seco
         schedule_file = os.path.join(args.out, f"{o.name}-{tag}.schedule")
         scenario = scenario_from_text(o.text, o.name)
         write_schedule(schedule_file, ScheduleFile(scenario, cfg, [tuple(t) for t in o.schedule], o.invariants,
-                                                   "bfs", args.seed))
+                                                   opts.strategy, args.seed))
         violations.append({"invariant": o.invariant, "invariants": o.invariants, "scenario_file": scenario_file,
                            "schedule_file": schedule_file, "steps": len(o.schedule), "index": o.index,
                            "size": list(o.size),
@@ -136,7 +140,7 @@ def _write_report(args: argparse.Namespace, opts: Any, outcomes: list[Any], seco
         "violations": violations,
         "seconds": round(seconds, 3),
         "seed": args.seed, "ordering": cfg.ordering, "arch": cfg.arch, "mutant": cfg.mutant,
-        "budget": opts.budget, "states": sum(o.states for o in explored),
+        "budget": opts.budget, "strategy": opts.strategy, "states": sum(o.states for o in explored),
         "by_invariant": dict(sorted(Counter(v["invariant"] for v in violations).items())),
         "rejected": [{"index": o.index, "error": o.rejected} for o in outcomes if o.rejected],
     }
@@ -147,7 +151,7 @@ def _print_report(report: dict[str, Any]) -> None:
     found = len(report["violations"])
     print(f"tlbrace fuzz: {n} scenarios ({report['ordering']}, {report['arch']}"
           f"{', mutant ' + report['mutant'] if report['mutant'] else ''}, seed {report['seed']}, budget "
-          f"{report['budget']} states): {report['explored']} explored, {report['complete']} completely; "
+          f"{report['budget']} states, {report['strategy']}): {report['explored']} explored, {report['complete']} completely; "
           f"{found} with a violation ({100.0 * found / n:.1f}%); {report['seconds']:.1f} s")
     for name, count in report["by_invariant"].items():
         print(f"  {name}: {count}")

@@ -22,7 +22,8 @@ from scenarios.fuzz_ops import ZAP_KINDS, OpTable, Where, draw_op
 
 MIN_THREADS, MAX_THREADS = 2, 4
 MIN_PAGES, MAX_PAGES = 1, 3
-MAX_OPS = 3  # per thread, before loops and repeats
+OPS_WEIGHTS = (5, 3, 2)  # chances of 1, 2 and 3 operations per thread (before loops and repeats): short
+# programs keep most state spaces within a bounded search, and three short threads are what a race needs
 PTES_PER_TABLE_CHOICES = (1, 2)  # besides the default 512: pages on different PTE tables (split PTLs)
 
 
@@ -69,22 +70,23 @@ def generate(seed: int, index: int) -> Spec:
     pages = rng.randint(MIN_PAGES, MAX_PAGES)
     nthreads = rng.randint(MIN_THREADS, MAX_THREADS)
     anon = rng.random() < 0.25
-    mapped = rng.random() < 0.7
+    mapped = rng.random() < 0.75
     setup: dict[str, Any] = {"mapped": mapped}
     if anon:
         setup["anon"] = True
-    if rng.random() < 0.3:
+    if rng.random() < 0.25:
         setup["dirty"] = False
     if not anon and rng.random() < 0.25:
         setup["write_notify"] = False
     if pages > 1 and rng.random() < 0.3:
         setup["ptes_per_table"] = rng.choice(PTES_PER_TABLE_CHOICES)
     names = [f"t{i}" for i in range(nthreads)]
-    warm = tuple(n for n in names if mapped and rng.random() < 0.5)
+    warm = tuple(n for n in names if mapped and rng.random() < 0.6)
     programs: list[list[OpTable]] = []
     for name in names:
         where = Where(pages, anon, mapped, name in warm, 0)
-        programs.append([draw_op(rng, where) for _ in range(rng.randint(1, MAX_OPS))])
+        nops = rng.choices(range(1, len(OPS_WEIGHTS) + 1), OPS_WEIGHTS)[0]
+        programs.append([draw_op(rng, where) for _ in range(nops)])
     _end_counters(rng, programs, pages)
     return Spec(pages, setup, warm, tuple((n, tuple(p)) for n, p in zip(names, programs)))
 

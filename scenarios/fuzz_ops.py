@@ -71,7 +71,7 @@ def _with_pages(op: str, pages: list[int] | None, repeat: int = 1) -> OpTable:
 
 
 def _repeat(rng: random.Random) -> int:
-    return 1 if rng.random() < 0.7 else 2
+    return 1 if rng.random() < 0.8 else 2
 
 
 def _store(rng: random.Random, w: Where) -> OpTable:
@@ -106,14 +106,14 @@ def _loop(rng: random.Random, w: Where) -> OpTable | None:
 
 OP_GENERATORS: Final[dict[str, OpGen]] = {
     "store": OpGen(_store, 3.0),
-    "load": OpGen(_load, 1.5),
-    "counter": OpGen(_counter, 1.0),
+    "load": OpGen(_load, 1.0),
+    "counter": OpGen(_counter, 1.5),
     "madvise_dontneed": OpGen(_zap("madvise_dontneed"), 1.5),
     "munmap": OpGen(_zap("munmap"), 0.7),
     "mmap_fixed": OpGen(_zap("mmap_fixed"), 0.7),
-    "msync": OpGen(_file_op("msync"), 1.5),
-    "evict": OpGen(_file_op("evict"), 1.0),
-    "loop": OpGen(_loop, 0.5),
+    "msync": OpGen(_file_op("msync"), 2.0),
+    "evict": OpGen(_file_op("evict"), 0.7),
+    "loop": OpGen(_loop, 0.4),
 }
 
 ZAP_KINDS: Final = ("madvise_dontneed", "munmap", "mmap_fixed")  # what ends a counter (its flush)
