@@ -57,6 +57,7 @@ class Outcome:
     original_size: tuple[int, int, int] | None = None  # (threads, ops, pages) before shrinking, if shrunk
     size: tuple[int, int, int] = (0, 0, 0)
     rejected: str = ""  # the loader refused the generated scenario (a fuzzer bug): its message
+    node: str = ""  # the Ray node that explored it ("" in process); not part of the report
 
     @property
     def invariant(self) -> str | None:
@@ -110,6 +111,17 @@ def fuzz_indices(seed: int, indices: list[int], opts: FuzzOptions) -> list[Outco
     return [fuzz_one(seed, i, opts) for i in indices]
 
 
+def _ray_chunk(seed: int, indices: list[int], opts: FuzzOptions) -> list[Outcome]:
+    """fuzz_indices as a Ray task, each outcome labelled with the node that computed it."""
+    import ray
+
+    node = ray.get_runtime_context().get_node_id()
+    outcomes = fuzz_indices(seed, indices, opts)
+    for o in outcomes:
+        o.node = node
+    return outcomes
+
+
 def run_serial(seed: int, count: int, opts: FuzzOptions,
                on_outcome: Callable[[Outcome], None] | None = None) -> list[Outcome]:
     out = []
@@ -133,7 +145,7 @@ def run_ray(seed: int, count: int, opts: FuzzOptions, parallel: int,
     ``parallel`` at once (Ray places them on whichever nodes have a CPU free). Ray must be initialised."""
     import ray
 
-    task = ray.remote(num_cpus=1, max_retries=2)(fuzz_indices)
+    task = ray.remote(num_cpus=1, max_retries=2)(_ray_chunk)
     size = chunk_size(count, parallel)
     chunks = [list(range(start, min(count, start + size))) for start in range(0, count, size)]
     pending: dict[Any, int] = {}
