@@ -30,6 +30,7 @@ persistent sets on exactly those facts (``footprint_context``).
 
 from __future__ import annotations
 
+from bisect import bisect_left, bisect_right
 from typing import Iterable
 
 from kernel_model.program import Op
@@ -42,7 +43,9 @@ _OPS_SENDING_IPIS = frozenset({"madvise_dontneed", "munmap", "mmap_fixed", "msyn
 CONTEXT_OPS = frozenset({"store_tlb", "put_page"})  # the steps whose footprint_context is not None
 
 
-def conflict(a: Footprint, b: Footprint) -> bool:
+def conflict(a: Footprint, b: "Footprint | FutureAt") -> bool:
+    if b.__class__ is FutureAt:
+        return b.conflicts(a)  # type: ignore[union-attr]
     for obj in a.keys() & b.keys():  # usually empty: the set intersection runs in C
         ma, mb = a[obj], b[obj]
         if ma == "w" or mb == "w" or ma != mb:  # a write, or two different modes ("s" and "s" commute)
@@ -79,51 +82,50 @@ class Footprints:
             fp: Footprint = {("tlb", c, p): "i" for p in self.all_pages}
             fp[("ipiq", c)] = "w"
             self._ipis.append(fp)
-        # suffix[tid][pc]: what thread tid may touch from operation pc to the end of its program.
-        self.suffix: list[list[Footprint]] = []
+        # What thread tid may touch from operation pc to the end of its program (future(tid, pc)), as one index per
+        # thread rather than one footprint per operation: those would hold every page a hundred-thousand-store
+        # program has still to touch, once per store (memory quadratic in pages; issue 12 point 6).
+        self._futures: list[Future] = []
+        # The CPUs whose TLB entries thread tid may drop or flush from operation pc on, or send a flush IPI to
+        # (sends_to: the latter only); ipi_senders_from: whether it may still send flush IPIs. Consecutive
+        # operations share one set while it does not change.
+        self.invalidates: list[list[frozenset[int]]] = []
+        self.sends_to: list[list[frozenset[int]]] = []
+        self.ipi_senders_from: list[list[bool]] = []
+        # For a thread whose program from operation pc on is plain stores: what those stores touch while each one
+        # lands on a dirty TLB entry (x86: no page-table access at all, brief §2), the pages they go to, and
+        # (hit_future) whether the thread's CPU holds such entries now. _store_tail[tid]: the first operation of
+        # that all-stores tail (len(program): none).
+        self._hit_futures: list[Future] = []
+        self._store_tail: list[int] = []
         for tid, program in enumerate(programs):
-            acc: Footprint = {}
-            suffix = [dict(acc)]
-            for op in reversed(program):
-                for obj, mode in self.op_footprint(tid, op).items():
-                    _add(acc, obj, mode)
+            fps: list[Footprint] = []
+            for op in program:
+                fp = self.op_footprint(tid, op)
                 if self.up:
                     # UP: whoever holds a spinlock is not preempted, so every lock and unlock decides who may
                     # run at all: it depends on everything another thread still has to do.
-                    _add(acc, ("preempt",), "r")
-                suffix.append(dict(acc))
-            suffix.reverse()
-            self.suffix.append(suffix)
-        # For a thread whose program from operation pc on is plain stores: what those stores touch while each one
-        # lands on a dirty TLB entry (x86: no page-table access at all, brief §2), the pages they go to, and
-        # (hit_future) whether the thread's CPU holds such entries now. None for other threads.
-        self._hits: list[list[tuple[Footprint, frozenset[int]] | None]] = []
-        for tid, program in enumerate(programs):
-            rows: list[tuple[Footprint, frozenset[int]] | None] = []
-            for pc in range(len(program) + 1):
-                rest = program[pc:]
-                if not all(op.kind == "store" for op in rest):
-                    rows.append(None)
-                    continue
-                pages = frozenset(p for op in rest for p in self._pages(op))
-                fp = {("tlb", cpu_of[tid], p): "r" for p in pages}
-                fp.update({("data", p): "s" for p in pages})
+                    _add(fp, ("preempt",), "r")
+                fps.append(fp)
+            self._futures.append(Future(fps))
+            invalidates, sends_to, senders = _per_operation_suffixes(program, fps)
+            self.invalidates.append(invalidates)
+            self.sends_to.append(sends_to)
+            self.ipi_senders_from.append(senders)
+            tail = len(program)
+            while tail > 0 and program[tail - 1].kind == "store":
+                tail -= 1
+            self._store_tail.append(tail)
+            hit_fps: list[Footprint] = [{} for _ in range(tail)]
+            for op in program[tail:]:
+                fp = {}
+                for p in self._pages(op):
+                    fp[("tlb", cpu_of[tid], p)] = "r"
+                    fp[("data", p)] = "s"
                 if self.up:
                     fp[("preempt",)] = "r"
-                rows.append((fp, pages))
-            self._hits.append(rows)
-        # invalidates[tid][pc]: the CPUs whose TLB entries thread tid may drop or flush from operation pc on, or
-        # send a flush IPI to (sends_to: the latter only).
-        self.invalidates: list[list[frozenset[int]]] = [
-            [frozenset(obj[1] for obj, mode in fp.items()
-                       if (obj[0] == "tlb" and mode in "iw") or obj[0] == "ipiq") for fp in suffix]
-            for suffix in self.suffix]
-        self.sends_to: list[list[frozenset[int]]] = [
-            [frozenset(obj[1] for obj in fp if obj[0] == "ipiq") for fp in suffix] for suffix in self.suffix]
-        self.ipi_senders_from: list[list[bool]] = [
-            [any(op.kind in _OPS_SENDING_IPIS for op in program[pc:]) for pc in range(len(program) + 1)]
-            for program in programs
-        ]
+                hit_fps.append(fp)
+            self._hit_futures.append(Future(hit_fps))
 
     def _pages(self, op: Op) -> tuple[int, ...]:
         return op.pages or tuple(range(self.npages))
@@ -337,22 +339,22 @@ class Footprints:
             return None  # an action this table does not know is never explored alone
         return fp
 
-    def future(self, tid: int, pc: int) -> Footprint:
-        return self.suffix[tid][min(pc, len(self.suffix[tid]) - 1)]
+    def future(self, tid: int, pc: int) -> "FutureAt":
+        return self._futures[tid].at(pc)
 
-    def hit_future(self, tid: int, pc: int, step: Step, s: State) -> Footprint | None:
+    def hit_future(self, tid: int, pc: int, step: Step, s: State) -> "FutureAt | None":
         """What thread ``tid`` (at operation ``pc``, about to do ``step``) may touch for as long as nobody drops
         or flushes its CPU's TLB entries: when it is a plain-store thread about to store and every page it will
         still store to has a dirty entry, only those entries and the pages' data. None otherwise."""
-        row = self._hits[tid][min(pc, len(self._hits[tid]) - 1)]
-        if row is None or step.op != "store_tlb":
+        if pc < self._store_tail[tid] or step.op != "store_tlb":
             return None
         tlb = s.tlbs[self.cpu_of[tid]]
-        for p in row[1]:
+        hit = self._hit_futures[tid]
+        for p in hit.pages_from(pc):
             e = tlb.get(p)
             if e is None or not (e.writable and e.dirty):
                 return None
-        return row[0]
+        return hit.at(pc)
 
     def ipi(self, cpu: int) -> Footprint:
         """A CPU's flush IPI handler: it invalidates that CPU's TLB (any range) and takes a request off its
@@ -372,3 +374,97 @@ class Footprints:
 
 def _has_evict(ops: list[Op]) -> bool:
     return any(op.kind == "evict" or (op.kind == "loop" and _has_evict(list(op.body))) for op in ops)
+
+
+class Future:
+    """A thread's footprints from each of its operations to the end of its program, in memory linear in the sum of
+    the operations' footprints: for each object, the operations that touch it (ascending) and the combined mode
+    from each of them on. The mode from operation ``pc`` on is that of the first touch at or after ``pc``."""
+
+    __slots__ = ("_touches", "_last")
+
+    def __init__(self, fps: list[Footprint]) -> None:
+        acc: Footprint = {}
+        touches: dict[tuple, tuple[list[int], list[str]]] = {}
+        for pc in range(len(fps) - 1, -1, -1):
+            for obj, mode in fps[pc].items():
+                _add(acc, obj, mode)
+                entry = touches.get(obj)
+                if entry is None:
+                    entry = touches[obj] = ([], [])
+                entry[0].append(pc)
+                entry[1].append(acc[obj])
+        for pcs, modes in touches.values():
+            pcs.reverse()
+            modes.reverse()
+        self._touches = touches
+        # Objects by their last touch, latest first: those touched at or after pc are a prefix of this list.
+        by_last = sorted(((pcs[-1], obj) for obj, (pcs, _) in touches.items()), key=lambda t: -t[0])
+        self._last = ([-t[0] for t in by_last], [t[1] for t in by_last])
+
+    def mode(self, obj: tuple, pc: int) -> str | None:
+        entry = self._touches.get(obj)
+        if entry is None:
+            return None
+        pcs, modes = entry
+        i = bisect_left(pcs, pc)
+        return modes[i] if i < len(pcs) else None
+
+    def at(self, pc: int) -> "FutureAt":
+        return FutureAt(self, pc)
+
+    def pages_from(self, pc: int) -> list[int]:
+        """The pages of the ("data", page) objects touched at or after operation ``pc``."""
+        neg, objs = self._last
+        return [obj[1] for obj in objs[:bisect_right(neg, -pc)] if obj[0] == "data"]
+
+
+class FutureAt:
+    """What a thread may touch from operation ``pc`` on: answers ``get`` like a Footprint, without building one."""
+
+    __slots__ = ("future", "pc")
+
+    def __init__(self, future: Future, pc: int) -> None:
+        self.future = future
+        self.pc = pc
+
+    def get(self, obj: tuple, default: str | None = None) -> str | None:
+        mode = self.future.mode(obj, self.pc)
+        return default if mode is None else mode
+
+    def conflicts(self, fp: Footprint) -> bool:
+        """conflict(fp, this future), asking only about fp's objects (a step's footprint is small)."""
+        mode_of = self.future.mode
+        pc = self.pc
+        for obj, ma in fp.items():
+            mb = mode_of(obj, pc)
+            if mb is not None and (ma == "w" or mb == "w" or ma != mb):
+                return True
+        return False
+
+
+def _per_operation_suffixes(program: list[Op], fps: list[Footprint]) -> tuple[
+        list[frozenset[int]], list[frozenset[int]], list[bool]]:
+    """invalidates, sends_to and ipi_senders_from of one thread, for each operation and one past the end, judged
+    on the modes combined from that operation on (as ``_add`` combines them): built backwards in one pass, and
+    consecutive operations share one set while it does not grow."""
+    n = len(program)
+    invalidates: list[frozenset[int]] = [frozenset()] * (n + 1)
+    sends_to: list[frozenset[int]] = [frozenset()] * (n + 1)
+    senders = [False] * (n + 1)
+    acc: Footprint = {}  # combined modes of the TLB entries only: one dict for the whole program
+    inv: set[int] = set()
+    ipiq: set[int] = set()
+    for pc in range(n - 1, -1, -1):
+        for obj, mode in fps[pc].items():
+            if obj[0] == "tlb":
+                _add(acc, obj, mode)
+                if acc[obj] in "iw":
+                    inv.add(obj[1])
+            elif obj[0] == "ipiq":
+                inv.add(obj[1])
+                ipiq.add(obj[1])
+        invalidates[pc] = invalidates[pc + 1] if len(inv) == len(invalidates[pc + 1]) else frozenset(inv)
+        sends_to[pc] = sends_to[pc + 1] if len(ipiq) == len(sends_to[pc + 1]) else frozenset(ipiq)
+        senders[pc] = senders[pc + 1] or program[pc].kind in _OPS_SENDING_IPIS
+    return invalidates, sends_to, senders

@@ -15,7 +15,7 @@ import importlib
 import sys
 import traceback
 
-SUBCOMMANDS = ("scenarios", "explore", "replay", "shrink", "run", "stress", "analyze", "scale")
+SUBCOMMANDS = ("scenarios", "explore", "replay", "shrink", "run", "stress", "analyze", "scale", "fuzz")
 
 EXIT_OK, EXIT_VIOLATION, EXIT_BAD_INPUT, EXIT_ENVIRONMENT, EXIT_INTERNAL = 0, 1, 2, 3, 4
 

@@ -102,10 +102,16 @@ def add_output_options(p: argparse.ArgumentParser, *, default_out: str = "tlbrac
 
 
 def load(args: argparse.Namespace) -> tuple[Scenario, Config]:
-    from scenarios.cli import UsageError
     from scenarios.loader import load_scenario, parse_params
 
     scenario = load_scenario(args.scenario, parse_params(args.param))
+    return scenario, config_from_args(args, scenario.config)
+
+
+def config_from_args(args: argparse.Namespace, base: dict[str, Any] | None = None) -> Config:
+    """``base`` (a scenario's [config] table) overridden by the command line's configuration options."""
+    from scenarios.cli import UsageError
+
     overrides: dict[str, Any] = {}
     for key in ("ordering", "arch", "mutant", "delayed_batches"):
         value = getattr(args, key, None)
@@ -120,5 +126,4 @@ def load(args: argparse.Namespace) -> tuple[Scenario, Config]:
             overrides[name] = int(value)
         except ValueError:
             raise UsageError(f"--gather {item!r}: {value!r} is not an integer") from None
-    cfg = Config.from_dict({**scenario.config, **overrides})
-    return scenario, cfg
+    return Config.from_dict({**(base or {}), **overrides})

@@ -1,0 +1,164 @@
+"""``tlbrace fuzz``: the generator covers every op and only writes what the loader accepts, campaigns are
+deterministic, shrinking keeps the failure, a bounded campaign finds the race on the old kernel and none on the
+patched one, and a Ray campaign on a two-node cluster reports what a serial one does."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from kernel_model.program import OP_KINDS
+from scenarios.cli import main
+from scenarios.fuzz import Spec, generate, load_spec, scenario_seed, to_toml
+from scenarios.fuzz_ops import OP_GENERATORS
+from scenarios.fuzz_shrink import measure, shrink
+from scenarios.schedule_file import read_schedule
+from kernel_model.replay import run_schedule
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def fuzz_json(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, dict]:
+    code = main(["fuzz", *argv, "--json"])
+    return code, json.loads(capsys.readouterr().out)
+
+
+def test_every_op_the_loader_accepts_has_one_generator() -> None:
+    assert set(OP_GENERATORS) == set(OP_KINDS)
+
+
+def test_generated_scenarios_load_and_cover_every_op_and_knob() -> None:
+    ops: Counter[str] = Counter()
+    knobs: Counter[str] = Counter()
+    shapes = set()
+    for i in range(300):
+        spec = generate(0, i)
+        scenario, text = load_spec(spec, f"fuzz-0-{i}")  # raises if the loader refuses it
+        assert scenario.source == text and 2 <= len(scenario.threads) <= 4 and 1 <= scenario.setup.pages <= 3
+        shapes.add((len(scenario.threads), scenario.setup.pages))
+        for line in text.splitlines():
+            if line.startswith("program"):
+                ops.update(part.split('"')[1] for part in line.split("op = ")[1:])
+        knobs.update(spec.setup)
+        knobs.update(["warm_tlb"] if spec.warm_tlb else [])
+    assert set(ops) == set(OP_KINDS)
+    assert {"mapped", "anon", "dirty", "write_notify", "ptes_per_table", "warm_tlb"} <= set(knobs)
+    assert shapes == {(t, p) for t in range(2, 5) for p in range(1, 4)}
+
+
+def test_scenario_i_depends_on_seed_and_index_alone() -> None:
+    assert [to_toml(generate(7, i), "x") for i in range(20)] == [to_toml(generate(7, i), "x") for i in range(20)]
+    assert generate(7, 3) != generate(8, 3) and scenario_seed(7, 3) != scenario_seed(7, 4)
+
+
+def test_shrink_keeps_the_failure_and_removes_everything_else() -> None:
+    spec = next(s for s in (generate(3, i) for i in range(500))
+                if len(s.threads) == 4 and s.pages == 3 and s.ops >= 7)
+
+    def stores_to_last_page(s: Spec) -> bool:  # a stand-in failure: some thread stores to page pages-1
+        return any(op["op"] == "store" and s.pages - 1 in op["pages"] for _, ops in s.threads for op in ops)
+
+    if not stores_to_last_page(spec):
+        spec = spec.with_threads(spec.threads + (("w", ({"op": "store", "pages": [spec.pages - 1]},)),))
+    small = shrink(spec, stores_to_last_page)
+    assert stores_to_last_page(small) and measure(small) < measure(spec)
+    assert small.size() == (1, 1, 1) and small.setup == {} and small.warm_tlb == ()
+
+
+def test_same_seed_same_report(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    args = ["--count", "12", "--seed", "5", "--ordering", "eager", "--budget", "1500"]
+    _, a = fuzz_json(capsys, *args, "--out", str(tmp_path / "a"))
+    _, b = fuzz_json(capsys, *args, "--out", str(tmp_path / "b"))
+    for r in (a, b):
+        r.pop("seconds")
+        for v in r["violations"]:
+            v["scenario_file"] = os.path.basename(v["scenario_file"])
+            v["schedule_file"] = os.path.basename(v["schedule_file"])
+    assert a == b and a["generated"] == 12
+
+
+def test_eager_campaign_finds_lost_dirty_data_and_writes_replayable_files(
+        capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    code, r = fuzz_json(capsys, "--count", "40", "--seed", "1", "--ordering", "eager", "--budget", "3000",
+                        "--out", str(tmp_path))
+    assert code == 1 and r["generated"] == r["explored"] == 40 and not r["rejected"]
+    lost = [v for v in r["violations"] if v["invariant"] == "lost_dirty_data"]
+    assert lost, r["by_invariant"]
+    for v in lost:
+        sf = read_schedule(v["schedule_file"])
+        assert sf.scenario.source == Path(v["scenario_file"]).read_text()
+        replay = run_schedule(sf.scenario, sf.config, sf.schedule, complete=False, record=False)
+        assert "lost_dirty_data" in replay.invariants and len(replay.executed) == v["steps"]
+
+
+PATCHED = [["--ordering", "delayed"], ["--arch", "up"], ["--arch", "s390"]]
+
+
+@pytest.mark.parametrize("config", PATCHED, ids=["delayed", "up", "s390"])
+def test_patched_kernels_violate_nothing(config: list[str], capsys: pytest.CaptureFixture[str],
+                                         tmp_path: Path) -> None:
+    code, r = fuzz_json(capsys, "--count", "40", "--seed", "1", *config, "--budget", "3000",
+                        "--out", str(tmp_path))
+    assert r["explored"] == 40 and not r["rejected"]
+    for v in r["violations"]:  # whatever is found is a minimal, replayable report
+        sf = read_schedule(v["schedule_file"])
+        replay = run_schedule(sf.scenario, sf.config, sf.schedule, complete=False, record=False)
+        assert v["invariant"] in replay.invariants
+    if r["violations"] and all(v["invariant"] == "hang" for v in r["violations"]):
+        # issue 12 point 3 (a model bug this fuzzer found): a counter whose TLB entry is refilled never stops,
+        # and the run ends as a hang. `counter` gains max/refault on the model's branch; remove this then.
+        pytest.xfail("counter hang, issue 12 point 3: scenarios "
+                     + ", ".join(str(v["index"]) for v in r["violations"]))
+    assert code == 0 and r["violations"] == []
+
+
+CLUSTER_SCRIPT = r"""
+import json
+from actors import ray_session  # Ray's environment before `import ray`
+import ray
+from ray.cluster_utils import Cluster
+from kernel_model.config import Config
+from scenarios.fuzz_run import FuzzOptions, run_ray, run_serial
+
+node = {"num_cpus": 1, "node_ip_address": "127.0.0.1", "object_store_memory": 128 * 1024 * 1024}
+cluster = Cluster(initialize_head=True, head_node_args={**node, "include_dashboard": False})
+cluster.add_node(**node)
+try:
+    ray.init(address=cluster.address, **ray_session.quiet_init_kwargs())
+    cluster.wait_for_nodes()
+    opts = FuzzOptions(Config(ordering="eager"), budget=1500)
+    on_ray = run_ray(11, 16, opts, parallel=2)
+    serial = run_serial(11, 16, opts)
+    nodes = {o.node for o in on_ray}
+    for o in on_ray:
+        o.node = ""
+    print(json.dumps({"same": on_ray == serial, "nodes": len(nodes),
+                      "alive": sum(1 for n in ray.nodes() if n["Alive"]),
+                      "found": [o.invariants for o in serial if o.invariants]}))
+finally:
+    ray.shutdown()
+    cluster.shutdown()
+"""
+
+
+def test_ray_campaign_on_two_nodes_reports_what_a_serial_one_does() -> None:
+    env = dict(os.environ, RAY_AUTH_MODE="disabled", RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0",
+               RAY_USAGE_STATS_ENABLED="0", RAY_worker_maximum_startup_concurrency="16", PYTHONPATH=str(ROOT))
+    proc = subprocess.run([sys.executable, "-c", CLUSTER_SCRIPT], env=env, cwd=ROOT, capture_output=True,
+                          text=True, timeout=240)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["same"] and out["alive"] == 2 and out["nodes"] == 2, out
+
+
+def test_bad_input_is_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["fuzz", "--count", "0"]) == 2
+    assert main(["fuzz", "--param", "pages=2"]) == 2
+    assert main(["fuzz", "--budget", "-1"]) == 2
+    assert "--count" in capsys.readouterr().err
