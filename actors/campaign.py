@@ -15,16 +15,18 @@ and returns what finished.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import os
 import time
 import uuid
-from collections import Counter, deque
+from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from actors import results_file
 from actors.results_file import ResultsContents, ResultsError, ResultsWriter
 from actors.sigint import sigint_deferred
+from actors.stop_rule import StopRule
 from actors.trial import ActorSet, RunningTrial, TrialResult
 from kernel_model.config import Config
 from kernel_model.events import Violation
@@ -34,7 +36,7 @@ from scenarios.eventlog import EventLogWriter, make_header
 
 @dataclass(slots=True)
 class CampaignOptions:
-    trials: int = 100
+    trials: int | None = 100  # None: unbounded (then duration_s or until, or a Ctrl-C, ends the campaign)
     parallel: int = 1
     jitter_us: float = 0.0
     seed: int = 0
@@ -43,6 +45,10 @@ class CampaignOptions:
     hang_timeout: float = 5.0
     results: bool = False  # append every finished trial to out/results.msgpack (``tlbrace stress`` does)
     resume: bool = False  # continue the campaign recorded in out/results.msgpack
+    duration_s: float | None = None  # stop after this many seconds of this driver (actors.stop_rule says why)
+    until: int | None = None  # stop once the campaign holds this many violating trials
+    clock_start: float | None = None  # clock() value the duration counts from (None: the campaign's start)
+    clock: Callable[[], float] = time.monotonic  # what the duration is measured by (tests pass a trial counter)
     # Test-only fault injection: kill this actor ("cpu1", "pt") of the set running this trial id, right after
     # the trial starts.
     kill: tuple[int, str] | None = None
@@ -108,6 +114,8 @@ class CampaignResult:
     resumed: int = 0  # trials counted from the results file, run by an earlier driver
     resumed_steps: int = 0
     interrupted: bool = False  # Ctrl-C: the trials that had not finished were abandoned
+    stopped_by: str = "trials"  # which limit ended it: trials, duration, until or interrupt
+    first_violation_at: float | None = None  # time.monotonic() when this driver counted its first violation
     results_path: str | None = None
     moved_aside: str | None = None
 
@@ -127,6 +135,7 @@ class CampaignResult:
             "seconds": round(self.seconds, 3), "trials_per_s": round((self.trials - self.resumed) / seconds, 2),
             "steps_per_s": round((self.steps - self.resumed_steps) / seconds, 1),
             "failing_logs": list(self.failing_logs), "resumed": self.resumed, "interrupted": self.interrupted,
+            "stopped_by": self.stopped_by,
             "results": self.results_path,
         }
 
@@ -147,28 +156,37 @@ def run_campaign(scenario: Scenario, cfg: Config, opts: CampaignOptions,
             for rec in prepared.resumed.records:
                 _count_recorded(result, rec)
                 done.add(rec["trial"])
-    todo = deque(t for t in range(opts.trials) if t not in done)
+    ids = _trial_ids(done, opts.trials)
+    upcoming = next(ids, None)  # the next trial id to start (None: no more)
+    first_wave = len(list(itertools.islice(_trial_ids(done, opts.trials), max(1, opts.parallel))))
     nodes = [n["NodeID"] for n in ray.nodes() if n.get("Alive")]
     sets: list[ActorSet | None] = [None] * max(1, opts.parallel)
     running: dict[int, RunningTrial] = {}  # set index -> trial
     started = time.monotonic()
+    rule = StopRule(opts.trials, opts.duration_s, opts.until)
+    clock = opts.clock_start if opts.clock_start is not None else opts.clock()
 
     def fresh_set(i: int) -> ActorSet:
         node = nodes[i % len(nodes)] if len(nodes) > 1 else None
         return ActorSet(i, scenario, cfg, node)
 
     try:
-        for i in range(min(len(sets), len(todo))):
-            sets[i] = fresh_set(i)  # all sets' workers start in parallel
-        while todo or running:
+        if rule.reason(result, clock, opts.clock()) in (None, "trials"):
+            for i in range(first_wave):
+                sets[i] = fresh_set(i)  # all sets' workers start in parallel
+        while upcoming is not None or running:
+            reason = rule.reason(result, clock, opts.clock())
+            if reason in ("until", "duration"):  # the running trials are abandoned, as on Ctrl-C
+                result.stopped_by = reason
+                break
             for i in range(len(sets)):
-                if i in running or not todo:
+                if i in running or upcoming is None:
                     continue
                 if sets[i] is None:
                     sets[i] = fresh_set(i)
                 actors = sets[i]
                 assert actors is not None
-                trial = todo.popleft()
+                trial, upcoming = upcoming, next(ids, None)
                 if opts.stall is not None and opts.stall[0] == trial:
                     actors.nodes  # noqa: B018 - configured before it can be told
                     ray.get(actors.actor(opts.stall[1]).stall.remote(trial, opts.stall[2]))
@@ -200,8 +218,11 @@ def run_campaign(scenario: Scenario, cfg: Config, opts: CampaignOptions,
                         on_trial(t.result, result)
                     if not t.result.failed:
                         t.result.records = []  # passing trials keep counters only
+        else:
+            result.stopped_by = rule.reason(result, clock, opts.clock()) or "trials"
     except KeyboardInterrupt:
         result.interrupted = True  # the running trials are abandoned: not recorded, so a resume runs them
+        result.stopped_by = "interrupt"
     finally:
         result.seconds = time.monotonic() - started
         if writer is not None:
@@ -210,6 +231,13 @@ def run_campaign(scenario: Scenario, cfg: Config, opts: CampaignOptions,
             if actors is not None:
                 actors.kill()
     return result
+
+
+def _trial_ids(done: set[int], limit: int | None) -> Iterator[int]:
+    """The ids of the trials still to run, lowest first (a resumed campaign fills the gaps a killed driver left,
+    then goes on); unbounded when ``limit`` is None."""
+    ids = itertools.count() if limit is None else iter(range(limit))
+    return (t for t in ids if t not in done)
 
 
 def _open_writer(prepared: Prepared, result: CampaignResult) -> ResultsWriter:
@@ -270,6 +298,8 @@ def _account(result: CampaignResult, r: TrialResult, scenario: Scenario, cfg: Co
     result.nodes_by_trial[r.trial] = r.nodes
     for v in r.violations:
         result.by_invariant[v.invariant] += 1
+    if r.violations and result.first_violation_at is None:
+        result.first_violation_at = time.monotonic()
     if r.failed:
         result.failures.append(r)
     if opts.out and (r.failed or opts.keep_passing):
