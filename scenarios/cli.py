@@ -10,7 +10,7 @@ import argparse
 import importlib
 import sys
 
-SUBCOMMANDS = ("scenarios", "explore", "replay", "shrink", "run", "stress", "analyze", "scale")
+SUBCOMMANDS = ("scenarios", "mutants", "explore", "replay", "shrink", "run", "stress", "analyze", "scale")
 
 EXIT_OK, EXIT_VIOLATION, EXIT_BAD_INPUT = 0, 1, 2
 
@@ -20,6 +20,12 @@ class UsageError(Exception):
 
 
 class _Parser(argparse.ArgumentParser):
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        from scenarios.options import DefaultsFormatter  # every option's default in --help
+
+        kwargs.setdefault("formatter_class", DefaultsFormatter)
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+
     def error(self, message: str) -> None:  # argparse exits 2 too; keep its one-line message
         self.print_usage(sys.stderr)
         print(f"tlbrace: error: {message}", file=sys.stderr)

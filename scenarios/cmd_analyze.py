@@ -34,10 +34,10 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("logs", nargs="+", metavar="LOG", help="event logs (msgpack or JSON Lines)")
     p.add_argument("--json", action="store_true", help="one JSON document on stdout instead of tables")
     p.add_argument("--timeline", metavar="FILE", help="draw one trial (--trial, else the first violating) as "
-                                                      "PNG or SVG")
+                                                      "PNG or SVG (default: no picture)")
     p.add_argument("--perfetto", metavar="FILE", help="Chrome/Perfetto trace-event JSON of the violating trials "
-                                                      "(or --trial)")
-    p.add_argument("--trial", type=int, metavar="ID", help="only this trial (of each log)")
+                                                      "(or --trial) (default: none)")
+    p.add_argument("--trial", type=int, metavar="ID", help="only this trial (of each log) (default: every trial)")
     p.add_argument("--coverage", action="store_true", help="which orders of the race-critical events occurred")
     p.add_argument("--jobs", type=int, default=None, metavar="N",
                    help="analyse in N processes (default: the CPU count; 1 = in this process)")

@@ -13,7 +13,7 @@ import sys
 
 from rich.console import Console
 
-from kernel_model.explorer import STRATEGIES, explore
+from kernel_model.explorer import DEFAULT_BUDGET, STRATEGIES, explore
 from kernel_model.replay import run_schedule
 from scenarios.controlled_log import write_controlled_log
 from scenarios.options import add_output_options, add_scenario_options, load
@@ -28,7 +28,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--strategy", choices=STRATEGIES, default="bfs",
                    help="bfs (exhaustive, shortest counterexample first), dfs, random or pct (default bfs)")
     p.add_argument("--budget", type=int, default=None,
-                   help="bfs/dfs: most states to visit; random/pct: number of runs")
+                   help="bfs/dfs: most states to visit; random/pct: number of runs (default: "
+                        + ", ".join(f"{k} {v:,}" for k, v in DEFAULT_BUDGET.items()) + ")")
     p.add_argument("--depth", type=int, default=3, help="pct bug depth (default 3)")
     p.add_argument("--no-reduce", action="store_true",
                    help="bfs/dfs without partial-order reduction (every interleaving; slower)")

@@ -11,26 +11,54 @@ from typing import Any
 from kernel_model.config import ARCHES, DELAYED_BATCHES, MUTANTS, ORDERINGS, Config
 from kernel_model.program import Scenario
 
+_D = Config()  # the model's defaults, as --help states them
+
+
+class DefaultsFormatter(argparse.HelpFormatter):
+    """Help that says every option's default: "(default: X)" is appended to an option's help unless the help
+    already says its default in words (options whose default is None must: "the scenario's [config]", ...);
+    a flag's default is "off"."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        if not action.option_strings or "default" in text or action.default is argparse.SUPPRESS:
+            return text
+        if isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction)):
+            return f"{text} (default: {'on' if action.default else 'off'})"
+        if action.default is None or action.default == []:
+            return text  # nothing to show: the help must say it (tests/test_help.py checks every option)
+        return f"{text} (default: %(default)s)"
+
+
+class RawDescriptionDefaultsFormatter(DefaultsFormatter, argparse.RawDescriptionHelpFormatter):
+    """DefaultsFormatter for a subcommand whose description is laid out by hand."""
+
 
 def add_scenario_options(p: argparse.ArgumentParser, *, scenario_arg: bool = True) -> None:
     if scenario_arg:
         p.add_argument("scenario", metavar="SCENARIO", help="a library scenario name or the path of a TOML file")
     p.add_argument("--param", action="append", default=[], metavar="NAME=INT",
-                   help="override a scenario parameter (repeatable), e.g. --param pages=2")
+                   help="override a scenario parameter (repeatable), e.g. --param pages=2 (default: the "
+                        "scenario's own values; `tlbrace scenarios` lists them)")
     p.add_argument("--ordering", choices=ORDERINGS, help="eager (v6.1: rmap removed before the flush) or "
-                   "delayed (the patch)")
-    p.add_argument("--arch", choices=ARCHES, help="smp, up or s390")
-    p.add_argument("--mutant", choices=MUTANTS, help="run a deliberately wrong kernel")
+                   f"delayed (the patch) (default: the scenario's [config] ordering, else {_D.ordering})")
+    p.add_argument("--arch", choices=ARCHES,
+                   help=f"smp, up or s390 (default: the scenario's [config] arch, else {_D.arch})")
+    p.add_argument("--mutant", choices=MUTANTS, metavar="M", help="run a deliberately wrong kernel; `tlbrace mutants` says what "
+                   "each does (default: none, the real kernel)")
     p.add_argument("--delayed-batches", choices=DELAYED_BATCHES,
-                   help="where delayed rmaps may sit: active (the seed patch) or local+active (c47454823bd4)")
+                   help="where delayed rmaps may sit: active (the seed patch) or local+active (c47454823bd4) "
+                        f"(default: the scenario's [config], else {_D.delayed_batches})")
     p.add_argument("--gather", action="append", default=[], metavar="FIELD=INT",
-                   help="mmu_gather size override: mmu_gather_bundle, max_gather_batch, max_gather_batch_count")
+                   help="mmu_gather size override: mmu_gather_bundle, max_gather_batch, max_gather_batch_count "
+                        f"(default: the kernel's, {_D.mmu_gather_bundle}, {_D.max_gather_batch} and "
+                        f"{_D.max_gather_batch_count})")
 
 
 def add_output_options(p: argparse.ArgumentParser, *, default_out: str = "tlbrace-out") -> None:
-    p.add_argument("--seed", type=int, default=0, help="seed of every random choice (default 0)")
+    p.add_argument("--seed", type=int, default=0, help="seed of every random choice")
     p.add_argument("--json", action="store_true", help="print one machine-readable JSON object on stdout")
-    p.add_argument("--out", default=default_out, metavar="DIR", help=f"where files go (default {default_out})")
+    p.add_argument("--out", default=default_out, metavar="DIR", help="where files go")
 
 
 def load(args: argparse.Namespace) -> tuple[Scenario, Config]:
