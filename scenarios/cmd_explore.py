@@ -11,12 +11,12 @@ import json
 import os
 import sys
 
-from rich.console import Console
 
 from kernel_model.explorer import DEFAULT_BUDGET, STRATEGIES, explore
 from kernel_model.replay import run_schedule
 from scenarios.controlled_log import write_controlled_log
-from scenarios.options import add_output_options, add_scenario_options, load
+from scenarios.options import (add_output_options, add_scenario_options, add_view_options, console_for,
+                               diagram_width, load)
 from scenarios.schedule_file import ScheduleFile, write_schedule
 from scenarios.story import print_story
 
@@ -43,6 +43,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--log-format", choices=("msgpack", "jsonl"), default="msgpack",
                    help="format of each counterexample's event log (jsonl: JSON Lines for people)")
     add_output_options(p)
+    add_view_options(p)
     p.set_defaults(func=run)
 
 
@@ -55,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"--workers: expected a positive integer, and more than 1 only with --strategy dfs; got "
                          f"{args.workers} with --strategy {args.strategy}")
     scenario, cfg = load(args)
-    console = Console(stderr=args.json, width=max(140, Console().width))
+    console = console_for(args, stderr=args.json)
     result = explore(scenario, cfg, args.strategy, budget=args.budget, seed=args.seed, depth=args.depth,
                      reduce=not args.no_reduce, stop_at_first=not args.all, hash_compact=args.hash_compact,
                      workers=args.workers)
@@ -79,7 +80,12 @@ def run(args: argparse.Namespace) -> int:
         if not args.json:
             from kernel_model.machine import Machine
             cpu_of = Machine(scenario, cfg).cpu_of
-            print_story(scenario, cpu_of, replay.events, replay.violations or found.violations, console)
+            if args.format == "diagram":
+                from scenarios.diagram import render_diagram
+                print(render_diagram(scenario, cpu_of, replay.events, replay.violations or found.violations,
+                                     diagram_width(args), title=f"{stem}: {', '.join(found.invariants)}"))
+            else:
+                print_story(scenario, cpu_of, replay.events, replay.violations or found.violations, console)
             console.print(f"schedule written to {path} ({len(replay.executed)} transitions); "
                           f"reproduce with: tlbrace replay {path}; event log: {log_path} (tlbrace analyze)")
     summary = {"scenario": scenario.name, "params": scenario.params, "ordering": cfg.ordering, "arch": cfg.arch,

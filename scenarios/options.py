@@ -61,6 +61,34 @@ def add_output_options(p: argparse.ArgumentParser, *, default_out: str = "tlbrac
     p.add_argument("--out", default=default_out, metavar="DIR", help="where files go")
 
 
+def add_view_options(p: argparse.ArgumentParser) -> None:
+    """How a counterexample is printed: ``explore``, ``replay`` and ``analyze``."""
+    p.add_argument("--format", choices=("table", "diagram"), default="table",
+                   help="table: per-CPU tables (story, witness); diagram: the race as CPU columns in plain ASCII, "
+                        "as kernel commit messages draw it, for a mail")
+    p.add_argument("--width", type=int, default=None, metavar="N",
+                   help="fit the output in N columns (default: the terminal's width; 80 when not a terminal, and "
+                        "for diagrams)")
+
+
+def console_for(args: argparse.Namespace, *, stderr: bool = False) -> Any:
+    """A rich Console as wide as --width, else as the terminal (rich: $COLUMNS, else 80 off a terminal); tables
+    wrap their cells to fit."""
+    from rich.console import Console
+
+    from scenarios.cli import UsageError
+
+    width = getattr(args, "width", None)
+    if width is not None and width < 40:
+        raise UsageError(f"--width: expected at least 40 columns, got {width}")
+    return Console(stderr=stderr, width=width)
+
+
+def diagram_width(args: argparse.Namespace) -> int:
+    width = getattr(args, "width", None)
+    return width if width is not None else 80
+
+
 def load(args: argparse.Namespace) -> tuple[Scenario, Config]:
     from scenarios.cli import UsageError
     from scenarios.loader import load_scenario, parse_params
