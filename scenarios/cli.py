@@ -10,7 +10,8 @@ import argparse
 import importlib
 import sys
 
-SUBCOMMANDS = ("scenarios", "mutants", "explore", "replay", "shrink", "run", "stress", "analyze", "scale")
+SUBCOMMANDS = ("scenarios", "mutants", "explore", "replay", "shrink", "run", "stress", "analyze", "scale",
+               "report")
 
 EXIT_OK, EXIT_VIOLATION, EXIT_BAD_INPUT = 0, 1, 2
 
