@@ -37,4 +37,6 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(made))
     else:
         print(f"report: {os.path.abspath(out)}")
+        if made["first_failure"]:
+            print(f"first failing trial: {made['first_failure']}")
     return 0

@@ -210,12 +210,15 @@ def write_report(root: str, out: str) -> dict[str, Any]:
     body = [f"<h1>tlbrace campaign report</h1><p class=dim>{_esc(os.path.abspath(root))}: {len(campaigns)} "
             f"campaign(s), {len(scales)} scale run(s)</p>"]
     shown: list[dict[str, Any]] = []
+    first_failure: str | None = None
     for c in campaigns:
         h = c.header
         cfg = h.get("config", {})
         name = f"{h.get('scenario')} — {cfg.get('ordering')}/{cfg.get('arch')}" + (
             f", mutant {cfg['mutant']}" if cfg.get("mutant") else "")
-        failure, _, reports = _first_failure(c, rel)
+        failure, analysis, reports = _first_failure(c, rel)
+        if analysis is not None and first_failure is None:
+            first_failure = analysis.path
         logs = "".join(f"<li><a href=\"{_esc(rel(p))}\">{_esc(os.path.basename(p))}</a></li>" for p in c.logs[:50])
         more = f"<p class=dim>... and {len(c.logs) - 50} more in {_esc(c.dir)}</p>" if len(c.logs) > 50 else ""
         body += [f"<h2>{_esc(name)}</h2>", f"<p class=dim>{_esc(c.dir)}</p>", _summary(c),
@@ -233,7 +236,7 @@ def write_report(root: str, out: str) -> dict[str, Any]:
     os.makedirs(base, exist_ok=True)
     with open(out, "w", encoding="utf-8") as f:
         f.write(page)
-    return {"report": out, "campaigns": shown, "scale_runs": scales}
+    return {"report": out, "campaigns": shown, "scale_runs": scales, "first_failure": first_failure}
 
 
 __all__ = ["ResultsError", "find_campaigns", "write_report"]
