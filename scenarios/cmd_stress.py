@@ -173,6 +173,7 @@ def run(args: argparse.Namespace) -> int:
         ray_session.close_session(session)
     summary = result.summary()
     summary["first_violation_s"] = _since(command_start, result.first_violation_at)
+    summary["command_s"] = _since(command_start, time.monotonic())  # Ray's start and shutdown included
     if args.json:
         print(json.dumps(summary))
     else:
