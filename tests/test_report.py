@@ -37,7 +37,9 @@ def campaign_dir(tmp_path_factory: pytest.TempPathFactory, ray_session: None) ->
 def test_the_page_holds_every_section_and_fetches_nothing(campaign_dir: Path,
                                                           capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["report", str(campaign_dir)]) == 0
-    assert capsys.readouterr().out.strip() == f"report: {campaign_dir / 'report.html'}"
+    said, first = capsys.readouterr().out.splitlines()
+    assert said == f"report: {campaign_dir / 'report.html'}"
+    assert first.startswith(f"first failing trial: {campaign_dir / 'eager'}") and first.endswith(".msgpack")
     page = (campaign_dir / "report.html").read_text()
     for section in ("madv_dontneed — eager/smp", "madv_dontneed — delayed/smp", "hit rate (Wilson 95%)",
                     "Counts by invariant", "lost_dirty_data", "Race diagram", "Minimal witness", "Timeline",
