@@ -103,16 +103,15 @@ class Raw(str):
 def _summary(c: Campaign) -> str:
     h = c.header
     cfg = h.get("config", {})
-    k, n = len(c.violating), c.trials
-    lo, hi = wilson_interval(k, n)
+    k = len(c.violating)
     verdict = (Raw(f"<span class=bad>{k} violating trial(s)</span>") if k
                else Raw("<span class=good>no violation</span>"))
     rows: list[tuple[object, ...]] = [
         ("scenario", h.get("scenario")), ("ordering / arch", f"{cfg.get('ordering')} / {cfg.get('arch')}"),
         ("mutant", cfg.get("mutant") or "none"), ("seed", h.get("seed")),
         ("trials planned", h.get("trials") if h.get("trials") is not None else "unbounded (--duration/--until)"),
-        ("trials run", n), ("verdict", verdict),
-        ("hit rate (Wilson 95%)", f"{k / n:.2%} [{lo:.2%}, {hi:.2%}]" if n else "-"),
+        ("trials run", c.trials), ("verdict", verdict),
+        ("hit rate (Wilson 95%)", _rate(c)),
         ("hung / crashed / diverged", f"{c.by_status['hung']} / {c.by_status['crashed']} / "
                                       f"{c.by_status['diverged']}"),
         ("trial seconds (sum)", f"{sum(float(r.get('seconds') or 0) for r in c.records):.1f}"),
@@ -121,6 +120,18 @@ def _summary(c: Campaign) -> str:
     inv = _table(sorted(c.by_invariant.items()), ("invariant", "violating trials")) if c.by_invariant else \
         "<p class=dim>No invariant was violated.</p>"
     return _table(rows, numeric=99) + "<h3>Counts by invariant</h3>" + inv
+
+
+def _title(c: Campaign) -> str:
+    cfg = c.header.get("config", {})
+    return f"{c.header.get('scenario')} — {cfg.get('ordering')}/{cfg.get('arch')}" + (
+        f", mutant {cfg['mutant']}" if cfg.get("mutant") else "")
+
+
+def _rate(c: Campaign) -> str:
+    k, n = len(c.violating), c.trials
+    lo, hi = wilson_interval(k, n)
+    return f"{k / n:.2%} [{lo:.2%}, {hi:.2%}]" if n else "-"
 
 
 def _witness_html(w: Witness) -> str:
@@ -202,6 +213,7 @@ def write_report(root: str, out: str) -> dict[str, Any]:
     """Write the page for the runs under ``root`` to ``out``; returns what it holds (for --json and tests).
     ResultsError when a results file there cannot be read."""
     campaigns, scales = find_campaigns(root)
+    campaigns.sort(key=lambda c: (not c.violating, c.dir))  # the campaigns that found something first
     base = os.path.dirname(os.path.abspath(out))
 
     def rel(path: str) -> str:
@@ -209,13 +221,15 @@ def write_report(root: str, out: str) -> dict[str, Any]:
 
     body = [f"<h1>tlbrace campaign report</h1><p class=dim>{_esc(os.path.abspath(root))}: {len(campaigns)} "
             f"campaign(s), {len(scales)} scale run(s)</p>"]
+    if campaigns:
+        body.append(_table([(_title(c), c.trials, len(c.violating), _rate(c)) for c in campaigns],
+                           ("campaign", "trials", "violating", "hit rate (Wilson 95%)")))
     shown: list[dict[str, Any]] = []
     first_failure: str | None = None
     for c in campaigns:
         h = c.header
         cfg = h.get("config", {})
-        name = f"{h.get('scenario')} — {cfg.get('ordering')}/{cfg.get('arch')}" + (
-            f", mutant {cfg['mutant']}" if cfg.get("mutant") else "")
+        name = _title(c)
         failure, analysis, reports = _first_failure(c, rel)
         if analysis is not None and first_failure is None:
             first_failure = analysis.path
