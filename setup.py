@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import runpy
+import sys
 from pathlib import Path
 
 from setuptools import setup
@@ -56,6 +57,24 @@ class OptionalBuildExt(build_ext):
             (target / _compiled["BUILD_RECORD"]).write_text(json.dumps(built, indent=1, sort_keys=True) + "\n")
 
 
+# The project's packages, and the directory each comes from.
+CODE = {"actors": "actors", "kernel_model": "kernel_model", "scenarios": "scenarios",
+        "scenarios.library": "scenarios/library"}
+# A wheel (bdist_wheel; also what `pip install .` builds) ships them under tlbrace/_lib, out of site-packages'
+# top level, where modules named `actors` or `scenarios` of other projects would collide with them; the
+# `tlbrace` command (tlbrace/__init__.py) puts that directory on its own path. An editable install
+# (scripts/setup.sh) keeps them importable by their own names from the repository, as the tests and Ray workers
+# import them.
+PRIVATE = "tlbrace._lib." if "bdist_wheel" in sys.argv else ""
+
+
+def layout() -> dict:
+    packages = ["tlbrace"] + [PRIVATE + name for name in CODE]
+    package_dir = {PRIVATE + name: path for name, path in CODE.items()} if PRIVATE else {}
+    return {"packages": packages, "package_dir": package_dir,
+            "package_data": {PRIVATE + "scenarios": ["library/*.toml"]}}
+
+
 def extensions() -> list:
     try:
         from Cython.Build import cythonize
@@ -64,8 +83,11 @@ def extensions() -> list:
         return []
     # annotation_typing=False: type hints stay hints, so the compiled code behaves exactly as the Python does
     # (Cython would otherwise turn some annotations into C types with their own overflow and conversion rules).
-    return cythonize([f"kernel_model/{m}.py" for m in HOT_MODULES], quiet=True, nthreads=os.cpu_count() or 1,
+    exts = cythonize([f"kernel_model/{m}.py" for m in HOT_MODULES], quiet=True, nthreads=os.cpu_count() or 1,
                      compiler_directives={"language_level": 3, "annotation_typing": False})
+    for ext in exts:  # in a wheel, next to their sources under tlbrace/_lib; imported as kernel_model.<name>
+        ext.name = PRIVATE + ext.name
+    return exts
 
 
-setup(ext_modules=extensions(), cmdclass={"build_ext": OptionalBuildExt})
+setup(ext_modules=extensions(), cmdclass={"build_ext": OptionalBuildExt}, **layout())

@@ -24,12 +24,13 @@ import time
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from actors import results_file
 from actors.dir_lock import DirectoryBusy, DirLock, lock_directory
 from actors.results_file import ResultsContents, ResultsError, ResultsWriter
 from actors.sigint import sigint_deferred
+from actors.stop_rule import StopRule
 from actors.trial import ActorSet, RunningTrial, TrialResult
 from kernel_model.config import Config
 from kernel_model.events import Violation
@@ -39,7 +40,7 @@ from scenarios.eventlog import EventLogWriter, make_header
 
 @dataclass(slots=True)
 class CampaignOptions:
-    trials: int = 100
+    trials: int | None = 100  # None: unbounded (then duration_s or until, or a Ctrl-C, ends the campaign)
     parallel: int = 1
     jitter_us: float = 0.0
     seed: int = 0
@@ -48,6 +49,10 @@ class CampaignOptions:
     hang_timeout: float = 5.0
     results: bool = False  # append every finished trial to out/results.msgpack (``tlbrace stress`` does)
     resume: bool = False  # continue the campaign recorded in out/results.msgpack
+    duration_s: float | None = None  # stop after this many seconds of this driver (actors.stop_rule says why)
+    until: int | None = None  # stop once the campaign holds this many violating trials
+    clock_start: float | None = None  # clock() value the duration counts from (None: the campaign's start)
+    clock: Callable[[], float] = time.monotonic  # what the duration is measured by (tests pass a trial counter)
     # Test-only fault injection: kill this actor ("cpu1", "pt") of the set running this trial id, right after
     # the trial starts.
     kill: tuple[int, str] | None = None
@@ -129,6 +134,8 @@ class CampaignResult:
     resumed: int = 0  # trials counted from the results file, run by an earlier driver
     resumed_steps: int = 0
     interrupted: bool = False  # Ctrl-C: the trials that had not finished were abandoned
+    stopped_by: str = "trials"  # which limit ended it: trials, duration, until or interrupt
+    first_violation_at: float | None = None  # time.monotonic() when this driver counted its first violation
     results_path: str | None = None
     moved_aside: str | None = None
     skipped: list[tuple[int, int]] = field(default_factory=list)  # damaged byte ranges of the resumed file
@@ -149,6 +156,7 @@ class CampaignResult:
             "seconds": round(self.seconds, 3), "trials_per_s": round((self.trials - self.resumed) / seconds, 2),
             "steps_per_s": round((self.steps - self.resumed_steps) / seconds, 1),
             "failing_logs": list(self.failing_logs), "resumed": self.resumed, "interrupted": self.interrupted,
+            "stopped_by": self.stopped_by,
             "results": self.results_path,
         }
 
@@ -178,28 +186,37 @@ def run_campaign(scenario: Scenario, cfg: Config, opts: CampaignOptions,
             prepared.release()
         raise
     # Lazily: a million trial ids are not built up front (and the recorded ones are skipped).
-    todo = _Todo(t for t in range(opts.trials) if t not in done)
+    ids = _trial_ids(done, opts.trials)
+    upcoming = next(ids, None)  # the next trial id to start (None: no more)
+    first_wave = len(list(itertools.islice(_trial_ids(done, opts.trials), max(1, opts.parallel))))
     nodes = [n["NodeID"] for n in ray.nodes() if n.get("Alive")]
     sets: list[ActorSet | None] = [None] * max(1, opts.parallel)
     running: dict[int, RunningTrial] = {}  # set index -> trial
     started = time.monotonic()
+    rule = StopRule(opts.trials, opts.duration_s, opts.until)
+    clock = opts.clock_start if opts.clock_start is not None else opts.clock()
 
     def fresh_set(i: int) -> ActorSet:
         node = nodes[i % len(nodes)] if len(nodes) > 1 else None
         return ActorSet(i, scenario, cfg, node)
 
     try:
-        for i in range(min(len(sets), opts.trials - len(done))):
-            sets[i] = fresh_set(i)  # all sets' workers start in parallel
-        while todo or running:
+        if rule.reason(result, clock, opts.clock()) in (None, "trials"):
+            for i in range(first_wave):
+                sets[i] = fresh_set(i)  # all sets' workers start in parallel
+        while upcoming is not None or running:
+            reason = rule.reason(result, clock, opts.clock())
+            if reason in ("until", "duration"):  # the running trials are abandoned, as on Ctrl-C
+                result.stopped_by = reason
+                break
             for i in range(len(sets)):
-                if i in running or not todo:
+                if i in running or upcoming is None:
                     continue
                 if sets[i] is None:
                     sets[i] = fresh_set(i)
                 actors = sets[i]
                 assert actors is not None
-                trial = todo.popleft()
+                trial, upcoming = upcoming, next(ids, None)
                 if opts.stall is not None and opts.stall[0] == trial:
                     actors.nodes  # noqa: B018 - configured before it can be told
                     ray.get(actors.actor(opts.stall[1]).stall.remote(trial, opts.stall[2]))
@@ -235,8 +252,11 @@ def run_campaign(scenario: Scenario, cfg: Config, opts: CampaignOptions,
                         on_trial(t.result, result)
                     if not t.result.failed:
                         t.result.records = []  # passing trials keep counters only
+        else:
+            result.stopped_by = rule.reason(result, clock, opts.clock()) or "trials"
     except KeyboardInterrupt:
         result.interrupted = True  # the running trials are abandoned: not recorded, so a resume runs them
+        result.stopped_by = "interrupt"
     finally:
         result.seconds = time.monotonic() - started
         try:
@@ -251,24 +271,6 @@ def run_campaign(scenario: Scenario, cfg: Config, opts: CampaignOptions,
     return result
 
 
-class _Todo:
-    """The trial ids still to run, drawn lazily from an iterator: ``if todo`` and ``popleft`` as on a deque."""
-
-    def __init__(self, ids: Any) -> None:
-        self._ids = iter(ids)
-        self._next: list[int] = []
-
-    def __bool__(self) -> bool:
-        if not self._next:
-            self._next = list(itertools.islice(self._ids, 1))
-        return bool(self._next)
-
-    def popleft(self) -> int:
-        if not self:
-            raise IndexError("no trial left")
-        return self._next.pop()
-
-
 def _remove_unrecorded_logs(out: str, scenario: str, run: str, recorded: set[int]) -> None:
     """A killed driver may have written the logs of trials whose records it never synced: those trials run again
     (and a rerun that passes writes no log), so their old logs go, and the logs agree with the results file."""
@@ -277,6 +279,13 @@ def _remove_unrecorded_logs(out: str, scenario: str, run: str, recorded: set[int
         m = pattern.fullmatch(os.path.basename(path))
         if m is not None and int(m.group(1)) not in recorded:
             os.remove(path)
+
+
+def _trial_ids(done: set[int], limit: int | None) -> Iterator[int]:
+    """The ids of the trials still to run, lowest first (a resumed campaign fills the gaps a killed driver left,
+    then goes on); unbounded when ``limit`` is None."""
+    ids = itertools.count() if limit is None else iter(range(limit))
+    return (t for t in ids if t not in done)
 
 
 def _open_writer(prepared: Prepared, result: CampaignResult) -> ResultsWriter:
@@ -337,6 +346,8 @@ def _account(result: CampaignResult, r: TrialResult, scenario: Scenario, cfg: Co
     result.nodes_by_trial[r.trial] = r.nodes
     for v in r.violations:
         result.by_invariant[v.invariant] += 1
+    if r.violations and result.first_violation_at is None:
+        result.first_violation_at = time.monotonic()
     if r.failed:
         result.failures.append(r)
     if opts.out and (r.failed or opts.keep_passing):

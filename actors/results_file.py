@@ -10,7 +10,8 @@ proving itself, so that damage anywhere is found where it is.
 header::
 
     {"schema": "tlbrace-results", "version": 2, "run": str, "scenario": str, "scenario_source": str (TOML text),
-     "params": {str: int}, "config": {...}, "seed": int (campaign seed), "trials": int, "jitter_us": float,
+     "params": {str: int}, "config": {...}, "seed": int (campaign seed),
+     "trials": int or nil (unbounded: --duration/--until), "jitter_us": float,
      "created": ISO-8601 str}
 
 then one frame per finished trial, in the order the trials finished::
@@ -65,7 +66,7 @@ class ResultsError(ValueError):
 
 
 def make_header(*, run: str, scenario: str, scenario_source: str, params: dict[str, int],
-                config: dict[str, Any], seed: int, trials: int, jitter_us: float) -> dict[str, Any]:
+                config: dict[str, Any], seed: int, trials: int | None, jitter_us: float) -> dict[str, Any]:
     return {"schema": SCHEMA, "version": VERSION, "run": run, "scenario": scenario,
             "scenario_source": scenario_source, "params": dict(params), "config": dict(config), "seed": seed,
             "trials": trials, "jitter_us": float(jitter_us),
@@ -187,26 +188,27 @@ def _decode(path: str, payload: bytes, at: int) -> Any:
 
 def _check_header(path: str, h: dict[str, Any]) -> None:
     expect = {"run": str, "scenario": str, "scenario_source": str, "params": dict, "config": dict, "seed": int,
-              "trials": int, "jitter_us": (int, float)}
+              "trials": (int, type(None)), "jitter_us": (int, float)}
     for key, kind in expect.items():
         value = h.get(key)
         if not isinstance(value, kind) or isinstance(value, bool):
             raise ResultsError(f"{path}: header key {key!r}: expected {_kind_name(kind)}, got {value!r}")
-    if h["trials"] < 1:
+    if h["trials"] is not None and h["trials"] < 1:
         raise ResultsError(f"{path}: header key 'trials': expected a positive integer, got {h['trials']}")
 
 
 def _kind_name(kind: Any) -> str:
     kinds = kind if isinstance(kind, tuple) else (kind,)
-    return " or ".join({str: "a string", int: "an integer", float: "a number", dict: "a map"}[k] for k in kinds)
+    return " or ".join({str: "a string", int: "an integer", float: "a number", dict: "a map",
+                        type(None): "nil"}[k] for k in kinds)
 
 
-def _record_problem(rec: Any, trials: int, seen: set[int]) -> str | None:
+def _record_problem(rec: Any, trials: int | None, seen: set[int]) -> str | None:
     if not isinstance(rec, dict) or rec.get("type") != "trial":
         return "expected a trial record (a map with type 'trial')"
     trial = rec.get("trial")
-    if not isinstance(trial, int) or isinstance(trial, bool) or not 0 <= trial < trials:
-        return f"'trial': expected an integer in 0..{trials - 1}, got {trial!r}"
+    if not isinstance(trial, int) or isinstance(trial, bool) or not 0 <= trial < (trials or float("inf")):
+        return f"'trial': expected an integer in 0..{'' if trials is None else trials - 1}, got {trial!r}"
     if trial in seen:
         return f"trial {trial} is recorded twice"
     if rec.get("status") not in STATUSES:

@@ -9,37 +9,16 @@ from dataclasses import dataclass, asdict
 from typing import Any, Final
 
 from kernel_model import constants
+from kernel_model.mutants import REGISTRY
 
 ORDERINGS: Final = ("eager", "delayed")
 ARCHES: Final = ("smp", "up", "s390")
 DELAYED_BATCHES: Final = ("active", "local+active")
 
-# Deliberately wrong kernels. Each exists to prove that the oracle catches what it claims to catch;
-# MUTANT_BREAKS names the invariant each one is expected to trip (used by tests and docs, never by the oracle).
-MUTANTS: Final = (
-    "free_before_flush",  # tlb_flush_mmu_free runs before tlb_flush_mmu_tlbonly
-    "flush_after_unlock",  # pre-1cf35d47712d: the forced flush happens after pte_unmap_unlock
-    "delayed_rmap_after_unlock",  # Linus's first version: delayed rmaps removed after dropping the PTL
-    "no_set_page_dirty",  # zap forgets to move the PTE dirty bit into PG_dirty
-    "delayed_in_any_batch",  # tlb_next_batch ignores delayed_rmap and starts new batches
-    "skip_tlb_flush_rmaps",  # the delayed rmap removal never happens
-    "mkclean_ignores_result",  # folio_clear_dirty_for_io drops folio_mkclean's result
-    "no_folio_lock_in_fault",  # the shared-file fault paths dirty the page without the folio lock
-    "double_ptl",  # zap takes the PTL a second time (self-deadlock)
-    "no_ipi_while_spinning",  # a CPU spinning on a PTL or waiting for acks does not service flush IPIs
-)
-MUTANT_BREAKS: Final = {
-    "free_before_flush": "freed_while_mapped",
-    "flush_after_unlock": "lost_dirty_data",
-    "delayed_rmap_after_unlock": "delayed_rmap_after_unlock",
-    "no_set_page_dirty": "lost_dirty_data",
-    "delayed_in_any_batch": "delayed_outside_active_batch",
-    "skip_tlb_flush_rmaps": "delayed_rmap_after_unlock",
-    "mkclean_ignores_result": "lost_dirty_data",
-    "no_folio_lock_in_fault": "lost_dirty_data",
-    "double_ptl": "hang",
-    "no_ipi_while_spinning": "hang",
-}
+# Deliberately wrong kernels, declared once in kernel_model/mutants.py (what each does wrong, the invariant it
+# breaks, the scenario that shows it). MUTANT_BREAKS is used by tests and docs, never by the oracle.
+MUTANTS: Final = tuple(m.name for m in REGISTRY)
+MUTANT_BREAKS: Final = {m.name: m.breaks for m in REGISTRY}
 
 
 class ConfigError(ValueError):

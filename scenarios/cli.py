@@ -15,7 +15,8 @@ import importlib
 import sys
 import traceback
 
-SUBCOMMANDS = ("scenarios", "explore", "replay", "shrink", "run", "stress", "analyze", "scale", "fuzz")
+SUBCOMMANDS = ("scenarios", "mutants", "explore", "replay", "shrink", "run", "stress", "analyze", "scale",
+               "report", "fuzz")
 
 EXIT_OK, EXIT_VIOLATION, EXIT_BAD_INPUT, EXIT_ENVIRONMENT, EXIT_INTERNAL = 0, 1, 2, 3, 4
 
@@ -46,6 +47,12 @@ def os_error_text(exc: OSError, resume_hint: str = "") -> str:
 
 
 class _Parser(argparse.ArgumentParser):
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        from scenarios.options import DefaultsFormatter  # every option's default in --help
+
+        kwargs.setdefault("formatter_class", DefaultsFormatter)
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+
     def error(self, message: str) -> None:  # argparse exits 2 too; keep its one-line message
         self.print_usage(sys.stderr)
         print(f"tlbrace: error: {message}", file=sys.stderr)

@@ -21,6 +21,7 @@ from rich.table import Table
 from scenarios import coverage as cov
 from scenarios.analyze import AnalysisError, LogAnalysis, TrialReport, analyze_log, summarize
 from scenarios.eventlog import LogError
+from scenarios.options import add_view_options, console_for, diagram_width
 from scenarios.witness import Witness, witness_table, witnesses_for
 
 EXIT_OK, EXIT_VIOLATION, EXIT_BAD_INPUT = 0, 1, 2
@@ -50,13 +51,14 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("logs", nargs="+", metavar="LOG", help="event logs (msgpack or JSON Lines)")
     p.add_argument("--json", action="store_true", help="one JSON document on stdout instead of tables")
     p.add_argument("--timeline", metavar="FILE", help="draw one trial (--trial, else the first violating) as "
-                                                      "PNG or SVG")
+                                                      "PNG or SVG (default: no picture)")
     p.add_argument("--perfetto", metavar="FILE", help="Chrome/Perfetto trace-event JSON of the violating trials "
-                                                      "(or --trial)")
-    p.add_argument("--trial", type=int, metavar="ID", help="only this trial (of each log)")
+                                                      "(or --trial) (default: none)")
+    p.add_argument("--trial", type=int, metavar="ID", help="only this trial (of each log) (default: every trial)")
     p.add_argument("--coverage", action="store_true", help="which orders of the race-critical events occurred")
     p.add_argument("--jobs", type=int, default=None, metavar="N",
                    help="analyse in N processes (default: the CPU count; 1 = in this process)")
+    add_view_options(p)
     p.set_defaults(func=run)
 
 
@@ -92,8 +94,10 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(_as_json(analyses, witnesses, coverage), indent=1))
     else:
-        # Witness tables have a column per thread: give them room when the output is not a terminal.
-        _print(Console() if sys.stdout.isatty() else Console(width=160), analyses, reports, witnesses, coverage)
+        diagram = getattr(args, "format", "table") == "diagram"
+        if diagram:
+            _print_diagrams(analyses, witnesses, diagram_width(args))
+        _print(console_for(args), analyses, reports, witnesses, coverage, tables=not diagram)
     bad = any(r.violating or r.divergence or r.disagreement for r in reports)
     return EXIT_VIOLATION if bad else EXIT_OK
 
@@ -217,8 +221,22 @@ def _trial_json(r: TrialReport, ws: list[Witness] | None) -> dict[str, Any]:
             "witnesses": [w.as_dict() for w in ws] if ws is not None else None}
 
 
+def _print_diagrams(analyses: list[LogAnalysis], witnesses: dict[int, list[Witness]], width: int) -> None:
+    """The race diagram of each explained violating trial (the ones that get a witness table)."""
+    from kernel_model.machine import Machine
+    from scenarios.diagram import render_diagram
+
+    for a in analyses:
+        for r in a.trials:
+            if id(r) not in witnesses:
+                continue
+            events = r.replay_events or _replay_events(a, r)
+            print(render_diagram(a.scenario, Machine(a.scenario, a.cfg).cpu_of, events, r.violations, width,
+                                 title=f"{a.path} trial {r.trial}: {', '.join(r.invariants)}"))
+
+
 def _print(con: Console, analyses: list[LogAnalysis], reports: list[TrialReport],
-           witnesses: dict[int, list[Witness]], coverage: cov.Coverage | None) -> None:
+           witnesses: dict[int, list[Witness]], coverage: cov.Coverage | None, tables: bool = True) -> None:
     for a in analyses:
         h = a.header
         con.print(f"[bold]{a.path}[/]: scenario {h.get('scenario')}, {h.get('runtime')} run {h.get('run')}, "
@@ -234,7 +252,7 @@ def _print(con: Console, analyses: list[LogAnalysis], reports: list[TrialReport]
                 con.print(f"  trial {r.trial}: [yellow]disagreement[/]: {r.disagreement}", highlight=False)
             if r.logged_status is None and r.events:
                 con.print(f"  trial {r.trial}: no trial_end record (the log ends inside it)", highlight=False)
-            for w in witnesses.get(id(r), []):
+            for w in witnesses.get(id(r), []) if tables else []:
                 con.print(witness_table(w, f"trial {r.trial}: {w.invariant} on pfn {w.pfn} — minimal witness"))
         shown = sum(1 for r in a.trials if id(r) in witnesses)
         hidden = sum(1 for r in a.trials if r.violating) - shown

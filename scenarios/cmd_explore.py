@@ -11,12 +11,12 @@ import json
 import os
 import sys
 
-from rich.console import Console
 
-from kernel_model.explorer import STRATEGIES, explore
+from kernel_model.explorer import DEFAULT_BUDGET, STRATEGIES, explore
 from kernel_model.replay import run_schedule
 from scenarios.controlled_log import write_controlled_log
-from scenarios.options import add_output_options, add_scenario_options, check_out_dir, int_in, load
+from scenarios.options import (add_output_options, add_scenario_options, add_view_options, check_out_dir,
+                               console_for, diagram_width, int_in, load)
 from scenarios.schedule_file import ScheduleFile, write_schedule
 from scenarios.story import print_story
 
@@ -32,7 +32,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--strategy", choices=STRATEGIES, default="bfs",
                    help="bfs (exhaustive, shortest counterexample first), dfs, random or pct (default bfs)")
     p.add_argument("--budget", type=int, default=None,
-                   help="bfs/dfs: most states to visit; random/pct: number of runs")
+                   help="bfs/dfs: most states to visit; random/pct: number of runs (default: "
+                        + ", ".join(f"{k} {v:,}" for k, v in DEFAULT_BUDGET.items()) + ")")
     p.add_argument("--depth", type=int_in(1, MAX_DEPTH), default=3,
                    help=f"pct bug depth: depth - 1 priority change points per run (default 3, 1..{MAX_DEPTH})")
     p.add_argument("--no-reduce", action="store_true",
@@ -47,6 +48,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--log-format", choices=("msgpack", "jsonl"), default="msgpack",
                    help="format of each counterexample's event log (jsonl: JSON Lines for people)")
     add_output_options(p)
+    add_view_options(p)
     p.set_defaults(func=run)
 
 
@@ -60,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
                          f"{args.workers} with --strategy {args.strategy}")
     check_out_dir(args.out)
     scenario, cfg = load(args)
-    console = Console(stderr=args.json, width=max(140, Console().width))
+    console = console_for(args, stderr=args.json)
     result = explore(scenario, cfg, args.strategy, budget=args.budget, seed=args.seed, depth=args.depth,
                      reduce=not args.no_reduce, stop_at_first=not args.all, hash_compact=args.hash_compact,
                      workers=args.workers)
@@ -84,7 +86,12 @@ def run(args: argparse.Namespace) -> int:
         if not args.json:
             from kernel_model.machine import Machine
             cpu_of = Machine(scenario, cfg).cpu_of
-            print_story(scenario, cpu_of, replay.events, replay.violations or found.violations, console)
+            if args.format == "diagram":
+                from scenarios.diagram import render_diagram
+                print(render_diagram(scenario, cpu_of, replay.events, replay.violations or found.violations,
+                                     diagram_width(args), title=f"{stem}: {', '.join(found.invariants)}"))
+            else:
+                print_story(scenario, cpu_of, replay.events, replay.violations or found.violations, console)
             console.print(f"schedule written to {path} ({len(replay.executed)} transitions); "
                           f"reproduce with: tlbrace replay {path}; event log: {log_path} (tlbrace analyze)")
     summary = {"scenario": scenario.name, "params": scenario.params, "ordering": cfg.ordering, "arch": cfg.arch,

@@ -7,11 +7,11 @@ import json
 import os
 import sys
 
-from rich.console import Console
 
 from kernel_model.machine import Machine
 from kernel_model.replay import run_schedule
 from scenarios.schedule_file import SCHEMA as SCHEDULE_SCHEMA
+from scenarios.options import add_view_options, console_for, diagram_width
 from scenarios.story import print_story
 
 
@@ -21,13 +21,23 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("file", metavar="FILE", help="a .schedule file (explore/shrink) or a msgpack/jsonl log")
     p.add_argument("--trial", type=int, default=None, help="which trial of a log (default: every failing one)")
     p.add_argument("--json", action="store_true", help="print one machine-readable JSON object on stdout")
+    add_view_options(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from scenarios.cli import UsageError
 
-    console = Console(stderr=args.json, width=max(140, Console().width))
+    console = console_for(args, stderr=args.json)
+
+    def show(scenario, cfg, events, violations, title: str) -> None:  # type: ignore[no-untyped-def]
+        cpu_of = Machine(scenario, cfg).cpu_of
+        if args.format == "diagram":
+            from scenarios.diagram import render_diagram
+            print(render_diagram(scenario, cpu_of, events, violations, diagram_width(args), title=title))
+        else:
+            print_story(scenario, cpu_of, events, violations, console)
+
     kind = _kind_of(args.file)
     results = []
     if kind == "schedule":
@@ -39,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
         rr = run_schedule(sf.scenario, sf.config, sf.schedule, complete=False)
         results.append(_report(None, sf.invariants, rr))
         if not args.json:
-            print_story(sf.scenario, Machine(sf.scenario, sf.config).cpu_of, rr.events, rr.violations, console)
+            show(sf.scenario, sf.config, rr.events, rr.violations, args.file)
     else:
         from scenarios.analyze import AnalysisError, config_from_header, scenario_from_header
         from scenarios.eventlog import LogError, iter_trials, read_log
@@ -66,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
                                  f"{' '.join(str(exc).split())[:120]})") from None
             results.append(_report(trial, logged, rr))
             if not args.json:
-                print_story(scenario, Machine(scenario, cfg).cpu_of, rr.events, rr.violations, console)
+                show(scenario, cfg, rr.events, rr.violations, f"{args.file} trial {trial}")
     reproduced = all(r["reproduced"] for r in results)
     if args.json:
         json.dump({"file": args.file, "kind": kind, "replays": results, "reproduced": reproduced}, sys.stdout)

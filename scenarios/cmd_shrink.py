@@ -18,7 +18,7 @@ from scenarios.story import print_story
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("shrink", help="minimise a failing schedule file", description=__doc__)
     p.add_argument("file", metavar="FILE", help="a .schedule file written by explore")
-    p.add_argument("-o", "--output", required=True, metavar="OUT", help="where to write the shrunk schedule")
+    p.add_argument("-o", "--output", required=True, metavar="OUT", help="where to write the shrunk schedule (required: no default)")
     p.add_argument("--json", action="store_true", help="print one machine-readable JSON object on stdout")
     p.set_defaults(func=run)
 

@@ -5,6 +5,11 @@ RAY_ADDRESS joins an existing cluster. Every trial is judged by replaying its ev
 with the same oracle as ``explore``. Failing trials' full logs go to ``--out``, and every finished trial is
 appended to ``--out``/results.msgpack: a campaign whose driver died continues with ``--resume`` (the same
 command plus ``--resume``). Ctrl-C stops cleanly: the summary so far, exit status 130, resumable.
+
+A campaign stops after ``--trials N``, after ``--duration 30s|10m|8h`` or after ``--until N`` violating trials,
+whichever comes first (actors/stop_rule.py); with ``--duration`` or ``--until`` and no ``--trials``, the number
+of trials is unbounded. On ``--resume``, trials and violations count the whole campaign; the duration is a
+fresh budget for this run.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import logging
 import os
 import re
 import sys
+import time
 from typing import Any, Final
 
 from scenarios.options import add_output_options, add_scenario_options, check_out_dir, float_in, int_in, load
@@ -26,6 +32,8 @@ MAX_WILD_CPUS: Final = 64  # CPU actors of one set (one per scenario thread)
 MAX_ACTORS: Final = 256  # actors of all sets together: parallel x (CPUs + 1)
 MAX_JITTER_US: Final = 1_000_000.0  # 1 s pauses at race points
 MAX_HANG_TIMEOUT_S: Final = 3600.0
+
+DEFAULT_TRIALS = 100  # when no limit at all is given
 
 
 def add_wild_options(p: argparse.ArgumentParser) -> None:
@@ -47,14 +55,21 @@ def add_wild_options(p: argparse.ArgumentParser) -> None:
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("stress", help="many wild trials on Ray actors, with a summary", description=__doc__)
     add_wild_options(p)
-    p.add_argument("--trials", type=int_in(1, MAX_TRIALS), default=100, metavar="N",
-                   help=f"number of trials (default 100, at most {MAX_TRIALS})")
+    p.add_argument("--trials", type=int_in(1, MAX_TRIALS), default=None, metavar="N",
+                   help=f"stop after N trials (default {DEFAULT_TRIALS}; unbounded when --duration or --until is "
+                        f"given without it; at most {MAX_TRIALS})")
+    p.add_argument("--duration", default=None, metavar="TIME",
+                   help="stop after TIME (30s, 10m, 8h, 1d) counted from the command's start; on --resume, a new "
+                        "budget for this run (default: no time limit)")
+    p.add_argument("--until", type=int_in(1, MAX_TRIALS), default=None, metavar="N",
+                   help="stop after N violating trials, counted over the whole campaign (default: no limit)")
     p.add_argument("--parallel", type=int_in(1, MAX_PARALLEL), default=1, metavar="P",
                    help=f"trials running at once, each on its own set of actors (default 1, at most {MAX_PARALLEL}; "
                         f"with at most {MAX_ACTORS} actors in all)")
     p.add_argument("--resume", action="store_true",
                    help="continue the campaign recorded in OUT/results.msgpack (same scenario, configuration, "
-                        "--seed, --trials and --jitter): the trials recorded there are counted, not run again")
+                        "--seed, --trials and --jitter): the trials recorded there are counted, not run again "
+                        "(default: a new campaign)")
     p.set_defaults(func=run)
 
 
@@ -63,7 +78,7 @@ def check_wild_args(args: argparse.Namespace) -> None:
 
     for name, cap in (("trials", MAX_TRIALS), ("parallel", MAX_PARALLEL)):
         value = getattr(args, name, 1)
-        if not 1 <= value <= cap:
+        if value is not None and not 1 <= value <= cap:
             raise UsageError(f"--{name}: expected an integer in 1..{cap}, got {value}")
     check_out_dir(args.out)
     if args.address is not None:
@@ -146,8 +161,29 @@ class _ErrorsOnly(logging.Filter):
         return record.levelno >= logging.ERROR
 
 
+def stop_limits(args: argparse.Namespace) -> tuple[int | None, float | None, int | None]:
+    """(trials, duration in seconds, until) from the command line: bad values are usage errors."""
+    from actors.stop_rule import DurationError, parse_duration
+    from scenarios.cli import UsageError
+
+    duration = None
+    if args.duration is not None:
+        try:
+            duration = parse_duration(args.duration)
+        except DurationError as exc:
+            raise UsageError(f"--duration {exc}") from None
+    if args.until is not None and args.until < 1:
+        raise UsageError(f"--until: expected a positive integer, got {args.until}")
+    trials = args.trials
+    if trials is None and duration is None and args.until is None:
+        trials = DEFAULT_TRIALS
+    return trials, duration, args.until
+
+
 def run(args: argparse.Namespace) -> int:
+    command_start = time.monotonic()  # first_violation_s and --duration count from here: Ray's start included
     check_wild_args(args)
+    trials, duration, until = stop_limits(args)
     scenario, cfg = load(args)
     check_size(scenario, cfg, args.parallel)
     from actors import ray_session
@@ -155,9 +191,10 @@ def run(args: argparse.Namespace) -> int:
     from actors.results_file import ResultsError
     from scenarios.cli import EXIT_OK, EXIT_VIOLATION, EnvironmentFailure, UsageError, os_error_text
 
-    opts = CampaignOptions(trials=args.trials, parallel=args.parallel, jitter_us=args.jitter, seed=args.seed,
+    opts = CampaignOptions(trials=trials, parallel=args.parallel, jitter_us=args.jitter, seed=args.seed,
                            out=args.out, keep_passing=args.keep_passing, hang_timeout=args.hang_timeout,
-                           results=True, resume=args.resume)
+                           results=True, resume=args.resume, duration_s=duration, until=until,
+                           clock_start=command_start)
     try:  # the results file is judged before Ray starts, and nothing is written if it does not fit
         prepared = prepare_results(scenario, cfg, opts)
     except ResultsError as exc:
@@ -174,7 +211,7 @@ def run(args: argparse.Namespace) -> int:
             prepared.release()
         raise
     try:
-        result = _with_progress(scenario, cfg, opts, prepared, quiet=args.json)
+        result = _with_progress(scenario, cfg, opts, prepared, quiet=args.json, command_start=command_start)
     except OSError as exc:  # the results file or a log cannot be written (disk full): the file stays resumable
         where = "" if exc.filename else f"--out {args.out}: "
         raise EnvironmentFailure(where + os_error_text(exc, "run the same command with --resume to go on")) \
@@ -182,20 +219,42 @@ def run(args: argparse.Namespace) -> int:
     finally:
         ray_session.close_session(session)
     summary = result.summary()
+    summary["first_violation_s"] = _since(command_start, result.first_violation_at)
+    summary["command_s"] = _since(command_start, time.monotonic())  # Ray's start and shutdown included
     if args.json:
         print(json.dumps(summary))
     else:
-        _print_summary(result)
+        _print_summary(result, summary)
     if result.moved_aside:
         print(f"tlbrace: the previous campaign's results were kept as {result.moved_aside}", file=sys.stderr)
     if result.interrupted:
-        print(f"tlbrace: interrupted after {result.trials} of {args.trials} trials; the same command with "
+        of = f" of {trials}" if trials is not None else ""
+        print(f"tlbrace: interrupted after {result.trials}{of} trials; the same command with "
               f"--resume continues it", file=sys.stderr)
         return 130
     return EXIT_VIOLATION if result.violations else EXIT_OK
 
 
-def _with_progress(scenario: Any, cfg: Any, opts: Any, prepared: Any, *, quiet: bool) -> Any:
+def _since(start: float, at: float | None) -> float | None:
+    return None if at is None else round(at - start, 3)
+
+
+def progress_counts(so_far: Any, command_start: float) -> str:
+    """The progress line's running figures: violations, the hit rate with its Wilson 95% interval, the time
+    to the first violation (from the command's start), hangs and crashes."""
+    from scenarios.analyze import wilson_interval
+
+    n, k = so_far.trials, so_far.violations
+    lo, hi = wilson_interval(k, n)
+    rate = f"hit {k / n:.1%} [{lo:.1%}, {hi:.1%}]" if n else "hit -"
+    first = _since(command_start, so_far.first_violation_at)
+    s = so_far.by_status
+    return (f"violations {k}  {rate}  first {'-' if first is None else f'{first:.1f}s'}  "
+            f"hung {s['hung']}  crashed {s['crashed']}")
+
+
+def _with_progress(scenario: Any, cfg: Any, opts: Any, prepared: Any, *, quiet: bool,
+                   command_start: float) -> Any:
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -206,22 +265,24 @@ def _with_progress(scenario: Any, cfg: Any, opts: Any, prepared: Any, *, quiet: 
                   TextColumn("{task.fields[counts]}"), TimeElapsedColumn(), console=console,
                   disable=quiet or not console.is_terminal, transient=False) as progress:
         done = len(prepared.resumed.records) if prepared is not None and prepared.resumed is not None else 0
-        task = progress.add_task(f"{scenario.name} {cfg.ordering}/{cfg.arch}", total=opts.trials, counts="",
-                                 completed=done)
+        limits = ([f"{opts.duration_s:g}s"] if opts.duration_s is not None else []) + (
+            [f"until {opts.until}"] if opts.until is not None else [])
+        task = progress.add_task(f"{scenario.name} {cfg.ordering}/{cfg.arch}"
+                                 + (f" ({', '.join(limits)})" if limits else ""),
+                                 total=opts.trials, counts="", completed=done)
 
         def on_trial(_trial: Any, so_far: Any) -> None:
-            s = so_far.by_status
-            progress.update(task, completed=so_far.trials,
-                            counts=f"violations {so_far.violations}  hung {s['hung']}  crashed {s['crashed']}")
+            progress.update(task, completed=so_far.trials, counts=progress_counts(so_far, command_start))
 
         return run_campaign(scenario, cfg, opts, on_trial, prepared)
 
 
-def _print_summary(result: Any) -> None:
+def _print_summary(result: Any, s: dict[str, Any]) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    s = result.summary()
+    from scenarios.analyze import wilson_interval
+
     console = Console()
     console.print(f"[bold]tlbrace stress[/bold]: {s['scenario']} ({s['ordering']}, {s['arch']}"
                   + (f", mutant {s['mutant']}" if s["mutant"] else "") + f"), run {result.run}"
@@ -230,10 +291,16 @@ def _print_summary(result: Any) -> None:
     table = Table()
     table.add_column("what")
     table.add_column("value", justify="right")
-    for key in ("trials", "violations", "hung", "crashed", "diverged", "seconds", "trials_per_s", "steps_per_s"):
+    for key in ("trials", "violations", "hung", "crashed", "diverged", "seconds", "trials_per_s", "steps_per_s",
+                "stopped_by"):
         table.add_row(key, str(s[key]))
     for name, count in s["by_invariant"].items():
         table.add_row(f"  {name}", str(count))
+    if s["trials"]:
+        lo, hi = wilson_interval(s["violations"], s["trials"])
+        table.add_row("hit rate (Wilson 95%)", f"{s['violations'] / s['trials']:.2%} [{lo:.2%}, {hi:.2%}]")
+    if s["first_violation_s"] is not None:
+        table.add_row("first violation after", f"{s['first_violation_s']:.1f} s")
     console.print(table)
     for r in result.failures[:5]:
         if r.status in ("crashed", "hung", "diverged"):

@@ -13,20 +13,48 @@ from typing import Any, Callable, Final
 from kernel_model.config import ARCHES, DELAYED_BATCHES, MUTANTS, ORDERINGS, Config
 from kernel_model.program import Scenario
 
+_D = Config()  # the model's defaults, as --help states them
+
+
+class DefaultsFormatter(argparse.HelpFormatter):
+    """Help that says every option's default: "(default: X)" is appended to an option's help unless the help
+    already says its default in words (options whose default is None must: "the scenario's [config]", ...);
+    a flag's default is "off"."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        if not action.option_strings or "default" in text or action.default is argparse.SUPPRESS:
+            return text
+        if isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction)):
+            return f"{text} (default: {'on' if action.default else 'off'})"
+        if action.default is None or action.default == []:
+            return text  # nothing to show: the help must say it (tests/test_help.py checks every option)
+        return f"{text} (default: %(default)s)"
+
+
+class RawDescriptionDefaultsFormatter(DefaultsFormatter, argparse.RawDescriptionHelpFormatter):
+    """DefaultsFormatter for a subcommand whose description is laid out by hand."""
+
 
 def add_scenario_options(p: argparse.ArgumentParser, *, scenario_arg: bool = True) -> None:
     if scenario_arg:
         p.add_argument("scenario", metavar="SCENARIO", help="a library scenario name or the path of a TOML file")
     p.add_argument("--param", action="append", default=[], metavar="NAME=INT",
-                   help="override a scenario parameter (repeatable), e.g. --param pages=2")
+                   help="override a scenario parameter (repeatable), e.g. --param pages=2 (default: the "
+                        "scenario's own values; `tlbrace scenarios` lists them)")
     p.add_argument("--ordering", choices=ORDERINGS, help="eager (v6.1: rmap removed before the flush) or "
-                   "delayed (the patch)")
-    p.add_argument("--arch", choices=ARCHES, help="smp, up or s390")
-    p.add_argument("--mutant", choices=MUTANTS, help="run a deliberately wrong kernel")
+                   f"delayed (the patch) (default: the scenario's [config] ordering, else {_D.ordering})")
+    p.add_argument("--arch", choices=ARCHES,
+                   help=f"smp, up or s390 (default: the scenario's [config] arch, else {_D.arch})")
+    p.add_argument("--mutant", choices=MUTANTS, metavar="M", help="run a deliberately wrong kernel; `tlbrace mutants` says what "
+                   "each does (default: none, the real kernel)")
     p.add_argument("--delayed-batches", choices=DELAYED_BATCHES,
-                   help="where delayed rmaps may sit: active (the seed patch) or local+active (c47454823bd4)")
+                   help="where delayed rmaps may sit: active (the seed patch) or local+active (c47454823bd4) "
+                        f"(default: the scenario's [config], else {_D.delayed_batches})")
     p.add_argument("--gather", action="append", default=[], metavar="FIELD=INT",
-                   help="mmu_gather size override: mmu_gather_bundle, max_gather_batch, max_gather_batch_count")
+                   help="mmu_gather size override: mmu_gather_bundle, max_gather_batch, max_gather_batch_count "
+                        f"(default: the kernel's, {_D.mmu_gather_bundle}, {_D.max_gather_batch} and "
+                        f"{_D.max_gather_batch_count})")
 
 
 # Seeds are written into schedules, logs and results files as msgpack integers (64-bit signed).
@@ -98,7 +126,35 @@ def add_output_options(p: argparse.ArgumentParser, *, default_out: str = "tlbrac
     p.add_argument("--seed", type=seed_arg, default=0,
                    help="seed of every random choice (default 0; a 64-bit signed integer)")
     p.add_argument("--json", action="store_true", help="print one machine-readable JSON object on stdout")
-    p.add_argument("--out", default=default_out, metavar="DIR", help=f"where files go (default {default_out})")
+    p.add_argument("--out", default=default_out, metavar="DIR", help="where files go")
+
+
+def add_view_options(p: argparse.ArgumentParser) -> None:
+    """How a counterexample is printed: ``explore``, ``replay`` and ``analyze``."""
+    p.add_argument("--format", choices=("table", "diagram"), default="table",
+                   help="table: per-CPU tables (story, witness); diagram: the race as CPU columns in plain ASCII, "
+                        "as kernel commit messages draw it, for a mail")
+    p.add_argument("--width", type=int, default=None, metavar="N",
+                   help="fit the output in N columns (default: the terminal's width; 80 when not a terminal, and "
+                        "for diagrams)")
+
+
+def console_for(args: argparse.Namespace, *, stderr: bool = False) -> Any:
+    """A rich Console as wide as --width, else as the terminal (rich: $COLUMNS, else 80 off a terminal); tables
+    wrap their cells to fit."""
+    from rich.console import Console
+
+    from scenarios.cli import UsageError
+
+    width = getattr(args, "width", None)
+    if width is not None and width < 40:
+        raise UsageError(f"--width: expected at least 40 columns, got {width}")
+    return Console(stderr=stderr, width=width)
+
+
+def diagram_width(args: argparse.Namespace) -> int:
+    width = getattr(args, "width", None)
+    return width if width is not None else 80
 
 
 def load(args: argparse.Namespace) -> tuple[Scenario, Config]:

@@ -68,7 +68,7 @@ def hand_built_scenarios(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def run_cli(capsys: pytest.CaptureFixture, *logs: str, **options: object) -> tuple[int, str, str]:
     ns = argparse.Namespace(logs=list(logs), json=False, timeline=None, perfetto=None, trial=None, coverage=False,
-                            jobs=1)
+                            jobs=1, width=160)  # --width 160: wide enough that no kernel name is folded
     for key, value in options.items():
         setattr(ns, key, value)
     code = cmd_analyze.run(ns)
