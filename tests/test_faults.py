@@ -431,6 +431,7 @@ def test_two_drivers_on_one_out(tmp_path: Path, delay: float) -> None:
     assert not list(out.glob("results-*.msgpack"))  # nothing moved aside
 
 
+@pytest.mark.wild
 # --- disk full, and Ray that will not start ---------------------------------------------------------------------
 def test_a_full_disk_during_a_campaign_exits_3_and_the_campaign_resumes(capsys: Any, tmp_path: Path,
                                                                         monkeypatch: Any, ray_session: None) -> None:
@@ -482,6 +483,7 @@ def test_an_internal_error_is_one_line_and_never_exit_1(capsys: Any, monkeypatch
     assert rc == 4 and "Traceback" in err
 
 
+@pytest.mark.wild
 # --- hangs --------------------------------------------------------------------------------------------------------
 def test_a_sigstopped_cpu_actor_is_hung_and_the_campaign_goes_on_on_fresh_actors(ray_session: None) -> None:
     scenario = load_scenario("madv_dontneed")

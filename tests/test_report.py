@@ -19,6 +19,8 @@ from kernel_model.config import Config
 from scenarios.cli import main
 from scenarios.loader import load_scenario
 
+pytestmark = pytest.mark.wild  # a Ray campaign feeds every page
+
 
 @pytest.fixture(scope="module")
 def campaign_dir(tmp_path_factory: pytest.TempPathFactory, ray_session: None) -> Path:

@@ -68,6 +68,7 @@ def test_progress_line_shows_the_hit_rate_with_its_interval_and_the_first_violat
     assert "hit -" in progress_counts(Campaign(0, 0, None, Counter()), 0.0)
 
 
+@pytest.mark.wild
 @pytest.mark.usefixtures("ray_session")
 def test_until_stops_at_the_first_violation() -> None:
     opts = CampaignOptions(trials=200, parallel=2, until=1, seed=11)
@@ -78,6 +79,7 @@ def test_until_stops_at_the_first_violation() -> None:
     assert result.summary()["stopped_by"] == "until"
 
 
+@pytest.mark.wild
 @pytest.mark.usefixtures("ray_session")
 def test_a_time_boxed_campaign_stops_by_duration_and_resumes_with_a_new_budget(tmp_path: Path) -> None:
     scenario, cfg = load_scenario("madv_dontneed"), Config(ordering="delayed")
@@ -108,6 +110,7 @@ def test_a_time_boxed_campaign_stops_by_duration_and_resumes_with_a_new_budget(t
     assert max(ids) < len(ids) + 2  # the lowest ids first: at most the 2 abandoned running trials missing
 
 
+@pytest.mark.wild
 @pytest.mark.usefixtures("ray_session")
 def test_stress_json_says_what_stopped_it(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code = main(["stress", "madv_dontneed", "--ordering", "delayed", "--duration", "2s", "--parallel", "2",
