@@ -190,7 +190,9 @@ def _check_header(path: str, h: dict[str, Any]) -> None:
     expect = {"run": str, "scenario": str, "scenario_source": str, "params": dict, "config": dict, "seed": int,
               "trials": (int, type(None)), "jitter_us": (int, float)}
     for key, kind in expect.items():
-        value = h.get(key)
+        if key not in h:  # "trials" may be nil (an unbounded campaign), but never missing
+            raise ResultsError(f"{path}: header key {key!r} is missing: expected {_kind_name(kind)}")
+        value = h[key]
         if not isinstance(value, kind) or isinstance(value, bool):
             raise ResultsError(f"{path}: header key {key!r}: expected {_kind_name(kind)}, got {value!r}")
     if h["trials"] is not None and h["trials"] < 1:

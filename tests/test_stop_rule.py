@@ -121,8 +121,12 @@ def test_stress_json_says_what_stopped_it(tmp_path: Path, capsys: pytest.Capture
 
 
 @pytest.mark.parametrize("argv, words", [(["--duration", "5x"], "--duration '5x': expected a duration"),
-                                         (["--until", "0"], "--until: expected a positive integer"),
-                                         (["--trials", "0"], "--trials: expected a positive integer")])
+                                         (["--until", "0"], "--until: expected an integer in 1.."),
+                                         (["--trials", "0"], "--trials: expected an integer in 1..")])
 def test_bad_limits_exit_2(argv: list[str], words: str, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["stress", "madv_dontneed", *argv]) == 2
+    try:  # argparse's own type check exits 2; tlbrace's later checks return it
+        code = main(["stress", "madv_dontneed", *argv])
+    except SystemExit as exc:
+        code = exc.code
+    assert code == 2
     assert words in capsys.readouterr().err
