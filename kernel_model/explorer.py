@@ -182,7 +182,10 @@ def _dfs(scenario: Scenario, cfg: Config, budget: int, reduce: bool, stop_at_fir
         return len(seen) < budget and (deadline is None or time.perf_counter() < deadline)
 
     result = ExploreResult("dfs", False, 1, 0, 0, 0.0)
-    result.complete = depth_first(m, canon, is_new, [(root, 0, None)], [], result, stop_at_first, tick)
+    # The budget is checked between batches of new states: at most a batch the size of the budget, so that a small
+    # budget of a huge scenario (megabytes a state) is not overrun by a thousand states.
+    result.complete = depth_first(m, canon, is_new, [(root, 0, None)], [], result, stop_at_first, tick,
+                                  min(TICK_EVERY, max(1, budget)))
     result.states = len(seen)
     return result
 

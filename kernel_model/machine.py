@@ -85,6 +85,9 @@ class Machine:
         self._relations_memo: dict[tuple, dict[tuple, int]] = {}
         # canonical()'s renaming of store values, by (folios, disk): far fewer combinations than states.
         self._renamed: dict[tuple, tuple] = {}
+        # Bounded in page slots, not entries: each entry holds tuples of one slot per page, so 200,000 entries of
+        # a 10,000-page scenario would alone hold gigabytes.
+        self._renamed_max = max(1_000, _RENAMED_SLOTS // max(1, setup.pages))
         self.seq = 0
         self.events: list[Event] = []
         # Positions resolve the same way in every machine of this scenario and configuration: share the memo
@@ -484,7 +487,7 @@ class Machine:
         folios, page_cache, disk, *rest = state_key
         renamed = self._renamed.get((folios, disk))
         if renamed is None:
-            if len(self._renamed) >= _RENAMED_MAX:
+            if len(self._renamed) >= self._renamed_max:
                 self._renamed.clear()
             renamed = self._renamed[(folios, disk)] = _rename_values(folios, disk)
         key = ((*renamed, page_cache, *rest), positions, oracle_key)
@@ -577,7 +580,9 @@ def find_cycle(edges: dict[int, list[int]]) -> list[int]:
 _SHARED_MEMOS: dict[tuple, dict[tuple, Resolved]] = {}
 _STEP_IDS: dict[tuple, int] = {}
 _UNKNOWN = object()
-_RENAMED_MAX = 200_000  # entries of Machine._renamed before it starts again (it is a cache, not a record)
+# Page slots Machine._renamed holds before it starts again (it is a cache, not a record): 200,000 entries up
+# to 16 pages, fewer for more.
+_RENAMED_SLOTS = 200_000 * 16
 _CAN = {op: "can_" + op for op in BLOCKING_OPS}  # PageTableOps' test of whether a blocking action may proceed
 CONFLICT = 2  # a transition conflicts with what another agent may still do
 CONFLICT_UNLESS = 1  # ... but only with what that agent may do after a TLB flush or an IPI it has not got yet

@@ -30,7 +30,7 @@ persistent sets on exactly those facts (``footprint_context``).
 
 from __future__ import annotations
 
-from bisect import bisect_left, bisect_right
+from bisect import bisect_right
 from typing import Iterable
 
 from kernel_model.program import Op
@@ -99,33 +99,39 @@ class Footprints:
         self._hit_futures: list[Future] = []
         self._store_tail: list[int] = []
         for tid, program in enumerate(programs):
-            fps: list[Footprint] = []
-            for op in program:
+            # Built backwards, one operation's footprint at a time (none is kept: a program of a million
+            # stores would otherwise hold a million of them).
+            future, hit = Future(), Future()
+            invalidates, sends_to, senders = _Suffixes(len(program)), _Suffixes(len(program)), [False]
+            tail = len(program)
+            while tail > 0 and program[tail - 1].kind == "store":
+                tail -= 1
+            for pc in range(len(program) - 1, -1, -1):
+                op = program[pc]
                 fp = self.op_footprint(tid, op)
                 if self.up:
                     # UP: whoever holds a spinlock is not preempted, so every lock and unlock decides who may
                     # run at all: it depends on everything another thread still has to do.
                     _add(fp, ("preempt",), "r")
-                fps.append(fp)
-            self._futures.append(Future(fps))
-            invalidates, sends_to, senders = _per_operation_suffixes(program, fps)
-            self.invalidates.append(invalidates)
-            self.sends_to.append(sends_to)
-            self.ipi_senders_from.append(senders)
-            tail = len(program)
-            while tail > 0 and program[tail - 1].kind == "store":
-                tail -= 1
+                future.add(pc, fp)
+                invalidates.add(pc, fp, "invalidates")
+                sends_to.add(pc, fp, "sends_to")
+                senders.append(senders[-1] or op.kind in _OPS_SENDING_IPIS)
+                if pc >= tail:
+                    hit_fp: Footprint = {}
+                    for p in self._pages(op):
+                        hit_fp[("tlb", cpu_of[tid], p)] = "r"
+                        hit_fp[("data", p)] = "s"
+                    if self.up:
+                        hit_fp[("preempt",)] = "r"
+                    hit.add(pc, hit_fp)
+            self._futures.append(future.done())
+            self._hit_futures.append(hit.done())
             self._store_tail.append(tail)
-            hit_fps: list[Footprint] = [{} for _ in range(tail)]
-            for op in program[tail:]:
-                fp = {}
-                for p in self._pages(op):
-                    fp[("tlb", cpu_of[tid], p)] = "r"
-                    fp[("data", p)] = "s"
-                if self.up:
-                    fp[("preempt",)] = "r"
-                hit_fps.append(fp)
-            self._hit_futures.append(Future(hit_fps))
+            self.invalidates.append(invalidates.done())
+            self.sends_to.append(sends_to.done())
+            senders.reverse()
+            self.ipi_senders_from.append(senders)
 
     def _pages(self, op: Op) -> tuple[int, ...]:
         return op.pages or tuple(range(self.npages))
@@ -377,38 +383,39 @@ def _has_evict(ops: list[Op]) -> bool:
 
 
 class Future:
-    """A thread's footprints from each of its operations to the end of its program, in memory linear in the sum of
-    the operations' footprints: for each object, the operations that touch it (ascending) and the combined mode
-    from each of them on. The mode from operation ``pc`` on is that of the first touch at or after ``pc``."""
+    """A thread's footprints from each of its operations to the end of its program, in memory linear in the
+    objects it touches (not in operations times objects). Seen from the end, the combined mode of an object is
+    that of its last touch until an earlier touch of another mode makes it "w" for good (``_add``), so three
+    numbers per object answer every ``pc``: its last touch, that touch's mode, and the last operation from
+    which on the combined mode is "w". Built by ``add`` from the last operation back to the first."""
 
-    __slots__ = ("_touches", "_last")
+    __slots__ = ("_modes", "_last")
 
-    def __init__(self, fps: list[Footprint]) -> None:
-        acc: Footprint = {}
-        touches: dict[tuple, tuple[list[int], list[str]]] = {}
-        for pc in range(len(fps) - 1, -1, -1):
-            for obj, mode in fps[pc].items():
-                _add(acc, obj, mode)
-                entry = touches.get(obj)
-                if entry is None:
-                    entry = touches[obj] = ([], [])
-                entry[0].append(pc)
-                entry[1].append(acc[obj])
-        for pcs, modes in touches.values():
-            pcs.reverse()
-            modes.reverse()
-        self._touches = touches
+    def __init__(self) -> None:
+        self._modes: dict[tuple, list] = {}  # object -> [last touch, its mode, last pc where combined is "w"]
+        self._last: tuple[list[int], list[tuple]] = ([], [])
+
+    def add(self, pc: int, fp: Footprint) -> None:
+        """Operation ``pc``'s footprint; operations are added in decreasing ``pc``."""
+        modes = self._modes
+        for obj, mode in fp.items():
+            entry = modes.get(obj)
+            if entry is None:
+                modes[obj] = [pc, mode, pc if mode == "w" else -1]
+            elif entry[2] < 0 and mode != entry[1]:
+                entry[2] = pc  # from here back the combined mode is "w"
+
+    def done(self) -> "Future":
         # Objects by their last touch, latest first: those touched at or after pc are a prefix of this list.
-        by_last = sorted(((pcs[-1], obj) for obj, (pcs, _) in touches.items()), key=lambda t: -t[0])
+        by_last = sorted(((e[0], obj) for obj, e in self._modes.items()), key=lambda t: -t[0])
         self._last = ([-t[0] for t in by_last], [t[1] for t in by_last])
+        return self
 
     def mode(self, obj: tuple, pc: int) -> str | None:
-        entry = self._touches.get(obj)
-        if entry is None:
+        entry = self._modes.get(obj)
+        if entry is None or pc > entry[0]:
             return None
-        pcs, modes = entry
-        i = bisect_left(pcs, pc)
-        return modes[i] if i < len(pcs) else None
+        return "w" if pc <= entry[2] else entry[1]
 
     def at(self, pc: int) -> "FutureAt":
         return FutureAt(self, pc)
@@ -443,28 +450,26 @@ class FutureAt:
         return False
 
 
-def _per_operation_suffixes(program: list[Op], fps: list[Footprint]) -> tuple[
-        list[frozenset[int]], list[frozenset[int]], list[bool]]:
-    """invalidates, sends_to and ipi_senders_from of one thread, for each operation and one past the end, judged
-    on the modes combined from that operation on (as ``_add`` combines them): built backwards in one pass, and
-    consecutive operations share one set while it does not grow."""
-    n = len(program)
-    invalidates: list[frozenset[int]] = [frozenset()] * (n + 1)
-    sends_to: list[frozenset[int]] = [frozenset()] * (n + 1)
-    senders = [False] * (n + 1)
-    acc: Footprint = {}  # combined modes of the TLB entries only: one dict for the whole program
-    inv: set[int] = set()
-    ipiq: set[int] = set()
-    for pc in range(n - 1, -1, -1):
-        for obj, mode in fps[pc].items():
-            if obj[0] == "tlb":
-                _add(acc, obj, mode)
-                if acc[obj] in "iw":
-                    inv.add(obj[1])
-            elif obj[0] == "ipiq":
-                inv.add(obj[1])
-                ipiq.add(obj[1])
-        invalidates[pc] = invalidates[pc + 1] if len(inv) == len(invalidates[pc + 1]) else frozenset(inv)
-        sends_to[pc] = sends_to[pc + 1] if len(ipiq) == len(sends_to[pc + 1]) else frozenset(ipiq)
-        senders[pc] = senders[pc + 1] or program[pc].kind in _OPS_SENDING_IPIS
-    return invalidates, sends_to, senders
+class _Suffixes:
+    """invalidates or sends_to of one thread for each operation and one past the end, judged on the modes combined
+    from that operation on (as ``_add`` combines them); consecutive operations share one set while it does not
+    grow."""
+
+    def __init__(self, n: int) -> None:
+        self.sets: list[frozenset[int]] = [frozenset()] * (n + 1)
+        self.acc: Footprint = {}  # combined modes of TLB entries only
+        self.cpus: set[int] = set()
+
+    def add(self, pc: int, fp: Footprint, what: str) -> None:
+        for obj, mode in fp.items():
+            if obj[0] == "ipiq":
+                self.cpus.add(obj[1])
+            elif obj[0] == "tlb" and what == "invalidates":
+                _add(self.acc, obj, mode)
+                if self.acc[obj] in "iw":
+                    self.cpus.add(obj[1])
+        later = self.sets[pc + 1]
+        self.sets[pc] = later if len(self.cpus) == len(later) else frozenset(self.cpus)
+
+    def done(self) -> list[frozenset[int]]:
+        return self.sets

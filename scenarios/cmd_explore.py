@@ -12,7 +12,9 @@ import os
 import sys
 
 
+from kernel_model.config import Config
 from kernel_model.explorer import DEFAULT_BUDGET, STRATEGIES, explore
+from kernel_model.program import Scenario
 from kernel_model.replay import run_schedule
 from scenarios.controlled_log import write_controlled_log
 from scenarios.options import (add_output_options, add_scenario_options, add_view_options, check_out_dir,
@@ -47,6 +49,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "--hash-compact; default 1)")
     p.add_argument("--log-format", choices=("msgpack", "jsonl"), default="msgpack",
                    help="format of each counterexample's event log (jsonl: JSON Lines for people)")
+    p.add_argument("--memory-limit", metavar="SIZE", default=None,
+                   help="refuse a bfs/dfs search whose estimated memory exceeds this (e.g. 4G, 512M; default: "
+                        "what the machine has available)")
     add_output_options(p)
     add_view_options(p)
     p.set_defaults(func=run)
@@ -62,6 +67,7 @@ def run(args: argparse.Namespace) -> int:
                          f"{args.workers} with --strategy {args.strategy}")
     check_out_dir(args.out)
     scenario, cfg = load(args)
+    check_memory(scenario, cfg, args)
     console = console_for(args, stderr=args.json)
     result = explore(scenario, cfg, args.strategy, budget=args.budget, seed=args.seed, depth=args.depth,
                      reduce=not args.no_reduce, stop_at_first=not args.all, hash_compact=args.hash_compact,
@@ -112,3 +118,46 @@ def run(args: argparse.Namespace) -> int:
                       f"{scope}, {result.states} states, {result.transitions} transitions, "
                       f"{result.seconds:.2f} s")
     return 1 if violations_out else 0
+
+
+def check_memory(scenario: Scenario, cfg: Config, args: argparse.Namespace) -> None:
+    """Before the search allocates anything, estimate its memory (kernel_model.search_memory: the initial
+    state's size times the budget). A --budget that cannot fit is refused (exit 2, saying what would fit); the
+    default budget is lowered to what fits, with a note, unless not even MIN_BUDGET states fit."""
+    from kernel_model import search_memory
+    from scenarios.cli import UsageError
+
+    if args.strategy not in ("bfs", "dfs"):
+        return
+    limit = parse_size(args.memory_limit) if args.memory_limit else search_memory.available_bytes()
+    budget = args.budget or DEFAULT_BUDGET[args.strategy]
+    est = search_memory.estimate(scenario, cfg, args.strategy, budget, args.hash_compact or args.workers > 1)
+    fits = search_memory.budget_that_fits(est, limit)
+    if fits >= budget:
+        return
+    if args.budget is None and fits >= search_memory.MIN_BUDGET:
+        args.budget = fits
+        print(f"tlbrace: note: the default budget of {budget:,} states would need about "
+              f"{search_memory.human(est.bytes)}; searching at most {fits:,} states, what fits in memory",
+              file=sys.stderr)
+        return
+    try:
+        search_memory.check_fits(est, budget, limit, label=f"explore {scenario.name}")
+    except search_memory.DoesNotFit as exc:
+        raise UsageError(str(exc)) from None
+
+
+def parse_size(text: str) -> int:
+    """'512M', '4G', '1.5T', '1000000' -> bytes."""
+    from scenarios.cli import UsageError
+
+    units = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+    t = text.strip().upper().removesuffix("B")
+    number, unit = (t[:-1], t[-1]) if t and t[-1] in units else (t, "")
+    try:
+        value = float(number) * units[unit]
+    except ValueError:
+        raise UsageError(f"--memory-limit {text!r}: expected a size such as 512M, 4G or 1000000") from None
+    if value <= 0:
+        raise UsageError(f"--memory-limit {text!r}: expected a positive size")
+    return int(value)
