@@ -57,7 +57,7 @@ def race_events(events: list[Event]) -> dict[str, int]:
             elif (e.seq > clear.seq and e.op == "store_tlb" and e.result == "stored" and e.args[0] == va
                   and e.cpu != clear.cpu):
                 first(_label("stale store", e.cpu), e)
-        elif e.kind == "ipi" and e.seq > clear.seq and e.tid == zapper:
+        elif e.op == "ipi_flush" and e.seq > clear.seq and e.tid == zapper:
             first(_label("flush", e.cpu), e)
     return found
 
