@@ -613,8 +613,8 @@ def remote_class() -> Any:
     if "cpu" not in _remote:
         import ray
 
-        for method, group in (("ipi", "ipi"), ("late_flush", "ipi"), ("grant", "grant"), ("progress", "ctl"), ("snapshot", "ctl"),
-                              ("stall", "ctl")):
+        for method, group in (("ipi", "ipi"), ("late_flush", "ipi"), ("grant", "grant"), ("progress", "ctl"),
+                              ("snapshot", "ctl"), ("stall", "ctl")):
             ray.method(concurrency_group=group)(getattr(CpuActor, method))  # marks the function in place
         _remote["cpu"] = ray.remote(num_cpus=0, max_restarts=0,
                                     concurrency_groups={"ipi": 1, "grant": 1, "ctl": 1})(CpuActor)

@@ -79,8 +79,8 @@ class Machine:
         self.symmetry = (symmetry.symmetry_of(scenario, self.cpu_of, self.ncpus, set(boot.warm_cpus(scenario, cfg)))
                          if symmetric and not scenario.expect else symmetry.Symmetry([], [], self.cpu_of))
         # _persistent_set's answers: they depend only on each thread's operation, next step and the state
-        # that step's footprint reads, which CPUs have IPIs queued, the pfn -> file page map and what is enabled
-        # (far fewer combinations than states).
+        # that step's footprint reads, which CPUs have IPIs queued (at which of their two steps), the pfn -> file
+        # page map and what is enabled (far fewer combinations than states).
         self._persistent: dict[tuple, tuple[Transition, ...]] = {}
         # Their parts: step footprints, and how a step stands to another thread at an operation.
         self._footprint_memo: dict[tuple, Footprint | None] = {}
@@ -233,8 +233,8 @@ class Machine:
         else:
             ipi = next(i for i in s.ipis[tr[1]] if i.initiator == tr[2])
             invalidates = self.ipi_invalidates(ipi)
-            sig = ("i", tr[1], invalidates)
-            fp = fps.ipi_step(tr[1], invalidates)
+            sig = ("i", tr[1], invalidates, tr[2])
+            fp = fps.ipi_step(tr[1], invalidates, tr[2])
             acked = ipi.half and invalidates  # ack_before_invalidate: the initiator may already be past its wait
         if fp is None:
             return None

@@ -23,8 +23,9 @@ Invariants, by the names reports use:
 - ``expect_failed``: an end-of-run check the scenario states (``[[expect]]``, kernel_model.program.Expect) does
   not hold once every thread has finished and no IPI is pending. ``file_holds_last_store``: what a final
   msync, a drop of clean cached pages and a read-back would give for the file page the thread's last store (to
-  that page) landed in equals the value that store left there (it holds if the thread never stored there). The oracle learns that value from the store's
-  event (the page's contents right after it: a counter's increment has no value of its own).
+  that page) landed in equals the value that store left there (it holds if the thread never stored there).
+  The oracle learns that value from the store's event (the page's contents right after it: a counter's
+  increment has no value of its own).
 - ``hang``: reported by the runtime when nothing can run but threads are unfinished.
 """
 

@@ -17,9 +17,9 @@ Footprints are sets of (object, mode). Objects are named by file page (= virtual
 a folio of index ``va``. Modes: "r" read, "w" write, "i" invalidate a TLB entry (invalidations commute with each
 other, not with reads or fills), "s" a plain store of a fresh value into a page: two of them commute up to the
 renaming of store values that exhaustive search applies (Machine.canonical), so they do not conflict with each
-other, only with reads and writes; "a" adding to a set of the oracle's ghost state (adds commute); "+" an update of a reference count that cannot drop it to zero (get_page, or
-a put_page that does not free): additions commute; "d" setting PG_dirty (set_page_dirty, folio_mark_dirty):
-setting a bit twice is setting it once. For "+" and "d" the paths ignore the results (Machine feeds None), so
+other, only with reads and writes; "a" adding to a set of the oracle's ghost state (adds commute); "+" an update
+of a reference count that cannot drop it to zero (get_page, or a put_page that does not free): additions commute;
+"d" setting PG_dirty (set_page_dirty, folio_mark_dirty): setting a bit twice is setting it once. For "+" and "d" the paths ignore the results (Machine feeds None), so
 the two orders end in the same state. What another thread may still do is over-approximated from the operations
 left in its program.
 
@@ -90,6 +90,8 @@ class Footprints:
             for p in self.all_pages:
                 fp[("cov", c, p)] = fp[("stale", c, p)] = "i"
             fp[("ipiq", c)] = "w"
+            for t in range(len(programs)):
+                fp[("ack", t)] = "+"
             self._ipis.append(fp)
         # suffix[tid][pc]: what thread tid may touch from operation pc to the end of its program.
         self.suffix: list[list[Footprint]] = []
@@ -176,7 +178,7 @@ class Footprints:
                     _add(fp, ("disk", p), "r")
             self._ptl_sections(fp, pages)  # the fault paths take the PTL (do_wp_page, finish_fault)
         elif kind in ("madvise_dontneed", "munmap", "mmap_fixed"):
-            self._zap_footprint(fp, cpu, pages)
+            self._zap_footprint(fp, tid, pages)
             if kind != "madvise_dontneed":
                 _add(fp, ("sem", "mmap_lock"), "w")
                 _add(fp, ("sem", "i_mmap_rwsem"), "w")
@@ -185,7 +187,7 @@ class Footprints:
                     _add(fp, ("imap", p), "w")
         elif kind == "msync":
             _add(fp, ("sem", "i_mmap_rwsem"), "r")
-            self._flush_footprint(fp, cpu)
+            self._flush_footprint(fp, tid)
             for p in pages:
                 for obj in ("lock", "wb", "dirty", "pte", "ptebits", "disk"):
                     _add(fp, (obj, p), "w")
@@ -203,9 +205,12 @@ class Footprints:
                     _add(fp, ("tlb", c, p), "r")
         return fp
 
-    def _flush_footprint(self, fp: Footprint, cpu: int) -> None:
-        """Flushes of any range (over-approximated by every page) on this CPU, IPIs to the others; and the PTE
-        clears before them, which cover translations on every CPU, and the completions that make them stale."""
+    def _flush_footprint(self, fp: Footprint, tid: int) -> None:
+        """Flushes of any range (over-approximated by every page) on this CPU, IPIs to the others and the acks
+        they count; and the PTE clears before them, which cover translations on every CPU, and the completions
+        that make them stale."""
+        cpu = self.cpu_of[tid]
+        _add(fp, ("ack", tid), "+")
         for c in range(self.ncpus):
             if c != cpu:
                 _add(fp, ("ipiq", c), "w")
@@ -216,9 +221,9 @@ class Footprints:
                 _add(fp, ("cov", c, p), "w")
                 _add(fp, ("stale", c, p), "w")
 
-    def _zap_footprint(self, fp: Footprint, cpu: int, pages: tuple[int, ...]) -> None:
+    def _zap_footprint(self, fp: Footprint, tid: int, pages: tuple[int, ...]) -> None:
         _add(fp, ("sem", "mmap_lock"), "r")
-        self._flush_footprint(fp, cpu)
+        self._flush_footprint(fp, tid)
         for p in pages:
             for obj in ("pte", "ptebits", "map", "ref"):
                 _add(fp, (obj, p), "w")
@@ -283,6 +288,7 @@ class Footprints:
                 fp[("tlb", cpu, p)] = fp[("cov", cpu, p)] = fp[("stale", cpu, p)] = "i"
         elif op == "flush_tlb_others":
             fp = {("ipiq", c): "w" for c in range(self.ncpus) if c != cpu}
+            fp[("ack", tid)] = "+"  # acks_pending += targets: commutes with the acks' decrements
         elif op == "wait_acks":
             fp = {}
         elif op == "spin_lock":
@@ -397,10 +403,13 @@ class Footprints:
         request off its queue. (Built once per CPU: callers only read it.)"""
         return self._ipis[cpu]
 
-    def ipi_step(self, cpu: int, invalidates: bool) -> Footprint:
-        """One step of it: the invalidation (as ipi()), or the ack, which only takes the request off the queue
-        (the initiator's wait is handled by Machine._relations: it cannot move before its acks)."""
-        return self._ipis[cpu] if invalidates else {("ipiq", cpu): "w"}
+    def ipi_step(self, cpu: int, invalidates: bool, initiator: int) -> Footprint:
+        """One step of it: the invalidation (as ipi()), or the ack: it decrements the initiator's count of
+        acks pending (which commutes with the other acks and with a send adding to it) and takes its own request
+        off the queue (which commutes with sends appending to it and with the other requests' steps). The only
+        agent it can enable is the initiator waiting in wait_acks, which cannot move before it:
+        Machine._relations counts that agent's future as moot."""
+        return self._ipis[cpu] if invalidates else {("ack", initiator): "+"}
 
     def footprint_context(self, tid: int, pc: int, step: Step, s: State, covering: frozenset = frozenset()) -> object:
         """The part of ``s`` that step_footprint reads for this step of thread ``tid`` at operation ``pc``, and
