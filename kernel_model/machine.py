@@ -365,10 +365,6 @@ class Machine:
         assert step is not None
         result = self._apply(tid, step)
         self._emit(tid, self.cpu_of[tid], "step", step.fn, step.op, step.args, result, violations)
-        # A call that still covers a translation when it returns marks it stale (its "end" note below): the
-        # reduction expects that only after the steps it lists (see Footprints.step_footprint).
-        covering = self.footprints is not None and step.op not in MAY_END_COVERING_CALL and self.oracle.covered \
-            and bool(self.oracle.covering(tid))
         # The paths never look at the data a write-back carries: feed them None, so that positions (and the
         # memo) do not depend on store values (see canonical()), nor at the reference counts that get_page and
         # put_page leave, nor at what setting PG_dirty found (so those steps commute, see kernel_model.reduction).
@@ -378,7 +374,10 @@ class Machine:
         self.pos[tid] = r
         if r.step is None:
             self._running -= 1
-        if covering and any(n.op == "end" for n in r.notes):
+        # A call that still covers a translation when it returns marks it stale (its "end" note, emitted next):
+        # the reduction expects that only after the steps it lists (see Footprints.step_footprint).
+        if self.footprints is not None and self.oracle.covered and step.op not in MAY_END_COVERING_CALL \
+                and any(n.op == "end" for n in r.notes) and self.oracle.covering(tid):
             raise AssertionError(f"{step.fn}: {step.op} ended a call that covers a translation; add it to "
                                  "oracle.MAY_END_COVERING_CALL so that the reduction stays sound")
         self._emit_notes(tid, r.notes, violations)
