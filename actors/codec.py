@@ -14,7 +14,7 @@ from typing import Any, Final
 import msgpack
 
 from kernel_model.config import Config
-from kernel_model.program import Op, Scenario, Setup, Thread
+from kernel_model.program import Expect, Op, Scenario, Setup, Thread
 
 # Reply status codes from the page-table actor.
 OK: Final = 0  # applied now: [OK, result, lamport, gseq]
@@ -64,6 +64,7 @@ def scenario_to_wire(s: Scenario) -> dict[str, Any]:
         "setup": {f.name: (list(v) if isinstance(v := getattr(st, f.name), tuple) else v) for f in fields(st)},
         "threads": [[t.name, [_op_to_wire(o) for o in t.ops]] for t in s.threads],
         "config": dict(s.config), "params": dict(s.params), "source": s.source,
+        "expect": [[e.kind, e.thread, e.page] for e in s.expect],
     }
 
 
@@ -74,7 +75,8 @@ def scenario_from_wire(d: dict[str, Any]) -> Scenario:
         name=d["name"], description=d["description"],
         setup=Setup(**setup),
         threads=tuple(Thread(name, tuple(_op_from_wire(o) for o in ops)) for name, ops in d["threads"]),
-        config=dict(d["config"]), params=dict(d["params"]), source=d["source"])
+        config=dict(d["config"]), params=dict(d["params"]), source=d["source"],
+        expect=tuple(Expect(*e) for e in d.get("expect", ())))
 
 
 def pack_spec(scenario: Scenario, cfg: Config) -> bytes:

@@ -11,7 +11,12 @@ step at a time:
 - Blocking steps wait at the page-table actor (queued FIFO, granted by a message), and the CPU keeps taking IPIs
   meanwhile, as a CPU spinning on a PTL keeps servicing interrupts (brief §5).
 - flush_tlb_others sends a flush message to every other CPU (mm_cpumask: every CPU but this one, none lazy);
-  wait_acks waits for all their acks, taking IPIs meanwhile.
+  wait_acks waits for all their acks, taking IPIs meanwhile. The target's handler logs two events, as the
+  controlled machine takes two steps: flush_tlb_func's invalidation (ipi_flush), then the ack (ipi_ack, csd_unlock),
+  and the reply to the flush message is the ack. Under the ack_before_invalidate mutant the handler acks and
+  returns at once, and the invalidation runs later as a task of its own (``late_flush``, queued on this actor's
+  IPI group), so the CPU's thread may take steps in between; the ack's reply carries that task's reference, and
+  the initiator collects its event before its run ends.
 - Blocking steps and wait_acks also log ``wait_ns``: wall-clock nanoseconds from the request (or the start of the
   wait) to the grant (or the last ack). Only ``tlbrace scale`` reads it; replay ignores it.
 
@@ -176,6 +181,7 @@ class CpuCore:
         self.proxy = TlbProxy(self)
         self.grants: dict[int, list] = {}
         self.acks: dict[int, list[Any]] = {tid: [] for tid in self.tids}
+        self.late_flushes: list[Any] = []  # ack_before_invalidate: refs of targets' late_flush tasks
         self.foreign: list[dict[str, Any]] = []  # IPI events other CPUs returned with their acks
         self.ptl_holder: int | None = None
         self.ptl_depth = 0
@@ -207,6 +213,7 @@ class CpuCore:
             self._thread(self.tids[0], Jitter(jitter_us, seed, trial, self.cpu, self.tids[0]))
         for t in threads:
             t.join()
+        self._collect_late_flushes()
         with self.cv:
             try:
                 self.tl.resolve()
@@ -369,45 +376,77 @@ class CpuCore:
         replies = self._wait(tid, f"flush acks from {len(refs)} CPU(s)", self.hold_irq_while_waiting,
                              lambda: ray.get(refs))
         latest = 0
-        for data in replies:
-            clock, record = unpack(data)
+        for data, late in replies:
+            clock, records = unpack(data)
             latest = max(latest, clock)
-            if record is not None:
-                self.foreign.append(record)
-        self.tl.merged(tid, self.cpu, "step", step.fn, step.op, [], None, latest)
+            self.foreign.extend(records)
+            if late is not None:
+                self.late_flushes.append(late)
+        self.tl.merged(tid, self.cpu, "step", step.fn, step.op, wire(step.args), None, latest)
         self.tl.records[-1]["wait_ns"] = time.perf_counter_ns() - asked  # until the last ack, wall clock
 
-    def ipi(self, message: bytes) -> bytes:
-        """flush_tlb_func on this CPU for another CPU's shootdown; the reply is the ack (with the event, so that
-        it is collected even when this CPU's own thread has already finished)."""
+    def _collect_late_flushes(self) -> None:
+        """ack_before_invalidate: the targets' late invalidations of this CPU's shootdowns, whose events come back
+        as their tasks' results (so that they are collected even when the target's own run has ended)."""
+        import ray
+
+        refs, self.late_flushes = self.late_flushes, []
+        for data in ray.get(refs):
+            records = unpack(data)
+            with self.cv:
+                self.foreign.extend(records)
+
+    def ipi(self, message: bytes) -> tuple[bytes, Any]:
+        """The flush IPI handler on this CPU for another CPU's shootdown; the reply is the ack, with the handler's
+        events (so that they are collected even when this CPU's own thread has already finished) and, under
+        ack_before_invalidate, the reference of the late_flush task that will invalidate."""
         trial, initiator, start, end, sent_at = unpack(message)
         with self.cv:
             while self.trial < trial:
                 self.cv.wait()  # this CPU has not started the trial yet
             if self.trial != trial:
-                return pack([sent_at, None])
+                return pack([sent_at, []]), None
         paused = self.irq_jitter.pause_before("ipi_flush")  # the IPI still in flight: the thread runs on
         with self.cv:
             if self.trial != trial:
-                return pack([sent_at, None])
+                return pack([sent_at, []]), None
             while self.hold_irq_while_waiting and self._irqs_off() and self.trial == trial:
                 self.cv.wait()
             if self.trial != trial:
-                return pack([sent_at, None])
+                return pack([sent_at, []]), None
             if paused:
                 self.tl.local(initiator, self.cpu, "note", "flush_tlb_func", "jitter", ["ipi_flush", paused])
-            if self.s390 and any(start <= va < end for va in self.tlb):
-                self.tl.merge(sent_at)
-                lamport, gseq = self._validate([va for va in self.tlb if start <= va < end])
-                dropped = tlbops.flush_tlb_range(self.tlb, start, end)
-                self.tl.stamped(initiator, self.cpu, "ipi", "flush_tlb_func", "ipi_flush", [start, end], dropped,
-                                lamport, gseq)
-                clock = self.tl.clock
-            else:
-                dropped = tlbops.flush_tlb_range(self.tlb, start, end)
-                clock = self.tl.merged(initiator, self.cpu, "ipi", "flush_tlb_func", "ipi_flush", [start, end],
-                                       dropped, sent_at)
-            return pack([clock, self.tl.records[-1]])
+            if self.cfg.has("ack_before_invalidate"):
+                clock = self.tl.merged(initiator, self.cpu, "ipi", "csd_unlock", "ipi_ack", [start, end], None,
+                                       sent_at)
+                ack = self.tl.records[-1]
+                late = self.peers[self.cpu].late_flush.remote(pack([trial, initiator, start, end]))
+                return pack([clock, [ack]]), late
+            flush = self._flush_for_ipi(initiator, start, end, sent_at)
+            clock = self.tl.merged(initiator, self.cpu, "ipi", "csd_unlock", "ipi_ack", [start, end], None, 0)
+            return pack([clock, [flush, self.tl.records[-1]]]), None
+
+    def late_flush(self, message: bytes) -> bytes:
+        """ack_before_invalidate: flush_tlb_func, after the ack has gone out (a task of its own, so that the
+        CPU's thread may step in between). Returns the event."""
+        trial, initiator, start, end = unpack(message)
+        with self.cv:
+            if self.trial != trial:
+                return pack([])
+            return pack([self._flush_for_ipi(initiator, start, end, 0)])
+
+    def _flush_for_ipi(self, initiator: int, start: int, end: int, sent_at: int) -> dict[str, Any]:
+        """flush_tlb_func for [start, end) on this CPU (irq lock held); returns its event record."""
+        if self.s390 and any(start <= va < end for va in self.tlb):
+            self.tl.merge(sent_at)
+            lamport, gseq = self._validate([va for va in self.tlb if start <= va < end])
+            dropped = tlbops.flush_tlb_range(self.tlb, start, end)
+            self.tl.stamped(initiator, self.cpu, "ipi", "flush_tlb_func", "ipi_flush", [start, end], dropped,
+                            lamport, gseq)
+        else:
+            dropped = tlbops.flush_tlb_range(self.tlb, start, end)
+            self.tl.merged(initiator, self.cpu, "ipi", "flush_tlb_func", "ipi_flush", [start, end], dropped, sent_at)
+        return self.tl.records[-1]
 
     def _irqs_off(self) -> bool:
         """no_ipi_while_spinning: some thread of this CPU is about to spin (or spins) on a PTL or for acks, or
@@ -537,9 +576,13 @@ class CpuActor:
         assert self.core is not None
         return self.core.run(message)
 
-    def ipi(self, message: bytes) -> bytes:
+    def ipi(self, message: bytes) -> tuple[bytes, Any]:
         assert self.core is not None
         return self.core.ipi(message)
+
+    def late_flush(self, message: bytes) -> bytes:
+        assert self.core is not None
+        return self.core.late_flush(message)
 
     def grant(self, message: bytes) -> None:
         assert self.core is not None
@@ -570,8 +613,8 @@ def remote_class() -> Any:
     if "cpu" not in _remote:
         import ray
 
-        for method, group in (("ipi", "ipi"), ("grant", "grant"), ("progress", "ctl"), ("snapshot", "ctl"),
-                              ("stall", "ctl")):
+        for method, group in (("ipi", "ipi"), ("late_flush", "ipi"), ("grant", "grant"), ("progress", "ctl"),
+                              ("snapshot", "ctl"), ("stall", "ctl")):
             ray.method(concurrency_group=group)(getattr(CpuActor, method))  # marks the function in place
         _remote["cpu"] = ray.remote(num_cpus=0, max_restarts=0,
                                     concurrency_groups={"ipi": 1, "grant": 1, "ctl": 1})(CpuActor)

@@ -22,7 +22,7 @@ from kernel_model import tlb as tlbops
 from kernel_model.atomic import PageTableOps
 from kernel_model.config import Config
 from kernel_model.events import Event, Violation
-from kernel_model.oracle import OBSERVED_OPS, Oracle
+from kernel_model.oracle import MAY_END_COVERING_CALL, OBSERVED_OPS, TLB_OPS, Oracle
 from kernel_model.program import Op, Scenario, flatten
 from kernel_model.reduction import CONTEXT_OPS, Footprint, Footprints, conflict
 from kernel_model.state import FREE, Folio, Ipi, State
@@ -68,16 +68,19 @@ class Machine:
         self.ctx = [boot.thread_context(scenario, cfg, t) for t in range(self.nthreads)]
         self.state = boot.initial_state(scenario, cfg)
         self.pt = PageTableOps(self.state)
-        self.oracle = Oracle()
+        self.oracle = Oracle(tuple((e.kind, scenario.thread_index(e.thread), e.page, e.thread)
+                                   for e in scenario.expect))
         self.footprints = (Footprints(self.programs, self.cpu_of, self.ncpus, setup.pages, setup.ptes_per_table,
                                       cfg.arch == "s390", cfg.arch == "up", setup.anon) if reduce else None)
         self.online_checks = not reduce
         self._ipi_blocked_while_spinning = cfg.has("no_ipi_while_spinning")
+        self._ack_first = cfg.has("ack_before_invalidate")
+        # An expectation names a thread: its writers are no longer interchangeable.
         self.symmetry = (symmetry.symmetry_of(scenario, self.cpu_of, self.ncpus, set(boot.warm_cpus(scenario, cfg)))
-                         if symmetric else symmetry.Symmetry([], [], self.cpu_of))
+                         if symmetric and not scenario.expect else symmetry.Symmetry([], [], self.cpu_of))
         # _persistent_set's answers: they depend only on each thread's operation, next step and the state
-        # that step's footprint reads, which CPUs have IPIs queued, the pfn -> file page map and what is enabled
-        # (far fewer combinations than states).
+        # that step's footprint reads, which CPUs have IPIs queued (at which of their two steps), the pfn -> file
+        # page map and what is enabled (far fewer combinations than states).
         self._persistent: dict[tuple, tuple[Transition, ...]] = {}
         # Their parts: step footprints, and how a step stands to another thread at an operation.
         self._footprint_memo: dict[tuple, Footprint | None] = {}
@@ -175,9 +178,10 @@ class Machine:
         if self.footprints is not None and len(out) > 1:
             context = self.footprints.footprint_context
             memo_key = (tuple([p.sid for p in self.pos]),
-                        tuple([context(tid, p.pc // 2, p.step, s) for tid, p in enumerate(self.pos)
-                               if p.step is not None and p.step.op in CONTEXT_OPS]),
-                        tuple(map(bool, s.ipis)), tuple([f.index for f in s.folios]), tuple(out))
+                        tuple([context(tid, p.pc // 2, p.step, s, self._covering(tid, p.step))
+                               for tid, p in enumerate(self.pos) if p.step is not None and p.step.op in CONTEXT_OPS]),
+                        tuple([tuple([i.half for i in q]) for q in s.ipis]),  # which step each IPI is at
+                        tuple([f.index for f in s.folios]), tuple(out))
             chosen = self._persistent.get(memo_key)
             if chosen is None:
                 chosen = self._persistent[memo_key] = self._persistent_set(out)
@@ -222,17 +226,24 @@ class Machine:
             tid = tr[1]
             step = self.pos[tid].step
             assert step is not None
-            sig: tuple = (tid, self.pos[tid].sid, fps.footprint_context(tid, self.pos[tid].pc // 2, step, s), index_of)
+            covering = self._covering(tid, step)
+            sig: tuple = (tid, self.pos[tid].sid, fps.footprint_context(tid, self.pos[tid].pc // 2, step, s, covering),
+                          index_of)
             fp = self._footprint_memo.get(sig, _UNKNOWN)
             if fp is _UNKNOWN:
-                fp = self._footprint_memo[sig] = fps.step_footprint(tid, step, list(index_of), s)
+                fp = self._footprint_memo[sig] = fps.step_footprint(tid, step, list(index_of), s, covering)
+            acked = False
         else:
-            sig = ("i", tr[1])
-            fp = fps.ipi(tr[1])
+            ipi = next(i for i in s.ipis[tr[1]] if i.initiator == tr[2])
+            invalidates = self.ipi_invalidates(ipi)
+            sig = ("i", tr[1], invalidates, tr[2])
+            fp = fps.ipi_step(tr[1], invalidates, tr[2])
+            acked = ipi.half and invalidates  # ack_before_invalidate: the initiator may already be past its wait
         if fp is None:
             return None
-        # An IPI's initiator waiting for the ack cannot move before the IPI is taken: its future is moot.
-        moot = (tr[2] if tr[0] == "i" and self.pos[tr[2]].step is not None
+        # An IPI's initiator waiting for the ack cannot move before the IPI's handler has run (both its steps, in
+        # the kernel's order): its future is moot. Not so once the ack is in.
+        moot = (tr[2] if tr[0] == "i" and not acked and self.pos[tr[2]].step is not None
                 and self.pos[tr[2]].step.op == "wait_acks" else None)  # type: ignore[union-attr]
         # The whole answer depends on the footprint, the other threads' (operation, hit) and which CPUs have
         # IPIs queued: far fewer combinations than the states that ask.
@@ -306,6 +317,15 @@ class Machine:
                 return None
             members |= joining
 
+    def _covering(self, tid: int, step: Step) -> frozenset:
+        """What a completion by this step would turn stale (see Footprints.step_footprint): the oracle's covered
+        translations of ``tid`` (in the flushed range, for wait_acks); empty for other steps."""
+        if not self.oracle.covered:
+            return _NOTHING
+        if step.op == "wait_acks":
+            return self.oracle.covering(tid, *step.args)
+        return self.oracle.covering(tid) if step.op in MAY_END_COVERING_CALL else _NOTHING
+
     def _may_flush(self, cpu: int, tid: int, members: set[tuple], outside: list[tuple[int, int]]) -> bool:
         """May an agent outside ``members`` (other than thread ``tid``) drop or flush ``cpu``'s TLB entries?"""
         if self.state.ipis[cpu] and ("i", cpu) not in members:
@@ -357,6 +377,12 @@ class Machine:
         self.pos[tid] = r
         if r.step is None:
             self._running -= 1
+        # A call that still covers a translation when it returns marks it stale (its "end" note, emitted next):
+        # the reduction expects that only after the steps it lists (see Footprints.step_footprint).
+        if self.footprints is not None and self.oracle.covered and step.op not in MAY_END_COVERING_CALL \
+                and any(n.op == "end" for n in r.notes) and self.oracle.covering(tid):
+            raise AssertionError(f"{step.fn}: {step.op} ended a call that covers a translation; add it to "
+                                 "oracle.MAY_END_COVERING_CALL so that the reduction stays sound")
         self._emit_notes(tid, r.notes, violations)
 
     def _emit_notes(self, tid: int, notes: tuple[Note, ...], violations: list[Violation]) -> None:
@@ -369,7 +395,8 @@ class Machine:
         at and nobody records is not built: most steps are such, and building one is a third of a step's cost."""
         seq = self.seq
         self.seq = seq + 1
-        if self.record or op in OBSERVED_OPS[kind]:
+        if self.record or op in OBSERVED_OPS[kind] or (op in TLB_OPS[kind] and self.oracle.wants(self.state, cpu, op,
+                                                                                                 args)):
             ev = Event(seq, tid, cpu, kind, fn, op, args, result)
             if self.record:
                 self.events.append(ev)
@@ -463,13 +490,31 @@ class Machine:
             self.footprints = footprints
 
     def _deliver_ipi(self, cpu: int, initiator: int, violations: list[Violation]) -> None:
+        """One of the two steps of the flush IPI handler on ``cpu`` (see ipi_invalidates): flush_tlb_func's
+        invalidation, or the ack (csd_unlock, which the initiator's csd_lock_wait sees). The request leaves the
+        queue with its second step."""
         s = self.state
-        ipi = next(i for i in s.ipis[cpu] if i.initiator == initiator)
-        s.ipis[cpu] = tuple(i for i in s.ipis[cpu] if i is not ipi)
-        dropped = tlbops.flush_tlb_range(s.tlbs[cpu], ipi.start, ipi.end)
-        s.acks_pending[ipi.initiator] -= 1
-        self._emit(ipi.initiator, cpu, "ipi", "flush_tlb_func", "ipi_flush", (ipi.start, ipi.end), dropped,
-                   violations)
+        queue = s.ipis[cpu]
+        at = next(n for n, i in enumerate(queue) if i.initiator == initiator)
+        ipi = queue[at]
+        rest = () if ipi.half else (ipi._replace(half=True),)
+        s.ipis[cpu] = queue[:at] + rest + queue[at + 1:]
+        if self.ipi_invalidates(ipi):
+            dropped = tlbops.flush_tlb_range(s.tlbs[cpu], ipi.start, ipi.end)
+            self._emit(ipi.initiator, cpu, "ipi", "flush_tlb_func", "ipi_flush", (ipi.start, ipi.end), dropped,
+                       violations)
+        else:
+            s.acks_pending[ipi.initiator] -= 1
+            self._emit(ipi.initiator, cpu, "ipi", "csd_unlock", "ipi_ack", (ipi.start, ipi.end), None, violations)
+
+    def ipi_invalidates(self, ipi: Ipi) -> bool:
+        """Is the next step of this queued flush IPI the invalidation (else: the ack)? The kernel runs a
+        synchronous csd's func before csd_unlock (__flush_smp_call_function_queue), so flush_tlb_func has
+        invalidated before the initiator sees the ack. The ack_before_invalidate mutant unlocks first (as for an
+        asynchronous csd) and lets the CPU run on before it invalidates: coarser than a handler that runs with
+        interrupts off, on purpose; it stands for any kernel that lets the initiator go on while a target can
+        still use the old translation (e.g. a deferred flush), which is what stale_tlb_access is about."""
+        return ipi.half == self._ack_first
 
     # --- whole states, for search ---------------------------------------------------------------------------
     def key(self) -> tuple:
@@ -485,11 +530,16 @@ class Machine:
         visit one of them. A snapshot outside writeback is stale (only writeback reads it) and is dropped."""
         state_key, positions, oracle_key = key
         folios, page_cache, disk, *rest = state_key
-        renamed = self._renamed.get((folios, disk))
+        last = oracle_key[-1]
+        memo = (folios, disk, last) if last else (folios, disk)
+        renamed = self._renamed.get(memo)
         if renamed is None:
             if len(self._renamed) >= self._renamed_max:
                 self._renamed.clear()
-            renamed = self._renamed[(folios, disk)] = _rename_values(folios, disk)
+            renamed = self._renamed[memo] = _rename_values(folios, disk, last)
+        if last:  # the values the oracle remembers for expectations are renamed with the pages'
+            *renamed, last = renamed
+            oracle_key = oracle_key[:-1] + (last,)
         key = ((*renamed, page_cache, *rest), positions, oracle_key)
         return self.symmetry.representative(key) if self.symmetry else key
 
@@ -551,16 +601,20 @@ class Machine:
         return op, []
 
 
-def _rename_values(folios: tuple, disk: tuple) -> tuple[tuple, tuple]:
+def _rename_values(folios: tuple, disk: tuple, last: tuple = ()) -> tuple:
     """Folios and disk with store values renamed in order of first appearance (data, snapshot, disk), and a
-    snapshot outside writeback dropped (see Machine.canonical)."""
+    snapshot outside writeback dropped (see Machine.canonical); with ``last`` (the oracle's remembered
+    (file index, value) per expectation), that too, renamed after them."""
     names: dict[int, int] = {}
     name = names.setdefault
     # Plain tuples spliced by field position (Folio: ..., data = 2, ..., writeback = 5, wb_data = 6, ...):
     # a canonical key only has to compare and hash, and _replace is the slow part of this hot path.
     folios = tuple(f[:2] + (name(f[2], len(names)),) + f[3:6]
                    + ((name(f[6], len(names)) if f[5] else -1),) + f[7:] for f in folios)
-    return folios, tuple(name(v, len(names)) for v in disk)
+    disk = tuple(name(v, len(names)) for v in disk)
+    if not last:
+        return folios, disk
+    return folios, disk, tuple(None if x is None else (x[0], name(x[1], len(names))) for x in last)
 
 
 def find_cycle(edges: dict[int, list[int]]) -> list[int]:
@@ -583,6 +637,7 @@ _UNKNOWN = object()
 # Page slots Machine._renamed holds before it starts again (it is a cache, not a record): 200,000 entries up
 # to 16 pages, fewer for more.
 _RENAMED_SLOTS = 200_000 * 16
+_NOTHING: frozenset = frozenset()
 _CAN = {op: "can_" + op for op in BLOCKING_OPS}  # PageTableOps' test of whether a blocking action may proceed
 CONFLICT = 2  # a transition conflicts with what another agent may still do
 CONFLICT_UNLESS = 1  # ... but only with what that agent may do after a TLB flush or an IPI it has not got yet

@@ -111,11 +111,17 @@ def __tlb_remove_page(k: Kctx, tlb: MmuGather, pfn: int, delay_rmap: bool) -> Pa
 
 def flush_tlb_mm_range(k: Kctx, fn: str, start: int, end: int) -> Path:
     """arch/x86/mm/tlb.c: IPI every other CPU in mm_cpumask (smp_call_function_many_cond), run flush_tlb_func
-    locally, and spin until every target has acknowledged (wait=1). The waiting CPU keeps taking IPIs."""
+    locally, and spin until every target has acknowledged (wait=1: csd_lock_wait on each target's csd). The
+    waiting CPU keeps taking IPIs.
+
+    Each target runs the handler in two steps, which the runtimes drive (kernel_model.machine, actors.cpu):
+    flush_tlb_func invalidates [start, end), then the csd is unlocked (the ack the initiator spins on); for a
+    synchronous csd __flush_smp_call_function_queue runs func before csd_unlock. wait_acks carries the range so
+    that its event says which shootdown has completed (kernel_model.oracle's stale_tlb_access)."""
     sent = yield Step(fn, "flush_tlb_others", (start, end))
     yield Step(fn, "flush_tlb_local", (start, end))
     if sent:
-        yield Step(fn, "wait_acks", ())
+        yield Step(fn, "wait_acks", (start, end))
 
 
 def tlb_flush_mmu_tlbonly(k: Kctx, tlb: MmuGather) -> Path:

@@ -51,6 +51,10 @@ REGISTRY: Final[tuple[Mutant, ...]] = (
     Mutant("double_ptl", "zap_pte_range takes the PTL a second time (self-deadlock)", "hang", "madv_dontneed"),
     Mutant("no_ipi_while_spinning", "a CPU spinning on a PTL or waiting for acks does not service flush IPIs",
            "hang", "madv_dontneed"),
+    # The zapper's wait_acks returns while the writer's CPU still holds its translation; the counter's next
+    # increment goes through it.
+    Mutant("ack_before_invalidate", "the flush IPI handler acks (csd_unlock) before flush_tlb_func invalidates",
+           "stale_tlb_access", "madv_dontneed"),
 )
 
 BY_NAME: Final[dict[str, Mutant]] = {m.name: m for m in REGISTRY}

@@ -1,19 +1,31 @@
 """The checker (kernel brief §8). It judges what happened: the machine state and the event stream.
 
-It never sees the run's configuration (which kernel order, which machine, which deliberate bug). Its only memory ("ghost state") is what it learned
-from events: which thread holds a dirty bit in a local variable between taking it out of a PTE or PG_dirty and
-putting it somewhere the kernel can find it again ("in transit"), and which delayed rmap entries a zap has
-queued and not yet removed.
+It never sees the run's configuration (which kernel order, which machine, which deliberate bug). Its only memory
+("ghost state") is what it learned from events: which thread holds a dirty bit in a local variable between taking
+it out of a PTE or PG_dirty and putting it somewhere the kernel can find it again ("in transit"), which delayed
+rmap entries a zap has queued and not yet removed, and which TLB translations a shootdown has covered
+("covered": a PTE cleared, and that CPU has not invalidated the address since) or has completed over ("stale").
 
 Invariants, by the names reports use:
 - ``lost_dirty_data``: a page-cache page whose contents differ from the disk must be dirty somewhere (PG_dirty,
   a dirty PTE, a dirty TLB entry, writeback in flight with these very contents, or a dirty bit in transit);
   evicting a page that differs from the disk loses it at once; at quiescence only PG_dirty or a dirty PTE count.
 - ``negative_mapcount``: after every rmap removal, immediate and delayed.
-- ``freed_while_mapped``: when a page's last reference goes, no PTE and no TLB may still map it.
+- ``freed_while_mapped``: when a page's last reference goes, no PTE and no TLB may still map it; and no store or
+  load through a TLB may land in a freed frame.
+- ``stale_tlb_access``: no store or load goes through a TLB translation after a shootdown covering it has
+  completed: the translation was cached before its PTE was cleared, that CPU has not invalidated the address
+  since, and the thread that cleared it has either seen every ack of a flush covering the address (its
+  wait_acks returned) or returned from the system call. A translation refilled after the invalidation is fresh.
 - ``delayed_outside_active_batch``: tlb_flush_rmaps must walk every batch that holds a pending delayed entry.
 - ``delayed_rmap_after_unlock``: a zap releases its PTL only after its delayed rmap removals are done.
 - ``rmap_pte_mismatch``: outside its PTL section, a page's mapcount equals the PTEs that map it.
+- ``expect_failed``: an end-of-run check the scenario states (``[[expect]]``, kernel_model.program.Expect) does
+  not hold once every thread has finished and no IPI is pending. ``file_holds_last_store``: what a final
+  msync, a drop of clean cached pages and a read-back would give for the file page the thread's last store (to
+  that page) landed in equals the value that store left there (it holds if the thread never stored there).
+  The oracle learns that value from the store's event (the page's contents right after it: a counter's
+  increment has no value of its own).
 - ``hang``: reported by the runtime when nothing can run but threads are unfinished.
 """
 
@@ -24,7 +36,7 @@ from kernel_model.state import FREE, Pte, State
 
 INVARIANTS = (
     "lost_dirty_data", "negative_mapcount", "freed_while_mapped", "delayed_outside_active_batch",
-    "delayed_rmap_after_unlock", "rmap_pte_mismatch", "hang",
+    "delayed_rmap_after_unlock", "rmap_pte_mismatch", "stale_tlb_access", "expect_failed", "hang",
 )
 
 # Events that take a dirty bit out of shared state into a path's local variable, and those that put it back.
@@ -37,36 +49,144 @@ OBSERVED_OPS: dict[str, frozenset[str]] = {
     "note": frozenset({"queue", "walk", "emptied", "end"}),
     "ipi": frozenset(),
 }
+# TLB events the oracle needs only while it tracks a covered or stale translation, or (a store or load) when the
+# access goes through an entry for a freed frame: Oracle.wants says when. The machine builds them only then,
+# since a store is the commonest step of all.
+TLB_OPS: dict[str, frozenset[str]] = {
+    "step": frozenset({"store_tlb", "load_tlb", "walk_fill", "flush_tlb_local", "wait_acks"}),
+    "note": frozenset(),
+    "ipi": frozenset({"ipi_flush"}),
+}
+# Steps after which a system call may return (its "end" note follows) while it still covers a translation: the
+# reduction gives them the completion's footprint (kernel_model.reduction.Footprints.step_footprint), and the
+# machine checks that no other step ends a covering call (Machine._emit_notes).
+MAY_END_COVERING_CALL = frozenset({"up_read", "up_write", "folio_unlock", "end_page_writeback", "filemap_get_folio",
+                                   "wait_acks"})
 
 
 class Oracle:
-    __slots__ = ("transits", "delayed")
+    __slots__ = ("transits", "delayed", "covered", "stale", "expect", "last")
 
-    def __init__(self) -> None:
+    def __init__(self, expect: tuple[tuple[str, int, int, str], ...] = ()) -> None:
+        """``expect``: the scenario's end-of-run checks as (kind, thread id, page, thread name)."""
         self.transits: frozenset[tuple[int, int]] = frozenset()  # (tid, pfn)
         self.delayed: tuple[tuple[int, int, int], ...] = ()  # (tid, pfn, batch id), in queue order
+        # (tid, cpu, va): tid cleared va's PTE, and cpu may still hold a translation for va cached before that.
+        self.covered: frozenset[tuple[int, int, int]] = frozenset()
+        # (cpu, va, tid): such a translation outlived tid's completed shootdown: using it is stale_tlb_access.
+        self.stale: frozenset[tuple[int, int, int]] = frozenset()
+        self.expect = expect
+        # Per expectation: (file index, value) that the thread's last store to the page left, or None. The
+        # value is a store value: Machine.canonical renames it with the page contents.
+        self.last: tuple[tuple[int, int] | None, ...] = (None,) * len(expect)
 
     def key(self) -> tuple:
-        return (self.transits, self.delayed)
+        return (self.transits, self.delayed, self.covered, self.stale, self.last)
 
     def restore(self, key: tuple) -> None:
-        self.transits, self.delayed = key
+        self.transits, self.delayed, self.covered, self.stale, self.last = key
+
+    def wants(self, s: State, cpu: int, op: str, args: tuple) -> bool:
+        """Must a TLB event (TLB_OPS) be shown to observe? Only while a translation is covered or stale, or for
+        a store or load through an entry (still cached after the step) whose frame is freed."""
+        if self.covered or self.stale or (self.expect and op == "store_tlb"):
+            return True
+        if op == "store_tlb" or op == "load_tlb":
+            entry = s.tlbs[cpu].get(args[0])
+            return entry is not None and s.folios[entry.pfn].freed
+        return False
+
+    def covering(self, tid: int, start: int = 0, end: int | None = None) -> frozenset[tuple[int, int, int]]:
+        """The covered translations of ``tid`` (in [start, end) when given): what its completion would mark."""
+        return frozenset(c for c in self.covered if c[0] == tid and start <= c[2] and (end is None or c[2] < end))
 
     # --- event-driven checks --------------------------------------------------------------------------------
     def observe(self, s: State, ev: Event) -> list[Violation]:
         op = ev.op
         if ev.kind == "step":
+            if op in TLB_OPS["step"]:
+                return self._observe_tlb(s, ev, op)
             return self._observe_step(s, ev, op)
         if ev.kind == "note":
             return self._observe_note(ev, op)
+        if op == "ipi_flush":
+            self._invalidate(ev.cpu, range(ev.args[0], ev.args[1]))
         return []
+
+    # --- shootdowns: stale_tlb_access ------------------------------------------------------------------------
+    def _observe_tlb(self, s: State, ev: Event, op: str) -> list[Violation]:
+        cpu = ev.cpu
+        if op == "store_tlb" or op == "load_tlb":
+            va = ev.args[0]
+            hit = ev.result == "stored" if op == "store_tlb" else ev.result is not None
+            if op == "store_tlb" and ev.result == "fault":
+                self._invalidate(cpu, (va,))  # the faulting access dropped the entry
+            if not hit:
+                return []
+            if self.expect and op == "store_tlb":
+                self._remember_store(s, ev)
+            out = [Violation("stale_tlb_access",
+                             f"CPU {cpu} {'stored' if op == 'store_tlb' else 'loaded'} through its TLB entry for va "
+                             f"{va} after thread {t}'s shootdown of va {va} had completed", None)
+                   for c, v, t in self.stale if c == cpu and v == va][:1]
+            entry = s.tlbs[cpu].get(va)
+            if entry is not None and s.folios[entry.pfn].freed:
+                out.append(Violation("freed_while_mapped",
+                                     f"a {'store' if op == 'store_tlb' else 'load'} through CPU {cpu}'s TLB (va {va}) "
+                                     f"landed in freed pfn {entry.pfn}", entry.pfn))
+            return out
+        if op == "walk_fill":
+            if ev.result:
+                self._invalidate(cpu, (ev.args[0],))  # refilled from the PTE as it is now: fresh
+        elif op == "flush_tlb_local":
+            self._invalidate(cpu, range(ev.args[0], ev.args[1]))
+        else:  # wait_acks: every target acked the flush of [start, end)
+            self._complete(self.covering(ev.tid, ev.args[0], ev.args[1]))
+        return []
+
+    def _remember_store(self, s: State, ev: Event) -> None:
+        entry = s.tlbs[ev.cpu][ev.args[0]]
+        folio = s.folios[entry.pfn]
+        landed = (-1 if folio.anon else folio.index, folio.data)
+        self.last = tuple(landed if e[1] == ev.tid and e[2] == ev.args[0] else old
+                          for e, old in zip(self.expect, self.last))
+
+    def _cover(self, s: State, tid: int, va: int, sync: bool) -> None:
+        """tid cleared va's PTE: every CPU may hold a translation cached before. s390's IPTE (``sync``)
+        invalidates it on every CPU in the same step."""
+        if sync:
+            self._invalidate_everywhere(va)
+        else:
+            self.covered = self.covered | {(tid, cpu, va) for cpu in range(len(s.tlbs))}
+
+    def _invalidate(self, cpu: int, vas) -> None:
+        if self.covered:
+            self.covered = frozenset(c for c in self.covered if c[1] != cpu or c[2] not in vas)
+        if self.stale:
+            self.stale = frozenset(x for x in self.stale if x[0] != cpu or x[1] not in vas)
+
+    def _invalidate_everywhere(self, va: int) -> None:
+        if self.covered:
+            self.covered = frozenset(c for c in self.covered if c[2] != va)
+        if self.stale:
+            self.stale = frozenset(x for x in self.stale if x[1] != va)
+
+    def _complete(self, done: frozenset[tuple[int, int, int]]) -> None:
+        """A shootdown (or the call that cleared the PTEs) completed: what it still covers is stale now."""
+        if done:
+            self.covered = self.covered - done
+            self.stale = self.stale | {(cpu, va, tid) for tid, cpu, va in done}
 
     def _observe_step(self, s: State, ev: Event, op: str) -> list[Violation]:
         tid = ev.tid
         out: list[Violation] = []
         if op == "ptep_get_and_clear_full":
-            if ev.result is not None and Pte(*ev.result).dirty:
-                self.transits = self.transits | {(tid, Pte(*ev.result).pfn)}
+            if ev.result is not None:
+                self._cover(s, tid, ev.args[0], bool(ev.args[1]))
+                if Pte(*ev.result).dirty:
+                    self.transits = self.transits | {(tid, Pte(*ev.result).pfn)}
+            elif ev.args[1]:
+                self._invalidate_everywhere(ev.args[0])
         elif op == "folio_test_clear_dirty":
             if ev.result:
                 self.transits = self.transits | {(tid, ev.args[0])}
@@ -120,8 +240,11 @@ class Oracle:
         elif op == "emptied":
             self.delayed = tuple(d for d in self.delayed if d[0] != tid)
         elif op == "end":
-            # The operation's paths have returned: whatever dirty bit they still held is gone with them.
+            # The operation's paths have returned: whatever dirty bit they still held is gone with them, and
+            # what it cleared and left covered is stale from now on.
             self.transits = frozenset(t for t in self.transits if t[0] != tid)
+            if self.covered:
+                self._complete(self.covering(tid))
         return []
 
     def _drop_delayed(self, tid: int, pfn: int) -> None:
@@ -158,7 +281,33 @@ class Oracle:
                 continue
             if folio.data != s.disk[folio.index] and not self._dirty_somewhere(s, pfn, folio.index, online=False):
                 out.append(_lost(s, pfn))
+        out.extend(self._expectations(s))
         return out
+
+    def _expectations(self, s: State) -> list[Violation]:
+        out: list[Violation] = []
+        for (kind, _, page, name), last in zip(self.expect, self.last):
+            # kind is file_holds_last_store, the only one (the loader refuses others).
+            what = f"expect {kind} (thread {name}, page {page})"
+            if last is None:
+                continue  # it never stored there: no last value to look for (as the PoC's check)
+            index, value = last
+            if index < 0:
+                out.append(Violation("expect_failed", f"{what}: the last store went to anonymous memory"))
+                continue
+            held = self._file_contents(s, index)
+            if held != value:
+                out.append(Violation("expect_failed", f"{what}: after a final sync file page {index} holds {held}, "
+                                                      f"but {name}'s last store left {value}"))
+        return out
+
+    def _file_contents(self, s: State, index: int) -> int:
+        """What msync, then dropping clean cached pages, then a read of file page ``index`` would return: a
+        cached page's contents if something marks it dirty (PG_dirty or a dirty PTE), else the disk's."""
+        pfn = s.page_cache[index]
+        if pfn is not None and self._dirty_somewhere(s, pfn, index, online=False):
+            return s.folios[pfn].data
+        return s.disk[index]
 
     def _dirty_somewhere(self, s: State, pfn: int, index: int, *, online: bool) -> bool:
         folio = s.folios[pfn]

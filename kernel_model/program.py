@@ -61,6 +61,19 @@ class Setup:
 
 
 @dataclass(frozen=True, slots=True)
+class Expect:
+    """An end-of-run check a scenario states (``[[expect]]``), judged by the oracle as ``expect_failed``.
+    ``file_holds_last_store``: after a final sync, the file holds the last value ``thread`` stored to ``page``."""
+
+    kind: str
+    thread: str
+    page: int
+
+
+EXPECT_KINDS: Final = ("file_holds_last_store",)
+
+
+@dataclass(frozen=True, slots=True)
 class Scenario:
     name: str
     description: str
@@ -69,6 +82,7 @@ class Scenario:
     config: dict[str, object] = field(default_factory=dict)
     params: dict[str, int] = field(default_factory=dict)
     source: str = ""  # the TOML text it was loaded from, recorded in logs and schedule files
+    expect: tuple[Expect, ...] = ()
 
     def thread_index(self, name: str) -> int:
         return [t.name for t in self.threads].index(name)

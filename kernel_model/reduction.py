@@ -17,15 +17,22 @@ Footprints are sets of (object, mode). Objects are named by file page (= virtual
 a folio of index ``va``. Modes: "r" read, "w" write, "i" invalidate a TLB entry (invalidations commute with each
 other, not with reads or fills), "s" a plain store of a fresh value into a page: two of them commute up to the
 renaming of store values that exhaustive search applies (Machine.canonical), so they do not conflict with each
-other, only with reads and writes; "+" an update of a reference count that cannot drop it to zero (get_page, or
-a put_page that does not free): additions commute; "d" setting PG_dirty (set_page_dirty, folio_mark_dirty):
-setting a bit twice is setting it once. For "+" and "d" the paths ignore the results (Machine feeds None), so
+other, only with reads and writes; "a" adding to a set of the oracle's ghost state (adds commute); "+" an update
+of a reference count that cannot drop it to zero (get_page, or a put_page that does not free): additions commute;
+"d" setting PG_dirty (set_page_dirty, folio_mark_dirty): setting a bit twice is setting it once. For "+" and "d" the paths ignore the results (Machine feeds None), so
 the two orders end in the same state. What another thread may still do is over-approximated from the operations
 left in its program.
 
 A step's footprint may depend on the state it runs in (a store through a dirty TLB entry touches no PTE;
 put_page that does not drop the last reference runs no freed_while_mapped check); Machine keys its memo of
 persistent sets on exactly those facts (``footprint_context``).
+
+The oracle's stale_tlb_access ghost state (kernel_model.oracle) is named per CPU and page: ("cov", cpu, page), a
+translation a PTE clear covers (added by the clear, dropped by any invalidation or refill of that entry), and
+("stale", cpu, page), one that outlived a completed shootdown (added when the clearing thread's wait_acks returns
+or its call ends while it still covers something; read by every access through the TLB). A completion's
+footprint depends on what the clearing thread still covers, which only that thread can add to: when it covers
+nothing, the completion changes nothing and touches nothing.
 """
 
 from __future__ import annotations
@@ -33,6 +40,7 @@ from __future__ import annotations
 from bisect import bisect_right
 from typing import Iterable
 
+from kernel_model.oracle import MAY_END_COVERING_CALL
 from kernel_model.program import Op
 from kernel_model.state import State
 from kernel_model.steps import Step
@@ -40,7 +48,9 @@ from kernel_model.steps import Step
 Footprint = dict[tuple, str]
 
 _OPS_SENDING_IPIS = frozenset({"madvise_dontneed", "munmap", "mmap_fixed", "msync"})
-CONTEXT_OPS = frozenset({"store_tlb", "put_page"})  # the steps whose footprint_context is not None
+# The steps whose footprint_context is not None: a store's TLB entry, a put_page's last reference, and the
+# covered translations a completion (wait_acks, or a step after which a covering call may return) turns stale.
+CONTEXT_OPS = frozenset({"store_tlb", "put_page"}) | MAY_END_COVERING_CALL
 
 
 def conflict(a: Footprint, b: "Footprint | FutureAt") -> bool:
@@ -80,7 +90,11 @@ class Footprints:
         self._ipis: list[Footprint] = []
         for c in range(ncpus):
             fp: Footprint = {("tlb", c, p): "i" for p in self.all_pages}
+            for p in self.all_pages:
+                fp[("cov", c, p)] = fp[("stale", c, p)] = "i"
             fp[("ipiq", c)] = "w"
+            for t in range(len(programs)):
+                fp[("ack", t)] = "+"
             self._ipis.append(fp)
         # What thread tid may touch from operation pc to the end of its program (future(tid, pc)), as one index per
         # thread rather than one footprint per operation: those would hold every page a hundred-thousand-store
@@ -121,6 +135,7 @@ class Footprints:
                     hit_fp: Footprint = {}
                     for p in self._pages(op):
                         hit_fp[("tlb", cpu_of[tid], p)] = "r"
+                        hit_fp[("stale", cpu_of[tid], p)] = "r"  # the oracle's ghost: covered, then stale
                         hit_fp[("data", p)] = "s"
                     if self.up:
                         hit_fp[("preempt",)] = "r"
@@ -156,6 +171,8 @@ class Footprints:
                 _add(fp, ("alloc",), "w")
             for p in pages:
                 _add(fp, ("tlb", cpu, p), "w")
+                _add(fp, ("cov", cpu, p), "w")  # fills and faults drop what a clear covered
+                _add(fp, ("stale", cpu, p), "w")  # hits read it; fills and faults drop it
                 _add(fp, ("data", p), {"store": "s", "load": "r"}.get(kind, "w"))
                 for obj in ("pte", "ptebits", "lock", "map"):
                     _add(fp, (obj, p), "w")
@@ -169,7 +186,7 @@ class Footprints:
                     _add(fp, ("disk", p), "r")
             self._ptl_sections(fp, pages)  # the fault paths take the PTL (do_wp_page, finish_fault)
         elif kind in ("madvise_dontneed", "munmap", "mmap_fixed"):
-            self._zap_footprint(fp, cpu, pages)
+            self._zap_footprint(fp, tid, pages)
             if kind != "madvise_dontneed":
                 _add(fp, ("sem", "mmap_lock"), "w")
                 _add(fp, ("sem", "i_mmap_rwsem"), "w")
@@ -178,7 +195,7 @@ class Footprints:
                     _add(fp, ("imap", p), "w")
         elif kind == "msync":
             _add(fp, ("sem", "i_mmap_rwsem"), "r")
-            self._flush_footprint(fp, cpu)
+            self._flush_footprint(fp, tid)
             for p in pages:
                 for obj in ("lock", "wb", "dirty", "pte", "ptebits", "disk"):
                     _add(fp, (obj, p), "w")
@@ -196,18 +213,25 @@ class Footprints:
                     _add(fp, ("tlb", c, p), "r")
         return fp
 
-    def _flush_footprint(self, fp: Footprint, cpu: int) -> None:
-        """Flushes of any range (over-approximated by every page) on this CPU, IPIs to the others."""
+    def _flush_footprint(self, fp: Footprint, tid: int) -> None:
+        """Flushes of any range (over-approximated by every page) on this CPU, IPIs to the others and the acks
+        they count; and the PTE clears before them, which cover translations on every CPU, and the completions
+        that make them stale."""
+        cpu = self.cpu_of[tid]
+        _add(fp, ("ack", tid), "+")
         for c in range(self.ncpus):
             if c != cpu:
                 _add(fp, ("ipiq", c), "w")
             if c == cpu or self.sync:
                 for p in self.all_pages:
                     _add(fp, ("tlb", c, p), "i")
+            for p in self.all_pages:
+                _add(fp, ("cov", c, p), "w")
+                _add(fp, ("stale", c, p), "w")
 
-    def _zap_footprint(self, fp: Footprint, cpu: int, pages: tuple[int, ...]) -> None:
+    def _zap_footprint(self, fp: Footprint, tid: int, pages: tuple[int, ...]) -> None:
         _add(fp, ("sem", "mmap_lock"), "r")
-        self._flush_footprint(fp, cpu)
+        self._flush_footprint(fp, tid)
         for p in pages:
             for obj in ("pte", "ptebits", "map", "ref"):
                 _add(fp, (obj, p), "w")
@@ -225,11 +249,23 @@ class Footprints:
                 _add(fp, ("map", p), "r")
                 _add(fp, ("pte", p), "r")
 
-    def step_footprint(self, tid: int, step: Step, index_of: list[int], s: State) -> Footprint | None:
+    def step_footprint(self, tid: int, step: Step, index_of: list[int], s: State,
+                       covering: frozenset = frozenset()) -> Footprint | None:
         """What one step touches in state ``s``, including what the oracle's check of that step reads.
-        ``index_of`` maps pfn to file page index in ``s``. Depends on ``s`` only through footprint_context."""
+        ``index_of`` maps pfn to file page index in ``s``; ``covering``: for a completion (wait_acks, or a step
+        after which the call may return), the oracle's covered translations it would turn stale. Depends on
+        ``s`` only through footprint_context."""
         op, a = step.op, step.args
         cpu = self.cpu_of[tid]
+        fp = self._step_footprint(tid, cpu, op, a, index_of, s)
+        if covering and fp is not None:
+            for _, c, va in covering:
+                fp[("cov", c, va)] = "w"
+                fp[("stale", c, va)] = "w" if fp.get(("stale", c, va), "a") != "a" else "a"
+        return fp
+
+    def _step_footprint(self, tid: int, cpu: int, op: str, a: tuple, index_of: list[int],
+                        s: State) -> Footprint | None:
         fp: Footprint = {}
         if op == "store_tlb" and a[1] is None:
             # The counter writer's increment: its loop makes cycles in the (canonical) state graph, and a
@@ -242,19 +278,25 @@ class Footprints:
             if entry is None:
                 fp = {("tlb", cpu, va): "r"}  # a miss: the walk is the next step
             elif not entry.writable:
-                fp = {("tlb", cpu, va): "w"}  # the fault drops the entry
+                fp = {("tlb", cpu, va): "w", ("cov", cpu, va): "i", ("stale", cpu, va): "i"}  # the fault drops it
             elif entry.dirty:
-                fp = {("tlb", cpu, va): "r", ("data", va): "s"}  # no page-table access at all (x86)
+                # No page-table access at all (x86); the oracle checks the entry is not stale.
+                fp = {("tlb", cpu, va): "r", ("data", va): "s", ("stale", cpu, va): "r"}
             else:
-                fp = {("tlb", cpu, va): "w", ("data", va): "s", ("ptebits", va): "w", ("pte", va): "r"}
+                fp = {("tlb", cpu, va): "w", ("data", va): "s", ("ptebits", va): "w", ("pte", va): "r",
+                      ("cov", cpu, va): "w", ("stale", cpu, va): "w"}
         elif op == "load_tlb":
-            fp = {("tlb", cpu, a[0]): "w", ("data", a[0]): "r"}
+            fp = {("tlb", cpu, a[0]): "w", ("data", a[0]): "r", ("stale", cpu, a[0]): "r"}
         elif op == "walk_fill":
-            fp = {("tlb", cpu, a[0]): "w", ("ptebits", a[0]): "w", ("pte", a[0]): "r"}
+            fp = {("tlb", cpu, a[0]): "w", ("ptebits", a[0]): "w", ("pte", a[0]): "r", ("cov", cpu, a[0]): "i",
+                  ("stale", cpu, a[0]): "i"}
         elif op == "flush_tlb_local":
-            fp = {("tlb", cpu, p): "i" for p in range(a[0], min(a[1], self.npages))}
+            fp = {}
+            for p in range(a[0], min(a[1], self.npages)):
+                fp[("tlb", cpu, p)] = fp[("cov", cpu, p)] = fp[("stale", cpu, p)] = "i"
         elif op == "flush_tlb_others":
             fp = {("ipiq", c): "w" for c in range(self.ncpus) if c != cpu}
+            fp[("ack", tid)] = "+"  # acks_pending += targets: commutes with the acks' decrements
         elif op == "wait_acks":
             fp = {}
         elif op == "spin_lock":
@@ -280,9 +322,11 @@ class Footprints:
         elif op == "ptep_get_and_clear_full":
             va = a[0]
             fp = {("pte", va): "w", ("ptebits", va): "w"}
-            if a[1]:
-                for c in range(self.ncpus):
-                    fp[("tlb", c, va)] = "i"
+            for c in range(self.ncpus):
+                if a[1]:  # s390 IPTE: invalidated everywhere in this step
+                    fp[("tlb", c, va)] = fp[("cov", c, va)] = fp[("stale", c, va)] = "i"
+                else:  # the oracle marks the translation covered on every CPU
+                    fp[("cov", c, va)] = "a"
         elif op == "pte_none":
             fp = {("pte", a[0]): "r"}
         elif op in ("pte_get", "pte_same"):
@@ -363,19 +407,28 @@ class Footprints:
         return hit.at(pc)
 
     def ipi(self, cpu: int) -> Footprint:
-        """A CPU's flush IPI handler: it invalidates that CPU's TLB (any range) and takes a request off its
-        queue. (Built once per CPU: callers only read it.)"""
+        """A CPU's flush IPI handler, both its steps: it invalidates that CPU's TLB (any range) and takes a
+        request off its queue. (Built once per CPU: callers only read it.)"""
         return self._ipis[cpu]
 
-    def footprint_context(self, tid: int, pc: int, step: Step, s: State) -> object:
+    def ipi_step(self, cpu: int, invalidates: bool, initiator: int) -> Footprint:
+        """One step of it: the invalidation (as ipi()), or the ack: it decrements the initiator's count of
+        acks pending (which commutes with the other acks and with a send adding to it) and takes its own request
+        off the queue (which commutes with sends appending to it and with the other requests' steps). The only
+        agent it can enable is the initiator waiting in wait_acks, which cannot move before it:
+        Machine._relations counts that agent's future as moot."""
+        return self._ipis[cpu] if invalidates else {("ack", initiator): "+"}
+
+    def footprint_context(self, tid: int, pc: int, step: Step, s: State, covering: frozenset = frozenset()) -> object:
         """The part of ``s`` that step_footprint reads for this step of thread ``tid`` at operation ``pc``, and
-        for a store whether hit_future holds; None for steps outside CONTEXT_OPS."""
+        for a store whether hit_future holds; for a completion, ``covering`` (see step_footprint); None for steps
+        outside CONTEXT_OPS."""
         op = step.op
         if op == "store_tlb":
             return s.tlbs[self.cpu_of[tid]].get(step.args[0]), self.hit_future(tid, pc, step, s) is not None
         if op == "put_page":
             return s.folios[step.args[0]].refcount <= 1
-        return None
+        return covering
 
 
 def _has_evict(ops: list[Op]) -> bool:

@@ -39,6 +39,9 @@ class Ipi(NamedTuple):
     initiator: int  # thread id waiting for the ack
     start: int
     end: int
+    # The handler runs in two steps (flush_tlb_func's invalidation, then csd_unlock's ack; the other way round
+    # under the ack_before_invalidate mutant): True once the first of them is done.
+    half: bool = False
 
 
 class Folio(NamedTuple):

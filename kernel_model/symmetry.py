@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from itertools import permutations, product
 
 from kernel_model.program import Scenario
-from kernel_model.state import FREE, Ipi
+from kernel_model.state import FREE
 
 # Groups of more than this many interchangeable threads keep their order (n! keys per state would cost more
 # than the states saved).
@@ -93,12 +93,18 @@ def permute(key: tuple, p: Permutation) -> tuple:
     new_tlbs = tuple([tlbs[c] for c in p.cpu_src])
     new_ipis = tuple([ipis[c] for c in p.cpu_src])
     if any(i.initiator in moved for q in new_ipis for i in q):
-        new_ipis = tuple(tuple(Ipi(tid[i.initiator], i.start, i.end) for i in q) for q in new_ipis)
+        new_ipis = tuple(tuple(i._replace(initiator=tid[i.initiator]) for i in q) for q in new_ipis)
     new_acks = tuple([acks[t] for t in p.tid_src])
     new_positions = tuple([positions[t] for t in p.tid_src])
-    transits, delayed = oracle
+    transits, delayed, covered, stale, last = oracle  # last: empty (no expectations when symmetric)
     if any(t in moved for t, _ in transits) or any(d[0] in moved for d in delayed):
-        oracle = (frozenset((tid[t], pfn) for t, pfn in transits), tuple((tid[t], pfn, b) for t, pfn, b in delayed))
+        transits = frozenset((tid[t], pfn) for t, pfn in transits)
+        delayed = tuple((tid[t], pfn, b) for t, pfn, b in delayed)
+    if covered or stale:  # (tid, cpu, va) and (cpu, va, tid): both name threads and CPUs
+        cpu = p.cpu
+        covered = frozenset((tid[t], cpu[c], va) for t, c, va in covered)
+        stale = frozenset((cpu[c], va, tid[t]) for c, va, t in stale)
+    oracle = (transits, delayed, covered, stale, last)
     return ((folios, page_cache, disk, ptes, vma, i_mmap, ptl, ppt, sems[0], sems[1], new_tlbs, new_ipis, new_acks),
             new_positions, oracle)
 

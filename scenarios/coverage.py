@@ -61,8 +61,9 @@ class _Window:
     va: int
 
     def kind_of(self, e: Event) -> str | None:
-        if e.kind == "ipi":
-            return "flush" if e.seq > self.clear.seq and e.tid == self.clear.tid else None
+        if e.kind == "ipi":  # the invalidating half of flush_tlb_func (its ack is "ipi_ack")
+            flush = e.op == "ipi_flush" and e.seq > self.clear.seq and e.tid == self.clear.tid
+            return "flush" if flush else None
         if e.kind != "step":
             return None
         if e.op in ("folio_mapped", "writepage"):  # before the clear too: that order counts as well

@@ -40,6 +40,17 @@ Operations (``program`` entries, and ``body`` entries of a loop):
 - ``op = "loop"`` takes ``times`` (int or param name, >= 1) and ``body`` (a non-empty list of operations) and
   nothing else; it becomes ``Op("loop", (), times, body)``.
 
+End-of-run checks (optional, any number): the oracle judges each as the invariant ``expect_failed`` once every
+thread has finished (kernel_model.oracle)::
+
+    [[expect]]
+    kind = "file_holds_last_store"    # after a final sync, the file holds the last value `thread` stored
+    thread = "writer"                 # a thread name (after count expansion)
+    page = 0                          # int or param name, < setup.pages: the page that thread stores to
+
+A file scenario only (``anon = true`` has no file). Writers an expectation names are no longer interchangeable
+(kernel_model.symmetry is off for such scenarios).
+
 Rules across keys: anon memory has no backing file, so ``anon = true`` forbids msync and evict. A store to a
 page that is not mapped is fine (it faults in). ``warm_tlb = ["writer"]`` names every copy of a counted thread.
 Thread names, after count expansion, must be distinct. Unknown keys anywhere are errors. Sizes are bounded
@@ -56,7 +67,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from kernel_model.config import Config, ConfigError
-from kernel_model.program import OP_KINDS, Op, Scenario, Setup, Thread, flatten
+from kernel_model.program import EXPECT_KINDS, OP_KINDS, Expect, Op, Scenario, Setup, Thread, flatten
 
 LIBRARY_DIR: Final = Path(__file__).resolve().parent / "library"
 
@@ -71,7 +82,8 @@ ZAP_OPS: Final = ("madvise_dontneed", "munmap", "mmap_fixed")
 FILE_OPS: Final = ("msync", "evict")  # need a backing file
 PAGE_REQUIRED_OPS: Final = ("store", "load", "counter")
 
-_TOP_KEYS: Final = ("name", "description", "params", "setup", "config", "threads")
+_TOP_KEYS: Final = ("name", "description", "params", "setup", "config", "threads", "expect")
+_EXPECT_KEYS: Final = ("kind", "thread", "page")
 # Every boolean field of Setup is a [setup] key of the same name (mapped, anon, and any the model adds later).
 _SETUP_DEFAULTS: Final = {f.name: f.default for f in fields(Setup)}
 _SETUP_BOOLS: Final = tuple(k for k, v in _SETUP_DEFAULTS.items() if isinstance(v, bool))
@@ -259,8 +271,33 @@ class _Builder:
         warm_tlb = self.build_warm_tlb(setup_doc.get("warm_tlb", []), threads, mapped)
         self.check_counters(threads, warm_tlb)
         setup = Setup(pages=pages, ptes_per_table=ptes_per_table, warm_tlb=warm_tlb, **flags)
+        expect = self.build_expect(doc.get("expect", []), threads, pages, anon)
         return Scenario(name=name, description=description, setup=setup, threads=threads, config=config,
-                        params=dict(self.params), source=self.text)
+                        params=dict(self.params), source=self.text, expect=expect)
+
+    def build_expect(self, value: Any, threads: tuple[Thread, ...], pages: int, anon: bool) -> tuple[Expect, ...]:
+        """The [[expect]] entries (see the module docstring)."""
+        if not isinstance(value, list):
+            raise self.err("expect", f"expected an array of tables ([[expect]]), got {_show(value)}")
+        names = [t.name for t in threads]
+        out: list[Expect] = []
+        for n, entry in enumerate(value):
+            key = f"expect[{n}]"
+            entry = self.table(key, entry, _EXPECT_KEYS)
+            for k in _EXPECT_KEYS:
+                if k not in entry:
+                    raise self.err(f"{key}.{k}", "missing (an expectation needs kind, thread and page)")
+            kind = self.string(f"{key}.kind", entry["kind"])
+            if kind not in EXPECT_KINDS:
+                raise self.err(f"{key}.kind", f"expected one of {', '.join(EXPECT_KINDS)}, got {kind!r}")
+            if anon:
+                raise self.err(f"{key}.kind", f"{kind} needs a file, and setup.anon = true has none")
+            thread = self.string(f"{key}.thread", entry["thread"])
+            if thread not in names:
+                raise self.err(f"{key}.thread", f"expected a thread name ({', '.join(names)}), got {thread!r}")
+            page = self.integer(f"{key}.page", entry["page"], 0, pages - 1)
+            out.append(Expect(kind, thread, page))
+        return tuple(out)
 
     def build_params(self, value: Any, overrides: dict[str, int] | None) -> dict[str, int]:
         if not isinstance(value, dict):

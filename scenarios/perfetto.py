@@ -86,7 +86,7 @@ def _trial_events(pid: int, t: TraceTrial) -> list[dict[str, Any]]:
             for fid in ids:
                 out.append({"name": "flush IPI", "ph": "s", "cat": "ipi", "id": fid, "pid": pid, "tid": track,
                             "ts": ts + 1})
-        elif e.kind == "ipi" and sends.get(e.tid):
+        elif e.op == "ipi_flush" and sends.get(e.tid):  # the handler's invalidation (not its ack)
             out.append({"name": "flush IPI", "ph": "f", "bp": "e", "cat": "ipi", "id": sends[e.tid].pop(0),
                         "pid": pid, "tid": track, "ts": ts + 1})
     for tid, (start, name) in open_ops.items():  # the trial stopped (violation) inside these operations

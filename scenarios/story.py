@@ -29,7 +29,10 @@ def describe(ev: Event, names: list[str]) -> str | None:
     """One line for one event, or None when the event is not worth a row."""
     a, r = ev.args, ev.result
     if ev.kind == "ipi":
-        return f"flush_tlb_func: IPI from {names[ev.tid]}, invalidates va {a[0]}..{a[1] - 1}: {r} entr{'y' if r == 1 else 'ies'} dropped"
+        if ev.op == "ipi_ack":
+            return f"csd_unlock: acks {names[ev.tid]}'s flush IPI (va {a[0]}..{a[1] - 1})"
+        return (f"flush_tlb_func: IPI from {names[ev.tid]}, invalidates va {a[0]}..{a[1] - 1}: "
+                f"{r} entr{'y' if r == 1 else 'ies'} dropped")
     if ev.kind == "note":
         if ("*", ev.op) not in _NOTES and (ev.fn, ev.op) not in _NOTES:
             return None
@@ -72,7 +75,7 @@ def _args(op: str, a: tuple) -> str:
         return f"va {a[0]}, {_pte(a[1])}"
     if op == "page_remove_rmap":
         return f"pfn {a[0]}{', delayed' if a[1] else ''}"
-    if op in ("flush_tlb_others", "flush_tlb_local"):
+    if op in ("flush_tlb_others", "flush_tlb_local", "wait_acks"):
         return f"va {a[0]}..{a[1] - 1}"
     return ", ".join(map(str, a))
 

@@ -151,7 +151,7 @@ def _draw_ipis(ax, events: list[Event], y: dict[int, int], lane_of_cpu: dict[int
         if e.kind == "step" and e.op == "flush_tlb_others":
             pending[e.tid] = e.seq
             delivered[e.tid] = []
-        elif e.kind == "ipi" and e.tid in pending:
+        elif e.op == "ipi_flush" and e.tid in pending:  # the invalidation; the ack is its own event
             target = lane_of_cpu.get(e.cpu, e.tid)
             ax.annotate("", xy=(e.seq, y[target]), xytext=(pending[e.tid], y[e.tid]),
                         arrowprops={"arrowstyle": "->", "color": "tab:purple", "lw": 1.2}, zorder=3)

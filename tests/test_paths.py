@@ -144,7 +144,7 @@ def test_flush_waits_for_every_ack():
     r = solo(Op("madvise_dontneed", (0,)), extra=(Thread("a", ()), Thread("b", ())))
     sent = next(e for e in r.events if e.op == "flush_tlb_others")
     assert sent.result == 2
-    acks = [e for e in r.events if e.kind == "ipi"]
+    acks = [e for e in r.events if e.op == "ipi_ack"]
     wait = next(i for i, e in enumerate(r.events) if e.op == "wait_acks")
     assert len(acks) == 2 and all(r.events.index(a) < wait for a in acks)
 
