@@ -27,6 +27,7 @@ MUTANTS: Final = (
     "no_folio_lock_in_fault",  # the shared-file fault paths dirty the page without the folio lock
     "double_ptl",  # zap takes the PTL a second time (self-deadlock)
     "no_ipi_while_spinning",  # a CPU spinning on a PTL or waiting for acks does not service flush IPIs
+    "fault_without_page_ref",  # the file fault drops its folio reference before the PTE is set
 )
 MUTANT_BREAKS: Final = {
     "free_before_flush": "freed_while_mapped",
@@ -39,6 +40,7 @@ MUTANT_BREAKS: Final = {
     "no_folio_lock_in_fault": "lost_dirty_data",
     "double_ptl": "hang",
     "no_ipi_while_spinning": "hang",
+    "fault_without_page_ref": "freed_while_mapped",
 }
 
 

@@ -22,4 +22,7 @@ MUTANT_TABLE: Final[dict[str, tuple[str, dict[str, object]] | None]] = {
     "no_folio_lock_in_fault": ("munmap", {}),  # needs a store that faults the page back in
     "double_ptl": ("madv_dontneed", {}),
     "no_ipi_while_spinning": ("madv_dontneed", {}),
+    # The write fault's unlock for ->page_mkwrite leaves the folio clean, unlocked and unmapped: only the fault's
+    # reference keeps eviction off it.
+    "fault_without_page_ref": ("fault_vs_evict", {}),
 }
