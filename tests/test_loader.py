@@ -185,6 +185,18 @@ BAD = [
      "expected it in setup.warm_tlb"),
     ('[setup]\nwarm_tlb = ["w"]\n[[threads]]\nname = "w"\nprogram = [{ op = "counter", pages = [0] }]\n'
      '[[threads]]\nname = "s"\nprogram = [{ op = "msync" }]\n', "threads[0].program", "would never end"),
+    ('[[threads]]\nname = "w"\nprogram = [{ op = "counter", pages = [0], refault = "yes" }]\n',
+     "threads[0].program[0].refault", "true or false"),
+    ('[[threads]]\nname = "w"\nprogram = [{ op = "counter", pages = [0], refault = true, max = 0 }]\n',
+     "threads[0].program[0].max", ">= 1"),
+    ('[[threads]]\nname = "w"\nprogram = [{ op = "counter", pages = [0], refault = true, max = "lots" }]\n',
+     "threads[0].program[0].max", "param name"),
+    ('[[threads]]\nname = "w"\nprogram = [{ op = "store", pages = [0], max = 3 }]\n',
+     "threads[0].program[0].max", "only counter takes refault and max"),
+    ('[setup]\nwarm_tlb = ["w"]\n[[threads]]\nname = "w"\nprogram = [{ op = "loop", times = 2, body = '
+     '[{ op = "counter", pages = [0], max = 3 }] }]\n', "threads[0].program[0].body[0].op", "refault = true"),
+    ('[setup]\nwarm_tlb = ["w"]\n[[threads]]\nname = "w"\nprogram = [{ op = "counter", pages = [0], max = 3, '
+     'repeat = 2 }]\n', "threads[0].program[0].repeat", "refault = true"),
     ('[setup]\npages = 3\n[[threads]]\nname = "z"\nprogram = [{ op = "munmap", pages = [0, 2] }]\n',
      "threads[0].program[0].pages", "contiguous"),
     ('[setup]\npages = 3\n[[threads]]\nname = "z"\nprogram = [{ op = "madvise_dontneed", pages = [1, 0] }]\n',
