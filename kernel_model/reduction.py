@@ -327,8 +327,8 @@ class Footprints:
                     fp[("tlb", c, i)] = "r"
         elif op == "evict_folio":
             i = a[0]
-            fp = {("pc", i): "w", ("ref", i): "w", ("freed", i): "w", ("lock", i): "r", ("dirty", i): "r", ("wb", i): "r",
-                  ("map", i): "r", ("data", i): "r", ("disk", i): "r"}
+            fp = {("pc", i): "w", ("ref", i): "w", ("freed", i): "w", ("lock", i): "r", ("dirty", i): "r",
+                  ("wb", i): "r", ("map", i): "r", ("data", i): "r", ("disk", i): "r"}
             for c in range(self.ncpus):
                 fp[("tlb", c, i)] = "r"
         elif op == "filemap_get_folio":  # lookup and folio_try_get: a reference that cannot free
