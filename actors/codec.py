@@ -48,12 +48,12 @@ def args_from_wire(args: list) -> tuple:
 
 # --- scenarios and configuration (sent once per actor set) -----------------------------------------------------
 def _op_to_wire(op: Op) -> list:
-    return [op.kind, list(op.pages), op.repeat, [_op_to_wire(b) for b in op.body]]
+    return [op.kind, list(op.pages), op.repeat, [_op_to_wire(b) for b in op.body], op.refault, op.max]
 
 
 def _op_from_wire(data: list) -> Op:
-    kind, pages, repeat, body = data
-    return Op(kind, tuple(pages), repeat, tuple(_op_from_wire(b) for b in body))
+    kind, pages, repeat, body, refault, limit = data
+    return Op(kind, tuple(pages), repeat, tuple(_op_from_wire(b) for b in body), refault, limit)
 
 
 def scenario_to_wire(s: Scenario) -> dict[str, Any]:

@@ -198,6 +198,7 @@ class CpuCore:
         # a thread always has a next step there; so that every wild run replays, this CPU takes no IPI until
         # each thread's next step is known and is neither (stricter, never looser, than the machine).
         self.next_op: dict[int, str | None] = {tid: None for tid in self.tids}
+        self.bounded_counters: set[int] = set()  # threads now running a counter with a bound (Op.counts)
 
     def run(self, message: bytes) -> bytes:
         run, trial, seed, jitter_us = unpack(message)
@@ -228,6 +229,8 @@ class CpuCore:
         k = boot.thread_context(self.scenario, self.cfg, tid)
         try:
             for pc, op in enumerate(self.programs[tid]):
+                with self.cv:
+                    (self.bounded_counters.add if op.counts else self.bounded_counters.discard)(tid)
                 gen = op_path(k, op, pc, setup.pages)
                 value: Any = None
                 while True:
@@ -277,7 +280,8 @@ class CpuCore:
             # A counter increment that landed is followed by another one (counter_increment loops), so that
             # next step is known: a no_ipi_while_spinning CPU may take IPIs between turns of the loop, which
             # would otherwise keep its irqs off almost all the time (the machine takes them there too).
-            looping = step.op == "store_tlb" and step.args[1] is None and result == "stored"
+            looping = (step.op == "store_tlb" and step.args[1] is None and result == "stored"
+                       and tid not in self.bounded_counters)  # a bounded counter's last turn is followed by others
             self.next_op[tid] = "store_tlb" if looping else None
         if self.stall_at == (self.trial, step.op):
             self._stall(tid, step)

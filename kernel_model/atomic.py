@@ -161,10 +161,11 @@ class PageTableOps:
 
     # --- rmap ------------------------------------------------------------------------------------------------
     def page_add_file_rmap(self, pfn: int) -> int:
-        folio = self.s.folios[pfn]
-        # The PTE's reference: the fault's get_page becomes it.
-        self._set(pfn, mapcount=folio.mapcount + 1, refcount=folio.refcount + 1)
-        return folio.mapcount + 1
+        """The mapcount only: the PTE's reference is the one the fault took in filemap_get_folio (do_read_fault
+        and do_shared_fault hand it to the PTE; they folio_put it only when finish_fault installs nothing)."""
+        mapcount = self.s.folios[pfn].mapcount + 1
+        self._set(pfn, mapcount=mapcount)
+        return mapcount
 
     def page_remove_rmap(self, pfn: int, delayed: bool) -> int:
         mapcount = self.s.folios[pfn].mapcount - 1
@@ -195,12 +196,41 @@ class PageTableOps:
 
     # --- page cache, IO and page lifetime ------------------------------------------------------------------
     def filemap_get_folio(self, index: int) -> int | None:
+        """filemap_get_folio → filemap_get_entry: look the offset up and take a reference (folio_try_get, which
+        the kernel rechecks against the xarray under RCU: one atomic step here). The caller owns the reference
+        and drops it with folio_put (put_page)."""
+        pfn = self.s.page_cache[index]
+        if pfn is not None:
+            self._set(pfn, refcount=self.s.folios[pfn].refcount + 1)
+        return pfn
+
+    def filemap_lookup(self, index: int) -> int | None:
+        """The page-cache lookup of write_cache_pages (filemap_get_folios_tag). Coarser than the kernel: its
+        references (dropped by folio_batch_release) are not modelled. Nothing is lost by that: the only thing
+        they keep off is eviction before write_cache_pages locks the folio, and an eviction there is caught by
+        its recheck (folio_test_mapping) and ends as if it had come before the lookup."""
         return self.s.page_cache[index]
 
-    def page_cache_read(self, index: int) -> int:
-        """Read file page ``index`` from disk into a new page-cache folio (a re-read after eviction)."""
+    def folio_test_mapping(self, pfn: int) -> bool:
+        """``folio->mapping == mapping``, the check filemap_fault and write_cache_pages make once the folio is
+        locked: was it taken out of the page cache (evicted) meanwhile? A folio never comes back once out."""
+        return self.s.folios[pfn].in_page_cache
+
+    def folio_get(self, pfn: int) -> None:
+        """folio_get: one more reference (only the fault_without_page_ref mutant's finish_fault takes one)."""
+        self._set(pfn, refcount=self.s.folios[pfn].refcount + 1)
+
+    def page_cache_read(self, index: int) -> int | None:
+        """__filemap_get_folio(FGP_CREAT) after a miss: filemap_alloc_folio, filemap_add_folio, read_folio.
+        Returns the new folio with two references (the page cache's and the caller's), or None when
+        filemap_add_folio finds a folio already at ``index`` (-EEXIST: another fault added it since the lookup);
+        the kernel then frees its new folio, which nobody saw, and repeats the lookup (``goto repeat``). So at most
+        one folio is ever cached per file offset. The read completes within the step (coarser than the kernel,
+        which adds the folio locked and unlocks it when the read IO ends; nobody can use it before then)."""
+        if self.s.page_cache[index] is not None:
+            return None
         pfn = len(self.s.folios)
-        self.s.folios.append(Folio(index=index, anon=False, data=self.s.disk[index], refcount=1,
+        self.s.folios.append(Folio(index=index, anon=False, data=self.s.disk[index], refcount=2,
                                    in_page_cache=True))
         self.s.page_cache[index] = pfn
         return pfn
@@ -234,9 +264,12 @@ class PageTableOps:
         return refcount
 
     def evict_folio(self, index: int) -> int | None:
-        """invalidate_mapping_pages for one offset: only a clean, unlocked, unmapped folio that nobody but the
-        page cache references is dropped (folio_trylock: a locked folio is skipped, not waited for).
-        Returns the pfn of the evicted folio, or None when it was kept."""
+        """invalidate_mapping_pages for one offset (mapping_try_invalidate → mapping_evict_folio): a folio is
+        skipped, not waited for, when folio_trylock fails (locked), when it is dirty or under writeback, when
+        folio_mapped, or when it holds references beyond the page cache's and the caller's (mapping_evict_folio's
+        ``folio_ref_count(folio) > folio_nr_pages(folio) + 1``: a fault between filemap_get_folio and set_pte_at
+        holds one). The caller's reference (find_lock_entries) is not modelled, the step being atomic, so
+        "only the page cache's" is refcount == 1. Returns the pfn of the evicted folio, or None when it was kept."""
         pfn = self.s.page_cache[index]
         if pfn is None:
             return None

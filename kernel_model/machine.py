@@ -457,9 +457,12 @@ class Machine:
         ends the loop, is an ordinary transition."""
         if tr[0] != "t":
             return False
-        step = self.pos[tr[1]].step
+        p = self.pos[tr[1]]
+        step = p.step
         if step is None or step.op != "store_tlb" or step.args[1] is not None:
             return False
+        if self.programs[tr[1]][p.pc >> 1].counts:
+            return False  # a counter with a bound (max) ends by itself: its turns are ordinary transitions
         va = step.args[0]
         entry = self.state.tlbs[self.cpu_of[tr[1]]].get(va)
         if entry is None or not entry.writable:

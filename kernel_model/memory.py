@@ -189,16 +189,47 @@ def _fault_folio_unlock(k: Kctx, fn: str, pfn: int) -> Path:
 
 
 def filemap_fault(k: Kctx, va: int) -> Path:
-    """__do_fault → filemap_fault: find or read the page-cache folio and return it locked."""
+    """__do_fault → filemap_fault: find or read the page-cache folio and return it locked, holding a reference
+    (filemap_get_folio / __filemap_get_folio take it) that the caller hands to the PTE or drops."""
     while True:
         pfn = yield Step("filemap_fault", "filemap_get_folio", (va,))
         if pfn is None:
             pfn = yield Step("filemap_fault", "page_cache_read", (va,))
+            if pfn is None:
+                continue  # filemap_add_folio: -EEXIST, another fault cached it first; look it up again
         yield from _fault_folio_lock(k, "filemap_fault", pfn)
-        # Recheck under the lock that eviction did not take the folio out of the page cache meanwhile.
-        if (yield Step("filemap_fault", "filemap_get_folio", (va,))) == pfn:
-            return pfn
+        # "Did it get truncated?": folio->mapping != mapping once locked (eviction took it out meanwhile).
+        if (yield Step("filemap_fault", "folio_test_mapping", (pfn,))):
+            break
         yield from _fault_folio_unlock(k, "filemap_fault", pfn)
+        yield Step("filemap_fault", "put_page", (pfn,))  # folio_put, then retry_find
+    if k.cfg.has("fault_without_page_ref"):
+        # The wrong kernel: the fault lets go of its reference before the PTE exists, so only the folio lock
+        # (where the path holds it) keeps eviction off the folio.
+        yield Step("filemap_fault", "put_page", (pfn,))
+    return pfn
+
+
+def _finish_fault(k: Kctx, va: int, pfn: int, pte: tuple) -> Path:
+    """finish_fault → set_pte_range under the PTL: map the folio unless another fault mapped the address first.
+    The fault's reference becomes the PTE's (page_add_file_rmap takes none); returns False when nothing was
+    installed (VM_FAULT_NOPAGE), when the caller must folio_put it."""
+    table = k.table_of(va)
+    yield Step("finish_fault", "spin_lock", (table, k.tid))
+    installed = yield Step("finish_fault", "pte_none", (va,))
+    if installed:
+        if k.cfg.has("fault_without_page_ref"):
+            yield Step("finish_fault", "folio_get", (pfn,))  # the mutant's PTE takes a reference of its own
+        yield Step("finish_fault", "page_add_file_rmap", (pfn,))
+        yield Step("finish_fault", "set_pte_at", (va, pte))
+    yield Step("finish_fault", "spin_unlock", (table, k.tid))
+    return installed
+
+
+def _fault_folio_put(k: Kctx, fn: str, pfn: int) -> Path:
+    """folio_put of the fault's own reference (none left to drop under the fault_without_page_ref mutant)."""
+    if not k.cfg.has("fault_without_page_ref"):
+        yield Step(fn, "put_page", (pfn,))
 
 
 def do_page_mkwrite(k: Kctx, pfn: int) -> Path:
@@ -214,17 +245,17 @@ def fault_dirty_shared_page(k: Kctx, pfn: int) -> Path:
 
 
 def do_shared_fault(k: Kctx, va: int) -> Path:
-    """Write fault on a none PTE of a shared file mapping (with write-notify: an fs with ->page_mkwrite)."""
+    """Write fault on a none PTE of a shared file mapping (with write-notify: an fs with ->page_mkwrite).
+    Between the unlock for ->page_mkwrite and its relock only the fault's reference keeps eviction away."""
     pfn = yield from filemap_fault(k, va)
     if k.write_notify:
         yield from _fault_folio_unlock(k, "do_shared_fault", pfn)  # unlock before calling ->page_mkwrite
         yield from do_page_mkwrite(k, pfn)
-    table = k.table_of(va)
-    yield Step("finish_fault", "spin_lock", (table, k.tid))
-    if (yield Step("finish_fault", "pte_none", (va,))):
-        yield Step("finish_fault", "page_add_file_rmap", (pfn,))
-        yield Step("finish_fault", "set_pte_at", (va, (pfn, True, True, True)))  # present+writable+dirty
-    yield Step("finish_fault", "spin_unlock", (table, k.tid))
+    if not (yield from _finish_fault(k, va, pfn, (pfn, True, True, True))):  # present+writable+dirty
+        # VM_FAULT_NOPAGE: folio_unlock, folio_put, return (no fault_dirty_shared_page)
+        yield from _fault_folio_unlock(k, "do_shared_fault", pfn)
+        yield from _fault_folio_put(k, "do_shared_fault", pfn)
+        return
     yield from fault_dirty_shared_page(k, pfn)
 
 
@@ -232,13 +263,10 @@ def do_read_fault(k: Kctx, va: int) -> Path:
     """Read fault on a shared file mapping: read-only and clean with write-notify (the first store must
     fault), writable and clean without it (the first store sets the dirty bit in hardware)."""
     pfn = yield from filemap_fault(k, va)
-    table = k.table_of(va)
-    yield Step("finish_fault", "spin_lock", (table, k.tid))
-    if (yield Step("finish_fault", "pte_none", (va,))):
-        yield Step("finish_fault", "page_add_file_rmap", (pfn,))
-        yield Step("finish_fault", "set_pte_at", (va, (pfn, not k.write_notify, False, True)))
-    yield Step("finish_fault", "spin_unlock", (table, k.tid))
+    installed = yield from _finish_fault(k, va, pfn, (pfn, not k.write_notify, False, True))
     yield from _fault_folio_unlock(k, "do_read_fault", pfn)
+    if not installed:
+        yield from _fault_folio_put(k, "do_read_fault", pfn)  # VM_FAULT_NOPAGE: folio_put
 
 
 def do_wp_page(k: Kctx, va: int, orig: Pte) -> Path:

@@ -55,6 +55,10 @@ REGISTRY: Final[tuple[Mutant, ...]] = (
     # increment goes through it.
     Mutant("ack_before_invalidate", "the flush IPI handler acks (csd_unlock) before flush_tlb_func invalidates",
            "stale_tlb_access", "madv_dontneed"),
+    # The write fault's unlock for ->page_mkwrite leaves the folio clean, unlocked and unmapped: only the fault's
+    # reference keeps eviction off it.
+    Mutant("fault_without_page_ref", "the fault path drops its folio reference before the PTE is set, so "
+           "eviction can free the page in the middle of the fault", "freed_while_mapped", "fault_vs_evict"),
 )
 
 BY_NAME: Final[dict[str, Mutant]] = {m.name: m for m in REGISTRY}

@@ -11,8 +11,9 @@ Invariants, by the names reports use:
   a dirty PTE, a dirty TLB entry, writeback in flight with these very contents, or a dirty bit in transit);
   evicting a page that differs from the disk loses it at once; at quiescence only PG_dirty or a dirty PTE count.
 - ``negative_mapcount``: after every rmap removal, immediate and delayed.
-- ``freed_while_mapped``: when a page's last reference goes, no PTE and no TLB may still map it; and no store or
-  load through a TLB may land in a freed frame.
+- ``freed_while_mapped``: when a page's last reference goes, no PTE and no TLB may still map it; no PTE may be
+  installed for (set_pte_at), nor a TLB entry filled from (walk_fill), a page already freed; and no store or load
+  through a TLB may land in a freed frame.
 - ``stale_tlb_access``: no store or load goes through a TLB translation after a shootdown covering it has
   completed: the translation was cached before its PTE was cleared, that CPU has not invalidated the address
   since, and the thread that cleared it has either seen every ack of a flush covering the address (its
@@ -41,11 +42,13 @@ INVARIANTS = (
 
 # Events that take a dirty bit out of shared state into a path's local variable, and those that put it back.
 _TRANSIT_CLOSERS = frozenset({"set_page_dirty", "folio_mark_dirty", "writepage"})
+# Events after which a PTE or a TLB entry maps a frame: it must not be one already freed (freed_while_mapped).
+_MAPS_PFN = frozenset({"set_pte_at", "walk_fill"})
 # By event kind, the ops Oracle.observe acts on: the controlled machine does not build the other events unless
 # it records them (observe returns [] and changes nothing for them; tests/test_oracle.py checks the lists).
 OBSERVED_OPS: dict[str, frozenset[str]] = {
     "step": frozenset({"ptep_get_and_clear_full", "folio_test_clear_dirty", "page_remove_rmap", "spin_unlock",
-                       "put_page", "evict_folio"}) | _TRANSIT_CLOSERS,
+                       "put_page", "evict_folio"}) | _TRANSIT_CLOSERS | _MAPS_PFN,
     "note": frozenset({"queue", "walk", "emptied", "end"}),
     "ipi": frozenset(),
 }
@@ -208,6 +211,8 @@ class Oracle:
                                      pending[0][1]))
             out.extend(_rmap_mismatches(s, range(ev.args[0] * s.ptes_per_table,
                                                  min(len(s.ptes), (ev.args[0] + 1) * s.ptes_per_table))))
+        elif op in _MAPS_PFN:
+            out.extend(_mapped_after_free(s, ev))
         elif op == "put_page":
             if ev.result == 0:
                 out.extend(_freed_while_mapped(s, ev.args[0]))
@@ -361,3 +366,19 @@ def _freed_while_mapped(s: State, pfn: int) -> list[Violation]:
         return []
     where = [f"PTE {va}" for va in ptes] + [f"CPU {cpu}'s TLB (va {va})" for cpu, va, _ in tlbs]
     return [Violation("freed_while_mapped", f"pfn {pfn} freed while still mapped by {', '.join(where)}", pfn)]
+
+
+def _mapped_after_free(s: State, ev: Event) -> list[Violation]:
+    """set_pte_at installed, or walk_fill cached, a translation to a frame whose last reference is gone: the
+    page may already hold someone else's data (a fault that let go of its folio reference too early)."""
+    if ev.op == "set_pte_at":
+        va, pfn, where = ev.args[0], ev.args[1][0], "set_pte_at installed PTE"
+    else:
+        va = ev.args[0]
+        entry = s.tlbs[ev.cpu].get(va) if ev.result else None
+        if entry is None:
+            return []
+        pfn, where = entry.pfn, f"walk_fill cached in CPU {ev.cpu}'s TLB"
+    if not s.folios[pfn].freed:
+        return []
+    return [Violation("freed_while_mapped", f"{where} {va} -> pfn {pfn}, which was already freed", pfn)]

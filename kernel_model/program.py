@@ -14,7 +14,8 @@ OP_KINDS: Final = {
     "store": "user store through the TLB (x86 semantics), faulting via do_shared_fault / do_wp_page",
     "load": "user load through the TLB, faulting via do_read_fault",
     "counter": "the PoC's counter writer: `lock incl` of a page's word through the TLB, again and again, for as "
-               "long as the TLB still holds a writable translation for it",
+               "long as the TLB still holds a writable translation for it (refault = true: faulting the page "
+               "back in and carrying on; max = N: at most N increments)",
     "madvise_dontneed": "madvise(MADV_DONTNEED): zap_page_range_single under mmap_lock read",
     "munmap": "munmap: detach VMAs, unmap_region (zap, free_pgtables unlinks i_mmap), under mmap_lock",
     "mmap_fixed": "mmap(MAP_FIXED) over the range: unmap the old VMA, link a new one of the same file",
@@ -24,12 +25,29 @@ OP_KINDS: Final = {
 }
 
 
+# A counter with refault = true and no max stops after this many increments. Its increments are counted in the
+# thread's position (a bounded loop), so every increment multiplies the states an exhaustive search visits; two
+# is the least that shows what refault is for: an increment that may land through a stale translation, then one
+# after the page was faulted back in. Scenarios that need a longer run (under real scheduling) say max = N.
+REFAULT_COUNTER_MAX: Final = 2
+
+
 @dataclass(frozen=True, slots=True)
 class Op:
     kind: str
     pages: tuple[int, ...] = ()
     repeat: int = 1
     body: tuple["Op", ...] = ()
+    # counter only: fault the page back in when the translation is gone (as the PoC's loop does), and the
+    # bound on increments (None: unbounded, allowed only without refault: the loop then ends with the
+    # translation).
+    refault: bool = False
+    max: int | None = None
+
+    @property
+    def counts(self) -> bool:
+        """A counter whose increments are counted (it has a bound): it ends by itself, never loops forever."""
+        return self.kind == "counter" and self.max is not None
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +118,8 @@ def flatten(ops: tuple[Op, ...]) -> list[Op]:
                 out.extend(Op("store", (p,)) for p in op.pages)
             elif op.kind == "load" and len(op.pages) > 1:
                 out.extend(Op("load", (p,)) for p in op.pages)
+            elif op.kind == "counter":
+                out.append(Op(op.kind, op.pages, refault=op.refault, max=op.max))
             else:
                 out.append(Op(op.kind, op.pages))
     return out

@@ -177,9 +177,13 @@ class Footprints:
                 for obj in ("pte", "ptebits", "lock", "map"):
                     _add(fp, (obj, p), "w")
                 _add(fp, ("dirty", p), "d")  # fault paths only ever set PG_dirty
-                # A file fault only takes references (page_add_file_rmap); an anonymous one may free the page it
-                # lost a race with.
-                _add(fp, ("ref", p), "w" if self.anon else "+")
+                # A file fault takes a reference (filemap_get_folio) and drops it again unless the PTE keeps it;
+                # that put frees the folio only when eviction took it out of the page cache meanwhile. An
+                # anonymous fault may free the page it lost a race with. Installing a PTE or filling a TLB entry
+                # reads whether the folio was freed (the oracle's freed_while_mapped check).
+                frees = self.anon or self.may_evict
+                _add(fp, ("ref", p), "w" if frees else "+")
+                _add(fp, ("freed", p), "w" if frees else "r")
                 _add(fp, ("pc", p), "w" if self.may_evict or self.anon else "r")
                 _add(fp, ("vma", p), "r")
                 if self.may_evict:
@@ -199,13 +203,14 @@ class Footprints:
             for p in pages:
                 for obj in ("lock", "wb", "dirty", "pte", "ptebits", "disk"):
                     _add(fp, (obj, p), "w")
-                for obj in ("pc", "map", "imap", "data"):
+                for obj in ("pc", "map", "imap", "data", "freed"):  # freed: folio_mkclean's set_pte_at check
                     _add(fp, (obj, p), "r")
             self._ptl_sections(fp, pages)
         elif kind == "evict":
             for p in pages:
                 _add(fp, ("pc", p), "w")
                 _add(fp, ("ref", p), "w")
+                _add(fp, ("freed", p), "w")
                 for obj in ("lock", "dirty", "wb", "map", "data", "disk"):
                     _add(fp, (obj, p), "r")
             for c in range(self.ncpus):
@@ -233,7 +238,7 @@ class Footprints:
         _add(fp, ("sem", "mmap_lock"), "r")
         self._flush_footprint(fp, tid)
         for p in pages:
-            for obj in ("pte", "ptebits", "map", "ref"):
+            for obj in ("pte", "ptebits", "map", "ref", "freed"):
                 _add(fp, (obj, p), "w")
             _add(fp, ("dirty", p), "d")  # zap_pte_range only sets PG_dirty (from a dirty PTE)
         self._ptl_sections(fp, pages)
@@ -287,9 +292,9 @@ class Footprints:
                       ("cov", cpu, va): "w", ("stale", cpu, va): "w"}
         elif op == "load_tlb":
             fp = {("tlb", cpu, a[0]): "w", ("data", a[0]): "r", ("stale", cpu, a[0]): "r"}
-        elif op == "walk_fill":
+        elif op == "walk_fill":  # the oracle checks that the PTE's folio was not freed (the VMA maps linearly)
             fp = {("tlb", cpu, a[0]): "w", ("ptebits", a[0]): "w", ("pte", a[0]): "r", ("cov", cpu, a[0]): "i",
-                  ("stale", cpu, a[0]): "i"}
+                  ("stale", cpu, a[0]): "i", ("freed", a[0]): "r"}
         elif op == "flush_tlb_local":
             fp = {}
             for p in range(a[0], min(a[1], self.npages)):
@@ -331,8 +336,8 @@ class Footprints:
             fp = {("pte", a[0]): "r"}
         elif op in ("pte_get", "pte_same"):
             fp = {("pte", a[0]): "r", ("ptebits", a[0]): "r"}
-        elif op == "set_pte_at":
-            fp = {("pte", a[0]): "w", ("ptebits", a[0]): "w"}
+        elif op == "set_pte_at":  # the oracle checks that the folio it maps was not freed
+            fp = {("pte", a[0]): "w", ("ptebits", a[0]): "w", ("freed", index_of[a[1][0]]): "r"}
         elif op == "find_vma":
             fp = {("vma", a[0]): "r"}
         elif op in ("detach_vma", "link_vma"):
@@ -341,9 +346,10 @@ class Footprints:
             fp = {("imap", a[0]): "w"}
         elif op == "i_mmap_lookup":
             fp = {("imap", a[0]): "r"}
-        elif op == "page_add_file_rmap":
-            i = index_of[a[0]]
-            fp = {("map", i): "w", ("ref", i): "+"}
+        elif op == "page_add_file_rmap":  # the mapcount only: the fault's reference becomes the PTE's
+            fp = {("map", index_of[a[0]]): "w"}
+        elif op == "folio_get":
+            fp = {("ref", index_of[a[0]]): "+"}
         elif op == "page_remove_rmap":  # the reference goes with put_page, after the flush
             fp = {("map", index_of[a[0]]): "w"}
         elif op == "page_add_new_anon_rmap":
@@ -368,17 +374,21 @@ class Footprints:
             if s.folios[a[0]].refcount > 1:
                 fp = {("ref", i): "+"}
             else:  # the last reference: the page is freed and the freed_while_mapped check runs
-                fp = {("ref", i): "w", ("pte", i): "r"}
+                fp = {("ref", i): "w", ("freed", i): "w", ("pte", i): "r"}
                 for c in range(self.ncpus):
                     fp[("tlb", c, i)] = "r"
         elif op == "evict_folio":
             i = a[0]
-            fp = {("pc", i): "w", ("ref", i): "w", ("lock", i): "r", ("dirty", i): "r", ("wb", i): "r",
-                  ("map", i): "r", ("data", i): "r", ("disk", i): "r"}
+            fp = {("pc", i): "w", ("ref", i): "w", ("freed", i): "w", ("lock", i): "r", ("dirty", i): "r",
+                  ("wb", i): "r", ("map", i): "r", ("data", i): "r", ("disk", i): "r"}
             for c in range(self.ncpus):
                 fp[("tlb", c, i)] = "r"
-        elif op == "filemap_get_folio":
+        elif op == "filemap_get_folio":  # lookup and folio_try_get: a reference that cannot free
+            fp = {("pc", a[0]): "r", ("ref", a[0]): "+"}
+        elif op == "filemap_lookup":
             fp = {("pc", a[0]): "r"}
+        elif op == "folio_test_mapping":
+            fp = {("pc", index_of[a[0]]): "r"}
         elif op == "page_cache_read":
             fp = {("pc", a[0]): "w", ("disk", a[0]): "r", ("alloc",): "w"}
         elif op == "alloc_anon_page":

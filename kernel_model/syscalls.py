@@ -11,7 +11,7 @@ from kernel_model.context import Kctx
 from kernel_model.memory import do_munmap, mmap_fixed, zap_page_range_single
 from kernel_model.program import Op
 from kernel_model.steps import Note, Path
-from kernel_model.tlb import RETRY, counter_increment, user_load, user_store
+from kernel_model.tlb import RETRY, bounded_counter, counter_increment, user_load, user_store
 from kernel_model.writeback import invalidate_mapping_pages, write_cache_pages
 
 
@@ -41,6 +41,8 @@ def op_attempt(k: Kctx, op: Op, pc: int, npages: int, first: bool = True) -> Pat
         result = yield from user_store(k, pages[0], value)
     elif op.kind == "load":
         result = yield from user_load(k, pages[0])
+    elif op.kind == "counter" and op.max is not None:
+        result = yield from bounded_counter(k, pages[0], op.refault, op.max)
     elif op.kind == "counter":
         result = yield from counter_increment(k, pages[0])
     elif op.kind == "madvise_dontneed":

@@ -114,12 +114,35 @@ def counter_increment(k: Kctx, va: int) -> Path:
     through the TLB. Returns RETRY (go round again) while it lands through a cached translation, True once the
     translation is gone (the zap's flush reached this CPU), when the thread stops.
 
-    Coarser than the PoC, on purpose: the real loop would take the page fault and go on storing into a freshly
-    mapped page, which re-dirties the page and so hides a lost write from a check at the end; the lost write is
-    the one that went through the stale entry, so the model stops where the translation ends. It never walks or
+    This is the counter without ``refault`` and without ``max`` (bounded_counter runs the others): the lost write
+    is the one that went through the stale entry, so it stops where the translation ends. It never walks or
     faults, so the loop's states repeat (up to the counter's value) and exhaustive search stays finite."""
     r = yield Step("user_store", "store_tlb", (va, INCREMENT))
     return RETRY if r == "stored" else True
+
+
+def bounded_counter(k: Kctx, va: int, refault: bool, limit: int) -> Path:
+    """The counter writer with a bound (``max``): at most ``limit`` locked increments, in one attempt, so that
+    the count is part of the thread's position. Without ``refault`` it stops early once the translation is gone,
+    as counter_increment does; with it, it takes the store's path when the TLB has no usable entry (walk, or the
+    page fault: do_shared_fault faults the page back in, marks it dirty, installs a writable PTE) and carries
+    on, as the PoC's ``for (;;) (*counter)++;`` does. Returns the number of increments that landed, or False on
+    SIGSEGV (the address is no longer mapped)."""
+    from kernel_model.memory import do_user_addr_fault
+
+    landed = 0
+    while landed < limit:
+        r = yield Step("user_store", "store_tlb", (va, INCREMENT))
+        if r == "stored":
+            landed += 1
+            continue
+        if not refault:
+            break
+        if r == "miss" and (yield Step("user_store", "walk_fill", (va, True))):
+            continue
+        if not (yield from do_user_addr_fault(k, va, write=True)):
+            return False
+    return landed
 
 
 def user_load(k: Kctx, va: int) -> Path:

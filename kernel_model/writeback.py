@@ -24,11 +24,11 @@ def write_cache_pages(k: Kctx, indexes: tuple[int, ...]) -> Path:
     """msync(MS_SYNC)/fsync: WB_SYNC_ALL over the given file offsets."""
     written = 0
     for index in indexes:
-        pfn = yield Step("write_cache_pages", "filemap_get_folio", (index,))
+        pfn = yield Step("write_cache_pages", "filemap_lookup", (index,))  # filemap_get_folios_tag
         if pfn is None:
             continue
         yield Step("write_cache_pages", "folio_lock", (pfn, k.tid))
-        if (yield Step("write_cache_pages", "filemap_get_folio", (index,))) != pfn:
+        if not (yield Step("write_cache_pages", "folio_test_mapping", (pfn,))):  # folio->mapping != mapping
             yield Step("write_cache_pages", "folio_unlock", (pfn, k.tid))  # truncated or evicted meanwhile
             continue
         if (yield Step("write_cache_pages", "folio_test_writeback", (pfn,))):
@@ -48,6 +48,7 @@ def write_cache_pages(k: Kctx, indexes: tuple[int, ...]) -> Path:
 
 
 def invalidate_mapping_pages(k: Kctx, indexes: tuple[int, ...]) -> Path:
-    """posix_fadvise(POSIX_FADV_DONTNEED): evict what is clean, unmapped and unreferenced; skip the rest."""
+    """posix_fadvise(POSIX_FADV_DONTNEED) → invalidate_mapping_pages → mapping_try_invalidate: evict what is
+    clean, unlocked, unmapped and unreferenced; skip the rest (see PageTableOps.evict_folio)."""
     for index in indexes:
         yield Step("invalidate_mapping_pages", "evict_folio", (index,))

@@ -32,6 +32,10 @@ Operations (``program`` entries, and ``body`` entries of a loop):
 - ``op``: one of ``kernel_model.program.OP_KINDS``: store, load, counter, madvise_dontneed, munmap, mmap_fixed,
   msync, evict, loop. ``counter`` (Nadav Amit's PoC writer) increments one page's word through the TLB until the
   translation is gone, so it needs exactly one page and a thread whose TLB starts warm for it (``warm_tlb``).
+- ``counter`` also takes ``refault`` (boolean, default false: after the translation is gone the counter
+  faults the page back in and carries on, as the PoC's loop does) and ``max`` (int or param name, >= 1: at most
+  that many increments; default unbounded without refault, REFAULT_COUNTER_MAX with it). Without refault a
+  counter may not sit in a loop nor repeat (its later passes would find the translation gone and do nothing).
 - ``pages``: a list of page indices (each ``< setup.pages``), or ``"all"``. Required for store/load (a store
   to several pages is one store per page, in order). Omitted means every page for madvise_dontneed, munmap,
   mmap_fixed, msync and evict. The zap operations (madvise_dontneed, munmap, mmap_fixed) cover one address
@@ -67,7 +71,8 @@ from pathlib import Path
 from typing import Any, Final
 
 from kernel_model.config import Config, ConfigError
-from kernel_model.program import EXPECT_KINDS, OP_KINDS, Expect, Op, Scenario, Setup, Thread, flatten
+from kernel_model.program import (EXPECT_KINDS, OP_KINDS, REFAULT_COUNTER_MAX, Expect, Op, Scenario, Setup, Thread,
+                                  flatten)
 
 LIBRARY_DIR: Final = Path(__file__).resolve().parent / "library"
 
@@ -90,6 +95,7 @@ _SETUP_BOOLS: Final = tuple(k for k, v in _SETUP_DEFAULTS.items() if isinstance(
 _SETUP_KEYS: Final = ("pages", "ptes_per_table", "warm_tlb") + _SETUP_BOOLS
 _THREAD_KEYS: Final = ("name", "count", "program")
 _OP_KEYS: Final = ("op", "pages", "repeat")
+_COUNTER_KEYS: Final = ("refault", "max")
 _LOOP_KEYS: Final = ("op", "times", "body")
 _CONFIG_KEYS: Final = tuple(f.name for f in fields(Config))
 _NAME_RE: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")
@@ -401,17 +407,36 @@ class _Builder:
                 raise self.err(f"{key}.body", f"loops nested too deeply (at most {MAX_LOOP_DEPTH} levels)")
             body = self.build_ops(f"{key}.body", value["body"], pages, anon, depth + 1)
             return Op("loop", (), times, body)
+        allowed = _OP_KEYS + (_COUNTER_KEYS if kind == "counter" else ())
         for k in value:
-            if k not in _OP_KEYS:
-                hint = " (only loops take times and body)" if k in ("times", "body") else ""
+            if k not in allowed:
+                hint = (" (only loops take times and body)" if k in ("times", "body") else
+                        " (only counter takes refault and max)" if k in _COUNTER_KEYS else "")
                 raise self.err(f"{key}.{k}", f"unknown key for op {kind} (expected one of "
-                                             f"{', '.join(_OP_KEYS)}){hint}")
+                                             f"{', '.join(allowed)}){hint}")
         if anon and kind in FILE_OPS:
             raise self.err(f"{key}.op", f"{kind} needs a backing file, but setup.anon = true (anonymous memory "
                                         "has no file to write back or evict)")
         repeat = self.integer(f"{key}.repeat", value.get("repeat", 1), 1)
         page_list = self.build_pages(f"{key}.pages", kind, value, pages)
+        if kind == "counter":
+            return self.build_counter(key, value, page_list, repeat, depth)
         return Op(kind, page_list, repeat)
+
+    def build_counter(self, key: str, value: dict[str, Any], pages: tuple[int, ...], repeat: int,
+                      depth: int) -> Op:
+        refault = self.boolean(f"{key}.refault", value.get("refault", False))
+        limit = None
+        if "max" in value:
+            limit = self.integer(f"{key}.max", value["max"], 1, MAX_OPS_PER_THREAD)
+        elif refault:
+            limit = REFAULT_COUNTER_MAX  # a refaulting counter never loses its translation for good: bound it
+        if not refault and (depth > 0 or repeat > 1):
+            where = f"{key}.repeat" if repeat > 1 else f"{key}.op"
+            raise self.err(where, "a counter without refault = true counts only through the translation it "
+                                  "starts with, which the first pass ends with: later passes (a loop, or "
+                                  "repeat) would do nothing. Expected refault = true here")
+        return Op("counter", pages, repeat, refault=refault, max=limit)
 
     def build_pages(self, key: str, kind: str, op: dict[str, Any], npages: int) -> tuple[int, ...]:
         if "pages" not in op:
@@ -443,14 +468,19 @@ class _Builder:
         return tuple(out)
 
     def check_counters(self, threads: tuple[Thread, ...], warm_tlb: tuple[str, ...]) -> None:
-        """A counter loop runs while its CPU's TLB holds the page's translation: it must start with one, and
-        another thread must zap the page (that zap's flush is what ends the loop)."""
+        """A counter without refault runs while its CPU's TLB holds the page's translation: it must start with
+        one, and unless it has a bound (max) another thread must zap the page (that zap's flush is what ends the
+        loop). A refaulting counter faults the page in itself and always has a bound."""
         for i, t in enumerate(threads):
-            for p in {op.pages[0] for op in flatten(t.ops) if op.kind == "counter"}:
+            counters = [op for op in flatten(t.ops) if op.kind == "counter" and not op.refault]
+            for p in {op.pages[0] for op in counters}:
                 where = f"threads[{i}].program"
                 if t.name not in warm_tlb:
                     raise self.err(where, f"thread {t.name!r} runs a counter on page {p}, which only counts "
-                                          "through a cached translation: expected it in setup.warm_tlb")
+                                          "through a cached translation: expected it in setup.warm_tlb (or "
+                                          "refault = true)")
+                if all(op.max is not None for op in counters if op.pages[0] == p):
+                    continue  # bounded: it ends by itself
                 if not any(op.kind in ZAP_OPS and p in op.pages for u in threads if u is not t
                            for op in flatten(u.ops)):
                     raise self.err(where, f"thread {t.name!r} runs a counter on page {p}, but no other thread "

@@ -22,7 +22,8 @@ _NOTES = {("*", "begin"), ("*", "end"), ("folio_mkclean", "not_mapped"), ("zap_p
           ("__tlb_remove_page", "queue"), ("tlb_flush_rmaps", "walk"), ("do_user_addr_fault", "sigsegv"),
           ("zap_pte_range", "print_bad_pte"), ("tlb_next_batch", "next_batch")}
 # Steps not worth a row of their own: they only re-read what the next row shows.
-_QUIET = {"filemap_get_folio", "find_vma", "i_mmap_lookup", "folio_test_writeback"}
+_QUIET = {"filemap_get_folio", "filemap_lookup", "folio_test_mapping", "find_vma", "i_mmap_lookup",
+          "folio_test_writeback"}
 
 
 def describe(ev: Event, names: list[str]) -> str | None:

@@ -15,18 +15,19 @@ from kernel_model.program import OP_KINDS, Op, Scenario, flatten
 from scenarios import cli
 from scenarios.loader import (LIBRARY_DIR, MAX_LOOP_DEPTH, ScenarioError, list_scenarios, load_scenario, parse_params)
 
-LIBRARY = ("anon_pages", "ladder", "madv_dontneed", "mkclean_first", "mmap_fixed_remap", "munmap", "nadav_poc",
-           "scale_writers", "scale_zap", "writable_clean", "zap_many_pages")
+LIBRARY = ("anon_pages", "fault_vs_evict", "ladder", "madv_dontneed", "mkclean_first", "mmap_fixed_remap", "munmap",
+           "nadav_poc", "scale_writers", "scale_zap", "writable_clean", "zap_many_pages")
 
 # Overrides that keep each library scenario meaningful (and small) but differ from its defaults.
 OVERRIDES = {
     "anon_pages": {"stores": 3},
+    "fault_vs_evict": {"evicts": 2},
     "ladder": {"pages": 2, "writers": 2, "stores": 1, "passes": 2},
     "madv_dontneed": {"passes": 2},
     "mkclean_first": {"stores": 2, "passes": 3},
     "mmap_fixed_remap": {"stores": 1, "passes": 2},
     "munmap": {"stores": 1, "passes": 2},
-    "nadav_poc": {"pages": 3, "stores": 1, "loops": 2},
+    "nadav_poc": {"pages": 3, "incs": 1, "loops": 2},
     "scale_writers": {"writers": 2, "pages": 16, "ptes_per_table": 8, "stores": 1},
     "scale_zap": {"writers": 2, "pages": 16, "ptes_per_table": 8, "stores": 1},
     "writable_clean": {"stores": 1, "passes": 2},
@@ -103,8 +104,8 @@ def test_nadav_poc_loop_and_size() -> None:
     syncer = s.threads[s.thread_index("syncer")]
     assert syncer.ops[0].kind == "loop" and syncer.ops[0].repeat == 2
     assert [op.kind for op in flatten(syncer.ops)] == ["msync", "evict"] * 2
-    stores = sum(op.kind == "store" for t in load_scenario("nadav_poc").threads for op in flatten(t.ops))
-    assert stores <= 4
+    counter = flatten(load_scenario("nadav_poc", {"incs": 5}).threads[0].ops)
+    assert counter == [Op("counter", (0,), refault=True, max=5)]
 
 
 def test_scale_writers_has_several_ptls() -> None:
@@ -184,6 +185,18 @@ BAD = [
      "expected it in setup.warm_tlb"),
     ('[setup]\nwarm_tlb = ["w"]\n[[threads]]\nname = "w"\nprogram = [{ op = "counter", pages = [0] }]\n'
      '[[threads]]\nname = "s"\nprogram = [{ op = "msync" }]\n', "threads[0].program", "would never end"),
+    ('[[threads]]\nname = "w"\nprogram = [{ op = "counter", pages = [0], refault = "yes" }]\n',
+     "threads[0].program[0].refault", "true or false"),
+    ('[[threads]]\nname = "w"\nprogram = [{ op = "counter", pages = [0], refault = true, max = 0 }]\n',
+     "threads[0].program[0].max", ">= 1"),
+    ('[[threads]]\nname = "w"\nprogram = [{ op = "counter", pages = [0], refault = true, max = "lots" }]\n',
+     "threads[0].program[0].max", "param name"),
+    ('[[threads]]\nname = "w"\nprogram = [{ op = "store", pages = [0], max = 3 }]\n',
+     "threads[0].program[0].max", "only counter takes refault and max"),
+    ('[setup]\nwarm_tlb = ["w"]\n[[threads]]\nname = "w"\nprogram = [{ op = "loop", times = 2, body = '
+     '[{ op = "counter", pages = [0], max = 3 }] }]\n', "threads[0].program[0].body[0].op", "refault = true"),
+    ('[setup]\nwarm_tlb = ["w"]\n[[threads]]\nname = "w"\nprogram = [{ op = "counter", pages = [0], max = 3, '
+     'repeat = 2 }]\n', "threads[0].program[0].repeat", "refault = true"),
     ('[setup]\npages = 3\n[[threads]]\nname = "z"\nprogram = [{ op = "munmap", pages = [0, 2] }]\n',
      "threads[0].program[0].pages", "contiguous"),
     ('[setup]\npages = 3\n[[threads]]\nname = "z"\nprogram = [{ op = "madvise_dontneed", pages = [1, 0] }]\n',

@@ -18,8 +18,8 @@ CASES = [
     ("madv_dontneed", {}, Config(ordering="delayed", arch="smp")),
     ("madv_dontneed", {}, Config(ordering="eager", arch="up")),
     ("madv_dontneed", {}, Config(ordering="delayed", arch="s390")),
-    ("nadav_poc", {"stores": 4}, Config(ordering="eager", arch="smp")),
-    ("nadav_poc", {"stores": 4}, Config(ordering="eager", arch="s390")),
+    ("nadav_poc", {"incs": 4}, Config(ordering="eager", arch="smp")),
+    ("nadav_poc", {"incs": 4}, Config(ordering="eager", arch="s390")),
     ("munmap", {}, Config(ordering="delayed", arch="smp")),
 ]
 
