@@ -83,8 +83,18 @@ def _load(rng: random.Random, w: Where) -> OpTable:
 
 
 def _counter(rng: random.Random, w: Where) -> OpTable | None:
-    # It counts only through a translation its CPU starts with; Nadav Amit's PoC writer.
-    return _with_pages("counter", _one_page(rng, w)) if w.warm else None
+    """Nadav Amit's PoC writer. Without refault it counts only through a translation its CPU starts with, and
+    only at the top level (in a loop it would do nothing after the first pass: the loader refuses that); with
+    refault it faults the page back in and carries on. The fuzzer always bounds it (max): an unbounded counter
+    ends only when another thread's zap flushes its translation for good, and a generated program that refills
+    it (a store on the same CPU, a zap that came first) is an endless user loop, which the machine reports as a
+    hang: a finding about the program, not the kernel."""
+    refault = w.depth > 0 or not w.warm or rng.random() < 0.4
+    op = _with_pages("counter", _one_page(rng, w))
+    if refault:
+        op["refault"] = True
+    op["max"] = rng.randint(1, 3)
+    return op
 
 
 def _zap(op: str) -> Callable[[random.Random, Where], OpTable]:

@@ -40,9 +40,6 @@ def test_no_violation_with_the_patch_or_without_remote_tlbs(name, ordering, arch
 
 
 @pytest.mark.slow  # 6,000 sampled runs
-@pytest.mark.xfail(strict=False, reason="until the fault path holds a folio reference (issue 12, helper 'model'): "
-                   "evict frees page 0 between filemap_fault and set_pte_at, and the counter's store then lands in "
-                   "the freed frame, which freed_while_mapped now reports (with either ordering)")
 def test_nadav_poc_loses_data_only_with_eager():
     sc = load_scenario("nadav_poc")
     eager = explore(sc, cfg_for(sc, ordering="eager"), "pct", budget=3000, seed=1)

@@ -85,7 +85,8 @@ def test_same_seed_same_report(capsys: pytest.CaptureFixture[str], tmp_path: Pat
 
 def test_eager_campaign_finds_lost_dirty_data_and_writes_replayable_files(
         capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
-    code, r = fuzz_json(capsys, "--count", "40", "--seed", "1", "--ordering", "eager", "--budget", "3000",
+    # Seed 3's 40 scenarios include one where the old order loses data (about 1 in 40 generated scenarios do).
+    code, r = fuzz_json(capsys, "--count", "40", "--seed", "3", "--ordering", "eager", "--budget", "3000",
                         "--out", str(tmp_path))
     assert code == 1 and r["generated"] == r["explored"] == 40 and not r["rejected"]
     lost = [v for v in r["violations"] if v["invariant"] == "lost_dirty_data"]
@@ -110,11 +111,6 @@ def test_patched_kernels_violate_nothing(config: list[str], capsys: pytest.Captu
         sf = read_schedule(v["schedule_file"])
         replay = run_schedule(sf.scenario, sf.config, sf.schedule, complete=False, record=False)
         assert v["invariant"] in replay.invariants
-    if r["violations"] and all(v["invariant"] == "hang" for v in r["violations"]):
-        # issue 12 point 3 (a model bug this fuzzer found): a counter whose TLB entry is refilled never stops,
-        # and the run ends as a hang. `counter` gains max/refault on the model's branch; remove this then.
-        pytest.xfail("counter hang, issue 12 point 3: scenarios "
-                     + ", ".join(str(v["index"]) for v in r["violations"]))
     assert code == 0 and r["violations"] == []
 
 
