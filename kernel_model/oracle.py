@@ -45,7 +45,7 @@ _TRANSIT_CLOSERS = frozenset({"set_page_dirty", "folio_mark_dirty", "writepage"}
 # Events after which a PTE or a TLB entry maps a frame: it must not be one already freed (freed_while_mapped).
 _MAPS_PFN = frozenset({"set_pte_at", "walk_fill"})
 # By event kind, the ops Oracle.observe acts on: the controlled machine does not build the other events unless
-# it records them (observe returns [] and changes nothing for them; tests/test_oracle.py checks the lists).
+# it records them (observe returns [] and changes nothing for them; tests/test_oracle_observed.py checks the lists).
 OBSERVED_OPS: dict[str, frozenset[str]] = {
     "step": frozenset({"ptep_get_and_clear_full", "folio_test_clear_dirty", "page_remove_rmap", "spin_unlock",
                        "put_page", "evict_folio"}) | _TRANSIT_CLOSERS | _MAPS_PFN,

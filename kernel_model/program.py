@@ -1,7 +1,8 @@
 """What a scenario asks the simulated machine to do: pages, threads and their user-level operations.
 
 These are the resolved, validated forms (plain ints, no parameters); ``scenarios.loader`` builds them from TOML.
-Each operation stands for a system call or a user access, and expands into kernel paths in ``kernel_model.paths``.
+Each operation stands for a system call or a user access, and expands into kernel paths by
+``kernel_model.syscalls.op_path``.
 """
 
 from __future__ import annotations
