@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import fcntl
 import os
+import time
 from dataclasses import dataclass
 from typing import Final
 
 LOCK_NAME: Final = ".tlbrace.lock"
+PID_WAIT_S: Final = 1.0  # how long a refused driver waits for the holder's pid to appear in the lock file
 
 
 class DirectoryBusy(RuntimeError):
@@ -39,7 +41,7 @@ def lock_directory(directory: str) -> DirLock:
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
-        holder = _read_pid(fd)
+        holder = _holder_pid(fd)
         os.close(fd)
         who = f"pid {holder}" if holder else "another process"
         raise DirectoryBusy(f"{directory}: another tlbrace campaign ({who}) is running in this directory; wait "
@@ -53,6 +55,15 @@ def lock_directory(directory: str) -> DirLock:
     except OSError:
         pass  # the lock holds without the pid (a full disk): the message then says "another process"
     return DirLock(path, fd)
+
+
+def _holder_pid(fd: int) -> int | None:
+    """The holder writes its pid just after it takes the lock: a driver that lost the race by microseconds may
+    look before that write, so it looks again for a moment (tests/test_faults.py starts two drivers at once)."""
+    deadline = time.monotonic() + PID_WAIT_S
+    while (pid := _read_pid(fd)) is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return pid
 
 
 def _read_pid(fd: int) -> int | None:
