@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator
@@ -86,15 +85,7 @@ def scenario_from_header(header: dict[str, Any]) -> Scenario:
                 raise AnalysisError(f"the header carries no scenario_source, and {name[:80]!r} is not a library "
                                     f"scenario (a header never names a file to open)")
             return loader.load_scenario(name, params)
-        parse_text = getattr(loader, "load_scenario_text", None)
-        if parse_text is not None:
-            return parse_text(source, params, name=name)
-        # Fallback while the loader parses files only: the stem of the file is the scenario's name.
-        with tempfile.TemporaryDirectory(prefix="tlbrace-") as tmp:
-            path = os.path.join(tmp, f"{os.path.basename(name)}.toml")
-            with open(path, "w", encoding="utf-8") as f:
-                f.write(source)
-            return loader.load_scenario(path, params)
+        return loader.load_scenario_text(source, params, name=name)
     except ValueError as exc:  # ScenarioError is a ValueError
         raise AnalysisError(f"cannot rebuild scenario {name!r} from the log header: {exc}") from None
 

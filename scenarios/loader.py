@@ -143,13 +143,29 @@ def load_scenario(name_or_path: str, params: dict[str, int] | None = None) -> Sc
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise ScenarioError(f"{label}: not UTF-8 text: {exc.reason} at byte {exc.start}", file=label) from None
+    return _Builder(label, path.stem, library, _parse_toml(text, label), text).build(params)
+
+
+def load_scenario_text(text: str, params: dict[str, int] | None = None, *, name: str,
+                       label: str | None = None) -> Scenario:
+    """A scenario from its TOML text, as a log or schedule header carries it: no file is opened. ``name`` stands
+    in for a file's stem (the scenario's name unless the text has ``name =``)."""
+    from scenarios.input_files import MAX_SCENARIO_BYTES
+
+    label = label or f"scenario {name!r} (from its source text)"
+    if len(text) > MAX_SCENARIO_BYTES:  # characters, at least as many bytes: the file cap applies to the text too
+        raise ScenarioError(f"{label}: {len(text):,} characters, more than a scenario file may hold "
+                            f"({MAX_SCENARIO_BYTES:,} bytes)", file=label)
+    return _Builder(label, name, False, _parse_toml(text, label), text).build(params)
+
+
+def _parse_toml(text: str, label: str) -> dict[str, Any]:
     try:
-        doc = tomllib.loads(text)
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ScenarioError(f"{label}: invalid TOML: {exc}", file=label) from None
     except RecursionError:
         raise ScenarioError(f"{label}: invalid TOML: nested too deeply", file=label) from None
-    return _Builder(label, path.stem, library, doc, text).build(params)
 
 
 def parse_params(items: list[str]) -> dict[str, int]:
