@@ -66,7 +66,8 @@ def read_schedule(path: str | os.PathLike[str]) -> ScheduleFile:
                               strict_map_key=False)
     except InputFileError as exc:
         raise ScheduleError(str(exc)) from None
-    except (ValueError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError):
+    # TypeError: a map whose key is itself a map or list (msgpack cannot hash it), e.g. b'\x81\x80\x00'.
+    except (ValueError, TypeError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError):
         raise ScheduleError(f"{path}: not a tlbrace schedule file (not one msgpack document)") from None
     if not isinstance(doc, dict) or doc.get("schema") != SCHEMA:
         raise ScheduleError(f"{path}: not a tlbrace schedule file (schema is not {SCHEMA!r})")

@@ -139,6 +139,14 @@ def test_random_bytes_as_a_schedule(tmp_path, data):
         pass
 
 
+def test_a_schedule_whose_map_key_is_a_map_is_refused(tmp_path):
+    # Hypothesis found it in CI: msgpack raises TypeError (unhashable key) for a map keyed by a map.
+    path = tmp_path / "map-key.schedule"
+    path.write_bytes(b"\x81\x80\x00")
+    with pytest.raises(ScheduleError, match="not a tlbrace schedule file"):
+        read_schedule(path)
+
+
 # --- stress/run options and results files (checked before Ray starts: none of these needs a cluster) ----------
 
 def test_a_bad_ray_address_in_the_environment_is_named(capsys, monkeypatch):
