@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import msgpack
 import pytest
+from cli_run import run_cli
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -12,13 +13,6 @@ from scenarios.eventlog import LogError, read_log
 from scenarios.schedule_file import ScheduleError, read_schedule
 
 
-def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
-    try:
-        rc = main(list(argv))
-    except SystemExit as exc:  # argparse usage errors
-        rc = int(exc.code)
-    out, err = capsys.readouterr()
-    return rc, out, err
 
 
 def test_unknown_scenario_names_it(capsys):

@@ -25,6 +25,8 @@ from typing import Any
 
 import msgpack
 import pytest
+from child_process import ROOT, driver_env
+from cli_run import run_cli
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -36,16 +38,8 @@ from kernel_model.config import Config
 from scenarios.cli import main
 from scenarios.loader import load_scenario
 
-ROOT = Path(__file__).resolve().parents[1]
 
 
-def run_cli(capsys: Any, *argv: str) -> tuple[int, str, str]:
-    try:
-        rc = main(list(argv))
-    except SystemExit as exc:  # argparse usage errors
-        rc = int(exc.code)
-    out, err = capsys.readouterr()
-    return rc, out, err
 
 
 # --- a flipped byte anywhere in a results file ----------------------------------------------------------------
@@ -393,21 +387,14 @@ def test_the_directory_lock_refuses_a_second_holder_and_names_the_first(tmp_path
     lock_directory(str(tmp_path)).release()  # free again once released (and after a kill: the kernel drops it)
 
 
-def _child_env() -> dict[str, str]:
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    env.pop("RAY_AUTH_MODE", None)
-    env.pop("RAY_ADDRESS", None)
-    return env
-
-
 def two_drivers(out: Path, delay: float, trials: int = 60) -> tuple[list[subprocess.CompletedProcess], list[int]]:
     """Two `stress` drivers on one --out, the second started ``delay`` seconds after the first."""
     cmd = [sys.executable, "-m", "scenarios.cli", "stress", "madv_dontneed", "--trials", str(trials), "--seed", "3",
            "--json", "--out", str(out)]
-    procs = [subprocess.Popen(cmd, env=_child_env(), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    procs = [subprocess.Popen(cmd, env=driver_env(), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                               text=True, start_new_session=True)]
     threading.Event().wait(delay)  # not a race being forced: the two starts are the user's, any distance apart
-    procs.append(subprocess.Popen(cmd, env=_child_env(), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    procs.append(subprocess.Popen(cmd, env=driver_env(), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                   text=True, start_new_session=True))
     done = []
     for p in procs:
@@ -513,7 +500,7 @@ def test_a_join_to_a_port_that_is_not_ray_is_one_line(tmp_path: Path) -> None:
         port = server.getsockname()[1]
         proc = subprocess.run([sys.executable, "-m", "scenarios.cli", "stress", "anon_pages", "--trials", "1",
                                "--out", str(tmp_path), "--address", f"127.0.0.1:{port}"],
-                              env=_child_env(), cwd=ROOT, capture_output=True, text=True, timeout=120)
+                              env=driver_env(), cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2, proc.stderr[-3000:]
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and f"127.0.0.1:{port}" in lines[0], proc.stderr[-3000:]

@@ -12,6 +12,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from child_process import on_two_nodes
 
 from kernel_model.program import OP_KINDS
 from scenarios.cli import main
@@ -114,20 +115,10 @@ def test_patched_kernels_violate_nothing(config: list[str], capsys: pytest.Captu
     assert code == 0 and r["violations"] == []
 
 
-CLUSTER_SCRIPT = r"""
-import json
-from actors import ray_session  # Ray's environment before `import ray`
-import ray
-from ray.cluster_utils import Cluster
-from kernel_model.config import Config
-from scenarios.fuzz_run import FuzzOptions, run_ray, run_serial
-
-node = {"num_cpus": 1, "node_ip_address": "127.0.0.1", "object_store_memory": 128 * 1024 * 1024}
-cluster = Cluster(initialize_head=True, head_node_args={**node, "include_dashboard": False})
-cluster.add_node(**node)
-try:
+CLUSTER_BODY = r"""
+    from kernel_model.config import Config
+    from scenarios.fuzz_run import FuzzOptions, run_ray, run_serial
     ray.init(address=cluster.address, **ray_session.quiet_init_kwargs())
-    cluster.wait_for_nodes()
     opts = FuzzOptions(Config(ordering="eager"), budget=1500)
     on_ray = run_ray(11, 16, opts, parallel=2)
     serial = run_serial(11, 16, opts)
@@ -137,19 +128,11 @@ try:
     print(json.dumps({"same": on_ray == serial, "nodes": len(nodes),
                       "alive": sum(1 for n in ray.nodes() if n["Alive"]),
                       "found": [o.invariants for o in serial if o.invariants]}))
-finally:
-    ray.shutdown()
-    cluster.shutdown()
 """
 
 
 def test_ray_campaign_on_two_nodes_reports_what_a_serial_one_does() -> None:
-    env = dict(os.environ, RAY_AUTH_MODE="disabled", RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0",
-               RAY_USAGE_STATS_ENABLED="0", RAY_worker_maximum_startup_concurrency="16", PYTHONPATH=str(ROOT))
-    proc = subprocess.run([sys.executable, "-c", CLUSTER_SCRIPT], env=env, cwd=ROOT, capture_output=True,
-                          text=True, timeout=240)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    out = on_two_nodes(CLUSTER_BODY)[-1]
     assert out["same"] and out["alive"] == 2 and out["nodes"] == 2, out
 
 

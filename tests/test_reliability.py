@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 import pytest
+from child_process import ROOT, driver_env
 
 from actors.campaign import CampaignOptions, run_campaign, trial_seed
 from actors.results_file import ResultsError, frame, read_results
@@ -27,7 +28,6 @@ from scenarios.loader import load_scenario
 
 pytestmark = pytest.mark.wild  # drivers in child processes with their own Ray, and campaigns on the session's
 
-ROOT = Path(__file__).resolve().parents[1]
 TRIALS = 200
 
 
@@ -44,13 +44,6 @@ def interruptible(cmd: list[str]) -> list[str]:
     shim = ("import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); "
             "os.execv(sys.executable, [sys.executable, *sys.argv[1:]])")
     return [sys.executable, "-c", shim, *cmd[1:]]
-
-
-def child_env() -> dict[str, str]:
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    env.pop("RAY_AUTH_MODE", None)  # the CLI itself turns auth off for its loopback-only embedded cluster
-    env.pop("RAY_ADDRESS", None)
-    return env
 
 
 def descendants(root: int) -> dict[int, str]:
@@ -124,7 +117,7 @@ def wait_for_records(path: Path, n: int, proc: subprocess.Popen, timeout: float 
 def test_a_killed_driver_resumes_without_losing_or_repeating_a_trial(tmp_path: Path) -> None:
     out = tmp_path / "campaign"
     path = out / "results.msgpack"
-    proc = subprocess.Popen(stress_cmd(out), env=child_env(), cwd=ROOT, stdout=subprocess.DEVNULL,
+    proc = subprocess.Popen(stress_cmd(out), env=driver_env(), cwd=ROOT, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         wait_for_records(path, 30, proc)
@@ -139,7 +132,7 @@ def test_a_killed_driver_resumes_without_losing_or_repeating_a_trial(tmp_path: P
         f.write(torn[:len(torn) // 2])
     assert read_results(path).torn > 0
 
-    resumed = subprocess.run(stress_cmd(out, "--resume"), env=child_env(), cwd=ROOT, capture_output=True, text=True,
+    resumed = subprocess.run(stress_cmd(out, "--resume"), env=driver_env(), cwd=ROOT, capture_output=True, text=True,
                              timeout=180)
     assert resumed.returncode in (0, 1), resumed.stderr[-3000:]
     assert resumed.stderr == ""  # Ray's own warnings (token auth...) stay out of the terminal
@@ -161,7 +154,7 @@ def test_a_killed_driver_resumes_without_losing_or_repeating_a_trial(tmp_path: P
 def test_ctrl_c_stops_cleanly_and_the_campaign_resumes(tmp_path: Path) -> None:
     out = tmp_path / "campaign"
     path = out / "results.msgpack"
-    proc = subprocess.Popen(interruptible(stress_cmd(out)), env=child_env(), cwd=ROOT, stdout=subprocess.PIPE,
+    proc = subprocess.Popen(interruptible(stress_cmd(out)), env=driver_env(), cwd=ROOT, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
         wait_for_records(path, 20, proc)
@@ -175,7 +168,7 @@ def test_ctrl_c_stops_cleanly_and_the_campaign_resumes(tmp_path: Path) -> None:
     assert summary["interrupted"] and summary["trials"] == len(recorded.records) < TRIALS
     assert recorded.torn == 0 and "--resume" in stderr and "Traceback" not in stderr
 
-    resumed = subprocess.run(stress_cmd(out, "--resume"), env=child_env(), cwd=ROOT, capture_output=True, text=True,
+    resumed = subprocess.run(stress_cmd(out, "--resume"), env=driver_env(), cwd=ROOT, capture_output=True, text=True,
                              timeout=180)
     assert resumed.returncode in (0, 1), resumed.stderr[-3000:]
     assert sorted(r["trial"] for r in read_results(path).records) == list(range(TRIALS))

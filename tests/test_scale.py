@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from child_process import on_two_nodes
 
 from actors.scale import (CSV_COLUMNS, NOT_DELAYED, Cell, GridError, as_records, knobs_of, percentile_us, plan_cells,
                           wilson, zap_counts)
@@ -174,35 +175,19 @@ def test_plots_from_rows_without_latencies(tmp_path: Path) -> None:
 
 
 # --- two nodes, joined by --address --------------------------------------------------------------------------
-CLUSTER_SCRIPT = r"""
-import json, sys
-from actors import ray_session  # Ray's environment before `import ray`
-from ray.cluster_utils import Cluster
-from scenarios.cli import main
-
-node = {"num_cpus": 1, "node_ip_address": "127.0.0.1", "object_store_memory": 128 * 1024 * 1024}
-cluster = Cluster(initialize_head=True, head_node_args={**node, "include_dashboard": False})
-cluster.add_node(**node)
-try:
-    cluster.wait_for_nodes()
+CLUSTER_BODY = r"""
+    from scenarios.cli import main
     code = main(["scale", "scale_writers", "--cpus", "3", "--ordering", "delayed", "--delayed-batches", "active",
                  "--trials", "4", "--parallel", "2", "--address", cluster.address, "--json", "--out", sys.argv[1]])
     print(json.dumps({"code": code}))
-finally:
-    cluster.shutdown()
 """
 
 
 @pytest.mark.wild  # a Ray cluster of its own, in a child process
 def test_scale_runs_on_a_two_node_cluster_joined_by_address(tmp_path: Path) -> None:
-    """As tests/test_wild_cluster.py: a Ray of its own in a child process, loopback only, token auth off."""
-    env = dict(os.environ, RAY_AUTH_MODE="disabled", RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0", PYTHONPATH=str(ROOT))
-    proc = subprocess.run([sys.executable, "-c", CLUSTER_SCRIPT, str(tmp_path)], env=env, cwd=ROOT,
-                          capture_output=True, text=True, timeout=240)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    lines = proc.stdout.strip().splitlines()
-    assert json.loads(lines[-1]) == {"code": 0}
-    (row,) = json.loads(lines[-2])["rows"]
+    *_, cli_json, status = on_two_nodes(CLUSTER_BODY, str(tmp_path))
+    assert status == {"code": 0}
+    (row,) = cli_json["rows"]
     assert row["trials"] == 4 and row["violations"] == 0 and row["nodes"] == 2  # both nodes ran actor sets
     assert_accounting(row)
     (csv_row,) = read_csv(tmp_path / "results.csv")

@@ -16,49 +16,28 @@ import time
 from pathlib import Path
 
 import pytest
+from child_process import ROOT, cluster_env, on_two_nodes
 
 pytestmark = pytest.mark.wild  # each test runs a Ray cluster of its own in a child process
 
-ROOT = Path(__file__).resolve().parents[1]
 RAY = Path(sys.executable).with_name("ray")
 
-CLUSTER_SCRIPT = r"""
-import json, sys
-from actors import ray_session  # Ray's environment before `import ray`
-import ray
-from ray.cluster_utils import Cluster
-from actors.campaign import CampaignOptions, run_campaign
-from kernel_model.config import Config
-from scenarios.loader import load_scenario
-
-node = {"num_cpus": 1, "node_ip_address": "127.0.0.1", "object_store_memory": 128 * 1024 * 1024}
-cluster = Cluster(initialize_head=True, head_node_args={**node, "include_dashboard": False})
-cluster.add_node(**node)
-try:
+CLUSTER_BODY = r"""
+    from actors.campaign import CampaignOptions, run_campaign
+    from kernel_model.config import Config
+    from scenarios.loader import load_scenario
     ray.init(address=cluster.address, **ray_session.quiet_init_kwargs())
-    cluster.wait_for_nodes()
     result = run_campaign(load_scenario("madv_dontneed"), Config(ordering="delayed"),
                           CampaignOptions(trials=6, parallel=2))
     print(json.dumps({"nodes": [n["NodeID"] for n in ray.nodes() if n["Alive"]],
                       "ips": sorted({n["NodeManagerAddress"] for n in ray.nodes()}),
                       "by_trial": {str(k): list(v) for k, v in result.nodes_by_trial.items()},
                       "summary": result.summary()}))
-finally:
-    ray.shutdown()
-    cluster.shutdown()
 """
 
 
-def child_env() -> dict[str, str]:
-    return dict(os.environ, RAY_AUTH_MODE="disabled", RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0",
-                RAY_USAGE_STATS_ENABLED="0", RAY_worker_maximum_startup_concurrency="16", PYTHONPATH=str(ROOT))
-
-
 def test_trials_run_on_both_nodes_of_a_two_node_cluster() -> None:
-    proc = subprocess.run([sys.executable, "-c", CLUSTER_SCRIPT], env=child_env(), cwd=ROOT, capture_output=True,
-                          text=True, timeout=240)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    out = on_two_nodes(CLUSTER_BODY)[-1]
     assert out["ips"] == ["127.0.0.1"]
     assert out["summary"]["trials"] == 6 and out["summary"]["violations"] == 0
     by_trial = out["by_trial"]
@@ -78,7 +57,7 @@ def test_stress_joins_a_ray_start_head_by_address(tmp_path: Path) -> None:
     port = free_port()
     head = subprocess.Popen([str(RAY), "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}",
                              "--num-cpus=2", "--include-dashboard=false", "--temp-dir=/tmp/tlbrace-ray-head",
-                             "--block"], env=child_env(), cwd=ROOT, stdout=subprocess.DEVNULL,
+                             "--block"], env=cluster_env(), cwd=ROOT, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 60
@@ -92,7 +71,7 @@ def test_stress_joins_a_ray_start_head_by_address(tmp_path: Path) -> None:
         proc = subprocess.run([sys.executable, "-c", "import sys; from scenarios.cli import main; sys.exit(main())",
                                "stress", "madv_dontneed", "--ordering", "delayed", "--address", f"127.0.0.1:{port}",
                                "--trials", "4", "--json", "--out", str(tmp_path)],
-                              env=child_env(), cwd=ROOT, capture_output=True, text=True, timeout=180)
+                              env=cluster_env(), cwd=ROOT, capture_output=True, text=True, timeout=180)
         assert proc.returncode == 0, proc.stderr[-3000:]
         summary = json.loads(proc.stdout)
         assert summary["trials"] == 4 and summary["violations"] == summary["crashed"] == 0
