@@ -200,7 +200,8 @@ def run_campaign(scenario: Scenario, cfg: Config, opts: CampaignOptions,
     started = time.monotonic()
     rule = StopRule(opts.trials, opts.duration_s, opts.until)
     clock = opts.clock_start if opts.clock_start is not None else opts.clock()
-    aligner = RaceAligner.for_scenario(scenario, opts.seed, opts.align) if opts.align else None
+    aligner = (RaceAligner.for_scenario(scenario, opts.seed, opts.align, hang_timeout=opts.hang_timeout)
+               if opts.align else None)
 
     def fresh_set(i: int) -> ActorSet:
         node = nodes[i % len(nodes)] if len(nodes) > 1 else None

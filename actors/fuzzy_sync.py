@@ -107,7 +107,7 @@ class RaceAligner:
 
     def __init__(self, programs: list[list[str]], seed: int, *, min_samples: int = MIN_SAMPLES,
                  max_samples: int = MAX_SAMPLES, max_dev_ratio: float = MAX_DEV_RATIO,
-                 alpha: float = AVG_ALPHA) -> None:
+                 alpha: float = AVG_ALPHA, max_delay_us: float | None = None) -> None:
         if not 1 <= min_samples <= max_samples:
             raise ValueError(f"min_samples {min_samples} and max_samples {max_samples}: expected "
                              "1 <= min_samples <= max_samples")
@@ -117,6 +117,8 @@ class RaceAligner:
         self.max_samples = max_samples
         self.max_dev_ratio = max_dev_ratio
         self.alpha = alpha
+        # A sleeping CPU takes no step: a delay as long as the campaign's hang timeout would be reported as a hang.
+        self.max_delay_us = max_delay_us
         self.windows: dict[tuple[int, int], WindowStats] = {}
         self.samples = 0
         self.sampling = True
@@ -124,12 +126,14 @@ class RaceAligner:
         self.delayed_trials = 0
 
     @classmethod
-    def for_scenario(cls, scenario: Scenario, seed: int, min_samples: int = MIN_SAMPLES) -> "RaceAligner":
+    def for_scenario(cls, scenario: Scenario, seed: int, min_samples: int = MIN_SAMPLES, *,
+                     hang_timeout: float | None = None) -> "RaceAligner":
         """An aligner for a campaign of ``scenario``: it is told the op kinds of each thread's program, nothing
         else (not the scenario's name, ordering, arch or mutant). It samples at most 3 x ``min_samples`` trials
-        (MAX_SAMPLES for the default)."""
+        (MAX_SAMPLES for the default), and keeps each delay under half the campaign's hang timeout (seconds)."""
         return cls([[op.kind for op in program] for program in programs(scenario)], seed, min_samples=min_samples,
-                   max_samples=SAMPLING_CAP * min_samples)
+                   max_samples=SAMPLING_CAP * min_samples,
+                   max_delay_us=None if hang_timeout is None else hang_timeout * 1e6 / 2)
 
     # --- sampling phase -------------------------------------------------------------------------------------
     def observe(self, windows: list[OpWindow]) -> None:
@@ -185,7 +189,8 @@ class RaceAligner:
             u = OVERSHOOT * (rng.random() * (wr.length.avg + wb.length.avg) - wb.length.avg)
             shifts[b] = wr.start.avg + u - wb.start.avg  # > 0: b must start later; < 0: the reference must
         low = min(shifts.values())
-        return [Delay(tid, pc, us) for (tid, pc), shift in shifts.items() if (us := round(shift - low))]
+        cap = float("inf") if self.max_delay_us is None else self.max_delay_us
+        return [Delay(tid, pc, us) for (tid, pc), shift in shifts.items() if (us := round(min(shift - low, cap)))]
 
     # --- reporting ------------------------------------------------------------------------------------------
     def summary(self, names: list[str]) -> dict[str, Any]:

@@ -143,6 +143,14 @@ def test_each_trial_delays_at_most_one_op_per_thread_and_every_earlier_op_gets_i
     assert aligner.chosen and all(d.us > 0 for d in aligner.chosen) and 0 < aligner.delayed_trials <= 300
 
 
+def test_delays_stay_under_the_cap() -> None:
+    """A sleeping CPU takes no step: the campaign caps delays under its hang timeout."""
+    aligner = RaceAligner(PROGRAMS, seed=3, min_samples=1, max_samples=1, max_delay_us=700.0)
+    aligner.observe(WINDOWS)
+    delays = [d for trial in range(100) for d in aligner.delays_for(trial)]
+    assert delays and max(d.us for d in delays) == 700
+
+
 def test_one_thread_measured_means_no_delay() -> None:
     aligner = RaceAligner(PROGRAMS, seed=1, min_samples=1, max_samples=1)
     aligner.observe([OpWindow(0, 0, 0.0, 10.0), OpWindow(0, 1, 10.0, 20.0)])
@@ -158,8 +166,8 @@ def test_windows_of_merges_the_cpus_and_takes_the_earliest_start_as_origin() -> 
 
 def test_the_aligner_knows_only_the_threads_op_kinds() -> None:
     scenario = load_scenario("munmap")
-    aligner = RaceAligner.for_scenario(scenario, seed=0, min_samples=4)
-    assert aligner.programs == PROGRAMS and aligner.max_samples == 12
+    aligner = RaceAligner.for_scenario(scenario, seed=0, min_samples=4, hang_timeout=2.0)
+    assert aligner.programs == PROGRAMS and aligner.max_samples == 12 and aligner.max_delay_us == 1e6
     summary = aligner.summary([t.name for t in scenario.threads])
     assert summary["on"] and summary["phase"] == "sampling" and summary["delay_us"] is None
 
@@ -187,3 +195,10 @@ def test_stress_with_align_reports_the_aligner(tmp_path: Path, capsys: pytest.Ca
     assert len(pauses) == sum(v["count"] for v in aligner["delays_by_op"].values())
     assert aligner["delayed_trials"] <= len(pauses) <= 2 * aligner["delayed_trials"]  # 3 threads: 2 at most
     assert all(r["op"] == "jitter" and r["args"][1] > 0 for r in pauses)
+
+
+@pytest.mark.parametrize("value", ["0", "-3", "x", "10001"])
+def test_a_bad_align_count_exits_2(value: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["stress", "munmap", "--align", value])
+    assert exc.value.code == 2 and "--align" in capsys.readouterr().err
