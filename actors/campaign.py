@@ -54,8 +54,8 @@ class CampaignOptions:
     until: int | None = None  # stop once the campaign holds this many violating trials
     clock_start: float | None = None  # clock() value the duration counts from (None: the campaign's start)
     clock: Callable[[], float] = time.monotonic  # what the duration is measured by (tests pass a trial counter)
-    # > 0: sample op windows over at least this many trials, then delay one op per trial so that two measured
-    # windows overlap (actors.fuzzy_sync); 0: off
+    # > 0: sample op windows over at least this many trials, then delay ops at their start so that measured
+    # windows of different threads overlap (actors.fuzzy_sync); 0: off
     align: int = 0
     # Test-only fault injection: kill this actor ("cpu1", "pt") of the set running this trial id, right after
     # the trial starts.

@@ -76,7 +76,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--align", nargs="?", const=MIN_SAMPLES, default=0, type=int_in(1, MAX_ALIGN_SAMPLES),
                    metavar="N", help="race-window aligner after LTP's fuzzy sync (actors/fuzzy_sync.py): measure each "
                    f"thread's op windows over at least N trials (N defaults to {MIN_SAMPLES}; at most 3N), then delay "
-                   "one op per trial so that two windows overlap; real scheduling still decides (default: off)")
+                   "ops at their start so that one window of each thread overlaps a reference window; real scheduling "
+                   "still decides (default: off)")
     p.set_defaults(func=run)
 
 
