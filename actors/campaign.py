@@ -28,6 +28,7 @@ from typing import Any, Callable, Iterator
 
 from actors import results_file
 from actors.dir_lock import DirectoryBusy, DirLock, lock_directory
+from actors.fuzzy_sync import RaceAligner, windows_of
 from actors.results_file import ResultsContents, ResultsError, ResultsWriter
 from actors.sigint import sigint_deferred
 from actors.stop_rule import StopRule
@@ -53,6 +54,9 @@ class CampaignOptions:
     until: int | None = None  # stop once the campaign holds this many violating trials
     clock_start: float | None = None  # clock() value the duration counts from (None: the campaign's start)
     clock: Callable[[], float] = time.monotonic  # what the duration is measured by (tests pass a trial counter)
+    # > 0: sample op windows over at least this many trials, then delay ops at their start so that measured
+    # windows of different threads overlap (actors.fuzzy_sync); 0: off
+    align: int = 0
     # Test-only fault injection: kill this actor ("cpu1", "pt") of the set running this trial id, right after
     # the trial starts.
     kill: tuple[int, str] | None = None
@@ -139,6 +143,7 @@ class CampaignResult:
     results_path: str | None = None
     moved_aside: str | None = None
     skipped: list[tuple[int, int]] = field(default_factory=list)  # damaged byte ranges of the resumed file
+    aligner: dict[str, Any] | None = None  # RaceAligner.summary() when the campaign ran with align
 
     @property
     def violations(self) -> int:
@@ -157,7 +162,7 @@ class CampaignResult:
             "steps_per_s": round((self.steps - self.resumed_steps) / seconds, 1),
             "failing_logs": list(self.failing_logs), "resumed": self.resumed, "interrupted": self.interrupted,
             "stopped_by": self.stopped_by,
-            "results": self.results_path,
+            "results": self.results_path, "aligner": self.aligner or {"on": False},
         }
 
 
@@ -195,6 +200,8 @@ def run_campaign(scenario: Scenario, cfg: Config, opts: CampaignOptions,
     started = time.monotonic()
     rule = StopRule(opts.trials, opts.duration_s, opts.until)
     clock = opts.clock_start if opts.clock_start is not None else opts.clock()
+    aligner = (RaceAligner.for_scenario(scenario, opts.seed, opts.align, hang_timeout=opts.hang_timeout)
+               if opts.align else None)
 
     def fresh_set(i: int) -> ActorSet:
         node = nodes[i % len(nodes)] if len(nodes) > 1 else None
@@ -223,7 +230,8 @@ def run_campaign(scenario: Scenario, cfg: Config, opts: CampaignOptions,
                 stop_pid = actors.pid(opts.stop[1]) if opts.stop is not None and opts.stop[0] == trial else None
                 running[i] = RunningTrial(actors, scenario, cfg, run=run, trial=trial,
                                           seed=trial_seed(opts.seed, trial), jitter_us=opts.jitter_us,
-                                          hang_timeout=opts.hang_timeout)
+                                          hang_timeout=opts.hang_timeout,
+                                          delays=aligner.wire_delays(trial) if aligner is not None else None)
                 if opts.kill is not None and opts.kill[0] == trial:
                     ray.kill(actors.actor(opts.kill[1]), no_restart=True)
                 if stop_pid is not None:
@@ -246,6 +254,9 @@ def run_campaign(scenario: Scenario, cfg: Config, opts: CampaignOptions,
                         actors.kill()
                         sets[i] = None
                     log = _account(result, t.result, scenario, cfg, opts)
+                    if aligner is not None:
+                        aligner.observe(windows_of(t.result.timing))
+                        result.aligner = aligner.summary([th.name for th in scenario.threads])
                     if writer is not None:
                         writer.append(_record_of(t.result, log))
                     if on_trial is not None:

@@ -169,6 +169,8 @@ class CpuCore:
         # Test-only fault hook (``stall``): in that trial, stop taking steps after the first step with that op.
         self.stall_at: tuple[int, str] | None = None
         self.stalled: str | None = None
+        self.align_delays: dict[tuple[int, int], int] = {}
+        self.timing: dict[str, Any] = {"start": {}, "ops": []}
         self._reset(-1, "")
 
     # --- one trial ----------------------------------------------------------------------------------------------
@@ -201,7 +203,10 @@ class CpuCore:
         self.bounded_counters: set[int] = set()  # threads now running a counter with a bound (Op.counts)
 
     def run(self, message: bytes) -> bytes:
-        run, trial, seed, jitter_us = unpack(message)
+        run, trial, seed, jitter_us, *rest = unpack(message)
+        # actors.fuzzy_sync: start delays before ops (tid, pc) -> µs, and the op windows this CPU measures.
+        self.align_delays = {(tid, pc): us for tid, pc, us in (rest[0] if rest else [])}
+        self.timing = {"start": {}, "ops": []}
         with self.cv:
             self._reset(trial, run)
             self.irq_jitter = Jitter(jitter_us, seed, trial, self.cpu, -1)
@@ -222,15 +227,18 @@ class CpuCore:
                 self.error = self.error or f"{type(exc).__name__}: {exc}"
             status = "error" if self.error else "hung" if self.hung else "ok"
             return pack({"status": status, "error": self.error, "steps": self.steps, "waits": self.describe_waits(),
-                         "events": self.tl.records + self.foreign})
+                         "events": self.tl.records + self.foreign, "timing": self.timing})
 
     def _thread(self, tid: int, jitter: Jitter) -> None:
         setup = self.scenario.setup
         k = boot.thread_context(self.scenario, self.cfg, tid)
+        self.timing["start"][tid] = time.monotonic_ns()
         try:
             for pc, op in enumerate(self.programs[tid]):
                 with self.cv:
                     (self.bounded_counters.add if op.counts else self.bounded_counters.discard)(tid)
+                self._align_delay(tid, pc, op.kind)
+                begin = time.monotonic_ns()
                 gen = op_path(k, op, pc, setup.pages)
                 value: Any = None
                 while True:
@@ -244,6 +252,7 @@ class CpuCore:
                         value = None
                     else:
                         value = self._step(tid, item, jitter)
+                self.timing["ops"].append([tid, pc, begin, time.monotonic_ns()])
         except TrialHung:
             pass
         except Exception as exc:  # noqa: BLE001 - reported as the trial's crash, with the actor's name
@@ -256,6 +265,15 @@ class CpuCore:
                 self.unfinished.discard(tid)
                 self.next_op.pop(tid, None)
                 self.cv.notify_all()
+
+    def _align_delay(self, tid: int, pc: int, kind: str) -> None:
+        """The race-window aligner's start delay before this op (actors.fuzzy_sync), logged as a jitter note so
+        that replay skips it: a pause between two instructions, which forces no order."""
+        us = self.align_delays.get((tid, pc), 0)
+        if us:
+            with self.cv:
+                self.tl.local(tid, self.cpu, "note", "fuzzy_sync", "jitter", [kind, us])
+            time.sleep(us / 1e6)
 
     # --- one step -------------------------------------------------------------------------------------------------
     def _step(self, tid: int, step: Step, jitter: Jitter) -> Any:

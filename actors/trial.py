@@ -46,6 +46,7 @@ class TrialResult:
     detail: str = ""  # crash error, who waits for whom, or the replay divergence
     seconds: float = 0.0
     seed: int = 0  # the trial's own seed (its jitter)
+    timing: list[dict[str, Any]] = field(default_factory=list)  # each CPU's op windows (actors.fuzzy_sync)
 
     @property
     def failed(self) -> bool:
@@ -103,7 +104,7 @@ class ActorSet:
 
 class RunningTrial:
     def __init__(self, actors: ActorSet, scenario: Scenario, cfg: Config, *, run: str, trial: int, seed: int,
-                 jitter_us: float, hang_timeout: float) -> None:
+                 jitter_us: float, hang_timeout: float, delays: list[list[int]] | None = None) -> None:
         import ray
 
         self.actors = actors
@@ -114,7 +115,7 @@ class RunningTrial:
         self.hang_timeout = hang_timeout
         self.started = time.monotonic()
         actors.nodes  # noqa: B018 - configured before the first trial
-        message = pack([run, trial, seed, jitter_us])
+        message = pack([run, trial, seed, jitter_us, delays or []])  # delays: [tid, pc, µs] (actors.fuzzy_sync)
         self.refs = [c.run.remote(message) for c in actors.cpus]
         self.outputs: dict[int, Any] = {}
         self.progress_value = -1
@@ -151,6 +152,8 @@ class RunningTrial:
             hung = any(out["status"] == "hung" for out in outs)  # arch=up: the CPU saw all its threads wait
             self._finish([e for out in outs for e in out["events"]], finished=not hung,
                          waits="; ".join(w for out in outs for w in out["waits"]))
+            assert self.result is not None
+            self.result.timing = [out.get("timing") or {} for out in outs]
             return True
         self._check_hang()
         return self.result is not None

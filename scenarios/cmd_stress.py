@@ -23,6 +23,7 @@ import sys
 import time
 from typing import Any, Final
 
+from actors.fuzzy_sync import MIN_SAMPLES
 from scenarios.options import add_output_options, add_scenario_options, check_out_dir, float_in, int_in, load
 
 # Caps (README, "Limits"): past these a typo would grow memory or actors without bound on a workstation.
@@ -32,6 +33,8 @@ MAX_WILD_CPUS: Final = 64  # CPU actors of one set (one per scenario thread)
 MAX_ACTORS: Final = 256  # actors of all sets together: parallel x (CPUs + 1)
 MAX_JITTER_US: Final = 1_000_000.0  # 1 s pauses at race points
 MAX_HANG_TIMEOUT_S: Final = 3600.0
+
+MAX_ALIGN_SAMPLES: Final = 10_000  # sampling trials of --align N
 
 DEFAULT_TRIALS = 100  # when no limit at all is given
 
@@ -70,6 +73,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="continue the campaign recorded in OUT/results.msgpack (same scenario, configuration, "
                         "--seed, --trials and --jitter): the trials recorded there are counted, not run again "
                         "(default: a new campaign)")
+    p.add_argument("--align", nargs="?", const=MIN_SAMPLES, default=0, type=int_in(1, MAX_ALIGN_SAMPLES),
+                   metavar="N", help="race-window aligner after LTP's fuzzy sync (actors/fuzzy_sync.py): measure each "
+                   f"thread's op windows over at least N trials (N defaults to {MIN_SAMPLES}; at most 3N), then delay "
+                   "ops at their start so that one window of each thread overlaps a reference window; real scheduling "
+                   "still decides (default: off)")
     p.set_defaults(func=run)
 
 
@@ -194,7 +202,7 @@ def run(args: argparse.Namespace) -> int:
     opts = CampaignOptions(trials=trials, parallel=args.parallel, jitter_us=args.jitter, seed=args.seed,
                            out=args.out, keep_passing=args.keep_passing, hang_timeout=args.hang_timeout,
                            results=True, resume=args.resume, duration_s=duration, until=until,
-                           clock_start=command_start)
+                           clock_start=command_start, align=args.align)
     try:  # the results file is judged before Ray starts, and nothing is written if it does not fit
         prepared = prepare_results(scenario, cfg, opts)
     except ResultsError as exc:
@@ -302,6 +310,8 @@ def _print_summary(result: Any, s: dict[str, Any]) -> None:
     if s["first_violation_s"] is not None:
         table.add_row("first violation after", f"{s['first_violation_s']:.1f} s")
     console.print(table)
+    if s["aligner"]["on"]:
+        console.print(f"aligner: {aligner_line(s['aligner'])}")
     for r in result.failures[:5]:
         if r.status in ("crashed", "hung", "diverged"):
             console.print(f"trial {r.trial}: {r.status}: {r.detail}")
@@ -312,3 +322,12 @@ def _print_summary(result: Any, s: dict[str, Any]) -> None:
     if len(s["failing_logs"]) > 10:
         console.print(f"... and {len(s['failing_logs']) - 10} more logs")
     sys.stdout.flush()
+
+
+def aligner_line(a: dict[str, Any]) -> str:
+    """The aligner's part of the summary in one line: its phase, samples, and the delays it chose."""
+    d = a["delay_us"]
+    delays = f"delays {d['min']}..{d['max']} µs (median {d['median']})" if d else "no delays"
+    ops = ", ".join(f"{op} x{v['count']}" for op, v in a["delays_by_op"].items())
+    return (f"on, {a['phase']} after {a['sampled_trials']} sampled trials; {a['delayed_trials']} trials delayed, "
+            f"{delays}" + (f" before {ops}" if ops else ""))
