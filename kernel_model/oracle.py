@@ -33,6 +33,7 @@ Invariants, by the names reports use:
 from __future__ import annotations
 
 from kernel_model.events import Event, Violation
+from kernel_model.ops import MAY_END_COVERING_CALL, observed_ops
 from kernel_model.state import FREE, Pte, State
 
 INVARIANTS = (
@@ -46,25 +47,21 @@ _TRANSIT_CLOSERS = frozenset({"set_page_dirty", "folio_mark_dirty", "writepage"}
 _MAPS_PFN = frozenset({"set_pte_at", "walk_fill"})
 # By event kind, the ops Oracle.observe acts on: the controlled machine does not build the other events unless
 # it records them (observe returns [] and changes nothing for them; tests/test_oracle_observed.py checks the lists).
+# The ops' entries in kernel_model.ops say which (``observed``); notes are not ops, so they are listed here.
 OBSERVED_OPS: dict[str, frozenset[str]] = {
-    "step": frozenset({"ptep_get_and_clear_full", "folio_test_clear_dirty", "page_remove_rmap", "spin_unlock",
-                       "put_page", "evict_folio"}) | _TRANSIT_CLOSERS | _MAPS_PFN,
+    "step": observed_ops("step", tlb=False),
     "note": frozenset({"queue", "walk", "emptied", "end"}),
-    "ipi": frozenset(),
+    "ipi": observed_ops("ipi", tlb=False),
 }
 # TLB events the oracle needs only while it tracks a covered or stale translation, or (a store or load) when the
-# access goes through an entry for a freed frame: Oracle.wants says when. The machine builds them only then,
-# since a store is the commonest step of all.
+# access goes through an entry for a freed frame: Oracle.wants says when (the op table's ``observed_tlb``). The
+# machine builds them only then, since a store is the commonest step of all.
 TLB_OPS: dict[str, frozenset[str]] = {
-    "step": frozenset({"store_tlb", "load_tlb", "walk_fill", "flush_tlb_local", "wait_acks"}),
+    "step": observed_ops("step", tlb=True),
     "note": frozenset(),
-    "ipi": frozenset({"ipi_flush"}),
+    "ipi": observed_ops("ipi", tlb=True),
 }
-# Steps after which a system call may return (its "end" note follows) while it still covers a translation: the
-# reduction gives them the completion's footprint (kernel_model.reduction.Footprints.step_footprint), and the
-# machine checks that no other step ends a covering call (Machine._emit_notes).
-MAY_END_COVERING_CALL = frozenset({"up_read", "up_write", "folio_unlock", "end_page_writeback", "filemap_get_folio",
-                                   "wait_acks"})
+assert _TRANSIT_CLOSERS | _MAPS_PFN <= OBSERVED_OPS["step"]
 
 
 class Oracle:
