@@ -31,6 +31,7 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -281,29 +282,36 @@ def rewrite_files(root: Path, moves: dict[str, str], dry: bool) -> list[str]:
 
 
 # --- 4. the build ----------------------------------------------------------------------------------------------------
+def replace_assignment(path: Path, name: str, rewrite: Callable[[str], str], dry: bool) -> bool | None:
+    """Rewrite the text of the top-level ``name = ...`` statement of ``path``: whether it changed (None: there is
+    no such statement)."""
+    text = path.read_text()
+    node = next((n for n in ast.parse(text).body if isinstance(n, ast.Assign)
+                 and any(isinstance(t, ast.Name) and t.id == name for t in n.targets)), None)
+    if node is None:
+        print(f"restructure: {path.name} has no {name}", file=sys.stderr)
+        return None
+    lines = text.splitlines(keepends=True)
+    old = "".join(lines[node.lineno - 1:node.end_lineno])
+    new = rewrite(old)
+    if new == old:
+        return False
+    if not dry:
+        path.write_text("".join(lines[:node.lineno - 1]) + new + "".join(lines[node.end_lineno:]))
+    return True
+
+
 def rewrite_hot_modules(root: Path, moves: dict[str, str], dry: bool) -> list[str]:
     """kernel_model/compiled.py's HOT_MODULES: a bare name is a kernel_model module; a moved one gets its
     dotted name."""
-    path = root / "kernel_model" / "compiled.py"
-    text = path.read_text()
-    node = next((n for n in ast.parse(text).body if isinstance(n, ast.Assign)
-                 and any(isinstance(t, ast.Name) and t.id == "HOT_MODULES" for t in n.targets)), None)
-    if node is None:
-        print("restructure: kernel_model/compiled.py has no HOT_MODULES", file=sys.stderr)
-        return []
-    lines = text.splitlines(keepends=True)
-    span = "".join(lines[node.lineno - 1:node.end_lineno])
-
     def qualify(match: re.Match[str]) -> str:
         name = match.group(1)
         return f'"{moves[f"kernel_model.{name}"]}"' if f"kernel_model.{name}" in moves else match.group(0)
 
-    new_span = re.sub(r'"(\w+)"', qualify, span)
-    if new_span == span:
-        return []
-    if not dry:
-        path.write_text("".join(lines[:node.lineno - 1]) + new_span + "".join(lines[node.end_lineno:]))
-    return ["kernel_model/compiled.py: HOT_MODULES name the moved hot modules by their dotted names"]
+    if replace_assignment(root / "kernel_model" / "compiled.py", "HOT_MODULES",
+                          lambda span: re.sub(r'"(\w+)"', qualify, span), dry):
+        return ["kernel_model/compiled.py: HOT_MODULES name the moved hot modules by their dotted names"]
+    return []
 
 
 def packages(root: Path) -> list[str]:
@@ -312,13 +320,6 @@ def packages(root: Path) -> list[str]:
 
 def rewrite_setup(root: Path, dry: bool) -> list[str]:
     """setup.py's CODE: every package of the tree, and the scenario library's data directory."""
-    path = root / "setup.py"
-    text = path.read_text()
-    node = next((n for n in ast.parse(text).body if isinstance(n, ast.Assign)
-                 and any(isinstance(t, ast.Name) and t.id == "CODE" for t in n.targets)), None)
-    if node is None:
-        print("restructure: setup.py has no CODE", file=sys.stderr)
-        return []
     # In a dry run the new packages do not exist yet.
     names = sorted(set(packages(root)) | (set(NEW_PACKAGES) if dry else set())) + ["scenarios.library"]
     entries = [f'"{n}": "{n.replace(".", "/")}"' for n in names]
@@ -329,14 +330,9 @@ def rewrite_setup(root: Path, dry: bool) -> list[str]:
             row = "        "
         row += entry + ", "
     body.append(row.rstrip(", ") + "}")
-    new = "\n".join(body) + "\n"
-    lines = text.splitlines(keepends=True)
-    old = "".join(lines[node.lineno - 1:node.end_lineno])
-    if old == new:
-        return []
-    if not dry:
-        path.write_text("".join(lines[:node.lineno - 1]) + new + "".join(lines[node.end_lineno:]))
-    return [f"setup.py: CODE lists {', '.join(names)}"]
+    if replace_assignment(root / "setup.py", "CODE", lambda _: "\n".join(body) + "\n", dry):
+        return [f"setup.py: CODE lists {', '.join(names)}"]
+    return []
 
 
 def hot_packages(root: Path, moves: dict[str, str]) -> list[str]:
@@ -400,10 +396,11 @@ def main(argv: list[str] | None = None) -> int:
         for item in items:
             print(f"  {item}")
     for path in p.homeless:
-        print(f"restructure: no home for {path} (left where it is: add it to MOVES or STAYS)")
+        print(f"restructure: no entry for {path}: left in {Path(path).parts[0]}/ (if that is not its home, add it "
+              f"to MOVES, else to STAYS, and run again)")
     total = sum(len(v) for v in steps.values())
     print(f"restructure: {total} {'changes' if total != 1 else 'change'} ({verb}); "
-          f"{len(p.homeless)} module(s) without a home; {failed} failure(s)")
+          f"{len(p.homeless)} module(s) without an entry; {failed} failure(s)")
     return 1 if failed else 0
 
 
