@@ -40,7 +40,7 @@ PACKAGE_DIR = Path(__file__).resolve().parent
 
 
 def qualified(module: str) -> str:
-    """The importable name of a HOT_MODULES entry: "machine" -> "kernel_model.machine"."""
+    """The importable name of a HOT_MODULES entry: "tlb" -> "kernel_model.tlb"."""
     return module if "." in module else f"{__package__ or 'kernel_model'}.{module}"
 
 

@@ -301,15 +301,25 @@ def replace_assignment(path: Path, name: str, rewrite: Callable[[str], str], dry
     return True
 
 
+def wrapped(head: str, items: list[str], tail: str, indent: str, width: int = 115) -> str:
+    """``head`` + the items, comma-separated, in lines of at most ``width`` characters, + ``tail``."""
+    lines, row = [], head
+    for item in items:
+        if len(row) + len(item) + 2 > width:
+            lines.append(row.rstrip())
+            row = indent
+        row += item + ", "
+    return "\n".join(lines + [row.rstrip(", ") + tail]) + "\n"
+
+
 def rewrite_hot_modules(root: Path, moves: dict[str, str], dry: bool) -> list[str]:
     """kernel_model/compiled.py's HOT_MODULES: a bare name is a kernel_model module; a moved one gets its
     dotted name."""
-    def qualify(match: re.Match[str]) -> str:
-        name = match.group(1)
-        return f'"{moves[f"kernel_model.{name}"]}"' if f"kernel_model.{name}" in moves else match.group(0)
+    def qualify(span: str) -> str:
+        names = [moves.get(f"kernel_model.{n}", n) for n in re.findall(r'"([\w.]+)"', span)]
+        return wrapped("HOT_MODULES = (", [f'"{n}"' for n in names], ")", "               ")
 
-    if replace_assignment(root / "kernel_model" / "compiled.py", "HOT_MODULES",
-                          lambda span: re.sub(r'"(\w+)"', qualify, span), dry):
+    if replace_assignment(root / "kernel_model" / "compiled.py", "HOT_MODULES", qualify, dry):
         return ["kernel_model/compiled.py: HOT_MODULES name the moved hot modules by their dotted names"]
     return []
 
@@ -323,14 +333,7 @@ def rewrite_setup(root: Path, dry: bool) -> list[str]:
     # In a dry run the new packages do not exist yet.
     names = sorted(set(packages(root)) | (set(NEW_PACKAGES) if dry else set())) + ["scenarios.library"]
     entries = [f'"{n}": "{n.replace(".", "/")}"' for n in names]
-    body, row = [], "CODE = {"
-    for entry in entries:
-        if len(row) + len(entry) + 2 > 115:
-            body.append(row.rstrip())
-            row = "        "
-        row += entry + ", "
-    body.append(row.rstrip(", ") + "}")
-    if replace_assignment(root / "setup.py", "CODE", lambda _: "\n".join(body) + "\n", dry):
+    if replace_assignment(root / "setup.py", "CODE", lambda _: wrapped("CODE = {", entries, "}", "        "), dry):
         return [f"setup.py: CODE lists {', '.join(names)}"]
     return []
 
