@@ -93,6 +93,7 @@ INIT_CODE = {"controlled": "\nimport kernel_model  # noqa: F401  (installs the c
 NEW_DOCSTRINGS = {
     "scenarios": "tlbrace workloads: the scenario library (library/*.toml) and its loader.",
 }
+PROJECT_PACKAGES = {"kernel_model", "controlled", "scenarios", "logs", "actors", "analysis", "fuzz", "cli", "tlbrace"}
 TEXT_SUFFIXES = (".py", ".sh", ".md", ".toml", ".txt", ".cfg", ".ini", ".yml", ".yaml")
 EXTRA_TEXT_FILES = (".gitignore",)
 BUILD_SUFFIXES = (".c", ".so", ".pyd", ".html")
@@ -253,12 +254,43 @@ def rewrite_from_imports(text: str, moves: dict[str, str]) -> str:
     return "".join(lines)
 
 
+def sort_project_imports(text: str, project: set[str]) -> str:
+    """Each run of adjacent top-level imports of the project's packages, sorted by module name (as the code
+    base writes them), so that a renamed module's import sits where a reader looks for it."""
+    try:
+        tree = ast.parse(text)
+    except SyntaxError:
+        return text
+    lines = text.splitlines(keepends=True)
+
+    def key(n: ast.stmt) -> str:
+        return n.module or "" if isinstance(n, ast.ImportFrom) else n.names[0].name  # type: ignore[attr-defined]
+
+    def ours(n: ast.stmt) -> bool:
+        return (isinstance(n, ast.ImportFrom) and n.level == 0 and (n.module or "").split(".")[0] in project
+                or isinstance(n, ast.Import) and len(n.names) == 1 and n.names[0].name.split(".")[0] in project)
+
+    runs: list[list[ast.stmt]] = []
+    for node in tree.body:
+        if ours(node) and runs and runs[-1] and runs[-1][-1].end_lineno + 1 == node.lineno:  # type: ignore[operator]
+            runs[-1].append(node)
+        else:
+            runs.append([node] if ours(node) else [])
+    for run in reversed([r for r in runs if len(r) > 1]):
+        start, end = run[0].lineno - 1, run[-1].end_lineno
+        units = ["".join(lines[n.lineno - 1:n.end_lineno]) for n in run]
+        ordered = [u for _, u in sorted(zip((key(n) for n in run), units), key=lambda pair: pair[0])]
+        lines[start:end] = ordered
+    return "".join(lines)
+
+
 def rewrite_text(text: str, path: Path, moves: dict[str, str], patterns: list) -> str:
-    if path.suffix == ".py":
-        text = rewrite_from_imports(text, moves)
-    for pattern, new in patterns:
-        text = pattern.sub(new, text)
-    return text
+    new = rewrite_from_imports(text, moves) if path.suffix == ".py" else text
+    for pattern, replacement in patterns:
+        new = pattern.sub(replacement, new)
+    if path.suffix == ".py" and new != text:
+        new = sort_project_imports(new, PROJECT_PACKAGES)
+    return new
 
 
 def rewrite_files(root: Path, moves: dict[str, str], dry: bool) -> list[str]:

@@ -92,4 +92,4 @@ def test_a_dotted_hot_module_lives_in_the_sibling_package_it_names(tmp_path):
     hook = compiled._SourceFirst(["controlled.machine"], tmp_path / "kernel_model")
     spec = hook.find_spec("controlled.machine")
     assert spec is not None and spec.origin == str(tmp_path / "controlled" / "machine.py")
-    assert hook.find_spec("kernel_model.machine") is None
+    assert hook.find_spec("actors.machine") is None
