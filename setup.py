@@ -48,10 +48,12 @@ class OptionalBuildExt(build_ext):
         """Write, next to the extensions, the digest of each source compiled (kernel_model/compiled.py reads it)."""
         built: dict[str, str] = {}
         for ext in self.extensions:
-            module = ext.name.rpartition(".")[2]
+            module = ext.name.removeprefix(PRIVATE).removeprefix("kernel_model.")  # as HOT_MODULES names it
             if Path(self.get_ext_fullpath(ext.name)).exists():
-                built[module] = hashlib.sha256((HERE / "kernel_model" / f"{module}.py").read_bytes()).hexdigest()
-        target = Path(self.get_ext_fullpath(self.extensions[0].name)).parent if self.extensions else None
+                built[module] = hashlib.sha256(_compiled["module_file"](module, HERE / "kernel_model").read_bytes()
+                                               ).hexdigest()
+        # The record lives next to compiled.py, in kernel_model (the hot modules may span several packages).
+        target = Path(self.get_ext_fullpath(PRIVATE + "kernel_model.compiled")).parent if self.extensions else None
         if target is not None:
             target.mkdir(parents=True, exist_ok=True)
             (target / _compiled["BUILD_RECORD"]).write_text(json.dumps(built, indent=1, sort_keys=True) + "\n")
@@ -83,9 +85,10 @@ def extensions() -> list:
         return []
     # annotation_typing=False: type hints stay hints, so the compiled code behaves exactly as the Python does
     # (Cython would otherwise turn some annotations into C types with their own overflow and conversion rules).
-    exts = cythonize([f"kernel_model/{m}.py" for m in HOT_MODULES], quiet=True, nthreads=os.cpu_count() or 1,
+    sources = [str(_compiled["module_file"](m, Path("kernel_model"))) for m in HOT_MODULES]
+    exts = cythonize(sources, quiet=True, nthreads=os.cpu_count() or 1,
                      compiler_directives={"language_level": 3, "annotation_typing": False})
-    for ext in exts:  # in a wheel, next to their sources under tlbrace/_lib; imported as kernel_model.<name>
+    for ext in exts:  # in a wheel, next to their sources under tlbrace/_lib; imported by their own names
         ext.name = PRIVATE + ext.name
     return exts
 

@@ -14,12 +14,12 @@ and returns what finished.
 
 from __future__ import annotations
 
+import functools
 import glob
 import hashlib
 import itertools
 import os
 import re
-import signal
 import time
 import uuid
 from collections import Counter
@@ -28,6 +28,7 @@ from typing import Any, Callable, Iterator
 
 from actors import results_file
 from actors.dir_lock import DirectoryBusy, DirLock, lock_directory
+from actors.fault_injection import Faults
 from actors.fuzzy_sync import RaceAligner, windows_of
 from actors.results_file import ResultsContents, ResultsError, ResultsWriter
 from actors.sigint import sigint_deferred
@@ -57,15 +58,7 @@ class CampaignOptions:
     # > 0: sample op windows over at least this many trials, then delay ops at their start so that measured
     # windows of different threads overlap (actors.fuzzy_sync); 0: off
     align: int = 0
-    # Test-only fault injection: kill this actor ("cpu1", "pt") of the set running this trial id, right after
-    # the trial starts.
-    kill: tuple[int, str] | None = None
-    # Test-only: in this trial, this CPU actor ("cpu1") stops taking steps after its first step with this op.
-    stall: tuple[int, str, str] | None = None
-    # Test-only: SIGSTOP this actor ("cpu1") of the set running this trial id, right after the trial starts (its
-    # pid is appended to ``stopped`` so that the test can end it).
-    stop: tuple[int, str] | None = None
-    stopped: list[int] = field(default_factory=list)
+    faults: Faults | None = None  # test-only: a trial made to crash or hang (actors.fault_injection)
 
 
 def trial_seed(campaign_seed: int, trial: int) -> int:
@@ -174,18 +167,8 @@ def run_campaign(scenario: Scenario, cfg: Config, opts: CampaignOptions,
     prepared = prepared or prepare_results(scenario, cfg, opts)
     run = prepared.header["run"] if prepared is not None else uuid.uuid4().hex[:8]
     result = CampaignResult(scenario.name, cfg, run)
-    done: set[int] = set()
-    writer: ResultsWriter | None = None
     try:
-        if prepared is not None:
-            writer = _open_writer(prepared, result)
-            if prepared.resumed is not None:
-                for rec in prepared.resumed.records:
-                    _count_recorded(result, rec)
-                    done.add(rec["trial"])
-                result.skipped = list(prepared.resumed.skipped)
-                if opts.out:
-                    _remove_unrecorded_logs(opts.out, scenario.name, run, done)
+        writer, done = _resume(prepared, result, opts, scenario.name) if prepared is not None else (None, set())
     except BaseException:
         if prepared is not None:
             prepared.release()
@@ -194,92 +177,158 @@ def run_campaign(scenario: Scenario, cfg: Config, opts: CampaignOptions,
     ids = _trial_ids(done, opts.trials)
     upcoming = next(ids, None)  # the next trial id to start (None: no more)
     first_wave = len(list(itertools.islice(_trial_ids(done, opts.trials), max(1, opts.parallel))))
-    nodes = [n["NodeID"] for n in ray.nodes() if n.get("Alive")]
-    sets: list[ActorSet | None] = [None] * max(1, opts.parallel)
-    running: dict[int, RunningTrial] = {}  # set index -> trial
+    slots = _Slots(scenario, cfg, opts.parallel, [n["NodeID"] for n in ray.nodes() if n.get("Alive")])
     started = time.monotonic()
     rule = StopRule(opts.trials, opts.duration_s, opts.until)
     clock = opts.clock_start if opts.clock_start is not None else opts.clock()
+
     aligner = (RaceAligner.for_scenario(scenario, opts.seed, opts.align, hang_timeout=opts.hang_timeout)
                if opts.align else None)
-
-    def fresh_set(i: int) -> ActorSet:
-        node = nodes[i % len(nodes)] if len(nodes) > 1 else None
-        return ActorSet(i, scenario, cfg, node)
-
+    finished = functools.partial(_record_trial, result=result, scenario=scenario, cfg=cfg, opts=opts, writer=writer,
+                                 on_trial=on_trial, aligner=aligner)
+    start = functools.partial(_start_trial, scenario=scenario, cfg=cfg, opts=opts, run=run, aligner=aligner)
     try:
         if rule.reason(result, clock, opts.clock()) in (None, "trials"):
-            for i in range(first_wave):
-                sets[i] = fresh_set(i)  # all sets' workers start in parallel
-        while upcoming is not None or running:
-            reason = rule.reason(result, clock, opts.clock())
-            if reason in ("until", "duration"):  # the running trials are abandoned, as on Ctrl-C
-                result.stopped_by = reason
-                break
-            for i in range(len(sets)):
-                if i in running or upcoming is None:
-                    continue
-                if sets[i] is None:
-                    sets[i] = fresh_set(i)
-                actors = sets[i]
-                assert actors is not None
-                trial, upcoming = upcoming, next(ids, None)
-                if opts.stall is not None and opts.stall[0] == trial:
-                    actors.nodes  # noqa: B018 - configured before it can be told
-                    ray.get(actors.actor(opts.stall[1]).stall.remote(trial, opts.stall[2]))
-                stop_pid = actors.pid(opts.stop[1]) if opts.stop is not None and opts.stop[0] == trial else None
-                running[i] = RunningTrial(actors, scenario, cfg, run=run, trial=trial,
-                                          seed=trial_seed(opts.seed, trial), jitter_us=opts.jitter_us,
-                                          hang_timeout=opts.hang_timeout,
-                                          delays=aligner.wire_delays(trial) if aligner is not None else None)
-                if opts.kill is not None and opts.kill[0] == trial:
-                    ray.kill(actors.actor(opts.kill[1]), no_restart=True)
-                if stop_pid is not None:
-                    opts.stopped.append(stop_pid)
-                    os.kill(stop_pid, signal.SIGSTOP)
-            pending = [ref for t in running.values() for ref in t.pending_refs()]
-            if pending:
-                ray.wait(pending, num_returns=1, timeout=0.25)
-            for i, t in list(running.items()):
-                if not t.poll():
-                    continue
-                # A Ctrl-C between counting a trial and writing its record would leave the summary and the
-                # results file disagreeing by one; the bookkeeping of one finished trial is all or nothing.
-                with sigint_deferred():
-                    del running[i]
-                    assert t.result is not None
-                    if not t.set_is_reusable:
-                        actors = sets[i]
-                        assert actors is not None
-                        actors.kill()
-                        sets[i] = None
-                    log = _account(result, t.result, scenario, cfg, opts)
-                    if aligner is not None:
-                        aligner.observe(windows_of(t.result.timing))
-                        result.aligner = aligner.summary([th.name for th in scenario.threads])
-                    if writer is not None:
-                        writer.append(_record_of(t.result, log))
-                    if on_trial is not None:
-                        on_trial(t.result, result)
-                    if not t.result.failed:
-                        t.result.records = []  # passing trials keep counters only
-        else:
-            result.stopped_by = rule.reason(result, clock, opts.clock()) or "trials"
+            slots.prestart(first_wave)  # all sets' workers start in parallel
+        _run_trials(slots, ids, upcoming, lambda: rule.reason(result, clock, opts.clock()), start, finished,
+                    result)
     except KeyboardInterrupt:
         result.interrupted = True  # the running trials are abandoned: not recorded, so a resume runs them
         result.stopped_by = "interrupt"
     finally:
         result.seconds = time.monotonic() - started
         try:
-            for actors in sets:
-                if actors is not None:
-                    actors.kill()
+            slots.kill_all()
             if writer is not None:
                 writer.close()
         finally:
             if prepared is not None:
                 prepared.release()
     return result
+
+
+def _run_trials(slots: _Slots, ids: Iterator[int], upcoming: int | None, stop_reason: Callable[[], str | None],
+                start: Callable[..., RunningTrial], finished: Callable[[TrialResult], None],
+                result: CampaignResult) -> None:
+    """Start trials on idle sets and collect the finished ones until no trial is left or the stop rule says
+    so (the running trials are then abandoned, as on Ctrl-C)."""
+    while upcoming is not None or slots.running:
+        reason = stop_reason()
+        if reason in ("until", "duration"):
+            result.stopped_by = reason
+            return
+        for i, actors in slots.idle(upcoming is not None):
+            assert upcoming is not None
+            trial, upcoming = upcoming, next(ids, None)
+            slots.running[i] = start(actors, trial=trial)
+            if upcoming is None:
+                break
+        slots.wait()
+        slots.collect(finished)
+    result.stopped_by = stop_reason() or "trials"
+
+
+class _Slots:
+    """The campaign's ``parallel`` actor sets and the trial each one runs. A set is created when first needed
+    (or all at once for the first wave), reused trial after trial, and killed and replaced when its trial left it
+    unusable (hung, crashed)."""
+
+    def __init__(self, scenario: Scenario, cfg: Config, parallel: int, nodes: list[str]) -> None:
+        self.scenario, self.cfg, self.nodes = scenario, cfg, nodes
+        self.sets: list[ActorSet | None] = [None] * max(1, parallel)
+        self.running: dict[int, RunningTrial] = {}  # set index -> trial
+
+    def _fresh(self, i: int) -> ActorSet:
+        node = self.nodes[i % len(self.nodes)] if len(self.nodes) > 1 else None
+        self.sets[i] = ActorSet(i, self.scenario, self.cfg, node)
+        return self.sets[i]  # type: ignore[return-value]
+
+    def prestart(self, count: int) -> None:
+        for i in range(count):
+            self._fresh(i)
+
+    def idle(self, wanted: bool) -> Iterator[tuple[int, ActorSet]]:
+        """Each set running no trial (created now if it is not there), while ``wanted``."""
+        if not wanted:
+            return
+        for i in range(len(self.sets)):
+            if i not in self.running:
+                yield i, self.sets[i] or self._fresh(i)
+
+    def wait(self) -> None:
+        import ray
+
+        pending = [ref for t in self.running.values() for ref in t.pending_refs()]
+        if pending:
+            ray.wait(pending, num_returns=1, timeout=0.25)
+
+    def collect(self, finished: Callable[[TrialResult], None]) -> None:
+        """Hand each trial that has ended to ``finished``; kill its set if the trial left it unusable."""
+        for i, t in list(self.running.items()):
+            if not t.poll():
+                continue
+            # A Ctrl-C between counting a trial and writing its record would leave the summary and the results
+            # file disagreeing by one; the bookkeeping of one finished trial is all or nothing.
+            with sigint_deferred():
+                del self.running[i]
+                assert t.result is not None
+                if not t.set_is_reusable:
+                    self.sets[i].kill()  # type: ignore[union-attr]
+                    self.sets[i] = None
+                finished(t.result)
+
+    def kill_all(self) -> None:
+        for actors in self.sets:
+            if actors is not None:
+                actors.kill()
+
+
+def _resume(prepared: Prepared, result: CampaignResult, opts: CampaignOptions,
+            scenario: str) -> tuple[ResultsWriter, set[int]]:
+    """Open the results file; on a resume, count the trials it already holds. Returns the writer and their ids."""
+    done: set[int] = set()
+    writer = _open_writer(prepared, result)
+    if prepared.resumed is not None:
+        for rec in prepared.resumed.records:
+            _count_recorded(result, rec)
+            done.add(rec["trial"])
+        result.skipped = list(prepared.resumed.skipped)
+        if opts.out:
+            _remove_unrecorded_logs(opts.out, scenario, result.run, done)
+    return writer, done
+
+
+def _record_trial(r: TrialResult, result: CampaignResult, scenario: Scenario, cfg: Config, opts: CampaignOptions,
+                  writer: ResultsWriter | None,
+                  on_trial: Callable[[TrialResult, CampaignResult], None] | None,
+                  aligner: RaceAligner | None) -> None:
+    """Count one finished trial, write its log (if failing) and its record, and tell ``on_trial``; the aligner
+    (if any) learns the trial's op windows."""
+    log = _account(result, r, scenario, cfg, opts)
+    if aligner is not None:
+        aligner.observe(windows_of(r.timing))
+        result.aligner = aligner.summary([th.name for th in scenario.threads])
+    if writer is not None:
+        writer.append(_record_of(r, log))
+    if on_trial is not None:
+        on_trial(r, result)
+    if not r.failed:
+        r.records = []  # passing trials keep counters only
+
+
+def _start_trial(actors: ActorSet, scenario: Scenario, cfg: Config, opts: CampaignOptions, run: str,
+                 aligner: RaceAligner | None, trial: int) -> RunningTrial:
+    faults = opts.faults
+    stop_pid = None
+    if faults is not None:
+        faults.before_start(trial, actors)
+        stop_pid = faults.pid_to_stop(trial, actors)
+    running = RunningTrial(actors, scenario, cfg, run=run, trial=trial, seed=trial_seed(opts.seed, trial),
+                           jitter_us=opts.jitter_us, hang_timeout=opts.hang_timeout,
+                           delays=aligner.wire_delays(trial) if aligner is not None else None)
+    if faults is not None:
+        faults.after_start(trial, actors, stop_pid)
+    return running
 
 
 def _remove_unrecorded_logs(out: str, scenario: str, run: str, recorded: set[int]) -> None:

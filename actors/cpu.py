@@ -28,6 +28,10 @@ the CPU executing one instruction (the lock is held), and a thread holding a PTL
 take no step until it unlocks (kernel spinlocks disable preemption). Blocking steps are *tried*: when one
 cannot proceed the thread sleeps until another thread's step changed something. A state where every thread
 waits is a hang.
+
+Split by concern: this module runs the threads and their steps; ``actors.cpu_link`` is the line to the
+page-table actor, ``actors.cpu_ipi`` the TLB shootdown (sending, acks, the IPI handler), ``actors.cpu_up``
+arch=up's turn-taking. Test-only faults (a stalled CPU) are in ``actors.fault_injection``, not here.
 """
 
 from __future__ import annotations
@@ -37,10 +41,13 @@ import time
 import traceback
 from typing import Any, Callable, Final
 
-from actors.codec import BUSY, ERROR, QUEUED, STALE, pack, unpack, unpack_spec, wire
+from actors.codec import BUSY, QUEUED, pack, unpack, unpack_spec, wire
+from actors.cpu_ipi import FlushIpis
+from actors.cpu_link import PtLink, Stale, TlbProxy
+from actors.cpu_up import TrialHung, UpScheduling
 from actors.jitter import Jitter
 from actors.lamport import Timeline
-from actors.page_table import EPOCH, PLAIN, QUEUE, TRY, VALIDATE, WALK
+from actors.page_table import QUEUE, TRY, VALIDATE
 from actors.topology import Topology, initial_state, programs
 from kernel_model import boot, ops
 from kernel_model import tlb as tlbops
@@ -53,96 +60,7 @@ PIPELINED_OPS: Final = ops.PIPELINED_OPS
 _BUSY: Final = object()  # a tried blocking step could not proceed (arch=up)
 
 
-class StepFailed(RuntimeError):
-    """The page-table actor refused a step (a lock misuse by a path or a mutant)."""
-
-
-class TrialHung(RuntimeError):
-    """Every thread of this CPU waits for another (arch=up deadlock)."""
-
-
-class _Stale(Exception):
-    """s390: the TLB entry's translation was invalidated by a synchronous PTE clear since it was filled."""
-
-
-class PtLink:
-    """Numbered messages from one CPU to the page-table actor, each carrying the CPU's Lamport state."""
-
-    def __init__(self, pt: Any, caller: int, trial: int, timeline: Timeline) -> None:
-        self.pt = pt
-        self.caller = caller
-        self.trial = trial
-        self.tl = timeline
-        self.seq = 0
-
-    def _message(self, op: str, args: list, mode: str, extra: Any) -> bytes:
-        base, delta = self.tl.pt_clock()
-        data = pack([self.trial, self.caller, self.seq, base, delta, op, args, mode, extra])
-        self.seq += 1
-        return data
-
-    def call(self, op: str, args: list, mode: str = PLAIN, extra: Any = None) -> list:
-        import ray
-
-        reply = unpack(ray.get(self.pt.step.remote(self._message(op, args, mode, extra))))
-        if reply[0] == ERROR:
-            raise StepFailed(reply[1])
-        return reply
-
-    def post(self, op: str, args: list) -> Any:
-        return self.pt.step.remote(self._message(op, args, PLAIN, None))
-
-
-class TlbProxy:
-    """``kernel_model.tlb``'s ``pt``: the page-table part of one CPU step, as at most one message. Remembers
-    the stamp (or the pipelined reply) so that the step's event gets it."""
-
-    def __init__(self, cpu: "CpuCore") -> None:
-        self.cpu = cpu
-        self.va = 0
-        self.stamp: tuple[int, int] | None = None
-        self.ref: Any = None
-        self.epoch = 0
-
-    def begin(self, va: int) -> None:
-        self.va, self.stamp, self.ref = va, None, None
-
-    def walk(self, va: int, write: bool) -> Any:
-        reply = self.cpu.link.call("walk", [va, write], WALK)
-        self.stamp = (reply[2], reply[3])
-        pte, self.epoch = reply[1]
-        return pte
-
-    def pte_mkdirty_write(self, va: int, pfn: int, value: int | None) -> bool:
-        return self._checked("pte_mkdirty_write", [va, pfn, value])
-
-    def write_page(self, pfn: int, value: int | None) -> None:
-        if not self.cpu.s390 and value is not None:
-            # A store through a dirty entry always lands (x86): nothing to wait for.
-            self.ref = self.cpu.link.post("write_page", [pfn, value])
-            return None
-        # s390 checks the translation first. A locked increment (value None) is a serializing read-modify-write
-        # that completes before the next instruction: the CPU waits for it (which also keeps a counter loop
-        # from flooding the actor), and a flush IPI, taken between instructions, waits for it too. Coarser than
-        # hardware: here the memory access is a message, so that wait is a round trip, not nanoseconds.
-        return self._checked("write_page", [pfn, value])
-
-    def read_page(self, pfn: int) -> int:
-        return self._checked("read_page", [pfn])
-
-    def _checked(self, op: str, args: list) -> Any:
-        if self.cpu.s390:
-            reply = self.cpu.link.call(op, args, EPOCH, [self.va, self.cpu.epochs.get(self.va, 0)])
-        else:
-            reply = self.cpu.link.call(op, args)
-        if reply[0] == STALE:
-            self.stamp = (reply[1], reply[2])
-            raise _Stale()
-        self.stamp = (reply[2], reply[3])
-        return reply[1]
-
-
-class CpuCore:
+class CpuCore(FlushIpis, UpScheduling):
     """The actor's logic. ``peers[c]`` is CPU c's actor handle (this CPU's own entry is unused)."""
 
     def __init__(self, name: str, cpu: int, spec: bytes, pt: Any, peers: list[Any]) -> None:
@@ -165,10 +83,7 @@ class CpuCore:
         self.tl = Timeline(run="", trial=-1, actor=name)
         self.waiting: dict[int, str] = {}
         self.irq_jitter = Jitter(0, 0, -1, cpu, -1)
-        # Test-only fault hook (``stall``): in that trial, stop taking steps after the first step with that op.
-        self.stall_at: tuple[int, str] | None = None
-        self.stalled: str | None = None
-        self.align_delays: dict[tuple[int, int], int] = {}
+        self.align_delays: dict[tuple[int, int], int] = {}  # actors.fuzzy_sync: (tid, pc) -> µs before that op
         self.timing: dict[str, Any] = {"start": {}, "ops": []}
         self._reset(-1, "")
 
@@ -300,17 +215,7 @@ class CpuCore:
             looping = (step.op == "store_tlb" and step.args[1] is None and result == "stored"
                        and tid not in self.bounded_counters)  # a bounded counter's last turn is followed by others
             self.next_op[tid] = "store_tlb" if looping else None
-        if self.stall_at == (self.trial, step.op):
-            self._stall(tid, step)
         return result
-
-    def _stall(self, tid: int, step: Step) -> None:
-        """The test-only hang: this CPU stops taking steps (irqs on, so it still takes IPIs), as if its vCPU
-        were never scheduled again. The campaign kills the actor when it reports the trial hung."""
-        with self.cv:
-            names = [t.name for t in self.scenario.threads]
-            self.stalled = f"{names[tid]} on {self.name} stopped taking steps after {step.op} in {step.fn}"
-        threading.Event().wait()
 
     def _execute(self, tid: int, step: Step) -> Any:
         op = step.op
@@ -379,101 +284,6 @@ class CpuCore:
                 self.irq.acquire()
             self.waiting.pop(tid, None)
 
-    # --- TLB shootdown ------------------------------------------------------------------------------------------
-    def _send_ipis(self, tid: int, step: Step) -> int:
-        start, end = step.args
-        targets = [c for c in range(self.topo.ncpus) if c != self.cpu]
-        # Resolve first: the clock sent with the IPI must be exact.
-        clock = self.tl.merged(tid, self.cpu, "step", step.fn, step.op, [start, end], len(targets), 0)
-        message = pack([self.trial, tid, start, end, clock])
-        self.acks[tid].extend(self.peers[c].ipi.remote(message) for c in targets)
-        return len(targets)
-
-    def _wait_acks(self, tid: int, step: Step) -> None:
-        import ray
-
-        refs, self.acks[tid] = self.acks[tid], []
-        asked = time.perf_counter_ns()
-        replies = self._wait(tid, f"flush acks from {len(refs)} CPU(s)", self.hold_irq_while_waiting,
-                             lambda: ray.get(refs))
-        latest = 0
-        for data, late in replies:
-            clock, records = unpack(data)
-            latest = max(latest, clock)
-            self.foreign.extend(records)
-            if late is not None:
-                self.late_flushes.append(late)
-        self.tl.merged(tid, self.cpu, "step", step.fn, step.op, wire(step.args), None, latest)
-        self.tl.records[-1]["wait_ns"] = time.perf_counter_ns() - asked  # until the last ack, wall clock
-
-    def _collect_late_flushes(self) -> None:
-        """ack_before_invalidate: the targets' late invalidations of this CPU's shootdowns, whose events come back
-        as their tasks' results (so that they are collected even when the target's own run has ended)."""
-        import ray
-
-        refs, self.late_flushes = self.late_flushes, []
-        for data in ray.get(refs):
-            records = unpack(data)
-            with self.cv:
-                self.foreign.extend(records)
-
-    def ipi(self, message: bytes) -> tuple[bytes, Any]:
-        """The flush IPI handler on this CPU for another CPU's shootdown; the reply is the ack, with the handler's
-        events (so that they are collected even when this CPU's own thread has already finished) and, under
-        ack_before_invalidate, the reference of the late_flush task that will invalidate."""
-        trial, initiator, start, end, sent_at = unpack(message)
-        with self.cv:
-            while self.trial < trial:
-                self.cv.wait()  # this CPU has not started the trial yet
-            if self.trial != trial:
-                return pack([sent_at, []]), None
-        paused = self.irq_jitter.pause_before("ipi_flush")  # the IPI still in flight: the thread runs on
-        with self.cv:
-            if self.trial != trial:
-                return pack([sent_at, []]), None
-            while self.hold_irq_while_waiting and self._irqs_off() and self.trial == trial:
-                self.cv.wait()
-            if self.trial != trial:
-                return pack([sent_at, []]), None
-            if paused:
-                self.tl.local(initiator, self.cpu, "note", "flush_tlb_func", "jitter", ["ipi_flush", paused])
-            if self.cfg.has("ack_before_invalidate"):
-                clock = self.tl.merged(initiator, self.cpu, "ipi", "csd_unlock", "ipi_ack", [start, end], None,
-                                       sent_at)
-                ack = self.tl.records[-1]
-                late = self.peers[self.cpu].late_flush.remote(pack([trial, initiator, start, end]))
-                return pack([clock, [ack]]), late
-            flush = self._flush_for_ipi(initiator, start, end, sent_at)
-            clock = self.tl.merged(initiator, self.cpu, "ipi", "csd_unlock", "ipi_ack", [start, end], None, 0)
-            return pack([clock, [flush, self.tl.records[-1]]]), None
-
-    def late_flush(self, message: bytes) -> bytes:
-        """ack_before_invalidate: flush_tlb_func, after the ack has gone out (a task of its own, so that the
-        CPU's thread may step in between). Returns the event."""
-        trial, initiator, start, end = unpack(message)
-        with self.cv:
-            if self.trial != trial:
-                return pack([])
-            return pack([self._flush_for_ipi(initiator, start, end, 0)])
-
-    def _flush_for_ipi(self, initiator: int, start: int, end: int, sent_at: int) -> dict[str, Any]:
-        """flush_tlb_func for [start, end) on this CPU (irq lock held); returns its event record."""
-        if self.s390 and any(start <= va < end for va in self.tlb):
-            self.tl.merge(sent_at)
-            lamport, gseq = self._validate([va for va in self.tlb if start <= va < end])
-            dropped = tlbops.flush_tlb_range(self.tlb, start, end)
-            self.tl.stamped(initiator, self.cpu, "ipi", "flush_tlb_func", "ipi_flush", [start, end], dropped,
-                            lamport, gseq)
-        else:
-            dropped = tlbops.flush_tlb_range(self.tlb, start, end)
-            self.tl.merged(initiator, self.cpu, "ipi", "flush_tlb_func", "ipi_flush", [start, end], dropped, sent_at)
-        return self.tl.records[-1]
-
-    def _irqs_off(self) -> bool:
-        """no_ipi_while_spinning: some thread of this CPU is about to spin (or spins) on a PTL or for acks, or
-        is between two steps (its next one not known yet)."""
-        return any(op is None or op in ("spin_lock", "wait_acks") for op in self.next_op.values())
-
     # --- TLB steps ----------------------------------------------------------------------------------------------
     def _cpu_step(self, tid: int, step: Step) -> Any:
         op, args = step.op, step.args
@@ -487,13 +297,13 @@ class CpuCore:
                 p.stamp = self._validate([va])  # the fault below touches no page table: validate it
             try:
                 result: Any = tlbops.store_tlb(self.tlb, p, va, value)
-            except _Stale:
+            except Stale:
                 self._drop(va)
                 result = "miss"
         elif op == "load_tlb":
             try:
                 result = tlbops.load_tlb(self.tlb, p, *args)
-            except _Stale:
+            except Stale:
                 self._drop(args[0])
                 result = None
         elif op == "walk_fill":
@@ -526,50 +336,11 @@ class CpuCore:
         self.tlb.pop(va, None)
         self.epochs.pop(va, None)
 
-    # --- arch=up: one CPU, several threads ---------------------------------------------------------------------
-    def _wait_turn(self, tid: int) -> None:
-        """A thread holding a PTL is not preempted: nobody else steps until it unlocks."""
-        while self.ptl_holder not in (None, tid):
-            self.turn_waiting.add(tid)
-            try:
-                self._check_stuck()
-                self.cv.wait(0.5)
-            finally:
-                self.turn_waiting.discard(tid)
-
-    def _wait_for_change(self, tid: int, step: Step) -> None:
-        self.blocked.add(tid)  # until the next step of any thread (which clears the set)
-        self._check_stuck()
-        self.cv.wait(0.5)
-
-    def _check_stuck(self) -> None:
-        """Hung when every unfinished thread either failed its blocking step since the last step anyone took, or
-        waits for a PTL holder to unlock (judged now: a waiter may not have woken up yet)."""
-        if self.hung:
-            raise TrialHung()
-        waiting_turn = {t for t in self.turn_waiting if self.ptl_holder not in (None, t)}
-        if self.unfinished and self.unfinished <= (self.blocked | waiting_turn):
-            self.hung = True
-            self.cv.notify_all()
-            raise TrialHung()
-
-    def _after_up_step(self, tid: int, step: Step) -> None:
-        if step.op == "spin_lock":
-            self.ptl_holder, self.ptl_depth = tid, self.ptl_depth + 1
-        elif step.op == "spin_unlock" and self.ptl_holder == tid:
-            self.ptl_depth -= 1
-            if self.ptl_depth == 0:
-                self.ptl_holder = None
-        self.blocked.discard(tid)
-        self.blocked.clear()  # something changed: every waiter retries
-        self.waiting.pop(tid, None)
-        self.cv.notify_all()
-
     # --- observation (the "ctl" group: answers while the thread is stuck) -------------------------------------
     def describe_waits(self) -> list[str]:
         names = [t.name for t in self.scenario.threads]
         waits = [f"{names[tid]} on {self.name} waits for {what}" for tid, what in sorted(self.waiting.items())]
-        return ([self.stalled] if self.stalled else []) + waits
+        return waits
 
     def progress(self) -> int:
         """Events so far, a counter loop's increments excepted (see PageTableCore.increments)."""
@@ -617,9 +388,12 @@ class CpuActor:
         return self.core.snapshot()
 
     def stall(self, trial: int, op: str) -> None:
-        """Test-only fault hook: in ``trial``, stop taking steps after the first ``op`` step."""
+        """Test-only: in ``trial``, stop taking steps after the first ``op`` step (actors.fault_injection)."""
+        from actors.fault_injection import stall_after
+
         assert self.core is not None
-        self.core.stall_at = (trial, op)
+        stall_after(self.core, trial, op)
+
 
 
 _remote: dict[str, Any] = {}

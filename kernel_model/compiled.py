@@ -28,6 +28,10 @@ from pathlib import Path
 from typing import Sequence
 
 # The modules an exhaustive search runs through on every transition (setup.py compiles these and no others).
+# A bare name is a module of this package (kernel_model); a dotted one names a module of a sibling package
+# ("controlled.machine"): the search's hot path runs through both the model and the controlled runtime. This
+# package imports neither: the names are build targets, and the guard below covers them all because every
+# package of the project imports kernel_model before any module of its own.
 HOT_MODULES = ("machine", "state", "symmetry", "explorer", "reduction", "atomic", "tlb", "oracle", "syscalls",
                "steps", "events", "memory", "mmu_gather", "rmap", "writeback")
 BUILD_RECORD = "compiled_sources.json"  # module -> SHA-256 of the source it was compiled from
@@ -35,13 +39,26 @@ PURE_ENV = "TLBRACE_PURE_PYTHON"
 PACKAGE_DIR = Path(__file__).resolve().parent
 
 
+def qualified(module: str) -> str:
+    """The importable name of a HOT_MODULES entry: "tlb" -> "kernel_model.tlb"."""
+    return module if "." in module else f"{__package__ or 'kernel_model'}.{module}"
+
+
+def module_file(module: str, package_dir: Path = PACKAGE_DIR, suffix: str = ".py") -> Path:
+    """Where a HOT_MODULES entry's source (or, with an extension suffix, its build) lives; a dotted entry is
+    under the directory next to ``package_dir`` that its package names."""
+    package, _, name = module.rpartition(".")
+    directory = package_dir.parent.joinpath(*package.split(".")) if package else package_dir
+    return directory / f"{name}{suffix}"
+
+
 def source_digest(module: str, package_dir: Path = PACKAGE_DIR) -> str:
-    return hashlib.sha256((package_dir / f"{module}.py").read_bytes()).hexdigest()
+    return hashlib.sha256(module_file(module, package_dir).read_bytes()).hexdigest()
 
 
 def _extension_of(module: str, package_dir: Path) -> Path | None:
     for suffix in importlib.machinery.EXTENSION_SUFFIXES:
-        path = package_dir / f"{module}{suffix}"
+        path = module_file(module, package_dir, suffix)
         if path.exists():
             return path
     return None
@@ -71,14 +88,14 @@ class _SourceFirst:
     finder: find_spec is all the import system asks of one; importlib.abc would add its import time)."""
 
     def __init__(self, modules: Sequence[str], package_dir: Path) -> None:
-        self.modules = frozenset(modules)
+        self.modules = {qualified(m): m for m in modules}
         self.package_dir = package_dir
 
     def find_spec(self, fullname: str, path: object = None, target: object = None) -> importlib.machinery.ModuleSpec | None:
-        package, _, name = fullname.rpartition(".")
-        if package != __package__ or name not in self.modules:
+        module = self.modules.get(fullname)
+        if module is None:
             return None
-        return importlib.util.spec_from_file_location(fullname, self.package_dir / f"{name}.py")
+        return importlib.util.spec_from_file_location(fullname, module_file(module, self.package_dir))
 
 
 def prefer_fresh_sources() -> dict[str, str]:
@@ -97,5 +114,5 @@ def prefer_fresh_sources() -> dict[str, str]:
 def compiled_modules() -> list[str]:
     """The hot modules that run compiled in this process (for reports: speed figures depend on it)."""
     return [name for name in HOT_MODULES
-            if getattr(sys.modules.get(f"{__package__}.{name}"), "__file__", "").endswith(
+            if getattr(sys.modules.get(qualified(name)), "__file__", "").endswith(
                 tuple(importlib.machinery.EXTENSION_SUFFIXES))]

@@ -22,10 +22,11 @@ from __future__ import annotations
 import random
 import time
 from collections import deque
-from dataclasses import dataclass, field
-from typing import Callable, Iterator
+from typing import Callable
 
 from kernel_model.config import Config
+from kernel_model.depth_first import (TICK_EVERY, ExploreResult, Found, children, end_of_run, canonical_form,
+                                      depth_first)
 from kernel_model.events import Violation
 from kernel_model.gc_pause import gc_paused
 from kernel_model.machine import Machine, Transition
@@ -36,28 +37,6 @@ DEFAULT_BUDGET = {"bfs": 2_000_000, "dfs": 2_000_000, "random": 2_000, "pct": 2_
 # A sampled run longer than this is cut: only a counter writer's loop can run that long, when the scheduler
 # keeps choosing it over the agent that would end it (PCT's fixed priorities do exactly that).
 MAX_SAMPLE_STEPS = 10_000
-
-
-@dataclass(slots=True)
-class Found:
-    violations: list[Violation]
-    schedule: list[Transition]
-
-    @property
-    def invariants(self) -> list[str]:
-        return sorted({v.invariant for v in self.violations})
-
-
-@dataclass(slots=True)
-class ExploreResult:
-    strategy: str
-    complete: bool  # the whole (reduced) state space was explored
-    states: int
-    schedules: int  # executions run to their end (sampling) or terminal states reached (exhaustive)
-    transitions: int
-    seconds: float
-    found: list[Found] = field(default_factory=list)
-    collision_bound: float = 0.0  # hash compaction: an upper bound on the chance that two states were merged
 
 
 def explore(scenario: Scenario, cfg: Config, strategy: str = "bfs", *, budget: int | None = None, seed: int = 0,
@@ -132,13 +111,13 @@ def _bfs(scenario: Scenario, cfg: Config, budget: int, reduce: bool, stop_at_fir
         m.restore(key)
         enabled = m.enabled()
         if m.run_ends(enabled):
-            hang = _end_of_run(m, result)
+            hang = end_of_run(m, result)
             if hang is not None:
                 result.found.append(Found([hang], schedule_to(ckey)))
                 if stop_at_first:
                     return result
             continue
-        for _, tr, new, violations in _children(m, key, enabled, result):
+        for _, tr, new, violations in children(m, key, enabled, result):
             cnew = canon(new)
             if violations:
                 if cnew not in parent:
@@ -188,86 +167,6 @@ def _dfs(scenario: Scenario, cfg: Config, budget: int, reduce: bool, stop_at_fir
                                   min(TICK_EVERY, max(1, budget)))
     result.states = len(seen)
     return result
-
-
-StackEntry = tuple[tuple, int, "Transition | None"]  # (state key, depth, the transition into it)
-TICK_EVERY = 1024  # new states between two calls of depth_first's tick
-
-
-def depth_first(m: Machine, canon: Callable[[tuple], object], is_new: Callable[[object], bool],
-                stack: list[StackEntry], path: list[Transition], result: ExploreResult, stop_at_first: bool,
-                tick: Callable[[], bool], tick_every: int = TICK_EVERY) -> bool:
-    """Expand the states on ``stack`` depth first until it is empty (True), or ``tick()`` returns False, or a
-    violation stops the search (False). ``tick`` is called between two expansions once ``tick_every`` new states
-    have been found since the last call, so that the stack then holds only unexpanded states, each a child of a
-    state on the schedule ``path`` (the schedule to the last state expanded): its schedule is
-    ``path[:depth - 1] + [transition into it]``. ``is_new(canonical)`` adds a state to the visited set and says
-    whether it was new. Counts go into ``result``.
-
-    The schedule to the state being expanded is the path down the stack, so no state keeps a parent (with hash
-    compaction a visited state costs its hash alone). Children are pushed in order and the last one pushed is
-    expanded next: when it was the last one executed, the machine is already in it and is not restored (a third
-    of all restores, and every one along a chain of single transitions). ``tick`` may take entries from the
-    bottom of the stack (parallel_search gives them to another worker)."""
-    in_place = False  # the machine is in the state on top of the stack
-    fresh = 0
-    while stack:
-        if fresh >= tick_every:
-            fresh = 0
-            if not tick():
-                return False
-        key, depth, into = stack.pop()
-        if depth:
-            del path[depth - 1:]
-            path.append(into)  # type: ignore[arg-type]
-        if not in_place:
-            m.restore(key)
-        in_place = False
-        enabled = m.enabled()
-        if m.run_ends(enabled):
-            hang = _end_of_run(m, result)
-            if hang is not None:
-                result.found.append(Found([hang], list(path)))
-                if stop_at_first:
-                    return False
-            continue
-        last = len(enabled) - 1
-        for n, tr, new, violations in _children(m, key, enabled, result):
-            cnew = canon(new)
-            if violations:
-                is_new(cnew)
-                result.found.append(Found(violations, path + [tr]))
-                if stop_at_first:
-                    return False
-                continue
-            if is_new(cnew):
-                stack.append((new, depth + 1, tr))
-                in_place = n == last
-                fresh += 1
-    return True
-
-
-def _end_of_run(m: Machine, result: ExploreResult) -> Violation | None:
-    """Count a run that ended in the state ``m`` is in; the hang it ends in, if unfinished."""
-    result.schedules += 1
-    return None if m.finished() else m.hang_report()
-
-
-def _children(m: Machine, key: tuple, enabled: list[Transition],
-              result: ExploreResult) -> Iterator[tuple[int, Transition, tuple, list[Violation]]]:
-    """Run each of ``enabled`` from the state ``key`` (which ``m`` is in): its number, itself, the state it
-    leads to and the violations it makes."""
-    for n, tr in enumerate(enabled):
-        if n:
-            m.restore(key)  # the first transition runs on the state enabled() was computed on
-        violations = m.execute(tr)
-        result.transitions += 1
-        yield n, tr, m.key(), violations
-
-
-def canonical_form(m: Machine, hash_compact: bool) -> Callable[[tuple], object]:
-    """What the visited set holds for a machine key: its canonical form, or that form's 64-bit hash."""
-    return (lambda key: hash(m.canonical(key))) if hash_compact else m.canonical
 
 
 def _sample(scenario: Scenario, cfg: Config, strategy: str, runs: int, rng: random.Random, depth: int,

@@ -2,7 +2,7 @@
 
 A single process expands 40,000-60,000 states a second (CPython, the hot modules compiled), so one core is the
 limit. Here ``workers`` processes (fork: they inherit the scenario, the machine's memos and the hash seed, so a
-state hashes alike in all of them) each run kernel_model.explorer.depth_first on a part of the state space:
+state hashes alike in all of them) each run kernel_model.depth_first.depth_first on a part of the state space:
 
 - The visited set is an open-addressing table of 64-bit state hashes (hash compaction, as ``hash_compact``) in
   one anonymous shared mapping. Inserting is a read and a write, not atomic: two workers that insert the same
@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from kernel_model.config import Config
-from kernel_model.explorer import ExploreResult, StackEntry, canonical_form, depth_first
+from kernel_model.depth_first import ExploreResult, StackEntry, canonical_form, depth_first
 from kernel_model.machine import Machine, Transition
 from kernel_model.program import Scenario
 

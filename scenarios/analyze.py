@@ -28,11 +28,8 @@ from kernel_model.program import Scenario
 from kernel_model.replay import run_schedule
 from kernel_model.replay_memo import ReplayMemo
 from scenarios.eventlog import LogContents, LogError, iter_trials, read_log
+from scenarios.log_header import AnalysisError, config_from_header, scenario_from_header
 from kernel_model.gc_pause import gc_paused
-
-
-class AnalysisError(ValueError):
-    """The log is readable but cannot be analysed (its scenario cannot be rebuilt): bad input, exit 2."""
 
 
 @dataclass(slots=True)
@@ -69,35 +66,6 @@ class LogAnalysis:
 
 
 # --- the scenario a log was recorded with ----------------------------------------------------------------------
-def scenario_from_header(header: dict[str, Any]) -> Scenario:
-    """Rebuild the Scenario from the TOML text the header carries (or, lacking it, from the library by name)."""
-    try:
-        from scenarios import loader
-    except ImportError as exc:  # the loader is optional for code that brings its own Scenario
-        raise AnalysisError(f"cannot rebuild scenario {header.get('scenario')!r}: no scenario loader ({exc})")
-    params = {str(k): int(v) for k, v in (header.get("params") or {}).items()}
-    source = header.get("scenario_source") or ""
-    name = str(header.get("scenario") or "scenario")
-    try:
-        if not source:
-            # A header never makes tlbrace open a path: without the scenario's text, only a library name will do.
-            if name not in loader.library_names():
-                raise AnalysisError(f"the header carries no scenario_source, and {name[:80]!r} is not a library "
-                                    f"scenario (a header never names a file to open)")
-            return loader.load_scenario(name, params)
-        return loader.load_scenario_text(source, params, name=name)
-    except ValueError as exc:  # ScenarioError is a ValueError
-        raise AnalysisError(f"cannot rebuild scenario {name!r} from the log header: {exc}") from None
-
-
-def config_from_header(header: dict[str, Any]) -> Config:
-    """Only to rebuild the machine the logged steps replay on; the verdict never consults it."""
-    try:
-        return Config.from_dict(dict(header.get("config") or {}))
-    except (ValueError, TypeError) as exc:
-        raise AnalysisError(f"the log header's config is not usable: {exc}") from None
-
-
 # --- one trial --------------------------------------------------------------------------------------------------
 def judge_trial(scenario: Scenario, cfg: Config, log: str, trial: int, records: list[dict[str, Any]],
                 end: dict[str, Any] | None, *, keep_events: bool = False,
@@ -258,6 +226,21 @@ def analyze_streamed(path: str, jobs: int, *, scenario: Scenario | None = None,
                 chunks = pool.map(_judge_range, tasks)
     finally:
         _SHARED.clear()
+    merged = _merge_chunks(chunks)
+    if merged is None:
+        return None  # interleaved trials: only the serial reader groups them correctly
+    damage, reports, loose = merged
+    for trial, (events, end) in loose.items():
+        reports.append(judge_trial(scenario, cfg, path, trial, events, end, keep_events=keep_events,
+                                   observe=observe, memo=memo))
+    reports.sort(key=lambda r: r.trial)
+    return LogAnalysis(path, header, damage, scenario, cfg, reports)
+
+
+def _merge_chunks(chunks: list[Any]) -> tuple[str | None, list[TrialReport],
+                                              dict[int, tuple[list[dict[str, Any]], dict[str, Any] | None]]] | None:
+    """The chunks' reports put together, up to the first damage; and the records of each trial that crossed a
+    chunk boundary (still to judge), joined. None when a trial's records are not contiguous (interleaved)."""
     damage = None
     for i, c in enumerate(chunks):
         if c.damage is not None:
@@ -266,18 +249,14 @@ def analyze_streamed(path: str, jobs: int, *, scenario: Scenario | None = None,
     runs = [t for c in chunks for t in c.runs]
     merged_runs = [t for i, t in enumerate(runs) if i == 0 or runs[i - 1] != t]
     if len(set(merged_runs)) != len(merged_runs):
-        return None  # interleaved trials: only the serial reader groups them correctly
+        return None
     reports = [r for c in chunks for r in c.reports]
     loose: dict[int, tuple[list[dict[str, Any]], dict[str, Any] | None]] = {}
     for c in chunks:
         for trial, (events, end) in c.loose.items():
             have, have_end = loose.get(trial, ([], None))
             loose[trial] = (have + events, end or have_end)
-    for trial, (events, end) in loose.items():
-        reports.append(judge_trial(scenario, cfg, path, trial, events, end, keep_events=keep_events,
-                                   observe=observe, memo=memo))
-    reports.sort(key=lambda r: r.trial)
-    return LogAnalysis(path, header, damage, scenario, cfg, reports)
+    return damage, reports, loose
 
 
 def _chunk_starts(path: str, data: bytes, jobs: int) -> tuple[dict[str, Any], list[int] | None]:

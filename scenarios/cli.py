@@ -10,40 +10,15 @@ anywhere) adds the traceback.
 from __future__ import annotations
 
 import argparse
-import errno
 import importlib
 import sys
 import traceback
 
+from scenarios.cli_errors import (EXIT_BAD_INPUT, EXIT_ENVIRONMENT, EXIT_INTERNAL, EXIT_OK, EnvironmentFailure,
+                                   UsageError, os_error_text)
+
 SUBCOMMANDS = ("scenarios", "mutants", "explore", "replay", "shrink", "run", "stress", "analyze", "scale",
                "report", "fuzz")
-
-EXIT_OK, EXIT_VIOLATION, EXIT_BAD_INPUT, EXIT_ENVIRONMENT, EXIT_INTERNAL = 0, 1, 2, 3, 4
-
-
-class UsageError(Exception):
-    """Bad input that the user can fix: printed as one line, exit status 2, no traceback."""
-
-
-class EnvironmentFailure(Exception):
-    """The machine, not the input, failed (disk full, read-only output, Ray would not start): one line that says
-    what to do, exit status 3."""
-
-
-def os_error_text(exc: OSError, resume_hint: str = "") -> str:
-    """One line for an OSError: what failed, where, and what to do."""
-    where = f"{exc.filename}: " if exc.filename else ""
-    what = exc.strerror or str(exc)
-    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-        todo = "free some space" + (f", then {resume_hint}" if resume_hint else " and run it again")
-    elif exc.errno == errno.EROFS:
-        todo = "choose a writable --out / output file"
-    elif exc.errno in (errno.EACCES, errno.EPERM):
-        todo = "choose an output path you may write"
-    else:
-        todo = "check the path and the device, or choose another output path" + (
-            f"; then {resume_hint}" if resume_hint else "")
-    return f"{where}{what}: {todo}"
 
 
 class _Parser(argparse.ArgumentParser):
@@ -73,15 +48,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args([a for a in argv if a != "--verbose"] if not _takes_verbose(argv) else argv)
     from kernel_model.config import ConfigError
-    from scenarios.cli import EnvironmentFailure as PackageEnvironmentFailure
-    from scenarios.cli import UsageError as PackageUsageError  # the same class even under `python -m`
     from scenarios.loader import ScenarioError
     try:
         return int(args.func(args))
-    except (UsageError, PackageUsageError, ScenarioError, ConfigError) as exc:
+    except (UsageError, ScenarioError, ConfigError) as exc:
         print(f"tlbrace: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    except (EnvironmentFailure, PackageEnvironmentFailure) as exc:
+    except EnvironmentFailure as exc:
         _traceback(verbose)
         print(f"tlbrace: error: {exc}", file=sys.stderr)
         return EXIT_ENVIRONMENT

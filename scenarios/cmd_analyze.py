@@ -63,18 +63,12 @@ def add_parser(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from scenarios.cli import UsageError
-    from scenarios.options import check_out_file
+    from scenarios.cli_errors import UsageError
 
     err = Console(stderr=True)
     only = {args.trial} if args.trial is not None else None
     try:  # output paths before any work
-        if args.timeline:
-            check_out_file(args.timeline, "--timeline", TIMELINE_SUFFIXES)
-        if args.perfetto:
-            check_out_file(args.perfetto, "--perfetto")
-        if args.jobs is not None and not 1 <= args.jobs <= MAX_JOBS:
-            raise UsageError(f"--jobs {args.jobs}: expected an integer in 1..{MAX_JOBS}")
+        _check_outputs(args)
     except UsageError as exc:
         print(f"tlbrace: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
@@ -91,15 +85,34 @@ def run(args: argparse.Namespace) -> int:
         _timeline(args.timeline, analyses, witnesses, err)
     if args.perfetto:
         _perfetto(args.perfetto, analyses, witnesses, only, err)
-    if args.json:
-        print(json.dumps(_as_json(analyses, witnesses, coverage), indent=1))
-    else:
-        diagram = getattr(args, "format", "table") == "diagram"
-        if diagram:
-            _print_diagrams(analyses, witnesses, diagram_width(args))
-        _print(console_for(args), analyses, reports, witnesses, coverage, tables=not diagram)
+    _output(args, analyses, reports, witnesses, coverage)
     bad = any(r.violating or r.divergence or r.disagreement for r in reports)
     return EXIT_VIOLATION if bad else EXIT_OK
+
+
+def _check_outputs(args: argparse.Namespace) -> None:
+    """--timeline, --perfetto and --jobs, checked before any work; raises UsageError."""
+    from scenarios.cli_errors import UsageError
+    from scenarios.options import check_out_file
+
+    if args.timeline:
+        check_out_file(args.timeline, "--timeline", TIMELINE_SUFFIXES)
+    if args.perfetto:
+        check_out_file(args.perfetto, "--perfetto")
+    if args.jobs is not None and not 1 <= args.jobs <= MAX_JOBS:
+        raise UsageError(f"--jobs {args.jobs}: expected an integer in 1..{MAX_JOBS}")
+
+
+def _output(args: argparse.Namespace, analyses: list[LogAnalysis], reports: list[TrialReport],
+            witnesses: dict[int, list[Witness]], coverage: cov.Coverage | None) -> None:
+    """JSON, or the tables (and diagrams with --format diagram) on the terminal."""
+    if args.json:
+        print(json.dumps(_as_json(analyses, witnesses, coverage), indent=1))
+        return
+    diagram = getattr(args, "format", "table") == "diagram"
+    if diagram:
+        _print_diagrams(analyses, witnesses, diagram_width(args))
+    _print(console_for(args), analyses, reports, witnesses, coverage, tables=not diagram)
 
 
 def _analyze_logs(args: argparse.Namespace, only: set[int] | None, err: Console) -> list[LogAnalysis] | None:

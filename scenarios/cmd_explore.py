@@ -58,7 +58,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from scenarios.cli import UsageError
+    from scenarios.cli_errors import UsageError
 
     if args.budget is not None and args.budget < 1:
         raise UsageError(f"--budget: expected a positive integer, got {args.budget}")
@@ -125,7 +125,7 @@ def check_memory(scenario: Scenario, cfg: Config, args: argparse.Namespace) -> N
     state's size times the budget). A --budget that cannot fit is refused (exit 2, saying what would fit); the
     default budget is lowered to what fits, with a note, unless not even MIN_BUDGET states fit."""
     from kernel_model import search_memory
-    from scenarios.cli import UsageError
+    from scenarios.cli_errors import UsageError
 
     if args.strategy not in ("bfs", "dfs"):
         return
@@ -149,7 +149,7 @@ def check_memory(scenario: Scenario, cfg: Config, args: argparse.Namespace) -> N
 
 def parse_size(text: str) -> int:
     """'512M', '4G', '1.5T', '1000000' -> bytes."""
-    from scenarios.cli import UsageError
+    from scenarios.cli_errors import UsageError
 
     units = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
     t = text.strip().upper().removesuffix("B")

@@ -46,7 +46,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from kernel_model.config import ConfigError
-    from scenarios.cli import EXIT_OK, EXIT_VIOLATION, UsageError
+    from scenarios.cli_errors import EXIT_OK, EXIT_VIOLATION, UsageError
     from scenarios.fuzz_run import DEFAULT_BUDGET, FuzzOptions, run_ray, run_serial
 
     if args.param:

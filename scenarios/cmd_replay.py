@@ -6,7 +6,7 @@ import argparse
 import json
 import os
 import sys
-
+from typing import Any
 
 from kernel_model.machine import Machine
 from kernel_model.replay import run_schedule
@@ -26,57 +26,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from scenarios.cli import UsageError
-
     console = console_for(args, stderr=args.json)
-
-    def show(scenario, cfg, events, violations, title: str) -> None:  # type: ignore[no-untyped-def]
-        cpu_of = Machine(scenario, cfg).cpu_of
-        if args.format == "diagram":
-            from scenarios.diagram import render_diagram
-            print(render_diagram(scenario, cpu_of, events, violations, diagram_width(args), title=title))
-        else:
-            print_story(scenario, cpu_of, events, violations, console)
-
     kind = _kind_of(args.file)
-    results = []
-    if kind == "schedule":
-        from scenarios.schedule_file import ScheduleError, read_schedule
-        try:
-            sf = read_schedule(args.file)
-        except ScheduleError as exc:
-            raise UsageError(str(exc)) from None
-        rr = run_schedule(sf.scenario, sf.config, sf.schedule, complete=False)
-        results.append(_report(None, sf.invariants, rr))
-        if not args.json:
-            show(sf.scenario, sf.config, rr.events, rr.violations, args.file)
-    else:
-        from scenarios.analyze import AnalysisError, config_from_header, scenario_from_header
-        from scenarios.eventlog import LogError, iter_trials, read_log
-        from kernel_model.linearize import order_key, schedule_from_records
-        try:
-            contents = read_log(args.file)
-            scenario, cfg = scenario_from_header(contents.header), config_from_header(contents.header)
-        except (LogError, AnalysisError, OSError) as exc:
-            raise UsageError(str(exc)) from None
-        if contents.damage:
-            console.print(f"[yellow]warning: {args.file}: {contents.damage}; replaying up to there[/]")
-        for trial, events, end in iter_trials(contents):
-            if args.trial is not None and trial != args.trial:
-                continue
-            logged = [v.get("invariant") for v in (end or {}).get("violations", [])]
-            if args.trial is None and not logged:
-                continue
-            try:
-                steps = [r for r in sorted(events, key=order_key) if r.get("kind") == "step"]
-                rr = run_schedule(scenario, cfg, schedule_from_records(events), complete=False,
-                                  expected=[r.get("result") for r in steps])
-            except (TypeError, KeyError, ValueError, AttributeError, IndexError) as exc:
-                raise UsageError(f"{args.file}: trial {trial}: malformed event records ({type(exc).__name__}: "
-                                 f"{' '.join(str(exc).split())[:120]})") from None
-            results.append(_report(trial, logged, rr))
-            if not args.json:
-                show(scenario, cfg, rr.events, rr.violations, f"{args.file} trial {trial}")
+    results = _replay_schedule(args, console) if kind == "schedule" else _replay_log(args, console)
     reproduced = all(r["reproduced"] for r in results)
     if args.json:
         json.dump({"file": args.file, "kind": kind, "replays": results, "reproduced": reproduced}, sys.stdout)
@@ -92,6 +44,68 @@ def run(args: argparse.Namespace) -> int:
     return 1 if any(r["found"] for r in results) else 0
 
 
+def _show(args: argparse.Namespace, console: Any, scenario: Any, cfg: Any, rr: Any, title: str) -> None:
+    """The replay as a diagram or a story, unless --json."""
+    if args.json:
+        return
+    cpu_of = Machine(scenario, cfg).cpu_of
+    if args.format == "diagram":
+        from scenarios.diagram import render_diagram
+        print(render_diagram(scenario, cpu_of, rr.events, rr.violations, diagram_width(args), title=title))
+    else:
+        print_story(scenario, cpu_of, rr.events, rr.violations, console)
+
+
+def _replay_schedule(args: argparse.Namespace, console: Any) -> list[dict]:
+    from scenarios.cli_errors import UsageError
+    from scenarios.schedule_file import ScheduleError, read_schedule
+
+    try:
+        sf = read_schedule(args.file)
+    except ScheduleError as exc:
+        raise UsageError(str(exc)) from None
+    rr = run_schedule(sf.scenario, sf.config, sf.schedule, complete=False)
+    _show(args, console, sf.scenario, sf.config, rr, args.file)
+    return [_report(None, sf.invariants, rr)]
+
+
+def _replay_log(args: argparse.Namespace, console: Any) -> list[dict]:
+    """Each failing trial of the log (or the one --trial names), replayed expecting each logged result."""
+    from kernel_model.linearize import order_key, schedule_from_records
+    from scenarios.analyze import AnalysisError, config_from_header, scenario_from_header
+    from scenarios.cli_errors import UsageError
+    from scenarios.eventlog import LogError, iter_trials, read_log
+
+    try:
+        contents = read_log(args.file)
+        scenario, cfg = scenario_from_header(contents.header), config_from_header(contents.header)
+    except (LogError, AnalysisError, OSError) as exc:
+        raise UsageError(str(exc)) from None
+    if contents.damage:
+        console.print(f"[yellow]warning: {args.file}: {contents.damage}; replaying up to there[/]")
+    results = []
+    for trial, events, end in iter_trials(contents):
+        if args.trial is not None and trial != args.trial:
+            continue
+        violations = (end or {}).get("violations", [])
+        if not isinstance(violations, list) or not all(isinstance(v, dict) for v in violations):
+            raise UsageError(f"{args.file}: trial {trial}: malformed trial_end record (violations: expected a "
+                             f"list of maps, got {violations!r:.60})")
+        logged = [v.get("invariant") for v in violations]
+        if args.trial is None and not logged:
+            continue
+        try:
+            steps = [r for r in sorted(events, key=order_key) if r.get("kind") == "step"]
+            rr = run_schedule(scenario, cfg, schedule_from_records(events), complete=False,
+                              expected=[r.get("result") for r in steps])
+        except (TypeError, KeyError, ValueError, AttributeError, IndexError) as exc:
+            raise UsageError(f"{args.file}: trial {trial}: malformed event records ({type(exc).__name__}: "
+                             f"{' '.join(str(exc).split())[:120]})") from None
+        results.append(_report(trial, logged, rr))
+        _show(args, console, scenario, cfg, rr, f"{args.file} trial {trial}")
+    return results
+
+
 def _report(trial: int | None, expected: list[str], rr) -> dict:
     found = rr.invariants
     return {"trial": trial, "expected": sorted(set(expected)), "found": found, "steps": len(rr.executed),
@@ -101,7 +115,7 @@ def _report(trial: int | None, expected: list[str], rr) -> dict:
 
 def _kind_of(path: str) -> str:
     from actors.results_file import MAGIC as RESULTS_MAGIC
-    from scenarios.cli import UsageError
+    from scenarios.cli_errors import UsageError
     from scenarios.input_files import MAX_LOG_BYTES, InputFileError, open_input
 
     try:

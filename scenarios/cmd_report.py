@@ -20,7 +20,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from actors.results_file import ResultsError
-    from scenarios.cli import UsageError
+    from scenarios.cli_errors import UsageError
     from scenarios.report import write_report
 
     if not os.path.isdir(args.dir):

@@ -25,7 +25,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     check_wild_args(args)
     if args.trial < 0:
-        from scenarios.cli import UsageError
+        from scenarios.cli_errors import UsageError
 
         raise UsageError(f"--trial: expected an integer >= 0, got {args.trial}")
     scenario, cfg = load(args)
@@ -37,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
     from actors.topology import Topology
     from actors.trial import run_one
     from kernel_model.events import Event
-    from scenarios.cli import EXIT_OK, EXIT_VIOLATION
+    from scenarios.cli_errors import EXIT_OK, EXIT_VIOLATION
     from scenarios.story import print_story
 
     session = open_ray(args, 1)

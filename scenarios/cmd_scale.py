@@ -81,7 +81,7 @@ def plan(args: argparse.Namespace) -> tuple[Any, list[Any], Any]:
     """(the scenario at its own params, the cells, a function cell -> (scenario, config)); UsageError for an
     axis value the scenario cannot take. Ray is not needed."""
     from actors.scale import GridError, knobs_of, plan_cells
-    from scenarios.cli import UsageError
+    from scenarios.cli_errors import UsageError
 
     base = argparse.Namespace(**{**vars(args), "ordering": None, "delayed_batches": None})
     scenario, _ = load(base)
@@ -123,7 +123,7 @@ def run(args: argparse.Namespace) -> int:
     from actors import ray_session
     from actors.campaign import CampaignOptions
     from actors.scale import write_csv
-    from scenarios.cli import EXIT_OK, EXIT_VIOLATION
+    from scenarios.cli_errors import EXIT_OK, EXIT_VIOLATION
     from scenarios.scale_plots import plot_all
 
     os.makedirs(args.out, exist_ok=True)

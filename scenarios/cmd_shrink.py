@@ -56,7 +56,7 @@ def shrink(sf: ScheduleFile) -> tuple[list[Transition], RunResult]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from scenarios.cli import UsageError
+    from scenarios.cli_errors import UsageError
     from scenarios.options import check_out_file
 
     check_out_file(args.output, "-o")  # before the work: a directory, or a missing one, is refused now

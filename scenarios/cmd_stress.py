@@ -82,7 +82,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def check_wild_args(args: argparse.Namespace) -> None:
-    from scenarios.cli import UsageError
+    from scenarios.cli_errors import UsageError
 
     for name, cap in (("trials", MAX_TRIALS), ("parallel", MAX_PARALLEL)):
         value = getattr(args, name, 1)
@@ -101,7 +101,7 @@ _HOST_PORT = re.compile(r"^(ray://)?(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):(\d{1,5
 def check_size(scenario: Any, cfg: Any, parallel: int) -> None:
     """The actors a campaign would start, against the caps (before Ray starts)."""
     from actors.topology import Topology
-    from scenarios.cli import UsageError
+    from scenarios.cli_errors import UsageError
 
     cpus = Topology.of(scenario, cfg).ncpus
     if cpus > MAX_WILD_CPUS:
@@ -115,7 +115,7 @@ def check_size(scenario: Any, cfg: Any, parallel: int) -> None:
 def check_address(address: str, where: str) -> None:
     """HOST:PORT, ray://HOST:PORT, auto or local; anything else is refused before Ray is asked (which could
     otherwise spend its whole join timeout on a typo)."""
-    from scenarios.cli import UsageError
+    from scenarios.cli_errors import UsageError
 
     if address in ("auto", "local"):
         return
@@ -132,7 +132,7 @@ def open_ray(args: argparse.Namespace, parallel: int) -> Any:
     otherwise): Ray 2.60 would write a token file and warn about it. Ray's own warnings stay out of the
     terminal unless ``--verbose``; its errors still reach it."""
     from actors import ray_session  # Ray's environment, before `import ray`
-    from scenarios.cli import UsageError
+    from scenarios.cli_errors import UsageError
 
     address = args.address or os.environ.get("RAY_ADDRESS") or None
     if address in (None, "local"):
@@ -144,7 +144,7 @@ def open_ray(args: argparse.Namespace, parallel: int) -> Any:
             raise UsageError(str(exc)) from None
     if not getattr(args, "verbose", False):
         _quiet_ray()
-    from scenarios.cli import EnvironmentFailure
+    from scenarios.cli_errors import EnvironmentFailure
 
     try:
         return ray_session.open_session(args.address, num_cpus=max(2, parallel),
@@ -172,7 +172,7 @@ class _ErrorsOnly(logging.Filter):
 def stop_limits(args: argparse.Namespace) -> tuple[int | None, float | None, int | None]:
     """(trials, duration in seconds, until) from the command line: bad values are usage errors."""
     from actors.stop_rule import DurationError, parse_duration
-    from scenarios.cli import UsageError
+    from scenarios.cli_errors import UsageError
 
     duration = None
     if args.duration is not None:
@@ -197,7 +197,7 @@ def run(args: argparse.Namespace) -> int:
     from actors import ray_session
     from actors.campaign import CampaignOptions, prepare_results
     from actors.results_file import ResultsError
-    from scenarios.cli import EXIT_OK, EXIT_VIOLATION, EnvironmentFailure, UsageError, os_error_text
+    from scenarios.cli_errors import EXIT_OK, EXIT_VIOLATION, EnvironmentFailure, UsageError, os_error_text
 
     opts = CampaignOptions(trials=trials, parallel=args.parallel, jitter_us=args.jitter, seed=args.seed,
                            out=args.out, keep_passing=args.keep_passing, hang_timeout=args.hang_timeout,

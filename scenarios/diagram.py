@@ -106,28 +106,36 @@ def diagram_lines(scenario: Scenario, cpu_of: list[int] | tuple[int, ...], event
         stale = e.kind == "step" and e.op == "store_tlb" and tracker.stale(e)
         tracker.see(e, ncpus)
         col = column_of_cpu.get(e.cpu, 0) if e.kind == "ipi" else e.tid
-        prev = lines[-1] if lines else None
         if e.kind == "note" and e.op == "begin":
-            if e.fn not in _USER:  # a user access shows as its stores
-                current_fn[col] = e.fn
-                lines.append(Line(col, _SYSCALL.get(e.fn, f"{e.fn}()"), ""))
-            continue
-        if e.kind == "step" and e.op == "store_tlb" and e.result == "stored":
-            store = ((e.args[0], stale),)
-            if prev is not None and prev.column == col and prev.stores and stale == prev.stores[-1][1]:
-                lines[-1] = _stores_line(col, prev.stores + store, prev.header)  # a loop of stores: one row
-            else:
-                lines.append(_stores_line(col, store, "user store" if current_fn.get(col) != "user" else None))
-            current_fn[col] = "user"
-            continue
-        text = _step_text(e, names, late=e.kind == "ipi" and e.cpu in tracker.stored_stale)
-        if text is None:
-            continue
-        fn = "flush_tlb_func() [IPI]" if e.kind == "ipi" else f"{e.fn}()"
-        header = fn if current_fn.get(col) != fn else None
-        current_fn[col] = "" if e.kind == "ipi" else fn  # after an IPI, the interrupted code's name again
-        lines.append(Line(col, header, text))
+            _begin_line(lines, current_fn, col, e.fn)
+        elif e.kind == "step" and e.op == "store_tlb" and e.result == "stored":
+            _store_line(lines, current_fn, col, e.args[0], stale)
+        else:
+            text = _step_text(e, names, late=e.kind == "ipi" and e.cpu in tracker.stored_stale)
+            if text is not None:
+                fn = "flush_tlb_func() [IPI]" if e.kind == "ipi" else f"{e.fn}()"
+                header = fn if current_fn.get(col) != fn else None
+                current_fn[col] = "" if e.kind == "ipi" else fn  # after an IPI, the interrupted code's name again
+                lines.append(Line(col, header, text))
     return lines
+
+
+def _begin_line(lines: list[Line], current_fn: dict[int, str], col: int, fn: str) -> None:
+    """A syscall's first step: its name heads the column (a user access shows as its stores instead)."""
+    if fn not in _USER:
+        current_fn[col] = fn
+        lines.append(Line(col, _SYSCALL.get(fn, f"{fn}()"), ""))
+
+
+def _store_line(lines: list[Line], current_fn: dict[int, str], col: int, va: int, stale: bool) -> None:
+    """A user store that landed; a loop of stores (each like the last) stays one row."""
+    prev = lines[-1] if lines else None
+    store = ((va, stale),)
+    if prev is not None and prev.column == col and prev.stores and stale == prev.stores[-1][1]:
+        lines[-1] = _stores_line(col, prev.stores + store, prev.header)
+    else:
+        lines.append(_stores_line(col, store, "user store" if current_fn.get(col) != "user" else None))
+    current_fn[col] = "user"
 
 
 _USER = ("store", "load", "counter")
@@ -139,6 +147,36 @@ def _stores_line(col: int, stores: tuple[tuple[int, bool], ...], header: str | N
     what = "a store" if len(stores) == 1 else f"{len(stores)} stores"
     return Line(col, header, f"==> {what} to {where}" + ("\n[via STALE TLB entry]" if stores[0][1] else ""),
                 stores)
+
+
+def _column_heads(cpu_of: list[int] | tuple[int, ...], names: list[str], shown: list[int], step: int,
+                  avail: dict[int, int], width: int) -> list[str]:
+    """One head per shown column ("CPU 1 (zapper)"), underlined; when they do not fit, a legend line first and
+    short heads ("CPU 1")."""
+    out: list[str] = []
+    ncol = len(shown)
+    heads = [f"CPU {cpu_of[c]} ({names[c]})" for c in shown]
+    if any(len(h) > step - GAP for h in heads[:-1]) or len(heads[-1]) > avail[shown[-1]]:
+        out.extend(textwrap.wrap("; ".join(heads), width))  # the legend, then short column heads
+        heads = [f"CPU {cpu_of[c]}" for c in shown]
+    out.append("".join(h.ljust(step)[:step] if i < ncol - 1 else h for i, h in enumerate(heads)).rstrip())
+    out.append("".join(("-" * len(h)).ljust(step)[:step] if i < ncol - 1 else "-" * len(h)
+                       for i, h in enumerate(heads)).rstrip())
+    return out
+
+
+def _cell_rows(ln: Line, avail: int) -> list[str]:
+    """A line's header and text, wrapped to ``avail`` characters (not yet indented to its column)."""
+    header = ln.header
+    if header is not None and len(header) > avail:
+        header = header.removesuffix("()")
+    rows: list[str] = []
+    for cell in ([header] if header else []) + (ln.text.split("\n") if ln.text else []):
+        first = "    " if cell.startswith("[") else ""  # a result: under its call, as commit messages do
+        rows.extend(textwrap.wrap(cell, avail, initial_indent=first,
+                                  subsequent_indent=" " * (len(first) + (1 if first else 4)),
+                                  break_on_hyphens=False) or [""])
+    return rows
 
 
 def render_diagram(scenario: Scenario, cpu_of: list[int] | tuple[int, ...], events: list[Event],
@@ -160,24 +198,9 @@ def render_diagram(scenario: Scenario, cpu_of: list[int] | tuple[int, ...], even
     if title:
         out.extend(textwrap.wrap(title, width))
         out.append("")
-    heads = [f"CPU {cpu_of[c]} ({names[c]})" for c in shown]
-    if any(len(h) > step - GAP for h in heads[:-1]) or len(heads[-1]) > avail[shown[-1]]:
-        out.extend(textwrap.wrap("; ".join(heads), width))  # the legend, then short column heads
-        heads = [f"CPU {cpu_of[c]}" for c in shown]
-    out.append("".join(h.ljust(step)[:step] if i < ncol - 1 else h for i, h in enumerate(heads)).rstrip())
-    out.append("".join(("-" * len(h)).ljust(step)[:step] if i < ncol - 1 else "-" * len(h)
-                       for i, h in enumerate(heads)).rstrip())
+    out.extend(_column_heads(cpu_of, names, shown, step, avail, width))
     for ln in lines:
-        header = ln.header
-        if header is not None and len(header) > avail[ln.column]:
-            header = header.removesuffix("()")
-        cells = ([header] if header else []) + (ln.text.split("\n") if ln.text else [])
-        for cell in cells:
-            first = "    " if cell.startswith("[") else ""  # a result: under its call, as commit messages do
-            for piece in textwrap.wrap(cell, avail[ln.column], initial_indent=first,
-                                       subsequent_indent=" " * (len(first) + (1 if first else 4)),
-                                       break_on_hyphens=False) or [""]:
-                out.append((" " * start[ln.column] + piece)[:width])
+        out.extend((" " * start[ln.column] + piece)[:width] for piece in _cell_rows(ln, avail[ln.column]))
     if violations:
         out.append("")
         for v in violations:

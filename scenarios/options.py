@@ -96,7 +96,7 @@ def float_in(lo: float, hi: float, *, low_open: bool = False) -> Callable[[str],
 
 def check_out_dir(out: str, flag: str = "--out") -> None:
     """An output directory named on the command line, checked before any work: not empty, not a file."""
-    from scenarios.cli import UsageError
+    from scenarios.cli_errors import UsageError
 
     if not out:
         raise UsageError(f"{flag} '': expected a directory path")
@@ -109,7 +109,7 @@ def check_out_dir(out: str, flag: str = "--out") -> None:
 def check_out_file(path: str, flag: str, suffixes: tuple[str, ...] = ()) -> None:
     """An output file named on the command line, checked before any work: not a directory, in a directory that
     exists, with one of ``suffixes`` if given."""
-    from scenarios.cli import UsageError
+    from scenarios.cli_errors import UsageError
 
     if not path or "\0" in path:
         raise UsageError(f"{flag} {path!r}: expected a file path")
@@ -144,7 +144,7 @@ def console_for(args: argparse.Namespace, *, stderr: bool = False) -> Any:
     wrap their cells to fit."""
     from rich.console import Console
 
-    from scenarios.cli import UsageError
+    from scenarios.cli_errors import UsageError
 
     width = getattr(args, "width", None)
     if width is not None and width < 40:
@@ -166,7 +166,7 @@ def load(args: argparse.Namespace) -> tuple[Scenario, Config]:
 
 def config_from_args(args: argparse.Namespace, base: dict[str, Any] | None = None) -> Config:
     """``base`` (a scenario's [config] table) overridden by the command line's configuration options."""
-    from scenarios.cli import UsageError
+    from scenarios.cli_errors import UsageError
 
     overrides: dict[str, Any] = {}
     for key in ("ordering", "arch", "mutant", "delayed_batches"):

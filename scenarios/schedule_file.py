@@ -58,36 +58,12 @@ def write_schedule(path: str | os.PathLike[str], sf: ScheduleFile) -> None:
 
 
 def read_schedule(path: str | os.PathLike[str]) -> ScheduleFile:
-    from scenarios.input_files import MAX_SCHEDULE_BYTES, InputFileError, read_input
-
     path = os.fspath(path)
-    try:
-        doc = msgpack.unpackb(read_input(path, "schedule file", MAX_SCHEDULE_BYTES), raw=False,
-                              strict_map_key=False)
-    except InputFileError as exc:
-        raise ScheduleError(str(exc)) from None
-    # TypeError: a map whose key is itself a map or list (msgpack cannot hash it), e.g. b'\x81\x80\x00'.
-    except (ValueError, TypeError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError):
-        raise ScheduleError(f"{path}: not a tlbrace schedule file (not one msgpack document)") from None
-    if not isinstance(doc, dict) or doc.get("schema") != SCHEMA:
-        raise ScheduleError(f"{path}: not a tlbrace schedule file (schema is not {SCHEMA!r})")
-    if doc.get("version") != VERSION:
-        raise ScheduleError(f"{path}: schedule version {doc.get('version')!r}; this tlbrace reads {VERSION}")
+    doc = _decode(path)
     schedule = doc.get("schedule")
     if not isinstance(schedule, list) or not all(_is_transition(t) for t in schedule):
         raise ScheduleError(f"{path}: schedule: expected a list of [\"t\", tid] or [\"i\", cpu, initiator]")
-    for key, kind in (("scenario", str), ("scenario_source", str), ("params", dict), ("config", dict),
-                      ("invariants", list), ("strategy", str), ("seed", int)):
-        if key in ("strategy", "seed") and key not in doc:
-            continue  # optional
-        if not isinstance(doc.get(key), kind) or isinstance(doc.get(key), bool):
-            what = {str: "a string", dict: "a map", list: "a list", int: "an integer"}[kind]
-            raise ScheduleError(f"{path}: {key}: expected {what}, got {doc.get(key)!r:.60}")
-    if not all(isinstance(i, str) for i in doc["invariants"]):
-        raise ScheduleError(f"{path}: invariants: expected a list of strings")
-    if not all(isinstance(k, str) and isinstance(v, int) and not isinstance(v, bool)
-               for k, v in doc["params"].items()):
-        raise ScheduleError(f"{path}: params: expected names mapped to integers")
+    _check_fields(path, doc)
     try:
         config = Config.from_dict(doc["config"])
     except (ConfigError, TypeError) as exc:
@@ -101,9 +77,44 @@ def read_schedule(path: str | os.PathLike[str]) -> ScheduleFile:
                         str(doc.get("strategy", "")), int(doc.get("seed", 0) or 0))
 
 
+def _decode(path: str) -> dict[str, Any]:
+    """The file's one msgpack document, if it is a schedule file of this version."""
+    from scenarios.input_files import MAX_SCHEDULE_BYTES, InputFileError, read_input
+
+    try:
+        doc = msgpack.unpackb(read_input(path, "schedule file", MAX_SCHEDULE_BYTES), raw=False,
+                              strict_map_key=False)
+    except InputFileError as exc:
+        raise ScheduleError(str(exc)) from None
+    # TypeError: a map whose key is itself a map or list (msgpack cannot hash it), e.g. b'\x81\x80\x00'.
+    except (ValueError, TypeError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError):
+        raise ScheduleError(f"{path}: not a tlbrace schedule file (not one msgpack document)") from None
+    if not isinstance(doc, dict) or doc.get("schema") != SCHEMA:
+        raise ScheduleError(f"{path}: not a tlbrace schedule file (schema is not {SCHEMA!r})")
+    if doc.get("version") != VERSION:
+        raise ScheduleError(f"{path}: schedule version {doc.get('version')!r}; this tlbrace reads {VERSION}")
+    return doc
+
+
+def _check_fields(path: str, doc: dict[str, Any]) -> None:
+    """Each field of the document has its type (strategy and seed may be missing)."""
+    for key, kind in (("scenario", str), ("scenario_source", str), ("params", dict), ("config", dict),
+                      ("invariants", list), ("strategy", str), ("seed", int)):
+        if key in ("strategy", "seed") and key not in doc:
+            continue  # optional
+        if not isinstance(doc.get(key), kind) or isinstance(doc.get(key), bool):
+            what = {str: "a string", dict: "a map", list: "a list", int: "an integer"}[kind]
+            raise ScheduleError(f"{path}: {key}: expected {what}, got {doc.get(key)!r:.60}")
+    if not all(isinstance(i, str) for i in doc["invariants"]):
+        raise ScheduleError(f"{path}: invariants: expected a list of strings")
+    if not all(isinstance(k, str) and isinstance(v, int) and not isinstance(v, bool)
+               for k, v in doc["params"].items()):
+        raise ScheduleError(f"{path}: params: expected names mapped to integers")
+
+
 def scenario_from_source(name: str, source: str, params: dict[str, Any]) -> Scenario:
     """Rebuild a Scenario from the TOML text a schedule or log recorded (via the same loader and checks)."""
-    from scenarios.analyze import scenario_from_header
+    from scenarios.log_header import scenario_from_header
 
     return scenario_from_header({"scenario": name, "scenario_source": source, "params": params})
 

@@ -5,7 +5,10 @@ The rules:
      dependency all the same (it only runs later);
   2. ``kernel_model`` (the mm model) imports nothing of the project outside itself;
   3. no code block above radon's grade C: cyclomatic complexity at most 20 (grades D, E, F are 21 and up);
-  4. no class over 300 lines.
+  4. no class over 300 lines;
+  5. the import rules of docs/architecture.md (its "## Import rules" block: ``package -> what it may import``)
+     hold, and the tree is the one they draw: every package they name exists, every package that exists is
+     named (a root without that block has no such rules).
 It also prints the largest class and the largest function, by lines.
 
 Imports are read with ``ast`` from every module of the project's packages (the directories of ``--root`` that
@@ -32,6 +35,8 @@ from typing import Iterable, Iterator
 MAX_COMPLEXITY = 20          # radon grade C ends here; D starts at 21
 MAX_CLASS_LINES = 300
 MODEL_PACKAGE = "kernel_model"
+RULES_DOC = Path("docs") / "architecture.md"
+RULES_HEADING = "## Import rules"
 EXTRA_CODE_DIRS = ("scripts", "bench")  # code that is not a package: complexity and sizes only
 
 
@@ -334,6 +339,56 @@ def model_section(imports: list[Import]) -> Section:
     return lines, bool(outside)
 
 
+def read_import_rules(root: Path) -> dict[str, set[str]] | None:
+    """The first fenced block after the "## Import rules" heading of docs/architecture.md: one line per package,
+    ``name -> a, b`` (or ``-> nothing``), a trailing ``(...)`` being a comment. None without such a block."""
+    try:
+        text = (root / RULES_DOC).read_text()
+    except OSError:
+        return None
+    lines = text.splitlines()
+    start = next((i for i, line in enumerate(lines) if line.startswith(RULES_HEADING)), None)
+    if start is None:
+        return None
+    fences = [i for i in range(start + 1, len(lines)) if lines[i].startswith("```")][:2]
+    if len(fences) < 2:
+        return None
+    rules: dict[str, set[str]] = {}
+    for line in lines[fences[0] + 1:fences[1]]:
+        if "->" not in line:
+            continue
+        name, _, targets = line.partition("->")
+        targets = targets.split("(")[0].strip()
+        rules[name.strip()] = set() if targets in ("", "nothing") else {t.strip() for t in targets.split(",")}
+    return rules
+
+
+def top_package(module: str) -> str:
+    return module.split(".")[0]
+
+
+def rules_section(root: Path, imports: list[Import], modules: dict[str, Module]) -> Section:
+    rules = read_import_rules(root)
+    if rules is None:
+        return [f"import rules: none ({RULES_DOC} has no '{RULES_HEADING}' block)"], False
+    present = {top_package(m) for m in modules}
+    missing, unnamed = sorted(set(rules) - present), sorted(present - set(rules))
+    against: dict[tuple[str, str], list[Import]] = {}
+    for imp in imports:
+        a, b = top_package(imp.source), top_package(imp.target)
+        if a != b and a in rules and b not in rules[a]:
+            against.setdefault((a, b), []).append(imp)
+    lines = [f"import rules ({RULES_DOC}): {len(rules)} packages; missing: {len(missing)}"
+             + (f" ({', '.join(missing)})" if missing else "")
+             + f"; not in the rules: {len(unnamed)}" + (f" ({', '.join(unnamed)})" if unnamed else ""),
+             f"imports against the rules: {sum(len(v) for v in against.values())}"]
+    for (a, b), found in sorted(against.items()):
+        allowed = ", ".join(sorted(rules[a])) or "nothing"
+        lines.append(f"  {a} -> {b}: {len(found)} (a {a} module may import {allowed}), e.g. "
+                     + "; ".join(f"{i.source}:{i.line} imports {i.target}" for i in found[:3]))
+    return lines, bool(missing or unnamed or against)
+
+
 def complexity_section(root: Path, files: list[Path]) -> Section:
     blocks = complexity_blocks(root, files)
     bad = sorted((b for b in blocks if b.complexity > MAX_COMPLEXITY), key=lambda b: (-b.complexity, b.path))
@@ -362,11 +417,12 @@ def report(root: Path) -> tuple[list[str], int]:
     sections = [([f"structure of {root.resolve()}: {len(modules)} modules in {len(tops)} top-level packages"],
                  False)]
     sections += cycle_sections(imports, modules)
-    sections += [model_section(imports), complexity_section(root, files), size_section(root, files)]
+    sections += [model_section(imports), rules_section(root, imports, modules), complexity_section(root, files),
+                 size_section(root, files)]
     lines = [line for section, _ in sections for line in section]
     broken = sum(bad for _, bad in sections)
-    lines.append(f"rules broken: {broken} of 5 (package cycles, module cycles, {MODEL_PACKAGE}'s imports, "
-                 f"complexity, class size)")
+    lines.append(f"rules broken: {broken} of 6 (package cycles, module cycles, {MODEL_PACKAGE}'s imports, "
+                 f"import rules and tree, complexity, class size)")
     return lines, broken
 
 

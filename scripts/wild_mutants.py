@@ -41,28 +41,36 @@ def main() -> int:
         for mutant, where in MUTANT_TABLE.items():
             if where is None or (args.only and mutant not in args.only):
                 continue
-            name, base = where
-            scenario = load_scenario(name)
-            row = [mutant, name, ", ".join(f"{k}={v}" for k, v in base.items()) or "defaults",
-                   MUTANT_BREAKS[mutant]]
-            steps = explore(scenario, Config.from_dict({**scenario.config, **base, "mutant": mutant}))
-            row.append(len(steps.found[0].schedule) if steps.found else "-")
-            for mut in (mutant, None):
-                cfg = Config.from_dict({**scenario.config, **base, "mutant": mut})
-                t0 = time.perf_counter()
-                result = run_campaign(scenario, cfg, CampaignOptions(trials=args.trials, parallel=2,
-                                                                     jitter_us=args.jitter, seed=1,
-                                                                     hang_timeout=args.hang_timeout))
-                hits = result.by_invariant.get(MUTANT_BREAKS[mutant], 0)
-                other = {k: v for k, v in result.by_invariant.items() if k != MUTANT_BREAKS[mutant]}
-                bad = {k: v for k, v in result.by_status.items() if k in ("crashed", "diverged") and v}
-                row.append(f"{hits}/{result.trials}" + (f" {other}" if other else "") + (f" {bad}" if bad else ""))
-                if mut:
-                    row.append(f"{time.perf_counter() - t0:.0f}s")
-            rows.append(row)
-            print(" | ".join(str(c) for c in row), flush=True)
+            rows.append(_row(mutant, *where, args))
+            print(" | ".join(str(c) for c in rows[-1]), flush=True)
     finally:
         ray_session.close_session(session)
+    _print_table(rows, args)
+    return 0
+
+
+def _row(mutant: str, name: str, base: dict, args: argparse.Namespace) -> list:
+    """One mutant's row: its scenario, the explorer's counterexample length, and the wild hit rates with the
+    mutant and without it (the control)."""
+    scenario = load_scenario(name)
+    row: list = [mutant, name, ", ".join(f"{k}={v}" for k, v in base.items()) or "defaults", MUTANT_BREAKS[mutant]]
+    steps = explore(scenario, Config.from_dict({**scenario.config, **base, "mutant": mutant}))
+    row.append(len(steps.found[0].schedule) if steps.found else "-")
+    for mut in (mutant, None):
+        cfg = Config.from_dict({**scenario.config, **base, "mutant": mut})
+        t0 = time.perf_counter()
+        result = run_campaign(scenario, cfg, CampaignOptions(trials=args.trials, parallel=2, jitter_us=args.jitter,
+                                                             seed=1, hang_timeout=args.hang_timeout))
+        hits = result.by_invariant.get(MUTANT_BREAKS[mutant], 0)
+        other = {k: v for k, v in result.by_invariant.items() if k != MUTANT_BREAKS[mutant]}
+        bad = {k: v for k, v in result.by_status.items() if k in ("crashed", "diverged") and v}
+        row.append(f"{hits}/{result.trials}" + (f" {other}" if other else "") + (f" {bad}" if bad else ""))
+        if mut:
+            row.append(f"{time.perf_counter() - t0:.0f}s")
+    return row
+
+
+def _print_table(rows: list[list], args: argparse.Namespace) -> None:
     print()
     header = ["mutant", "scenario", "base", "invariant", "explorer steps", "wild hits (mutant)", "time",
               "control (no mutant)"]
@@ -72,7 +80,6 @@ def main() -> int:
         print("| " + " | ".join(str(c) for c in row) + " |")
     missed = [r[0] for r in rows if str(r[5]).startswith("0/")]
     print(f"\njitter {args.jitter:g} µs, {args.trials} trials per campaign; not reached: {', '.join(missed) or 'none'}")
-    return 0
 
 
 if __name__ == "__main__":

@@ -96,3 +96,39 @@ def test_a_cycle_through_import_module_with_an_f_string_is_found(tmp_path):
     code, out = run(tmp_path, "--strict")
     assert code == 1
     assert "app.cli -> app.cmd_go -> app.cli" in out
+
+
+RULES_DOC = """\
+    # The house
+
+    ## Import rules
+
+    ```
+    kernel_model  -> nothing of the project
+    app           -> kernel_model        (the app drives the model)
+    ```
+    """
+
+
+def test_the_import_rules_of_the_architecture_page_hold_on_a_clean_project(tmp_path):
+    write(tmp_path, {**CLEAN, "docs/architecture.md": RULES_DOC})
+    code, out = run(tmp_path, "--strict")
+    assert code == 0, out
+    assert "import rules (docs/architecture.md): 2 packages; missing: 0; not in the rules: 0" in out
+    assert "imports against the rules: 0" in out
+
+
+def test_an_import_against_the_rules_and_a_tree_unlike_theirs_are_reported(tmp_path):
+    ghost = RULES_DOC.replace("(the app drives the model)\n", "(the app drives the model)\n    ghost -> kernel_model\n")
+    write(tmp_path, {
+        **CLEAN,
+        "docs/architecture.md": ghost,       # names a package that does not exist
+        "other/__init__.py": "",             # a package the rules do not name
+        "app/bad.py": "from other import a\n",  # app may import kernel_model only
+        "other/a.py": "X = 1\n",
+    })
+    code, out = run(tmp_path, "--strict")
+    assert code == 1
+    assert "missing: 1 (ghost); not in the rules: 1 (other)" in out
+    assert "imports against the rules: 1" in out
+    assert "app -> other: 1 (a app module may import kernel_model), e.g. app.bad:1 imports other.a" in out

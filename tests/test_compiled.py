@@ -65,20 +65,31 @@ def _fake_build(tmp_path: Path, module: str, source: str) -> Path:
 
 def test_a_build_whose_source_changed_is_stale_and_the_source_runs(tmp_path, monkeypatch):
     monkeypatch.delenv(compiled.PURE_ENV, raising=False)
-    package = _fake_build(tmp_path, "machine", "X = 1\n")
-    assert compiled.status(package)["machine"] == "compiled"
-    (package / "machine.py").write_text("X = 2\n")
-    assert compiled.status(package)["machine"] == "stale build"
+    package = _fake_build(tmp_path, "tlb", "X = 1\n")
+    assert compiled.status(package)["tlb"] == "compiled"
+    (package / "tlb.py").write_text("X = 2\n")
+    assert compiled.status(package)["tlb"] == "stale build"
     # Modules with no extension at all run from source; so does everything under TLBRACE_PURE_PYTHON.
     assert compiled.status(package)["state"] == "source"
-    (package / "machine.py").write_text("X = 1\n")
+    (package / "tlb.py").write_text("X = 1\n")
     monkeypatch.setenv(compiled.PURE_ENV, "1")
-    assert compiled.status(package)["machine"] == "source"
+    assert compiled.status(package)["tlb"] == "source"
 
 
 def test_the_import_hook_loads_the_source_of_modules_it_is_given(tmp_path):
-    package = _fake_build(tmp_path, "machine", "X = 'from source'\n")
-    spec = compiled._SourceFirst(["machine"], package).find_spec("kernel_model.machine")
-    assert spec is not None and spec.origin == str(package / "machine.py")
-    assert compiled._SourceFirst(["machine"], package).find_spec("kernel_model.state") is None
-    assert compiled._SourceFirst(["machine"], package).find_spec("actors.machine") is None
+    package = _fake_build(tmp_path, "tlb", "X = 'from source'\n")
+    spec = compiled._SourceFirst(["tlb"], package).find_spec("kernel_model.tlb")
+    assert spec is not None and spec.origin == str(package / "tlb.py")
+    assert compiled._SourceFirst(["tlb"], package).find_spec("kernel_model.state") is None
+    assert compiled._SourceFirst(["tlb"], package).find_spec("actors.tlb") is None
+
+
+def test_a_dotted_hot_module_lives_in_the_sibling_package_it_names(tmp_path):
+    """A hot module of another package ("controlled.machine") is found next to kernel_model, and only it."""
+    (tmp_path / "kernel_model").mkdir()
+    (tmp_path / "controlled").mkdir()
+    (tmp_path / "controlled" / "machine.py").write_text("X = 1\n")
+    hook = compiled._SourceFirst(["controlled.machine"], tmp_path / "kernel_model")
+    spec = hook.find_spec("controlled.machine")
+    assert spec is not None and spec.origin == str(tmp_path / "controlled" / "machine.py")
+    assert hook.find_spec("actors.machine") is None

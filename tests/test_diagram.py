@@ -49,7 +49,6 @@ def test_every_eager_counterexample_fits_the_width(name: str, width: int) -> Non
 def test_the_patchs_race_reads_like_a_commit_message() -> None:
     scenario, cfg, _, replay = eager_counterexample("madv_dontneed")
     text = render_diagram(scenario, Machine(scenario, cfg).cpu_of, replay.events, replay.violations)
-    print(text)
     lines = text.splitlines()
     header = lines[0].split()
     assert header[:2] == ["CPU", "0"] and "(zapper)" in lines[0] and "(writeback)" in lines[0]

@@ -31,6 +31,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from actors.campaign import CampaignOptions, run_campaign, trial_seed
+from actors.fault_injection import Faults
 from actors.dir_lock import DirectoryBusy, lock_directory
 from actors.results_file import (ResultsError, ResultsWriter, frame, make_header, parse_results, read_results,
                                  trial_record)
@@ -476,11 +477,11 @@ def test_an_internal_error_is_one_line_and_never_exit_1(capsys: Any, monkeypatch
 def test_a_sigstopped_cpu_actor_is_hung_and_the_campaign_goes_on_on_fresh_actors(ray_session: None) -> None:
     scenario = load_scenario("madv_dontneed")
     cfg = Config.from_dict({**scenario.config, "ordering": "eager"})
-    opts = CampaignOptions(trials=5, parallel=1, seed=2, hang_timeout=2.0, stop=(1, "cpu1"))
+    opts = CampaignOptions(trials=5, parallel=1, seed=2, hang_timeout=2.0, faults=Faults(stop=(1, "cpu1")))
     try:
         result = run_campaign(scenario, cfg, opts)
     finally:
-        for pid in opts.stopped:  # a process this test stopped: end it by its pid
+        for pid in opts.faults.stopped:  # a process this test stopped: end it by its pid
             try:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:

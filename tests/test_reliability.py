@@ -1,7 +1,7 @@
 """Campaigns that survive faults: a driver killed with SIGKILL resumes without losing or repeating a trial, Ctrl-C
 stops cleanly, a dead CPU or page-table actor crashes only its trial, a trial that stops moving is reported hung
 with who waits for whom, and the deadlocking mutants are a ``hang`` finding with the wait-for cycle in both
-runtimes. Faults come from test-only hooks (CampaignOptions.kill / .stall), never from sleeping and hoping.
+runtimes. Faults come from test-only hooks (actors.fault_injection.Faults), never from sleeping and hoping.
 
 The driver tests run ``python -m scenarios.cli stress`` in a child process with its own embedded Ray, started in a
 session of its own, so that the child's whole process tree (driver, GCS, raylet, workers) can be stopped by PID.
@@ -21,6 +21,7 @@ import pytest
 from child_process import ROOT, driver_env
 
 from actors.campaign import CampaignOptions, run_campaign, trial_seed
+from actors.fault_injection import Faults
 from actors.results_file import ResultsError, frame, read_results
 from kernel_model.config import Config
 from kernel_model.explorer import explore
@@ -180,7 +181,7 @@ def test_ctrl_c_stops_cleanly_and_the_campaign_resumes(tmp_path: Path) -> None:
 @pytest.mark.usefixtures("ray_session")
 def test_a_dead_page_table_actor_crashes_only_its_trial() -> None:
     result = run_campaign(load_scenario("madv_dontneed"), Config(ordering="delayed"),
-                          CampaignOptions(trials=4, parallel=2, kill=(1, "pt")))
+                          CampaignOptions(trials=4, parallel=2, faults=Faults(kill=(1, "pt"))))
     crashed, = [r for r in result.failures if r.status == "crashed"]
     assert result.trials == 4 and result.by_status["ok"] == 3
     assert crashed.trial == 1 and crashed.actor == "pt"  # the dead actor, not the CPU that noticed
@@ -190,7 +191,8 @@ def test_a_dead_page_table_actor_crashes_only_its_trial() -> None:
 @pytest.mark.usefixtures("ray_session")
 def test_a_cpu_that_stops_taking_steps_is_hung_with_who_waits_for_whom() -> None:
     result = run_campaign(load_scenario("madv_dontneed"), Config(ordering="delayed"),
-                          CampaignOptions(trials=3, parallel=1, hang_timeout=1.0, stall=(1, "cpu1", "spin_lock")))
+                          CampaignOptions(trials=3, parallel=1, hang_timeout=1.0,
+                                          faults=Faults(stall=(1, "cpu1", "spin_lock"))))
     hung, = [r for r in result.failures if r.status == "hung"]
     assert result.by_status["ok"] == 2 and hung.trial == 1  # trial 2 ran on fresh actors
     assert hung.violations == []  # the model has no deadlock here: the runtime hung, not the kernel

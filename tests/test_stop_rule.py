@@ -73,7 +73,6 @@ def test_progress_line_shows_the_hit_rate_with_its_interval_and_the_first_violat
 def test_until_stops_at_the_first_violation() -> None:
     opts = CampaignOptions(trials=200, parallel=2, until=1, seed=11)
     result = run_campaign(load_scenario("madv_dontneed"), Config(ordering="eager"), opts)
-    print(f"until 1: {result.trials} trials, {result.violations} violations, {result.seconds:.1f} s")
     assert result.stopped_by == "until" and result.violations >= 1
     assert result.first_violation_at is not None and result.trials < 200
     assert result.summary()["stopped_by"] == "until"
@@ -102,7 +101,6 @@ def test_a_time_boxed_campaign_stops_by_duration_and_resumes_with_a_new_budget(t
     second = timed(True)
     after = read_results(tmp_path / "results.msgpack").records
     ids = [r["trial"] for r in after]
-    print(f"duration 3 s: {first.trials} trials, then {second.trials - second.resumed} more on resume")
     assert second.stopped_by == "duration" and second.resumed == len(recorded)
     assert second.trials == len(after) >= len(recorded) + 3  # the new budget ran 3 more trials at least
     assert after[:len(recorded)] == recorded and len(set(ids)) == len(ids)  # none lost, none twice

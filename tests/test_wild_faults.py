@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 
 from actors.campaign import CampaignOptions, run_campaign
+from actors.fault_injection import Faults
 from kernel_model.config import Config
 from scenarios.loader import load_scenario
 
@@ -16,7 +17,7 @@ pytestmark = [pytest.mark.wild, pytest.mark.usefixtures("ray_session")]
 def test_killing_a_cpu_actor_crashes_only_that_trial() -> None:
     scenario = load_scenario("madv_dontneed")
     result = run_campaign(scenario, Config(ordering="delayed"),
-                          CampaignOptions(trials=6, parallel=2, jitter_us=2000, kill=(2, "cpu1")))
+                          CampaignOptions(trials=6, parallel=2, jitter_us=2000, faults=Faults(kill=(2, "cpu1"))))
     assert result.trials == 6
     assert result.by_status["crashed"] == 1 and result.by_status["ok"] == 5, result.summary()
     crashed, = [r for r in result.failures if r.status == "crashed"]

@@ -1,7 +1,7 @@
 """The installed ``tlbrace`` command, and how a wheel keeps its modules out of everyone else's way.
 
-The project's code lives in three top-level packages, ``actors``, ``kernel_model`` and ``scenarios`` (the
-repository's layout). Installed as such into site-packages they would collide with any other distribution's
+The project's code lives in top-level packages (``kernel_model``, ``actors``, ``scenarios`` and the others that
+setup.py's CODE lists: the repository's layout, docs/architecture.md). Installed as such into site-packages they would collide with any other distribution's
 modules of the same names. So a wheel ships them one level down, in ``tlbrace/_lib/`` (setup.py), where no
 ``import actors`` elsewhere can find them, and the ``tlbrace`` command puts that directory first on its own
 ``sys.path`` before importing them. It also prepends it to ``PYTHONPATH``, so that the Ray workers of the
