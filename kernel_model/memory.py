@@ -100,7 +100,7 @@ def unmap_page_range(k: Kctx, tlb: MmuGather, start: int, end: int) -> Path:
 def zap_page_range_single(k: Kctx, start: int, end: int) -> Path:
     """madvise(MADV_DONTNEED): under mmap_lock read; the VMA stays."""
     yield Step("madvise_dontneed", "down_read", ("mmap_lock", k.tid))
-    tlb = yield from tlb_gather_mmu(k)
+    tlb = yield from tlb_gather_mmu(k, start, end)
     yield from unmap_page_range(k, tlb, start, end)
     yield from tlb_finish_mmu(k, tlb)
     yield Step("madvise_dontneed", "up_read", ("mmap_lock", k.tid))
@@ -108,7 +108,7 @@ def zap_page_range_single(k: Kctx, start: int, end: int) -> Path:
 
 def unmap_region(k: Kctx, start: int, end: int) -> Path:
     """tlb_gather_mmu → unmap_vmas → free_pgtables (unlinks the VMA from i_mmap) → tlb_finish_mmu."""
-    tlb = yield from tlb_gather_mmu(k)
+    tlb = yield from tlb_gather_mmu(k, start, end)
     yield from unmap_page_range(k, tlb, start, end)
     yield from free_pgtables(k, start, end)
     yield from tlb_finish_mmu(k, tlb)

@@ -236,6 +236,7 @@ class Footprints:
 
     def _zap_footprint(self, fp: Footprint, tid: int, pages: tuple[int, ...]) -> None:
         _add(fp, ("sem", "mmap_lock"), "r")
+        _add(fp, ("flushpend",), "w")  # tlb_gather_mmu / tlb_finish_mmu: mm->tlb_flush_pending
         self._flush_footprint(fp, tid)
         for p in pages:
             for obj in ("pte", "ptebits", "map", "ref", "freed"):
@@ -332,6 +333,10 @@ class Footprints:
                     fp[("tlb", c, va)] = fp[("cov", c, va)] = fp[("stale", c, va)] = "i"
                 else:  # the oracle marks the translation covered on every CPU
                     fp[("cov", c, va)] = "a"
+        elif op in ("inc_tlb_flush_pending", "dec_tlb_flush_pending"):  # atomic_inc/dec: they commute
+            fp = {("flushpend",): "+"}
+        elif op == "mm_tlb_flush_nested":
+            fp = {("flushpend",): "r"}
         elif op == "pte_none":
             fp = {("pte", a[0]): "r"}
         elif op in ("pte_get", "pte_same"):
