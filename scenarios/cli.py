@@ -16,7 +16,7 @@ import sys
 import traceback
 
 SUBCOMMANDS = ("scenarios", "mutants", "explore", "replay", "shrink", "run", "stress", "analyze", "scale",
-               "report", "fuzz")
+               "report", "fuzz", "history")
 
 EXIT_OK, EXIT_VIOLATION, EXIT_BAD_INPUT, EXIT_ENVIRONMENT, EXIT_INTERNAL = 0, 1, 2, 3, 4
 
