@@ -118,6 +118,19 @@ class PageTableOps:
     def read_page(self, pfn: int) -> int:
         return self.s.folios[pfn].data
 
+    # --- mm->tlb_flush_pending (include/linux/mm_types.h) ---------------------------------------------------------
+    def inc_tlb_flush_pending(self) -> None:
+        self.s.tlb_flush_pending += 1
+
+    def dec_tlb_flush_pending(self) -> None:
+        assert self.s.tlb_flush_pending > 0, "dec_tlb_flush_pending without a matching inc"
+        self.s.tlb_flush_pending -= 1
+
+    def mm_tlb_flush_nested(self) -> bool:
+        """More than one gather of this mm is between its inc and its dec: another thread may have cleared PTEs
+        this one found none, with that thread's flush still to come."""
+        return self.s.tlb_flush_pending > 1
+
     # --- page tables ------------------------------------------------------------------------------------------
     def ptep_get_and_clear_full(self, va: int, sync_flush: bool) -> Pte | None:
         """x86: an atomic xchg, so a hardware D-bit set cannot slip between the read and the clear.

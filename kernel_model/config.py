@@ -1,4 +1,5 @@
-"""The knobs of one run: which kernel (ordering), which machine (arch), which gather sizes, which mutant.
+"""The knobs of one run: which kernel (ordering, the fixes it lacks), which machine (arch), which gather sizes,
+which mutant.
 
 Variants are configuration, never forks of the code: the kernel paths read a ``Config``; the oracle never does.
 """
@@ -9,6 +10,7 @@ from dataclasses import dataclass, asdict
 from typing import Any, Final
 
 from kernel_model import constants
+from kernel_model.kernels import MUTANT_ALIASES, SWITCHES
 from kernel_model.mutants import REGISTRY
 
 ORDERINGS: Final = ("eager", "delayed")
@@ -34,8 +36,16 @@ class Config:
     max_gather_batch_count: int = constants.MAX_GATHER_BATCH_COUNT
     mmu_gather_bundle: int = constants.MMU_GATHER_BUNDLE
     mutant: str | None = None
+    # The fix switches of kernel_model.kernels this kernel lacks (an older kernel); () is the newest kernel. The
+    # seed's fix and its follow-up are the ordering and delayed_batches keys, as before the registry.
+    without: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
+        without = tuple(self.without) if isinstance(self.without, list) else self.without  # a list: from a log
+        if not isinstance(without, tuple) or any(w not in SWITCHES for w in without):
+            raise ConfigError(f"without: expected a list of fix switches among {', '.join(SWITCHES)}, got "
+                              f"{self.without!r}")
+        object.__setattr__(self, "without", tuple(sorted(set(without), key=SWITCHES.index)))  # one spelling
         _choice("ordering", self.ordering, ORDERINGS)
         _choice("arch", self.arch, ARCHES)
         _choice("delayed_batches", self.delayed_batches, DELAYED_BATCHES)
@@ -53,8 +63,15 @@ class Config:
     def has(self, mutant: str) -> bool:
         return self.mutant == mutant
 
+    def fixed(self, fix: str) -> bool:
+        """Does this kernel have the fix switch ``fix`` (kernel_model.kernels)? A mutant that is an old name for
+        a missing fix (MUTANT_ALIASES) turns it off too."""
+        assert fix in SWITCHES, f"{fix!r} is not a fix switch of kernel_model.kernels"
+        return fix not in self.without and MUTANT_ALIASES.get(self.mutant or "") != fix
+
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """As logs, schedule and results files store it (msgpack and JSON give lists back, so a list here)."""
+        return {**asdict(self), "without": list(self.without)}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "Config":

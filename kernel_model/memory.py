@@ -68,14 +68,14 @@ def zap_pte_range(k: Kctx, tlb: MmuGather, addr: int, end: int) -> Path:
         yield Note("zap_pte_range", "force_flush", (addr,))
         if cfg.has("free_before_flush"):
             yield from tlb_batch_pages_flush(k, tlb)  # freeing before the flush: what 1cf35d47712d forbids
-        if not cfg.has("flush_after_unlock"):
+        if cfg.fixed("flush_before_unlock"):
             # "Do the actual TLB flush before dropping ptl"
             yield from tlb_flush_mmu_tlbonly(k, tlb)
             if not (cfg.has("delayed_rmap_after_unlock") or cfg.has("skip_tlb_flush_rmaps")):
                 yield from tlb_flush_rmaps(k, tlb)
     yield Step("zap_pte_range", "spin_unlock", (table, k.tid))  # pte_unmap_unlock
     if force_flush:
-        if cfg.has("flush_after_unlock"):
+        if not cfg.fixed("flush_before_unlock"):
             yield from tlb_flush_mmu_tlbonly(k, tlb)
             yield from tlb_flush_rmaps(k, tlb)
         elif cfg.has("delayed_rmap_after_unlock"):
@@ -100,7 +100,7 @@ def unmap_page_range(k: Kctx, tlb: MmuGather, start: int, end: int) -> Path:
 def zap_page_range_single(k: Kctx, start: int, end: int) -> Path:
     """madvise(MADV_DONTNEED): under mmap_lock read; the VMA stays."""
     yield Step("madvise_dontneed", "down_read", ("mmap_lock", k.tid))
-    tlb = yield from tlb_gather_mmu(k)
+    tlb = yield from tlb_gather_mmu(k, start, end)
     yield from unmap_page_range(k, tlb, start, end)
     yield from tlb_finish_mmu(k, tlb)
     yield Step("madvise_dontneed", "up_read", ("mmap_lock", k.tid))
@@ -108,7 +108,7 @@ def zap_page_range_single(k: Kctx, start: int, end: int) -> Path:
 
 def unmap_region(k: Kctx, start: int, end: int) -> Path:
     """tlb_gather_mmu → unmap_vmas → free_pgtables (unlinks the VMA from i_mmap) → tlb_finish_mmu."""
-    tlb = yield from tlb_gather_mmu(k)
+    tlb = yield from tlb_gather_mmu(k, start, end)
     yield from unmap_page_range(k, tlb, start, end)
     yield from free_pgtables(k, start, end)
     yield from tlb_finish_mmu(k, tlb)

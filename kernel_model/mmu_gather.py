@@ -53,6 +53,9 @@ class MmuGather:
     cleared_ptes: bool = False
     freed_tables: bool = False
     forced_flushes: int = 0  # statistics: TLB flushes forced from inside zap_pte_range
+    # The range the caller gathers for (tlb_gather_mmu's start and end in 4.13-5.x): what a nested flush covers.
+    range_start: int = 0
+    range_end: int = 0
 
     def reset_range(self) -> None:
         """__tlb_reset_range"""
@@ -61,9 +64,14 @@ class MmuGather:
         self.freed_tables = False
 
 
-def tlb_gather_mmu(k: Kctx, fullmm: bool = False) -> Path:
-    tlb = MmuGather(fullmm=fullmm, batches=[MmuGatherBatch(LOCAL_BATCH, k.cfg.mmu_gather_bundle)])
+def tlb_gather_mmu(k: Kctx, start: int, end: int, fullmm: bool = False) -> Path:
+    """Set up the gather for [start, end); since 4.13 (56236a59556c, the series of 99baac21e458) it also counts
+    itself in mm->tlb_flush_pending, so that a parallel gather can tell its flush may still be pending."""
+    tlb = MmuGather(fullmm=fullmm, batches=[MmuGatherBatch(LOCAL_BATCH, k.cfg.mmu_gather_bundle)],
+                    range_start=start, range_end=end)
     yield Note("tlb_gather_mmu", "init", (fullmm,))
+    if k.cfg.fixed("tlb_flush_nested"):
+        yield Step("tlb_gather_mmu", "inc_tlb_flush_pending", ())
     return tlb
 
 
@@ -168,7 +176,19 @@ def tlb_flush_mmu(k: Kctx, tlb: MmuGather) -> Path:
 
 
 def tlb_finish_mmu(k: Kctx, tlb: MmuGather) -> Path:
-    # mm_tlb_flush_nested (a concurrent gather forcing a full flush, 99baac21e458) is not modelled: every zap
-    # in the model flushes its own range before freeing.
+    """Flush what is left, then leave mm->tlb_flush_pending.
+
+    99baac21e458: when another gather of the mm is in flight (mm_tlb_flush_nested), this thread may have found
+    PTEs already cleared by it (pte_none: nothing recorded, nothing to flush) while that thread's flush is still
+    to come; returning to user space then would leave stale TLB entries for a range madvise said is gone. So the
+    whole gathered range is flushed. Coarser than v5.2+ on purpose: 7a30df49f63a made the nested flush a fullmm
+    one (flush_tlb_mm); the model flushes the call's [start, end) as 4.13 did, which covers every translation
+    the call is answerable for."""
+    if k.cfg.fixed("tlb_flush_nested") and (yield Step("tlb_finish_mmu", "mm_tlb_flush_nested", ())):
+        tlb.start, tlb.end = tlb.range_start, tlb.range_end  # __tlb_adjust_range(tlb, start, end - start)
+        tlb.cleared_ptes = True
+        yield Note("tlb_finish_mmu", "nested_flush", (tlb.start, tlb.end))
     yield from tlb_flush_mmu(k, tlb)
+    if k.cfg.fixed("tlb_flush_nested"):
+        yield Step("tlb_finish_mmu", "dec_tlb_flush_pending", ())
     yield Note("tlb_finish_mmu", "done", (tlb.forced_flushes,))

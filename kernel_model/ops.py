@@ -261,6 +261,10 @@ _TABLE: tuple[OpSpec, ...] = (
     _op("up_write", "pt", _on_sem("w"), _SEM, pipelined=True, result_read=False, may_end_covering_call=True),
     _op("downgrade_write", "pt", _on_sem("w"), _SEM, pipelined=True, result_read=False),
     _op("folio_wait_writeback", "block", _on_pfn(wb="r"), _PFN),
+    # --- mm->tlb_flush_pending (99baac21e458): atomic_inc/dec commute with each other ---
+    _op("inc_tlb_flush_pending", "pt", lambda sh, tid, cpu, a, index_of, s: {("flushpend",): "+"}, _QUIET),
+    _op("dec_tlb_flush_pending", "pt", lambda sh, tid, cpu, a, index_of, s: {("flushpend",): "+"}, _QUIET),
+    _op("mm_tlb_flush_nested", "pt", lambda sh, tid, cpu, a, index_of, s: {("flushpend",): "r"}, _BOOL),
     # --- page tables ---
     _op("ptep_get_and_clear_full", "pt", _fp_ptep_get_and_clear_full, Format(
         args=lambda a: f"va {a[0]}" + (", IPTE: every TLB invalidated" if a[1] else ""),

@@ -17,7 +17,9 @@ Invariants, by the names reports use:
 - ``stale_tlb_access``: no store or load goes through a TLB translation after a shootdown covering it has
   completed: the translation was cached before its PTE was cleared, that CPU has not invalidated the address
   since, and the thread that cleared it has either seen every ack of a flush covering the address (its
-  wait_acks returned) or returned from the system call. A translation refilled after the invalidation is fresh.
+  wait_acks returned) or returned from the system call. A thread that finds the PTE already cleared (pte_none)
+  answers for that clear as well (two MADV_DONTNEEDs of one range: the second must not return before the first's
+  flush). A translation refilled after the invalidation is fresh.
 - ``delayed_outside_active_batch``: tlb_flush_rmaps must walk every batch that holds a pending delayed entry.
 - ``delayed_rmap_after_unlock``: a zap releases its PTL only after its delayed rmap removals are done.
 - ``rmap_pte_mismatch``: outside its PTL section, a page's mapcount equals the PTEs that map it.
@@ -159,6 +161,12 @@ class Oracle:
         else:
             self.covered = self.covered | {(tid, cpu, va) for cpu in range(len(s.tlbs))}
 
+    def _adopt(self, tid: int, va: int) -> None:
+        """tid found va's PTE already cleared (pte_none) by another thread whose shootdown may still be pending.
+        A call that zaps va answers for it too (MADV_DONTNEED: once it returns, the range is gone): a translation
+        that clear covers is stale once tid's call returns or tid's flush of va completes (99baac21e458)."""
+        self.covered = self.covered | {(tid, cpu, v) for _, cpu, v in self.covered if v == va}
+
     def _invalidate(self, cpu: int, vas) -> None:
         if self.covered:
             self.covered = frozenset(c for c in self.covered if c[1] != cpu or c[2] not in vas)
@@ -187,6 +195,8 @@ class Oracle:
                     self.transits = self.transits | {(tid, Pte(*ev.result).pfn)}
             elif ev.args[1]:
                 self._invalidate_everywhere(ev.args[0])
+            elif self.covered:
+                self._adopt(tid, ev.args[0])
         elif op == "folio_test_clear_dirty":
             if ev.result:
                 self.transits = self.transits | {(tid, ev.args[0])}

@@ -239,6 +239,7 @@ class Footprints:
 
     def _zap_footprint(self, fp: Footprint, tid: int, pages: tuple[int, ...]) -> None:
         _add(fp, ("sem", "mmap_lock"), "r")
+        _add(fp, ("flushpend",), "w")  # tlb_gather_mmu / tlb_finish_mmu: mm->tlb_flush_pending
         self._flush_footprint(fp, tid)
         for p in pages:
             for obj in ("pte", "ptebits", "map", "ref", "freed"):

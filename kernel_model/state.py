@@ -86,6 +86,9 @@ class State:
     tlbs: list[dict[int, TlbEntry]]  # CPU -> virtual page -> entry
     ipis: list[tuple[Ipi, ...]]  # CPU -> flush requests not yet serviced
     acks_pending: list[int]  # thread -> flush acks it still waits for
+    # mm->tlb_flush_pending: how many mmu_gathers of this mm have changed PTEs whose flush may still be pending
+    # (inc_tlb_flush_pending in tlb_gather_mmu, dec_tlb_flush_pending in tlb_finish_mmu, since 4.13).
+    tlb_flush_pending: int = 0
 
     @classmethod
     def initial(cls, npages: int, ptes_per_table: int, ncpus: int, nthreads: int, *, anon: bool,
@@ -141,16 +144,17 @@ class State:
             tuple([tuple(t.items()) if len(t) < 2 else tuple(sorted(t.items())) for t in self.tlbs]),
             tuple(self.ipis),
             tuple(self.acks_pending),
+            self.tlb_flush_pending,
         )
 
     @classmethod
     def from_key(cls, key: tuple) -> "State":
         (folios, page_cache, disk, ptes, vma, i_mmap, ptl, ptes_per_table, mmap_lock, i_mmap_rwsem, tlbs, ipis,
-         acks) = key
+         acks, flush_pending) = key
         # Positional, in field order: restoring a state is on the explorer's hot path.
         return cls(list(folios), list(page_cache), list(disk), list(ptes), list(vma), list(i_mmap), list(ptl),
                    ptes_per_table, RwSem(*mmap_lock), RwSem(*i_mmap_rwsem), [dict(t) for t in tlbs], list(ipis),
-                   list(acks))
+                   list(acks), flush_pending)
 
     # Queries the oracle and the paths share.
     def ptes_mapping(self, pfn: int) -> list[int]:

@@ -79,7 +79,8 @@ def permute(key: tuple, p: Permutation) -> tuple:
     field in which no moved thread appears is kept as it is, which is most of them, since interchangeable threads
     only store (they send no IPIs and wait for no acks)."""
     state_key, positions, oracle = key
-    (folios, page_cache, disk, ptes, vma, i_mmap, ptl, ppt, mmap_lock, i_mmap_rwsem, tlbs, ipis, acks) = state_key
+    (folios, page_cache, disk, ptes, vma, i_mmap, ptl, ppt, mmap_lock, i_mmap_rwsem, tlbs, ipis, acks,
+     flush_pending) = state_key  # flush_pending: mm->tlb_flush_pending, a count naming no thread
     tid, moved = p.tid, p.moved
     # Folio tuples: locked (field 4) is a thread id (FREE is never a moved thread).
     if any(f[4] in moved for f in folios):
@@ -105,8 +106,8 @@ def permute(key: tuple, p: Permutation) -> tuple:
         covered = frozenset((tid[t], cpu[c], va) for t, c, va in covered)
         stale = frozenset((cpu[c], va, tid[t]) for c, va, t in stale)
     oracle = (transits, delayed, covered, stale, last)
-    return ((folios, page_cache, disk, ptes, vma, i_mmap, ptl, ppt, sems[0], sems[1], new_tlbs, new_ipis, new_acks),
-            new_positions, oracle)
+    return ((folios, page_cache, disk, ptes, vma, i_mmap, ptl, ppt, sems[0], sems[1], new_tlbs, new_ipis, new_acks,
+             flush_pending), new_positions, oracle)
 
 
 class Symmetry:

@@ -18,7 +18,7 @@ from scenarios.cli_errors import (EXIT_BAD_INPUT, EXIT_ENVIRONMENT, EXIT_INTERNA
                                    UsageError, os_error_text)
 
 SUBCOMMANDS = ("scenarios", "mutants", "explore", "replay", "shrink", "run", "stress", "analyze", "scale",
-               "report", "fuzz")
+               "report", "fuzz", "history")
 
 
 class _Parser(argparse.ArgumentParser):

@@ -3,9 +3,9 @@
 Each scenario (2-4 threads, 1-3 pages, programs drawn from every op, file or anonymous memory) is written as a
 library-format TOML file and loaded through the scenario loader, so what is fuzzed is what a user can write.
 Every violation is written to ``--out`` as that scenario file and a schedule file that ``tlbrace replay``
-reproduces. On a kernel that should be correct (``delayed``, or ``--arch up``/``s390``; no mutant) a violation
-is a model bug or a real kernel bug: the scenario is first shrunk (fewest threads, operations and pages that
-keep the same invariant). ``--parallel P`` or ``--address ADDR`` runs the explorations as Ray tasks; the report
+reproduces. On a kernel that should be correct (``delayed``, or ``--arch up``/``s390``; no mutant, no fix of
+``--kernel``'s registry missing) a violation is a model bug or a real kernel bug: the scenario is first shrunk
+(fewest threads, operations and pages that keep the same invariant). ``--parallel P`` or ``--address ADDR`` runs the explorations as Ray tasks; the report
 is the same as a serial run's for the same seed.
 """
 
@@ -115,7 +115,8 @@ def _write_report(args: argparse.Namespace, opts: Any, outcomes: list[Any], seco
     from scenarios.schedule_file import ScheduleFile, write_schedule
 
     cfg = opts.cfg
-    tag = "-".join([cfg.ordering, cfg.arch] + ([cfg.mutant] if cfg.mutant else []))
+    tag = "-".join(([f"v{args.kernel}"] if args.kernel else []) + [cfg.ordering, cfg.arch]
+                   + ([cfg.mutant] if cfg.mutant else []))
     violations = []
     for o in outcomes:
         if not o.invariants:
@@ -139,7 +140,8 @@ def _write_report(args: argparse.Namespace, opts: Any, outcomes: list[Any], seco
         "complete": sum(1 for o in explored if o.complete),
         "violations": violations,
         "seconds": round(seconds, 3),
-        "seed": args.seed, "ordering": cfg.ordering, "arch": cfg.arch, "mutant": cfg.mutant,
+        "seed": args.seed, "ordering": cfg.ordering, "arch": cfg.arch, "mutant": cfg.mutant, "kernel": args.kernel,
+        "without": list(cfg.without),
         "budget": opts.budget, "strategy": opts.strategy, "states": sum(o.states for o in explored),
         "by_invariant": dict(sorted(Counter(v["invariant"] for v in violations).items())),
         "rejected": [{"index": o.index, "error": o.rejected} for o in outcomes if o.rejected],
@@ -149,7 +151,8 @@ def _write_report(args: argparse.Namespace, opts: Any, outcomes: list[Any], seco
 def _print_report(report: dict[str, Any]) -> None:
     n = report["generated"]
     found = len(report["violations"])
-    print(f"tlbrace fuzz: {n} scenarios ({report['ordering']}, {report['arch']}"
+    kernel = f"kernel {report['kernel']}, " if report["kernel"] else ""
+    print(f"tlbrace fuzz: {n} scenarios ({kernel}{report['ordering']}, {report['arch']}"
           f"{', mutant ' + report['mutant'] if report['mutant'] else ''}, seed {report['seed']}, budget "
           f"{report['budget']} states, {report['strategy']}): {report['explored']} explored, {report['complete']} completely; "
           f"{found} with a violation ({100.0 * found / n:.1f}%); {report['seconds']:.1f} s")

@@ -38,9 +38,10 @@ class FuzzOptions:
 
 
 def expects_no_bug(cfg: Config) -> bool:
-    """The patched kernel (``delayed``), or an arch whose old order is safe (``up``, ``s390``), with no mutant: a
-    violation there is a model bug or a real kernel bug, worth a minimal scenario."""
-    return cfg.mutant is None and (cfg.ordering == "delayed" or cfg.arch in PATCHED_ARCHES)
+    """The patched kernel (``delayed``), or an arch whose old order is safe (``up``, ``s390``), with no mutant and
+    no fix of kernel_model.kernels missing: a violation there is a model bug or a real kernel bug, worth a minimal
+    scenario."""
+    return cfg.mutant is None and not cfg.without and (cfg.ordering == "delayed" or cfg.arch in PATCHED_ARCHES)
 
 
 @dataclass(slots=True)
