@@ -171,6 +171,9 @@ def _fp_spin(sh: Shape, tid: int, cpu: int, a: tuple, index_of: list, s: "State"
             fp[("pte", p)] = "r"
             for i in _folios_at(sh, p):
                 fp[("map", i)] = "r"
+        if not sh.linear:  # which folios it checks depends on where i_mmap says they are mapped
+            for i in range(sh.npages):
+                fp[("imap", i)] = "r"
     return fp
 
 

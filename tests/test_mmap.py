@@ -119,3 +119,19 @@ def test_verdicts_on_every_kernel(name: str, ordering: str, arch: str) -> None:
         assert r.found and "lost_dirty_data" in r.found[0].invariants
     else:
         assert r.complete and not r.found, [f.violations for f in r.found]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("ordering, arch", [("eager", "smp"), ("delayed", "smp"), ("delayed", "s390")])
+def test_the_reduction_keeps_the_verdict_with_remaps(ordering: str, arch: str) -> None:
+    """With remaps the footprints are coarser (any folio, any address); the reduced search must still reach the
+    verdict the full one does."""
+    sc = load_scenario_text((SCENARIOS / "remap_anon_writeback.toml").read_text(), name="remap_anon_writeback")
+    cfg = Config(ordering=ordering, arch=arch)
+    full = explore(sc, cfg, reduce=False, symmetric=False)
+    reduced = explore(sc, cfg)
+    assert full.complete or full.found
+    assert bool(full.found) == bool(reduced.found)
+    assert reduced.complete or reduced.found
+    if not full.found:
+        assert reduced.states < full.states  # the reduction did cut something
