@@ -9,6 +9,7 @@ Nothing here touches a TLB: TLBs belong to CPUs (``kernel_model.tlb``).
 
 from __future__ import annotations
 
+from kernel_model.constants import VMA_NONE
 from kernel_model.state import FREE, Folio, Pte, RwSem, State
 
 
@@ -153,24 +154,29 @@ class PageTableOps:
         return cur is not None and tuple(cur) == tuple(pte)
 
     # --- VMAs and the file's i_mmap tree ----------------------------------------------------------------------
-    def find_vma(self, va: int) -> bool:
+    def find_vma(self, va: int) -> int:
+        """What the VMA at ``va`` maps: a file offset, VMA_ANON, or VMA_NONE (no VMA: the access SIGSEGVs)."""
         return self.s.vma[va]
 
     def detach_vma(self, va: int) -> None:
-        self.s.vma[va] = False
+        self.s.vma[va] = VMA_NONE
 
-    def link_vma(self, va: int) -> None:
-        self.s.vma[va] = True
+    def link_vma(self, va: int, target: int) -> None:
+        """vma_link's insertion into the mm (the VMA tree): ``va`` maps file offset ``target`` or VMA_ANON."""
+        self.s.vma[va] = target
 
-    def vma_link_file(self, va: int) -> None:
-        self.s.i_mmap[va] = True
+    def vma_link_file(self, va: int, index: int) -> None:
+        """__vma_link_file: the VMA mapping file offset ``index`` at ``va`` joins the file's i_mmap tree."""
+        self.s.i_mmap[index] = tuple(sorted(self.s.i_mmap[index] + (va,)))
 
-    def unlink_file_vma(self, va: int) -> None:
-        self.s.i_mmap[va] = False
+    def unlink_file_vma(self, va: int, index: int) -> None:
+        """Out of the i_mmap tree (a no-op when it is not there: a second munmap of a range unmaps nothing)."""
+        self.s.i_mmap[index] = tuple(v for v in self.s.i_mmap[index] if v != va)
 
     def i_mmap_lookup(self, index: int) -> tuple[int, ...]:
-        """The addresses at which linked shared VMAs map file offset ``index`` (one VMA, mapped linearly)."""
-        return (index,) if index < len(self.s.i_mmap) and self.s.i_mmap[index] else ()
+        """vma_interval_tree_foreach over file offset ``index``: every address at which a linked shared VMA maps
+        it."""
+        return self.s.i_mmap[index] if index < len(self.s.i_mmap) else ()
 
     # --- rmap ------------------------------------------------------------------------------------------------
     def page_add_file_rmap(self, pfn: int) -> int:

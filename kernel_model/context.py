@@ -15,6 +15,11 @@ class Kctx:
     ptes_per_table: int
     anon: bool  # the VMA maps anonymous private memory rather than a shared file
     write_notify: bool = True  # vma_wants_writenotify(): writable PTEs only through write faults
+    # Some operation of the scenario may change what an address maps (kernel_model.program.remaps). When none
+    # can, address va maps file page va (or anonymous memory, ``anon``) for the whole run, so a path knows its
+    # VMA without reading it (as today's linear model). When one can, paths read the VMA (find_vma) where the
+    # kernel looks it up: the fault, madvise's and munmap's VMA walk.
+    remaps: bool = False
 
     def table_of(self, va: int) -> int:
         return va // self.ptes_per_table

@@ -11,8 +11,10 @@ Also declared here, for their formats and the oracle's filter: the two halves of
 (``ipi_flush``: flush_tlb_func's invalidation; ``ipi_ack``: csd_unlock's ack), which the runtimes emit as events
 of kind "ipi" (no path yields them).
 
-Footprints (kernel_model.reduction explains objects and modes) are named by file page index, which is the virtual
-page index (the VMA maps linearly, kernel_model.state); ``index_of`` maps a pfn to its folio's index.
+Footprints (kernel_model.reduction explains objects and modes) name per-address objects (PTE, TLB entry, VMA)
+by virtual page and per-folio objects (page cache slot, folio flags, data, references) by file offset (an anonymous
+folio's is the address it was faulted at); ``index_of`` maps a pfn to its folio's index. Without remaps an
+address maps its own file page (``Shape.linear``), so the two numbers agree.
 """
 
 from __future__ import annotations
@@ -35,6 +37,10 @@ class Shape(Protocol):
     ncpus: int
     npages: int
     ppt: int
+    # No operation remaps an address (kernel_model.program.remaps): address va's folio is file page va's (or
+    # the anonymous page faulted at va), so per-offset objects of a step on va are named by va. Otherwise a
+    # step that reaches a folio through an address (or an address through a folio) may touch any of them.
+    linear: bool
 
 
 # (shape, thread id, its CPU, the step's args, pfn -> file page index, state) -> footprint, or None: never
@@ -97,6 +103,11 @@ _QUIET = Format(story=False)
 
 
 # --- footprints (see kernel_model.reduction) --------------------------------------------------------------------
+def _folios_at(sh: Shape, va: int) -> range:
+    """The file offsets (folio indexes) a translation of ``va`` may reach."""
+    return range(va, va + 1) if sh.linear else range(sh.npages)
+
+
 def _tlb_invalidated(cpu: int, pages: range) -> Footprint:
     fp: Footprint = {}
     for p in pages:
@@ -118,16 +129,30 @@ def _fp_store_tlb(sh: Shape, tid: int, cpu: int, a: tuple, index_of: list, s: "S
         return {("tlb", cpu, va): "w", ("cov", cpu, va): "i", ("stale", cpu, va): "i"}  # the fault drops it
     if entry.dirty:
         # No page-table access at all (x86); the oracle checks the entry is not stale.
-        return {("tlb", cpu, va): "r", ("data", va): "s", ("stale", cpu, va): "r"}
-    return {("tlb", cpu, va): "w", ("data", va): "s", ("ptebits", va): "w", ("pte", va): "r",
-            ("cov", cpu, va): "w", ("stale", cpu, va): "w"}
+        fp: Footprint = {("tlb", cpu, va): "r", ("stale", cpu, va): "r"}
+    else:
+        fp = {("tlb", cpu, va): "w", ("ptebits", va): "w", ("pte", va): "r", ("cov", cpu, va): "w",
+              ("stale", cpu, va): "w"}
+    for i in _folios_at(sh, va):
+        fp[("data", i)] = "s"
+    return fp
+
+
+def _fp_load_tlb(sh: Shape, tid: int, cpu: int, a: tuple, index_of: list, s: "State") -> Footprint:
+    fp: Footprint = {("tlb", cpu, a[0]): "w", ("stale", cpu, a[0]): "r"}
+    for i in _folios_at(sh, a[0]):
+        fp[("data", i)] = "r"
+    return fp
 
 
 def _fp_walk_fill(sh: Shape, tid: int, cpu: int, a: tuple, index_of: list, s: "State") -> Footprint:
     # The oracle checks that the PTE's folio was not freed (the VMA maps linearly).
     va = a[0]
-    return {("tlb", cpu, va): "w", ("ptebits", va): "w", ("pte", va): "r", ("cov", cpu, va): "i",
-            ("stale", cpu, va): "i", ("freed", va): "r"}
+    fp: Footprint = {("tlb", cpu, va): "w", ("ptebits", va): "w", ("pte", va): "r", ("cov", cpu, va): "i",
+                     ("stale", cpu, va): "i"}
+    for i in _folios_at(sh, va):
+        fp[("freed", i)] = "r"
+    return fp
 
 
 def _fp_flush_tlb_others(sh: Shape, tid: int, cpu: int, a: tuple, index_of: list, s: "State") -> Footprint:
@@ -140,11 +165,15 @@ def _fp_spin(sh: Shape, tid: int, cpu: int, a: tuple, index_of: list, s: "State"
     fp: Footprint = {("ptl", a[0]): "w"}
     if sh.up:
         fp[("preempt",)] = "w"  # UP: whoever holds a spinlock is not preempted
-    if unlock:  # the oracle's rmap_pte_mismatch check reads the table's mapcounts and PTEs
+    if unlock:  # the oracle's rmap_pte_mismatch check reads the table's PTEs and their folios' mapcounts
         t = a[0]
         for p in range(t * sh.ppt, min(sh.npages, (t + 1) * sh.ppt)):
-            fp[("map", p)] = "r"
             fp[("pte", p)] = "r"
+            for i in _folios_at(sh, p):
+                fp[("map", i)] = "r"
+        if not sh.linear:  # which folios it checks depends on where i_mmap says they are mapped
+            for i in range(sh.npages):
+                fp[("imap", i)] = "r"
     return fp
 
 
@@ -164,10 +193,13 @@ def _fp_put_page(sh: Shape, tid: int, cpu: int, a: tuple, index_of: list, s: "St
     i = index_of[a[0]]
     if s.folios[a[0]].refcount > 1:
         return {("ref", i): "+"}
-    # The last reference: the page is freed and the freed_while_mapped check runs.
-    fp: Footprint = {("ref", i): "w", ("freed", i): "w", ("pte", i): "r"}
-    for c in range(sh.ncpus):
-        fp[("tlb", c, i)] = "r"
+    # The last reference: the page is freed and the freed_while_mapped check runs (every PTE and TLB entry
+    # that may map it: without remaps, only those of its own address).
+    fp: Footprint = {("ref", i): "w", ("freed", i): "w"}
+    for va in _folios_at(sh, i):
+        fp[("pte", va)] = "r"
+        for c in range(sh.ncpus):
+            fp[("tlb", c, va)] = "r"
     return fp
 
 
@@ -175,8 +207,9 @@ def _fp_evict_folio(sh: Shape, tid: int, cpu: int, a: tuple, index_of: list, s: 
     i = a[0]
     fp: Footprint = {("pc", i): "w", ("ref", i): "w", ("freed", i): "w", ("lock", i): "r", ("dirty", i): "r",
                      ("wb", i): "r", ("map", i): "r", ("data", i): "r", ("disk", i): "r"}
-    for c in range(sh.ncpus):
-        fp[("tlb", c, i)] = "r"
+    for va in _folios_at(sh, i):  # the freed_while_mapped check: every TLB entry that may map it
+        for c in range(sh.ncpus):
+            fp[("tlb", c, va)] = "r"
     return fp
 
 
@@ -231,8 +264,7 @@ _TABLE: tuple[OpSpec, ...] = (
     _op("store_tlb", "cpu", _fp_store_tlb, Format(
         args=lambda a: f"va {a[0]}, " + ("lock incl (+1)" if a[1] is None else f"value {a[1]}"), diagram=_ALWAYS),
         observed_tlb=True, context=True),
-    _op("load_tlb", "cpu", lambda sh, tid, cpu, a, index_of, s: {("tlb", cpu, a[0]): "w", ("data", a[0]): "r",
-                                                                 ("stale", cpu, a[0]): "r"}, observed_tlb=True),
+    _op("load_tlb", "cpu", _fp_load_tlb, observed_tlb=True),
     _op("walk_fill", "cpu", _fp_walk_fill, Format(args=lambda a: f"va {a[0]}, {'write' if a[1] else 'read'}",
                                                   result=_bool_result), observed=True, observed_tlb=True),
     _op("flush_tlb_local", "cpu", lambda sh, tid, cpu, a, index_of, s: _tlb_invalidated(
@@ -279,11 +311,14 @@ _TABLE: tuple[OpSpec, ...] = (
         Format(args=lambda a: f"va {a[0]}, {_pte_text(a[1])}", diagram=_ALWAYS),
         pipelined=True, result_read=False, observed=True),
     # --- VMAs and the file's i_mmap tree ---
-    _op("find_vma", "pt", _on_va(vma="r"), Format(result=_bool_result, story=False)),
+    _op("find_vma", "pt", _on_va(vma="r"), _QUIET),
     _op("detach_vma", "pt", _on_va(vma="w"), pipelined=True, result_read=False),
     _op("link_vma", "pt", _on_va(vma="w"), pipelined=True, result_read=False),
-    _op("vma_link_file", "pt", _on_va(imap="w"), pipelined=True, result_read=False),
-    _op("unlink_file_vma", "pt", _on_va(imap="w"), pipelined=True, result_read=False),
+    # i_mmap is kept per file offset: (va, offset) links or unlinks the VMA at va under offset.
+    _op("vma_link_file", "pt", lambda sh, tid, cpu, a, index_of, s: {("imap", a[1]): "w"}, pipelined=True,
+        result_read=False),
+    _op("unlink_file_vma", "pt", lambda sh, tid, cpu, a, index_of, s: {("imap", a[1]): "w"}, pipelined=True,
+        result_read=False),
     _op("i_mmap_lookup", "pt", _on_va(imap="r"), _QUIET),
     # --- rmap ---
     # The mapcount only: the fault's reference becomes the PTE's.

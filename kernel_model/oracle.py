@@ -36,7 +36,7 @@ from __future__ import annotations
 
 from kernel_model.events import Event, Violation
 from kernel_model.ops import MAY_END_COVERING_CALL, observed_ops
-from kernel_model.state import FREE, Pte, State
+from kernel_model.state import FREE, Folio, Pte, State
 
 INVARIANTS = (
     "lost_dirty_data", "negative_mapcount", "freed_while_mapped", "delayed_outside_active_batch",
@@ -273,8 +273,8 @@ class Oracle:
                 continue
             if folio.mapcount < 0:
                 out.append(Violation("negative_mapcount", f"pfn {pfn} has mapcount {folio.mapcount}", pfn))
-            va = folio.index
-            if va < len(s.ptes) and s.ptl[s.table_of(va)] == FREE:
+            vas = _addresses(s, folio)
+            if vas and all(s.ptl[s.table_of(va)] == FREE for va in vas):
                 out.extend(_rmap_mismatch(s, pfn))
             if folio.in_page_cache and not folio.anon and folio.data != s.disk[folio.index]:
                 if not self._dirty_somewhere(s, pfn, folio.index, online=True):
@@ -325,9 +325,10 @@ class Oracle:
         folio = s.folios[pfn]
         if folio.dirty:
             return True
-        pte = s.ptes[index] if index < len(s.ptes) else None
-        if pte is not None and pte.pfn == pfn and pte.dirty:
-            return True
+        for va in _addresses(s, folio):
+            pte = s.ptes[va]
+            if pte is not None and pte.pfn == pfn and pte.dirty:
+                return True
         if not online:
             return False
         if folio.writeback and folio.wb_data == folio.data:
@@ -346,11 +347,27 @@ def _lost(s: State, pfn: int) -> Violation:
         + ", and no PG_dirty, dirty PTE or dirty TLB entry remembers it", pfn)
 
 
+def _addresses(s: State, folio: Folio) -> tuple[int, ...]:
+    """The addresses whose PTE may map ``folio``: an anonymous folio's own (the address it was faulted at:
+    nothing moves it), and for a file folio every address the file's i_mmap links to its offset (a PTE of a file
+    folio exists only under a linked VMA: munmap and mmap_fixed zap before they unlink, faults map only under a
+    VMA they found) and, as the setup maps it, the address equal to its offset."""
+    if folio.anon:
+        return (folio.index,) if folio.index < len(s.ptes) else ()
+    linked = s.i_mmap[folio.index]
+    if folio.index in linked or folio.index >= len(s.ptes):
+        return linked
+    return linked + (folio.index,)
+
+
 def _rmap_mismatch(s: State, pfn: int) -> list[Violation]:
+    """The folio's mapcount against the PTEs that map it (counted by pfn, at every address that may)."""
     folio = s.folios[pfn]
-    va = folio.index
-    pte = s.ptes[va] if va < len(s.ptes) else None
-    mapped = 1 if pte is not None and pte.pfn == pfn else 0
+    mapped = 0
+    for va in _addresses(s, folio):
+        pte = s.ptes[va]
+        if pte is not None and pte.pfn == pfn:
+            mapped += 1
     if folio.mapcount < 0 or folio.mapcount == mapped:
         return []
     return [Violation("rmap_pte_mismatch",
@@ -361,7 +378,7 @@ def _rmap_mismatches(s: State, vas: range) -> list[Violation]:
     """At a PTL release: every live folio whose PTE lives in that table."""
     out: list[Violation] = []
     for pfn, folio in enumerate(s.folios):
-        if not folio.freed and folio.index in vas:
+        if not folio.freed and any(va in vas for va in _addresses(s, folio)):
             out.extend(_rmap_mismatch(s, pfn))
     return out
 

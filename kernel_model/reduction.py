@@ -45,7 +45,7 @@ from kernel_model.program import Op
 from kernel_model.state import State
 from kernel_model.steps import Step
 
-_OPS_SENDING_IPIS = frozenset({"madvise_dontneed", "munmap", "mmap_fixed", "msync"})
+_OPS_SENDING_IPIS = frozenset({"madvise_dontneed", "munmap", "mmap_fixed", "mmap", "msync"})
 
 
 def conflict(a: Footprint, b: "Footprint | FutureAt") -> bool:
@@ -81,6 +81,8 @@ class Footprints:
         # Without an evict operation every file page stays in the page cache (the setup puts them there), so a
         # fault never reads the disk or allocates: the fault path's footprint leaves those out.
         self.may_evict = any(_has_evict(program) for program in programs)
+        # No operation remaps an address: per-offset objects reached through address p are p's (ops.Shape).
+        self.linear = not any(_remaps(program) for program in programs)
         self.all_pages = tuple(range(npages))
         self._ipis: list[Footprint] = []
         for c in range(ncpus):
@@ -113,7 +115,7 @@ class Footprints:
             future, hit = Future(), Future()
             invalidates, sends_to, senders = _Suffixes(len(program)), _Suffixes(len(program)), [False]
             tail = len(program)
-            while tail > 0 and program[tail - 1].kind == "store":
+            while self.linear and tail > 0 and program[tail - 1].kind == "store":
                 tail -= 1
             for pc in range(len(program) - 1, -1, -1):
                 op = program[pc]
@@ -146,6 +148,11 @@ class Footprints:
     def _pages(self, op: Op) -> tuple[int, ...]:
         return op.pages or tuple(range(self.npages))
 
+    def _reached(self, pages: Iterable[int]) -> Iterable[int]:
+        """The file offsets (folios) reached through these addresses, or the addresses that map these offsets:
+        the same numbers without remaps, any of them with."""
+        return pages if self.linear else self.all_pages
+
     def _tables(self, pages: Iterable[int]) -> set[int]:
         return {p // self.ppt for p in pages}
 
@@ -166,49 +173,61 @@ class Footprints:
         """A store, load or counter: TLB hits, walks and the fault paths."""
         cpu = self.cpu_of[tid]
         _add(fp, ("sem", "mmap_lock"), "r")
-        if self.may_evict or self.anon:
+        if self.may_evict or self.anon or not self.linear:
             _add(fp, ("alloc",), "w")
         # A file fault takes a reference (filemap_get_folio) and drops it again unless the PTE keeps it; that put
         # frees the folio only when eviction took it out of the page cache meanwhile. An anonymous fault may free
         # the page it lost a race with. Installing a PTE or filling a TLB entry reads whether the folio was freed
         # (the oracle's freed_while_mapped check).
-        frees = self.anon or self.may_evict
+        frees = self.anon or self.may_evict or not self.linear  # with remaps, an anonymous fault may happen
         data_mode = {"store": "s", "load": "r"}.get(kind, "w")
         for p in pages:
             _add(fp, ("tlb", cpu, p), "w")
             _add(fp, ("cov", cpu, p), "w")  # fills and faults drop what a clear covered
             _add(fp, ("stale", cpu, p), "w")  # hits read it; fills and faults drop it
+            for obj in ("pte", "ptebits"):
+                _add(fp, (obj, p), "w")
+            _add(fp, ("vma", p), "r")
+        for p in self._reached(pages):
             _add(fp, ("data", p), data_mode)
-            for obj in ("pte", "ptebits", "lock", "map"):
+            for obj in ("lock", "map"):
                 _add(fp, (obj, p), "w")
             _add(fp, ("dirty", p), "d")  # fault paths only ever set PG_dirty
             _add(fp, ("ref", p), "w" if frees else "+")
             _add(fp, ("freed", p), "w" if frees else "r")
             _add(fp, ("pc", p), "w" if frees else "r")
-            _add(fp, ("vma", p), "r")
             if self.may_evict:
                 _add(fp, ("disk", p), "r")
         self._ptl_sections(fp, pages)  # the fault paths take the PTL (do_wp_page, finish_fault)
 
     def _unmap_footprint(self, fp: Footprint, tid: int, kind: str, pages: tuple[int, ...]) -> None:
-        """madvise(MADV_DONTNEED) zaps; munmap and mmap(MAP_FIXED) also change the VMAs and i_mmap links."""
+        """madvise(MADV_DONTNEED) zaps; munmap and mmap(MAP_FIXED) also change the VMAs and i_mmap links (mmap
+        only those: its footprint is over-approximated by mmap_fixed's)."""
         self._zap_footprint(fp, tid, pages)
         if kind != "madvise_dontneed":
             _add(fp, ("sem", "mmap_lock"), "w")
             _add(fp, ("sem", "i_mmap_rwsem"), "w")
             for p in pages:
                 _add(fp, ("vma", p), "w")
+            for p in self._reached(pages):  # the offsets unlinked, and those linked
                 _add(fp, ("imap", p), "w")
+        elif not self.linear:
+            for p in pages:
+                _add(fp, ("vma", p), "r")  # madvise_walk_vmas' find_vma
 
     def _msync_footprint(self, fp: Footprint, tid: int, kind: str, pages: tuple[int, ...]) -> None:
         _add(fp, ("sem", "i_mmap_rwsem"), "r")
         self._flush_footprint(fp, tid)
         for p in pages:
-            for obj in ("lock", "wb", "dirty", "pte", "ptebits", "disk"):
+            for obj in ("lock", "wb", "dirty", "disk"):
                 _add(fp, (obj, p), "w")
             for obj in ("pc", "map", "imap", "data", "freed"):  # freed: folio_mkclean's set_pte_at check
                 _add(fp, (obj, p), "r")
-        self._ptl_sections(fp, pages)
+        mapped_at = tuple(self._reached(pages))  # folio_mkclean's rmap walk: the addresses mapping them
+        for p in mapped_at:
+            for obj in ("pte", "ptebits"):
+                _add(fp, (obj, p), "w")
+        self._ptl_sections(fp, mapped_at)
 
     def _evict_footprint(self, fp: Footprint, tid: int, kind: str, pages: tuple[int, ...]) -> None:
         for p in pages:
@@ -218,7 +237,7 @@ class Footprints:
             for obj in ("lock", "dirty", "wb", "map", "data", "disk"):
                 _add(fp, (obj, p), "r")
         for c in range(self.ncpus):
-            for p in pages:
+            for p in self._reached(pages):  # the freed_while_mapped check of an evicted folio
                 _add(fp, ("tlb", c, p), "r")
 
     def _flush_footprint(self, fp: Footprint, tid: int) -> None:
@@ -242,21 +261,27 @@ class Footprints:
         _add(fp, ("flushpend",), "w")  # tlb_gather_mmu / tlb_finish_mmu: mm->tlb_flush_pending
         self._flush_footprint(fp, tid)
         for p in pages:
-            for obj in ("pte", "ptebits", "map", "ref", "freed"):
+            for obj in ("pte", "ptebits"):
+                _add(fp, (obj, p), "w")
+        folios = tuple(self._reached(pages))  # the folios the zapped PTEs map
+        for p in folios:
+            for obj in ("map", "ref", "freed"):
                 _add(fp, (obj, p), "w")
             _add(fp, ("dirty", p), "d")  # zap_pte_range only sets PG_dirty (from a dirty PTE)
         self._ptl_sections(fp, pages)
         for c in range(self.ncpus):
-            for p in pages:
+            for p in self._reached(folios):
                 _add(fp, ("tlb", c, p), "r")  # put_page's freed_while_mapped check reads every TLB
 
     def _ptl_sections(self, fp: Footprint, pages: tuple[int, ...]) -> None:
         """Taking the PTLs of these pages' tables; each release checks the rmap of every page in its table."""
         for t in self._tables(pages):
             _add(fp, ("ptl", t), "w")
-            for p in range(t * self.ppt, min(self.npages, (t + 1) * self.ppt)):
-                _add(fp, ("map", p), "r")
+            table = range(t * self.ppt, min(self.npages, (t + 1) * self.ppt))
+            for p in table:
                 _add(fp, ("pte", p), "r")
+            for p in self._reached(table):
+                _add(fp, ("map", p), "r")
 
     def step_footprint(self, tid: int, step: Step, index_of: list[int], s: State,
                        covering: frozenset = frozenset()) -> Footprint | None:
@@ -327,8 +352,13 @@ _OP_FOOTPRINTS = {
     "store": Footprints._access_footprint, "load": Footprints._access_footprint,
     "counter": Footprints._access_footprint, "madvise_dontneed": Footprints._unmap_footprint,
     "munmap": Footprints._unmap_footprint, "mmap_fixed": Footprints._unmap_footprint,
+    "mmap": Footprints._unmap_footprint,
     "msync": Footprints._msync_footprint, "evict": Footprints._evict_footprint,
 }
+
+
+def _remaps(ops: "list[Op] | tuple[Op, ...]") -> bool:
+    return any(op.kind == "mmap" or op.target is not None or (op.kind == "loop" and _remaps(op.body)) for op in ops)
 
 
 def _has_evict(ops: list[Op]) -> bool:

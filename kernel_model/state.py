@@ -1,8 +1,10 @@
 """The machine state: struct folio, the backing store, the page tables, locks, the rmap and the per-CPU TLBs.
 
-One mm, one shared file (or anonymous memory), one VMA mapped linearly: virtual page ``va`` maps file page
-``va``. Coarser than the kernel on purpose: VMAs and i_mmap links are tracked per page, which is all the rmap walk
-of one folio needs (it visits the one address at which each VMA maps that folio's offset).
+One mm and one shared file (or anonymous memory). At the start virtual page ``va`` maps file page ``va`` (or
+anonymous memory); mmap and mmap_fixed may map an address to another file offset or to anonymous memory. Coarser
+than the kernel on purpose: VMAs are tracked per page (``vma[va]``: the file offset it maps, VMA_ANON or
+VMA_NONE), and the file's i_mmap tree per file offset (``i_mmap[index]``: the addresses whose linked VMA maps that
+offset), which is all the rmap walk of one folio needs (it visits every address that maps the folio's offset).
 
 The state must be small and hashable: ``key()`` gives a tuple that identifies it for exhaustive search and
 ``State.from_key`` rebuilds it.
@@ -12,6 +14,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import NamedTuple
+
+from kernel_model.constants import VMA_ANON
 
 FREE = -1  # owner of a free lock
 
@@ -77,8 +81,8 @@ class State:
     page_cache: list[int | None]  # file offset -> pfn of the cached folio
     disk: list[int]  # file offset -> contents on the backing store
     ptes: list[Pte | None]  # virtual page -> PTE
-    vma: list[bool]  # virtual page -> covered by a VMA of the mm
-    i_mmap: list[bool]  # virtual page -> its VMA is linked in the file's i_mmap tree
+    vma: list[int]  # virtual page -> the file offset its VMA maps there, VMA_ANON, or VMA_NONE (no VMA)
+    i_mmap: list[tuple[int, ...]]  # file offset -> the addresses whose VMA (linked in i_mmap) maps it, ascending
     ptl: list[int]  # PTE table -> thread id holding its split PTL
     ptes_per_table: int
     mmap_lock: RwSem
@@ -115,8 +119,8 @@ class State:
             page_cache=[None if anon else i for i in range(npages)],
             disk=[0] * npages,
             ptes=ptes,
-            vma=[True] * npages,
-            i_mmap=[not anon] * npages,
+            vma=[VMA_ANON] * npages if anon else list(range(npages)),
+            i_mmap=[()] * npages if anon else [(i,) for i in range(npages)],
             ptl=[FREE] * ntables,
             ptes_per_table=ptes_per_table,
             mmap_lock=RwSem(),

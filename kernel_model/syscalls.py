@@ -8,7 +8,7 @@ data is where.
 from __future__ import annotations
 
 from kernel_model.context import Kctx
-from kernel_model.memory import do_munmap, mmap_fixed, zap_page_range_single
+from kernel_model.memory import do_mmap, do_munmap, mmap_fixed, zap_page_range_single
 from kernel_model.program import Op
 from kernel_model.steps import Note, Path
 from kernel_model.tlb import RETRY, bounded_counter, counter_increment, user_load, user_store
@@ -50,7 +50,9 @@ def op_attempt(k: Kctx, op: Op, pc: int, npages: int, first: bool = True) -> Pat
     elif op.kind == "munmap":
         result = yield from do_munmap(k, start, end)
     elif op.kind == "mmap_fixed":
-        result = yield from mmap_fixed(k, start, end)
+        result = yield from mmap_fixed(k, start, end, op.target)
+    elif op.kind == "mmap":
+        result = yield from do_mmap(k, start, end, op.target)
     elif op.kind == "msync":
         result = yield from write_cache_pages(k, pages)
     elif op.kind == "evict":
