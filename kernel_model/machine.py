@@ -1,8 +1,9 @@
 """The controlled runtime: one in-process machine whose every transition a scheduler chooses.
 
 A transition is either ``("t", tid)``: thread ``tid`` performs its next step; or ``("i", cpu, initiator)``:
-``cpu`` takes the flush IPI that thread ``initiator`` sent it (flush_tlb_func, then the ack). IPIs from
-different senders may be taken in any order, as on real hardware. Everything is deterministic given the sequence of
+``cpu`` runs the next transition of the handler of the flush IPI that thread ``initiator`` sent it (the whole
+handler, flush_tlb_func then the ack, on a kernel that acks last; see ipi_transitions). IPIs from different
+senders may be taken in any order, as on real hardware. Everything is deterministic given the sequence of
 transitions, which is what schedule files record.
 
 A thread's position is the pair (attempt counter, results the current attempt has received), where the attempt
@@ -74,12 +75,13 @@ class Machine:
                                       cfg.arch == "s390", cfg.arch == "up", setup.anon) if reduce else None)
         self.online_checks = not reduce
         self._ipi_blocked_while_spinning = cfg.has("no_ipi_while_spinning")
-        self._ack_first = cfg.has("ack_before_invalidate")
+        # The flush IPI handler's steps, as this kernel orders them, grouped into scheduled transitions.
+        self.ipi_handler = ipi_transitions(tlbops.flush_ipi_handler(cfg))
         # An expectation names a thread: its writers are no longer interchangeable.
         self.symmetry = (symmetry.symmetry_of(scenario, self.cpu_of, self.ncpus, set(boot.warm_cpus(scenario, cfg)))
                          if symmetric and not scenario.expect else symmetry.Symmetry([], [], self.cpu_of))
         # _persistent_set's answers: they depend only on each thread's operation, next step and the state
-        # that step's footprint reads, which CPUs have IPIs queued (at which of their two steps), the pfn -> file
+        # that step's footprint reads, which CPUs have IPIs queued (at which of their transitions), the pfn -> file
         # page map and what is enabled (far fewer combinations than states).
         self._persistent: dict[tuple, tuple[Transition, ...]] = {}
         # Their parts: step footprints, and how a step stands to another thread at an operation.
@@ -180,7 +182,7 @@ class Machine:
             memo_key = (tuple([p.sid for p in self.pos]),
                         tuple([context(tid, p.pc // 2, p.step, s, self._covering(tid, p.step))
                                for tid, p in enumerate(self.pos) if p.step is not None and p.step.op in CONTEXT_OPS]),
-                        tuple([tuple([i.half for i in q]) for q in s.ipis]),  # which step each IPI is at
+                        tuple([tuple([i.done for i in q]) for q in s.ipis]),  # where each IPI's handler is
                         tuple([f.index for f in s.folios]), tuple(out))
             chosen = self._persistent.get(memo_key)
             if chosen is None:
@@ -235,14 +237,16 @@ class Machine:
             acked = False
         else:
             ipi = next(i for i in s.ipis[tr[1]] if i.initiator == tr[2])
-            invalidates = self.ipi_invalidates(ipi)
+            invalidates = any(step.op == "ipi_flush" for step in self.ipi_handler[ipi.done])
             sig = ("i", tr[1], invalidates, tr[2])
             fp = fps.ipi_step(tr[1], invalidates, tr[2])
-            acked = ipi.half and invalidates  # ack_before_invalidate: the initiator may already be past its wait
+            # A handler that acked in an earlier transition (ack_before_invalidate): the initiator may already
+            # be past its wait.
+            acked = any(step.op == "ipi_ack" for group in self.ipi_handler[:ipi.done] for step in group)
         if fp is None:
             return None
-        # An IPI's initiator waiting for the ack cannot move before the IPI's handler has run (both its steps, in
-        # the kernel's order): its future is moot. Not so once the ack is in.
+        # An IPI's initiator waiting for the ack cannot move before the transition that acks has run: its future
+        # is moot. Not so once the ack is in.
         moot = (tr[2] if tr[0] == "i" and not acked and self.pos[tr[2]].step is not None
                 and self.pos[tr[2]].step.op == "wait_acks" else None)  # type: ignore[union-attr]
         # The whole answer depends on the footprint, the other threads' (operation, hit) and which CPUs have
@@ -493,31 +497,22 @@ class Machine:
             self.footprints = footprints
 
     def _deliver_ipi(self, cpu: int, initiator: int, violations: list[Violation]) -> None:
-        """One of the two steps of the flush IPI handler on ``cpu`` (see ipi_invalidates): flush_tlb_func's
-        invalidation, or the ack (csd_unlock, which the initiator's csd_lock_wait sees). The request leaves the
-        queue with its second step."""
+        """The next transition of the flush IPI handler on ``cpu`` for ``initiator`` (see ipi_transitions): its
+        steps in order, each shown to the oracle as an event of its own. The request leaves the queue with the
+        handler's last transition."""
         s = self.state
         queue = s.ipis[cpu]
         at = next(n for n, i in enumerate(queue) if i.initiator == initiator)
         ipi = queue[at]
-        rest = () if ipi.half else (ipi._replace(half=True),)
+        rest = (ipi._replace(done=ipi.done + 1),) if ipi.done + 1 < len(self.ipi_handler) else ()
         s.ipis[cpu] = queue[:at] + rest + queue[at + 1:]
-        if self.ipi_invalidates(ipi):
-            dropped = tlbops.flush_tlb_range(s.tlbs[cpu], ipi.start, ipi.end)
-            self._emit(ipi.initiator, cpu, "ipi", "flush_tlb_func", "ipi_flush", (ipi.start, ipi.end), dropped,
-                       violations)
-        else:
-            s.acks_pending[ipi.initiator] -= 1
-            self._emit(ipi.initiator, cpu, "ipi", "csd_unlock", "ipi_ack", (ipi.start, ipi.end), None, violations)
-
-    def ipi_invalidates(self, ipi: Ipi) -> bool:
-        """Is the next step of this queued flush IPI the invalidation (else: the ack)? The kernel runs a
-        synchronous csd's func before csd_unlock (__flush_smp_call_function_queue), so flush_tlb_func has
-        invalidated before the initiator sees the ack. The ack_before_invalidate mutant unlocks first (as for an
-        asynchronous csd) and lets the CPU run on before it invalidates: coarser than a handler that runs with
-        interrupts off, on purpose; it stands for any kernel that lets the initiator go on while a target can
-        still use the old translation (e.g. a deferred flush), which is what stale_tlb_access is about."""
-        return ipi.half == self._ack_first
+        for step in self.ipi_handler[ipi.done]:
+            if step.op == "ipi_flush":
+                dropped = tlbops.flush_tlb_range(s.tlbs[cpu], ipi.start, ipi.end)
+                self._emit(initiator, cpu, "ipi", step.fn, step.op, (ipi.start, ipi.end), dropped, violations)
+            else:  # ipi_ack
+                s.acks_pending[initiator] -= 1
+                self._emit(initiator, cpu, "ipi", step.fn, step.op, (ipi.start, ipi.end), None, violations)
 
     # --- whole states, for search ---------------------------------------------------------------------------
     def key(self) -> tuple:
@@ -602,6 +597,38 @@ class Machine:
         if op == "folio_wait_writeback":
             return f"writeback of pfn {args[0]} to end", []
         return op, []
+
+
+def ipi_transitions(handler: tuple[Step, ...]) -> tuple[tuple[Step, ...], ...]:
+    """The flush IPI handler's steps (kernel_model.tlb.flush_ipi_handler) grouped into the transitions a
+    scheduler chooses: an ack (csd_unlock) joins the step before it in the same atomic transition; any other step
+    starts a transition of its own. So the kernel's handler (invalidate, then ack) is one transition, and a handler
+    that acks first is two, with anything else free to run between them.
+
+    Why joining is sound (Lipton's reduction: the ack is a left mover). Take any run in which steps of other agents
+    run between a handler's invalidation and its ack. Moving the ack back to just after the invalidation gives a
+    run with the same end state, the same events and the same verdicts:
+    - the ack writes only acks_pending[initiator] and the request's queue slot, and reads nothing another agent
+      writes (only this handler takes its request off the queue);
+    - the one step whose enabling or result reads them is the initiator's wait_acks, which cannot run before the
+      ack, so it is never among the steps moved past; an earlier ack only enables more (under
+      no_ipi_while_spinning, the initiator's CPU taking IPIs again);
+    - the oracle never looks at acks (oracle.OBSERVED_OPS, TLB_OPS): it learns that a shootdown completed from
+      wait_acks, which still comes after both steps; and its whole-state checks read neither acks_pending nor
+      the queues, so the states skipped (invalidated, ack not yet sent) hide no violation.
+    The oracle still sees both events, in the kernel's order. It is also closer to the kernel: the handler runs
+    with interrupts off, so its own CPU's thread never ran between the two steps (the split let it spin on a
+    lock there and, under no_ipi_while_spinning, never ack). An ack that comes first is not joined to what
+    follows: after it the initiator may run on while the target still holds the old translation, which is what
+    the ack_before_invalidate mutant is about. Wild logs have both events; kernel_model.linearize folds them by
+    the same rule."""
+    groups: list[list[Step]] = []
+    for step in handler:
+        if step.op == "ipi_ack" and groups:
+            groups[-1].append(step)
+        else:
+            groups.append([step])
+    return tuple(tuple(g) for g in groups)
 
 
 def _rename_values(folios: tuple, disk: tuple, last: tuple = ()) -> tuple:

@@ -1,10 +1,14 @@
 """Schedule files: a controlled run's exact sequence of transitions, self-describing, in msgpack.
 
-    {"schema": "tlbrace-schedule", "version": 1, "scenario": str, "scenario_source": str (TOML text),
+    {"schema": "tlbrace-schedule", "version": 2, "scenario": str, "scenario_source": str (TOML text),
      "params": {str: int}, "config": {...}, "strategy": str, "seed": int, "invariants": [str],
      "schedule": [["t", tid] | ["i", cpu, initiator], ...]}
 
 Only plain msgpack types: loading one never executes code.
+
+Version 2: a flush IPI handler that invalidates and then acks is one ``["i", cpu, initiator]`` transition
+(Machine.ipi_transitions); version 1 had two. A version-1 file would replay other interleavings than it recorded,
+so it is refused with a message saying how to make a new one.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from kernel_model.machine import Transition
 from kernel_model.program import Scenario
 
 SCHEMA = "tlbrace-schedule"
-VERSION = 1
+VERSION = 2
 
 
 class ScheduleError(ValueError):
@@ -71,6 +75,10 @@ def read_schedule(path: str | os.PathLike[str]) -> ScheduleFile:
         raise ScheduleError(f"{path}: not a tlbrace schedule file (not one msgpack document)") from None
     if not isinstance(doc, dict) or doc.get("schema") != SCHEMA:
         raise ScheduleError(f"{path}: not a tlbrace schedule file (schema is not {SCHEMA!r})")
+    if doc.get("version") == 1:
+        raise ScheduleError(f"{path}: schedule version 1 (each flush IPI as two transitions); this tlbrace reads "
+                            f"version {VERSION} (an IPI that invalidates then acks is one): record it again with "
+                            "`tlbrace explore` or `tlbrace replay LOG`")
     if doc.get("version") != VERSION:
         raise ScheduleError(f"{path}: schedule version {doc.get('version')!r}; this tlbrace reads {VERSION}")
     schedule = doc.get("schedule")
