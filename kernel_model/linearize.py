@@ -4,7 +4,7 @@ Every event carries a Lamport clock (advanced on every message send and receive,
 sorting by (lamport, actor, per-actor seq) gives an order consistent with causality: each page-table step in
 the order the page-table actor applied it, each CPU's own steps and the IPIs it took in its program order.
 Steps and IPI handler steps are the transitions; notes are not, and neither is an ack that follows its handler's
-invalidation: the machine runs that ack in the invalidation's transition (Machine.ipi_transitions).
+invalidation: the machine runs that ack in the invalidation's transition (positions.ipi_transitions).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any, Iterable, NamedTuple
 
-from kernel_model.machine import Transition
+from kernel_model.positions import IpiStep, ThreadStep, Transition
 
 
 def order_key(rec: dict[str, Any]) -> tuple:
@@ -20,7 +20,7 @@ def order_key(rec: dict[str, Any]) -> tuple:
 
 
 class IpiChains:
-    """Which IPI handler events start a transition of the machine (Machine.ipi_transitions): every one but an
+    """Which IPI handler events start a transition of the machine (positions.ipi_transitions): every one but an
     ack (ipi_ack) that follows its handler's invalidation (ipi_flush). A handler's events carry the target CPU and
     the initiator; requests from one initiator to one CPU are handled in order, so counting, per (CPU, initiator),
     the invalidations still waiting for their ack and the acks still waiting for their invalidation tells which
@@ -51,9 +51,9 @@ def schedule_from_records(records: Iterable[dict[str, Any]]) -> list[Transition]
     chains = IpiChains()
     for rec in sorted((r for r in records if r.get("type", "event") == "event"), key=order_key):
         if rec["kind"] == "step":
-            schedule.append(("t", rec["tid"]))
+            schedule.append(ThreadStep(rec["tid"]))
         elif rec["kind"] == "ipi" and chains.starts_transition(rec):
-            schedule.append(("i", rec["cpu"], rec["tid"]))
+            schedule.append(IpiStep(rec["cpu"], rec["tid"]))
     return schedule
 
 
@@ -100,9 +100,9 @@ def _in_order(records: list[dict[str, Any]]) -> TrialRecords | None:
             if kind == "step":
                 results.append(rec.get("result"))
                 if rec.get("type", "event") == "event":
-                    schedule.append(("t", rec["tid"]))
+                    schedule.append(ThreadStep(rec["tid"]))
             elif kind == "ipi" and rec.get("type", "event") == "event" and chains.starts_transition(rec):
-                schedule.append(("i", rec["cpu"], rec["tid"]))
+                schedule.append(IpiStep(rec["cpu"], rec["tid"]))
             if rec.get("op") == "jitter":
                 jitter += 1
     except Exception:  # noqa: BLE001 - malformed: see above

@@ -40,7 +40,7 @@ class Ipi(NamedTuple):
     start: int
     end: int
     # How many of the handler's transitions have run (kernel_model.tlb.flush_ipi_handler, grouped by
-    # Machine.ipi_transitions): always 0 while queued when the handler is one transition (the kernel's order).
+    # positions.ipi_transitions): always 0 while queued when the handler is one transition (the kernel's order).
     done: int = 0
 
 

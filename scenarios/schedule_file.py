@@ -7,7 +7,7 @@
 Only plain msgpack types: loading one never executes code.
 
 Version 2: a flush IPI handler that invalidates and then acks is one ``["i", cpu, initiator]`` transition
-(Machine.ipi_transitions); version 1 had two. A version-1 file would replay other interleavings than it recorded,
+(positions.ipi_transitions); version 1 had two. A version-1 file would replay other interleavings than it recorded,
 so it is refused with a message saying how to make a new one.
 """
 
@@ -20,7 +20,7 @@ from typing import Any
 import msgpack
 
 from kernel_model.config import Config, ConfigError
-from kernel_model.machine import Transition
+from kernel_model.positions import Transition, as_transition
 from kernel_model.program import Scenario
 
 SCHEMA = "tlbrace-schedule"
@@ -105,7 +105,7 @@ def read_schedule(path: str | os.PathLike[str]) -> ScheduleFile:
                                         doc["params"])
     except (ValueError, TypeError) as exc:  # ScenarioError and AnalysisError are ValueErrors
         raise ScheduleError(f"{path}: scenario_source: {exc}") from None
-    return ScheduleFile(scenario, config, [tuple(t) for t in schedule], [str(i) for i in doc["invariants"]],
+    return ScheduleFile(scenario, config, [as_transition(t) for t in schedule], [str(i) for i in doc["invariants"]],
                         str(doc.get("strategy", "")), int(doc.get("seed", 0) or 0))
 
 
