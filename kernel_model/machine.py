@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from kernel_model import boot
+from kernel_model import boot, wait_for
 from kernel_model import tlb as tlbops
 from kernel_model.atomic import PageTableOps
 from kernel_model.canonical import Canonicaliser
@@ -29,7 +29,7 @@ from kernel_model.reduction import Footprints
 from kernel_model.state import FREE, State
 from kernel_model.steps import BLOCKING_OPS, Note, Step
 
-__all__ = ["Machine", "Transition", "ThreadStep", "IpiStep", "Resolved", "find_cycle"]
+__all__ = ["Machine", "Transition", "ThreadStep", "IpiStep", "Resolved"]
 
 
 class Machine:
@@ -262,66 +262,27 @@ class Machine:
 
     # --- hangs ----------------------------------------------------------------------------------------------
     def hang_report(self) -> Violation:
-        """Nothing can run and some thread is unfinished: say who waits for what, who holds it, and the cycle."""
+        """Nothing can run and some thread is unfinished: say who waits for what, who holds it, and the cycle
+        (kernel_model.wait_for)."""
         names = [t.name for t in self.scenario.threads]
         waits: list[str] = []
         edges: dict[int, list[int]] = {}
         for tid, p in enumerate(self.pos):
             if p.step is None:
                 continue
-            if self.is_counter_increment(ThreadStep(tid)):
+            if self.is_counter_increment(self._thread_steps[tid]):
                 waits.append(f"{names[tid]} keeps incrementing through its TLB entry, which nobody flushes")
                 continue
             what, holders = self.wait_target(tid, p.step)
             edges[tid] = holders
             waits.append(f"{names[tid]} waits in {p.step.fn} for {what}")
-        cycle = find_cycle(edges)
-        detail = "; ".join(waits)
-        if cycle:
-            detail += "; cycle: " + " -> ".join(names[t] for t in cycle + [cycle[0]])
-        return Violation("hang", detail)
+        return Violation("hang", "; ".join(waits) + wait_for.cycle_text(edges, names))
 
     def wait_target(self, tid: int, step: Step) -> tuple[str, list[int]]:
-        s = self.state
-        names = [t.name for t in self.scenario.threads]
-        op, args = step.op, step.args
-
-        def who(ids: list[int]) -> str:
-            return ", ".join(names[i] for i in ids if 0 <= i < len(names)) or "nobody"
-
-        if op == "spin_lock":
-            owner = s.ptl[args[0]]
-            self_deadlock = " (itself: the PTL is not recursive)" if owner == tid else ""
-            return f"PTL {args[0]} held by {who([owner])}{self_deadlock}", [owner]
-        if op == "folio_lock":
-            owner = s.folios[args[0]].locked
-            return f"the folio lock of pfn {args[0]} held by {who([owner])}", [owner]
-        if op in ("down_read", "down_write"):
-            sem = s.mmap_lock if args[0] == "mmap_lock" else s.i_mmap_rwsem
-            holders = [sem.writer] if sem.writer != FREE else list(sem.readers)
-            return f"{args[0]} held by {who(holders)}", holders
-        if op == "wait_acks":
-            cpus = [c for c, q in enumerate(s.ipis) if any(i.initiator == tid for i in q)]
-            on = [t for t in range(self.nthreads) if self.cpu_of[t] in cpus and self.pos[t].step is not None]
-            return (f"flush IPI acks from CPU {', '.join(map(str, cpus))}, which does not take IPIs while "
-                    f"{who(on)} spins", on)
-        if op == "folio_wait_writeback":
-            return f"writeback of pfn {args[0]} to end", []
-        return op, []
-
-
-def find_cycle(edges: dict[int, list[int]]) -> list[int]:
-    for start in edges:
-        path, node = [start], start
-        while True:
-            nxt = [n for n in edges.get(node, []) if n in edges]
-            if not nxt:
-                break
-            node = nxt[0]
-            if node in path:
-                return path[path.index(node):]
-            path.append(node)
-    return []
+        """What thread ``tid``'s blocked ``step`` waits for, in words, and the threads it waits for."""
+        wait = wait_for.wait_of(self.state, tid, step, [t.name for t in self.scenario.threads], self.cpu_of,
+                                [p.step is not None for p in self.pos])
+        return wait.what, wait.holders
 
 
 _CAN = {op: "can_" + op for op in BLOCKING_OPS}  # PageTableOps' test of whether a blocking action may proceed
