@@ -31,8 +31,8 @@ from typing import Any, Callable
 
 from actors.codec import BUSY, ERROR, OK, QUEUED, STALE, pack, unpack, unpack_spec, wire
 from actors.topology import initial_state
+from kernel_model import wait_for
 from kernel_model.atomic import LockMisuse, PageTableOps
-from kernel_model.state import FREE
 
 # Message modes (msg[7]).
 PLAIN = "s"  # apply the step
@@ -139,22 +139,9 @@ class PageTableCore:
         return grants
 
     def _holder(self, op: str, args: tuple) -> str:
-        """What a blocking step waits for, and who holds it."""
-        names = [t.name for t in self.scenario.threads]
-
-        def who(tid: int) -> str:
-            return names[tid] if 0 <= tid < len(names) else "nobody"
-
-        s = self.state
-        if op == "spin_lock":
-            return f"PTL {args[0]} held by {who(s.ptl[args[0]])}"
-        if op == "folio_lock":
-            return f"the folio lock of pfn {args[0]} held by {who(s.folios[args[0]].locked)}"
-        if op in ("down_read", "down_write"):
-            sem = s.mmap_lock if args[0] == "mmap_lock" else s.i_mmap_rwsem
-            holders = [sem.writer] if sem.writer != FREE else list(sem.readers)
-            return f"{args[0]} held by {', '.join(who(h) for h in holders) or 'nobody'}"
-        return f"{op}{args}"
+        """What a blocking step waits for, and who holds it (kernel_model.wait_for's words)."""
+        lock = wait_for.lock_wait(self.state, op, args, [t.name for t in self.scenario.threads])
+        return lock.what if lock is not None else f"{op}{args}"
 
     def waits(self) -> list[str]:
         """Who waits for what, and who holds it (for a hung trial's report)."""

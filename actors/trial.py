@@ -28,10 +28,11 @@ from actors.verdict import judge, ordered
 from kernel_model.config import Config
 from kernel_model.events import Violation
 from kernel_model.linearize import schedule_from_records
-from kernel_model.machine import Machine, find_cycle
+from kernel_model import wait_for
+from kernel_model.machine import Machine
+from kernel_model.positions import IpiStep, ThreadStep
 from kernel_model.program import Scenario
-from kernel_model.state import FREE
-from kernel_model.steps import kind_of
+from kernel_model.steps import Step, kind_of
 
 
 @dataclass(slots=True)
@@ -271,45 +272,34 @@ class RunningTrial:
 
 
 def wait_for_report(scenario: Scenario, cfg: Config, records: list[dict[str, Any]]) -> str:
-    """Who waits for whom at the moment a trial stopped moving, in ``Machine.hang_report``'s words: the records
-    so far replayed into a controlled machine, then each unfinished thread's wait (or that it could run but its
-    CPU took no step), the locks held, and the wait-for cycle if there is one."""
+    """Who waits for whom at the moment a trial stopped moving, in ``Machine.hang_report``'s words
+    (kernel_model.wait_for): the records so far replayed into a controlled machine, then each unfinished thread's
+    wait (or that it could run but its CPU took no step), the locks held, and the wait-for cycle if there is one."""
     m = Machine(scenario, cfg)
     for tr in schedule_from_records(records):
-        if m.can_execute(tuple(tr)):
-            m.execute(tuple(tr))
+        if m.can_execute(tr):
+            m.execute(tr)
     names = [t.name for t in scenario.threads]
-    parts: list[str] = []
     edges: dict[int, list[int]] = {}
-    for tid, p in enumerate(m.pos):
-        step = p.step
-        if step is None:
-            continue
-        if m.can_execute(("t", tid)):
-            parts.append(f"{names[tid]} could take {step.op} in {step.fn} but its CPU took no step")
-            continue
-        if step.op == "wait_acks":
-            late = [c for c, q in enumerate(m.state.ipis) if any(i.initiator == tid for i in q)
-                    and m.can_execute(("i", c, tid))]
-            if late:  # the target could take the IPI: its actor did not (not the mutant's irqs-off spin)
-                parts.append(f"{names[tid]} waits in {step.fn} for flush IPI acks from CPU "
-                             f"{', '.join(map(str, late))}, which took no IPI")
-                continue
-        if kind_of(step.op) == "block" or step.op == "wait_acks":
-            what, holders = m.wait_target(tid, step)  # the words (and wait-for edges) of hang_report
-            edges[tid] = holders
-            parts.append(f"{names[tid]} waits in {step.fn} for {what}")
-        else:
-            parts.append(f"{names[tid]} waits in {step.fn} at {step.op}")
-    s = m.state
-    held = [f"{names[o]} holds PTL {i}" for i, o in enumerate(s.ptl) if 0 <= o < len(names)]
-    held += [f"{names[f.locked]} holds the folio lock of pfn {pfn}" for pfn, f in enumerate(s.folios)
-             if f.locked != FREE and 0 <= f.locked < len(names)]
-    cycle = find_cycle(edges)
-    report = "; ".join(parts + held) or "every thread finished in the replay"
-    if cycle:
-        report += "; cycle: " + " -> ".join(names[t] for t in cycle + [cycle[0]])
-    return report
+    parts = [_thread_wait(m, tid, p.step, names, edges) for tid, p in enumerate(m.pos) if p.step is not None]
+    report = "; ".join(parts + wait_for.locks_held(m.state, names)) or "every thread finished in the replay"
+    return report + wait_for.cycle_text(edges, names)
+
+
+def _thread_wait(m: Machine, tid: int, step: Step, names: list[str], edges: dict[int, list[int]]) -> str:
+    """One unfinished thread's part of wait_for_report; its wait-for edges go into ``edges``."""
+    if m.can_execute(ThreadStep(tid)):
+        return f"{names[tid]} could take {step.op} in {step.fn} but its CPU took no step"
+    if step.op == "wait_acks":
+        late = [c for c in wait_for.ipi_targets(m.state, tid) if m.can_execute(IpiStep(c, tid))]
+        if late:  # the target could take the IPI: its actor did not (not the mutant's irqs-off spin)
+            return (f"{names[tid]} waits in {step.fn} for flush IPI acks from CPU {', '.join(map(str, late))}, "
+                    "which took no IPI")
+    if kind_of(step.op) == "block":  # wait_acks included
+        what, holders = m.wait_target(tid, step)  # the words (and wait-for edges) of hang_report
+        edges[tid] = holders
+        return f"{names[tid]} waits in {step.fn} for {what}"
+    return f"{names[tid]} waits in {step.fn} at {step.op}"
 
 
 def _dedup(records: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -332,7 +332,7 @@ class Footprints:
         acks pending (which commutes with the other acks and with a send adding to it) and takes its own request
         off the queue (which commutes with sends appending to it and with the other requests' steps). The only
         agent it can enable is the initiator waiting in wait_acks, which cannot move before it:
-        Machine._relations counts that agent's future as moot."""
+        Reducer._ipi_footprint counts that agent's future as moot."""
         return self._ipis[cpu] if invalidates else {("ack", initiator): "+"}
 
     def footprint_context(self, tid: int, pc: int, step: Step, s: State, covering: frozenset = frozenset()) -> object:

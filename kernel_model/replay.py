@@ -14,7 +14,8 @@ from typing import Any
 
 from kernel_model.config import Config
 from kernel_model.events import Event, Violation
-from kernel_model.machine import Machine, Transition
+from kernel_model.machine import Machine
+from kernel_model.positions import Transition, as_transition
 from kernel_model.program import Scenario
 
 
@@ -55,7 +56,7 @@ def run_schedule(scenario: Scenario, cfg: Config, schedule: list[Transition], *,
         return violations
 
     for tr in schedule:
-        tr = tuple(tr)
+        tr = as_transition(tr)
         if not m.can_execute(tr):
             skipped += 1
             continue

@@ -43,9 +43,9 @@ class Ipi(NamedTuple):
     initiator: int  # thread id waiting for the ack
     start: int
     end: int
-    # The handler runs in two steps (flush_tlb_func's invalidation, then csd_unlock's ack; the other way round
-    # under the ack_before_invalidate mutant): True once the first of them is done.
-    half: bool = False
+    # How many of the handler's transitions have run (kernel_model.tlb.flush_ipi_handler, grouped by
+    # positions.ipi_transitions): always 0 while queued when the handler is one transition (the kernel's order).
+    done: int = 0
 
 
 class Folio(NamedTuple):

@@ -3,7 +3,7 @@
 Two threads are interchangeable when they run the same program of plain stores, from CPUs set up alike (both
 with a warm TLB or both without). Swapping them (and their CPUs) maps every run onto another run with the same
 verdicts: nothing in the model or the oracle looks at a thread's identity except to tell owners apart, and a
-store's value, which does depend on the thread, is renamed away by Machine.canonical. So exhaustive search may
+store's value, which does depend on the thread, is renamed away by kernel_model.canonical. So exhaustive search may
 keep one state of each orbit: a size-ladder cell with two writers has about half the states.
 
 Only store programs qualify: a load feeds the value it read into the thread's position, which the renaming does
@@ -74,11 +74,15 @@ def symmetries(groups: list[list[int]], cpu_of: list[int], ncpus: int) -> list[P
 
 
 def permute(key: tuple, p: Permutation) -> tuple:
-    """A canonical machine key (Machine.canonical's layout, folios as plain tuples) with threads and CPUs
-    renamed by ``p``. On the explorer's hot path (half of all states of a two-writer search are permuted): a
-    field in which no moved thread appears is kept as it is, which is most of them, since interchangeable threads
-    only store (they send no IPIs and wait for no acks)."""
+    """A canonical machine key (Machine.key's layout, values renamed by kernel_model.canonical, folios as plain
+    tuples) with threads and CPUs renamed by ``p``. On the explorer's hot path (half of all states of a two-writer
+    search are permuted): a field in which no moved thread appears is kept as it is, which is most of them, since
+    interchangeable threads only store (they send no IPIs and wait for no acks)."""
     state_key, positions, oracle = key
+    return (_permute_state(state_key, p), tuple([positions[t] for t in p.tid_src]), _permute_oracle(oracle, p))
+
+
+def _permute_state(state_key: tuple, p: Permutation) -> tuple:
     (folios, page_cache, disk, ptes, vma, i_mmap, ptl, ppt, mmap_lock, i_mmap_rwsem, tlbs, ipis, acks,
      flush_pending) = state_key  # flush_pending: mm->tlb_flush_pending, a count naming no thread
     tid, moved = p.tid, p.moved
@@ -87,16 +91,26 @@ def permute(key: tuple, p: Permutation) -> tuple:
         folios = tuple(f[:4] + (tid[f[4]],) + f[5:] if f[4] in moved else f for f in folios)
     if not moved.isdisjoint(ptl):
         ptl = tuple(tid[t] if t in moved else t for t in ptl)
-    # Readers of an rw_semaphore are kept sorted (a set).
-    sems = [sem if sem[0] not in moved and moved.isdisjoint(sem[1])
-            else (tid[sem[0]] if sem[0] in moved else sem[0], tuple(sorted(tid[r] for r in sem[1])))
-            for sem in (mmap_lock, i_mmap_rwsem)]
+    sems = [_permute_sem(sem, p) for sem in (mmap_lock, i_mmap_rwsem)]
     new_tlbs = tuple([tlbs[c] for c in p.cpu_src])
     new_ipis = tuple([ipis[c] for c in p.cpu_src])
     if any(i.initiator in moved for q in new_ipis for i in q):
         new_ipis = tuple(tuple(i._replace(initiator=tid[i.initiator]) for i in q) for q in new_ipis)
     new_acks = tuple([acks[t] for t in p.tid_src])
-    new_positions = tuple([positions[t] for t in p.tid_src])
+    return (folios, page_cache, disk, ptes, vma, i_mmap, ptl, ppt, sems[0], sems[1], new_tlbs, new_ipis, new_acks,
+            flush_pending)
+
+
+def _permute_sem(sem: tuple, p: Permutation) -> tuple:
+    """An rw_semaphore's (writer, readers) renamed; its readers are kept sorted (a set)."""
+    tid, moved = p.tid, p.moved
+    if sem[0] not in moved and moved.isdisjoint(sem[1]):
+        return sem
+    return (tid[sem[0]] if sem[0] in moved else sem[0], tuple(sorted(tid[r] for r in sem[1])))
+
+
+def _permute_oracle(oracle: tuple, p: Permutation) -> tuple:
+    tid, moved = p.tid, p.moved
     transits, delayed, covered, stale, last = oracle  # last: empty (no expectations when symmetric)
     if any(t in moved for t, _ in transits) or any(d[0] in moved for d in delayed):
         transits = frozenset((tid[t], pfn) for t, pfn in transits)
@@ -105,9 +119,7 @@ def permute(key: tuple, p: Permutation) -> tuple:
         cpu = p.cpu
         covered = frozenset((tid[t], cpu[c], va) for t, c, va in covered)
         stale = frozenset((cpu[c], va, tid[t]) for c, va, t in stale)
-    oracle = (transits, delayed, covered, stale, last)
-    return ((folios, page_cache, disk, ptes, vma, i_mmap, ptl, ppt, sems[0], sems[1], new_tlbs, new_ipis, new_acks,
-             flush_pending), new_positions, oracle)
+    return (transits, delayed, covered, stale, last)
 
 
 class Symmetry:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
+from kernel_model.config import Config
 from kernel_model.context import Kctx
 from kernel_model.state import TlbEntry
 from kernel_model.steps import Path, Step
@@ -80,6 +81,22 @@ def flush_tlb_range(tlb: Tlb, start: int, end: int) -> int:
     for va in gone:
         del tlb[va]
     return len(gone)
+
+
+# --- the flush IPI handler -----------------------------------------------------------------------------------
+# What a target CPU does with a flush request, in order: __flush_smp_call_function_queue runs a synchronous csd's
+# func (flush_tlb_func: the invalidation) and then csd_unlock (the ack, which the initiator's csd_lock_wait sees).
+# Each step's args are the request's range [start, end).
+IPI_FLUSH = Step("flush_tlb_func", "ipi_flush")
+IPI_ACK = Step("csd_unlock", "ipi_ack")
+
+
+def flush_ipi_handler(cfg: Config) -> tuple[Step, ...]:
+    """The handler's steps in the order this kernel runs them. The ack_before_invalidate mutant unlocks first
+    (as for an asynchronous csd) and lets the CPU run on before it invalidates: coarser than a handler that runs
+    with interrupts off, on purpose; it stands for any kernel that lets the initiator go on while a target can
+    still use the old translation (e.g. a deferred flush), which is what stale_tlb_access is about."""
+    return (IPI_ACK, IPI_FLUSH) if cfg.has("ack_before_invalidate") else (IPI_FLUSH, IPI_ACK)
 
 
 # --- user accesses as paths ----------------------------------------------------------------------------------

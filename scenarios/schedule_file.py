@@ -1,10 +1,14 @@
 """Schedule files: a controlled run's exact sequence of transitions, self-describing, in msgpack.
 
-    {"schema": "tlbrace-schedule", "version": 1, "scenario": str, "scenario_source": str (TOML text),
+    {"schema": "tlbrace-schedule", "version": 2, "scenario": str, "scenario_source": str (TOML text),
      "params": {str: int}, "config": {...}, "strategy": str, "seed": int, "invariants": [str],
      "schedule": [["t", tid] | ["i", cpu, initiator], ...]}
 
 Only plain msgpack types: loading one never executes code.
+
+Version 2: a flush IPI handler that invalidates and then acks is one ``["i", cpu, initiator]`` transition
+(positions.ipi_transitions); version 1 had two. A version-1 file would replay other interleavings than it recorded,
+so it is refused with a message saying how to make a new one.
 """
 
 from __future__ import annotations
@@ -16,11 +20,11 @@ from typing import Any
 import msgpack
 
 from kernel_model.config import Config, ConfigError
-from kernel_model.machine import Transition
+from kernel_model.positions import Transition, as_transition
 from kernel_model.program import Scenario
 
 SCHEMA = "tlbrace-schedule"
-VERSION = 1
+VERSION = 2
 
 
 class ScheduleError(ValueError):
@@ -73,7 +77,7 @@ def read_schedule(path: str | os.PathLike[str]) -> ScheduleFile:
                                         doc["params"])
     except (ValueError, TypeError) as exc:  # ScenarioError and AnalysisError are ValueErrors
         raise ScheduleError(f"{path}: scenario_source: {exc}") from None
-    return ScheduleFile(scenario, config, [tuple(t) for t in schedule], [str(i) for i in doc["invariants"]],
+    return ScheduleFile(scenario, config, [as_transition(t) for t in schedule], [str(i) for i in doc["invariants"]],
                         str(doc.get("strategy", "")), int(doc.get("seed", 0) or 0))
 
 
@@ -91,6 +95,10 @@ def _decode(path: str) -> dict[str, Any]:
         raise ScheduleError(f"{path}: not a tlbrace schedule file (not one msgpack document)") from None
     if not isinstance(doc, dict) or doc.get("schema") != SCHEMA:
         raise ScheduleError(f"{path}: not a tlbrace schedule file (schema is not {SCHEMA!r})")
+    if doc.get("version") == 1:
+        raise ScheduleError(f"{path}: schedule version 1 (each flush IPI as two transitions); this tlbrace reads "
+                            f"version {VERSION} (an IPI that invalidates then acks is one): record it again with "
+                            "`tlbrace explore` or `tlbrace replay LOG`")
     if doc.get("version") != VERSION:
         raise ScheduleError(f"{path}: schedule version {doc.get('version')!r}; this tlbrace reads {VERSION}")
     return doc

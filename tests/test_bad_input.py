@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from scenarios.cli import main
 from scenarios.eventlog import LogError, read_log
-from scenarios.schedule_file import ScheduleError, read_schedule
+from scenarios.schedule_file import VERSION, ScheduleError, read_schedule
 
 
 
@@ -76,9 +76,16 @@ def test_schedule_of_a_future_version(tmp_path):
         read_schedule(path)
 
 
+def test_schedule_of_version_1_says_how_to_make_a_new_one(tmp_path):
+    path = tmp_path / "old.schedule"
+    path.write_bytes(msgpack.packb({"schema": "tlbrace-schedule", "version": 1, "schedule": []}))
+    with pytest.raises(ScheduleError, match="schedule version 1 .*record it again"):
+        read_schedule(path)
+
+
 def test_schedule_with_a_bad_transition(tmp_path):
     path = tmp_path / "bad.schedule"
-    path.write_bytes(msgpack.packb({"schema": "tlbrace-schedule", "version": 1, "schedule": [["x", 1]],
+    path.write_bytes(msgpack.packb({"schema": "tlbrace-schedule", "version": VERSION, "schedule": [["x", 1]],
                                     "scenario_source": "", "params": {}, "config": {}, "invariants": []}))
     with pytest.raises(ScheduleError, match="schedule"):
         read_schedule(path)
@@ -86,7 +93,7 @@ def test_schedule_with_a_bad_transition(tmp_path):
 
 def test_schedule_whose_scenario_text_is_broken(tmp_path):
     path = tmp_path / "broken.schedule"
-    path.write_bytes(msgpack.packb({"schema": "tlbrace-schedule", "version": 1, "schedule": [],
+    path.write_bytes(msgpack.packb({"schema": "tlbrace-schedule", "version": VERSION, "schedule": [],
                                     "scenario_source": "[[threads]]\nname = 3\n", "params": {},
                                     "config": {}, "invariants": [], "scenario": "s"}))
     with pytest.raises(ScheduleError, match="scenario_source"):
@@ -110,7 +117,7 @@ _plain = st.recursive(st.none() | st.booleans() | st.integers(-5, 5) | st.text(m
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(doc=st.fixed_dictionaries({"schema": st.just("tlbrace-schedule"), "version": st.just(1)},
+@given(doc=st.fixed_dictionaries({"schema": st.just("tlbrace-schedule"), "version": st.just(VERSION)},
                                  optional={"schedule": _plain, "scenario_source": _plain, "params": _plain,
                                            "config": _plain, "invariants": _plain, "scenario": _plain}))
 def test_random_schedule_documents(tmp_path, doc):

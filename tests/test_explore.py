@@ -203,7 +203,7 @@ def test_every_step_stays_inside_its_threads_future_footprint(name):
                 if tr[0] == "t":
                     p = m.pos[tr[1]]
                     fp = fps.step_footprint(tr[1], p.step, [f.index for f in m.state.folios], m.state) or {}
-                    future = fps.future(tr[1], p.pc // 2)
+                    future = fps.future(tr[1], p.op_index)
                     for obj, mode in fp.items():
                         if obj != ("preempt",):
                             assert future.get(obj) in (mode, "w"), (name, arch, p.step, obj, mode, future.get(obj))
@@ -241,7 +241,7 @@ def test_persistent_sets_larger_than_one_leave_out_writers_that_only_hit_dirty_t
             everything = m.enabled_all()
             agents = {names[tr[1]] for tr in everything if tr[0] == "t"}
             chosen = {names[tr[1]] for tr in enabled if tr[0] == "t"}
-            hits = all(m.footprints.hit_future(t, m.pos[t].pc // 2, m.pos[t].step, m.state) is not None
+            hits = all(m.footprints.hit_future(t, m.pos[t].op_index, m.pos[t].step, m.state) is not None
                        for t in range(2) if m.pos[t].step is not None)
             if {"writer0", "writer1", "zapper", "writeback"} <= agents and hits and not any(m.state.ipis):
                 if len(enabled) >= 2 and chosen <= {"zapper", "writeback"}:
@@ -252,7 +252,7 @@ def test_persistent_sets_larger_than_one_leave_out_writers_that_only_hit_dirty_t
                 if m.state.ipis[m.cpu_of[w]] and ("t", w) in everything and ("t", w) not in enabled \
                         and not any(tr[:2] == ("i", m.cpu_of[w]) for tr in enabled):
                     with_ipi_queued += 1
-                    future = m.footprints.future(w, m.pos[w].pc // 2)
+                    future = m.footprints.future(w, m.pos[w].op_index)
                     index_of = [f.index for f in m.state.folios]
                     for tr in enabled:
                         fp = (m.footprints.ipi(tr[1]) if tr[0] == "i" else
