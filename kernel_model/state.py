@@ -75,6 +75,16 @@ class RwSem:
         return (self.writer, self.readers)
 
 
+def initial_vmas(npages: int, anon: bool) -> list[int]:
+    """One VMA over every page: anonymous memory, or the file mapped linearly (address va maps file page va)."""
+    return [VMA_ANON] * npages if anon else list(range(npages))
+
+
+def initial_i_mmap(npages: int, anon: bool) -> list[tuple[int, ...]]:
+    """The file's i_mmap links of that VMA: file page i is mapped at address i (none for anonymous memory)."""
+    return [()] * npages if anon else [(i,) for i in range(npages)]
+
+
 @dataclass(slots=True)
 class State:
     folios: list[Folio]  # indexed by pfn
@@ -119,8 +129,8 @@ class State:
             page_cache=[None if anon else i for i in range(npages)],
             disk=[0] * npages,
             ptes=ptes,
-            vma=[VMA_ANON] * npages if anon else list(range(npages)),
-            i_mmap=[()] * npages if anon else [(i,) for i in range(npages)],
+            vma=initial_vmas(npages, anon),
+            i_mmap=initial_i_mmap(npages, anon),
             ptl=[FREE] * ntables,
             ptes_per_table=ptes_per_table,
             mmap_lock=RwSem(),
