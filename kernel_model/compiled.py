@@ -29,7 +29,8 @@ from typing import Sequence
 
 # The modules an exhaustive search runs through on every transition (setup.py compiles these and no others).
 HOT_MODULES = ("machine", "state", "symmetry", "explorer", "reduction", "atomic", "tlb", "oracle", "syscalls",
-               "steps", "events", "memory", "mmu_gather", "rmap", "writeback", "visited")
+               "steps", "events", "memory", "mmu_gather", "rmap", "writeback", "visited",
+               "sleep_sets")
 BUILD_RECORD = "compiled_sources.json"  # module -> SHA-256 of the source it was compiled from
 PURE_ENV = "TLBRACE_PURE_PYTHON"
 PACKAGE_DIR = Path(__file__).resolve().parent

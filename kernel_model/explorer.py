@@ -7,8 +7,10 @@
   priorities and ``depth - 1`` random priority-change points; finds bugs of depth d with probability
   >= 1/(n k^(d-1)) per run.
 
-Exhaustive strategies use partial-order reduction (``Machine(reduce=True)``) unless told otherwise; the
-sampling ones run the oracle's online whole-state check after every step. Every random choice comes from one
+Exhaustive strategies use partial-order reduction (``Machine(reduce=True)``) unless told otherwise, and dfs on
+one process adds sleep sets (kernel_model.sleep_sets: fewer transitions, the same end states). bfs keeps
+without them: its state and transition counts are the fingerprint restructurings are checked against
+(scripts/explore_fingerprint.py). The sampling ones run the oracle's online whole-state check after every step. Every random choice comes from one
 ``random.Random(seed)``: the same seed gives the same runs.
 
 The visited set holds each state exactly, as the numbers of its canonical key's parts (kernel_model.visited:
@@ -31,6 +33,7 @@ from kernel_model.events import Violation
 from kernel_model.gc_pause import gc_paused
 from kernel_model.machine import Machine, Transition
 from kernel_model.program import Scenario
+from kernel_model.sleep_sets import NOTHING, SleepSets
 from kernel_model.visited import Keys, adder, encoder, keys_for, stored_bytes
 
 STRATEGIES = ("bfs", "dfs", "random", "pct")
@@ -71,12 +74,13 @@ def explore(scenario: Scenario, cfg: Config, strategy: str = "bfs", *, budget: i
             depth: int = 3, reduce: bool = True, stop_at_first: bool = True,
             progress: Callable[[int], None] | None = None, time_limit: float | None = None,
             hash_compact: bool = False, symmetric: bool = True, workers: int = 1,
-            measure_memory: bool = False) -> ExploreResult:
+            measure_memory: bool = False, sleep_sets: bool = True) -> ExploreResult:
     """``time_limit`` (seconds) stops an exhaustive search early, reported as incomplete. ``symmetric``: keep one
     state per orbit of interchangeable writers (kernel_model.symmetry). ``workers`` > 1: dfs on that many
     processes sharing one hash-compacted visited set (kernel_model.parallel_search; implies hash_compact).
     ``measure_memory``: an exhaustive search (one process) reports the bytes its visited set holds (a pass over
-    it at the end)."""
+    it at the end). ``sleep_sets``: dfs on one process with reduction also prunes with sleep sets
+    (kernel_model.sleep_sets)."""
     if strategy not in STRATEGIES:
         raise ValueError(f"strategy: expected one of {', '.join(STRATEGIES)}, got {strategy!r}")
     budget = DEFAULT_BUDGET[strategy] if budget is None else budget
@@ -92,10 +96,12 @@ def explore(scenario: Scenario, cfg: Config, strategy: str = "bfs", *, budget: i
                 hash_compact = True
                 result = parallel_dfs(scenario, cfg, workers, budget, reduce, stop_at_first, progress, deadline,
                                       symmetric)
+            elif strategy == "dfs":
+                result = _dfs(scenario, cfg, budget, reduce, stop_at_first, progress, deadline, hash_compact,
+                              symmetric, measure_memory, sleep_sets)
             else:
-                search = _bfs if strategy == "bfs" else _dfs
-                result = search(scenario, cfg, budget, reduce, stop_at_first, progress, deadline, hash_compact,
-                                symmetric, measure_memory)
+                result = _bfs(scenario, cfg, budget, reduce, stop_at_first, progress, deadline, hash_compact,
+                              symmetric, measure_memory)
         if hash_compact:
             result.collision_bound = min(1.0, result.states ** 2 / 2.0 ** 65)
         if strategy == "bfs" and reduce and stop_at_first and result.found:
@@ -183,13 +189,14 @@ def _bfs_loop(m: Machine, canon: Callable[[tuple], object], parent: dict[object,
 
 def _dfs(scenario: Scenario, cfg: Config, budget: int, reduce: bool, stop_at_first: bool,
          progress: Callable[[int], None] | None, deadline: float | None = None, hash_compact: bool = False,
-         symmetric: bool = True, measure_memory: bool = False) -> ExploreResult:
+         symmetric: bool = True, measure_memory: bool = False, sleep_sets: bool = True) -> ExploreResult:
     m = Machine(scenario, cfg, reduce=reduce, symmetric=symmetric)
     keys = keys_for(hash_compact)
     canon = encoder(m.canonical, keys)
     root = m.key()
     seen = {canon(root)}
     is_new = adder(seen)
+    sleep = SleepSets(m) if sleep_sets and reduce else None
 
     def tick() -> bool:
         if progress is not None:
@@ -199,27 +206,34 @@ def _dfs(scenario: Scenario, cfg: Config, budget: int, reduce: bool, stop_at_fir
     result = ExploreResult("dfs", False, 1, 0, 0, 0.0)
     # The budget is checked between batches of new states: at most a batch the size of the budget, so that a small
     # budget of a huge scenario (megabytes a state) is not overrun by a thousand states.
-    result.complete = depth_first(m, canon, is_new, [(root, 0, None)], [], result, stop_at_first, tick,
-                                  min(TICK_EVERY, max(1, budget)))
+    result.complete = depth_first(m, canon, is_new, [root_entry(m)], [], result, stop_at_first, tick,
+                                  min(TICK_EVERY, max(1, budget)), sleep)
     result.states = len(seen)
     if measure_memory:
         result.stored_bytes = stored_bytes(seen, keys)
     return result
 
 
-StackEntry = tuple[tuple, int, "Transition | None"]  # (state key, depth, the transition into it)
+# (state key, depth, the transition into it, its sleep set, and None to explore it, or the transitions to
+# explore from it again: those a revisit found awake, kernel_model.sleep_sets)
+StackEntry = tuple[tuple, int, "Transition | None", frozenset, "tuple | None"]
 TICK_EVERY = 1024  # new states between two calls of depth_first's tick
+
+
+def root_entry(m: Machine) -> StackEntry:
+    """The stack entry of the state ``m`` is in, as the first of a search."""
+    return (m.key(), 0, None, NOTHING, None)
 
 
 def depth_first(m: Machine, canon: Callable[[tuple], object], is_new: Callable[[object], bool],
                 stack: list[StackEntry], path: list[Transition], result: ExploreResult, stop_at_first: bool,
-                tick: Callable[[], bool], tick_every: int = TICK_EVERY) -> bool:
+                tick: Callable[[], bool], tick_every: int = TICK_EVERY, sleep: SleepSets | None = None) -> bool:
     """Expand the states on ``stack`` depth first until it is empty (True), or ``tick()`` returns False, or a
     violation stops the search (False). ``tick`` is called between two expansions once ``tick_every`` new states
     have been found since the last call, so that the stack then holds only unexpanded states, each a child of a
     state on the schedule ``path`` (the schedule to the last state expanded): its schedule is
     ``path[:depth - 1] + [transition into it]``. ``is_new(canonical)`` adds a state to the visited set and says
-    whether it was new. Counts go into ``result``.
+    whether it was new. Counts go into ``result``. ``sleep``: prune with sleep sets (kernel_model.sleep_sets).
 
     The schedule to the state being expanded is the path down the stack, so no state keeps a parent (with hash
     compaction a visited state costs its hash alone). Children are pushed in order and the last one pushed is
@@ -233,35 +247,59 @@ def depth_first(m: Machine, canon: Callable[[tuple], object], is_new: Callable[[
             fresh = 0
             if not tick():
                 return False
-        key, depth, into = stack.pop()
+        key, depth, into, asleep, again = stack.pop()
         if depth:
             del path[depth - 1:]
             path.append(into)  # type: ignore[arg-type]
         if not in_place:
             m.restore(key)
         in_place = False
-        enabled = m.enabled()
-        if m.run_ends(enabled):
+        todo = _to_try(m, asleep, again, sleep)
+        if todo is None:
             hang = _end_of_run(m, result)
             if hang is not None:
                 result.found.append(Found([hang], list(path)))
                 if stop_at_first:
                     return False
             continue
-        last = len(enabled) - 1
-        for n, tr, new, violations in _children(m, key, enabled, result):
+        child_asleep = None if sleep is None else sleep.child_sleep_sets(asleep, todo)
+        last = len(todo) - 1
+        for n, tr, new, violations in _children(m, key, todo, result):
             cnew = canon(new)
+            new_state = is_new(cnew)
+            revisit = None
+            if child_asleep is not None:
+                revisit = sleep.visit(cnew, new_state, child_asleep[n])  # type: ignore[union-attr]
             if violations:
-                is_new(cnew)
                 result.found.append(Found(violations, path + [tr]))
                 if stop_at_first:
                     return False
                 continue
-            if is_new(cnew):
-                stack.append((new, depth + 1, tr))
+            if new_state:
+                stack.append((new, depth + 1, tr, NOTHING if child_asleep is None else child_asleep[n], None))
                 in_place = n == last
                 fresh += 1
+            elif revisit is not None:
+                stack.append((new, depth + 1, tr, revisit[1], revisit[0]))
+                in_place = n == last
     return True
+
+
+def _to_try(m: Machine, asleep: frozenset, again: tuple | None, sleep: SleepSets | None) -> list[Transition] | None:
+    """The transitions to try from the state ``m`` is in (None: the run ends there): the reduced enabled set, or
+    on a revisit (``again``) those of ``again`` enabled; less those asleep."""
+    if again is None:
+        todo = m.enabled()
+        if m.run_ends(todo):
+            return None
+    else:  # a revisit: what was asleep when it was first reached and is awake now
+        enabled = m.enabled_all()
+        todo = [tr for tr in again if tr in enabled]
+    if sleep is not None and asleep:
+        awake = [tr for tr in todo if tr not in asleep]
+        sleep.slept += len(todo) - len(awake)
+        return awake
+    return todo
 
 
 def dfs_holding(m: Machine, keys: Keys) -> tuple[ExploreResult, int]:
@@ -270,7 +308,7 @@ def dfs_holding(m: Machine, keys: Keys) -> tuple[ExploreResult, int]:
     canon = encoder(m.canonical, keys)
     seen = {canon(m.key())}
     result = ExploreResult("dfs", False, 0, 0, 0, 0.0)
-    result.complete = depth_first(m, canon, adder(seen), [(m.key(), 0, None)], [], result, False, lambda: True)
+    result.complete = depth_first(m, canon, adder(seen), [root_entry(m)], [], result, False, lambda: True)
     result.states = len(seen)
     return result, stored_bytes(seen, keys)
 
