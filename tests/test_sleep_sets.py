@@ -46,7 +46,12 @@ def test_sleep_sets_keep_every_end_state_and_verdict(name, over):
     assert with_sleep.transitions <= without.transitions
     full = _search(name, over, reduce=False)
     if full.complete:
-        assert (full.schedules, _verdicts(full)) == (without.schedules, _verdicts(without))
+        assert _verdicts(full) == _verdicts(without)
+        # The full search checks every step online and stops a run at its first violation, so its end states
+        # are comparable only where nothing is violated (e.g. no_ipi_while_spinning's hangs: 5 against 3, the
+        # persistent sets' own count with or without sleep sets).
+        if not full.found:
+            assert full.schedules == without.schedules
 
 
 @pytest.mark.parametrize("name, over", [("ladder", {"ordering": "delayed"}), ("munmap", {}),
