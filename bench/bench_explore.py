@@ -11,9 +11,16 @@
    bare transition is), so the search's overhead shows as a ratio.
 4. Which hot modules run compiled (setup.py compiles them with Cython), and what that buys: one ladder cell run
    compiled and as Python (TLBRACE_PURE_PYTHON=1), back to back.
+5. Memory: bytes per stored state of the visited set (kernel_model.visited's own accounting, every object it
+   keeps alive counted once), with exact keys in every ladder row, and on one cell for the three encodings: the
+   canonical key tuples stored before, the exact compact keys, 64-bit hashes.
+6. The largest cell's proof, end to end (process start included): `tlbrace explore ladder --param pages=2 --param
+   writers=2 --param stores=1 --param passes=2 --ordering delayed`, one process, exact keys: the wall time
+   against issue 17's goal (18 s: 3x SPIN's 5.8-6.1 s on this machine).
 
-Usage: python bench/bench_explore.py [--limit SECONDS] [--workers N]
-   (--limit: per ladder cell, default 600; --workers: default one per core)
+Usage: python bench/bench_explore.py [--limit SECONDS] [--workers N] [--quick]
+   (--limit: per ladder cell, default 600; --workers: default one per core; --quick: skip the largest cell's
+   proof, the largest ladder rows and the compiled-vs-Python comparison)
 """
 
 from __future__ import annotations
@@ -31,16 +38,23 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from kernel_model import compiled  # noqa: E402
 from kernel_model.compiled import HOT_MODULES  # noqa: E402
 from kernel_model.config import Config  # noqa: E402
+from kernel_model.depth_first import ExploreResult, dfs_holding  # noqa: E402
 from kernel_model.explorer import explore  # noqa: E402
 from kernel_model.machine import Machine  # noqa: E402
+from kernel_model.visited import CompactKeys, HashKeys, Keys, TupleKeys  # noqa: E402
 from scenarios.loader import load_scenario  # noqa: E402
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+LARGEST = {"pages": 2, "writers": 2, "stores": 1, "passes": 2}
+LARGEST_GOAL = 18.0  # seconds: 3x SPIN's 5.8-6.1 s for the same proof on this machine (issue 17)
+BYTES_GOAL = 400  # bytes per stored state with exact keys (issue 17: 4x SPIN's 96-byte state vector)
 
 
 def end_to_end(ordering: str) -> tuple[float, dict]:
     t0 = time.perf_counter()
     out = subprocess.run([sys.executable, "-m", "scenarios.cli", "explore", "madv_dontneed", "--ordering", ordering,
                           "--json", "--out", "/tmp/tlbrace-bench-out"], capture_output=True, text=True,
-                         cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+                         cwd=ROOT)
     return time.perf_counter() - t0, json.loads(out.stdout)
 
 
@@ -68,22 +82,103 @@ def cell_in_subprocess(params: dict[str, int], pure: bool) -> tuple[int, float]:
             "budget=200_000_000, hash_compact=True); print(json.dumps([r.states, r.states / r.seconds]))")
     env = {**os.environ, compiled.PURE_ENV: "1" if pure else "0"}
     out = subprocess.run([sys.executable, "-c", code, json.dumps(params)], capture_output=True, text=True, env=env,
-                         cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))), check=True)
+                         cwd=ROOT, check=True)
     states, rate = json.loads(out.stdout)
     return states, rate
 
 
-def ladder_cell(params: dict[str, int], workers: int, limit: float) -> tuple[object, float]:
-    sc = load_scenario("ladder", params)
-    r = explore(sc, Config(ordering="delayed"), "dfs", budget=200_000_000, time_limit=limit, hash_compact=True,
-                workers=workers)
-    return r, (r.states / r.seconds if r.seconds else 0.0)
+def ladder_cell(params: dict[str, int], workers: int, limit: float, hash_compact: bool) -> ExploreResult:
+    """One exhaustive DFS of a ladder cell, delayed ordering; one process reports its visited set's bytes."""
+    return explore(load_scenario("ladder", params), Config(ordering="delayed"), "dfs", budget=200_000_000,
+                   time_limit=limit, hash_compact=hash_compact, workers=workers, measure_memory=workers == 1)
+
+
+def bytes_per_state(params: dict[str, int], keys: Keys) -> tuple[int, float]:
+    """States and bytes per stored state of a complete DFS of a ladder cell whose visited set holds ``keys``'
+    encoding."""
+    result, stored = dfs_holding(Machine(load_scenario("ladder", params), Config(ordering="delayed"), reduce=True),
+                                 keys)
+    return result.states, stored / result.states
+
+
+def largest_end_to_end(workers: int, extra: list[str]) -> tuple[float, dict]:
+    """The largest cell's proof as a user runs it: the CLI in a fresh process, wall time."""
+    # DFS: a proof has no counterexample to keep short. The budget covers the cell (5-7 million states); the
+    # memory limit skips the pre-check's estimate, which prices an exact key as its whole canonical tuple.
+    argv = [sys.executable, "-m", "scenarios.cli", "explore", "ladder", "--ordering", "delayed", "--json",
+            "--out", "/tmp/tlbrace-bench-out", "--strategy", "dfs", "--budget", "20000000", "--memory-limit", "64G"]
+    for name, value in LARGEST.items():
+        argv += ["--param", f"{name}={value}"]
+    if workers > 1:
+        argv += ["--workers", str(workers)]
+    argv += extra
+    t0 = time.perf_counter()
+    out = subprocess.run(argv, capture_output=True, text=True, cwd=ROOT)
+    secs = time.perf_counter() - t0
+    try:
+        return secs, json.loads(out.stdout)
+    except ValueError:
+        return secs, {"error": (out.stderr or out.stdout).strip().splitlines()[-1:]}
+
+
+def print_ladder(args: argparse.Namespace, base: float) -> None:
+    print(f"\n== ladder: exhaustive DFS, delayed ordering; one process with exact keys (bytes per stored state: "
+          f"the visited set's own accounting), then {args.workers} workers with hash compaction ==")
+    print(f"{'pages':>5} {'writers':>7} {'passes':>6} {'stores':>6} {'complete':>8} {'states':>11} "
+          f"{'transitions':>11} {'1 proc s':>8} {'states/s':>9} {'vs bare':>7} {'B/state':>7} {'workers s':>9} "
+          f"{'states/s':>9} {'collision bound':>15}")
+    cells = [(pages, writers, passes, 2 // pages) for pages in (1, 2) for writers in (1, 2) for passes in (1, 2)]
+    cells.append((2, 2, 2, 2))  # the heavier reading: two stores per page
+    for pages, writers, passes, stores in cells:
+        params = {"pages": pages, "writers": writers, "passes": passes, "stores": stores}
+        largest = (pages, writers, passes) == (2, 2, 2)
+        if largest and args.quick:
+            continue
+        one = None if largest else ladder_cell(params, 1, args.limit, hash_compact=False)  # largest: see below
+        many = ladder_cell(params, args.workers, args.limit, hash_compact=True)
+        r = one or many
+        one_s = (f"{one.seconds:>8.1f} {one.states / one.seconds:>9,.0f} {one.states / one.seconds / base:>7.2f} "
+                 f"{one.bytes_per_state:>7.0f}" if one else f"{'-':>8} {'-':>9} {'-':>7} {'-':>7}")
+        print(f"{pages:>5} {writers:>7} {passes:>6} {stores * pages:>6} {str(r.complete):>8} {r.states:>11,} "
+              f"{r.transitions:>11,} {one_s} {many.seconds:>9.1f} {many.states / many.seconds:>9,.0f} "
+              f"{many.collision_bound:>15.1e}", flush=True)
+    print("(stores: per writer, in all. The 2 x 2 x 2 rows run on the workers only; the one-process proof of the "
+          "first is the end-to-end run below.)")
+
+
+def print_memory() -> None:
+    cell = {"pages": 1, "writers": 2, "passes": 1, "stores": 2}
+    print(f"\n== bytes per stored state, ladder {cell}, by what the visited set holds (goal <= {BYTES_GOAL} "
+          f"with exact keys) ==")
+    for label, keys in (("canonical key tuples (before)", TupleKeys()), ("exact compact keys", CompactKeys()),
+                        ("64-bit hashes (--hash-compact)", HashKeys())):
+        states, per = bytes_per_state(cell, keys)
+        print(f"  {label:32s}: {per:7.0f} B/state ({states:,} states)", flush=True)
+
+
+def print_largest(workers: int) -> None:
+    print(f"\n== the largest cell's proof, end to end: tlbrace explore ladder "
+          f"{' '.join(f'--param {k}={v}' for k, v in LARGEST.items())} --ordering delayed --strategy dfs ==")
+    runs = [("one process, exact keys, sleep sets", 1, []), ("one process, exact keys, --no-sleep-sets", 1,
+                                                              ["--no-sleep-sets"])]
+    if workers > 1:
+        runs.append((f"--workers {workers} (hash compaction, no sleep sets)", workers, []))
+    for how, n, extra in runs:
+        secs, doc = largest_end_to_end(n, extra)
+        if "error" in doc:
+            print(f"  {how}: failed after {secs:.1f} s: {doc['error']}")
+            continue
+        found = ", ".join(v["invariant"] for v in doc["violations"]) or "no violation"
+        print(f"  {how}: {secs:6.1f} s (goal <= {LARGEST_GOAL:.0f} s)  {found}; complete={doc['complete']} "
+              f"states={doc['states']:,} transitions={doc.get('transitions', 0):,}", flush=True)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--limit", type=float, default=600.0, help="seconds per ladder cell (default 600)")
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="parallel workers (default: cores)")
+    ap.add_argument("--quick", action="store_true",
+                    help="skip the largest cell's proof, the largest ladder rows and the compiled comparison")
     args = ap.parse_args()
     print("== end to end (process start included) ==")
     for ordering, goal in (("eager", 1.0), ("delayed", 5.0)):
@@ -94,37 +189,24 @@ def main() -> None:
     modules = compiled.compiled_modules()  # the imports at the top load every hot module
     print(f"\n== kernel_model hot modules compiled with Cython: {len(modules)} of {len(HOT_MODULES)} "
           f"({', '.join(modules) or 'none: run bash scripts/setup.sh'}) ==")
-    print("compiled vs the same code as Python (TLBRACE_PURE_PYTHON=1), one ladder cell "
-          f"{COMPARE_CELL}, one process each, back to back:")
-    rates = {pure: cell_in_subprocess(COMPARE_CELL, pure) for pure in (False, True)}
-    for pure, (states, rate) in rates.items():
-        print(f"  {'Python  ' if pure else 'compiled'}: {states:,} states, {rate:,.0f} states/s")
-    print(f"  compiled / Python: {rates[False][1] / rates[True][1]:.2f}")
+    if not args.quick:
+        print("compiled vs the same code as Python (TLBRACE_PURE_PYTHON=1), one ladder cell "
+              f"{COMPARE_CELL}, one process each, back to back:")
+        rates = {pure: cell_in_subprocess(COMPARE_CELL, pure) for pure in (False, True)}
+        for pure, (states, rate) in rates.items():
+            print(f"  {'Python  ' if pure else 'compiled'}: {states:,} states, {rate:,.0f} states/s")
+        print(f"  compiled / Python: {rates[False][1] / rates[True][1]:.2f}")
     base = bare_transitions_per_second()
     print(f"\n== baseline: bare machine transitions (+ state key), no search: {base:,.0f}/s ==")
-    print(f"\n== ladder: exhaustive DFS with hash compaction, delayed ordering; 1 process, then {args.workers} "
-          f"workers ==")
-    print(f"{'pages':>5} {'writers':>7} {'passes':>6} {'stores':>6} {'complete':>8} {'states':>11} "
-          f"{'1 proc s':>8} {'states/s':>9} {'vs bare':>7} {'workers s':>9} {'states/s':>9} {'vs bare':>7} "
-          f"{'collision bound':>15}")
-    cells = [(pages, writers, passes, 2 // pages) for pages in (1, 2) for writers in (1, 2) for passes in (1, 2)]
-    cells.append((2, 2, 2, 2))  # the heavier reading: two stores per page
-    for pages, writers, passes, stores in cells:
-        params = {"pages": pages, "writers": writers, "passes": passes, "stores": stores}
-        largest = (pages, writers, passes) == (2, 2, 2)
-        one = None if largest else ladder_cell(params, 1, args.limit)  # the largest: workers only
-        r, rate = ladder_cell(params, args.workers, args.limit)
-        one_s = (f"{one[0].seconds:>8.1f} {one[1]:>9,.0f} {one[1] / base:>7.2f}" if one
-                 else f"{'-':>8} {'-':>9} {'-':>7}")
-        print(f"{pages:>5} {writers:>7} {passes:>6} {stores * pages:>6} {str(r.complete):>8} {r.states:>11,} "
-              f"{one_s} {r.seconds:>9.1f} {rate:>9,.0f} {rate / base:>7.2f} {r.collision_bound:>15.1e}",
-              flush=True)
-    print("\n(stores: per writer, in all.) Goal: >= 50,000 states/s, and the largest cell (2 x 2 x 2, two stores"
-          " each) complete in under 10 minutes. What limits a process: every state is rebuilt from its hashable"
-          " key (State.from_key), every transition builds a new key, its canonical form (store values renamed,"
-          " interchangeable writers ordered) and the reduction's memo key, in CPython (the hot modules compiled"
-          " by Cython, still on Python objects); the workers add cores, the reductions (persistent sets, value"
-          " renaming, writer symmetry) cut states.")
+    print_ladder(args, base)
+    print_memory()
+    if not args.quick:
+        print_largest(args.workers)
+    print("\nWhat limits a process: every state is rebuilt from its hashable key (State.from_key), every "
+          "transition builds a new key, its canonical form (store values renamed, interchangeable writers "
+          "ordered), its compact encoding (kernel_model.visited) and the reduction's memo key, in CPython (the hot "
+          "modules compiled by Cython, still on Python objects); the workers add cores, the reductions "
+          "(persistent sets, value renaming, writer symmetry) cut states.")
 
 
 if __name__ == "__main__":

@@ -7,14 +7,17 @@
   priorities and ``depth - 1`` random priority-change points; finds bugs of depth d with probability
   >= 1/(n k^(d-1)) per run.
 
-Exhaustive strategies use partial-order reduction (``Machine(reduce=True)``) unless told otherwise; the
-sampling ones run the oracle's online whole-state check after every step. Every random choice comes from one
+Exhaustive strategies use partial-order reduction (``Machine(reduce=True)``) unless told otherwise, and dfs on
+one process adds sleep sets (kernel_model.sleep_sets: fewer transitions, the same end states). bfs keeps
+without them: its state and transition counts are the fingerprint restructurings are checked against
+(scripts/explore_fingerprint.py). The sampling ones run the oracle's online whole-state check after every step. Every random choice comes from one
 ``random.Random(seed)``: the same seed gives the same runs.
 
-``hash_compact`` keeps only a 64-bit hash of each visited state (hash compaction, Wolper & Leroy 1993; SPIN's
--DHC): about a tenth of the memory, for searches of tens of millions of states, at the price that two states
-whose hashes collide count as one. With n states the chance that any collide is below n^2 / 2^65 (1e-5 for 20
-million), and the result reports that bound.
+The visited set holds each state exactly, as the numbers of its canonical key's parts (kernel_model.visited:
+a few dozen bytes, against about 1.3 KB for the key itself). ``hash_compact`` keeps only a 64-bit hash of each
+visited state instead (hash compaction, Wolper & Leroy 1993; SPIN's -DHC), for searches of tens of millions of
+states, at the price that two states whose hashes collide count as one. With n states the chance that any
+collide is below n^2 / 2^65 (1e-5 for 20 million), and the result reports that bound.
 """
 
 from __future__ import annotations
@@ -25,12 +28,13 @@ from collections import deque
 from typing import Callable
 
 from kernel_model.config import Config
-from kernel_model.depth_first import (TICK_EVERY, ExploreResult, Found, children, end_of_run, canonical_form,
-                                      depth_first)
+from kernel_model.depth_first import TICK_EVERY, ExploreResult, Found, children, depth_first, end_of_run, root_entry
 from kernel_model.events import Violation
 from kernel_model.gc_pause import gc_paused
 from kernel_model.machine import Machine, Transition
 from kernel_model.program import Scenario
+from kernel_model.sleep_sets import SleepSets
+from kernel_model.visited import adder, encoder, keys_for, stored_bytes
 
 STRATEGIES = ("bfs", "dfs", "random", "pct")
 DEFAULT_BUDGET = {"bfs": 2_000_000, "dfs": 2_000_000, "random": 2_000, "pct": 2_000}
@@ -42,10 +46,14 @@ MAX_SAMPLE_STEPS = 10_000
 def explore(scenario: Scenario, cfg: Config, strategy: str = "bfs", *, budget: int | None = None, seed: int = 0,
             depth: int = 3, reduce: bool = True, stop_at_first: bool = True,
             progress: Callable[[int], None] | None = None, time_limit: float | None = None,
-            hash_compact: bool = False, symmetric: bool = True, workers: int = 1) -> ExploreResult:
+            hash_compact: bool = False, symmetric: bool = True, workers: int = 1,
+            measure_memory: bool = False, sleep_sets: bool = True) -> ExploreResult:
     """``time_limit`` (seconds) stops an exhaustive search early, reported as incomplete. ``symmetric``: keep one
     state per orbit of interchangeable writers (kernel_model.symmetry). ``workers`` > 1: dfs on that many
-    processes sharing one hash-compacted visited set (kernel_model.parallel_search; implies hash_compact)."""
+    processes sharing one hash-compacted visited set (kernel_model.parallel_search; implies hash_compact).
+    ``measure_memory``: an exhaustive search (one process) reports the bytes its visited set holds (a pass over
+    it at the end). ``sleep_sets``: dfs on one process with reduction also prunes with sleep sets
+    (kernel_model.sleep_sets)."""
     if strategy not in STRATEGIES:
         raise ValueError(f"strategy: expected one of {', '.join(STRATEGIES)}, got {strategy!r}")
     budget = DEFAULT_BUDGET[strategy] if budget is None else budget
@@ -61,10 +69,12 @@ def explore(scenario: Scenario, cfg: Config, strategy: str = "bfs", *, budget: i
                 hash_compact = True
                 result = parallel_dfs(scenario, cfg, workers, budget, reduce, stop_at_first, progress, deadline,
                                       symmetric)
+            elif strategy == "dfs":
+                result = _dfs(scenario, cfg, budget, reduce, stop_at_first, progress, deadline, hash_compact,
+                              symmetric, measure_memory, sleep_sets)
             else:
-                search = _bfs if strategy == "bfs" else _dfs
-                result = search(scenario, cfg, budget, reduce, stop_at_first, progress, deadline, hash_compact,
-                                symmetric)
+                result = _bfs(scenario, cfg, budget, reduce, stop_at_first, progress, deadline, hash_compact,
+                              symmetric, measure_memory)
         if hash_compact:
             result.collision_bound = min(1.0, result.states ** 2 / 2.0 ** 65)
         if strategy == "bfs" and reduce and stop_at_first and result.found:
@@ -84,19 +94,31 @@ def explore(scenario: Scenario, cfg: Config, strategy: str = "bfs", *, budget: i
 
 def _bfs(scenario: Scenario, cfg: Config, budget: int, reduce: bool, stop_at_first: bool,
          progress: Callable[[int], None] | None, deadline: float | None = None, hash_compact: bool = False,
-         symmetric: bool = True) -> ExploreResult:
+         symmetric: bool = True, measure_memory: bool = False) -> ExploreResult:
     m = Machine(scenario, cfg, reduce=reduce, symmetric=symmetric)
-    # The visited set holds canonical keys (store values renamed, see Machine.canonical), or their hashes; the
-    # frontier holds the real states to restore. Each canonical node keeps the first path that reached it.
-    # Without the renaming a counter writer's loop (its word counts up forever) would make the state space
-    # infinite.
-    canon = canonical_form(m, hash_compact)
+    # The visited set holds canonical keys (store values renamed, see Machine.canonical), encoded exactly or as
+    # hashes (kernel_model.visited); the frontier holds the real states to restore. Each canonical node keeps
+    # the first path that reached it. Without the renaming a counter writer's loop (its word counts up forever)
+    # would make the state space infinite.
+    keys = keys_for(hash_compact)
+    canon = encoder(m.canonical, keys)
     root = m.key()
-    parent: dict[tuple, tuple | None] = {canon(root): None}  # canonical state -> (canonical parent, transition)
-    frontier: deque[tuple[tuple, tuple]] = deque([(root, canon(root))])  # (state to restore, its canonical key)
+    parent: dict[object, tuple | None] = {canon(root): None}  # canonical state -> (canonical parent, transition)
+    frontier: deque[tuple[tuple, object]] = deque([(root, canon(root))])  # (state to restore, its canonical key)
     result = ExploreResult("bfs", False, 1, 0, 0, 0.0)
+    try:
+        _bfs_loop(m, canon, parent, frontier, result, budget, stop_at_first, progress, deadline)
+    finally:
+        result.states = len(parent)
+        if measure_memory:
+            result.stored_bytes = stored_bytes(parent, keys)
+    return result
 
-    def schedule_to(ckey: tuple) -> list[Transition]:
+
+def _bfs_loop(m: Machine, canon: Callable[[tuple], object], parent: dict[object, tuple | None],
+              frontier: deque[tuple[tuple, object]], result: ExploreResult, budget: int, stop_at_first: bool,
+              progress: Callable[[int], None] | None, deadline: float | None) -> None:
+    def schedule_to(ckey: object) -> list[Transition]:
         out = []
         while parent[ckey] is not None:
             ckey, tr = parent[ckey]  # type: ignore[misc]
@@ -106,7 +128,7 @@ def _bfs(scenario: Scenario, cfg: Config, budget: int, reduce: bool, stop_at_fir
 
     while frontier:
         if len(parent) >= budget:
-            return result
+            return
         key, ckey = frontier.popleft()
         m.restore(key)
         enabled = m.enabled()
@@ -115,7 +137,7 @@ def _bfs(scenario: Scenario, cfg: Config, budget: int, reduce: bool, stop_at_fir
             if hang is not None:
                 result.found.append(Found([hang], schedule_to(ckey)))
                 if stop_at_first:
-                    return result
+                    return
             continue
         for _, tr, new, violations in children(m, key, enabled, result):
             cnew = canon(new)
@@ -124,8 +146,7 @@ def _bfs(scenario: Scenario, cfg: Config, budget: int, reduce: bool, stop_at_fir
                     parent[cnew] = (ckey, tr)
                 result.found.append(Found(violations, schedule_to(ckey) + [tr]))
                 if stop_at_first:
-                    result.states = len(parent)
-                    return result
+                    return
                 continue
             if cnew not in parent:
                 parent[cnew] = (ckey, tr)
@@ -135,25 +156,20 @@ def _bfs(scenario: Scenario, cfg: Config, budget: int, reduce: bool, stop_at_fir
                     if progress is not None:
                         progress(result.states)
                     if deadline is not None and time.perf_counter() > deadline:
-                        return result
-    result.states = len(parent)
+                        return
     result.complete = True
-    return result
 
 
 def _dfs(scenario: Scenario, cfg: Config, budget: int, reduce: bool, stop_at_first: bool,
          progress: Callable[[int], None] | None, deadline: float | None = None, hash_compact: bool = False,
-         symmetric: bool = True) -> ExploreResult:
+         symmetric: bool = True, measure_memory: bool = False, sleep_sets: bool = True) -> ExploreResult:
     m = Machine(scenario, cfg, reduce=reduce, symmetric=symmetric)
-    canon = canonical_form(m, hash_compact)
+    keys = keys_for(hash_compact)
+    canon = encoder(m.canonical, keys)
     root = m.key()
     seen = {canon(root)}
-
-    def is_new(ckey: object) -> bool:
-        if ckey in seen:
-            return False
-        seen.add(ckey)
-        return True
+    is_new = adder(seen)
+    sleep = SleepSets(m) if sleep_sets and reduce else None
 
     def tick() -> bool:
         if progress is not None:
@@ -163,9 +179,11 @@ def _dfs(scenario: Scenario, cfg: Config, budget: int, reduce: bool, stop_at_fir
     result = ExploreResult("dfs", False, 1, 0, 0, 0.0)
     # The budget is checked between batches of new states: at most a batch the size of the budget, so that a small
     # budget of a huge scenario (megabytes a state) is not overrun by a thousand states.
-    result.complete = depth_first(m, canon, is_new, [(root, 0, None)], [], result, stop_at_first, tick,
-                                  min(TICK_EVERY, max(1, budget)))
+    result.complete = depth_first(m, canon, is_new, [root_entry(m)], [], result, stop_at_first, tick,
+                                  min(TICK_EVERY, max(1, budget)), sleep)
     result.states = len(seen)
+    if measure_memory:
+        result.stored_bytes = stored_bytes(seen, keys)
     return result
 
 

@@ -251,6 +251,15 @@ class Machine:
         """``key`` as kernel_model.canonical puts it: store values renamed, interchangeable writers ordered."""
         return self.canonicaliser.canonical(key)
 
+    # --- what sleep sets ask (kernel_model.sleep_sets): the reducer's answers in the current state ----------
+    def covering(self, tid: int, step: Step) -> frozenset:
+        """What a completion by ``step`` would turn stale (the footprint's context; Reducer.covering)."""
+        return self.reducer.covering(tid, step) if self.reducer is not None else frozenset()
+
+    def ipi_invalidates(self, ipi: Any) -> bool:
+        """Does this queued IPI's next handler transition invalidate (flush_tlb_func), or only ack?"""
+        return any(step.op == "ipi_flush" for step in self.ipi_handler[ipi.done])
+
     def restore(self, key: tuple) -> None:
         state_key, positions, oracle_key = key
         self.state = State.from_key(state_key)

@@ -14,6 +14,9 @@ state hashes alike in all of them) each run kernel_model.depth_first.depth_first
   untried subtree), with the schedule that reaches it, through a queue. The search is over when no task is
   queued or running.
 
+The workers run without sleep sets (kernel_model.sleep_sets): a state's sleep set would have to be shared with
+its hash for a revisit by another worker to know what is left to explore.
+
 Results: the states are the insertions the workers made, the schedules and transitions their sums; a violation
 carries the schedule down its worker's stack. Which violation a worker meets first depends on the race between
 workers, so parallel search is for proofs; counterexamples come out shortest from bfs. With writer symmetry
@@ -33,9 +36,10 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from kernel_model.config import Config
-from kernel_model.depth_first import ExploreResult, StackEntry, canonical_form, depth_first
+from kernel_model.depth_first import ExploreResult, StackEntry, canonical_form, depth_first, root_entry
 from kernel_model.machine import Machine, Transition
 from kernel_model.program import Scenario
+from kernel_model.sleep_sets import NOTHING
 
 _MASK = (1 << 64) - 1
 MAX_LOAD = 0.7  # past this fill of the table, probing slows down: the search stops as incomplete
@@ -164,7 +168,7 @@ def parallel_dfs(scenario: Scenario, cfg: Config, workers: int, budget: int, red
 
     # The seed: depth first from the initial state until the search is big enough to share and the stack holds
     # enough tasks to share.
-    stack: list[StackEntry] = [(m.key(), 0, None)]
+    stack: list[StackEntry] = [root_entry(m)]
     path: list[Transition] = []
     target = SEED_TASKS_PER_WORKER * workers
     if depth_first(m, canon, is_new, stack, path, result, stop_at_first,
@@ -174,7 +178,7 @@ def parallel_dfs(scenario: Scenario, cfg: Config, workers: int, budget: int, red
         return result
     if (result.found and stop_at_first) or over():
         return result
-    tasks = [(key, path[:depth - 1] + [into]) for key, depth, into in stack]
+    tasks = [(key, path[:depth - 1] + [into]) for key, depth, into, _, _ in stack]
     visited = SharedVisited(capacity)
     for h in seen:
         visited.insert(h)  # type: ignore[arg-type]
@@ -267,7 +271,7 @@ def _worker(index: int, m: Machine, visited: SharedVisited, task_queue: Any, res
             visited.advance(shared.seeded + inserted)
             if shared.idle.value > 0 and len(stack) > 1 and task_queue.empty():
                 # Someone waits for work: hand over the shallowest untried state (the largest subtree left).
-                key, depth, into = stack.pop(0)
+                key, depth, into, _, _ = stack.pop(0)
                 with shared.pending.get_lock():
                     shared.pending.value += 1
                 task_queue.put((key, path[:depth - 1] + [into]))
@@ -291,7 +295,7 @@ def _worker(index: int, m: Machine, visited: SharedVisited, task_queue: Any, res
                 waiting = False
                 with shared.idle.get_lock():
                     shared.idle.value -= 1
-            stack[:] = [(key, len(prefix), prefix[-1] if prefix else None)]
+            stack[:] = [(key, len(prefix), prefix[-1] if prefix else None, NOTHING, None)]
             path[:] = prefix[:-1]
             if not depth_first(m, canon, is_new, stack, path, result, stop_at_first, tick):
                 if result.found and stop_at_first:

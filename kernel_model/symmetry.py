@@ -136,10 +136,16 @@ class Symmetry:
         # For each permutation: which member (by its index in self.members) lands in each member slot.
         self.sources = [tuple(self.members.index(p.tid.index(slot)) for slot in self.members) for p in perms]
 
+        self.last: Permutation | None = None  # the permutation the last representative applied (None: identity)
+
     def __bool__(self) -> bool:
         return bool(self.perms)
 
     def representative(self, key: tuple) -> tuple:
+        best, self.last = self._representative(key)
+        return best
+
+    def _representative(self, key: tuple) -> tuple[tuple, Permutation | None]:
         positions, tlbs = key[1], key[0][10]
         sig = [hash((positions[t], tlbs[c])) for t, c in self._member_cpus]
         best_vec = sig
@@ -151,14 +157,14 @@ class Symmetry:
             elif vec == best_vec:
                 tied.append(p)
         if len(tied) == 1:
-            return key if tied[0] is None else permute(key, tied[0])
-        best, best_hash = None, 0
+            return (key if tied[0] is None else permute(key, tied[0])), tied[0]
+        best, best_hash, best_p = None, 0, None
         for p in tied:
             other = key if p is None else permute(key, p)
             h = hash(other)
             if best is None or h < best_hash:
-                best, best_hash = other, h
-        return best
+                best, best_hash, best_p = other, h, p
+        return best, best_p  # type: ignore[return-value]
 
 
 def symmetry_of(scenario: Scenario, cpu_of: list[int], ncpus: int, warm_cpus: set[int]) -> Symmetry:

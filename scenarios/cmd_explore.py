@@ -40,6 +40,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help=f"pct bug depth: depth - 1 priority change points per run (default 3, 1..{MAX_DEPTH})")
     p.add_argument("--no-reduce", action="store_true",
                    help="bfs/dfs without partial-order reduction (every interleaving; slower)")
+    p.add_argument("--no-sleep-sets", action="store_true",
+                   help="dfs: without sleep sets on top of the reduction (more transitions, the same verdicts)")
     p.add_argument("--all", action="store_true", help="keep searching after the first violation")
     p.add_argument("--hash-compact", action="store_true",
                    help="bfs/dfs: remember a 64-bit hash per state, not the state (a tenth of the memory; the "
@@ -71,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
     console = console_for(args, stderr=args.json)
     result = explore(scenario, cfg, args.strategy, budget=args.budget, seed=args.seed, depth=args.depth,
                      reduce=not args.no_reduce, stop_at_first=not args.all, hash_compact=args.hash_compact,
-                     workers=args.workers)
+                     workers=args.workers, sleep_sets=not args.no_sleep_sets)
     violations_out = []
     if result.found:
         os.makedirs(args.out, exist_ok=True)

@@ -49,7 +49,7 @@ def test_compiled_modules_search_exactly_as_the_python_does(monkeypatch):
     assert pure["compiled"] == []
     # What ran compiled is exactly what the build check says is fresh: no stale build ran, no fresh one was
     # ignored. (On an install without a compiler both are empty, and the comparison below is of Python with
-    # itself; CI builds all 15.)
+    # itself; CI builds every hot module.)
     assert set(fast["compiled"]) == {m for m, how in compiled.status().items() if how == "compiled"}
     assert fast["results"] == pure["results"]
 

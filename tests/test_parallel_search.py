@@ -26,7 +26,8 @@ def test_a_small_search_ends_before_any_worker_starts(monkeypatch):
     monkeypatch.setattr(multiprocessing, "get_context", None)  # would raise if it forked
     sc = load_scenario("madv_dontneed")
     r = explore(sc, Config(ordering="delayed"), "dfs", workers=2)
-    assert r.complete and r.states == explore(sc, Config(ordering="delayed"), "dfs", hash_compact=True).states
+    assert r.complete and r.states == explore(sc, Config(ordering="delayed"), "dfs", hash_compact=True,
+                                             sleep_sets=False).states
 
 
 def test_the_shared_visited_set_is_a_set_of_64_bit_hashes():
@@ -72,7 +73,7 @@ def test_a_forked_child_inserts_into_the_same_set():
 def test_two_workers_visit_the_states_one_process_visits(name, params, ordering):
     sc = load_scenario(name, params)
     cfg = Config(ordering=ordering)
-    one = explore(sc, cfg, "dfs", hash_compact=True, symmetric=False)
+    one = explore(sc, cfg, "dfs", hash_compact=True, symmetric=False, sleep_sets=False)  # as the workers
     two = explore(sc, cfg, "dfs", workers=2, symmetric=False)
     assert one.complete and two.complete and not one.found and not two.found
     # Never fewer (a state lost), and more only by the documented race: two workers that insert the same state
@@ -88,7 +89,7 @@ def test_two_workers_visit_the_states_one_process_visits(name, params, ordering)
 @pytest.mark.slow  # a whole search, once in one process and once on two
 def test_with_symmetry_two_workers_reach_the_same_verdict():
     sc = load_scenario("ladder", {"writers": 2, "stores": 1})
-    one = explore(sc, Config(ordering="delayed"), "dfs", hash_compact=True)
+    one = explore(sc, Config(ordering="delayed"), "dfs", hash_compact=True, sleep_sets=False)  # as the workers
     two = explore(sc, Config(ordering="delayed"), "dfs", workers=2)
     assert one.complete and two.complete and not two.found
     assert abs(two.states - one.states) <= one.states // 1000
