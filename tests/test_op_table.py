@@ -40,7 +40,9 @@ def _yielded_in_source() -> set[str]:
 def test_every_op_a_path_yields_is_declared() -> None:
     yielded = _yielded_in_source()
     assert len(yielded) > 30  # the scan found the paths
-    assert yielded <= ops.STEP_OPS, sorted(yielded - ops.STEP_OPS)
+    # The flush IPI handler's halves are Steps too (kernel_model.tlb.flush_ipi_handler), run as "ipi" events.
+    handler = {n for n, spec in ops.OPS.items() if spec.event == "ipi"}
+    assert yielded <= ops.STEP_OPS | handler, sorted(yielded - ops.STEP_OPS - handler)
     assert ops.STEP_OPS <= yielded, f"declared, never yielded: {sorted(ops.STEP_OPS - yielded)}"
 
 
