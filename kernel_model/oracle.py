@@ -161,6 +161,19 @@ class Oracle:
         else:
             self.covered = self.covered | {(tid, cpu, va) for cpu in range(len(s.tlbs))}
 
+    def _observe_clear(self, s: State, ev: Event) -> None:
+        """A zap's ptep_get_and_clear_full: the PTE it took covers every CPU's translation (a dirty one is in
+        transit); one it found already cleared (pte_none) is adopted from the thread that cleared it."""
+        tid, va, sync = ev.tid, ev.args[0], bool(ev.args[1])
+        if ev.result is not None:
+            self._cover(s, tid, va, sync)
+            if Pte(*ev.result).dirty:
+                self.transits = self.transits | {(tid, Pte(*ev.result).pfn)}
+        elif sync:
+            self._invalidate_everywhere(va)
+        elif self.covered:
+            self._adopt(tid, va)
+
     def _adopt(self, tid: int, va: int) -> None:
         """tid found va's PTE already cleared (pte_none) by another thread whose shootdown may still be pending.
         A call that zaps va answers for it too (MADV_DONTNEED: once it returns, the range is gone): a translation
@@ -189,14 +202,7 @@ class Oracle:
         tid = ev.tid
         out: list[Violation] = []
         if op == "ptep_get_and_clear_full":
-            if ev.result is not None:
-                self._cover(s, tid, ev.args[0], bool(ev.args[1]))
-                if Pte(*ev.result).dirty:
-                    self.transits = self.transits | {(tid, Pte(*ev.result).pfn)}
-            elif ev.args[1]:
-                self._invalidate_everywhere(ev.args[0])
-            elif self.covered:
-                self._adopt(tid, ev.args[0])
+            self._observe_clear(s, ev)
         elif op == "folio_test_clear_dirty":
             if ev.result:
                 self.transits = self.transits | {(tid, ev.args[0])}

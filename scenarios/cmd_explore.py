@@ -79,9 +79,7 @@ def run(args: argparse.Namespace) -> int:
         os.makedirs(args.out, exist_ok=True)
     for n, found in enumerate(result.found):
         replay = run_schedule(scenario, cfg, found.schedule)
-        stem = "-".join([scenario.name] + ([f"v{args.kernel}"] if args.kernel else []) + [cfg.ordering, cfg.arch]
-                        + ([cfg.mutant] if cfg.mutant else [])
-                        + [args.strategy, str(n)])
+        stem = "-".join([scenario.name] + _kernel_words(args.kernel, cfg, "v{}") + [args.strategy, str(n)])
         path = os.path.join(args.out, f"{stem}.schedule")
         write_schedule(path, ScheduleFile(scenario, cfg, replay.executed, found.invariants, args.strategy,
                                           args.seed))
@@ -117,12 +115,23 @@ def run(args: argparse.Namespace) -> int:
         verdict = (f"{len(violations_out)} violation(s): " + ", ".join(v["invariant"] for v in violations_out)
                    if violations_out else "no violation")
         scope = "the whole state space" if result.complete else "a partial search"
-        console.print(f"{scenario.name}{' kernel=' + args.kernel if args.kernel else ''} ordering={cfg.ordering} "
-                      f"arch={cfg.arch}{' without=' + ','.join(cfg.without) if cfg.without else ''}"
-                      f"{' mutant=' + cfg.mutant if cfg.mutant else ''} strategy={args.strategy}: {verdict} — "
+        console.print(f"{' '.join([scenario.name] + _kernel_words(args.kernel, cfg, 'kernel={}', True))} "
+                      f"strategy={args.strategy}: {verdict} — "
                       f"{scope}, {result.states} states, {result.transitions} transitions, "
                       f"{result.seconds:.2f} s")
     return 1 if violations_out else 0
+
+
+def _kernel_words(kernel: str | None, cfg: Config, kernel_format: str, named: bool = False) -> list[str]:
+    """What names the run's kernel: --kernel's version (if given), ordering, arch, the fixes it lacks (named)
+    and the mutant; as key=value words when ``named`` (the summary line), bare (a file stem) otherwise."""
+    words = [kernel_format.format(kernel)] if kernel else []
+    pairs = [("ordering", cfg.ordering), ("arch", cfg.arch)]
+    if named and cfg.without:
+        pairs.append(("without", ",".join(cfg.without)))
+    if cfg.mutant:
+        pairs.append(("mutant", cfg.mutant))
+    return words + [f"{k}={v}" if named else v for k, v in pairs]
 
 
 def check_memory(scenario: Scenario, cfg: Config, args: argparse.Namespace) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from kernel_model.config import Config
+from kernel_model.kernels import REGISTRY
 from kernel_model.explorer import explore
 from kernel_model.machine import Machine
 from kernel_model.replay import run_schedule
@@ -22,7 +23,9 @@ CLEAN_WHEN_EAGER = {"anon_pages", "zap_many_pages", "fault_vs_evict"}
 
 
 def eager_counterexample(name: str):  # type: ignore[no-untyped-def]
-    scenario, cfg = load_scenario(name), Config(ordering="eager")
+    # A fix switch's own scenario (kernel_model.kernels) shows its race on the kernel without that fix.
+    without = tuple(f.name for f in REGISTRY if f.scenario == name and f.knob is None)
+    scenario, cfg = load_scenario(name), Config(ordering="eager", without=without)
     strategy, budget = SEARCH.get(name, ("bfs", 50_000))
     result = explore(scenario, cfg, strategy, budget=budget, seed=0)
     if not result.found:
@@ -43,7 +46,8 @@ def test_every_eager_counterexample_fits_the_width(name: str, width: int) -> Non
     lines = text.splitlines()
     assert max(len(line) for line in lines) <= width, text
     assert all(line.isascii() for line in lines)
-    assert "lost_dirty_data" in text and "ptep_get_and_clear()" in text and "CPU " in lines[2]
+    expected = "stale_tlb_access" if name == "parallel_dontneed" else "lost_dirty_data"  # 99baac21e458's race
+    assert expected in text and "ptep_get_and_clear()" in text and "CPU " in lines[2]
 
 
 def test_the_patchs_race_reads_like_a_commit_message() -> None:
