@@ -34,6 +34,12 @@ class Config:
     max_gather_batch_count: int = constants.MAX_GATHER_BATCH_COUNT
     mmu_gather_bundle: int = constants.MMU_GATHER_BUNDLE
     mutant: str | None = None
+    # Fixes of issue 15's races 3 and 4 (True: the kernel has it; both are in every kernel since 4.20):
+    # eb66ae030829 (v4.20, CVE-2018-18281): move_ptes flushes the old range's TLB before dropping the PTLs.
+    mremap_flush_under_ptl: bool = True
+    # 3ea277194daa (v4.13): reclaim's deferred flush is recorded in mm->tlb_flush_batched, and mprotect,
+    # zap and mremap flush it (flush_tlb_batched_pending) under the PTL before relying on the PTEs they see.
+    flush_tlb_batched_pending: bool = True
 
     def __post_init__(self) -> None:
         _choice("ordering", self.ordering, ORDERINGS)
@@ -41,6 +47,9 @@ class Config:
         _choice("delayed_batches", self.delayed_batches, DELAYED_BATCHES)
         if self.mutant is not None:
             _choice("mutant", self.mutant, MUTANTS)
+        for key in ("mremap_flush_under_ptl", "flush_tlb_batched_pending"):
+            if not isinstance(getattr(self, key), bool):
+                raise ConfigError(f"{key}: expected true or false, got {getattr(self, key)!r}")
         for key, low in (("max_gather_batch", 1), ("max_gather_batch_count", 0), ("mmu_gather_bundle", 1)):
             value = getattr(self, key)
             if not isinstance(value, int) or isinstance(value, bool) or value < low:

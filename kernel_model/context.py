@@ -15,6 +15,9 @@ class Kctx:
     ptes_per_table: int
     anon: bool  # the VMA maps anonymous private memory rather than a shared file
     write_notify: bool = True  # vma_wants_writenotify(): writable PTEs only through write faults
+    # Some thread of the scenario reclaims, so mm->tlb_flush_batched can be set (kernel_model.reclaim); without
+    # one it is false throughout and flush_tlb_batched_pending's read of it is left out.
+    batched_flushes: bool = False
 
     def table_of(self, va: int) -> int:
         return va // self.ptes_per_table

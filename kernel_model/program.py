@@ -22,6 +22,11 @@ OP_KINDS: Final = {
     "mmap_fixed": "mmap(MAP_FIXED) over the range: unmap the old VMA, link a new one of the same file",
     "msync": "msync(MS_SYNC)/fsync: write_cache_pages over the file, WB_SYNC_ALL",
     "evict": "posix_fadvise(POSIX_FADV_DONTNEED): drop clean, unmapped, unreferenced page-cache pages",
+    "mremap": "mremap(MREMAP_MAYMOVE|MREMAP_FIXED) of the pages to the same number of pages at `to`: move_ptes",
+    "ftruncate": "ftruncate to the first listed page: unmap_mapping_range, truncate_inode_pages (file pages from "
+                 "there to the end leave the file)",
+    "mprotect": "mprotect(PROT_READ): change_protection write-protects the PTEs, one flush if any changed",
+    "reclaim": "kswapd's shrink_folio_list: try_to_unmap with TTU_BATCH_FLUSH (deferred flush), pageout",
     "loop": "repeat a body of operations",
 }
 
@@ -44,6 +49,7 @@ class Op:
     # translation).
     refault: bool = False
     max: int | None = None
+    to: int | None = None  # mremap only: the first page of the destination range
 
     @property
     def counts(self) -> bool:
@@ -121,6 +127,8 @@ def flatten(ops: tuple[Op, ...]) -> list[Op]:
                 out.extend(Op("load", (p,)) for p in op.pages)
             elif op.kind == "counter":
                 out.append(Op(op.kind, op.pages, refault=op.refault, max=op.max))
+            elif op.kind == "mremap":
+                out.append(Op(op.kind, op.pages, to=op.to))
             else:
                 out.append(Op(op.kind, op.pages))
     return out

@@ -86,6 +86,12 @@ class State:
     tlbs: list[dict[int, TlbEntry]]  # CPU -> virtual page -> entry
     ipis: list[tuple[Ipi, ...]]  # CPU -> flush requests not yet serviced
     acks_pending: list[int]  # thread -> flush acks it still waits for
+    i_size: int  # the file's size in pages (i_size_read): ftruncate lowers it; a fault at or past it is SIGBUS
+    # Virtual page -> the file page its VMA maps (linear_page_index). None while every VMA maps linearly
+    # (va == index), which is every scenario without mremap: the common case costs nothing. mremap moves a PTE
+    # to another address whose new VMA keeps the old vm_pgoff, and from then on this is a tuple.
+    va_index: tuple[int, ...] | None = None
+    tlb_flush_batched: bool = False  # mm->tlb_flush_batched (3ea277194daa): reclaim deferred a flush of this mm
 
     @classmethod
     def initial(cls, npages: int, ptes_per_table: int, ncpus: int, nthreads: int, *, anon: bool,
@@ -121,6 +127,7 @@ class State:
             tlbs=tlbs,
             ipis=[() for _ in range(ncpus)],
             acks_pending=[0] * nthreads,
+            i_size=npages,
         )
 
     def table_of(self, va: int) -> int:
@@ -141,18 +148,31 @@ class State:
             tuple([tuple(t.items()) if len(t) < 2 else tuple(sorted(t.items())) for t in self.tlbs]),
             tuple(self.ipis),
             tuple(self.acks_pending),
+            self.i_size,
+            self.va_index,
+            self.tlb_flush_batched,
         )
 
     @classmethod
     def from_key(cls, key: tuple) -> "State":
         (folios, page_cache, disk, ptes, vma, i_mmap, ptl, ptes_per_table, mmap_lock, i_mmap_rwsem, tlbs, ipis,
-         acks) = key
+         acks, i_size, va_index, batched) = key
         # Positional, in field order: restoring a state is on the explorer's hot path.
         return cls(list(folios), list(page_cache), list(disk), list(ptes), list(vma), list(i_mmap), list(ptl),
                    ptes_per_table, RwSem(*mmap_lock), RwSem(*i_mmap_rwsem), [dict(t) for t in tlbs], list(ipis),
-                   list(acks))
+                   list(acks), i_size, va_index, batched)
 
     # Queries the oracle and the paths share.
+    def index_of_va(self, va: int) -> int:
+        """linear_page_index: the file page the VMA at ``va`` maps."""
+        return va if self.va_index is None else self.va_index[va]
+
+    def vas_of(self, index: int) -> tuple[int, ...]:
+        """The virtual pages whose VMA maps file page ``index`` (where a PTE for it may sit)."""
+        if self.va_index is None:
+            return (index,) if index < len(self.ptes) else ()
+        return tuple([va for va, i in enumerate(self.va_index) if i == index])
+
     def ptes_mapping(self, pfn: int) -> list[int]:
         return [va for va, pte in enumerate(self.ptes) if pte is not None and pte.pfn == pfn]
 

@@ -79,7 +79,8 @@ def permute(key: tuple, p: Permutation) -> tuple:
     field in which no moved thread appears is kept as it is, which is most of them, since interchangeable threads
     only store (they send no IPIs and wait for no acks)."""
     state_key, positions, oracle = key
-    (folios, page_cache, disk, ptes, vma, i_mmap, ptl, ppt, mmap_lock, i_mmap_rwsem, tlbs, ipis, acks) = state_key
+    (folios, page_cache, disk, ptes, vma, i_mmap, ptl, ppt, mmap_lock, i_mmap_rwsem, tlbs, ipis, acks,
+     *mm) = state_key  # mm: i_size, va_index, tlb_flush_batched (no thread or CPU in them)
     tid, moved = p.tid, p.moved
     # Folio tuples: locked (field 4) is a thread id (FREE is never a moved thread).
     if any(f[4] in moved for f in folios):
@@ -96,7 +97,7 @@ def permute(key: tuple, p: Permutation) -> tuple:
         new_ipis = tuple(tuple(i._replace(initiator=tid[i.initiator]) for i in q) for q in new_ipis)
     new_acks = tuple([acks[t] for t in p.tid_src])
     new_positions = tuple([positions[t] for t in p.tid_src])
-    transits, delayed, covered, stale, last = oracle  # last: empty (no expectations when symmetric)
+    transits, delayed, covered, stale, readonly, last = oracle  # last: empty (no expectations when symmetric)
     if any(t in moved for t, _ in transits) or any(d[0] in moved for d in delayed):
         transits = frozenset((tid[t], pfn) for t, pfn in transits)
         delayed = tuple((tid[t], pfn, b) for t, pfn, b in delayed)
@@ -104,8 +105,11 @@ def permute(key: tuple, p: Permutation) -> tuple:
         cpu = p.cpu
         covered = frozenset((tid[t], cpu[c], va) for t, c, va in covered)
         stale = frozenset((cpu[c], va, tid[t]) for c, va, t in stale)
-    oracle = (transits, delayed, covered, stale, last)
-    return ((folios, page_cache, disk, ptes, vma, i_mmap, ptl, ppt, sems[0], sems[1], new_tlbs, new_ipis, new_acks),
+    if readonly:  # (cpu, va, tid), as stale
+        readonly = frozenset((p.cpu[c], va, tid[t]) for c, va, t in readonly)
+    oracle = (transits, delayed, covered, stale, readonly, last)
+    return ((folios, page_cache, disk, ptes, vma, i_mmap, ptl, ppt, sems[0], sems[1], new_tlbs, new_ipis, new_acks,
+             *mm),
             new_positions, oracle)
 
 
