@@ -1,4 +1,5 @@
-"""The knobs of one run: which kernel (ordering), which machine (arch), which gather sizes, which mutant.
+"""The knobs of one run: which kernel (ordering, the fixes it lacks), which machine (arch), which gather sizes,
+which mutant.
 
 Variants are configuration, never forks of the code: the kernel paths read a ``Config``; the oracle never does.
 """
@@ -9,6 +10,7 @@ from dataclasses import dataclass, asdict
 from typing import Any, Final
 
 from kernel_model import constants
+from kernel_model.kernels import MUTANT_ALIASES, SWITCHES
 from kernel_model.mutants import REGISTRY
 
 ORDERINGS: Final = ("eager", "delayed")
@@ -34,22 +36,21 @@ class Config:
     max_gather_batch_count: int = constants.MAX_GATHER_BATCH_COUNT
     mmu_gather_bundle: int = constants.MMU_GATHER_BUNDLE
     mutant: str | None = None
-    # Fixes of issue 15's races 3 and 4 (True: the kernel has it; both are in every kernel since 4.20):
-    # eb66ae030829 (v4.20, CVE-2018-18281): move_ptes flushes the old range's TLB before dropping the PTLs.
-    mremap_flush_under_ptl: bool = True
-    # 3ea277194daa (v4.13): reclaim's deferred flush is recorded in mm->tlb_flush_batched, and mprotect,
-    # zap and mremap flush it (flush_tlb_batched_pending) under the PTL before relying on the PTEs they see.
-    flush_tlb_batched_pending: bool = True
+    # The fix switches of kernel_model.kernels this kernel lacks (an older kernel); () is the newest kernel. The
+    # seed's fix and its follow-up are the ordering and delayed_batches keys, as before the registry.
+    without: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
+        without = tuple(self.without) if isinstance(self.without, list) else self.without  # a list: from a log
+        if not isinstance(without, tuple) or any(w not in SWITCHES for w in without):
+            raise ConfigError(f"without: expected a list of fix switches among {', '.join(SWITCHES)}, got "
+                              f"{self.without!r}")
+        object.__setattr__(self, "without", tuple(sorted(set(without), key=SWITCHES.index)))  # one spelling
         _choice("ordering", self.ordering, ORDERINGS)
         _choice("arch", self.arch, ARCHES)
         _choice("delayed_batches", self.delayed_batches, DELAYED_BATCHES)
         if self.mutant is not None:
             _choice("mutant", self.mutant, MUTANTS)
-        for key in ("mremap_flush_under_ptl", "flush_tlb_batched_pending"):
-            if not isinstance(getattr(self, key), bool):
-                raise ConfigError(f"{key}: expected true or false, got {getattr(self, key)!r}")
         for key, low in (("max_gather_batch", 1), ("max_gather_batch_count", 0), ("mmu_gather_bundle", 1)):
             value = getattr(self, key)
             if not isinstance(value, int) or isinstance(value, bool) or value < low:
@@ -62,8 +63,15 @@ class Config:
     def has(self, mutant: str) -> bool:
         return self.mutant == mutant
 
+    def fixed(self, fix: str) -> bool:
+        """Does this kernel have the fix switch ``fix`` (kernel_model.kernels)? A mutant that is an old name for
+        a missing fix (MUTANT_ALIASES) turns it off too."""
+        assert fix in SWITCHES, f"{fix!r} is not a fix switch of kernel_model.kernels"
+        return fix not in self.without and MUTANT_ALIASES.get(self.mutant or "") != fix
+
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """As logs, schedule and results files store it (msgpack and JSON give lists back, so a list here)."""
+        return {**asdict(self), "without": list(self.without)}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "Config":

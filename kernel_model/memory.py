@@ -73,14 +73,14 @@ def zap_pte_range(k: Kctx, tlb: MmuGather, addr: int, end: int) -> Path:
         yield Note("zap_pte_range", "force_flush", (addr,))
         if cfg.has("free_before_flush"):
             yield from tlb_batch_pages_flush(k, tlb)  # freeing before the flush: what 1cf35d47712d forbids
-        if not cfg.has("flush_after_unlock"):
+        if cfg.fixed("flush_before_unlock"):
             # "Do the actual TLB flush before dropping ptl"
             yield from tlb_flush_mmu_tlbonly(k, tlb)
             if not (cfg.has("delayed_rmap_after_unlock") or cfg.has("skip_tlb_flush_rmaps")):
                 yield from tlb_flush_rmaps(k, tlb)
     yield Step("zap_pte_range", "spin_unlock", (table, k.tid))  # pte_unmap_unlock
     if force_flush:
-        if cfg.has("flush_after_unlock"):
+        if not cfg.fixed("flush_before_unlock"):
             yield from tlb_flush_mmu_tlbonly(k, tlb)
             yield from tlb_flush_rmaps(k, tlb)
         elif cfg.has("delayed_rmap_after_unlock"):

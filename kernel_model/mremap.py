@@ -1,4 +1,4 @@
-"""mm/mremap.c: mremap(MREMAP_MAYMOVE|MREMAP_FIXED) of a shared file mapping, and eb66ae030829 (v4.20,
+"""mm/mremap.c: mremap(MREMAP_MAYMOVE|MREMAP_FIXED) of a shared file mapping, and eb66ae030829 (v4.19,
 CVE-2018-18281), "mremap: properly flush TLB before releasing the page".
 
 mremap moves PTEs from one page-table location to another (move_ptes): it does not free the page through an
@@ -43,7 +43,7 @@ def move_ptes(k: Kctx, old_start: int, old_end: int, new_start: int) -> Path:
             continue
         pte = Pte(*pte)
         moved = True
-        if k.cfg.mremap_flush_under_ptl or pte.dirty:
+        if k.cfg.fixed("mremap_flush_under_ptl") or pte.dirty:
             # eb66ae030829: every present PTE (pte_present); before it, only a dirty one (5d1904204c99).
             force_flush = True
         yield Step("move_ptes", "set_pte_at", (new_va, tuple(pte)))  # move_pte, move_soft_dirty_pte

@@ -31,7 +31,9 @@ REGISTRY: Final[tuple[Mutant, ...]] = (
            "TLBs still map them", "freed_while_mapped", "anon_pages",
            (("mmu_gather_bundle", 1), ("max_gather_batch_count", 0))),
     Mutant("flush_after_unlock", "pre-1cf35d47712d: the forced flush happens after pte_unmap_unlock",
-           "lost_dirty_data", "madv_dontneed", (("ordering", "eager"), ("arch", "up"))),
+           "lost_dirty_data", "madv_dontneed", (("ordering", "eager"), ("arch", "up")),
+           note="a real old kernel (< 3.15), so also the fix switch flush_before_unlock of kernel_model.kernels: "
+                "this name is an alias for it (Config.fixed), kept for old logs and commands"),
     Mutant("delayed_rmap_after_unlock", "Linus's first version: delayed rmaps removed after dropping the PTL",
            "delayed_rmap_after_unlock", "madv_dontneed"),
     Mutant("no_set_page_dirty", "zap_pte_range forgets to move the PTE dirty bit into PG_dirty",

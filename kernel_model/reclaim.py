@@ -42,7 +42,7 @@ def flush_tlb_batched_pending(k: Kctx, fn: str) -> Path:
     deferred a flush of this mm, flush the whole mm now, then clear the flag. A kernel before the fix has no flag
     and no call. When no thread of the scenario reclaims, the flag is false throughout and its read is left out
     (an extra scheduling point that could change nothing)."""
-    if not (k.cfg.flush_tlb_batched_pending and k.batched_flushes):
+    if not (k.cfg.fixed("flush_tlb_batched_pending") and k.batched_flushes):
         return
     if (yield Step(fn, "test_tlb_flush_batched", ())):
         yield from flush_tlb_mm_range(k, "flush_tlb_batched_pending", 0, TLB_FLUSH_ALL)  # flush_tlb_mm
@@ -57,7 +57,7 @@ def should_defer_flush(k: Kctx) -> bool:
 
 def set_tlb_ubc_flush_pending(k: Kctx, ubc: TlbflushUnmapBatch, dirty: bool) -> Path:
     ubc.flush_required = True
-    if k.cfg.flush_tlb_batched_pending:
+    if k.cfg.fixed("flush_tlb_batched_pending"):
         # "barrier(); mm->tlb_flush_batched = true;": after the PTE clear, before the PTL is dropped.
         yield Step("set_tlb_ubc_flush_pending", "set_tlb_flush_batched", ())
     if dirty:

@@ -77,7 +77,8 @@ def run(args: argparse.Namespace) -> int:
         os.makedirs(args.out, exist_ok=True)
     for n, found in enumerate(result.found):
         replay = run_schedule(scenario, cfg, found.schedule)
-        stem = "-".join([scenario.name, cfg.ordering, cfg.arch] + ([cfg.mutant] if cfg.mutant else [])
+        stem = "-".join([scenario.name] + ([f"v{args.kernel}"] if args.kernel else []) + [cfg.ordering, cfg.arch]
+                        + ([cfg.mutant] if cfg.mutant else [])
                         + [args.strategy, str(n)])
         path = os.path.join(args.out, f"{stem}.schedule")
         write_schedule(path, ScheduleFile(scenario, cfg, replay.executed, found.invariants, args.strategy,
@@ -101,7 +102,8 @@ def run(args: argparse.Namespace) -> int:
             console.print(f"schedule written to {path} ({len(replay.executed)} transitions); "
                           f"reproduce with: tlbrace replay {path}; event log: {log_path} (tlbrace analyze)")
     summary = {"scenario": scenario.name, "params": scenario.params, "ordering": cfg.ordering, "arch": cfg.arch,
-               "mutant": cfg.mutant, "delayed_batches": cfg.delayed_batches, "strategy": args.strategy,
+               "mutant": cfg.mutant, "delayed_batches": cfg.delayed_batches, "kernel": args.kernel,
+               "without": list(cfg.without), "strategy": args.strategy,
                "complete": result.complete, "states": result.states, "schedules": result.schedules,
                "transitions": result.transitions, "seconds": round(result.seconds, 3),
                "collision_bound": result.collision_bound, "workers": args.workers,
@@ -113,7 +115,8 @@ def run(args: argparse.Namespace) -> int:
         verdict = (f"{len(violations_out)} violation(s): " + ", ".join(v["invariant"] for v in violations_out)
                    if violations_out else "no violation")
         scope = "the whole state space" if result.complete else "a partial search"
-        console.print(f"{scenario.name} ordering={cfg.ordering} arch={cfg.arch}"
+        console.print(f"{scenario.name}{' kernel=' + args.kernel if args.kernel else ''} ordering={cfg.ordering} "
+                      f"arch={cfg.arch}{' without=' + ','.join(cfg.without) if cfg.without else ''}"
                       f"{' mutant=' + cfg.mutant if cfg.mutant else ''} strategy={args.strategy}: {verdict} — "
                       f"{scope}, {result.states} states, {result.transitions} transitions, "
                       f"{result.seconds:.2f} s")

@@ -66,10 +66,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--shards", type=_int_list, default=None, metavar="K,K,...",
                    help="PTE tables (PTLs): sets the ptes_per_table param to pages/K; K must divide the pages "
                         "(default: the scenario's own)")
-    p.add_argument("--ordering", type=_choices(ORDERINGS), default=list(ORDERINGS), metavar="O,O",
-                   help="orderings to run (default eager,delayed)")
-    p.add_argument("--delayed-batches", type=_choices(DELAYED_BATCHES), default=list(DELAYED_BATCHES),
-                   metavar="B,B", help="delayed_batches settings for delayed cells (default active,local+active)")
+    p.add_argument("--ordering", type=_choices(ORDERINGS), default=None, metavar="O,O",
+                   help="orderings to run (default eager,delayed; with --kernel, that kernel's)")
+    p.add_argument("--delayed-batches", type=_choices(DELAYED_BATCHES), default=None, metavar="B,B",
+                   help="delayed_batches settings for delayed cells (default active,local+active; with --kernel, "
+                        "that kernel's)")
     p.add_argument("--trials", type=int, default=DEFAULT_TRIALS, metavar="N",
                    help=f"trials per cell (default {DEFAULT_TRIALS})")
     p.add_argument("--parallel", type=int, default=1, metavar="P",
@@ -96,7 +97,7 @@ def plan(args: argparse.Namespace) -> tuple[Any, list[Any], Any]:
     cpus = args.cpus or ([c for c in DEFAULT_CPUS if c > knobs.fixed_threads] if knobs.cpu_param
                          else [knobs.threads])
     shards = args.shards or [knobs.tables]
-    cells = plan_cells(cpus, shards, args.ordering, args.delayed_batches)
+    cells = plan_cells(cpus, shards, *_axes(args))
     params: dict[tuple[int, int], dict[str, int]] = {}
     for c in sorted(set(cpus)):
         for s in sorted(set(shards)):
@@ -113,6 +114,18 @@ def plan(args: argparse.Namespace) -> tuple[Any, list[Any], Any]:
         return load(ns)
 
     return scenario, cells, make
+
+
+def _axes(args: argparse.Namespace) -> tuple[list[str], list[str]]:
+    """The ordering and delayed_batches axes: as given, else --kernel's single values, else both of each. The
+    fix switches --kernel also sets reach every cell through load (scenarios.options.config_from_args)."""
+    from kernel_model.config import DELAYED_BATCHES, ORDERINGS
+    from scenarios.options import kernel_overrides
+
+    kernel = kernel_overrides(args.kernel)
+    orderings = args.ordering or ([kernel["ordering"]] if kernel else list(ORDERINGS))
+    batches = args.delayed_batches or ([kernel["delayed_batches"]] if kernel else list(DELAYED_BATCHES))
+    return orderings, batches
 
 
 def run(args: argparse.Namespace) -> int:

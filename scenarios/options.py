@@ -11,6 +11,7 @@ import os
 from typing import Any, Callable, Final
 
 from kernel_model.config import ARCHES, DELAYED_BATCHES, MUTANTS, ORDERINGS, Config
+from kernel_model.kernels import NEWEST, KernelError, kernel_config
 from kernel_model.program import Scenario
 
 _D = Config()  # the model's defaults, as --help states them
@@ -42,6 +43,7 @@ def add_scenario_options(p: argparse.ArgumentParser, *, scenario_arg: bool = Tru
     p.add_argument("--param", action="append", default=[], metavar="NAME=INT",
                    help="override a scenario parameter (repeatable), e.g. --param pages=2 (default: the "
                         "scenario's own values; `tlbrace scenarios` lists them)")
+    add_kernel_option(p)
     p.add_argument("--ordering", choices=ORDERINGS, help="eager (v6.1: rmap removed before the flush) or "
                    f"delayed (the patch) (default: the scenario's [config] ordering, else {_D.ordering})")
     p.add_argument("--arch", choices=ARCHES,
@@ -55,6 +57,13 @@ def add_scenario_options(p: argparse.ArgumentParser, *, scenario_arg: bool = Tru
                    help="mmu_gather size override: mmu_gather_bundle, max_gather_batch, max_gather_batch_count "
                         f"(default: the kernel's, {_D.mmu_gather_bundle}, {_D.max_gather_batch} and "
                         f"{_D.max_gather_batch_count})")
+
+
+def add_kernel_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--kernel", metavar="VERSION",
+                   help="model a mainline release: the fixes of kernel_model/kernels.py merged by it (e.g. 3.14, "
+                        f"4.12, 6.1, 6.2, latest = {NEWEST}); --ordering, --delayed-batches and --mutant given too "
+                        "override what the version says (default: the scenario's [config], else the newest kernel)")
 
 
 # Seeds are written into schedules, logs and results files as msgpack integers (64-bit signed).
@@ -165,10 +174,13 @@ def load(args: argparse.Namespace) -> tuple[Scenario, Config]:
 
 
 def config_from_args(args: argparse.Namespace, base: dict[str, Any] | None = None) -> Config:
-    """``base`` (a scenario's [config] table) overridden by the command line's configuration options."""
+    """``base`` (a scenario's [config] table) overridden by --kernel's fixes, then by the command line's other
+    configuration options: an explicit --ordering or --delayed-batches with --kernel is a kernel with that one
+    fix backported or reverted (``--kernel 6.2 --delayed-batches active`` is the seed patch without its
+    follow-up c47454823bd4)."""
     from scenarios.cli import UsageError
 
-    overrides: dict[str, Any] = {}
+    overrides: dict[str, Any] = kernel_overrides(getattr(args, "kernel", None))
     for key in ("ordering", "arch", "mutant", "delayed_batches"):
         value = getattr(args, key, None)
         if value is not None:
@@ -183,3 +195,15 @@ def config_from_args(args: argparse.Namespace, base: dict[str, Any] | None = Non
         except ValueError:
             raise UsageError(f"--gather {item!r}: {value!r} is not an integer") from None
     return Config.from_dict({**(base or {}), **overrides})
+
+
+def kernel_overrides(version: str | None) -> dict[str, Any]:
+    """--kernel VERSION as configuration overrides ({} without it); an unknown version is a usage error."""
+    from scenarios.cli import UsageError
+
+    if version is None:
+        return {}
+    try:
+        return kernel_config(version)
+    except KernelError as exc:
+        raise UsageError(f"--kernel: {exc}") from None

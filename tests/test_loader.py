@@ -15,9 +15,9 @@ from kernel_model.program import OP_KINDS, Op, Scenario, flatten
 from scenarios import cli
 from scenarios.loader import (LIBRARY_DIR, MAX_LOOP_DEPTH, ScenarioError, list_scenarios, load_scenario, parse_params)
 
-LIBRARY = ("anon_pages", "fault_vs_evict", "ladder", "madv_dontneed", "mkclean_first", "mmap_fixed_remap",
-           "mprotect_reclaim", "mremap_truncate", "munmap", "nadav_poc", "scale_writers", "scale_zap",
-           "writable_clean", "zap_many_pages")
+LIBRARY = ("anon_pages", "fault_vs_evict", "flush_after_unlock", "ladder", "madv_dontneed", "mkclean_first",
+           "mmap_fixed_remap", "mprotect_reclaim", "mremap_truncate", "munmap", "nadav_poc", "scale_writers",
+           "scale_zap", "writable_clean", "zap_many_pages")
 
 # Overrides that keep each library scenario meaningful (and small) but differ from its defaults.
 OVERRIDES = {

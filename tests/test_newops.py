@@ -13,8 +13,8 @@ from types import SimpleNamespace
 from kernel_model.machine import Machine
 from scenarios.loader import ScenarioError, load_scenario, load_scenario_text
 
-BEFORE_3EA2 = {"flush_tlb_batched_pending": False}
-BEFORE_EB66 = {"mremap_flush_under_ptl": False}
+BEFORE_3EA2 = {"without": ("flush_tlb_batched_pending",)}
+BEFORE_EB66 = {"without": ("mremap_flush_under_ptl",)}
 
 
 def cfg_for(scenario, **over) -> Config:
@@ -53,7 +53,7 @@ def test_mremap_moves_the_pte_and_the_page_is_read_at_its_new_address():
 @pytest.mark.parametrize("fixed", [True, False])
 def test_move_ptes_flushes_a_clean_pte_under_the_ptl_only_with_the_fix(fixed):
     r = solo((Op("mremap", (0,), to=1),), setup=Setup(pages=2, dirty=False),
-             cfg=Config(mremap_flush_under_ptl=fixed))
+             cfg=Config(without=() if fixed else ("mremap_flush_under_ptl",)))
     s = steps(r)
     unlock = max(i for i, x in enumerate(s) if x == ("move_ptes", "spin_unlock"))
     move_flush = [i for i, x in enumerate(s) if x == ("move_ptes", "flush_tlb_others")]
@@ -65,7 +65,7 @@ def test_move_ptes_flushes_a_clean_pte_under_the_ptl_only_with_the_fix(fixed):
 
 
 def test_a_dirty_pte_was_flushed_under_the_ptl_before_the_fix_too():
-    r = solo((Op("mremap", (0,), to=1),), cfg=Config(mremap_flush_under_ptl=False))  # pages start dirty
+    r = solo((Op("mremap", (0,), to=1),), cfg=Config(without=("mremap_flush_under_ptl",)))  # pages start dirty
     assert ("move_ptes", "flush_tlb_others") in steps(r)
 
 
