@@ -385,7 +385,12 @@ def _rmap_mismatches(s: State, vas: range) -> list[Violation]:
     """At a PTL release: every live folio whose PTE lives in that table."""
     out: list[Violation] = []
     for pfn, folio in enumerate(s.folios):
-        if not folio.freed and any(va in vas for va in s.vas_of(folio.index)):
+        if folio.freed:
+            continue
+        mapped_at = s.vas_of(folio.index)
+        # Judged only when every table that may map it is unlocked: mremap can leave a file page mapped at two
+        # addresses in different tables, and a fault may be mid-way under the other table's PTL.
+        if any(va in vas for va in mapped_at) and all(s.ptl[s.table_of(va)] == FREE for va in mapped_at):
             out.extend(_rmap_mismatch(s, pfn))
     return out
 
