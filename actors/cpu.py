@@ -42,14 +42,13 @@ from actors.jitter import Jitter
 from actors.lamport import Timeline
 from actors.page_table import EPOCH, PLAIN, QUEUE, TRY, VALIDATE, WALK
 from actors.topology import Topology, initial_state, programs
-from kernel_model import boot
+from kernel_model import boot, ops
 from kernel_model import tlb as tlbops
 from kernel_model.steps import Note, Step, kind_of
 from kernel_model.syscalls import op_path
 
-# Page-table steps that always return None and never block: the thread need not wait for them.
-PIPELINED_OPS: Final = frozenset({"spin_unlock", "folio_unlock", "up_read", "up_write", "downgrade_write",
-                                  "set_pte_at", "detach_vma", "link_vma", "vma_link_file", "unlink_file_vma"})
+# Page-table steps that always return None and never block: the thread need not wait for them (the op table).
+PIPELINED_OPS: Final = ops.PIPELINED_OPS
 
 _BUSY: Final = object()  # a tried blocking step could not proceed (arch=up)
 

@@ -9,6 +9,7 @@ Nothing here touches a TLB: TLBs belong to CPUs (``kernel_model.tlb``).
 
 from __future__ import annotations
 
+from kernel_model.constants import VMA_NONE
 from kernel_model.state import FREE, Folio, Pte, RwSem, State
 
 SIGBUS = -1  # filemap_get_folio's answer for an offset at or past i_size (filemap_fault: VM_FAULT_SIGBUS)
@@ -27,16 +28,6 @@ class MoveTruncateReclaimOps:
     def _set(self, pfn: int, **changes: object) -> None:
         """struct folio is an immutable value here (cheap to hash and copy); a change replaces it."""
         self.s.folios[pfn] = self.s.folios[pfn]._replace(**changes)
-
-    # --- mremap (kernel_model.mremap) -------------------------------------------------------------------------
-    def copy_vma(self, old_va: int, new_va: int) -> None:
-        """copy_vma → vma_link (the mm side; __vma_link_file is vma_link_file): a VMA at ``new_va`` with the old
-        VMA's vm_pgoff, so it maps the file page ``old_va`` maps."""
-        s = self.s
-        index = list(s.va_index) if s.va_index is not None else list(range(len(s.ptes)))
-        index[new_va] = s.index_of_va(old_va)
-        s.va_index = tuple(index)
-        s.vma[new_va] = True
 
     # --- ftruncate (kernel_model.truncate) --------------------------------------------------------------------
     def i_size_write(self, size: int) -> None:
@@ -227,28 +218,29 @@ class PageTableOps(MoveTruncateReclaimOps):
         return cur is not None and tuple(cur) == tuple(pte)
 
     # --- VMAs and the file's i_mmap tree ----------------------------------------------------------------------
-    def find_vma(self, va: int) -> bool:
+    def find_vma(self, va: int) -> int:
+        """What the VMA at ``va`` maps: a file offset, VMA_ANON, or VMA_NONE (no VMA: the access SIGSEGVs)."""
         return self.s.vma[va]
 
     def detach_vma(self, va: int) -> None:
-        self.s.vma[va] = False
+        self.s.vma[va] = VMA_NONE
 
-    def link_vma(self, va: int) -> None:
-        """A new VMA of the same file range (mmap MAP_FIXED): it maps va linearly again."""
-        self.s.vma[va] = True
-        if self.s.va_index is not None and self.s.va_index[va] != va:
-            self.s.va_index = self.s.va_index[:va] + (va,) + self.s.va_index[va + 1:]
+    def link_vma(self, va: int, target: int) -> None:
+        """vma_link's insertion into the mm (the VMA tree): ``va`` maps file offset ``target`` or VMA_ANON."""
+        self.s.vma[va] = target
 
-    def vma_link_file(self, va: int) -> None:
-        self.s.i_mmap[va] = True
+    def vma_link_file(self, va: int, index: int) -> None:
+        """__vma_link_file: the VMA mapping file offset ``index`` at ``va`` joins the file's i_mmap tree."""
+        self.s.i_mmap[index] = tuple(sorted(self.s.i_mmap[index] + (va,)))
 
-    def unlink_file_vma(self, va: int) -> None:
-        self.s.i_mmap[va] = False
+    def unlink_file_vma(self, va: int, index: int) -> None:
+        """Out of the i_mmap tree (a no-op when it is not there: a second munmap of a range unmaps nothing)."""
+        self.s.i_mmap[index] = tuple(v for v in self.s.i_mmap[index] if v != va)
 
     def i_mmap_lookup(self, index: int) -> tuple[int, ...]:
-        """The addresses at which linked shared VMAs map file offset ``index`` (vma_interval_tree_foreach; one
-        address per VMA: linearly, unless mremap moved it)."""
-        return tuple([va for va in self.s.vas_of(index) if self.s.i_mmap[va]])
+        """vma_interval_tree_foreach over file offset ``index``: every address at which a linked shared VMA maps
+        it."""
+        return self.s.i_mmap[index] if index < len(self.s.i_mmap) else ()
 
     # --- rmap ------------------------------------------------------------------------------------------------
     def page_add_file_rmap(self, pfn: int) -> int:
@@ -286,12 +278,11 @@ class PageTableOps(MoveTruncateReclaimOps):
         return self.s.folios[pfn].writeback
 
     # --- page cache, IO and page lifetime ------------------------------------------------------------------
-    def filemap_get_folio(self, va: int) -> int | None:
+    def filemap_get_folio(self, index: int) -> int | None:
         """filemap_get_folio → filemap_get_entry: look the offset up and take a reference (folio_try_get, which
         the kernel rechecks against the xarray under RCU: one atomic step here). The caller owns the reference
-        and drops it with folio_put (put_page). The fault passes its address: the offset is linear_page_index
-        (State.index_of_va). An offset at or past i_size is filemap_fault's VM_FAULT_SIGBUS (SIGBUS)."""
-        index = self.s.index_of_va(va)
+        and drops it with folio_put (put_page). An offset at or past i_size is filemap_fault's VM_FAULT_SIGBUS
+        (SIGBUS): ftruncate took it out of the file."""
         if index >= self.s.i_size:
             return SIGBUS
         pfn = self.s.page_cache[index]
@@ -315,15 +306,13 @@ class PageTableOps(MoveTruncateReclaimOps):
         """folio_get: one more reference (only the fault_without_page_ref mutant's finish_fault takes one)."""
         self._set(pfn, refcount=self.s.folios[pfn].refcount + 1)
 
-    def page_cache_read(self, va: int) -> int | None:
+    def page_cache_read(self, index: int) -> int | None:
         """__filemap_get_folio(FGP_CREAT) after a miss: filemap_alloc_folio, filemap_add_folio, read_folio.
         Returns the new folio with two references (the page cache's and the caller's), or None when
         filemap_add_folio finds a folio already at ``index`` (-EEXIST: another fault added it since the lookup);
         the kernel then frees its new folio, which nobody saw, and repeats the lookup (``goto repeat``). So at most
         one folio is ever cached per file offset. The read completes within the step (coarser than the kernel,
-        which adds the folio locked and unlocks it when the read IO ends; nobody can use it before then).
-        ``va`` is the faulting address (linear_page_index gives the offset, as in filemap_get_folio)."""
-        index = self.s.index_of_va(va)
+        which adds the folio locked and unlocks it when the read IO ends; nobody can use it before then)."""
         if self.s.page_cache[index] is not None or index >= self.s.i_size:
             # (past i_size: ftruncate ran since the lookup; the retried lookup answers SIGBUS, as filemap_fault's
             # recheck of max_idx under the folio lock does)

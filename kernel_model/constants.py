@@ -20,3 +20,8 @@ TLB_SINGLE_PAGE_FLUSH_CEILING: Final = 33
 
 # x86-64: one PTE table maps 512 pages (2 MiB); scenarios may use fewer to get several PTLs.
 PTRS_PER_PTE: Final = 512
+
+# What an address's VMA maps (kernel_model.state.State.vma): a file offset (>= 0), or one of these. The model's
+# stand-ins for vma == NULL (find_vma found nothing) and vma_is_anonymous(vma).
+VMA_NONE: Final = -1
+VMA_ANON: Final = -2

@@ -18,6 +18,11 @@ class Kctx:
     # Some thread of the scenario reclaims, so mm->tlb_flush_batched can be set (kernel_model.reclaim); without
     # one it is false throughout and flush_tlb_batched_pending's read of it is left out.
     batched_flushes: bool = False
+    # Some operation of the scenario may change what an address maps (kernel_model.program.remaps). When none
+    # can, address va maps file page va (or anonymous memory, ``anon``) for the whole run, so a path knows its
+    # VMA without reading it (as today's linear model). When one can, paths read the VMA (find_vma) where the
+    # kernel looks it up: the fault, madvise's and munmap's VMA walk.
+    remaps: bool = False
 
     def table_of(self, va: int) -> int:
         return va // self.ptes_per_table

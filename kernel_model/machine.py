@@ -24,7 +24,8 @@ from kernel_model.config import Config
 from kernel_model.events import Event, Violation
 from kernel_model.oracle import MAY_END_COVERING_CALL, OBSERVED_OPS, TLB_OPS, Oracle
 from kernel_model.program import Op, Scenario, flatten
-from kernel_model.reduction import CONTEXT_OPS, Footprint, Footprints, conflict
+from kernel_model.ops import CONTEXT_OPS, UNREAD_RESULTS
+from kernel_model.reduction import Footprint, Footprints, conflict
 from kernel_model.state import FREE, Folio, Ipi, State
 from kernel_model.steps import BLOCKING_OPS, Note, Step, kind_of
 from kernel_model.syscalls import op_attempt
@@ -645,8 +646,7 @@ _CAN = {op: "can_" + op for op in BLOCKING_OPS}  # PageTableOps' test of whether
 CONFLICT = 2  # a transition conflicts with what another agent may still do
 CONFLICT_UNLESS = 1  # ... but only with what that agent may do after a TLB flush or an IPI it has not got yet
 assert Folio._fields[2:7] == ("data", "dirty", "locked", "writeback", "wb_data")  # Machine.canonical splices these
-_UNREAD_RESULTS = frozenset({"writepage", "end_page_writeback", "page_add_file_rmap", "put_page", "set_page_dirty",
-                             "folio_mark_dirty"})
+_UNREAD_RESULTS = UNREAD_RESULTS  # the op table's ops whose results paths do not read
 
 
 @dataclass(frozen=True, slots=True)

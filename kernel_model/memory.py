@@ -8,6 +8,7 @@ every interleaving at step granularity.
 from __future__ import annotations
 
 from kernel_model.atomic import SIGBUS
+from kernel_model.constants import VMA_ANON, VMA_NONE
 from kernel_model.context import Kctx
 from kernel_model.mmu_gather import (
     MmuGather, __tlb_remove_page, flush_tlb_mm_range, tlb_batch_pages_flush, tlb_finish_mmu, tlb_flush_mmu,
@@ -22,8 +23,9 @@ SIGBUS_FAULT = "sigbus"  # what a file fault returns when filemap_fault answered
 
 
 # --- zap ------------------------------------------------------------------------------------------------------
-def zap_pte_range(k: Kctx, tlb: MmuGather, addr: int, end: int) -> Path:
-    """Zap [addr, end) of one PTE table under its PTL. Returns where it stopped (< end when a batch filled)."""
+def zap_pte_range(k: Kctx, tlb: MmuGather, addr: int, end: int, vmas: dict[int, int]) -> Path:
+    """Zap [addr, end) of one PTE table under its PTL. Returns where it stopped (< end when a batch filled).
+    ``vmas``: what each address's VMA maps (find_vmas); every address of the range has one."""
     cfg = k.cfg
     table = k.table_of(addr)
     yield Step("zap_pte_range", "spin_lock", (table, k.tid))  # pte_offset_map_lock
@@ -40,7 +42,7 @@ def zap_pte_range(k: Kctx, tlb: MmuGather, addr: int, end: int) -> Path:
         tlb_remove_tlb_entry(tlb, addr)
         pfn = ptent.pfn
         delay_rmap = False
-        if not k.anon:  # !PageAnon: anon pages ignore the dirty and young bits
+        if vmas[addr] != VMA_ANON:  # !PageAnon: anon pages ignore the dirty and young bits
             if ptent.dirty:
                 if not cfg.has("no_set_page_dirty"):
                     yield Step("zap_pte_range", "set_page_dirty", (pfn,))
@@ -91,80 +93,133 @@ def zap_pte_range(k: Kctx, tlb: MmuGather, addr: int, end: int) -> Path:
     return addr
 
 
-def unmap_page_range(k: Kctx, tlb: MmuGather, start: int, end: int) -> Path:
+def unmap_page_range(k: Kctx, tlb: MmuGather, start: int, end: int, vmas: dict[int, int]) -> Path:
     """tlb_start_vma; the pgd..pmd walk calls zap_pte_range once per PTE table, restarting where a full batch
     made it stop; tlb_end_vma flushes (frees nothing)."""
     addr = start
     while addr < end:
+        if vmas[addr] == VMA_NONE:
+            addr += 1  # no VMA here (unmapped meanwhile): nothing to walk, as the kernel zaps VMA by VMA
+            continue
+        run_end = addr + 1
         table_end = min(end, (k.table_of(addr) + 1) * k.ptes_per_table)
-        addr = yield from zap_pte_range(k, tlb, addr, table_end)
+        while run_end < table_end and vmas[run_end] != VMA_NONE:
+            run_end += 1
+        addr = yield from zap_pte_range(k, tlb, addr, run_end, vmas)
     if not tlb.fullmm:
         yield from tlb_flush_mmu_tlbonly(k, tlb)  # tlb_end_vma
 
 
+def find_vmas(k: Kctx, fn: str, start: int, end: int) -> Path:
+    """What the VMAs of [start, end) map, by address (a file offset, VMA_ANON or VMA_NONE), under mmap_lock: read
+    with find_vma (the kernel's vma_find / find_vma_prev walk) when the scenario may remap an address; known
+    without a read otherwise (address va maps file page va, or anonymous memory, for the whole run)."""
+    if not k.remaps:
+        return {va: VMA_ANON if k.anon else va for va in range(start, end)}
+    vmas = {}
+    for va in range(start, end):
+        vmas[va] = yield Step(fn, "find_vma", (va,))
+    return vmas
+
+
+def new_vmas(k: Kctx, start: int, end: int, target: int | None) -> dict[int, int]:
+    """What a new mapping of [start, end) maps: file offset ``target`` at ``start`` and on from there, anonymous
+    memory, or (None) the same file range (anonymous memory in an anonymous setup)."""
+    if target is None:
+        target = VMA_ANON if k.anon else start
+    return {va: VMA_ANON if target == VMA_ANON else target + va - start for va in range(start, end)}
+
+
 def zap_page_range_single(k: Kctx, start: int, end: int) -> Path:
-    """madvise(MADV_DONTNEED): under mmap_lock read; the VMA stays."""
+    """madvise(MADV_DONTNEED): under mmap_lock read; the VMAs stay (madvise_walk_vmas finds them first)."""
     yield Step("madvise_dontneed", "down_read", ("mmap_lock", k.tid))
+    vmas = yield from find_vmas(k, "madvise_walk_vmas", start, end)
     tlb = yield from tlb_gather_mmu(k)
-    yield from unmap_page_range(k, tlb, start, end)
+    yield from unmap_page_range(k, tlb, start, end, vmas)
     yield from tlb_finish_mmu(k, tlb)
     yield Step("madvise_dontneed", "up_read", ("mmap_lock", k.tid))
 
 
-def unmap_region(k: Kctx, start: int, end: int) -> Path:
+def unmap_region(k: Kctx, start: int, end: int, vmas: dict[int, int]) -> Path:
     """tlb_gather_mmu → unmap_vmas → free_pgtables (unlinks the VMA from i_mmap) → tlb_finish_mmu."""
     tlb = yield from tlb_gather_mmu(k)
-    yield from unmap_page_range(k, tlb, start, end)
-    yield from free_pgtables(k, start, end)
+    yield from unmap_page_range(k, tlb, start, end, vmas)
+    yield from free_pgtables(k, vmas)
     yield from tlb_finish_mmu(k, tlb)
 
 
-def free_pgtables(k: Kctx, start: int, end: int) -> Path:
-    """unlink_file_vma under i_mmap_rwsem (write); the PTE-table pages themselves are not modelled."""
-    if k.anon:
+def free_pgtables(k: Kctx, vmas: dict[int, int]) -> Path:
+    """unlink_file_vma of the file VMAs under i_mmap_rwsem (write); the PTE-table pages are not modelled."""
+    files = [(va, index) for va, index in vmas.items() if index >= 0]
+    if not files:
         return
     yield Step("free_pgtables", "down_write", ("i_mmap_rwsem", k.tid))
-    for va in range(start, end):
-        yield Step("unlink_file_vma", "unlink_file_vma", (va,))
+    for va, index in files:
+        yield Step("unlink_file_vma", "unlink_file_vma", (va, index))
     yield Step("free_pgtables", "up_write", ("i_mmap_rwsem", k.tid))
 
 
 def do_munmap(k: Kctx, start: int, end: int) -> Path:
-    """munmap(2): detach the VMAs under mmap_lock write, downgrade to read, then unmap_region."""
+    """munmap(2): find and detach the VMAs under mmap_lock write, downgrade to read, then unmap_region."""
     yield Step("munmap", "down_write", ("mmap_lock", k.tid))
+    vmas = yield from find_vmas(k, "do_vmi_munmap", start, end)
     for va in range(start, end):
         yield Step("munmap", "detach_vma", (va,))
     yield Step("munmap", "downgrade_write", ("mmap_lock", k.tid))
-    yield from unmap_region(k, start, end)
+    yield from unmap_region(k, start, end, vmas)
     yield Step("munmap", "up_read", ("mmap_lock", k.tid))
 
 
-def mmap_fixed(k: Kctx, start: int, end: int) -> Path:
-    """mmap(MAP_FIXED) of the same file range over an existing mapping: do_vmi_munmap, then a new VMA is linked
-    (vma_link_file under i_mmap_rwsem). mmap_lock is held for write throughout."""
+def vma_link(k: Kctx, vmas: dict[int, int]) -> Path:
+    """vma_link: a file VMA joins the file's i_mmap tree (__vma_link_file, under i_mmap_rwsem write), and every
+    new VMA the mm (vma_iter_store)."""
+    files = [(va, index) for va, index in vmas.items() if index >= 0]
+    if files:
+        yield Step("mmap_region", "down_write", ("i_mmap_rwsem", k.tid))
+        for va, index in files:
+            yield Step("vma_link_file", "vma_link_file", (va, index))
+        yield Step("mmap_region", "up_write", ("i_mmap_rwsem", k.tid))
+    for va, target in vmas.items():
+        yield Step("mmap_region", "link_vma", (va, target))
+
+
+def mmap_fixed(k: Kctx, start: int, end: int, target: int | None = None) -> Path:
+    """mmap(MAP_FIXED) over an existing mapping: mmap_region's do_vmi_munmap of the old range first, then new
+    VMAs (``target``: see new_vmas) are linked. mmap_lock is held for write throughout."""
     yield Step("mmap_region", "down_write", ("mmap_lock", k.tid))
+    old = yield from find_vmas(k, "do_vmi_munmap", start, end)
     for va in range(start, end):
         yield Step("mmap_region", "detach_vma", (va,))
-    yield from unmap_region(k, start, end)
-    if not k.anon:
-        yield Step("mmap_region", "down_write", ("i_mmap_rwsem", k.tid))
-        for va in range(start, end):
-            yield Step("vma_link_file", "vma_link_file", (va,))
-        yield Step("mmap_region", "up_write", ("i_mmap_rwsem", k.tid))
-    for va in range(start, end):
-        yield Step("mmap_region", "link_vma", (va,))
+    yield from unmap_region(k, start, end, old)
+    yield from vma_link(k, new_vmas(k, start, end, target))
     yield Step("mmap_region", "up_write", ("mmap_lock", k.tid))
+
+
+def do_mmap(k: Kctx, start: int, end: int, target: int) -> Path:
+    """mmap(addr, MAP_FIXED_NOREPLACE) of a file range or anonymous memory: do_mmap under mmap_lock write fails
+    with -EEXIST when a VMA still covers part of [start, end) (nothing changes), else mmap_region links the new
+    VMAs (vma_link). Returns whether it mapped."""
+    yield Step("do_mmap", "down_write", ("mmap_lock", k.tid))
+    for va in range(start, end):
+        if (yield Step("do_mmap", "find_vma", (va,))) != VMA_NONE:
+            yield Note("do_mmap", "eexist", (va,))
+            yield Step("do_mmap", "up_write", ("mmap_lock", k.tid))
+            return False
+    yield from vma_link(k, new_vmas(k, start, end, target))
+    yield Step("do_mmap", "up_write", ("mmap_lock", k.tid))
+    return True
 
 
 # --- faults ---------------------------------------------------------------------------------------------------
 def do_user_addr_fault(k: Kctx, va: int, write: bool) -> Path:
     """arch/x86/mm/fault.c: lock_mm_and_find_vma (mmap_lock read), handle_mm_fault. False means SIGSEGV."""
     yield Step("do_user_addr_fault", "down_read", ("mmap_lock", k.tid))
-    if not (yield Step("do_user_addr_fault", "find_vma", (va,))):
+    target = yield Step("do_user_addr_fault", "find_vma", (va,))
+    if target == VMA_NONE:
         yield Step("do_user_addr_fault", "up_read", ("mmap_lock", k.tid))
         yield Note("do_user_addr_fault", "sigsegv", (va,))
         return False
-    if (yield from handle_pte_fault(k, va, write)) is SIGBUS_FAULT:
+    if (yield from handle_pte_fault(k, va, write, target)) is SIGBUS_FAULT:
         yield Step("do_user_addr_fault", "up_read", ("mmap_lock", k.tid))
         yield Note("do_user_addr_fault", "sigbus", (va,))  # past EOF: ftruncate took the page out of the file
         return False
@@ -172,16 +227,17 @@ def do_user_addr_fault(k: Kctx, va: int, write: bool) -> Path:
     return True
 
 
-def handle_pte_fault(k: Kctx, va: int, write: bool) -> Path:
-    """Returns SIGBUS_FAULT when the file fault found its offset past EOF (VM_FAULT_SIGBUS)."""
+def handle_pte_fault(k: Kctx, va: int, write: bool, target: int) -> Path:
+    """``target``: what the VMA maps at ``va`` (find_vma): a file offset, or VMA_ANON. Returns SIGBUS_FAULT when
+    the file fault found its offset past EOF (VM_FAULT_SIGBUS)."""
     pte = yield Step("handle_pte_fault", "pte_get", (va,))
     if pte is None:
-        if k.anon:
+        if target == VMA_ANON:
             yield from do_anonymous_page(k, va)
         elif write:
-            return (yield from do_shared_fault(k, va))
+            return (yield from do_shared_fault(k, va, target))
         else:
-            return (yield from do_read_fault(k, va))
+            return (yield from do_read_fault(k, va, target))
     elif write and not Pte(*pte).write:
         yield from do_wp_page(k, va, Pte(*pte))
     # Otherwise the fault was spurious (the PTE already allows the access): the access retries and walks.
@@ -197,15 +253,15 @@ def _fault_folio_unlock(k: Kctx, fn: str, pfn: int) -> Path:
         yield Step(fn, "folio_unlock", (pfn, k.tid))
 
 
-def filemap_fault(k: Kctx, va: int) -> Path:
+def filemap_fault(k: Kctx, index: int) -> Path:
     """__do_fault → filemap_fault: find or read the page-cache folio and return it locked, holding a reference
     (filemap_get_folio / __filemap_get_folio take it) that the caller hands to the PTE or drops."""
     while True:
-        pfn = yield Step("filemap_fault", "filemap_get_folio", (va,))
+        pfn = yield Step("filemap_fault", "filemap_get_folio", (index,))
         if pfn == SIGBUS:
             return None  # index >= max_idx: VM_FAULT_SIGBUS (no reference was taken)
         if pfn is None:
-            pfn = yield Step("filemap_fault", "page_cache_read", (va,))
+            pfn = yield Step("filemap_fault", "page_cache_read", (index,))
             if pfn is None:
                 continue  # filemap_add_folio: -EEXIST, another fault cached it first; look it up again
         yield from _fault_folio_lock(k, "filemap_fault", pfn)
@@ -255,10 +311,10 @@ def fault_dirty_shared_page(k: Kctx, pfn: int) -> Path:
     yield from _fault_folio_unlock(k, "fault_dirty_shared_page", pfn)
 
 
-def do_shared_fault(k: Kctx, va: int) -> Path:
+def do_shared_fault(k: Kctx, va: int, index: int) -> Path:
     """Write fault on a none PTE of a shared file mapping (with write-notify: an fs with ->page_mkwrite).
     Between the unlock for ->page_mkwrite and its relock only the fault's reference keeps eviction away."""
-    pfn = yield from filemap_fault(k, va)
+    pfn = yield from filemap_fault(k, index)
     if pfn is None:
         return SIGBUS_FAULT
     if k.write_notify:
@@ -272,10 +328,10 @@ def do_shared_fault(k: Kctx, va: int) -> Path:
     yield from fault_dirty_shared_page(k, pfn)
 
 
-def do_read_fault(k: Kctx, va: int) -> Path:
+def do_read_fault(k: Kctx, va: int, index: int) -> Path:
     """Read fault on a shared file mapping: read-only and clean with write-notify (the first store must
     fault), writable and clean without it (the first store sets the dirty bit in hardware)."""
-    pfn = yield from filemap_fault(k, va)
+    pfn = yield from filemap_fault(k, index)
     if pfn is None:
         return SIGBUS_FAULT
     installed = yield from _finish_fault(k, va, pfn, (pfn, not k.write_notify, False, True))
@@ -327,6 +383,7 @@ def do_anonymous_page(k: Kctx, va: int) -> Path:
 
 __all__ = [
     "zap_pte_range", "unmap_page_range", "zap_page_range_single", "unmap_region", "free_pgtables", "do_munmap",
-    "mmap_fixed", "do_user_addr_fault", "handle_pte_fault", "do_shared_fault", "do_read_fault", "do_wp_page",
+    "mmap_fixed", "do_mmap", "find_vmas", "do_user_addr_fault", "handle_pte_fault", "do_shared_fault",
+    "do_read_fault", "do_wp_page",
     "do_anonymous_page", "flush_tlb_mm_range",
 ]

@@ -18,8 +18,9 @@ take_rmap_locks is not modelled (file pages only).
 
 from __future__ import annotations
 
+from kernel_model.constants import VMA_ANON, VMA_NONE
 from kernel_model.context import Kctx
-from kernel_model.memory import free_pgtables, unmap_region
+from kernel_model.memory import find_vmas, unmap_region, vma_link
 from kernel_model.mmu_gather import flush_tlb_mm_range
 from kernel_model.reclaim import flush_tlb_batched_pending
 from kernel_model.state import Pte
@@ -74,25 +75,29 @@ def move_page_tables(k: Kctx, old_start: int, old_end: int, new_start: int) -> P
 
 def do_mremap(k: Kctx, old_start: int, old_end: int, new_start: int) -> Path:
     """mremap(old, len, len, MREMAP_MAYMOVE|MREMAP_FIXED, new) under mmap_lock write: mremap_to's do_munmap of
-    the destination, then move_vma: copy_vma (a VMA at the new address, same file offset, linked in i_mmap),
-    move_page_tables, and do_munmap of the old range (whose PTEs are none by now)."""
+    the destination, then move_vma: copy_vma (VMAs at the new addresses with the old vm_pgoff, linked in i_mmap
+    and the mm: vma_link), move_page_tables, and do_munmap of the old range (whose PTEs are none by now).
+    Returns the new address, or False: -EFAULT when part of the old range has no VMA (vma_to_resize), and
+    -EINVAL for an anonymous VMA, which the model does not move (its rmap would have to follow it)."""
     new_end = new_start + old_end - old_start
     yield Step("mremap", "down_write", ("mmap_lock", k.tid))
-    for va in range(new_start, new_end):  # mremap_to: do_munmap(mm, new_addr, new_len)
-        yield Step("do_munmap", "detach_vma", (va,))
-    yield from unmap_region(k, new_start, new_end)
-    yield Step("copy_vma", "down_write", ("i_mmap_rwsem", k.tid))  # vma_link: i_mmap_lock_write
+    old = yield from find_vmas(k, "vma_to_resize", old_start, old_end)
+    if any(target == VMA_NONE or target == VMA_ANON for target in old.values()):
+        yield Note("mremap", "efault" if VMA_NONE in old.values() else "einval", (old_start, old_end))
+        yield Step("mremap", "up_write", ("mmap_lock", k.tid))
+        return False
+    dest = yield from find_vmas(k, "do_munmap", new_start, new_end)  # mremap_to: do_munmap(mm, new_addr, len)
     for va in range(new_start, new_end):
-        yield Step("copy_vma", "copy_vma", (old_start + va - new_start, va))
-        yield Step("vma_link_file", "vma_link_file", (va,))
-    yield Step("copy_vma", "up_write", ("i_mmap_rwsem", k.tid))
+        yield Step("do_munmap", "detach_vma", (va,))
+    yield from unmap_region(k, new_start, new_end, dest)
+    yield from vma_link(k, {new_start + va - old_start: old[va] for va in range(old_start, old_end)})  # copy_vma
     yield from move_page_tables(k, old_start, old_end, new_start)
     for va in range(old_start, old_end):  # move_vma: do_munmap(mm, old_addr, old_len)
         yield Step("do_munmap", "detach_vma", (va,))
-    yield from unmap_region(k, old_start, old_end)
+    yield from unmap_region(k, old_start, old_end, old)
     yield Step("mremap", "up_write", ("mmap_lock", k.tid))
     yield Note("mremap", "moved", (old_start, old_end, new_start))
     return new_start
 
 
-__all__ = ["move_ptes", "move_page_tables", "do_mremap", "free_pgtables"]
+__all__ = ["move_ptes", "move_page_tables", "do_mremap"]

@@ -36,7 +36,8 @@ Invariants, by the names reports use:
 from __future__ import annotations
 
 from kernel_model.events import Event, Violation
-from kernel_model.state import FREE, Pte, State
+from kernel_model.ops import MAY_END_COVERING_CALL, observed_ops
+from kernel_model.state import FREE, Folio, Pte, State
 
 INVARIANTS = (
     "lost_dirty_data", "negative_mapcount", "freed_while_mapped", "delayed_outside_active_batch",
@@ -49,25 +50,21 @@ _TRANSIT_CLOSERS = frozenset({"set_page_dirty", "folio_mark_dirty", "writepage"}
 _MAPS_PFN = frozenset({"set_pte_at", "walk_fill"})
 # By event kind, the ops Oracle.observe acts on: the controlled machine does not build the other events unless
 # it records them (observe returns [] and changes nothing for them; tests/test_oracle_observed.py checks the lists).
+# The ops' entries in kernel_model.ops say which (``observed``); notes are not ops, so they are listed here.
 OBSERVED_OPS: dict[str, frozenset[str]] = {
-    "step": frozenset({"ptep_get_and_clear_full", "folio_test_clear_dirty", "page_remove_rmap", "spin_unlock",
-                       "put_page", "evict_folio"}) | _TRANSIT_CLOSERS | _MAPS_PFN,
+    "step": observed_ops("step", tlb=False),
     "note": frozenset({"queue", "walk", "emptied", "end", "write_protected"}),
-    "ipi": frozenset(),
+    "ipi": observed_ops("ipi", tlb=False),
 }
 # TLB events the oracle needs only while it tracks a covered or stale translation, or (a store or load) when the
-# access goes through an entry for a freed frame: Oracle.wants says when. The machine builds them only then,
-# since a store is the commonest step of all.
+# access goes through an entry for a freed frame: Oracle.wants says when (the op table's ``observed_tlb``). The
+# machine builds them only then, since a store is the commonest step of all.
 TLB_OPS: dict[str, frozenset[str]] = {
-    "step": frozenset({"store_tlb", "load_tlb", "walk_fill", "flush_tlb_local", "wait_acks"}),
+    "step": observed_ops("step", tlb=True),
     "note": frozenset(),
-    "ipi": frozenset({"ipi_flush"}),
+    "ipi": observed_ops("ipi", tlb=True),
 }
-# Steps after which a system call may return (its "end" note follows) while it still covers a translation: the
-# reduction gives them the completion's footprint (kernel_model.reduction.Footprints.step_footprint), and the
-# machine checks that no other step ends a covering call (Machine._emit_notes).
-MAY_END_COVERING_CALL = frozenset({"up_read", "up_write", "folio_unlock", "end_page_writeback", "filemap_get_folio",
-                                   "wait_acks"})
+assert _TRANSIT_CLOSERS | _MAPS_PFN <= OBSERVED_OPS["step"]
 
 
 class Oracle:
@@ -292,7 +289,8 @@ class Oracle:
                 continue
             if folio.mapcount < 0:
                 out.append(Violation("negative_mapcount", f"pfn {pfn} has mapcount {folio.mapcount}", pfn))
-            if all(s.ptl[s.table_of(va)] == FREE for va in s.vas_of(folio.index)):
+            vas = _addresses(s, folio)
+            if vas and all(s.ptl[s.table_of(va)] == FREE for va in vas):
                 out.extend(_rmap_mismatch(s, pfn))
             if folio.in_page_cache and not folio.anon and folio.data != s.disk[folio.index]:
                 if not self._dirty_somewhere(s, pfn, folio.index, online=True):
@@ -345,7 +343,7 @@ class Oracle:
         folio = s.folios[pfn]
         if folio.dirty:
             return True
-        for va in s.vas_of(index):
+        for va in _addresses(s, folio):
             pte = s.ptes[va]
             if pte is not None and pte.pfn == pfn and pte.dirty:
                 return True
@@ -367,12 +365,25 @@ def _lost(s: State, pfn: int) -> Violation:
         + ", and no PG_dirty, dirty PTE or dirty TLB entry remembers it", pfn)
 
 
+def _addresses(s: State, folio: Folio) -> tuple[int, ...]:
+    """The addresses whose PTE may map ``folio``: an anonymous folio's own (the address it was faulted at:
+    nothing moves it), and for a file folio every address the file's i_mmap links to its offset (a PTE of a file
+    folio exists only under a linked VMA: munmap and mmap_fixed zap before they unlink, faults map only under a
+    VMA they found) and, as the setup maps it, the address equal to its offset."""
+    if folio.anon:
+        return (folio.index,) if folio.index < len(s.ptes) else ()
+    linked = s.i_mmap[folio.index]
+    if folio.index in linked or folio.index >= len(s.ptes):
+        return linked
+    return linked + (folio.index,)
+
+
 def _rmap_mismatch(s: State, pfn: int) -> list[Violation]:
+    """The folio's mapcount against the PTEs that map it (counted by pfn, at every address that may)."""
     folio = s.folios[pfn]
-    ptes = s.ptes
     mapped = 0
-    for va in s.vas_of(folio.index):
-        pte = ptes[va]
+    for va in _addresses(s, folio):
+        pte = s.ptes[va]
         if pte is not None and pte.pfn == pfn:
             mapped += 1
     if folio.mapcount < 0 or folio.mapcount == mapped:
@@ -387,9 +398,9 @@ def _rmap_mismatches(s: State, vas: range) -> list[Violation]:
     for pfn, folio in enumerate(s.folios):
         if folio.freed:
             continue
-        mapped_at = s.vas_of(folio.index)
-        # Judged only when every table that may map it is unlocked: mremap can leave a file page mapped at two
-        # addresses in different tables, and a fault may be mid-way under the other table's PTL.
+        mapped_at = _addresses(s, folio)
+        # Judged only when every table that may map it is unlocked: mremap or mmap can leave a file page mapped
+        # at two addresses in different tables, and a fault may be mid-way under the other table's PTL.
         if any(va in vas for va in mapped_at) and all(s.ptl[s.table_of(va)] == FREE for va in mapped_at):
             out.extend(_rmap_mismatch(s, pfn))
     return out

@@ -19,7 +19,11 @@ OP_KINDS: Final = {
                "back in and carrying on; max = N: at most N increments)",
     "madvise_dontneed": "madvise(MADV_DONTNEED): zap_page_range_single under mmap_lock read",
     "munmap": "munmap: detach VMAs, unmap_region (zap, free_pgtables unlinks i_mmap), under mmap_lock",
-    "mmap_fixed": "mmap(MAP_FIXED) over the range: unmap the old VMA, link a new one of the same file",
+    "mmap_fixed": "mmap(MAP_FIXED) over the range: do_munmap of the old VMA first, then link a new one: the same "
+                  "file range, another file offset (offset = N) or anonymous memory (anon = true)",
+    "mmap": "mmap(addr, MAP_FIXED_NOREPLACE) of a file range (offset = N) or anonymous memory (anon = true) at "
+            "the range's addresses: do_mmap → mmap_region, vma_link into the file's i_mmap tree; fails (EEXIST, "
+            "nothing changed) when an address is still mapped",
     "msync": "msync(MS_SYNC)/fsync: write_cache_pages over the file, WB_SYNC_ALL",
     "evict": "posix_fadvise(POSIX_FADV_DONTNEED): drop clean, unmapped, unreferenced page-cache pages",
     "mremap": "mremap(MREMAP_MAYMOVE|MREMAP_FIXED) of the pages to the same number of pages at `to`: move_ptes",
@@ -50,6 +54,10 @@ class Op:
     refault: bool = False
     max: int | None = None
     to: int | None = None  # mremap only: the first page of the destination range
+    # mmap and mmap_fixed only: what the range maps: the file offset of its first page (each later page maps the
+    # next offset), VMA_ANON (kernel_model.state) for anonymous memory, or None: mmap_fixed's default, the same
+    # file range (or anonymous memory in an anonymous setup), as before the remap.
+    target: int | None = None
 
     @property
     def counts(self) -> bool:
@@ -113,6 +121,14 @@ class Scenario:
         return [t.name for t in self.threads].index(name)
 
 
+def remaps(threads: tuple[Thread, ...]) -> bool:
+    """May an operation change what an address maps (an mmap, an mmap_fixed to another target, or an mremap,
+    which moves a VMA to other addresses)? When none can, every address maps its own file page (or its anonymous
+    page) for the whole run: the paths and the reduction use that instead of reading the VMA
+    (kernel_model.context.Kctx.remaps)."""
+    return any(op.kind in ("mmap", "mremap") or op.target is not None for t in threads for op in flatten(t.ops))
+
+
 def flatten(ops: tuple[Op, ...]) -> list[Op]:
     """The program as the straight sequence of operations a thread runs (loops and repeats unrolled)."""
     out: list[Op] = []
@@ -129,6 +145,8 @@ def flatten(ops: tuple[Op, ...]) -> list[Op]:
                 out.append(Op(op.kind, op.pages, refault=op.refault, max=op.max))
             elif op.kind == "mremap":
                 out.append(Op(op.kind, op.pages, to=op.to))
+            elif op.target is not None:
+                out.append(Op(op.kind, op.pages, target=op.target))
             else:
                 out.append(Op(op.kind, op.pages))
     return out

@@ -40,23 +40,17 @@ from __future__ import annotations
 from bisect import bisect_right
 from typing import Iterable
 
-from kernel_model.oracle import MAY_END_COVERING_CALL
+from kernel_model.ops import FOOTPRINTS, Footprint
 from kernel_model.program import Op
 from kernel_model.state import State
 from kernel_model.steps import Step
 
-Footprint = dict[tuple, str]
-
-_OPS_SENDING_IPIS = frozenset({"madvise_dontneed", "munmap", "mmap_fixed", "msync", "mremap", "ftruncate",
+_OPS_SENDING_IPIS = frozenset({"madvise_dontneed", "munmap", "mmap_fixed", "mmap", "msync", "mremap", "ftruncate",
                                "mprotect", "reclaim"})
-# Operations of issue 15's races 3 and 4 whose footprints this table does not give: mremap breaks the linear
-# va == index naming every footprint here relies on (a moved PTE maps file page i at another address), and
-# ftruncate, mprotect and reclaim are not worked out yet. A scenario using any of them is explored without
-# reduction (every step's and IPI's footprint unknown: every enabled transition is tried), which is sound.
+# Operations of issue 15's races 3 and 4 whose footprints are not written yet (kernel_model.mremap, truncate,
+# mprotect, reclaim). A scenario using any of them is explored without reduction (every step's and IPI's
+# footprint unknown: every enabled transition is tried), which is sound; _OP_FOOTPRINTS has no entry for them.
 OPAQUE_OPS = frozenset({"mremap", "ftruncate", "mprotect", "reclaim"})
-# The steps whose footprint_context is not None: a store's TLB entry, a put_page's last reference, and the
-# covered translations a completion (wait_acks, or a step after which a covering call may return) turns stale.
-CONTEXT_OPS = frozenset({"store_tlb", "put_page"}) | MAY_END_COVERING_CALL
 
 
 def conflict(a: Footprint, b: "Footprint | FutureAt") -> bool:
@@ -93,6 +87,8 @@ class Footprints:
         # fault never reads the disk or allocates: the fault path's footprint leaves those out.
         self.may_evict = any(_has_evict(program) for program in programs)
         self.opaque = any(op.kind in OPAQUE_OPS for program in programs for op in _flat(program))
+        # No operation remaps an address: per-offset objects reached through address p are p's (ops.Shape).
+        self.linear = not any(_remaps(program) for program in programs)
         self.all_pages = tuple(range(npages))
         self._ipis: list[Footprint] = []
         for c in range(ncpus):
@@ -125,7 +121,7 @@ class Footprints:
             future, hit = Future(), Future()
             invalidates, sends_to, senders = _Suffixes(len(program)), _Suffixes(len(program)), [False]
             tail = len(program)
-            while tail > 0 and program[tail - 1].kind == "store":
+            while self.linear and tail > 0 and program[tail - 1].kind == "store":
                 tail -= 1
             for pc in range(len(program) - 1, -1, -1):
                 op = program[pc]
@@ -158,74 +154,97 @@ class Footprints:
     def _pages(self, op: Op) -> tuple[int, ...]:
         return op.pages or tuple(range(self.npages))
 
+    def _reached(self, pages: Iterable[int]) -> Iterable[int]:
+        """The file offsets (folios) reached through these addresses, or the addresses that map these offsets:
+        the same numbers without remaps, any of them with."""
+        return pages if self.linear else self.all_pages
+
     def _tables(self, pages: Iterable[int]) -> set[int]:
         return {p // self.ppt for p in pages}
 
     def op_footprint(self, tid: int, op: Op) -> Footprint:
         """Everything one user-level operation of ``tid`` may touch (over-approximated)."""
         fp: Footprint = {}
-        cpu = self.cpu_of[tid]
-        pages = self._pages(op)
-        kind = op.kind
-        if kind == "loop":
+        if op.kind == "loop":
             for inner in op.body:
                 for obj, mode in self.op_footprint(tid, inner).items():
                     _add(fp, obj, mode)
             return fp
-        if kind in ("store", "load", "counter"):
-            _add(fp, ("sem", "mmap_lock"), "r")
-            if self.may_evict or self.anon:
-                _add(fp, ("alloc",), "w")
-            for p in pages:
-                _add(fp, ("tlb", cpu, p), "w")
-                _add(fp, ("cov", cpu, p), "w")  # fills and faults drop what a clear covered
-                _add(fp, ("stale", cpu, p), "w")  # hits read it; fills and faults drop it
-                _add(fp, ("data", p), {"store": "s", "load": "r"}.get(kind, "w"))
-                for obj in ("pte", "ptebits", "lock", "map"):
-                    _add(fp, (obj, p), "w")
-                _add(fp, ("dirty", p), "d")  # fault paths only ever set PG_dirty
-                # A file fault takes a reference (filemap_get_folio) and drops it again unless the PTE keeps it;
-                # that put frees the folio only when eviction took it out of the page cache meanwhile. An
-                # anonymous fault may free the page it lost a race with. Installing a PTE or filling a TLB entry
-                # reads whether the folio was freed (the oracle's freed_while_mapped check).
-                frees = self.anon or self.may_evict
-                _add(fp, ("ref", p), "w" if frees else "+")
-                _add(fp, ("freed", p), "w" if frees else "r")
-                _add(fp, ("pc", p), "w" if self.may_evict or self.anon else "r")
-                _add(fp, ("vma", p), "r")
-                if self.may_evict:
-                    _add(fp, ("disk", p), "r")
-            self._ptl_sections(fp, pages)  # the fault paths take the PTL (do_wp_page, finish_fault)
-        elif kind in ("madvise_dontneed", "munmap", "mmap_fixed"):
-            self._zap_footprint(fp, tid, pages)
-            if kind != "madvise_dontneed":
-                _add(fp, ("sem", "mmap_lock"), "w")
-                _add(fp, ("sem", "i_mmap_rwsem"), "w")
-                for p in pages:
-                    _add(fp, ("vma", p), "w")
-                    _add(fp, ("imap", p), "w")
-        elif kind == "msync":
-            _add(fp, ("sem", "i_mmap_rwsem"), "r")
-            self._flush_footprint(fp, tid)
-            for p in pages:
-                for obj in ("lock", "wb", "dirty", "pte", "ptebits", "disk"):
-                    _add(fp, (obj, p), "w")
-                for obj in ("pc", "map", "imap", "data", "freed"):  # freed: folio_mkclean's set_pte_at check
-                    _add(fp, (obj, p), "r")
-            self._ptl_sections(fp, pages)
-        elif kind in OPAQUE_OPS:
-            pass  # never consulted: a scenario with one is explored without reduction (self.opaque)
-        elif kind == "evict":
-            for p in pages:
-                _add(fp, ("pc", p), "w")
-                _add(fp, ("ref", p), "w")
-                _add(fp, ("freed", p), "w")
-                for obj in ("lock", "dirty", "wb", "map", "data", "disk"):
-                    _add(fp, (obj, p), "r")
-            for c in range(self.ncpus):
-                for p in pages:
-                    _add(fp, ("tlb", c, p), "r")
+        of_kind = _OP_FOOTPRINTS.get(op.kind)
+        if of_kind is not None:
+            of_kind(self, fp, tid, op.kind, self._pages(op))
         return fp
+
+    def _access_footprint(self, fp: Footprint, tid: int, kind: str, pages: tuple[int, ...]) -> None:
+        """A store, load or counter: TLB hits, walks and the fault paths."""
+        cpu = self.cpu_of[tid]
+        _add(fp, ("sem", "mmap_lock"), "r")
+        if self.may_evict or self.anon or not self.linear:
+            _add(fp, ("alloc",), "w")
+        # A file fault takes a reference (filemap_get_folio) and drops it again unless the PTE keeps it; that put
+        # frees the folio only when eviction took it out of the page cache meanwhile. An anonymous fault may free
+        # the page it lost a race with. Installing a PTE or filling a TLB entry reads whether the folio was freed
+        # (the oracle's freed_while_mapped check).
+        frees = self.anon or self.may_evict or not self.linear  # with remaps, an anonymous fault may happen
+        data_mode = {"store": "s", "load": "r"}.get(kind, "w")
+        for p in pages:
+            _add(fp, ("tlb", cpu, p), "w")
+            _add(fp, ("cov", cpu, p), "w")  # fills and faults drop what a clear covered
+            _add(fp, ("stale", cpu, p), "w")  # hits read it; fills and faults drop it
+            for obj in ("pte", "ptebits"):
+                _add(fp, (obj, p), "w")
+            _add(fp, ("vma", p), "r")
+        for p in self._reached(pages):
+            _add(fp, ("data", p), data_mode)
+            for obj in ("lock", "map"):
+                _add(fp, (obj, p), "w")
+            _add(fp, ("dirty", p), "d")  # fault paths only ever set PG_dirty
+            _add(fp, ("ref", p), "w" if frees else "+")
+            _add(fp, ("freed", p), "w" if frees else "r")
+            _add(fp, ("pc", p), "w" if frees else "r")
+            if self.may_evict:
+                _add(fp, ("disk", p), "r")
+        self._ptl_sections(fp, pages)  # the fault paths take the PTL (do_wp_page, finish_fault)
+
+    def _unmap_footprint(self, fp: Footprint, tid: int, kind: str, pages: tuple[int, ...]) -> None:
+        """madvise(MADV_DONTNEED) zaps; munmap and mmap(MAP_FIXED) also change the VMAs and i_mmap links (mmap
+        only those: its footprint is over-approximated by mmap_fixed's)."""
+        self._zap_footprint(fp, tid, pages)
+        if kind != "madvise_dontneed":
+            _add(fp, ("sem", "mmap_lock"), "w")
+            _add(fp, ("sem", "i_mmap_rwsem"), "w")
+            for p in pages:
+                _add(fp, ("vma", p), "w")
+            for p in self._reached(pages):  # the offsets unlinked, and those linked
+                _add(fp, ("imap", p), "w")
+        elif not self.linear:
+            for p in pages:
+                _add(fp, ("vma", p), "r")  # madvise_walk_vmas' find_vma
+
+    def _msync_footprint(self, fp: Footprint, tid: int, kind: str, pages: tuple[int, ...]) -> None:
+        _add(fp, ("sem", "i_mmap_rwsem"), "r")
+        self._flush_footprint(fp, tid)
+        for p in pages:
+            for obj in ("lock", "wb", "dirty", "disk"):
+                _add(fp, (obj, p), "w")
+            for obj in ("pc", "map", "imap", "data", "freed"):  # freed: folio_mkclean's set_pte_at check
+                _add(fp, (obj, p), "r")
+        mapped_at = tuple(self._reached(pages))  # folio_mkclean's rmap walk: the addresses mapping them
+        for p in mapped_at:
+            for obj in ("pte", "ptebits"):
+                _add(fp, (obj, p), "w")
+        self._ptl_sections(fp, mapped_at)
+
+    def _evict_footprint(self, fp: Footprint, tid: int, kind: str, pages: tuple[int, ...]) -> None:
+        for p in pages:
+            _add(fp, ("pc", p), "w")
+            _add(fp, ("ref", p), "w")
+            _add(fp, ("freed", p), "w")
+            for obj in ("lock", "dirty", "wb", "map", "data", "disk"):
+                _add(fp, (obj, p), "r")
+        for c in range(self.ncpus):
+            for p in self._reached(pages):  # the freed_while_mapped check of an evicted folio
+                _add(fp, ("tlb", c, p), "r")
 
     def _flush_footprint(self, fp: Footprint, tid: int) -> None:
         """Flushes of any range (over-approximated by every page) on this CPU, IPIs to the others and the acks
@@ -247,21 +266,27 @@ class Footprints:
         _add(fp, ("sem", "mmap_lock"), "r")
         self._flush_footprint(fp, tid)
         for p in pages:
-            for obj in ("pte", "ptebits", "map", "ref", "freed"):
+            for obj in ("pte", "ptebits"):
+                _add(fp, (obj, p), "w")
+        folios = tuple(self._reached(pages))  # the folios the zapped PTEs map
+        for p in folios:
+            for obj in ("map", "ref", "freed"):
                 _add(fp, (obj, p), "w")
             _add(fp, ("dirty", p), "d")  # zap_pte_range only sets PG_dirty (from a dirty PTE)
         self._ptl_sections(fp, pages)
         for c in range(self.ncpus):
-            for p in pages:
+            for p in self._reached(folios):
                 _add(fp, ("tlb", c, p), "r")  # put_page's freed_while_mapped check reads every TLB
 
     def _ptl_sections(self, fp: Footprint, pages: tuple[int, ...]) -> None:
         """Taking the PTLs of these pages' tables; each release checks the rmap of every page in its table."""
         for t in self._tables(pages):
             _add(fp, ("ptl", t), "w")
-            for p in range(t * self.ppt, min(self.npages, (t + 1) * self.ppt)):
-                _add(fp, ("map", p), "r")
+            table = range(t * self.ppt, min(self.npages, (t + 1) * self.ppt))
+            for p in table:
                 _add(fp, ("pte", p), "r")
+            for p in self._reached(table):
+                _add(fp, ("map", p), "r")
 
     def step_footprint(self, tid: int, step: Step, index_of: list[int], s: State,
                        covering: frozenset = frozenset()) -> Footprint | None:
@@ -282,133 +307,10 @@ class Footprints:
 
     def _step_footprint(self, tid: int, cpu: int, op: str, a: tuple, index_of: list[int],
                         s: State) -> Footprint | None:
-        fp: Footprint = {}
-        if op == "store_tlb" and a[1] is None:
-            # The counter writer's increment: its loop makes cycles in the (canonical) state graph, and a
-            # persistent set chosen on a cycle could put the other agents off forever (the "ignoring problem");
-            # never choosing it alone keeps every state of such a cycle fully expanded (the cycle proviso).
-            return None
-        if op == "store_tlb":
-            va = a[0]
-            entry = s.tlbs[cpu].get(va)
-            if entry is None:
-                fp = {("tlb", cpu, va): "r"}  # a miss: the walk is the next step
-            elif not entry.writable:
-                fp = {("tlb", cpu, va): "w", ("cov", cpu, va): "i", ("stale", cpu, va): "i"}  # the fault drops it
-            elif entry.dirty:
-                # No page-table access at all (x86); the oracle checks the entry is not stale.
-                fp = {("tlb", cpu, va): "r", ("data", va): "s", ("stale", cpu, va): "r"}
-            else:
-                fp = {("tlb", cpu, va): "w", ("data", va): "s", ("ptebits", va): "w", ("pte", va): "r",
-                      ("cov", cpu, va): "w", ("stale", cpu, va): "w"}
-        elif op == "load_tlb":
-            fp = {("tlb", cpu, a[0]): "w", ("data", a[0]): "r", ("stale", cpu, a[0]): "r"}
-        elif op == "walk_fill":  # the oracle checks that the PTE's folio was not freed (the VMA maps linearly)
-            fp = {("tlb", cpu, a[0]): "w", ("ptebits", a[0]): "w", ("pte", a[0]): "r", ("cov", cpu, a[0]): "i",
-                  ("stale", cpu, a[0]): "i", ("freed", a[0]): "r"}
-        elif op == "flush_tlb_local":
-            fp = {}
-            for p in range(a[0], min(a[1], self.npages)):
-                fp[("tlb", cpu, p)] = fp[("cov", cpu, p)] = fp[("stale", cpu, p)] = "i"
-        elif op == "flush_tlb_others":
-            fp = {("ipiq", c): "w" for c in range(self.ncpus) if c != cpu}
-            fp[("ack", tid)] = "+"  # acks_pending += targets: commutes with the acks' decrements
-        elif op == "wait_acks":
-            fp = {}
-        elif op == "spin_lock":
-            fp = {("ptl", a[0]): "w"}
-            if self.up:
-                fp[("preempt",)] = "w"
-        elif op == "spin_unlock":
-            fp = {("ptl", a[0]): "w"}
-            if self.up:
-                fp[("preempt",)] = "w"
-            t = a[0]
-            for p in range(t * self.ppt, min(self.npages, (t + 1) * self.ppt)):
-                fp[("map", p)] = "r"
-                fp[("pte", p)] = "r"
-        elif op in ("folio_lock", "folio_unlock"):
-            fp = {("lock", index_of[a[0]]): "w"}
-        elif op in ("down_read", "up_read"):
-            fp = {("sem", a[0]): "r"}
-        elif op in ("down_write", "up_write", "downgrade_write"):
-            fp = {("sem", a[0]): "w"}
-        elif op in ("folio_wait_writeback", "folio_test_writeback"):
-            fp = {("wb", index_of[a[0]]): "r"}
-        elif op == "ptep_get_and_clear_full":
-            va = a[0]
-            fp = {("pte", va): "w", ("ptebits", va): "w"}
-            for c in range(self.ncpus):
-                if a[1]:  # s390 IPTE: invalidated everywhere in this step
-                    fp[("tlb", c, va)] = fp[("cov", c, va)] = fp[("stale", c, va)] = "i"
-                else:  # the oracle marks the translation covered on every CPU
-                    fp[("cov", c, va)] = "a"
-        elif op == "pte_none":
-            fp = {("pte", a[0]): "r"}
-        elif op in ("pte_get", "pte_same"):
-            fp = {("pte", a[0]): "r", ("ptebits", a[0]): "r"}
-        elif op == "set_pte_at":  # the oracle checks that the folio it maps was not freed
-            fp = {("pte", a[0]): "w", ("ptebits", a[0]): "w", ("freed", index_of[a[1][0]]): "r"}
-        elif op == "find_vma":
-            fp = {("vma", a[0]): "r"}
-        elif op in ("detach_vma", "link_vma"):
-            fp = {("vma", a[0]): "w"}
-        elif op in ("vma_link_file", "unlink_file_vma"):
-            fp = {("imap", a[0]): "w"}
-        elif op == "i_mmap_lookup":
-            fp = {("imap", a[0]): "r"}
-        elif op == "page_add_file_rmap":  # the mapcount only: the fault's reference becomes the PTE's
-            fp = {("map", index_of[a[0]]): "w"}
-        elif op == "folio_get":
-            fp = {("ref", index_of[a[0]]): "+"}
-        elif op == "page_remove_rmap":  # the reference goes with put_page, after the flush
-            fp = {("map", index_of[a[0]]): "w"}
-        elif op == "page_add_new_anon_rmap":
-            i = index_of[a[0]]
-            fp = {("map", i): "w", ("ref", i): "w"}
-        elif op == "folio_mapped":
-            fp = {("map", index_of[a[0]]): "r"}
-        elif op in ("set_page_dirty", "folio_mark_dirty"):
-            fp = {("dirty", index_of[a[0]]): "d"}
-        elif op == "folio_test_clear_dirty":
-            fp = {("dirty", index_of[a[0]]): "w"}
-        elif op == "folio_test_dirty":
-            fp = {("dirty", index_of[a[0]]): "r"}
-        elif op == "writepage":
-            i = index_of[a[0]]
-            fp = {("wb", i): "w", ("data", i): "r"}
-        elif op == "end_page_writeback":
-            i = index_of[a[0]]
-            fp = {("wb", i): "w", ("disk", i): "w"}
-        elif op == "put_page":
-            i = index_of[a[0]]
-            if s.folios[a[0]].refcount > 1:
-                fp = {("ref", i): "+"}
-            else:  # the last reference: the page is freed and the freed_while_mapped check runs
-                fp = {("ref", i): "w", ("freed", i): "w", ("pte", i): "r"}
-                for c in range(self.ncpus):
-                    fp[("tlb", c, i)] = "r"
-        elif op == "evict_folio":
-            i = a[0]
-            fp = {("pc", i): "w", ("ref", i): "w", ("freed", i): "w", ("lock", i): "r", ("dirty", i): "r",
-                  ("wb", i): "r", ("map", i): "r", ("data", i): "r", ("disk", i): "r"}
-            for c in range(self.ncpus):
-                fp[("tlb", c, i)] = "r"
-        elif op == "filemap_get_folio":  # lookup and folio_try_get: a reference that cannot free
-            fp = {("pc", a[0]): "r", ("ref", a[0]): "+"}
-        elif op == "filemap_lookup":
-            fp = {("pc", a[0]): "r"}
-        elif op == "folio_test_mapping":
-            fp = {("pc", index_of[a[0]]): "r"}
-        elif op == "page_cache_read":
-            fp = {("pc", a[0]): "w", ("disk", a[0]): "r", ("alloc",): "w"}
-        elif op == "alloc_anon_page":
-            fp = {("alloc",): "w"}
-        elif op == "read_page":
-            fp = {("data", index_of[a[0]]): "r"}
-        else:
-            return None  # an action this table does not know is never explored alone
-        return fp
+        fn = FOOTPRINTS.get(op)
+        if fn is None:
+            return None  # an action the op table gives no footprint is never explored alone
+        return fn(self, tid, cpu, a, index_of, s)
 
     def future(self, tid: int, pc: int) -> "FutureAt":
         return self._futures[tid].at(pc)
@@ -456,6 +358,19 @@ class Footprints:
 
 def _flat(ops: list[Op]) -> list[Op]:
     return [inner for op in ops for inner in (_flat(list(op.body)) if op.kind == "loop" else [op])]
+# The footprint of each user-level operation kind (kernel_model.program.OP_KINDS; "loop" is its body's).
+_OP_FOOTPRINTS = {
+    "store": Footprints._access_footprint, "load": Footprints._access_footprint,
+    "counter": Footprints._access_footprint, "madvise_dontneed": Footprints._unmap_footprint,
+    "munmap": Footprints._unmap_footprint, "mmap_fixed": Footprints._unmap_footprint,
+    "mmap": Footprints._unmap_footprint,
+    "msync": Footprints._msync_footprint, "evict": Footprints._evict_footprint,
+}
+
+
+def _remaps(ops: "list[Op] | tuple[Op, ...]") -> bool:
+    return any(op.kind in ("mmap", "mremap") or op.target is not None or (op.kind == "loop" and _remaps(op.body))
+               for op in ops)
 
 
 def _has_evict(ops: list[Op]) -> bool:

@@ -1,8 +1,10 @@
 """The machine state: struct folio, the backing store, the page tables, locks, the rmap and the per-CPU TLBs.
 
-One mm, one shared file (or anonymous memory), one VMA mapped linearly: virtual page ``va`` maps file page
-``va``. Coarser than the kernel on purpose: VMAs and i_mmap links are tracked per page, which is all the rmap walk
-of one folio needs (it visits the one address at which each VMA maps that folio's offset).
+One mm and one shared file (or anonymous memory). At the start virtual page ``va`` maps file page ``va`` (or
+anonymous memory); mmap and mmap_fixed may map an address to another file offset or to anonymous memory. Coarser
+than the kernel on purpose: VMAs are tracked per page (``vma[va]``: the file offset it maps, VMA_ANON or
+VMA_NONE), and the file's i_mmap tree per file offset (``i_mmap[index]``: the addresses whose linked VMA maps that
+offset), which is all the rmap walk of one folio needs (it visits every address that maps the folio's offset).
 
 The state must be small and hashable: ``key()`` gives a tuple that identifies it for exhaustive search and
 ``State.from_key`` rebuilds it.
@@ -12,6 +14,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import NamedTuple
+
+from kernel_model.constants import VMA_ANON
 
 FREE = -1  # owner of a free lock
 
@@ -77,8 +81,8 @@ class State:
     page_cache: list[int | None]  # file offset -> pfn of the cached folio
     disk: list[int]  # file offset -> contents on the backing store
     ptes: list[Pte | None]  # virtual page -> PTE
-    vma: list[bool]  # virtual page -> covered by a VMA of the mm
-    i_mmap: list[bool]  # virtual page -> its VMA is linked in the file's i_mmap tree
+    vma: list[int]  # virtual page -> the file offset its VMA maps there, VMA_ANON, or VMA_NONE (no VMA)
+    i_mmap: list[tuple[int, ...]]  # file offset -> the addresses whose VMA (linked in i_mmap) maps it, ascending
     ptl: list[int]  # PTE table -> thread id holding its split PTL
     ptes_per_table: int
     mmap_lock: RwSem
@@ -87,10 +91,6 @@ class State:
     ipis: list[tuple[Ipi, ...]]  # CPU -> flush requests not yet serviced
     acks_pending: list[int]  # thread -> flush acks it still waits for
     i_size: int  # the file's size in pages (i_size_read): ftruncate lowers it; a fault at or past it is SIGBUS
-    # Virtual page -> the file page its VMA maps (linear_page_index). None while every VMA maps linearly
-    # (va == index), which is every scenario without mremap: the common case costs nothing. mremap moves a PTE
-    # to another address whose new VMA keeps the old vm_pgoff, and from then on this is a tuple.
-    va_index: tuple[int, ...] | None = None
     tlb_flush_batched: bool = False  # mm->tlb_flush_batched (3ea277194daa): reclaim deferred a flush of this mm
 
     @classmethod
@@ -118,8 +118,8 @@ class State:
             page_cache=[None if anon else i for i in range(npages)],
             disk=[0] * npages,
             ptes=ptes,
-            vma=[True] * npages,
-            i_mmap=[not anon] * npages,
+            vma=[VMA_ANON] * npages if anon else list(range(npages)),
+            i_mmap=[()] * npages if anon else [(i,) for i in range(npages)],
             ptl=[FREE] * ntables,
             ptes_per_table=ptes_per_table,
             mmap_lock=RwSem(),
@@ -149,30 +149,19 @@ class State:
             tuple(self.ipis),
             tuple(self.acks_pending),
             self.i_size,
-            self.va_index,
             self.tlb_flush_batched,
         )
 
     @classmethod
     def from_key(cls, key: tuple) -> "State":
         (folios, page_cache, disk, ptes, vma, i_mmap, ptl, ptes_per_table, mmap_lock, i_mmap_rwsem, tlbs, ipis,
-         acks, i_size, va_index, batched) = key
+         acks, i_size, batched) = key
         # Positional, in field order: restoring a state is on the explorer's hot path.
         return cls(list(folios), list(page_cache), list(disk), list(ptes), list(vma), list(i_mmap), list(ptl),
                    ptes_per_table, RwSem(*mmap_lock), RwSem(*i_mmap_rwsem), [dict(t) for t in tlbs], list(ipis),
-                   list(acks), i_size, va_index, batched)
+                   list(acks), i_size, batched)
 
     # Queries the oracle and the paths share.
-    def index_of_va(self, va: int) -> int:
-        """linear_page_index: the file page the VMA at ``va`` maps."""
-        return va if self.va_index is None else self.va_index[va]
-
-    def vas_of(self, index: int) -> tuple[int, ...]:
-        """The virtual pages whose VMA maps file page ``index`` (where a PTE for it may sit)."""
-        if self.va_index is None:
-            return (index,) if index < len(self.ptes) else ()
-        return tuple([va for va, i in enumerate(self.va_index) if i == index])
-
     def ptes_mapping(self, pfn: int) -> list[int]:
         return [va for va, pte in enumerate(self.ptes) if pte is not None and pte.pfn == pfn]
 

@@ -14,6 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Final, Generator
 
+from kernel_model import ops
+
 
 @dataclass(frozen=True, slots=True)
 class Step:
@@ -31,20 +33,16 @@ class Note:
 
 Path = Generator["Step | Note", Any, Any]
 
-# Where each action runs. Every op not listed here is a page-table-actor op ("pt") on ``PageTableOps``.
-CPU_OPS: Final = frozenset({"store_tlb", "load_tlb", "walk_fill", "flush_tlb_local"})
+# Where each action runs, whether it waits, whether it starts a shootdown: views of the op table
+# (kernel_model.ops), derived there once at import. Every op is declared in that table.
+CPU_OPS: Final = ops.CPU_OPS  # on the thread's CPU and its TLB
 # Actions that wait: enabled only when they can proceed. The waiting CPU keeps servicing flush IPIs.
-BLOCKING_OPS: Final = frozenset({"spin_lock", "folio_lock", "down_read", "down_write", "folio_wait_writeback",
-                                 "wait_acks"})
+BLOCKING_OPS: Final = ops.BLOCKING_OPS
 # The initiator of a TLB shootdown: queue flush_tlb_func on every other CPU in mm_cpumask.
-IPI_OPS: Final = frozenset({"flush_tlb_others"})
+IPI_OPS: Final = ops.IPI_OPS
+_KIND: Final = ops.KIND
 
 
 def kind_of(op: str) -> str:
-    if op in CPU_OPS:
-        return "cpu"
-    if op in BLOCKING_OPS:
-        return "block"
-    if op in IPI_OPS:
-        return "ipi"
-    return "pt"
+    """"cpu", "block", "ipi", or "pt" (a page-table-actor op on ``PageTableOps``)."""
+    return _KIND.get(op, "pt")

@@ -80,7 +80,7 @@ def permute(key: tuple, p: Permutation) -> tuple:
     only store (they send no IPIs and wait for no acks)."""
     state_key, positions, oracle = key
     (folios, page_cache, disk, ptes, vma, i_mmap, ptl, ppt, mmap_lock, i_mmap_rwsem, tlbs, ipis, acks,
-     *mm) = state_key  # mm: i_size, va_index, tlb_flush_batched (no thread or CPU in them)
+     *mm) = state_key  # mm: i_size, tlb_flush_batched (no thread or CPU in them)
     tid, moved = p.tid, p.moved
     # Folio tuples: locked (field 4) is a thread id (FREE is never a moved thread).
     if any(f[4] in moved for f in folios):

@@ -8,7 +8,7 @@ data is where.
 from __future__ import annotations
 
 from kernel_model.context import Kctx
-from kernel_model.memory import do_munmap, mmap_fixed, zap_page_range_single
+from kernel_model.memory import do_mmap, do_munmap, mmap_fixed, zap_page_range_single
 from kernel_model.mprotect import do_mprotect
 from kernel_model.mremap import do_mremap
 from kernel_model.program import Op
@@ -54,7 +54,9 @@ def op_attempt(k: Kctx, op: Op, pc: int, npages: int, first: bool = True) -> Pat
     elif op.kind == "munmap":
         result = yield from do_munmap(k, start, end)
     elif op.kind == "mmap_fixed":
-        result = yield from mmap_fixed(k, start, end)
+        result = yield from mmap_fixed(k, start, end, op.target)
+    elif op.kind == "mmap":
+        result = yield from do_mmap(k, start, end, op.target)
     elif op.kind == "msync":
         result = yield from write_cache_pages(k, pages)
     elif op.kind == "evict":

@@ -15,8 +15,8 @@ import textwrap
 from dataclasses import dataclass
 
 from kernel_model.events import Event, Violation
+from kernel_model.ops import fmt_of
 from kernel_model.program import Scenario
-from kernel_model.state import Pte
 
 GAP = 1  # at least one space between a column's text and the next column
 MIN_TEXT = 26  # the room a CPU's text gets at least ("folio_clear_dirty_for_io()")
@@ -36,13 +36,6 @@ class Line:
 # How a thread's operation (the "begin" note) is written: the system call or the user access.
 _SYSCALL = {"madvise_dontneed": "madvise(MADV_DONTNEED)", "munmap": "munmap()", "mmap_fixed": "mmap(MAP_FIXED)",
             "msync": "msync()", "evict": "shrink_folio_list()"}
-
-
-def _pte_text(p: object) -> str:
-    if p is None:
-        return "none"
-    pte = Pte(*p)  # type: ignore[misc]
-    return f"pfn {pte.pfn}" + (" W" if pte.write else "") + (" D" if pte.dirty else "")
 
 
 class _Tracker:
@@ -70,48 +63,33 @@ class _Tracker:
         return hit
 
 
-def _step_text(e: Event, names: list[str], stale: bool, late: bool = False) -> str | None:
-    """The one short line for a step that matters, or None."""
+def _step_text(e: Event, names: list[str], late: bool = False) -> str | None:
+    """The one short line for a step or IPI that matters (its op's format in kernel_model.ops), or None."""
     a, r = e.args, e.result
-    if e.kind == "ipi":
-        what = "nothing cached" if not r else ("flushed" if r == 1 else f"{r} flushed")
-        return f"==> IPI from {names[e.tid]}\n[{what}" + (": too late]" if late and r else "]")
     if e.kind == "note":
-        if e.op == "not_mapped":
-            return "==> !folio_mapped()\n[return 0: no rmap walk, no PTL]"
-        if e.op == "force_flush":
-            return "==> force_flush"
-        if e.op == "queue" and a[1]:
-            return f"==> pfn {a[0]} queued, delay_rmap"
-        if e.op == "walk":
-            return "==> delayed page_remove_rmap()s"
+        return _note_text(e)
+    fmt = fmt_of(e.op)
+    if not fmt.diagram(a, r):
         return None
-    op = e.op
-    if op in ("spin_lock", "spin_unlock"):
-        return f"==> {op}(PTL {a[0]})"
-    if op in ("folio_lock", "folio_unlock"):
-        return f"==> {op}(pfn {a[0]})"
-    if op == "ptep_get_and_clear_full":
-        return f"==> ptep_get_and_clear()\n[{_pte_text(r)}]" if r is not None else None
-    if op == "set_page_dirty":
-        return f"==> set_page_dirty(pfn {a[0]})"
-    if op == "page_remove_rmap":
-        return f"==> page_remove_rmap()\n[pfn {a[0]} mapcount {r}]"
-    if op in ("flush_tlb_others", "flush_tlb_local"):
-        return f"==> {op}()" + (f"\n[{r} IPI{'s' if r != 1 else ''} sent]" if op == "flush_tlb_others" else "")
-    if op == "folio_mapped":
-        return None  # the not_mapped note says it when it matters
-    if op == "folio_test_clear_dirty":
-        return f"==> PG_dirty {'1 -> 0' if r else 'was 0'}"
-    if op == "writepage":
-        return f"==> IO submitted\n[snapshot {r}]"
-    if op == "end_page_writeback":
-        return f"==> IO done\n[disk holds {r}]"
-    if op == "store_tlb":
-        what = "lock incl" if a[1] is None else f"store {a[1]}"
-        return f"==> {what} va {a[0]}" + ("\n[via STALE TLB entry]" if stale else f"\n[{r}]")
-    if op == "set_pte_at":
-        return f"==> set_pte_at()\n[{_pte_text(a[1])}]"
+    shown = fmt.result(a, r)
+    if e.kind == "ipi":
+        return f"==> IPI from {names[e.tid]}\n[{shown}" + (": too late]" if late and r else "]")
+    call = fmt.call(e.op, a, short=True)
+    if len("==> " + call) > MIN_TEXT:  # too long for a narrow column: the name alone (the story has the rest)
+        call = fmt.name(e.op, short=True) + "()"
+    return f"==> {call}" + (f"\n[{shown}]" if shown is not None else "")
+
+
+def _note_text(e: Event) -> str | None:
+    a = e.args
+    if e.op == "not_mapped":
+        return "==> !folio_mapped()\n[return 0: no rmap walk, no PTL]"
+    if e.op == "force_flush":
+        return "==> force_flush"
+    if e.op == "queue" and a[1]:
+        return f"==> pfn {a[0]} queued, delay_rmap"
+    if e.op == "walk":
+        return "==> delayed page_remove_rmap()s"
     return None
 
 
@@ -142,7 +120,7 @@ def diagram_lines(scenario: Scenario, cpu_of: list[int] | tuple[int, ...], event
                 lines.append(_stores_line(col, store, "user store" if current_fn.get(col) != "user" else None))
             current_fn[col] = "user"
             continue
-        text = _step_text(e, names, stale, late=e.kind == "ipi" and e.cpu in tracker.stored_stale)
+        text = _step_text(e, names, late=e.kind == "ipi" and e.cpu in tracker.stored_stale)
         if text is None:
             continue
         fn = "flush_tlb_func() [IPI]" if e.kind == "ipi" else f"{e.fn}()"

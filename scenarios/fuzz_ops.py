@@ -101,6 +101,21 @@ def _zap(op: str) -> Callable[[random.Random, Where], OpTable]:
     return lambda rng, w: _with_pages(op, _range(rng, w))
 
 
+def _mapping(op: str) -> Callable[[random.Random, Where], OpTable]:
+    """mmap (always) and mmap_fixed (half the time) say what the range maps: another file range (offset) or
+    anonymous memory; mmap_fixed otherwise maps the same file range again. An anonymous setup has no file."""
+    def make(rng: random.Random, w: Where) -> OpTable:
+        pages = _range(rng, w)
+        out = _with_pages(op, pages)
+        if op == "mmap" or rng.random() < 0.5:
+            if w.anon or rng.random() < 0.4:
+                out["anon"] = True
+            else:
+                out["offset"] = rng.randint(0, w.pages - (w.pages if pages is None else len(pages)))
+        return out
+    return make
+
+
 def _file_op(op: str) -> Callable[[random.Random, Where], OpTable | None]:
     # msync and fadvise(DONTNEED) need the backing file that anonymous memory does not have.
     return lambda rng, w: None if w.anon else _with_pages(op, _distinct(rng, w), _repeat(rng))
@@ -142,7 +157,8 @@ OP_GENERATORS: Final[dict[str, OpGen]] = {
     "counter": OpGen(_counter, 1.5),
     "madvise_dontneed": OpGen(_zap("madvise_dontneed"), 1.5),
     "munmap": OpGen(_zap("munmap"), 0.7),
-    "mmap_fixed": OpGen(_zap("mmap_fixed"), 0.7),
+    "mmap_fixed": OpGen(_mapping("mmap_fixed"), 0.7),
+    "mmap": OpGen(_mapping("mmap"), 0.7),
     "msync": OpGen(_file_op("msync"), 2.0),
     "evict": OpGen(_file_op("evict"), 0.7),
     "mremap": OpGen(_mremap, 0.5),

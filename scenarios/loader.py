@@ -30,16 +30,22 @@ The format (every key other than ``threads`` is optional)::
 Operations (``program`` entries, and ``body`` entries of a loop):
 
 - ``op``: one of ``kernel_model.program.OP_KINDS``: store, load, counter, madvise_dontneed, munmap, mmap_fixed,
-  msync, evict, mremap, ftruncate, mprotect, reclaim, loop. ``counter`` (Nadav Amit's PoC writer) increments
-  one page's word through the TLB until the translation is gone, so it needs exactly one page and a thread whose TLB starts warm for it (``warm_tlb``).
+  mmap, msync, evict, mremap, ftruncate, mprotect, reclaim, loop. ``counter`` (Nadav Amit's PoC writer) increments one page's word through the TLB
+  until the translation is gone, so it needs exactly one page and a thread whose TLB starts warm for it (``warm_tlb``).
 - ``counter`` also takes ``refault`` (boolean, default false: after the translation is gone the counter
   faults the page back in and carries on, as the PoC's loop does) and ``max`` (int or param name, >= 1: at most
   that many increments; default unbounded without refault, REFAULT_COUNTER_MAX with it). Without refault a
   counter may not sit in a loop nor repeat (its later passes would find the translation gone and do nothing).
+- ``mmap`` maps its address range (``pages``) to a file range, ``offset = N`` (file page N at the first
+  address, N+1 at the next, ...; ``N + len(pages) <= setup.pages``), or to anonymous memory, ``anon = true``
+  (one of the two is required). It fails, changing nothing, while an address of the range is still mapped
+  (MAP_FIXED_NOREPLACE's EEXIST): ``munmap`` first. ``mmap_fixed`` takes the same optional ``offset`` / ``anon``
+  (default: the same file range, or anonymous memory in an anonymous setup) and unmaps the old range first.
+  ``offset`` needs a file: not with ``setup.anon = true``.
 - ``pages``: a list of page indices (each ``< setup.pages``), or ``"all"``. Required for store/load (a store
   to several pages is one store per page, in order). Omitted means every page for madvise_dontneed, munmap,
-  mmap_fixed, msync and evict. The zap operations (madvise_dontneed, munmap, mmap_fixed) cover one address
-  range, so their pages must be contiguous and ascending; msync/evict pages must be distinct.
+  mmap_fixed, mmap, msync and evict. The zap operations (madvise_dontneed, munmap, mmap_fixed) and mmap cover
+  one address range, so their pages must be contiguous and ascending; msync/evict pages must be distinct.
 - ``mremap`` takes ``to`` (int or param name): the first page of the destination, a range as long as
   ``pages`` (contiguous) inside setup.pages and apart from it; whatever is mapped there is unmapped first
   (MREMAP_FIXED). ``ftruncate`` shrinks the file to its first listed page, so its pages must run to the end
@@ -61,8 +67,7 @@ thread has finished (kernel_model.oracle)::
 A file scenario only (``anon = true`` has no file). Writers an expectation names are no longer interchangeable
 (kernel_model.symmetry is off for such scenarios).
 
-Rules across keys: anon memory has no backing file, so ``anon = true`` forbids msync, evict, mremap,
-ftruncate and reclaim. A store to a
+Rules across keys: anon memory has no backing file, so ``anon = true`` forbids msync and evict. A store to a
 page that is not mapped is fine (it faults in). ``warm_tlb = ["writer"]`` names every copy of a counted thread.
 Thread names, after count expansion, must be distinct. Unknown keys anywhere are errors. Sizes are bounded
 (MAX_PAGES pages, MAX_THREADS threads, MAX_LOOP_DEPTH nested loops, MAX_OPS_PER_THREAD unrolled operations) so
@@ -78,6 +83,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from kernel_model.config import Config, ConfigError
+from kernel_model.constants import VMA_ANON
 from kernel_model.program import (EXPECT_KINDS, OP_KINDS, REFAULT_COUNTER_MAX, Expect, Op, Scenario, Setup, Thread,
                                   flatten)
 
@@ -91,10 +97,9 @@ MAX_LOOP_DEPTH: Final = 16  # flatten recurses once per level
 _NAME_RE: Final = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}")
 
 ZAP_OPS: Final = ("madvise_dontneed", "munmap", "mmap_fixed")
-RANGE_OPS: Final = ZAP_OPS + ("mremap", "mprotect", "ftruncate")  # one address (or file) range: contiguous pages
+FILE_OPS: Final = ("msync", "evict", "mremap", "ftruncate", "reclaim")  # need a backing file
 # Operations that take a page's translation away from every CPU (their flush ends a counter without refault).
 UNMAPPING_OPS: Final = ZAP_OPS + ("mremap", "ftruncate")
-FILE_OPS: Final = ("msync", "evict", "mremap", "ftruncate", "reclaim")  # need a backing file
 PAGE_REQUIRED_OPS: Final = ("store", "load", "counter")
 
 _TOP_KEYS: Final = ("name", "description", "params", "setup", "config", "threads", "expect")
@@ -106,6 +111,9 @@ _SETUP_KEYS: Final = ("pages", "ptes_per_table", "warm_tlb") + _SETUP_BOOLS
 _THREAD_KEYS: Final = ("name", "count", "program")
 _OP_KEYS: Final = ("op", "pages", "repeat")
 _COUNTER_KEYS: Final = ("refault", "max")
+_MMAP_KEYS: Final = ("offset", "anon")  # mmap and mmap_fixed: what the range maps
+MMAP_OPS: Final = ("mmap", "mmap_fixed")
+RANGE_OPS: Final = ZAP_OPS + ("mmap", "mremap", "mprotect", "ftruncate")  # one range each: contiguous, ascending
 _MREMAP_KEYS: Final = ("to",)
 _LOOP_KEYS: Final = ("op", "times", "body")
 _CONFIG_KEYS: Final = tuple(f.name for f in fields(Config))
@@ -219,7 +227,9 @@ def _show(value: Any) -> str:
     return f"{value!r} ({kind.get(type(value), type(value).__name__)})"
 
 
-class _Builder:
+class _Reader:
+    """Typed reads of one scenario document, each naming the file and key when the value is wrong."""
+
     def __init__(self, label: str, stem: str, library: bool, doc: dict[str, Any], text: str) -> None:
         self.label = label
         self.stem = stem
@@ -269,6 +279,155 @@ class _Builder:
         if maximum is not None and number > maximum:
             raise self.err(key, f"expected an integer <= {maximum}, got {number}{via}")
         return number
+
+
+class _OpBuilder(_Reader):
+    """Thread programs: operations, their pages and their op-specific keys (counter, mmap)."""
+
+    def build_ops(self, key: str, value: Any, pages: int, anon: bool, depth: int) -> tuple[Op, ...]:
+        if not isinstance(value, list):
+            raise self.err(key, f"expected a list of operations, got {_show(value)}")
+        if not value:
+            raise self.err(key, "expected at least one operation, got an empty list")
+        ops = tuple(self.build_op(f"{key}[{j}]", item, pages, anon, depth) for j, item in enumerate(value))
+        length = sum(_flat_len(op) for op in ops)
+        if length > MAX_OPS_PER_THREAD:
+            raise self.err(key, f"unrolls to {length} operations; at most {MAX_OPS_PER_THREAD} are allowed")
+        return ops
+
+    def build_op(self, key: str, value: Any, pages: int, anon: bool, depth: int) -> Op:
+        if not isinstance(value, dict):
+            raise self.err(key, f"expected an operation table such as {{ op = \"store\", pages = [0] }}, "
+                                f"got {_show(value)}")
+        kinds = ", ".join(OP_KINDS)
+        if "op" not in value:
+            raise self.err(f"{key}.op", f"missing: expected one of {kinds}")
+        kind = value["op"]
+        if not isinstance(kind, str) or kind not in OP_KINDS:
+            got = repr(kind) if isinstance(kind, str) else _show(kind)
+            raise self.err(f"{key}.op", f"expected one of {kinds}, got {got}")
+        if kind == "loop":
+            self.table(key, value, _LOOP_KEYS)
+            if "times" not in value:
+                raise self.err(f"{key}.times", "missing: a loop needs times (an integer or a param name)")
+            times = self.integer(f"{key}.times", value["times"], 1)
+            if "body" not in value:
+                raise self.err(f"{key}.body", "missing: a loop needs a body (a list of operations)")
+            if depth >= MAX_LOOP_DEPTH:
+                raise self.err(f"{key}.body", f"loops nested too deeply (at most {MAX_LOOP_DEPTH} levels)")
+            body = self.build_ops(f"{key}.body", value["body"], pages, anon, depth + 1)
+            return Op("loop", (), times, body)
+        self.check_op_keys(key, kind, value)
+        if anon and kind in FILE_OPS:
+            raise self.err(f"{key}.op", f"{kind} needs a backing file, but setup.anon = true (anonymous memory "
+                                        "has no file to write back or evict)")
+        repeat = self.integer(f"{key}.repeat", value.get("repeat", 1), 1)
+        page_list = self.build_pages(f"{key}.pages", kind, value, pages)
+        if kind == "counter":
+            return self.build_counter(key, value, page_list, repeat, depth)
+        if kind in MMAP_OPS:
+            return Op(kind, page_list, repeat, target=self.build_target(key, kind, value, page_list, pages, anon))
+        if kind == "mremap":
+            return Op(kind, page_list, repeat, to=self.build_mremap_to(key, value, page_list, pages))
+        if kind == "ftruncate" and page_list != tuple(range(page_list[0], pages)):
+            raise self.err(f"{key}.pages", f"ftruncate(fd, first page) drops every page from the first listed one "
+                                           f"to the end of the file: expected [{page_list[0]}, ..., {pages - 1}], "
+                                           f"got {list(page_list)}")
+        return Op(kind, page_list, repeat)
+
+    def build_mremap_to(self, key: str, value: dict[str, Any], page_list: tuple[int, ...], pages: int) -> int:
+        """mremap's destination: the first page of a range as long as the source, inside setup.pages, not
+        overlapping the source (the kernel's EINVAL)."""
+        if "to" not in value:
+            raise self.err(f"{key}.to", "missing: mremap needs to (the first page of the destination range)")
+        to = self.integer(f"{key}.to", value["to"], 0, pages - len(page_list))
+        if to < page_list[-1] + 1 and page_list[0] < to + len(page_list):
+            raise self.err(f"{key}.to", f"the destination [{to}, {to + len(page_list) - 1}] overlaps the source "
+                                        f"{list(page_list)}: expected ranges apart (mremap refuses overlap)")
+        return to
+
+    def build_target(self, key: str, kind: str, value: dict[str, Any], pages: tuple[int, ...], npages: int,
+                     anon_setup: bool) -> int | None:
+        """What an mmap or mmap_fixed maps: ``offset = N`` (file page N at the range's first address, the next
+        at the next), ``anon = true`` (anonymous memory: new zeroed frames on first touch), or for mmap_fixed
+        neither (the same file range again, or anonymous memory in an anonymous setup)."""
+        anon = self.boolean(f"{key}.anon", value.get("anon", False))
+        if "offset" in value:
+            if anon:
+                raise self.err(f"{key}.offset", "expected offset (a file range) or anon = true, not both")
+            if anon_setup:
+                raise self.err(f"{key}.offset", "a file offset needs a backing file, but setup.anon = true "
+                                                "(expected anon = true, or no offset)")
+            offset = self.integer(f"{key}.offset", value["offset"], 0)
+            if offset + len(pages) > npages:
+                raise self.err(f"{key}.offset", f"offset {offset} maps {len(pages)} page(s) past the end of the "
+                                                f"file: expected offset + pages <= setup.pages = {npages}")
+            return offset
+        if anon:
+            return VMA_ANON
+        if kind == "mmap":
+            raise self.err(key, "mmap needs what to map: offset = N (a file range) or anon = true")
+        return None
+
+    def check_op_keys(self, key: str, kind: str, value: dict[str, Any]) -> None:
+        allowed = (_OP_KEYS + (_COUNTER_KEYS if kind == "counter" else ()) + (_MMAP_KEYS if kind in MMAP_OPS else ())
+                   + (_MREMAP_KEYS if kind == "mremap" else ()))
+        for k in value:
+            if k not in allowed:
+                hint = (" (only loops take times and body)" if k in ("times", "body") else
+                        " (only counter takes refault and max)" if k in _COUNTER_KEYS else
+                        " (only mmap and mmap_fixed take offset and anon)" if k in _MMAP_KEYS else
+                        " (only mremap takes to)" if k in _MREMAP_KEYS else "")
+                raise self.err(f"{key}.{k}", f"unknown key for op {kind} (expected one of "
+                                             f"{', '.join(allowed)}){hint}")
+
+    def build_counter(self, key: str, value: dict[str, Any], pages: tuple[int, ...], repeat: int,
+                      depth: int) -> Op:
+        refault = self.boolean(f"{key}.refault", value.get("refault", False))
+        limit = None
+        if "max" in value:
+            limit = self.integer(f"{key}.max", value["max"], 1, MAX_OPS_PER_THREAD)
+        elif refault:
+            limit = REFAULT_COUNTER_MAX  # a refaulting counter never loses its translation for good: bound it
+        if not refault and (depth > 0 or repeat > 1):
+            where = f"{key}.repeat" if repeat > 1 else f"{key}.op"
+            raise self.err(where, "a counter without refault = true counts only through the translation it "
+                                  "starts with, which the first pass ends with: later passes (a loop, or "
+                                  "repeat) would do nothing. Expected refault = true here")
+        return Op("counter", pages, repeat, refault=refault, max=limit)
+
+    def build_pages(self, key: str, kind: str, op: dict[str, Any], npages: int) -> tuple[int, ...]:
+        if "pages" not in op:
+            if kind in PAGE_REQUIRED_OPS:
+                raise self.err(key, f"missing: {kind} needs pages (a list of page indices, or \"all\")")
+            return tuple(range(npages))
+        value = op["pages"]
+        if value == "all":
+            return tuple(range(npages))
+        if not isinstance(value, list):
+            raise self.err(key, f"expected a list of page indices or \"all\", got {_show(value)}")
+        if not value:
+            raise self.err(key, "expected at least one page index (omit pages or use \"all\" for every page)")
+        out: list[int] = []
+        for j, p in enumerate(value):
+            if not isinstance(p, int) or isinstance(p, bool):
+                raise self.err(f"{key}[{j}]", f"expected a page index (an integer), got {_show(p)}")
+            if not 0 <= p < npages:
+                raise self.err(f"{key}[{j}]", f"page {p} is out of range: expected 0 <= page < setup.pages "
+                                              f"= {npages}")
+            out.append(p)
+        if kind == "counter" and len(out) != 1:
+            raise self.err(key, f"counter increments one word: expected exactly one page, got {out}")
+        if kind in RANGE_OPS and out != list(range(out[0], out[0] + len(out))):
+            raise self.err(key, f"{kind} covers one address range: expected contiguous ascending pages "
+                                f"such as [{out[0]}, {out[0] + 1}], got {out}")
+        if kind in FILE_OPS and len(set(out)) != len(out):
+            raise self.err(key, f"expected distinct page indices, got {out}")
+        return tuple(out)
+
+
+class _Builder(_OpBuilder):
+    """The whole scenario: its sections, and the rules across them."""
 
     # -- sections --
     def build(self, overrides: dict[str, int] | None) -> Scenario:
@@ -400,117 +559,6 @@ class _Builder:
             if len(threads) > MAX_THREADS:
                 raise self.err(f"{key}.count", f"expected at most {MAX_THREADS} threads in all, got {len(threads)}")
         return tuple(threads)
-
-    def build_ops(self, key: str, value: Any, pages: int, anon: bool, depth: int) -> tuple[Op, ...]:
-        if not isinstance(value, list):
-            raise self.err(key, f"expected a list of operations, got {_show(value)}")
-        if not value:
-            raise self.err(key, "expected at least one operation, got an empty list")
-        ops = tuple(self.build_op(f"{key}[{j}]", item, pages, anon, depth) for j, item in enumerate(value))
-        length = sum(_flat_len(op) for op in ops)
-        if length > MAX_OPS_PER_THREAD:
-            raise self.err(key, f"unrolls to {length} operations; at most {MAX_OPS_PER_THREAD} are allowed")
-        return ops
-
-    def build_op(self, key: str, value: Any, pages: int, anon: bool, depth: int) -> Op:
-        if not isinstance(value, dict):
-            raise self.err(key, f"expected an operation table such as {{ op = \"store\", pages = [0] }}, "
-                                f"got {_show(value)}")
-        kinds = ", ".join(OP_KINDS)
-        if "op" not in value:
-            raise self.err(f"{key}.op", f"missing: expected one of {kinds}")
-        kind = value["op"]
-        if not isinstance(kind, str) or kind not in OP_KINDS:
-            got = repr(kind) if isinstance(kind, str) else _show(kind)
-            raise self.err(f"{key}.op", f"expected one of {kinds}, got {got}")
-        if kind == "loop":
-            self.table(key, value, _LOOP_KEYS)
-            if "times" not in value:
-                raise self.err(f"{key}.times", "missing: a loop needs times (an integer or a param name)")
-            times = self.integer(f"{key}.times", value["times"], 1)
-            if "body" not in value:
-                raise self.err(f"{key}.body", "missing: a loop needs a body (a list of operations)")
-            if depth >= MAX_LOOP_DEPTH:
-                raise self.err(f"{key}.body", f"loops nested too deeply (at most {MAX_LOOP_DEPTH} levels)")
-            body = self.build_ops(f"{key}.body", value["body"], pages, anon, depth + 1)
-            return Op("loop", (), times, body)
-        allowed = _OP_KEYS + (_COUNTER_KEYS if kind == "counter" else _MREMAP_KEYS if kind == "mremap" else ())
-        for k in value:
-            if k not in allowed:
-                hint = (" (only loops take times and body)" if k in ("times", "body") else
-                        " (only counter takes refault and max)" if k in _COUNTER_KEYS else
-                        " (only mremap takes to)" if k in _MREMAP_KEYS else "")
-                raise self.err(f"{key}.{k}", f"unknown key for op {kind} (expected one of "
-                                             f"{', '.join(allowed)}){hint}")
-        if anon and kind in FILE_OPS:
-            raise self.err(f"{key}.op", f"{kind} needs a backing file, but setup.anon = true (anonymous memory "
-                                        "has no file to write back or evict)")
-        repeat = self.integer(f"{key}.repeat", value.get("repeat", 1), 1)
-        page_list = self.build_pages(f"{key}.pages", kind, value, pages)
-        if kind == "counter":
-            return self.build_counter(key, value, page_list, repeat, depth)
-        if kind == "mremap":
-            return Op(kind, page_list, repeat, to=self.build_mremap_to(key, value, page_list, pages))
-        if kind == "ftruncate" and page_list != tuple(range(page_list[0], pages)):
-            raise self.err(f"{key}.pages", f"ftruncate(fd, first page) drops every page from the first listed one "
-                                           f"to the end of the file: expected [{page_list[0]}, ..., {pages - 1}], "
-                                           f"got {list(page_list)}")
-        return Op(kind, page_list, repeat)
-
-    def build_mremap_to(self, key: str, value: dict[str, Any], page_list: tuple[int, ...], pages: int) -> int:
-        """mremap's destination: the first page of a range as long as the source, inside setup.pages, not
-        overlapping the source (the kernel's EINVAL)."""
-        if "to" not in value:
-            raise self.err(f"{key}.to", "missing: mremap needs to (the first page of the destination range)")
-        to = self.integer(f"{key}.to", value["to"], 0, pages - len(page_list))
-        if to < page_list[-1] + 1 and page_list[0] < to + len(page_list):
-            raise self.err(f"{key}.to", f"the destination [{to}, {to + len(page_list) - 1}] overlaps the source "
-                                        f"{list(page_list)}: expected ranges apart (mremap refuses overlap)")
-        return to
-
-    def build_counter(self, key: str, value: dict[str, Any], pages: tuple[int, ...], repeat: int,
-                      depth: int) -> Op:
-        refault = self.boolean(f"{key}.refault", value.get("refault", False))
-        limit = None
-        if "max" in value:
-            limit = self.integer(f"{key}.max", value["max"], 1, MAX_OPS_PER_THREAD)
-        elif refault:
-            limit = REFAULT_COUNTER_MAX  # a refaulting counter never loses its translation for good: bound it
-        if not refault and (depth > 0 or repeat > 1):
-            where = f"{key}.repeat" if repeat > 1 else f"{key}.op"
-            raise self.err(where, "a counter without refault = true counts only through the translation it "
-                                  "starts with, which the first pass ends with: later passes (a loop, or "
-                                  "repeat) would do nothing. Expected refault = true here")
-        return Op("counter", pages, repeat, refault=refault, max=limit)
-
-    def build_pages(self, key: str, kind: str, op: dict[str, Any], npages: int) -> tuple[int, ...]:
-        if "pages" not in op:
-            if kind in PAGE_REQUIRED_OPS:
-                raise self.err(key, f"missing: {kind} needs pages (a list of page indices, or \"all\")")
-            return tuple(range(npages))
-        value = op["pages"]
-        if value == "all":
-            return tuple(range(npages))
-        if not isinstance(value, list):
-            raise self.err(key, f"expected a list of page indices or \"all\", got {_show(value)}")
-        if not value:
-            raise self.err(key, "expected at least one page index (omit pages or use \"all\" for every page)")
-        out: list[int] = []
-        for j, p in enumerate(value):
-            if not isinstance(p, int) or isinstance(p, bool):
-                raise self.err(f"{key}[{j}]", f"expected a page index (an integer), got {_show(p)}")
-            if not 0 <= p < npages:
-                raise self.err(f"{key}[{j}]", f"page {p} is out of range: expected 0 <= page < setup.pages "
-                                              f"= {npages}")
-            out.append(p)
-        if kind == "counter" and len(out) != 1:
-            raise self.err(key, f"counter increments one word: expected exactly one page, got {out}")
-        if kind in RANGE_OPS and out != list(range(out[0], out[0] + len(out))):
-            raise self.err(key, f"{kind} covers one address range: expected contiguous ascending pages "
-                                f"such as [{out[0]}, {out[0] + 1}], got {out}")
-        if kind in FILE_OPS and len(set(out)) != len(out):
-            raise self.err(key, f"expected distinct page indices, got {out}")
-        return tuple(out)
 
     def check_counters(self, threads: tuple[Thread, ...], warm_tlb: tuple[str, ...]) -> None:
         """A counter without refault runs while its CPU's TLB holds the page's translation: it must start with
