@@ -19,10 +19,12 @@ SEARCH = {"nadav_poc": ("pct", 2000), "scale_writers": ("pct", 2000), "scale_zap
 # Anonymous pages, a single zapper, or (fault_vs_evict) a fault racing an eviction: nothing for the old order to
 # lose; fault_vs_evict shows the fault_without_page_ref mutant, not the patch's race.
 CLEAN_WHEN_EAGER = {"anon_pages", "zap_many_pages", "fault_vs_evict"}
+# Races the eager order alone does not open: their scenarios run on the kernel before their own fix (issue 15).
+BEFORE_OWN_FIX = {"mprotect_reclaim": ("flush_tlb_batched_pending",), "mremap_truncate": ("mremap_flush_under_ptl",)}
 
 
 def eager_counterexample(name: str):  # type: ignore[no-untyped-def]
-    scenario, cfg = load_scenario(name), Config(ordering="eager")
+    scenario, cfg = load_scenario(name), Config(ordering="eager", without=BEFORE_OWN_FIX.get(name, ()))
     strategy, budget = SEARCH.get(name, ("bfs", 50_000))
     result = explore(scenario, cfg, strategy, budget=budget, seed=0)
     if not result.found:
@@ -43,7 +45,9 @@ def test_every_eager_counterexample_fits_the_width(name: str, width: int) -> Non
     lines = text.splitlines()
     assert max(len(line) for line in lines) <= width, text
     assert all(line.isascii() for line in lines)
-    assert "lost_dirty_data" in text and "ptep_get_and_clear()" in text and "CPU " in lines[2]
+    assert replay.violations[0].invariant in text and "ptep_get_and_clear()" in text and "CPU " in lines[2]
+    if name not in BEFORE_OWN_FIX:  # the seed's races lose data; races 3 and 4 break other invariants
+        assert "lost_dirty_data" in text
 
 
 def test_the_patchs_race_reads_like_a_commit_message() -> None:
