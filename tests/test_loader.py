@@ -23,6 +23,7 @@ LIBRARY = ("anon_pages", "fault_vs_evict", "flush_after_unlock", "ladder", "madv
 OVERRIDES = {
     "anon_pages": {"stores": 3},
     "fault_vs_evict": {"evicts": 2},
+    "flush_after_unlock": {"passes": 2},
     "ladder": {"pages": 2, "writers": 2, "stores": 1, "passes": 2},
     "madv_dontneed": {"passes": 2},
     "mkclean_first": {"stores": 2, "passes": 3},
