@@ -48,12 +48,13 @@ def args_from_wire(args: list) -> tuple:
 
 # --- scenarios and configuration (sent once per actor set) -----------------------------------------------------
 def _op_to_wire(op: Op) -> list:
-    return [op.kind, list(op.pages), op.repeat, [_op_to_wire(b) for b in op.body], op.refault, op.max]
+    return [op.kind, list(op.pages), op.repeat, [_op_to_wire(b) for b in op.body], op.refault, op.max, op.target,
+            op.to]
 
 
 def _op_from_wire(data: list) -> Op:
-    kind, pages, repeat, body, refault, limit = data
-    return Op(kind, tuple(pages), repeat, tuple(_op_from_wire(b) for b in body), refault, limit)
+    kind, pages, repeat, body, refault, limit, target, to = data
+    return Op(kind, tuple(pages), repeat, tuple(_op_from_wire(b) for b in body), refault, limit, target=target, to=to)
 
 
 def scenario_to_wire(s: Scenario) -> dict[str, Any]:

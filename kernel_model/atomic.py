@@ -12,18 +12,95 @@ from __future__ import annotations
 from kernel_model.constants import VMA_NONE
 from kernel_model.state import FREE, Folio, Pte, RwSem, State
 
+SIGBUS = -1  # filemap_get_folio's answer for an offset at or past i_size (filemap_fault: VM_FAULT_SIGBUS)
+
 
 class LockMisuse(RuntimeError):
     """A path released a lock it did not hold: a bug in a path or a mutant, reported as a crash."""
 
 
-class PageTableOps:
-    def __init__(self, state: State) -> None:
-        self.s = state
+class MoveTruncateReclaimOps:
+    """The atomic actions of mremap, ftruncate, reclaim and mprotect (issue 15's races 3 and 4); PageTableOps
+    inherits them. Each is one indivisible step, as in PageTableOps."""
+
+    s: State
 
     def _set(self, pfn: int, **changes: object) -> None:
         """struct folio is an immutable value here (cheap to hash and copy); a change replaces it."""
         self.s.folios[pfn] = self.s.folios[pfn]._replace(**changes)
+
+    # --- ftruncate (kernel_model.truncate) --------------------------------------------------------------------
+    def i_size_write(self, size: int) -> None:
+        """truncate_setsize: the new size first, so that faults past it fail before the page cache shrinks."""
+        self.s.i_size = size
+
+    def find_get_entry(self, index: int) -> int | None:
+        """find_lock_entries / find_get_entries: look the offset up and take a reference (the caller's, dropped
+        with folio_put). The folio lock is the caller's next step."""
+        pfn = self.s.page_cache[index]
+        if pfn is not None:
+            self._set(pfn, refcount=self.s.folios[pfn].refcount + 1)
+        return pfn
+
+    def delete_from_page_cache(self, pfn: int) -> int:
+        """truncate_inode_folio under the folio lock: truncate_cleanup_folio's folio_cancel_dirty, then
+        filemap_remove_folio (out of the xarray, folio->mapping = NULL, the page cache's reference dropped). One
+        step, coarser than the kernel's two: between them the oracle would see a cached, clean page that differs
+        from the disk, a page on its way out of the file rather than a loss. The caller still holds its own
+        reference, so this never frees the page. Returns the refcount left."""
+        folio = self.s.folios[pfn]
+        self.s.page_cache[folio.index] = None
+        refcount = folio.refcount - 1
+        self._set(pfn, dirty=False, in_page_cache=False, refcount=refcount)
+        return refcount
+
+    # --- reclaim (kernel_model.reclaim) -----------------------------------------------------------------------
+    def folio_trylock(self, pfn: int, tid: int) -> bool:
+        """folio_trylock: shrink_folio_list skips a locked folio rather than waiting."""
+        if self.s.folios[pfn].locked != FREE:
+            return False
+        self._set(pfn, locked=tid)
+        return True
+
+    def set_tlb_flush_batched(self) -> None:
+        """set_tlb_ubc_flush_pending's ``mm->tlb_flush_batched = true`` (3ea277194daa): a flush of this mm is
+        deferred; the per-task tlb_ubc (cpumask, flush_required, writable) lives on the reclaimer's stack."""
+        self.s.tlb_flush_batched = True
+
+    def test_tlb_flush_batched(self) -> bool:
+        """flush_tlb_batched_pending's ``if (mm->tlb_flush_batched)``."""
+        return self.s.tlb_flush_batched
+
+    def clear_tlb_flush_batched(self) -> None:
+        """flush_tlb_batched_pending's ``mm->tlb_flush_batched = false``, after its flush_tlb_mm."""
+        self.s.tlb_flush_batched = False
+
+    def remove_mapping(self, pfn: int) -> bool:
+        """__remove_mapping: page_ref_freeze(folio, 2) (the page cache's reference and reclaim's isolation
+        reference, nobody else's), the folio clean and unmapped; then out of the page cache, its reference
+        dropped. Reclaim's own reference goes later, in free_unref_page_list, after try_to_unmap_flush."""
+        folio = self.s.folios[pfn]
+        if folio.refcount != 2 or folio.dirty or folio.mapcount > 0 or not folio.in_page_cache:
+            return False
+        self.s.page_cache[folio.index] = None
+        self._set(pfn, in_page_cache=False, refcount=1)
+        return True
+
+    # --- mprotect (kernel_model.mprotect) ---------------------------------------------------------------------
+    def ptep_modify_prot(self, va: int) -> Pte | None:
+        """change_pte_range on one present PTE: ptep_modify_prot_start/commit with pte_wrprotect (the new
+        protection is PROT_READ). The start clears the PTE and the commit writes it back in one step here: a
+        hardware D-bit set cannot slip between them (x86's ptep_modify_prot_start is an xchg). Returns the old
+        PTE (None: pte_none, nothing changed)."""
+        pte = self.s.ptes[va]
+        if pte is not None:
+            self.s.ptes[va] = pte._replace(write=False)
+        return pte
+
+
+class PageTableOps(MoveTruncateReclaimOps):
+    def __init__(self, state: State) -> None:
+        self.s = state
 
     def _sem(self, name: str) -> RwSem:
         return self.s.mmap_lock if name == "mmap_lock" else self.s.i_mmap_rwsem
@@ -217,7 +294,10 @@ class PageTableOps:
     def filemap_get_folio(self, index: int) -> int | None:
         """filemap_get_folio → filemap_get_entry: look the offset up and take a reference (folio_try_get, which
         the kernel rechecks against the xarray under RCU: one atomic step here). The caller owns the reference
-        and drops it with folio_put (put_page)."""
+        and drops it with folio_put (put_page). An offset at or past i_size is filemap_fault's VM_FAULT_SIGBUS
+        (SIGBUS): ftruncate took it out of the file."""
+        if index >= self.s.i_size:
+            return SIGBUS
         pfn = self.s.page_cache[index]
         if pfn is not None:
             self._set(pfn, refcount=self.s.folios[pfn].refcount + 1)
@@ -246,7 +326,9 @@ class PageTableOps:
         the kernel then frees its new folio, which nobody saw, and repeats the lookup (``goto repeat``). So at most
         one folio is ever cached per file offset. The read completes within the step (coarser than the kernel,
         which adds the folio locked and unlocks it when the read IO ends; nobody can use it before then)."""
-        if self.s.page_cache[index] is not None:
+        if self.s.page_cache[index] is not None or index >= self.s.i_size:
+            # (past i_size: ftruncate ran since the lookup; the retried lookup answers SIGBUS, as filemap_fault's
+            # recheck of max_idx under the folio lock does)
             return None
         pfn = len(self.s.folios)
         self.s.folios.append(Folio(index=index, anon=False, data=self.s.disk[index], refcount=2,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from kernel_model.config import Config
 from kernel_model.context import Kctx
-from kernel_model.program import Scenario, remaps
+from kernel_model.program import Scenario, flatten, remaps
 from kernel_model.state import State
 
 
@@ -23,8 +23,9 @@ def ncpus(scenario: Scenario, cfg: Config) -> int:
 
 def thread_context(scenario: Scenario, cfg: Config, tid: int) -> Kctx:
     setup = scenario.setup
+    reclaims = any(op.kind == "reclaim" for t in scenario.threads for op in flatten(t.ops))
     return Kctx(cfg, tid, cpu_of(scenario, cfg)[tid], setup.ptes_per_table, setup.anon, setup.write_notify,
-                remaps(scenario.threads))
+                reclaims, remaps(scenario.threads))
 
 
 def warm_cpus(scenario: Scenario, cfg: Config) -> tuple[int, ...]:

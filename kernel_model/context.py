@@ -15,6 +15,9 @@ class Kctx:
     ptes_per_table: int
     anon: bool  # the VMA maps anonymous private memory rather than a shared file
     write_notify: bool = True  # vma_wants_writenotify(): writable PTEs only through write faults
+    # Some thread of the scenario reclaims, so mm->tlb_flush_batched can be set (kernel_model.reclaim); without
+    # one it is false throughout and flush_tlb_batched_pending's read of it is left out.
+    batched_flushes: bool = False
     # Some operation of the scenario may change what an address maps (kernel_model.program.remaps). When none
     # can, address va maps file page va (or anonymous memory, ``anon``) for the whole run, so a path knows its
     # VMA without reading it (as today's linear model). When one can, paths read the VMA (find_vma) where the

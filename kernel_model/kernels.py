@@ -51,6 +51,16 @@ REGISTRY: Final[tuple[Fix, ...]] = (
         "two MADV_DONTNEEDs of one range under mmap_lock read: the one that finds the PTEs already cleared flushes "
         "nothing and returns while the other's flush is still pending",
         "parallel_dontneed"),
+    Fix("flush_tlb_batched_pending", "3ea277194daa", "mm, mprotect: flush TLB if potentially racing with a "
+        "parallel reclaim leaving stale TLB entries", "2017-07", "4.13",
+        "reclaim's try_to_unmap cleared the PTE and deferred its flush (TTU_BATCH_FLUSH): mprotect found the PTE "
+        "none, flushed nothing and returned while a writable TLB entry still allowed stores",
+        "mprotect_reclaim"),
+    Fix("mremap_flush_under_ptl", "eb66ae030829", "mremap: properly flush TLB before releasing the page",
+        "2018-10", "4.19",
+        "move_ptes moved a clean PTE and dropped the PTLs before flushing the old address: ftruncate zapped the "
+        "page at its new address and freed it while a stale TLB entry still mapped it (CVE-2018-18281)",
+        "mremap_truncate"),
     Fix("delay_rmap", "5df397dec7c4", "mm: delay page_remove_rmap() until after the TLB has been flushed",
         "2022-11", "6.2",
         "zap removed a dirty shared page's rmap before the TLB flush: folio_mkclean skipped it as unmapped and "

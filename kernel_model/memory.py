@@ -7,14 +7,19 @@ every interleaving at step granularity.
 
 from __future__ import annotations
 
+from kernel_model.atomic import SIGBUS
 from kernel_model.constants import VMA_ANON, VMA_NONE
 from kernel_model.context import Kctx
 from kernel_model.mmu_gather import (
     MmuGather, __tlb_remove_page, flush_tlb_mm_range, tlb_batch_pages_flush, tlb_finish_mmu, tlb_flush_mmu,
     tlb_flush_mmu_tlbonly, tlb_flush_rmaps, tlb_gather_mmu, tlb_remove_tlb_entry,
 )
+from kernel_model.reclaim import flush_tlb_batched_pending
 from kernel_model.state import Pte
 from kernel_model.steps import Note, Path, Step
+
+
+SIGBUS_FAULT = "sigbus"  # what a file fault returns when filemap_fault answered VM_FAULT_SIGBUS
 
 
 # --- zap ------------------------------------------------------------------------------------------------------
@@ -26,7 +31,7 @@ def zap_pte_range(k: Kctx, tlb: MmuGather, addr: int, end: int, vmas: dict[int, 
     yield Step("zap_pte_range", "spin_lock", (table, k.tid))  # pte_offset_map_lock
     if cfg.has("double_ptl"):
         yield Step("zap_pte_range", "spin_lock", (table, k.tid))  # a self-deadlock: the PTL is not recursive
-    # flush_tlb_batched_pending: reclaim defers no flushes in this model. arch_enter_lazy_mmu_mode: a no-op.
+    yield from flush_tlb_batched_pending(k, "zap_pte_range")  # 3ea277194daa; arch_enter_lazy_mmu_mode: a no-op
     force_flush = False
     while addr < end:
         ptent = yield Step("zap_pte_range", "ptep_get_and_clear_full", (addr, k.sync_pte_clear))
@@ -214,21 +219,25 @@ def do_user_addr_fault(k: Kctx, va: int, write: bool) -> Path:
         yield Step("do_user_addr_fault", "up_read", ("mmap_lock", k.tid))
         yield Note("do_user_addr_fault", "sigsegv", (va,))
         return False
-    yield from handle_pte_fault(k, va, write, target)
+    if (yield from handle_pte_fault(k, va, write, target)) is SIGBUS_FAULT:
+        yield Step("do_user_addr_fault", "up_read", ("mmap_lock", k.tid))
+        yield Note("do_user_addr_fault", "sigbus", (va,))  # past EOF: ftruncate took the page out of the file
+        return False
     yield Step("do_user_addr_fault", "up_read", ("mmap_lock", k.tid))
     return True
 
 
 def handle_pte_fault(k: Kctx, va: int, write: bool, target: int) -> Path:
-    """``target``: what the VMA maps at ``va`` (find_vma): a file offset, or VMA_ANON."""
+    """``target``: what the VMA maps at ``va`` (find_vma): a file offset, or VMA_ANON. Returns SIGBUS_FAULT when
+    the file fault found its offset past EOF (VM_FAULT_SIGBUS)."""
     pte = yield Step("handle_pte_fault", "pte_get", (va,))
     if pte is None:
         if target == VMA_ANON:
             yield from do_anonymous_page(k, va)
         elif write:
-            yield from do_shared_fault(k, va, target)
+            return (yield from do_shared_fault(k, va, target))
         else:
-            yield from do_read_fault(k, va, target)
+            return (yield from do_read_fault(k, va, target))
     elif write and not Pte(*pte).write:
         yield from do_wp_page(k, va, Pte(*pte))
     # Otherwise the fault was spurious (the PTE already allows the access): the access retries and walks.
@@ -249,6 +258,8 @@ def filemap_fault(k: Kctx, index: int) -> Path:
     (filemap_get_folio / __filemap_get_folio take it) that the caller hands to the PTE or drops."""
     while True:
         pfn = yield Step("filemap_fault", "filemap_get_folio", (index,))
+        if pfn == SIGBUS:
+            return None  # index >= max_idx: VM_FAULT_SIGBUS (no reference was taken)
         if pfn is None:
             pfn = yield Step("filemap_fault", "page_cache_read", (index,))
             if pfn is None:
@@ -304,6 +315,8 @@ def do_shared_fault(k: Kctx, va: int, index: int) -> Path:
     """Write fault on a none PTE of a shared file mapping (with write-notify: an fs with ->page_mkwrite).
     Between the unlock for ->page_mkwrite and its relock only the fault's reference keeps eviction away."""
     pfn = yield from filemap_fault(k, index)
+    if pfn is None:
+        return SIGBUS_FAULT
     if k.write_notify:
         yield from _fault_folio_unlock(k, "do_shared_fault", pfn)  # unlock before calling ->page_mkwrite
         yield from do_page_mkwrite(k, pfn)
@@ -319,6 +332,8 @@ def do_read_fault(k: Kctx, va: int, index: int) -> Path:
     """Read fault on a shared file mapping: read-only and clean with write-notify (the first store must
     fault), writable and clean without it (the first store sets the dirty bit in hardware)."""
     pfn = yield from filemap_fault(k, index)
+    if pfn is None:
+        return SIGBUS_FAULT
     installed = yield from _finish_fault(k, va, pfn, (pfn, not k.write_notify, False, True))
     yield from _fault_folio_unlock(k, "do_read_fault", pfn)
     if not installed:

@@ -225,6 +225,11 @@ def _on_pfn(**modes: str) -> FootprintFn:
     return lambda sh, tid, cpu, a, index_of, s: {(obj, index_of[a[0]]): mode for obj, mode in items}
 
 
+def _on_mm(**modes: str) -> FootprintFn:
+    """A per-mm or per-inode field (i_size, mm->tlb_flush_batched): one object each."""
+    return lambda sh, tid, cpu, a, index_of, s: {(obj,): mode for obj, mode in modes.items()}
+
+
 def _on_sem(mode: str) -> FootprintFn:
     return lambda sh, tid, cpu, a, index_of, s: {("sem", a[0]): mode}
 
@@ -355,6 +360,29 @@ _TABLE: tuple[OpSpec, ...] = (
         result_read=False, may_end_covering_call=True),
     _op("put_page", "pt", _fp_put_page, _PFN, result_read=False, observed=True, context=True),
     _op("evict_folio", "pt", _fp_evict_folio, observed=True),
+    # --- issue 15's races 3 and 4: ftruncate, reclaim, mprotect (kernel_model.truncate, reclaim, mprotect) ---
+    # Their steps' own footprints, for completeness: a scenario with mremap, ftruncate, mprotect or reclaim is
+    # explored without reduction (kernel_model.reduction.OPAQUE_OPS: the operations' future footprints are not
+    # written), so Footprints never consults these.
+    _op("i_size_write", "pt", _on_mm(isize="w"),
+        Format(args=lambda a: f"i_size {a[0]} pages", diagram=_ALWAYS), result_read=False),
+    _op("find_get_entry", "pt", lambda sh, tid, cpu, a, index_of, s: {("pc", a[0]): "r", ("ref", a[0]): "+"},
+        Format(args=lambda a: f"index {a[0]}", result=lambda a, r: "none" if r is None else f"pfn {r}")),
+    _op("delete_from_page_cache", "pt", _on_pfn(pc="w", dirty="w", ref="w"),
+        Format(args=lambda a: f"pfn {a[0]}", result=lambda a, r: f"refcount {r}", diagram=_ALWAYS,
+               short="filemap_remove_folio")),
+    _op("folio_trylock", "pt", _on_pfn(lock="w"), Format(args=lambda a: f"pfn {a[0]}", result=_bool_result)),
+    _op("set_tlb_flush_batched", "pt", _on_mm(batched="w"),
+        Format(args=lambda a: "mm->tlb_flush_batched = true", diagram=_ALWAYS), result_read=False),
+    _op("test_tlb_flush_batched", "pt", _on_mm(batched="r"),
+        Format(args=lambda a: "mm->tlb_flush_batched", result=_bool_result, diagram=_ALWAYS)),
+    _op("clear_tlb_flush_batched", "pt", _on_mm(batched="w"),
+        Format(args=lambda a: "mm->tlb_flush_batched = false"), result_read=False),
+    _op("remove_mapping", "pt", _on_pfn(pc="w", ref="w", dirty="r", map="r"),
+        Format(args=lambda a: f"pfn {a[0]}", result=_bool_result, short="__remove_mapping")),
+    _op("ptep_modify_prot", "pt", _on_va(pte="w", ptebits="w"),
+        Format(args=lambda a: f"va {a[0]}, PROT_READ", result=lambda a, r: _pte_text(r), diagram=_ALWAYS,
+               short="ptep_modify_prot_commit")),
 )
 
 OPS: Final[dict[str, OpSpec]] = {spec.name: spec for spec in _TABLE}

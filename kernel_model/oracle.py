@@ -20,6 +20,9 @@ Invariants, by the names reports use:
   wait_acks returned) or returned from the system call. A thread that finds the PTE already cleared (pte_none)
   answers for that clear as well (two MADV_DONTNEEDs of one range: the second must not return before the first's
   flush). A translation refilled after the invalidation is fresh.
+  Also: no store goes through a writable translation that a CPU already held when an ``mprotect(PROT_READ)``
+  covering its address returned (the call's ``write_protected`` note, just before it returns), unless that CPU
+  invalidated or refilled the entry since (3ea277194daa: reclaim's deferred flush let one outlive mprotect).
 - ``delayed_outside_active_batch``: tlb_flush_rmaps must walk every batch that holds a pending delayed entry.
 - ``delayed_rmap_after_unlock``: a zap releases its PTL only after its delayed rmap removals are done.
 - ``rmap_pte_mismatch``: outside its PTL section, a page's mapcount equals the PTEs that map it.
@@ -52,7 +55,7 @@ _MAPS_PFN = frozenset({"set_pte_at", "walk_fill"})
 # The ops' entries in kernel_model.ops say which (``observed``); notes are not ops, so they are listed here.
 OBSERVED_OPS: dict[str, frozenset[str]] = {
     "step": observed_ops("step", tlb=False),
-    "note": frozenset({"queue", "walk", "emptied", "end"}),
+    "note": frozenset({"queue", "walk", "emptied", "end", "write_protected"}),
     "ipi": observed_ops("ipi", tlb=False),
 }
 # TLB events the oracle needs only while it tracks a covered or stale translation, or (a store or load) when the
@@ -67,7 +70,7 @@ assert _TRANSIT_CLOSERS | _MAPS_PFN <= OBSERVED_OPS["step"]
 
 
 class Oracle:
-    __slots__ = ("transits", "delayed", "covered", "stale", "expect", "last")
+    __slots__ = ("transits", "delayed", "covered", "stale", "readonly", "expect", "last")
 
     def __init__(self, expect: tuple[tuple[str, int, int, str], ...] = ()) -> None:
         """``expect``: the scenario's end-of-run checks as (kind, thread id, page, thread name)."""
@@ -77,21 +80,24 @@ class Oracle:
         self.covered: frozenset[tuple[int, int, int]] = frozenset()
         # (cpu, va, tid): such a translation outlived tid's completed shootdown: using it is stale_tlb_access.
         self.stale: frozenset[tuple[int, int, int]] = frozenset()
+        # (cpu, va, tid): a writable translation cpu held when tid's mprotect(PROT_READ) of va returned: a store
+        # through it is stale_tlb_access (loads stay allowed).
+        self.readonly: frozenset[tuple[int, int, int]] = frozenset()
         self.expect = expect
         # Per expectation: (file index, value) that the thread's last store to the page left, or None. The
         # value is a store value: Machine.canonical renames it with the page contents.
         self.last: tuple[tuple[int, int] | None, ...] = (None,) * len(expect)
 
     def key(self) -> tuple:
-        return (self.transits, self.delayed, self.covered, self.stale, self.last)
+        return (self.transits, self.delayed, self.covered, self.stale, self.readonly, self.last)
 
     def restore(self, key: tuple) -> None:
-        self.transits, self.delayed, self.covered, self.stale, self.last = key
+        self.transits, self.delayed, self.covered, self.stale, self.readonly, self.last = key
 
     def wants(self, s: State, cpu: int, op: str, args: tuple) -> bool:
         """Must a TLB event (TLB_OPS) be shown to observe? Only while a translation is covered or stale, or for
         a store or load through an entry (still cached after the step) whose frame is freed."""
-        if self.covered or self.stale or (self.expect and op == "store_tlb"):
+        if self.covered or self.stale or self.readonly or (self.expect and op == "store_tlb"):
             return True
         if op == "store_tlb" or op == "load_tlb":
             entry = s.tlbs[cpu].get(args[0])
@@ -110,7 +116,7 @@ class Oracle:
                 return self._observe_tlb(s, ev, op)
             return self._observe_step(s, ev, op)
         if ev.kind == "note":
-            return self._observe_note(ev, op)
+            return self._observe_note(s, ev, op)
         if op == "ipi_flush":
             self._invalidate(ev.cpu, range(ev.args[0], ev.args[1]))
         return []
@@ -131,6 +137,8 @@ class Oracle:
                              f"CPU {cpu} {'stored' if op == 'store_tlb' else 'loaded'} through its TLB entry for va "
                              f"{va} after thread {t}'s shootdown of va {va} had completed", None)
                    for c, v, t in self.stale if c == cpu and v == va][:1]
+            if op == "store_tlb" and not out and self.readonly:
+                out = self._stored_after_mprotect(cpu, va)
             entry = s.tlbs[cpu].get(va)
             if entry is not None and s.folios[entry.pfn].freed:
                 out.append(Violation("freed_while_mapped",
@@ -185,12 +193,16 @@ class Oracle:
             self.covered = frozenset(c for c in self.covered if c[1] != cpu or c[2] not in vas)
         if self.stale:
             self.stale = frozenset(x for x in self.stale if x[0] != cpu or x[1] not in vas)
+        if self.readonly:
+            self.readonly = frozenset(x for x in self.readonly if x[0] != cpu or x[1] not in vas)
 
     def _invalidate_everywhere(self, va: int) -> None:
         if self.covered:
             self.covered = frozenset(c for c in self.covered if c[2] != va)
         if self.stale:
             self.stale = frozenset(x for x in self.stale if x[1] != va)
+        if self.readonly:
+            self.readonly = frozenset(x for x in self.readonly if x[1] != va)
 
     def _complete(self, done: frozenset[tuple[int, int, int]]) -> None:
         """A shootdown (or the call that cleared the PTEs) completed: what it still covers is stale now."""
@@ -241,8 +253,11 @@ class Oracle:
                         f"{s.disk[folio.index]}", pfn))
         return out
 
-    def _observe_note(self, ev: Event, op: str) -> list[Violation]:
+    def _observe_note(self, s: State, ev: Event, op: str) -> list[Violation]:
         tid = ev.tid
+        if op == "write_protected":
+            self._write_protected(s, tid, *ev.args)
+            return []
         if op == "queue" and ev.fn == "__tlb_remove_page":
             pfn, delay, batch = ev.args
             if delay:
@@ -264,6 +279,17 @@ class Oracle:
             if self.covered:
                 self._complete(self.covering(tid))
         return []
+
+    def _stored_after_mprotect(self, cpu: int, va: int) -> list[Violation]:
+        return [Violation("stale_tlb_access", f"CPU {cpu} stored through its writable TLB entry for va {va} after "
+                                              f"thread {t}'s mprotect(PROT_READ) of va {va} had returned", None)
+                for c, v, t in self.readonly if c == cpu and v == va][:1]
+
+    def _write_protected(self, s: State, tid: int, start: int, end: int) -> None:
+        """mprotect(PROT_READ) of [start, end) is about to return: a writable translation still cached now was
+        cached before (a refill after the PTEs changed is read-only), so no flush reached it."""
+        self.readonly = self.readonly | {(cpu, va, tid) for cpu, tlb in enumerate(s.tlbs)
+                                         for va, e in tlb.items() if start <= va < end and e.writable}
 
     def _drop_delayed(self, tid: int, pfn: int) -> None:
         for i, d in enumerate(self.delayed):
@@ -310,6 +336,8 @@ class Oracle:
             if last is None:
                 continue  # it never stored there: no last value to look for (as the PoC's check)
             index, value = last
+            if 0 <= index and index >= s.i_size:
+                continue  # ftruncate took the page out of the file since: nothing to read back (not a loss)
             if index < 0:
                 out.append(Violation("expect_failed", f"{what}: the last store went to anonymous memory"))
                 continue
@@ -384,7 +412,12 @@ def _rmap_mismatches(s: State, vas: range) -> list[Violation]:
     """At a PTL release: every live folio whose PTE lives in that table."""
     out: list[Violation] = []
     for pfn, folio in enumerate(s.folios):
-        if not folio.freed and any(va in vas for va in _addresses(s, folio)):
+        if folio.freed:
+            continue
+        mapped_at = _addresses(s, folio)
+        # Judged only when every table that may map it is unlocked: mremap or mmap can leave a file page mapped
+        # at two addresses in different tables, and a fault may be mid-way under the other table's PTL.
+        if any(va in vas for va in mapped_at) and all(s.ptl[s.table_of(va)] == FREE for va in mapped_at):
             out.extend(_rmap_mismatch(s, pfn))
     return out
 

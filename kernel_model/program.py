@@ -26,6 +26,11 @@ OP_KINDS: Final = {
             "nothing changed) when an address is still mapped",
     "msync": "msync(MS_SYNC)/fsync: write_cache_pages over the file, WB_SYNC_ALL",
     "evict": "posix_fadvise(POSIX_FADV_DONTNEED): drop clean, unmapped, unreferenced page-cache pages",
+    "mremap": "mremap(MREMAP_MAYMOVE|MREMAP_FIXED) of the pages to the same number of pages at `to`: move_ptes",
+    "ftruncate": "ftruncate to the first listed page: unmap_mapping_range, truncate_inode_pages (file pages from "
+                 "there to the end leave the file)",
+    "mprotect": "mprotect(PROT_READ): change_protection write-protects the PTEs, one flush if any changed",
+    "reclaim": "kswapd's shrink_folio_list: try_to_unmap with TTU_BATCH_FLUSH (deferred flush), pageout",
     "loop": "repeat a body of operations",
 }
 
@@ -48,6 +53,7 @@ class Op:
     # translation).
     refault: bool = False
     max: int | None = None
+    to: int | None = None  # mremap only: the first page of the destination range
     # mmap and mmap_fixed only: what the range maps: the file offset of its first page (each later page maps the
     # next offset), VMA_ANON (kernel_model.state) for anonymous memory, or None: mmap_fixed's default, the same
     # file range (or anonymous memory in an anonymous setup), as before the remap.
@@ -116,10 +122,11 @@ class Scenario:
 
 
 def remaps(threads: tuple[Thread, ...]) -> bool:
-    """May an operation change what an address maps (an mmap, or an mmap_fixed to another target)? When none
-    can, every address maps its own file page (or its anonymous page) for the whole run: the paths and the
-    reduction use that instead of reading the VMA (kernel_model.context.Kctx.remaps)."""
-    return any(op.kind == "mmap" or op.target is not None for t in threads for op in flatten(t.ops))
+    """May an operation change what an address maps (an mmap, an mmap_fixed to another target, or an mremap,
+    which moves a VMA to other addresses)? When none can, every address maps its own file page (or its anonymous
+    page) for the whole run: the paths and the reduction use that instead of reading the VMA
+    (kernel_model.context.Kctx.remaps)."""
+    return any(op.kind in ("mmap", "mremap") or op.target is not None for t in threads for op in flatten(t.ops))
 
 
 def flatten(ops: tuple[Op, ...]) -> list[Op]:
@@ -136,6 +143,8 @@ def flatten(ops: tuple[Op, ...]) -> list[Op]:
                 out.extend(Op("load", (p,)) for p in op.pages)
             elif op.kind == "counter":
                 out.append(Op(op.kind, op.pages, refault=op.refault, max=op.max))
+            elif op.kind == "mremap":
+                out.append(Op(op.kind, op.pages, to=op.to))
             elif op.target is not None:
                 out.append(Op(op.kind, op.pages, target=op.target))
             else:

@@ -107,7 +107,8 @@ class SleepSets:
         if sig[0] == "gone":
             return _DEPENDENT
         if sig[0] == "i":
-            return fps.ipi_step(sig[1], sig[2], sig[3])
+            fp = fps.ipi_step(sig[1], sig[2], sig[3])
+            return _DEPENDENT if fp is None else fp  # None: the reduction is off for this scenario
         tid = sig[1]
         step = m.pos[tid].step
         assert step is not None

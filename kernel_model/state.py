@@ -100,9 +100,11 @@ class State:
     tlbs: list[dict[int, TlbEntry]]  # CPU -> virtual page -> entry
     ipis: list[tuple[Ipi, ...]]  # CPU -> flush requests not yet serviced
     acks_pending: list[int]  # thread -> flush acks it still waits for
+    i_size: int  # the file's size in pages (i_size_read): ftruncate lowers it; a fault at or past it is SIGBUS
     # mm->tlb_flush_pending: how many mmu_gathers of this mm have changed PTEs whose flush may still be pending
     # (inc_tlb_flush_pending in tlb_gather_mmu, dec_tlb_flush_pending in tlb_finish_mmu, since 4.13).
     tlb_flush_pending: int = 0
+    tlb_flush_batched: bool = False  # mm->tlb_flush_batched (3ea277194daa): reclaim deferred a flush of this mm
 
     @classmethod
     def initial(cls, npages: int, ptes_per_table: int, ncpus: int, nthreads: int, *, anon: bool,
@@ -138,6 +140,7 @@ class State:
             tlbs=tlbs,
             ipis=[() for _ in range(ncpus)],
             acks_pending=[0] * nthreads,
+            i_size=npages,
         )
 
     def table_of(self, va: int) -> int:
@@ -158,17 +161,19 @@ class State:
             tuple([tuple(t.items()) if len(t) < 2 else tuple(sorted(t.items())) for t in self.tlbs]),
             tuple(self.ipis),
             tuple(self.acks_pending),
+            self.i_size,
             self.tlb_flush_pending,
+            self.tlb_flush_batched,
         )
 
     @classmethod
     def from_key(cls, key: tuple) -> "State":
         (folios, page_cache, disk, ptes, vma, i_mmap, ptl, ptes_per_table, mmap_lock, i_mmap_rwsem, tlbs, ipis,
-         acks, flush_pending) = key
+         acks, i_size, flush_pending, batched) = key
         # Positional, in field order: restoring a state is on the explorer's hot path.
         return cls(list(folios), list(page_cache), list(disk), list(ptes), list(vma), list(i_mmap), list(ptl),
                    ptes_per_table, RwSem(*mmap_lock), RwSem(*i_mmap_rwsem), [dict(t) for t in tlbs], list(ipis),
-                   list(acks), flush_pending)
+                   list(acks), i_size, flush_pending, batched)
 
     # Queries the oracle and the paths share.
     def ptes_mapping(self, pfn: int) -> list[int]:

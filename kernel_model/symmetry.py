@@ -84,7 +84,7 @@ def permute(key: tuple, p: Permutation) -> tuple:
 
 def _permute_state(state_key: tuple, p: Permutation) -> tuple:
     (folios, page_cache, disk, ptes, vma, i_mmap, ptl, ppt, mmap_lock, i_mmap_rwsem, tlbs, ipis, acks,
-     flush_pending) = state_key  # flush_pending: mm->tlb_flush_pending, a count naming no thread
+     *mm) = state_key  # mm: i_size, tlb_flush_pending, tlb_flush_batched (no thread or CPU in them)
     tid, moved = p.tid, p.moved
     # Folio tuples: locked (field 4) is a thread id (FREE is never a moved thread).
     if any(f[4] in moved for f in folios):
@@ -98,7 +98,7 @@ def _permute_state(state_key: tuple, p: Permutation) -> tuple:
         new_ipis = tuple(tuple(i._replace(initiator=tid[i.initiator]) for i in q) for q in new_ipis)
     new_acks = tuple([acks[t] for t in p.tid_src])
     return (folios, page_cache, disk, ptes, vma, i_mmap, ptl, ppt, sems[0], sems[1], new_tlbs, new_ipis, new_acks,
-            flush_pending)
+            *mm)
 
 
 def _permute_sem(sem: tuple, p: Permutation) -> tuple:
@@ -111,7 +111,7 @@ def _permute_sem(sem: tuple, p: Permutation) -> tuple:
 
 def _permute_oracle(oracle: tuple, p: Permutation) -> tuple:
     tid, moved = p.tid, p.moved
-    transits, delayed, covered, stale, last = oracle  # last: empty (no expectations when symmetric)
+    transits, delayed, covered, stale, readonly, last = oracle  # last: empty (no expectations when symmetric)
     if any(t in moved for t, _ in transits) or any(d[0] in moved for d in delayed):
         transits = frozenset((tid[t], pfn) for t, pfn in transits)
         delayed = tuple((tid[t], pfn, b) for t, pfn, b in delayed)
@@ -119,7 +119,9 @@ def _permute_oracle(oracle: tuple, p: Permutation) -> tuple:
         cpu = p.cpu
         covered = frozenset((tid[t], cpu[c], va) for t, c, va in covered)
         stale = frozenset((cpu[c], va, tid[t]) for c, va, t in stale)
-    return (transits, delayed, covered, stale, last)
+    if readonly:  # (cpu, va, tid), as stale
+        readonly = frozenset((p.cpu[c], va, tid[t]) for c, va, t in readonly)
+    return (transits, delayed, covered, stale, readonly, last)
 
 
 class Symmetry:

@@ -9,7 +9,11 @@ from __future__ import annotations
 
 from kernel_model.context import Kctx
 from kernel_model.memory import do_mmap, do_munmap, mmap_fixed, zap_page_range_single
+from kernel_model.mprotect import do_mprotect
+from kernel_model.mremap import do_mremap
 from kernel_model.program import Op
+from kernel_model.reclaim import shrink_folio_list
+from kernel_model.truncate import do_truncate
 from kernel_model.steps import Note, Path
 from kernel_model.tlb import RETRY, bounded_counter, counter_increment, user_load, user_store
 from kernel_model.writeback import invalidate_mapping_pages, write_cache_pages
@@ -57,6 +61,15 @@ def op_attempt(k: Kctx, op: Op, pc: int, npages: int, first: bool = True) -> Pat
         result = yield from write_cache_pages(k, pages)
     elif op.kind == "evict":
         result = yield from invalidate_mapping_pages(k, pages)
+    elif op.kind == "mremap":
+        assert op.to is not None, "the loader gives every mremap a destination"
+        result = yield from do_mremap(k, start, end, op.to)
+    elif op.kind == "ftruncate":
+        result = yield from do_truncate(k, start, npages)
+    elif op.kind == "mprotect":
+        result = yield from do_mprotect(k, start, end)
+    elif op.kind == "reclaim":
+        result = yield from shrink_folio_list(k, pages)
     else:
         raise ValueError(f"operation {op.kind!r} has no kernel path")
     if result is RETRY:

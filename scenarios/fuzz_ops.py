@@ -121,6 +121,28 @@ def _file_op(op: str) -> Callable[[random.Random, Where], OpTable | None]:
     return lambda rng, w: None if w.anon else _with_pages(op, _distinct(rng, w), _repeat(rng))
 
 
+def _mremap(rng: random.Random, w: Where) -> OpTable | None:
+    """mremap of one page, or of a short range, to a destination range apart from it (file mappings only)."""
+    if w.anon or w.pages < 2:
+        return None
+    length = 1 if w.pages < 4 or rng.random() < 0.7 else 2
+    starts = list(range(w.pages - length + 1))
+    src = rng.choice(starts)
+    dests = [d for d in starts if d + length <= src or d >= src + length]
+    if not dests:
+        return None
+    return {"op": "mremap", "pages": list(range(src, src + length)), "to": rng.choice(dests)}
+
+
+def _ftruncate(rng: random.Random, w: Where) -> OpTable | None:
+    """ftruncate to a page boundary: every page from there to the end leaves the file (omitted: to 0)."""
+    if w.anon:
+        return None
+    if rng.random() < 0.4:
+        return {"op": "ftruncate"}
+    return {"op": "ftruncate", "pages": list(range(rng.randrange(w.pages), w.pages))}
+
+
 def _loop(rng: random.Random, w: Where) -> OpTable | None:
     if w.depth >= MAX_LOOP_DEPTH:
         return None
@@ -139,6 +161,10 @@ OP_GENERATORS: Final[dict[str, OpGen]] = {
     "mmap": OpGen(_mapping("mmap"), 0.7),
     "msync": OpGen(_file_op("msync"), 2.0),
     "evict": OpGen(_file_op("evict"), 0.7),
+    "mremap": OpGen(_mremap, 0.5),
+    "ftruncate": OpGen(_ftruncate, 0.4),
+    "mprotect": OpGen(_zap("mprotect"), 0.6),
+    "reclaim": OpGen(_file_op("reclaim"), 0.6),
     "loop": OpGen(_loop, 0.4),
 }
 

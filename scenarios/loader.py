@@ -30,7 +30,7 @@ The format (every key other than ``threads`` is optional)::
 Operations (``program`` entries, and ``body`` entries of a loop):
 
 - ``op``: one of ``kernel_model.program.OP_KINDS``: store, load, counter, madvise_dontneed, munmap, mmap_fixed,
-  mmap, msync, evict, loop. ``counter`` (Nadav Amit's PoC writer) increments one page's word through the TLB
+  mmap, msync, evict, mremap, ftruncate, mprotect, reclaim, loop. ``counter`` (Nadav Amit's PoC writer) increments one page's word through the TLB
   until the translation is gone, so it needs exactly one page and a thread whose TLB starts warm for it (``warm_tlb``).
 - ``counter`` also takes ``refault`` (boolean, default false: after the translation is gone the counter
   faults the page back in and carries on, as the PoC's loop does) and ``max`` (int or param name, >= 1: at most
@@ -46,6 +46,12 @@ Operations (``program`` entries, and ``body`` entries of a loop):
   to several pages is one store per page, in order). Omitted means every page for madvise_dontneed, munmap,
   mmap_fixed, mmap, msync and evict. The zap operations (madvise_dontneed, munmap, mmap_fixed) and mmap cover
   one address range, so their pages must be contiguous and ascending; msync/evict pages must be distinct.
+- ``mremap`` takes ``to`` (int or param name): the first page of the destination, a range as long as
+  ``pages`` (contiguous) inside setup.pages and apart from it; whatever is mapped there is unmapped first
+  (MREMAP_FIXED). ``ftruncate`` shrinks the file to its first listed page, so its pages must run to the end
+  (``[k, ..., pages - 1]``; omitted: every page, ftruncate to 0). ``mprotect`` (PROT_READ) covers one
+  contiguous range. ``reclaim`` (kswapd's shrink_folio_list) takes distinct pages. mremap, ftruncate and
+  reclaim need a backing file.
 - ``repeat``: int or param name, >= 1, default 1.
 - ``op = "loop"`` takes ``times`` (int or param name, >= 1) and ``body`` (a non-empty list of operations) and
   nothing else; it becomes ``Op("loop", (), times, body)``.
@@ -91,7 +97,9 @@ MAX_LOOP_DEPTH: Final = 16  # flatten recurses once per level
 _NAME_RE: Final = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}")
 
 ZAP_OPS: Final = ("madvise_dontneed", "munmap", "mmap_fixed")
-FILE_OPS: Final = ("msync", "evict")  # need a backing file
+FILE_OPS: Final = ("msync", "evict", "mremap", "ftruncate", "reclaim")  # need a backing file
+# Operations that take a page's translation away from every CPU (their flush ends a counter without refault).
+UNMAPPING_OPS: Final = ZAP_OPS + ("mremap", "ftruncate")
 PAGE_REQUIRED_OPS: Final = ("store", "load", "counter")
 
 _TOP_KEYS: Final = ("name", "description", "params", "setup", "config", "threads", "expect")
@@ -105,7 +113,8 @@ _OP_KEYS: Final = ("op", "pages", "repeat")
 _COUNTER_KEYS: Final = ("refault", "max")
 _MMAP_KEYS: Final = ("offset", "anon")  # mmap and mmap_fixed: what the range maps
 MMAP_OPS: Final = ("mmap", "mmap_fixed")
-RANGE_OPS: Final = ZAP_OPS + ("mmap",)  # one address range each: contiguous ascending pages
+RANGE_OPS: Final = ZAP_OPS + ("mmap", "mremap", "mprotect", "ftruncate")  # one range each: contiguous, ascending
+_MREMAP_KEYS: Final = ("to",)
 _LOOP_KEYS: Final = ("op", "times", "body")
 _CONFIG_KEYS: Final = tuple(f.name for f in fields(Config))
 _NAME_RE: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")
@@ -318,7 +327,24 @@ class _OpBuilder(_Reader):
             return self.build_counter(key, value, page_list, repeat, depth)
         if kind in MMAP_OPS:
             return Op(kind, page_list, repeat, target=self.build_target(key, kind, value, page_list, pages, anon))
+        if kind == "mremap":
+            return Op(kind, page_list, repeat, to=self.build_mremap_to(key, value, page_list, pages))
+        if kind == "ftruncate" and page_list != tuple(range(page_list[0], pages)):
+            raise self.err(f"{key}.pages", f"ftruncate(fd, first page) drops every page from the first listed one "
+                                           f"to the end of the file: expected [{page_list[0]}, ..., {pages - 1}], "
+                                           f"got {list(page_list)}")
         return Op(kind, page_list, repeat)
+
+    def build_mremap_to(self, key: str, value: dict[str, Any], page_list: tuple[int, ...], pages: int) -> int:
+        """mremap's destination: the first page of a range as long as the source, inside setup.pages, not
+        overlapping the source (the kernel's EINVAL)."""
+        if "to" not in value:
+            raise self.err(f"{key}.to", "missing: mremap needs to (the first page of the destination range)")
+        to = self.integer(f"{key}.to", value["to"], 0, pages - len(page_list))
+        if to < page_list[-1] + 1 and page_list[0] < to + len(page_list):
+            raise self.err(f"{key}.to", f"the destination [{to}, {to + len(page_list) - 1}] overlaps the source "
+                                        f"{list(page_list)}: expected ranges apart (mremap refuses overlap)")
+        return to
 
     def build_target(self, key: str, kind: str, value: dict[str, Any], pages: tuple[int, ...], npages: int,
                      anon_setup: bool) -> int | None:
@@ -344,12 +370,14 @@ class _OpBuilder(_Reader):
         return None
 
     def check_op_keys(self, key: str, kind: str, value: dict[str, Any]) -> None:
-        allowed = _OP_KEYS + (_COUNTER_KEYS if kind == "counter" else ()) + (_MMAP_KEYS if kind in MMAP_OPS else ())
+        allowed = (_OP_KEYS + (_COUNTER_KEYS if kind == "counter" else ()) + (_MMAP_KEYS if kind in MMAP_OPS else ())
+                   + (_MREMAP_KEYS if kind == "mremap" else ()))
         for k in value:
             if k not in allowed:
                 hint = (" (only loops take times and body)" if k in ("times", "body") else
                         " (only counter takes refault and max)" if k in _COUNTER_KEYS else
-                        " (only mmap and mmap_fixed take offset and anon)" if k in _MMAP_KEYS else "")
+                        " (only mmap and mmap_fixed take offset and anon)" if k in _MMAP_KEYS else
+                        " (only mremap takes to)" if k in _MREMAP_KEYS else "")
                 raise self.err(f"{key}.{k}", f"unknown key for op {kind} (expected one of "
                                              f"{', '.join(allowed)}){hint}")
 
@@ -546,7 +574,7 @@ class _Builder(_OpBuilder):
                                           "refault = true)")
                 if all(op.max is not None for op in counters if op.pages[0] == p):
                     continue  # bounded: it ends by itself
-                if not any(op.kind in ZAP_OPS and p in op.pages for u in threads if u is not t
+                if not any(op.kind in UNMAPPING_OPS and p in op.pages for u in threads if u is not t
                            for op in flatten(u.ops)):
                     raise self.err(where, f"thread {t.name!r} runs a counter on page {p}, but no other thread "
                                           f"zaps page {p} (madvise_dontneed, munmap or mmap_fixed), so the loop "

@@ -1,0 +1,56 @@
+"""mm/mprotect.c: mprotect(PROT_READ), the victim of 3ea277194daa's race (kernel_model.reclaim).
+
+change_pte_range write-protects each present PTE under the PTL; change_protection_range flushes the range once
+at the end, only if it changed any PTE ("Only flush the TLB if we actually modified any entries"). A PTE that
+reclaim cleared is none here, so nothing is flushed, while reclaim's own flush is still deferred: a CPU may keep
+writing through its old writable translation after mprotect has returned. The fix calls
+flush_tlb_batched_pending under the PTL first.
+
+Coarser than the kernel: the new protection is always PROT_READ, and the VMA's vm_flags are not modelled, so a
+write fault after mprotect makes the page writable again as if the program had mprotect()ed it back (the oracle
+judges only translations cached before mprotect returned). set_tlb_flush_pending (mm->tlb_flush_pending, read
+by mm_tlb_flush_nested) is not modelled: no path of the model reads it.
+"""
+
+from __future__ import annotations
+
+from kernel_model.context import Kctx
+from kernel_model.mmu_gather import flush_tlb_mm_range
+from kernel_model.reclaim import flush_tlb_batched_pending
+from kernel_model.steps import Note, Path, Step
+
+
+def change_pte_range(k: Kctx, addr: int, end: int) -> Path:
+    """One PTE table's part of [addr, end): returns how many PTEs it changed."""
+    table = k.table_of(addr)
+    yield Step("change_pte_range", "spin_lock", (table, k.tid))  # pte_offset_map_lock
+    yield from flush_tlb_batched_pending(k, "change_pte_range")
+    pages = 0
+    for va in range(addr, end):
+        if (yield Step("change_pte_range", "ptep_modify_prot", (va,))) is not None:  # pte_present
+            pages += 1
+    yield Step("change_pte_range", "spin_unlock", (table, k.tid))
+    return pages
+
+
+def change_protection(k: Kctx, start: int, end: int) -> Path:
+    """change_protection_range: the page-table walk, then one flush if anything changed."""
+    pages = 0
+    addr = start
+    while addr < end:
+        table_end = min(end, (k.table_of(addr) + 1) * k.ptes_per_table)
+        pages += yield from change_pte_range(k, addr, table_end)
+        addr = table_end
+    if pages:
+        yield from flush_tlb_mm_range(k, "change_protection_range", start, end)  # flush_tlb_range
+    return pages
+
+
+def do_mprotect(k: Kctx, start: int, end: int) -> Path:
+    """mprotect(start, len, PROT_READ): mmap_lock for write, mprotect_fixup → change_protection."""
+    yield Step("do_mprotect_pkey", "down_write", ("mmap_lock", k.tid))
+    pages = yield from change_protection(k, start, end)
+    yield Step("do_mprotect_pkey", "up_write", ("mmap_lock", k.tid))
+    # The call returns: from here on no CPU may write [start, end) through a translation cached before.
+    yield Note("mprotect", "write_protected", (start, end))
+    return pages
