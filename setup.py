@@ -60,7 +60,8 @@ class OptionalBuildExt(build_ext):
 
 
 # The project's packages, and the directory each comes from.
-CODE = {"actors": "actors", "kernel_model": "kernel_model", "scenarios": "scenarios",
+CODE = {"actors": "actors", "analysis": "analysis", "cli": "cli", "controlled": "controlled", "fuzz": "fuzz",
+        "kernel_model": "kernel_model", "logs": "logs", "scenarios": "scenarios",
         "scenarios.library": "scenarios/library"}
 # A wheel (bdist_wheel; also what `pip install .` builds) ships them under tlbrace/_lib, out of site-packages'
 # top level, where modules named `actors` or `scenarios` of other projects would collide with them; the

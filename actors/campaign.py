@@ -3,10 +3,10 @@
 Each of the ``parallel`` actor sets runs one trial at a time and is reused for the next (reset, not recreated);
 a set whose trial hung or crashed is killed and replaced, and the campaign goes on. Sets are spread over the
 cluster's nodes round-robin. Failing trials keep their full event log (one msgpack file each, written with
-``scenarios.eventlog.EventLogWriter``); passing trials keep counters only, unless ``keep_passing``.
+``logs.eventlog.EventLogWriter``); passing trials keep counters only, unless ``keep_passing``.
 
 With ``out`` and ``results``, every finished trial is also appended to ``out/results.msgpack``
-(``actors.results_file``), so a campaign whose driver was killed can be resumed: the trials recorded there are
+(``logs.results_file``), so a campaign whose driver was killed can be resumed: the trials recorded there are
 counted, not run again, and the others run with the seeds they would have had (``trial_seed``: a pure function
 of campaign seed and trial id). A Ctrl-C abandons the running trials (they run again on resume), syncs the file
 and returns what finished.
@@ -26,18 +26,18 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
-from actors import results_file
 from actors.dir_lock import DirectoryBusy, DirLock, lock_directory
 from actors.fault_injection import Faults
 from actors.fuzzy_sync import RaceAligner, windows_of
-from actors.results_file import ResultsContents, ResultsError, ResultsWriter
 from actors.sigint import sigint_deferred
 from actors.stop_rule import StopRule
 from actors.trial import ActorSet, RunningTrial, TrialResult
 from kernel_model.config import Config
 from kernel_model.events import Violation
 from kernel_model.program import Scenario
-from scenarios.eventlog import EventLogWriter, make_header
+from logs import results_file
+from logs.eventlog import EventLogWriter, make_header
+from logs.results_file import ResultsContents, ResultsError, ResultsWriter
 
 
 @dataclass(slots=True)

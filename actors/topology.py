@@ -1,6 +1,6 @@
 """Which scenario thread runs on which simulated CPU, and the machine before the first step.
 
-Mirrors ``kernel_model.machine.Machine``'s constructor exactly (one CPU per thread; under arch=up every thread
+Mirrors ``controlled.machine.Machine``'s constructor exactly (one CPU per thread; under arch=up every thread
 shares CPU 0 and its TLB), so that the wild runtime starts from the very state a replay starts from.
 """
 

@@ -25,12 +25,12 @@ from actors import page_table as pt_actor
 from actors.codec import pack, pack_spec, unpack
 from actors.topology import Topology
 from actors.verdict import judge, ordered
+from controlled.linearize import schedule_from_records
+from controlled.machine import Machine
+from controlled.positions import IpiStep, ThreadStep
+from kernel_model import wait_for
 from kernel_model.config import Config
 from kernel_model.events import Violation
-from kernel_model.linearize import schedule_from_records
-from kernel_model import wait_for
-from kernel_model.machine import Machine
-from kernel_model.positions import IpiStep, ThreadStep
 from kernel_model.program import Scenario
 from kernel_model.steps import Step, kind_of
 

@@ -1,7 +1,7 @@
 """The verdict on a wild trial: its events replayed in the controlled machine, judged by the same oracle.
 
 The wild runtime never judges anything itself. Its events are linearised (``schedule_from_records``) and the
-schedule replayed by ``kernel_model.replay.run_schedule`` in a fresh ``Machine``, which checks every invariant
+schedule replayed by ``controlled.replay.run_schedule`` in a fresh ``Machine``, which checks every invariant
 after every transition (stopping at the first violation, as the log analyzer does, so that a log's trial_end and
 a later analysis agree). A replay whose steps do not return what the wild run logged is a runtime bug, reported
 as a divergence, never as a verdict. The configuration only rebuilds the machine the steps replay on; the
@@ -13,13 +13,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from controlled.linearize import order_key, schedule_from_records
+from controlled.machine import Machine
+from controlled.replay import run_schedule
 from kernel_model.config import Config
 from kernel_model.events import Violation
-from kernel_model.linearize import order_key, schedule_from_records
-from kernel_model.machine import Machine
 from kernel_model.program import Scenario
-from kernel_model.replay import run_schedule
-from scenarios.eventlog import plain
+from logs.eventlog import plain
 
 
 @dataclass(slots=True)

@@ -22,11 +22,11 @@ import time
 
 import msgpack
 
+from analysis.analyze import LogAnalysis, analyze_log, summarize
+from controlled.machine import Machine
 from kernel_model.config import Config
-from kernel_model.machine import Machine
 from kernel_model.program import Op, Scenario, Setup, Thread
-from scenarios.analyze import LogAnalysis, analyze_log, summarize
-from scenarios.controlled_log import write_controlled_log
+from logs.controlled_log import write_controlled_log
 
 SCENARIO = Scenario("madv_dontneed", "", Setup(pages=1, warm_tlb=("writer",)),
                     (Thread("writer", (Op("store", (0,), 2),)), Thread("zapper", (Op("madvise_dontneed", (0,)),)),
@@ -133,7 +133,7 @@ def main() -> int:
           f"{t_raw / t_par:.2f}   (goal >= 0.33)")
     print(f"verdicts: {s.trials:,} trials, {s.violating:,} violating {s.by_invariant}, {s.divergences} divergences;"
           f" serial and parallel agree: {same}")
-    # What limits it: replay is mostly answered by the replay memo (kernel_model.replay_memo); what remains beyond
+    # What limits it: replay is mostly answered by the replay memo (controlled.replay_memo); what remains beyond
     # decoding is grouping each trial's records, linearising them and walking the memo, all per record or step.
     beyond = 1 - t_raw / t_serial
     print(f"limit: {beyond:.0%} of the serial time is beyond plain decoding (grouping, linearising and judging each "

@@ -4,14 +4,14 @@
    proving the delayed ordering exhaustively.
 2. The size ladder: one parameterised scenario (`ladder`: pages 1-2 x writer CPUs 1-2 x writeback passes 1-2,
    two stores each), exhaustive DFS of the delayed ordering with hash compaction, on one process and on one
-   worker per core (kernel_model.parallel_search), with states per second. "Two stores each": each writer
+   worker per core (controlled.parallel_search), with states per second. "Two stores each": each writer
    stores twice in all, so once to each page when there are two (ladder `stores` = stores per page = 2 / pages).
    A last row runs the heavier reading (two stores per page: four per writer on two pages) under the same limit.
 3. The baseline for states/s: the same machine stepping along one random schedule with no search (how fast a
    bare transition is), so the search's overhead shows as a ratio.
 4. Which hot modules run compiled (setup.py compiles them with Cython), and what that buys: one ladder cell run
    compiled and as Python (TLBRACE_PURE_PYTHON=1), back to back.
-5. Memory: bytes per stored state of the visited set (kernel_model.visited's own accounting, every object it
+5. Memory: bytes per stored state of the visited set (controlled.visited's own accounting, every object it
    keeps alive counted once), with exact keys in every ladder row, and on one cell for the three encodings: the
    canonical key tuples stored before, the exact compact keys, 64-bit hashes.
 6. The largest cell's proof, end to end (process start included): `tlbrace explore ladder --param pages=2 --param
@@ -35,13 +35,13 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from controlled.depth_first import ExploreResult, dfs_holding  # noqa: E402
+from controlled.explorer import explore  # noqa: E402
+from controlled.machine import Machine  # noqa: E402
+from controlled.visited import CompactKeys, HashKeys, Keys, TupleKeys  # noqa: E402
 from kernel_model import compiled  # noqa: E402
 from kernel_model.compiled import HOT_MODULES  # noqa: E402
 from kernel_model.config import Config  # noqa: E402
-from kernel_model.depth_first import ExploreResult, dfs_holding  # noqa: E402
-from kernel_model.explorer import explore  # noqa: E402
-from kernel_model.machine import Machine  # noqa: E402
-from kernel_model.visited import CompactKeys, HashKeys, Keys, TupleKeys  # noqa: E402
 from scenarios.loader import load_scenario  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -52,7 +52,7 @@ BYTES_GOAL = 400  # bytes per stored state with exact keys (issue 17: 4x SPIN's 
 
 def end_to_end(ordering: str) -> tuple[float, dict]:
     t0 = time.perf_counter()
-    out = subprocess.run([sys.executable, "-m", "scenarios.cli", "explore", "madv_dontneed", "--ordering", ordering,
+    out = subprocess.run([sys.executable, "-m", "cli.main", "explore", "madv_dontneed", "--ordering", ordering,
                           "--json", "--out", "/tmp/tlbrace-bench-out"], capture_output=True, text=True,
                          cwd=ROOT)
     return time.perf_counter() - t0, json.loads(out.stdout)
@@ -76,7 +76,7 @@ COMPARE_CELL = {"pages": 1, "writers": 2, "passes": 1, "stores": 2}
 
 def cell_in_subprocess(params: dict[str, int], pure: bool) -> tuple[int, float]:
     """States and states/s of one exhaustive ladder cell in a fresh process (the source or the compiled build)."""
-    code = ("import json, sys; from kernel_model.config import Config; from kernel_model.explorer import explore; "
+    code = ("import json, sys; from kernel_model.config import Config; from controlled.explorer import explore; "
             "from scenarios.loader import load_scenario; "
             "r = explore(load_scenario('ladder', json.loads(sys.argv[1])), Config(ordering='delayed'), 'dfs', "
             "budget=200_000_000, hash_compact=True); print(json.dumps([r.states, r.states / r.seconds]))")
@@ -105,7 +105,7 @@ def largest_end_to_end(workers: int, extra: list[str]) -> tuple[float, dict]:
     """The largest cell's proof as a user runs it: the CLI in a fresh process, wall time."""
     # DFS: a proof has no counterexample to keep short. The budget covers the cell (5-7 million states); the
     # memory limit skips the pre-check's estimate, which prices an exact key as its whole canonical tuple.
-    argv = [sys.executable, "-m", "scenarios.cli", "explore", "ladder", "--ordering", "delayed", "--json",
+    argv = [sys.executable, "-m", "cli.main", "explore", "ladder", "--ordering", "delayed", "--json",
             "--out", "/tmp/tlbrace-bench-out", "--strategy", "dfs", "--budget", "20000000", "--memory-limit", "64G"]
     for name, value in LARGEST.items():
         argv += ["--param", f"{name}={value}"]
@@ -204,7 +204,7 @@ def main() -> None:
         print_largest(args.workers)
     print("\nWhat limits a process: every state is rebuilt from its hashable key (State.from_key), every "
           "transition builds a new key, its canonical form (store values renamed, interchangeable writers "
-          "ordered), its compact encoding (kernel_model.visited) and the reduction's memo key, in CPython (the hot "
+          "ordered), its compact encoding (controlled.visited) and the reduction's memo key, in CPython (the hot "
           "modules compiled by Cython, still on Python objects); the workers add cores, the reductions "
           "(persistent sets, value renaming, writer symmetry) cut states.")
 

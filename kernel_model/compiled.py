@@ -32,9 +32,10 @@ from typing import Sequence
 # ("controlled.machine"): the search's hot path runs through both the model and the controlled runtime. This
 # package imports neither: the names are build targets, and the guard below covers them all because every
 # package of the project imports kernel_model before any module of its own.
-HOT_MODULES = ("machine", "positions", "reducer", "canonical", "depth_first", "state", "symmetry", "explorer",
-               "reduction", "atomic", "tlb", "oracle", "syscalls", "steps", "ops", "events", "memory", "mmu_gather",
-               "rmap", "writeback", "visited", "sleep_sets")
+HOT_MODULES = ("controlled.machine", "controlled.positions", "controlled.reducer", "controlled.canonical",
+               "controlled.depth_first", "state", "controlled.symmetry", "controlled.explorer",
+               "controlled.reduction", "atomic", "tlb", "oracle", "syscalls", "steps", "ops", "events", "memory",
+               "mmu_gather", "rmap", "writeback", "controlled.visited", "controlled.sleep_sets")
 BUILD_RECORD = "compiled_sources.json"  # module -> SHA-256 of the source it was compiled from
 PURE_ENV = "TLBRACE_PURE_PYTHON"
 PACKAGE_DIR = Path(__file__).resolve().parent

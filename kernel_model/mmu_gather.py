@@ -122,7 +122,7 @@ def flush_tlb_mm_range(k: Kctx, fn: str, start: int, end: int) -> Path:
     locally, and spin until every target has acknowledged (wait=1: csd_lock_wait on each target's csd). The
     waiting CPU keeps taking IPIs.
 
-    Each target runs the handler in two steps, which the runtimes drive (kernel_model.machine, actors.cpu):
+    Each target runs the handler in two steps, which the runtimes drive (controlled.machine, actors.cpu):
     flush_tlb_func invalidates [start, end), then the csd is unlocked (the ack the initiator spins on); for a
     synchronous csd __flush_smp_call_function_queue runs func before csd_unlock. wait_acks carries the range so
     that its event says which shootdown has completed (kernel_model.oracle's stale_tlb_access)."""

@@ -3,7 +3,7 @@
 A mutant exists to prove that the oracle catches what it claims to catch. Each entry says what is wrong (in the
 kernel's words), which invariant it is expected to break, and where it shows: the library scenario and the base
 configuration in which the explorer finds it (that base configuration without the mutant is clean).
-``kernel_model.config`` (MUTANTS, MUTANT_BREAKS), ``scenarios.mutant_table`` (MUTANT_TABLE), ``tlbrace mutants``
+``kernel_model.config`` (MUTANTS, MUTANT_BREAKS), ``analysis.mutant_table`` (MUTANT_TABLE), ``tlbrace mutants``
 and the tests all derive from this table; the oracle never reads it.
 
 To add a mutant: append one ``Mutant(...)`` here, and make the kernel path that it breaks test

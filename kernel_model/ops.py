@@ -11,7 +11,7 @@ Also declared here, for their formats and the oracle's filter: the two halves of
 (``ipi_flush``: flush_tlb_func's invalidation; ``ipi_ack``: csd_unlock's ack), which the runtimes emit as events
 of kind "ipi" (no path yields them).
 
-Footprints (kernel_model.reduction explains objects and modes) name per-address objects (PTE, TLB entry, VMA)
+Footprints (controlled.reduction explains objects and modes) name per-address objects (PTE, TLB entry, VMA)
 by virtual page and per-folio objects (page cache slot, folio flags, data, references) by file offset (an anonymous
 folio's is the address it was faulted at); ``index_of`` maps a pfn to its folio's index. Without remaps an
 address maps its own file page (``Shape.linear``), so the two numbers agree.
@@ -31,7 +31,7 @@ Footprint = dict[tuple, str]
 
 
 class Shape(Protocol):
-    """What a step's footprint needs of the machine: its shape (kernel_model.reduction.Footprints has it)."""
+    """What a step's footprint needs of the machine: its shape (controlled.reduction.Footprints has it)."""
 
     up: bool
     ncpus: int
@@ -75,8 +75,8 @@ def _pte_text(p: Any) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Format:
-    """How an op's event is written, by the story (scenarios/story.py: ``fn: op(args) → result``) and by the
-    race diagram (scenarios/diagram.py: ``==> op(args)`` and ``[result]`` under it)."""
+    """How an op's event is written, by the story (analysis/story.py: ``fn: op(args) → result``) and by the
+    race diagram (analysis/diagram.py: ``==> op(args)`` and ``[result]`` under it)."""
 
     args: Callable[[tuple], str] = _plain_args
     result: Callable[[tuple, Any], "str | None"] = _plain_result  # None: no result shown
@@ -102,7 +102,7 @@ _BOOL = Format(result=_bool_result)
 _QUIET = Format(story=False)
 
 
-# --- footprints (see kernel_model.reduction) --------------------------------------------------------------------
+# --- footprints (see controlled.reduction) --------------------------------------------------------------------
 def _folios_at(sh: Shape, va: int) -> range:
     """The file offsets (folio indexes) a translation of ``va`` may reach."""
     return range(va, va + 1) if sh.linear else range(sh.npages)
@@ -362,7 +362,7 @@ _TABLE: tuple[OpSpec, ...] = (
     _op("evict_folio", "pt", _fp_evict_folio, observed=True),
     # --- issue 15's races 3 and 4: ftruncate, reclaim, mprotect (kernel_model.truncate, reclaim, mprotect) ---
     # Their steps' own footprints, for completeness: a scenario with mremap, ftruncate, mprotect or reclaim is
-    # explored without reduction (kernel_model.reduction.OPAQUE_OPS: the operations' future footprints are not
+    # explored without reduction (controlled.reduction.OPAQUE_OPS: the operations' future footprints are not
     # written), so Footprints never consults these.
     _op("i_size_write", "pt", _on_mm(isize="w"),
         Format(args=lambda a: f"i_size {a[0]} pages", diagram=_ALWAYS), result_read=False),

@@ -1,1 +1,1 @@
-"""tlbrace workloads (TOML scenario files and their loader), the runners, the command line and reports."""
+"""tlbrace workloads: the scenario library (library/*.toml) and its loader."""

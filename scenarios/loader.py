@@ -65,7 +65,7 @@ thread has finished (kernel_model.oracle)::
     page = 0                          # int or param name, < setup.pages: the page that thread stores to
 
 A file scenario only (``anon = true`` has no file). Writers an expectation names are no longer interchangeable
-(kernel_model.symmetry is off for such scenarios).
+(controlled.symmetry is off for such scenarios).
 
 Rules across keys: anon memory has no backing file, so ``anon = true`` forbids msync and evict. A store to a
 page that is not mapped is fine (it faults in). ``warm_tlb = ["writer"]`` names every copy of a counted thread.

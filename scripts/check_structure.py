@@ -14,7 +14,7 @@ It also prints the largest class and the largest function, by lines.
 Imports are read with ``ast`` from every module of the project's packages (the directories of ``--root`` that
 hold an ``__init__.py``): ``import a.b``, ``from a import b`` (the module ``a.b`` when it exists, else ``a``),
 relative imports, and ``importlib.import_module`` with a literal or an f-string whose literal head names
-modules (``f"scenarios.cmd_{name}"`` depends on every ``scenarios.cmd_*``). A module's package is the package
+modules (``f"cli.cmd_{name}"`` depends on every ``cli.cmd_*``). A module's package is the package
 that contains it (a package's ``__init__`` belongs to that package). Complexity and sizes cover the packages
 and the code in ``scripts/`` and ``bench/``; not ``tests/``.
 
@@ -43,7 +43,7 @@ EXTRA_CODE_DIRS = ("scripts", "bench")  # code that is not a package: complexity
 # --- the modules -----------------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Module:
-    name: str           # dotted, e.g. "scenarios.cli"
+    name: str           # dotted, e.g. "cli.main"
     path: Path
     is_package: bool    # an __init__.py
 

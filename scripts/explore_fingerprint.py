@@ -19,11 +19,11 @@ import time
 from itertools import chain
 from typing import Iterator
 
+from analysis.mutant_table import MUTANT_TABLE
+from controlled.explorer import ExploreResult, explore
 from kernel_model.config import ARCHES, ORDERINGS, Config
-from kernel_model.explorer import ExploreResult, explore
 from kernel_model.program import Scenario
 from scenarios.loader import library_names, load_scenario
-from scenarios.mutant_table import MUTANT_TABLE
 
 DEFAULT_BUDGET = 200_000
 # mkclean_ignores_result has no row (not observable for data in this model); tests/test_explore.py proves it

@@ -1,5 +1,5 @@
 """Does real scheduling reach each mutant the explorer catches? One stress campaign per mutant, on the scenario
-and base configuration of scenarios.mutant_table, on the embedded local Ray cluster; prints a table of how
+and base configuration of analysis.mutant_table, on the embedded local Ray cluster; prints a table of how
 many trials violated the mutant's invariant (and, as a control, the same campaign without the mutant).
 
 Nothing here forces an interleaving: these are ordinary campaigns (optionally with --jitter). A mutant with 0
@@ -20,10 +20,10 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from actors import ray_session  # noqa: E402  (Ray's environment before `import ray`)
 from actors.campaign import CampaignOptions, run_campaign  # noqa: E402
+from analysis.mutant_table import MUTANT_TABLE  # noqa: E402
+from controlled.explorer import explore  # noqa: E402
 from kernel_model.config import MUTANT_BREAKS, Config  # noqa: E402
-from kernel_model.explorer import explore  # noqa: E402
 from scenarios.loader import load_scenario  # noqa: E402
-from scenarios.mutant_table import MUTANT_TABLE  # noqa: E402
 
 
 def main() -> int:

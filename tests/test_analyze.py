@@ -13,14 +13,14 @@ from pathlib import Path
 
 import pytest
 
-import scenarios.analyze as analyze
+import analysis.analyze as analyze
+from analysis.analyze import analyze_log, summarize, wilson_interval
+from cli import cmd_analyze
+from controlled.machine import Machine
 from kernel_model.config import Config
-from kernel_model.machine import Machine
 from kernel_model.program import Op, Scenario, Setup, Thread
-from scenarios import cmd_analyze
-from scenarios.analyze import analyze_log, summarize, wilson_interval
-from scenarios.controlled_log import write_controlled_log
-from scenarios.eventlog import read_log
+from logs.controlled_log import write_controlled_log
+from logs.eventlog import read_log
 
 MADV = Scenario("madv_dontneed", "", Setup(pages=1, warm_tlb=("writer",)),
                 (Thread("writer", (Op("store", (0,), 2),)), Thread("zapper", (Op("madvise_dontneed", (0,)),)),
@@ -92,7 +92,7 @@ def test_eager_lost_write_is_found_with_its_witness(eager_log: Path) -> None:
     first = a.trials[0]
     assert first.invariants == ["lost_dirty_data"]
     assert first.divergence is None and first.disagreement is None
-    from scenarios.witness import witnesses_for
+    from analysis.witness import witnesses_for
 
     (w,) = witnesses_for(first.violations, a.scenario, a.cfg, first.executed)
     got = {(r.fn, r.role) for r in w.rows}
@@ -137,7 +137,7 @@ def test_mutants_are_named_by_the_oracle(tmp_path: Path, scenario: Scenario, cfg
     a = analyze_log(path, jobs=1)
     (t,) = a.trials
     assert invariant in t.invariants and t.divergence is None
-    from scenarios.witness import witnesses_for
+    from analysis.witness import witnesses_for
 
     w = next(w for w in witnesses_for(t.violations, a.scenario, a.cfg, t.executed) if w.invariant == invariant)
     assert roles <= {r.role for r in w.rows}
@@ -316,10 +316,10 @@ def test_a_counter_writers_lost_store_is_the_first_increment_after_the_io_snapsh
     name an increment the IO snapshot missed, not an earlier stale one that the snapshot holds."""
     import random
 
-    from kernel_model.machine import Machine
-    from kernel_model.replay import run_schedule
+    from controlled.machine import Machine
+    from controlled.replay import run_schedule
     from scenarios.loader import load_scenario
-    from scenarios.witness import witnesses_for
+    from analysis.witness import witnesses_for
 
     scenario, cfg = load_scenario("madv_dontneed"), Config(ordering="eager")
     for seed in range(2000):  # seeded random schedules until one has a stale increment before the snapshot

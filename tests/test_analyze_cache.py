@@ -1,4 +1,4 @@
-"""The replay memo (kernel_model.replay_memo) changes how fast ``analyze`` judges, never what it reports.
+"""The replay memo (controlled.replay_memo) changes how fast ``analyze`` judges, never what it reports.
 
 Every report of the memoised path (the default) is compared, field by field, with the report of a plain replay
 (``judge_trial`` without a memo: ``run_schedule`` in a fresh Machine) of the same records: a few hundred varied
@@ -16,15 +16,15 @@ from typing import Any
 import msgpack
 import pytest
 
-import scenarios.analyze as analyze
-from kernel_model import replay_memo
+from analysis import coverage
+import analysis.analyze as analyze
+from analysis.analyze import TrialReport, analyze_log, judge_trial
+from controlled import replay_memo
+from controlled.linearize import linearize_trial, order_key, schedule_from_records
 from kernel_model.config import Config
-from kernel_model.linearize import linearize_trial, order_key, schedule_from_records
 from kernel_model.program import Scenario
-from scenarios import coverage
-from scenarios.analyze import TrialReport, analyze_log, judge_trial
-from scenarios.controlled_log import write_controlled_log
-from scenarios.eventlog import iter_trials, read_log
+from logs.controlled_log import write_controlled_log
+from logs.eventlog import iter_trials, read_log
 from test_analyze import ANON, MADV, TINY_GATHER, random_schedule  # bursty random schedules, as the bench's
 
 # (name, scenario, config, trials): violations of several invariants, hangs, and clean runs.

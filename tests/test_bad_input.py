@@ -8,9 +8,9 @@ from cli_run import run_cli
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from scenarios.cli import main
-from scenarios.eventlog import LogError, read_log
-from scenarios.schedule_file import VERSION, ScheduleError, read_schedule
+from cli.main import main
+from logs.eventlog import LogError, read_log
+from logs.schedule_file import VERSION, ScheduleError, read_schedule
 
 
 
@@ -157,7 +157,7 @@ def test_a_bad_ray_address_in_the_environment_is_named(capsys, monkeypatch):
 
 
 def _results_header(**over):
-    from actors.results_file import make_header
+    from logs.results_file import make_header
     from kernel_model.config import Config
     from scenarios.loader import load_scenario
 
@@ -169,7 +169,7 @@ def _results_header(**over):
 
 
 def _frames(*objs) -> bytes:
-    from actors.results_file import frame
+    from logs.results_file import frame
 
     return b"".join(frame(o) for o in objs)
 
@@ -198,14 +198,14 @@ def test_a_results_file_that_does_not_fit_is_refused_and_kept(capsys, tmp_path, 
 
 
 def _ok_record(trial: int) -> dict:
-    from actors.results_file import trial_record
+    from logs.results_file import trial_record
 
     return trial_record(trial=trial, seed=1, status="ok", invariants=[], detail="", actor=None, steps=9,
                         seconds=0.1, nodes=[], log=None)
 
 
 def test_a_results_file_cut_short_by_a_kill_is_read_up_to_the_cut(tmp_path):
-    from actors.results_file import read_results
+    from logs.results_file import read_results
 
     whole = _frames(_results_header(), _ok_record(3))
     path = tmp_path / "results.msgpack"
@@ -219,7 +219,7 @@ def test_a_results_file_cut_short_by_a_kill_is_read_up_to_the_cut(tmp_path):
 @given(junk=st.none() | st.binary(max_size=400), records=st.lists(_plain, max_size=4), cut=st.integers(0, 40))
 def test_random_results_files(tmp_path, junk, records, cut):
     """Random bytes, or a good header then random records, cut anywhere: read, or one ResultsError."""
-    from actors.results_file import ResultsError, read_results
+    from logs.results_file import ResultsError, read_results
 
     head = _frames(_results_header()) if junk is None else junk
     data = head + b"".join(_frames(r) for r in records)

@@ -22,7 +22,7 @@ import pytest
 
 from kernel_model import compiled
 from kernel_model.config import Config
-from kernel_model.explorer import explore
+from controlled.explorer import explore
 from scenarios.loader import load_scenario
 out = []
 for name, params, ordering in [("ladder", {"writers": 2}, "delayed"), ("madv_dontneed", {}, "eager"),

@@ -1,17 +1,17 @@
-"""Race diagrams (scenarios/diagram.py): every library scenario's eager counterexample fits in 80 columns (or
+"""Race diagrams (analysis/diagram.py): every library scenario's eager counterexample fits in 80 columns (or
 in --width N), names the kernel functions, and shows the steps of the race in the order they took effect."""
 
 from __future__ import annotations
 
 import pytest
 
+from analysis.diagram import render_diagram
+from cli.main import main
+from controlled.explorer import explore
+from controlled.machine import Machine
+from controlled.replay import run_schedule
 from kernel_model.config import Config
 from kernel_model.kernels import REGISTRY
-from kernel_model.explorer import explore
-from kernel_model.machine import Machine
-from kernel_model.replay import run_schedule
-from scenarios.cli import main
-from scenarios.diagram import render_diagram
 from scenarios.loader import list_scenarios, load_scenario
 
 # The quickest search that finds each scenario's eager counterexample: bfs (the shortest) where it is small, PCT

@@ -7,7 +7,7 @@ from pathlib import Path
 import msgpack
 import pytest
 
-from scenarios.eventlog import (EventLogWriter, LogError, event_logger, iter_trials, make_header, plain,
+from logs.eventlog import (EventLogWriter, LogError, event_logger, iter_trials, make_header, plain,
                                 read_log)
 
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from controlled.explorer import explore
 from kernel_model.config import Config
-from kernel_model.explorer import explore
 from kernel_model.program import Expect
 from scenarios.loader import ScenarioError, load_scenario
 
@@ -133,7 +133,7 @@ def test_an_anonymous_scenario_has_no_file_to_expect_from(tmp_path):
 
 
 def test_the_cli_refuses_a_bad_expectation_with_exit_2(tmp_path, capsys):
-    from scenarios.cli import main
+    from cli.main import main
 
     path = tmp_path / "bad.toml"
     path.write_text(RACE.replace('thread = "writer"', 'thread = 3'))

@@ -7,13 +7,13 @@ import random
 
 import pytest
 
+from analysis.mutant_table import MUTANT_TABLE
+from controlled.explorer import explore
+from controlled.machine import Machine
+from controlled.reduction import conflict
+from controlled.replay import run_schedule
 from kernel_model.config import MUTANT_BREAKS, MUTANTS, Config
-from kernel_model.explorer import explore
-from kernel_model.machine import Machine
-from kernel_model.reduction import conflict
-from kernel_model.replay import run_schedule
 from scenarios.loader import load_scenario
-from scenarios.mutant_table import MUTANT_TABLE
 
 
 def cfg_for(scenario, **over) -> Config:
@@ -111,8 +111,8 @@ def test_different_seeds_explore_differently():
                                         ("anon_pages", {"mutant": "free_before_flush", "mmu_gather_bundle": 1,
                                                         "max_gather_batch_count": 0})])
 def test_replay_reproduces_and_shrink_never_grows(name, over, tmp_path):
-    from scenarios.cmd_shrink import shrink
-    from scenarios.schedule_file import ScheduleFile, read_schedule, write_schedule
+    from cli.cmd_shrink import shrink
+    from logs.schedule_file import ScheduleFile, read_schedule, write_schedule
 
     sc = load_scenario(name)
     cfg = cfg_for(sc, **over)
@@ -135,7 +135,7 @@ CROSS_CHECK = [
     ("madv_dontneed", {"ordering": "eager", "arch": "up", "mutant": "flush_after_unlock"}),
     ("madv_dontneed", {"arch": "up"}), ("madv_dontneed", {"arch": "s390", "ordering": "eager"}),
     ("mkclean_first", {"ordering": "eager"}), ("ladder", {"ordering": "delayed"}),
-    # issue 15's new ops turn the reduction off (kernel_model.reduction.OPAQUE_OPS): still the same verdicts
+    # issue 15's new ops turn the reduction off (controlled.reduction.OPAQUE_OPS): still the same verdicts
     ("mprotect_reclaim", {"without": ("flush_tlb_batched_pending",)}), ("mprotect_reclaim", {}),
 ]
 
@@ -169,7 +169,7 @@ def test_machine_keys_round_trip():
 def test_cli_explore_replay_analyze_round_trip(tmp_path, capsys):
     import json
 
-    from scenarios.cli import main
+    from cli.main import main
 
     out = tmp_path / "out"
     assert main(["explore", "madv_dontneed", "--ordering", "eager", "--json", "--out", str(out)]) == 1
@@ -190,7 +190,7 @@ def test_cli_explore_replay_analyze_round_trip(tmp_path, capsys):
 def test_every_step_stays_inside_its_threads_future_footprint(name):
     """The reduction trusts a thread's future footprint to cover every step it may still take; random runs
     check that each step's own footprint is inside it (the UP preemption token is written by lock steps and only
-    read in futures, on purpose: see kernel_model.reduction)."""
+    read in futures, on purpose: see controlled.reduction)."""
     sc = load_scenario(name)
     rng = random.Random(7)
     checked = 0

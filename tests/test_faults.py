@@ -31,12 +31,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from actors.campaign import CampaignOptions, run_campaign, trial_seed
-from actors.fault_injection import Faults
 from actors.dir_lock import DirectoryBusy, lock_directory
-from actors.results_file import (ResultsError, ResultsWriter, frame, make_header, parse_results, read_results,
-                                 trial_record)
+from actors.fault_injection import Faults
+from cli.main import main
 from kernel_model.config import Config
-from scenarios.cli import main
+from logs.results_file import (ResultsError, ResultsWriter, frame, make_header, parse_results, read_results,
+                                 trial_record)
 from scenarios.loader import load_scenario
 
 
@@ -62,7 +62,7 @@ def test_a_byte_flipped_anywhere_keeps_every_intact_record_or_refuses_with_the_o
     """All positions of a 50-trial file, through the resume path itself (read, open the writer on what was
     read, append the trials it lacks, read again): every intact record is kept and every trial ends up recorded
     once, or the read refuses naming a byte offset at or before the flip and nothing is written."""
-    monkeypatch.setattr("actors.results_file.os.fsync", lambda fd: None)  # durability is not what is tested here
+    monkeypatch.setattr("logs.results_file.os.fsync", lambda fd: None)  # durability is not what is tested here
     trials = 50
     frames = [frame(_campaign_header(trials))] + [frame(_record(t)) for t in range(trials)]
     data = b"".join(frames)
@@ -390,7 +390,7 @@ def test_the_directory_lock_refuses_a_second_holder_and_names_the_first(tmp_path
 
 def two_drivers(out: Path, delay: float, trials: int = 60) -> tuple[list[subprocess.CompletedProcess], list[int]]:
     """Two `stress` drivers on one --out, the second started ``delay`` seconds after the first."""
-    cmd = [sys.executable, "-m", "scenarios.cli", "stress", "madv_dontneed", "--trials", str(trials), "--seed", "3",
+    cmd = [sys.executable, "-m", "cli.main", "stress", "madv_dontneed", "--trials", str(trials), "--seed", "3",
            "--json", "--out", str(out)]
     procs = [subprocess.Popen(cmd, env=driver_env(), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                               text=True, start_new_session=True)]
@@ -463,7 +463,7 @@ def test_ray_that_will_not_start_exits_3_in_one_line(capsys: Any, tmp_path: Path
 
 
 def test_an_internal_error_is_one_line_and_never_exit_1(capsys: Any, monkeypatch: Any) -> None:
-    import scenarios.cmd_explore as cmd
+    import cli.cmd_explore as cmd
 
     monkeypatch.setattr(cmd, "explore", lambda *a, **k: 1 / 0)
     rc, _, err = run_cli(capsys, "explore", "madv_dontneed")
@@ -499,7 +499,7 @@ def test_a_join_to_a_port_that_is_not_ray_is_one_line(tmp_path: Path) -> None:
         server.bind(("127.0.0.1", 0))
         server.listen(16)
         port = server.getsockname()[1]
-        proc = subprocess.run([sys.executable, "-m", "scenarios.cli", "stress", "anon_pages", "--trials", "1",
+        proc = subprocess.run([sys.executable, "-m", "cli.main", "stress", "anon_pages", "--trials", "1",
                                "--out", str(tmp_path), "--address", f"127.0.0.1:{port}"],
                               env=driver_env(), cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2, proc.stderr[-3000:]

@@ -14,13 +14,13 @@ from pathlib import Path
 import pytest
 from child_process import on_two_nodes
 
+from cli.main import main
+from controlled.replay import run_schedule
+from fuzz.generate import Spec, generate, load_spec, scenario_seed, to_toml
+from fuzz.ops import OP_GENERATORS
+from fuzz.shrink import measure, shrink
 from kernel_model.program import OP_KINDS
-from scenarios.cli import main
-from scenarios.fuzz import Spec, generate, load_spec, scenario_seed, to_toml
-from scenarios.fuzz_ops import OP_GENERATORS
-from scenarios.fuzz_shrink import measure, shrink
-from scenarios.schedule_file import read_schedule
-from kernel_model.replay import run_schedule
+from logs.schedule_file import read_schedule
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -117,7 +117,7 @@ def test_patched_kernels_violate_nothing(config: list[str], capsys: pytest.Captu
 
 CLUSTER_BODY = r"""
     from kernel_model.config import Config
-    from scenarios.fuzz_run import FuzzOptions, run_ray, run_serial
+    from fuzz.run import FuzzOptions, run_ray, run_serial
     ray.init(address=cluster.address, **ray_session.quiet_init_kwargs())
     opts = FuzzOptions(Config(ordering="eager"), budget=1500)
     on_ray = run_ray(11, 16, opts, parallel=2)

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from actors.fuzzy_sync import Delay, OpWindow, RaceAligner, Stat, windows_of
-from scenarios.cli import main
-from scenarios.eventlog import read_log
+from cli.main import main
+from logs.eventlog import read_log
 from scenarios.loader import load_scenario
 
 PROGRAMS = [["store", "store"], ["munmap"], ["msync"]]

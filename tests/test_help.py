@@ -8,12 +8,12 @@ import json
 
 import pytest
 
+from analysis.mutant_table import MUTANT_TABLE
+from cli.main import build_parser, main
 from kernel_model.config import MUTANT_BREAKS, MUTANTS
 from kernel_model.mutants import REGISTRY
 from kernel_model.oracle import INVARIANTS
-from scenarios.cli import build_parser, main
 from scenarios.loader import list_scenarios
-from scenarios.mutant_table import MUTANT_TABLE
 
 
 def subparsers() -> dict[str, argparse.ArgumentParser]:
@@ -65,7 +65,7 @@ def test_mutants_command_lists_each_with_what_it_breaks(capsys: pytest.CaptureFi
     for m in REGISTRY:
         assert m.name in out
     from kernel_model.mutants import BY_NAME
-    from scenarios.cmd_mutants import shown_by
+    from cli.cmd_mutants import shown_by
 
     assert shown_by(BY_NAME["flush_after_unlock"]) == "madv_dontneed --ordering eager --arch up"
     assert shown_by(BY_NAME["free_before_flush"]) == ("anon_pages --gather mmu_gather_bundle=1 "

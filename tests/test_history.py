@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pytest
 
+from cli import main as cli
+from controlled.explorer import explore
 from kernel_model.config import Config, ConfigError
-from kernel_model.explorer import explore
 from kernel_model.kernels import (
     BY_NAME, REGISTRY, SWITCHES, KernelError, history_kernels, kernel_config, kernel_for, parse_version,
     previous_release,
 )
-from scenarios import cli
 from scenarios.loader import load_scenario
 
 

@@ -10,9 +10,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from cli import main as cli
 from kernel_model.config import Config
 from kernel_model.program import OP_KINDS, Op, Scenario, flatten
-from scenarios import cli
 from scenarios.loader import (LIBRARY_DIR, MAX_LOOP_DEPTH, ScenarioError, list_scenarios, load_scenario, parse_params)
 
 LIBRARY = ("anon_pages", "fault_vs_evict", "flush_after_unlock", "ladder", "madv_dontneed", "mkclean_first",

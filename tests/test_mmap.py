@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from controlled.explorer import explore
+from controlled.machine import Machine
 from kernel_model.config import Config
 from kernel_model.constants import VMA_ANON, VMA_NONE
-from kernel_model.explorer import explore
-from kernel_model.machine import Machine
 from kernel_model.program import Op
 from scenarios.loader import ScenarioError, load_scenario_text
 

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from controlled.explorer import explore
+from controlled.machine import Machine
 from kernel_model.config import Config
-from kernel_model.explorer import explore
-from kernel_model.machine import Machine
 from kernel_model.program import Op, Thread
 from scenarios.loader import load_scenario
 

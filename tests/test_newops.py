@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import pytest
 
+from controlled.explorer import explore
 from kernel_model.config import Config
 from kernel_model.constants import VMA_NONE
-from kernel_model.explorer import explore
 from kernel_model.program import Op, Scenario, Setup, Thread
 from types import SimpleNamespace
 
-from kernel_model.machine import Machine
+from controlled.machine import Machine
 from scenarios.loader import ScenarioError, load_scenario, load_scenario_text
 
 BEFORE_3EA2 = {"without": ("flush_tlb_batched_pending",)}

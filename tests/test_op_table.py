@@ -14,10 +14,11 @@ from pathlib import Path
 import pytest
 
 from actors import cpu as cpu_actor
-from kernel_model import machine, ops, oracle, reduction, steps
+from controlled import machine, reduction
+from controlled.machine import Machine
+from kernel_model import ops, oracle, steps
 from kernel_model.atomic import PageTableOps
 from kernel_model.config import MUTANTS, Config
-from kernel_model.machine import Machine
 from kernel_model.tlb import PageTableAccess
 from scenarios.loader import library_names, load_scenario
 
@@ -100,7 +101,7 @@ def test_the_runtimes_read_views_of_the_table() -> None:
 def test_every_declared_property_is_read() -> None:
     """Each field of OpSpec and Format sets some entry apart (not every entry has the default), and is read
     outside its declaration: by ops.py's derived views or by a consumer module."""
-    consumers = "".join((ROOT / p).read_text() for p in ("scenarios/story.py", "scenarios/diagram.py"))
+    consumers = "".join((ROOT / p).read_text() for p in ("analysis/story.py", "analysis/diagram.py"))
     derived = (ROOT / "kernel_model/ops.py").read_text().split("# Views derived once")[1]
     derived += inspect.getsource(ops.Format)  # Format.name and Format.call read short and args for the renderers
     for cls, entries in ((ops.OpSpec, list(ops.OPS.values())), (ops.Format, [s.fmt for s in ops.OPS.values()])):
@@ -127,7 +128,7 @@ def test_the_footprint_table_covers_every_step_op() -> None:
 def test_every_op_has_a_story_line() -> None:
     """Every step and IPI op, with arguments of its shape, is written by its format (no renderer falls back)."""
     from kernel_model.events import Event
-    from scenarios.story import describe
+    from analysis.story import describe
 
     sc = load_scenario("madv_dontneed")
     cfg = Config.from_dict({**sc.config, "ordering": "eager"})

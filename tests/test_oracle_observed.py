@@ -9,8 +9,8 @@ import random
 
 import pytest
 
+from controlled.machine import Machine
 from kernel_model.config import MUTANTS, Config
-from kernel_model.machine import Machine
 from kernel_model.oracle import OBSERVED_OPS, TLB_OPS, Oracle
 from scenarios.loader import library_names, load_scenario
 

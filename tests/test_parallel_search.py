@@ -1,4 +1,4 @@
-"""Exhaustive depth-first search on several processes (kernel_model.parallel_search): the same state space as
+"""Exhaustive depth-first search on several processes (controlled.parallel_search): the same state space as
 one process, counterexamples that replay, failures and limits reported."""
 
 from __future__ import annotations
@@ -8,10 +8,10 @@ import os
 
 import pytest
 
-from kernel_model import parallel_search
+from controlled import parallel_search
+from controlled.explorer import explore
+from controlled.replay import run_schedule
 from kernel_model.config import Config
-from kernel_model.explorer import explore
-from kernel_model.replay import run_schedule
 from scenarios.loader import load_scenario
 
 
@@ -77,7 +77,7 @@ def test_two_workers_visit_the_states_one_process_visits(name, params, ordering)
     two = explore(sc, cfg, "dfs", workers=2, symmetric=False)
     assert one.complete and two.complete and not one.found and not two.found
     # Never fewer (a state lost), and more only by the documented race: two workers that insert the same state
-    # at the same instant both count and expand it (kernel_model/parallel_search.py), and the successors of a
+    # at the same instant both count and expand it (controlled/parallel_search.py), and the successors of a
     # state expanded twice can race again. CI saw 3,404 vs 3,403; a loaded 2-core machine 724 vs 721. The
     # bound is loose on purpose; what it must catch is a shortfall (a lost state), which it still does exactly.
     for mine, theirs in ((two.states, one.states), (two.transitions, one.transitions),
@@ -144,7 +144,7 @@ def test_workers_stop_when_the_coordinator_is_killed(tmp_path):
         f"sys.path.insert(0, {os.getcwd()!r})\n"
         "from kernel_model import parallel_search\n"
         "from kernel_model.config import Config\n"
-        "from kernel_model.explorer import explore\n"
+        "from controlled.explorer import explore\n"
         "from scenarios.loader import load_scenario\n"
         "real = parallel_search._worker\n"
         "def worker(*args):\n"

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import pytest
 
+from controlled.replay import run_schedule
 from kernel_model.config import Config
 from kernel_model.program import Op, Scenario, Setup, Thread
-from kernel_model.replay import run_schedule
 
 
 def solo(op: Op, *, cfg: Config = Config(), setup: Setup = Setup(pages=1), extra: tuple[Thread, ...] = ()):
@@ -124,7 +124,7 @@ def test_store_through_a_dirty_tlb_entry_touches_no_pte():
 
 
 def test_store_through_a_writable_clean_entry_sets_the_pte_dirty_bit():
-    from kernel_model.machine import Machine
+    from controlled.machine import Machine
 
     setup = Setup(pages=1, dirty=False, write_notify=False, warm_tlb=("t",))
     m = Machine(Scenario("solo", "", setup, (Thread("t", (Op("store", (0,)),)),)), Config(), record=True)
@@ -165,7 +165,7 @@ COUNTER = Scenario("counter", "", Setup(pages=1, warm_tlb=("w",)),
 
 
 def test_counter_increments_while_its_translation_lives_and_stops_once_it_is_gone():
-    from kernel_model.machine import Machine
+    from controlled.machine import Machine
 
     m = Machine(COUNTER, Config(ordering="delayed"), record=True)
     before = m.state.folios[0].data

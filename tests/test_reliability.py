@@ -3,7 +3,7 @@ stops cleanly, a dead CPU or page-table actor crashes only its trial, a trial th
 with who waits for whom, and the deadlocking mutants are a ``hang`` finding with the wait-for cycle in both
 runtimes. Faults come from test-only hooks (actors.fault_injection.Faults), never from sleeping and hoping.
 
-The driver tests run ``python -m scenarios.cli stress`` in a child process with its own embedded Ray, started in a
+The driver tests run ``python -m cli.main stress`` in a child process with its own embedded Ray, started in a
 session of its own, so that the child's whole process tree (driver, GCS, raylet, workers) can be stopped by PID.
 """
 
@@ -22,9 +22,9 @@ from child_process import ROOT, driver_env
 
 from actors.campaign import CampaignOptions, run_campaign, trial_seed
 from actors.fault_injection import Faults
-from actors.results_file import ResultsError, frame, read_results
+from controlled.explorer import explore
 from kernel_model.config import Config
-from kernel_model.explorer import explore
+from logs.results_file import ResultsError, frame, read_results
 from scenarios.loader import load_scenario
 
 pytestmark = pytest.mark.wild  # drivers in child processes with their own Ray, and campaigns on the session's
@@ -33,7 +33,7 @@ TRIALS = 200
 
 
 def stress_cmd(out: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "scenarios.cli", "stress", "madv_dontneed", "--ordering", "eager",
+    return [sys.executable, "-m", "cli.main", "stress", "madv_dontneed", "--ordering", "eager",
             "--trials", str(TRIALS), "--parallel", "2", "--seed", "5", "--json", "--out", str(out), *extra]
 
 

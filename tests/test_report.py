@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from actors.campaign import CampaignOptions, run_campaign
+from cli.main import main
 from kernel_model.config import Config
-from scenarios.cli import main
 from scenarios.loader import load_scenario
 
 pytestmark = pytest.mark.wild  # a Ray campaign feeds every page

@@ -18,12 +18,12 @@ from child_process import on_two_nodes
 
 from actors.scale import (CSV_COLUMNS, NOT_DELAYED, Cell, GridError, as_records, knobs_of, percentile_us, plan_cells,
                           wilson, zap_counts)
+from analysis.scale_plots import plot_all
+from cli.main import main
+from controlled.replay import run_schedule
 from kernel_model.config import Config
 from kernel_model.constants import MMU_GATHER_BUNDLE
-from kernel_model.replay import run_schedule
-from scenarios.cli import main
 from scenarios.loader import load_scenario
-from scenarios.scale_plots import plot_all
 
 PLOTS = ("hit_rate.png", "throughput.png", "flushes.png", "waits.png")
 ROOT = Path(__file__).resolve().parents[1]
@@ -176,7 +176,7 @@ def test_plots_from_rows_without_latencies(tmp_path: Path) -> None:
 
 # --- two nodes, joined by --address --------------------------------------------------------------------------
 CLUSTER_BODY = r"""
-    from scenarios.cli import main
+    from cli.main import main
     code = main(["scale", "scale_writers", "--cpus", "3", "--ordering", "delayed", "--delayed-batches", "active",
                  "--trials", "4", "--parallel", "2", "--address", cluster.address, "--json", "--out", sys.argv[1]])
     print(json.dumps({"code": code}))

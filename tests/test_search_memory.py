@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
+from cli.main import main
+from controlled.explorer import explore
+from controlled.machine import Machine
+from controlled.search_memory import deep_size, estimate
 from kernel_model.config import Config
-from kernel_model.explorer import explore
-from kernel_model.machine import Machine
-from kernel_model.search_memory import deep_size, estimate
-from scenarios.cli import main
 from scenarios.loader import load_scenario
 
 BIG = """

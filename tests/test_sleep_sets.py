@@ -1,4 +1,4 @@
-"""Sleep sets (kernel_model.sleep_sets) are sound: on every library scenario x ordering x arch and every mutant
+"""Sleep sets (controlled.sleep_sets) are sound: on every library scenario x ordering x arch and every mutant
 row, an exhaustive search with them reaches the same end states and the same verdicts as without them, and as
 the full (unreduced) search wherever that fits; and they do prune."""
 
@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import pytest
 
+from analysis.mutant_table import MUTANT_TABLE
+from controlled.explorer import ExploreResult, explore
 from kernel_model.config import ARCHES, ORDERINGS, Config
-from kernel_model.explorer import ExploreResult, explore
 from scenarios.loader import library_names, load_scenario
-from scenarios.mutant_table import MUTANT_TABLE
 
 BUDGET = 60_000  # states per search: the cases whose reduced search does not fit are skipped
 HARMLESS_MUTANT_SCENARIOS = ("madv_dontneed", "mkclean_first", "writable_clean")  # as scripts/explore_fingerprint

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import pytest
 
+from controlled.explorer import explore
+from controlled.machine import Machine
+from controlled.replay import run_schedule
 from kernel_model.config import Config
 from kernel_model.events import Event
-from kernel_model.explorer import explore
-from kernel_model.machine import Machine
 from kernel_model.oracle import Oracle
-from kernel_model.replay import run_schedule
 from kernel_model.state import Pte, State
 from scenarios.loader import library_names, load_scenario
 

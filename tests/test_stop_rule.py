@@ -14,11 +14,11 @@ from pathlib import Path
 import pytest
 
 from actors.campaign import CampaignOptions, run_campaign, trial_seed
-from actors.results_file import read_results
 from actors.stop_rule import DurationError, StopRule, parse_duration
+from cli.cmd_stress import progress_counts
+from cli.main import main
 from kernel_model.config import Config
-from scenarios.cli import main
-from scenarios.cmd_stress import progress_counts
+from logs.results_file import read_results
 from scenarios.loader import load_scenario
 
 

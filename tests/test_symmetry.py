@@ -6,10 +6,10 @@ import random
 
 import pytest
 
+from controlled.explorer import explore
+from controlled.machine import Machine, Transition
+from controlled.symmetry import Permutation, permute
 from kernel_model.config import Config
-from kernel_model.explorer import explore
-from kernel_model.machine import Machine, Transition
-from kernel_model.symmetry import Permutation, permute
 from scenarios.loader import load_scenario
 
 

@@ -1,11 +1,11 @@
-"""The visited set's encodings (kernel_model.visited): compact keys are exact, and smaller than the keys."""
+"""The visited set's encodings (controlled.visited): compact keys are exact, and smaller than the keys."""
 
 from __future__ import annotations
 
+from controlled.depth_first import dfs_holding
+from controlled.machine import Machine
+from controlled.visited import CompactKeys, HashKeys, TupleKeys
 from kernel_model.config import Config
-from kernel_model.depth_first import dfs_holding
-from kernel_model.machine import Machine
-from kernel_model.visited import CompactKeys, HashKeys, TupleKeys
 from scenarios.loader import load_scenario
 
 

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from scenarios.cli import main
-from scenarios.eventlog import read_log
+from cli.main import main
+from logs.eventlog import read_log
 
 SUMMARY_KEYS = {"scenario", "ordering", "arch", "mutant", "trials", "violations", "by_invariant", "crashed", "hung",
                 "seconds", "trials_per_s", "steps_per_s", "failing_logs"}
@@ -57,7 +57,7 @@ def test_bad_input_exits_2(argv: list[str]) -> None:
 def test_an_unreachable_cluster_is_one_line_and_exit_2() -> None:
     env = dict(os.environ, RAY_AUTH_MODE="disabled", PYTHONPATH=str(Path(__file__).resolve().parents[1]))
     started = time.monotonic()
-    proc = subprocess.run([sys.executable, "-c", "import sys; from scenarios.cli import main; sys.exit(main())",
+    proc = subprocess.run([sys.executable, "-c", "import sys; from cli.main import main; sys.exit(main())",
                            "stress", "madv_dontneed", "--address", "127.0.0.1:1", "--trials", "1"],
                           env=env, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2

@@ -68,7 +68,7 @@ def test_stress_joins_a_ray_start_head_by_address(tmp_path: Path) -> None:
             except OSError:
                 assert time.monotonic() < deadline and head.poll() is None, "the head did not come up"
                 time.sleep(0.3)
-        proc = subprocess.run([sys.executable, "-c", "import sys; from scenarios.cli import main; sys.exit(main())",
+        proc = subprocess.run([sys.executable, "-c", "import sys; from cli.main import main; sys.exit(main())",
                                "stress", "madv_dontneed", "--ordering", "delayed", "--address", f"127.0.0.1:{port}",
                                "--trials", "4", "--json", "--out", str(tmp_path)],
                               env=cluster_env(), cwd=ROOT, capture_output=True, text=True, timeout=180)

@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 
 from actors.campaign import CampaignOptions, CampaignResult, run_campaign
+from controlled.linearize import schedule_from_records
+from controlled.replay import run_schedule
 from kernel_model.config import Config
-from kernel_model.linearize import schedule_from_records
-from kernel_model.replay import run_schedule
-from scenarios.eventlog import iter_trials, read_log
+from logs.eventlog import iter_trials, read_log
 from scenarios.loader import load_scenario
 
 pytestmark = [pytest.mark.wild, pytest.mark.usefixtures("ray_session")]

@@ -35,6 +35,6 @@ def use_private_lib() -> bool:
 
 def main() -> int:
     use_private_lib()
-    from scenarios.cli import main as cli_main
+    from cli.main import main as cli_main
 
     return cli_main()

@@ -1,0 +1,256 @@
+"""A campaign page: one self-contained HTML file (inline CSS, pictures embedded as base64 PNG, no script, nothing
+fetched) that says what a stress or scale run in DIR found.
+
+For each campaign (a ``results.msgpack`` under DIR, as ``tlbrace stress --out`` writes): the summary, the hit
+rate with its Wilson 95% interval, counts by invariant, the first failing trial's witness table, race diagram
+and timeline picture, the race-window coverage across the logged trials, and links to the logs. For a scale run
+(a ``results.csv`` with its PNG plots): the plots. Everything is read from the files: the page can be rebuilt at
+any time, and it is judged by the same replay and oracle as ``tlbrace analyze``.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import os
+import tempfile
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from analysis import coverage as cov
+from analysis.analyze import AnalysisError, LogAnalysis, TrialReport, analyze_log, wilson_interval
+from analysis.witness import Witness, witnesses_for
+from logs.eventlog import LogError
+from logs.results_file import FILE_NAME as RESULTS, ResultsError, read_results
+
+SCALE_CSV = "results.csv"
+CSS = """
+body { font: 15px/1.45 system-ui, sans-serif; margin: 2em auto; max-width: 1100px; padding: 0 1em; color: #222; }
+h1 { font-size: 1.6em; } h2 { border-bottom: 2px solid #ccc; padding-bottom: .2em; margin-top: 2em; }
+table { border-collapse: collapse; margin: .6em 0; } td, th { border: 1px solid #ccc; padding: .25em .6em;
+vertical-align: top; text-align: left; } th { background: #f2f2f2; } td.n { text-align: right; }
+pre { background: #f7f7f7; border: 1px solid #ddd; padding: .8em; overflow-x: auto; font-size: 13px; }
+.bad { color: #b00; font-weight: bold; } .good { color: #070; font-weight: bold; } .dim { color: #777; }
+img { max-width: 100%; border: 1px solid #ddd; } .why { font-style: italic; color: #444; }
+"""
+
+
+@dataclass(slots=True)
+class Campaign:
+    """One stress campaign as its results file records it."""
+
+    dir: str
+    header: dict[str, Any]
+    records: list[dict[str, Any]]
+    by_invariant: Counter = field(default_factory=Counter)
+    by_status: Counter = field(default_factory=Counter)
+
+    @property
+    def trials(self) -> int:
+        return len(self.records)
+
+    @property
+    def violating(self) -> list[dict[str, Any]]:
+        return sorted((r for r in self.records if r["invariants"]), key=lambda r: r["trial"])
+
+    @property
+    def logs(self) -> list[str]:
+        return [str(r["log"]) for r in sorted(self.records, key=lambda r: r["trial"]) if isinstance(r.get("log"), str)]
+
+
+def find_campaigns(root: str) -> tuple[list[Campaign], list[str]]:
+    """The campaigns (results files) and the scale runs (results.csv) under ``root``, in path order."""
+    campaigns, scales = [], []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames.sort()
+        if RESULTS in filenames:
+            contents = read_results(os.path.join(dirpath, RESULTS))
+            c = Campaign(dirpath, contents.header, contents.records)
+            for r in c.records:
+                c.by_status[r["status"]] += 1
+                c.by_invariant.update(str(i) for i in r["invariants"])
+            campaigns.append(c)
+        if SCALE_CSV in filenames:
+            scales.append(dirpath)
+    return campaigns, scales
+
+
+def _png(path: str) -> str:
+    with open(path, "rb") as f:
+        return "data:image/png;base64," + base64.b64encode(f.read()).decode("ascii")
+
+
+def _esc(x: object) -> str:
+    return html.escape(str(x))
+
+
+def _table(rows: list[tuple[object, ...]], head: tuple[str, ...] | None = None, numeric: int = 1) -> str:
+    out = ["<table>"]
+    if head:
+        out.append("<tr>" + "".join(f"<th>{_esc(h)}</th>" for h in head) + "</tr>")
+    for row in rows:
+        cells = [f"<td{' class=n' if i >= numeric else ''}>{c if isinstance(c, Raw) else _esc(c)}</td>"
+                 for i, c in enumerate(row)]
+        out.append("<tr>" + "".join(cells) + "</tr>")
+    return "\n".join(out + ["</table>"])
+
+
+class Raw(str):
+    """A table cell that is already HTML."""
+
+
+def _summary(c: Campaign) -> str:
+    h = c.header
+    cfg = h.get("config", {})
+    k = len(c.violating)
+    verdict = (Raw(f"<span class=bad>{k} violating trial(s)</span>") if k
+               else Raw("<span class=good>no violation</span>"))
+    rows: list[tuple[object, ...]] = [
+        ("scenario", h.get("scenario")), ("ordering / arch", f"{cfg.get('ordering')} / {cfg.get('arch')}"),
+        ("mutant", cfg.get("mutant") or "none"), ("seed", h.get("seed")),
+        ("trials planned", h.get("trials") if h.get("trials") is not None else "unbounded (--duration/--until)"),
+        ("trials run", c.trials), ("verdict", verdict),
+        ("hit rate (Wilson 95%)", _rate(c)),
+        ("hung / crashed / diverged", f"{c.by_status['hung']} / {c.by_status['crashed']} / "
+                                      f"{c.by_status['diverged']}"),
+        ("trial seconds (sum)", f"{sum(float(r.get('seconds') or 0) for r in c.records):.1f}"),
+        ("run", h.get("run")), ("created", h.get("created")),
+    ]
+    inv = _table(sorted(c.by_invariant.items()), ("invariant", "violating trials")) if c.by_invariant else \
+        "<p class=dim>No invariant was violated.</p>"
+    return _table(rows, numeric=99) + "<h3>Counts by invariant</h3>" + inv
+
+
+def _title(c: Campaign) -> str:
+    cfg = c.header.get("config", {})
+    return f"{c.header.get('scenario')} — {cfg.get('ordering')}/{cfg.get('arch')}" + (
+        f", mutant {cfg['mutant']}" if cfg.get("mutant") else "")
+
+
+def _rate(c: Campaign) -> str:
+    k, n = len(c.violating), c.trials
+    lo, hi = wilson_interval(k, n)
+    return f"{k / n:.2%} [{lo:.2%}, {hi:.2%}]" if n else "-"
+
+
+def _witness_html(w: Witness) -> str:
+    head = ("#",) + tuple(f"{t} (CPU {w.cpu_of[i]})" for i, t in enumerate(w.threads)) + ("why it matters",)
+    rows = []
+    for r in w.rows:
+        cells: list[object] = [""] * len(w.threads)
+        if r.tid is not None:
+            late = " <span class=bad>(after the violation)</span>" if r.after_violation else ""
+            cells[r.tid] = Raw(f"<b>{_esc(r.fn)}</b><br>{_esc(r.action)}{late}")
+        why = Raw(f"<b>{_esc(r.action)}</b>") if r.role == "final_state" else Raw(
+            f"<span class=why>{_esc(r.why if r.tid is not None else f'{r.fn}: {r.why}')}</span>")
+        rows.append(("—" if r.seq is None else r.seq, *cells, why))
+    return (f"<p><b>{_esc(w.invariant)}</b> on pfn {_esc(w.pfn)}: {_esc(w.detail)}</p>"
+            + _table(rows, head, numeric=99))
+
+
+def _first_failure(c: Campaign, rel: Any) -> tuple[str, LogAnalysis | None, list[TrialReport]]:
+    """The first failing trial's witness, diagram and timeline, and the analyses of every logged trial."""
+    from controlled.machine import Machine
+    from analysis.analyze import rerun
+    from analysis.diagram import render_diagram
+    from analysis.timeline import draw_timeline
+
+    analyses: list[LogAnalysis] = []
+    unreadable: list[str] = []
+    for log in c.logs:
+        try:
+            analyses.append(analyze_log(log, jobs=1, observe=cov.observe))
+        except (LogError, AnalysisError, OSError) as exc:
+            unreadable.append(f"<p class=bad>{_esc(log)}: {_esc(exc)}</p>")
+    reports = [r for a in analyses for r in a.trials]
+    first = next(((a, r) for a in analyses for r in a.trials if r.violating), None)
+    if first is None:
+        return "".join(unreadable) + "<p class=dim>No failing trial has a log here.</p>", None, reports
+    a, r = first
+    ws = witnesses_for(r.violations, a.scenario, a.cfg, r.executed)
+    events = rerun(a.scenario, a.cfg, r.executed).events
+    diagram = render_diagram(a.scenario, Machine(a.scenario, a.cfg).cpu_of, events, r.violations)
+    with tempfile.TemporaryDirectory() as tmp:
+        png = os.path.join(tmp, "timeline.png")
+        draw_timeline(png, a.scenario, a.cfg, events, r.executed, r.violations, ws[0] if ws else None,
+                      f"{os.path.basename(a.path)} trial {r.trial}: {', '.join(r.invariants)}")
+        picture = _png(png)
+    parts = [f"<p>Trial {r.trial} (<a href=\"{_esc(rel(a.path))}\">{_esc(os.path.basename(a.path))}</a>), "
+             f"judged by replay: {_esc(', '.join(r.invariants))}. Reproduce: <code>tlbrace replay "
+             f"{_esc(a.path)}</code></p>",
+             "<h4>Race diagram</h4>", f"<pre>{_esc(diagram)}</pre>",
+             "<h4>Minimal witness</h4>", *(_witness_html(w) for w in ws),
+             "<h4>Timeline</h4>", f"<img alt=\"timeline of trial {r.trial}\" src=\"{picture}\">", *unreadable]
+    return "\n".join(parts), a, reports
+
+
+def _coverage_html(reports: list[TrialReport]) -> str:
+    if not reports:
+        return "<p class=dim>No logged trial: nothing to measure (tlbrace stress keeps failing trials' logs; " \
+               "--keep-passing keeps them all).</p>"
+    c = cov.aggregate(r.coverage for r in reports)
+    pct = 100.0 * c.observed_orders / c.possible_orders if c.possible_orders else 0.0
+    rows = [(p.a, p.b, p.a_first or Raw("<span class=bad>never</span>"),
+             p.b_first or Raw("<span class=bad>never</span>"), p.missing) for p in c.pairs]
+    return (f"<p>Over the {c.trials} logged trial(s): {c.observed_orders} of {c.possible_orders} cross-CPU orders "
+            f"observed ({pct:.0f}%); {c.whole_window} ran the lost write's whole order (rmap removal &lt; mkclean "
+            "check &lt; IO snapshot &lt; stale store &lt; flush). Only logged trials count: failing ones, or all "
+            "with --keep-passing.</p>"
+            + _table(rows, ("event A", "event B", "A before B", "B before A", "one missing"), numeric=2))
+
+
+def _scale_html(d: str, rel: Any) -> str:
+    pngs = sorted(f for f in os.listdir(d) if f.endswith(".png"))
+    parts = [f"<p>Scale run in <a href=\"{_esc(rel(d))}\">{_esc(d)}</a>: "
+             f"<a href=\"{_esc(rel(os.path.join(d, SCALE_CSV)))}\">{SCALE_CSV}</a></p>"]
+    for f in pngs:
+        parts.append(f"<h4>{_esc(f)}</h4><img alt=\"{_esc(f)}\" src=\"{_png(os.path.join(d, f))}\">")
+    return "\n".join(parts)
+
+
+def write_report(root: str, out: str) -> dict[str, Any]:
+    """Write the page for the runs under ``root`` to ``out``; returns what it holds (for --json and tests).
+    ResultsError when a results file there cannot be read."""
+    campaigns, scales = find_campaigns(root)
+    campaigns.sort(key=lambda c: (not c.violating, c.dir))  # the campaigns that found something first
+    base = os.path.dirname(os.path.abspath(out))
+
+    def rel(path: str) -> str:
+        return os.path.relpath(os.path.abspath(path), base)
+
+    body = [f"<h1>tlbrace campaign report</h1><p class=dim>{_esc(os.path.abspath(root))}: {len(campaigns)} "
+            f"campaign(s), {len(scales)} scale run(s)</p>"]
+    if campaigns:
+        body.append(_table([(_title(c), c.trials, len(c.violating), _rate(c)) for c in campaigns],
+                           ("campaign", "trials", "violating", "hit rate (Wilson 95%)")))
+    shown: list[dict[str, Any]] = []
+    first_failure: str | None = None
+    for c in campaigns:
+        h = c.header
+        cfg = h.get("config", {})
+        name = _title(c)
+        failure, analysis, reports = _first_failure(c, rel)
+        if analysis is not None and first_failure is None:
+            first_failure = analysis.path
+        logs = "".join(f"<li><a href=\"{_esc(rel(p))}\">{_esc(os.path.basename(p))}</a></li>" for p in c.logs[:50])
+        more = f"<p class=dim>... and {len(c.logs) - 50} more in {_esc(c.dir)}</p>" if len(c.logs) > 50 else ""
+        body += [f"<h2>{_esc(name)}</h2>", f"<p class=dim>{_esc(c.dir)}</p>", _summary(c),
+                 "<h3>First failing trial</h3>", failure,
+                 "<h3>Race-window coverage</h3>", _coverage_html(reports),
+                 "<h3>Logs</h3>", f"<p><a href=\"{_esc(rel(os.path.join(c.dir, RESULTS)))}\">{RESULTS}</a> "
+                 f"(every trial)</p><ul>{logs}</ul>{more}" if c.logs else
+                 f"<p><a href=\"{_esc(rel(os.path.join(c.dir, RESULTS)))}\">{RESULTS}</a>; no trial log kept</p>"]
+        shown.append({"dir": c.dir, "scenario": h.get("scenario"), "ordering": cfg.get("ordering"),
+                      "trials": c.trials, "violating": len(c.violating), "logs": len(c.logs)})
+    for d in scales:
+        body += ["<h2>Scaling</h2>", _scale_html(d, rel)]
+    page = ("<!DOCTYPE html>\n<html lang=en><head><meta charset=utf-8><title>tlbrace report</title>"
+            f"<style>{CSS}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n")
+    os.makedirs(base, exist_ok=True)
+    with open(out, "w", encoding="utf-8") as f:
+        f.write(page)
+    return {"report": out, "campaigns": shown, "scale_runs": scales, "first_failure": first_failure}
+
+
+__all__ = ["ResultsError", "find_campaigns", "write_report"]

@@ -1,0 +1,346 @@
+"""The minimal witness of a violation: the few events that make the race, litmus-test style.
+
+The rows are chosen by rules over the events around the violated page (its pfn, and the virtual page that maps
+it), never by position in the log: "the PTE clear that took the dirty bit", "the first store that landed through
+a TLB entry after that clear", "the first flush IPI to that store's CPU" ... Each rule names what the event means
+for the race, so a reader who knows mm/ sees the bug from the table alone. A rule that finds nothing can say so
+(an absent rmap removal is itself the story of the patched ordering). Events after the violation come from
+running the machine on past it (deterministically) and are marked as such: they show what came too late.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from rich.table import Table
+
+from controlled.machine import Machine
+from kernel_model.events import Event, Violation
+from kernel_model.state import Pte
+
+
+@dataclass(frozen=True, slots=True)
+class WitnessRow:
+    seq: int | None  # the event's global order; None for a row that states an absence or the final state
+    tid: int | None  # the thread whose column shows it; None: the explanation column only
+    cpu: int | None
+    fn: str
+    action: str
+    why: str
+    role: str
+    after_violation: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Witness:
+    invariant: str
+    pfn: int | None
+    detail: str
+    threads: tuple[str, ...]  # column titles, by thread id
+    cpu_of: tuple[int, ...]
+    rows: tuple[WitnessRow, ...]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"invariant": self.invariant, "pfn": self.pfn, "detail": self.detail,
+                "rows": [{"seq": r.seq, "thread": None if r.tid is None else self.threads[r.tid], "cpu": r.cpu,
+                          "fn": r.fn, "action": r.action, "why": r.why, "role": r.role,
+                          "after_violation": r.after_violation} for r in self.rows]}
+
+
+# --- event predicates -------------------------------------------------------------------------------------------
+def _pte(result: Any) -> Pte | None:
+    return Pte(*result) if result is not None else None
+
+
+def _first(events: list[Event], pred: Callable[[Event], bool], after: int = -1) -> Event | None:
+    return next((e for e in events if e.seq > after and pred(e)), None)
+
+
+def _last(events: list[Event], pred: Callable[[Event], bool], before: int | None = None) -> Event | None:
+    return next((e for e in reversed(events) if (before is None or e.seq < before) and pred(e)), None)
+
+
+def _is(e: Event, op: str, kind: str = "step") -> bool:
+    return e.op == op and e.kind == kind
+
+
+def _clears_dirty(e: Event, pfn: int) -> bool:
+    pte = _pte(e.result) if _is(e, "ptep_get_and_clear_full") else None
+    return pte is not None and pte.pfn == pfn and pte.dirty
+
+
+def _on_pfn(e: Event, op: str, pfn: int, kind: str = "step") -> bool:
+    return _is(e, op, kind) and bool(e.args) and e.args[0] == pfn
+
+
+def describe(e: Event, names: tuple[str, ...] = ()) -> str:
+    """op(args) → result, in the words of the kernel where the raw values would be cryptic."""
+    a = e.args
+    if e.op == "ptep_get_and_clear_full":
+        pte = _pte(e.result)
+        got = "none" if pte is None else (f"pfn {pte.pfn}" + (" W" if pte.write else "") + (" D" if pte.dirty else ""))
+        return f"ptep_get_and_clear_full(va {a[0]}) → {got}"
+    if e.op == "page_remove_rmap":
+        return f"page_remove_rmap(pfn {a[0]}{', delayed' if a[1] else ''}) → mapcount {e.result}"
+    if e.op == "store_tlb":
+        what = "increment" if a[1] is None else f"store {a[1]}"
+        return f"{what} to va {a[0]} → {e.result}"
+    if e.op == "ipi_flush":
+        where = f"va {a[0]}" if a[1] - a[0] == 1 else f"va {a[0]}..{a[1] - 1}"
+        sender = names[e.tid] if e.tid < len(names) else f"thread {e.tid}"
+        return f"IPI from {sender}: flush {where}, dropped {e.result} TLB entr{'y' if e.result == 1 else 'ies'}"
+    if e.op == "queue" and e.fn == "__tlb_remove_page":
+        return f"queue pfn {a[0]} in batch {a[2]}" + (" with DELAY_RMAP" if a[1] else "")
+    if e.op in ("spin_lock", "spin_unlock"):
+        return f"{e.op}(PTL {a[0]})"
+    shown = ", ".join(str(x) for x in a)
+    text = f"{e.op}({shown})"
+    return text if e.kind == "note" or e.result is None else f"{text} → {e.result}"
+
+
+# --- the rules, per invariant -------------------------------------------------------------------------------------
+class _Picker:
+    """Collects rows: each rule adds the event it found (once) with what it means for the race."""
+
+    def __init__(self, violation_seq: int, names: tuple[str, ...]) -> None:
+        self.violation_seq = violation_seq
+        self.names = names
+        self.rows: list[WitnessRow] = []
+        self.seen: set[int] = set()
+
+    def add(self, e: Event | None, role: str, why: str) -> Event | None:
+        if e is not None and e.seq not in self.seen:
+            self.seen.add(e.seq)
+            fn = e.fn
+            self.rows.append(WitnessRow(e.seq, _column(e), e.cpu, fn, describe(e, self.names), why, role,
+                                        e.seq > self.violation_seq))
+        return e
+
+    def absent(self, role: str, fn: str, why: str) -> None:
+        self.rows.append(WitnessRow(None, None, None, fn, "(never happened)", why, role))
+
+    def state(self, text: str) -> None:
+        self.rows.append(WitnessRow(None, None, None, "final state", text, text, "final_state"))
+
+
+def _column(e: Event) -> int:
+    return e.tid if e.kind != "ipi" else -1 - e.cpu  # an IPI runs on its target CPU: resolved at render time
+
+
+def _lost_dirty_data(p: _Picker, ev: list[Event], pfn: int, m: Machine) -> None:
+    end = p.violation_seq + 1
+    clear = (_last(ev, lambda e: _clears_dirty(e, pfn) and e.fn == "zap_pte_range", end)
+             or _last(ev, lambda e: _clears_dirty(e, pfn), end))
+    if clear is None:
+        _around_page(p, ev, pfn, m)
+        return
+    zapper = clear.tid
+    p.add(clear, "pte_clear", "the PTE is gone and its dirty bit is in the zapper's hands; other CPUs' TLB "
+                              "entries still map the page until the flush")
+    p.add(_first(ev, lambda e: _on_pfn(e, "set_page_dirty", pfn) and e.tid == zapper, clear.seq),
+          "set_page_dirty", "PG_dirty=1: the dirty bit moves to the page")
+    rmap = p.add(_first(ev, lambda e: _on_pfn(e, "page_remove_rmap", pfn) and e.tid == zapper, clear.seq),
+                 "rmap_removal", "mapcount drops before the TLB flush: folio_mapped() is false while a stale "
+                                 "writable TLB entry still exists (the window opens)")
+    if rmap is None:
+        p.absent("rmap_removal", "page_remove_rmap",
+                 f"no rmap removal of pfn {pfn} before the violation: mapcount {m.state.folios[pfn].mapcount}")
+    store = _lost_store(ev, clear, pfn, m.state.folios[pfn].data)
+    checked = (_first(ev, lambda e: _on_pfn(e, "not_mapped", pfn, "note"), clear.seq)
+               or _first(ev, lambda e: _on_pfn(e, "folio_mapped", pfn), clear.seq))
+    p.add(checked, "mkclean_check", "folio_mkclean sees the folio unmapped and returns 0 at once: no rmap "
+                                    "walk, so it never waits for the zapper's PTL"
+          if checked is not None and checked.kind == "note" else "folio_mkclean's rmap check")
+    tcd = p.add(_last(ev, lambda e: _on_pfn(e, "folio_test_clear_dirty", pfn) and bool(e.result), end),
+                "clear_dirty", "PG_dirty=0: writeback takes responsibility for the contents")
+    p.add(_first(ev, lambda e: _on_pfn(e, "writepage", pfn), tcd.seq if tcd else clear.seq),
+          "io_snapshot", "the IO snapshots the page now; later stores are not in it")
+    p.add(store, "stale_store", "a store lands through the stale dirty TLB entry after the PTE clear: no PTE, "
+                                "no PG_dirty records it")
+    if store is not None:
+        p.add(_first(ev, lambda e: _is(e, "ipi_flush", "ipi") and e.tid == zapper and e.cpu == store.cpu,
+                     clear.seq), "late_flush", "the flush IPI drops the stale entry: too late, the store landed")
+    p.state(_page_story(m, pfn))
+
+
+def _lost_store(ev: list[Event], clear: Event, pfn: int, data: int | None) -> Event | None:
+    """The lost store: the one whose value the page holds; a counter's increments carry no value, so the first
+    one that landed after the IO snapshot (earlier ones are in the snapshot); else the first after the clear."""
+    va = clear.args[0]
+
+    def landed(e: Event) -> bool:
+        return _is(e, "store_tlb") and e.result == "stored" and e.args[0] == va
+
+    snapshot = _first(ev, lambda e: _on_pfn(e, "writepage", pfn), clear.seq)
+    return (_first(ev, lambda e: landed(e) and e.args[1] is not None and e.args[1] == data, clear.seq)
+            or (snapshot and _first(ev, lambda e: landed(e) and e.args[1] is None, snapshot.seq))
+            or _first(ev, landed, clear.seq))
+
+
+def _delayed_rmap_after_unlock(p: _Picker, ev: list[Event], pfn: int, m: Machine) -> None:
+    unlock = next(e for e in ev if e.seq == p.violation_seq)
+    zapper = unlock.tid
+    queued = p.add(_last(ev, lambda e: e.op == "queue" and e.kind == "note" and e.tid == zapper
+                         and e.args[0] == pfn and bool(e.args[1]), unlock.seq),
+                   "queue_delayed", "the page is queued with DELAY_RMAP: its rmap removal is postponed past "
+                                    "the TLB flush")
+    p.add(_last(ev, lambda e: _is(e, "flush_tlb_others") and e.tid == zapper, unlock.seq), "flush",
+          "the TLB flush is sent under the PTL")
+    p.add(unlock, "unlock", "the PTL is released while the delayed removal is still pending: rmap walkers "
+                            "and memcg see a mapcount no PTE backs")
+    late = p.add(_first(ev, lambda e: _on_pfn(e, "page_remove_rmap", pfn) and e.tid == zapper,
+                        queued.seq if queued else unlock.seq), "late_rmap",
+                 "the delayed rmap removal, after the unlock")
+    if late is None:
+        p.absent("late_rmap", "tlb_flush_rmaps", f"pfn {pfn} is never removed from the rmap")
+    p.state(_page_story(m, pfn))
+
+
+def _freed_while_mapped(p: _Picker, ev: list[Event], pfn: int, m: Machine) -> None:
+    freed = next(e for e in ev if e.seq == p.violation_seq)
+    zapper = freed.tid
+    clear = p.add(_last(ev, lambda e: _is(e, "ptep_get_and_clear_full") and _pte(e.result) is not None
+                        and _pte(e.result).pfn == pfn, freed.seq), "pte_clear", "the PTE is cleared")
+    p.add(freed, "free", "the last reference is dropped: the page returns to the allocator")
+    holders = [(cpu, va) for cpu, va, _ in m.state.tlbs_mapping(pfn)]
+    for cpu, va in holders:
+        p.add(_first(ev, lambda e: _is(e, "ipi_flush", "ipi") and e.cpu == cpu and e.tid == zapper, freed.seq),
+              "late_flush", f"CPU {cpu}'s TLB still mapped va {va} when the page was freed; this flush comes after")
+    if clear is None and not holders:
+        _around_page(p, ev, pfn, m)
+    p.state(f"pfn {pfn} freed while mapped by " + ", ".join(f"CPU {c}'s TLB (va {v})" for c, v in holders))
+
+
+def _negative_mapcount(p: _Picker, ev: list[Event], pfn: int, m: Machine) -> None:
+    removals = [e for e in ev if _on_pfn(e, "page_remove_rmap", pfn) and e.seq <= p.violation_seq]
+    for e in removals[-3:]:
+        p.add(e, "rmap_removal", "one rmap removal too many" if e.result < 0 else "an rmap removal")
+    p.state(_page_story(m, pfn))
+
+
+def _delayed_outside_active_batch(p: _Picker, ev: list[Event], pfn: int, m: Machine) -> None:
+    walk = next(e for e in ev if e.seq == p.violation_seq)
+    mine = [e for e in ev if e.tid == walk.tid and e.kind == "note" and e.seq < walk.seq]
+    p.add(_last(mine, lambda e: e.op == "queue" and e.args[0] == pfn and bool(e.args[1])), "queue_delayed",
+          "a delayed entry is queued in this batch")
+    p.add(_last(mine, lambda e: e.op == "next_batch"), "next_batch", "the gather moves on to another batch")
+    p.add(walk, "walk", "tlb_flush_rmaps walks only the active batch: the delayed entry is not in it")
+
+
+def _around_page(p: _Picker, ev: list[Event], pfn: int | None, m: Machine) -> None:
+    """No specific rule: the last events that touched the page (by pfn) or the violation's thread."""
+    last = next(e for e in ev if e.seq == p.violation_seq)
+    near = [e for e in ev if e.seq <= p.violation_seq and e.kind != "note"
+            and (pfn is not None and (e.args[:1] == (pfn,) or (_is(e, "ptep_get_and_clear_full")
+                                                                 and _pte(e.result) is not None
+                                                                 and _pte(e.result).pfn == pfn)))]
+    for e in near[-6:]:
+        p.add(e, "touches_page", "")
+    p.add(last, "violation", "where the oracle flagged it")
+
+
+def _hang(p: _Picker, ev: list[Event], pfn: int | None, m: Machine) -> None:
+    for tid, pos in enumerate(m.pos):
+        if pos.step is None:
+            continue
+        p.add(_last(ev, lambda e, t=tid: e.tid == t and e.kind == "step"), "last_step", "its last step")
+        p.rows.append(WitnessRow(None, tid, m.cpu_of[tid], pos.step.fn, f"waits: {pos.step.op}{pos.step.args}",
+                                 "blocked forever", "blocked"))
+
+
+def _page_story(m: Machine, pfn: int) -> str:
+    s = m.state
+    f = s.folios[pfn]
+    disk = s.disk[f.index] if not f.anon else None
+    tlbs = [f"CPU {c}" for c, _, _ in s.tlbs_mapping(pfn)]
+    ptes = s.ptes_mapping(pfn)
+    parts = [f"page {f.index} (pfn {pfn}) holds {f.data}"]
+    if disk is not None:
+        parts.append(f"disk holds {disk}")
+    if f.writeback:
+        parts.append(f"IO in flight with {f.wb_data}")
+    parts.append(f"PG_dirty={int(f.dirty)}")
+    parts.append(f"mapcount {f.mapcount}")
+    parts.append(f"PTE {'present' if ptes else 'none'}")
+    parts.append("TLB: " + (", ".join(tlbs) if tlbs else "no entry"))
+    return "; ".join(parts)
+
+
+_RULES: dict[str, Callable[[_Picker, list[Event], int, Machine], None]] = {
+    "lost_dirty_data": _lost_dirty_data,
+    "delayed_rmap_after_unlock": _delayed_rmap_after_unlock,
+    "freed_while_mapped": _freed_while_mapped,
+    "negative_mapcount": _negative_mapcount,
+    "delayed_outside_active_batch": _delayed_outside_active_batch,
+}
+
+
+def build_witness(violation: Violation, events: list[Event], machine: Machine,
+                  after: list[Event] = ()) -> Witness:
+    """``events``: what the replay saw, up to and including the violating transition; ``machine``: its state right
+    there; ``after``: events of the deterministic continuation past the violation (to show what came late)."""
+    violation_seq = events[-1].seq if events else -1
+    names = tuple(t.name for t in machine.scenario.threads)
+    picker = _Picker(violation_seq, names)
+    everything = list(events) + list(after)
+    if violation.invariant == "hang":
+        _hang(picker, everything, violation.pfn, machine)
+    elif violation.pfn is not None and violation.invariant in _RULES:
+        _RULES[violation.invariant](picker, everything, violation.pfn, machine)
+    else:
+        _around_page(picker, everything, violation.pfn, machine)
+    rows = sorted(picker.rows, key=lambda r: (r.seq is None, r.role == "final_state",
+                                              r.seq if r.seq is not None else 0))
+    cpu_of = tuple(machine.cpu_of)
+    rows = [_resolve_column(r, cpu_of) for r in rows]
+    return Witness(violation.invariant, violation.pfn, violation.detail, names, cpu_of, tuple(rows))
+
+
+def _resolve_column(r: WitnessRow, cpu_of: tuple[int, ...]) -> WitnessRow:
+    """An IPI's column is the thread running on its target CPU (the handler interrupts that thread)."""
+    if r.tid is None or r.tid >= 0:
+        return r
+    cpu = -1 - r.tid
+    tid = next((t for t, c in enumerate(cpu_of) if c == cpu), None)
+    return WitnessRow(r.seq, tid, cpu, r.fn, r.action, r.why, r.role, r.after_violation)
+
+
+def witness_table(w: Witness, title: str | None = None) -> Table:
+    """One column per thread (with its CPU), rows in happens-before order, and what each row means."""
+    table = Table(title=title or f"{w.invariant} (pfn {w.pfn})", caption=w.detail, show_lines=True,
+                  title_justify="left", caption_justify="left")
+    table.add_column("#", justify="right", style="dim")
+    for tid, name in enumerate(w.threads):
+        table.add_column(f"{name}\nCPU {w.cpu_of[tid]}", overflow="fold")
+    table.add_column("why it matters", overflow="fold", style="italic")
+    for r in w.rows:
+        cells = [""] * len(w.threads)
+        if r.tid is not None:
+            late = " [red](after the violation)[/]" if r.after_violation else ""
+            cells[r.tid] = f"[bold]{r.fn}[/]\n{r.action}{late}"
+        seq = "—" if r.seq is None else str(r.seq)
+        why = r.why if r.tid is not None or r.role == "final_state" else f"{r.fn}: {r.why}"
+        if r.role == "final_state":
+            why = f"[bold]{r.action}[/]"
+        table.add_row(seq, *cells, why)
+    return table
+
+
+def witnesses_for(violations: list[Violation], scenario: Any, cfg: Any, executed: list[Any],
+                  horizon: int = 200) -> list[Witness]:
+    """Re-run the judged transitions to the violation, then on past it (lowest enabled transition first, as
+    run_schedule completes a run) for at most ``horizon`` transitions, to show what came too late."""
+    from analysis.analyze import rerun
+
+    m = rerun(scenario, cfg, executed)
+    at_violation = list(m.events)
+    snapshot = m.key()
+    for _ in range(horizon):
+        enabled = m.enabled_all()
+        if m.run_ends(enabled):
+            break
+        m.execute(min(enabled, key=lambda tr: (m.is_counter_increment(tr), tr)))
+    after = m.events[len(at_violation):]
+    m.restore(snapshot)
+    return [build_witness(v, at_violation, m, after) for v in violations]

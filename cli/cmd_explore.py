@@ -1,0 +1,177 @@
+"""``tlbrace explore``: search the schedules of a scenario in the controlled runtime.
+
+Each violation found is written as a schedule file (``--out``) that ``tlbrace replay`` reproduces exactly, and
+printed as a per-CPU story.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+
+from analysis.story import print_story
+from cli.options import (add_output_options, add_scenario_options, add_view_options, check_out_dir,
+                               console_for, diagram_width, int_in, load)
+from controlled.explorer import DEFAULT_BUDGET, STRATEGIES, explore
+from controlled.replay import run_schedule
+from kernel_model.config import Config
+from kernel_model.program import Scenario
+from logs.controlled_log import write_controlled_log
+from logs.schedule_file import ScheduleFile, write_schedule
+
+
+MAX_DEPTH = 1000  # change points past the run's length are never reached; this bounds the draw of them
+MAX_WORKERS = 64  # processes sharing one visited table
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("explore", help="search schedules in the controlled runtime (deterministic)",
+                       description=__doc__)
+    add_scenario_options(p)
+    p.add_argument("--strategy", choices=STRATEGIES, default="bfs",
+                   help="bfs (exhaustive, shortest counterexample first), dfs, random or pct (default bfs)")
+    p.add_argument("--budget", type=int, default=None,
+                   help="bfs/dfs: most states to visit; random/pct: number of runs (default: "
+                        + ", ".join(f"{k} {v:,}" for k, v in DEFAULT_BUDGET.items()) + ")")
+    p.add_argument("--depth", type=int_in(1, MAX_DEPTH), default=3,
+                   help=f"pct bug depth: depth - 1 priority change points per run (default 3, 1..{MAX_DEPTH})")
+    p.add_argument("--no-reduce", action="store_true",
+                   help="bfs/dfs without partial-order reduction (every interleaving; slower)")
+    p.add_argument("--no-sleep-sets", action="store_true",
+                   help="dfs: without sleep sets on top of the reduction (more transitions, the same verdicts)")
+    p.add_argument("--all", action="store_true", help="keep searching after the first violation")
+    p.add_argument("--hash-compact", action="store_true",
+                   help="bfs/dfs: remember a 64-bit hash per state, not the state (a tenth of the memory; the "
+                        "JSON's collision_bound says how likely a merge of two states was)")
+    p.add_argument("--workers", type=int_in(1, MAX_WORKERS), default=1,
+                   help="dfs: search on this many processes sharing one hash-compacted visited set (implies "
+                        "--hash-compact; default 1)")
+    p.add_argument("--log-format", choices=("msgpack", "jsonl"), default="msgpack",
+                   help="format of each counterexample's event log (jsonl: JSON Lines for people)")
+    p.add_argument("--memory-limit", metavar="SIZE", default=None,
+                   help="refuse a bfs/dfs search whose estimated memory exceeds this (e.g. 4G, 512M; default: "
+                        "what the machine has available)")
+    add_output_options(p)
+    add_view_options(p)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from cli.errors import UsageError
+
+    if args.budget is not None and args.budget < 1:
+        raise UsageError(f"--budget: expected a positive integer, got {args.budget}")
+    if args.workers < 1 or (args.workers > 1 and args.strategy != "dfs"):
+        raise UsageError(f"--workers: expected a positive integer, and more than 1 only with --strategy dfs; got "
+                         f"{args.workers} with --strategy {args.strategy}")
+    check_out_dir(args.out)
+    scenario, cfg = load(args)
+    check_memory(scenario, cfg, args)
+    console = console_for(args, stderr=args.json)
+    result = explore(scenario, cfg, args.strategy, budget=args.budget, seed=args.seed, depth=args.depth,
+                     reduce=not args.no_reduce, stop_at_first=not args.all, hash_compact=args.hash_compact,
+                     workers=args.workers, sleep_sets=not args.no_sleep_sets)
+    violations_out = []
+    if result.found:
+        os.makedirs(args.out, exist_ok=True)
+    for n, found in enumerate(result.found):
+        replay = run_schedule(scenario, cfg, found.schedule)
+        stem = "-".join([scenario.name] + _kernel_words(args.kernel, cfg, "v{}") + [args.strategy, str(n)])
+        path = os.path.join(args.out, f"{stem}.schedule")
+        write_schedule(path, ScheduleFile(scenario, cfg, replay.executed, found.invariants, args.strategy,
+                                          args.seed))
+        log_path = os.path.join(args.out, f"{stem}.{args.log_format}")
+        if os.path.exists(log_path):
+            os.remove(log_path)  # a log is append-only; a new search replaces the old counterexample's
+        write_controlled_log(log_path, scenario, cfg, replay.executed, run_id=stem, fmt=args.log_format)
+        violations_out.append({"invariant": found.invariants[0], "invariants": found.invariants,
+                               "detail": found.violations[0].detail, "steps": len(replay.executed),
+                               "schedule_file": path, "log_file": log_path})
+        if not args.json:
+            from controlled.machine import Machine
+            cpu_of = Machine(scenario, cfg).cpu_of
+            if args.format == "diagram":
+                from analysis.diagram import render_diagram
+                print(render_diagram(scenario, cpu_of, replay.events, replay.violations or found.violations,
+                                     diagram_width(args), title=f"{stem}: {', '.join(found.invariants)}"))
+            else:
+                print_story(scenario, cpu_of, replay.events, replay.violations or found.violations, console)
+            console.print(f"schedule written to {path} ({len(replay.executed)} transitions); "
+                          f"reproduce with: tlbrace replay {path}; event log: {log_path} (tlbrace analyze)")
+    summary = {"scenario": scenario.name, "params": scenario.params, "ordering": cfg.ordering, "arch": cfg.arch,
+               "mutant": cfg.mutant, "delayed_batches": cfg.delayed_batches, "kernel": args.kernel,
+               "without": list(cfg.without), "strategy": args.strategy,
+               "complete": result.complete, "states": result.states, "schedules": result.schedules,
+               "transitions": result.transitions, "seconds": round(result.seconds, 3),
+               "collision_bound": result.collision_bound, "workers": args.workers,
+               "violations": violations_out}
+    if args.json:
+        json.dump(summary, sys.stdout)
+        sys.stdout.write("\n")
+    else:
+        verdict = (f"{len(violations_out)} violation(s): " + ", ".join(v["invariant"] for v in violations_out)
+                   if violations_out else "no violation")
+        scope = "the whole state space" if result.complete else "a partial search"
+        console.print(f"{' '.join([scenario.name] + _kernel_words(args.kernel, cfg, 'kernel={}', True))} "
+                      f"strategy={args.strategy}: {verdict} — "
+                      f"{scope}, {result.states} states, {result.transitions} transitions, "
+                      f"{result.seconds:.2f} s")
+    return 1 if violations_out else 0
+
+
+def _kernel_words(kernel: str | None, cfg: Config, kernel_format: str, named: bool = False) -> list[str]:
+    """What names the run's kernel: --kernel's version (if given), ordering, arch, the fixes it lacks (named)
+    and the mutant; as key=value words when ``named`` (the summary line), bare (a file stem) otherwise."""
+    words = [kernel_format.format(kernel)] if kernel else []
+    pairs = [("ordering", cfg.ordering), ("arch", cfg.arch)]
+    if named and cfg.without:
+        pairs.append(("without", ",".join(cfg.without)))
+    if cfg.mutant:
+        pairs.append(("mutant", cfg.mutant))
+    return words + [f"{k}={v}" if named else v for k, v in pairs]
+
+
+def check_memory(scenario: Scenario, cfg: Config, args: argparse.Namespace) -> None:
+    """Before the search allocates anything, estimate its memory (controlled.search_memory: the initial
+    state's size times the budget). A --budget that cannot fit is refused (exit 2, saying what would fit); the
+    default budget is lowered to what fits, with a note, unless not even MIN_BUDGET states fit."""
+    from controlled import search_memory
+    from cli.errors import UsageError
+
+    if args.strategy not in ("bfs", "dfs"):
+        return
+    limit = parse_size(args.memory_limit) if args.memory_limit else search_memory.available_bytes()
+    budget = args.budget or DEFAULT_BUDGET[args.strategy]
+    est = search_memory.estimate(scenario, cfg, args.strategy, budget, args.hash_compact or args.workers > 1)
+    fits = search_memory.budget_that_fits(est, limit)
+    if fits >= budget:
+        return
+    if args.budget is None and fits >= search_memory.MIN_BUDGET:
+        args.budget = fits
+        print(f"tlbrace: note: the default budget of {budget:,} states would need about "
+              f"{search_memory.human(est.bytes)}; searching at most {fits:,} states, what fits in memory",
+              file=sys.stderr)
+        return
+    try:
+        search_memory.check_fits(est, budget, limit, label=f"explore {scenario.name}")
+    except search_memory.DoesNotFit as exc:
+        raise UsageError(str(exc)) from None
+
+
+def parse_size(text: str) -> int:
+    """'512M', '4G', '1.5T', '1000000' -> bytes."""
+    from cli.errors import UsageError
+
+    units = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+    t = text.strip().upper().removesuffix("B")
+    number, unit = (t[:-1], t[-1]) if t and t[-1] in units else (t, "")
+    try:
+        value = float(number) * units[unit]
+    except ValueError:
+        raise UsageError(f"--memory-limit {text!r}: expected a size such as 512M, 4G or 1000000") from None
+    if value <= 0:
+        raise UsageError(f"--memory-limit {text!r}: expected a positive size")
+    return int(value)

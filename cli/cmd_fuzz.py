@@ -1,0 +1,168 @@
+"""``tlbrace fuzz``: the model's own differential test. Random scenarios, each explored with a bounded search.
+
+Each scenario (2-4 threads, 1-3 pages, programs drawn from every op, file or anonymous memory) is written as a
+library-format TOML file and loaded through the scenario loader, so what is fuzzed is what a user can write.
+Every violation is written to ``--out`` as that scenario file and a schedule file that ``tlbrace replay``
+reproduces. On a kernel that should be correct (``delayed``, or ``--arch up``/``s390``; no mutant, no fix of
+``--kernel``'s registry missing) a violation is a model bug or a real kernel bug: the scenario is first shrunk
+(fewest threads, operations and pages that keep the same invariant). ``--parallel P`` or ``--address ADDR`` runs the explorations as Ray tasks; the report
+is the same as a serial run's for the same seed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections import Counter
+from typing import Any
+
+from cli.options import add_output_options, add_scenario_options, config_from_args
+from fuzz.run import STRATEGIES
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("fuzz", help="explore random scenarios: the model's differential test", description=__doc__)
+    add_scenario_options(p, scenario_arg=False)
+    p.add_argument("--count", type=int, default=100, metavar="N", help="scenarios to generate (default 100)")
+    p.add_argument("--budget", type=int, default=None, metavar="STATES",
+                   help="most states to visit per scenario (default 10000)")
+    p.add_argument("--strategy", choices=STRATEGIES, default="dfs",
+                   help="how each scenario is searched within its budget (default dfs: it reaches the ends of "
+                        "runs, where lost data and hangs are judged; bfs: shortest first)")
+    p.add_argument("--no-shrink", action="store_true",
+                   help="write failing scenarios as generated (default: shrink them on a kernel that should be "
+                        "correct: delayed, up, s390)")
+    p.add_argument("--parallel", type=int, default=0, metavar="P",
+                   help="explore on P Ray workers at once (default 0: serially in this process)")
+    p.add_argument("--address", metavar="ADDR", default=None,
+                   help="join this Ray cluster and explore there (implies Ray; default P: the cluster's CPUs)")
+    p.add_argument("--verbose", action="store_true", help="let Ray's own warnings and logs reach the terminal")
+    add_output_options(p, default_out="tlbrace-out/fuzz")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from kernel_model.config import ConfigError
+    from cli.errors import EXIT_OK, EXIT_VIOLATION, UsageError
+    from fuzz.run import DEFAULT_BUDGET, FuzzOptions, run_ray, run_serial
+
+    if args.param:
+        raise UsageError("--param: fuzz generates its scenarios; it takes no scenario parameters")
+    if args.count < 1:
+        raise UsageError(f"--count: expected a positive integer, got {args.count}")
+    if args.budget is not None and args.budget < 1:
+        raise UsageError(f"--budget: expected a positive integer, got {args.budget}")
+    if args.parallel < 0:
+        raise UsageError(f"--parallel: expected an integer >= 0, got {args.parallel}")
+    try:
+        cfg = config_from_args(args)
+    except ConfigError as exc:
+        raise UsageError(str(exc)) from None
+    opts = FuzzOptions(cfg, args.budget or DEFAULT_BUDGET, args.strategy, False if args.no_shrink else None)
+    t0 = time.perf_counter()
+    on_outcome = _progress(args)
+    if args.parallel or args.address:
+        outcomes = _on_ray(args, opts, on_outcome)
+    else:
+        outcomes = run_serial(args.seed, args.count, opts, on_outcome)
+    report = _write_report(args, opts, outcomes, time.perf_counter() - t0)
+    if args.json:
+        json.dump(report, sys.stdout)
+        sys.stdout.write("\n")
+    else:
+        _print_report(report)
+    return EXIT_VIOLATION if report["violations"] else EXIT_OK
+
+
+def _on_ray(args: argparse.Namespace, opts: Any, on_outcome: Any) -> list[Any]:
+    from actors import ray_session
+    from cli.cmd_stress import check_address, open_ray
+    from fuzz.run import run_ray
+
+    if args.address is not None:
+        check_address(args.address, "--address")
+    session = open_ray(args, args.parallel)
+    try:
+        import ray
+
+        parallel = args.parallel or max(1, int(ray.cluster_resources().get("CPU", 1)))
+        return run_ray(args.seed, args.count, opts, parallel, on_outcome)
+    finally:
+        ray_session.close_session(session)
+
+
+def _progress(args: argparse.Namespace) -> Any:
+    """One line on stderr every 10% of the campaign (none with --json)."""
+    if args.json:
+        return None
+    done = [0]
+    step = max(1, args.count // 10)
+
+    def on_outcome(_outcome: Any) -> None:
+        done[0] += 1
+        if done[0] % step == 0:
+            print(f"tlbrace fuzz: {done[0]}/{args.count} scenarios", file=sys.stderr, flush=True)
+
+    return on_outcome
+
+
+def _write_report(args: argparse.Namespace, opts: Any, outcomes: list[Any], seconds: float) -> dict[str, Any]:
+    """Write each violation's scenario and schedule file; the report (the issue's JSON keys first)."""
+    from fuzz.generate import scenario_from_text
+    from logs.schedule_file import ScheduleFile, write_schedule
+
+    cfg = opts.cfg
+    tag = "-".join(([f"v{args.kernel}"] if args.kernel else []) + [cfg.ordering, cfg.arch]
+                   + ([cfg.mutant] if cfg.mutant else []))
+    violations = []
+    for o in outcomes:
+        if not o.invariants:
+            continue
+        os.makedirs(args.out, exist_ok=True)
+        scenario_file = os.path.join(args.out, f"{o.name}.toml")
+        with open(scenario_file, "w", encoding="utf-8") as f:
+            f.write(o.text)
+        schedule_file = os.path.join(args.out, f"{o.name}-{tag}.schedule")
+        scenario = scenario_from_text(o.text, o.name)
+        write_schedule(schedule_file, ScheduleFile(scenario, cfg, [tuple(t) for t in o.schedule], o.invariants,
+                                                   opts.strategy, args.seed))
+        violations.append({"invariant": o.invariant, "invariants": o.invariants, "scenario_file": scenario_file,
+                           "schedule_file": schedule_file, "steps": len(o.schedule), "index": o.index,
+                           "size": list(o.size),
+                           "shrunk_from": list(o.original_size) if o.original_size else None})
+    explored = [o for o in outcomes if not o.rejected]
+    return {
+        "generated": len(outcomes),
+        "explored": len(explored),
+        "complete": sum(1 for o in explored if o.complete),
+        "violations": violations,
+        "seconds": round(seconds, 3),
+        "seed": args.seed, "ordering": cfg.ordering, "arch": cfg.arch, "mutant": cfg.mutant, "kernel": args.kernel,
+        "without": list(cfg.without),
+        "budget": opts.budget, "strategy": opts.strategy, "states": sum(o.states for o in explored),
+        "by_invariant": dict(sorted(Counter(v["invariant"] for v in violations).items())),
+        "rejected": [{"index": o.index, "error": o.rejected} for o in outcomes if o.rejected],
+    }
+
+
+def _print_report(report: dict[str, Any]) -> None:
+    n = report["generated"]
+    found = len(report["violations"])
+    kernel = f"kernel {report['kernel']}, " if report["kernel"] else ""
+    print(f"tlbrace fuzz: {n} scenarios ({kernel}{report['ordering']}, {report['arch']}"
+          f"{', mutant ' + report['mutant'] if report['mutant'] else ''}, seed {report['seed']}, budget "
+          f"{report['budget']} states, {report['strategy']}): {report['explored']} explored, {report['complete']} completely; "
+          f"{found} with a violation ({100.0 * found / n:.1f}%); {report['seconds']:.1f} s")
+    for name, count in report["by_invariant"].items():
+        print(f"  {name}: {count}")
+    for v in report["violations"][:20]:
+        shrunk = f", shrunk from {tuple(v['shrunk_from'])}" if v["shrunk_from"] else ""
+        print(f"  {v['invariant']}: {v['scenario_file']} (threads, ops, pages = {tuple(v['size'])}{shrunk}); "
+              f"tlbrace replay {v['schedule_file']}")
+    if found > 20:
+        print(f"  ... and {found - 20} more (--json lists them all)")
+    for r in report["rejected"]:
+        print(f"  generator bug: scenario {r['index']} refused by the loader: {r['error']}")

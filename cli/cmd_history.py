@@ -1,0 +1,196 @@
+"""``tlbrace history``: which kernel releases reach a scenario's race. Explore it once per kernel version.
+
+Each kernel is the model configured with the fixes of kernel_model/kernels.py merged by that release (``--kernel``
+of explore). Each search is a breadth-first one with partial-order reduction: exhaustive when the whole state
+space fits the budget ("clean" then means no schedule of the scenario breaks an invariant on that kernel), else
+"incomplete" (no violation within the budget, which the table states). A violation's steps are the length of
+the shortest counterexample (breadth-first search finds a shortest one first).
+
+The table has one row per kernel; ``--all`` does it for every library scenario. A PNG (``--png``, default
+``<--out>/history.png``) shows the verdicts as a matrix: kernels across, scenarios down. Exit status 1 when a
+scenario that shows a fix's race (its registry entry names it) breaks an invariant on a kernel that has that fix.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from dataclasses import dataclass, field
+from typing import Any
+
+from kernel_model.kernels import REGISTRY, KernelError, history_kernels, kernel_config, kernel_for, parse_version
+
+DEFAULT_HISTORY_BUDGET = 200_000  # states per (scenario, kernel) search
+
+
+@dataclass(slots=True)
+class Cell:
+    """One scenario on one kernel."""
+
+    kernel: str
+    fixes: list[str]
+    verdict: str  # "violation" | "clean" | "incomplete"
+    invariants: list[str]
+    steps: int | None  # the shortest counterexample's transitions; None without a violation
+    states: int = 0
+    seconds: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        """The issue's keys, exactly."""
+        return {"kernel": self.kernel, "fixes": self.fixes, "verdict": self.verdict,
+                "invariants": self.invariants, "steps": self.steps}
+
+
+@dataclass(slots=True)
+class Row:
+    scenario: str
+    description: str
+    cells: list[Cell] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"scenario": self.scenario, "kernels": [c.to_json() for c in self.cells]}
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    from cli.options import RawDescriptionDefaultsFormatter
+
+    p = sub.add_parser("history", help="explore a scenario on each kernel release: verdicts, table, PNG",
+                       description=__doc__, formatter_class=RawDescriptionDefaultsFormatter)
+    p.add_argument("scenario", metavar="SCENARIO", nargs="?", default=None,
+                   help="a library scenario name or the path of a TOML file (default: none; give one or --all)")
+    p.add_argument("--all", action="store_true", help="every library scenario (`tlbrace scenarios` lists them)")
+    p.add_argument("--kernels", metavar="V,V,...", default=None,
+                   help="kernel releases, e.g. 4.12,4.13 (default: for each fix of the registry the release "
+                        f"before it and its own, and the newest: {','.join(history_kernels())})")
+    p.add_argument("--budget", type=int, default=DEFAULT_HISTORY_BUDGET, metavar="STATES",
+                   help="most states per search; a search that stops there is 'incomplete'")
+    p.add_argument("--png", metavar="FILE", default=None,
+                   help="where the matrix PNG goes (default: <--out>/history.png)")
+    p.add_argument("--no-png", action="store_true", help="write no PNG")
+    p.add_argument("--json", action="store_true",
+                   help="print JSON on stdout: one {scenario, kernels} object, or a list of them with --all")
+    p.add_argument("--out", default="tlbrace-out", metavar="DIR", help="where the PNG goes")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from cli.errors import UsageError
+    from scenarios.loader import library_names, load_scenario
+    from cli.options import check_out_dir, check_out_file
+
+    if args.all == (args.scenario is not None):
+        raise UsageError("history: expected a SCENARIO or --all (one of them)")
+    if args.budget < 1:
+        raise UsageError(f"--budget: expected a positive integer, got {args.budget}")
+    kernels = parse_kernels(args.kernels)
+    png = None if args.no_png else (args.png or os.path.join(args.out, "history.png"))
+    if png is not None:
+        if args.png is None:
+            check_out_dir(args.out)
+        else:
+            check_out_file(png, "--png", (".png",))
+    names = library_names() if args.all else [args.scenario]
+    scenarios = [load_scenario(name) for name in names]  # every file loads before any search runs
+    rows = [history_row(sc, kernels, args.budget, progress=None if args.json else _progress) for sc in scenarios]
+    if png is not None:
+        from analysis.history_plot import plot_history
+
+        os.makedirs(os.path.dirname(png) or ".", exist_ok=True)
+        plot_history(rows, kernels, png)
+    regressions = fixed_but_reachable(rows)
+    if args.json:
+        doc: Any = [r.to_json() for r in rows] if args.all else rows[0].to_json()
+        json.dump(doc, sys.stdout)
+        sys.stdout.write("\n")
+    else:
+        print_rows(rows, args.budget)
+        if png is not None:
+            print(f"matrix written to {png}")
+    for line in regressions:
+        print(f"tlbrace history: {line}", file=sys.stderr)
+    return 1 if regressions else 0
+
+
+def parse_kernels(text: str | None) -> list[str]:
+    """--kernels: releases in the order given (duplicates dropped); each must be one the registry knows."""
+    from cli.errors import UsageError
+
+    if text is None:
+        return list(history_kernels())
+    out: list[str] = []
+    for item in (t.strip() for t in text.split(",")):
+        if not item:
+            continue
+        try:
+            v = parse_version(item)
+        except KernelError as exc:
+            raise UsageError(f"--kernels: {exc}") from None
+        name = f"{v[0]}.{v[1]}"
+        if name not in out:
+            out.append(name)
+    if not out:
+        raise UsageError(f"--kernels {text!r}: expected a comma-separated list of releases such as 4.12,4.13")
+    return out
+
+
+def history_row(scenario: Any, kernels: list[str], budget: int, progress: Any = None) -> Row:
+    """Explore ``scenario`` on each kernel (its [config] overridden by the kernel's fixes)."""
+    from kernel_model.config import Config
+    from controlled.explorer import explore
+
+    row = Row(scenario.name, scenario.description)
+    for kernel in kernels:
+        cfg = Config.from_dict({**scenario.config, **kernel_config(kernel)})
+        result = explore(scenario, cfg, "bfs", budget=budget, stop_at_first=True)
+        fixes = sorted(kernel_for(kernel), key=[f.name for f in REGISTRY].index)
+        if result.found:
+            found = result.found[0]
+            cell = Cell(kernel, fixes, "violation", found.invariants, len(found.schedule))
+        else:
+            cell = Cell(kernel, fixes, "clean" if result.complete else "incomplete", [], None)
+        cell.states, cell.seconds = result.states, result.seconds
+        row.cells.append(cell)
+        if progress is not None:
+            progress(scenario.name, cell)
+    return row
+
+
+def fixed_but_reachable(rows: list[Row]) -> list[str]:
+    """A fix's own scenario breaking an invariant on a kernel that has the fix: the fix (or the model) is wrong."""
+    out = []
+    by_scenario = {r.scenario: r for r in rows}
+    for fix in REGISTRY:
+        row = by_scenario.get(fix.scenario or "")
+        if row is None:
+            continue
+        for cell in row.cells:
+            if fix.name in cell.fixes and cell.verdict == "violation":
+                out.append(f"{row.scenario} breaks {', '.join(cell.invariants)} on {cell.kernel}, which has "
+                           f"{fix.commit} ({fix.name})")
+    return out
+
+
+def _progress(scenario: str, cell: Cell) -> None:
+    print(f"  {scenario} on {cell.kernel}: {cell.verdict} ({cell.states:,} states, {cell.seconds:.1f} s)",
+          file=sys.stderr)
+
+
+def print_rows(rows: list[Row], budget: int) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(width=max(Console().width, 110))
+    for row in rows:
+        table = Table(title=f"{row.scenario}: {row.description}", title_justify="left")
+        for header in ("kernel", "fixes it lacks", "verdict", "invariants", "steps", "states"):
+            table.add_column(header, justify="right" if header in ("steps", "states") else "left",
+                             no_wrap=header != "fixes it lacks")
+        for c in row.cells:
+            missing = [f.commit for f in REGISTRY if f.name not in c.fixes]
+            verdict = {"clean": "clean (exhaustive)", "incomplete": f"incomplete (stopped at {budget:,} states)",
+                       "violation": "violation"}[c.verdict]
+            table.add_row(c.kernel, " ".join(missing) or "-", verdict, ", ".join(c.invariants) or "-",
+                          "-" if c.steps is None else str(c.steps), f"{c.states:,}")
+        console.print(table)

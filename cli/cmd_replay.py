@@ -1,0 +1,130 @@
+"""``tlbrace replay FILE``: reproduce a schedule file, or a failing trial of a wild log, deterministically."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Any
+
+from analysis.story import print_story
+from cli.options import add_view_options, console_for, diagram_width
+from controlled.machine import Machine
+from controlled.replay import run_schedule
+from logs.schedule_file import SCHEMA as SCHEDULE_SCHEMA
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("replay", help="replay a schedule file or a wild trial's log in the controlled runtime",
+                       description=__doc__)
+    p.add_argument("file", metavar="FILE", help="a .schedule file (explore/shrink) or a msgpack/jsonl log")
+    p.add_argument("--trial", type=int, default=None, help="which trial of a log (default: every failing one)")
+    p.add_argument("--json", action="store_true", help="print one machine-readable JSON object on stdout")
+    add_view_options(p)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    console = console_for(args, stderr=args.json)
+    kind = _kind_of(args.file)
+    results = _replay_schedule(args, console) if kind == "schedule" else _replay_log(args, console)
+    reproduced = all(r["reproduced"] for r in results)
+    if args.json:
+        json.dump({"file": args.file, "kind": kind, "replays": results, "reproduced": reproduced}, sys.stdout)
+        sys.stdout.write("\n")
+    else:
+        for r in results:
+            where = f"trial {r['trial']}: " if r["trial"] is not None else ""
+            console.print(f"{where}expected {r['expected'] or 'no violation'}, replay found "
+                          f"{r['found'] or 'no violation'}: {'reproduced' if r['reproduced'] else 'NOT reproduced'}"
+                          + (f" ({r['divergence']})" if r["divergence"] else ""))
+        if not results:
+            console.print("nothing to replay (no failing trial in the log; use --trial ID)")
+    return 1 if any(r["found"] for r in results) else 0
+
+
+def _show(args: argparse.Namespace, console: Any, scenario: Any, cfg: Any, rr: Any, title: str) -> None:
+    """The replay as a diagram or a story, unless --json."""
+    if args.json:
+        return
+    cpu_of = Machine(scenario, cfg).cpu_of
+    if args.format == "diagram":
+        from analysis.diagram import render_diagram
+        print(render_diagram(scenario, cpu_of, rr.events, rr.violations, diagram_width(args), title=title))
+    else:
+        print_story(scenario, cpu_of, rr.events, rr.violations, console)
+
+
+def _replay_schedule(args: argparse.Namespace, console: Any) -> list[dict]:
+    from cli.errors import UsageError
+    from logs.schedule_file import ScheduleError, read_schedule
+
+    try:
+        sf = read_schedule(args.file)
+    except ScheduleError as exc:
+        raise UsageError(str(exc)) from None
+    rr = run_schedule(sf.scenario, sf.config, sf.schedule, complete=False)
+    _show(args, console, sf.scenario, sf.config, rr, args.file)
+    return [_report(None, sf.invariants, rr)]
+
+
+def _replay_log(args: argparse.Namespace, console: Any) -> list[dict]:
+    """Each failing trial of the log (or the one --trial names), replayed expecting each logged result."""
+    from controlled.linearize import order_key, schedule_from_records
+    from analysis.analyze import AnalysisError, config_from_header, scenario_from_header
+    from cli.errors import UsageError
+    from logs.eventlog import LogError, iter_trials, read_log
+
+    try:
+        contents = read_log(args.file)
+        scenario, cfg = scenario_from_header(contents.header), config_from_header(contents.header)
+    except (LogError, AnalysisError, OSError) as exc:
+        raise UsageError(str(exc)) from None
+    if contents.damage:
+        console.print(f"[yellow]warning: {args.file}: {contents.damage}; replaying up to there[/]")
+    results = []
+    for trial, events, end in iter_trials(contents):
+        if args.trial is not None and trial != args.trial:
+            continue
+        violations = (end or {}).get("violations", [])
+        if not isinstance(violations, list) or not all(isinstance(v, dict) for v in violations):
+            raise UsageError(f"{args.file}: trial {trial}: malformed trial_end record (violations: expected a "
+                             f"list of maps, got {violations!r:.60})")
+        logged = [v.get("invariant") for v in violations]
+        if args.trial is None and not logged:
+            continue
+        try:
+            steps = [r for r in sorted(events, key=order_key) if r.get("kind") == "step"]
+            rr = run_schedule(scenario, cfg, schedule_from_records(events), complete=False,
+                              expected=[r.get("result") for r in steps])
+        except (TypeError, KeyError, ValueError, AttributeError, IndexError) as exc:
+            raise UsageError(f"{args.file}: trial {trial}: malformed event records ({type(exc).__name__}: "
+                             f"{' '.join(str(exc).split())[:120]})") from None
+        results.append(_report(trial, logged, rr))
+        _show(args, console, scenario, cfg, rr, f"{args.file} trial {trial}")
+    return results
+
+
+def _report(trial: int | None, expected: list[str], rr) -> dict:
+    found = rr.invariants
+    return {"trial": trial, "expected": sorted(set(expected)), "found": found, "steps": len(rr.executed),
+            "reproduced": bool(set(expected) & set(found)) if expected else not found,
+            "divergence": rr.divergence}
+
+
+def _kind_of(path: str) -> str:
+    from logs.results_file import MAGIC as RESULTS_MAGIC
+    from cli.errors import UsageError
+    from scenarios.input_files import MAX_LOG_BYTES, InputFileError, open_input
+
+    try:
+        fd = open_input(path, "file to replay", MAX_LOG_BYTES)
+    except InputFileError as exc:
+        raise UsageError(str(exc)) from None
+    with os.fdopen(fd, "rb") as f:
+        head = f.read(64)
+    if head.startswith(RESULTS_MAGIC) or b"tlbrace-results" in head:
+        raise UsageError(f"{path}: a stress campaign's results file, not a log or schedule: replay the failing "
+                         f"trials' logs it names (tlbrace replay OUT/<scenario>-<run>-trialNNNNN.msgpack)")
+    return "schedule" if SCHEDULE_SCHEMA.encode() in head else "log"

@@ -1,0 +1,42 @@
+"""``tlbrace report DIR``: one self-contained HTML page of the stress campaigns (and scale runs) under DIR: the
+summary, hit rate with its interval, counts by invariant, the first failing trial's witness, race diagram and
+timeline, race-window coverage, scaling plots, links to the logs (analysis/report.py)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("report", help="write one self-contained HTML page about the campaigns in DIR",
+                       description=__doc__)
+    p.add_argument("dir", metavar="DIR", help="a stress --out directory (or one holding several), or a scale run")
+    p.add_argument("-o", "--output", default=None, metavar="FILE", help="where the page goes (default: DIR/report.html)")
+    p.add_argument("--json", action="store_true", help="print what the page holds as one JSON object")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from logs.results_file import ResultsError
+    from cli.errors import UsageError
+    from analysis.report import write_report
+
+    if not os.path.isdir(args.dir):
+        raise UsageError(f"{args.dir}: not a directory (expected a tlbrace stress --out or scale --out directory)")
+    out = args.output or os.path.join(args.dir, "report.html")
+    try:
+        made = write_report(args.dir, out)
+    except ResultsError as exc:
+        raise UsageError(str(exc)) from None
+    if not made["campaigns"] and not made["scale_runs"]:
+        raise UsageError(f"{args.dir}: no results.msgpack (tlbrace stress --out) or results.csv (tlbrace scale) "
+                         "under it")
+    if args.json:
+        print(json.dumps(made))
+    else:
+        print(f"report: {os.path.abspath(out)}")
+        if made["first_failure"]:
+            print(f"first failing trial: {made['first_failure']}")
+    return 0

@@ -1,0 +1,65 @@
+"""``tlbrace run``: one wild trial of a scenario on Ray; if it fails, its per-CPU story.
+
+The same options as ``stress`` (one trial, one set of actors). The story lists the trial's events in replay
+order, one column per CPU, in the kernel's own function names. ``--seed S --trial ID`` runs with the jitter
+seed that trial ID of a ``stress --seed S`` campaign had.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from cli.cmd_stress import add_wild_options, check_size, check_wild_args, open_ray
+from cli.options import load
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("run", help="one wild trial on Ray actors; its per-CPU story if it fails",
+                       description=__doc__)
+    add_wild_options(p)
+    p.add_argument("--trial", type=int, default=0, metavar="ID", help="the trial id (seeds its jitter; default 0)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    check_wild_args(args)
+    if args.trial < 0:
+        from cli.errors import UsageError
+
+        raise UsageError(f"--trial: expected an integer >= 0, got {args.trial}")
+    scenario, cfg = load(args)
+    check_size(scenario, cfg, 1)
+    from rich.console import Console
+
+    from actors import ray_session
+    from actors.campaign import trial_seed, write_trial_log
+    from actors.topology import Topology
+    from actors.trial import run_one
+    from kernel_model.events import Event
+    from cli.errors import EXIT_OK, EXIT_VIOLATION
+    from analysis.story import print_story
+
+    session = open_ray(args, 1)
+    try:
+        r = run_one(scenario, cfg, run="run", trial=args.trial, seed=trial_seed(args.seed, args.trial),
+                    jitter_us=args.jitter, hang_timeout=args.hang_timeout)
+    finally:
+        ray_session.close_session(session)
+    log = write_trial_log(args.out, "run", scenario, cfg, r) if (r.failed or args.keep_passing) else None
+    if args.json:
+        print(json.dumps({"scenario": scenario.name, "ordering": cfg.ordering, "arch": cfg.arch,
+                          "mutant": cfg.mutant, "trial": r.trial, "status": r.status,
+                          "violations": [{"invariant": v.invariant, "detail": v.detail} for v in r.violations],
+                          "detail": r.detail, "steps": r.steps, "nodes": list(r.nodes), "log": log}))
+    else:
+        console = Console()
+        console.print(f"trial {r.trial}: {r.status}, {r.steps} steps in {r.seconds:.3f} s"
+                      + (f": {r.detail}" if r.detail and not r.violations else ""))
+        if r.failed and r.records:
+            events = [Event(e["seq"], e["tid"], e["cpu"], e["kind"], e["fn"], e["op"], tuple(e["args"]), e["result"])
+                      for e in r.records]
+            print_story(scenario, list(Topology.of(scenario, cfg).cpu_of), events, r.violations, console)
+        if log:
+            console.print(f"log: {log}")
+    return EXIT_VIOLATION if r.violations else EXIT_OK

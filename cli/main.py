@@ -1,0 +1,90 @@
+"""The ``tlbrace`` command line: one entry point, subcommands that share option names.
+
+Each subcommand lives in its own module ``cli.cmd_<name>`` exposing ``add_parser(subparsers)`` and
+``run(args) -> int``. Exit status: 0 no violation, 1 violation found, 2 bad input or usage, 3 the environment
+failed (disk full, read-only output, Ray would not start: one line saying what to do; a stress campaign is left
+resumable), 4 an internal error (a bug: please report it). Every error is one line on stderr; ``--verbose`` (given
+anywhere) adds the traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+import traceback
+
+from cli.errors import (EXIT_BAD_INPUT, EXIT_ENVIRONMENT, EXIT_INTERNAL, EXIT_OK, EnvironmentFailure,
+                                   UsageError, os_error_text)
+
+SUBCOMMANDS = ("scenarios", "mutants", "explore", "replay", "shrink", "run", "stress", "analyze", "scale",
+               "report", "fuzz", "history")
+
+
+class _Parser(argparse.ArgumentParser):
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        from cli.options import DefaultsFormatter  # every option's default in --help
+
+        kwargs.setdefault("formatter_class", DefaultsFormatter)
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+
+    def error(self, message: str) -> None:  # argparse exits 2 too; keep its one-line message
+        self.print_usage(sys.stderr)
+        print(f"tlbrace: error: {message}", file=sys.stderr)
+        raise SystemExit(EXIT_BAD_INPUT)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="tlbrace", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    for name in SUBCOMMANDS:
+        importlib.import_module(f"cli.cmd_{name}").add_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    verbose = "--verbose" in argv
+    parser = build_parser()
+    args = parser.parse_args([a for a in argv if a != "--verbose"] if not _takes_verbose(argv) else argv)
+    from kernel_model.config import ConfigError
+    from scenarios.loader import ScenarioError
+    try:
+        return int(args.func(args))
+    except (UsageError, ScenarioError, ConfigError) as exc:
+        print(f"tlbrace: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except EnvironmentFailure as exc:
+        _traceback(verbose)
+        print(f"tlbrace: error: {exc}", file=sys.stderr)
+        return EXIT_ENVIRONMENT
+    except KeyboardInterrupt:
+        print("tlbrace: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # e.g. `tlbrace scenarios --json | head`: the reader left; not an error of ours
+        sys.stderr.close()
+        return EXIT_OK
+    except (OSError, MemoryError) as exc:  # the machine failed: a file that cannot be written, no memory
+        _traceback(verbose)
+        text = os_error_text(exc) if isinstance(exc, OSError) else "out of memory: ask for less, or free memory"
+        print(f"tlbrace: error: {text}", file=sys.stderr)
+        return EXIT_ENVIRONMENT
+    except Exception as exc:  # noqa: BLE001 - a bug: one line (and the traceback with --verbose), never exit 1
+        _traceback(verbose)
+        text = " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
+        print(f"tlbrace: internal error: {text} (a bug; --verbose prints the traceback)", file=sys.stderr)
+        return EXIT_INTERNAL
+
+
+def _takes_verbose(argv: list[str]) -> bool:
+    """stress and run have a --verbose of their own (Ray's logs too); elsewhere it only asks for tracebacks."""
+    return next((a for a in argv if a in SUBCOMMANDS), None) in ("stress", "run")
+
+
+def _traceback(verbose: bool) -> None:
+    if verbose:
+        traceback.print_exc()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

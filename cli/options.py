@@ -1,0 +1,209 @@
+"""Command-line options that several subcommands share, and how they become a Scenario and a Config.
+
+The configuration of a run is the scenario file's ``[config]`` table, overridden by what the command line says.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+from typing import Any, Callable, Final
+
+from kernel_model.config import ARCHES, DELAYED_BATCHES, MUTANTS, ORDERINGS, Config
+from kernel_model.kernels import NEWEST, KernelError, kernel_config
+from kernel_model.program import Scenario
+
+_D = Config()  # the model's defaults, as --help states them
+
+
+class DefaultsFormatter(argparse.HelpFormatter):
+    """Help that says every option's default: "(default: X)" is appended to an option's help unless the help
+    already says its default in words (options whose default is None must: "the scenario's [config]", ...);
+    a flag's default is "off"."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        if not action.option_strings or "default" in text or action.default is argparse.SUPPRESS:
+            return text
+        if isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction)):
+            return f"{text} (default: {'on' if action.default else 'off'})"
+        if action.default is None or action.default == []:
+            return text  # nothing to show: the help must say it (tests/test_help.py checks every option)
+        return f"{text} (default: %(default)s)"
+
+
+class RawDescriptionDefaultsFormatter(DefaultsFormatter, argparse.RawDescriptionHelpFormatter):
+    """DefaultsFormatter for a subcommand whose description is laid out by hand."""
+
+
+def add_scenario_options(p: argparse.ArgumentParser, *, scenario_arg: bool = True) -> None:
+    if scenario_arg:
+        p.add_argument("scenario", metavar="SCENARIO", help="a library scenario name or the path of a TOML file")
+    p.add_argument("--param", action="append", default=[], metavar="NAME=INT",
+                   help="override a scenario parameter (repeatable), e.g. --param pages=2 (default: the "
+                        "scenario's own values; `tlbrace scenarios` lists them)")
+    add_kernel_option(p)
+    p.add_argument("--ordering", choices=ORDERINGS, help="eager (v6.1: rmap removed before the flush) or "
+                   f"delayed (the patch) (default: the scenario's [config] ordering, else {_D.ordering})")
+    p.add_argument("--arch", choices=ARCHES,
+                   help=f"smp, up or s390 (default: the scenario's [config] arch, else {_D.arch})")
+    p.add_argument("--mutant", choices=MUTANTS, metavar="M", help="run a deliberately wrong kernel; `tlbrace mutants` says what "
+                   "each does (default: none, the real kernel)")
+    p.add_argument("--delayed-batches", choices=DELAYED_BATCHES,
+                   help="where delayed rmaps may sit: active (the seed patch) or local+active (c47454823bd4) "
+                        f"(default: the scenario's [config], else {_D.delayed_batches})")
+    p.add_argument("--gather", action="append", default=[], metavar="FIELD=INT",
+                   help="mmu_gather size override: mmu_gather_bundle, max_gather_batch, max_gather_batch_count "
+                        f"(default: the kernel's, {_D.mmu_gather_bundle}, {_D.max_gather_batch} and "
+                        f"{_D.max_gather_batch_count})")
+
+
+def add_kernel_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--kernel", metavar="VERSION",
+                   help="model a mainline release: the fixes of kernel_model/kernels.py merged by it (e.g. 3.14, "
+                        f"4.12, 6.1, 6.2, latest = {NEWEST}); --ordering, --delayed-batches and --mutant given too "
+                        "override what the version says (default: the scenario's [config], else the newest kernel)")
+
+
+# Seeds are written into schedules, logs and results files as msgpack integers (64-bit signed).
+SEED_MIN: Final = -(1 << 63)
+SEED_MAX: Final = (1 << 63) - 1
+
+
+def int_in(lo: int, hi: int) -> Callable[[str], int]:
+    """An argparse type: an integer in lo..hi (the message gives the range)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text, 10)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if not lo <= value <= hi:
+            raise argparse.ArgumentTypeError(f"expected an integer in {lo}..{hi}, got {text}")
+        return value
+    parse.__name__ = "integer"
+    return parse
+
+
+seed_arg = int_in(SEED_MIN, SEED_MAX)
+
+
+def float_in(lo: float, hi: float, *, low_open: bool = False) -> Callable[[str], float]:
+    """An argparse type: a finite number in lo..hi (nan and inf are refused)."""
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        if not math.isfinite(value) or value < lo or value > hi or (low_open and value == lo):
+            raise argparse.ArgumentTypeError(f"expected a finite number {'>' if low_open else '>='} {lo:g} and "
+                                             f"<= {hi:g}, got {text}")
+        return value
+    parse.__name__ = "number"
+    return parse
+
+
+def check_out_dir(out: str, flag: str = "--out") -> None:
+    """An output directory named on the command line, checked before any work: not empty, not a file."""
+    from cli.errors import UsageError
+
+    if not out:
+        raise UsageError(f"{flag} '': expected a directory path")
+    if "\0" in out:
+        raise UsageError(f"{flag} {out!r}: a path cannot contain a NUL byte")
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise UsageError(f"{flag} {out}: is a file, expected a directory")
+
+
+def check_out_file(path: str, flag: str, suffixes: tuple[str, ...] = ()) -> None:
+    """An output file named on the command line, checked before any work: not a directory, in a directory that
+    exists, with one of ``suffixes`` if given."""
+    from cli.errors import UsageError
+
+    if not path or "\0" in path:
+        raise UsageError(f"{flag} {path!r}: expected a file path")
+    if os.path.isdir(path):
+        raise UsageError(f"{flag} {path}: is a directory, expected a file path")
+    parent = os.path.dirname(path) or "."
+    if not os.path.isdir(parent):
+        raise UsageError(f"{flag} {path}: the directory {parent} does not exist")
+    if suffixes and not path.lower().endswith(suffixes):
+        raise UsageError(f"{flag} {path}: expected a file name ending in {' or '.join(suffixes)}")
+
+
+def add_output_options(p: argparse.ArgumentParser, *, default_out: str = "tlbrace-out") -> None:
+    p.add_argument("--seed", type=seed_arg, default=0,
+                   help="seed of every random choice (default 0; a 64-bit signed integer)")
+    p.add_argument("--json", action="store_true", help="print one machine-readable JSON object on stdout")
+    p.add_argument("--out", default=default_out, metavar="DIR", help="where files go")
+
+
+def add_view_options(p: argparse.ArgumentParser) -> None:
+    """How a counterexample is printed: ``explore``, ``replay`` and ``analyze``."""
+    p.add_argument("--format", choices=("table", "diagram"), default="table",
+                   help="table: per-CPU tables (story, witness); diagram: the race as CPU columns in plain ASCII, "
+                        "as kernel commit messages draw it, for a mail")
+    p.add_argument("--width", type=int, default=None, metavar="N",
+                   help="fit the output in N columns (default: the terminal's width; 80 when not a terminal, and "
+                        "for diagrams)")
+
+
+def console_for(args: argparse.Namespace, *, stderr: bool = False) -> Any:
+    """A rich Console as wide as --width, else as the terminal (rich: $COLUMNS, else 80 off a terminal); tables
+    wrap their cells to fit."""
+    from rich.console import Console
+
+    from cli.errors import UsageError
+
+    width = getattr(args, "width", None)
+    if width is not None and width < 40:
+        raise UsageError(f"--width: expected at least 40 columns, got {width}")
+    return Console(stderr=stderr, width=width)
+
+
+def diagram_width(args: argparse.Namespace) -> int:
+    width = getattr(args, "width", None)
+    return width if width is not None else 80
+
+
+def load(args: argparse.Namespace) -> tuple[Scenario, Config]:
+    from scenarios.loader import load_scenario, parse_params
+
+    scenario = load_scenario(args.scenario, parse_params(args.param))
+    return scenario, config_from_args(args, scenario.config)
+
+
+def config_from_args(args: argparse.Namespace, base: dict[str, Any] | None = None) -> Config:
+    """``base`` (a scenario's [config] table) overridden by --kernel's fixes, then by the command line's other
+    configuration options: an explicit --ordering or --delayed-batches with --kernel is a kernel with that one
+    fix backported or reverted (``--kernel 6.2 --delayed-batches active`` is the seed patch without its
+    follow-up c47454823bd4)."""
+    from cli.errors import UsageError
+
+    overrides: dict[str, Any] = kernel_overrides(getattr(args, "kernel", None))
+    for key in ("ordering", "arch", "mutant", "delayed_batches"):
+        value = getattr(args, key, None)
+        if value is not None:
+            overrides[key] = value
+    for item in getattr(args, "gather", []):
+        name, sep, value = item.partition("=")
+        if not sep or name not in ("mmu_gather_bundle", "max_gather_batch", "max_gather_batch_count"):
+            raise UsageError(f"--gather {item!r}: expected mmu_gather_bundle|max_gather_batch|"
+                             "max_gather_batch_count=INT")
+        try:
+            overrides[name] = int(value)
+        except ValueError:
+            raise UsageError(f"--gather {item!r}: {value!r} is not an integer") from None
+    return Config.from_dict({**(base or {}), **overrides})
+
+
+def kernel_overrides(version: str | None) -> dict[str, Any]:
+    """--kernel VERSION as configuration overrides ({} without it); an unknown version is a usage error."""
+    from cli.errors import UsageError
+
+    if version is None:
+        return {}
+    try:
+        return kernel_config(version)
+    except KernelError as exc:
+        raise UsageError(f"--kernel: {exc}") from None

@@ -1,0 +1,256 @@
+"""Where each agent of the controlled machine stands, what a transition is, and applying a step to the state.
+
+A transition is ``ThreadStep(tid)``: thread ``tid`` performs its next step; or ``IpiStep(cpu, initiator)``:
+``cpu`` runs the next transition of the handler of the flush IPI that thread ``initiator`` sent it (the whole
+handler, flush_tlb_func then the ack, on a kernel that acks last; see ipi_transitions). Both are named tuples that
+equal the plain tuples ``("t", tid)`` and ``("i", cpu, initiator)``, which schedule files and memo keys hold: they
+compare and hash as cheaply.
+
+A thread's position is its program counter ``pc = (operation index, retry)`` (retry: 1 when this attempt
+retries that operation) and the results the current attempt has received. A generator cannot be copied, but
+it can be rebuilt by re-feeding those results, and the next step is a pure function of the position, so
+positions are memoised: exhaustive search pays for a rebuild only the first time it meets a position. A retried
+access starts from empty results, so the history of earlier attempts does not multiply states.
+"""
+
+from __future__ import annotations
+
+from collections import namedtuple
+from dataclasses import dataclass
+from typing import Any, Union
+
+from kernel_model import tlb as tlbops
+from kernel_model.atomic import PageTableOps
+from kernel_model.config import Config
+from kernel_model.context import Kctx
+from kernel_model.program import Op, Scenario
+from kernel_model.state import Ipi, State
+from kernel_model.steps import Note, Step, kind_of
+from kernel_model.syscalls import op_attempt
+from kernel_model.tlb import RETRY
+
+
+# --- transitions --------------------------------------------------------------------------------------------
+class ThreadStep(namedtuple("ThreadStep", "kind tid")):
+    """Thread ``tid`` performs its next step: the tuple ``("t", tid)``."""
+
+    __slots__ = ()
+    __repr__ = tuple.__repr__  # printed as schedules print it
+
+    def __new__(cls, tid: int) -> "ThreadStep":
+        return tuple.__new__(cls, ("t", tid))
+
+    def __getnewargs__(self) -> tuple[int]:
+        return (self.tid,)
+
+
+class IpiStep(namedtuple("IpiStep", "kind cpu initiator")):
+    """``cpu`` runs the next transition of its handler of ``initiator``'s flush IPI: ``("i", cpu, initiator)``."""
+
+    __slots__ = ()
+    __repr__ = tuple.__repr__
+
+    def __new__(cls, cpu: int, initiator: int) -> "IpiStep":
+        return tuple.__new__(cls, ("i", cpu, initiator))
+
+    def __getnewargs__(self) -> tuple[int, int]:
+        return (self.cpu, self.initiator)
+
+
+Transition = Union[ThreadStep, IpiStep]
+
+
+def as_transition(raw: Any) -> Transition:
+    """A transition from its plain form (a schedule file's list, a tuple); ValueError when it is none."""
+    if len(raw) == 2 and raw[0] == "t":
+        return ThreadStep(raw[1])
+    if len(raw) == 3 and raw[0] == "i":
+        return IpiStep(raw[1], raw[2])
+    raise ValueError(f"not a transition: {raw!r}")
+
+
+# --- thread positions ---------------------------------------------------------------------------------------
+@dataclass(slots=True)
+class Resolved:
+    """Where a thread stands after feeding it: the notes it emitted on the way and the step it now waits to do."""
+
+    notes: tuple[Note, ...]
+    step: Step | None  # None: the thread has finished its program
+    pc: tuple[int, int]  # (operation index, retry)
+    results: tuple
+    # (operation index, next step) as a small int: what the reduction's memo needs of a position, cheap to hash.
+    sid: int = 0
+    at: tuple = ()  # (pc, results): the position as the machine's key holds it, built once
+
+    def __post_init__(self) -> None:
+        self.sid = _STEP_IDS.setdefault((self.pc[0], self.step), len(_STEP_IDS))
+        self.at = (self.pc, self.results)
+
+    @property
+    def op_index(self) -> int:
+        return self.pc[0]
+
+
+class Positions:
+    """Resolves thread positions to the step each thread waits to do, rebuilding generators only on a miss."""
+
+    def __init__(self, scenario: Scenario, cfg: Config, ctx: list[Kctx], programs: list[list[Op]]) -> None:
+        self.programs = programs
+        self.ctx = ctx
+        self.pages = scenario.setup.pages
+        # Positions resolve the same way in every machine of this scenario and configuration: share the memo
+        # (replaying many trials of one campaign then rebuilds each generator position only once).
+        memo_key = (scenario.setup, scenario.threads, cfg)
+        self.memo: dict[tuple, Resolved] = _SHARED_MEMOS.setdefault(memo_key, {})
+        if len(_SHARED_MEMOS) > 64:
+            _SHARED_MEMOS.pop(next(iter(_SHARED_MEMOS)))
+        self._live: list[tuple[Any, tuple[int, int], tuple] | None] = [None] * len(programs)
+
+    def resolve(self, tid: int, pc: tuple[int, int], results: tuple) -> Resolved:
+        key = (tid, pc, results)
+        hit = self.memo.get(key)
+        if hit is not None:
+            return hit
+        notes: list[Note] = []
+        gen, item = self._generator_at(tid, pc, results)
+        while True:
+            if isinstance(item, _Done):
+                # The attempt returned: retry the same operation, or go on with the next one.
+                pc = (pc[0], 1) if item.value is RETRY else (pc[0] + 1, 0)
+                results = ()
+                gen, item = self._generator_at(tid, pc, results)
+                if gen is None:
+                    resolved = Resolved(tuple(notes), None, pc, ())
+                    break
+            elif isinstance(item, Note):
+                notes.append(item)
+                results = results + (None,)
+                item = _send(gen, None)
+            else:
+                resolved = Resolved(tuple(notes), item, pc, results)
+                self._live[tid] = (gen, pc, results)
+                break
+        self.memo[key] = resolved
+        return resolved
+
+    def _generator_at(self, tid: int, pc: tuple[int, int], results: tuple) -> tuple[Any, Any]:
+        """A generator for attempt ``pc`` positioned after ``results``, and what it yields next (a ``_Done``
+        once the attempt has returned); (None, None) past the end of the program."""
+        program = self.programs[tid]
+        index, retry = pc
+        if index >= len(program):
+            return None, None
+        live = self._live[tid]
+        if live is not None and results and live[1] == pc and live[2] == results[:-1]:
+            # The common case in a single run: the live generator is exactly one result behind.
+            self._live[tid] = None
+            return live[0], _send(live[0], results[-1])
+        gen = op_attempt(self.ctx[tid], program[index], index, self.pages, not retry)
+        item = _send(gen, None)
+        for r in results:
+            item = _send(gen, r)
+        return gen, item
+
+
+# --- applying steps -----------------------------------------------------------------------------------------
+def apply_step(s: State, pt: PageTableOps, ncpus: int, tid: int, cpu: int, step: Step) -> Any:
+    """Perform thread ``tid``'s ``step`` (on ``cpu``) on ``s``, and return its result."""
+    op, args = step.op, step.args
+    kind = kind_of(op)
+    if kind == "cpu":
+        tlb = s.tlbs[cpu]
+        if op == "store_tlb":
+            return tlbops.store_tlb(tlb, pt, *args)
+        if op == "load_tlb":
+            return tlbops.load_tlb(tlb, pt, *args)
+        if op == "walk_fill":
+            return tlbops.walk_fill(tlb, pt, *args)
+        return tlbops.flush_tlb_range(tlb, *args)  # flush_tlb_local
+    if kind == "ipi":
+        return send_flush_ipis(s, ncpus, tid, cpu, *args)
+    if op == "wait_acks":
+        return None
+    result = getattr(pt, op)(*args)
+    if op == "ptep_get_and_clear_full" and args[1]:
+        # s390 IPTE: the clear invalidates that translation on every CPU within the same step.
+        for tlb in s.tlbs:
+            tlb.pop(args[0], None)
+    return result
+
+
+def send_flush_ipis(s: State, ncpus: int, tid: int, cpu: int, start: int, end: int) -> int:
+    """flush_tlb_others: queue a flush of [start, end) on every other CPU; the sender then waits for their acks."""
+    targets = [c for c in range(ncpus) if c != cpu]  # mm_cpumask: every CPU, none lazy
+    for c in targets:
+        s.ipis[c] = s.ipis[c] + (Ipi(tid, start, end),)
+    s.acks_pending[tid] += len(targets)
+    return len(targets)
+
+
+def take_ipi(s: State, cpu: int, initiator: int, transitions: int) -> Ipi:
+    """The first request ``initiator`` queued on ``cpu``, as it stands before its handler's next transition;
+    advanced in the queue, or taken off it when that transition is the last of ``transitions``."""
+    queue = s.ipis[cpu]
+    at = next(n for n, i in enumerate(queue) if i.initiator == initiator)
+    ipi = queue[at]
+    rest = (ipi._replace(done=ipi.done + 1),) if ipi.done + 1 < transitions else ()
+    s.ipis[cpu] = queue[:at] + rest + queue[at + 1:]
+    return ipi
+
+
+def apply_ipi_step(s: State, cpu: int, ipi: Ipi, step: Step) -> Any:
+    """One step of the flush IPI handler: flush_tlb_func's invalidation (its result: entries dropped), or the ack."""
+    if step.op == "ipi_flush":
+        return tlbops.flush_tlb_range(s.tlbs[cpu], ipi.start, ipi.end)
+    s.acks_pending[ipi.initiator] -= 1  # csd_unlock: the initiator's csd_lock_wait sees it
+    return None
+
+
+def ipi_transitions(handler: tuple[Step, ...]) -> tuple[tuple[Step, ...], ...]:
+    """The flush IPI handler's steps (kernel_model.tlb.flush_ipi_handler) grouped into the transitions a
+    scheduler chooses: an ack (csd_unlock) joins the step before it in the same atomic transition; any other step
+    starts a transition of its own. So the kernel's handler (invalidate, then ack) is one transition, and a handler
+    that acks first is two, with anything else free to run between them.
+
+    Why joining is sound (Lipton's reduction: the ack is a left mover). Take any run in which steps of other agents
+    run between a handler's invalidation and its ack. Moving the ack back to just after the invalidation gives a
+    run with the same end state, the same events and the same verdicts:
+    - the ack writes only acks_pending[initiator] and the request's queue slot, and reads nothing another agent
+      writes (only this handler takes its request off the queue);
+    - the one step whose enabling or result reads them is the initiator's wait_acks, which cannot run before the
+      ack, so it is never among the steps moved past; an earlier ack only enables more (under
+      no_ipi_while_spinning, the initiator's CPU taking IPIs again);
+    - the oracle never looks at acks (oracle.OBSERVED_OPS, TLB_OPS): it learns that a shootdown completed from
+      wait_acks, which still comes after both steps; and its whole-state checks read neither acks_pending nor
+      the queues, so the states skipped (invalidated, ack not yet sent) hide no violation.
+    The oracle still sees both events, in the kernel's order. It is also closer to the kernel: the handler runs
+    with interrupts off, so its own CPU's thread never ran between the two steps (the split let it spin on a
+    lock there and, under no_ipi_while_spinning, never ack). An ack that comes first is not joined to what
+    follows: after it the initiator may run on while the target still holds the old translation, which is what
+    the ack_before_invalidate mutant is about. Wild logs have both events; controlled.linearize folds them by
+    the same rule."""
+    groups: list[list[Step]] = []
+    for step in handler:
+        if step.op == "ipi_ack" and groups:
+            groups[-1].append(step)
+        else:
+            groups.append([step])
+    return tuple(tuple(g) for g in groups)
+
+
+_SHARED_MEMOS: dict[tuple, dict[tuple, Resolved]] = {}
+_STEP_IDS: dict[tuple, int] = {}
+
+
+@dataclass(frozen=True, slots=True)
+class _Done:
+    """What _send gives back once an attempt has returned, with its return value."""
+
+    value: Any
+
+
+def _send(gen: Any, value: Any) -> Any:
+    try:
+        return gen.send(value)
+    except StopIteration as stop:
+        return _Done(stop.value)

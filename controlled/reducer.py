@@ -1,0 +1,236 @@
+"""Partial-order reduction for the controlled machine: which of the enabled transitions a search must try.
+
+The theory (footprints, conflicts, why a persistent set is enough) is in controlled.reduction; this module
+applies it to a machine state: it computes each enabled transition's relations to the other agents (threads,
+CPUs' IPI handlers), closes a set of agents under conflict, and keeps the smallest closed set. Every answer is
+memoised on what decides it, which is far less than the whole state.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from controlled.positions import Resolved, Transition
+from controlled.reduction import Footprint, Footprints, conflict
+from kernel_model.ops import CONTEXT_OPS
+from kernel_model.oracle import MAY_END_COVERING_CALL, Oracle
+from kernel_model.state import State
+from kernel_model.steps import Step
+
+CONFLICT = 2  # a transition conflicts with what another agent may still do
+CONFLICT_UNLESS = 1  # ... but only with what that agent may do after a TLB flush or an IPI it has not got yet
+Relations = dict[tuple, int]  # agent ("t", tid) | ("i", cpu) -> CONFLICT | CONFLICT_UNLESS
+_UNKNOWN = object()
+_NOTHING: frozenset = frozenset()
+
+
+class Reducer:
+    """Persistent sets of a machine's states. The machine passes its positions and state with each question;
+    the oracle is the machine's own (its covered translations decide what a completion's footprint holds)."""
+
+    def __init__(self, footprints: Footprints, cpu_of: list[int], ncpus: int, oracle: Oracle,
+                 ipi_handler: tuple[tuple[Step, ...], ...]) -> None:
+        self.footprints = footprints
+        self.cpu_of = cpu_of
+        self.ncpus = ncpus
+        self.oracle = oracle
+        self.ipi_handler = ipi_handler
+        # persistent()'s answers: they depend only on each thread's operation, next step and the state that step's
+        # footprint reads, which CPUs have IPIs queued (at which of their transitions), the pfn -> file page map
+        # and what is enabled (far fewer combinations than states).
+        self._persistent: dict[tuple, tuple[Transition, ...]] = {}
+        # Their parts: step footprints, and how a step stands to another thread at an operation.
+        self._footprint_memo: dict[tuple, Footprint | None] = {}
+        self._relation_memo: dict[tuple, int] = {}
+        self._relations_memo: dict[tuple, Relations] = {}
+        # The state being asked about (set by persistent(), read by its helpers).
+        self.pos: list[Resolved] = []
+        self.state: State | None = None
+
+    def persistent(self, pos: list[Resolved], s: State, enabled: list[Transition]) -> list[Transition]:
+        """The transitions of ``enabled`` a search must try from this state (all of them when no smaller
+        persistent set is found)."""
+        self.pos, self.state = pos, s
+        context = self.footprints.footprint_context
+        memo_key = (tuple([p.sid for p in pos]),
+                    tuple([context(tid, p.pc[0], p.step, s, self.covering(tid, p.step))
+                           for tid, p in enumerate(pos) if p.step is not None and p.step.op in CONTEXT_OPS]),
+                    tuple([tuple([i.done for i in q]) for q in s.ipis]),  # where each IPI's handler is
+                    tuple([f.index for f in s.folios]), tuple(enabled))
+        chosen = self._persistent.get(memo_key)
+        if chosen is None:
+            chosen = self._persistent[memo_key] = self._persistent_set(enabled)
+        return list(chosen)
+
+    def covering(self, tid: int, step: Step) -> frozenset:
+        """What a completion by this step would turn stale (see Footprints.step_footprint): the oracle's covered
+        translations of ``tid`` (in the flushed range, for wait_acks); empty for other steps."""
+        if not self.oracle.covered:
+            return _NOTHING
+        if step.op == "wait_acks":
+            return self.oracle.covering(tid, *step.args)
+        return self.oracle.covering(tid) if step.op in MAY_END_COVERING_CALL else _NOTHING
+
+    # --- the smallest closed set --------------------------------------------------------------------------------
+    def _persistent_set(self, enabled: list[Transition]) -> tuple[Transition, ...]:
+        """The smallest persistent set found (see controlled.reduction): the enabled transitions of a set of
+        agents (threads, CPUs' IPI handlers) closed under conflict, such that no agent outside it, enabled or
+        not, may do anything that conflicts with them. Tried from each enabled agent in turn; all of
+        ``enabled`` when none closes."""
+        s = self.state
+        assert s is not None
+        index_of = tuple([f.index for f in s.folios])
+        threads = [(tid, p.pc[0]) for tid, p in enumerate(self.pos) if p.step is not None]
+        hits = {tid: self.footprints.hit_future(tid, pc, self.pos[tid].step, s) is not None  # type: ignore[arg-type]
+                for tid, pc in threads}
+        moves: dict[tuple, list[Transition]] = {}  # agent ("t", tid) | ("i", cpu) -> its enabled transitions
+        relations: dict[Transition, Relations | None] = {}
+        for tr in enabled:
+            moves.setdefault(tr[:2], []).append(tr)
+            relations[tr] = self._relations(tr, threads, hits, index_of)
+        best: tuple[Transition, ...] = tuple(enabled)
+        for seed in moves:
+            chosen = self._close(seed, moves, relations, threads, len(best))
+            if chosen is not None and len(chosen) < len(best):
+                best = chosen
+                if len(best) == 1:
+                    break
+        return best
+
+    def _close(self, seed: tuple, moves: dict[tuple, list[Transition]], relations: dict[Transition, Relations | None],
+               threads: list[tuple[int, int]], bound: int) -> tuple[Transition, ...] | None:
+        """A conflict closure of agent ``seed``'s transitions, or None when it needs a transition whose
+        footprint is unknown, an agent that cannot move now (it could move later, outside the set), or as many
+        transitions as ``bound``.
+
+        What an agent outside the set may still do shrinks as the set grows, since agents in it cannot move
+        before the set's transitions have run: a store-only thread whose TLB entries are dirty only stores
+        through them unless an agent outside the set may drop or flush them; a CPU with no IPI queued takes none
+        unless an agent outside the set may send one. So agents that conflict whatever the set holds join
+        first, and those whose conflict may vanish as it grows join only when nothing else is left. The set
+        is returned once no agent outside it conflicts, judged against that final set: it is persistent."""
+        members = {seed}
+        while True:
+            chosen = [tr for agent in moves if agent in members for tr in moves[agent]]  # in enabled() order
+            if len(chosen) >= bound:
+                return None
+            outside = [(tid, pc) for tid, pc in threads if ("t", tid) not in members]
+            found = self._outside_conflicts(chosen, relations, members, outside)
+            if found is None:
+                return None
+            definite, conditional = found
+            if not definite and not conditional:
+                return tuple(chosen)
+            if any(agent not in moves for agent in definite):
+                return None
+            joining = definite or {agent for agent in conditional if agent in moves}
+            if not joining:
+                return None
+            members |= joining
+
+    def _outside_conflicts(self, chosen: list[Transition], relations: dict[Transition, Relations | None],
+                           members: set[tuple], outside: list[tuple[int, int]]) -> tuple[set, set] | None:
+        """The agents outside ``members`` that conflict with ``chosen`` whatever the set holds (definite), and
+        those that do only while an agent outside may still flush their TLB or send them an IPI (conditional);
+        None when a chosen transition's footprint is unknown."""
+        definite: set[tuple] = set()
+        conditional: set[tuple] = set()
+        sends_to = self.footprints.sends_to
+        for tr in chosen:
+            rels = relations[tr]
+            if rels is None:
+                return None
+            for agent, rel in rels.items():
+                if agent in members:
+                    continue
+                if rel == CONFLICT:
+                    definite.add(agent)
+                elif agent[0] == "t":
+                    if self._may_flush(self.cpu_of[agent[1]], agent[1], members, outside):
+                        conditional.add(agent)
+                elif any(agent[1] in sends_to[t][pc] for t, pc in outside if self.cpu_of[t] != agent[1]):
+                    conditional.add(agent)  # a CPU with nothing queued that someone outside may still IPI
+        return definite, conditional
+
+    def _may_flush(self, cpu: int, tid: int, members: set[tuple], outside: list[tuple[int, int]]) -> bool:
+        """May an agent outside ``members`` (other than thread ``tid``) drop or flush ``cpu``'s TLB entries?"""
+        if self.state.ipis[cpu] and ("i", cpu) not in members:  # type: ignore[union-attr]
+            return True
+        invalidates = self.footprints.invalidates
+        return any(cpu in invalidates[t][pc] for t, pc in outside if t != tid)
+
+    # --- how one transition stands to the other agents ---------------------------------------------------------
+    def _relations(self, tr: Transition, threads: list[tuple[int, int]], hits: dict[int, bool],
+                   index_of: tuple[int, ...]) -> Relations | None:
+        """How transition ``tr`` stands to every other agent: CONFLICT, CONFLICT_UNLESS (only with what the agent
+        may do once its TLB entries are flushed, or once it is sent an IPI) or absent; None when ``tr``'s
+        footprint is unknown. Memoised on what decides it."""
+        sig, fp, moot = self._thread_footprint(tr, index_of) if tr[0] == "t" else self._ipi_footprint(tr)
+        if fp is None:
+            return None
+        # The whole answer depends on the footprint, the other threads' (operation, hit) and which CPUs have
+        # IPIs queued: far fewer combinations than the states that ask.
+        whole_key = (sig, moot, tuple([hits[tid] for tid, _ in threads]), tuple(threads),
+                     tuple(map(bool, self.state.ipis)))  # type: ignore[union-attr]
+        whole = self._relations_memo.get(whole_key)
+        if whole is None:
+            skip = tr[1] if tr[0] == "t" else moot
+            whole = self._relations_memo[whole_key] = {**self._thread_relations(sig, fp, skip, threads, hits),
+                                                       **self._cpu_relations(tr, fp)}
+        return whole
+
+    def _thread_footprint(self, tr: Transition, index_of: tuple[int, ...]) -> tuple[tuple, Footprint | None, None]:
+        """(memo signature, footprint, moot agent: none) of a thread's next step."""
+        tid = tr[1]
+        p = self.pos[tid]
+        step = p.step
+        assert step is not None and self.state is not None
+        covering = self.covering(tid, step)
+        fps = self.footprints
+        sig: tuple = (tid, p.sid, fps.footprint_context(tid, p.pc[0], step, self.state, covering), index_of)
+        fp = self._footprint_memo.get(sig, _UNKNOWN)
+        if fp is _UNKNOWN:
+            fp = self._footprint_memo[sig] = fps.step_footprint(tid, step, list(index_of), self.state, covering)
+        return sig, fp, None  # type: ignore[return-value]
+
+    def _ipi_footprint(self, tr: Transition) -> tuple[tuple, Footprint, int | None]:
+        """(memo signature, footprint, moot agent) of an IPI handler's next transition. The moot agent is the
+        IPI's initiator while it waits for the ack: it cannot move before the transition that acks has run, so
+        its future does not count. Not so once the ack is in (a handler that acked in an earlier transition,
+        as under ack_before_invalidate: the initiator may already be past its wait)."""
+        cpu, initiator = tr[1], tr[2]
+        ipi = next(i for i in self.state.ipis[cpu] if i.initiator == initiator)  # type: ignore[union-attr]
+        invalidates = any(step.op == "ipi_flush" for step in self.ipi_handler[ipi.done])
+        acked = any(step.op == "ipi_ack" for group in self.ipi_handler[:ipi.done] for step in group)
+        waiting = self.pos[initiator].step
+        moot = initiator if not acked and waiting is not None and waiting.op == "wait_acks" else None
+        return ("i", cpu, invalidates, initiator), self.footprints.ipi_step(cpu, invalidates, initiator), moot
+
+    def _thread_relations(self, sig: tuple, fp: Footprint, skip: Any, threads: list[tuple[int, int]],
+                          hits: dict[int, bool]) -> Relations:
+        """How a transition of footprint ``fp`` stands to each thread but ``skip`` (its own, or a moot one)."""
+        fps = self.footprints
+        out: Relations = {}
+        for tid, pc in threads:
+            if tid == skip:
+                continue
+            pair = (sig, tid, pc, hits[tid])
+            rel = self._relation_memo.get(pair)
+            if rel is None:
+                rel = 0
+                if conflict(fp, fps.future(tid, pc)):
+                    hit = fps.hit_future(tid, pc, self.pos[tid].step, self.state) if hits[tid] else None  # type: ignore
+                    rel = CONFLICT_UNLESS if hit is not None and not conflict(fp, hit) else CONFLICT
+                self._relation_memo[pair] = rel
+            if rel:
+                out[("t", tid)] = rel
+        return out
+
+    def _cpu_relations(self, tr: Transition, fp: Footprint) -> Relations:
+        """How it stands to each CPU's IPI handler (but its own): CONFLICT while that CPU has IPIs queued,
+        CONFLICT_UNLESS while it has none (it may be sent one)."""
+        fps = self.footprints
+        ipis = self.state.ipis  # type: ignore[union-attr]
+        own = tr[1] if tr[0] == "i" else None
+        return {("i", cpu): CONFLICT if ipis[cpu] else CONFLICT_UNLESS
+                for cpu in range(self.ncpus) if cpu != own and conflict(fp, fps.ipi(cpu))}

@@ -1,0 +1,206 @@
+"""Sleep sets on top of the persistent sets: transitions that need not be tried again from a state.
+
+Persistent sets (controlled.reduction) choose which agents move from a state; they still try two independent
+transitions in both orders when both are in the set. A sleep set (Godefroid, "Partial-Order Methods for the
+Verification of Concurrent Systems", LNCS 1032, 1996, ch. 5) remembers, for each state, transitions already
+explored from an ancestor whose every interleaving with what ran since is covered there: after exploring
+``t1`` from ``s``, the next transition ``t2`` carries ``t1`` into ``s.t2``'s sleep set when the two are
+independent, and ``t1`` is not tried from ``s.t2`` (``s.t2.t1`` is ``s.t1.t2``, reached already). A sleeping
+transition wakes up (leaves the sleep set) once a transition dependent on it runs. Terminal states, and so the
+verdicts judged there, are all still reached (Godefroid's Theorem 5.?: persistent sets with sleep sets preserve
+deadlocks); tests/test_explore.py checks end states and verdicts against the full search.
+
+State caching (the visited set) needs the classic rule (Godefroid, ch. 5, "sleep sets and state matching"):
+each visited state keeps the sleep set it was first reached with; reaching it again with a sleep set that is
+not a superset of the stored one explores from it the transitions stored asleep that are awake now, and the
+stored set becomes the intersection. Only non-empty sleep sets are stored: most states have none.
+
+Symmetry: the visited set holds one state per orbit of interchangeable writers (controlled.symmetry), so a
+state may be reached again as a permutation of the first. Sleep sets are therefore stored in the
+representative's names (Symmetry.last: the permutation the representative applied) and renamed back.
+
+Independence of two enabled transitions in a state: their footprints (controlled.reduction) do not
+conflict, and neither can disable the other. A footprint names the locks and bits a blocking step waits on
+(spin_lock's PTL, folio_wait_writeback's PG_writeback, ...), so a step that disables another conflicts with
+it; what footprints do not show is blocking through the scheduler, so these count as dependent: a step whose
+footprint is unknown (the counter writer's increment: the cycle proviso keeps it out of every reduction) or
+that writes the UP preemption token (on UP a thread holding a PTL is not preempted: taking it stops every other
+thread); an IPI and any step of its initiator or of a thread of its CPU (that thread may start spinning or
+waiting for acks, which stops the CPU from taking IPIs under no_ipi_while_spinning); and with
+no_ipi_while_spinning, an IPI and any spin_lock (taking a PTL another CPU spins on stops that CPU from taking
+IPIs). Coarser than the kernel needs, on purpose: a dependence wrongly assumed only costs reduction.
+
+Parallel search (controlled.parallel_search) shares only hashes between workers, not sleep sets, so it runs
+without them.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from controlled.reduction import conflict
+
+if TYPE_CHECKING:
+    from controlled.machine import Machine, Transition
+    from controlled.symmetry import Permutation
+
+NOTHING: frozenset = frozenset()
+_DEPENDENT = object()  # the footprint of a transition that depends on every other
+
+
+class _SpinLock:
+    """The footprint of a spin_lock when a CPU spinning on a PTL takes no IPIs: it depends on every IPI."""
+
+    __slots__ = ("fp",)
+
+    def __init__(self, fp: dict) -> None:
+        self.fp = fp
+
+
+def _plain(fp: object) -> object:
+    return fp.fp if isinstance(fp, _SpinLock) else fp
+
+
+class SleepSets:
+    """The sleep sets of one exhaustive search on machine ``m``: independence in m's current state, and the
+    sleep sets the visited states were reached with."""
+
+    def __init__(self, m: Machine) -> None:
+        if m.footprints is None:
+            raise ValueError("sleep sets need the footprints of partial-order reduction (Machine(reduce=True))")
+        self.m = m
+        self._stored: dict[object, frozenset] = {}  # canonical state -> its sleep set, representative's names
+        self._interned: dict[frozenset, frozenset] = {}
+        self._footprints: dict[tuple, object] = {}
+        self._independent: dict[tuple, bool] = {}
+        self.slept = 0  # transitions not tried because they were asleep (for reports)
+
+    # --- independence in the machine's current state --------------------------------------------------------
+    def _signature(self, tr: Transition, index_of: tuple) -> tuple:
+        """What decides a transition's footprint in the current state (Machine._relations' memo key, plus the
+        CPU of the agent for the same-CPU rule)."""
+        m = self.m
+        if tr[0] == "t":
+            tid = tr[1]
+            p = m.pos[tid]
+            step = p.step
+            if step is None:
+                return ("gone", tid)
+            covering = m.covering(tid, step)  # the footprint's context, as the reducer computes it
+            context = m.footprints.footprint_context(tid, p.pc[0], step, m.state, covering)  # type: ignore
+            return ("t", tid, p.sid, context, index_of)
+        ipi = next((i for i in m.state.ipis[tr[1]] if i.initiator == tr[2]), None)
+        if ipi is None:
+            return ("gone", tr)
+        return ("i", tr[1], m.ipi_invalidates(ipi), tr[2])
+
+    def _footprint(self, sig: tuple) -> object:
+        fp = self._footprints.get(sig)
+        if fp is None:
+            fp = self._footprints[sig] = self._compute_footprint(sig)
+        return fp
+
+    def _compute_footprint(self, sig: tuple) -> object:
+        m = self.m
+        fps = m.footprints
+        assert fps is not None
+        if sig[0] == "gone":
+            return _DEPENDENT
+        if sig[0] == "i":
+            fp = fps.ipi_step(sig[1], sig[2], sig[3])
+            return _DEPENDENT if fp is None else fp  # None: the reduction is off for this scenario
+        tid = sig[1]
+        step = m.pos[tid].step
+        assert step is not None
+        fp = fps.step_footprint(tid, step, list(sig[4]), m.state, m.covering(tid, step))
+        if fp is None or ("preempt",) in fp:
+            return _DEPENDENT
+        if step.op == "spin_lock" and m._ipi_blocked_while_spinning:  # noqa: SLF001 - the arch option
+            return _SpinLock(fp)
+        return fp
+
+    def _pair_independent(self, a: tuple, b: tuple) -> bool:
+        """Are the transitions of signatures ``a`` and ``b`` (of different agents) independent?"""
+        key = (a, b)
+        known = self._independent.get(key)
+        if known is None:
+            known = self._independent[key] = self._decide(a, b)
+        return known
+
+    def _decide(self, a: tuple, b: tuple) -> bool:
+        fa, fb = self._footprint(a), self._footprint(b)
+        if fa is _DEPENDENT or fb is _DEPENDENT:
+            return False
+        cpu_of = self.m.cpu_of
+        for (x, fx), (y, fy) in (((a, fa), (b, fb)), ((b, fb), (a, fa))):
+            # An IPI depends on its initiator's steps, on those of any thread of its CPU, and (when a spinning
+            # CPU takes no IPIs) on every spin_lock.
+            if x[0] == "i" and y[0] == "t" and (y[1] == x[3] or cpu_of[y[1]] == x[1] or isinstance(fy, _SpinLock)):
+                return False
+        return not conflict(_plain(fa), _plain(fb))  # type: ignore[arg-type]
+
+    def child_sleep_sets(self, asleep: frozenset, todo: list[Transition]) -> list[frozenset]:
+        """For each transition of ``todo``, explored in this order from the machine's current state whose sleep
+        set is ``asleep``: the sleep set of the state it leads to. The transitions explored before it, and those
+        asleep here, stay asleep there if independent of it."""
+        if not todo or (len(todo) == 1 and not asleep):
+            return [NOTHING] * len(todo)
+        index_of = tuple([f.index for f in self.m.state.folios])
+        sigs = {tr: self._signature(tr, index_of) for tr in (*asleep, *todo)}
+        out = []
+        done = list(asleep)
+        for tr in todo:
+            mine = sigs[tr]
+            out.append(self._intern(frozenset(
+                [other for other in done if self._pair_independent(mine, sigs[other])])))
+            done.append(tr)
+        return out
+
+    # --- state caching ---------------------------------------------------------------------------------------
+    def visit(self, ckey: object, fresh: bool, asleep: frozenset) -> tuple[tuple, frozenset] | None:
+        """The state ``ckey`` (canonical; the machine just computed it, so Symmetry.last is its permutation) is
+        reached with sleep set ``asleep``; ``fresh``: it was not visited before. None when nothing more is to be
+        explored from it than what its first visit explores; else the transitions to explore from it now (those
+        asleep at every earlier visit but awake now) and the sleep set to explore them with, in the names of
+        the state reached."""
+        perm = self._permutation()
+        if fresh:
+            if asleep:
+                self._stored[ckey] = self._intern(_rename(asleep, perm))
+            return None
+        stored = self._stored.get(ckey)
+        if not stored:
+            return None  # explored (or to be) with nothing asleep: every transition is covered
+        mine = _rename(asleep, perm)
+        awake = stored - mine
+        if not awake:
+            return None
+        kept = stored & mine
+        if kept:
+            self._stored[ckey] = self._intern(kept)
+        else:
+            del self._stored[ckey]
+        inverse = _inverse_rename(awake, perm)
+        return tuple(sorted(inverse)), _inverse_rename(kept, perm)
+
+    def _permutation(self) -> Permutation | None:
+        sym = self.m.symmetry
+        return sym.last if sym else None
+
+    def _intern(self, s: frozenset) -> frozenset:
+        return self._interned.setdefault(s, s)
+
+
+def _rename(trs: frozenset, p: Permutation | None) -> frozenset:
+    """Transitions in the names of the representative that ``p`` maps a state to."""
+    if p is None or not trs:
+        return trs
+    return frozenset([("t", p.tid[tr[1]]) if tr[0] == "t" else ("i", p.cpu[tr[1]], p.tid[tr[2]]) for tr in trs])
+
+
+def _inverse_rename(trs: frozenset, p: Permutation | None) -> frozenset:
+    """Transitions named in a representative, in the names of the state ``p`` mapped to it."""
+    if p is None or not trs:
+        return trs
+    return frozenset([("t", p.tid_src[tr[1]]) if tr[0] == "t" else ("i", p.cpu_src[tr[1]], p.tid_src[tr[2]])
+                      for tr in trs])
