@@ -34,7 +34,7 @@ from typing import Sequence
 # package of the project imports kernel_model before any module of its own.
 HOT_MODULES = ("controlled.machine", "controlled.positions", "controlled.reducer", "controlled.canonical",
                "controlled.depth_first", "state", "controlled.symmetry", "controlled.explorer",
-               "controlled.reduction", "atomic", "tlb", "oracle", "syscalls", "steps", "ops", "events", "memory",
+               "controlled.reduction", "atomic", "tlb", "oracle", "syscalls", "steps", "events", "memory",
                "mmu_gather", "rmap", "writeback", "controlled.visited", "controlled.sleep_sets")
 BUILD_RECORD = "compiled_sources.json"  # module -> SHA-256 of the source it was compiled from
 PURE_ENV = "TLBRACE_PURE_PYTHON"

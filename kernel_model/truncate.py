@@ -29,7 +29,7 @@ def unmap_mapping_range(k: Kctx, first: int, npages: int) -> Path:
     yield Step("unmap_mapping_pages", "down_read", ("i_mmap_rwsem", k.tid))
     for index in range(first, npages):
         for va in (yield Step("unmap_mapping_range_tree", "i_mmap_lookup", (index,))):
-            tlb = yield from tlb_gather_mmu(k)
+            tlb = yield from tlb_gather_mmu(k, va, va + 1)
             yield from unmap_page_range(k, tlb, va, va + 1, {va: index})
             yield from tlb_finish_mmu(k, tlb)
     yield Step("unmap_mapping_pages", "up_read", ("i_mmap_rwsem", k.tid))

@@ -142,7 +142,7 @@ def test_workers_stop_when_the_coordinator_is_killed(tmp_path):
     script.write_text(
         "import os, sys\n"
         f"sys.path.insert(0, {os.getcwd()!r})\n"
-        "from kernel_model import parallel_search\n"
+        "from controlled import parallel_search\n"
         "from kernel_model.config import Config\n"
         "from controlled.explorer import explore\n"
         "from scenarios.loader import load_scenario\n"
