@@ -7,6 +7,9 @@ data is where.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Callable
+
 from kernel_model.context import Kctx
 from kernel_model.memory import do_mmap, do_munmap, mmap_fixed, zap_page_range_single
 from kernel_model.mprotect import do_mprotect
@@ -37,42 +40,61 @@ def op_path(k: Kctx, op: Op, pc: int, npages: int) -> Path:
 def op_attempt(k: Kctx, op: Op, pc: int, npages: int, first: bool = True) -> Path:
     """One attempt at operation number ``pc`` of the thread; returns its result or RETRY."""
     pages = op.pages or tuple(range(npages))
-    start, end = min(pages), max(pages) + 1
     value = store_value(k.tid, pc) if op.kind == "store" else None
+    path = KERNEL_PATHS.get(op.kind)
+    if path is None:
+        raise ValueError(f"operation {op.kind!r} has no kernel path")
     if first:
         yield Note(op.kind, "begin", (pages, value))
-    if op.kind == "store":
-        result = yield from user_store(k, pages[0], value)
-    elif op.kind == "load":
-        result = yield from user_load(k, pages[0])
-    elif op.kind == "counter" and op.max is not None:
-        result = yield from bounded_counter(k, pages[0], op.refault, op.max)
-    elif op.kind == "counter":
-        result = yield from counter_increment(k, pages[0])
-    elif op.kind == "madvise_dontneed":
-        result = yield from zap_page_range_single(k, start, end)
-    elif op.kind == "munmap":
-        result = yield from do_munmap(k, start, end)
-    elif op.kind == "mmap_fixed":
-        result = yield from mmap_fixed(k, start, end, op.target)
-    elif op.kind == "mmap":
-        result = yield from do_mmap(k, start, end, op.target)
-    elif op.kind == "msync":
-        result = yield from write_cache_pages(k, pages)
-    elif op.kind == "evict":
-        result = yield from invalidate_mapping_pages(k, pages)
-    elif op.kind == "mremap":
-        assert op.to is not None, "the loader gives every mremap a destination"
-        result = yield from do_mremap(k, start, end, op.to)
-    elif op.kind == "ftruncate":
-        result = yield from do_truncate(k, start, npages)
-    elif op.kind == "mprotect":
-        result = yield from do_mprotect(k, start, end)
-    elif op.kind == "reclaim":
-        result = yield from shrink_folio_list(k, pages)
-    else:
-        raise ValueError(f"operation {op.kind!r} has no kernel path")
+    result = yield from path(k, Call(op, pages, value, npages))
     if result is RETRY:
         return RETRY
     yield Note(op.kind, "end", (result,))
     return result
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """One user-level operation's arguments, as its kernel path takes them."""
+
+    op: Op
+    pages: tuple[int, ...]
+    value: int | None  # a store's value (store_value)
+    npages: int  # the file's size in pages at boot
+
+    @property
+    def start(self) -> int:
+        return min(self.pages)
+
+    @property
+    def end(self) -> int:
+        return max(self.pages) + 1
+
+
+def _counter(k: Kctx, c: Call) -> Path:
+    if c.op.max is not None:
+        return bounded_counter(k, c.pages[0], c.op.refault, c.op.max)
+    return counter_increment(k, c.pages[0])
+
+
+def _mremap(k: Kctx, c: Call) -> Path:
+    assert c.op.to is not None, "the loader gives every mremap a destination"
+    return do_mremap(k, c.start, c.end, c.op.to)
+
+
+# Each user-level operation's kernel path (program.OP_KINDS names the operations a scenario may use).
+KERNEL_PATHS: dict[str, Callable[[Kctx, Call], Path]] = {
+    "store": lambda k, c: user_store(k, c.pages[0], c.value),
+    "load": lambda k, c: user_load(k, c.pages[0]),
+    "counter": _counter,
+    "madvise_dontneed": lambda k, c: zap_page_range_single(k, c.start, c.end),
+    "munmap": lambda k, c: do_munmap(k, c.start, c.end),
+    "mmap_fixed": lambda k, c: mmap_fixed(k, c.start, c.end, c.op.target),
+    "mmap": lambda k, c: do_mmap(k, c.start, c.end, c.op.target),
+    "msync": lambda k, c: write_cache_pages(k, c.pages),
+    "evict": lambda k, c: invalidate_mapping_pages(k, c.pages),
+    "mremap": _mremap,
+    "ftruncate": lambda k, c: do_truncate(k, c.start, c.npages),
+    "mprotect": lambda k, c: do_mprotect(k, c.start, c.end),
+    "reclaim": lambda k, c: shrink_folio_list(k, c.pages),
+}

@@ -142,3 +142,12 @@ def test_every_op_has_a_story_line() -> None:
         if e.kind != "note" and ops.OPS[e.op].fmt.story:
             assert line is not None and line.startswith(f"{e.fn}: ") and e.op in line, line
     assert isinstance(describe(Event(0, 0, 0, "step", "f", "pte_none", (0,), True), names), str)
+
+
+def test_every_user_operation_has_one_kernel_path() -> None:
+    """program.OP_KINDS (what a scenario may write) and syscalls.KERNEL_PATHS (what runs it) name the same
+    operations; ``loop`` is the loader's, flattened before any path runs."""
+    from kernel_model.program import OP_KINDS
+    from kernel_model.syscalls import KERNEL_PATHS
+
+    assert set(KERNEL_PATHS) == set(OP_KINDS) - {"loop"}
