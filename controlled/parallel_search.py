@@ -187,11 +187,21 @@ def parallel_dfs(scenario: Scenario, cfg: Config, workers: int, budget: int, red
     import multiprocessing  # here, not at the top: a search that ends in the seed never pays for it (~20 ms)
 
     ctx = multiprocessing.get_context("fork")
-    task_queue = ctx.Queue()
-    results = ctx.Queue()
     shared = _Shared(pending=ctx.Value("q", len(tasks)), idle=ctx.Value("q", 0), stop=ctx.Value("b", 0),
                      inserted=ctx.Array("q", workers), budget=budget - result.states, deadline=deadline,
                      seeded=result.states)
+    reports = _run_workers(ctx, m, visited, tasks, shared, workers, stop_at_first,
+                           None if progress is None else lambda n: progress(result.states + n))
+    _merge_reports(result, reports)
+    return result
+
+
+def _run_workers(ctx: Any, m: Machine, visited: "SharedVisited", tasks: list, shared: "_Shared", workers: int,
+                 stop_at_first: bool, progress: Callable[[int], None] | None) -> list[dict[str, Any]]:
+    """Fork ``workers`` processes on the queued ``tasks``, wait for each one's report and stop them all, by their
+    own handles, whatever happens. ``progress`` is told the states the workers have inserted so far."""
+    task_queue = ctx.Queue()
+    results = ctx.Queue()
     for task in tasks:
         task_queue.put(task)
     procs = [ctx.Process(target=_worker, args=(w, m, visited, task_queue, results, shared, stop_at_first),
@@ -205,7 +215,7 @@ def parallel_dfs(scenario: Scenario, cfg: Config, workers: int, budget: int, red
                 reports.append(results.get(timeout=_POLL))
             except queue.Empty:
                 if progress is not None:
-                    progress(result.states + sum(shared.inserted))
+                    progress(sum(shared.inserted))
                 dead = [proc.exitcode for proc in procs if proc.exitcode not in (None, 0)]
                 if dead:
                     raise RuntimeError(f"parallel search: a worker died (exit codes {dead})")
@@ -216,6 +226,11 @@ def parallel_dfs(scenario: Scenario, cfg: Config, workers: int, budget: int, red
             if proc.is_alive():
                 proc.kill()
                 proc.join()
+    return reports
+
+
+def _merge_reports(result: ExploreResult, reports: list[dict[str, Any]]) -> None:
+    """The workers' counts and findings added to the seed phase's ``result``."""
     errors = [r["error"] for r in reports if "error" in r]
     if errors:
         raise RuntimeError("parallel search: a worker failed:\n" + errors[0])
@@ -225,7 +240,6 @@ def parallel_dfs(scenario: Scenario, cfg: Config, workers: int, budget: int, red
     for r in reports:
         result.found.extend(r["found"])
     result.complete = all(r["done"] for r in reports)
-    return result
 
 
 @dataclass

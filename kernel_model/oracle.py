@@ -125,26 +125,7 @@ class Oracle:
     def _observe_tlb(self, s: State, ev: Event, op: str) -> list[Violation]:
         cpu = ev.cpu
         if op == "store_tlb" or op == "load_tlb":
-            va = ev.args[0]
-            hit = ev.result == "stored" if op == "store_tlb" else ev.result is not None
-            if op == "store_tlb" and ev.result == "fault":
-                self._invalidate(cpu, (va,))  # the faulting access dropped the entry
-            if not hit:
-                return []
-            if self.expect and op == "store_tlb":
-                self._remember_store(s, ev)
-            out = [Violation("stale_tlb_access",
-                             f"CPU {cpu} {'stored' if op == 'store_tlb' else 'loaded'} through its TLB entry for va "
-                             f"{va} after thread {t}'s shootdown of va {va} had completed", None)
-                   for c, v, t in self.stale if c == cpu and v == va][:1]
-            if op == "store_tlb" and not out and self.readonly:
-                out = self._stored_after_mprotect(cpu, va)
-            entry = s.tlbs[cpu].get(va)
-            if entry is not None and s.folios[entry.pfn].freed:
-                out.append(Violation("freed_while_mapped",
-                                     f"a {'store' if op == 'store_tlb' else 'load'} through CPU {cpu}'s TLB (va {va}) "
-                                     f"landed in freed pfn {entry.pfn}", entry.pfn))
-            return out
+            return self._observe_access(s, ev, op)
         if op == "walk_fill":
             if ev.result:
                 self._invalidate(cpu, (ev.args[0],))  # refilled from the PTE as it is now: fresh
@@ -153,6 +134,22 @@ class Oracle:
         else:  # wait_acks: every target acked the flush of [start, end)
             self._complete(self.covering(ev.tid, ev.args[0], ev.args[1]))
         return []
+
+    def _observe_access(self, s: State, ev: Event, op: str) -> list[Violation]:
+        """A user store or load through the TLB: stale_tlb_access, freed_while_mapped, and what an expectation
+        remembers."""
+        cpu, va = ev.cpu, ev.args[0]
+        hit = ev.result == "stored" if op == "store_tlb" else ev.result is not None
+        if op == "store_tlb" and ev.result == "fault":
+            self._invalidate(cpu, (va,))  # the faulting access dropped the entry
+        if not hit:
+            return []
+        if self.expect and op == "store_tlb":
+            self._remember_store(s, ev)
+        out = [_stale_access(op, cpu, va, t) for c, v, t in self.stale if c == cpu and v == va][:1]
+        if op == "store_tlb" and not out and self.readonly:
+            out = self._stored_after_mprotect(cpu, va)
+        return out + _freed_access(s, op, cpu, va)
 
     def _remember_store(self, s: State, ev: Event) -> None:
         entry = s.tlbs[ev.cpu][ev.args[0]]
@@ -445,3 +442,17 @@ def _mapped_after_free(s: State, ev: Event) -> list[Violation]:
     if not s.folios[pfn].freed:
         return []
     return [Violation("freed_while_mapped", f"{where} {va} -> pfn {pfn}, which was already freed", pfn)]
+
+
+def _stale_access(op: str, cpu: int, va: int, zapper: int) -> Violation:
+    return Violation("stale_tlb_access", f"CPU {cpu} {'stored' if op == 'store_tlb' else 'loaded'} through its TLB "
+                     f"entry for va {va} after thread {zapper}'s shootdown of va {va} had completed", None)
+
+
+def _freed_access(s: State, op: str, cpu: int, va: int) -> list[Violation]:
+    """freed_while_mapped: an access through a TLB entry whose frame was freed."""
+    entry = s.tlbs[cpu].get(va)
+    if entry is None or not s.folios[entry.pfn].freed:
+        return []
+    return [Violation("freed_while_mapped", f"a {'store' if op == 'store_tlb' else 'load'} through CPU {cpu}'s TLB "
+                      f"(va {va}) landed in freed pfn {entry.pfn}", entry.pfn)]
