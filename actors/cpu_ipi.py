@@ -73,7 +73,7 @@ class FlushIpis:
                 return pack([sent_at, []]), None
             if paused:
                 self.tl.local(initiator, self.cpu, "note", "flush_tlb_func", "jitter", ["ipi_flush", paused])
-            if self.cfg.has("ack_before_invalidate"):
+            if tlbops.flush_ipi_handler(self.cfg)[0].op == "ipi_ack":  # the handler's order, as the kernel path has it
                 clock = self.tl.merged(initiator, self.cpu, "ipi", "csd_unlock", "ipi_ack", [start, end], None,
                                        sent_at)
                 ack = self.tl.records[-1]
