@@ -21,6 +21,9 @@ from setuptools.command.build_ext import build_ext
 HERE = Path(__file__).resolve().parent
 _compiled = runpy.run_path(str(HERE / "kernel_model" / "compiled.py"))  # HOT_MODULES, BUILD_RECORD; no imports
 HOT_MODULES: tuple[str, ...] = _compiled["HOT_MODULES"]
+# Compiled-only modules (a .pyx with a Python fallback elsewhere, which checks this build's recorded digest
+# itself): the parallel search's atomic shared words (controlled/shared_words.py).
+EXTRA_MODULES = ("controlled._atomic_words",)
 
 
 class OptionalBuildExt(build_ext):
@@ -50,8 +53,10 @@ class OptionalBuildExt(build_ext):
         for ext in self.extensions:
             module = ext.name.removeprefix(PRIVATE).removeprefix("kernel_model.")  # as HOT_MODULES names it
             if Path(self.get_ext_fullpath(ext.name)).exists():
-                built[module] = hashlib.sha256(_compiled["module_file"](module, HERE / "kernel_model").read_bytes()
-                                               ).hexdigest()
+                source = _compiled["module_file"](module, HERE / "kernel_model")
+                if module in EXTRA_MODULES:  # compiled-only: its source is a .pyx
+                    source = source.with_suffix(".pyx")
+                built[module] = hashlib.sha256(source.read_bytes()).hexdigest()
         # The record lives next to compiled.py, in kernel_model (the hot modules may span several packages).
         target = Path(self.get_ext_fullpath(PRIVATE + "kernel_model.compiled")).parent if self.extensions else None
         if target is not None:
@@ -87,6 +92,7 @@ def extensions() -> list:
     # annotation_typing=False: type hints stay hints, so the compiled code behaves exactly as the Python does
     # (Cython would otherwise turn some annotations into C types with their own overflow and conversion rules).
     sources = [str(_compiled["module_file"](m, Path("kernel_model"))) for m in HOT_MODULES]
+    sources += [str(_compiled["module_file"](m, Path("kernel_model"), ".pyx")) for m in EXTRA_MODULES]
     exts = cythonize(sources, quiet=True, nthreads=os.cpu_count() or 1,
                      compiler_directives={"language_level": 3, "annotation_typing": False})
     for ext in exts:  # in a wheel, next to their sources under tlbrace/_lib; imported by their own names
