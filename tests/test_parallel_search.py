@@ -240,3 +240,12 @@ def _running(pid: int) -> bool:
             return f.read().split()[2] != "Z"
     except FileNotFoundError:
         return False
+
+
+def test_the_bench_row_compares_one_process_with_the_workers():
+    from controlled.parallel_bench import bench_row
+
+    row = bench_row(load_scenario("ladder", {"pages": 2, "stores": 1}), "delayed", workers=2)
+    assert row.one.complete and row.many.complete and row.same_counts
+    assert row.one.cpu > 0 and row.many.cpu > 0 and "equal" in row.line()
+    assert row.as_dict()["many"]["states"] == row.one.states
