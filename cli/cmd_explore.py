@@ -47,8 +47,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="bfs/dfs: remember a 64-bit hash per state, not the state (a tenth of the memory; the "
                         "JSON's collision_bound says how likely a merge of two states was)")
     p.add_argument("--workers", type=int_in(1, MAX_WORKERS), default=1,
-                   help="dfs: search on this many processes sharing one hash-compacted visited set (implies "
-                        "--hash-compact; default 1)")
+                   help="dfs: search on this many processes once the search has run 0.3 s, sharing one "
+                        "hash-compacted visited set and stealing work from each other (implies --hash-compact, "
+                        "without sleep sets: the states and transitions of --hash-compact --no-sleep-sets; "
+                        "default 1)")
     p.add_argument("--log-format", choices=("msgpack", "jsonl"), default="msgpack",
                    help="format of each counterexample's event log (jsonl: JSON Lines for people)")
     p.add_argument("--memory-limit", metavar="SIZE", default=None,
@@ -118,8 +120,14 @@ def run(args: argparse.Namespace) -> int:
         console.print(f"{' '.join([scenario.name] + _kernel_words(args.kernel, cfg, 'kernel={}', True))} "
                       f"strategy={args.strategy}: {verdict} — "
                       f"{scope}, {result.states} states, {result.transitions} transitions, "
-                      f"{result.seconds:.2f} s")
+                      f"{result.seconds:.2f} s" + _compaction_words(result.collision_bound, args.workers))
     return 1 if violations_out else 0
+
+
+def _compaction_words(collision_bound: float, workers: int) -> str:
+    """With hash compaction (--hash-compact, --workers): the bound on the chance that two states were merged."""
+    on = f" on {workers} workers" if workers > 1 else ""
+    return f"{on}; hash compaction: chance of a merged state below {collision_bound:.1e}" if collision_bound else on
 
 
 def _kernel_words(kernel: str | None, cfg: Config, kernel_format: str, named: bool = False) -> list[str]:

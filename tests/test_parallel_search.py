@@ -6,6 +6,7 @@ the fixture makes the seed phase fork at its first look at the clock."""
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import os
 import signal
@@ -249,3 +250,21 @@ def test_the_bench_row_compares_one_process_with_the_workers():
     assert row.one.complete and row.many.complete and row.same_counts
     assert row.one.cpu > 0 and row.many.cpu > 0 and "equal" in row.line()
     assert row.as_dict()["many"]["states"] == row.one.states
+
+
+def test_the_cli_says_how_many_workers_and_the_collision_bound(capsys, tmp_path):
+    from cli_run import run_cli
+
+    argv = ("explore", "ladder", "--param", "pages=2", "--param", "stores=1", "--ordering", "delayed",
+            "--strategy", "dfs", "--out", str(tmp_path))
+    rc, out, _ = run_cli(capsys, *argv, "--workers", "2")
+    assert rc == 0 and "on 2 workers; hash compaction: chance of a merged state below" in " ".join(out.split())
+    rc, out, _ = run_cli(capsys, *argv, "--workers", "2", "--json")
+    doc = json.loads(out)
+    rc1, out1, _ = run_cli(capsys, *argv, "--hash-compact", "--no-sleep-sets", "--json")
+    one = json.loads(out1)
+    assert rc == rc1 == 0 and doc["workers"] == 2 and doc["complete"]
+    assert (doc["states"], doc["transitions"]) == (one["states"], one["transitions"])
+    assert doc["collision_bound"] == one["collision_bound"] > 0
+    rc, _, err = run_cli(capsys, *argv[:-4], "--strategy", "bfs", "--workers", "2")
+    assert rc == 2 and "--workers" in err
