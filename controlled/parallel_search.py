@@ -109,7 +109,8 @@ class _Limits:
 
 def _run_workers(m: Machine, visited: SharedVisited, control: Control, tasks: list[Task], limits: _Limits,
                  workers: int, stop_at_first: bool, progress: Callable[[int], None] | None) -> list[dict[str, Any]]:
-    """Fork ``workers`` processes, deal them ``tasks`` (the seed's stack), wait for each one's report and stop them all, by their own handles, whatever happens."""
+    """Fork ``workers`` processes, deal them ``tasks`` (the seed's stack), wait for each one's report (or the
+    first failure) and stop them all, by their own handles, whatever happens."""
     import multiprocessing  # here, not at the top: a search that ends in the seed never pays for it (~20 ms)
 
     ctx = multiprocessing.get_context("fork")
@@ -127,6 +128,8 @@ def _run_workers(m: Machine, visited: SharedVisited, control: Control, tasks: li
         while len(reports) < workers:
             try:
                 reports.append(results.get(timeout=_POLL))
+                if "error" in reports[-1]:
+                    break  # a failed worker: stop the others now (one may be waiting on its answer to a theft)
             except queue.Empty:
                 if progress is not None:
                     progress(control.total_inserted())
@@ -198,7 +201,8 @@ class _Search:
         if c.stopped or not self.alive():
             return False
         limits = self.limits
-        if c.total_inserted() >= limits.budget or (limits.deadline is not None and time.perf_counter() > limits.deadline):
+        late = limits.deadline is not None and time.perf_counter() > limits.deadline
+        if late or c.total_inserted() >= limits.budget:
             c.stop()
             return False
         self.endpoint.publish(len(self.tasks) + len(self.stack))
