@@ -96,6 +96,15 @@ def test_two_workers_count_exactly_what_one_process_counts(name, params, cfg, sy
     assert 0.0 < two.collision_bound < 1e-9
 
 
+def test_three_workers_count_exactly_too():
+    """More thieves than victims at times: requests contend for the same victim's slot."""
+    sc = load_scenario("ladder", {"writers": 2, "stores": 1})
+    cfg = Config(ordering="delayed")
+    one = one_process(sc, cfg, symmetric=False)
+    three = explore(sc, cfg, "dfs", workers=3, symmetric=False)
+    assert three.complete and (three.states, three.transitions) == (one.states, one.transitions)
+
+
 @pytest.mark.parametrize("name, params, cfg", [
     ("ladder", {"writers": 2, "stores": 1}, Config(ordering="eager")),
     ("madv_dontneed", {}, Config(ordering="delayed", mutant="skip_tlb_flush_rmaps")),
