@@ -109,6 +109,8 @@ def compiled_words() -> type | None:
         module = importlib.import_module(_MODULE)
     except ImportError:
         return None
+    if not _SOURCE.exists():
+        return module.AtomicWords  # an installed wheel: built from the source it shipped without
     if _built_digest() != hashlib.sha256(_SOURCE.read_bytes()).hexdigest():
         warnings.warn(f"{_MODULE}: source changed since the build; the parallel search's shared table runs "
                       f"under a lock (slower). Rebuild with: bash scripts/setup.sh", RuntimeWarning, stacklevel=2)

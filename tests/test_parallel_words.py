@@ -142,3 +142,17 @@ def test_an_idle_worker_stops_when_no_worker_holds_work():
     ends[1].go_idle()
     assert control.words.load(ACTIVE) == 0
     assert ends[0].steal() is None and ends[1].steal() is None
+
+
+def test_a_stale_or_unwanted_build_is_not_used(monkeypatch):
+    from controlled import shared_words
+
+    if compiled_words() is None:
+        pytest.skip("controlled._atomic_words is not built")
+    monkeypatch.setattr(shared_words, "_built_digest", lambda: "a digest of some older source")
+    with pytest.warns(RuntimeWarning, match="source changed since the build"):
+        assert compiled_words() is None
+        assert not SharedVisited(10).compiled  # the locked fallback, then
+    monkeypatch.undo()
+    monkeypatch.setenv("TLBRACE_PURE_PYTHON", "1")
+    assert compiled_words() is None
