@@ -366,7 +366,9 @@ _TABLE: tuple[OpSpec, ...] = (
     _op("end_page_writeback", "pt", _on_pfn(wb="w", disk="w"), Format(
         args=lambda a: f"pfn {a[0]}", result=lambda a, r: f"IO done, disk holds {r}", diagram=_ALWAYS),
         result_read=False, may_end_covering_call=True),
-    _op("put_page", "pt", _fp_put_page, _PFN, result_read=False, observed=True, context=True),
+    _op("put_page", "pt", _fp_put_page, Format(
+        args=lambda a: f"pfn {a[0]}", result=lambda a, r: "the last reference: freed" if r == 0 else f"refcount {r}",
+        diagram=lambda a, r: r == 0, short="folio_put"), result_read=False, observed=True, context=True),
     _op("evict_folio", "pt", _fp_evict_folio, observed=True),
     # --- issue 15's races 3 and 4: ftruncate, reclaim, mprotect (kernel_model.truncate, reclaim, mprotect) ---
     # (the operations' own footprints, which cover these steps', are controlled.reduction's)
@@ -387,7 +389,9 @@ _TABLE: tuple[OpSpec, ...] = (
     _op("remove_mapping", "pt", _on_pfn(pc="w", ref="w", dirty="r", map="r"),
         Format(args=lambda a: f"pfn {a[0]}", result=_bool_result, short="__remove_mapping")),
     _op("ptep_modify_prot", "pt", _on_va(pte="w", ptebits="w"),
-        Format(args=lambda a: f"va {a[0]}, PROT_READ", result=lambda a, r: _pte_text(r), diagram=_ALWAYS,
+        Format(args=lambda a: f"va {a[0]}, PROT_READ",
+               result=lambda a, r: "pte_none: not present, nothing to flush" if r is None else _pte_text(r),
+               diagram=_ALWAYS,
                short="ptep_modify_prot_commit")),
 )
 
