@@ -34,6 +34,7 @@ from actors.stop_rule import StopRule
 from actors.trial import ActorSet, RunningTrial, TrialResult
 from kernel_model.config import Config
 from kernel_model.events import Violation
+from kernel_model.kernels import fixes_in_config, parse_version, version_text
 from kernel_model.program import Scenario
 from logs import results_file
 from logs.eventlog import EventLogWriter, make_header
@@ -58,6 +59,7 @@ class CampaignOptions:
     # > 0: sample op windows over at least this many trials, then delay ops at their start so that measured
     # windows of different threads overlap (actors.fuzzy_sync); 0: off
     align: int = 0
+    kernel: str | None = None  # --kernel's release, recorded in the results file's header (None: not given)
     faults: Faults | None = None  # test-only: a trial made to crash or hang (actors.fault_injection)
 
 
@@ -93,7 +95,8 @@ def prepare_results(scenario: Scenario, cfg: Config, opts: CampaignOptions) -> P
     header = results_file.make_header(run=uuid.uuid4().hex[:8], scenario=scenario.name,
                                       scenario_source=scenario.source, params=scenario.params,
                                       config=cfg.to_dict(), seed=opts.seed, trials=opts.trials,
-                                      jitter_us=opts.jitter_us)
+                                      jitter_us=opts.jitter_us, kernel=_kernel_identity(cfg, opts.kernel),
+                                      align=opts.align)
     os.makedirs(opts.out, exist_ok=True)  # an OSError (read-only, /proc, no permission) is the environment's
     try:
         lock = lock_directory(opts.out)
@@ -107,12 +110,19 @@ def prepare_results(scenario: Scenario, cfg: Config, opts: CampaignOptions) -> P
             why = results_file.mismatch(contents.header, header)
             if why is not None:
                 raise ResultsError(f"{path}: the results of another campaign ({why}); use another --out, or the "
-                                   f"same scenario, configuration, --seed, --trials and --jitter")
+                                   f"same scenario, configuration, --kernel, --seed, --trials, --jitter and --align")
             return Prepared(path, contents.header, contents, lock)
         return Prepared(path, header, lock=lock)
     except BaseException:
         lock.release()
         raise
+
+
+def _kernel_identity(cfg: Config, version: str | None) -> dict[str, Any]:
+    """The results header's "kernel": --kernel's release and the fixes the configuration has (after any explicit
+    --ordering / --delayed-batches on top of it)."""
+    release = None if version is None else version_text(parse_version(version))  # "v4.13", "latest": as named
+    return {"version": release, "fixes": sorted(fixes_in_config(cfg.without, cfg.to_dict()))}
 
 
 @dataclass(slots=True)

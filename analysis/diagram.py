@@ -35,7 +35,8 @@ class Line:
 
 # How a thread's operation (the "begin" note) is written: the system call or the user access.
 _SYSCALL = {"madvise_dontneed": "madvise(MADV_DONTNEED)", "munmap": "munmap()", "mmap_fixed": "mmap(MAP_FIXED)",
-            "msync": "msync()", "evict": "shrink_folio_list()"}
+            "msync": "msync()", "evict": "shrink_folio_list()", "mprotect": "mprotect(PROT_READ)",
+            "mremap": "mremap(MREMAP_FIXED)", "reclaim": "kswapd: shrink_folio_list()"}
 
 
 class _Tracker:
@@ -90,6 +91,8 @@ def _note_text(e: Event) -> str | None:
         return f"==> pfn {a[0]} queued, delay_rmap"
     if e.op == "walk":
         return "==> delayed page_remove_rmap()s"
+    if e.op == "deferred":  # reclaim's TTU_BATCH_FLUSH: the flush is left to try_to_unmap_flush
+        return "==> TLB flush deferred"
     return None
 
 

@@ -20,7 +20,8 @@ from kernel_model.program import Scenario
 # Notes worth a row: (fn or "*", op).
 _NOTES = {("*", "begin"), ("*", "end"), ("folio_mkclean", "not_mapped"), ("zap_pte_range", "force_flush"),
           ("__tlb_remove_page", "queue"), ("tlb_flush_rmaps", "walk"), ("do_user_addr_fault", "sigsegv"),
-          ("zap_pte_range", "print_bad_pte"), ("tlb_next_batch", "next_batch")}
+          ("zap_pte_range", "print_bad_pte"), ("tlb_next_batch", "next_batch"),
+          ("set_tlb_ubc_flush_pending", "deferred")}
 
 
 def describe(ev: Event, names: list[str]) -> str | None:
@@ -55,6 +56,8 @@ def _note(ev: Event, names: list[str]) -> str | None:
         return f"__tlb_remove_page(pfn {a[0]}{', delay_rmap' if a[1] else ''}) → batch {a[2]}"
     if ev.op == "walk":
         return f"tlb_flush_rmaps: walks batch(es) {', '.join(map(str, a[0]))}"
+    if ev.op == "deferred":
+        return "set_tlb_ubc_flush_pending: TLB flush deferred to try_to_unmap_flush"
     if ev.op == "next_batch":
         return f"tlb_next_batch → {'new batch ' + str(a[1]) if a[0] else 'refused (full)'}"
     return f"{ev.fn}: {ev.op} {a}"
@@ -64,7 +67,10 @@ def story_table(scenario: Scenario, cpu_of: list[int], events: list[Event],
                 violations: list[Violation]) -> Table:
     names = [t.name for t in scenario.threads]
     title = "; ".join(f"{v.invariant}: {v.detail}" for v in violations) or "no violation"
-    table = Table(title=title, title_justify="left", show_lines=False, expand=False)
+    # The caption: the scenario's description, which for a race of mm's history names its commit and says the
+    # race in the commit's words (docs/history.md).
+    table = Table(title=title, title_justify="left", show_lines=False, expand=False,
+                  caption=scenario.description or None, caption_justify="left")
     table.add_column("#", justify="right", style="dim")
     for tid, name in enumerate(names):
         table.add_column(f"{name} (CPU {cpu_of[tid]})", overflow="fold")

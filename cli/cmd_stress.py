@@ -202,7 +202,7 @@ def run(args: argparse.Namespace) -> int:
     opts = CampaignOptions(trials=trials, parallel=args.parallel, jitter_us=args.jitter, seed=args.seed,
                            out=args.out, keep_passing=args.keep_passing, hang_timeout=args.hang_timeout,
                            results=True, resume=args.resume, duration_s=duration, until=until,
-                           clock_start=command_start, align=args.align)
+                           clock_start=command_start, align=args.align, kernel=args.kernel)
     try:  # the results file is judged before Ray starts, and nothing is written if it does not fit
         prepared = prepare_results(scenario, cfg, opts)
     except ResultsError as exc:

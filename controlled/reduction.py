@@ -38,8 +38,9 @@ nothing, the completion changes nothing and touches nothing.
 from __future__ import annotations
 
 from bisect import bisect_right
-from typing import Iterable
 
+from controlled.op_footprints import (WRITE_PROTECTED_AFTER, OpFootprints, add_mode as _add, flat as _flat,
+                                      protected_pages)
 from kernel_model.ops import FOOTPRINTS, Footprint
 from kernel_model.program import Op
 from kernel_model.state import State
@@ -47,10 +48,13 @@ from kernel_model.steps import Step
 
 _OPS_SENDING_IPIS = frozenset({"madvise_dontneed", "munmap", "mmap_fixed", "mmap", "msync", "mremap", "ftruncate",
                                "mprotect", "reclaim"})
-# Operations of issue 15's races 3 and 4 whose footprints are not written yet (kernel_model.mremap, truncate,
-# mprotect, reclaim). A scenario using any of them is explored without reduction (every step's and IPI's
-# footprint unknown: every enabled transition is tried), which is sound; _OP_FOOTPRINTS has no entry for them.
-OPAQUE_OPS = frozenset({"mremap", "ftruncate", "mprotect", "reclaim"})
+# Operations that take file pages out of the page cache: with one of them a fault may have to read a page in
+# (allocating a folio, reading the disk) and a page may be freed.
+_OPS_DROPPING_PAGES = frozenset({"evict", "ftruncate", "reclaim"})
+# Operations without footprints (none today): a scenario using one is explored without reduction (every step's
+# and IPI's footprint unknown: every enabled transition is tried), which is sound. An operation kind without an
+# entry in controlled.op_footprints' table must be listed here.
+OPAQUE_OPS: frozenset[str] = frozenset()
 
 
 def conflict(a: Footprint, b: "Footprint | FutureAt") -> bool:
@@ -63,15 +67,7 @@ def conflict(a: Footprint, b: "Footprint | FutureAt") -> bool:
     return False
 
 
-def _add(fp: Footprint, obj: tuple, mode: str) -> None:
-    old = fp.get(obj)
-    if old is None or old == mode:
-        fp[obj] = mode
-    else:
-        fp[obj] = "w"  # two different modes on one object: as strong as a write
-
-
-class Footprints:
+class Footprints(OpFootprints):
     """Step footprints and future footprints for one scenario and machine shape."""
 
     def __init__(self, programs: list[list[Op]], cpu_of: list[int], ncpus: int, npages: int,
@@ -83,10 +79,14 @@ class Footprints:
         self.npages = npages
         self.ppt = ptes_per_table
         self.sync = sync_pte_clear
-        # Without an evict operation every file page stays in the page cache (the setup puts them there), so a
-        # fault never reads the disk or allocates: the fault path's footprint leaves those out.
-        self.may_evict = any(_has_evict(program) for program in programs)
-        self.opaque = any(op.kind in OPAQUE_OPS for program in programs for op in _flat(program))
+        kinds = {op.kind for program in programs for op in _flat(program)}
+        # Without an evict operation (or another that drops pages) every file page stays in the page cache (the
+        # setup puts them there), so a fault never reads the disk or allocates: the fault path's footprint leaves
+        # those out.
+        self.may_evict = bool(kinds & _OPS_DROPPING_PAGES)
+        self.opaque = bool(kinds & OPAQUE_OPS)
+        # Per thread, the pages its mprotect calls write-protect (what the write_protected note reads).
+        self._protects = [protected_pages(program, npages) for program in programs]
         # No operation remaps an address: per-offset objects reached through address p are p's (ops.Shape).
         self.linear = not any(_remaps(program) for program in programs)
         self.all_pages = tuple(range(npages))
@@ -151,144 +151,6 @@ class Footprints:
             senders.reverse()
             self.ipi_senders_from.append(senders)
 
-    def _pages(self, op: Op) -> tuple[int, ...]:
-        return op.pages or tuple(range(self.npages))
-
-    def _reached(self, pages: Iterable[int]) -> Iterable[int]:
-        """The file offsets (folios) reached through these addresses, or the addresses that map these offsets:
-        the same numbers without remaps, any of them with."""
-        return pages if self.linear else self.all_pages
-
-    def _tables(self, pages: Iterable[int]) -> set[int]:
-        return {p // self.ppt for p in pages}
-
-    def op_footprint(self, tid: int, op: Op) -> Footprint:
-        """Everything one user-level operation of ``tid`` may touch (over-approximated)."""
-        fp: Footprint = {}
-        if op.kind == "loop":
-            for inner in op.body:
-                for obj, mode in self.op_footprint(tid, inner).items():
-                    _add(fp, obj, mode)
-            return fp
-        of_kind = _OP_FOOTPRINTS.get(op.kind)
-        if of_kind is not None:
-            of_kind(self, fp, tid, op.kind, self._pages(op))
-        return fp
-
-    def _access_footprint(self, fp: Footprint, tid: int, kind: str, pages: tuple[int, ...]) -> None:
-        """A store, load or counter: TLB hits, walks and the fault paths."""
-        cpu = self.cpu_of[tid]
-        _add(fp, ("sem", "mmap_lock"), "r")
-        if self.may_evict or self.anon or not self.linear:
-            _add(fp, ("alloc",), "w")
-        # A file fault takes a reference (filemap_get_folio) and drops it again unless the PTE keeps it; that put
-        # frees the folio only when eviction took it out of the page cache meanwhile. An anonymous fault may free
-        # the page it lost a race with. Installing a PTE or filling a TLB entry reads whether the folio was freed
-        # (the oracle's freed_while_mapped check).
-        frees = self.anon or self.may_evict or not self.linear  # with remaps, an anonymous fault may happen
-        data_mode = {"store": "s", "load": "r"}.get(kind, "w")
-        for p in pages:
-            _add(fp, ("tlb", cpu, p), "w")
-            _add(fp, ("cov", cpu, p), "w")  # fills and faults drop what a clear covered
-            _add(fp, ("stale", cpu, p), "w")  # hits read it; fills and faults drop it
-            for obj in ("pte", "ptebits"):
-                _add(fp, (obj, p), "w")
-            _add(fp, ("vma", p), "r")
-        for p in self._reached(pages):
-            _add(fp, ("data", p), data_mode)
-            for obj in ("lock", "map"):
-                _add(fp, (obj, p), "w")
-            _add(fp, ("dirty", p), "d")  # fault paths only ever set PG_dirty
-            _add(fp, ("ref", p), "w" if frees else "+")
-            _add(fp, ("freed", p), "w" if frees else "r")
-            _add(fp, ("pc", p), "w" if frees else "r")
-            if self.may_evict:
-                _add(fp, ("disk", p), "r")
-        self._ptl_sections(fp, pages)  # the fault paths take the PTL (do_wp_page, finish_fault)
-
-    def _unmap_footprint(self, fp: Footprint, tid: int, kind: str, pages: tuple[int, ...]) -> None:
-        """madvise(MADV_DONTNEED) zaps; munmap and mmap(MAP_FIXED) also change the VMAs and i_mmap links (mmap
-        only those: its footprint is over-approximated by mmap_fixed's)."""
-        self._zap_footprint(fp, tid, pages)
-        if kind != "madvise_dontneed":
-            _add(fp, ("sem", "mmap_lock"), "w")
-            _add(fp, ("sem", "i_mmap_rwsem"), "w")
-            for p in pages:
-                _add(fp, ("vma", p), "w")
-            for p in self._reached(pages):  # the offsets unlinked, and those linked
-                _add(fp, ("imap", p), "w")
-        elif not self.linear:
-            for p in pages:
-                _add(fp, ("vma", p), "r")  # madvise_walk_vmas' find_vma
-
-    def _msync_footprint(self, fp: Footprint, tid: int, kind: str, pages: tuple[int, ...]) -> None:
-        _add(fp, ("sem", "i_mmap_rwsem"), "r")
-        self._flush_footprint(fp, tid)
-        for p in pages:
-            for obj in ("lock", "wb", "dirty", "disk"):
-                _add(fp, (obj, p), "w")
-            for obj in ("pc", "map", "imap", "data", "freed"):  # freed: folio_mkclean's set_pte_at check
-                _add(fp, (obj, p), "r")
-        mapped_at = tuple(self._reached(pages))  # folio_mkclean's rmap walk: the addresses mapping them
-        for p in mapped_at:
-            for obj in ("pte", "ptebits"):
-                _add(fp, (obj, p), "w")
-        self._ptl_sections(fp, mapped_at)
-
-    def _evict_footprint(self, fp: Footprint, tid: int, kind: str, pages: tuple[int, ...]) -> None:
-        for p in pages:
-            _add(fp, ("pc", p), "w")
-            _add(fp, ("ref", p), "w")
-            _add(fp, ("freed", p), "w")
-            for obj in ("lock", "dirty", "wb", "map", "data", "disk"):
-                _add(fp, (obj, p), "r")
-        for c in range(self.ncpus):
-            for p in self._reached(pages):  # the freed_while_mapped check of an evicted folio
-                _add(fp, ("tlb", c, p), "r")
-
-    def _flush_footprint(self, fp: Footprint, tid: int) -> None:
-        """Flushes of any range (over-approximated by every page) on this CPU, IPIs to the others and the acks
-        they count; and the PTE clears before them, which cover translations on every CPU, and the completions
-        that make them stale."""
-        cpu = self.cpu_of[tid]
-        _add(fp, ("ack", tid), "+")
-        for c in range(self.ncpus):
-            if c != cpu:
-                _add(fp, ("ipiq", c), "w")
-            if c == cpu or self.sync:
-                for p in self.all_pages:
-                    _add(fp, ("tlb", c, p), "i")
-            for p in self.all_pages:
-                _add(fp, ("cov", c, p), "w")
-                _add(fp, ("stale", c, p), "w")
-
-    def _zap_footprint(self, fp: Footprint, tid: int, pages: tuple[int, ...]) -> None:
-        _add(fp, ("sem", "mmap_lock"), "r")
-        _add(fp, ("flushpend",), "w")  # tlb_gather_mmu / tlb_finish_mmu: mm->tlb_flush_pending
-        self._flush_footprint(fp, tid)
-        for p in pages:
-            for obj in ("pte", "ptebits"):
-                _add(fp, (obj, p), "w")
-        folios = tuple(self._reached(pages))  # the folios the zapped PTEs map
-        for p in folios:
-            for obj in ("map", "ref", "freed"):
-                _add(fp, (obj, p), "w")
-            _add(fp, ("dirty", p), "d")  # zap_pte_range only sets PG_dirty (from a dirty PTE)
-        self._ptl_sections(fp, pages)
-        for c in range(self.ncpus):
-            for p in self._reached(folios):
-                _add(fp, ("tlb", c, p), "r")  # put_page's freed_while_mapped check reads every TLB
-
-    def _ptl_sections(self, fp: Footprint, pages: tuple[int, ...]) -> None:
-        """Taking the PTLs of these pages' tables; each release checks the rmap of every page in its table."""
-        for t in self._tables(pages):
-            _add(fp, ("ptl", t), "w")
-            table = range(t * self.ppt, min(self.npages, (t + 1) * self.ppt))
-            for p in table:
-                _add(fp, ("pte", p), "r")
-            for p in self._reached(table):
-                _add(fp, ("map", p), "r")
-
     def step_footprint(self, tid: int, step: Step, index_of: list[int], s: State,
                        covering: frozenset = frozenset()) -> Footprint | None:
         """What one step touches in state ``s``, including what the oracle's check of that step reads.
@@ -300,6 +162,8 @@ class Footprints:
         op, a = step.op, step.args
         cpu = self.cpu_of[tid]
         fp = self._step_footprint(tid, cpu, op, a, index_of, s)
+        if fp is not None and (step.fn, op) == WRITE_PROTECTED_AFTER:
+            self._write_protected(fp, self._protects[tid])  # its transition emits the write_protected note
         if covering and fp is not None:
             for _, c, va in covering:
                 fp[("cov", c, va)] = "w"
@@ -357,25 +221,9 @@ class Footprints:
         return covering
 
 
-def _flat(ops: list[Op]) -> list[Op]:
-    return [inner for op in ops for inner in (_flat(list(op.body)) if op.kind == "loop" else [op])]
-# The footprint of each user-level operation kind (kernel_model.program.OP_KINDS; "loop" is its body's).
-_OP_FOOTPRINTS = {
-    "store": Footprints._access_footprint, "load": Footprints._access_footprint,
-    "counter": Footprints._access_footprint, "madvise_dontneed": Footprints._unmap_footprint,
-    "munmap": Footprints._unmap_footprint, "mmap_fixed": Footprints._unmap_footprint,
-    "mmap": Footprints._unmap_footprint,
-    "msync": Footprints._msync_footprint, "evict": Footprints._evict_footprint,
-}
-
-
 def _remaps(ops: "list[Op] | tuple[Op, ...]") -> bool:
     return any(op.kind in ("mmap", "mremap") or op.target is not None or (op.kind == "loop" and _remaps(op.body))
                for op in ops)
-
-
-def _has_evict(ops: list[Op]) -> bool:
-    return any(op.kind == "evict" or (op.kind == "loop" and _has_evict(list(op.body))) for op in ops)
 
 
 class Future:

@@ -52,7 +52,7 @@ REGISTRY: Final[tuple[Fix, ...]] = (
         "nothing and returns while the other's flush is still pending",
         "parallel_dontneed"),
     Fix("flush_tlb_batched_pending", "3ea277194daa", "mm, mprotect: flush TLB if potentially racing with a "
-        "parallel reclaim leaving stale TLB entries", "2017-07", "4.13",
+        "parallel reclaim leaving stale TLB entries", "2017-08", "4.13",
         "reclaim's try_to_unmap cleared the PTE and deferred its flush (TTU_BATCH_FLUSH): mprotect found the PTE "
         "none, flushed nothing and returned while a writable TLB entry still allowed stores",
         "mprotect_reclaim"),

@@ -171,9 +171,15 @@ def _fp_spin(sh: Shape, tid: int, cpu: int, a: tuple, index_of: list, s: "State"
             fp[("pte", p)] = "r"
             for i in _folios_at(sh, p):
                 fp[("map", i)] = "r"
-        if not sh.linear:  # which folios it checks depends on where i_mmap says they are mapped
+        if not sh.linear:
+            # Which folios it checks depends on where i_mmap says they are mapped; it checks a folio at every
+            # address that may map it, in any table, and only when all those tables' PTLs are free.
             for i in range(sh.npages):
                 fp[("imap", i)] = "r"
+                fp[("pte", i)] = "r"
+            for other in range(-(-sh.npages // sh.ppt)):
+                if other != t:
+                    fp[("ptl", other)] = "r"
     return fp
 
 
@@ -346,11 +352,13 @@ _TABLE: tuple[OpSpec, ...] = (
         diagram=_ALWAYS, short="TestClearPageDirty"), observed=True),
     _op("folio_test_writeback", "pt", _on_pfn(wb="r"), Format(args=lambda a: f"pfn {a[0]}", story=False)),
     # --- page cache, IO and page lifetime ---
-    _op("filemap_get_folio", "pt", _on_va(pc="r", ref="+"), _QUIET, may_end_covering_call=True),
+    # i_size: an offset at or past it answers SIGBUS (filemap_fault's max_idx check; ftruncate moves it).
+    _op("filemap_get_folio", "pt", lambda sh, tid, cpu, a, index_of, s: {
+        ("pc", a[0]): "r", ("ref", a[0]): "+", ("isize",): "r"}, _QUIET, may_end_covering_call=True),
     _op("filemap_lookup", "pt", _on_va(pc="r"), _QUIET),
     _op("folio_test_mapping", "pt", _on_pfn(pc="r"), Format(args=lambda a: f"pfn {a[0]}", story=False)),
     _op("page_cache_read", "pt", lambda sh, tid, cpu, a, index_of, s: {
-        ("pc", a[0]): "w", ("disk", a[0]): "r", ("alloc",): "w"}),
+        ("pc", a[0]): "w", ("disk", a[0]): "r", ("alloc",): "w", ("isize",): "r"}),
     _op("alloc_anon_page", "pt", lambda sh, tid, cpu, a, index_of, s: {("alloc",): "w"}),
     _op("writepage", "pt", _on_pfn(wb="w", data="r"), Format(
         args=lambda a: f"pfn {a[0]}", result=lambda a, r: f"IO submitted, snapshot {r}", diagram=_ALWAYS),
@@ -358,12 +366,12 @@ _TABLE: tuple[OpSpec, ...] = (
     _op("end_page_writeback", "pt", _on_pfn(wb="w", disk="w"), Format(
         args=lambda a: f"pfn {a[0]}", result=lambda a, r: f"IO done, disk holds {r}", diagram=_ALWAYS),
         result_read=False, may_end_covering_call=True),
-    _op("put_page", "pt", _fp_put_page, _PFN, result_read=False, observed=True, context=True),
+    _op("put_page", "pt", _fp_put_page, Format(
+        args=lambda a: f"pfn {a[0]}", result=lambda a, r: "the last reference: freed" if r == 0 else f"refcount {r}",
+        diagram=lambda a, r: r == 0, short="folio_put"), result_read=False, observed=True, context=True),
     _op("evict_folio", "pt", _fp_evict_folio, observed=True),
     # --- issue 15's races 3 and 4: ftruncate, reclaim, mprotect (kernel_model.truncate, reclaim, mprotect) ---
-    # Their steps' own footprints, for completeness: a scenario with mremap, ftruncate, mprotect or reclaim is
-    # explored without reduction (controlled.reduction.OPAQUE_OPS: the operations' future footprints are not
-    # written), so Footprints never consults these.
+    # (the operations' own footprints, which cover these steps', are controlled.reduction's)
     _op("i_size_write", "pt", _on_mm(isize="w"),
         Format(args=lambda a: f"i_size {a[0]} pages", diagram=_ALWAYS), result_read=False),
     _op("find_get_entry", "pt", lambda sh, tid, cpu, a, index_of, s: {("pc", a[0]): "r", ("ref", a[0]): "+"},
@@ -381,7 +389,9 @@ _TABLE: tuple[OpSpec, ...] = (
     _op("remove_mapping", "pt", _on_pfn(pc="w", ref="w", dirty="r", map="r"),
         Format(args=lambda a: f"pfn {a[0]}", result=_bool_result, short="__remove_mapping")),
     _op("ptep_modify_prot", "pt", _on_va(pte="w", ptebits="w"),
-        Format(args=lambda a: f"va {a[0]}, PROT_READ", result=lambda a, r: _pte_text(r), diagram=_ALWAYS,
+        Format(args=lambda a: f"va {a[0]}, PROT_READ",
+               result=lambda a, r: "pte_none: not present, nothing to flush" if r is None else _pte_text(r),
+               diagram=_ALWAYS,
                short="ptep_modify_prot_commit")),
 )
 

@@ -12,7 +12,11 @@ header::
     {"schema": "tlbrace-results", "version": 2, "run": str, "scenario": str, "scenario_source": str (TOML text),
      "params": {str: int}, "config": {...}, "seed": int (campaign seed),
      "trials": int or nil (unbounded: --duration/--until), "jitter_us": float,
-     "created": ISO-8601 str}
+     "kernel": {"version": str or nil (--kernel), "fixes": [str] (kernel_model.kernels: the fixes the config has)},
+     "align": int (--align's sampling trials, 0: off), "created": ISO-8601 str}
+
+A resume must be the same campaign: every key of IDENTITY equal (a file written before "kernel" and "align" were
+recorded is judged without them).
 
 then one frame per finished trial, in the order the trials finished::
 
@@ -53,7 +57,10 @@ VERSION: Final = 2
 FILE_NAME: Final = "results.msgpack"
 STATUSES: Final = ("ok", "violation", "hung", "crashed", "diverged")
 # A campaign's identity: a file may only be resumed by the command that would have written the same header.
-IDENTITY: Final = ("scenario", "scenario_source", "params", "config", "seed", "trials", "jitter_us")
+IDENTITY: Final = ("scenario", "scenario_source", "params", "kernel", "config", "seed", "trials", "jitter_us", "align")
+# Identity keys a file written before they were recorded lacks: such a file is judged without them (its "config"
+# still holds the kernel's fixes as configuration).
+LATER_IDENTITY: Final = frozenset({"kernel", "align"})
 MAGIC: Final = b"\xc1tlr"
 _HEAD: Final = struct.Struct(">4sII")  # magic, length, crc32
 MAX_RECORD_BYTES: Final = 1 << 20  # a trial record is a few hundred bytes; a larger length is damage
@@ -66,11 +73,15 @@ class ResultsError(ValueError):
 
 
 def make_header(*, run: str, scenario: str, scenario_source: str, params: dict[str, int],
-                config: dict[str, Any], seed: int, trials: int | None, jitter_us: float) -> dict[str, Any]:
+                config: dict[str, Any], seed: int, trials: int | None, jitter_us: float,
+                kernel: dict[str, Any] | None = None, align: int = 0) -> dict[str, Any]:
+    """``kernel``: {"version": --kernel's release or None, "fixes": the fix switches the configuration has};
+    ``align``: --align's sampling trials (0: off)."""
     return {"schema": SCHEMA, "version": VERSION, "run": run, "scenario": scenario,
             "scenario_source": scenario_source, "params": dict(params), "config": dict(config), "seed": seed,
-            "trials": trials, "jitter_us": float(jitter_us),
-            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
+            "trials": trials, "jitter_us": float(jitter_us), "align": align,
+            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")} | (
+        {} if kernel is None else {"kernel": dict(kernel)})
 
 
 def frame(obj: dict[str, Any]) -> bytes:
@@ -225,6 +236,8 @@ def _record_problem(rec: Any, trials: int | None, seen: set[int]) -> str | None:
 def mismatch(header: dict[str, Any], wanted: dict[str, Any]) -> str | None:
     """Why a file with ``header`` is not the campaign this command would run (None: it is)."""
     for key in IDENTITY:
+        if key in LATER_IDENTITY and key not in header:
+            continue  # written before the key was recorded
         if header.get(key) != wanted.get(key):
             if key == "scenario_source":
                 return "the scenario file's text differs"

@@ -197,6 +197,56 @@ def test_a_results_file_that_does_not_fit_is_refused_and_kept(capsys, tmp_path, 
     assert sorted(p.name for p in tmp_path.iterdir()) == [".tlbrace.lock", "results.msgpack"]  # nothing else
 
 
+def _kernel_of(version, cfg) -> dict:
+    from kernel_model.kernels import fixes_in_config
+
+    return {"version": version, "fixes": sorted(fixes_in_config(cfg.without, cfg.to_dict()))}
+
+
+@pytest.mark.parametrize("recorded, argv, needle", [
+    ({"kernel": "4.12"}, ["--kernel", "4.13"], "kernel version is '4.12' there, '4.13' here"),
+    ({"kernel": "4.13"}, ["--kernel", "4.12"], "kernel fixes is ["),
+    ({"align": 5}, [], "align is 5 there, 0 here"),
+    ({}, ["--align", "5"], "align is 0 there, 5 here"),
+])
+def test_a_resume_with_another_kernel_or_aligner_is_refused(capsys, tmp_path, recorded, argv, needle):
+    """The results header records --kernel (the release and the fixes it gives) and --align; a resume that asks
+    for another is refused with the file, the key, what it holds and what was asked."""
+    from kernel_model.config import Config
+    from kernel_model.kernels import kernel_config
+
+    version = recorded.get("kernel")
+    cfg = Config(**kernel_config(version)) if version else Config()
+    path = tmp_path / "results.msgpack"
+    content = _frames(_results_header(kernel=_kernel_of(version, cfg), align=recorded.get("align", 0)))
+    path.write_bytes(content)
+    rc, _, err = run_cli(capsys, "stress", "anon_pages", "--trials", "100", "--out", str(tmp_path), "--resume",
+                         *argv)
+    assert rc == 2 and needle in err and str(path) in err and "Traceback" not in err, err
+    assert path.read_bytes() == content
+
+
+def test_the_same_kernel_and_aligner_resume(tmp_path):
+    """The header the command writes is the one its resume accepts (--kernel given as v4.12 or 4.12 alike)."""
+    from actors.campaign import CampaignOptions, prepare_results
+    from kernel_model.config import Config
+    from kernel_model.kernels import kernel_config
+    from logs.results_file import ResultsWriter
+    from scenarios.loader import load_scenario
+
+    sc = load_scenario("anon_pages")
+    cfg = Config(**kernel_config("4.12"))
+    opts = CampaignOptions(out=str(tmp_path), results=True, kernel="v4.12", align=7)
+    first = prepare_results(sc, cfg, opts)
+    assert first.header["kernel"] == _kernel_of("4.12", cfg) and first.header["align"] == 7
+    ResultsWriter(first.path, first.header).close()
+    first.release()
+    again = prepare_results(sc, cfg, CampaignOptions(out=str(tmp_path), results=True, resume=True, kernel="4.12",
+                                                     align=7))
+    assert again.resumed is not None and again.header["run"] == first.header["run"]
+    again.release()
+
+
 def _ok_record(trial: int) -> dict:
     from logs.results_file import trial_record
 

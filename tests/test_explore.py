@@ -13,6 +13,7 @@ from controlled.machine import Machine
 from controlled.reduction import conflict
 from controlled.replay import run_schedule
 from kernel_model.config import MUTANT_BREAKS, MUTANTS, Config
+from kernel_model.kernels import kernel_config
 from scenarios.loader import load_scenario
 
 
@@ -135,8 +136,8 @@ CROSS_CHECK = [
     ("madv_dontneed", {"ordering": "eager", "arch": "up", "mutant": "flush_after_unlock"}),
     ("madv_dontneed", {"arch": "up"}), ("madv_dontneed", {"arch": "s390", "ordering": "eager"}),
     ("mkclean_first", {"ordering": "eager"}), ("ladder", {"ordering": "delayed"}),
-    # issue 15's new ops turn the reduction off (controlled.reduction.OPAQUE_OPS): still the same verdicts
-    ("mprotect_reclaim", {"without": ("flush_tlb_batched_pending",)}), ("mprotect_reclaim", {}),
+    # issue 15's new ops (controlled.op_footprints): race 4 on the kernels before and after its fix
+    ("mprotect_reclaim", kernel_config("4.12")), ("mprotect_reclaim", kernel_config("4.13")),
 ]
 
 
@@ -153,6 +154,53 @@ def test_partial_order_reduction_keeps_every_verdict(name, over):
     assert {i for f in full.found for i in f.invariants} == {i for f in reduced.found for i in f.invariants}
     assert reduced.schedules == full.schedules
     assert reduced.states <= full.states
+
+
+@pytest.mark.slow  # 150,000 states each way
+@pytest.mark.parametrize("kernel", ["4.18", "4.19"])
+def test_partial_order_reduction_keeps_race_3s_verdict_and_end_states(kernel):
+    """mremap_truncate (eb66ae030829) before and after its fix: mremap and ftruncate have footprints of their own
+    (controlled.op_footprints), so the reduced search is smaller, with the same verdict and end states."""
+    sc = load_scenario("mremap_truncate")
+    cfg = cfg_for(sc, **kernel_config(kernel))
+    full = explore(sc, cfg, "bfs", reduce=False, stop_at_first=False)
+    reduced = explore(sc, cfg, "bfs", reduce=True, stop_at_first=False)
+    assert full.complete and reduced.complete
+    assert {i for f in full.found for i in f.invariants} == {i for f in reduced.found for i in f.invariants}
+    assert ({i for f in full.found for i in f.invariants} == {"freed_while_mapped"}) == (kernel == "4.18")
+    assert reduced.schedules == full.schedules and reduced.states < full.states
+
+
+@pytest.mark.slow  # about 30 searches to the end, twice each
+def test_partial_order_reduction_keeps_every_verdict_on_generated_scenarios_with_the_new_ops():
+    """Fuzz-generated scenarios (fuzz.generate: seeded) that use mremap, ftruncate, mprotect or reclaim, on the
+    kernels before races 2-4's fixes and the newest: wherever the full search ends within its budget, the reduced
+    one finds the same invariants and reaches as many end states (a subset of the full search's: the same set)."""
+    from controlled.op_footprints import flat
+    from fuzz.generate import generate, load_spec
+
+    new_ops = {"mremap", "ftruncate", "mprotect", "reclaim"}
+    compared = smaller = 0
+    for index in range(60):
+        try:
+            sc, _ = load_spec(generate(15, index), f"g{index}")
+        except ValueError:
+            continue
+        if not new_ops & {op.kind for t in sc.threads for op in flat(list(t.ops))}:
+            continue
+        for kernel in ("4.12", "4.18", "6.18"):
+            cfg = cfg_for(sc, **kernel_config(kernel))
+            full = explore(sc, cfg, "bfs", reduce=False, stop_at_first=False, budget=20_000)
+            if not full.complete:
+                continue
+            reduced = explore(sc, cfg, "bfs", reduce=True, stop_at_first=False, budget=20_000)
+            assert reduced.complete, (index, kernel)
+            assert {i for f in full.found for i in f.invariants} == \
+                {i for f in reduced.found for i in f.invariants}, (index, kernel)
+            assert reduced.schedules == full.schedules, (index, kernel)
+            compared += 1
+            smaller += reduced.states < full.states
+    assert compared >= 20 and smaller >= compared // 2, (compared, smaller)
 
 
 def test_machine_keys_round_trip():
@@ -186,7 +234,8 @@ def test_cli_explore_replay_analyze_round_trip(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("name", ["madv_dontneed", "munmap", "mmap_fixed_remap", "anon_pages", "nadav_poc",
-                                  "ladder", "scale_writers"])
+                                  "ladder", "scale_writers", "mremap_truncate", "mprotect_reclaim",
+                                  "parallel_dontneed"])
 def test_every_step_stays_inside_its_threads_future_footprint(name):
     """The reduction trusts a thread's future footprint to cover every step it may still take; random runs
     check that each step's own footprint is inside it (the UP preemption token is written by lock steps and only
