@@ -13,7 +13,7 @@ import time
 from typing import Any
 
 from actors.jitter import IpiLatency
-from actors.race_windows import ACK_OP, CLEARING_OPS, is_lock, is_marked, lock_object
+from actors.race_windows import ACK_OP, CLEARING_OPS, is_lock, is_marked, lock_object, released_object
 from kernel_model.steps import Step
 
 
@@ -25,7 +25,8 @@ class AlignerHooks:
         fresh measurements."""
         delays, preempt, ipi_us = (list(plan) + [[], [], 0][len(plan):])[:3]
         self.align_delays = {(tid, pc): us for tid, pc, us in delays}
-        self.preempt: list[int] = list(preempt)  # [tid, pc, j, µs] (actors.fuzzy_sync.Preempt), or none
+        # [tid, pc, j, µs, lock, release µs] (actors.fuzzy_sync.Preempt), or none
+        self.preempt: list[Any] = list(preempt)
         self.ipi_latency = IpiLatency(ipi_us, seed, trial, self.cpu)
         self.timing: dict[str, Any] = {"start": {}, "ops": [], "marks": []}
         # tid -> [pc, steps, flush-debt windows opened, debt open, lock requests] of the op it runs
@@ -51,6 +52,8 @@ class AlignerHooks:
         if now is None:
             return
         now[1] += 1
+        if self._preempting(tid, now) and self.preempt[5] and released_object(op, step.args) == self.preempt[4]:
+            self._pause(tid, "release", 5)
         if not is_marked(op):
             return
         changed = op in CLEARING_OPS and result is not None
@@ -67,11 +70,15 @@ class AlignerHooks:
         """The pause inside a flush-debt window (actors.fuzzy_sync.Preempt): before this thread sends the first
         shootdown it owes after the planned lock request of the planned op, as an interrupt would hold it there."""
         now = self.ops_now.get(tid)
-        if not self.preempt or now is None or not now[3] or self.preempt[:2] != [tid, now[0]] \
-                or now[4] < self.preempt[2]:
-            return
-        us = self.preempt[3]
-        self.preempt = []  # once
+        if now is not None and now[3] and self._preempting(tid, now) and self.preempt[3]:
+            self._pause(tid, step.op, 3)
+
+    def _preempting(self, tid: int, now: list[int]) -> bool:
+        """This thread runs the planned op and has made the planned number of lock requests in it."""
+        return bool(self.preempt) and self.preempt[:2] == [tid, now[0]] and now[4] >= self.preempt[2]
+
+    def _pause(self, tid: int, what: str, field: int) -> None:
+        us, self.preempt[field] = self.preempt[field], 0  # each pause once
         with self.cv:
-            self.tl.local(tid, self.cpu, "note", "fuzzy_sync", "jitter", [step.op, us])
+            self.tl.local(tid, self.cpu, "note", "fuzzy_sync", "jitter", [what, us])
         time.sleep(us / 1e6)

@@ -24,9 +24,9 @@ trial gets a plan (``plan_for``), drawn with a ``random.Random`` seeded from (ca
   of a race waits for the lock the first side holds or has just dropped, and comes in right behind it. The
   reference thread is also *preempted* in its window (``Preempt``): it pauses before the first shootdown it owes
   after that lock request (if it owes one: a flush-debt window is open), for a uniform time of up to
-  PREEMPT_STEPS measured steps, as an interrupt taken there holds a real kernel thread (the PTL is a spin_lock,
-  which leaves interrupts on, so the pause may come with the PTL held); the other threads' lock points are
-  spread over that pause too. A scenario whose threads take no lock gets LTP's
+  PREEMPT_STEPS measured steps, and again right after it releases the reference lock, as an interrupt taken
+  there holds a real kernel thread (the PTL is a spin_lock, which leaves interrupts on, so the first pause may
+  come with the PTL held); the other threads' lock points are spread over those pauses too. A scenario whose threads take no lock gets LTP's
   alignment of whole op windows instead (``delays_for``): a reference op window and one op window of every
   other thread, each drawn at a point ``u`` of ``[-len_B, +len_ref]``.
 - Independently, in a share (IPI_SHARE) of trials, every flush IPI reaches its target after a latency drawn
@@ -118,13 +118,16 @@ class Delay:
 
 @dataclass(frozen=True, slots=True)
 class Preempt:
-    """Pause ``us`` microseconds before thread ``tid`` sends the first shootdown it owes (a flush-debt window is
-    open: actors.race_windows) in op ``pc`` once it has made ``j`` lock requests there."""
+    """Once thread ``tid`` has made ``j`` lock requests in op ``pc``: pause ``us`` microseconds before it sends the
+    first shootdown it owes there (a flush-debt window is open: actors.race_windows), and ``release_us`` right
+    after it first releases ``lock`` (0: no pause)."""
 
     tid: int
     pc: int
     j: int
     us: int
+    lock: str = ""
+    release_us: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,7 +141,7 @@ class TrialPlan:
     def wire(self) -> list[Any]:
         """As the trial message carries it (actors.trial, actors.cpu)."""
         p = self.preempt
-        return [[[d.tid, d.pc, d.us] for d in self.delays], [] if p is None else [p.tid, p.pc, p.j, p.us],
+        return [[[d.tid, d.pc, d.us] for d in self.delays], [] if p is None else [p.tid, p.pc, p.j, p.us, p.lock, p.release_us],
                 self.ipi_latency_us]
 
 
@@ -249,23 +252,25 @@ class RaceAligner:
     def lock_alignment(self, threads: list[int], rng: random.Random,
                        step_us: float) -> tuple[list[Delay], Preempt | None]:
         """A reference lock request of one thread, and one lock point of every other thread placed a uniform time
-        after it, within LOCK_SPREAD steps plus the pause: the start delays that put each there (relative to the
-        smallest shift, as ``align``), and the pause of the reference thread before the next shootdown it owes
-        (none if it owes none). A thread's lock point is drawn among those that ask for the reference's lock,
+        after it, within LOCK_SPREAD steps plus the pauses: the start delays that put each there (relative to the
+        smallest shift, as ``align``), and the pauses of the reference thread before the next shootdown it owes
+        (none if it owes none) and right after it releases the reference lock. A thread's lock point is drawn among those that ask for the reference's lock,
         when it has any (the other side of a race waits for the lock the first side holds or has just dropped)."""
         ref = rng.choice(sorted(key for key in self.points if key[2] >= 1 and key[:2] in self.windows))
         tid, pc, j = ref
         at = self.windows[(tid, pc)].start.avg + self.points[ref].avg
         pause = self._capped(rng.random() * PREEMPT_STEPS * step_us)
+        release = self._capped(rng.random() * PREEMPT_STEPS * step_us)
         shifts = {(tid, pc): 0.0}
         for other in threads:
             mine = sorted(key for key in self.points if key[0] == other and key[:2] in self.windows)
             if other == tid or not mine:
                 continue
             point = rng.choice([key for key in mine if self.objects[key] == self.objects[ref]] or mine)
-            target = at + rng.random() * (LOCK_SPREAD * step_us + pause)
+            target = at + rng.random() * (LOCK_SPREAD * step_us + pause + release)
             shifts[point[:2]] = target - self.points[point].avg - self.windows[point[:2]].start.avg
-        return self._delays(shifts), (Preempt(tid, pc, j, pause) if pause else None)
+        preempt = Preempt(tid, pc, j, pause, self.objects[ref], release) if pause or release else None
+        return self._delays(shifts), preempt
 
     def _capped(self, us: float) -> int:
         return round(min(us, float("inf") if self.max_delay_us is None else self.max_delay_us))

@@ -39,9 +39,18 @@ _LOCK_FAMILY: Final = {"spin_lock": "ptl", "down_read": "rwsem", "down_write": "
                        "folio_wait_writeback": "folio"}
 
 
+_RELEASE_FAMILY: Final = {"spin_unlock": "ptl", "up_read": "rwsem", "up_write": "rwsem", "folio_unlock": "folio"}
+
+
 def lock_object(op: str, args: tuple[Any, ...] | list[Any]) -> str:
     """The lock a lock step asks for, e.g. ``ptl:0`` or ``rwsem:i_mmap_rwsem``."""
     return f"{_LOCK_FAMILY.get(op, op)}:{args[0] if args else ''}"
+
+
+def released_object(op: str, args: tuple[Any, ...] | list[Any]) -> str | None:
+    """The lock an unlock step releases (``lock_object``'s words), or None for any other step."""
+    family = _RELEASE_FAMILY.get(op)
+    return None if family is None or not args else f"{family}:{args[0]}"
 
 
 def is_marked(op: str) -> bool:

@@ -11,7 +11,7 @@ import pytest
 from actors.fuzzy_sync import (IPI_STEPS, LOCK_SPREAD, PREEMPT_STEPS, Delay, OpWindow, Preempt, RaceAligner,
                                TrialPlan)
 from actors.race_windows import (DebtWindow, LockPoint, Mark, TrialTimes, debt_windows, is_lock, is_marked,
-                                 lock_object, lock_points, trial_times)
+                                 lock_object, lock_points, released_object, trial_times)
 
 
 def test_a_changed_pte_opens_a_debt_window_and_the_acks_close_it() -> None:
@@ -54,6 +54,9 @@ def test_the_marked_steps_and_their_locks() -> None:
     assert lock_object("spin_lock", (3, 1)) == "ptl:3"
     assert lock_object("down_read", ["i_mmap_rwsem", 2]) == lock_object("down_write", ("i_mmap_rwsem", 0))
     assert lock_object("folio_lock", (0, 1)) == lock_object("folio_wait_writeback", (0, 1)) == "folio:0"
+    assert released_object("spin_unlock", (3, 1)) == "ptl:3" and released_object("folio_unlock", (0, 1)) == "folio:0"
+    assert released_object("up_write", ("i_mmap_rwsem", 0)) == lock_object("down_read", ("i_mmap_rwsem", 2))
+    assert released_object("spin_lock", (3, 1)) is None and released_object("set_pte_at", (0, ())) is None
 
 
 def test_trial_times_reads_the_cpus_measurements_on_one_origin() -> None:
@@ -103,21 +106,24 @@ def test_a_lock_point_of_the_other_thread_lands_just_after_the_reference_lock() 
         if preempt is None or preempt.tid != 0:
             continue  # a writeback lock was the reference this time (the pause names the reference)
         at = where(aligner, (0, 0, 1), delays)
-        assert at - 1 <= where(aligner, (1, 0, 2), delays) <= at + LOCK_SPREAD * 10.0 + preempt.us + 1
-        assert at - 1 <= where(aligner, (2, 0, 0), delays) <= at + LOCK_SPREAD * 10.0 + preempt.us + 1
+        last = at + LOCK_SPREAD * 10.0 + preempt.us + preempt.release_us + 1
+        assert at - 1 <= where(aligner, (1, 0, 2), delays) <= last
+        assert at - 1 <= where(aligner, (2, 0, 0), delays) <= last
         assert len({d.tid for d in delays}) == len(delays) and all(d.us > 0 for d in delays)
         checked += 1
     assert checked > 50
 
 
-def test_the_reference_thread_is_paused_before_its_next_owed_shootdown() -> None:
+def test_the_reference_thread_is_paused_before_its_next_owed_shootdown_and_after_the_release() -> None:
     aligner = sampled()
     rng = random.Random(2)
     plans = [aligner.lock_alignment([0, 1, 2], rng, 10.0)[1] for _ in range(300)]
     pauses = [p for p in plans if p is not None]
-    assert {(p.tid, p.pc, p.j) for p in pauses} == {(0, 0, 1), (1, 0, 1), (1, 0, 2)}  # every lock request
-    assert all(0 < p.us <= PREEMPT_STEPS * 10.0 for p in pauses)
-    assert max(p.us for p in pauses) > 0.8 * PREEMPT_STEPS * 10.0  # the whole range is drawn
+    assert {(p.tid, p.pc, p.j, p.lock) for p in pauses} == {(0, 0, 1, "ptl:0"), (1, 0, 1, "folio:0"),
+                                                             (1, 0, 2, "ptl:0")}  # every lock request
+    for us in ([p.us for p in pauses], [p.release_us for p in pauses]):
+        assert all(0 <= x <= PREEMPT_STEPS * 10.0 for x in us)
+        assert max(us) > 0.8 * PREEMPT_STEPS * 10.0  # the whole range is drawn
 
 
 def test_plans_are_deterministic_and_mix_aligned_unaligned_and_late_ipis() -> None:
@@ -129,7 +135,8 @@ def test_plans_are_deterministic_and_mix_aligned_unaligned_and_late_ipis() -> No
     late = [p.ipi_latency_us for p in plans if p.ipi_latency_us]
     assert 0.4 * 400 < len(late) < 0.6 * 400 and max(late) <= IPI_STEPS * 10.0
     assert one.planned["unaligned"] == len(unaligned) and one.planned["locks"] == 400 - len(unaligned)
-    assert TrialPlan([Delay(1, 0, 5)], Preempt(0, 0, 1, 7), 9).wire() == [[[1, 0, 5]], [0, 0, 1, 7], 9]
+    assert TrialPlan([Delay(1, 0, 5)], Preempt(0, 0, 1, 7, "ptl:0", 8), 9).wire() == [
+        [[1, 0, 5]], [0, 0, 1, 7, "ptl:0", 8], 9]
     assert TrialPlan().wire() == [[], [], 0]
 
 
@@ -151,5 +158,6 @@ def test_without_lock_requests_the_plan_aligns_op_windows() -> None:
 def test_every_pause_stays_under_the_cap() -> None:
     aligner = sampled(max_delay_us=200.0)
     plans = [aligner.plan_for(t) for t in range(300)]
-    pauses = [d.us for p in plans for d in p.delays] + [p.preempt.us for p in plans if p.preempt is not None]
+    pauses = [d.us for p in plans for d in p.delays] + [us for p in plans if p.preempt is not None
+                                                         for us in (p.preempt.us, p.preempt.release_us)]
     assert pauses and max(pauses) == 200 and all(p.ipi_latency_us <= 200 for p in plans)
