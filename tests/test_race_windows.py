@@ -161,3 +161,15 @@ def test_every_pause_stays_under_the_cap() -> None:
     pauses = [d.us for p in plans for d in p.delays] + [us for p in plans if p.preempt is not None
                                                          for us in (p.preempt.us, p.preempt.release_us)]
     assert pauses and max(pauses) == 200 and all(p.ipi_latency_us <= 200 for p in plans)
+
+
+def test_the_summary_says_what_was_measured_and_planned() -> None:
+    from cli.cmd_stress import aligner_line
+
+    aligner = sampled()
+    plans = [aligner.plan_for(t) for t in range(40)]
+    s = aligner.summary(["zapper", "writeback", "writer"])
+    assert s["debt_windows"] == {"zapper.munmap#0.0": {"start_us": 1150.0, "len_us": 150.0}} and s["step_us"] == 10.0
+    assert s["plans"]["preempted"] == sum(p.preempt is not None for p in plans)
+    line = aligner_line(s)
+    assert f"{s['plans']['unaligned']} unaligned" in line and f"{s['plans']['ipi_latency']} with late IPIs" in line
