@@ -29,6 +29,7 @@ from typing import Any, Callable, Iterator
 from actors.dir_lock import DirectoryBusy, DirLock, lock_directory
 from actors.fault_injection import Faults
 from actors.fuzzy_sync import RaceAligner, windows_of
+from actors.race_windows import trial_times
 from actors.sigint import sigint_deferred
 from actors.stop_rule import StopRule
 from actors.trial import ActorSet, RunningTrial, TrialResult
@@ -316,7 +317,7 @@ def _record_trial(r: TrialResult, result: CampaignResult, scenario: Scenario, cf
     (if any) learns the trial's op windows."""
     log = _account(result, r, scenario, cfg, opts)
     if aligner is not None:
-        aligner.observe(windows_of(r.timing))
+        aligner.observe(windows_of(r.timing), trial_times(r.timing))
         result.aligner = aligner.summary([th.name for th in scenario.threads])
     if writer is not None:
         writer.append(_record_of(r, log))
@@ -335,7 +336,7 @@ def _start_trial(actors: ActorSet, scenario: Scenario, cfg: Config, opts: Campai
         stop_pid = faults.pid_to_stop(trial, actors)
     running = RunningTrial(actors, scenario, cfg, run=run, trial=trial, seed=trial_seed(opts.seed, trial),
                            jitter_us=opts.jitter_us, hang_timeout=opts.hang_timeout,
-                           delays=aligner.wire_delays(trial) if aligner is not None else None)
+                           plan=aligner.wire_plan(trial) if aligner is not None else None)
     if faults is not None:
         faults.after_start(trial, actors, stop_pid)
     return running

@@ -42,12 +42,14 @@ import traceback
 from typing import Any, Callable, Final
 
 from actors.codec import BUSY, QUEUED, pack, unpack, unpack_spec, wire
+from actors.cpu_align import AlignerHooks
 from actors.cpu_ipi import FlushIpis
 from actors.cpu_link import PtLink, Stale, TlbProxy
 from actors.cpu_up import TrialHung, UpScheduling
 from actors.jitter import Jitter
 from actors.lamport import Timeline
 from actors.page_table import QUEUE, TRY, VALIDATE
+from actors.race_windows import SEND_OP
 from actors.topology import Topology, initial_state, programs
 from kernel_model import boot, ops
 from kernel_model import tlb as tlbops
@@ -60,7 +62,7 @@ PIPELINED_OPS: Final = ops.PIPELINED_OPS
 _BUSY: Final = object()  # a tried blocking step could not proceed (arch=up)
 
 
-class CpuCore(FlushIpis, UpScheduling):
+class CpuCore(FlushIpis, UpScheduling, AlignerHooks):
     """The actor's logic. ``peers[c]`` is CPU c's actor handle (this CPU's own entry is unused)."""
 
     def __init__(self, name: str, cpu: int, spec: bytes, pt: Any, peers: list[Any]) -> None:
@@ -83,8 +85,7 @@ class CpuCore(FlushIpis, UpScheduling):
         self.tl = Timeline(run="", trial=-1, actor=name)
         self.waiting: dict[int, str] = {}
         self.irq_jitter = Jitter(0, 0, -1, cpu, -1)
-        self.align_delays: dict[tuple[int, int], int] = {}  # actors.fuzzy_sync: (tid, pc) -> µs before that op
-        self.timing: dict[str, Any] = {"start": {}, "ops": []}
+        self._take_plan([], 0, -1)  # actors.cpu_align: the race-window aligner's plan and measurements
         self._reset(-1, "")
 
     # --- one trial ----------------------------------------------------------------------------------------------
@@ -118,9 +119,7 @@ class CpuCore(FlushIpis, UpScheduling):
 
     def run(self, message: bytes) -> bytes:
         run, trial, seed, jitter_us, *rest = unpack(message)
-        # actors.fuzzy_sync: start delays before ops (tid, pc) -> µs, and the op windows this CPU measures.
-        self.align_delays = {(tid, pc): us for tid, pc, us in (rest[0] if rest else [])}
-        self.timing = {"start": {}, "ops": []}
+        self._take_plan(rest, seed, trial)  # actors.fuzzy_sync's plan for this trial (actors.cpu_align)
         with self.cv:
             self._reset(trial, run)
             self.irq_jitter = Jitter(jitter_us, seed, trial, self.cpu, -1)
@@ -166,7 +165,7 @@ class CpuCore(FlushIpis, UpScheduling):
                         value = None
                     else:
                         value = self._step(tid, item, jitter)
-                self.timing["ops"].append([tid, pc, begin, time.monotonic_ns()])
+                self._op_done(tid, pc, begin)
         except TrialHung:
             pass
         except Exception as exc:  # noqa: BLE001 - reported as the trial's crash, with the actor's name
@@ -180,22 +179,16 @@ class CpuCore(FlushIpis, UpScheduling):
                 self.next_op.pop(tid, None)
                 self.cv.notify_all()
 
-    def _align_delay(self, tid: int, pc: int, kind: str) -> None:
-        """The race-window aligner's start delay before this op (actors.fuzzy_sync), logged as a jitter note so
-        that replay skips it: a pause between two instructions, which forces no order."""
-        us = self.align_delays.get((tid, pc), 0)
-        if us:
-            with self.cv:
-                self.tl.local(tid, self.cpu, "note", "fuzzy_sync", "jitter", [kind, us])
-            time.sleep(us / 1e6)
-
     # --- one step -------------------------------------------------------------------------------------------------
     def _step(self, tid: int, step: Step, jitter: Jitter) -> Any:
         if self.hold_irq_while_waiting:
             with self.cv:
                 self.next_op[tid] = step.op
                 self.cv.notify_all()
+        if step.op == SEND_OP:
+            self._preempt_pause(tid, step)
         paused = jitter.pause_before(step.op)  # between instructions: IPIs may land during the pause
+        begin = time.monotonic_ns()
         with self.cv:
             if paused:
                 self.tl.local(tid, self.cpu, "note", step.fn, "jitter", [step.op, paused])
@@ -215,6 +208,7 @@ class CpuCore(FlushIpis, UpScheduling):
             looping = (step.op == "store_tlb" and step.args[1] is None and result == "stored"
                        and tid not in self.bounded_counters)  # a bounded counter's last turn is followed by others
             self.next_op[tid] = "store_tlb" if looping else None
+        self._mark(tid, step, begin, result)
         return result
 
     def _execute(self, tid: int, step: Step) -> Any:

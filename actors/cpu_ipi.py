@@ -63,7 +63,8 @@ class FlushIpis:
                 self.cv.wait()  # this CPU has not started the trial yet
             if self.trial != trial:
                 return pack([sent_at, []]), None
-        paused = self.irq_jitter.pause_before("ipi_flush")  # the IPI still in flight: the thread runs on
+        # The IPI still in flight (jitter at the race point, the aligner's delivery latency): the thread runs on.
+        paused = self.irq_jitter.pause_before("ipi_flush") + self.ipi_latency.pause()
         with self.cv:
             if self.trial != trial:
                 return pack([sent_at, []]), None

@@ -42,3 +42,23 @@ class Jitter:
         if us:
             time.sleep(us / 1e6)
         return us
+
+
+class IpiLatency:
+    """The race-window aligner's IPI delivery latency (actors.fuzzy_sync): before its handler runs, each flush IPI
+    a CPU receives waits a uniform time in [0, max_us], as a hardware IPI takes microseconds to arrive (the
+    target's thread runs on meanwhile). The draws come from a ``random.Random`` seeded from (campaign seed, trial
+    id, CPU)."""
+
+    def __init__(self, max_us: float, seed: int, trial: int, cpu: int) -> None:
+        self.max_us = max_us
+        self.rng = random.Random(f"tlbrace-ipi-latency:{seed}:{trial}:{cpu}")
+
+    def pause(self) -> int:
+        """Sleep before one IPI's handler; returns the pause in µs (0: none)."""
+        if self.max_us <= 0:
+            return 0
+        us = int(self.rng.uniform(0, self.max_us))
+        if us:
+            time.sleep(us / 1e6)
+        return us

@@ -105,7 +105,7 @@ class ActorSet:
 
 class RunningTrial:
     def __init__(self, actors: ActorSet, scenario: Scenario, cfg: Config, *, run: str, trial: int, seed: int,
-                 jitter_us: float, hang_timeout: float, delays: list[list[int]] | None = None) -> None:
+                 jitter_us: float, hang_timeout: float, plan: list[Any] | None = None) -> None:
         import ray
 
         self.actors = actors
@@ -116,7 +116,8 @@ class RunningTrial:
         self.hang_timeout = hang_timeout
         self.started = time.monotonic()
         actors.nodes  # noqa: B018 - configured before the first trial
-        message = pack([run, trial, seed, jitter_us, delays or []])  # delays: [tid, pc, µs] (actors.fuzzy_sync)
+        # plan: the race-window aligner's [delays, preempt, ipi latency] (actors.fuzzy_sync.TrialPlan.wire)
+        message = pack([run, trial, seed, jitter_us, *(plan or [])])
         self.refs = [c.run.remote(message) for c in actors.cpus]
         self.outputs: dict[int, Any] = {}
         self.progress_value = -1

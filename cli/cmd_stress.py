@@ -75,9 +75,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "(default: a new campaign)")
     p.add_argument("--align", nargs="?", const=MIN_SAMPLES, default=0, type=int_in(1, MAX_ALIGN_SAMPLES),
                    metavar="N", help="race-window aligner after LTP's fuzzy sync (actors/fuzzy_sync.py): measure each "
-                   f"thread's op windows over at least N trials (N defaults to {MIN_SAMPLES}; at most 3N), then delay "
-                   "ops at their start so that one window of each thread overlaps a reference window; real scheduling "
-                   "still decides (default: off)")
+                   f"thread's op windows and lock requests over at least N trials (N defaults to {MIN_SAMPLES}; at "
+                   "most 3N), then, in 3 trials of 4, delay one op of every other thread so that one of its lock "
+                   "requests comes right after a reference thread's, and pause the reference thread in its window "
+                   "(before the next shootdown it owes, after it releases that lock); in half the trials flush IPIs "
+                   "arrive late (up to 16 measured steps); real scheduling still decides (default: off)")
     p.set_defaults(func=run)
 
 
@@ -329,5 +331,8 @@ def aligner_line(a: dict[str, Any]) -> str:
     d = a["delay_us"]
     delays = f"delays {d['min']}..{d['max']} µs (median {d['median']})" if d else "no delays"
     ops = ", ".join(f"{op} x{v['count']}" for op, v in a["delays_by_op"].items())
+    plans = a.get("plans") or {}
+    shares = (f"; {plans['unaligned']} unaligned, {plans['preempted']} paused in a window, {plans['ipi_latency']} "
+              "with late IPIs") if plans else ""
     return (f"on, {a['phase']} after {a['sampled_trials']} sampled trials; {a['delayed_trials']} trials delayed, "
-            f"{delays}" + (f" before {ops}" if ops else ""))
+            f"{delays}" + (f" before {ops}" if ops else "") + shares)

@@ -192,9 +192,14 @@ def test_stress_with_align_reports_the_aligner(tmp_path: Path, capsys: pytest.Ca
     assert set(aligner["windows"]) == {"writer.store#0", "writer.store#1", "zapper.munmap#0", "writeback.msync#0"}
     pauses = [r for log in tmp_path.glob("munmap-*.msgpack") for r in read_log(str(log)).records
               if r.get("fn") == "fuzzy_sync"]
-    assert len(pauses) == sum(v["count"] for v in aligner["delays_by_op"].values())
-    assert aligner["delayed_trials"] <= len(pauses) <= 2 * aligner["delayed_trials"]  # 3 threads: 2 at most
+    starts = [r for r in pauses if r["args"][0] not in ("flush_tlb_others", "release")]  # the others: Preempt
+    assert len(starts) == sum(v["count"] for v in aligner["delays_by_op"].values())
+    assert aligner["delayed_trials"] <= len(starts) <= 2 * aligner["delayed_trials"]  # 3 threads: 2 at most
+    assert len(pauses) - len(starts) <= 2 * aligner["plans"]["preempted"]
     assert all(r["op"] == "jitter" and r["args"][1] > 0 for r in pauses)
+    plans = aligner["plans"]
+    assert plans["unaligned"] + plans["locks"] + plans["ops"] == 10 - aligner["sampled_trials"]
+    assert set(aligner["debt_windows"]) <= {f"{op}.{k}" for op in aligner["windows"] for k in range(4)}
 
 
 @pytest.mark.parametrize("value", ["0", "-3", "x", "10001"])
