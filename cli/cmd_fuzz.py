@@ -27,6 +27,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("fuzz", help="explore random scenarios: the model's differential test", description=__doc__)
     add_scenario_options(p, scenario_arg=False)
     p.add_argument("--count", type=int, default=100, metavar="N", help="scenarios to generate (default 100)")
+    p.add_argument("--using", metavar="OP,OP,...", default=None,
+                   help="only scenarios whose programs use one of these operations, e.g. "
+                        "mremap,ftruncate,mprotect,reclaim: the first N drawn that do (default: every scenario)")
     p.add_argument("--budget", type=int, default=None, metavar="STATES",
                    help="most states to visit per scenario (default 10000)")
     p.add_argument("--strategy", choices=STRATEGIES, default="dfs",
@@ -47,7 +50,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from kernel_model.config import ConfigError
     from cli.errors import EXIT_OK, EXIT_VIOLATION, UsageError
-    from fuzz.run import DEFAULT_BUDGET, FuzzOptions, run_ray, run_serial
+    from fuzz.run import DEFAULT_BUDGET, FuzzOptions, run_ray, run_serial, scenario_indices
 
     if args.param:
         raise UsageError("--param: fuzz generates its scenarios; it takes no scenario parameters")
@@ -62,12 +65,17 @@ def run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         raise UsageError(str(exc)) from None
     opts = FuzzOptions(cfg, args.budget or DEFAULT_BUDGET, args.strategy, False if args.no_shrink else None)
+    args.using = _using(args.using)
+    try:  # a filter that too few drawn scenarios pass is the user's to change, before anything runs
+        scenario_indices(args.seed, args.count, args.using)
+    except ValueError as exc:
+        raise UsageError(f"--using: {exc}") from None
     t0 = time.perf_counter()
     on_outcome = _progress(args)
     if args.parallel or args.address:
         outcomes = _on_ray(args, opts, on_outcome)
     else:
-        outcomes = run_serial(args.seed, args.count, opts, on_outcome)
+        outcomes = run_serial(args.seed, args.count, opts, on_outcome, args.using)
     report = _write_report(args, opts, outcomes, time.perf_counter() - t0)
     if args.json:
         json.dump(report, sys.stdout)
@@ -89,9 +97,24 @@ def _on_ray(args: argparse.Namespace, opts: Any, on_outcome: Any) -> list[Any]:
         import ray
 
         parallel = args.parallel or max(1, int(ray.cluster_resources().get("CPU", 1)))
-        return run_ray(args.seed, args.count, opts, parallel, on_outcome)
+        return run_ray(args.seed, args.count, opts, parallel, on_outcome, args.using)
     finally:
         ray_session.close_session(session)
+
+
+def _using(text: str | None) -> frozenset[str]:
+    """--using's operation kinds (kernel_model.program.OP_KINDS); an unknown one is a usage error."""
+    from cli.errors import UsageError
+    from kernel_model.program import OP_KINDS
+
+    if text is None:
+        return frozenset()
+    kinds = frozenset(k.strip() for k in text.split(",") if k.strip())
+    unknown = sorted(kinds - set(OP_KINDS))
+    if unknown or not kinds:
+        raise UsageError(f"--using: {', '.join(unknown) or repr(text)} is not an operation; expected a "
+                         f"comma-separated list of {', '.join(sorted(OP_KINDS))}")
+    return kinds
 
 
 def _progress(args: argparse.Namespace) -> Any:
@@ -140,6 +163,7 @@ def _write_report(args: argparse.Namespace, opts: Any, outcomes: list[Any], seco
         "complete": sum(1 for o in explored if o.complete),
         "violations": violations,
         "seconds": round(seconds, 3),
+        "using": sorted(args.using),
         "seed": args.seed, "ordering": cfg.ordering, "arch": cfg.arch, "mutant": cfg.mutant, "kernel": args.kernel,
         "without": list(cfg.without),
         "budget": opts.budget, "strategy": opts.strategy, "states": sum(o.states for o in explored),

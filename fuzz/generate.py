@@ -102,6 +102,11 @@ def _end_counters(rng: random.Random, programs: list[list[OpTable]], pages: int)
                 programs[rng.choice(others)].append({"op": rng.choice(ZAP_KINDS), "pages": [page]})
 
 
+def uses(spec: Spec, kinds: frozenset[str]) -> bool:
+    """Does some thread's program (loop bodies included) use one of these operations?"""
+    return any(op["op"] in kinds for _, ops in spec.threads for op in _walk(ops))
+
+
 def _walk(ops: list[OpTable] | tuple[OpTable, ...]) -> list[OpTable]:
     out: list[OpTable] = []
     for op in ops:

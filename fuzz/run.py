@@ -12,7 +12,7 @@ from typing import Any, Callable
 
 from controlled.explorer import explore
 from controlled.replay import run_schedule
-from fuzz.generate import Spec, generate, load_spec, scenario_name
+from fuzz.generate import Spec, generate, load_spec, scenario_name, uses
 from fuzz.shrink import shrink
 from kernel_model.config import Config
 
@@ -123,10 +123,31 @@ def _ray_chunk(seed: int, indices: list[int], opts: FuzzOptions) -> list[Outcome
     return outcomes
 
 
+# How far past ``count`` scenario_indices looks for scenarios that use the operations asked for.
+MAX_DRAWS_PER_SCENARIO = 100
+
+
+def scenario_indices(seed: int, count: int, using: frozenset[str] = frozenset()) -> list[int]:
+    """The indices of the scenarios a campaign explores: 0..count-1, or with ``using`` the first ``count`` whose
+    programs use one of those operations (scenario i stays the i-th drawn, whatever the filter: the same on Ray,
+    serially, and in a shrunk report). ValueError when too few are drawn."""
+    if not using:
+        return list(range(count))
+    out: list[int] = []
+    for index in range(count * MAX_DRAWS_PER_SCENARIO):
+        if uses(generate(seed, index), using):
+            out.append(index)
+            if len(out) == count:
+                return out
+    raise ValueError(f"only {len(out)} of {count * MAX_DRAWS_PER_SCENARIO} generated scenarios use "
+                     f"{', '.join(sorted(using))}")
+
+
 def run_serial(seed: int, count: int, opts: FuzzOptions,
-               on_outcome: Callable[[Outcome], None] | None = None) -> list[Outcome]:
+               on_outcome: Callable[[Outcome], None] | None = None,
+               using: frozenset[str] = frozenset()) -> list[Outcome]:
     out = []
-    for i in range(count):
+    for i in scenario_indices(seed, count, using):
         outcome = fuzz_one(seed, i, opts)
         out.append(outcome)
         if on_outcome is not None:
@@ -141,14 +162,16 @@ def chunk_size(count: int, parallel: int) -> int:
 
 
 def run_ray(seed: int, count: int, opts: FuzzOptions, parallel: int,
-            on_outcome: Callable[[Outcome], None] | None = None) -> list[Outcome]:
+            on_outcome: Callable[[Outcome], None] | None = None,
+            using: frozenset[str] = frozenset()) -> list[Outcome]:
     """The same outcomes as ``run_serial``, computed by Ray tasks of ``chunk_size`` scenarios, at most
     ``parallel`` at once (Ray places them on whichever nodes have a CPU free). Ray must be initialised."""
     import ray
 
     task = ray.remote(num_cpus=1, max_retries=2)(_ray_chunk)
     size = chunk_size(count, parallel)
-    chunks = [list(range(start, min(count, start + size))) for start in range(0, count, size)]
+    indices = scenario_indices(seed, count, using)
+    chunks = [indices[start:start + size] for start in range(0, count, size)]
     pending: dict[Any, int] = {}
     results: dict[int, Outcome] = {}
     next_chunk = 0
@@ -163,4 +186,4 @@ def run_ray(seed: int, count: int, opts: FuzzOptions, parallel: int,
                 results[outcome.index] = outcome
                 if on_outcome is not None:
                     on_outcome(outcome)
-    return [results[i] for i in range(count)]
+    return [results[i] for i in indices]

@@ -136,6 +136,22 @@ def test_ray_campaign_on_two_nodes_reports_what_a_serial_one_does() -> None:
     assert out["same"] and out["alive"] == 2 and out["nodes"] == 2, out
 
 
+def test_using_explores_the_first_scenarios_that_use_those_operations(capsys: pytest.CaptureFixture[str],
+                                                                       tmp_path: Path) -> None:
+    """--using keeps each scenario's index (scenario i is the i-th drawn) and skips those without the ops."""
+    from fuzz.generate import generate, uses
+    from fuzz.run import scenario_indices
+
+    new_ops = frozenset({"mremap", "ftruncate", "mprotect", "reclaim"})
+    indices = scenario_indices(4, 10, new_ops)
+    assert len(indices) == 10 and all(uses(generate(4, i), new_ops) for i in indices)
+    assert any(not uses(generate(4, i), new_ops) for i in range(indices[-1]) if i not in indices)
+    code, r = fuzz_json(capsys, "--count", "3", "--seed", "4", "--using", ",".join(sorted(new_ops)), "--budget",
+                        "300", "--kernel", "6.18", "--out", str(tmp_path))
+    assert code == 0 and r["generated"] == 3 and r["using"] == sorted(new_ops)
+    assert main(["fuzz", "--using", "mremapp,store"]) == 2 and "--using: mremapp" in capsys.readouterr().err
+
+
 def test_bad_input_is_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["fuzz", "--count", "0"]) == 2
     assert main(["fuzz", "--param", "pages=2"]) == 2
