@@ -46,10 +46,11 @@ from controlled.work_stealing import Control, Endpoint, Task, split_oldest
 from kernel_model.config import Config
 from kernel_model.program import Scenario
 
-# How long the first process searches alone before it forks: about ten times what starting the workers costs
-# (fork, the pipes, faulting in the table's pages: 20-40 ms on this 2-core machine), so that a search forks only
-# when it is big enough to win it back. Wall time, not a state count: states per second vary tenfold between
-# scenarios.
+# How long the first process searches alone before it forks (issue 17): many times what starting the workers
+# costs (forking two workers and stopping them with nothing to do: 10-15 ms on this 2-core machine, up to a few
+# hundred under a load of 12; then each thousand pages of the shared table a fault), so that a search forks only
+# when it is big enough to win that back. Wall time, not a state count: states per second vary tenfold between
+# scenarios, and what a fork costs is time.
 FORK_AFTER_SECONDS = 0.3
 SEED_TICK_EVERY = 64  # new states between two looks at the clock in the seed phase (about a millisecond)
 STEAL_TICK_EVERY = 128  # new states between two looks at theft requests, the budget and STOP in a worker
