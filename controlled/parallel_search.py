@@ -220,6 +220,8 @@ class _Search:
                 if stolen is None:
                     return not self.control.stopped and self.alive()
                 self.tasks = stolen
+            elif not self.tick():  # between two tasks too: a run of small ones may never reach a tick inside
+                return False
             key, prefix = self.tasks.pop()
             self.stack[:] = [(key, len(prefix), prefix[-1] if prefix else None, NOTHING, None)]
             self.path[:] = prefix[:-1]
