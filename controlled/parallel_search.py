@@ -24,9 +24,13 @@ those of the reduced state graph, whatever the order, and the count equals one p
 ``hash_compact=True, sleep_sets=False``. One thing is still order-dependent: with writer symmetry, the
 persistent set of a state is chosen among equally small closures in the order of the agents' numbers, which a
 permutation of interchangeable writers changes, so which member of an orbit is met first decides which reduced
-successors are tried. One process and several may then reach different (equally sound) reduced graphs, a few
-states in a thousand apart (measured in tests/test_parallel_search.py); without symmetry, or on a scenario
-whose writers are not interchangeable, the counts are equal.
+successors are tried. That holds for one process too: ladder writers=2 stores=1 (delayed) has 38,663 states
+in the usual order and 38,660 with each state's successors tried in reverse (75,362 both ways without
+symmetry). Several workers may then reach a different (equally sound) reduced graph than one process: 0 to 9
+states apart in 153,621 on ladder pages=1 writers=2 stores=2 (tests/test_parallel_search.py bounds it). Without
+symmetry, or where no writers are interchangeable, the counts are equal. Making them equal with symmetry needs
+the persistent set chosen alike in every member of an orbit (controlled.reducer: among equally small
+closures, the first in the representative's agent names), which changes one process's counts too.
 """
 
 from __future__ import annotations
@@ -46,10 +50,11 @@ from controlled.work_stealing import Control, Endpoint, Task, split_oldest
 from kernel_model.config import Config
 from kernel_model.program import Scenario
 
-# How long the first process searches alone before it forks: about ten times what starting the workers costs
-# (fork, the pipes, faulting in the table's pages: 20-40 ms on this 2-core machine), so that a search forks only
-# when it is big enough to win it back. Wall time, not a state count: states per second vary tenfold between
-# scenarios.
+# How long the first process searches alone before it forks (issue 17): many times what starting the workers
+# costs (forking two workers and stopping them with nothing to do: 10-15 ms on this 2-core machine, up to a few
+# hundred under a load of 12; then each thousand pages of the shared table a fault), so that a search forks only
+# when it is big enough to win that back. Wall time, not a state count: states per second vary tenfold between
+# scenarios, and what a fork costs is time.
 FORK_AFTER_SECONDS = 0.3
 SEED_TICK_EVERY = 64  # new states between two looks at the clock in the seed phase (about a millisecond)
 STEAL_TICK_EVERY = 128  # new states between two looks at theft requests, the budget and STOP in a worker
@@ -219,6 +224,8 @@ class _Search:
                 if stolen is None:
                     return not self.control.stopped and self.alive()
                 self.tasks = stolen
+            elif not self.tick():  # between two tasks too: a run of small ones may never reach a tick inside
+                return False
             key, prefix = self.tasks.pop()
             self.stack[:] = [(key, len(prefix), prefix[-1] if prefix else None, NOTHING, None)]
             self.path[:] = prefix[:-1]
