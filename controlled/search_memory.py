@@ -20,11 +20,14 @@ from dataclasses import dataclass
 from kernel_model.config import Config
 from kernel_model.program import Scenario
 
-# Per visited state with exact keys, besides its encoded key: its visited-set slot, its share of the table of
-# parts, its sleep set and its share of the search's memos (reduction, positions, value renaming). Measured
-# with tracemalloc on ladder pages=1 writers=2 stores=2 (dfs with sleep sets, 125,298 states): 533 bytes a
-# state at the peak, 149 of them the encoded key, 34 its slot and share of the parts, 42 the sleep sets.
-EXACT_OVERHEAD_PER_STATE = 400
+# Per visited state with exact keys, besides its encoded key: its visited-set slot and its share of the table
+# of parts. Measured with tracemalloc on ladder pages=1 writers=2 stores=2 (dfs with sleep sets, 125,298
+# states): 533 bytes a state at the peak, 149 of them the encoded key, 34 its slot and share of the parts, 42
+# the sleep sets, the rest the search's memos (reduction, positions, value renaming).
+EXACT_SLOT_PER_STATE = 40
+# Per visited state, whatever the encoding: its share of the sleep sets and of the memos (above: about 350).
+# With hash compaction, ladder pages=2 writers=2 stores=1 (825,827 states) peaked at 374 bytes a state (RSS).
+SEARCH_PER_STATE = 360
 NEW_PART_SLOTS = 2  # per-page slots of the new parts a state adds to the table (8 bytes each), per page
 # BFS: the parent link each visited state keeps (a tuple of the parent's entry and the transition).
 PARENT_PER_STATE = 64
@@ -59,9 +62,9 @@ def estimate(scenario: Scenario, cfg: Config, strategy: str, budget: int, hash_c
     if strategy not in ("bfs", "dfs"):
         per_state = HASH_PER_STATE
     else:
-        per_state = (HASH_PER_STATE if hash_compact else
-                     sys.getsizeof(CompactKeys().encode(m.canonical(key))) + EXACT_OVERHEAD_PER_STATE
-                     + 8 * NEW_PART_SLOTS * pages)
+        per_state = SEARCH_PER_STATE + (HASH_PER_STATE if hash_compact else
+                                         sys.getsizeof(CompactKeys().encode(m.canonical(key)))
+                                         + EXACT_SLOT_PER_STATE + 8 * NEW_PART_SLOTS * pages)
         if strategy == "bfs":  # the frontier: full keys, for a share of the states as large as all of them
             per_state += deep_size(key) + PARENT_PER_STATE
         else:
@@ -135,6 +138,7 @@ def check_fits(est: Estimate, budget: int, available: int, *, label: str) -> Non
     if available <= 0 or est.bytes <= usable:
         return
     budget_fits = budget_that_fits(est, available)
+    hashed = HASH_PER_STATE + SEARCH_PER_STATE  # what a state costs a dfs with hash compaction
     pages_fit = int(max(0, usable - est.fixed) / budget / est.bytes_per_page_state) if budget else 0
     advice = [f"--budget {budget_fits:,}" if budget_fits >= 1 else "no budget at this size"]
     if 1 <= pages_fit < est.pages:
@@ -143,8 +147,8 @@ def check_fits(est: Estimate, budget: int, available: int, *, label: str) -> Non
         f"{label}: a search of {budget:,} states needs about {human(est.bytes)} ({human(est.bytes_per_state)} a "
         f"state for {est.pages:,} pages), but {human(usable)} of this machine's {human(available)} available "
         f"memory is usable; what fits: {' or '.join(advice)}"
-        + (f"; or --strategy dfs --hash-compact (a hash per visited state: about {human(budget * HASH_PER_STATE)})"
-           if est.bytes_per_state > 4 * HASH_PER_STATE else ""))
+        + (f"; or --strategy dfs --hash-compact (a hash per visited state: about {human(budget * hashed)})"
+           if est.bytes_per_state > 2 * hashed else ""))
 
 
 def human(n: float) -> str:
