@@ -15,8 +15,9 @@
    keeps alive counted once), with exact keys in every ladder row, and on one cell for the three encodings: the
    canonical key tuples stored before, the exact compact keys, 64-bit hashes.
 6. The largest cell's proof, end to end (process start included): `tlbrace explore ladder --param pages=2 --param
-   writers=2 --param stores=1 --param passes=2 --ordering delayed`, one process, exact keys: the wall time
-   against issue 17's goal (18 s: 3x SPIN's 5.8-6.1 s on this machine).
+   writers=2 --param stores=1 --param passes=2 --ordering delayed --strategy dfs`, one process with hash
+   compaction, then with exact keys with and without sleep sets, then on the workers: the wall time against
+   issue 17's goal (18 s: 3x SPIN's 5.8-6.1 s on this machine).
 
 Usage: python bench/bench_explore.py [--limit SECONDS] [--largest-limit SECONDS] [--workers N] [--quick]
    (--limit: per ladder cell, default 600; --largest-limit: per run of the largest cell's proof, default 1800,
@@ -106,10 +107,12 @@ def bytes_per_state(params: dict[str, int], keys: Keys) -> tuple[int, float]:
 def largest_end_to_end(workers: int, extra: list[str], limit: float) -> tuple[float, dict]:
     """The largest cell's proof as a user runs it: the CLI in a fresh process, wall time; stopped after
     ``limit`` seconds."""
-    # DFS: a proof has no counterexample to keep short. No --memory-limit: the pre-check prices what the search
-    # stores (controlled.search_memory), and the budget fits this machine with exact keys.
+    # DFS: a proof has no counterexample to keep short. The budget covers the cell: 21,948,951 states with sleep
+    # sets (one process, hash compaction, 992 s of CPU on this machine). No --memory-limit: the pre-check prices
+    # what the search stores (controlled.search_memory: about 13 GB with exact keys), and refuses, saying so,
+    # when the machine's available memory cannot hold it.
     argv = [sys.executable, "-m", "cli.main", "explore", "ladder", "--ordering", "delayed", "--json",
-            "--out", "/tmp/tlbrace-bench-out", "--strategy", "dfs", "--budget", "20000000"]
+            "--out", "/tmp/tlbrace-bench-out", "--strategy", "dfs", "--budget", "25000000"]
     for name, value in LARGEST.items():
         argv += ["--param", f"{name}={value}"]
     if workers > 1:
@@ -169,7 +172,8 @@ def load() -> str:
 def print_largest(workers: int, limit: float) -> None:
     print(f"\n== the largest cell's proof, end to end: tlbrace explore ladder "
           f"{' '.join(f'--param {k}={v}' for k, v in LARGEST.items())} --ordering delayed --strategy dfs ==")
-    runs = [("one process, exact keys, sleep sets", 1, []), ("one process, exact keys, --no-sleep-sets", 1,
+    runs = [("one process, hash compaction, sleep sets", 1, ["--hash-compact"]),
+            ("one process, exact keys, sleep sets", 1, []), ("one process, exact keys, --no-sleep-sets", 1,
                                                               ["--no-sleep-sets"])]
     if workers > 1:
         runs.append((f"--workers {workers} (hash compaction, no sleep sets)", workers, []))
