@@ -1,11 +1,14 @@
 """What an exhaustive search will need in memory, estimated before it starts, and what fits.
 
-A search keeps every state it has visited (its canonical key, or a 64-bit hash of it with hash compaction) and
-the states waiting to be expanded (their full keys: BFS's frontier, DFS's stack). A key holds a few tuples of
-one slot per page (folios, page cache, disk, PTEs, VMAs, i_mmap links) and the renamed folios of its canonical
-form, so a state costs about a fixed amount per page: a ladder with 10,000 pages needs megabytes per state, and
-a budget of millions of states cannot fit. ``estimate`` measures the initial state's keys (the same objects a
-search stores) and scales by the budget, without running a step; ``check_fits`` refuses what the machine's
+A search keeps every state it has visited and the states waiting to be expanded (BFS's frontier, DFS's stack).
+What it stores per visited state is priced as stored (controlled.visited):
+- exact keys: the numbers of the canonical key's parts (CompactKeys: a few dozen 4-byte numbers, whatever the
+  page count), its slot in the visited set, and its share of the table of parts (a new state usually brings a
+  new part or two, tuples of one slot per page), of the sleep sets (dfs) and of the search's memos;
+- hash compaction: a 64-bit hash and its slot.
+BFS's frontier holds full keys (a share of all states may wait there: priced for each); DFS's stack holds full
+keys only along one path and its siblings (a fixed allowance). ``estimate`` encodes the initial state as the
+search would and scales by the budget, without running a step; ``check_fits`` refuses what the machine's
 available memory cannot hold, saying which budget or how many pages would fit.
 """
 
@@ -17,10 +20,19 @@ from dataclasses import dataclass
 from kernel_model.config import Config
 from kernel_model.program import Scenario
 
-# Per visited state besides its key: the dict or set slot, BFS's parent link (a tuple of the parent's key and
-# the transition), Python object headers. Measured on the ladder with tracemalloc: 100-300 bytes.
-OVERHEAD_PER_STATE = 300
+# Per visited state with exact keys, besides its encoded key: its visited-set slot and its share of the table
+# of parts. Measured with tracemalloc on ladder pages=1 writers=2 stores=2 (dfs with sleep sets, 125,298
+# states): 533 bytes a state at the peak, 149 of them the encoded key, 34 its slot and share of the parts, 42
+# the sleep sets, the rest the search's memos (reduction, positions, value renaming).
+EXACT_SLOT_PER_STATE = 40
+# Per visited state, whatever the encoding: its share of the sleep sets and of the memos (above: about 350).
+# With hash compaction, ladder pages=2 writers=2 stores=1 (825,827 states) peaked at 374 bytes a state (RSS).
+SEARCH_PER_STATE = 360
+NEW_PART_SLOTS = 2  # per-page slots of the new parts a state adds to the table (8 bytes each), per page
+# BFS: the parent link each visited state keeps (a tuple of the parent's entry and the transition).
+PARENT_PER_STATE = 64
 HASH_PER_STATE = 100  # a visited entry with hash compaction: the int and its set slot
+DFS_STACK_ENTRIES = 4096  # keys on a DFS stack at once, at most (a path and its siblings; an allowance)
 USABLE_FRACTION = 0.8  # leave room for the interpreter, the memos and everything else running
 MIN_BUDGET = 1_000  # a search smaller than this says too little to be worth running
 
@@ -28,8 +40,9 @@ MIN_BUDGET = 1_000  # a search smaller than this says too little to be worth run
 @dataclass(frozen=True, slots=True)
 class Estimate:
     bytes_per_state: int  # what one more visited state costs
-    bytes: int  # for the whole budget
+    bytes: int  # for the whole budget, the fixed part included
     pages: int
+    fixed: int = 0  # what does not grow with the states (DFS's stack)
 
     @property
     def bytes_per_page_state(self) -> float:
@@ -40,20 +53,30 @@ def estimate(scenario: Scenario, cfg: Config, strategy: str, budget: int, hash_c
     """The memory a ``strategy`` search of ``budget`` states will use, at most (bfs/dfs; sampling keeps only a
     hash per state)."""
     from controlled.machine import Machine
+    from controlled.visited import CompactKeys
 
     m = Machine(scenario, cfg)  # no reduction: its footprints are not needed to size a state
     key = m.key()
-    canonical = m.canonical(key)
-    both = deep_size((key, canonical))
+    pages = scenario.setup.pages
+    fixed = 0
     if strategy not in ("bfs", "dfs"):
         per_state = HASH_PER_STATE
-    elif hash_compact:
-        # Visited: a hash. Waiting: full keys; BFS's frontier can hold a large share of the states, DFS's
-        # stack only the siblings along one path.
-        per_state = HASH_PER_STATE + (deep_size(key) if strategy == "bfs" else 0)
     else:
-        per_state = OVERHEAD_PER_STATE + (both if strategy == "bfs" else deep_size(canonical))
-    return Estimate(per_state, per_state * budget, scenario.setup.pages)
+        per_state = SEARCH_PER_STATE + (HASH_PER_STATE if hash_compact else
+                                         sys.getsizeof(CompactKeys().encode(m.canonical(key)))
+                                         + EXACT_SLOT_PER_STATE + 8 * NEW_PART_SLOTS * pages)
+        if strategy == "bfs":  # the frontier: full keys, for a share of the states as large as all of them
+            per_state += deep_size(key) + PARENT_PER_STATE
+        else:
+            fixed = DFS_STACK_ENTRIES * own_size(key)
+    return Estimate(per_state, per_state * budget + fixed, pages, fixed)
+
+
+def own_size(key: tuple) -> int:
+    """Bytes a key on DFS's stack holds of its own: its tuples down to the state's fields (one slot per page
+    each). The folios, PTEs and TLB entries in them are shared with the keys around it: a step replaces one or
+    two."""
+    return sys.getsizeof(key) + sum(sys.getsizeof(part) + sum(map(sys.getsizeof, part)) for part in key)
 
 
 def deep_size(obj: object) -> int:
@@ -106,7 +129,7 @@ def budget_that_fits(est: Estimate, available: int) -> int:
     """The most states whose search fits in ``available`` bytes (any number when it is unknown: 0)."""
     if available <= 0:
         return sys.maxsize
-    return int(available * USABLE_FRACTION) // est.bytes_per_state
+    return max(0, int(available * USABLE_FRACTION) - est.fixed) // est.bytes_per_state
 
 
 def check_fits(est: Estimate, budget: int, available: int, *, label: str) -> None:
@@ -115,7 +138,8 @@ def check_fits(est: Estimate, budget: int, available: int, *, label: str) -> Non
     if available <= 0 or est.bytes <= usable:
         return
     budget_fits = budget_that_fits(est, available)
-    pages_fit = int(usable / budget / est.bytes_per_page_state) if budget else 0
+    hashed = HASH_PER_STATE + SEARCH_PER_STATE  # what a state costs a dfs with hash compaction
+    pages_fit = int(max(0, usable - est.fixed) / budget / est.bytes_per_page_state) if budget else 0
     advice = [f"--budget {budget_fits:,}" if budget_fits >= 1 else "no budget at this size"]
     if 1 <= pages_fit < est.pages:
         advice.append(f"about {pages_fit:,} page{'s' if pages_fit > 1 else ''} with this budget")
@@ -123,8 +147,8 @@ def check_fits(est: Estimate, budget: int, available: int, *, label: str) -> Non
         f"{label}: a search of {budget:,} states needs about {human(est.bytes)} ({human(est.bytes_per_state)} a "
         f"state for {est.pages:,} pages), but {human(usable)} of this machine's {human(available)} available "
         f"memory is usable; what fits: {' or '.join(advice)}"
-        + (f"; or --strategy dfs --hash-compact (a hash per visited state: about {human(budget * HASH_PER_STATE)})"
-           if est.bytes_per_state > 4 * HASH_PER_STATE else ""))
+        + (f"; or --strategy dfs --hash-compact (a hash per visited state: about {human(budget * hashed)})"
+           if est.bytes_per_state > 2 * hashed else ""))
 
 
 def human(n: float) -> str:
