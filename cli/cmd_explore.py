@@ -108,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
                "without": list(cfg.without), "strategy": args.strategy,
                "complete": result.complete, "states": result.states, "schedules": result.schedules,
                "transitions": result.transitions, "seconds": round(result.seconds, 3),
-               "collision_bound": result.collision_bound, "workers": args.workers,
+               "collision_bound": result.collision_bound, "workers": args.workers, "forked": result.workers,
                "violations": violations_out}
     if args.json:
         json.dump(summary, sys.stdout)
@@ -120,13 +120,17 @@ def run(args: argparse.Namespace) -> int:
         console.print(f"{' '.join([scenario.name] + _kernel_words(args.kernel, cfg, 'kernel={}', True))} "
                       f"strategy={args.strategy}: {verdict} — "
                       f"{scope}, {result.states} states, {result.transitions} transitions, "
-                      f"{result.seconds:.2f} s" + _compaction_words(result.collision_bound, args.workers))
+                      f"{result.seconds:.2f} s"
+                      + _compaction_words(result.collision_bound, args.workers, result.workers))
     return 1 if violations_out else 0
 
 
-def _compaction_words(collision_bound: float, workers: int) -> str:
-    """With hash compaction (--hash-compact, --workers): the bound on the chance that two states were merged."""
-    on = f" on {workers} workers" if workers > 1 else ""
+def _compaction_words(collision_bound: float, workers: int, forked: int) -> str:
+    """With hash compaction (--hash-compact, --workers): the bound on the chance that two states were merged;
+    with --workers, on how many processes the search ran (one when it ended before the fork)."""
+    on = ""
+    if workers > 1:
+        on = f" on {forked} workers" if forked > 1 else " on 1 process (it ended before the fork at 0.3 s)"
     return f"{on}; hash compaction: chance of a merged state below {collision_bound:.1e}" if collision_bound else on
 
 

@@ -38,6 +38,7 @@ class ExploreResult:
     found: list[Found] = field(default_factory=list)
     collision_bound: float = 0.0  # hash compaction: an upper bound on the chance that two states were merged
     stored_bytes: int = 0  # exhaustive, when asked (measure_memory): bytes the visited set holds, all included
+    workers: int = 1  # processes that searched: --workers N forks only a search still running after 0.3 s
 
     @property
     def bytes_per_state(self) -> float:

@@ -103,6 +103,7 @@ def parallel_dfs(scenario: Scenario, cfg: Config, workers: int, budget: int, red
     reports = _run_workers(m, visited, control, tasks, _Limits(budget - result.states, deadline), workers,
                            stop_at_first, None if progress is None else lambda n: progress(result.states + n))
     _merge_reports(result, reports)
+    result.workers = workers
     return result
 
 

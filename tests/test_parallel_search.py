@@ -272,8 +272,25 @@ def test_the_cli_says_how_many_workers_and_the_collision_bound(capsys, tmp_path)
     doc = json.loads(out)
     rc1, out1, _ = run_cli(capsys, *argv, "--hash-compact", "--no-sleep-sets", "--json")
     one = json.loads(out1)
-    assert rc == rc1 == 0 and doc["workers"] == 2 and doc["complete"]
+    assert rc == rc1 == 0 and doc["workers"] == doc["forked"] == 2 and doc["complete"]
     assert (doc["states"], doc["transitions"]) == (one["states"], one["transitions"])
     assert doc["collision_bound"] == one["collision_bound"] > 0
     rc, _, err = run_cli(capsys, *argv[:-4], "--strategy", "bfs", "--workers", "2")
     assert rc == 2 and "--workers" in err
+
+
+def test_the_cli_says_when_a_search_ended_before_the_fork(capsys, tmp_path, monkeypatch):
+    """A search that ends before the fork (here: a clock on which 0.3 s never pass) ran on one process, and the
+    line says so rather than claiming two workers."""
+    from cli_run import run_cli
+
+    monkeypatch.setattr(parallel_search, "FORK_AFTER_SECONDS", 0.3)
+    monkeypatch.setattr(parallel_search, "_clock", lambda: 0.0)
+
+    argv = ("explore", "madv_dontneed", "--ordering", "delayed", "--strategy", "dfs", "--workers", "2",
+            "--out", str(tmp_path))
+    rc, out, _ = run_cli(capsys, *argv)
+    assert rc == 0 and "on 1 process (it ended before the fork at 0.3 s)" in " ".join(out.split())
+    rc, out, _ = run_cli(capsys, *argv, "--json")
+    doc = json.loads(out)
+    assert rc == 0 and doc["workers"] == 2 and doc["forked"] == 1 and doc["complete"]
