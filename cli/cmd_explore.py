@@ -42,6 +42,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="bfs/dfs without partial-order reduction (every interleaving; slower)")
     p.add_argument("--no-sleep-sets", action="store_true",
                    help="dfs: without sleep sets on top of the reduction (more transitions, the same verdicts)")
+    p.add_argument("--merge-chains", action="store_true",
+                   help="dfs on one process: do not store states with a single transition to try (SPIN's "
+                        "statement merging): about 45%% fewer states held, about 45%% more transitions run, the "
+                        "same verdicts; for a proof that memory, not time, limits")
     p.add_argument("--all", action="store_true", help="keep searching after the first violation")
     p.add_argument("--hash-compact", action="store_true",
                    help="bfs/dfs: remember a 64-bit hash per state, not the state (a tenth of the memory; the "
@@ -62,20 +66,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from cli.errors import UsageError
-
-    if args.budget is not None and args.budget < 1:
-        raise UsageError(f"--budget: expected a positive integer, got {args.budget}")
-    if args.workers < 1 or (args.workers > 1 and args.strategy != "dfs"):
-        raise UsageError(f"--workers: expected a positive integer, and more than 1 only with --strategy dfs; got "
-                         f"{args.workers} with --strategy {args.strategy}")
+    _check_search_options(args)
     check_out_dir(args.out)
     scenario, cfg = load(args)
     check_memory(scenario, cfg, args)
     console = console_for(args, stderr=args.json)
     result = explore(scenario, cfg, args.strategy, budget=args.budget, seed=args.seed, depth=args.depth,
                      reduce=not args.no_reduce, stop_at_first=not args.all, hash_compact=args.hash_compact,
-                     workers=args.workers, sleep_sets=not args.no_sleep_sets)
+                     workers=args.workers, sleep_sets=not args.no_sleep_sets, merge=args.merge_chains)
     violations_out = []
     if result.found:
         os.makedirs(args.out, exist_ok=True)
@@ -109,6 +107,7 @@ def run(args: argparse.Namespace) -> int:
                "complete": result.complete, "states": result.states, "schedules": result.schedules,
                "transitions": result.transitions, "seconds": round(result.seconds, 3),
                "collision_bound": result.collision_bound, "workers": args.workers, "forked": result.workers,
+               "merged": result.merged,
                "violations": violations_out}
     if args.json:
         json.dump(summary, sys.stdout)
@@ -119,8 +118,9 @@ def run(args: argparse.Namespace) -> int:
         scope = "the whole state space" if result.complete else "a partial search"
         console.print(f"{' '.join([scenario.name] + _kernel_words(args.kernel, cfg, 'kernel={}', True))} "
                       f"strategy={args.strategy}: {verdict} — "
-                      f"{scope}, {result.states} states, {result.transitions} transitions, "
-                      f"{result.seconds:.2f} s"
+                      f"{scope}, {result.states} states"
+                      + (f" (and {result.merged} run through, not stored)" if result.merged else "")
+                      + f", {result.transitions} transitions, {result.seconds:.2f} s"
                       + _compaction_words(result.collision_bound, args.workers, result.workers))
     return 1 if violations_out else 0
 
@@ -187,3 +187,17 @@ def parse_size(text: str) -> int:
     if value <= 0:
         raise UsageError(f"--memory-limit {text!r}: expected a positive size")
     return int(value)
+
+
+def _check_search_options(args: argparse.Namespace) -> None:
+    """Refuse (exit 2) the options that cannot go together or are out of range."""
+    from cli.errors import UsageError
+
+    if args.budget is not None and args.budget < 1:
+        raise UsageError(f"--budget: expected a positive integer, got {args.budget}")
+    if args.workers < 1 or (args.workers > 1 and args.strategy != "dfs"):
+        raise UsageError(f"--workers: expected a positive integer, and more than 1 only with --strategy dfs; got "
+                         f"{args.workers} with --strategy {args.strategy}")
+    if args.merge_chains and (args.strategy != "dfs" or args.workers > 1):
+        raise UsageError(f"--merge-chains: only with --strategy dfs on one process; got --strategy {args.strategy} "
+                         f"--workers {args.workers}")

@@ -39,6 +39,7 @@ class ExploreResult:
     collision_bound: float = 0.0  # hash compaction: an upper bound on the chance that two states were merged
     stored_bytes: int = 0  # exhaustive, when asked (measure_memory): bytes the visited set holds, all included
     workers: int = 1  # processes that searched: --workers N forks only a search still running after 0.3 s
+    merged: int = 0  # states run through without being stored (depth_first's statement merging)
 
     @property
     def bytes_per_state(self) -> float:
@@ -58,13 +59,15 @@ def root_entry(m: Machine) -> StackEntry:
 
 def depth_first(m: Machine, canon: Callable[[tuple], object], is_new: Callable[[object], bool],
                 stack: list[StackEntry], path: list[Transition], result: ExploreResult, stop_at_first: bool,
-                tick: Callable[[], bool], tick_every: int = TICK_EVERY, sleep: SleepSets | None = None) -> bool:
+                tick: Callable[[], bool], tick_every: int = TICK_EVERY, sleep: SleepSets | None = None,
+                merge: bool = False) -> bool:
     """Expand the states on ``stack`` depth first until it is empty (True), or ``tick()`` returns False, or a
     violation stops the search (False). ``tick`` is called between two expansions once ``tick_every`` new states
     have been found since the last call, so that the stack then holds only unexpanded states, each a child of a
     state on the schedule ``path`` (the schedule to the last state expanded): its schedule is
     ``path[:depth - 1] + [transition into it]``. ``is_new(canonical)`` adds a state to the visited set and says
     whether it was new. Counts go into ``result``. ``sleep``: prune with sleep sets (controlled.sleep_sets).
+    ``merge``: run through states with a single transition to try without storing them (_merge_chain).
 
     The schedule to the state being expanded is the path down the stack, so no state keeps a parent (with hash
     compaction a visited state costs its hash alone). Children are pushed in order and the last one pushed is
@@ -86,6 +89,16 @@ def depth_first(m: Machine, canon: Callable[[tuple], object], is_new: Callable[[
             m.restore(key)
         in_place = False
         todo = _to_try(m, asleep, again, sleep)
+        if merge and todo is not None and len(todo) == 1:
+            chain = _merge_chain(m, key, canon, is_new, path, result, asleep, todo, sleep)
+            if chain.found and stop_at_first:
+                return False
+            if chain.stored:
+                fresh += 1
+            if chain.end is None:
+                continue
+            key, asleep, todo = chain.end
+            depth = len(path)
         if todo is None:
             hang = end_of_run(m, result)
             if hang is not None:
@@ -93,27 +106,104 @@ def depth_first(m: Machine, canon: Callable[[tuple], object], is_new: Callable[[
                 if stop_at_first:
                     return False
             continue
-        child_asleep = None if sleep is None else sleep.child_sleep_sets(asleep, todo)
-        last = len(todo) - 1
-        for n, tr, new, violations in children(m, key, todo, result):
-            cnew = canon(new)
-            new_state = is_new(cnew)
-            revisit = None
-            if child_asleep is not None:
-                revisit = sleep.visit(cnew, new_state, child_asleep[n])  # type: ignore[union-attr]
-            if violations:
-                result.found.append(Found(violations, path + [tr]))
-                if stop_at_first:
-                    return False
-                continue
-            if new_state:
-                stack.append((new, depth + 1, tr, NOTHING if child_asleep is None else child_asleep[n], None))
-                in_place = n == last
-                fresh += 1
-            elif revisit is not None:
-                stack.append((new, depth + 1, tr, revisit[1], revisit[0]))
-                in_place = n == last
+        pushed = _expand(m, canon, is_new, stack, path, result, key, depth, asleep, todo, sleep, stop_at_first)
+        if pushed is None:
+            return False
+        fresh += pushed[0]
+        in_place = pushed[1]
     return True
+
+
+def _expand(m: Machine, canon: Callable[[tuple], object], is_new: Callable[[object], bool], stack: list[StackEntry],
+            path: list[Transition], result: ExploreResult, key: tuple, depth: int, asleep: frozenset,
+            todo: list[Transition], sleep: SleepSets | None, stop_at_first: bool) -> tuple[int, bool] | None:
+    """Run each of ``todo`` from the state ``key`` (which ``m`` is in, at ``depth`` on ``path``) and push the
+    children to explore: how many were new, and whether the machine is in the one on top of the stack. None: a
+    violation stops the search."""
+    child_asleep = None if sleep is None else sleep.child_sleep_sets(asleep, todo)
+    last = len(todo) - 1
+    fresh, in_place = 0, False
+    for n, tr, new, violations in children(m, key, todo, result):
+        cnew = canon(new)
+        new_state = is_new(cnew)
+        revisit = None
+        if child_asleep is not None:
+            revisit = sleep.visit(cnew, new_state, child_asleep[n])  # type: ignore[union-attr]
+        if violations:
+            result.found.append(Found(violations, path + [tr]))
+            if stop_at_first:
+                return None
+            continue
+        if new_state:
+            stack.append((new, depth + 1, tr, NOTHING if child_asleep is None else child_asleep[n], None))
+            in_place = n == last
+            fresh += 1
+        elif revisit is not None:
+            stack.append((new, depth + 1, tr, revisit[1], revisit[0]))
+            in_place = n == last
+    return fresh, in_place
+
+
+# A run of single transitions longer than this stores the state it reaches, as a branching state would be: a run
+# can then not go round a cycle for ever (none is known: every path step moves a thread on, and the counter
+# loops, which could go round, are never merged). Far longer than any run of a library scenario (a few dozen).
+CHAIN_LIMIT = 4096
+
+
+@dataclass(slots=True)
+class Chain:
+    """What _merge_chain did: the state to expand where it stopped (its key, sleep set and transitions to try,
+    None when there is nothing more to do from it), whether that state was newly stored, and whether a violation
+    was found on the way (already in the result)."""
+
+    end: tuple[tuple, frozenset, "list[Transition] | None"] | None
+    stored: bool = False
+    found: bool = False
+
+
+def _merge_chain(m: Machine, key: tuple, canon: Callable[[tuple], object], is_new: Callable[[object], bool],
+                 path: list[Transition], result: ExploreResult, asleep: frozenset, todo: list[Transition],
+                 sleep: SleepSets | None) -> Chain:
+    """Statement merging (SPIN's, Holzmann 1999, here decided per state): from the state ``m`` is in (``key``), whose only
+    transition to try is ``todo[0]``, run on while each state reached has a single transition to try, without
+    storing those states (or canonicalising them: most of a stored state's cost). The state where the run stops,
+    one with several transitions to try or none (or a counter writer's turn, or CHAIN_LIMIT), is stored and
+    judged as a child would be: new, it is expanded; visited, only what sleep sets say woke up is explored again.
+
+    Sound because nothing is pruned: an unstored state reached again is run through again, with the sleep set
+    it arrives with, which is the stateless search (Godefroid 1996, ch. 5) for that state. The persistent sets
+    and the cycle proviso depend on the state only, not on the stack (controlled.reducer), so a state's
+    transitions to try are the same whether it is stored or not. The states stored are the search's branching
+    points: a state with a single successor adds nothing to what its successor's visited entry says. Without
+    sleep sets the states stored are fixed by the reduced state graph (the children of branching states and
+    the branching states reached by a run), so parallel workers count them exactly as one process does."""
+    steps = 0
+    while todo is not None and len(todo) == 1 and steps < CHAIN_LIMIT and not m.is_counter_increment(todo[0]):
+        tr = todo[0]
+        if sleep is not None and asleep:
+            asleep = sleep.child_sleep_sets(asleep, todo)[0]
+        if steps:
+            result.merged += 1  # the state just left: passed through, not stored
+        violations = m.execute(tr)
+        result.transitions += 1
+        path.append(tr)
+        steps += 1
+        if violations:
+            result.found.append(Found(violations, list(path)))
+            return Chain(None, found=True)
+        todo = _to_try(m, asleep, None, sleep)
+    if not steps:
+        return Chain((key, asleep, todo))
+    key = m.key()
+    ckey = canon(key)
+    new = is_new(ckey)
+    revisit = None if sleep is None else sleep.visit(ckey, new, asleep)
+    if new:
+        return Chain((key, asleep, todo), stored=True)
+    if revisit is None:
+        return Chain(None)
+    again, asleep = revisit
+    return Chain((key, asleep, _to_try(m, asleep, again, sleep)))
 
 
 def _to_try(m: Machine, asleep: frozenset, again: tuple | None, sleep: SleepSets | None) -> list[Transition] | None:

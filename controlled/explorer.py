@@ -47,13 +47,14 @@ def explore(scenario: Scenario, cfg: Config, strategy: str = "bfs", *, budget: i
             depth: int = 3, reduce: bool = True, stop_at_first: bool = True,
             progress: Callable[[int], None] | None = None, time_limit: float | None = None,
             hash_compact: bool = False, symmetric: bool = True, workers: int = 1,
-            measure_memory: bool = False, sleep_sets: bool = True) -> ExploreResult:
+            measure_memory: bool = False, sleep_sets: bool = True, merge: bool = False) -> ExploreResult:
     """``time_limit`` (seconds) stops an exhaustive search early, reported as incomplete. ``symmetric``: keep one
     state per orbit of interchangeable writers (controlled.symmetry). ``workers`` > 1: dfs on that many
     processes sharing one hash-compacted visited set (controlled.parallel_search; implies hash_compact).
     ``measure_memory``: an exhaustive search (one process) reports the bytes its visited set holds (a pass over
     it at the end). ``sleep_sets``: dfs on one process with reduction also prunes with sleep sets
-    (controlled.sleep_sets)."""
+    (controlled.sleep_sets). ``merge``: dfs on one process runs through states with a single transition to try
+    without storing them (controlled.depth_first._merge_chain): fewer states held, more transitions run."""
     if strategy not in STRATEGIES:
         raise ValueError(f"strategy: expected one of {', '.join(STRATEGIES)}, got {strategy!r}")
     budget = DEFAULT_BUDGET[strategy] if budget is None else budget
@@ -71,7 +72,7 @@ def explore(scenario: Scenario, cfg: Config, strategy: str = "bfs", *, budget: i
                                       symmetric)
             elif strategy == "dfs":
                 result = _dfs(scenario, cfg, budget, reduce, stop_at_first, progress, deadline, hash_compact,
-                              symmetric, measure_memory, sleep_sets)
+                              symmetric, measure_memory, sleep_sets, merge)
             else:
                 result = _bfs(scenario, cfg, budget, reduce, stop_at_first, progress, deadline, hash_compact,
                               symmetric, measure_memory)
@@ -162,7 +163,8 @@ def _bfs_loop(m: Machine, canon: Callable[[tuple], object], parent: dict[object,
 
 def _dfs(scenario: Scenario, cfg: Config, budget: int, reduce: bool, stop_at_first: bool,
          progress: Callable[[int], None] | None, deadline: float | None = None, hash_compact: bool = False,
-         symmetric: bool = True, measure_memory: bool = False, sleep_sets: bool = True) -> ExploreResult:
+         symmetric: bool = True, measure_memory: bool = False, sleep_sets: bool = True,
+         merge: bool = False) -> ExploreResult:
     m = Machine(scenario, cfg, reduce=reduce, symmetric=symmetric)
     keys = keys_for(hash_compact)
     canon = encoder(m.canonical, keys)
@@ -180,7 +182,7 @@ def _dfs(scenario: Scenario, cfg: Config, budget: int, reduce: bool, stop_at_fir
     # The budget is checked between batches of new states: at most a batch the size of the budget, so that a small
     # budget of a huge scenario (megabytes a state) is not overrun by a thousand states.
     result.complete = depth_first(m, canon, is_new, [root_entry(m)], [], result, stop_at_first, tick,
-                                  min(TICK_EVERY, max(1, budget)), sleep)
+                                  min(TICK_EVERY, max(1, budget)), sleep, merge)
     result.states = len(seen)
     if measure_memory:
         result.stored_bytes = stored_bytes(seen, keys)

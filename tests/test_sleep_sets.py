@@ -23,9 +23,9 @@ def _cases() -> list[tuple[str, dict]]:
     return out
 
 
-def _search(name: str, over: dict, **how: object) -> ExploreResult:
+def _search(name: str, over: dict, budget: int = BUDGET, **how: object) -> ExploreResult:
     sc = load_scenario(name)
-    return explore(sc, Config.from_dict({**sc.config, **over}), "dfs", stop_at_first=False, budget=BUDGET, **how)
+    return explore(sc, Config.from_dict({**sc.config, **over}), "dfs", stop_at_first=False, budget=budget, **how)
 
 
 def _verdicts(r: ExploreResult) -> set[str]:
