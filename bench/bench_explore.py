@@ -17,7 +17,8 @@
 6. The largest cell's proof, end to end (process start included): `tlbrace explore ladder --param pages=2 --param
    writers=2 --param stores=1 --param passes=2 --ordering delayed --strategy dfs`, one process with hash
    compaction, then with exact keys with and without sleep sets, then on the workers: the wall time against
-   issue 17's goal (18 s: 3x SPIN's 5.8-6.1 s on this machine).
+   issue 17's goal (18 s: 3x SPIN's 5.8-6.1 s on this machine); also with --merge-chains (states with a single
+   transition to try run through, not stored: fewer states held).
 
 Usage: python bench/bench_explore.py [--limit SECONDS] [--largest-limit SECONDS] [--workers N] [--quick]
    (--limit: per ladder cell, default 600; --largest-limit: per run of the largest cell's proof, default 1800,
@@ -173,6 +174,7 @@ def print_largest(workers: int, limit: float) -> None:
     print(f"\n== the largest cell's proof, end to end: tlbrace explore ladder "
           f"{' '.join(f'--param {k}={v}' for k, v in LARGEST.items())} --ordering delayed --strategy dfs ==")
     runs = [("one process, hash compaction, sleep sets", 1, ["--hash-compact"]),
+            ("one process, exact keys, sleep sets, --merge-chains", 1, ["--merge-chains"]),
             ("one process, exact keys, sleep sets", 1, []), ("one process, exact keys, --no-sleep-sets", 1,
                                                               ["--no-sleep-sets"])]
     if workers > 1:
@@ -185,7 +187,8 @@ def print_largest(workers: int, limit: float) -> None:
             continue
         found = ", ".join(v["invariant"] for v in doc["violations"]) or "no violation"
         print(f"  {how}: {secs:6.1f} s (goal <= {LARGEST_GOAL:.0f} s)  {found}; complete={doc['complete']} "
-              f"states={doc['states']:,} transitions={doc.get('transitions', 0):,}", flush=True)
+              f"states={doc['states']:,} transitions={doc.get('transitions', 0):,}"
+              + (f" (and {doc['merged']:,} run through, not stored)" if doc.get("merged") else ""), flush=True)
 
 
 def main() -> None:
