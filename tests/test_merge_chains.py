@@ -75,3 +75,28 @@ def test_cli_merge_chains_says_what_it_ran_through_and_refuses_what_it_cannot_do
     for other in (("--strategy", "bfs"), ("--workers", "2")):
         rc, _, err = run_cli(capsys, *argv, *other)
         assert rc == 2 and "--merge-chains" in err
+
+
+@pytest.mark.slow  # a few dozen generated scenarios, two searches each
+@pytest.mark.parametrize("kernel", ["4.12", "6.18"])
+def test_merging_keeps_verdicts_on_scenarios_nobody_wrote(kernel):
+    """The fuzzer's scenarios (fuzz.generate), on a kernel with known races and on one with none: wherever the
+    search storing every state is complete, merging reaches the same end states and verdicts."""
+    from fuzz.generate import generate, load_spec, scenario_name
+    from kernel_model.kernels import kernel_config
+
+    cfg = Config.from_dict(kernel_config(kernel))
+    compared = 0
+    for index in range(24):
+        try:
+            sc, _ = load_spec(generate(7, index), scenario_name(7, index))
+        except ValueError:
+            continue  # a spec the loader refuses (fuzz reports those as generator bugs)
+        stored = explore(sc, cfg, "dfs", budget=3_000, stop_at_first=False)
+        if not stored.complete:
+            continue
+        merged = explore(sc, cfg, "dfs", budget=3_000, stop_at_first=False, merge=True)
+        assert merged.complete and merged.states <= stored.states, index
+        assert (merged.schedules, _verdicts(merged)) == (stored.schedules, _verdicts(stored)), index
+        compared += 1
+    assert compared >= 8  # most of the first two dozen fit in 3,000 states
