@@ -1,10 +1,23 @@
 """Canonical machine keys for exhaustive search: one key per class of states with the same futures and verdicts.
 
-Store values are opaque to the model: no path branches on them and the oracle only compares them for equality,
-and every later store writes a value no page holds yet. Two states that differ only by a renaming of values
-therefore have the same futures and the same verdicts, and exhaustive search may visit one of them. A snapshot
-outside writeback is stale (only writeback reads it) and is dropped. Interchangeable writers are then put in the
-order that represents their orbit (controlled.symmetry).
+Store values are opaque to the model: no path branches on them, and the oracle compares them for equality only,
+and only within one file page: a page-cache folio's contents against its disk block
+(kernel_model.oracle: lost_dirty_data), against its own IO snapshot (writeback in flight with these very
+contents), and a file page's final contents against the value an expectation remembers. So the values are
+renamed page by page, in order of first appearance within each file page (its folios' data and snapshots, its
+disk block, the remembered values), and a value nothing can compare any more is dropped: an anonymous folio's
+contents (no disk block, no page cache), a freed folio's, a snapshot outside writeback (only writeback reads it).
+
+Why per page, not one naming for all: a counter's locked increment writes the word's contents + 1, which may
+equal a value another page happens to hold. Named together, two states that differ only there would be told
+apart, and which of them a search meets first would decide the end states it counts (fuzz seed 11, scenario
+182, kernel 3.14: a counter on the old anonymous page and one on the page mmap(MAP_FIXED) put there counted 3
+end states with `--merge-chains`, 2 without). Within one page an increment cannot meet an older value: the
+page's disk block and snapshot hold its own earlier contents, which a counter only ever passes from below after
+a fresh store (values (tid + 1) * 1000 + pc + 1) set it back, a thousand increments later: further than any
+search runs.
+
+Interchangeable writers are then put in the order that represents their orbit (controlled.symmetry).
 """
 
 from __future__ import annotations
@@ -16,7 +29,8 @@ from kernel_model.state import Folio
 # Page slots Canonicaliser._renamed holds before it starts again (it is a cache, not a record): 200,000 entries
 # up to 16 pages, fewer for more.
 _RENAMED_SLOTS = 200_000 * 16
-assert Folio._fields[2:7] == ("data", "dirty", "locked", "writeback", "wb_data")  # _rename_values splices these
+assert Folio._fields[:7] == ("index", "anon", "data", "dirty", "locked", "writeback", "wb_data")  # spliced below
+assert Folio._fields[9] == "freed"
 
 
 class Canonicaliser:
@@ -52,16 +66,29 @@ class Canonicaliser:
 
 
 def _rename_values(folios: tuple, disk: tuple, last: tuple = ()) -> tuple:
-    """Folios and disk with store values renamed in order of first appearance (data, snapshot, disk), and a
-    snapshot outside writeback dropped; with ``last`` (the oracle's remembered (file index, value) per
-    expectation), that too, renamed after them."""
-    names: dict[int, int] = {}
-    name = names.setdefault
-    # Plain tuples spliced by field position (Folio: ..., data = 2, ..., writeback = 5, wb_data = 6, ...):
-    # a canonical key only has to compare and hash, and _replace is the slow part of this hot path.
-    folios = tuple(f[:2] + (name(f[2], len(names)),) + f[3:6]
-                   + ((name(f[6], len(names)) if f[5] else -1),) + f[7:] for f in folios)
-    disk = tuple(name(v, len(names)) for v in disk)
+    """Folios and disk with store values renamed page by page in order of first appearance (each file page's
+    folios' data and snapshots in pfn order, then its disk block), the values nothing compares dropped (0: an
+    anonymous or freed folio's data; -1: a snapshot outside writeback); with ``last`` (the oracle's remembered
+    (file index, value) per expectation), that too, in its page's names (an anonymous page's value dropped)."""
+    pages: dict[int, dict[int, int]] = {}  # file index -> its values' names
+
+    def name(index: int, value: int) -> int:
+        names = pages.get(index)
+        if names is None:
+            names = pages[index] = {}
+        return names.setdefault(value, len(names))
+
+    # Plain tuples spliced by field position (Folio: index = 0, anon = 1, data = 2, ..., writeback = 5,
+    # wb_data = 6, ..., freed = 9): a canonical key only has to compare and hash, and _replace is the slow part
+    # of this hot path.
+    out = []
+    for f in folios:
+        if f[1] or f[9]:  # anonymous or freed: its contents go nowhere a check looks
+            out.append(f[:2] + (0,) + f[3:6] + (-1,) + f[7:])
+        else:
+            out.append(f[:2] + (name(f[0], f[2]),) + f[3:6] + ((name(f[0], f[6]) if f[5] else -1),) + f[7:])
+    renamed_disk = tuple(name(i, v) for i, v in enumerate(disk))
     if not last:
-        return folios, disk
-    return folios, disk, tuple(None if x is None else (x[0], name(x[1], len(names))) for x in last)
+        return tuple(out), renamed_disk
+    return tuple(out), renamed_disk, tuple(None if x is None else (x[0], name(x[0], x[1]) if x[0] >= 0 else 0)
+                                           for x in last)

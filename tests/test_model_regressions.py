@@ -128,3 +128,45 @@ def test_a_refaulting_counter_counts_on_every_pass_of_its_loop(ordering, arch):
         assert r.found and r.found[0].invariants == ["lost_dirty_data"]
     else:
         assert r.complete and not r.found, [f.violations for f in r.found]
+
+
+@pytest.mark.parametrize("kernel", ["3.14", "6.18"])
+def test_counts_that_coincide_across_pages_do_not_split_end_states(kernel):
+    """Fuzz seed 11, scenario 182: storing every state and merging chains reach the same end states as the full
+    search (before, named across pages, a coincidence of the two counters' counts made 2, 2 and 3)."""
+    from kernel_model.kernels import kernel_config
+
+    sc = load_scenario(str(SCENARIOS / "counter_on_replaced_page.toml"))
+    cfg = Config.from_dict(kernel_config(kernel))
+    runs = [explore(sc, cfg, "dfs", stop_at_first=False, **how)
+            for how in ({}, {"merge": True}, {"reduce": False}, {"sleep_sets": False, "merge": True})]
+    assert all(r.complete and not r.found for r in runs)
+    assert len({r.schedules for r in runs}) == 1, [r.schedules for r in runs]
+
+
+def test_store_values_are_named_page_by_page_and_dead_ones_dropped():
+    from controlled.canonical import _rename_values
+    from kernel_model.state import Folio
+
+    def file_page(index: int, data: int, **kw: object) -> Folio:
+        return Folio(index=index, anon=False, data=data, in_page_cache=True, **kw)
+
+    # Two file pages whose contents happen to be equal, or not: the same names (nothing compares them).
+    same = _rename_values((file_page(0, 1003), file_page(1, 1003)), (0, 0))
+    other = _rename_values((file_page(0, 1003), file_page(1, 2002)), (0, 0))
+    assert same == other
+    # Within a page, equality with the disk block is kept: clean (data == disk) is not dirty-looking.
+    assert _rename_values((file_page(0, 7),), (7,)) != _rename_values((file_page(0, 7),), (5,))
+    # The IO snapshot is named with its page's values, and dropped outside writeback.
+    under_io = _rename_values((file_page(0, 8, writeback=True, wb_data=7),), (7,))
+    assert under_io[0][0][6] == under_io[1][0]  # the snapshot (field 6) and the disk hold the same value
+    assert _rename_values((file_page(0, 8, wb_data=7),), (7,))[0][0][6] == -1
+    # An anonymous or freed folio's contents are compared with nothing: dropped.
+    anon = Folio(index=0, anon=True, data=4)
+    assert _rename_values((anon,), (0,)) == _rename_values((anon._replace(data=9),), (0,))
+    freed = file_page(0, 4, freed=True)
+    assert _rename_values((freed,), (0,)) == _rename_values((freed._replace(data=5),), (0,))
+    # An expectation's remembered value is named with its page's: equal to the page's contents or not.
+    kept = _rename_values((file_page(0, 1003),), (0,), ((0, 1003),))
+    assert kept[2][0][1] == kept[0][0][2]  # field 2: data
+    assert _rename_values((file_page(0, 1003),), (0,), ((0, 1002),))[2][0][1] != kept[0][0][2]
