@@ -164,21 +164,28 @@ class Chain:
 def _merge_chain(m: Machine, key: tuple, canon: Callable[[tuple], object], is_new: Callable[[object], bool],
                  path: list[Transition], result: ExploreResult, asleep: frozenset, todo: list[Transition],
                  sleep: SleepSets | None) -> Chain:
-    """Statement merging (SPIN's, Holzmann 1999, here decided per state): from the state ``m`` is in (``key``), whose only
-    transition to try is ``todo[0]``, run on while each state reached has a single transition to try, without
-    storing those states (or canonicalising them: most of a stored state's cost). The state where the run stops,
-    one with several transitions to try or none (or a counter writer's turn, or CHAIN_LIMIT), is stored and
-    judged as a child would be: new, it is expanded; visited, only what sleep sets say woke up is explored again.
+    """Statement merging (SPIN's, Holzmann 1999, here decided per state): from the state ``m`` is in (``key``),
+    whose only transition to try is ``todo[0]``, run on while each state reached has a single transition to try
+    and it is the same agent's, without storing those states (or canonicalising them: most of a stored state's
+    cost). The state where the run stops, one with several transitions to try or none, another agent's turn, a
+    counter writer's turn or CHAIN_LIMIT, is stored and judged as a child would be: new, it is expanded;
+    visited, only what sleep sets say woke up is explored again.
+
+    Why one agent's run: a state passed through unstored is run through again each time it is reached, and a
+    state reached when another agent takes over is one that other interleavings reach too; a thread's run of
+    steps that nobody else's can interleave with (the persistent set chose it alone) is reached through that
+    run only. Ladder pages=2 writers=2 stores=1: 802,533 states stored and 1,164,904 transitions without
+    merging, 483,075 and 1,377,617 merging one agent's runs (5% more CPU); merging any run of single
+    transitions stored 43% fewer states but ran 43% more transitions (13% more CPU).
 
     Sound because nothing is pruned: an unstored state reached again is run through again, with the sleep set
     it arrives with, which is the stateless search (Godefroid 1996, ch. 5) for that state. The persistent sets
     and the cycle proviso depend on the state only, not on the stack (controlled.reducer), so a state's
-    transitions to try are the same whether it is stored or not. The states stored are the search's branching
-    points: a state with a single successor adds nothing to what its successor's visited entry says. Without
-    sleep sets the states stored are fixed by the reduced state graph (the children of branching states and
-    the branching states reached by a run), so parallel workers count them exactly as one process does."""
+    transitions to try are the same whether it is stored or not."""
     steps = 0
-    while todo is not None and len(todo) == 1 and steps < CHAIN_LIMIT and not m.is_counter_increment(todo[0]):
+    agent = todo[0][:2]
+    while todo is not None and len(todo) == 1 and steps < CHAIN_LIMIT and not m.is_counter_increment(todo[0]) \
+            and todo[0][:2] == agent:
         tr = todo[0]
         if sleep is not None and asleep:
             asleep = sleep.child_sleep_sets(asleep, todo)[0]
