@@ -268,9 +268,11 @@ def _running(pid: int) -> bool:
 def test_the_bench_row_compares_one_process_with_the_workers():
     from controlled.parallel_bench import bench_row
 
-    row = bench_row(load_scenario("ladder", {"pages": 2, "stores": 1}), "delayed", workers=2)
+    row = bench_row(load_scenario("ladder", {"pages": 2, "stores": 1}), "delayed", workers=2, fork_after=0.0)
     assert row.one.complete and row.many.complete and row.same_counts
-    assert row.one.cpu > 0 and row.many.cpu > 0 and "equal" in row.line()
+    assert row.one.forked == 1 and row.many.forked == 2  # each in a fresh process: the fixture's 0 s passed on
+    assert row.one.cpu > 0 and row.many.cpu > 0 and row.one.cpu_per_state > 0 and row.cpu_ratio > 0
+    assert "equal" in row.line() and "us CPU/state" in row.line() and "ended before the fork" not in row.line()
     assert row.as_dict()["many"]["states"] == row.one.states
 
 
