@@ -32,11 +32,13 @@ process and on two workers).
 
 What a worker pays per state more than one process (measured in CPU per state, robust to the load; issue 17).
 Mostly the reducer's memo of persistent sets, filled again by every worker: a miss costs about 20 us (the same
-search run twice in one process: 31.2 then 23.6 us per state on ladder pages=1 writers=2 stores=2), and two
-workers fill 408,000 entries where one process fills 278,781 (ladder pages=2 writers=2 stores=1: +6% CPU, all
-of the +5.5% measured there at a load of 2.3). Then the page faults of the shared table (4% on a 300,000-state
-cell when it is sized for 20 million states, 0.2% for the default 2 million) and of copying the parent's pages,
-and two busy cores' shared caches (two one-process searches side by side: +1-3% each). The shared table's
+search run twice in one process: 31.2 then 23.6 us per state on ladder pages=1 writers=2 stores=2), and after
+the fork two workers fill 408,000 entries where one process fills 272,000 (ladder pages=2 writers=2 stores=1:
+about 2.6 s of CPU, where the workers took 2.1 s, 5.5%, more than one process at a load of 2.3). Then page
+faults: the shared table's (0.4 s of system time on a 303,420-state cell when it is sized for 20 million
+states; with the default 2 million, the workers' system time is 0.07 s over one process's, copies of the
+parent's pages included), and two busy cores' shared caches (two one-process searches side by side: +1-3%
+each). The shared table's
 insert costs what the one-process set's lookup does. Sharing the memo between workers (a second table of
 fingerprint -> chosen set) pays only if compiled: in Python its lookup and publication cost 2.9 us per miss,
 about what the shared answers saved. And a memo key is not the same in two workers as it stands: its step ids
