@@ -14,7 +14,8 @@
 5. Memory: bytes per stored state of the visited set (controlled.visited's own accounting, every object it
    keeps alive counted once), with exact keys in every ladder row, and on one cell for the three encodings: the
    canonical key tuples stored before, the exact compact keys, 64-bit hashes.
-6. The largest cell's proof, end to end (process start included): `tlbrace explore ladder --param pages=2 --param
+6. One process against the workers, per cell: wall and CPU time, CPU per state, the speed-up (and the load).
+7. The largest cell's proof, end to end (process start included): `tlbrace explore ladder --param pages=2 --param
    writers=2 --param stores=1 --param passes=2 --ordering delayed --strategy dfs`, one process with hash
    compaction, then with exact keys with and without sleep sets, then on the workers: the wall time against
    issue 17's goal (18 s: 3x SPIN's 5.8-6.1 s on this machine); also with --merge-chains (states with a single
@@ -41,6 +42,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from controlled.depth_first import ExploreResult, dfs_holding  # noqa: E402
 from controlled.explorer import explore  # noqa: E402
+from controlled.parallel_bench import bench_row  # noqa: E402
 from controlled.machine import Machine  # noqa: E402
 from controlled.visited import CompactKeys, HashKeys, Keys, TupleKeys  # noqa: E402
 from kernel_model import compiled  # noqa: E402
@@ -191,6 +193,25 @@ def print_largest(workers: int, limit: float) -> None:
               + (f" (and {doc['merged']:,} run through, not stored)" if doc.get("merged") else ""), flush=True)
 
 
+# One process against the workers (controlled.parallel_bench), on the search the workers run (hash compaction,
+# no sleep sets), each in a fresh process. Under a second of search the workers never fork (0.3 s seed phase);
+# these cells take 5-60 s on one process.
+WORKER_CELLS = [{"pages": 1, "writers": 2, "stores": 2, "passes": 1},
+                {"pages": 2, "writers": 2, "stores": 1, "passes": 1}]
+
+
+def print_workers(args: argparse.Namespace) -> None:
+    print(f"\n== one process against {args.workers} workers: exhaustive DFS, delayed ordering, hash compaction, no "
+          f"sleep sets (the workers' search), writer symmetry; CPU per state is what a state costs whatever else "
+          f"shares the cores; wall time and the speed-up depend on the load ({load()}) ==")
+    if args.workers < 2:
+        print("  (one core: nothing to compare)")
+        return
+    for cell in WORKER_CELLS[:1] if args.quick else WORKER_CELLS:
+        row = bench_row(load_scenario("ladder", cell), "delayed", args.workers, time_limit=args.limit)
+        print("  " + row.line(), flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--limit", type=float, default=600.0, help="seconds per ladder cell (default 600)")
@@ -221,6 +242,7 @@ def main() -> None:
     print(f"\n== baseline: bare machine transitions (+ state key), no search: {base:,.0f}/s ==")
     print_ladder(args, base)
     print_memory()
+    print_workers(args)
     if not args.quick:
         print_largest(args.workers, args.largest_limit)
     print("\nWhat limits a process: every state is rebuilt from its hashable key (State.from_key), every "

@@ -63,6 +63,8 @@ class Machine:
         self.canonicaliser = Canonicaliser(scenario, self.cpu_of, self.ncpus, set(boot.warm_cpus(scenario, cfg)),
                                            symmetric)
         self.symmetry = self.canonicaliser.symmetry
+        if self.reducer is not None:  # its tie-break must not depend on which writer is which (Reducer)
+            self.reducer.interchangeable = frozenset(self.symmetry.members)
         # Transitions are built once: enabled() is on the search's hot path.
         self._thread_steps = [ThreadStep(t) for t in range(self.nthreads)]
         self._ipi_steps = [[IpiStep(c, t) for t in range(self.nthreads)] for c in range(self.ncpus)]

@@ -21,16 +21,29 @@ its key in one process, and a revisit by another worker would have to see it. Wi
 proviso does not depend on the order either: the reduction never chooses the turns of a counter writer's loop
 alone (controlled.reduction), a property of the state, not of the search stack. So the states reached are
 those of the reduced state graph, whatever the order, and the count equals one process's with
-``hash_compact=True, sleep_sets=False``. One thing is still order-dependent: with writer symmetry, the
-persistent set of a state is chosen among equally small closures in the order of the agents' numbers, which a
-permutation of interchangeable writers changes, so which member of an orbit is met first decides which reduced
-successors are tried. That holds for one process too: ladder writers=2 stores=1 (delayed) has 38,663 states
-in the usual order and 38,660 with each state's successors tried in reverse (75,362 both ways without
-symmetry). Several workers may then reach a different (equally sound) reduced graph than one process: 0 to 9
-states apart in 153,621 on ladder pages=1 writers=2 stores=2 (tests/test_parallel_search.py bounds it). Without
-symmetry, or where no writers are interchangeable, the counts are equal. Making them equal with symmetry needs
-the persistent set chosen alike in every member of an orbit (controlled.reducer: among equally small
-closures, the first in the representative's agent names), which changes one process's counts too.
+``hash_compact=True, sleep_sets=False``. With writer symmetry that needs one more thing: that symmetric states
+(the same state with interchangeable writers swapped) get symmetric persistent sets, whichever member of the
+orbit a search meets first. controlled.reducer breaks ties between equally small persistent sets by names that
+a permutation of those writers leaves alone (before, the first by agent number won: ladder writers=2 stores=1
+delayed had 38,663 states in the usual order and 38,660 with each state's successors tried in reverse, and the
+workers were a few states off one process). Now the counts are equal with symmetry too
+(tests/test_parallel_search.py: 38,644 both ways; 1,125,930 states on ladder pages=2 writers=2 stores=1 on one
+process and on two workers).
+
+What a worker pays per state more than one process (measured in CPU per state, robust to the load; issue 17).
+Mostly the reducer's memo of persistent sets, filled again by every worker: a miss costs about 20 us (the same
+search run twice in one process: 31.2 then 23.6 us per state on ladder pages=1 writers=2 stores=2), and after
+the fork two workers fill 408,000 entries where one process fills 272,000 (ladder pages=2 writers=2 stores=1:
+about 2.6 s of CPU, where the workers took 2.1 s, 5.5%, more than one process at a load of 2.3). Then page
+faults: the shared table's (0.4 s of system time on a 303,420-state cell when it is sized for 20 million
+states; with the default 2 million, the workers' system time is 0.07 s over one process's, copies of the
+parent's pages included), and two busy cores' shared caches (two one-process searches side by side: +1-3%
+each). The shared table's
+insert costs what the one-process set's lookup does. Sharing the memo between workers (a second table of
+fingerprint -> chosen set) pays only if compiled: in Python its lookup and publication cost 2.9 us per miss,
+about what the shared answers saved. And a memo key is not the same in two workers as it stands: its step ids
+(controlled.positions) number steps in the order each process first met them, so a fingerprint must hash the
+steps they stand for.
 """
 
 from __future__ import annotations

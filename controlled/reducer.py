@@ -28,6 +28,10 @@ class Reducer:
     """Persistent sets of a machine's states. The machine passes its positions and state with each question;
     the oracle is the machine's own (its covered translations decide what a completion's footprint holds)."""
 
+    # The threads that writer symmetry may permute (the machine sets them; controlled.symmetry): among equally
+    # small persistent sets, choose by what the agents do, not by these threads' numbers (_persistent_set).
+    interchangeable: frozenset = frozenset()
+
     def __init__(self, footprints: Footprints, cpu_of: list[int], ncpus: int, oracle: Oracle,
                  ipi_handler: tuple[tuple[Step, ...], ...]) -> None:
         self.footprints = footprints
@@ -60,6 +64,8 @@ class Reducer:
         chosen = self._persistent.get(memo_key)
         if chosen is None:
             chosen = self._persistent[memo_key] = self._persistent_set(enabled)
+        if type(chosen) is _Tied:  # interchangeable writers: settled by this state's positions (_persistent_set)
+            chosen = self._settle(chosen)
         return list(chosen)
 
     def covering(self, tid: int, step: Step) -> frozenset:
@@ -89,13 +95,64 @@ class Reducer:
             moves.setdefault(tr[:2], []).append(tr)
             relations[tr] = self._relations(tr, threads, hits, index_of)
         best: tuple[Transition, ...] = tuple(enabled)
+        # With interchangeable writers, the first of equally small sets in agent order would be a different
+        # writer's in each member of an orbit (a state and the same state with two writers swapped), so which
+        # member a search meets first would decide which successors it tries, and the count would depend on the
+        # order of the search (one process's, or the workers'). Every seed is then tried, and ties are broken by
+        # names that a permutation of those writers leaves alone: first what the memo key holds (_unnumbered);
+        # sets that this does not tell apart are memoised together and settled by each state's positions.
+        ties = 1 if self.interchangeable else 0
+        tied = [best]
+        best_name: list | None = None
         for seed in moves:
-            chosen = self._close(seed, moves, relations, threads, len(best))
-            if chosen is not None and len(chosen) < len(best):
-                best = chosen
-                if len(best) == 1:
+            chosen = self._close(seed, moves, relations, threads, len(best) + ties)
+            if chosen is None:
+                continue
+            if len(chosen) < len(best):
+                best, tied, best_name = chosen, [chosen], None
+                if len(best) == 1 and not ties:
                     break
-        return best
+            elif ties:  # as small as the best
+                name = self._unnumbered(chosen)
+                best_name = self._unnumbered(best) if best_name is None else best_name
+                if name < best_name:
+                    best, tied, best_name = chosen, [chosen], name
+                elif name == best_name and chosen not in tied:
+                    tied.append(chosen)
+        return best if len(tied) == 1 else _Tied(tied)
+
+    def _unnumbered(self, chosen: tuple[Transition, ...]) -> list:
+        """``chosen`` named by what the memo key of persistent() holds, without the numbers of interchangeable
+        threads and their CPUs, sorted: each thread step by the thread's operation index and step (less an
+        interchangeable thread's arguments: they hold its own store values), each IPI transition by its
+        handler's progress and its initiator. No hash: the same choice in every process and every run."""
+        hidden = self.interchangeable
+        cpus = {self.cpu_of[t] for t in hidden}
+        s = self.state
+        assert s is not None
+
+        def thread(tid: int) -> tuple:
+            step = self.pos[tid].step
+            what = ("", "", "") if step is None else (step.fn, step.op, "" if tid in hidden else repr(step.args))
+            return (-1 if tid in hidden else tid, self.pos[tid].pc[0], *what)
+
+        return sorted([("t", thread(tr[1])) if tr[0] == "t" else
+                       ("i", -1 if tr[1] in cpus else tr[1],
+                        next(i.done for i in s.ipis[tr[1]] if i.initiator == tr[2]), thread(tr[2]))
+                       for tr in chosen])
+
+    def _settle(self, tied: "_Tied") -> tuple[Transition, ...]:
+        """Of persistent sets that the memo key cannot tell apart, the one whose interchangeable threads come
+        first by position and TLB (as controlled.symmetry's signature, without its hash); the first of them
+        when those are alike too (such states are alike up to writers' names, so either choice reaches the same
+        orbits)."""
+        hidden, pos, tlbs = self.interchangeable, self.pos, self.state.tlbs  # type: ignore[union-attr]
+
+        def signature(chosen: tuple[Transition, ...]) -> list[str]:
+            return sorted([repr((pos[t].at, sorted(tlbs[self.cpu_of[t]].items())))
+                           for t in {tr[1] if tr[0] == "t" else tr[2] for tr in chosen} if t in hidden])
+
+        return min(tied, key=signature)
 
     def _close(self, seed: tuple, moves: dict[tuple, list[Transition]], relations: dict[Transition, Relations | None],
                threads: list[tuple[int, int]], bound: int) -> tuple[Transition, ...] | None:
@@ -234,3 +291,10 @@ class Reducer:
         own = tr[1] if tr[0] == "i" else None
         return {("i", cpu): CONFLICT if ipis[cpu] else CONFLICT_UNLESS
                 for cpu in range(self.ncpus) if cpu != own and conflict(fp, fps.ipi(cpu))}
+
+
+class _Tied(tuple):
+    """Equally small persistent sets that the memo key of Reducer.persistent cannot tell apart (interchangeable
+    writers at the same step): memoised together, settled per state by Reducer._settle."""
+
+    __slots__ = ()
