@@ -66,24 +66,19 @@ class BoundedMemo(dict):
         return len(self) + len(self.old)
 
 
-class Interner:
-    """One shared copy of each equal immutable value, for at most ``bound`` distinct values (then it starts
-    again: what was shared stays shared, later copies share a new one)."""
+class Interner(dict):
+    """One shared copy of each equal immutable value: ``share[value]`` is the copy, for at most ``bound``
+    distinct values (then it starts again: what was shared stays shared, later copies share a new one). A value
+    met before is a plain dict lookup; only a new one runs Python code (``__missing__``)."""
 
-    __slots__ = ("bound", "_table")
+    __slots__ = ("bound",)
 
     def __init__(self, bound: int) -> None:
+        super().__init__()
         self.bound = bound
-        self._table: dict = {}
 
-    def __call__(self, value: Any) -> Any:
-        table = self._table
-        shared = table.get(value)
-        if shared is None:
-            if len(table) >= self.bound:
-                table.clear()
-            shared = table[value] = value
-        return shared
-
-    def __len__(self) -> int:
-        return len(self._table)
+    def __missing__(self, value: Any) -> Any:
+        if len(self) >= self.bound:
+            self.clear()
+        self[value] = value
+        return value

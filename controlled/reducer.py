@@ -13,6 +13,7 @@ from typing import Any
 from controlled.memo import MISSING, BoundedMemo, Interner
 from controlled.positions import Resolved, Transition
 from controlled.reduction import Footprint, Footprints, conflict
+from controlled.visited import Numbering, prefix_code
 from kernel_model.ops import CONTEXT_OPS
 from kernel_model.oracle import MAY_END_COVERING_CALL, Oracle
 from kernel_model.state import State
@@ -22,13 +23,17 @@ CONFLICT = 2  # a transition conflicts with what another agent may still do
 CONFLICT_UNLESS = 1  # ... but only with what that agent may do after a TLB flush or an IPI it has not got yet
 Relations = tuple[tuple[tuple, int], ...]  # ((agent ("t", tid) | ("i", cpu), CONFLICT | CONFLICT_UNLESS), ...)
 _NOTHING: frozenset = frozenset()
-# Answers each memo keeps per generation (controlled.memo: twice as many at most, in all). Their hit rates and
-# the search's CPU time barely move at these bounds (ladder cells; see tests/test_memo.py and issue 17's note),
-# while what they hold no longer grows with the search.
-PERSISTENT_BOUND = 8192
-RELATIONS_BOUND = 4096
-PART_BOUND = 2048  # footprints, relations to one thread
+# Answers each memo keeps per generation (controlled.memo: twice as many at most, in all), so that what they hold
+# no longer grows with the search. The persistent-set memo is the one whose size matters: a miss costs about
+# 14 us, and a DFS asks a key again long after it first did. On ladder pages=2 writers=2 stores=1 (809,260
+# calls, 208,788 distinct keys) it hits 74% unbounded, 68% at 65,536 a generation, 58% at 32,768, 34% at 8,192
+# (CPU +14%); an entry is about 150 bytes (a flat tuple of 7 and its dict slot), so 65,536 a generation hold
+# at most about 20 MB. The others ask a few thousand distinct keys on ladder cells and hit 96-100%.
+PERSISTENT_BOUND = 65536
+RELATIONS_BOUND = 16384
+PART_BOUND = 4096  # footprints, relations to one thread
 SHARED_BOUND = 8192  # distinct key parts and answers shared (controlled.memo.Interner)
+NUMBERED_BOUND = 65536  # distinct parts numbered in persistent-set memo keys (then they and the memo start again)
 
 
 class Reducer:
@@ -54,6 +59,7 @@ class Reducer:
         # (answers apart from key parts, so that an answer is always of the type it was computed as).
         self._share = Interner(SHARED_BOUND)
         self._answer = Interner(SHARED_BOUND)
+        self._numbered = Numbering()  # footprint contexts and the rest of a persistent-set memo key -> a number
         # The state being asked about (set by persistent(), read by its helpers).
         self.pos: list[Resolved] = []
         self.state: State | None = None
@@ -63,21 +69,25 @@ class Reducer:
         persistent set is found)."""
         self.pos, self.state = pos, s
         context = self.footprints.footprint_context
-        share = self._share
-        # One flat tuple: each thread's step id, then the footprint context of each thread whose step needs one
-        # (which threads those are is a function of their step ids, so the flat tuple tells keys apart exactly as
-        # nested ones would), then the rest, shared (it takes a few dozen values).
+        numbered = self._numbered
+        if len(numbered) > NUMBERED_BOUND:  # the numbers of the keys the memo holds would be reused: forget both
+            numbered.clear()
+            self._persistent.forget()
+        # The key: each thread's step id, then the number of the footprint context of each thread whose step
+        # needs one (which threads those are is a function of their step ids), then the number of the rest; as
+        # bytes in visited's prefix code (about 48 bytes an entry, half a tuple's). Equal bytes are equal
+        # numbers, and, while the numbering lasts (the memo is forgotten with it), equal parts.
         key = [p.sid for p in pos]
         for tid, p in enumerate(pos):
             step = p.step
             if step is not None and step.op in CONTEXT_OPS:
-                key.append(share(context(tid, p.pc[0], step, s, self.covering(tid, step))))
-        key.append(share((tuple([tuple([i.done for i in q]) for q in s.ipis]),  # where each IPI's handler is
-                          tuple([f.index for f in s.folios]), tuple(enabled))))
-        memo_key = tuple(key)
+                key.append(numbered[context(tid, p.pc[0], step, s, self.covering(tid, step))])
+        key.append(numbered[(tuple([tuple([i.done for i in q]) for q in s.ipis]),  # where each IPI's handler is
+                             tuple([f.index for f in s.folios]), tuple(enabled))])
+        memo_key = prefix_code(key)
         chosen = self._persistent[memo_key]
         if chosen is MISSING:
-            chosen = self._answer(self._persistent_set(enabled))
+            chosen = self._answer[self._persistent_set(enabled)]
             self._persistent.put(memo_key, chosen)
         return list(chosen)
 
@@ -105,7 +115,7 @@ class Reducer:
                 for tid, pc in threads}
         # What a transition's relations depend on besides its own footprint: the other threads' (operation, hit)
         # and which CPUs have IPIs queued.
-        others = share((tuple(threads), tuple([hits[tid] for tid, _ in threads]), tuple(map(bool, s.ipis))))
+        others = share[(tuple(threads), tuple([hits[tid] for tid, _ in threads]), tuple(map(bool, s.ipis)))]
         moves: dict[tuple, list[Transition]] = {}  # agent ("t", tid) | ("i", cpu) -> its enabled transitions
         relations: dict[Transition, Relations | None] = {}
         for tr in enabled:
@@ -197,8 +207,8 @@ class Reducer:
         whole = self._relations_memo[whole_key]
         if whole is MISSING:
             skip = tr[1] if tr[0] == "t" else moot
-            whole = self._answer(tuple({**self._thread_relations(sig, fp, skip, threads, hits),
-                                       **self._cpu_relations(tr, fp)}.items()))
+            whole = self._answer[tuple({**self._thread_relations(sig, fp, skip, threads, hits),
+                                       **self._cpu_relations(tr, fp)}.items())]
             self._relations_memo.put(whole_key, whole)
         return whole
 
@@ -210,8 +220,8 @@ class Reducer:
         assert step is not None and self.state is not None
         covering = self.covering(tid, step)
         fps = self.footprints
-        sig: tuple = self._share((tid, p.sid, fps.footprint_context(tid, p.pc[0], step, self.state, covering),
-                                  index_of))
+        sig: tuple = self._share[(tid, p.sid, fps.footprint_context(tid, p.pc[0], step, self.state, covering),
+                                  index_of)]
         fp = self._footprint_memo[sig]
         if fp is MISSING:
             fp = fps.step_footprint(tid, step, list(index_of), self.state, covering)

@@ -48,8 +48,8 @@ if TYPE_CHECKING:
 NOTHING: frozenset = frozenset()
 # Answers the independence memos keep per generation (controlled.memo; ladder cells ask a few thousand
 # distinct pairs in all).
-FOOTPRINT_BOUND = 2048
-INDEPENDENT_BOUND = 8192
+FOOTPRINT_BOUND = 4096
+INDEPENDENT_BOUND = 16384
 SHARED_BOUND = 4096  # distinct sleep sets, and signatures, kept as one shared copy each
 _DEPENDENT = object()  # the footprint of a transition that depends on every other
 
@@ -95,11 +95,11 @@ class SleepSets:
                 return ("gone", tid)
             covering = m.covering(tid, step)  # the footprint's context, as the reducer computes it
             context = m.footprints.footprint_context(tid, p.pc[0], step, m.state, covering)  # type: ignore
-            return self._share(("t", tid, p.sid, context, index_of))
+            return self._share[("t", tid, p.sid, context, index_of)]
         ipi = next((i for i in m.state.ipis[tr[1]] if i.initiator == tr[2]), None)
         if ipi is None:
             return ("gone", tr)
-        return self._share(("i", tr[1], m.ipi_invalidates(ipi), tr[2]))
+        return self._share[("i", tr[1], m.ipi_invalidates(ipi), tr[2])]
 
     def _footprint(self, sig: tuple) -> object:
         fp = self._footprints[sig]
@@ -160,8 +160,8 @@ class SleepSets:
         done = list(asleep)
         for tr in todo:
             mine = sigs[tr]
-            out.append(self._intern(frozenset(
-                [other for other in done if self._pair_independent(mine, sigs[other])])))
+            out.append(self._intern[frozenset(
+                [other for other in done if self._pair_independent(mine, sigs[other])])])
             done.append(tr)
         return out
 
@@ -175,7 +175,7 @@ class SleepSets:
         perm = self._permutation()
         if fresh:
             if asleep:
-                self._stored[ckey] = self._intern(_rename(asleep, perm))
+                self._stored[ckey] = self._intern[_rename(asleep, perm)]
             return None
         stored = self._stored.get(ckey)
         if not stored:
@@ -186,7 +186,7 @@ class SleepSets:
             return None
         kept = stored & mine
         if kept:
-            self._stored[ckey] = self._intern(kept)
+            self._stored[ckey] = self._intern[kept]
         else:
             del self._stored[ckey]
         inverse = _inverse_rename(awake, perm)

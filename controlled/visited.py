@@ -50,28 +50,16 @@ class CompactKeys:
     """Exact keys as bytes: the numbers of a canonical key's parts (see the module docstring)."""
 
     def __init__(self) -> None:
-        self._tables: list[dict[object, int]] = []  # per field (a part's place in the flattened key): part -> number
+        self._tables: list[Numbering] = []  # per field (a part's place in the flattened key)
 
     def encode(self, key: tuple) -> bytes:
         items = [item for part in key for item in part]
         tables = self._tables
         if len(tables) < len(items):
-            tables.extend([{} for _ in range(len(items) - len(tables))])
-        out = bytearray()
-        for n in map(len, key):  # the shape: which part numbers belong to which field
-            if n < _ESCAPE:
-                out.append(n)
-            else:
-                out += _escaped(n)
-        for ids, item in zip(tables, items):
-            n = ids.get(item)
-            if n is None:
-                n = ids[item] = len(ids)
-            if n < _ESCAPE:
-                out.append(n)
-            else:
-                out += _escaped(n)
-        return bytes(out)
+            tables.extend([Numbering() for _ in range(len(items) - len(tables))])
+        out = [len(part) for part in key]  # the shape: which part numbers belong to which field
+        out += [table[item] for table, item in zip(tables, items)]
+        return prefix_code(out)
 
     @property
     def parts(self) -> int:
@@ -81,6 +69,30 @@ class CompactKeys:
         """The stored keys (the container holding them is counted by the caller) and the tables of parts: their
         dicts and every object their parts and numbers hold, each once."""
         return sum(map(sys.getsizeof, stored)) + deep_size([self._tables])
+
+
+class Numbering(dict):
+    """A number for each distinct part, in order of first appearance: ``numbering[part]`` (a part met before is
+    a plain dict lookup)."""
+
+    __slots__ = ()
+
+    def __missing__(self, part: object) -> int:
+        n = self[part] = len(self)
+        return n
+
+
+def prefix_code(numbers: list[int]) -> bytes:
+    """Numbers (0 to 2**32 - 1) in the prefix code of the module docstring: one byte each below 255."""
+    if max(numbers, default=0) < _ESCAPE:
+        return bytes(numbers)
+    out = bytearray()
+    for n in numbers:
+        if n < _ESCAPE:
+            out.append(n)
+        else:
+            out += _escaped(n)
+    return bytes(out)
 
 
 def _escaped(n: int) -> bytes:
@@ -93,8 +105,8 @@ def _escaped(n: int) -> bytes:
 
 
 def numbers(encoded: bytes) -> list[int]:
-    """The numbers a compact key was written from (the shape, then one per part): the prefix code read back
-    (tests check with it that the encoding loses nothing)."""
+    """The numbers a compact key was written from (the shape, then one per part): prefix_code read back (tests
+    check with it that the encoding loses nothing)."""
     out: list[int] = []
     at = 0
     while at < len(encoded):

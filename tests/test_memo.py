@@ -13,7 +13,7 @@ from controlled.depth_first import ExploreResult, depth_first, root_entry
 from controlled.machine import Machine
 from controlled.memo import MISSING, BoundedMemo, Interner
 from controlled.sleep_sets import SleepSets
-from controlled.visited import CompactKeys, _escaped, adder, encoder, numbers
+from controlled.visited import CompactKeys, Numbering, _escaped, adder, encoder, numbers, prefix_code
 from kernel_model.config import Config
 from scenarios.loader import load_scenario
 
@@ -40,11 +40,11 @@ def test_a_bounded_memo_keeps_two_generations_and_moves_what_is_asked_again_forw
 def test_an_interner_gives_back_one_equal_copy_and_forgets_past_its_bound():
     share = Interner(2)
     a, b = (1, (2, 3)), (1, (2, 3))
-    assert share(a) is a and share(b) is a
-    share((4,))
-    share((5,))  # past the bound: it starts again
+    assert share[a] is a and share[b] is a
+    assert share[(4,)] == (4,)
+    share[(5,)]  # past the bound: it starts again
     assert len(share) == 1
-    assert share(b) is b and share(b) == a
+    assert share[b] is b and share[b] == a
 
 
 def test_compact_keys_are_a_prefix_code_of_the_part_numbers():
@@ -54,7 +54,8 @@ def test_compact_keys_are_a_prefix_code_of_the_part_numbers():
     for _ in range(200):
         seq = [rng.choice((rng.randrange(255), rng.randrange(255, 65_535), rng.randrange(65_535, 2**32)))
                for _ in range(rng.randrange(1, 12))]
-        assert numbers(b"".join(bytes((n,)) if n < 255 else _escaped(n) for n in seq)) == seq
+        assert numbers(prefix_code(seq)) == seq
+    assert prefix_code([]) == b"" and prefix_code([3, 254]) == bytes([3, 254])
     with pytest.raises(OverflowError):
         _escaped(2**32)
     keys = CompactKeys()
@@ -63,6 +64,11 @@ def test_compact_keys_are_a_prefix_code_of_the_part_numbers():
     assert [numbers(encoded[n]) for n in (0, 254, 255, 65_534, 65_535, 69_999)] == [
         [1, 0, 0, n] for n in (0, 254, 255, 65_534, 65_535, 69_999)]
     assert [len(encoded[n]) for n in (254, 255, 65_535)] == [4, 6, 10]
+
+
+def test_a_numbering_numbers_parts_in_order_of_first_appearance():
+    numbering = Numbering()
+    assert [numbering[p] for p in ("a", (1, 2), "a", frozenset({1}), (1, 2))] == [0, 1, 0, 2, 1]
 
 
 def test_compact_keys_number_each_field_apart_and_stay_exact_past_255_values():
@@ -78,7 +84,7 @@ def test_compact_keys_number_each_field_apart_and_stay_exact_past_255_values():
 
 
 # The bounds of every memo the search keeps, by module: (module, constant) -> the tiny bound the test sets.
-TINY = {(reducer, "PERSISTENT_BOUND"): 1, (reducer, "RELATIONS_BOUND"): 1, (reducer, "PART_BOUND"): 1,
+TINY = {(reducer, "PERSISTENT_BOUND"): 1, (reducer, "NUMBERED_BOUND"): 2, (reducer, "RELATIONS_BOUND"): 1, (reducer, "PART_BOUND"): 1,
         (reducer, "SHARED_BOUND"): 2, (sleep_sets, "FOOTPRINT_BOUND"): 1, (sleep_sets, "INDEPENDENT_BOUND"): 1,
         (sleep_sets, "SHARED_BOUND"): 2, (positions, "POSITIONS_BOUND"): 2, (canonical, "_RENAMED_SLOTS"): 2,
         (canonical, "_RENAMED_MIN"): 1}
