@@ -11,9 +11,11 @@
    bare transition is), so the search's overhead shows as a ratio.
 4. Which hot modules run compiled (setup.py compiles them with Cython), and what that buys: one ladder cell run
    compiled and as Python (TLBRACE_PURE_PYTHON=1), back to back.
-5. Memory: bytes per stored state of the visited set (controlled.visited's own accounting, every object it
-   keeps alive counted once), with exact keys in every ladder row, and on one cell for the three encodings: the
-   canonical key tuples stored before, the exact compact keys, 64-bit hashes.
+5. Memory: bytes per stored state of the whole search with exact keys (issue 17's goal: at most 400), on two
+   ladder cells, each in a fresh process (bench/memory_per_state.py: RSS growth, and tracemalloc's peak on the
+   first), next to the visited set's own accounting (every object it keeps alive counted once), which every
+   ladder row prints too; and on one cell the visited set for the three encodings: the canonical key tuples
+   stored before, the exact compact keys, 64-bit hashes.
 6. One process against the workers, per cell: wall and CPU time, CPU per state, the speed-up (and the load).
 7. The largest cell's proof, end to end (process start included): `tlbrace explore ladder --param pages=2 --param
    writers=2 --param stores=1 --param passes=2 --ordering delayed --strategy dfs`, one process with hash
@@ -24,8 +26,9 @@
 Usage: python bench/bench_explore.py [--limit SECONDS] [--largest-limit SECONDS] [--workers N] [--quick]
    (--limit: per ladder cell, default 600; --largest-limit: per run of the largest cell's proof, default 1800,
    after which it is reported unfinished; --workers: default one per core; --quick: skip the largest cell's
-   proof, the largest ladder rows and the compiled-vs-Python comparison). The load average is printed at the
-   start and before each largest-cell run: the machine may be shared, and every figure here is wall time.
+   proof, the largest ladder rows, the compiled-vs-Python comparison and the tracemalloc measure). The load
+   average is printed at the start and before each largest-cell run: the machine may be shared, and every
+   figure here is wall time (but the memory section's CPU seconds).
 """
 
 from __future__ import annotations
@@ -112,8 +115,8 @@ def largest_end_to_end(workers: int, extra: list[str], limit: float) -> tuple[fl
     ``limit`` seconds."""
     # DFS: a proof has no counterexample to keep short. The budget covers the cell: 21,948,951 states with sleep
     # sets (one process, hash compaction, 992 s of CPU on this machine). No --memory-limit: the pre-check prices
-    # what the search stores (controlled.search_memory: about 13 GB with exact keys), and refuses, saying so,
-    # when the machine's available memory cannot hold it.
+    # what the search stores (controlled.search_memory: about 6 GB with exact keys for this budget), and refuses,
+    # saying so, when the machine's available memory cannot hold it.
     argv = [sys.executable, "-m", "cli.main", "explore", "ladder", "--ordering", "delayed", "--json",
             "--out", "/tmp/tlbrace-bench-out", "--strategy", "dfs", "--budget", "25000000"]
     for name, value in LARGEST.items():
@@ -158,10 +161,35 @@ def print_ladder(args: argparse.Namespace, base: float) -> None:
           "first is the end-to-end run below.)")
 
 
-def print_memory() -> None:
-    cell = {"pages": 1, "writers": 2, "passes": 1, "stores": 2}
-    print(f"\n== bytes per stored state, ladder {cell}, by what the visited set holds (goal <= {BYTES_GOAL} "
-          f"with exact keys) ==")
+# Ladder cells whose whole search's memory the bench measures (bench/memory_per_state.py); the first also with
+# tracemalloc, unless --quick.
+MEMORY_CELLS = ({"pages": 1, "writers": 2, "stores": 2, "passes": 1}, {"pages": 2, "writers": 2, "stores": 1, "passes": 1})
+
+
+def whole_search_memory(params: dict[str, int], traced: bool) -> dict:
+    """bench/memory_per_state.py's measure of one cell, in a fresh process."""
+    out = subprocess.run([sys.executable, os.path.join(ROOT, "bench", "memory_per_state.py"), json.dumps(params)]
+                         + (["--traced"] if traced else []), capture_output=True, text=True, cwd=ROOT, check=True)
+    return json.loads(out.stdout)
+
+
+def print_memory(quick: bool) -> None:
+    print(f"\n== bytes per stored state of the whole search (goal <= {BYTES_GOAL}): exhaustive DFS, exact keys, sleep "
+          "sets, delayed ordering, one fresh process per figure; RSS growth = peak RSS less RSS before the search, "
+          "tracemalloc = its peak during the search; both divided by the states stored ==")
+    print(f"  {'cell':34s} {'states':>9} {'transitions':>11} {'visited set':>11} {'RSS growth':>10} "
+          f"{'tracemalloc':>11} {'CPU s':>6}")
+    for n, cell in enumerate(MEMORY_CELLS):
+        rss = whole_search_memory(cell, traced=False)
+        traced = whole_search_memory(cell, traced=True) if n == 0 and not quick else None
+        states = rss["states"]
+        traced_s = f"{traced['traced_peak'] / states:>9.0f} B" if traced else f"{'-':>11}"
+        name = " ".join(f"{k}={v}" for k, v in cell.items())
+        print(f"  {name:34s} {states:>9,} {rss['transitions']:>11,} {rss['visited_bytes'] / states:>9.0f} B "
+              f"{rss['rss_growth'] / states:>8.0f} B {traced_s} {rss['cpu']:>6.1f}"
+              + ("" if rss["complete"] else "  (incomplete)"), flush=True)
+    cell = MEMORY_CELLS[0]
+    print(f"\n== bytes per stored state, ladder {cell}, by what the visited set holds (the visited set alone) ==")
     for label, keys in (("canonical key tuples (before)", TupleKeys()), ("exact compact keys", CompactKeys()),
                         ("64-bit hashes (--hash-compact)", HashKeys())):
         states, per = bytes_per_state(cell, keys)
@@ -241,7 +269,7 @@ def main() -> None:
     base = bare_transitions_per_second()
     print(f"\n== baseline: bare machine transitions (+ state key), no search: {base:,.0f}/s ==")
     print_ladder(args, base)
-    print_memory()
+    print_memory(args.quick)
     print_workers(args)
     if not args.quick:
         print_largest(args.workers, args.largest_limit)

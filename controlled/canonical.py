@@ -23,12 +23,15 @@ Interchangeable writers are then put in the order that represents their orbit (c
 from __future__ import annotations
 
 from controlled import symmetry
+from controlled.memo import MISSING, BoundedMemo
 from kernel_model.program import Scenario
 from kernel_model.state import Folio
 
-# Page slots Canonicaliser._renamed holds before it starts again (it is a cache, not a record): 200,000 entries
-# up to 16 pages, fewer for more.
-_RENAMED_SLOTS = 200_000 * 16
+# Page slots Canonicaliser._renamed holds at most, in its two generations (controlled.memo): 32,768 entries a
+# generation for one page, fewer for more (each entry holds its folios and disk renamed, one slot per page: about
+# 350 bytes with one page, 150 more per page). Ladder cells meet a few hundred distinct (folios, disk).
+_RENAMED_SLOTS = 65_536
+_RENAMED_MIN = 64  # entries a generation, whatever the page count
 assert Folio._fields[:7] == ("index", "anon", "data", "dirty", "locked", "writeback", "wb_data")  # spliced below
 assert Folio._fields[9] == "freed"
 
@@ -40,11 +43,10 @@ class Canonicaliser:
         its writers are no longer interchangeable."""
         self.symmetry = (symmetry.symmetry_of(scenario, cpu_of, ncpus, warm_cpus)
                          if symmetric and not scenario.expect else symmetry.Symmetry([], [], cpu_of))
-        # The renaming of store values, by (folios, disk): far fewer combinations than states.
-        self._renamed: dict[tuple, tuple] = {}
-        # Bounded in page slots, not entries: each entry holds tuples of one slot per page, so 200,000 entries of
-        # a 10,000-page scenario would alone hold gigabytes.
-        self._renamed_max = max(1_000, _RENAMED_SLOTS // max(1, scenario.setup.pages))
+        # The renaming of store values, by (folios, disk): far fewer combinations than states. Bounded in page
+        # slots, not entries: each entry holds tuples of one slot per page, so 1,000 entries of a 10,000-page
+        # scenario would alone hold a gigabyte.
+        self._renamed = BoundedMemo(max(_RENAMED_MIN, _RENAMED_SLOTS // 2 // max(1, scenario.setup.pages)))
 
     def canonical(self, key: tuple) -> tuple:
         """``key`` (Machine.key's layout) with the page contents renamed in order of first appearance (data,
@@ -53,11 +55,10 @@ class Canonicaliser:
         folios, page_cache, disk, *rest = state_key
         last = oracle_key[-1]
         memo = (folios, disk, last) if last else (folios, disk)
-        renamed = self._renamed.get(memo)
-        if renamed is None:
-            if len(self._renamed) >= self._renamed_max:
-                self._renamed.clear()
-            renamed = self._renamed[memo] = _rename_values(folios, disk, last)
+        renamed = self._renamed[memo]
+        if renamed is MISSING:
+            renamed = _rename_values(folios, disk, last)
+            self._renamed.put(memo, renamed)
         if last:  # the values the oracle remembers for expectations are renamed with the pages'
             *renamed, last = renamed
             oracle_key = oracle_key[:-1] + (last,)

@@ -19,6 +19,7 @@ from collections import namedtuple
 from dataclasses import dataclass
 from typing import Any, Union
 
+from controlled.memo import MISSING, BoundedMemo
 from kernel_model import tlb as tlbops
 from kernel_model.atomic import PageTableOps
 from kernel_model.config import Config
@@ -101,15 +102,15 @@ class Positions:
         # Positions resolve the same way in every machine of this scenario and configuration: share the memo
         # (replaying many trials of one campaign then rebuilds each generator position only once).
         memo_key = (scenario.setup, scenario.threads, cfg)
-        self.memo: dict[tuple, Resolved] = _SHARED_MEMOS.setdefault(memo_key, {})
+        self.memo: BoundedMemo = _SHARED_MEMOS.setdefault(memo_key, BoundedMemo(POSITIONS_BOUND))
         if len(_SHARED_MEMOS) > 64:
             _SHARED_MEMOS.pop(next(iter(_SHARED_MEMOS)))
         self._live: list[tuple[Any, tuple[int, int], tuple] | None] = [None] * len(programs)
 
     def resolve(self, tid: int, pc: tuple[int, int], results: tuple) -> Resolved:
         key = (tid, pc, results)
-        hit = self.memo.get(key)
-        if hit is not None:
+        hit = self.memo[key]
+        if hit is not MISSING:
             return hit
         notes: list[Note] = []
         gen, item = self._generator_at(tid, pc, results)
@@ -130,7 +131,7 @@ class Positions:
                 resolved = Resolved(tuple(notes), item, pc, results)
                 self._live[tid] = (gen, pc, results)
                 break
-        self.memo[key] = resolved
+        self.memo.put(key, resolved)
         return resolved
 
     def _generator_at(self, tid: int, pc: tuple[int, int], results: tuple) -> tuple[Any, Any]:
@@ -238,7 +239,11 @@ def ipi_transitions(handler: tuple[Step, ...]) -> tuple[tuple[Step, ...], ...]:
     return tuple(tuple(g) for g in groups)
 
 
-_SHARED_MEMOS: dict[tuple, dict[tuple, Resolved]] = {}
+_SHARED_MEMOS: dict[tuple, BoundedMemo] = {}
+# Positions each scenario's memo keeps per generation (controlled.memo). The positions of a scenario are a
+# function of its programs, not of the search, but a program of many thousand operations has many thousand: a
+# position rebuilt costs replaying its attempt's results, once per generation it is asked in.
+POSITIONS_BOUND = 65536
 _STEP_IDS: dict[tuple, int] = {}
 
 

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from controlled.memo import MISSING, BoundedMemo, Interner
 from controlled.positions import Resolved, Transition
 from controlled.reduction import Footprint, Footprints, conflict
+from controlled.visited import Numbering, prefix_code
 from kernel_model.ops import CONTEXT_OPS
 from kernel_model.oracle import MAY_END_COVERING_CALL, Oracle
 from kernel_model.state import State
@@ -19,9 +21,19 @@ from kernel_model.steps import Step
 
 CONFLICT = 2  # a transition conflicts with what another agent may still do
 CONFLICT_UNLESS = 1  # ... but only with what that agent may do after a TLB flush or an IPI it has not got yet
-Relations = dict[tuple, int]  # agent ("t", tid) | ("i", cpu) -> CONFLICT | CONFLICT_UNLESS
-_UNKNOWN = object()
+Relations = tuple[tuple[tuple, int], ...]  # ((agent ("t", tid) | ("i", cpu), CONFLICT | CONFLICT_UNLESS), ...)
 _NOTHING: frozenset = frozenset()
+# Answers each memo keeps per generation (controlled.memo: twice as many at most, in all), so that what they hold
+# no longer grows with the search. The persistent-set memo is the one whose size matters: a miss costs about
+# 14 us, and a DFS asks a key again long after it first did. On ladder pages=2 writers=2 stores=1 (809,260
+# calls, 208,788 distinct keys) it hits 74% unbounded, 68% at 65,536 a generation, 58% at 32,768, 34% at 8,192
+# (CPU +14%); an entry is about 150 bytes (a flat tuple of 7 and its dict slot), so 65,536 a generation hold
+# at most about 20 MB. The others ask a few thousand distinct keys on ladder cells and hit 96-100%.
+PERSISTENT_BOUND = 65536
+RELATIONS_BOUND = 16384
+PART_BOUND = 4096  # footprints, relations to one thread
+SHARED_BOUND = 8192  # distinct key parts and answers shared (controlled.memo.Interner)
+NUMBERED_BOUND = 65536  # distinct parts numbered in persistent-set memo keys (then they and the memo start again)
 
 
 class Reducer:
@@ -41,12 +53,21 @@ class Reducer:
         self.ipi_handler = ipi_handler
         # persistent()'s answers: they depend only on each thread's operation, next step and the state that step's
         # footprint reads, which CPUs have IPIs queued (at which of their transitions), the pfn -> file page map
-        # and what is enabled (far fewer combinations than states).
-        self._persistent: dict[tuple, tuple[Transition, ...]] = {}
+        # and what is enabled (far fewer combinations than states, but still one new key in three calls). Most of
+        # the keys differ by the step ids (28,346 combinations among 46,617 keys on ladder pages=1 writers=2
+        # stores=2). A thread that is not enabled weighs only through its operation (its future), whether it
+        # waits for acks (moot IPIs) and its TLB hit; keyed so, that cell would have 38,714 keys, 17% fewer: too
+        # little for a key whose every part then needs its own soundness argument, so the step ids stay.
+        self._persistent = BoundedMemo(PERSISTENT_BOUND)
         # Their parts: step footprints, and how a step stands to another thread at an operation.
-        self._footprint_memo: dict[tuple, Footprint | None] = {}
-        self._relation_memo: dict[tuple, int] = {}
-        self._relations_memo: dict[tuple, Relations] = {}
+        self._footprint_memo = BoundedMemo(PART_BOUND)
+        self._relation_memo = BoundedMemo(PART_BOUND)
+        self._relations_memo = BoundedMemo(RELATIONS_BOUND)
+        # The memos' keys and answers are rebuilt on every call from a few hundred distinct parts: keep one copy
+        # (answers apart from key parts, so that an answer is always of the type it was computed as).
+        self._share = Interner(SHARED_BOUND)
+        self._answer = Interner(SHARED_BOUND)
+        self._numbered = Numbering()  # footprint contexts and the rest of a persistent-set memo key -> a number
         # The state being asked about (set by persistent(), read by its helpers).
         self.pos: list[Resolved] = []
         self.state: State | None = None
@@ -56,14 +77,28 @@ class Reducer:
         persistent set is found)."""
         self.pos, self.state = pos, s
         context = self.footprints.footprint_context
-        memo_key = (tuple([p.sid for p in pos]),
-                    tuple([context(tid, p.pc[0], p.step, s, self.covering(tid, p.step))
-                           for tid, p in enumerate(pos) if p.step is not None and p.step.op in CONTEXT_OPS]),
-                    tuple([tuple([i.done for i in q]) for q in s.ipis]),  # where each IPI's handler is
-                    tuple([f.index for f in s.folios]), tuple(enabled))
-        chosen = self._persistent.get(memo_key)
-        if chosen is None:
-            chosen = self._persistent[memo_key] = self._persistent_set(enabled)
+        numbered = self._numbered
+        if len(numbered) > NUMBERED_BOUND:  # the numbers of the keys the memo holds would be reused: forget both
+            numbered.clear()
+            self._persistent.forget()
+        # The key: each thread's step id, then the number of the footprint context of each thread whose step
+        # needs one (which threads those are is a function of their step ids), then the number of the rest; as
+        # bytes in visited's prefix code (about 48 bytes an entry, half a tuple's). Equal bytes are equal
+        # numbers, and, while the numbering lasts (the memo is forgotten with it), equal parts.
+        key = [p.sid for p in pos]
+        for tid, p in enumerate(pos):
+            step = p.step
+            if step is not None and step.op in CONTEXT_OPS:
+                key.append(numbered[context(tid, p.pc[0], step, s, self.covering(tid, step))])
+        key.append(numbered[(tuple([tuple([i.done for i in q]) for q in s.ipis]),  # where each IPI's handler is
+                             tuple([f.index for f in s.folios]), tuple(enabled))])
+        memo_key = prefix_code(key)
+        chosen = self._persistent[memo_key]
+        if chosen is MISSING:
+            chosen = self._persistent_set(enabled)
+            if type(chosen) is not _Tied:  # shared with equal answers; a tie keeps its type (equal as a tuple)
+                chosen = self._answer[chosen]
+            self._persistent.put(memo_key, chosen)
         if type(chosen) is _Tied:  # interchangeable writers: settled by this state's positions (_persistent_set)
             chosen = self._settle(chosen)
         return list(chosen)
@@ -85,15 +120,19 @@ class Reducer:
         ``enabled`` when none closes."""
         s = self.state
         assert s is not None
+        share = self._share
         index_of = tuple([f.index for f in s.folios])
         threads = [(tid, p.pc[0]) for tid, p in enumerate(self.pos) if p.step is not None]
         hits = {tid: self.footprints.hit_future(tid, pc, self.pos[tid].step, s) is not None  # type: ignore[arg-type]
                 for tid, pc in threads}
+        # What a transition's relations depend on besides its own footprint: the other threads' (operation, hit)
+        # and which CPUs have IPIs queued.
+        others = share[(tuple(threads), tuple([hits[tid] for tid, _ in threads]), tuple(map(bool, s.ipis)))]
         moves: dict[tuple, list[Transition]] = {}  # agent ("t", tid) | ("i", cpu) -> its enabled transitions
         relations: dict[Transition, Relations | None] = {}
         for tr in enabled:
             moves.setdefault(tr[:2], []).append(tr)
-            relations[tr] = self._relations(tr, threads, hits, index_of)
+            relations[tr] = self._relations(tr, threads, hits, index_of, others)
         best: tuple[Transition, ...] = tuple(enabled)
         # With interchangeable writers, the first of equally small sets in agent order would be a different
         # writer's in each member of an orbit (a state and the same state with two writers swapped), so which
@@ -197,7 +236,7 @@ class Reducer:
             rels = relations[tr]
             if rels is None:
                 return None
-            for agent, rel in rels.items():
+            for agent, rel in rels:
                 if agent in members:
                     continue
                 if rel == CONFLICT:
@@ -218,7 +257,7 @@ class Reducer:
 
     # --- how one transition stands to the other agents ---------------------------------------------------------
     def _relations(self, tr: Transition, threads: list[tuple[int, int]], hits: dict[int, bool],
-                   index_of: tuple[int, ...]) -> Relations | None:
+                   index_of: tuple[int, ...], others: tuple) -> Relations | None:
         """How transition ``tr`` stands to every other agent: CONFLICT, CONFLICT_UNLESS (only with what the agent
         may do once its TLB entries are flushed, or once it is sent an IPI) or absent; None when ``tr``'s
         footprint is unknown. Memoised on what decides it."""
@@ -226,14 +265,14 @@ class Reducer:
         if fp is None:
             return None
         # The whole answer depends on the footprint, the other threads' (operation, hit) and which CPUs have
-        # IPIs queued: far fewer combinations than the states that ask.
-        whole_key = (sig, moot, tuple([hits[tid] for tid, _ in threads]), tuple(threads),
-                     tuple(map(bool, self.state.ipis)))  # type: ignore[union-attr]
-        whole = self._relations_memo.get(whole_key)
-        if whole is None:
+        # IPIs queued (``others``): far fewer combinations than the states that ask.
+        whole_key = (sig, moot, others)
+        whole = self._relations_memo[whole_key]
+        if whole is MISSING:
             skip = tr[1] if tr[0] == "t" else moot
-            whole = self._relations_memo[whole_key] = {**self._thread_relations(sig, fp, skip, threads, hits),
-                                                       **self._cpu_relations(tr, fp)}
+            whole = self._answer[tuple({**self._thread_relations(sig, fp, skip, threads, hits),
+                                       **self._cpu_relations(tr, fp)}.items())]
+            self._relations_memo.put(whole_key, whole)
         return whole
 
     def _thread_footprint(self, tr: Transition, index_of: tuple[int, ...]) -> tuple[tuple, Footprint | None, None]:
@@ -244,10 +283,12 @@ class Reducer:
         assert step is not None and self.state is not None
         covering = self.covering(tid, step)
         fps = self.footprints
-        sig: tuple = (tid, p.sid, fps.footprint_context(tid, p.pc[0], step, self.state, covering), index_of)
-        fp = self._footprint_memo.get(sig, _UNKNOWN)
-        if fp is _UNKNOWN:
-            fp = self._footprint_memo[sig] = fps.step_footprint(tid, step, list(index_of), self.state, covering)
+        sig: tuple = self._share[(tid, p.sid, fps.footprint_context(tid, p.pc[0], step, self.state, covering),
+                                  index_of)]
+        fp = self._footprint_memo[sig]
+        if fp is MISSING:
+            fp = fps.step_footprint(tid, step, list(index_of), self.state, covering)
+            self._footprint_memo.put(sig, fp)
         return sig, fp, None  # type: ignore[return-value]
 
     def _ipi_footprint(self, tr: Transition) -> tuple[tuple, Footprint, int | None]:
@@ -264,26 +305,26 @@ class Reducer:
         return ("i", cpu, invalidates, initiator), self.footprints.ipi_step(cpu, invalidates, initiator), moot
 
     def _thread_relations(self, sig: tuple, fp: Footprint, skip: Any, threads: list[tuple[int, int]],
-                          hits: dict[int, bool]) -> Relations:
+                          hits: dict[int, bool]) -> dict[tuple, int]:
         """How a transition of footprint ``fp`` stands to each thread but ``skip`` (its own, or a moot one)."""
         fps = self.footprints
-        out: Relations = {}
+        out: dict[tuple, int] = {}
         for tid, pc in threads:
             if tid == skip:
                 continue
             pair = (sig, tid, pc, hits[tid])
-            rel = self._relation_memo.get(pair)
-            if rel is None:
+            rel = self._relation_memo[pair]
+            if rel is MISSING:
                 rel = 0
                 if conflict(fp, fps.future(tid, pc)):
                     hit = fps.hit_future(tid, pc, self.pos[tid].step, self.state) if hits[tid] else None  # type: ignore
                     rel = CONFLICT_UNLESS if hit is not None and not conflict(fp, hit) else CONFLICT
-                self._relation_memo[pair] = rel
+                self._relation_memo.put(pair, rel)
             if rel:
                 out[("t", tid)] = rel
         return out
 
-    def _cpu_relations(self, tr: Transition, fp: Footprint) -> Relations:
+    def _cpu_relations(self, tr: Transition, fp: Footprint) -> dict[tuple, int]:
         """How it stands to each CPU's IPI handler (but its own): CONFLICT while that CPU has IPIs queued,
         CONFLICT_UNLESS while it has none (it may be sent one)."""
         fps = self.footprints

@@ -2,9 +2,10 @@
 
 A search keeps every state it has visited and the states waiting to be expanded (BFS's frontier, DFS's stack).
 What it stores per visited state is priced as stored (controlled.visited):
-- exact keys: the numbers of the canonical key's parts (CompactKeys: a few dozen 4-byte numbers, whatever the
-  page count), its slot in the visited set, and its share of the table of parts (a new state usually brings a
-  new part or two, tuples of one slot per page), of the sleep sets (dfs) and of the search's memos;
+- exact keys: the numbers of the canonical key's parts (CompactKeys: a few dozen numbers of a byte or three,
+  whatever the page count), its slot in the visited set, and its share of the tables of parts (a new state
+  usually brings a new part or two, tuples of one slot per page), of the sleep sets (dfs) and of the search's
+  memos (bounded, controlled.memo: a share that shrinks as the search grows, priced here at a small cell's);
 - hash compaction: a 64-bit hash and its slot.
 BFS's frontier holds full keys (a share of all states may wait there: priced for each); DFS's stack holds full
 keys only along one path and its siblings (a fixed allowance). ``estimate`` encodes the initial state as the
@@ -20,14 +21,18 @@ from dataclasses import dataclass
 from kernel_model.config import Config
 from kernel_model.program import Scenario
 
-# Per visited state with exact keys, besides its encoded key: its visited-set slot and its share of the table
-# of parts. Measured with tracemalloc on ladder pages=1 writers=2 stores=2 (dfs with sleep sets, 125,298
-# states): 533 bytes a state at the peak, 149 of them the encoded key, 34 its slot and share of the parts, 42
-# the sleep sets, the rest the search's memos (reduction, positions, value renaming).
+# Per visited state with exact keys, besides its encoded key: its visited-set slot and its share of the tables
+# of parts. Measured with tracemalloc on ladder pages=1 writers=2 stores=2 passes=1 (dfs with sleep sets,
+# 125,298 states; bench/memory_per_state.py --traced, and by line with TLBRACE_PURE_PYTHON=1): 214 bytes a state
+# at the peak (533 before the memos were bounded, issue 17), 64 of them the encoded key, 34 its slot and share
+# of the parts, 42 the sleep sets, 58 the memos (42 the persistent-set memo's 46,617 keys and their dict, which
+# holds at most 2 x 65,536), 16 the DFS stack and the rest at the peak. RSS growth: 215 a state; on pages=2
+# writers=2 stores=1 (825,827 states), 208.
 EXACT_SLOT_PER_STATE = 40
-# Per visited state, whatever the encoding: its share of the sleep sets and of the memos (above: about 350).
-# With hash compaction, ladder pages=2 writers=2 stores=1 (825,827 states) peaked at 374 bytes a state (RSS).
-SEARCH_PER_STATE = 360
+# Per visited state, whatever the encoding: its share of the sleep sets, of the memos and of the DFS stack
+# (above: 116; bounded memos cost a larger search less a state). With hash compaction, ladder pages=2 writers=2
+# stores=1 grew 190 bytes a state (RSS).
+SEARCH_PER_STATE = 120
 NEW_PART_SLOTS = 2  # per-page slots of the new parts a state adds to the table (8 bytes each), per page
 # BFS: the parent link each visited state keeps (a tuple of the parent's entry and the transition).
 PARENT_PER_STATE = 64

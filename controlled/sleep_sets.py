@@ -38,6 +38,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from controlled.memo import MISSING, BoundedMemo, Interner
 from controlled.reduction import conflict
 
 if TYPE_CHECKING:
@@ -45,6 +46,11 @@ if TYPE_CHECKING:
     from controlled.symmetry import Permutation
 
 NOTHING: frozenset = frozenset()
+# Answers the independence memos keep per generation (controlled.memo; ladder cells ask a few thousand
+# distinct pairs in all).
+FOOTPRINT_BOUND = 4096
+INDEPENDENT_BOUND = 16384
+SHARED_BOUND = 4096  # distinct sleep sets, and signatures, kept as one shared copy each
 _DEPENDENT = object()  # the footprint of a transition that depends on every other
 
 
@@ -70,9 +76,10 @@ class SleepSets:
             raise ValueError("sleep sets need the footprints of partial-order reduction (Machine(reduce=True))")
         self.m = m
         self._stored: dict[object, frozenset] = {}  # canonical state -> its sleep set, representative's names
-        self._interned: dict[frozenset, frozenset] = {}
-        self._footprints: dict[tuple, object] = {}
-        self._independent: dict[tuple, bool] = {}
+        self._intern = Interner(SHARED_BOUND)  # one copy of each sleep set (most states share a few dozen)
+        self._share = Interner(SHARED_BOUND)  # one copy of each signature (the memos' keys hold them)
+        self._footprints = BoundedMemo(FOOTPRINT_BOUND)  # signature -> footprint (bounded: controlled.memo)
+        self._independent = BoundedMemo(INDEPENDENT_BOUND)  # (signature, signature) -> independent?
         self.slept = 0  # transitions not tried because they were asleep (for reports)
 
     # --- independence in the machine's current state --------------------------------------------------------
@@ -88,16 +95,17 @@ class SleepSets:
                 return ("gone", tid)
             covering = m.covering(tid, step)  # the footprint's context, as the reducer computes it
             context = m.footprints.footprint_context(tid, p.pc[0], step, m.state, covering)  # type: ignore
-            return ("t", tid, p.sid, context, index_of)
+            return self._share[("t", tid, p.sid, context, index_of)]
         ipi = next((i for i in m.state.ipis[tr[1]] if i.initiator == tr[2]), None)
         if ipi is None:
             return ("gone", tr)
-        return ("i", tr[1], m.ipi_invalidates(ipi), tr[2])
+        return self._share[("i", tr[1], m.ipi_invalidates(ipi), tr[2])]
 
     def _footprint(self, sig: tuple) -> object:
-        fp = self._footprints.get(sig)
-        if fp is None:
-            fp = self._footprints[sig] = self._compute_footprint(sig)
+        fp = self._footprints[sig]
+        if fp is MISSING:
+            fp = self._compute_footprint(sig)
+            self._footprints.put(sig, fp)
         return fp
 
     def _compute_footprint(self, sig: tuple) -> object:
@@ -122,9 +130,10 @@ class SleepSets:
     def _pair_independent(self, a: tuple, b: tuple) -> bool:
         """Are the transitions of signatures ``a`` and ``b`` (of different agents) independent?"""
         key = (a, b)
-        known = self._independent.get(key)
-        if known is None:
-            known = self._independent[key] = self._decide(a, b)
+        known = self._independent[key]
+        if known is MISSING:
+            known = self._decide(a, b)
+            self._independent.put(key, known)
         return known
 
     def _decide(self, a: tuple, b: tuple) -> bool:
@@ -151,8 +160,8 @@ class SleepSets:
         done = list(asleep)
         for tr in todo:
             mine = sigs[tr]
-            out.append(self._intern(frozenset(
-                [other for other in done if self._pair_independent(mine, sigs[other])])))
+            out.append(self._intern[frozenset(
+                [other for other in done if self._pair_independent(mine, sigs[other])])])
             done.append(tr)
         return out
 
@@ -166,7 +175,7 @@ class SleepSets:
         perm = self._permutation()
         if fresh:
             if asleep:
-                self._stored[ckey] = self._intern(_rename(asleep, perm))
+                self._stored[ckey] = self._intern[_rename(asleep, perm)]
             return None
         stored = self._stored.get(ckey)
         if not stored:
@@ -177,7 +186,7 @@ class SleepSets:
             return None
         kept = stored & mine
         if kept:
-            self._stored[ckey] = self._intern(kept)
+            self._stored[ckey] = self._intern[kept]
         else:
             del self._stored[ckey]
         inverse = _inverse_rename(awake, perm)
@@ -186,9 +195,6 @@ class SleepSets:
     def _permutation(self) -> Permutation | None:
         sym = self.m.symmetry
         return sym.last if sym else None
-
-    def _intern(self, s: frozenset) -> frozenset:
-        return self._interned.setdefault(s, s)
 
 
 def _rename(trs: frozenset, p: Permutation | None) -> frozenset:

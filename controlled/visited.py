@@ -4,9 +4,16 @@ A canonical machine key (Machine.canonical) is a nested tuple of about 40 object
 state. But its parts repeat across states far more than whole states do: the folios, the disk, one thread's
 position, one CPU's TLB take a few hundred or thousand values among millions of states. So ``CompactKeys``
 stores each state as the vector of its parts' numbers (SPIN's COLLAPSE compression, Holzmann 1997): each part
-(an element of the state, positions or oracle tuple) is interned once in a table that numbers parts in order of
-first appearance, and the state is the bytes of the part numbers, 4 bytes each. Two states have the same bytes
-exactly when they have equal parts, in the same places: the encoding is exact, unlike hash compaction.
+(an element of the state, positions or oracle tuple) is interned once in its field's table (the folios, thread
+2's position, ...), which numbers that field's values in order of first appearance, and the state is the bytes
+of the part numbers. Each field takes few values (on ladder pages=1 writers=2 stores=2, at most 167 among
+125,298 states; pages=2 writers=2 stores=1, 2,131 for the folios and at most 169 for the others among 825,827),
+so the numbers are written in a prefix code: one byte below 255, three bytes (255, then 16 bits) below 65,535,
+seven beyond (255, 65,535, then 32 bits). A key of 29 numbers, one of them escaped, is then 31 bytes, the most
+a 64-byte Python bytes object holds. Two states have the same bytes exactly when they have equal parts, in the
+same places: the encoding is exact, unlike hash compaction (a part's number never changes, so a state always
+encodes the same way; the code is prefix-free, so the bytes give back the numbers; the shape, the count of
+parts in each of the key's three tuples written first, says which numbers belong to which field).
 Equality of parts is Python's, so two equal frozensets that would iterate in different orders are one part
 (a serialisation such as marshal would tell them apart, and count one state twice).
 
@@ -22,13 +29,13 @@ explorer kept before: kept for that comparison only.
 from __future__ import annotations
 
 import sys
-from array import array
 from typing import Callable, Iterable, Protocol
 
-# Part numbers are stored as unsigned 32-bit ints: four billion distinct parts, far beyond any search that fits
-# in memory ('I' is 4 bytes on every platform CPython runs on; checked below).
-_ID = "I"
-assert array(_ID).itemsize == 4
+# The prefix code of part numbers (see the module docstring): four billion distinct values of one field at most,
+# far beyond any search that fits in memory.
+_ESCAPE = 0xFF
+_ESCAPE2 = 0xFFFF
+_MOST = 0xFFFF_FFFF
 
 
 class Keys(Protocol):
@@ -43,27 +50,76 @@ class CompactKeys:
     """Exact keys as bytes: the numbers of a canonical key's parts (see the module docstring)."""
 
     def __init__(self) -> None:
-        self._ids: dict[object, int] = {}
+        self._tables: list[Numbering] = []  # per field (a part's place in the flattened key)
 
     def encode(self, key: tuple) -> bytes:
-        ids = self._ids
-        out = array(_ID, [len(part) for part in key])  # the shape: which part numbers belong to which field
-        for part in key:
-            for item in part:
-                n = ids.get(item)
-                if n is None:
-                    n = ids[item] = len(ids)
-                out.append(n)
-        return out.tobytes()
+        items = [item for part in key for item in part]
+        tables = self._tables
+        if len(tables) < len(items):
+            tables.extend([Numbering() for _ in range(len(items) - len(tables))])
+        out = [len(part) for part in key]  # the shape: which part numbers belong to which field
+        out += [table[item] for table, item in zip(tables, items)]
+        return prefix_code(out)
 
     @property
     def parts(self) -> int:
-        return len(self._ids)
+        return sum(map(len, self._tables))
 
     def bytes_used(self, stored: Iterable[object]) -> int:
-        """The stored keys (the container holding them is counted by the caller) and the table of parts: its
-        dict and every object its parts and numbers hold, each once."""
-        return sum(map(sys.getsizeof, stored)) + deep_size([self._ids])
+        """The stored keys (the container holding them is counted by the caller) and the tables of parts: their
+        dicts and every object their parts and numbers hold, each once."""
+        return sum(map(sys.getsizeof, stored)) + deep_size([self._tables])
+
+
+class Numbering(dict):
+    """A number for each distinct part, in order of first appearance: ``numbering[part]`` (a part met before is
+    a plain dict lookup)."""
+
+    __slots__ = ()
+
+    def __missing__(self, part: object) -> int:
+        n = self[part] = len(self)
+        return n
+
+
+def prefix_code(numbers: list[int]) -> bytes:
+    """Numbers (0 to 2**32 - 1) in the prefix code of the module docstring: one byte each below 255."""
+    if max(numbers, default=0) < _ESCAPE:
+        return bytes(numbers)
+    out = bytearray()
+    for n in numbers:
+        if n < _ESCAPE:
+            out.append(n)
+        else:
+            out += _escaped(n)
+    return bytes(out)
+
+
+def _escaped(n: int) -> bytes:
+    """A number of 255 or more in the prefix code: 255 and 16 bits, or 255, 65,535 and 32 bits."""
+    if n < _ESCAPE2:
+        return bytes((_ESCAPE,)) + n.to_bytes(2, "little")
+    if n > _MOST:
+        raise OverflowError(f"a field of the state took more than {_MOST:,} values")
+    return bytes((_ESCAPE, 0xFF, 0xFF)) + n.to_bytes(4, "little")
+
+
+def numbers(encoded: bytes) -> list[int]:
+    """The numbers a compact key was written from (the shape, then one per part): prefix_code read back (tests
+    check with it that the encoding loses nothing)."""
+    out: list[int] = []
+    at = 0
+    while at < len(encoded):
+        n = encoded[at]
+        at += 1
+        if n == _ESCAPE:
+            n = int.from_bytes(encoded[at:at + 2], "little")
+            at += 2
+            if n == _ESCAPE2:
+                n = int.from_bytes(encoded[at:at + 4], "little")
+                at += 4
+        out.append(n)
+    return out
 
 
 class HashKeys:

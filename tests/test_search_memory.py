@@ -88,3 +88,16 @@ def test_ten_thousand_pages_run_in_bounded_memory_or_are_refused(tmp_path: Path,
     result, peak = peak_of(lambda: explore(sc, Config(), "dfs", budget=40))
     assert result.states <= 60
     assert peak < 200 * per_state, (peak, per_state)
+
+
+def test_the_estimate_covers_what_a_whole_search_holds() -> None:
+    """search_memory's constants were measured (bench/memory_per_state.py): the estimate of a dfs with exact keys
+    and sleep sets covers the search's real peak, memos, sleep sets and stack included, without pricing it at
+    several times what it is."""
+    sc = load_scenario("ladder", {"writers": 2, "stores": 1})
+    cfg = Config(ordering="delayed")
+    explore(sc, cfg, "dfs", budget=10)  # imports and first allocations: not the search's
+    result, peak = peak_of(lambda: explore(sc, cfg, "dfs", budget=1_000_000))
+    assert result.complete and result.states > 30_000
+    est = estimate(sc, cfg, "dfs", result.states, False)
+    assert peak <= est.bytes <= 3 * peak, (peak, est)
