@@ -5,7 +5,9 @@ library-format TOML file and loaded through the scenario loader, so what is fuzz
 Every violation is written to ``--out`` as that scenario file and a schedule file that ``tlbrace replay``
 reproduces. On a kernel that should be correct (``delayed``, or ``--arch up``/``s390``; no mutant, no fix of
 ``--kernel``'s registry missing) a violation is a model bug or a real kernel bug: the scenario is first shrunk
-(fewest threads, operations and pages that keep the same invariant). ``--parallel P`` or ``--address ADDR`` runs the explorations as Ray tasks; the report
+(fewest threads, operations and pages that keep the same invariant). ``--check-reduction`` also judges the
+search itself: each scenario reduced, with ``--merge-chains`` and in full must reach the same verdicts and end
+states (fuzz.reduction_check). ``--parallel P`` or ``--address ADDR`` runs the explorations as Ray tasks; the report
 is the same as a serial run's for the same seed.
 """
 
@@ -38,6 +40,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-shrink", action="store_true",
                    help="write failing scenarios as generated (default: shrink them on a kernel that should be "
                         "correct: delayed, up, s390)")
+    p.add_argument("--check-reduction", action="store_true",
+                   help="also search each scenario that fits its budget reduced, with --merge-chains, and in full "
+                        "(4x the budget): different verdicts or end states are reported as reduction_mismatch, a "
+                        "bug of the search, not of the kernel")
     p.add_argument("--parallel", type=int, default=0, metavar="P",
                    help="explore on P Ray workers at once (default 0: serially in this process)")
     p.add_argument("--address", metavar="ADDR", default=None,
@@ -64,7 +70,8 @@ def run(args: argparse.Namespace) -> int:
         cfg = config_from_args(args)
     except ConfigError as exc:
         raise UsageError(str(exc)) from None
-    opts = FuzzOptions(cfg, args.budget or DEFAULT_BUDGET, args.strategy, False if args.no_shrink else None)
+    opts = FuzzOptions(cfg, args.budget or DEFAULT_BUDGET, args.strategy, False if args.no_shrink else None,
+                       args.check_reduction)
     args.using = _using(args.using)
     try:  # a filter that too few drawn scenarios pass is the user's to change, before anything runs
         scenario_indices(args.seed, args.count, args.using)
@@ -148,6 +155,11 @@ def _write_report(args: argparse.Namespace, opts: Any, outcomes: list[Any], seco
         scenario_file = os.path.join(args.out, f"{o.name}.toml")
         with open(scenario_file, "w", encoding="utf-8") as f:
             f.write(o.text)
+        if o.mismatch:  # no run to replay: the searches disagree on the whole state space
+            violations.append({"invariant": o.invariant, "invariants": o.invariants, "scenario_file": scenario_file,
+                               "schedule_file": None, "mismatch": o.mismatch, "index": o.index,
+                               "size": list(o.size), "shrunk_from": None})
+            continue
         schedule_file = os.path.join(args.out, f"{o.name}-{tag}.schedule")
         scenario = scenario_from_text(o.text, o.name)
         write_schedule(schedule_file, ScheduleFile(scenario, cfg, [tuple(t) for t in o.schedule], o.invariants,
@@ -161,6 +173,7 @@ def _write_report(args: argparse.Namespace, opts: Any, outcomes: list[Any], seco
         "generated": len(outcomes),
         "explored": len(explored),
         "complete": sum(1 for o in explored if o.complete),
+        "reduction_checked": sum(1 for o in explored if o.reduction_checked),
         "violations": violations,
         "seconds": round(seconds, 3),
         "using": sorted(args.using),
@@ -180,12 +193,15 @@ def _print_report(report: dict[str, Any]) -> None:
           f"{', mutant ' + report['mutant'] if report['mutant'] else ''}, seed {report['seed']}, budget "
           f"{report['budget']} states, {report['strategy']}): {report['explored']} explored, {report['complete']} completely; "
           f"{found} with a violation ({100.0 * found / n:.1f}%); {report['seconds']:.1f} s")
+    if report["reduction_checked"]:
+        print(f"  --check-reduction: reduced, merged and full searches compared on {report['reduction_checked']} "
+              "scenarios (the others did not fit the budget)")
     for name, count in report["by_invariant"].items():
         print(f"  {name}: {count}")
     for v in report["violations"][:20]:
         shrunk = f", shrunk from {tuple(v['shrunk_from'])}" if v["shrunk_from"] else ""
         print(f"  {v['invariant']}: {v['scenario_file']} (threads, ops, pages = {tuple(v['size'])}{shrunk}); "
-              f"tlbrace replay {v['schedule_file']}")
+              + (v["mismatch"] if v.get("mismatch") else f"tlbrace replay {v['schedule_file']}"))
     if found > 20:
         print(f"  ... and {found - 20} more (--json lists them all)")
     for r in report["rejected"]:

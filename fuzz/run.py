@@ -13,6 +13,7 @@ from typing import Any, Callable
 from controlled.explorer import explore
 from controlled.replay import run_schedule
 from fuzz.generate import Spec, generate, load_spec, scenario_name, uses
+from fuzz.reduction_check import reduction_mismatch
 from fuzz.shrink import shrink
 from kernel_model.config import Config
 
@@ -22,6 +23,7 @@ DEFAULT_BUDGET = 10_000  # states per scenario: about half the generated scenari
 # scenarios at 3,000 states: BFS found no lost_dirty_data, DFS 7). A schedule found by DFS is long, so the
 # schedule written out is a breadth-first (shortest) one of the final scenario when its budget finds one.
 STRATEGIES = ("dfs", "bfs")
+REDUCTION_MISMATCH = "reduction_mismatch"  # --check-reduction's finding: not an invariant of the kernel's
 PATCHED_ARCHES = ("up", "s390")  # they keep the old order, safely (5df397dec7c4's commit message)
 
 
@@ -31,6 +33,7 @@ class FuzzOptions:
     budget: int = DEFAULT_BUDGET
     strategy: str = "dfs"
     shrink: bool | None = None  # None: shrink exactly when the kernel should be correct (``expects_no_bug``)
+    check_reduction: bool = False  # also judge the reductions against the full search (fuzz.reduction_check)
 
     @property
     def shrinks(self) -> bool:
@@ -58,6 +61,8 @@ class Outcome:
     original_size: tuple[int, int, int] | None = None  # (threads, ops, pages) before shrinking, if shrunk
     size: tuple[int, int, int] = (0, 0, 0)
     rejected: str = ""  # the loader refused the generated scenario (a fuzzer bug): its message
+    mismatch: str = ""  # --check-reduction: how the reduced and full searches disagreed (fuzz.reduction_check)
+    reduction_checked: bool = False  # --check-reduction: every search fitted, and they were compared
     node: str = ""  # the Ray node that explored it ("" in process); not part of the report
 
     @property
@@ -74,6 +79,12 @@ def fuzz_one(seed: int, index: int, opts: FuzzOptions) -> Outcome:
         return Outcome(index, name, "", rejected=str(exc), size=spec.size())
     result = explore(scenario, opts.cfg, opts.strategy, budget=opts.budget)
     out = Outcome(index, name, text, result.states, result.complete, size=spec.size())
+    if opts.check_reduction:
+        mismatch = reduction_mismatch(scenario, opts.cfg, opts.budget)
+        out.reduction_checked, out.mismatch = mismatch is not None, mismatch or ""
+        if out.mismatch:
+            out.invariants = [REDUCTION_MISMATCH]
+            return out
     if not result.found:
         return out
     found = result.found[0]
