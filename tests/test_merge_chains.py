@@ -1,5 +1,6 @@
 """Statement merging (controlled.depth_first._merge_chain, `explore --merge-chains`) is sound: on every library
-scenario x ordering x arch and every mutant row, a dfs that runs through single-transition states without
+scenario x ordering on SMP (merging looks at no arch: UP's and s390's runs are cut the same way) and every mutant
+row, a dfs that runs through single-transition states without
 storing them reaches the same end states and the same verdicts as one that stores every state; it stores fewer;
 and its counterexamples replay to their violation."""
 
@@ -22,8 +23,8 @@ def _search(name: str, over: dict, **how: object) -> ExploreResult:
     return sleep_sets_search(name, over, BUDGET, **how)
 
 
-@pytest.mark.slow  # about a hundred configurations, two searches each
-@pytest.mark.parametrize("name, over", _cases())
+@pytest.mark.slow  # about forty configurations, two searches each
+@pytest.mark.parametrize("name, over", [(name, over) for name, over in _cases() if over.get("arch", "smp") == "smp"])
 def test_merging_keeps_every_end_state_and_verdict(name, over):
     stored = _search(name, over)
     if not stored.complete:
