@@ -114,11 +114,12 @@ def largest_end_to_end(workers: int, extra: list[str], limit: float) -> tuple[fl
     """The largest cell's proof as a user runs it: the CLI in a fresh process, wall time; stopped after
     ``limit`` seconds."""
     # DFS: a proof has no counterexample to keep short. The budget covers the cell: 21,948,951 states with sleep
-    # sets (one process, hash compaction, 992 s of CPU on this machine). No --memory-limit: the pre-check prices
+    # sets (one process, hash compaction, 992 s of CPU on this machine), 24,304,955 on the workers, which have
+    # none (625 s on two workers). No --memory-limit: the pre-check prices
     # what the search stores (controlled.search_memory: about 6 GB with exact keys for this budget), and refuses,
     # saying so, when the machine's available memory cannot hold it.
     argv = [sys.executable, "-m", "cli.main", "explore", "ladder", "--ordering", "delayed", "--json",
-            "--out", "/tmp/tlbrace-bench-out", "--strategy", "dfs", "--budget", "25000000"]
+            "--out", "/tmp/tlbrace-bench-out", "--strategy", "dfs", "--budget", "40000000"]
     for name, value in LARGEST.items():
         argv += ["--param", f"{name}={value}"]
     if workers > 1:
