@@ -4,6 +4,13 @@ and which). Everything else about the package is in pyproject.toml.
 The compiled modules are an optimisation, never a requirement: when Cython or a C compiler is missing, or a
 module fails to compile, the build says so and the package installs as plain Python. Each build records the
 SHA-256 of the sources it compiled, so that a source edited later runs as source, not as its old build.
+
+The record must never say more than the build did, or an old build runs as if fresh (a search's counts then
+follow code that is no longer on disk). So each digest is taken when the sources are read for Cython, not
+after the build (a source edited while it compiles keeps the digest of what was compiled, and runs as source);
+a module that failed to compile is left out (its older build, if any, then counts as stale); and a generated
+C file is regenerated whenever the record does not vouch for its source (Cython alone trusts file times, which
+a checkout or a copy can leave older than the C file).
 """
 
 from __future__ import annotations
@@ -45,18 +52,17 @@ class OptionalBuildExt(build_ext):
         try:
             super().build_extension(ext)
         except Exception as exc:  # noqa: BLE001 - this module stays plain Python
+            _FAILED.add(_module_of(ext.name))
             print(f"warning: tlbrace: {ext.name} not compiled ({exc}); it runs as plain Python")
 
     def _record(self) -> None:
-        """Write, next to the extensions, the digest of each source compiled (kernel_model/compiled.py reads it)."""
+        """Write, next to the extensions, the digest of each source compiled (kernel_model/compiled.py reads it):
+        as read before Cython ran (SOURCE_DIGESTS), for each module built now or before and not failed now."""
         built: dict[str, str] = {}
         for ext in self.extensions:
-            module = ext.name.removeprefix(PRIVATE).removeprefix("kernel_model.")  # as HOT_MODULES names it
-            if Path(self.get_ext_fullpath(ext.name)).exists():
-                source = _compiled["module_file"](module, HERE / "kernel_model")
-                if module in EXTRA_MODULES:  # compiled-only: its source is a .pyx
-                    source = source.with_suffix(".pyx")
-                built[module] = hashlib.sha256(source.read_bytes()).hexdigest()
+            module = _module_of(ext.name)
+            if Path(self.get_ext_fullpath(ext.name)).exists() and module not in _FAILED and module in SOURCE_DIGESTS:
+                built[module] = SOURCE_DIGESTS[module]
         # The record lives next to compiled.py, in kernel_model (the hot modules may span several packages).
         target = Path(self.get_ext_fullpath(PRIVATE + "kernel_model.compiled")).parent if self.extensions else None
         if target is not None:
@@ -83,6 +89,36 @@ def layout() -> dict:
             "package_data": {PRIVATE + "scenarios": ["library/*.toml"]}}
 
 
+# What the build compiled: each module's source digest as read just before Cython reads the sources, and the
+# modules whose compilation failed in this build.
+SOURCE_DIGESTS: dict[str, str] = {}
+_FAILED: set[str] = set()
+
+
+def _module_of(ext_name: str) -> str:
+    """An extension's module as HOT_MODULES names it ("tlb", "controlled.machine", "controlled._atomic_words")."""
+    return ext_name.removeprefix(PRIVATE).removeprefix("kernel_model.")
+
+
+def _source_of(module: str) -> Path:
+    source = _compiled["module_file"](module, HERE / "kernel_model")
+    return source.with_suffix(".pyx") if module in EXTRA_MODULES else source  # compiled-only: a .pyx
+
+
+def _take_digests(modules: tuple[str, ...]) -> None:
+    """Record each source's digest now (SOURCE_DIGESTS), and delete the generated C file of each source the
+    last build record does not vouch for, so that Cython regenerates it whatever the files' times say."""
+    try:
+        record = json.loads((HERE / "kernel_model" / _compiled["BUILD_RECORD"]).read_text())
+    except (OSError, ValueError):
+        record = {}
+    for module in modules:
+        source = _source_of(module)
+        SOURCE_DIGESTS[module] = hashlib.sha256(source.read_bytes()).hexdigest()
+        if record.get(module) != SOURCE_DIGESTS[module]:
+            source.with_suffix(".c").unlink(missing_ok=True)
+
+
 def extensions() -> list:
     try:
         from Cython.Build import cythonize
@@ -91,6 +127,7 @@ def extensions() -> list:
         return []
     # annotation_typing=False: type hints stay hints, so the compiled code behaves exactly as the Python does
     # (Cython would otherwise turn some annotations into C types with their own overflow and conversion rules).
+    _take_digests(HOT_MODULES + EXTRA_MODULES)
     sources = [str(_compiled["module_file"](m, Path("kernel_model"))) for m in HOT_MODULES]
     sources += [str(_compiled["module_file"](m, Path("kernel_model"), ".pyx")) for m in EXTRA_MODULES]
     exts = cythonize(sources, quiet=True, nthreads=os.cpu_count() or 1,
