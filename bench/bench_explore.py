@@ -201,7 +201,7 @@ def load() -> str:
     return "load average " + " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
-def print_largest(workers: int, limit: float) -> None:
+def print_largest(workers: int, limit: float, base: float) -> None:
     print(f"\n== the largest cell's proof, end to end: tlbrace explore ladder "
           f"{' '.join(f'--param {k}={v}' for k, v in LARGEST.items())} --ordering delayed --strategy dfs ==")
     runs = [("one process, hash compaction, sleep sets", 1, ["--hash-compact"]),
@@ -210,16 +210,32 @@ def print_largest(workers: int, limit: float) -> None:
                                                               ["--no-sleep-sets"])]
     if workers > 1:
         runs.append((f"--workers {workers} (hash compaction, no sleep sets)", workers, []))
+    transitions: list[int] = []  # of each complete run
     for how, n, extra in runs:
         print(f"  ({load()})", flush=True)
         secs, doc = largest_end_to_end(n, extra, limit)
         if "error" in doc:
             print(f"  {how}: failed after {secs:.1f} s: {doc['error']}")
             continue
+        if doc["complete"]:
+            transitions.append(doc.get("transitions", 0) + doc.get("merged", 0))
         found = ", ".join(v["invariant"] for v in doc["violations"]) or "no violation"
         print(f"  {how}: {secs:6.1f} s (goal <= {LARGEST_GOAL:.0f} s)  {found}; complete={doc['complete']} "
               f"states={doc['states']:,} transitions={doc.get('transitions', 0):,}"
               + (f" (and {doc['merged']:,} run through, not stored)" if doc.get("merged") else ""), flush=True)
+    if transitions:
+        print_floor(min(transitions), base, workers)
+
+
+def print_floor(transitions: int, base: float, workers: int) -> None:
+    """What running the proof's transitions alone costs, at the bare rate (a transition and its state key,
+    nothing of the search): the least any search through these Python kernel paths can take."""
+    one = transitions / base
+    cores = max(1, workers)
+    print(f"  floor: the fewest transitions of a complete run above ({transitions:,}) at the bare rate "
+          f"({base:,.0f}/s, baseline above) take {one:.0f} s on one core, {one / cores:.0f} s on {cores}: "
+          f"{one / cores / LARGEST_GOAL:.1f}x the goal before any search cost (state restore, canonical form, "
+          "visited set, reduction)", flush=True)
 
 
 # One process against the workers (controlled.parallel_bench), on the search the workers run (hash compaction,
@@ -273,7 +289,7 @@ def main() -> None:
     print_memory(args.quick)
     print_workers(args)
     if not args.quick:
-        print_largest(args.workers, args.largest_limit)
+        print_largest(args.workers, args.largest_limit, base)
     print("\nWhat limits a process: every state is rebuilt from its hashable key (State.from_key), every "
           "transition builds a new key, its canonical form (store values renamed, interchangeable writers "
           "ordered), its compact encoding (controlled.visited) and the reduction's memo key, in CPython (the hot "
