@@ -70,8 +70,8 @@ A file scenario only (``anon = true`` has no file). Writers an expectation names
 Rules across keys: anon memory has no backing file, so ``anon = true`` forbids msync and evict. A store to a
 page that is not mapped is fine (it faults in). ``warm_tlb = ["writer"]`` names every copy of a counted thread.
 Thread names, after count expansion, must be distinct. Unknown keys anywhere are errors. Sizes are bounded
-(MAX_PAGES pages, MAX_THREADS threads, MAX_LOOP_DEPTH nested loops, MAX_OPS_PER_THREAD unrolled operations) so
-that a typo is an error here rather than an out-of-memory failure later.
+(MAX_PAGES pages, MAX_THREADS threads, MAX_LOOP_DEPTH nested loops, MAX_OPS_PER_THREAD unrolled operations a
+thread, MAX_OPS_TOTAL in all threads) so that a typo is an error here rather than an out-of-memory failure later.
 """
 
 from __future__ import annotations
@@ -93,6 +93,10 @@ LIBRARY_DIR: Final = Path(__file__).resolve().parent / "library"
 MAX_PAGES: Final = 1 << 16
 MAX_THREADS: Final = 1024
 MAX_OPS_PER_THREAD: Final = 1_000_000  # after loops and repeats are unrolled (program.flatten)
+# All threads together, unrolled: what the machine builds per operation (its footprint, its unrolled Op) costs
+# about 240 bytes and 20 us (one thread of 1,000,000 stores: 241 MB and 21 s before the first state). Without
+# it, 1,022 writers of 1,000,000 stores each passed every other bound and ran out of memory without a word.
+MAX_OPS_TOTAL: Final = 1_000_000
 MAX_LOOP_DEPTH: Final = 16  # flatten recurses once per level
 _NAME_RE: Final = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}")
 
@@ -536,6 +540,7 @@ class _Builder(_OpBuilder):
             raise self.err("threads", "expected at least one thread, got none")
         threads: list[Thread] = []
         origin: dict[str, str] = {}  # expanded thread name -> the threads[i] key it came from
+        total = 0  # unrolled operations of the threads so far
         for i, tdoc in enumerate(value):
             key = f"threads[{i}]"
             tdoc = self.table(key, tdoc, _THREAD_KEYS)
@@ -549,6 +554,11 @@ class _Builder(_OpBuilder):
             if "program" not in tdoc:
                 raise self.err(f"{key}.program", "missing: expected a list of operations")
             ops = self.build_ops(f"{key}.program", tdoc["program"], pages, anon, 0)
+            total += count * sum(_flat_len(op) for op in ops)
+            if total > MAX_OPS_TOTAL:
+                raise self.err(f"{key}.count" if count > 1 else f"{key}.program",
+                               f"the threads so far unroll to {total} operations in all; at most {MAX_OPS_TOTAL} "
+                               "are allowed")
             names = [name] if count == 1 else [f"{name}{c}" for c in range(count)]
             for n in names:
                 if n in origin:

@@ -231,6 +231,12 @@ BAD = [
     ('[setup]\npages = 100000\n' + GOOD_THREAD, "setup.pages", "<= 65536"),
     ('[[threads]]\nname = "w"\nprogram = [{ op = "store", pages = [0], repeat = 9000000000 }]\n',
      "threads[0].program", "unrolls to"),
+    # Within every per-thread bound, too many in all (1,022 such writers used to run out of memory silently).
+    ('[[threads]]\nname = "w"\ncount = 3\nprogram = [{ op = "store", pages = [0], repeat = 400000 }]\n',
+     "threads[0].count", "1200000 operations in all"),
+    ('[[threads]]\nname = "a"\nprogram = [{ op = "store", pages = [0], repeat = 600000 }]\n'
+     '[[threads]]\nname = "b"\nprogram = [{ op = "store", pages = [0], repeat = 600000 }]\n',
+     "threads[1].program", "at most 1000000"),
 ]
 
 
