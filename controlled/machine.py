@@ -47,7 +47,7 @@ class Machine:
         self.cpu_of = boot.cpu_of(scenario, cfg)
         self.programs: list[list[Op]] = [flatten(t.ops) for t in scenario.threads]
         setup = scenario.setup
-        self.ctx = [boot.thread_context(scenario, cfg, t) for t in range(self.nthreads)]
+        self.ctx = boot.thread_contexts(scenario, cfg)
         self.state = boot.initial_state(scenario, cfg)
         self.pt = PageTableOps(self.state)
         self.oracle = Oracle(tuple((e.kind, scenario.thread_index(e.thread), e.page, e.thread)
