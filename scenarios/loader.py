@@ -71,7 +71,7 @@ Rules across keys: anon memory has no backing file, so ``anon = true`` forbids m
 page that is not mapped is fine (it faults in). ``warm_tlb = ["writer"]`` names every copy of a counted thread.
 Thread names, after count expansion, must be distinct. Unknown keys anywhere are errors. Sizes are bounded
 (MAX_PAGES pages, MAX_THREADS threads, MAX_LOOP_DEPTH nested loops, MAX_OPS_PER_THREAD unrolled operations a
-thread, MAX_OPS_TOTAL in all threads) so that a typo is an error here rather than an out-of-memory failure later.
+thread, MAX_OPS_TOTAL in all threads, MAX_PAGE_THREADS pages times threads) so that a typo is an error here rather than an out-of-memory failure later.
 """
 
 from __future__ import annotations
@@ -97,6 +97,10 @@ MAX_OPS_PER_THREAD: Final = 1_000_000  # after loops and repeats are unrolled (p
 # about 240 bytes and 20 us (one thread of 1,000,000 stores: 241 MB and 21 s before the first state). Without
 # it, 1,022 writers of 1,000,000 stores each passed every other bound and ran out of memory without a word.
 MAX_OPS_TOTAL: Final = 1_000_000
+# Pages times threads (each thread a CPU): every CPU's TLB and its flush IPI's footprint (controlled.reduction)
+# span every page, about 200 MB a thread at 65,536 pages. Measured: 65,536 pages with 4 threads 834 MB; with 16
+# threads past 8 GB, and 1,000 threads of one msync each (every other bound held) ate the machine's memory.
+MAX_PAGE_THREADS: Final = 1 << 18
 MAX_LOOP_DEPTH: Final = 16  # flatten recurses once per level
 _NAME_RE: Final = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}")
 
@@ -464,6 +468,10 @@ class _Builder(_OpBuilder):
         mapped = flags.get("mapped", _SETUP_DEFAULTS["mapped"])
         anon = flags.get("anon", _SETUP_DEFAULTS["anon"])
         threads = self.build_threads(doc, pages, anon)
+        if pages * len(threads) > MAX_PAGE_THREADS:
+            raise self.err("setup.pages", f"{pages} pages with {len(threads)} threads (each a CPU whose TLB spans "
+                                          f"every page): expected pages x threads <= {MAX_PAGE_THREADS}, got "
+                                          f"{pages * len(threads)}")
         warm_tlb = self.build_warm_tlb(setup_doc.get("warm_tlb", []), threads, mapped)
         self.check_counters(threads, warm_tlb)
         setup = Setup(pages=pages, ptes_per_table=ptes_per_table, warm_tlb=warm_tlb, **flags)
