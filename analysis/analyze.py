@@ -79,9 +79,11 @@ def judge_trial(scenario: Scenario, cfg: Config, log: str, trial: int, records: 
     full)."""
     report = TrialReport(log, trial, len(records), [])
     if end is not None:
-        report.logged_status = end.get("status")
-        report.logged_invariants = tuple(sorted({str(v.get("invariant")) for v in end.get("violations") or ()
-                                                 if isinstance(v, dict)}))
+        status = end.get("status")
+        report.logged_status = status if isinstance(status, str) else None
+        logged = end.get("violations")  # a damaged record may hold anything here: only a list is read
+        report.logged_invariants = tuple(sorted({str(v.get("invariant")) for v in logged
+                                                 if isinstance(v, dict)})) if isinstance(logged, list) else ()
     try:
         schedule, expected, jitter = linearize_trial(records)
     except (KeyError, TypeError) as exc:

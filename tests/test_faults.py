@@ -222,6 +222,21 @@ def test_log_fields(capsys: Any, tmp_path: Path, counterexample: dict[str, Any],
     _cli_must_not_break(capsys, "analyze", str(path), "--jobs", "1")
 
 
+@pytest.mark.parametrize("value", [True, 0, "x", {"invariant": "lost_dirty_data"}, [True, None]])
+@pytest.mark.parametrize("key", ["violations", "status"])
+def test_damaged_trial_end_fields_are_ignored(capsys: Any, tmp_path: Path, counterexample: dict[str, Any], key: str,
+                                              value: Any) -> None:
+    """A trial_end record whose violations or status is not what the runtime writes (hypothesis found
+    ``violations = True``: analyze exited 4, "'bool' object is not iterable"): read as not logged."""
+    records = [dict(r) for r in counterexample["log"]]
+    ends = [r for r in records if r.get("type") == "trial_end"]
+    assert ends, "the counterexample log has a trial_end record"
+    ends[-1][key] = value
+    path = tmp_path / "x.msgpack"
+    path.write_bytes(b"".join(msgpack.packb(r, use_bin_type=True) for r in records))
+    _cli_must_not_break(capsys, "analyze", str(path), "--jobs", "1")
+
+
 @pytest.mark.parametrize("kind, where, key, value", [
     ("log", 0, "params", [1, 2]),
     ("log", 0, "scenario_source", 7),
