@@ -33,6 +33,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         for item in items:
             if item.get_closest_marker("wild") is not None:
                 item.add_marker(pytest.mark.xdist_group(RAY_GROUP))
+        # The slow tests first (xdist deals the group first, being the largest scope, then tests in this order): a
+        # test of a minute dealt out last would leave the other worker idle for that minute. A stable sort: every
+        # worker collects the same order, as xdist requires.
+        items.sort(key=lambda item: item.get_closest_marker("slow") is None)
 
 
 @pytest.hookimpl(tryfirst=True)  # before the fixtures' setup: a loose wild test starts no Ray
