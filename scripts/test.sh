@@ -25,7 +25,12 @@ fi
 # a file or -m selection runs on the workers too (a few seconds to start them, then both cores).
 workers="$(nproc 2>/dev/null || echo 1)"
 [ "$workers" -gt 4 ] && workers=4
-.venv/bin/python -m pytest -q -n "$workers" "$@"
+# -q unless the arguments say -q already: a second one (-qq) would drop pytest's closing "N passed" line.
+quiet=-q
+for arg in "$@"; do
+  [ "$arg" = "-q" ] || [ "$arg" = "--quiet" ] && quiet=
+done
+.venv/bin/python -m pytest $quiet -n "$workers" "$@"
 rc=$?
 if [ "$rc" -eq 5 ]; then
   echo "pytest collected no tests: that is a failure, not a pass" >&2
