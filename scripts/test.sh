@@ -16,7 +16,21 @@ if [ "$structure" -ne 0 ]; then
   echo "scripts/check_structure.py --strict: a house rule is broken (exit $structure): see above" >&2
   exit 1
 fi
-.venv/bin/python -m pytest -q "$@"
+# On the machine's cores with pytest-xdist: one worker per core (nproc: the cores this process may use), at most
+# 4. The suite is CPU-bound searches, so a worker per core keeps every core busy, and more workers than cores only
+# share them. Past 4 the wild tests, which all run on one worker (below), are the longest path and more workers
+# only add memory. `--dist loadgroup` (pyproject.toml's addopts) with tests/conftest.py's xdist group keeps every
+# test that starts Ray on one worker, so one Ray runs at a time, as in a one-process run.
+# Arguments pass through after ours, so a later `-n 0` runs everything in this one process (for --pdb, -s...);
+# a file or -m selection runs on the workers too (a few seconds to start them, then both cores).
+workers="$(nproc 2>/dev/null || echo 1)"
+[ "$workers" -gt 4 ] && workers=4
+# -q unless the arguments say -q already: a second one (-qq) would drop pytest's closing "N passed" line.
+quiet=-q
+for arg in "$@"; do
+  [ "$arg" = "-q" ] || [ "$arg" = "--quiet" ] && quiet=
+done
+.venv/bin/python -m pytest $quiet -n "$workers" "$@"
 rc=$?
 if [ "$rc" -eq 5 ]; then
   echo "pytest collected no tests: that is a failure, not a pass" >&2

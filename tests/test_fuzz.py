@@ -131,6 +131,7 @@ CLUSTER_BODY = r"""
 """
 
 
+@pytest.mark.wild  # a two-node Ray cluster in a child process
 def test_ray_campaign_on_two_nodes_reports_what_a_serial_one_does() -> None:
     out = on_two_nodes(CLUSTER_BODY)[-1]
     assert out["same"] and out["alive"] == 2 and out["nodes"] == 2, out

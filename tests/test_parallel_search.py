@@ -92,6 +92,7 @@ EXACT_CELLS = [
 @pytest.mark.parametrize("name, params, cfg, symmetric", EXACT_CELLS,
                          ids=[f"{n}-{c.ordering}-{c.mutant or 'ok'}-{'sym' if s else 'nosym'}"
                               for n, _, c, s in EXACT_CELLS])
+@pytest.mark.slow  # each a search on two processes and one in this one
 def test_two_workers_count_exactly_what_one_process_counts(name, params, cfg, symmetric):
     sc = load_scenario(name, params)
     one = one_process(sc, cfg, symmetric=symmetric, stop_at_first=False)

@@ -162,6 +162,7 @@ def test_no_kernel_order_ever_accesses_a_stale_translation(name, ordering, arch)
                                         ("munmap", {"mutant": "ack_before_invalidate"}),
                                         ("mkclean_first", {"mutant": "ack_before_invalidate"}),
                                         ("madv_dontneed", {"mutant": "ack_before_invalidate", "arch": "s390"})])
+@pytest.mark.slow  # each a full and a reduced search to the end: about a minute for mkclean_first
 def test_the_reduction_keeps_every_verdict_of_the_split_handler(name, over):
     sc, cfg = cfg_for(name, **over)
     full = explore(sc, cfg, "bfs", reduce=False, stop_at_first=False)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from controlled.depth_first import dfs_holding
 from controlled.machine import Machine
 from controlled.visited import CompactKeys, HashKeys, TupleKeys
@@ -28,6 +30,7 @@ def _search(keys) -> tuple[int, int, int]:
     return result.states, result.transitions, stored
 
 
+@pytest.mark.slow  # the same search three times, one per encoding of the visited set
 def test_compact_keys_visit_the_same_states_in_a_fraction_of_the_memory():
     tuples, compact, hashes = _search(TupleKeys()), _search(CompactKeys()), _search(HashKeys())
     assert tuples[:2] == compact[:2] == hashes[:2]
