@@ -8,8 +8,12 @@ flush_tlb_batched_pending under the PTL first.
 
 Coarser than the kernel: the new protection is always PROT_READ, and the VMA's vm_flags are not modelled, so a
 write fault after mprotect makes the page writable again as if the program had mprotect()ed it back (the oracle
-judges only translations cached before mprotect returned). set_tlb_flush_pending (mm->tlb_flush_pending, read
-by mm_tlb_flush_nested) is not modelled: no path of the model reads it.
+judges only translations cached before mprotect returned). mprotect's inc/dec_tlb_flush_pending
+(mm->tlb_flush_pending) is not modelled. Its one reader is a zap's tlb_finish_mmu (mm_tlb_flush_nested, which
+then flushes the whole range). The zaps that hold mmap_lock cannot overlap mprotect, which holds it for
+write; ftruncate's unmap_mapping_range can, and there the kernel would flush more than the model does, so the
+model could report a stale translation the kernel flushes. Fuzzing forced mprotect + ftruncate pairs (issue 17,
+tenth session) found none.
 """
 
 from __future__ import annotations
