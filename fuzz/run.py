@@ -53,7 +53,7 @@ class Outcome:
 
     index: int
     name: str
-    text: str  # the scenario file (shrunk when it was)
+    text: str  # the scenario file (shrunk when it was); "" without a violation (a long campaign keeps no copy)
     states: int = 0
     complete: bool = False
     invariants: list[str] = field(default_factory=list)  # empty: no violation
@@ -86,6 +86,7 @@ def fuzz_one(seed: int, index: int, opts: FuzzOptions) -> Outcome:
             out.invariants = [REDUCTION_MISMATCH]
             return out
     if not result.found:
+        out.text = ""
         return out
     found = result.found[0]
     invariant = found.invariants[0]

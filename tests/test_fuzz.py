@@ -157,6 +157,52 @@ def test_bad_input_is_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["fuzz", "--param", "pages=2"]) == 2
     assert main(["fuzz", "--budget", "-1"]) == 2
     assert "--count" in capsys.readouterr().err
+    assert main(["fuzz", "--gather", "max_gather_batch=0"]) == 2
+    assert "--gather max_gather_batch: expected an integer >= 1, got 0" in capsys.readouterr().err
+
+
+def test_a_huge_count_is_refused_before_it_takes_the_memory(capsys: pytest.CaptureFixture[str],
+                                                            tmp_path: Path) -> None:
+    """--count 10**8 with --budget 1 used to build its index list and run out of memory (exit 3)."""
+    assert main(["fuzz", "--count", str(10**8), "--budget", "1", "--out", str(tmp_path)]) == 2
+    assert "--count: expected an integer from 1 to 1,000,000, got 100000000" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("where", ["file", "under_file"])
+def test_an_out_that_cannot_be_a_directory_is_refused_before_the_campaign(
+        where: str, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """--out is written only when a violation is found; a file there used to fail after the whole campaign
+    (exit 3), losing every violation it had found."""
+    (tmp_path / "f").write_text("keep")
+    out = tmp_path / "f" if where == "file" else tmp_path / "f" / "sub"
+    assert main(["fuzz", "--mutant", "skip_tlb_flush_rmaps", "--count", "2", "--budget", "500",
+                 "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert f"--out {out}:" in err and "expected a directory" in err and "tlbrace fuzz:" not in err
+    assert (tmp_path / "f").read_text() == "keep"
+
+
+def test_violations_are_written_as_found(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """A campaign stopped after its first violation (here: the next scenario raises) keeps that violation's
+    files; they used to be written only after the last scenario."""
+    import fuzz.run
+
+    real, calls = fuzz.run.fuzz_one, []
+
+    def one_then_stop(seed: int, index: int, opts: fuzz.run.FuzzOptions) -> fuzz.run.Outcome:
+        outcome = real(seed, index, opts)
+        calls.append(outcome)
+        if any(o.invariants for o in calls[:-1]):
+            raise KeyboardInterrupt
+        return outcome
+
+    monkeypatch.setattr(fuzz.run, "fuzz_one", one_then_stop)
+    assert main(["fuzz", "--mutant", "skip_tlb_flush_rmaps", "--seed", "1", "--count", "20", "--budget", "1500",
+                 "--out", str(tmp_path)]) == 130
+    found = [o for o in calls[:-1] if o.invariants]  # the last one was interrupted before it was reported
+    assert len(found) == 1 and len(calls) < 20
+    assert {p.name for p in tmp_path.glob("*.toml")} == {f"{o.name}.toml" for o in found}
+    assert len(list(tmp_path.glob("*.schedule"))) == len(found)
 
 
 def test_check_reduction_agrees_on_generated_scenarios(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
