@@ -28,6 +28,10 @@ from fuzz.run import STRATEGIES
 # campaign its index list, so ten times this would take gigabytes before the first scenario ran; at a few ms per
 # scenario with the smallest budget it is already about an hour. A longer hunt is several seeds.
 MAX_COUNT = 1_000_000
+# Ray tasks at once: each is a worker process (about 100 MB) on the embedded cluster, which gets one logical CPU
+# per task asked for; --parallel 1000 started a thousand of them. A cluster's own CPUs (--address without
+# --parallel) are not capped.
+MAX_PARALLEL = 64
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -51,7 +55,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "(4x the budget): different verdicts or end states are reported as reduction_mismatch, a "
                         "bug of the search, not of the kernel")
     p.add_argument("--parallel", type=int, default=0, metavar="P",
-                   help="explore on P Ray workers at once (default 0: serially in this process)")
+                   help=f"explore on P Ray workers at once, at most {MAX_PARALLEL} (default 0: serially in this "
+                        "process)")
     p.add_argument("--address", metavar="ADDR", default=None,
                    help="join this Ray cluster and explore there (implies Ray; default P: the cluster's CPUs)")
     p.add_argument("--verbose", action="store_true", help="let Ray's own warnings and logs reach the terminal")
@@ -98,8 +103,8 @@ def _options(args: argparse.Namespace) -> Any:
         raise UsageError(f"--count: expected an integer from 1 to {MAX_COUNT:,}, got {args.count}")
     if args.budget is not None and args.budget < 1:
         raise UsageError(f"--budget: expected a positive integer, got {args.budget}")
-    if args.parallel < 0:
-        raise UsageError(f"--parallel: expected an integer >= 0, got {args.parallel}")
+    if not 0 <= args.parallel <= MAX_PARALLEL:
+        raise UsageError(f"--parallel: expected an integer from 0 to {MAX_PARALLEL}, got {args.parallel}")
     _check_out(args.out)
     try:
         cfg = config_from_args(args)

@@ -157,6 +157,8 @@ def test_bad_input_is_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["fuzz", "--param", "pages=2"]) == 2
     assert main(["fuzz", "--budget", "-1"]) == 2
     assert "--count" in capsys.readouterr().err
+    assert main(["fuzz", "--parallel", "1000"]) == 2  # it used to start a thousand Ray workers
+    assert "--parallel: expected an integer from 0 to 64, got 1000" in capsys.readouterr().err
     assert main(["fuzz", "--gather", "max_gather_batch=0"]) == 2
     assert "--gather max_gather_batch: expected an integer >= 1, got 0" in capsys.readouterr().err
 
