@@ -184,6 +184,18 @@ def test_an_out_that_cannot_be_a_directory_is_refused_before_the_campaign(
     assert (tmp_path / "f").read_text() == "keep"
 
 
+def test_an_out_nobody_may_write_is_refused_before_the_campaign(monkeypatch: pytest.MonkeyPatch,
+                                                                capsys: pytest.CaptureFixture[str],
+                                                                tmp_path: Path) -> None:
+    """A read-only --out (a read-only mount, or a directory of another user: os.access says so; the tests may
+    run as root, who may write a mode-555 directory, so access is what is faked)."""
+    real = os.access
+    monkeypatch.setattr(os, "access", lambda path, mode: False if str(path) == str(tmp_path) else real(path, mode))
+    assert main(["fuzz", "--count", "2", "--budget", "100", "--out", str(tmp_path / "new")]) == 2
+    assert f"--out {tmp_path / 'new'}: {tmp_path} is not writable" in capsys.readouterr().err
+    assert not (tmp_path / "new").exists()
+
+
 def test_violations_are_written_as_found(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """A campaign stopped after its first violation (here: the next scenario raises) keeps that violation's
     files; they used to be written only after the last scenario."""
