@@ -22,7 +22,7 @@ from collections import Counter
 from typing import Any
 
 from cli.options import add_output_options, add_scenario_options, check_out_dir, config_from_args
-from fuzz.run import STRATEGIES
+from fuzz.run import SAMPLING, STRATEGIES
 
 # The most scenarios one campaign generates: the report keeps a line per scenario (a few hundred bytes) and the
 # campaign its index list, so ten times this would take gigabytes before the first scenario ran; at a few ms per
@@ -42,11 +42,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--using", metavar="OP,OP,...", default=None,
                    help="only scenarios whose programs use one of these operations, e.g. "
                         "mremap,ftruncate,mprotect,reclaim: the first N drawn that do (default: every scenario)")
-    p.add_argument("--budget", type=int, default=None, metavar="STATES",
-                   help="most states to visit per scenario (default 10000)")
+    p.add_argument("--budget", type=int, default=None, metavar="N",
+                   help="most states to visit per scenario (default 10000); with pct or random, runs per scenario "
+                        "(default 300)")
     p.add_argument("--strategy", choices=STRATEGIES, default="dfs",
                    help="how each scenario is searched within its budget (default dfs: it reaches the ends of "
-                        "runs, where lost data and hangs are judged; bfs: shortest first)")
+                        "runs, where lost data and hangs are judged; bfs: shortest first; pct or random: whole "
+                        "runs sampled from the scenario's seed, which reach deep into scenarios too large to "
+                        "search)")
     p.add_argument("--no-shrink", action="store_true",
                    help="write failing scenarios as generated (default: shrink them on a kernel that should be "
                         "correct: delayed, up, s390)")
@@ -94,7 +97,7 @@ def run(args: argparse.Namespace) -> int:
 def _options(args: argparse.Namespace) -> Any:
     """The campaign's options, every command-line value checked before anything runs (exit 2 naming it)."""
     from cli.errors import UsageError
-    from fuzz.run import DEFAULT_BUDGET, FuzzOptions, scenario_indices
+    from fuzz.run import DEFAULT_BUDGET, DEFAULT_RUNS, SAMPLING, FuzzOptions, scenario_indices
     from kernel_model.config import ConfigError
 
     if args.param:
@@ -117,8 +120,8 @@ def _options(args: argparse.Namespace) -> Any:
         scenario_indices(args.seed, args.count, args.using)
     except ValueError as exc:
         raise UsageError(f"--using: {exc}") from None
-    return FuzzOptions(cfg, args.budget or DEFAULT_BUDGET, args.strategy, False if args.no_shrink else None,
-                       args.check_reduction)
+    budget = args.budget or (DEFAULT_RUNS if args.strategy in SAMPLING else DEFAULT_BUDGET)
+    return FuzzOptions(cfg, budget, args.strategy, False if args.no_shrink else None, args.check_reduction)
 
 
 def _check_out(out: str) -> None:
@@ -247,7 +250,8 @@ def _print_report(report: dict[str, Any]) -> None:
     kernel = f"kernel {report['kernel']}, " if report["kernel"] else ""
     print(f"tlbrace fuzz: {n} scenarios ({kernel}{report['ordering']}, {report['arch']}"
           f"{', mutant ' + report['mutant'] if report['mutant'] else ''}, seed {report['seed']}, budget "
-          f"{report['budget']} states, {report['strategy']}): {report['explored']} explored, {report['complete']} completely; "
+          f"{report['budget']} {'runs' if report['strategy'] in SAMPLING else 'states'}, {report['strategy']}): "
+          f"{report['explored']} explored, {report['complete']} completely; "
           f"{found} with a violation ({100.0 * found / n:.1f}%); {report['seconds']:.1f} s")
     if report["reduction_checked"]:
         print(f"  --check-reduction: reduced, merged and full searches compared on {report['reduction_checked']} "

@@ -243,3 +243,27 @@ def test_check_reduction_catches_an_unsound_reduction(monkeypatch: pytest.Monkey
     monkeypatch.setattr(Reducer, "persistent", lambda self, pos, s, enabled: enabled[:1])
     found = reduction_mismatch(sc, cfg, 20_000)
     assert found is not None and "full: verdicts ['lost_dirty_data']" in found, found
+
+
+def test_a_sampling_campaign_is_seeded_shrinks_and_replays(capsys: pytest.CaptureFixture[str],
+                                                          tmp_path: Path) -> None:
+    """--strategy pct: each scenario's runs are drawn from its own seed (the same report twice, and scenario i
+    alone gives what it gave in the campaign), a found violation is shrunk and its schedule replays."""
+    from fuzz.generate import scenario_from_text
+    from fuzz.run import FuzzOptions, fuzz_one
+    from kernel_model.config import Config
+
+    args = ["--strategy", "pct", "--ordering", "eager", "--seed", "3", "--count", "40", "--budget", "100"]
+    code, a = fuzz_json(capsys, *args, "--out", str(tmp_path / "a"))
+    _, b = fuzz_json(capsys, *args, "--out", str(tmp_path / "b"))
+    assert code == 1 and a["strategy"] == "pct" and a["complete"] == 0
+    strip = [(v["index"], v["invariants"], v["steps"], v["size"]) for v in a["violations"]]
+    assert strip == [(v["index"], v["invariants"], v["steps"], v["size"]) for v in b["violations"]]
+    index = a["violations"][0]["index"]
+    alone = fuzz_one(3, index, FuzzOptions(Config(ordering="eager"), 100, "pct", shrink=True))
+    assert alone.invariant == "lost_dirty_data" and alone.original_size is not None
+    assert alone.size < alone.original_size
+    sc = scenario_from_text(alone.text, alone.name)  # the shrunk scenario's file, through the loader
+    replay = run_schedule(sc, Config(ordering="eager"), [tuple(t) for t in alone.schedule], complete=False,
+                          record=False)
+    assert "lost_dirty_data" in replay.invariants
