@@ -21,22 +21,35 @@ import time
 from collections import Counter
 from typing import Any
 
-from cli.options import add_output_options, add_scenario_options, config_from_args
-from fuzz.run import STRATEGIES
+from cli.options import add_output_options, add_scenario_options, check_out_dir, config_from_args
+from fuzz.run import SAMPLING, STRATEGIES
+
+# The most scenarios one campaign generates: the report keeps a line per scenario (a few hundred bytes) and the
+# campaign its index list, so ten times this would take gigabytes before the first scenario ran; at a few ms per
+# scenario with the smallest budget it is already about an hour. A longer hunt is several seeds.
+MAX_COUNT = 1_000_000
+# Ray tasks at once: each is a worker process (about 100 MB) on the embedded cluster, which gets one logical CPU
+# per task asked for; --parallel 1000 started a thousand of them. A cluster's own CPUs (--address without
+# --parallel) are not capped.
+MAX_PARALLEL = 64
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("fuzz", help="explore random scenarios: the model's differential test", description=__doc__)
     add_scenario_options(p, scenario_arg=False)
-    p.add_argument("--count", type=int, default=100, metavar="N", help="scenarios to generate (default 100)")
+    p.add_argument("--count", type=int, default=100, metavar="N",
+                   help=f"scenarios to generate, at most {MAX_COUNT:,} (default 100)")
     p.add_argument("--using", metavar="OP,OP,...", default=None,
                    help="only scenarios whose programs use one of these operations, e.g. "
                         "mremap,ftruncate,mprotect,reclaim: the first N drawn that do (default: every scenario)")
-    p.add_argument("--budget", type=int, default=None, metavar="STATES",
-                   help="most states to visit per scenario (default 10000)")
+    p.add_argument("--budget", type=int, default=None, metavar="N",
+                   help="most states to visit per scenario (default 10000); with pct or random, runs per scenario "
+                        "(default 300)")
     p.add_argument("--strategy", choices=STRATEGIES, default="dfs",
                    help="how each scenario is searched within its budget (default dfs: it reaches the ends of "
-                        "runs, where lost data and hangs are judged; bfs: shortest first)")
+                        "runs, where lost data and hangs are judged; bfs: shortest first; pct or random: whole "
+                        "runs sampled from the scenario's seed, which reach deep into scenarios too large to "
+                        "search)")
     p.add_argument("--no-shrink", action="store_true",
                    help="write failing scenarios as generated (default: shrink them on a kernel that should be "
                         "correct: delayed, up, s390)")
@@ -45,7 +58,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "(4x the budget): different verdicts or end states are reported as reduction_mismatch, a "
                         "bug of the search, not of the kernel")
     p.add_argument("--parallel", type=int, default=0, metavar="P",
-                   help="explore on P Ray workers at once (default 0: serially in this process)")
+                   help=f"explore on P Ray workers at once, at most {MAX_PARALLEL} (default 0: serially in this "
+                        "process)")
     p.add_argument("--address", metavar="ADDR", default=None,
                    help="join this Ray cluster and explore there (implies Ray; default P: the cluster's CPUs)")
     p.add_argument("--verbose", action="store_true", help="let Ray's own warnings and logs reach the terminal")
@@ -54,42 +68,75 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from kernel_model.config import ConfigError
-    from cli.errors import EXIT_OK, EXIT_VIOLATION, UsageError
-    from fuzz.run import DEFAULT_BUDGET, FuzzOptions, run_ray, run_serial, scenario_indices
+    from cli.errors import EXIT_OK, EXIT_VIOLATION
+    from fuzz.run import run_serial
 
-    if args.param:
-        raise UsageError("--param: fuzz generates its scenarios; it takes no scenario parameters")
-    if args.count < 1:
-        raise UsageError(f"--count: expected a positive integer, got {args.count}")
-    if args.budget is not None and args.budget < 1:
-        raise UsageError(f"--budget: expected a positive integer, got {args.budget}")
-    if args.parallel < 0:
-        raise UsageError(f"--parallel: expected an integer >= 0, got {args.parallel}")
-    try:
-        cfg = config_from_args(args)
-    except ConfigError as exc:
-        raise UsageError(str(exc)) from None
-    opts = FuzzOptions(cfg, args.budget or DEFAULT_BUDGET, args.strategy, False if args.no_shrink else None,
-                       args.check_reduction)
-    args.using = _using(args.using)
-    try:  # a filter that too few drawn scenarios pass is the user's to change, before anything runs
-        scenario_indices(args.seed, args.count, args.using)
-    except ValueError as exc:
-        raise UsageError(f"--using: {exc}") from None
+    opts = _options(args)
     t0 = time.perf_counter()
-    on_outcome = _progress(args)
+    files = _ViolationFiles(args.out, opts.cfg, args.kernel, args.seed, opts.strategy)
+    progress = _progress(args)
+
+    def on_outcome(outcome: Any) -> None:
+        files.write(outcome)  # as found: a campaign stopped later (^C, a crash) keeps what it found so far
+        if progress is not None:
+            progress(outcome)
+
     if args.parallel or args.address:
         outcomes = _on_ray(args, opts, on_outcome)
     else:
         outcomes = run_serial(args.seed, args.count, opts, on_outcome, args.using)
-    report = _write_report(args, opts, outcomes, time.perf_counter() - t0)
+    report = _report(args, opts, outcomes, files, time.perf_counter() - t0)
     if args.json:
         json.dump(report, sys.stdout)
         sys.stdout.write("\n")
     else:
         _print_report(report)
     return EXIT_VIOLATION if report["violations"] else EXIT_OK
+
+
+def _options(args: argparse.Namespace) -> Any:
+    """The campaign's options, every command-line value checked before anything runs (exit 2 naming it)."""
+    from cli.errors import UsageError
+    from fuzz.run import DEFAULT_BUDGET, DEFAULT_RUNS, SAMPLING, FuzzOptions, scenario_indices
+    from kernel_model.config import ConfigError
+
+    if args.param:
+        raise UsageError("--param: fuzz generates its scenarios; it takes no scenario parameters")
+    if not 1 <= args.count <= MAX_COUNT:
+        raise UsageError(f"--count: expected an integer from 1 to {MAX_COUNT:,}, got {args.count}")
+    if args.budget is not None and args.budget < 1:
+        raise UsageError(f"--budget: expected a positive integer, got {args.budget}")
+    if not 0 <= args.parallel <= MAX_PARALLEL:
+        raise UsageError(f"--parallel: expected an integer from 0 to {MAX_PARALLEL}, got {args.parallel}")
+    _check_out(args.out)
+    try:
+        cfg = config_from_args(args)
+    except ConfigError as exc:  # a --gather size the kernel cannot have names its field: name the option too
+        text = str(exc)
+        gather = text.split(":")[0] in ("max_gather_batch", "max_gather_batch_count", "mmu_gather_bundle")
+        raise UsageError(f"--gather {text}" if gather else text) from None
+    args.using = _using(args.using)
+    try:  # a filter that too few drawn scenarios pass is the user's to change, before anything runs
+        scenario_indices(args.seed, args.count, args.using)
+    except ValueError as exc:
+        raise UsageError(f"--using: {exc}") from None
+    budget = args.budget or (DEFAULT_RUNS if args.strategy in SAMPLING else DEFAULT_BUDGET)
+    return FuzzOptions(cfg, budget, args.strategy, False if args.no_shrink else None, args.check_reduction)
+
+
+def _check_out(out: str) -> None:
+    """--out is written only when a violation is found, maybe hours in: a path that cannot become a directory
+    we may write is refused now, not after the campaign (which would lose what it found)."""
+    from cli.errors import UsageError
+
+    check_out_dir(out)
+    existing = os.path.abspath(out)
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        raise UsageError(f"--out {out}: {existing} is a file, expected a directory (or a path under one)")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UsageError(f"--out {out}: {existing} is not writable, expected a directory this user may write")
 
 
 def _on_ray(args: argparse.Namespace, opts: Any, on_outcome: Any) -> list[Any]:
@@ -139,35 +186,47 @@ def _progress(args: argparse.Namespace) -> Any:
     return on_outcome
 
 
-def _write_report(args: argparse.Namespace, opts: Any, outcomes: list[Any], seconds: float) -> dict[str, Any]:
-    """Write each violation's scenario and schedule file; the report (the issue's JSON keys first)."""
-    from fuzz.generate import scenario_from_text
-    from logs.schedule_file import ScheduleFile, write_schedule
+class _ViolationFiles:
+    """Each violation's scenario file and schedule file in --out, written as its outcome arrives; ``entries``:
+    the report's line for each, by scenario index."""
 
-    cfg = opts.cfg
-    tag = "-".join(([f"v{args.kernel}"] if args.kernel else []) + [cfg.ordering, cfg.arch]
-                   + ([cfg.mutant] if cfg.mutant else []))
-    violations = []
-    for o in outcomes:
+    def __init__(self, out: str, cfg: Any, kernel: str | None, seed: int, strategy: str) -> None:
+        self.out, self.cfg, self.seed, self.strategy = out, cfg, seed, strategy
+        self.tag = "-".join(([f"v{kernel}"] if kernel else []) + [cfg.ordering, cfg.arch]
+                            + ([cfg.mutant] if cfg.mutant else []))
+        self.entries: dict[int, dict[str, Any]] = {}
+
+    def write(self, o: Any) -> None:
+        from fuzz.generate import scenario_from_text
+        from logs.schedule_file import ScheduleFile, write_schedule
+
         if not o.invariants:
-            continue
-        os.makedirs(args.out, exist_ok=True)
-        scenario_file = os.path.join(args.out, f"{o.name}.toml")
+            return
+        os.makedirs(self.out, exist_ok=True)
+        scenario_file = os.path.join(self.out, f"{o.name}.toml")
         with open(scenario_file, "w", encoding="utf-8") as f:
             f.write(o.text)
         if o.mismatch:  # no run to replay: the searches disagree on the whole state space
-            violations.append({"invariant": o.invariant, "invariants": o.invariants, "scenario_file": scenario_file,
-                               "schedule_file": None, "mismatch": o.mismatch, "index": o.index,
-                               "size": list(o.size), "shrunk_from": None})
-            continue
-        schedule_file = os.path.join(args.out, f"{o.name}-{tag}.schedule")
+            self.entries[o.index] = {
+                "invariant": o.invariant, "invariants": o.invariants, "scenario_file": scenario_file,
+                "schedule_file": None, "mismatch": o.mismatch, "index": o.index, "size": list(o.size),
+                "shrunk_from": None}
+            return
+        schedule_file = os.path.join(self.out, f"{o.name}-{self.tag}.schedule")
         scenario = scenario_from_text(o.text, o.name)
-        write_schedule(schedule_file, ScheduleFile(scenario, cfg, [tuple(t) for t in o.schedule], o.invariants,
-                                                   opts.strategy, args.seed))
-        violations.append({"invariant": o.invariant, "invariants": o.invariants, "scenario_file": scenario_file,
-                           "schedule_file": schedule_file, "steps": len(o.schedule), "index": o.index,
-                           "size": list(o.size),
-                           "shrunk_from": list(o.original_size) if o.original_size else None})
+        write_schedule(schedule_file, ScheduleFile(scenario, self.cfg, [tuple(t) for t in o.schedule],
+                                                   o.invariants, self.strategy, self.seed))
+        self.entries[o.index] = {
+            "invariant": o.invariant, "invariants": o.invariants, "scenario_file": scenario_file,
+            "schedule_file": schedule_file, "steps": len(o.schedule), "index": o.index, "size": list(o.size),
+            "shrunk_from": list(o.original_size) if o.original_size else None}
+
+
+def _report(args: argparse.Namespace, opts: Any, outcomes: list[Any], files: _ViolationFiles,
+            seconds: float) -> dict[str, Any]:
+    """The campaign's report (the issue's JSON keys first); violations in scenario order."""
+    cfg = opts.cfg
+    violations = [files.entries[o.index] for o in outcomes if o.index in files.entries]
     explored = [o for o in outcomes if not o.rejected]
     return {
         "generated": len(outcomes),
@@ -191,7 +250,8 @@ def _print_report(report: dict[str, Any]) -> None:
     kernel = f"kernel {report['kernel']}, " if report["kernel"] else ""
     print(f"tlbrace fuzz: {n} scenarios ({kernel}{report['ordering']}, {report['arch']}"
           f"{', mutant ' + report['mutant'] if report['mutant'] else ''}, seed {report['seed']}, budget "
-          f"{report['budget']} states, {report['strategy']}): {report['explored']} explored, {report['complete']} completely; "
+          f"{report['budget']} {'runs' if report['strategy'] in SAMPLING else 'states'}, {report['strategy']}): "
+          f"{report['explored']} explored, {report['complete']} completely; "
           f"{found} with a violation ({100.0 * found / n:.1f}%); {report['seconds']:.1f} s")
     if report["reduction_checked"]:
         print(f"  --check-reduction: reduced, merged and full searches compared on {report['reduction_checked']} "

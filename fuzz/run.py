@@ -1,5 +1,5 @@
-"""A fuzz campaign: generate scenario i, explore it with a bounded BFS, shrink it if it fails on a kernel that
-should not; serially, or as Ray tasks spread over a cluster.
+"""A fuzz campaign: generate scenario i, explore it (a bounded search, or runs sampled from its seed), shrink it
+if it fails on a kernel that should not; serially, or as Ray tasks spread over a cluster.
 
 Scenario i's outcome depends on (seed, i, options) alone, so a campaign gives the same outcomes, in index order,
 however its scenarios are spread: serial, ``--parallel P`` on the embedded Ray, or ``--address`` on a cluster.
@@ -12,7 +12,7 @@ from typing import Any, Callable
 
 from controlled.explorer import explore
 from controlled.replay import run_schedule
-from fuzz.generate import Spec, generate, load_spec, scenario_name, uses
+from fuzz.generate import Spec, generate, load_spec, scenario_name, scenario_seed, uses
 from fuzz.reduction_check import reduction_mismatch
 from fuzz.shrink import shrink
 from kernel_model.config import Config
@@ -22,7 +22,13 @@ DEFAULT_BUDGET = 10_000  # states per scenario: about half the generated scenari
 # of a run, and a bounded breadth-first search of a larger scenario never gets there (seed 1, eager, 200
 # scenarios at 3,000 states: BFS found no lost_dirty_data, DFS 7). A schedule found by DFS is long, so the
 # schedule written out is a breadth-first (shortest) one of the final scenario when its budget finds one.
-STRATEGIES = ("dfs", "bfs")
+STRATEGIES = ("dfs", "bfs", "pct", "random")
+# Sampling strategies (controlled.explorer._sample): the budget is runs, each a whole schedule drawn from the
+# scenario's own seed (PCT's priorities, or uniformly random steps). A bounded DFS sees the first branches of a
+# large scenario in full and nothing of the rest; runs sampled to their ends reach its deep states, where lost
+# data and hangs are judged.
+SAMPLING = ("pct", "random")
+DEFAULT_RUNS = 300  # pct/random: runs per scenario (a few ms each)
 REDUCTION_MISMATCH = "reduction_mismatch"  # --check-reduction's finding: not an invariant of the kernel's
 PATCHED_ARCHES = ("up", "s390")  # they keep the old order, safely (5df397dec7c4's commit message)
 
@@ -34,6 +40,12 @@ class FuzzOptions:
     strategy: str = "dfs"
     shrink: bool | None = None  # None: shrink exactly when the kernel should be correct (``expects_no_bug``)
     check_reduction: bool = False  # also judge the reductions against the full search (fuzz.reduction_check)
+
+    @property
+    def exhaustive_budget(self) -> int:
+        """States for a bounded search of one scenario (the shortest schedule, --check-reduction): the budget,
+        or for a sampling strategy, whose budget counts runs, the default."""
+        return DEFAULT_BUDGET if self.strategy in SAMPLING else self.budget
 
     @property
     def shrinks(self) -> bool:
@@ -53,7 +65,7 @@ class Outcome:
 
     index: int
     name: str
-    text: str  # the scenario file (shrunk when it was)
+    text: str  # the scenario file (shrunk when it was); "" without a violation (a long campaign keeps no copy)
     states: int = 0
     complete: bool = False
     invariants: list[str] = field(default_factory=list)  # empty: no violation
@@ -77,28 +89,30 @@ def fuzz_one(seed: int, index: int, opts: FuzzOptions) -> Outcome:
         scenario, text = load_spec(spec, name)
     except ValueError as exc:  # ScenarioError / AnalysisError: the generator drew what the loader refuses
         return Outcome(index, name, "", rejected=str(exc), size=spec.size())
-    result = explore(scenario, opts.cfg, opts.strategy, budget=opts.budget)
+    sample_seed = scenario_seed(seed, index)  # the runs a sampling strategy draws: scenario i's alone
+    result = explore(scenario, opts.cfg, opts.strategy, budget=opts.budget, seed=sample_seed)
     out = Outcome(index, name, text, result.states, result.complete, size=spec.size())
     if opts.check_reduction:
-        mismatch = reduction_mismatch(scenario, opts.cfg, opts.budget)
+        mismatch = reduction_mismatch(scenario, opts.cfg, opts.exhaustive_budget)
         out.reduction_checked, out.mismatch = mismatch is not None, mismatch or ""
         if out.mismatch:
             out.invariants = [REDUCTION_MISMATCH]
             return out
     if not result.found:
+        out.text = ""
         return out
     found = result.found[0]
     invariant = found.invariants[0]
     schedule = found.schedule
     if opts.shrinks:
-        small = shrink(spec, lambda s: _fails_with(s, name, opts, invariant) is not None)
+        small = shrink(spec, lambda s: _fails_with(s, name, opts, invariant, sample_seed) is not None)
         if small != spec:
-            shrunk = _fails_with(small, name, opts, invariant)
+            shrunk = _fails_with(small, name, opts, invariant, sample_seed)
             assert shrunk is not None  # shrink keeps only specs that fail
             scenario, text, schedule = shrunk
             out.original_size, out.size, out.text = spec.size(), small.size(), text
     if opts.strategy != "bfs":
-        shortest = explore(scenario, opts.cfg, "bfs", budget=opts.budget)
+        shortest = explore(scenario, opts.cfg, "bfs", budget=opts.exhaustive_budget)
         if shortest.found and invariant in shortest.found[0].invariants:
             schedule = shortest.found[0].schedule
     executed = run_schedule(scenario, opts.cfg, schedule, record=False).executed
@@ -107,13 +121,14 @@ def fuzz_one(seed: int, index: int, opts: FuzzOptions) -> Outcome:
     return out
 
 
-def _fails_with(spec: Spec, name: str, opts: FuzzOptions, invariant: str) -> tuple[Any, str, list] | None:
+def _fails_with(spec: Spec, name: str, opts: FuzzOptions, invariant: str,
+                sample_seed: int) -> tuple[Any, str, list] | None:
     """(scenario, text, schedule) when ``spec`` loads and its bounded search finds ``invariant``."""
     try:
         scenario, text = load_spec(spec, name)
     except ValueError:
         return None
-    result = explore(scenario, opts.cfg, opts.strategy, budget=opts.budget)
+    result = explore(scenario, opts.cfg, opts.strategy, budget=opts.budget, seed=sample_seed)
     if result.found and invariant in result.found[0].invariants:
         return scenario, text, result.found[0].schedule
     return None

@@ -158,6 +158,66 @@ def test_bad_input_is_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["fuzz", "--param", "pages=2"]) == 2
     assert main(["fuzz", "--budget", "-1"]) == 2
     assert "--count" in capsys.readouterr().err
+    assert main(["fuzz", "--parallel", "1000"]) == 2  # it used to start a thousand Ray workers
+    assert "--parallel: expected an integer from 0 to 64, got 1000" in capsys.readouterr().err
+    assert main(["fuzz", "--gather", "max_gather_batch=0"]) == 2
+    assert "--gather max_gather_batch: expected an integer >= 1, got 0" in capsys.readouterr().err
+
+
+def test_a_huge_count_is_refused_before_it_takes_the_memory(capsys: pytest.CaptureFixture[str],
+                                                            tmp_path: Path) -> None:
+    """--count 10**8 with --budget 1 used to build its index list and run out of memory (exit 3)."""
+    assert main(["fuzz", "--count", str(10**8), "--budget", "1", "--out", str(tmp_path)]) == 2
+    assert "--count: expected an integer from 1 to 1,000,000, got 100000000" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("where", ["file", "under_file"])
+def test_an_out_that_cannot_be_a_directory_is_refused_before_the_campaign(
+        where: str, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """--out is written only when a violation is found; a file there used to fail after the whole campaign
+    (exit 3), losing every violation it had found."""
+    (tmp_path / "f").write_text("keep")
+    out = tmp_path / "f" if where == "file" else tmp_path / "f" / "sub"
+    assert main(["fuzz", "--mutant", "skip_tlb_flush_rmaps", "--count", "2", "--budget", "500",
+                 "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert f"--out {out}:" in err and "expected a directory" in err and "tlbrace fuzz:" not in err
+    assert (tmp_path / "f").read_text() == "keep"
+
+
+def test_an_out_nobody_may_write_is_refused_before_the_campaign(monkeypatch: pytest.MonkeyPatch,
+                                                                capsys: pytest.CaptureFixture[str],
+                                                                tmp_path: Path) -> None:
+    """A read-only --out (a read-only mount, or a directory of another user: os.access says so; the tests may
+    run as root, who may write a mode-555 directory, so access is what is faked)."""
+    real = os.access
+    monkeypatch.setattr(os, "access", lambda path, mode: False if str(path) == str(tmp_path) else real(path, mode))
+    assert main(["fuzz", "--count", "2", "--budget", "100", "--out", str(tmp_path / "new")]) == 2
+    assert f"--out {tmp_path / 'new'}: {tmp_path} is not writable" in capsys.readouterr().err
+    assert not (tmp_path / "new").exists()
+
+
+def test_violations_are_written_as_found(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """A campaign stopped after its first violation (here: the next scenario raises) keeps that violation's
+    files; they used to be written only after the last scenario."""
+    import fuzz.run
+
+    real, calls = fuzz.run.fuzz_one, []
+
+    def one_then_stop(seed: int, index: int, opts: fuzz.run.FuzzOptions) -> fuzz.run.Outcome:
+        outcome = real(seed, index, opts)
+        calls.append(outcome)
+        if any(o.invariants for o in calls[:-1]):
+            raise KeyboardInterrupt
+        return outcome
+
+    monkeypatch.setattr(fuzz.run, "fuzz_one", one_then_stop)
+    assert main(["fuzz", "--mutant", "skip_tlb_flush_rmaps", "--seed", "1", "--count", "20", "--budget", "1500",
+                 "--out", str(tmp_path)]) == 130
+    found = [o for o in calls[:-1] if o.invariants]  # the last one was interrupted before it was reported
+    assert len(found) == 1 and len(calls) < 20
+    assert {p.name for p in tmp_path.glob("*.toml")} == {f"{o.name}.toml" for o in found}
+    assert len(list(tmp_path.glob("*.schedule"))) == len(found)
 
 
 def test_check_reduction_agrees_on_generated_scenarios(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
@@ -184,3 +244,27 @@ def test_check_reduction_catches_an_unsound_reduction(monkeypatch: pytest.Monkey
     monkeypatch.setattr(Reducer, "persistent", lambda self, pos, s, enabled: enabled[:1])
     found = reduction_mismatch(sc, cfg, 20_000)
     assert found is not None and "full: verdicts ['lost_dirty_data']" in found, found
+
+
+def test_a_sampling_campaign_is_seeded_shrinks_and_replays(capsys: pytest.CaptureFixture[str],
+                                                          tmp_path: Path) -> None:
+    """--strategy pct: each scenario's runs are drawn from its own seed (the same report twice, and scenario i
+    alone gives what it gave in the campaign), a found violation is shrunk and its schedule replays."""
+    from fuzz.generate import scenario_from_text
+    from fuzz.run import FuzzOptions, fuzz_one
+    from kernel_model.config import Config
+
+    args = ["--strategy", "pct", "--ordering", "eager", "--seed", "3", "--count", "40", "--budget", "100"]
+    code, a = fuzz_json(capsys, *args, "--out", str(tmp_path / "a"))
+    _, b = fuzz_json(capsys, *args, "--out", str(tmp_path / "b"))
+    assert code == 1 and a["strategy"] == "pct" and a["complete"] == 0
+    strip = [(v["index"], v["invariants"], v["steps"], v["size"]) for v in a["violations"]]
+    assert strip == [(v["index"], v["invariants"], v["steps"], v["size"]) for v in b["violations"]]
+    index = a["violations"][0]["index"]
+    alone = fuzz_one(3, index, FuzzOptions(Config(ordering="eager"), 100, "pct", shrink=True))
+    assert alone.invariant == "lost_dirty_data" and alone.original_size is not None
+    assert alone.size < alone.original_size
+    sc = scenario_from_text(alone.text, alone.name)  # the shrunk scenario's file, through the loader
+    replay = run_schedule(sc, Config(ordering="eager"), [tuple(t) for t in alone.schedule], complete=False,
+                          record=False)
+    assert "lost_dirty_data" in replay.invariants
