@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 import kernel_model.boot as boot
+import kernel_model.program as program
 import scenarios.loader as loader
 from kernel_model.config import Config
 from kernel_model.program import flatten
@@ -17,22 +18,22 @@ from scenarios.loader import ScenarioError, load_scenario
 MANY = 200  # threads: enough that per-thread walks of every program (MANY x MANY) would stand out
 
 
-def counting_flatten(monkeypatch: pytest.MonkeyPatch, module: object) -> list[int]:
+def counting_flatten(monkeypatch: pytest.MonkeyPatch, *modules: object) -> list[int]:
+    """Count program.flatten calls made through each of ``modules`` (each imports it by name)."""
     calls = [0]
 
     def counted(ops):  # type: ignore[no-untyped-def]
         calls[0] += 1
         return flatten(ops)
 
-    monkeypatch.setattr(module, "flatten", counted)
+    for module in modules:
+        monkeypatch.setattr(module, "flatten", counted)
     return calls
 
 
 def test_contexts_of_many_counted_writers_walk_each_distinct_program_once(monkeypatch: pytest.MonkeyPatch) -> None:
     sc = load_scenario("ladder", {"writers": MANY, "stores": 3})
-    calls = counting_flatten(monkeypatch, boot)
-    monkeypatch.setattr(boot, "remaps", lambda threads: any(
-        op.kind == "mremap" for t in threads for op in boot.flatten(t.ops)))
+    calls = counting_flatten(monkeypatch, boot, program)  # boot's reclaim walk, program.remaps' walk
     contexts = boot.thread_contexts(sc, Config())
     assert [k.tid for k in contexts] == list(range(MANY + 2))
     assert [k.cpu for k in contexts] == list(range(MANY + 2))
