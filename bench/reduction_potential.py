@@ -1,4 +1,18 @@
-"""How many states a finer future would save: an upper-bound measurement, never a search anyone should trust.
+"""How many states two stronger reductions would save: upper-bound measurements, never searches to trust.
+
+Two experiments, each run against the explorer's own search on the same ladder cells (counts only):
+
+``--futures`` (the default): per-position futures, below.
+
+``--lipton``: a lock acquire (spin_lock, folio_lock, down_read, down_write) runs in one transition with the step
+after it, and a release (spin_unlock, folio_unlock, up_read, up_write) with the step before it (Lipton's
+reduction: an acquire is a right mover, a release a left mover). Patched into the machine without telling the
+reducer, whose footprints then miss the joined steps: the count is a rough indicator, not a bound. A sound
+version needs each transition's footprint to cover its joined steps (the release's depends on the result of the
+step it joins, so on the state), schedules written step by step, and the oracle's check at spin_unlock
+(rmap_pte_mismatch reads the table's PTEs and mapcounts) shown to commute with what may run in between.
+
+Per-position futures.
 
 The partial-order reduction (controlled.reduction) judges what another thread may still do by the footprints of
 its whole remaining operations: a zapper that has already cleared its PTEs and dropped the PTL still "may" clear
@@ -17,7 +31,7 @@ A sound version needs each position's rest-of-operation footprint over every res
 return (the kernel path generator replayed on each result an op's semantics allows, capped, with the
 operation's footprint as the fallback); see the issue note of the session that measured this.
 
-Usage: python bench/step_futures_potential.py [--learn N] [--ordering delayed|eager] CELL_JSON ...
+Usage: python bench/reduction_potential.py [--lipton] [--learn N] [--ordering delayed|eager] CELL_JSON ...
   e.g. '{"pages": 1, "writers": 2, "stores": 1, "passes": 2}' (a ladder cell)
 """
 
@@ -33,7 +47,8 @@ from collections import defaultdict
 os.environ["TLBRACE_PURE_PYTHON"] = "1"  # the patch below replaces methods of plain Python classes
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from controlled import reducer  # noqa: E402
+from controlled import machine, reducer  # noqa: E402
+from controlled.depth_first import ExploreResult  # noqa: E402
 from controlled.explorer import explore  # noqa: E402
 from controlled.machine import Machine  # noqa: E402
 from controlled.op_footprints import add_mode  # noqa: E402
@@ -135,16 +150,54 @@ def patch_reducer() -> None:
     reducer.Reducer._thread_relations = _thread_relations
 
 
+_ACQUIRES = frozenset({"spin_lock", "folio_lock", "down_read", "down_write"})
+_RELEASES = frozenset({"spin_unlock", "folio_unlock", "up_read", "up_write"})
+
+
+def patch_lipton() -> None:
+    """Join each acquire to the step after it, and each release to the step before it (see the docstring)."""
+    run_step = machine.Machine._run_step
+
+    def _run_step(self, tid, violations):  # type: ignore[no-untyped-def]
+        op = self.pos[tid].step.op
+        run_step(self, tid, violations)
+        p = self.pos[tid]
+        if op in _ACQUIRES and p.step is not None and not violations and self._can_run(tid, p.step):
+            op = p.step.op
+            run_step(self, tid, violations)
+            p = self.pos[tid]
+        while op not in _RELEASES and p.step is not None and p.step.op in _RELEASES and not violations:
+            op = p.step.op
+            run_step(self, tid, violations)
+            p = self.pos[tid]
+
+    machine.Machine._run_step = _run_step
+
+
+def _kinds(result: ExploreResult) -> str:
+    kinds = sorted({v.invariant for f in result.found for v in f.violations})
+    return ",".join(kinds) or "none"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("cells", nargs="+", help="ladder cells as JSON objects of params")
     ap.add_argument("--learn", type=int, default=3000, help="random runs to learn from (default 3000)")
     ap.add_argument("--ordering", default="delayed")
     ap.add_argument("--budget", type=int, default=3_000_000)
+    ap.add_argument("--lipton", action="store_true", help="the Lipton experiment instead of per-position futures")
     args = ap.parse_args()
     cfg = Config(ordering=args.ordering)
     cells = [load_scenario("ladder", json.loads(c)) for c in args.cells]
     plain = [explore(sc, cfg, "dfs", budget=args.budget, stop_at_first=False, hash_compact=True) for sc in cells]
+    if args.lipton:
+        patch_lipton()
+        print(f"ladder, {args.ordering}, dfs, sleep sets, hash compaction; acquires and releases joined (Lipton)")
+        for text, sc, base in zip(args.cells, cells, plain):
+            r = explore(sc, cfg, "dfs", budget=args.budget, stop_at_first=False, hash_compact=True)
+            print(f"{text:<48} {base.states:>10,} {base.transitions:>12,} -> {r.states:>10,} {r.transitions:>12,} "
+                  f"transitions x{r.transitions / base.transitions:.2f}  {_kinds(base)} / {_kinds(r)}", flush=True)
+        return
     learned = [learn_suffixes(sc, cfg, args.learn, seed=1) for sc in cells]
     patch_reducer()  # with nothing learned yet it is the explorer's own search: the same counts
     same = [explore(sc, cfg, "dfs", budget=args.budget, stop_at_first=False, hash_compact=True) for sc in cells]
@@ -156,10 +209,8 @@ def main() -> None:
         _LEARNED.clear()
         _LEARNED.update(suffixes)
         r = explore(sc, cfg, "dfs", budget=args.budget, stop_at_first=False, hash_compact=True)
-        kinds = sorted({v.kind for f in r.found for v in f.violations})
-        base_kinds = sorted({v.kind for f in base.found for v in f.violations})
         print(f"{text:<48} {base.states:>10,} {base.transitions:>12,} {r.states:>15,} {r.transitions:>12,} "
-              f"{r.transitions / base.transitions:>6.2f}  {base_kinds or 'none'} / {kinds or 'none'}"
+              f"{r.transitions / base.transitions:>6.2f}  {_kinds(base)} / {_kinds(r)}"
               f"{'' if base.complete and r.complete else ' (incomplete)'}", flush=True)
 
 
