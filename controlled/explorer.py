@@ -76,6 +76,9 @@ def explore(scenario: Scenario, cfg: Config, strategy: str = "bfs", *, budget: i
             else:
                 result = _bfs(scenario, cfg, budget, reduce, stop_at_first, progress, deadline, hash_compact,
                               symmetric, measure_memory)
+        if reduce:
+            for found in result.found:
+                found.schedule = _step_by_step(scenario, cfg, found.schedule)
         if hash_compact:
             result.collision_bound = min(1.0, result.states ** 2 / 2.0 ** 65)
         if strategy == "bfs" and reduce and stop_at_first and result.found:
@@ -91,6 +94,17 @@ def explore(scenario: Scenario, cfg: Config, strategy: str = "bfs", *, budget: i
         result = _sample(scenario, cfg, strategy, budget, random.Random(seed), depth, stop_at_first, progress)
     result.seconds = time.perf_counter() - t0
     return result
+
+
+def _step_by_step(scenario: Scenario, cfg: Config, schedule: list[Transition]) -> list[Transition]:
+    """A reducing search's schedule as a machine that replays it needs it: each thread transition as many times
+    as the steps it ran (a lock acquire and the step joined to it are two; controlled.lock_joins)."""
+    m = Machine(scenario, cfg, reduce=True)
+    out: list[Transition] = []
+    for tr in schedule:
+        out.extend([tr] * len(m.pos[tr[1]].block) if tr[0] == "t" and m.pos[tr[1]].block else [tr])
+        m.execute(tr)
+    return out
 
 
 def _bfs(scenario: Scenario, cfg: Config, budget: int, reduce: bool, stop_at_first: bool,

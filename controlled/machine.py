@@ -15,6 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from controlled.canonical import Canonicaliser
+from controlled.lock_joins import joinable_acquires
 from controlled.positions import (IpiStep, Positions, Resolved, ThreadStep, Transition, apply_ipi_step, apply_step,
                                     ipi_transitions, take_ipi)
 from controlled.reducer import Reducer
@@ -70,7 +71,10 @@ class Machine:
         self._ipi_steps = [[IpiStep(c, t) for t in range(self.nthreads)] for c in range(self.ncpus)]
         self.seq = 0
         self.events: list[Event] = []
-        self.positions = Positions(scenario, cfg, self.ctx, self.programs)
+        # A search joins each lock acquire to the step after it where that is sound (controlled.lock_joins); a
+        # machine that replays a schedule step by step, or samples runs, never does.
+        joins = joinable_acquires(self.programs, self.footprints.linear) if self.footprints is not None else frozenset()
+        self.positions = Positions(scenario, cfg, self.ctx, self.programs, joins)
         self.pos: list[Resolved] = []
         for tid in range(self.nthreads):
             r = self.positions.resolve(tid, (0, 0), ())
@@ -197,6 +201,14 @@ class Machine:
         return violations
 
     def _run_step(self, tid: int, violations: list[Violation]) -> None:
+        """Thread ``tid``'s next transition: its step, and the step joined to it (controlled.lock_joins)."""
+        block = self.pos[tid].block
+        self._run_one_step(tid, violations)
+        if block:
+            assert self.pos[tid].step == block[1], f"{block[0].fn}: the step joined after {block[0].op} changed"
+            self._run_one_step(tid, violations)
+
+    def _run_one_step(self, tid: int, violations: list[Violation]) -> None:
         p = self.pos[tid]
         step = p.step
         assert step is not None

@@ -26,7 +26,7 @@ from kernel_model.config import Config
 from kernel_model.context import Kctx
 from kernel_model.program import Op, Scenario
 from kernel_model.state import Ipi, State
-from kernel_model.steps import Note, Step, kind_of
+from kernel_model.steps import BLOCKING_OPS, Note, Step, kind_of
 from kernel_model.syscalls import op_attempt
 from kernel_model.tlb import RETRY
 
@@ -79,13 +79,21 @@ class Resolved:
     step: Step | None  # None: the thread has finished its program
     pc: tuple[int, int]  # (operation index, retry)
     results: tuple
-    # (operation index, next step) as a small int: what the reduction's memo needs of a position, cheap to hash.
+    # The steps the thread's next transition runs when it is more than ``step`` alone: an acquire joined to the
+    # step after it (controlled.lock_joins); () otherwise.
+    block: tuple[Step, ...] = ()
+    # (operation index, next step(s)) as a small int: what the reduction's memo needs of a position, cheap to hash.
     sid: int = 0
     at: tuple = ()  # (pc, results): the position as the machine's key holds it, built once
 
     def __post_init__(self) -> None:
-        self.sid = _STEP_IDS.setdefault((self.pc[0], self.step), len(_STEP_IDS))
+        self.sid = _STEP_IDS.setdefault((self.pc[0], self.block or self.step), len(_STEP_IDS))
         self.at = (self.pc, self.results)
+
+    @property
+    def steps(self) -> tuple[Step, ...]:
+        """The steps of the thread's next transition: its step, and the one joined to it if any."""
+        return self.block or (() if self.step is None else (self.step,))
 
     @property
     def op_index(self) -> int:
@@ -95,13 +103,17 @@ class Resolved:
 class Positions:
     """Resolves thread positions to the step each thread waits to do, rebuilding generators only on a miss."""
 
-    def __init__(self, scenario: Scenario, cfg: Config, ctx: list[Kctx], programs: list[list[Op]]) -> None:
+    def __init__(self, scenario: Scenario, cfg: Config, ctx: list[Kctx], programs: list[list[Op]],
+                 joins: frozenset[str] = frozenset()) -> None:
+        """``joins``: the acquires whose position joins the step after them into one transition
+        (controlled.lock_joins; only searches join)."""
         self.programs = programs
         self.ctx = ctx
         self.pages = scenario.setup.pages
-        # Positions resolve the same way in every machine of this scenario and configuration: share the memo
-        # (replaying many trials of one campaign then rebuilds each generator position only once).
-        memo_key = (scenario.setup, scenario.threads, cfg)
+        self.joins = joins
+        # Positions resolve the same way in every machine of this scenario, configuration and joins: share the
+        # memo (replaying many trials of one campaign then rebuilds each generator position only once).
+        memo_key = (scenario.setup, scenario.threads, cfg, joins)
         self.memo: BoundedMemo = _SHARED_MEMOS.setdefault(memo_key, BoundedMemo(POSITIONS_BOUND))
         if len(_SHARED_MEMOS) > 64:
             _SHARED_MEMOS.pop(next(iter(_SHARED_MEMOS)))
@@ -128,11 +140,20 @@ class Positions:
                 results = results + (None,)
                 item = _send(gen, None)
             else:
-                resolved = Resolved(tuple(notes), item, pc, results)
                 self._live[tid] = (gen, pc, results)
+                resolved = Resolved(tuple(notes), item, pc, results, self._joined(tid, pc, results, item))
                 break
         self.memo.put(key, resolved)
         return resolved
+
+    def _joined(self, tid: int, pc: tuple[int, int], results: tuple, step: Step | None) -> tuple[Step, ...]:
+        """(``step``, the step after it) when ``step`` is a joinable acquire and the step after it does not block;
+        () otherwise (and past the end of the program: ``step`` None). An acquire's result is None, so the step
+        after it is known before it runs."""
+        if step is None or step.op not in self.joins:
+            return ()
+        after = self.resolve(tid, pc, results + (None,)).step
+        return () if after is None or after.op in BLOCKING_OPS else (step, after)
 
     def _generator_at(self, tid: int, pc: tuple[int, int], results: tuple) -> tuple[Any, Any]:
         """A generator for attempt ``pc`` positioned after ``results``, and what it yields next (a ``_Done``

@@ -87,9 +87,9 @@ class Reducer:
         # numbers, and, while the numbering lasts (the memo is forgotten with it), equal parts.
         key = [p.sid for p in pos]
         for tid, p in enumerate(pos):
-            step = p.step
-            if step is not None and step.op in CONTEXT_OPS:
-                key.append(numbered[context(tid, p.pc[0], step, s, self.covering(tid, step))])
+            for step in p.steps:  # a joined acquire's (controlled.lock_joins) and the step after it
+                if step.op in CONTEXT_OPS:
+                    key.append(numbered[context(tid, p.pc[0], step, s, self.covering(tid, step))])
         key.append(numbered[(tuple([tuple([i.done for i in q]) for q in s.ipis]),  # where each IPI's handler is
                              tuple([f.index for f in s.folios]), tuple(enabled))])
         memo_key = prefix_code(key)
@@ -276,18 +276,19 @@ class Reducer:
         return whole
 
     def _thread_footprint(self, tr: Transition, index_of: tuple[int, ...]) -> tuple[tuple, Footprint | None, None]:
-        """(memo signature, footprint, moot agent: none) of a thread's next step."""
+        """(memo signature, footprint, moot agent: none) of a thread's next transition (its step, or a joined
+        acquire and the step after it: Footprints.transition_footprint)."""
         tid = tr[1]
         p = self.pos[tid]
-        step = p.step
-        assert step is not None and self.state is not None
-        covering = self.covering(tid, step)
+        steps = p.steps
+        assert steps and self.state is not None
+        coverings = tuple([self.covering(tid, step) for step in steps])
         fps = self.footprints
-        sig: tuple = self._share[(tid, p.sid, fps.footprint_context(tid, p.pc[0], step, self.state, covering),
+        sig: tuple = self._share[(tid, p.sid, fps.transition_context(tid, p.pc[0], steps, self.state, coverings),
                                   index_of)]
         fp = self._footprint_memo[sig]
         if fp is MISSING:
-            fp = fps.step_footprint(tid, step, list(index_of), self.state, covering)
+            fp = fps.transition_footprint(tid, steps, list(index_of), self.state, coverings)
             self._footprint_memo.put(sig, fp)
         return sig, fp, None  # type: ignore[return-value]
 

@@ -170,6 +170,30 @@ class Footprints(OpFootprints):
                 fp[("stale", c, va)] = "w" if fp.get(("stale", c, va), "a") != "a" else "a"
         return fp
 
+    def transition_footprint(self, tid: int, steps: tuple[Step, ...], index_of: list[int], s: State,
+                             coverings: tuple[frozenset, ...]) -> Footprint | None:
+        """What a thread's transition touches: its step's footprint, or the union of its steps' when it runs an
+        acquire and the step after it (controlled.lock_joins; the acquire changes nothing the second step's
+        footprint reads, so both are taken in ``s``). ``coverings``: each step's ``covering``."""
+        if len(steps) == 1:
+            return self.step_footprint(tid, steps[0], index_of, s, coverings[0])
+        out: Footprint = {}
+        for step, covering in zip(steps, coverings):
+            fp = self.step_footprint(tid, step, index_of, s, covering)
+            if fp is None:
+                return None
+            for obj, mode in fp.items():
+                _add(out, obj, mode)
+        return out
+
+    def transition_context(self, tid: int, pc: int, steps: tuple[Step, ...], s: State,
+                           coverings: tuple[frozenset, ...]) -> object:
+        """footprint_context of a thread's transition: its step's, or each of its steps' (see
+        transition_footprint)."""
+        if len(steps) == 1:
+            return self.footprint_context(tid, pc, steps[0], s, coverings[0])
+        return tuple([self.footprint_context(tid, pc, step, s, covering) for step, covering in zip(steps, coverings)])
+
     def _step_footprint(self, tid: int, cpu: int, op: str, a: tuple, index_of: list[int],
                         s: State) -> Footprint | None:
         fn = FOOTPRINTS.get(op)

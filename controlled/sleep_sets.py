@@ -90,11 +90,11 @@ class SleepSets:
         if tr[0] == "t":
             tid = tr[1]
             p = m.pos[tid]
-            step = p.step
-            if step is None:
+            steps = p.steps  # a joined acquire and the step after it count as one (controlled.lock_joins)
+            if not steps:
                 return ("gone", tid)
-            covering = m.covering(tid, step)  # the footprint's context, as the reducer computes it
-            context = m.footprints.footprint_context(tid, p.pc[0], step, m.state, covering)  # type: ignore
+            coverings = tuple([m.covering(tid, step) for step in steps])  # the context, as the reducer's
+            context = m.footprints.transition_context(tid, p.pc[0], steps, m.state, coverings)  # type: ignore
             return self._share[("t", tid, p.sid, context, index_of)]
         ipi = next((i for i in m.state.ipis[tr[1]] if i.initiator == tr[2]), None)
         if ipi is None:
@@ -118,12 +118,13 @@ class SleepSets:
             fp = fps.ipi_step(sig[1], sig[2], sig[3])
             return _DEPENDENT if fp is None else fp  # None: the reduction is off for this scenario
         tid = sig[1]
-        step = m.pos[tid].step
-        assert step is not None
-        fp = fps.step_footprint(tid, step, list(sig[4]), m.state, m.covering(tid, step))
+        steps = m.pos[tid].steps
+        assert steps
+        fp = fps.transition_footprint(tid, steps, list(sig[4]), m.state,
+                                      tuple([m.covering(tid, step) for step in steps]))
         if fp is None or ("preempt",) in fp:
             return _DEPENDENT
-        if step.op == "spin_lock" and m._ipi_blocked_while_spinning:  # noqa: SLF001 - the arch option
+        if steps[0].op == "spin_lock" and m._ipi_blocked_while_spinning:  # noqa: SLF001 - the arch option
             return _SpinLock(fp)
         return fp
 

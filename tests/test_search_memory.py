@@ -98,6 +98,6 @@ def test_the_estimate_covers_what_a_whole_search_holds() -> None:
     cfg = Config(ordering="delayed")
     explore(sc, cfg, "dfs", budget=10)  # imports and first allocations: not the search's
     result, peak = peak_of(lambda: explore(sc, cfg, "dfs", budget=1_000_000))
-    assert result.complete and result.states > 30_000
+    assert result.complete and result.states > 20_000  # 25,690 since lock acquires join (controlled.lock_joins)
     est = estimate(sc, cfg, "dfs", result.states, False)
     assert peak <= est.bytes <= 3 * peak, (peak, est)

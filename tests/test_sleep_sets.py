@@ -43,7 +43,11 @@ def test_sleep_sets_keep_every_end_state_and_verdict(name, over):
     # Each reaches a subset of the full search's end states (schedules: distinct end states): equal counts are
     # equal sets.
     assert (with_sleep.schedules, _verdicts(with_sleep)) == (without.schedules, _verdicts(without))
-    assert with_sleep.transitions <= without.transitions
+    if not without.found:
+        # Where runs stop at violations, which states a search stores depends on its order, with or without sleep
+        # sets (madv_dontneed with ack_before_invalidate: 2,911 states with them and 2,869 without before lock
+        # acquires joined, 2,770 and 2,714 after; transitions 4,975 against 4,993, then 4,758 against 4,757).
+        assert with_sleep.transitions <= without.transitions
     full = _search(name, over, reduce=False)
     if full.complete:
         assert _verdicts(full) == _verdicts(without)
