@@ -4,10 +4,10 @@ Two experiments, each run against the explorer's own search on the same ladder c
 
 ``--futures`` (the default): per-position futures, below.
 
-``--lipton``: a lock acquire (spin_lock, folio_lock, down_read, down_write) runs in one transition with the step
-after it, and a release (spin_unlock, folio_unlock, up_read, up_write) with the step before it (Lipton's
-reduction: an acquire is a right mover, a release a left mover). Patched into the machine without telling the
-reducer, whose footprints then miss the joined steps: the count is a rough indicator, not a bound. A sound
+``--lipton``: a release (spin_unlock, folio_unlock, up_read, up_write) runs in one transition with the step before
+it (Lipton's reduction: a release is a left mover), on top of the acquires the explorer already joins to the step
+after them (controlled.lock_joins). Patched into the machine without telling the reducer, whose footprints then
+miss the joined releases: the count is a rough indicator, not a bound. A sound
 version needs each transition's footprint to cover its joined steps (the release's depends on the result of the
 step it joins, so on the state), schedules written step by step, and the oracle's check at spin_unlock
 (rmap_pte_mismatch reads the table's PTEs and mapcounts) shown to commute with what may run in between.
@@ -155,23 +155,21 @@ _RELEASES = frozenset({"spin_unlock", "folio_unlock", "up_read", "up_write"})
 
 
 def patch_lipton() -> None:
-    """Join each acquire to the step after it, and each release to the step before it (see the docstring)."""
-    run_step = machine.Machine._run_step
+    """Join each release to the step before it (the acquires are joined already: controlled.lock_joins)."""
+    run_one_step = machine.Machine._run_one_step
 
-    def _run_step(self, tid, violations):  # type: ignore[no-untyped-def]
+    def _run_one_step(self, tid, violations):  # type: ignore[no-untyped-def]
         op = self.pos[tid].step.op
-        run_step(self, tid, violations)
+        run_one_step(self, tid, violations)
+        if op in _ACQUIRES:
+            return  # the machine runs the step joined to it next (Resolved.block)
         p = self.pos[tid]
-        if op in _ACQUIRES and p.step is not None and not violations and self._can_run(tid, p.step):
-            op = p.step.op
-            run_step(self, tid, violations)
-            p = self.pos[tid]
         while op not in _RELEASES and p.step is not None and p.step.op in _RELEASES and not violations:
             op = p.step.op
-            run_step(self, tid, violations)
+            run_one_step(self, tid, violations)
             p = self.pos[tid]
 
-    machine.Machine._run_step = _run_step
+    machine.Machine._run_one_step = _run_one_step
 
 
 def _kinds(result: ExploreResult) -> str:
@@ -192,7 +190,7 @@ def main() -> None:
     plain = [explore(sc, cfg, "dfs", budget=args.budget, stop_at_first=False, hash_compact=True) for sc in cells]
     if args.lipton:
         patch_lipton()
-        print(f"ladder, {args.ordering}, dfs, sleep sets, hash compaction; acquires and releases joined (Lipton)")
+        print(f"ladder, {args.ordering}, dfs, sleep sets, hash compaction; releases joined too (Lipton)")
         for text, sc, base in zip(args.cells, cells, plain):
             r = explore(sc, cfg, "dfs", budget=args.budget, stop_at_first=False, hash_compact=True)
             print(f"{text:<48} {base.states:>10,} {base.transitions:>12,} -> {r.states:>10,} {r.transitions:>12,} "
