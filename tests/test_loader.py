@@ -148,6 +148,9 @@ BAD = [
     ('name = 3\n' + GOOD_THREAD, "name", "expected a string"),
     ('description = "two\\nlines"\n' + GOOD_THREAD, "description", "one line"),
     ('[params]\nstores = -1\n' + GOOD_THREAD, "params.stores", ">= 0"),
+    # Declared and never used: the scenario ran with the value written elsewhere and --param stores=5 changed
+    # nothing (it used to load silently).
+    ('[params]\nstores = 3\n' + GOOD_THREAD, "params.stores", "no key uses it"),
     ('[params]\nstores = 1.5\n' + GOOD_THREAD, "params.stores", "integer"),
     ('[params]\nstores = true\n' + GOOD_THREAD, "params.stores", "integer"),
     ('[setup]\npages = 0\n' + GOOD_THREAD, "setup.pages", ">= 1"),
