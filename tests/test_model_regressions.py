@@ -170,3 +170,17 @@ def test_store_values_are_named_page_by_page_and_dead_ones_dropped():
     kept = _rename_values((file_page(0, 1003),), (0,), ((0, 1003),))
     assert kept[2][0][1] == kept[0][0][2]  # field 2: data
     assert _rename_values((file_page(0, 1003),), (0,), ((0, 1002),))[2][0][1] != kept[0][0][2]
+
+
+def test_mremap_before_4_9_flushes_a_moved_dirty_pte_only_after_dropping_the_ptls():
+    """Issue 17 (the scenario author): move_ptes flushed a dirty PTE under the PTL on every kernel, so --kernel
+    4.8 hid Aaron Lu's race (5d1904204c99, v4.9): writeback cleans the page at its new address and flushes only
+    that address while the old address's dirty TLB entry still stores into it. Before, 4.8 was clean."""
+    from kernel_model.kernels import kernel_config
+
+    sc = load_scenario("mremap_writeback")
+    old = explore(sc, Config(**kernel_config("4.8")))
+    assert old.found and "lost_dirty_data" in old.found[0].invariants
+    for kernel in ("4.9", "4.18", "6.2"):
+        r = explore(sc, Config(**kernel_config(kernel)))
+        assert r.complete and not r.found, kernel
