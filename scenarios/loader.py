@@ -377,6 +377,9 @@ class _OpBuilder(_Reader):
             return offset
         if anon:
             return VMA_ANON
+        if anon_setup and "anon" in value:  # anon = false asks for a file the setup does not have
+            raise self.err(f"{key}.anon", "anon = false asks for a file mapping, but setup.anon = true has no file "
+                                          "(expected anon = true, or no anon key)")
         if kind == "mmap":
             raise self.err(key, "mmap needs what to map: offset = N (a file range) or anon = true")
         return None

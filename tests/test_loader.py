@@ -149,6 +149,9 @@ BAD = [
     ('name = 3\n' + GOOD_THREAD, "name", "expected a string"),
     ('description = "two\\nlines"\n' + GOOD_THREAD, "description", "one line"),
     ('[params]\nstores = -1\n' + GOOD_THREAD, "params.stores", ">= 0"),
+    # An explicit anon = false in an anonymous setup used to map anonymous memory silently.
+    ('[setup]\nanon = true\n[[threads]]\nname = "m"\nprogram = [{ op = "mmap_fixed", pages = [0], anon = false }]\n',
+     "threads[0].program[0].anon", "has no file"),
     # Declared and never used: the scenario ran with the value written elsewhere and --param stores=5 changed
     # nothing (it used to load silently).
     ('[params]\nstores = 3\n' + GOOD_THREAD, "params.stores", "no key uses it"),
