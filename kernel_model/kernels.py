@@ -122,11 +122,17 @@ def kernel_for(version: str) -> frozenset[str]:
     return frozenset(f.name for f in REGISTRY if parse_version(f.release) <= v)
 
 
+# 72b252aed506 "mm: send one IPI per CPU to TLB flush all entries after unmapping pages" (Mel Gorman, v4.3): the
+# first release whose reclaim defers its TLB flushes (TTU_BATCH_FLUSH). Not a fix: the window 3ea277194daa closed
+# opened with it, so a kernel before 4.3 has neither (Config.batched_unmap_flush false).
+BATCHED_UNMAP_FLUSH_RELEASE: Final = "4.3"
+
+
 def kernel_config(version: str) -> dict[str, Any]:
     """The configuration overrides that make the model this kernel: each knob set as the kernel has it, and the
     switches it lacks in ``without``."""
     fixes = kernel_for(version)
-    out: dict[str, Any] = {}
+    out: dict[str, Any] = {"batched_unmap_flush": parse_version(version) >= parse_version(BATCHED_UNMAP_FLUSH_RELEASE)}
     for f in REGISTRY:
         if f.knob is not None:
             key, on, off = f.knob
