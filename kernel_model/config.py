@@ -39,6 +39,10 @@ class Config:
     # The fix switches of kernel_model.kernels this kernel lacks (an older kernel); () is the newest kernel. The
     # seed's fix and its follow-up are the ordering and delayed_batches keys, as before the registry.
     without: tuple[str, ...] = ()
+    # Reclaim defers its TLB flush (TTU_BATCH_FLUSH, set_tlb_ubc_flush_pending): since 72b252aed506 (v4.3). Not a
+    # fix but the feature that opened 3ea277194daa's window; False (kernel_config of a release before 4.3):
+    # try_to_unmap_one flushes at once (ptep_clear_flush), as every kernel did before.
+    batched_unmap_flush: bool = True
 
     def __post_init__(self) -> None:
         without = tuple(self.without) if isinstance(self.without, list) else self.without  # a list: from a log
@@ -51,6 +55,8 @@ class Config:
         _choice("delayed_batches", self.delayed_batches, DELAYED_BATCHES)
         if self.mutant is not None:
             _choice("mutant", self.mutant, MUTANTS)
+        if not isinstance(self.batched_unmap_flush, bool):
+            raise ConfigError(f"batched_unmap_flush: expected true or false, got {self.batched_unmap_flush!r}")
         for key, low in (("max_gather_batch", 1), ("max_gather_batch_count", 0), ("mmu_gather_bundle", 1)):
             value = getattr(self, key)
             if not isinstance(value, int) or isinstance(value, bool) or value < low:

@@ -46,6 +46,12 @@ REGISTRY: Final[tuple[Fix, ...]] = (
         "zap_pte_range's forced TLB flush ran after pte_unmap_unlock: page_mkclean could clean a dirty shared page "
         "while another CPU's TLB still held a writable entry for it",
         "flush_after_unlock", config=(("arch", "up"),)),
+    Fix("mremap_dirty_flush", "5d1904204c99", "mremap: fix race between mremap() and page cleanning", "2016-11",
+        "4.9",
+        "move_ptes moved a dirty PTE and dropped the PTLs before flushing the old address: folio_mkclean found the "
+        "page at its new address, cleaned it and flushed only that address, while another CPU still stored "
+        "through the old address's dirty TLB entry into a page writeback had already snapshotted",
+        "mremap_writeback"),
     Fix("tlb_flush_nested", "99baac21e458", "mm: fix MADV_[FREE|DONTNEED] TLB flush miss problem", "2017-08",
         "4.13",
         "two MADV_DONTNEEDs of one range under mmap_lock read: the one that finds the PTEs already cleared flushes "
@@ -116,11 +122,17 @@ def kernel_for(version: str) -> frozenset[str]:
     return frozenset(f.name for f in REGISTRY if parse_version(f.release) <= v)
 
 
+# 72b252aed506 "mm: send one IPI per CPU to TLB flush all entries after unmapping pages" (Mel Gorman, v4.3): the
+# first release whose reclaim defers its TLB flushes (TTU_BATCH_FLUSH). Not a fix: the window 3ea277194daa closed
+# opened with it, so a kernel before 4.3 has neither (Config.batched_unmap_flush false).
+BATCHED_UNMAP_FLUSH_RELEASE: Final = "4.3"
+
+
 def kernel_config(version: str) -> dict[str, Any]:
     """The configuration overrides that make the model this kernel: each knob set as the kernel has it, and the
     switches it lacks in ``without``."""
     fixes = kernel_for(version)
-    out: dict[str, Any] = {}
+    out: dict[str, Any] = {"batched_unmap_flush": parse_version(version) >= parse_version(BATCHED_UNMAP_FLUSH_RELEASE)}
     for f in REGISTRY:
         if f.knob is not None:
             key, on, off = f.knob

@@ -3,8 +3,9 @@ CVE-2018-18281), "mremap: properly flush TLB before releasing the page".
 
 mremap moves PTEs from one page-table location to another (move_ptes): it does not free the page through an
 mmu_gather, so "the lifetime of the page is controlled by the page table locking" (the commit). Before the fix,
-move_ptes flushed the old range under the PTLs only when it moved a dirty PTE (5d1904204c99, for
-page_mkclean); for clean ones it set need_flush and move_page_tables flushed after every lock was dropped. In
+move_ptes flushed the old range under the PTLs only when it moved a dirty PTE (5d1904204c99, v4.9, for
+page_mkclean: before it a dirty PTE waited for the late flush too, and writeback could clean the page at its new
+address while the old address's dirty TLB entry still wrote into it); for clean ones it set need_flush and move_page_tables flushed after every lock was dropped. In
 that window ftruncate can find the page at its new address through the rmap, zap it (flushing only the new
 address), drop it from the page cache and free it, while another CPU still reads it through the old address's
 translation. The fix flushes before dropping the PTLs for every present PTE moved.
@@ -44,8 +45,10 @@ def move_ptes(k: Kctx, old_start: int, old_end: int, new_start: int) -> Path:
             continue
         pte = Pte(*pte)
         moved = True
-        if k.cfg.fixed("mremap_flush_under_ptl") or pte.dirty:
-            # eb66ae030829: every present PTE (pte_present); before it, only a dirty one (5d1904204c99).
+        if k.cfg.fixed("mremap_flush_under_ptl") or (pte.dirty and k.cfg.fixed("mremap_dirty_flush")):
+            # eb66ae030829 (4.19): every present PTE (pte_present); before it, only a dirty one (5d1904204c99,
+            # 4.9, with its follow-up that tests the dirty bit of the value the clear returned, as here); before
+            # 4.9, none: every moved PTE waited for move_page_tables' flush after the PTLs were dropped.
             force_flush = True
         yield Step("move_ptes", "set_pte_at", (new_va, tuple(pte)))  # move_pte, move_soft_dirty_pte
     if force_flush:

@@ -51,8 +51,9 @@ def flush_tlb_batched_pending(k: Kctx, fn: str) -> Path:
 
 def should_defer_flush(k: Kctx) -> bool:
     """TTU_BATCH_FLUSH and arch_tlbbatch_should_defer: x86 defers when the mm may be live on another CPU. UP has
-    no other CPU; s390 has no ARCH_WANT_BATCHED_UNMAP_TLB_FLUSH (its IPTE flushes as it clears)."""
-    return k.cfg.arch == "smp"
+    no other CPU; s390 has no ARCH_WANT_BATCHED_UNMAP_TLB_FLUSH (its IPTE flushes as it clears). Before 4.3
+    (72b252aed506) reclaim never deferred (Config.batched_unmap_flush)."""
+    return k.cfg.arch == "smp" and k.cfg.batched_unmap_flush
 
 
 def set_tlb_ubc_flush_pending(k: Kctx, ubc: TlbflushUnmapBatch, dirty: bool) -> Path:

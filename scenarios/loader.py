@@ -9,7 +9,8 @@ The format (every key other than ``threads`` is optional)::
 
     name = "madv_dontneed"            # must equal the file stem for library files (default: the stem)
     description = "one line"          # a single line
-    [params]                          # integers >= 0, overridable from the command line (--param stores=3)
+    [params]                          # integers >= 0, overridable from the command line (--param stores=3);
+                                      # each must be used by some key (repeat = "stores"): an unused one is an error
     stores = 2
     [setup]
     pages = 1                         # int or a param name (string); >= 1
@@ -62,7 +63,8 @@ thread has finished (kernel_model.oracle)::
     [[expect]]
     kind = "file_holds_last_store"    # after a final sync, the file holds the last value `thread` stored
     thread = "writer"                 # a thread name (after count expansion)
-    page = 0                          # int or param name, < setup.pages: the page that thread stores to
+    page = 0                          # int or param name, < setup.pages: a page that thread's store or counter
+                                      # ops write (any other page could never fail the check: an error)
 
 A file scenario only (``anon = true`` has no file). Writers an expectation names are no longer interchangeable
 (controlled.symmetry is off for such scenarios).
@@ -245,6 +247,7 @@ class _Reader:
         self.doc = doc
         self.text = text
         self.params: dict[str, int] = {}
+        self.used_params: set[str] = set()  # the params some key read (integer): an unread one is an error
         self.bases: dict[str, list[str]] = {}  # thread name as written -> its count-expanded names (warm_tlb)
 
     def err(self, key: str, what: str) -> ScenarioError:
@@ -277,6 +280,7 @@ class _Reader:
                 known = ", ".join(sorted(self.params)) or "none declared"
                 raise self.err(key, f"expected an integer or a param name (params: {known}), got {value!r}")
             number = self.params[value]
+            self.used_params.add(value)
             via = f" (param {value} = {number})"
         elif isinstance(value, int) and not isinstance(value, bool):
             number, via = value, ""
@@ -373,6 +377,9 @@ class _OpBuilder(_Reader):
             return offset
         if anon:
             return VMA_ANON
+        if anon_setup and "anon" in value:  # anon = false asks for a file the setup does not have
+            raise self.err(f"{key}.anon", "anon = false asks for a file mapping, but setup.anon = true has no file "
+                                          "(expected anon = true, or no anon key)")
         if kind == "mmap":
             raise self.err(key, "mmap needs what to map: offset = N (a file range) or anon = true")
         return None
@@ -476,6 +483,7 @@ class _Builder(_OpBuilder):
         self.check_counters(threads, warm_tlb)
         setup = Setup(pages=pages, ptes_per_table=ptes_per_table, warm_tlb=warm_tlb, **flags)
         expect = self.build_expect(doc.get("expect", []), threads, pages, anon)
+        self.check_params_used()
         return Scenario(name=name, description=description, setup=setup, threads=threads, config=config,
                         params=dict(self.params), source=self.text, expect=expect)
 
@@ -500,8 +508,21 @@ class _Builder(_OpBuilder):
             if thread not in names:
                 raise self.err(f"{key}.thread", f"expected a thread name ({', '.join(names)}), got {thread!r}")
             page = self.integer(f"{key}.page", entry["page"], 0, pages - 1)
+            stored = sorted(_stored_pages(threads[names.index(thread)]))
+            if page not in stored:
+                raise self.err(f"{key}.page", f"thread {thread!r} never stores to page {page} (its store and "
+                                              f"counter ops cover {stored or 'no page'}), so the check could "
+                                              "never fail: expected a page it stores to")
             out.append(Expect(kind, thread, page))
         return tuple(out)
+
+    def check_params_used(self) -> None:
+        """A param no key refers to is a mistake (``passes = 3`` without ``repeat = "passes"``): the scenario
+        would run with the value written elsewhere, and ``--param passes=5`` would change nothing."""
+        for k in self.params:
+            if k not in self.used_params:
+                raise self.err(f"params.{k}", "declared but no key uses it: expected it named by a key that takes "
+                                              f"an integer (e.g. repeat = \"{k}\"), or removed")
 
     def build_params(self, value: Any, overrides: dict[str, int] | None) -> dict[str, int]:
         if not isinstance(value, dict):
@@ -623,6 +644,11 @@ class _Builder(_OpBuilder):
                 known = sorted(set(self.bases) | names)
                 raise self.err(key, f"unknown thread {n!r} (threads: {', '.join(known)})")
         return tuple(t.name for t in threads if t.name in wanted)
+
+
+def _stored_pages(thread: Thread) -> set[int]:
+    """The addresses a thread's store and counter operations write (what file_holds_last_store can judge)."""
+    return {p for op in flatten(thread.ops) if op.kind in ("store", "counter") for p in op.pages}
 
 
 def _flat_len(op: Op) -> int:

@@ -174,7 +174,9 @@ def _frames(*objs) -> bytes:
     return b"".join(frame(o) for o in objs)
 
 
-@pytest.mark.parametrize("content, needle", [
+# Named by what each must say: the headers carry make_header's creation time, so ids made from the bytes differ
+# between two xdist workers that collect a second apart ("Different tests were collected between gw0 and gw1").
+RESULTS_FILES = [
     (b"", "not a tlbrace results file"),
     (b"\xc1garbage", "not a tlbrace results file"),
     (_frames({"schema": "tlbrace-log", "version": 1}), "not a tlbrace results file"),
@@ -186,7 +188,11 @@ def _frames(*objs) -> bytes:
     (_frames(_results_header(seed=9)), "seed is 9 there, 0 here"),
     (_frames(_results_header(trials=50)), "trials is 50 there, 100 here"),
     (_frames(_results_header(scenario="munmap")), "scenario is 'munmap' there"),
-])
+]
+
+
+@pytest.mark.parametrize("content, needle", RESULTS_FILES, ids=[f"{i}-{needle}" for i, (_, needle) in
+                                                                enumerate(RESULTS_FILES)])
 def test_a_results_file_that_does_not_fit_is_refused_and_kept(capsys, tmp_path, content, needle):
     path = tmp_path / "results.msgpack"
     path.write_bytes(content)

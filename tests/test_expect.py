@@ -117,6 +117,8 @@ def test_the_wild_verdict_replays_with_the_expectation(tmp_path):
     ('kind = "file_holds_last_store"\nthread = "writer"\npage = 1', "expect[0].page", "<= 0"),
     ('kind = "file_holds_last_store"\nthread = "writer"', "expect[0].page", "missing"),
     ('kind = "file_holds_last_store"\nthread = "writer"\npage = 0\nvalue = 3', "expect[0].value", "unknown key"),
+    # A thread that never stores to the page: the check could never fail (it used to pass every run, vacuously).
+    ('kind = "file_holds_last_store"\nthread = "zapper"\npage = 0', "expect[0].page", "never stores to page 0"),
 ])
 def test_bad_expectations_name_file_key_and_what_was_expected(tmp_path, entry, key, needle):
     text = RACE.split("[[expect]]")[0] + "[[expect]]\n" + entry + "\n"

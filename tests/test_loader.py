@@ -16,7 +16,7 @@ from kernel_model.program import OP_KINDS, Op, Scenario, flatten
 from scenarios.loader import (LIBRARY_DIR, MAX_LOOP_DEPTH, ScenarioError, list_scenarios, load_scenario, parse_params)
 
 LIBRARY = ("anon_pages", "fault_vs_evict", "flush_after_unlock", "ladder", "madv_dontneed", "mkclean_first",
-           "mmap_fixed_remap", "mprotect_reclaim", "mremap_truncate", "munmap", "nadav_poc", "parallel_dontneed",
+           "mmap_fixed_remap", "mprotect_reclaim", "mremap_truncate", "mremap_writeback", "munmap", "nadav_poc", "parallel_dontneed",
            "scale_writers", "scale_zap", "writable_clean", "zap_many_pages")
 
 # Overrides that keep each library scenario meaningful (and small) but differ from its defaults.
@@ -30,6 +30,7 @@ OVERRIDES = {
     "mmap_fixed_remap": {"stores": 1, "passes": 2},
     "mprotect_reclaim": {"stores": 2},
     "mremap_truncate": {"loads": 1},
+    "mremap_writeback": {"passes": 2},
     "munmap": {"stores": 1, "passes": 2},
     "nadav_poc": {"pages": 3, "incs": 1, "loops": 2},
     "parallel_dontneed": {"pages": 3},
@@ -148,6 +149,12 @@ BAD = [
     ('name = 3\n' + GOOD_THREAD, "name", "expected a string"),
     ('description = "two\\nlines"\n' + GOOD_THREAD, "description", "one line"),
     ('[params]\nstores = -1\n' + GOOD_THREAD, "params.stores", ">= 0"),
+    # An explicit anon = false in an anonymous setup used to map anonymous memory silently.
+    ('[setup]\nanon = true\n[[threads]]\nname = "m"\nprogram = [{ op = "mmap_fixed", pages = [0], anon = false }]\n',
+     "threads[0].program[0].anon", "has no file"),
+    # Declared and never used: the scenario ran with the value written elsewhere and --param stores=5 changed
+    # nothing (it used to load silently).
+    ('[params]\nstores = 3\n' + GOOD_THREAD, "params.stores", "no key uses it"),
     ('[params]\nstores = 1.5\n' + GOOD_THREAD, "params.stores", "integer"),
     ('[params]\nstores = true\n' + GOOD_THREAD, "params.stores", "integer"),
     ('[setup]\npages = 0\n' + GOOD_THREAD, "setup.pages", ">= 1"),

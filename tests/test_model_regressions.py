@@ -170,3 +170,31 @@ def test_store_values_are_named_page_by_page_and_dead_ones_dropped():
     kept = _rename_values((file_page(0, 1003),), (0,), ((0, 1003),))
     assert kept[2][0][1] == kept[0][0][2]  # field 2: data
     assert _rename_values((file_page(0, 1003),), (0,), ((0, 1002),))[2][0][1] != kept[0][0][2]
+
+
+def test_mremap_before_4_9_flushes_a_moved_dirty_pte_only_after_dropping_the_ptls():
+    """Issue 17 (the scenario author): move_ptes flushed a dirty PTE under the PTL on every kernel, so --kernel
+    4.8 hid Aaron Lu's race (5d1904204c99, v4.9): writeback cleans the page at its new address and flushes only
+    that address while the old address's dirty TLB entry still stores into it. Before, 4.8 was clean."""
+    from kernel_model.kernels import kernel_config
+
+    sc = load_scenario("mremap_writeback")
+    old = explore(sc, Config(**kernel_config("4.8")))
+    assert old.found and "lost_dirty_data" in old.found[0].invariants
+    for kernel in ("4.9", "4.18", "6.2"):
+        r = explore(sc, Config(**kernel_config(kernel)))
+        assert r.complete and not r.found, kernel
+
+
+@pytest.mark.parametrize("kernel, invariants", [("3.14", set()), ("4.2", set()), ("4.3", {"stale_tlb_access"}),
+                                                ("4.13", set())])
+def test_reclaim_defers_its_flush_only_since_4_3(kernel, invariants):
+    """Issue 17 (the scenario author): reclaim deferred its TLB flush on every kernel, so --kernel 3.14 reported
+    mprotect_reclaim's stale_tlb_access; TTU_BATCH_FLUSH came with 72b252aed506 (v4.3), and before it
+    try_to_unmap_one flushed at once (ptep_clear_flush): no window for 3ea277194daa to close."""
+    from kernel_model.kernels import kernel_config
+
+    sc = load_scenario("mprotect_reclaim")
+    r = explore(sc, Config(**kernel_config(kernel)))
+    assert {v.invariant for f in r.found for v in f.violations} == invariants
+    assert r.found or r.complete
