@@ -56,7 +56,14 @@ class Campaign:
 
     @property
     def logs(self) -> list[str]:
-        return [str(r["log"]) for r in sorted(self.records, key=lambda r: r["trial"]) if isinstance(r.get("log"), str)]
+        return [self._beside(r["log"]) for r in sorted(self.records, key=lambda r: r["trial"])
+                if isinstance(r.get("log"), str)]
+
+    def _beside(self, recorded: str) -> str:
+        """A trial's log as it sits beside the results file: stress writes it there, but records the path as the
+        command named --out (relative to the cwd of that day, or the campaign's old place before a move)."""
+        here = os.path.join(self.dir, os.path.basename(recorded))
+        return here if os.path.isfile(here) else recorded
 
 
 def find_campaigns(root: str) -> tuple[list[Campaign], list[str]]:

@@ -138,14 +138,20 @@ def add_output_options(p: argparse.ArgumentParser, *, default_out: str = "tlbrac
     p.add_argument("--out", default=default_out, metavar="DIR", help="where files go")
 
 
+# --width: narrower cannot hold a CPU column's kernel names; wider is a typo (rich pads every line to the width, so
+# --width 2**63 ran out of memory, and a still larger one overflowed a C size).
+MIN_WIDTH: Final = 40
+MAX_WIDTH: Final = 10_000
+
+
 def add_view_options(p: argparse.ArgumentParser) -> None:
     """How a counterexample is printed: ``explore``, ``replay`` and ``analyze``."""
     p.add_argument("--format", choices=("table", "diagram"), default="table",
                    help="table: per-CPU tables (story, witness); diagram: the race as CPU columns in plain ASCII, "
                         "as kernel commit messages draw it, for a mail")
-    p.add_argument("--width", type=int, default=None, metavar="N",
-                   help="fit the output in N columns (default: the terminal's width; 80 when not a terminal, and "
-                        "for diagrams)")
+    p.add_argument("--width", type=int_in(MIN_WIDTH, MAX_WIDTH), default=None, metavar="N",
+                   help=f"fit the output in N columns, {MIN_WIDTH} to {MAX_WIDTH} (default: the terminal's width; 80 "
+                        "when not a terminal, and for diagrams)")
 
 
 def console_for(args: argparse.Namespace, *, stderr: bool = False) -> Any:
@@ -156,8 +162,8 @@ def console_for(args: argparse.Namespace, *, stderr: bool = False) -> Any:
     from cli.errors import UsageError
 
     width = getattr(args, "width", None)
-    if width is not None and width < 40:
-        raise UsageError(f"--width: expected at least 40 columns, got {width}")
+    if width is not None and not MIN_WIDTH <= width <= MAX_WIDTH:
+        raise UsageError(f"--width: expected {MIN_WIDTH} to {MAX_WIDTH} columns, got {width}")
     return Console(stderr=stderr, width=width)
 
 
