@@ -95,9 +95,9 @@ def _check_outputs(args: argparse.Namespace) -> None:
     from cli.errors import UsageError
     from cli.options import check_out_file
 
-    if args.timeline:
+    if args.timeline is not None:  # '' is refused, not taken for "no picture"
         check_out_file(args.timeline, "--timeline", TIMELINE_SUFFIXES)
-    if args.perfetto:
+    if args.perfetto is not None:
         check_out_file(args.perfetto, "--perfetto")
     if args.jobs is not None and not 1 <= args.jobs <= MAX_JOBS:
         raise UsageError(f"--jobs {args.jobs}: expected an integer in 1..{MAX_JOBS}")

@@ -21,11 +21,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from logs.results_file import ResultsError
     from cli.errors import UsageError
+    from cli.options import check_out_file
     from analysis.report import write_report
 
     if not os.path.isdir(args.dir):
         raise UsageError(f"{args.dir}: not a directory (expected a tlbrace stress --out or scale --out directory)")
-    out = args.output or os.path.join(args.dir, "report.html")
+    out = args.output if args.output is not None else os.path.join(args.dir, "report.html")
+    check_out_file(out, "-o")  # a directory, a device or a FIFO there is refused before any work
     try:
         made = write_report(args.dir, out)
     except ResultsError as exc:

@@ -104,7 +104,8 @@ def float_in(lo: float, hi: float, *, low_open: bool = False) -> Callable[[str],
 
 
 def check_out_dir(out: str, flag: str = "--out") -> None:
-    """An output directory named on the command line, checked before any work: not empty, not a file."""
+    """An output directory named on the command line, checked before any work: not empty, not a file, and not
+    under a file (else the search or campaign ran to its end and then could not write what it found)."""
     from cli.errors import UsageError
 
     if not out:
@@ -112,23 +113,44 @@ def check_out_dir(out: str, flag: str = "--out") -> None:
     if "\0" in out:
         raise UsageError(f"{flag} {out!r}: a path cannot contain a NUL byte")
     if os.path.exists(out) and not os.path.isdir(out):
-        raise UsageError(f"{flag} {out}: is a file, expected a directory")
+        raise UsageError(f"{flag} {out}: is {_kind_of(out)}, expected a directory")
+    existing = nearest_existing(out)
+    if not os.path.isdir(existing):
+        raise UsageError(f"{flag} {out}: {existing} is a file, expected a directory (or a path under one)")
 
 
 def check_out_file(path: str, flag: str, suffixes: tuple[str, ...] = ()) -> None:
     """An output file named on the command line, checked before any work: not a directory, in a directory that
-    exists, with one of ``suffixes`` if given."""
+    exists, with one of ``suffixes`` if given; if it exists, a regular file (a schedule is written aside and
+    renamed over its name, which would replace a device such as /dev/null; writing a FIFO waits for a reader)."""
     from cli.errors import UsageError
 
     if not path or "\0" in path:
         raise UsageError(f"{flag} {path!r}: expected a file path")
     if os.path.isdir(path):
         raise UsageError(f"{flag} {path}: is a directory, expected a file path")
+    if os.path.exists(path) and not os.path.isfile(path):
+        raise UsageError(f"{flag} {path}: is {_kind_of(path)}, expected a regular file path")
     parent = os.path.dirname(path) or "."
     if not os.path.isdir(parent):
-        raise UsageError(f"{flag} {path}: the directory {parent} does not exist")
+        what = "is not a directory" if os.path.exists(parent) else "does not exist"
+        raise UsageError(f"{flag} {path}: the directory {parent} {what}")
     if suffixes and not path.lower().endswith(suffixes):
         raise UsageError(f"{flag} {path}: expected a file name ending in {' or '.join(suffixes)}")
+
+
+def _kind_of(path: str) -> str:
+    from scenarios.input_files import file_kind
+
+    return "a file" if os.path.isfile(path) else file_kind(os.stat(path).st_mode)
+
+
+def nearest_existing(path: str) -> str:
+    """``path`` itself if it exists, else its closest ancestor that does."""
+    existing = os.path.abspath(path)
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    return existing
 
 
 def add_output_options(p: argparse.ArgumentParser, *, default_out: str = "tlbrace-out") -> None:

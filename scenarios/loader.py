@@ -167,7 +167,7 @@ def load_scenario(name_or_path: str, params: dict[str, int] | None = None) -> Sc
     except InputFileError as exc:
         raise ScenarioError(str(exc), file=label) from None
     try:
-        text = raw.decode("utf-8")
+        text = raw.decode("utf-8-sig")  # a byte-order mark (Notepad's UTF-8) is no TOML statement: drop it
     except UnicodeDecodeError as exc:
         raise ScenarioError(f"{label}: not UTF-8 text: {exc.reason} at byte {exc.start}", file=label) from None
     return _Builder(label, path.stem, library, _parse_toml(text, label), text).build(params)

@@ -72,3 +72,69 @@ def test_the_report_of_a_moved_campaign_finds_its_logs_beside_the_results(capsys
     assert rc == 0, err
     assert '"first_failure": "' + str(campaign / "madv_dontneed-r-trial00000.msgpack") in out
     assert "cannot read the log" not in (campaign / "report.html").read_text()
+
+
+@pytest.mark.parametrize("make", ["fifo", "directory"])
+@pytest.mark.parametrize("command", ["shrink", "report", "perfetto", "timeline", "png"])
+def test_an_output_file_that_is_a_fifo_or_a_directory_is_refused_before_any_work(capsys, tmp_path, counterexample,
+                                                                                   command, make):
+    """shrink wrote its schedule aside and renamed it over -o: `shrink X -o /dev/null` run as root replaced the
+    null device with a regular file, and -o FIFO replaced the FIFO. report -o DIR failed after the work (exit 3,
+    "Is a directory")."""
+    schedule, log = counterexample
+    target = tmp_path / "target.png"
+    if make == "fifo":
+        os.mkfifo(target)
+    else:
+        target.mkdir()
+    argv = {"shrink": ["shrink", str(schedule), "-o", str(target)],
+            "report": ["report", str(tmp_path), "-o", str(target)],
+            "perfetto": ["analyze", str(log), "--perfetto", str(target)],
+            "timeline": ["analyze", str(log), "--timeline", str(target)],
+            "png": ["history", "madv_dontneed", "--kernels", "6.1", "--png", str(target)]}[command]
+    # A reader held open, so that a regression that writes the FIFO fails this test instead of hanging it.
+    reader = os.open(target, os.O_RDONLY | os.O_NONBLOCK) if make == "fifo" else None
+    try:
+        rc, out, err = run_cli(capsys, *argv)
+    finally:
+        if reader is not None:
+            os.close(reader)
+    kind = "a FIFO" if make == "fifo" else "a directory"
+    assert rc == 2 and str(target) in err and f"is {kind}" in err and "Traceback" not in err, err
+    assert (target.is_fifo() if make == "fifo" else target.is_dir())  # still what it was
+    assert not out
+
+
+@pytest.mark.parametrize("argv", [["analyze", "LOG", "--perfetto", ""], ["analyze", "LOG", "--timeline", ""],
+                                  ["report", "DIR", "-o", ""], ["history", "madv_dontneed", "--png", ""]])
+def test_an_empty_output_path_is_refused_not_ignored(capsys, tmp_path, counterexample, argv):
+    """`--perfetto ''` wrote nothing and said nothing; `report -o ''` wrote DIR/report.html."""
+    _, log = counterexample
+    argv = [str(log) if a == "LOG" else str(tmp_path) if a == "DIR" else a for a in argv]
+    rc, _, err = run_cli(capsys, *argv)
+    assert rc == 2 and "'': expected a file path" in err
+    assert not (tmp_path / "report.html").exists()
+
+
+@pytest.mark.parametrize("command", ["explore", "history"])
+def test_an_out_dir_under_a_file_is_refused_before_the_search(capsys, tmp_path, command):
+    """explore --out FILE/sub searched to the end, then failed to write what it found (exit 3)."""
+    a_file = tmp_path / "a_file"
+    a_file.write_text("x")
+    argv = {"explore": ["explore", "madv_dontneed", "--ordering", "eager"],
+            "history": ["history", "madv_dontneed", "--kernels", "6.1"]}[command]
+    rc, out, err = run_cli(capsys, *argv, "--out", str(a_file / "sub"))
+    assert rc == 2 and f"{a_file} is a file" in err and "Traceback" not in err
+    assert "lost_dirty_data" not in out  # refused before the search ran
+
+
+def test_a_scenario_file_with_a_byte_order_mark_loads(capsys, tmp_path):
+    """Notepad's UTF-8 starts with a BOM: it was refused as "invalid TOML: Invalid statement (at line 1, column
+    1)", a message that points at nothing the user can see."""
+    from scenarios.loader import LIBRARY_DIR
+
+    with_bom = tmp_path / "bom.toml"
+    with_bom.write_bytes(b"\xef\xbb\xbf" + (LIBRARY_DIR / "madv_dontneed.toml").read_bytes())
+    rc, _, err = run_cli(capsys, "explore", str(with_bom), "--ordering", "eager", "--json", "--out",
+                         str(tmp_path / "out"))
+    assert rc == 1, err
