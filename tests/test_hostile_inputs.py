@@ -138,3 +138,23 @@ def test_a_scenario_file_with_a_byte_order_mark_loads(capsys, tmp_path):
     rc, _, err = run_cli(capsys, "explore", str(with_bom), "--ordering", "eager", "--json", "--out",
                          str(tmp_path / "out"))
     assert rc == 1, err
+
+
+def test_a_second_scale_run_in_the_same_out_is_refused(capsys, tmp_path, monkeypatch):
+    """Two scale runs in one --out both wrote results.csv and the plots: the later run's rows replaced the
+    earlier one's (its JSON still named the file). scale now holds the directory's lock, as stress does."""
+    import cli.cmd_scale
+    from actors.dir_lock import lock_directory
+
+    def no_ray(*_args: object) -> None:
+        raise AssertionError("Ray was started although another run holds --out")
+
+    monkeypatch.setattr(cli.cmd_scale, "open_ray", no_ray)
+    held = lock_directory(str(tmp_path))  # the other run
+    try:
+        rc, _, err = run_cli(capsys, "scale", "scale_writers", "--cpus", "3", "--trials", "1", "--ordering",
+                             "eager", "--out", str(tmp_path))
+    finally:
+        held.release()
+    assert rc == 2 and f"pid {os.getpid()}" in err and "another tlbrace campaign" in err, err
+    assert not (tmp_path / "results.csv").exists()
