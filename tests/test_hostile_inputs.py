@@ -158,3 +158,21 @@ def test_a_second_scale_run_in_the_same_out_is_refused(capsys, tmp_path, monkeyp
         held.release()
     assert rc == 2 and f"pid {os.getpid()}" in err and "another tlbrace campaign" in err, err
     assert not (tmp_path / "results.csv").exists()
+
+
+def test_one_unreadable_log_does_not_hide_the_others(capsys, tmp_path, counterexample):
+    """`analyze OUT/*.msgpack` with one empty log (a driver killed just after creating it) printed only the error
+    and nothing of the other logs. Now each unreadable log is named, the others are analysed, and the exit
+    status still says bad input was given."""
+    import json
+
+    _, log = counterexample
+    empty = tmp_path / "empty.msgpack"
+    empty.write_bytes(b"")
+    rc, out, err = run_cli(capsys, "analyze", str(empty), str(log), "--json", "--jobs", "1")
+    assert rc == 2 and str(empty) in err and "analysing the other logs" in err and "Traceback" not in err
+    analysed = json.loads(out)["logs"]
+    assert [a["path"] for a in analysed] == [str(log)]
+    assert analysed[0]["trials"][0]["verdict"] == "violation"
+    rc, out, err = run_cli(capsys, "analyze", str(empty), "--jobs", "1")
+    assert rc == 2 and not out  # nothing readable: the error alone
