@@ -176,3 +176,23 @@ def test_one_unreadable_log_does_not_hide_the_others(capsys, tmp_path, counterex
     assert analysed[0]["trials"][0]["verdict"] == "violation"
     rc, out, err = run_cli(capsys, "analyze", str(empty), "--jobs", "1")
     assert rc == 2 and not out  # nothing readable: the error alone
+
+
+@pytest.mark.parametrize("where", ["--gather", "[config]"])
+def test_a_gather_size_past_any_kernel_is_refused_not_an_internal_error(capsys, tmp_path, where):
+    """--gather max_gather_batch=10**20 (or the same in a scenario's [config]) was accepted, searched, and then
+    failed to be written as a msgpack integer: internal error (exit 4)."""
+    from scenarios.loader import LIBRARY_DIR
+
+    argv = ["explore", "madv_dontneed", "--ordering", "eager", "--out", str(tmp_path / "out")]
+    if where == "--gather":
+        argv += ["--gather", "max_gather_batch=100000000000000000000"]
+    else:
+        scenario = tmp_path / "big.toml"
+        text = (LIBRARY_DIR / "madv_dontneed.toml").read_text()
+        scenario.write_text(text + "\n[config]\nmax_gather_batch = 100000000000000000000\n"
+                            if "[config]" not in text else
+                            text.replace("[config]", "[config]\nmax_gather_batch = 100000000000000000000", 1))
+        argv[1] = str(scenario)
+    rc, _, err = run_cli(capsys, *argv)
+    assert rc == 2 and "max_gather_batch: expected an integer <= 1048576" in err and "Traceback" not in err, err
