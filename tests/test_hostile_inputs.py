@@ -196,3 +196,21 @@ def test_a_gather_size_past_any_kernel_is_refused_not_an_internal_error(capsys, 
         argv[1] = str(scenario)
     rc, _, err = run_cli(capsys, *argv)
     assert rc == 2 and "max_gather_batch: expected an integer <= 1048576" in err and "Traceback" not in err, err
+
+
+@pytest.mark.parametrize("how", ["toml", "--param"])
+def test_an_unused_param_too_large_for_a_file_is_refused(capsys, tmp_path, how):
+    """A [params] value that no field uses was bounded by nothing: 10**20 searched, then failed to be written
+    into the schedule's header as a msgpack integer (internal error, exit 4)."""
+    from scenarios.loader import LIBRARY_DIR
+
+    text = (LIBRARY_DIR / "madv_dontneed.toml").read_text()
+    assert "\n[params]\n" in text
+    value = "100000000000000000000" if how == "toml" else "1"
+    scenario = tmp_path / "unused.toml"
+    scenario.write_text(text.replace("\n[params]\n", f"\n[params]\nunused = {value}\n", 1))
+    extra = ["--param", "unused=100000000000000000000"] if how == "--param" else []
+    rc, _, err = run_cli(capsys, "explore", str(scenario), "--ordering", "eager", "--out", str(tmp_path / "out"),
+                         *extra)
+    assert rc == 2 and "params.unused: expected an integer <= 9223372036854775807" in err, err
+    assert "Traceback" not in err
