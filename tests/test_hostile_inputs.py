@@ -214,3 +214,12 @@ def test_an_unused_param_too_large_for_a_file_is_refused(capsys, tmp_path, how):
                          *extra)
     assert rc == 2 and "params.unused: expected an integer <= 9223372036854775807" in err, err
     assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("size, needle", [("inf", "expected a finite size"), ("1e400G", "expected a finite size"),
+                                          ("nanG", "expected a positive size"),
+                                          ("", "expected a size such as 512M")])
+def test_a_memory_limit_that_is_no_size_is_refused(capsys, tmp_path, size, needle):
+    """--memory-limit inf / 1e400G / nanG were internal errors (int() of inf or nan); '' was ignored."""
+    rc, _, err = run_cli(capsys, "explore", "madv_dontneed", "--memory-limit", size, "--out", str(tmp_path))
+    assert rc == 2 and f"--memory-limit {size!r}: {needle}" in err and "Traceback" not in err, err
