@@ -49,16 +49,13 @@ def test_replay_of_a_schedule_with_trial_is_an_error(capsys, counterexample):
     assert rc == 2 and "--trial 5" in err and "schedule file" in err and not out
 
 
-def test_the_report_of_a_moved_campaign_finds_its_logs_beside_the_results(capsys, tmp_path, counterexample):
-    """stress records each failing log's path as --out named it (relative to that day's cwd): after a move, or
-    from another cwd, the page said "cannot read the log" and lost the first failing trial's witness."""
+def _campaign(campaign: Path, log: Path, recorded_in: str) -> Path:
+    """A stress --out directory of one violating trial whose log sits in it, recorded as ``recorded_in``/name."""
     from kernel_model.config import Config
     from logs.results_file import ResultsWriter, make_header, trial_record
     from scenarios.loader import load_scenario
 
-    _, log = counterexample
-    campaign = tmp_path / "moved"
-    campaign.mkdir()
+    campaign.mkdir(parents=True)
     shutil.copy(log, campaign / "madv_dontneed-r-trial00000.msgpack")
     sc = load_scenario("madv_dontneed")
     header = make_header(run="r", scenario=sc.name, scenario_source=sc.source, params=sc.params,
@@ -66,8 +63,16 @@ def test_the_report_of_a_moved_campaign_finds_its_logs_beside_the_results(capsys
     writer = ResultsWriter(str(campaign / "results.msgpack"), header)
     writer.append(trial_record(trial=0, seed=1, status="violation", invariants=["lost_dirty_data"], detail="",
                                actor=None, steps=9, seconds=0.1, nodes=[],
-                               log=os.path.join("old-place", "madv_dontneed-r-trial00000.msgpack")))
+                               log=os.path.join(recorded_in, "madv_dontneed-r-trial00000.msgpack")))
     writer.close()
+    return campaign
+
+
+def test_the_report_of_a_moved_campaign_finds_its_logs_beside_the_results(capsys, tmp_path, counterexample):
+    """stress records each failing log's path as --out named it (relative to that day's cwd): after a move, or
+    from another cwd, the page said "cannot read the log" and lost the first failing trial's witness."""
+    _, log = counterexample
+    campaign = _campaign(tmp_path / "moved", log, recorded_in="old-place")
     rc, out, err = run_cli(capsys, "report", str(campaign), "--json")
     assert rc == 0, err
     assert '"first_failure": "' + str(campaign / "madv_dontneed-r-trial00000.msgpack") in out
@@ -223,3 +228,19 @@ def test_a_memory_limit_that_is_no_size_is_refused(capsys, tmp_path, size, needl
     """--memory-limit inf / 1e400G / nanG were internal errors (int() of inf or nan); '' was ignored."""
     rc, _, err = run_cli(capsys, "explore", "madv_dontneed", "--memory-limit", size, "--out", str(tmp_path))
     assert rc == 2 and f"--memory-limit {size!r}: {needle}" in err and "Traceback" not in err, err
+
+
+def test_one_damaged_campaign_does_not_hide_the_others_from_the_report(capsys, tmp_path, counterexample):
+    """`report ROOT` with one damaged results.msgpack among several campaigns wrote no page at all (exit 2). Now
+    the page holds the readable campaigns and names the damaged file; the exit status still says bad input."""
+    import json
+
+    _, log = counterexample
+    _campaign(tmp_path / "good", log, recorded_in=str(tmp_path / "good"))
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "results.msgpack").write_bytes(b"garbage")
+    rc, out, err = run_cli(capsys, "report", str(tmp_path), "--json")
+    assert rc == 2 and str(tmp_path / "bad" / "results.msgpack") in err and "Traceback" not in err
+    made = json.loads(out)
+    assert [c["dir"] for c in made["campaigns"]] == [str(tmp_path / "good")] and made["first_failure"]
+    assert "unreadable, left out" in (tmp_path / "report.html").read_text()
