@@ -244,3 +244,17 @@ def test_one_damaged_campaign_does_not_hide_the_others_from_the_report(capsys, t
     made = json.loads(out)
     assert [c["dir"] for c in made["campaigns"]] == [str(tmp_path / "good")] and made["first_failure"]
     assert "unreadable, left out" in (tmp_path / "report.html").read_text()
+
+
+@pytest.mark.parametrize("trial", ["-1", "100000000000000000000"])
+def test_run_refuses_a_trial_id_no_log_can_hold_before_ray_starts(capsys, monkeypatch, trial):
+    """run --trial 10**20 started Ray and ran the trial; a failing one could not be written to its log (a msgpack
+    integer): internal error. It is refused at the door now, as --trial -1 was."""
+    import cli.cmd_run
+
+    def no_ray(*_args: object) -> None:
+        raise AssertionError("Ray was started for a trial id that is refused")
+
+    monkeypatch.setattr(cli.cmd_run, "open_ray", no_ray)
+    rc, _, err = run_cli(capsys, "run", "anon_pages", "--trial", trial)
+    assert rc == 2 and "--trial" in err and "Traceback" not in err, err
