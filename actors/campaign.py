@@ -30,7 +30,7 @@ from actors.dir_lock import DirectoryBusy, DirLock, lock_directory
 from actors.fault_injection import Faults
 from actors.fuzzy_sync import RaceAligner, windows_of
 from actors.race_windows import trial_times
-from actors.sigint import sigint_deferred
+from actors.sigint import sigint_deferred, sigterm_as_interrupt
 from actors.stop_rule import StopRule
 from actors.trial import ActorSet, RunningTrial, TrialResult
 from kernel_model.config import Config
@@ -199,11 +199,12 @@ def run_campaign(scenario: Scenario, cfg: Config, opts: CampaignOptions,
                                  on_trial=on_trial, aligner=aligner)
     start = functools.partial(_start_trial, scenario=scenario, cfg=cfg, opts=opts, run=run, aligner=aligner)
     try:
-        if rule.reason(result, clock, opts.clock()) in (None, "trials"):
-            slots.prestart(first_wave)  # all sets' workers start in parallel
-        _run_trials(slots, ids, upcoming, lambda: rule.reason(result, clock, opts.clock()), start, finished,
-                    result)
-    except KeyboardInterrupt:
+        with sigterm_as_interrupt():
+            if rule.reason(result, clock, opts.clock()) in (None, "trials"):
+                slots.prestart(first_wave)  # all sets' workers start in parallel
+            _run_trials(slots, ids, upcoming, lambda: rule.reason(result, clock, opts.clock()), start, finished,
+                        result)
+    except KeyboardInterrupt:  # Ctrl-C, or SIGTERM
         result.interrupted = True  # the running trials are abandoned: not recorded, so a resume runs them
         result.stopped_by = "interrupt"
     finally:

@@ -2,7 +2,8 @@
 
 Python raises KeyboardInterrupt between any two bytecodes. Where two records must change together (a campaign's
 counters and its results file), the section runs with SIGINT noted instead of raised; the KeyboardInterrupt is
-raised when the section ends, so the caller's ordinary ``except KeyboardInterrupt`` still sees it.
+raised when the section ends, so the caller's ordinary ``except KeyboardInterrupt`` still sees it. A campaign also
+takes SIGTERM as a Ctrl-C (``sigterm_as_interrupt``), held back by the same sections.
 """
 
 from __future__ import annotations
@@ -25,10 +26,37 @@ def sigint_deferred() -> Iterator[None]:
         caught.append(signum)
 
     previous = signal.signal(signal.SIGINT, note)
+    # Inside sigterm_as_interrupt a SIGTERM is a Ctrl-C too, and is held back the same way (any other SIGTERM
+    # handler, Ray's native one included, is left alone).
+    term = signal.getsignal(signal.SIGTERM) is _term_interrupt
+    if term:
+        signal.signal(signal.SIGTERM, note)
     try:
         yield
     finally:
         # None: a handler installed outside Python; Python's own is the closest faithful restore.
         signal.signal(signal.SIGINT, previous if previous is not None else signal.default_int_handler)
+        if term:
+            signal.signal(signal.SIGTERM, _term_interrupt)
         if caught:
             raise KeyboardInterrupt
+
+
+@contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM (``kill PID``, ``timeout 8h tlbrace stress``) stops like a Ctrl-C for the duration: the running
+    trials are abandoned, the summary printed, the campaign resumable. Without it Ray's handler (installed by
+    ray.init) dumped a native stack trace ("*** SIGTERM received ... PC: @ ...") and exited 15 with no summary."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    previous = signal.signal(signal.SIGTERM, _term_interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
+
+
+def _term_interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt

@@ -56,16 +56,31 @@ class Campaign:
 
     @property
     def logs(self) -> list[str]:
-        return [str(r["log"]) for r in sorted(self.records, key=lambda r: r["trial"]) if isinstance(r.get("log"), str)]
+        return [self._beside(r["log"]) for r in sorted(self.records, key=lambda r: r["trial"])
+                if isinstance(r.get("log"), str)]
+
+    def _beside(self, recorded: str) -> str:
+        """A trial's log as it sits beside the results file: stress writes it there, but records the path as the
+        command named --out (relative to the cwd of that day, or the campaign's old place before a move)."""
+        here = os.path.join(self.dir, os.path.basename(recorded))
+        return here if os.path.isfile(here) else recorded
 
 
-def find_campaigns(root: str) -> tuple[list[Campaign], list[str]]:
-    """The campaigns (results files) and the scale runs (results.csv) under ``root``, in path order."""
+def find_campaigns(root: str, unreadable: list[str] | None = None) -> tuple[list[Campaign], list[str]]:
+    """The campaigns (results files) and the scale runs (results.csv) under ``root``, in path order. A results
+    file that cannot be read raises ResultsError, or, given ``unreadable``, is added to it and skipped (one
+    damaged campaign of many no longer hides the others)."""
     campaigns, scales = [], []
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames.sort()
         if RESULTS in filenames:
-            contents = read_results(os.path.join(dirpath, RESULTS))
+            try:
+                contents = read_results(os.path.join(dirpath, RESULTS))
+            except ResultsError as exc:
+                if unreadable is None:
+                    raise
+                unreadable.append(str(exc))
+                continue
             c = Campaign(dirpath, contents.header, contents.records)
             for r in c.records:
                 c.by_status[r["status"]] += 1
@@ -211,8 +226,12 @@ def _scale_html(d: str, rel: Any) -> str:
 
 def write_report(root: str, out: str) -> dict[str, Any]:
     """Write the page for the runs under ``root`` to ``out``; returns what it holds (for --json and tests).
-    ResultsError when a results file there cannot be read."""
-    campaigns, scales = find_campaigns(root)
+    ResultsError when no results file there can be read but one was found; a damaged one among others is named
+    on the page and in "unreadable"."""
+    unreadable: list[str] = []
+    campaigns, scales = find_campaigns(root, unreadable)
+    if unreadable and not campaigns and not scales:
+        raise ResultsError(unreadable[0])
     campaigns.sort(key=lambda c: (not c.violating, c.dir))  # the campaigns that found something first
     base = os.path.dirname(os.path.abspath(out))
 
@@ -221,6 +240,7 @@ def write_report(root: str, out: str) -> dict[str, Any]:
 
     body = [f"<h1>tlbrace campaign report</h1><p class=dim>{_esc(os.path.abspath(root))}: {len(campaigns)} "
             f"campaign(s), {len(scales)} scale run(s)</p>"]
+    body += [f"<p class=bad>unreadable, left out: {_esc(text)}</p>" for text in unreadable]
     if campaigns:
         body.append(_table([(_title(c), c.trials, len(c.violating), _rate(c)) for c in campaigns],
                            ("campaign", "trials", "violating", "hit rate (Wilson 95%)")))
@@ -250,7 +270,8 @@ def write_report(root: str, out: str) -> dict[str, Any]:
     os.makedirs(base, exist_ok=True)
     with open(out, "w", encoding="utf-8") as f:
         f.write(page)
-    return {"report": out, "campaigns": shown, "scale_runs": scales, "first_failure": first_failure}
+    return {"report": out, "campaigns": shown, "scale_runs": scales, "first_failure": first_failure,
+            "unreadable": unreadable}
 
 
 __all__ = ["ResultsError", "find_campaigns", "write_report"]

@@ -72,6 +72,7 @@ def run(args: argparse.Namespace) -> int:
     except UsageError as exc:
         print(f"tlbrace: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    args.unreadable = 0
     analyses = _analyze_logs(args, only, err)
     if analyses is None:
         return EXIT_BAD_INPUT
@@ -86,6 +87,8 @@ def run(args: argparse.Namespace) -> int:
     if args.perfetto:
         _perfetto(args.perfetto, analyses, witnesses, only, err)
     _output(args, analyses, reports, witnesses, coverage)
+    if args.unreadable:
+        return EXIT_BAD_INPUT
     bad = any(r.violating or r.divergence or r.disagreement for r in reports)
     return EXIT_VIOLATION if bad else EXIT_OK
 
@@ -95,9 +98,9 @@ def _check_outputs(args: argparse.Namespace) -> None:
     from cli.errors import UsageError
     from cli.options import check_out_file
 
-    if args.timeline:
+    if args.timeline is not None:  # '' is refused, not taken for "no picture"
         check_out_file(args.timeline, "--timeline", TIMELINE_SUFFIXES)
-    if args.perfetto:
+    if args.perfetto is not None:
         check_out_file(args.perfetto, "--perfetto")
     if args.jobs is not None and not 1 <= args.jobs <= MAX_JOBS:
         raise UsageError(f"--jobs {args.jobs}: expected an integer in 1..{MAX_JOBS}")
@@ -116,7 +119,8 @@ def _output(args: argparse.Namespace, analyses: list[LogAnalysis], reports: list
 
 
 def _analyze_logs(args: argparse.Namespace, only: set[int] | None, err: Console) -> list[LogAnalysis] | None:
-    """Every log judged, a warning for each damaged one; None (after the error message) for bad input."""
+    """Every readable log judged, a warning for each damaged one and an error for each unreadable one; None (after
+    the error messages) when no log could be read."""
     analyses: list[LogAnalysis] = []
     logs = [path for path in args.logs if not _is_results_file(path)]
     for path in args.logs:
@@ -132,13 +136,17 @@ def _analyze_logs(args: argparse.Namespace, only: set[int] | None, err: Console)
             analysis = analyze_log(path, only_trials=only, keep_events=only is not None,
                                    observe=cov.observe if args.coverage else None, jobs=args.jobs)
         except (LogError, AnalysisError) as exc:
-            print(f"tlbrace: error: {exc}", file=sys.stderr)
-            return None
+            # One unreadable log of a glob (an empty file a killed driver left) no longer hides the others: each
+            # is named, the rest analysed, and the exit status is still 2 (args.unreadable).
+            print(f"tlbrace: error: {exc}" + ("; analysing the other logs" if len(logs) > 1 else ""),
+                  file=sys.stderr)
+            args.unreadable += 1
+            continue
         if analysis.damage:
             err.print(f"[yellow]tlbrace: warning: {path}: {analysis.damage}; analysed the records before it[/]",
                       highlight=False)
         analyses.append(analysis)
-    return analyses
+    return analyses or None
 
 
 # --- which trials get a witness -------------------------------------------------------------------------------------

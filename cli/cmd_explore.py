@@ -155,7 +155,7 @@ def check_memory(scenario: Scenario, cfg: Config, args: argparse.Namespace) -> N
 
     if args.strategy not in ("bfs", "dfs"):
         return
-    limit = parse_size(args.memory_limit) if args.memory_limit else search_memory.available_bytes()
+    limit = parse_size(args.memory_limit) if args.memory_limit is not None else search_memory.available_bytes()
     budget = args.budget or DEFAULT_BUDGET[args.strategy]
     est = search_memory.estimate(scenario, cfg, args.strategy, budget, args.hash_compact or args.workers > 1)
     fits = search_memory.budget_that_fits(est, limit)
@@ -184,8 +184,10 @@ def parse_size(text: str) -> int:
         value = float(number) * units[unit]
     except ValueError:
         raise UsageError(f"--memory-limit {text!r}: expected a size such as 512M, 4G or 1000000") from None
-    if value <= 0:
+    if not value > 0:  # nan too
         raise UsageError(f"--memory-limit {text!r}: expected a positive size")
+    if value == float("inf"):  # inf, 1e400G: int() of it was an internal error
+        raise UsageError(f"--memory-limit {text!r}: expected a finite size")
     return int(value)
 
 

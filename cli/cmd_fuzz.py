@@ -21,7 +21,8 @@ import time
 from collections import Counter
 from typing import Any
 
-from cli.options import add_output_options, add_scenario_options, check_out_dir, config_from_args
+from cli.options import (add_output_options, add_scenario_options, check_out_dir, config_from_args,
+                         nearest_existing)
 from fuzz.run import SAMPLING, STRATEGIES
 
 # The most scenarios one campaign generates: the report keeps a line per scenario (a few hundred bytes) and the
@@ -129,12 +130,8 @@ def _check_out(out: str) -> None:
     we may write is refused now, not after the campaign (which would lose what it found)."""
     from cli.errors import UsageError
 
-    check_out_dir(out)
-    existing = os.path.abspath(out)
-    while not os.path.exists(existing):
-        existing = os.path.dirname(existing)
-    if not os.path.isdir(existing):
-        raise UsageError(f"--out {out}: {existing} is a file, expected a directory (or a path under one)")
+    check_out_dir(out)  # not a file, nor under one
+    existing = nearest_existing(out)
     if not os.access(existing, os.W_OK | os.X_OK):
         raise UsageError(f"--out {out}: {existing} is not writable, expected a directory this user may write")
 

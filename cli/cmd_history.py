@@ -85,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
     if args.budget < 1:
         raise UsageError(f"--budget: expected a positive integer, got {args.budget}")
     kernels = parse_kernels(args.kernels)
-    png = None if args.no_png else (args.png or os.path.join(args.out, "history.png"))
+    png = None if args.no_png else (args.png if args.png is not None else os.path.join(args.out, "history.png"))
     if png is not None:
         if args.png is None:
             check_out_dir(args.out)

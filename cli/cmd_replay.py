@@ -64,6 +64,9 @@ def _replay_schedule(args: argparse.Namespace, console: Any) -> list[dict]:
         sf = read_schedule(args.file)
     except ScheduleError as exc:
         raise UsageError(str(exc)) from None
+    if args.trial is not None:  # a schedule is one run: ignoring --trial would replay something not asked for
+        raise UsageError(f"--trial {args.trial}: {args.file} is a schedule file (one run); --trial picks a trial of "
+                         "a log")
     rr = run_schedule(sf.scenario, sf.config, sf.schedule, complete=False)
     _show(args, console, sf.scenario, sf.config, rr, args.file)
     return [_report(None, sf.invariants, rr)]
@@ -84,7 +87,9 @@ def _replay_log(args: argparse.Namespace, console: Any) -> list[dict]:
     if contents.damage:
         console.print(f"[yellow]warning: {args.file}: {contents.damage}; replaying up to there[/]")
     results = []
-    for trial, events, end in iter_trials(contents):
+    trials = list(iter_trials(contents))
+    _check_trial_asked(args, [trial for trial, _, _ in trials])
+    for trial, events, end in trials:
         if args.trial is not None and trial != args.trial:
             continue
         violations = (end or {}).get("violations", [])
@@ -104,6 +109,17 @@ def _replay_log(args: argparse.Namespace, console: Any) -> list[dict]:
         results.append(_report(trial, logged, rr))
         _show(args, console, scenario, cfg, rr, f"{args.file} trial {trial}")
     return results
+
+
+def _check_trial_asked(args: argparse.Namespace, ids: list[int]) -> None:
+    """--trial names a trial the log holds (else it would replay nothing and say there was nothing to replay)."""
+    from cli.errors import UsageError
+
+    if args.trial is None or args.trial in ids:
+        return
+    some = ", ".join(map(str, ids[:10])) + (f" and {len(ids) - 10} more" if len(ids) > 10 else "")
+    raise UsageError(f"--trial {args.trial}: {args.file} holds no trial {args.trial} (its trials: "
+                     f"{some or 'none'})")
 
 
 def _report(trial: int | None, expected: list[str], rr) -> dict:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -20,12 +21,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from logs.results_file import ResultsError
-    from cli.errors import UsageError
+    from cli.errors import EXIT_BAD_INPUT, EXIT_OK, UsageError
+    from cli.options import check_out_file
     from analysis.report import write_report
 
     if not os.path.isdir(args.dir):
         raise UsageError(f"{args.dir}: not a directory (expected a tlbrace stress --out or scale --out directory)")
-    out = args.output or os.path.join(args.dir, "report.html")
+    out = args.output if args.output is not None else os.path.join(args.dir, "report.html")
+    check_out_file(out, "-o")  # a directory, a device or a FIFO there is refused before any work
     try:
         made = write_report(args.dir, out)
     except ResultsError as exc:
@@ -33,10 +36,12 @@ def run(args: argparse.Namespace) -> int:
     if not made["campaigns"] and not made["scale_runs"]:
         raise UsageError(f"{args.dir}: no results.msgpack (tlbrace stress --out) or results.csv (tlbrace scale) "
                          "under it")
+    for text in made["unreadable"]:
+        print(f"tlbrace: error: {text} (left out of the report; the other runs are in it)", file=sys.stderr)
     if args.json:
         print(json.dumps(made))
     else:
         print(f"report: {os.path.abspath(out)}")
         if made["first_failure"]:
             print(f"first failing trial: {made['first_failure']}")
-    return 0
+    return EXIT_BAD_INPUT if made["unreadable"] else EXIT_OK

@@ -11,23 +11,21 @@ import argparse
 import json
 
 from cli.cmd_stress import add_wild_options, check_size, check_wild_args, open_ray
-from cli.options import load
+from cli.options import SEED_MAX, int_in, load
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("run", help="one wild trial on Ray actors; its per-CPU story if it fails",
                        description=__doc__)
     add_wild_options(p)
-    p.add_argument("--trial", type=int, default=0, metavar="ID", help="the trial id (seeds its jitter; default 0)")
+    # A trial id is written into the log as a msgpack integer: 10**20 ran the trial, then could not write it.
+    p.add_argument("--trial", type=int_in(0, SEED_MAX), default=0, metavar="ID",
+                   help="the trial id (seeds its jitter; default 0)")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     check_wild_args(args)
-    if args.trial < 0:
-        from cli.errors import UsageError
-
-        raise UsageError(f"--trial: expected an integer >= 0, got {args.trial}")
     scenario, cfg = load(args)
     check_size(scenario, cfg, 1)
     from rich.console import Console

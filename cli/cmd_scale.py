@@ -133,13 +133,33 @@ def run(args: argparse.Namespace) -> int:
     scenario, cells, make = plan(args)
     for cell in cells:
         make(cell)  # every cell's scenario loads before Ray starts
+    os.makedirs(args.out, exist_ok=True)
+    lock = _lock_out(args.out)
+    try:
+        return _run_locked(args, scenario, cells, make)
+    finally:
+        lock.release()
+
+
+def _lock_out(out: str) -> Any:
+    """The --out directory's lock (actors/dir_lock.py), as stress takes it: two scale runs in one --out each wrote
+    results.csv and the plots, and the later one's replaced the earlier one's rows."""
+    from actors.dir_lock import DirectoryBusy, lock_directory
+    from cli.errors import UsageError
+
+    try:
+        return lock_directory(out)
+    except DirectoryBusy as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _run_locked(args: argparse.Namespace, scenario: Any, cells: list[Any], make: Any) -> int:
     from actors import ray_session
     from actors.campaign import CampaignOptions
     from actors.scale import write_csv
     from cli.errors import EXIT_OK, EXIT_VIOLATION
     from analysis.scale_plots import plot_all
 
-    os.makedirs(args.out, exist_ok=True)
     opts = CampaignOptions(trials=args.trials, parallel=args.parallel, jitter_us=args.jitter, seed=args.seed,
                            out=os.path.join(args.out, "logs"), keep_passing=args.keep_passing,
                            hang_timeout=args.hang_timeout)

@@ -146,15 +146,27 @@ def open_ray(args: argparse.Namespace, parallel: int) -> Any:
             raise UsageError(str(exc)) from None
     if not getattr(args, "verbose", False):
         _quiet_ray()
+    from actors.sigint import sigint_deferred
     from cli.errors import EnvironmentFailure
 
+    session = None
     try:
-        return ray_session.open_session(args.address, num_cpus=max(2, parallel),
-                                        quiet=not getattr(args, "verbose", False))
+        # A Ctrl-C inside ray.init (in CoreWorker's constructor) left a half-built core worker that crashed the
+        # interpreter at exit (SIGSEGV, exit 139, after "tlbrace: interrupted"): it is held back until Ray is up,
+        # then the session is closed and the interrupt goes on (exit 130).
+        with sigint_deferred():
+            session = ray_session.open_session(args.address, num_cpus=max(2, parallel),
+                                               quiet=not getattr(args, "verbose", False))
+        return session
     except ray_session.RayUnavailable as exc:
         raise UsageError(str(exc)) from None
     except ray_session.RayStartFailed as exc:
         raise EnvironmentFailure(str(exc)) from None
+    except KeyboardInterrupt:
+        if session is not None:
+            with sigint_deferred():
+                ray_session.close_session(session)
+        raise
 
 
 def _quiet_ray() -> None:

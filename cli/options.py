@@ -104,7 +104,8 @@ def float_in(lo: float, hi: float, *, low_open: bool = False) -> Callable[[str],
 
 
 def check_out_dir(out: str, flag: str = "--out") -> None:
-    """An output directory named on the command line, checked before any work: not empty, not a file."""
+    """An output directory named on the command line, checked before any work: not empty, not a file, and not
+    under a file (else the search or campaign ran to its end and then could not write what it found)."""
     from cli.errors import UsageError
 
     if not out:
@@ -112,23 +113,44 @@ def check_out_dir(out: str, flag: str = "--out") -> None:
     if "\0" in out:
         raise UsageError(f"{flag} {out!r}: a path cannot contain a NUL byte")
     if os.path.exists(out) and not os.path.isdir(out):
-        raise UsageError(f"{flag} {out}: is a file, expected a directory")
+        raise UsageError(f"{flag} {out}: is {_kind_of(out)}, expected a directory")
+    existing = nearest_existing(out)
+    if not os.path.isdir(existing):
+        raise UsageError(f"{flag} {out}: {existing} is a file, expected a directory (or a path under one)")
 
 
 def check_out_file(path: str, flag: str, suffixes: tuple[str, ...] = ()) -> None:
     """An output file named on the command line, checked before any work: not a directory, in a directory that
-    exists, with one of ``suffixes`` if given."""
+    exists, with one of ``suffixes`` if given; if it exists, a regular file (a schedule is written aside and
+    renamed over its name, which would replace a device such as /dev/null; writing a FIFO waits for a reader)."""
     from cli.errors import UsageError
 
     if not path or "\0" in path:
         raise UsageError(f"{flag} {path!r}: expected a file path")
     if os.path.isdir(path):
         raise UsageError(f"{flag} {path}: is a directory, expected a file path")
+    if os.path.exists(path) and not os.path.isfile(path):
+        raise UsageError(f"{flag} {path}: is {_kind_of(path)}, expected a regular file path")
     parent = os.path.dirname(path) or "."
     if not os.path.isdir(parent):
-        raise UsageError(f"{flag} {path}: the directory {parent} does not exist")
+        what = "is not a directory" if os.path.exists(parent) else "does not exist"
+        raise UsageError(f"{flag} {path}: the directory {parent} {what}")
     if suffixes and not path.lower().endswith(suffixes):
         raise UsageError(f"{flag} {path}: expected a file name ending in {' or '.join(suffixes)}")
+
+
+def _kind_of(path: str) -> str:
+    from scenarios.input_files import file_kind
+
+    return "a file" if os.path.isfile(path) else file_kind(os.stat(path).st_mode)
+
+
+def nearest_existing(path: str) -> str:
+    """``path`` itself if it exists, else its closest ancestor that does."""
+    existing = os.path.abspath(path)
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    return existing
 
 
 def add_output_options(p: argparse.ArgumentParser, *, default_out: str = "tlbrace-out") -> None:
@@ -138,14 +160,20 @@ def add_output_options(p: argparse.ArgumentParser, *, default_out: str = "tlbrac
     p.add_argument("--out", default=default_out, metavar="DIR", help="where files go")
 
 
+# --width: narrower cannot hold a CPU column's kernel names; wider is a typo (rich pads every line to the width, so
+# --width 2**63 ran out of memory, and a still larger one overflowed a C size).
+MIN_WIDTH: Final = 40
+MAX_WIDTH: Final = 10_000
+
+
 def add_view_options(p: argparse.ArgumentParser) -> None:
     """How a counterexample is printed: ``explore``, ``replay`` and ``analyze``."""
     p.add_argument("--format", choices=("table", "diagram"), default="table",
                    help="table: per-CPU tables (story, witness); diagram: the race as CPU columns in plain ASCII, "
                         "as kernel commit messages draw it, for a mail")
-    p.add_argument("--width", type=int, default=None, metavar="N",
-                   help="fit the output in N columns (default: the terminal's width; 80 when not a terminal, and "
-                        "for diagrams)")
+    p.add_argument("--width", type=int_in(MIN_WIDTH, MAX_WIDTH), default=None, metavar="N",
+                   help=f"fit the output in N columns, {MIN_WIDTH} to {MAX_WIDTH} (default: the terminal's width; 80 "
+                        "when not a terminal, and for diagrams)")
 
 
 def console_for(args: argparse.Namespace, *, stderr: bool = False) -> Any:
@@ -156,8 +184,8 @@ def console_for(args: argparse.Namespace, *, stderr: bool = False) -> Any:
     from cli.errors import UsageError
 
     width = getattr(args, "width", None)
-    if width is not None and width < 40:
-        raise UsageError(f"--width: expected at least 40 columns, got {width}")
+    if width is not None and not MIN_WIDTH <= width <= MAX_WIDTH:
+        raise UsageError(f"--width: expected {MIN_WIDTH} to {MAX_WIDTH} columns, got {width}")
     return Console(stderr=stderr, width=width)
 
 

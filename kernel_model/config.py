@@ -20,6 +20,9 @@ DELAYED_BATCHES: Final = ("active", "local+active")
 # Deliberately wrong kernels, declared once in kernel_model/mutants.py (what each does wrong, the invariant it
 # breaks, the scenario that shows it). MUTANT_BREAKS is used by tests and docs, never by the oracle.
 MUTANTS: Final = tuple(m.name for m in REGISTRY)
+# A gather size past this is no kernel's (510 and 19 are; a scenario has at most 65536 pages) and would not fit
+# the 64-bit msgpack integers schedules, logs and results files hold (a 10**20 was an internal error on writing).
+MAX_GATHER_SIZE: Final = 1 << 20
 MUTANT_BREAKS: Final = {m.name: m.breaks for m in REGISTRY}
 
 
@@ -61,6 +64,8 @@ class Config:
             value = getattr(self, key)
             if not isinstance(value, int) or isinstance(value, bool) or value < low:
                 raise ConfigError(f"{key}: expected an integer >= {low}, got {value!r}")
+            if value > MAX_GATHER_SIZE:
+                raise ConfigError(f"{key}: expected an integer <= {MAX_GATHER_SIZE}, got {value!r}")
 
     @property
     def smp(self) -> bool:

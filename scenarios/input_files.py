@@ -30,7 +30,7 @@ def open_input(path: str, what: str, limit: int) -> int:
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
-            raise InputFileError(f"{path}: the {what} is {_kind(st.st_mode)}; expected a regular file")
+            raise InputFileError(f"{path}: the {what} is {file_kind(st.st_mode)}; expected a regular file")
         if st.st_size > limit:
             raise InputFileError(f"{path}: the {what} is {st.st_size} bytes; at most {limit} are read")
         os.set_blocking(fd, True)
@@ -61,7 +61,8 @@ def check_input(path: str | os.PathLike[str], what: str, limit: int) -> None:
     os.close(open_input(os.fspath(path), what, limit))
 
 
-def _kind(mode: int) -> str:
+def file_kind(mode: int) -> str:
+    """'a directory', 'a FIFO', 'a device', ... for a message (the kind a path's mode says)."""
     for test, name in ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a device"),
                        (stat.S_ISBLK, "a device"), (stat.S_ISSOCK, "a socket")):
         if test(mode):

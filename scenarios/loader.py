@@ -99,6 +99,9 @@ MAX_OPS_PER_THREAD: Final = 1_000_000  # after loops and repeats are unrolled (p
 # about 240 bytes and 20 us (one thread of 1,000,000 stores: 241 MB and 21 s before the first state). Without
 # it, 1,022 writers of 1,000,000 stores each passed every other bound and ran out of memory without a word.
 MAX_OPS_TOTAL: Final = 1_000_000
+# A param the scenario never uses is bounded by nothing else, yet it is written into every log, schedule and
+# results header as a 64-bit msgpack integer (a larger one was an internal error after the search).
+MAX_PARAM: Final = (1 << 63) - 1
 # Pages times threads (each thread a CPU): every CPU's TLB and its flush IPI's footprint (controlled.reduction)
 # span every page, about 200 MB a thread at 65,536 pages. Measured: 65,536 pages with 4 threads 834 MB; with 16
 # threads past 8 GB, and 1,000 threads of one msync each (every other bound held) ate the machine's memory.
@@ -169,7 +172,7 @@ def load_scenario(name_or_path: str, params: dict[str, int] | None = None) -> Sc
     except InputFileError as exc:
         raise ScenarioError(str(exc), file=label) from None
     try:
-        text = raw.decode("utf-8")
+        text = raw.decode("utf-8-sig")  # a byte-order mark (Notepad's UTF-8) is no TOML statement: drop it
     except UnicodeDecodeError as exc:
         raise ScenarioError(f"{label}: not UTF-8 text: {exc.reason} at byte {exc.start}", file=label) from None
     return _Builder(label, path.stem, library, _parse_toml(text, label), text).build(params)
@@ -534,6 +537,8 @@ class _Builder(_OpBuilder):
                 raise self.err(key, "expected a param name of letters, digits and '_' (not starting with a digit)")
             if not isinstance(v, int) or isinstance(v, bool) or v < 0:
                 raise self.err(key, f"expected an integer >= 0, got {_show(v)}")
+            if v > MAX_PARAM:
+                raise self.err(key, f"expected an integer <= {MAX_PARAM}, got {v}")
             params[k] = v
         for k, v in (overrides or {}).items():
             key = f"params.{k}"
@@ -542,6 +547,8 @@ class _Builder(_OpBuilder):
                 raise self.err(key, f"unknown param {k!r} (this scenario's params: {known})")
             if not isinstance(v, int) or isinstance(v, bool) or v < 0:
                 raise self.err(key, f"expected an integer >= 0 from the override, got {_show(v)}")
+            if v > MAX_PARAM:
+                raise self.err(key, f"expected an integer <= {MAX_PARAM} from the override, got {v}")
             params[k] = v
         return params
 
