@@ -16,6 +16,7 @@ from typing import Any
 
 from controlled.canonical import Canonicaliser
 from controlled.lock_joins import joinable_acquires
+from controlled.position_futures import PositionFutures
 from controlled.positions import (IpiStep, Positions, Resolved, ThreadStep, Transition, apply_ipi_step, apply_step,
                                     ipi_transitions, take_ipi)
 from controlled.reducer import Reducer
@@ -57,7 +58,12 @@ class Machine:
         self.ipi_handler = ipi_transitions(tlbops.flush_ipi_handler(cfg))
         self.footprints = (Footprints(self.programs, self.cpu_of, self.ncpus, setup.pages, setup.ptes_per_table,
                                       cfg.arch == "s390", cfg.arch == "up", setup.anon) if reduce else None)
-        self.reducer = (Reducer(self.footprints, self.cpu_of, self.ncpus, self.oracle, self.ipi_handler)
+        # A search joins each lock acquire to the step after it where that is sound (controlled.lock_joins); a
+        # machine that replays a schedule step by step, or samples runs, never does.
+        joins = joinable_acquires(self.programs, self.footprints.linear) if self.footprints is not None else frozenset()
+        self.positions = Positions(scenario, cfg, self.ctx, self.programs, joins)
+        self.reducer = (Reducer(self.footprints, self.cpu_of, self.ncpus, self.oracle, self.ipi_handler,
+                                PositionFutures(self.footprints, self.positions))
                         if self.footprints is not None else None)
         self.online_checks = not reduce
         self._ipi_blocked_while_spinning = cfg.has("no_ipi_while_spinning")
@@ -71,10 +77,6 @@ class Machine:
         self._ipi_steps = [[IpiStep(c, t) for t in range(self.nthreads)] for c in range(self.ncpus)]
         self.seq = 0
         self.events: list[Event] = []
-        # A search joins each lock acquire to the step after it where that is sound (controlled.lock_joins); a
-        # machine that replays a schedule step by step, or samples runs, never does.
-        joins = joinable_acquires(self.programs, self.footprints.linear) if self.footprints is not None else frozenset()
-        self.positions = Positions(scenario, cfg, self.ctx, self.programs, joins)
         self.pos: list[Resolved] = []
         for tid in range(self.nthreads):
             r = self.positions.resolve(tid, (0, 0), ())

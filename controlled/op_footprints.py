@@ -219,7 +219,7 @@ class OpFootprints:
         add_mode(fp, ("ack", tid), "+")
         for c in range(self.ncpus):
             if c != cpu:
-                add_mode(fp, ("ipiq", c), "w")
+                add_mode(fp, ("ipiq", c, tid), "w")  # its own slot of c's queue (ops._fp_flush_tlb_others)
             if c == cpu or self.sync:
                 for p in self.all_pages:
                     add_mode(fp, ("tlb", c, p), "i")

@@ -203,8 +203,18 @@ def apply_step(s: State, pt: PageTableOps, ncpus: int, tid: int, cpu: int, step:
 def send_flush_ipis(s: State, ncpus: int, tid: int, cpu: int, start: int, end: int) -> int:
     """flush_tlb_others: queue a flush of [start, end) on every other CPU; the sender then waits for their acks."""
     targets = [c for c in range(ncpus) if c != cpu]  # mm_cpumask: every CPU, none lazy
+    ipi = Ipi(tid, start, end)
     for c in targets:
-        s.ipis[c] = s.ipis[c] + (Ipi(tid, start, end),)
+        # Queued after the requests of initiators up to ``tid``: the queue in initiator order, each initiator's
+        # requests in the order it sent them. Which initiator's IPI a CPU takes first is the scheduler's choice
+        # (Machine.enabled_all offers every one), so arrival order between initiators means nothing; kept in
+        # one order, two senders' requests make one state whichever sent first (so their sends commute:
+        # ops._fp_flush_tlb_others).
+        queue = s.ipis[c]
+        at = len(queue)
+        while at and queue[at - 1].initiator > tid:
+            at -= 1
+        s.ipis[c] = queue[:at] + (ipi,) + queue[at:]
     s.acks_pending[tid] += len(targets)
     return len(targets)
 

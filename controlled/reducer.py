@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from controlled.memo import MISSING, BoundedMemo, Interner
+from controlled.position_futures import PositionFuture, PositionFutures, numbers
 from controlled.positions import Resolved, Transition
 from controlled.reduction import Footprint, Footprints, conflict
 from controlled.visited import Numbering, prefix_code
@@ -45,21 +46,19 @@ class Reducer:
     interchangeable: frozenset = frozenset()
 
     def __init__(self, footprints: Footprints, cpu_of: list[int], ncpus: int, oracle: Oracle,
-                 ipi_handler: tuple[tuple[Step, ...], ...]) -> None:
+                 ipi_handler: tuple[tuple[Step, ...], ...], position_futures: PositionFutures) -> None:
         self.footprints = footprints
         self.cpu_of = cpu_of
         self.ncpus = ncpus
         self.oracle = oracle
         self.ipi_handler = ipi_handler
-        # persistent()'s answers: they depend only on each thread's operation, next step and the state that step's
-        # footprint reads, which CPUs have IPIs queued (at which of their transitions), the pfn -> file page map
-        # and what is enabled (far fewer combinations than states, but still one new key in three calls). Most of
-        # the keys differ by the step ids (28,346 combinations among 46,617 keys on ladder pages=1 writers=2
-        # stores=2). A thread that is not enabled weighs only through its operation (its future), whether it
-        # waits for acks (moot IPIs) and its TLB hit; keyed so, that cell would have 38,714 keys, 17% fewer: too
-        # little for a key whose every part then needs its own soundness argument, so the step ids stay.
+        self.position_futures = position_futures
+        # persistent()'s answers: they depend only on each thread's operation, next step, future (its position's,
+        # controlled.position_futures) and the state that step's footprint reads, which CPUs have IPIs queued (at
+        # which of their transitions), the pfn -> file page map and what is enabled: far fewer combinations than
+        # states, but still one new key in three calls.
         self._persistent = BoundedMemo(PERSISTENT_BOUND)
-        # Their parts: step footprints, and how a step stands to another thread at an operation.
+        # Their parts: step footprints, and how a step stands to another thread's future.
         self._footprint_memo = BoundedMemo(PART_BOUND)
         self._relation_memo = BoundedMemo(PART_BOUND)
         self._relations_memo = BoundedMemo(RELATIONS_BOUND)
@@ -68,9 +67,10 @@ class Reducer:
         self._share = Interner(SHARED_BOUND)
         self._answer = Interner(SHARED_BOUND)
         self._numbered = Numbering()  # footprint contexts and the rest of a persistent-set memo key -> a number
-        # The state being asked about (set by persistent(), read by its helpers).
+        # The state being asked about, and each thread's future there (None: its operation's), set by persistent().
         self.pos: list[Resolved] = []
         self.state: State | None = None
+        self._futures: list[PositionFuture | None] = []
 
     def persistent(self, pos: list[Resolved], s: State, enabled: list[Transition]) -> list[Transition]:
         """The transitions of ``enabled`` a search must try from this state (all of them when no smaller
@@ -86,6 +86,8 @@ class Reducer:
         # bytes in visited's prefix code (about 48 bytes an entry, half a tuple's). Equal bytes are equal
         # numbers, and, while the numbering lasts (the memo is forgotten with it), equal parts.
         key = [p.sid for p in pos]
+        self._futures = self.position_futures.of_state(pos, s, self.oracle.covered)
+        key.extend(numbers(self._futures))  # which future each thread has
         for tid, p in enumerate(pos):
             for step in p.steps:  # a joined acquire's (controlled.lock_joins) and the step after it
                 if step.op in CONTEXT_OPS:
@@ -127,7 +129,8 @@ class Reducer:
                 for tid, pc in threads}
         # What a transition's relations depend on besides its own footprint: the other threads' (operation, hit)
         # and which CPUs have IPIs queued.
-        others = share[(tuple(threads), tuple([hits[tid] for tid, _ in threads]), tuple(map(bool, s.ipis)))]
+        others = share[(tuple(threads), tuple([hits[tid] for tid, _ in threads]), tuple(map(bool, s.ipis)),
+                        numbers(self._futures))]
         moves: dict[tuple, list[Transition]] = {}  # agent ("t", tid) | ("i", cpu) -> its enabled transitions
         relations: dict[Transition, Relations | None] = {}
         for tr in enabled:
@@ -303,7 +306,8 @@ class Reducer:
         acked = any(step.op == "ipi_ack" for group in self.ipi_handler[:ipi.done] for step in group)
         waiting = self.pos[initiator].step
         moot = initiator if not acked and waiting is not None and waiting.op == "wait_acks" else None
-        return ("i", cpu, invalidates, initiator), self.footprints.ipi_step(cpu, invalidates, initiator), moot
+        return (("i", cpu, invalidates, initiator, ipi.start, ipi.end),
+                self.footprints.ipi_step(cpu, invalidates, initiator, ipi.start, ipi.end), moot)
 
     def _thread_relations(self, sig: tuple, fp: Footprint, skip: Any, threads: list[tuple[int, int]],
                           hits: dict[int, bool]) -> dict[tuple, int]:
@@ -313,11 +317,11 @@ class Reducer:
         for tid, pc in threads:
             if tid == skip:
                 continue
-            pair = (sig, tid, pc, hits[tid])
+            pair = (sig, tid, pc if (f := self._futures[tid]) is None else -f.number, hits[tid])
             rel = self._relation_memo[pair]
             if rel is MISSING:
                 rel = 0
-                if conflict(fp, fps.future(tid, pc)):
+                if (fps.future(tid, pc) if f is None else f).conflicts(fp):
                     hit = fps.hit_future(tid, pc, self.pos[tid].step, self.state) if hits[tid] else None  # type: ignore
                     rel = CONFLICT_UNLESS if hit is not None and not conflict(fp, hit) else CONFLICT
                 self._relation_memo.put(pair, rel)

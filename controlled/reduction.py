@@ -95,8 +95,8 @@ class Footprints(OpFootprints):
             fp: Footprint = {("tlb", c, p): "i" for p in self.all_pages}
             for p in self.all_pages:
                 fp[("cov", c, p)] = fp[("stale", c, p)] = "i"
-            fp[("ipiq", c)] = "w"
             for t in range(len(programs)):
+                fp[("ipiq", c, t)] = "w"
                 fp[("ack", t)] = "+"
             self._ipis.append(fp)
         # What thread tid may touch from operation pc to the end of its program (future(tid, pc)), as one index per
@@ -223,15 +223,24 @@ class Footprints(OpFootprints):
         request off its queue. (Built once per CPU: callers only read it.)"""
         return self._ipis[cpu]
 
-    def ipi_step(self, cpu: int, invalidates: bool, initiator: int) -> Footprint | None:
-        """One step of it: the invalidation (as ipi()), or the ack: it decrements the initiator's count of
-        acks pending (which commutes with the other acks and with a send adding to it) and takes its own request
-        off the queue (which commutes with sends appending to it and with the other requests' steps). The only
-        agent it can enable is the initiator waiting in wait_acks, which cannot move before it:
-        Reducer._ipi_footprint counts that agent's future as moot."""
+    def ipi_step(self, cpu: int, invalidates: bool, initiator: int, start: int, end: int) -> Footprint | None:
+        """One transition of the handler of ``initiator``'s request to flush [start, end) on ``cpu``.
+        - The invalidation (flush_tlb_func; with the ack after it, on a kernel that acks last): it invalidates
+          that range of the CPU's TLB only, and the oracle's covered and stale translations there (its
+          ipi_flush check is on that range), and takes the request out of the initiator's slot of the queue.
+        - The ack alone (csd_unlock first: the ack_before_invalidate mutant): it decrements the initiator's
+          count of acks pending (which commutes with the other acks and with a send adding to it) and advances
+          its own request (which commutes with the other slots' sends and handlers).
+        The only agent either can enable is the initiator waiting in wait_acks, which cannot move before the
+        ack: Reducer._ipi_footprint counts that agent's future as moot."""
         if self.opaque:
             return None
-        return self._ipis[cpu] if invalidates else {("ack", initiator): "+"}
+        if not invalidates:
+            return {("ack", initiator): "+"}
+        fp: Footprint = {("ipiq", cpu, initiator): "w", ("ack", initiator): "+"}
+        for p in range(max(0, start), min(end, self.npages)):
+            fp[("tlb", cpu, p)] = fp[("cov", cpu, p)] = fp[("stale", cpu, p)] = "i"
+        return fp
 
     def footprint_context(self, tid: int, pc: int, step: Step, s: State, covering: frozenset = frozenset()) -> object:
         """The part of ``s`` that step_footprint reads for this step of thread ``tid`` at operation ``pc``, and

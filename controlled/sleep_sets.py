@@ -99,7 +99,7 @@ class SleepSets:
         ipi = next((i for i in m.state.ipis[tr[1]] if i.initiator == tr[2]), None)
         if ipi is None:
             return ("gone", tr)
-        return self._share[("i", tr[1], m.ipi_invalidates(ipi), tr[2])]
+        return self._share[("i", tr[1], m.ipi_invalidates(ipi), tr[2], ipi.start, ipi.end)]
 
     def _footprint(self, sig: tuple) -> object:
         fp = self._footprints[sig]
@@ -115,7 +115,7 @@ class SleepSets:
         if sig[0] == "gone":
             return _DEPENDENT
         if sig[0] == "i":
-            fp = fps.ipi_step(sig[1], sig[2], sig[3])
+            fp = fps.ipi_step(*sig[1:])
             return _DEPENDENT if fp is None else fp  # None: the reduction is off for this scenario
         tid = sig[1]
         steps = m.pos[tid].steps

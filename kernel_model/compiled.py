@@ -35,7 +35,8 @@ from typing import Sequence
 HOT_MODULES = ("controlled.machine", "controlled.positions", "controlled.reducer", "controlled.canonical",
                "controlled.depth_first", "state", "controlled.symmetry", "controlled.explorer",
                "controlled.reduction", "atomic", "tlb", "oracle", "syscalls", "steps", "events", "memory",
-               "mmu_gather", "rmap", "writeback", "controlled.visited", "controlled.sleep_sets")
+               "mmu_gather", "rmap", "writeback", "controlled.visited", "controlled.sleep_sets",
+               "controlled.position_futures")
 BUILD_RECORD = "compiled_sources.json"  # module -> SHA-256 of the source it was compiled from
 PURE_ENV = "TLBRACE_PURE_PYTHON"
 PACKAGE_DIR = Path(__file__).resolve().parent

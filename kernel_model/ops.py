@@ -156,7 +156,9 @@ def _fp_walk_fill(sh: Shape, tid: int, cpu: int, a: tuple, index_of: list, s: "S
 
 
 def _fp_flush_tlb_others(sh: Shape, tid: int, cpu: int, a: tuple, index_of: list, s: "State") -> Footprint:
-    fp: Footprint = {("ipiq", c): "w" for c in range(sh.ncpus) if c != cpu}
+    # Each CPU's queue holds one slot per initiator (kept in initiator order: positions.send_flush_ipis), so
+    # sends from different threads commute with each other and with handlers of other initiators' requests.
+    fp: Footprint = {("ipiq", c, tid): "w" for c in range(sh.ncpus) if c != cpu}
     fp[("ack", tid)] = "+"  # acks_pending += targets: commutes with the acks' decrements
     return fp
 
@@ -260,10 +262,20 @@ class OpSpec:
     context: bool = False  # its footprint depends on the state (Footprints.footprint_context)
     may_end_covering_call: bool = False  # a system call may return right after it, still covering a translation
     event: str = "step"  # the event kind its runtimes emit: "step", or "ipi" for the handler halves
+    # Every result it may return, given the machine's shape and its args, for a path that reads it: what
+    # controlled.position_futures feeds a path to learn where it may still go. None: too many to list (a PTE, a
+    # pfn, a count, an address list; or None returned for this shape); a position before such a step keeps its
+    # operation's whole footprint.
+    # Steps whose results paths do not read (result_read False) and blocking steps are fed None and need none.
+    results: "Callable[[Shape, tuple], tuple] | None" = None
 
     @property
     def blocks(self) -> bool:
         return self.kind == "block"
+
+
+_BOOLS: Final = lambda sh, a: (False, True)  # noqa: E731 - a test's two answers
+_NONE: Final = lambda sh, a: (None,)  # noqa: E731 - a step that returns nothing a path could read
 
 
 def _op(name: str, kind: str, footprint: FootprintFn | None, fmt: Format = Format(), **props: Any) -> OpSpec:
@@ -277,12 +289,15 @@ _TABLE: tuple[OpSpec, ...] = (
         observed_tlb=True, context=True),
     _op("load_tlb", "cpu", _fp_load_tlb, observed_tlb=True),
     _op("walk_fill", "cpu", _fp_walk_fill, Format(args=lambda a: f"va {a[0]}, {'write' if a[1] else 'read'}",
-                                                  result=_bool_result), observed=True, observed_tlb=True),
+                                                  result=_bool_result), observed=True, observed_tlb=True,
+        results=_BOOLS),
     _op("flush_tlb_local", "cpu", lambda sh, tid, cpu, a, index_of, s: _tlb_invalidated(
-        cpu, range(a[0], min(a[1], sh.npages))), Format(args=_range, diagram=_ALWAYS), observed_tlb=True),
+        cpu, range(a[0], min(a[1], sh.npages))), Format(args=_range, diagram=_ALWAYS), observed_tlb=True,
+        results=lambda sh, a: tuple(range(max(0, min(a[1], sh.npages) - a[0]) + 1))),  # the entries it dropped
     # --- the shootdown ---
     _op("flush_tlb_others", "ipi", _fp_flush_tlb_others, Format(
-        args=_range, result=lambda a, r: f"{r} IPI{'s' if r != 1 else ''} sent", diagram=_ALWAYS)),
+        args=_range, result=lambda a, r: f"{r} IPI{'s' if r != 1 else ''} sent", diagram=_ALWAYS),
+        results=lambda sh, a: (sh.ncpus - 1,)),  # positions.send_flush_ipis: one to every other CPU
     _op("wait_acks", "block", lambda sh, tid, cpu, a, index_of, s: {}, Format(args=_range),
         observed_tlb=True, may_end_covering_call=True),
     _op("ipi_flush", "ipi", None, Format(
@@ -305,17 +320,19 @@ _TABLE: tuple[OpSpec, ...] = (
     _op("downgrade_write", "pt", _on_sem("w"), _SEM, pipelined=True, result_read=False),
     _op("folio_wait_writeback", "block", _on_pfn(wb="r"), _PFN),
     # --- mm->tlb_flush_pending (99baac21e458): atomic_inc/dec commute with each other ---
-    _op("inc_tlb_flush_pending", "pt", lambda sh, tid, cpu, a, index_of, s: {("flushpend",): "+"}, _QUIET),
-    _op("dec_tlb_flush_pending", "pt", lambda sh, tid, cpu, a, index_of, s: {("flushpend",): "+"}, _QUIET),
-    _op("mm_tlb_flush_nested", "pt", lambda sh, tid, cpu, a, index_of, s: {("flushpend",): "r"}, _BOOL),
+    _op("inc_tlb_flush_pending", "pt", lambda sh, tid, cpu, a, index_of, s: {("flushpend",): "+"}, _QUIET,
+        results=_NONE),
+    _op("dec_tlb_flush_pending", "pt", lambda sh, tid, cpu, a, index_of, s: {("flushpend",): "+"}, _QUIET,
+        results=_NONE),
+    _op("mm_tlb_flush_nested", "pt", lambda sh, tid, cpu, a, index_of, s: {("flushpend",): "r"}, _BOOL, results=_BOOLS),
     # --- page tables ---
     _op("ptep_get_and_clear_full", "pt", _fp_ptep_get_and_clear_full, Format(
         args=lambda a: f"va {a[0]}" + (", IPTE: every TLB invalidated" if a[1] else ""),
         result=lambda a, r: _pte_text(r), diagram=lambda a, r: r is not None, short="ptep_get_and_clear"),
         observed=True),
-    _op("pte_none", "pt", _on_va(pte="r"), _BOOL),
+    _op("pte_none", "pt", _on_va(pte="r"), _BOOL, results=_BOOLS),
     _op("pte_get", "pt", _on_va(pte="r", ptebits="r"), Format(result=lambda a, r: _pte_text(r))),
-    _op("pte_same", "pt", _on_va(pte="r", ptebits="r"), _BOOL),
+    _op("pte_same", "pt", _on_va(pte="r", ptebits="r"), _BOOL, results=_BOOLS),
     # The oracle checks that the folio it maps was not freed.
     _op("set_pte_at", "pt", lambda sh, tid, cpu, a, index_of, s: {
         ("pte", a[0]): "w", ("ptebits", a[0]): "w", ("freed", index_of[a[1][0]]): "r"},
@@ -330,33 +347,38 @@ _TABLE: tuple[OpSpec, ...] = (
         result_read=False),
     _op("unlink_file_vma", "pt", lambda sh, tid, cpu, a, index_of, s: {("imap", a[1]): "w"}, pipelined=True,
         result_read=False),
-    _op("i_mmap_lookup", "pt", _on_va(imap="r"), _QUIET),
+    # Without remaps only the VMA at address ``index`` ever maps file page ``index`` (it may have been unlinked).
+    _op("i_mmap_lookup", "pt", _on_va(imap="r"), _QUIET,
+        results=lambda sh, a: ((), (a[0],)) if sh.linear else None),
     # --- rmap ---
     # The mapcount only: the fault's reference becomes the PTE's.
     _op("page_add_file_rmap", "pt", _on_pfn(map="w"), _PFN, result_read=False),
-    _op("folio_get", "pt", _on_pfn(ref="+"), _PFN),
+    _op("folio_get", "pt", _on_pfn(ref="+"), _PFN, results=_NONE),
     # The reference goes with put_page, after the flush.
     _op("page_remove_rmap", "pt", _on_pfn(map="w"), Format(
         args=lambda a: f"pfn {a[0]}{', delayed' if a[1] else ''}", result=lambda a, r: f"mapcount {r}",
         diagram=_ALWAYS), observed=True),
     _op("page_add_new_anon_rmap", "pt", _on_pfn(map="w", ref="w"), _PFN),
-    _op("folio_mapped", "pt", _on_pfn(map="r"), Format(args=lambda a: f"pfn {a[0]}", result=_bool_result)),
+    _op("folio_mapped", "pt", _on_pfn(map="r"), Format(args=lambda a: f"pfn {a[0]}", result=_bool_result),
+        results=_BOOLS),
     # --- struct folio flags ---
     _op("set_page_dirty", "pt", _on_pfn(dirty="d"), Format(
         args=lambda a: f"pfn {a[0]}", result=_bool_result, diagram=_ALWAYS), result_read=False, observed=True),
     _op("folio_mark_dirty", "pt", _on_pfn(dirty="d"), Format(args=lambda a: f"pfn {a[0]}", result=_bool_result),
         result_read=False, observed=True),
-    _op("folio_test_dirty", "pt", _on_pfn(dirty="r"), Format(args=lambda a: f"pfn {a[0]}", result=_bool_result)),
+    _op("folio_test_dirty", "pt", _on_pfn(dirty="r"), Format(args=lambda a: f"pfn {a[0]}", result=_bool_result),
+        results=_BOOLS),
     _op("folio_test_clear_dirty", "pt", _on_pfn(dirty="w"), Format(
         args=lambda a: f"pfn {a[0]}", result=lambda a, r: "PG_dirty 1 -> 0" if r else "PG_dirty was 0",
-        diagram=_ALWAYS, short="TestClearPageDirty"), observed=True),
-    _op("folio_test_writeback", "pt", _on_pfn(wb="r"), Format(args=lambda a: f"pfn {a[0]}", story=False)),
+        diagram=_ALWAYS, short="TestClearPageDirty"), observed=True, results=_BOOLS),
+    _op("folio_test_writeback", "pt", _on_pfn(wb="r"), Format(args=lambda a: f"pfn {a[0]}", story=False),
+        results=_BOOLS),
     # --- page cache, IO and page lifetime ---
     # i_size: an offset at or past it answers SIGBUS (filemap_fault's max_idx check; ftruncate moves it).
     _op("filemap_get_folio", "pt", lambda sh, tid, cpu, a, index_of, s: {
         ("pc", a[0]): "r", ("ref", a[0]): "+", ("isize",): "r"}, _QUIET, may_end_covering_call=True),
     _op("filemap_lookup", "pt", _on_va(pc="r"), _QUIET),
-    _op("folio_test_mapping", "pt", _on_pfn(pc="r"), Format(args=lambda a: f"pfn {a[0]}", story=False)),
+    _op("folio_test_mapping", "pt", _on_pfn(pc="r"), Format(args=lambda a: f"pfn {a[0]}", story=False), results=_BOOLS),
     _op("page_cache_read", "pt", lambda sh, tid, cpu, a, index_of, s: {
         ("pc", a[0]): "w", ("disk", a[0]): "r", ("alloc",): "w", ("isize",): "r"}),
     _op("alloc_anon_page", "pt", lambda sh, tid, cpu, a, index_of, s: {("alloc",): "w"}),
@@ -379,15 +401,16 @@ _TABLE: tuple[OpSpec, ...] = (
     _op("delete_from_page_cache", "pt", _on_pfn(pc="w", dirty="w", ref="w"),
         Format(args=lambda a: f"pfn {a[0]}", result=lambda a, r: f"refcount {r}", diagram=_ALWAYS,
                short="filemap_remove_folio")),
-    _op("folio_trylock", "pt", _on_pfn(lock="w"), Format(args=lambda a: f"pfn {a[0]}", result=_bool_result)),
+    _op("folio_trylock", "pt", _on_pfn(lock="w"), Format(args=lambda a: f"pfn {a[0]}", result=_bool_result),
+        results=_BOOLS),
     _op("set_tlb_flush_batched", "pt", _on_mm(batched="w"),
         Format(args=lambda a: "mm->tlb_flush_batched = true", diagram=_ALWAYS), result_read=False),
     _op("test_tlb_flush_batched", "pt", _on_mm(batched="r"),
-        Format(args=lambda a: "mm->tlb_flush_batched", result=_bool_result, diagram=_ALWAYS)),
+        Format(args=lambda a: "mm->tlb_flush_batched", result=_bool_result, diagram=_ALWAYS), results=_BOOLS),
     _op("clear_tlb_flush_batched", "pt", _on_mm(batched="w"),
         Format(args=lambda a: "mm->tlb_flush_batched = false"), result_read=False),
     _op("remove_mapping", "pt", _on_pfn(pc="w", ref="w", dirty="r", map="r"),
-        Format(args=lambda a: f"pfn {a[0]}", result=_bool_result, short="__remove_mapping")),
+        Format(args=lambda a: f"pfn {a[0]}", result=_bool_result, short="__remove_mapping"), results=_BOOLS),
     _op("ptep_modify_prot", "pt", _on_va(pte="w", ptebits="w"),
         Format(args=lambda a: f"va {a[0]}, PROT_READ",
                result=lambda a, r: "pte_none: not present, nothing to flush" if r is None else _pte_text(r),
@@ -410,6 +433,8 @@ UNREAD_RESULTS: Final = frozenset(n for n in STEP_OPS if not OPS[n].result_read)
 MAY_END_COVERING_CALL: Final = frozenset(n for n, s in OPS.items() if s.may_end_covering_call)
 CONTEXT_OPS: Final = frozenset(n for n, s in OPS.items() if s.context) | MAY_END_COVERING_CALL
 FOOTPRINTS: Final[dict[str, FootprintFn]] = {n: s.footprint for n, s in OPS.items() if s.footprint is not None}
+RESULTS: Final[dict[str, Callable[[Shape, tuple], "tuple | None"]]] = {
+    n: s.results for n, s in OPS.items() if s.results is not None}
 
 
 def observed_ops(event: str, tlb: bool) -> frozenset[str]:
