@@ -20,6 +20,7 @@ from controlled.explorer import DEFAULT_BUDGET, STRATEGIES, explore
 from controlled.replay import run_schedule
 from kernel_model.config import Config
 from logs.controlled_log import write_controlled_log
+from logs.output_files import check_output_file
 from logs.schedule_file import ScheduleFile, write_schedule
 
 
@@ -82,9 +83,10 @@ def run(args: argparse.Namespace) -> int:
         replay = run_schedule(scenario, cfg, found.schedule)
         stem = "-".join([scenario.name] + _kernel_words(args.kernel, cfg, "v{}") + [args.strategy, str(n)])
         path = os.path.join(args.out, f"{stem}.schedule")
+        log_path = os.path.join(args.out, f"{stem}.{args.log_format}")
+        check_output_file(log_path, "event log")  # both names before either file is written
         write_schedule(path, ScheduleFile(scenario, cfg, replay.executed, found.invariants, args.strategy,
                                           args.seed))
-        log_path = os.path.join(args.out, f"{stem}.{args.log_format}")
         if os.path.exists(log_path):
             os.remove(log_path)  # a log is append-only; a new search replaces the old counterexample's
         write_controlled_log(log_path, scenario, cfg, replay.executed, run_id=stem, fmt=args.log_format)

@@ -22,6 +22,7 @@ import msgpack
 from controlled.positions import Transition, as_transition
 from kernel_model.config import Config, ConfigError
 from kernel_model.program import Scenario
+from logs.output_files import check_output_file
 
 SCHEMA = "tlbrace-schedule"
 VERSION = 2
@@ -47,6 +48,8 @@ def write_schedule(path: str | os.PathLike[str], sf: ScheduleFile) -> None:
            "config": sf.config.to_dict(), "strategy": sf.strategy, "seed": sf.seed,
            "invariants": list(sf.invariants), "schedule": [list(tr) for tr in sf.schedule]}
     tmp = f"{os.fspath(path)}.tmp"
+    check_output_file(path, "schedule")
+    check_output_file(tmp, "schedule's temporary copy")
     try:
         with open(tmp, "wb") as f:
             f.write(msgpack.packb(doc, use_bin_type=True))
