@@ -146,15 +146,16 @@ def open_ray(args: argparse.Namespace, parallel: int) -> Any:
             raise UsageError(str(exc)) from None
     if not getattr(args, "verbose", False):
         _quiet_ray()
-    from actors.sigint import sigint_deferred
+    from actors.sigint import signals_held_through_ray_init, sigint_deferred
     from cli.errors import EnvironmentFailure
 
     session = None
     try:
         # A Ctrl-C inside ray.init (in CoreWorker's constructor) left a half-built core worker that crashed the
-        # interpreter at exit (SIGSEGV, exit 139, after "tlbrace: interrupted"): it is held back until Ray is up,
-        # then the session is closed and the interrupt goes on (exit 130).
-        with sigint_deferred():
+        # interpreter at exit (SIGSEGV, exit 139, after "tlbrace: interrupted"), a SIGTERM exited 15 leaving
+        # Ray's agents orphaned: both are held back until Ray is up, then the session is closed and the
+        # interrupt goes on (exit 130).
+        with signals_held_through_ray_init():
             session = ray_session.open_session(args.address, num_cpus=max(2, parallel),
                                                quiet=not getattr(args, "verbose", False))
         return session
