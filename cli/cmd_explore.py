@@ -20,7 +20,7 @@ from controlled.explorer import DEFAULT_BUDGET, STRATEGIES, explore
 from controlled.replay import run_schedule
 from kernel_model.config import Config
 from logs.controlled_log import write_controlled_log
-from logs.output_files import check_output_file
+from logs.output_files import check_output_file, replaced_whole
 from logs.schedule_file import ScheduleFile, write_schedule
 
 
@@ -87,9 +87,10 @@ def run(args: argparse.Namespace) -> int:
         check_output_file(log_path, "event log")  # both names before either file is written
         write_schedule(path, ScheduleFile(scenario, cfg, replay.executed, found.invariants, args.strategy,
                                           args.seed))
-        if os.path.exists(log_path):
-            os.remove(log_path)  # a log is append-only; a new search replaces the old counterexample's
-        write_controlled_log(log_path, scenario, cfg, replay.executed, run_id=stem, fmt=args.log_format)
+        # A log is append-only; a new search replaces the old counterexample's, whole (a second explore of the
+        # same scenario into this --out appended its trial to the first one's log, without a header of its own).
+        with replaced_whole(log_path, "event log") as tmp:
+            write_controlled_log(tmp, scenario, cfg, replay.executed, run_id=stem, fmt=args.log_format)
         violations_out.append({"invariant": found.invariants[0], "invariants": found.invariants,
                                "detail": found.violations[0].detail, "steps": len(replay.executed),
                                "schedule_file": path, "log_file": log_path})

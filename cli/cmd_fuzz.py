@@ -24,7 +24,7 @@ from typing import Any
 from cli.options import (add_output_options, add_scenario_options, check_out_dir, config_from_args,
                          nearest_existing)
 from cli.memory_budget import add_memory_limit_option, fit_budget
-from logs.output_files import check_output_file
+from logs.output_files import replaced_whole
 from fuzz.run import SAMPLING, STRATEGIES
 
 # The most scenarios one campaign generates: the report keeps a line per scenario (a few hundred bytes) and the
@@ -236,8 +236,7 @@ class _ViolationFiles:
             return
         os.makedirs(self.out, exist_ok=True)
         scenario_file = os.path.join(self.out, f"{o.name}.toml")
-        check_output_file(scenario_file, "fuzz scenario")  # a FIFO there would block the open for ever
-        with open(scenario_file, "w", encoding="utf-8") as f:
+        with replaced_whole(scenario_file, "fuzz scenario") as tmp, open(tmp, "w", encoding="utf-8") as f:
             f.write(o.text)
         if o.mismatch:  # no run to replay: the searches disagree on the whole state space
             self.entries[o.index] = {

@@ -8,16 +8,16 @@ import os
 import pytest
 from cli_run import run_cli
 
-from logs.eventlog import EventLogWriter
+from logs.eventlog import EventLogWriter, read_log
 from logs.output_files import OutputFileError
 
 STEM = "madv_dontneed-eager-smp-bfs-0"
 
 
-@pytest.mark.parametrize("name", [f"{STEM}.schedule", f"{STEM}.schedule.tmp", f"{STEM}.msgpack"])
+@pytest.mark.parametrize("name", [f"{STEM}.schedule", f"{STEM}.msgpack"])
 def test_a_fifo_where_explore_writes_a_counterexample_is_refused_not_replaced(capsys, tmp_path, name):
-    """write_schedule renamed its copy over a FIFO named like the schedule (replacing it), and a FIFO at the
-    '.tmp' name made open() wait for a reader for ever; the log's name was removed whatever it was."""
+    """write_schedule renamed its copy over a FIFO named like the schedule (replacing it); the log's name was
+    removed whatever it was."""
     fifo = tmp_path / name
     os.mkfifo(fifo)
     reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)  # a regression that writes the FIFO fails, not hangs
@@ -50,3 +50,47 @@ def test_a_symlink_to_a_regular_file_is_still_written(capsys, tmp_path):
     assert written.is_file() and not written.is_symlink() and elsewhere.read_bytes() == b"old"
     rc, _, err = run_cli(capsys, "replay", str(written))
     assert rc == 1, err
+
+
+def test_a_fifo_at_the_old_temporary_name_is_left_alone(capsys, tmp_path):
+    """write_schedule wrote every schedule through '<name>.tmp': a FIFO there made open() wait for a reader for
+    ever, and two writers of one name truncated each other's copy. The copy's name is now unique (mkstemp)."""
+    fifo = tmp_path / f"{STEM}.schedule.tmp"
+    os.mkfifo(fifo)
+    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        rc, _, err = run_cli(capsys, "explore", "madv_dontneed", "--ordering", "eager", "--out", str(tmp_path))
+    finally:
+        os.close(reader)
+    assert rc == 1, err
+    assert fifo.is_fifo() and (tmp_path / f"{STEM}.schedule").is_file()
+    assert oct((tmp_path / f"{STEM}.schedule").stat().st_mode & 0o777) == oct(0o666 & ~_umask())
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp") and p != fifo]
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def test_two_explores_into_one_out_leave_one_whole_log_each_time(tmp_path):
+    """Two `explore` of one scenario into one --out at once: each removed the log if it existed, then appended;
+    when both found it absent, the second appended its trial to the first's log (no header of its own), and
+    the shared '.tmp' name made one of them fail after its search. Each now renames a whole file of its own."""
+    import subprocess
+    import sys
+
+    argv = [sys.executable, "-m", "cli.main", "explore", "madv_dontneed", "--ordering", "eager", "--all",
+            "--budget", "3000", "--out", str(tmp_path)]
+    env = {**os.environ, "TLBRACE_PURE_PYTHON": os.environ.get("TLBRACE_PURE_PYTHON", "")}
+    procs = [subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
+             for _ in range(3)]
+    results = [(p.wait(timeout=600), p.stderr.read()) for p in procs]
+    assert all(rc == 1 for rc, _ in results), results
+    logs = sorted(tmp_path.glob("*.msgpack"))
+    assert logs and not list(tmp_path.glob("*.tmp"))
+    for log in logs:
+        contents = read_log(log)
+        ends = [r for r in contents.records if r.get("type") == "trial_end"]
+        assert len(ends) == 1 and contents.damage is None, (log, len(ends), contents.damage)
