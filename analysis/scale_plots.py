@@ -62,6 +62,9 @@ def _num(value: Any) -> float:
     return float("nan") if value in (None, "") else float(value)
 
 
+PLOT_NAMES: tuple[str, ...] = ("hit_rate.png", "throughput.png", "flushes.png", "waits.png")
+
+
 def plot_all(rows: list[dict[str, Any]], out: str, title: str) -> list[str]:
     """Draw every picture into ``out``; returns their paths."""
     import matplotlib
@@ -72,8 +75,7 @@ def plot_all(rows: list[dict[str, Any]], out: str, title: str) -> list[str]:
     os.makedirs(out, exist_ok=True)
     shards = sorted({r["shards"] for r in rows})
     paths = []
-    for name, draw in (("hit_rate.png", _hit_rate), ("throughput.png", _throughput), ("flushes.png", _flushes),
-                       ("waits.png", _waits)):
+    for name, draw in zip(PLOT_NAMES, (_hit_rate, _throughput, _flushes, _waits)):
         fig = draw(plt, rows, shards, title)
         path = os.path.join(out, name)
         fig.savefig(path, dpi=110, bbox_inches="tight")

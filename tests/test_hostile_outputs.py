@@ -94,3 +94,21 @@ def test_two_explores_into_one_out_leave_one_whole_log_each_time(tmp_path):
         contents = read_log(log)
         ends = [r for r in contents.records if r.get("type") == "trial_end"]
         assert len(ends) == 1 and contents.damage is None, (log, len(ends), contents.damage)
+
+
+@pytest.mark.parametrize("name", ["results.csv", "waits.png"])
+def test_a_fifo_where_scale_writes_is_refused_before_ray_starts(capsys, tmp_path, monkeypatch, name):
+    """scale ran its whole grid, then opened a FIFO named results.csv for writing and waited for a reader for ever
+    (the rows never written; found with a 100 s timeout)."""
+    import cli.cmd_scale
+
+    def no_ray(*_args: object) -> None:
+        raise AssertionError("Ray was started although an output name is a FIFO")
+
+    monkeypatch.setattr(cli.cmd_scale, "open_ray", no_ray)
+    fifo = tmp_path / name
+    os.mkfifo(fifo)
+    rc, _, err = run_cli(capsys, "scale", "scale_writers", "--cpus", "3", "--trials", "1", "--ordering", "eager",
+                         "--out", str(tmp_path))
+    assert rc == 2 and f"{fifo}: the scale run's {name} would go there, but it is a FIFO" in err, err
+    assert fifo.is_fifo()
