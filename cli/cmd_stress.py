@@ -211,13 +211,19 @@ def run(args: argparse.Namespace) -> int:
     check_size(scenario, cfg, args.parallel)
     from actors import ray_session
     from actors.campaign import CampaignOptions, prepare_results
-    from logs.results_file import ResultsError
+    from logs.output_files import check_output_file
+    from logs.results_file import FILE_NAME, ResultsError
     from cli.errors import EXIT_OK, EXIT_VIOLATION, EnvironmentFailure, UsageError, os_error_text
 
     opts = CampaignOptions(trials=trials, parallel=args.parallel, jitter_us=args.jitter, seed=args.seed,
                            out=args.out, keep_passing=args.keep_passing, hang_timeout=args.hang_timeout,
                            results=True, resume=args.resume, duration_s=duration, until=until,
                            clock_start=command_start, align=args.align, kernel=args.kernel)
+    # A new campaign moves an old results file aside: a FIFO or a device there was moved too, and reported as
+    # "the previous campaign's results were kept" (a directory is refused by prepare_results).
+    results_path = os.path.join(args.out, FILE_NAME)
+    if not os.path.isdir(results_path):
+        check_output_file(results_path, "campaign's results file")
     try:  # the results file is judged before Ray starts, and nothing is written if it does not fit
         prepared = prepare_results(scenario, cfg, opts)
     except ResultsError as exc:

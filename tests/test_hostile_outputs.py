@@ -112,3 +112,24 @@ def test_a_fifo_where_scale_writes_is_refused_before_ray_starts(capsys, tmp_path
                          "--out", str(tmp_path))
     assert rc == 2 and f"{fifo}: the scale run's {name} would go there, but it is a FIFO" in err, err
     assert fifo.is_fifo()
+
+
+@pytest.mark.parametrize("make", ["fifo", "device"])
+def test_a_new_campaign_refuses_a_results_name_that_is_no_file(capsys, tmp_path, monkeypatch, make):
+    """A fresh `stress` into an --out whose results.msgpack was a FIFO (or a symlink to /dev/zero) renamed it aside
+    and said "the previous campaign's results were kept as results-<time>.msgpack"."""
+    import cli.cmd_stress
+
+    def no_ray(*_args: object) -> None:
+        raise AssertionError("Ray was started although results.msgpack is no file")
+
+    monkeypatch.setattr(cli.cmd_stress, "open_ray", no_ray)
+    target = tmp_path / "results.msgpack"
+    if make == "fifo":
+        os.mkfifo(target)
+    else:
+        target.symlink_to("/dev/zero")  # a link we made; the device itself is never touched
+    rc, _, err = run_cli(capsys, "stress", "madv_dontneed", "--trials", "1", "--out", str(tmp_path))
+    kind = "a FIFO" if make == "fifo" else "a device"
+    assert rc == 2 and f"{target}: the campaign's results file would go there, but it is {kind}" in err, err
+    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith(".")) == ["results.msgpack"]
