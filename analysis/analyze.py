@@ -145,8 +145,8 @@ def analyze_contents(path: str, contents: LogContents, *, scenario: Scenario | N
                      only_trials: set[int] | None = None, keep_events: bool = False,
                      observe: Callable[[list[Event]], frozenset] | None = None) -> LogAnalysis:
     header = contents.header
-    scenario = scenario if scenario is not None else scenario_from_header(header)
-    cfg = config_from_header(header)
+    scenario = scenario if scenario is not None else scenario_from_header(header, path)
+    cfg = config_from_header(header, path)
     memo = ReplayMemo(scenario, cfg)
     reports = [judge_trial(scenario, cfg, path, trial, events, end, keep_events=keep_events, observe=observe,
                            memo=memo)
@@ -210,8 +210,8 @@ def analyze_streamed(path: str, jobs: int, *, scenario: Scenario | None = None,
     if data[:1] == b"{":
         return None  # JSON Lines: for people, small
     header, starts = _chunk_starts(path, data, jobs)
-    scenario = scenario if scenario is not None else scenario_from_header(header)
-    cfg = config_from_header(header)
+    scenario = scenario if scenario is not None else scenario_from_header(header, path)
+    cfg = config_from_header(header, path)
     if starts is None:
         return None
     cuts = starts + [len(data)]

@@ -81,7 +81,8 @@ def _replay_log(args: argparse.Namespace, console: Any) -> list[dict]:
 
     try:
         contents = read_log(args.file)
-        scenario, cfg = scenario_from_header(contents.header), config_from_header(contents.header)
+        scenario = scenario_from_header(contents.header, args.file)
+        cfg = config_from_header(contents.header, args.file)
     except (LogError, AnalysisError, OSError) as exc:
         raise UsageError(str(exc)) from None
     if contents.damage:

@@ -258,3 +258,24 @@ def test_run_refuses_a_trial_id_no_log_can_hold_before_ray_starts(capsys, monkey
     monkeypatch.setattr(cli.cmd_run, "open_ray", no_ray)
     rc, _, err = run_cli(capsys, "run", "anon_pages", "--trial", trial)
     assert rc == 2 and "--trial" in err and "Traceback" not in err, err
+
+
+@pytest.mark.parametrize("command", ["analyze", "replay"])
+@pytest.mark.parametrize("key, value, needle", [
+    ("config", {"ordering": "sideways"}, "the log header's config is not usable"),
+    ("scenario_source", "name = 'x'\n[[threads]]\nname = 'w'\nprogram = [{ op = 'fly' }]\n",
+     "cannot rebuild scenario"),
+])
+def test_a_log_whose_header_cannot_be_used_is_named(capsys, tmp_path, counterexample, command, key, value, needle):
+    """A log from another version (a config value or an op this one lacks): the error did not name the log, so
+    `analyze a.msgpack b.msgpack ...` said 'the log header's config is not usable' without saying which."""
+    import msgpack
+
+    _, log = counterexample
+    unpacker = msgpack.Unpacker(raw=False)
+    unpacker.feed(log.read_bytes())
+    header, *rest = list(unpacker)
+    damaged = tmp_path / "other-version.msgpack"
+    damaged.write_bytes(b"".join(msgpack.packb(r, use_bin_type=True) for r in [{**header, key: value}, *rest]))
+    rc, _, err = run_cli(capsys, command, str(damaged))
+    assert rc == 2 and f"{damaged}: {needle}" in err and "Traceback" not in err, err
