@@ -133,3 +133,19 @@ def test_a_new_campaign_refuses_a_results_name_that_is_no_file(capsys, tmp_path,
     kind = "a FIFO" if make == "fifo" else "a device"
     assert rc == 2 and f"{target}: the campaign's results file would go there, but it is {kind}" in err, err
     assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith(".")) == ["results.msgpack"]
+
+
+@pytest.mark.parametrize("link", ["looping", "dangling"])
+@pytest.mark.parametrize("under", [False, True])
+@pytest.mark.parametrize("command", ["explore", "fuzz", "history"])
+def test_an_out_dir_through_a_broken_symlink_is_refused_before_the_search(capsys, tmp_path, link, under, command):
+    """--out a looping or dangling symlink (or a path under one) passed the door; explore searched to the end,
+    then failed to make the directory (exit 3, 'File exists' / 'Too many levels of symbolic links')."""
+    broken = tmp_path / "out"
+    broken.symlink_to(broken if link == "looping" else tmp_path / "gone" / "dir")
+    out = broken / "sub" if under else broken
+    argv = {"explore": ["explore", "madv_dontneed", "--ordering", "eager"], "fuzz": ["fuzz", "--count", "1"],
+            "history": ["history", "madv_dontneed", "--kernels", "6.1"]}[command]
+    rc, stdout, err = run_cli(capsys, *argv, "--out", str(out))
+    assert rc == 2 and f"--out {out}: {broken} is a symbolic link that leads nowhere" in err, err
+    assert not stdout
