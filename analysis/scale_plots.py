@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 from collections import defaultdict
 from typing import Any
+from logs.output_files import replaced_whole
 
 # One colour per configuration, the same in every picture.
 COLOURS = {"eager": "tab:red", "delayed/active": "tab:blue", "delayed/local+active": "tab:green"}
@@ -78,7 +79,8 @@ def plot_all(rows: list[dict[str, Any]], out: str, title: str) -> list[str]:
     for name, draw in zip(PLOT_NAMES, (_hit_rate, _throughput, _flushes, _waits)):
         fig = draw(plt, rows, shards, title)
         path = os.path.join(out, name)
-        fig.savefig(path, dpi=110, bbox_inches="tight")
+        with replaced_whole(path, "plot") as tmp:  # format given: the temporary name's suffix is not .png
+            fig.savefig(tmp, dpi=110, bbox_inches="tight", format="png")
         plt.close(fig)
         paths.append(path)
     return paths
