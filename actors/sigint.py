@@ -13,6 +13,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from types import FrameType
+from typing import Any
 
 
 @contextmanager
@@ -56,6 +57,28 @@ def sigterm_as_interrupt() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
+
+
+@contextmanager
+def signals_held_through_ray_init() -> Iterator[None]:
+    """Ctrl-C and SIGTERM wait until ray.init has returned, then stop the command as a Ctrl-C (the caller shuts
+    the half-started session down). ray.init installs its own SIGTERM handler first thing (``sys.exit(15)`` via
+    ``ray._private.utils.set_sigterm_handler``): a SIGTERM during the rest of it exited 15 in mid-start with no
+    message and left the cluster's DashboardAgent and RuntimeEnvAgent running, orphaned. That handler is held back
+    for the duration and installed once ray.init is done, as Ray meant it to be."""
+    import ray._private.utils as ray_utils
+
+    wanted: list[Any] = []
+    original = ray_utils.set_sigterm_handler
+    ray_utils.set_sigterm_handler = wanted.append
+    try:
+        with sigterm_as_interrupt():
+            with sigint_deferred():
+                yield
+    finally:
+        ray_utils.set_sigterm_handler = original
+        if wanted and threading.current_thread() is threading.main_thread():
+            original(wanted[-1])
 
 
 def _term_interrupt(signum: int, frame: FrameType | None) -> None:

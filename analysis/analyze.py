@@ -141,12 +141,20 @@ def _disagreement(end: dict[str, Any] | None, report: TrialReport) -> str | None
 
 
 # --- whole logs -------------------------------------------------------------------------------------------------
+def rebuilt_from_header(path: str, header: dict[str, Any],
+                        scenario: Scenario | None = None) -> tuple[Scenario, Config]:
+    """The log's scenario (unless given) and config; an error names the log (one of several analysed at once)."""
+    try:
+        return (scenario if scenario is not None else scenario_from_header(header)), config_from_header(header)
+    except AnalysisError as exc:
+        raise AnalysisError(f"{path}: {exc}") from None
+
+
 def analyze_contents(path: str, contents: LogContents, *, scenario: Scenario | None = None,
                      only_trials: set[int] | None = None, keep_events: bool = False,
                      observe: Callable[[list[Event]], frozenset] | None = None) -> LogAnalysis:
     header = contents.header
-    scenario = scenario if scenario is not None else scenario_from_header(header)
-    cfg = config_from_header(header)
+    scenario, cfg = rebuilt_from_header(path, header, scenario)
     memo = ReplayMemo(scenario, cfg)
     reports = [judge_trial(scenario, cfg, path, trial, events, end, keep_events=keep_events, observe=observe,
                            memo=memo)
@@ -210,8 +218,7 @@ def analyze_streamed(path: str, jobs: int, *, scenario: Scenario | None = None,
     if data[:1] == b"{":
         return None  # JSON Lines: for people, small
     header, starts = _chunk_starts(path, data, jobs)
-    scenario = scenario if scenario is not None else scenario_from_header(header)
-    cfg = config_from_header(header)
+    scenario, cfg = rebuilt_from_header(path, header, scenario)
     if starts is None:
         return None
     cuts = starts + [len(data)]

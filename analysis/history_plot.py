@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from kernel_model.kernels import REGISTRY, parse_version
+from logs.output_files import replaced_whole
 
 VERDICT_COLOURS = {"violation": "#d62728", "clean": "#2ca02c", "incomplete": "#9e9e9e"}
 
@@ -67,5 +68,6 @@ def plot_history(rows: list[Any], kernels: list[str], path: str) -> None:
     ax.set_title("tlbrace history: verdict per scenario and kernel (cell: shortest counterexample)", fontsize=9,
                  pad=24)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    with replaced_whole(path, "history matrix") as tmp:  # format given: the temporary name's suffix is not .png
+        fig.savefig(tmp, dpi=120, format="png")
     plt.close(fig)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Iterable
 
 from kernel_model.events import Event, Violation
+from logs.output_files import replaced_whole
 
 TICK = 10  # µs per event
 STEP_DUR = 8  # a step slice, shorter than a tick so that neighbours do not touch
@@ -128,6 +129,6 @@ def _jsonable(value: Any) -> Any:
 def write_trace(path: str | os.PathLike[str], trials: Iterable[TraceTrial]) -> int:
     """Write {"traceEvents": [...]} and return how many events it holds."""
     events = trace_events(trials)
-    with open(path, "w", encoding="utf-8") as f:
+    with replaced_whole(path, "Perfetto trace") as tmp, open(tmp, "w", encoding="utf-8") as f:
         json.dump({"traceEvents": events}, f)
     return len(events)

@@ -23,6 +23,7 @@ from analysis.analyze import AnalysisError, LogAnalysis, TrialReport, analyze_lo
 from analysis.witness import Witness, witnesses_for
 from logs.eventlog import LogError
 from logs.results_file import FILE_NAME as RESULTS, ResultsError, read_results
+from logs.output_files import replaced_whole
 
 SCALE_CSV = "results.csv"
 CSS = """
@@ -268,7 +269,7 @@ def write_report(root: str, out: str) -> dict[str, Any]:
     page = ("<!DOCTYPE html>\n<html lang=en><head><meta charset=utf-8><title>tlbrace report</title>"
             f"<style>{CSS}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n")
     os.makedirs(base, exist_ok=True)
-    with open(out, "w", encoding="utf-8") as f:
+    with replaced_whole(out, "report") as tmp, open(tmp, "w", encoding="utf-8") as f:  # an old report stays whole
         f.write(page)
     return {"report": out, "campaigns": shown, "scale_runs": scales, "first_failure": first_failure,
             "unreadable": unreadable}

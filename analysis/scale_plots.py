@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 from collections import defaultdict
 from typing import Any
+from logs.output_files import replaced_whole
 
 # One colour per configuration, the same in every picture.
 COLOURS = {"eager": "tab:red", "delayed/active": "tab:blue", "delayed/local+active": "tab:green"}
@@ -62,6 +63,9 @@ def _num(value: Any) -> float:
     return float("nan") if value in (None, "") else float(value)
 
 
+PLOT_NAMES: tuple[str, ...] = ("hit_rate.png", "throughput.png", "flushes.png", "waits.png")
+
+
 def plot_all(rows: list[dict[str, Any]], out: str, title: str) -> list[str]:
     """Draw every picture into ``out``; returns their paths."""
     import matplotlib
@@ -72,11 +76,11 @@ def plot_all(rows: list[dict[str, Any]], out: str, title: str) -> list[str]:
     os.makedirs(out, exist_ok=True)
     shards = sorted({r["shards"] for r in rows})
     paths = []
-    for name, draw in (("hit_rate.png", _hit_rate), ("throughput.png", _throughput), ("flushes.png", _flushes),
-                       ("waits.png", _waits)):
+    for name, draw in zip(PLOT_NAMES, (_hit_rate, _throughput, _flushes, _waits)):
         fig = draw(plt, rows, shards, title)
         path = os.path.join(out, name)
-        fig.savefig(path, dpi=110, bbox_inches="tight")
+        with replaced_whole(path, "plot") as tmp:  # format given: the temporary name's suffix is not .png
+            fig.savefig(tmp, dpi=110, bbox_inches="tight", format="png")
         plt.close(fig)
         paths.append(path)
     return paths

@@ -24,6 +24,7 @@ from controlled.machine import Machine, Transition  # noqa: E402
 from kernel_model.config import Config  # noqa: E402
 from kernel_model.events import Event, Violation  # noqa: E402
 from kernel_model.program import Scenario  # noqa: E402
+from logs.output_files import replaced_whole
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,7 +98,9 @@ def draw_timeline(path: str | os.PathLike[str], scenario: Scenario, cfg: Config,
     lanes.set_title(title, loc="left", fontsize=11)
     _lane_legend(lanes)
     _draw_page_tracks(axes[1:], samples, last, pfn)
-    fig.savefig(path, dpi=110, bbox_inches="tight")
+    fmt = os.path.splitext(os.fspath(path))[1].lstrip(".").lower() or "png"
+    with replaced_whole(path, "timeline") as tmp:  # format given: the temporary name's suffix is .tmp
+        fig.savefig(tmp, dpi=110, bbox_inches="tight", format=fmt)
     plt.close(fig)
 
 

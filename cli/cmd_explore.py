@@ -15,11 +15,12 @@ import sys
 from analysis.story import print_story
 from cli.options import (add_output_options, add_scenario_options, add_view_options, check_out_dir,
                                console_for, diagram_width, int_in, load)
+from cli.memory_budget import add_memory_limit_option, check_memory_limit_applies, fit_budget
 from controlled.explorer import DEFAULT_BUDGET, STRATEGIES, explore
 from controlled.replay import run_schedule
 from kernel_model.config import Config
-from kernel_model.program import Scenario
 from logs.controlled_log import write_controlled_log
+from logs.output_files import check_output_file, replaced_whole
 from logs.schedule_file import ScheduleFile, write_schedule
 
 
@@ -57,9 +58,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "default 1)")
     p.add_argument("--log-format", choices=("msgpack", "jsonl"), default="msgpack",
                    help="format of each counterexample's event log (jsonl: JSON Lines for people)")
-    p.add_argument("--memory-limit", metavar="SIZE", default=None,
-                   help="refuse a bfs/dfs search whose estimated memory exceeds this (e.g. 4G, 512M; default: "
-                        "what the machine has available)")
+    add_memory_limit_option(p)
     add_output_options(p)
     add_view_options(p)
     p.set_defaults(func=run)
@@ -69,7 +68,10 @@ def run(args: argparse.Namespace) -> int:
     _check_search_options(args)
     check_out_dir(args.out)
     scenario, cfg = load(args)
-    check_memory(scenario, cfg, args)
+    args.budget = fit_budget([scenario], cfg, args.strategy, args.budget or DEFAULT_BUDGET[args.strategy],
+                             given=args.budget is not None, memory_limit=args.memory_limit,
+                             hash_compact=args.hash_compact or args.workers > 1, label="explore",
+                             offers_hash_compact=True)
     console = console_for(args, stderr=args.json)
     result = explore(scenario, cfg, args.strategy, budget=args.budget, seed=args.seed, depth=args.depth,
                      reduce=not args.no_reduce, stop_at_first=not args.all, hash_compact=args.hash_compact,
@@ -81,12 +83,14 @@ def run(args: argparse.Namespace) -> int:
         replay = run_schedule(scenario, cfg, found.schedule)
         stem = "-".join([scenario.name] + _kernel_words(args.kernel, cfg, "v{}") + [args.strategy, str(n)])
         path = os.path.join(args.out, f"{stem}.schedule")
+        log_path = os.path.join(args.out, f"{stem}.{args.log_format}")
+        check_output_file(log_path, "event log")  # both names before either file is written
         write_schedule(path, ScheduleFile(scenario, cfg, replay.executed, found.invariants, args.strategy,
                                           args.seed))
-        log_path = os.path.join(args.out, f"{stem}.{args.log_format}")
-        if os.path.exists(log_path):
-            os.remove(log_path)  # a log is append-only; a new search replaces the old counterexample's
-        write_controlled_log(log_path, scenario, cfg, replay.executed, run_id=stem, fmt=args.log_format)
+        # A log is append-only; a new search replaces the old counterexample's, whole (a second explore of the
+        # same scenario into this --out appended its trial to the first one's log, without a header of its own).
+        with replaced_whole(log_path, "event log") as tmp:
+            write_controlled_log(tmp, scenario, cfg, replay.executed, run_id=stem, fmt=args.log_format)
         violations_out.append({"invariant": found.invariants[0], "invariants": found.invariants,
                                "detail": found.violations[0].detail, "steps": len(replay.executed),
                                "schedule_file": path, "log_file": log_path})
@@ -146,57 +150,13 @@ def _kernel_words(kernel: str | None, cfg: Config, kernel_format: str, named: bo
     return words + [f"{k}={v}" if named else v for k, v in pairs]
 
 
-def check_memory(scenario: Scenario, cfg: Config, args: argparse.Namespace) -> None:
-    """Before the search allocates anything, estimate its memory (controlled.search_memory: the initial
-    state's size times the budget). A --budget that cannot fit is refused (exit 2, saying what would fit); the
-    default budget is lowered to what fits, with a note, unless not even MIN_BUDGET states fit."""
-    from controlled import search_memory
-    from cli.errors import UsageError
-
-    if args.strategy not in ("bfs", "dfs"):
-        return
-    limit = parse_size(args.memory_limit) if args.memory_limit is not None else search_memory.available_bytes()
-    budget = args.budget or DEFAULT_BUDGET[args.strategy]
-    est = search_memory.estimate(scenario, cfg, args.strategy, budget, args.hash_compact or args.workers > 1)
-    fits = search_memory.budget_that_fits(est, limit)
-    if fits >= budget:
-        return
-    if args.budget is None and fits >= search_memory.MIN_BUDGET:
-        args.budget = fits
-        print(f"tlbrace: note: the default budget of {budget:,} states would need about "
-              f"{search_memory.human(est.bytes)}; searching at most {fits:,} states, what fits in memory",
-              file=sys.stderr)
-        return
-    try:
-        search_memory.check_fits(est, budget, limit, label=f"explore {scenario.name}")
-    except search_memory.DoesNotFit as exc:
-        raise UsageError(str(exc)) from None
-
-
-def parse_size(text: str) -> int:
-    """'512M', '4G', '1.5T', '1000000' -> bytes."""
-    from cli.errors import UsageError
-
-    units = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
-    t = text.strip().upper().removesuffix("B")
-    number, unit = (t[:-1], t[-1]) if t and t[-1] in units else (t, "")
-    try:
-        value = float(number) * units[unit]
-    except ValueError:
-        raise UsageError(f"--memory-limit {text!r}: expected a size such as 512M, 4G or 1000000") from None
-    if not value > 0:  # nan too
-        raise UsageError(f"--memory-limit {text!r}: expected a positive size")
-    if value == float("inf"):  # inf, 1e400G: int() of it was an internal error
-        raise UsageError(f"--memory-limit {text!r}: expected a finite size")
-    return int(value)
-
-
 def _check_search_options(args: argparse.Namespace) -> None:
     """Refuse (exit 2) the options that cannot go together or are out of range."""
     from cli.errors import UsageError
 
     if args.budget is not None and args.budget < 1:
         raise UsageError(f"--budget: expected a positive integer, got {args.budget}")
+    check_memory_limit_applies(args)
     if args.workers < 1 or (args.workers > 1 and args.strategy != "dfs"):
         raise UsageError(f"--workers: expected a positive integer, and more than 1 only with --strategy dfs; got "
                          f"{args.workers} with --strategy {args.strategy}")

@@ -23,6 +23,8 @@ from typing import Any
 
 from cli.options import (add_output_options, add_scenario_options, check_out_dir, config_from_args,
                          nearest_existing)
+from cli.memory_budget import add_memory_limit_option, fit_budget
+from logs.output_files import replaced_whole
 from fuzz.run import SAMPLING, STRATEGIES
 
 # The most scenarios one campaign generates: the report keeps a line per scenario (a few hundred bytes) and the
@@ -64,6 +66,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--address", metavar="ADDR", default=None,
                    help="join this Ray cluster and explore there (implies Ray; default P: the cluster's CPUs)")
     p.add_argument("--verbose", action="store_true", help="let Ray's own warnings and logs reach the terminal")
+    add_memory_limit_option(p)
     add_output_options(p, default_out="tlbrace-out/fuzz")
     p.set_defaults(func=run)
 
@@ -118,11 +121,43 @@ def _options(args: argparse.Namespace) -> Any:
         raise UsageError(f"--gather {text}" if gather else text) from None
     args.using = _using(args.using)
     try:  # a filter that too few drawn scenarios pass is the user's to change, before anything runs
-        scenario_indices(args.seed, args.count, args.using)
+        indices = scenario_indices(args.seed, args.count, args.using)
     except ValueError as exc:
         raise UsageError(f"--using: {exc}") from None
     budget = args.budget or (DEFAULT_RUNS if args.strategy in SAMPLING else DEFAULT_BUDGET)
-    return FuzzOptions(cfg, budget, args.strategy, False if args.no_shrink else None, args.check_reduction)
+    opts = FuzzOptions(cfg, budget, args.strategy, False if args.no_shrink else None, args.check_reduction)
+    fitted = _fit_in_memory(args, opts, indices)
+    if args.strategy in SAMPLING or fitted == budget:
+        return opts  # pct/random: --budget counts runs, their stored search is the default's 10,000 states
+    return FuzzOptions(cfg, fitted, args.strategy, opts.shrink, args.check_reduction)
+
+
+# The first scenarios drawn stand for all when pricing a search's memory: the generator's bounds (1-3 pages, 2-4
+# threads, short programs) keep their initial states within a small factor of each other.
+PRICED_SCENARIOS = 8
+
+
+def _fit_in_memory(args: argparse.Namespace, opts: Any, indices: list[int]) -> int:
+    """The states each scenario's stored search may visit (the budget, or for pct/random the breadth-first search
+    of the shortest schedule), checked against --memory-limit or the memory available (cli.memory_budget): a
+    --budget that cannot fit is refused before the campaign, the default lowered. --check-reduction's full search
+    takes FULL_BUDGET_FACTOR times it."""
+    from fuzz.generate import generate, load_spec, scenario_name
+    from fuzz.reduction_check import FULL_BUDGET_FACTOR
+
+    scenarios = []
+    for index in indices[:PRICED_SCENARIOS]:
+        try:
+            scenarios.append(load_spec(generate(args.seed, index), scenario_name(args.seed, index))[0])
+        except ValueError:  # the loader refuses it: the campaign reports it, nothing to price
+            continue
+    sampling = opts.strategy in SAMPLING
+    factor = FULL_BUDGET_FACTOR if opts.check_reduction else 1
+    strategy = "dfs" if opts.check_reduction or opts.strategy == "dfs" else "bfs"
+    states = fit_budget(scenarios, opts.cfg, strategy, factor * opts.exhaustive_budget,
+                        given=args.budget is not None and not sampling, memory_limit=args.memory_limit,
+                        hash_compact=False, label="fuzz: each search of a scenario such as")
+    return states // factor
 
 
 def _check_out(out: str) -> None:
@@ -201,7 +236,7 @@ class _ViolationFiles:
             return
         os.makedirs(self.out, exist_ok=True)
         scenario_file = os.path.join(self.out, f"{o.name}.toml")
-        with open(scenario_file, "w", encoding="utf-8") as f:
+        with replaced_whole(scenario_file, "fuzz scenario") as tmp, open(tmp, "w", encoding="utf-8") as f:
             f.write(o.text)
         if o.mismatch:  # no run to replay: the searches disagree on the whole state space
             self.entries[o.index] = {

@@ -20,6 +20,8 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any
 
+from cli.memory_budget import add_memory_limit_option, fit_budget
+from kernel_model.config import Config
 from kernel_model.kernels import REGISTRY, KernelError, history_kernels, kernel_config, kernel_for, parse_version
 
 DEFAULT_HISTORY_BUDGET = 200_000  # states per (scenario, kernel) search
@@ -64,8 +66,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--kernels", metavar="V,V,...", default=None,
                    help="kernel releases, e.g. 4.12,4.13 (default: for each fix of the registry the release "
                         f"before it and its own, and the newest: {','.join(history_kernels())})")
-    p.add_argument("--budget", type=int, default=DEFAULT_HISTORY_BUDGET, metavar="STATES",
-                   help="most states per search; a search that stops there is 'incomplete'")
+    p.add_argument("--budget", type=int, default=None, metavar="STATES",
+                   help=f"most states per search; a search that stops there is 'incomplete' (default "
+                        f"{DEFAULT_HISTORY_BUDGET:,}, lowered to what fits in memory)")
+    add_memory_limit_option(p)
     p.add_argument("--png", metavar="FILE", default=None,
                    help="where the matrix PNG goes (default: <--out>/history.png)")
     p.add_argument("--no-png", action="store_true", help="write no PNG")
@@ -78,21 +82,19 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from cli.errors import UsageError
     from scenarios.loader import library_names, load_scenario
-    from cli.options import check_out_dir, check_out_file
 
     if args.all == (args.scenario is not None):
         raise UsageError("history: expected a SCENARIO or --all (one of them)")
-    if args.budget < 1:
+    if args.budget is not None and args.budget < 1:
         raise UsageError(f"--budget: expected a positive integer, got {args.budget}")
     kernels = parse_kernels(args.kernels)
-    png = None if args.no_png else (args.png if args.png is not None else os.path.join(args.out, "history.png"))
-    if png is not None:
-        if args.png is None:
-            check_out_dir(args.out)
-        else:
-            check_out_file(png, "--png", (".png",))
+    png = _png_path(args)
     names = library_names() if args.all else [args.scenario]
     scenarios = [load_scenario(name) for name in names]  # every file loads before any search runs
+    # Each (scenario, kernel) search is a bfs of at most --budget states: the largest scenario must fit.
+    args.budget = fit_budget(scenarios, Config(), "bfs", args.budget or DEFAULT_HISTORY_BUDGET,
+                             given=args.budget is not None, memory_limit=args.memory_limit, hash_compact=False,
+                             label="history")
     rows = [history_row(sc, kernels, args.budget, progress=None if args.json else _progress) for sc in scenarios]
     if png is not None:
         from analysis.history_plot import plot_history
@@ -111,6 +113,19 @@ def run(args: argparse.Namespace) -> int:
     for line in regressions:
         print(f"tlbrace history: {line}", file=sys.stderr)
     return 1 if regressions else 0
+
+
+def _png_path(args: argparse.Namespace) -> str | None:
+    """Where the matrix goes (None: --no-png), checked writable before any search."""
+    from cli.options import check_out_dir, check_out_file
+
+    if args.no_png:
+        return None
+    if args.png is None:
+        check_out_dir(args.out)
+        return os.path.join(args.out, "history.png")
+    check_out_file(args.png, "--png", (".png",))
+    return args.png
 
 
 def parse_kernels(text: str | None) -> list[str]:

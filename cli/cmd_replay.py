@@ -75,13 +75,13 @@ def _replay_schedule(args: argparse.Namespace, console: Any) -> list[dict]:
 def _replay_log(args: argparse.Namespace, console: Any) -> list[dict]:
     """Each failing trial of the log (or the one --trial names), replayed expecting each logged result."""
     from controlled.linearize import order_key, schedule_from_records
-    from analysis.analyze import AnalysisError, config_from_header, scenario_from_header
+    from analysis.analyze import AnalysisError, rebuilt_from_header
     from cli.errors import UsageError
     from logs.eventlog import LogError, iter_trials, read_log
 
     try:
         contents = read_log(args.file)
-        scenario, cfg = scenario_from_header(contents.header), config_from_header(contents.header)
+        scenario, cfg = rebuilt_from_header(args.file, contents.header)
     except (LogError, AnalysisError, OSError) as exc:
         raise UsageError(str(exc)) from None
     if contents.damage:

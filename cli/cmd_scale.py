@@ -158,18 +158,24 @@ def _run_locked(args: argparse.Namespace, scenario: Any, cells: list[Any], make:
     from actors.campaign import CampaignOptions
     from actors.scale import write_csv
     from cli.errors import EXIT_OK, EXIT_VIOLATION
-    from analysis.scale_plots import plot_all
+    from analysis.report import SCALE_CSV
+    from analysis.scale_plots import PLOT_NAMES, plot_all
+    from logs.output_files import check_output_file
 
     opts = CampaignOptions(trials=args.trials, parallel=args.parallel, jitter_us=args.jitter, seed=args.seed,
                            out=os.path.join(args.out, "logs"), keep_passing=args.keep_passing,
                            hang_timeout=args.hang_timeout)
+    # Every file written at the end, checked before the grid runs: a FIFO named results.csv made the finished
+    # grid wait for a reader for ever (its rows never written).
+    for name in (SCALE_CSV,) + PLOT_NAMES:
+        check_output_file(os.path.join(args.out, name), "scale run's " + name)
     started = time.monotonic()
     session = open_ray(args, args.parallel)
     try:
         grid = _with_progress(scenario.name, cells, make, opts, quiet=args.json)
     finally:
         ray_session.close_session(session)
-    csv_path = os.path.join(args.out, "results.csv")
+    csv_path = os.path.join(args.out, SCALE_CSV)
     write_csv(csv_path, grid.rows)
     title = scenario.name + "".join(f" {p}" for p in args.param)
     plots = plot_all(grid.rows, args.out, title)

@@ -146,15 +146,16 @@ def open_ray(args: argparse.Namespace, parallel: int) -> Any:
             raise UsageError(str(exc)) from None
     if not getattr(args, "verbose", False):
         _quiet_ray()
-    from actors.sigint import sigint_deferred
+    from actors.sigint import signals_held_through_ray_init, sigint_deferred
     from cli.errors import EnvironmentFailure
 
     session = None
     try:
         # A Ctrl-C inside ray.init (in CoreWorker's constructor) left a half-built core worker that crashed the
-        # interpreter at exit (SIGSEGV, exit 139, after "tlbrace: interrupted"): it is held back until Ray is up,
-        # then the session is closed and the interrupt goes on (exit 130).
-        with sigint_deferred():
+        # interpreter at exit (SIGSEGV, exit 139, after "tlbrace: interrupted"), a SIGTERM exited 15 leaving
+        # Ray's agents orphaned: both are held back until Ray is up, then the session is closed and the
+        # interrupt goes on (exit 130).
+        with signals_held_through_ray_init():
             session = ray_session.open_session(args.address, num_cpus=max(2, parallel),
                                                quiet=not getattr(args, "verbose", False))
         return session
@@ -210,13 +211,19 @@ def run(args: argparse.Namespace) -> int:
     check_size(scenario, cfg, args.parallel)
     from actors import ray_session
     from actors.campaign import CampaignOptions, prepare_results
-    from logs.results_file import ResultsError
+    from logs.output_files import check_output_file
+    from logs.results_file import FILE_NAME, ResultsError
     from cli.errors import EXIT_OK, EXIT_VIOLATION, EnvironmentFailure, UsageError, os_error_text
 
     opts = CampaignOptions(trials=trials, parallel=args.parallel, jitter_us=args.jitter, seed=args.seed,
                            out=args.out, keep_passing=args.keep_passing, hang_timeout=args.hang_timeout,
                            results=True, resume=args.resume, duration_s=duration, until=until,
                            clock_start=command_start, align=args.align, kernel=args.kernel)
+    # A new campaign moves an old results file aside: a FIFO or a device there was moved too, and reported as
+    # "the previous campaign's results were kept" (a directory is refused by prepare_results).
+    results_path = os.path.join(args.out, FILE_NAME)
+    if not os.path.isdir(results_path):
+        check_output_file(results_path, "campaign's results file")
     try:  # the results file is judged before Ray starts, and nothing is written if it does not fit
         prepared = prepare_results(scenario, cfg, opts)
     except ResultsError as exc:

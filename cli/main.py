@@ -48,10 +48,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args([a for a in argv if a != "--verbose"] if not _takes_verbose(argv) else argv)
     from kernel_model.config import ConfigError
+    from logs.output_files import OutputFileError
     from scenarios.loader import ScenarioError
     try:
         return int(args.func(args))
-    except (UsageError, ScenarioError, ConfigError) as exc:
+    except (UsageError, ScenarioError, ConfigError, OutputFileError) as exc:
         print(f"tlbrace: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except EnvironmentFailure as exc:

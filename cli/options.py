@@ -114,6 +114,10 @@ def check_out_dir(out: str, flag: str = "--out") -> None:
         raise UsageError(f"{flag} {out!r}: a path cannot contain a NUL byte")
     if os.path.exists(out) and not os.path.isdir(out):
         raise UsageError(f"{flag} {out}: is {_kind_of(out)}, expected a directory")
+    broken = _broken_link(out)
+    if broken is not None:  # makedirs fails on it only when something is found, after the search
+        raise UsageError(f"{flag} {out}: {broken} is a symbolic link that leads nowhere (dangling or looping), "
+                         "expected a directory (or a path under one)")
     existing = nearest_existing(out)
     if not os.path.isdir(existing):
         raise UsageError(f"{flag} {out}: {existing} is a file, expected a directory (or a path under one)")
@@ -143,6 +147,16 @@ def _kind_of(path: str) -> str:
     from scenarios.input_files import file_kind
 
     return "a file" if os.path.isfile(path) else file_kind(os.stat(path).st_mode)
+
+
+def _broken_link(path: str) -> str | None:
+    """``path`` or its closest ancestor that is a symbolic link to nothing, if it is one (None otherwise)."""
+    at = os.path.abspath(path)
+    while not os.path.exists(at):
+        if os.path.lexists(at):
+            return at
+        at = os.path.dirname(at)
+    return None
 
 
 def nearest_existing(path: str) -> str:

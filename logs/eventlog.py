@@ -28,6 +28,8 @@ from typing import IO, Any, Iterator
 import msgpack
 import structlog
 
+from logs.output_files import check_output_file
+
 SCHEMA = "tlbrace-log"
 SCHEMA_VERSION = 1
 
@@ -62,6 +64,7 @@ class EventLogWriter:
             raise ValueError(f"log format: expected msgpack or jsonl, got {fmt!r}")
         self.path = os.fspath(path)
         self.fmt = fmt
+        check_output_file(self.path, "event log")  # a FIFO there would block the open for ever
         self._stream: IO[bytes] = open(self.path, "ab")
         self._packer = msgpack.Packer(use_bin_type=True)
         if self._stream.tell() == 0:

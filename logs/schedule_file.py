@@ -22,6 +22,7 @@ import msgpack
 from controlled.positions import Transition, as_transition
 from kernel_model.config import Config, ConfigError
 from kernel_model.program import Scenario
+from logs.output_files import replaced_whole
 
 SCHEMA = "tlbrace-schedule"
 VERSION = 2
@@ -46,19 +47,11 @@ def write_schedule(path: str | os.PathLike[str], sf: ScheduleFile) -> None:
            "scenario_source": sf.scenario.source, "params": dict(sf.scenario.params),
            "config": sf.config.to_dict(), "strategy": sf.strategy, "seed": sf.seed,
            "invariants": list(sf.invariants), "schedule": [list(tr) for tr in sf.schedule]}
-    tmp = f"{os.fspath(path)}.tmp"
-    try:
+    with replaced_whole(path, "schedule") as tmp:  # never a half-written schedule, nor one of two writers'
         with open(tmp, "wb") as f:
             f.write(msgpack.packb(doc, use_bin_type=True))
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)  # never leave a half-written schedule behind
-    except BaseException:
-        try:
-            os.remove(tmp)  # nor the half-written copy
-        except OSError:
-            pass
-        raise
 
 
 def read_schedule(path: str | os.PathLike[str]) -> ScheduleFile:

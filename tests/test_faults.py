@@ -575,3 +575,39 @@ def test_a_join_to_a_port_that_is_not_ray_is_one_line(tmp_path: Path) -> None:
     assert proc.returncode == 2, proc.stderr[-3000:]
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and f"127.0.0.1:{port}" in lines[0], proc.stderr[-3000:]
+
+
+def test_a_sigterm_while_ray_starts_waits_for_it_then_shuts_it_down(capsys: Any, tmp_path: Path,
+                                                                   monkeypatch: Any) -> None:
+    """ray.init installs its SIGTERM handler (sys.exit(15)) first thing: a SIGTERM 3 or 5 s into `tlbrace stress`
+    exited 15 with no message and left the cluster's DashboardAgent and RuntimeEnvAgent running, orphaned. Now it
+    waits for ray.init as a Ctrl-C does, Ray is shut down, exit 130; Ray's handler is installed once it is up."""
+    import ray
+    import ray._private.utils as ray_utils
+
+    calls: list[str] = []
+
+    def rays_handler(signum: int, _frame: Any) -> None:
+        sys.exit(signum)
+
+    def init_terminated_midway(*_a: Any, **_k: Any) -> None:
+        calls.append("init")
+        ray_utils.set_sigterm_handler(rays_handler)  # as ray.init does before it connects
+        os.kill(os.getpid(), signal.SIGTERM)
+        for _ in range(1000):
+            pass
+        calls.append("init finished")
+
+    before = signal.getsignal(signal.SIGTERM)
+    monkeypatch.setattr(ray, "is_initialized", lambda: "init finished" in calls and "shutdown" not in calls)
+    monkeypatch.setattr(ray, "init", init_terminated_midway)
+    monkeypatch.setattr(ray, "shutdown", lambda *a, **k: calls.append("shutdown"))
+    try:
+        rc, _, err = run_cli(capsys, "stress", "anon_pages", "--trials", "1", "--out", str(tmp_path))
+        installed = signal.getsignal(signal.SIGTERM)
+    finally:
+        signal.signal(signal.SIGTERM, before)
+    assert rc == 130 and "interrupted" in err and "Traceback" not in err, err
+    assert calls == ["init", "init finished", "shutdown"]
+    assert installed is rays_handler  # Ray's own handler, once ray.init had returned
+    lock_directory(str(tmp_path)).release()

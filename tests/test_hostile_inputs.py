@@ -258,3 +258,56 @@ def test_run_refuses_a_trial_id_no_log_can_hold_before_ray_starts(capsys, monkey
     monkeypatch.setattr(cli.cmd_run, "open_ray", no_ray)
     rc, _, err = run_cli(capsys, "run", "anon_pages", "--trial", trial)
     assert rc == 2 and "--trial" in err and "Traceback" not in err, err
+
+
+@pytest.mark.parametrize("command", ["analyze", "replay"])
+@pytest.mark.parametrize("key, value, needle", [
+    ("config", {"ordering": "sideways"}, "the log header's config is not usable"),
+    ("scenario_source", "name = 'x'\n[[threads]]\nname = 'w'\nprogram = [{ op = 'fly' }]\n",
+     "cannot rebuild scenario"),
+])
+def test_a_log_whose_header_cannot_be_used_is_named(capsys, tmp_path, counterexample, command, key, value, needle):
+    """A log from another version (a config value or an op this one lacks): the error did not name the log, so
+    `analyze a.msgpack b.msgpack ...` said 'the log header's config is not usable' without saying which."""
+    import msgpack
+
+    _, log = counterexample
+    unpacker = msgpack.Unpacker(raw=False)
+    unpacker.feed(log.read_bytes())
+    header, *rest = list(unpacker)
+    damaged = tmp_path / "other-version.msgpack"
+    damaged.write_bytes(b"".join(msgpack.packb(r, use_bin_type=True) for r in [{**header, key: value}, *rest]))
+    rc, _, err = run_cli(capsys, command, str(damaged))
+    assert rc == 2 and f"{damaged}: {needle}" in err and "Traceback" not in err, err
+
+
+def test_a_report_that_cannot_be_written_leaves_the_old_one_whole(capsys, tmp_path, counterexample, monkeypatch):
+    """On a full disk (seen on a 32 KiB tmpfs) `report -o`, `--perfetto`, `--timeline` and history's PNG truncated
+    the file first and left it empty: the previous report was lost. Each is now renamed into place whole."""
+    import errno
+    import io
+
+    _, log = counterexample
+    _campaign(tmp_path / "c", log, recorded_in=str(tmp_path / "c"))
+    page = tmp_path / "report.html"
+    page.write_text("the old report")
+
+    class FullDisk(io.StringIO):
+        def write(self, _text: str) -> int:
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    import builtins
+    real_open = builtins.open
+
+    def full_open(file, mode="r", *args, **kwargs):
+        if "w" in mode and str(file).startswith(str(tmp_path)):
+            real_open(file, mode, *args, **kwargs).close()  # the open itself truncates, as on a full disk
+            return FullDisk()
+        return real_open(file, mode, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", full_open)
+    rc, _, err = run_cli(capsys, "report", str(tmp_path), "-o", str(page))
+    monkeypatch.undo()
+    assert rc == 3 and "No space left on device" in err, err
+    assert page.read_text() == "the old report"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c", "report.html"]  # no temporary copy left

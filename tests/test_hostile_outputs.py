@@ -1,0 +1,151 @@
+"""Hostile things standing where tlbrace writes (issue 17, red team 12): a name under --out taken by a FIFO or a
+device is refused with one line naming it (exit 2), never replaced, never waited on. None needs Ray."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from cli_run import run_cli
+
+from logs.eventlog import EventLogWriter, read_log
+from logs.output_files import OutputFileError
+
+STEM = "madv_dontneed-eager-smp-bfs-0"
+
+
+@pytest.mark.parametrize("name", [f"{STEM}.schedule", f"{STEM}.msgpack"])
+def test_a_fifo_where_explore_writes_a_counterexample_is_refused_not_replaced(capsys, tmp_path, name):
+    """write_schedule renamed its copy over a FIFO named like the schedule (replacing it); the log's name was
+    removed whatever it was."""
+    fifo = tmp_path / name
+    os.mkfifo(fifo)
+    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)  # a regression that writes the FIFO fails, not hangs
+    try:
+        rc, _, err = run_cli(capsys, "explore", "madv_dontneed", "--ordering", "eager", "--out", str(tmp_path))
+    finally:
+        os.close(reader)
+    assert rc == 2, err
+    assert f"{fifo}: the " in err and "it is a FIFO; expected a regular file or nothing" in err, err
+    assert fifo.is_fifo()  # still there, still a FIFO
+
+
+def test_an_event_log_over_a_fifo_is_refused(tmp_path):
+    fifo = tmp_path / "trial.msgpack"
+    os.mkfifo(fifo)
+    with pytest.raises(OutputFileError, match="event log would go there, but it is a FIFO"):
+        EventLogWriter(fifo, {"type": "header"})
+    assert fifo.is_fifo()
+
+
+def test_a_symlink_to_a_regular_file_is_still_written(capsys, tmp_path):
+    elsewhere = tmp_path / "elsewhere.schedule"
+    elsewhere.write_bytes(b"old")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / f"{STEM}.schedule").symlink_to(elsewhere)
+    rc, _, err = run_cli(capsys, "explore", "madv_dontneed", "--ordering", "eager", "--out", str(out))
+    assert rc == 1, err
+    written = out / f"{STEM}.schedule"
+    assert written.is_file() and not written.is_symlink() and elsewhere.read_bytes() == b"old"
+    rc, _, err = run_cli(capsys, "replay", str(written))
+    assert rc == 1, err
+
+
+def test_a_fifo_at_the_old_temporary_name_is_left_alone(capsys, tmp_path):
+    """write_schedule wrote every schedule through '<name>.tmp': a FIFO there made open() wait for a reader for
+    ever, and two writers of one name truncated each other's copy. The copy's name is now unique (mkstemp)."""
+    fifo = tmp_path / f"{STEM}.schedule.tmp"
+    os.mkfifo(fifo)
+    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        rc, _, err = run_cli(capsys, "explore", "madv_dontneed", "--ordering", "eager", "--out", str(tmp_path))
+    finally:
+        os.close(reader)
+    assert rc == 1, err
+    assert fifo.is_fifo() and (tmp_path / f"{STEM}.schedule").is_file()
+    assert oct((tmp_path / f"{STEM}.schedule").stat().st_mode & 0o777) == oct(0o666 & ~_umask())
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp") and p != fifo]
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def test_two_explores_into_one_out_leave_one_whole_log_each_time(tmp_path):
+    """Two `explore` of one scenario into one --out at once: each removed the log if it existed, then appended;
+    when both found it absent, the second appended its trial to the first's log (no header of its own), and
+    the shared '.tmp' name made one of them fail after its search. Each now renames a whole file of its own."""
+    import subprocess
+    import sys
+
+    argv = [sys.executable, "-m", "cli.main", "explore", "madv_dontneed", "--ordering", "eager", "--all",
+            "--budget", "3000", "--out", str(tmp_path)]
+    env = {**os.environ, "TLBRACE_PURE_PYTHON": os.environ.get("TLBRACE_PURE_PYTHON", "")}
+    procs = [subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
+             for _ in range(3)]
+    results = [(p.wait(timeout=600), p.stderr.read()) for p in procs]
+    assert all(rc == 1 for rc, _ in results), results
+    logs = sorted(tmp_path.glob("*.msgpack"))
+    assert logs and not list(tmp_path.glob("*.tmp"))
+    for log in logs:
+        contents = read_log(log)
+        ends = [r for r in contents.records if r.get("type") == "trial_end"]
+        assert len(ends) == 1 and contents.damage is None, (log, len(ends), contents.damage)
+
+
+@pytest.mark.parametrize("name", ["results.csv", "waits.png"])
+def test_a_fifo_where_scale_writes_is_refused_before_ray_starts(capsys, tmp_path, monkeypatch, name):
+    """scale ran its whole grid, then opened a FIFO named results.csv for writing and waited for a reader for ever
+    (the rows never written; found with a 100 s timeout)."""
+    import cli.cmd_scale
+
+    def no_ray(*_args: object) -> None:
+        raise AssertionError("Ray was started although an output name is a FIFO")
+
+    monkeypatch.setattr(cli.cmd_scale, "open_ray", no_ray)
+    fifo = tmp_path / name
+    os.mkfifo(fifo)
+    rc, _, err = run_cli(capsys, "scale", "scale_writers", "--cpus", "3", "--trials", "1", "--ordering", "eager",
+                         "--out", str(tmp_path))
+    assert rc == 2 and f"{fifo}: the scale run's {name} would go there, but it is a FIFO" in err, err
+    assert fifo.is_fifo()
+
+
+@pytest.mark.parametrize("make", ["fifo", "device"])
+def test_a_new_campaign_refuses_a_results_name_that_is_no_file(capsys, tmp_path, monkeypatch, make):
+    """A fresh `stress` into an --out whose results.msgpack was a FIFO (or a symlink to /dev/zero) renamed it aside
+    and said "the previous campaign's results were kept as results-<time>.msgpack"."""
+    import cli.cmd_stress
+
+    def no_ray(*_args: object) -> None:
+        raise AssertionError("Ray was started although results.msgpack is no file")
+
+    monkeypatch.setattr(cli.cmd_stress, "open_ray", no_ray)
+    target = tmp_path / "results.msgpack"
+    if make == "fifo":
+        os.mkfifo(target)
+    else:
+        target.symlink_to("/dev/zero")  # a link we made; the device itself is never touched
+    rc, _, err = run_cli(capsys, "stress", "madv_dontneed", "--trials", "1", "--out", str(tmp_path))
+    kind = "a FIFO" if make == "fifo" else "a device"
+    assert rc == 2 and f"{target}: the campaign's results file would go there, but it is {kind}" in err, err
+    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith(".")) == ["results.msgpack"]
+
+
+@pytest.mark.parametrize("link", ["looping", "dangling"])
+@pytest.mark.parametrize("under", [False, True])
+@pytest.mark.parametrize("command", ["explore", "fuzz", "history"])
+def test_an_out_dir_through_a_broken_symlink_is_refused_before_the_search(capsys, tmp_path, link, under, command):
+    """--out a looping or dangling symlink (or a path under one) passed the door; explore searched to the end,
+    then failed to make the directory (exit 3, 'File exists' / 'Too many levels of symbolic links')."""
+    broken = tmp_path / "out"
+    broken.symlink_to(broken if link == "looping" else tmp_path / "gone" / "dir")
+    out = broken / "sub" if under else broken
+    argv = {"explore": ["explore", "madv_dontneed", "--ordering", "eager"], "fuzz": ["fuzz", "--count", "1"],
+            "history": ["history", "madv_dontneed", "--kernels", "6.1"]}[command]
+    rc, stdout, err = run_cli(capsys, *argv, "--out", str(out))
+    assert rc == 2 and f"--out {out}: {broken} is a symbolic link that leads nowhere" in err, err
+    assert not stdout

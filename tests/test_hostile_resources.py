@@ -1,0 +1,53 @@
+"""Hostile sizes (issue 17, red team 12): a scenario or budget the tools cannot finish gets one clear line and exit
+status 2 before any work, naming the key, the bound and why. None needs Ray."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from cli_run import run_cli
+
+UNSEEN = Path(__file__).parent / "scenarios"
+
+
+def test_pages_past_what_a_schedule_can_finish_are_refused(capsys, tmp_path):
+    """pages = 65,536 was accepted and one random schedule never finished (every transition checks and keys
+    every page: O(pages^2) a schedule; 2,048 pages 21 s, 4,096 69 s)."""
+    rc, _, err = run_cli(capsys, "explore", str(UNSEEN / "unseen_pages_at_limit.toml"), "--param", "pages=65536",
+                         "--strategy", "random", "--budget", "1", "--out", str(tmp_path))
+    assert rc == 2, err
+    assert "setup.pages: expected an integer <= 2048, got 65536 (param pages)" in err and "O(pages^2)" in err, err
+    assert not any(tmp_path.iterdir())  # refused before any work
+
+
+@pytest.mark.parametrize("argv", [
+    ["history", "madv_dontneed", "--no-png"],
+    ["fuzz", "--count", "2"],
+    ["fuzz", "--count", "2", "--check-reduction"],
+])
+def test_a_budget_that_cannot_fit_in_memory_is_refused_before_any_search(capsys, tmp_path, argv):
+    """history and fuzz took any --budget (10**11 states: 206 TB for history's bfs) and ran until memory ran out;
+    explore alone priced it. Now all three share cli.memory_budget."""
+    rc, _, err = run_cli(capsys, *argv, "--budget", "100000000000", "--memory-limit", "1G",
+                         "--out", str(tmp_path / "out"))
+    assert rc == 2, err
+    assert "a search of" in err and "states needs about" in err and "what fits: --budget" in err, err
+    assert "--hash-compact" not in err  # neither command has it
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_default_history_budget_is_lowered_to_what_fits(capsys, tmp_path):
+    rc, out, err = run_cli(capsys, "history", "madv_dontneed", "--kernels", "6.2", "--memory-limit", "40M",
+                           "--no-png", "--json")
+    assert rc == 0, err
+    assert "the default budget of 200,000 states would need about" in err and "searching at most" in err, err
+
+
+@pytest.mark.parametrize("strategy", ["random", "pct"])
+def test_a_memory_limit_with_a_sampling_strategy_is_refused_not_ignored(capsys, tmp_path, strategy):
+    """explore --strategy random|pct --memory-limit 1K ran as if no limit had been given."""
+    rc, _, err = run_cli(capsys, "explore", "madv_dontneed", "--strategy", strategy, "--memory-limit", "1K",
+                         "--out", str(tmp_path))
+    assert rc == 2 and "--memory-limit: only with --strategy bfs or dfs" in err and strategy in err, err
