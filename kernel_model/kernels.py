@@ -126,13 +126,19 @@ def kernel_for(version: str) -> frozenset[str]:
 # first release whose reclaim defers its TLB flushes (TTU_BATCH_FLUSH). Not a fix: the window 3ea277194daa closed
 # opened with it, so a kernel before 4.3 has neither (Config.batched_unmap_flush false).
 BATCHED_UNMAP_FLUSH_RELEASE: Final = "4.3"
+# dd2283f2605e "mm: mmap: zap pages with read mmap_sem in munmap" (Yang Shi, v4.20 merge window): munmap downgrades
+# mmap_lock to read before unmap_region. Not a fix either: before it munmap's zap could not overlap a
+# MADV_DONTNEED at all, so 99baac21e458's window was only between two MADV_DONTNEEDs (Config.munmap_downgrade).
+MUNMAP_DOWNGRADE_RELEASE: Final = "4.20"
 
 
 def kernel_config(version: str) -> dict[str, Any]:
     """The configuration overrides that make the model this kernel: each knob set as the kernel has it, and the
     switches it lacks in ``without``."""
     fixes = kernel_for(version)
-    out: dict[str, Any] = {"batched_unmap_flush": parse_version(version) >= parse_version(BATCHED_UNMAP_FLUSH_RELEASE)}
+    v = parse_version(version)
+    out: dict[str, Any] = {"batched_unmap_flush": v >= parse_version(BATCHED_UNMAP_FLUSH_RELEASE),
+                           "munmap_downgrade": v >= parse_version(MUNMAP_DOWNGRADE_RELEASE)}
     for f in REGISTRY:
         if f.knob is not None:
             key, on, off = f.knob

@@ -160,11 +160,16 @@ def free_pgtables(k: Kctx, vmas: dict[int, int]) -> Path:
 
 
 def do_munmap(k: Kctx, start: int, end: int) -> Path:
-    """munmap(2): find and detach the VMAs under mmap_lock write, downgrade to read, then unmap_region."""
+    """munmap(2): find and detach the VMAs under mmap_lock write, downgrade to read (since dd2283f2605e, v4.20;
+    before it, __do_munmap kept the write lock to the end: Config.munmap_downgrade), then unmap_region."""
     yield Step("munmap", "down_write", ("mmap_lock", k.tid))
     vmas = yield from find_vmas(k, "do_vmi_munmap", start, end)
     for va in range(start, end):
         yield Step("munmap", "detach_vma", (va,))
+    if not k.cfg.munmap_downgrade:
+        yield from unmap_region(k, start, end, vmas)
+        yield Step("munmap", "up_write", ("mmap_lock", k.tid))
+        return
     yield Step("munmap", "downgrade_write", ("mmap_lock", k.tid))
     yield from unmap_region(k, start, end, vmas)
     yield Step("munmap", "up_read", ("mmap_lock", k.tid))
