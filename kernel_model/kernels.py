@@ -43,7 +43,8 @@ class Fix:
 REGISTRY: Final[tuple[Fix, ...]] = (
     Fix("flush_before_unlock", "1cf35d47712d", "mm: split 'tlb_flush_mmu()' into tlb flushing and memory freeing "
         "parts", "2014-04", "3.15",
-        "zap_pte_range's forced TLB flush ran after pte_unmap_unlock: page_mkclean could clean a dirty shared page "
+        "zap_pte_range flushed only after pte_unmap_unlock (a dirty PTE forced no flush at all: the flush came "
+        "at the end of the zap): page_mkclean could clean a dirty shared page "
         "while another CPU's TLB still held a writable entry for it",
         "flush_after_unlock", config=(("arch", "up"),)),
     Fix("mremap_dirty_flush", "5d1904204c99", "mremap: fix race between mremap() and page cleanning", "2016-11",

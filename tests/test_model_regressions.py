@@ -230,3 +230,23 @@ def test_data_a_store_puts_past_eof_during_ftruncate_is_not_lost():
     for reduce in (True, False):
         r = explore(sc, cfg, "dfs", budget=60_000, reduce=reduce)
         assert r.complete and not r.found, (reduce, [f.invariants for f in r.found])
+
+
+def test_before_3_15_a_dirty_pte_forces_no_flush_and_the_zap_flushes_at_its_end():
+    """Issue 17 (author12): the model's 3.14 flushed each PTE table's dirty pages right after its pte_unmap_unlock.
+    Before 1cf35d47712d a dirty PTE forced nothing (only a full batch did): the flush came at tlb_end_vma, after
+    every table was zapped, so the window of a table's dirty pages stays open while the zap walks the others."""
+    from controlled.replay import run_schedule
+    from kernel_model.kernels import kernel_config
+    from scenarios.loader import load_scenario_text
+
+    text = '[setup]\npages = 2\nptes_per_table = 1\n[[threads]]\nname = "z"\nprogram = [{ op = "munmap" }]\n'
+    sc = load_scenario_text(text, name="munmap_two_tables")
+
+    def order(kernel: str) -> list[tuple]:
+        events = run_schedule(sc, Config(**kernel_config(kernel)), []).events
+        return [(e.op, e.args) for e in events if e.op in ("spin_unlock", "flush_tlb_local")]
+
+    assert order("3.14") == [("spin_unlock", (0, 0)), ("spin_unlock", (1, 0)), ("flush_tlb_local", (0, 2))]
+    assert order("3.15") == [("flush_tlb_local", (0, 1)), ("spin_unlock", (0, 0)),
+                             ("flush_tlb_local", (1, 2)), ("spin_unlock", (1, 0))]
