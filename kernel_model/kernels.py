@@ -159,11 +159,12 @@ def previous_release(version: str) -> str:
 
 
 def history_kernels() -> tuple[str, ...]:
-    """The default kernels of ``tlbrace history``: for each fix the release before it and the release with it,
-    and the newest, in release order."""
+    """The default kernels of ``tlbrace history``: for each fix, and for each change that is not a fix but moves
+    a window (reclaim's batched flush, munmap's downgrade), the release before it and the release with it, and the
+    newest, in release order."""
     names = {NEWEST}
-    for f in REGISTRY:
-        names |= {previous_release(f.release), f.release}
+    for release in [f.release for f in REGISTRY] + [BATCHED_UNMAP_FLUSH_RELEASE, MUNMAP_DOWNGRADE_RELEASE]:
+        names |= {previous_release(release), release}
     return tuple(sorted(names, key=parse_version))
 
 
