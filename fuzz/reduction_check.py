@@ -8,9 +8,9 @@ test that (tests/test_sleep_sets.py); this tests it on each generated scenario w
 default search, the same merging chains, and the full search (no reduction, every state stored, one state per
 orbit), all with every violation kept. They must find the same verdicts, and, where nothing is violated, the
 same number of end states (the reduced searches reach a subset of the full search's: equal counts are equal
-sets). The full search checks every step online and stops a run at its first violation, so its end states are
-compared only where it finds none. A difference is a reduction bug: fuzz seed 11's scenario 182 was one (the
-value renaming split end states; now tests/scenarios/counter_on_replaced_page.toml).
+sets). Every search stops a run at its first violation (the full one checks every step online), so end states
+are compared only between searches that find none. A difference is a reduction bug: fuzz seed 11's scenario 182
+was one (the value renaming split end states; now tests/scenarios/counter_on_replaced_page.toml).
 """
 
 from __future__ import annotations
@@ -38,7 +38,11 @@ def reduction_mismatch(scenario: Scenario, cfg: Config, budget: int) -> str | No
         runs[label] = result
     verdicts = {label: sorted({i for f in r.found for i in f.invariants}) for label, r in runs.items()}
     ends = {label: r.schedules for label, r in runs.items()}
-    compared = runs if not runs["full"].found else {k: v for k, v in runs.items() if k != "full"}
+    # Every search stops a run at its first violation, and which runs a violation cuts short depends on the order a
+    # search takes (a sleep set may leave the only order that reaches an end state past a violating one for
+    # another that the violation cuts): end states are comparable only between searches that found nothing (fuzz
+    # seed 205's scenario 19 on 3.14 UP: 5 end states reduced, 6 merged and full, the same verdicts).
+    compared = {k: v for k, v in runs.items() if not v.found}
     if len(set(map(tuple, verdicts.values()))) > 1 or len({ends[k] for k in compared}) > 1:
         return "; ".join(f"{label}: verdicts {verdicts[label] or 'none'}, {ends[label]} end states"
                          for label in runs)

@@ -46,6 +46,10 @@ class Config:
     # fix but the feature that opened 3ea277194daa's window; False (kernel_config of a release before 4.3):
     # try_to_unmap_one flushes at once (ptep_clear_flush), as every kernel did before.
     batched_unmap_flush: bool = True
+    # munmap detaches the VMAs under mmap_lock write, then downgrades it to read for unmap_region: since
+    # dd2283f2605e "mm: mmap: zap pages with read mmap_sem in munmap" (v4.20). False (a release before 4.20): the
+    # write lock is held to the end, so no MADV_DONTNEED, fault or other mmap_lock reader overlaps the zap.
+    munmap_downgrade: bool = True
 
     def __post_init__(self) -> None:
         without = tuple(self.without) if isinstance(self.without, list) else self.without  # a list: from a log
@@ -58,8 +62,9 @@ class Config:
         _choice("delayed_batches", self.delayed_batches, DELAYED_BATCHES)
         if self.mutant is not None:
             _choice("mutant", self.mutant, MUTANTS)
-        if not isinstance(self.batched_unmap_flush, bool):
-            raise ConfigError(f"batched_unmap_flush: expected true or false, got {self.batched_unmap_flush!r}")
+        for key in ("batched_unmap_flush", "munmap_downgrade"):
+            if not isinstance(getattr(self, key), bool):
+                raise ConfigError(f"{key}: expected true or false, got {getattr(self, key)!r}")
         for key, low in (("max_gather_batch", 1), ("max_gather_batch_count", 0), ("mmu_gather_bundle", 1)):
             value = getattr(self, key)
             if not isinstance(value, int) or isinstance(value, bool) or value < low:

@@ -43,7 +43,8 @@ class Fix:
 REGISTRY: Final[tuple[Fix, ...]] = (
     Fix("flush_before_unlock", "1cf35d47712d", "mm: split 'tlb_flush_mmu()' into tlb flushing and memory freeing "
         "parts", "2014-04", "3.15",
-        "zap_pte_range's forced TLB flush ran after pte_unmap_unlock: page_mkclean could clean a dirty shared page "
+        "zap_pte_range flushed only after pte_unmap_unlock (a dirty PTE forced no flush at all: the flush came "
+        "at the end of the zap): page_mkclean could clean a dirty shared page "
         "while another CPU's TLB still held a writable entry for it",
         "flush_after_unlock", config=(("arch", "up"),)),
     Fix("mremap_dirty_flush", "5d1904204c99", "mremap: fix race between mremap() and page cleanning", "2016-11",
@@ -126,13 +127,19 @@ def kernel_for(version: str) -> frozenset[str]:
 # first release whose reclaim defers its TLB flushes (TTU_BATCH_FLUSH). Not a fix: the window 3ea277194daa closed
 # opened with it, so a kernel before 4.3 has neither (Config.batched_unmap_flush false).
 BATCHED_UNMAP_FLUSH_RELEASE: Final = "4.3"
+# dd2283f2605e "mm: mmap: zap pages with read mmap_sem in munmap" (Yang Shi, v4.20 merge window): munmap downgrades
+# mmap_lock to read before unmap_region. Not a fix either: before it munmap's zap could not overlap a
+# MADV_DONTNEED at all, so 99baac21e458's window was only between two MADV_DONTNEEDs (Config.munmap_downgrade).
+MUNMAP_DOWNGRADE_RELEASE: Final = "4.20"
 
 
 def kernel_config(version: str) -> dict[str, Any]:
     """The configuration overrides that make the model this kernel: each knob set as the kernel has it, and the
     switches it lacks in ``without``."""
     fixes = kernel_for(version)
-    out: dict[str, Any] = {"batched_unmap_flush": parse_version(version) >= parse_version(BATCHED_UNMAP_FLUSH_RELEASE)}
+    v = parse_version(version)
+    out: dict[str, Any] = {"batched_unmap_flush": v >= parse_version(BATCHED_UNMAP_FLUSH_RELEASE),
+                           "munmap_downgrade": v >= parse_version(MUNMAP_DOWNGRADE_RELEASE)}
     for f in REGISTRY:
         if f.knob is not None:
             key, on, off = f.knob
@@ -152,11 +159,12 @@ def previous_release(version: str) -> str:
 
 
 def history_kernels() -> tuple[str, ...]:
-    """The default kernels of ``tlbrace history``: for each fix the release before it and the release with it,
-    and the newest, in release order."""
+    """The default kernels of ``tlbrace history``: for each fix, and for each change that is not a fix but moves
+    a window (reclaim's batched flush, munmap's downgrade), the release before it and the release with it, and the
+    newest, in release order."""
     names = {NEWEST}
-    for f in REGISTRY:
-        names |= {previous_release(f.release), f.release}
+    for release in [f.release for f in REGISTRY] + [BATCHED_UNMAP_FLUSH_RELEASE, MUNMAP_DOWNGRADE_RELEASE]:
+        names |= {previous_release(release), release}
     return tuple(sorted(names, key=parse_version))
 
 

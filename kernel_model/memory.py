@@ -57,7 +57,9 @@ def zap_pte_range(k: Kctx, tlb: MmuGather, addr: int, end: int, vmas: dict[int, 
                     # so on UP/s390 it no longer forces this flush; s390 does not need it (its PTE clear flushes
                     # synchronously), and on UP it matters only if the zapping task is preempted between
                     # pte_unmap_unlock and the flush. The model follows the brief and keeps the v6.1 flush.
-                    force_flush = True
+                    # Before 1cf35d47712d (3.15) a dirty PTE forced nothing: only a full batch did, and the
+                    # flush came at tlb_end_vma / tlb_finish_mmu, after the whole range was zapped.
+                    force_flush = force_flush or cfg.fixed("flush_before_unlock")
             # pte_young && !VM_SEQ_READ: mark_page_accessed (LRU only; nothing here depends on it)
         # rss[mm_counter(page)]--
         if not delay_rmap:
@@ -70,6 +72,14 @@ def zap_pte_range(k: Kctx, tlb: MmuGather, addr: int, end: int, vmas: dict[int, 
             force_flush = True
             break
     # arch_leave_lazy_mmu_mode
+    yield from _flush_and_unlock(k, tlb, table, addr, force_flush)
+    return addr
+
+
+def _flush_and_unlock(k: Kctx, tlb: MmuGather, table: int, addr: int, force_flush: bool) -> Path:
+    """zap_pte_range's tail: the forced flush (under the PTL since 1cf35d47712d), tlb_flush_rmaps, pte_unmap_unlock,
+    then tlb_flush_mmu, which frees the batched pages."""
+    cfg = k.cfg
     if force_flush:
         tlb.forced_flushes += 1
         yield Note("zap_pte_range", "force_flush", (addr,))
@@ -90,7 +100,6 @@ def zap_pte_range(k: Kctx, tlb: MmuGather, addr: int, end: int, vmas: dict[int, 
         elif cfg.has("skip_tlb_flush_rmaps"):
             tlb.delayed_rmap = False  # the entries stay queued, never removed from the rmap
         yield from tlb_flush_mmu(k, tlb)
-    return addr
 
 
 def unmap_page_range(k: Kctx, tlb: MmuGather, start: int, end: int, vmas: dict[int, int]) -> Path:
@@ -160,11 +169,16 @@ def free_pgtables(k: Kctx, vmas: dict[int, int]) -> Path:
 
 
 def do_munmap(k: Kctx, start: int, end: int) -> Path:
-    """munmap(2): find and detach the VMAs under mmap_lock write, downgrade to read, then unmap_region."""
+    """munmap(2): find and detach the VMAs under mmap_lock write, downgrade to read (since dd2283f2605e, v4.20;
+    before it, __do_munmap kept the write lock to the end: Config.munmap_downgrade), then unmap_region."""
     yield Step("munmap", "down_write", ("mmap_lock", k.tid))
     vmas = yield from find_vmas(k, "do_vmi_munmap", start, end)
     for va in range(start, end):
         yield Step("munmap", "detach_vma", (va,))
+    if not k.cfg.munmap_downgrade:
+        yield from unmap_region(k, start, end, vmas)
+        yield Step("munmap", "up_write", ("mmap_lock", k.tid))
+        return
     yield Step("munmap", "downgrade_write", ("mmap_lock", k.tid))
     yield from unmap_region(k, start, end, vmas)
     yield Step("munmap", "up_read", ("mmap_lock", k.tid))

@@ -30,7 +30,7 @@ REGISTRY: Final[tuple[Mutant, ...]] = (
     Mutant("free_before_flush", "tlb_flush_mmu_free runs before tlb_flush_mmu_tlbonly: pages freed while "
            "TLBs still map them", "freed_while_mapped", "anon_pages",
            (("mmu_gather_bundle", 1), ("max_gather_batch_count", 0))),
-    Mutant("flush_after_unlock", "pre-1cf35d47712d: the forced flush happens after pte_unmap_unlock",
+    Mutant("flush_after_unlock", "pre-1cf35d47712d: the TLB flush happens after pte_unmap_unlock",
            "lost_dirty_data", "madv_dontneed", (("ordering", "eager"), ("arch", "up")),
            note="a real old kernel (< 3.15), so also the fix switch flush_before_unlock of kernel_model.kernels: "
                 "this name is an alias for it (Config.fixed), kept for old logs and commands"),

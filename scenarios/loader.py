@@ -490,6 +490,7 @@ class _Builder(_OpBuilder):
         flags = {k: self.boolean(f"setup.{k}", setup_doc[k]) for k in _SETUP_BOOLS if k in setup_doc}
         mapped = flags.get("mapped", _SETUP_DEFAULTS["mapped"])
         anon = flags.get("anon", _SETUP_DEFAULTS["anon"])
+        self.check_setup_flags(flags, mapped, anon)
         threads = self.build_threads(doc, pages, anon)
         if pages * len(threads) > MAX_PAGE_THREADS:
             raise self.err("setup.pages", f"{pages} pages with {len(threads)} threads (each a CPU whose TLB spans "
@@ -502,6 +503,18 @@ class _Builder(_OpBuilder):
         self.check_params_used()
         return Scenario(name=name, description=description, setup=setup, threads=threads, config=config,
                         params=dict(self.params), source=self.text, expect=expect)
+
+    def check_setup_flags(self, flags: dict[str, bool], mapped: bool, anon: bool) -> None:
+        """Setup keys the machine would ignore are errors: a kernel engineer who writes them means something the
+        model would silently not do."""
+        if anon and "write_notify" in flags:
+            raise self.err("setup.write_notify", "write notification (->page_mkwrite, dirty accounting) is a shared "
+                                                 "file mapping's; anonymous memory (setup.anon = true) has none: "
+                                                 "expected no write_notify key with anon = true")
+        if not mapped and flags.get("dirty") is True:
+            raise self.err("setup.dirty", "dirty = true describes mapped pages (PTE D and PG_dirty from an earlier "
+                                          "store through the mapping); with mapped = false no page starts dirty: "
+                                          "expected mapped = true, or no dirty key")
 
     def build_expect(self, value: Any, threads: tuple[Thread, ...], pages: int, anon: bool) -> tuple[Expect, ...]:
         """The [[expect]] entries (see the module docstring)."""

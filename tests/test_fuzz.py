@@ -268,3 +268,21 @@ def test_a_sampling_campaign_is_seeded_shrinks_and_replays(capsys: pytest.Captur
     replay = run_schedule(sc, Config(ordering="eager"), [tuple(t) for t in alone.schedule], complete=False,
                           record=False)
     assert "lost_dirty_data" in replay.invariants
+
+
+def test_check_reduction_compares_end_states_only_where_nothing_is_violated() -> None:
+    """Fuzz seed 205's scenario 19 (issue 17, author12) on 3.14 UP: every search stops a run at its first
+    violation, and the sleep sets took an order to one end state that a violation cut short, so the reduced
+    search counted 5 end states and the merged one 6, with the same verdicts. That is no reduction bug."""
+    from fuzz.reduction_check import reduction_mismatch
+    from kernel_model.config import Config
+    from kernel_model.kernels import kernel_config
+    from scenarios.loader import load_scenario_text
+
+    text = ('[setup]\npages = 1\nmapped = true\nwrite_notify = false\nwarm_tlb = ["t1", "t2", "t3"]\n'
+            '[[threads]]\nname = "t0"\nprogram = [{ op = "mmap_fixed", pages = [0] }]\n'
+            '[[threads]]\nname = "t1"\nprogram = [{ op = "store", pages = [0] }]\n'
+            '[[threads]]\nname = "t2"\nprogram = [{ op = "msync", pages = [0] }]\n'
+            '[[threads]]\nname = "t3"\nprogram = [{ op = "evict", pages = [0] }]\n')
+    sc = load_scenario_text(text, name="fuzz-205-19")
+    assert reduction_mismatch(sc, Config(**{**kernel_config("3.14"), "arch": "up"}), 10_000) == ""

@@ -153,3 +153,15 @@ def test_history_table_and_png_default_path(capsys: pytest.CaptureFixture[str], 
     out = capsys.readouterr().out
     assert "lost_dirty_data" in out and "clean (exhaustive)" in out and "1cf35d47712d" in out
     assert (tmp_path / "history.png").stat().st_size > 1000
+
+
+def test_history_kernels_bracket_the_changes_that_move_a_window() -> None:
+    """Issue 17 (author12): reclaim's batched flush (4.3) and munmap's mmap_lock downgrade (4.20) are no fixes but
+    open or move windows the registry's fixes close; history shows the releases on both sides of each."""
+    from kernel_model.kernels import BATCHED_UNMAP_FLUSH_RELEASE, MUNMAP_DOWNGRADE_RELEASE
+
+    kernels = history_kernels()
+    assert {"4.2", "4.3", "4.19", "4.20"} <= set(kernels)
+    assert kernel_config("4.2")["batched_unmap_flush"] is False and kernel_config("4.3")["batched_unmap_flush"]
+    assert kernel_config("4.19")["munmap_downgrade"] is False and kernel_config("4.20")["munmap_downgrade"]
+    assert (BATCHED_UNMAP_FLUSH_RELEASE, MUNMAP_DOWNGRADE_RELEASE) == ("4.3", "4.20")

@@ -244,6 +244,10 @@ BAD = [
     ('[[threads]]\nname = "a"\nprogram = [{ op = "store", pages = [0], repeat = 600000 }]\n'
      '[[threads]]\nname = "b"\nprogram = [{ op = "store", pages = [0], repeat = 600000 }]\n',
      "threads[1].program", "at most 1000000"),
+    # Setup keys the machine would ignore (issue 17, author12).
+    ('[setup]\nanon = true\nwrite_notify = false\n[[threads]]\nname = "w"\nprogram = [{ op = "store", pages = [0] }]\n',
+     "setup.write_notify", "anonymous memory (setup.anon = true) has none"),
+    ('[setup]\nmapped = false\ndirty = true\n' + GOOD_THREAD, "setup.dirty", "with mapped = false no page starts dirty"),
     # Every bound held alone; together, each CPU's TLB over every page ate the machine's memory.
     ('[setup]\npages = 2048\n[[threads]]\nname = "w"\ncount = 129\nprogram = [{ op = "msync", pages = [0] }]\n',
      "setup.pages", "pages x threads <= 262144, got 264192"),

@@ -198,3 +198,55 @@ def test_reclaim_defers_its_flush_only_since_4_3(kernel, invariants):
     r = explore(sc, Config(**kernel_config(kernel)))
     assert {v.invariant for f in r.found for v in f.violations} == invariants
     assert r.found or r.complete
+
+
+@pytest.mark.parametrize("kernel, invariants", [("3.15", set()), ("4.12", set()), ("4.19", set()), ("4.20", set()),
+                                                ("6.2", set())])
+def test_munmap_keeps_mmap_lock_for_write_before_4_20(kernel, invariants):
+    """Issue 17 (author12): munmap downgraded mmap_lock to read before unmap_region on every kernel, so on 4.12
+    a MADV_DONTNEED overlapped munmap's zap of a clean PTE, found it none, flushed nothing (no 99baac21e458 yet)
+    and returned: a load through the stale entry was reported as stale_tlb_access. The downgrade came with
+    dd2283f2605e (v4.20); before it __do_munmap held the write lock to the end and the two never overlap."""
+    from kernel_model.kernels import kernel_config
+
+    sc = load_scenario(str(SCENARIOS / "unseen12_munmap_vs_dontneed_clean.toml"))
+    for arch in ("smp", "up"):
+        r = explore(sc, Config(**{**kernel_config(kernel), "arch": arch}), "dfs", budget=20_000)
+        assert {v.invariant for f in r.found for v in f.violations} == invariants, arch
+        assert r.complete, arch
+    # The overlap exists from 4.20 on: the search has more to try there.
+    assert kernel_config(kernel)["munmap_downgrade"] == (kernel in ("4.20", "6.2"))
+
+
+def test_data_a_store_puts_past_eof_during_ftruncate_is_not_lost():
+    """Issue 17 (author12): the online lost_dirty_data check judged a folio ftruncate had already put past i_size
+    (truncate_setsize first) but not yet deleted: on v6.1 a store through the stale entry after msync's snapshot
+    was reported lost, though ftruncate discards that data by definition. The full search reported it, the
+    reduced one (whole-state checks at quiescence only, when the folio is gone) did not: a reduction mismatch."""
+    from kernel_model.kernels import kernel_config
+
+    sc = load_scenario(str(SCENARIOS / "unseen12_truncate_stale_store.toml"))
+    cfg = Config(**kernel_config("6.1"))
+    for reduce in (True, False):
+        r = explore(sc, cfg, "dfs", budget=60_000, reduce=reduce)
+        assert r.complete and not r.found, (reduce, [f.invariants for f in r.found])
+
+
+def test_before_3_15_a_dirty_pte_forces_no_flush_and_the_zap_flushes_at_its_end():
+    """Issue 17 (author12): the model's 3.14 flushed each PTE table's dirty pages right after its pte_unmap_unlock.
+    Before 1cf35d47712d a dirty PTE forced nothing (only a full batch did): the flush came at tlb_end_vma, after
+    every table was zapped, so the window of a table's dirty pages stays open while the zap walks the others."""
+    from controlled.replay import run_schedule
+    from kernel_model.kernels import kernel_config
+    from scenarios.loader import load_scenario_text
+
+    text = '[setup]\npages = 2\nptes_per_table = 1\n[[threads]]\nname = "z"\nprogram = [{ op = "munmap" }]\n'
+    sc = load_scenario_text(text, name="munmap_two_tables")
+
+    def order(kernel: str) -> list[tuple]:
+        events = run_schedule(sc, Config(**kernel_config(kernel)), []).events
+        return [(e.op, e.args) for e in events if e.op in ("spin_unlock", "flush_tlb_local")]
+
+    assert order("3.14") == [("spin_unlock", (0, 0)), ("spin_unlock", (1, 0)), ("flush_tlb_local", (0, 2))]
+    assert order("3.15") == [("flush_tlb_local", (0, 1)), ("spin_unlock", (0, 0)),
+                             ("flush_tlb_local", (1, 2)), ("spin_unlock", (1, 0))]
