@@ -22,7 +22,7 @@ from kernel_model.ops import RESULTS
 from scenarios.loader import load_scenario
 
 LIBRARY = sorted(p.stem for p in (Path(__file__).resolve().parent.parent / "scenarios" / "library").glob("*.toml"))
-UNSEEN = sorted(str(p) for p in (Path(__file__).resolve().parent / "scenarios").glob("unseen_*.toml"))
+UNSEEN = sorted(str(p) for p in (Path(__file__).resolve().parent / "scenarios").glob("unseen*.toml"))
 CONFIGS = [{"ordering": "delayed"}, {"ordering": "eager"}, {"arch": "up"}, {"arch": "s390"}] + \
     [{"mutant": m.name} for m in REGISTRY]
 
@@ -45,7 +45,7 @@ def _runs(name: str, over: dict, runs: int, seed: int):
                 break
 
 
-@pytest.mark.parametrize("name", LIBRARY + UNSEEN)
+@pytest.mark.parametrize("name", LIBRARY + UNSEEN, ids=lambda name: Path(name).stem)
 def test_every_result_is_in_its_ops_declared_list(name):
     """Each step an op table entry lists results for returns one of them, in every configuration."""
     checked = 0
