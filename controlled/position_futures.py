@@ -71,15 +71,14 @@ class PositionFuture:
 
 
 class PositionFutures:
-    """Futures per position of one machine's threads, memoised on (thread, position, covers nothing now)."""
+    """Futures per position of one machine's threads, memoised on (thread, position); a thread that covers a
+    translation now is not asked about (its future stays its operation's)."""
 
     def __init__(self, footprints: Footprints, positions: Positions) -> None:
         self.footprints = footprints
         self.positions = positions
         self._memo = BoundedMemo(BOUND)
         self._numbers = 0
-        self.listed = 0  # positions whose future was listed (for measurements)
-        self.kept = 0  # positions that kept their operation's footprint
 
     def of_state(self, pos: list[Resolved], s: State, covered: frozenset) -> list[PositionFuture | None]:
         """Each thread's future from its position in state ``s``, or None where it stays its operation's;
@@ -99,11 +98,9 @@ class PositionFutures:
             rest = self._rest_of_attempt(tid, p, [f.index for f in s.folios])
             if rest is None:
                 hit = None
-                self.kept += 1
             else:
                 self._numbers += 1
                 hit = PositionFuture(rest, self.footprints.future(tid, p.pc[0] + 1), self._numbers)
-                self.listed += 1
             self._memo.put(key, hit)
         return hit
 
