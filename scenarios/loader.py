@@ -14,7 +14,7 @@ The format (every key other than ``threads`` is optional)::
     stores = 2
     [setup]
     pages = 1                         # int or a param name (string); >= 1
-    ptes_per_table = 512              # int or param name; pages per PTE table = per PTL (split PTLs); >= 1
+    ptes_per_table = 512              # int or param name; pages per PTE table = per PTL (split PTLs); 1..8192
     mapped = true                     # pages start mapped present+writable+dirty, PG_dirty set
     warm_tlb = ["writer"]             # thread names (or their count-expanded names) whose CPU starts with a
                                       # dirty TLB entry per page; needs mapped = true
@@ -100,6 +100,11 @@ LIBRARY_DIR: Final = Path(__file__).resolve().parent / "library"
 # checks incremental would not lift this: the key per transition stays O(pages). 2,048 is the largest that runs
 # in about 20 s a schedule.
 MAX_PAGES: Final = 1 << 11
+# PTEs per table: the largest PTRS_PER_PTE of any mainline architecture (64K pages on arm64, loongarch or mips:
+# 1 << (PAGE_SHIFT - 3)). A larger table holds every page of a scenario just as 8,192 does (MAX_PAGES is less),
+# and the wild runtime sends the setup to its actors as msgpack, whose integers end at 2**64: a larger value
+# there was an internal error after Ray had started.
+MAX_PTES_PER_TABLE: Final = 1 << 13
 MAX_THREADS: Final = 1024
 MAX_OPS_PER_THREAD: Final = 1_000_000  # after loops and repeats are unrolled (program.flatten)
 # All threads together, unrolled: what the machine builds per operation (its footprint, its unrolled Op) costs
@@ -283,8 +288,8 @@ class _Reader:
             raise self.err(key, f"expected a string, got {_show(value)}")
         return value
 
-    def integer(self, key: str, value: Any, minimum: int, maximum: int | None = None) -> int:
-        """An int, or the name of a param (resolved), within [minimum, maximum]."""
+    def integer(self, key: str, value: Any, minimum: int, maximum: int | None = None, why: str = "") -> int:
+        """An int, or the name of a param (resolved), within [minimum, maximum] (``why`` the maximum)."""
         if isinstance(value, str):
             if value not in self.params:
                 known = ", ".join(sorted(self.params)) or "none declared"
@@ -299,7 +304,7 @@ class _Reader:
         if number < minimum:
             raise self.err(key, f"expected an integer >= {minimum}, got {number}{via}")
         if maximum is not None and number > maximum:
-            raise self.err(key, f"expected an integer <= {maximum}, got {number}{via}")
+            raise self.err(key, f"expected an integer <= {maximum}{why}, got {number}{via}")
         return number
 
 
@@ -486,7 +491,9 @@ class _Builder(_OpBuilder):
                                           "checks every page, so one schedule costs O(pages^2) (2,048 pages about "
                                           "20 s, 65,536 never finish)")
         ptes_per_table = self.integer("setup.ptes_per_table",
-                                      setup_doc.get("ptes_per_table", _SETUP_DEFAULTS["ptes_per_table"]), 1)
+                                      setup_doc.get("ptes_per_table", _SETUP_DEFAULTS["ptes_per_table"]), 1,
+                                      MAX_PTES_PER_TABLE, why=" (PTRS_PER_PTE is at most 8192 on any architecture, "
+                                                              "with 64K pages)")
         flags = {k: self.boolean(f"setup.{k}", setup_doc[k]) for k in _SETUP_BOOLS if k in setup_doc}
         mapped = flags.get("mapped", _SETUP_DEFAULTS["mapped"])
         anon = flags.get("anon", _SETUP_DEFAULTS["anon"])

@@ -51,3 +51,32 @@ def test_a_memory_limit_with_a_sampling_strategy_is_refused_not_ignored(capsys, 
     rc, _, err = run_cli(capsys, "explore", "madv_dontneed", "--strategy", strategy, "--memory-limit", "1K",
                          "--out", str(tmp_path))
     assert rc == 2 and "--memory-limit: only with --strategy bfs or dfs" in err and strategy in err, err
+
+
+_PPT_SCENARIO = """name = "ppt"
+[params]
+ppt = 2
+[setup]
+pages = 2
+ptes_per_table = {ppt}
+[[threads]]
+name = "writer"
+program = [{{ op = "store", pages = [0, 1] }}]
+"""
+
+
+@pytest.mark.parametrize("ppt, shown", [("18446744073709551616", "18446744073709551616"),
+                                        ('"ppt"\n# via --param', "9000 (param ppt = 9000)")])
+def test_ptes_per_table_past_any_kernel_is_refused_before_any_work(capsys, tmp_path, ppt, shown):
+    """ptes_per_table was uncapped: 2**64 passed explore, and stress failed after Ray had started (msgpack's
+    integers end at 2**64: "internal error: OverflowError", exit 4). No kernel has more than 8,192 PTEs a table."""
+    path = tmp_path / "ppt.toml"
+    path.write_text(_PPT_SCENARIO.format(ppt=ppt))
+    out = tmp_path / "out"
+    rc, _, err = run_cli(capsys, "explore", str(path), "--param", "ppt=9000", "--out", str(out))
+    assert rc == 2, err
+    assert "setup.ptes_per_table: expected an integer <= 8192" in err and f"got {shown}" in err, err
+    assert "PTRS_PER_PTE" in err and not out.exists()
+    path.write_text(_PPT_SCENARIO.format(ppt='"ppt"'))
+    rc, _, err = run_cli(capsys, "explore", str(path), "--param", "ppt=8192", "--out", str(out))
+    assert rc == 0, err  # the largest real table still loads
