@@ -39,6 +39,7 @@ from kernel_model.kernels import fixes_in_config, parse_version, version_text
 from kernel_model.program import Scenario
 from logs import results_file
 from logs.eventlog import EventLogWriter, make_header
+from logs.output_files import OutputFileError, foreign_kind
 from logs.results_file import ResultsContents, ResultsError, ResultsWriter
 
 
@@ -148,6 +149,8 @@ class CampaignResult:
     moved_aside: str | None = None
     skipped: list[tuple[int, int]] = field(default_factory=list)  # damaged byte ranges of the resumed file
     aligner: dict[str, Any] | None = None  # RaceAligner.summary() when the campaign ran with align
+    # Trials whose log could not be written because something not a file holds its name: "trial N: why"
+    unwritten_logs: list[str] = field(default_factory=list)
 
     @property
     def violations(self) -> int:
@@ -167,6 +170,7 @@ class CampaignResult:
             "failing_logs": list(self.failing_logs), "resumed": self.resumed, "interrupted": self.interrupted,
             "stopped_by": self.stopped_by,
             "results": self.results_path, "aligner": self.aligner or {"on": False},
+            "unwritten_logs": list(self.unwritten_logs),
         }
 
 
@@ -349,8 +353,8 @@ def _remove_unrecorded_logs(out: str, scenario: str, run: str, recorded: set[int
     pattern = re.compile(rf"{re.escape(scenario)}-{re.escape(run)}-trial(\d+)\.msgpack")
     for path in glob.glob(os.path.join(glob.escape(out), f"{glob.escape(scenario)}-{run}-trial*.msgpack")):
         m = pattern.fullmatch(os.path.basename(path))
-        if m is not None and int(m.group(1)) not in recorded:
-            os.remove(path)
+        if m is not None and int(m.group(1)) not in recorded and foreign_kind(path) is None:
+            os.remove(path)  # a FIFO or directory a user put there is left alone: the trial's rerun reports it
 
 
 def _trial_ids(done: set[int], limit: int | None) -> Iterator[int]:
@@ -423,7 +427,11 @@ def _account(result: CampaignResult, r: TrialResult, scenario: Scenario, cfg: Co
     if r.failed:
         result.failures.append(r)
     if opts.out and (r.failed or opts.keep_passing):
-        path = write_trial_log(opts.out, result.run, scenario, cfg, r)
+        try:
+            path = write_trial_log(opts.out, result.run, scenario, cfg, r)
+        except OutputFileError as exc:  # one trial's name is taken: that trial is reported, the campaign goes on
+            result.unwritten_logs.append(f"trial {r.trial}: its log was not written: {exc}")
+            return None
         if r.failed:
             result.failing_logs.append(path)
         return path
@@ -434,7 +442,11 @@ def write_trial_log(out: str, run: str, scenario: Scenario, cfg: Config, r: Tria
     """One self-describing msgpack log for one trial: header, its events in replay order, trial_end."""
     os.makedirs(out, exist_ok=True)
     path = os.path.join(out, f"{scenario.name}-{run}-trial{r.trial:05d}.msgpack")
-    if os.path.exists(path):
+    kind = foreign_kind(path)
+    if kind is not None:  # removed, a user's FIFO or device was lost; a directory stopped the campaign (exit 3)
+        raise OutputFileError(f"{path}: the trial's event log would go there, but it is {kind}; expected a regular "
+                              "file or nothing (move it away to keep the next trials' logs)")
+    if os.path.lexists(path):  # lexists: a dangling symlink would have the log created wherever it points
         os.remove(path)  # a trial run again after a resume: its log is this run's, not both appended
     header = make_header(run=run, runtime="wild", scenario=scenario.name, scenario_source=scenario.source,
                          params=scenario.params, config=cfg.to_dict())

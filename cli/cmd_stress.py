@@ -254,6 +254,10 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(summary))
     else:
         _print_summary(result, summary)
+    for line in result.unwritten_logs[:10]:  # the trial is counted and recorded; only its log is missing
+        print(f"tlbrace: warning: {line}", file=sys.stderr)
+    if len(result.unwritten_logs) > 10:
+        print(f"tlbrace: warning: ... and {len(result.unwritten_logs) - 10} more trials without a log", file=sys.stderr)
     if result.moved_aside:
         print(f"tlbrace: the previous campaign's results were kept as {result.moved_aside}", file=sys.stderr)
     if result.interrupted:

@@ -33,6 +33,19 @@ def check_output_file(path: str | os.PathLike[str], what: str) -> None:
                               "regular file or nothing (move it, or choose another --out)")
 
 
+def foreign_kind(path: str | os.PathLike[str]) -> str | None:
+    """What stands at ``path`` if a file tlbrace rewrites there may not replace it ('a FIFO', 'a device', 'a
+    directory', ...); None for nothing, a regular file or a symbolic link (the link itself is replaced, so a
+    dangling one never has the file created where it points)."""
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return None
+    if stat.S_ISREG(mode) or stat.S_ISLNK(mode):
+        return None
+    return file_kind(mode)
+
+
 @contextmanager
 def replaced_whole(path: str | os.PathLike[str], what: str) -> Iterator[str]:
     """A fresh, empty temporary file beside ``path`` to write; renamed over ``path`` when the block succeeds,

@@ -4,6 +4,7 @@ device is refused with one line naming it (exit 2), never replaced, never waited
 from __future__ import annotations
 
 import os
+import stat
 
 import pytest
 from cli_run import run_cli
@@ -149,3 +150,33 @@ def test_an_out_dir_through_a_broken_symlink_is_refused_before_the_search(capsys
     rc, stdout, err = run_cli(capsys, *argv, "--out", str(out))
     assert rc == 2 and f"--out {out}: {broken} is a symbolic link that leads nowhere" in err, err
     assert not stdout
+
+
+def test_a_trial_log_name_taken_by_a_fifo_or_directory_skips_that_log_and_the_campaign_goes_on(tmp_path):
+    """A directory at one trial's log name stopped a stress campaign (exit 3, no summary); a FIFO there was deleted
+    and replaced; a dangling symlink had the log created where it pointed. Now the FIFO and the directory stay, that
+    trial is counted and reported with the path, and the next trials' logs are written."""
+    from actors.campaign import CampaignOptions, CampaignResult, _account, _remove_unrecorded_logs
+    from actors.trial import TrialResult
+    from kernel_model.config import Config
+    from kernel_model.events import Violation
+    from scenarios.loader import load_scenario
+
+    sc, cfg = load_scenario("madv_dontneed"), Config(ordering="eager")
+    opts = CampaignOptions(out=str(tmp_path))
+    name = lambda t: tmp_path / f"madv_dontneed-r-trial{t:05d}.msgpack"  # noqa: E731
+    os.mkfifo(name(1))
+    name(2).mkdir()
+    name(3).symlink_to(tmp_path / "elsewhere")
+    _remove_unrecorded_logs(str(tmp_path), sc.name, "r", recorded=set())  # a resume leaves them alone too
+    result = CampaignResult(sc.name, cfg, "r")
+    for t in range(5):
+        r = TrialResult(t, "violation", [Violation("lost_dirty_data", "")], seed=t)
+        _account(result, r, sc, cfg, opts)
+    assert result.trials == 5 and result.violations == 5
+    assert stat.S_ISFIFO(os.lstat(name(1)).st_mode) and name(2).is_dir()
+    assert [line.split(":")[0] for line in result.unwritten_logs] == ["trial 1", "trial 2"]
+    assert f"{name(1)}" in result.unwritten_logs[0] and "a FIFO" in result.unwritten_logs[0]
+    assert "a directory" in result.unwritten_logs[1] and result.summary()["unwritten_logs"] == result.unwritten_logs
+    assert not (tmp_path / "elsewhere").exists() and name(3).is_file() and not name(3).is_symlink()
+    assert result.failing_logs == [str(name(t)) for t in (0, 3, 4)]
