@@ -112,6 +112,7 @@ def check_out_dir(out: str, flag: str = "--out") -> None:
         raise UsageError(f"{flag} '': expected a directory path")
     if "\0" in out:
         raise UsageError(f"{flag} {out!r}: a path cannot contain a NUL byte")
+    _check_cwd(out, flag)
     if os.path.exists(out) and not os.path.isdir(out):
         raise UsageError(f"{flag} {out}: is {_kind_of(out)}, expected a directory")
     broken = _broken_link(out)
@@ -121,6 +122,23 @@ def check_out_dir(out: str, flag: str = "--out") -> None:
     existing = nearest_existing(out)
     if not os.path.isdir(existing):
         raise UsageError(f"{flag} {out}: {existing} is a file, expected a directory (or a path under one)")
+    _check_creatable(out, existing, flag)
+
+
+def _check_creatable(out: str, existing: str, flag: str) -> None:
+    """Something can be created in ``existing`` (``out`` or its closest existing ancestor): a read-only or
+    pseudo file system (/proc), or a directory without write permission, was found only when the search or
+    campaign had ended and had something to write (exit 3 after all the work). A probe directory is made and
+    removed: permission bits alone do not say it (root, read-only mounts, /proc)."""
+    import tempfile
+
+    from cli.errors import EnvironmentFailure
+
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".tlbrace-probe-", dir=existing))
+    except OSError as exc:
+        raise EnvironmentFailure(f"{flag} {out}: nothing can be created in {existing} ({exc.strerror or exc}): "
+                                 "choose a writable --out") from None
 
 
 def check_out_file(path: str, flag: str, suffixes: tuple[str, ...] = ()) -> None:
@@ -141,6 +159,20 @@ def check_out_file(path: str, flag: str, suffixes: tuple[str, ...] = ()) -> None
         raise UsageError(f"{flag} {path}: the directory {parent} {what}")
     if suffixes and not path.lower().endswith(suffixes):
         raise UsageError(f"{flag} {path}: expected a file name ending in {' or '.join(suffixes)}")
+
+
+def _check_cwd(path: str, flag: str) -> None:
+    """A relative path needs a current directory: one deleted under the shell made every path check fail with a
+    bare "No such file or directory" that named nothing."""
+    from cli.errors import EnvironmentFailure
+
+    if not os.path.isabs(path):
+        try:
+            os.getcwd()
+        except FileNotFoundError:
+            raise EnvironmentFailure(f"{flag} {path}: the current directory no longer exists (deleted after the "
+                                     "shell entered it): cd to an existing directory, or give an absolute path") \
+                from None
 
 
 def _kind_of(path: str) -> str:

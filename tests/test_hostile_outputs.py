@@ -180,3 +180,27 @@ def test_a_trial_log_name_taken_by_a_fifo_or_directory_skips_that_log_and_the_ca
     assert "a directory" in result.unwritten_logs[1] and result.summary()["unwritten_logs"] == result.unwritten_logs
     assert not (tmp_path / "elsewhere").exists() and name(3).is_file() and not name(3).is_symlink()
     assert result.failing_logs == [str(name(t)) for t in (0, 3, 4)]
+
+
+@pytest.mark.parametrize("command", [["explore", "madv_dontneed"], ["fuzz", "--count", "1"],
+                                     ["stress", "anon_pages", "--trials", "1"]])
+def test_an_out_where_nothing_can_be_created_is_refused_before_the_work(capsys, monkeypatch, command):
+    """A read-only or pseudo file system under --out (a read-only cwd with the default tlbrace-out, /proc) passed
+    the door: the search ran to its end and then could not write what it found (exit 3 after all the work)."""
+    import cli.cmd_explore
+
+    monkeypatch.setattr(cli.cmd_explore, "explore", lambda *a, **k: pytest.fail("the search ran"))
+    monkeypatch.chdir("/proc")  # nothing can be made there, even by root: the default --out tlbrace-out
+    rc, out, err = run_cli(capsys, *command)
+    assert rc == 3 and "--out tlbrace-out" in err and "nothing can be created in /proc" in err, err
+    assert len(err.strip().splitlines()) == 1 and not out
+
+
+def test_a_deleted_current_directory_is_named(capsys, tmp_path, monkeypatch):
+    """A cwd deleted under the shell: "error: No such file or directory" named no path nor cause."""
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    monkeypatch.chdir(gone)
+    gone.rmdir()
+    rc, _, err = run_cli(capsys, "explore", "madv_dontneed")
+    assert rc == 3 and "the current directory no longer exists" in err and "--out tlbrace-out" in err, err
