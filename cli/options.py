@@ -122,7 +122,65 @@ def check_out_dir(out: str, flag: str = "--out") -> None:
     existing = nearest_existing(out)
     if not os.path.isdir(existing):
         raise UsageError(f"{flag} {out}: {existing} is a file, expected a directory (or a path under one)")
+    _check_name_lengths(out, existing, flag)
     _check_creatable(out, existing, flag)
+
+
+# Room left under --out for the names tlbrace writes there (a fuzz subdirectory, then a file name of a scenario's
+# name of up to 64 characters with its configuration and suffix): one more name at most NAME_MAX long.
+_ROOM_UNDER_OUT: Final = 256
+
+
+def _check_name_lengths(out: str, existing: str, flag: str) -> None:
+    """Each name --out would create fits the file system's NAME_MAX, and the whole path leaves room under
+    PATH_MAX for the files written in it: a longer one failed with "File name too long" once the search or
+    campaign had ended (exit 3 after all the work)."""
+    from cli.errors import UsageError
+
+    name_max, path_max = _pathconf(existing, "PC_NAME_MAX", 255), _pathconf(existing, "PC_PATH_MAX", 4096)
+    shown = _shortened(out)
+    for part in os.path.relpath(os.path.abspath(out), existing).split(os.sep):
+        if len(os.fsencode(part)) > name_max:
+            raise UsageError(f"{flag} {shown}: a directory name of {len(os.fsencode(part)):,} bytes; this file "
+                             f"system allows {name_max}")
+    length = len(os.fsencode(os.path.abspath(out)))
+    if length + _ROOM_UNDER_OUT > path_max:
+        raise UsageError(f"{flag} {shown}: a path of {length:,} bytes (absolute) leaves no room under PATH_MAX = "
+                         f"{path_max} for the files written in it: expected at most {path_max - _ROOM_UNDER_OUT}")
+
+
+# The file is written under a temporary name beside it first (logs.output_files.replaced_whole: NAME.XXXXXXXX.tmp).
+_TEMPORARY_SUFFIX: Final = len(".XXXXXXXX.tmp")
+
+
+def _check_file_name_length(path: str, parent: str, flag: str) -> None:
+    """An output file's name (and the temporary name it is written under first) fits NAME_MAX, and its path
+    PATH_MAX: a longer one failed with "File name too long" once the work was done (exit 3)."""
+    from cli.errors import UsageError
+
+    name_max, path_max = _pathconf(parent, "PC_NAME_MAX", 255), _pathconf(parent, "PC_PATH_MAX", 4096)
+    shown = _shortened(path)
+    name = len(os.fsencode(os.path.basename(path)))
+    if name + _TEMPORARY_SUFFIX > name_max:
+        raise UsageError(f"{flag} {shown}: a file name of {name:,} bytes; this file system allows {name_max}, and "
+                         f"the file is first written under its name plus {_TEMPORARY_SUFFIX} characters")
+    length = len(os.fsencode(os.path.abspath(path))) + _TEMPORARY_SUFFIX
+    if length > path_max:
+        raise UsageError(f"{flag} {shown}: a path of {length:,} bytes (absolute, with the temporary suffix); "
+                         f"PATH_MAX is {path_max}")
+
+
+def _shortened(path: str) -> str:
+    """A path for a one-line message: a very long one by its two ends and its length."""
+    return path if len(path) <= 80 else f"{path[:40]}...{path[-30:]} ({len(path):,} characters)"
+
+
+def _pathconf(path: str, name: str, default: int) -> int:
+    try:
+        value = os.pathconf(path, name)
+    except (OSError, ValueError):
+        return default
+    return value if value > 0 else default
 
 
 def _check_creatable(out: str, existing: str, flag: str) -> None:
@@ -159,6 +217,7 @@ def check_out_file(path: str, flag: str, suffixes: tuple[str, ...] = ()) -> None
         raise UsageError(f"{flag} {path}: the directory {parent} {what}")
     if suffixes and not path.lower().endswith(suffixes):
         raise UsageError(f"{flag} {path}: expected a file name ending in {' or '.join(suffixes)}")
+    _check_file_name_length(path, parent, flag)
 
 
 def _check_cwd(path: str, flag: str) -> None:

@@ -204,3 +204,32 @@ def test_a_deleted_current_directory_is_named(capsys, tmp_path, monkeypatch):
     gone.rmdir()
     rc, _, err = run_cli(capsys, "explore", "madv_dontneed")
     assert rc == 3 and "the current directory no longer exists" in err and "--out tlbrace-out" in err, err
+
+
+@pytest.mark.parametrize("make", [lambda tmp: str(tmp / ("x" * 300)),  # one name past NAME_MAX (255)
+                                  lambda tmp: str(tmp / "/".join(["d" * 200] * 25))])  # past PATH_MAX (4096)
+def test_an_out_whose_name_is_too_long_is_refused_before_the_search(capsys, tmp_path, monkeypatch, make):
+    """"File name too long" came from the first makedirs, after the whole search (exit 3)."""
+    import cli.cmd_explore
+
+    monkeypatch.setattr(cli.cmd_explore, "explore", lambda *a, **k: pytest.fail("the search ran"))
+    rc, _, err = run_cli(capsys, "explore", "madv_dontneed", "--out", make(tmp_path))
+    assert rc == 2 and ("this file system allows 255" in err or "PATH_MAX" in err), err
+    assert len(err) < 400 and list(tmp_path.iterdir()) == []  # the path is shortened in the message
+
+
+@pytest.mark.parametrize("argv", [["analyze", "LOG", "--timeline", "NAME.png"], ["analyze", "LOG", "--perfetto", "NAME"],
+                                  ["shrink", "SCHEDULE", "-o", "NAME"], ["report", "DIR", "-o", "NAME"]])
+def test_an_output_file_name_that_cannot_be_written_whole_is_refused_at_the_door(capsys, tmp_path, argv):
+    """A 250-byte name is under NAME_MAX, but the file is written as NAME.XXXXXXXX.tmp first: the command did its
+    work, then failed with "File name too long" (exit 3)."""
+    from cli.main import main
+
+    assert main(["explore", "madv_dontneed", "--ordering", "eager", "--json", "--out", str(tmp_path)]) == 1
+    capsys.readouterr()
+    name = str(tmp_path / ("x" * 246))
+    subst = {"LOG": str(tmp_path / f"{STEM}.msgpack"), "SCHEDULE": str(tmp_path / f"{STEM}.schedule"),
+             "DIR": str(tmp_path), "NAME": name}
+    rc, _, err = run_cli(capsys, *[subst.get(a, a.replace("NAME", name)) for a in argv])
+    assert rc == 2 and "this file system allows 255" in err and "plus 13 characters" in err, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f"{STEM}.msgpack", f"{STEM}.schedule"]
