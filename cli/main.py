@@ -43,6 +43,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:  # a Ctrl-C while the parser is built (it imports every subcommand: about 0.5 s)
+        print("tlbrace: interrupted", file=sys.stderr)
+        return 130
+
+
+def _main(argv: list[str] | None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     verbose = "--verbose" in argv
     parser = build_parser()

@@ -311,3 +311,16 @@ def test_a_report_that_cannot_be_written_leaves_the_old_one_whole(capsys, tmp_pa
     assert rc == 3 and "No space left on device" in err, err
     assert page.read_text() == "the old report"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c", "report.html"]  # no temporary copy left
+
+
+def test_a_ctrl_c_while_the_command_line_is_parsed_is_one_line(capsys, monkeypatch):
+    """Building the parser imports every subcommand (about half a second): a Ctrl-C then printed a KeyboardInterrupt
+    traceback of 16 to 56 lines instead of "tlbrace: interrupted" (exit 130)."""
+    import cli.main
+
+    def interrupted() -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli.main, "build_parser", interrupted)
+    rc, out, err = run_cli(capsys, "explore", "madv_dontneed")
+    assert rc == 130 and err == "tlbrace: interrupted\n" and not out
