@@ -32,17 +32,11 @@ MAX_JOBS = 256
 
 
 def _is_results_file(path: str) -> bool:
-    """A stress campaign's results file (framed, or an older plain one), told by its first bytes."""
-    from logs.results_file import MAGIC
+    """A stress campaign's results file (framed, or an older plain one), told by its first bytes (a FIFO is never
+    opened here: the log reader refuses it)."""
+    from cli.options import RESULTS_KIND, tlbrace_data_kind
 
-    if not os.path.isfile(path):  # never open a FIFO here: the log reader refuses it
-        return False
-    try:
-        with open(path, "rb", buffering=0) as f:
-            head = f.read(64)
-    except OSError:
-        return False  # the log reader names the problem
-    return head.startswith(MAGIC) or b"tlbrace-results" in head
+    return tlbrace_data_kind(path) == RESULTS_KIND
 
 
 def add_parser(subparsers: Any) -> None:

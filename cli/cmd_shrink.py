@@ -57,9 +57,9 @@ def shrink(sf: ScheduleFile) -> tuple[list[Transition], RunResult]:
 
 def run(args: argparse.Namespace) -> int:
     from cli.errors import UsageError
-    from cli.options import check_out_file
+    from cli.options import SCHEDULE_KIND, check_out_file
 
-    check_out_file(args.output, "-o")  # before the work: a directory, or a missing one, is refused now
+    check_out_file(args.output, "-o", may_replace=SCHEDULE_KIND)  # before the work: a directory, or a missing one, is refused now
     try:
         sf = read_schedule(args.file)
         original = run_schedule(sf.scenario, sf.config, sf.schedule, complete=False, record=False)

@@ -199,10 +199,15 @@ def _check_creatable(out: str, existing: str, flag: str) -> None:
                                  "choose a writable --out") from None
 
 
-def check_out_file(path: str, flag: str, suffixes: tuple[str, ...] = ()) -> None:
+SCHEDULE_KIND: Final = "a schedule file"
+RESULTS_KIND: Final = "a stress campaign's results file"
+
+
+def check_out_file(path: str, flag: str, suffixes: tuple[str, ...] = (), may_replace: str | None = None) -> None:
     """An output file named on the command line, checked before any work: not a directory, in a directory that
     exists, with one of ``suffixes`` if given; if it exists, a regular file (a schedule is written aside and
-    renamed over its name, which would replace a device such as /dev/null; writing a FIFO waits for a reader)."""
+    renamed over its name, which would replace a device such as /dev/null; writing a FIFO waits for a reader)
+    that holds no tlbrace data other than ``may_replace`` (shrink may rewrite a schedule in place)."""
     from cli.errors import UsageError
 
     if not path or "\0" in path:
@@ -211,6 +216,9 @@ def check_out_file(path: str, flag: str, suffixes: tuple[str, ...] = ()) -> None
         raise UsageError(f"{flag} {path}: is a directory, expected a file path")
     if os.path.exists(path) and not os.path.isfile(path):
         raise UsageError(f"{flag} {path}: is {_kind_of(path)}, expected a regular file path")
+    data = tlbrace_data_kind(path)
+    if data is not None and data != may_replace:  # `analyze L --perfetto L`, `report D -o D/results.msgpack`
+        raise UsageError(f"{flag} {path}: is {data}; writing there would destroy it: expected another file name")
     parent = os.path.dirname(path) or "."
     if not os.path.isdir(parent):
         what = "is not a directory" if os.path.exists(parent) else "does not exist"
@@ -232,6 +240,24 @@ def _check_cwd(path: str, flag: str) -> None:
             raise EnvironmentFailure(f"{flag} {path}: the current directory no longer exists (deleted after the "
                                      "shell entered it): cd to an existing directory, or give an absolute path") \
                 from None
+
+
+def tlbrace_data_kind(path: str) -> str | None:
+    """What tlbrace data a regular file at ``path`` holds, by its first bytes ("an event log", ...), else None."""
+    from logs.results_file import MAGIC
+
+    if not os.path.isfile(path):
+        return None
+    try:
+        with open(path, "rb") as f:
+            head = f.read(64)
+    except OSError:
+        return None  # the write says what is wrong
+    if head.startswith(MAGIC) or b"tlbrace-results" in head:
+        return RESULTS_KIND
+    if b"tlbrace-log" in head:
+        return "an event log"
+    return SCHEDULE_KIND if b"tlbrace-schedule" in head else None
 
 
 def _kind_of(path: str) -> str:

@@ -233,3 +233,38 @@ def test_an_output_file_name_that_cannot_be_written_whole_is_refused_at_the_door
     rc, _, err = run_cli(capsys, *[subst.get(a, a.replace("NAME", name)) for a in argv])
     assert rc == 2 and "this file system allows 255" in err and "plus 13 characters" in err, err
     assert sorted(p.name for p in tmp_path.iterdir()) == [f"{STEM}.msgpack", f"{STEM}.schedule"]
+
+
+@pytest.mark.parametrize("argv, victim", [
+    (["analyze", "LOG", "--perfetto", "LOG"], "LOG"),
+    (["report", "DIR", "-o", "RESULTS"], "RESULTS"),
+    (["shrink", "SCHEDULE", "-o", "LOG"], "LOG"),
+])
+def test_an_output_over_tlbrace_data_is_refused_and_the_data_kept(capsys, tmp_path, argv, victim):
+    """`analyze L --perfetto L` replaced the log it read with trace JSON, `report D -o D/results.msgpack` the
+    campaign's results file with HTML (no report nor --resume after), `shrink S -o L` a log with a schedule."""
+    from cli.main import main
+    from logs.results_file import ResultsWriter, make_header
+    from scenarios.loader import load_scenario
+
+    assert main(["explore", "madv_dontneed", "--ordering", "eager", "--json", "--out", str(tmp_path)]) == 1
+    sc = load_scenario("madv_dontneed")
+    ResultsWriter(str(tmp_path / "results.msgpack"), make_header(
+        run="r", scenario=sc.name, scenario_source=sc.source, params=sc.params, config={}, seed=0, trials=1,
+        jitter_us=0.0)).close()
+    capsys.readouterr()
+    paths = {"LOG": tmp_path / f"{STEM}.msgpack", "SCHEDULE": tmp_path / f"{STEM}.schedule", "DIR": tmp_path,
+             "RESULTS": tmp_path / "results.msgpack"}
+    before = paths[victim].read_bytes()
+    rc, _, err = run_cli(capsys, *[str(paths.get(a, a)) for a in argv])
+    assert rc == 2 and "writing there would destroy it" in err and str(paths[victim]) in err, err
+    assert paths[victim].read_bytes() == before
+
+
+def test_shrink_may_still_rewrite_a_schedule_in_place(capsys, tmp_path):
+    from cli.main import main
+
+    assert main(["explore", "madv_dontneed", "--ordering", "eager", "--json", "--out", str(tmp_path)]) == 1
+    schedule = str(tmp_path / f"{STEM}.schedule")
+    rc, out, err = run_cli(capsys, "shrink", schedule, "-o", schedule)
+    assert rc == 1 and "written to" in out, err  # 1: the shrunk schedule still violates
