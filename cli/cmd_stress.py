@@ -230,9 +230,7 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(str(exc)) from None
     except OSError as exc:  # --out cannot be made or written: read-only, /proc, no permission
         raise EnvironmentFailure(f"--out: {os_error_text(exc)}") from None
-    if prepared is not None and prepared.resumed is not None and prepared.resumed.skipped:
-        print(f"tlbrace: warning: {prepared.path}: skipped damaged bytes {prepared.resumed.skipped_text()} "
-              f"(every intact record is kept; the trials recorded there run again)", file=sys.stderr)
+    _say_what_resumes(args.resume, prepared)
     try:
         session = open_ray(args, args.parallel)
     except BaseException:
@@ -254,10 +252,7 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(summary))
     else:
         _print_summary(result, summary)
-    for line in result.unwritten_logs[:10]:  # the trial is counted and recorded; only its log is missing
-        print(f"tlbrace: warning: {line}", file=sys.stderr)
-    if len(result.unwritten_logs) > 10:
-        print(f"tlbrace: warning: ... and {len(result.unwritten_logs) - 10} more trials without a log", file=sys.stderr)
+    _warn_unwritten_logs(result.unwritten_logs)
     if result.moved_aside:
         print(f"tlbrace: the previous campaign's results were kept as {result.moved_aside}", file=sys.stderr)
     if result.interrupted:
@@ -266,6 +261,27 @@ def run(args: argparse.Namespace) -> int:
               f"--resume continues it", file=sys.stderr)
         return 130
     return EXIT_VIOLATION if result.violations else EXIT_OK
+
+
+def _say_what_resumes(resume: bool, prepared: Any) -> None:
+    """Before Ray starts: a --resume with nothing to continue (a mistyped --out would silently start afresh), and
+    the damaged bytes a resumed results file had."""
+    if prepared is None:
+        return
+    if resume and prepared.resumed is None:
+        print(f"tlbrace: note: --resume: there is no {prepared.path} to continue; a new campaign starts",
+              file=sys.stderr)
+    if prepared.resumed is not None and prepared.resumed.skipped:
+        print(f"tlbrace: warning: {prepared.path}: skipped damaged bytes {prepared.resumed.skipped_text()} "
+              f"(every intact record is kept; the trials recorded there run again)", file=sys.stderr)
+
+
+def _warn_unwritten_logs(lines: list[str]) -> None:
+    """Trials whose log name was taken (a FIFO, a directory): counted and recorded; only their log is missing."""
+    for line in lines[:10]:
+        print(f"tlbrace: warning: {line}", file=sys.stderr)
+    if len(lines) > 10:
+        print(f"tlbrace: warning: ... and {len(lines) - 10} more trials without a log", file=sys.stderr)
 
 
 def _since(start: float, at: float | None) -> float | None:

@@ -324,3 +324,15 @@ def test_a_ctrl_c_while_the_command_line_is_parsed_is_one_line(capsys, monkeypat
     monkeypatch.setattr(cli.main, "build_parser", interrupted)
     rc, out, err = run_cli(capsys, "explore", "madv_dontneed")
     assert rc == 130 and err == "tlbrace: interrupted\n" and not out
+
+
+def test_a_resume_with_nothing_to_resume_says_so(capsys, tmp_path, monkeypatch):
+    """`stress --resume --out typo` silently started a new campaign: the user believed the old one continued."""
+    import cli.cmd_stress
+
+    def no_ray(*_a, **_k):
+        raise KeyboardInterrupt  # stop where Ray would start: what was said before is what the test reads
+
+    monkeypatch.setattr(cli.cmd_stress, "open_ray", no_ray)
+    rc, _, err = run_cli(capsys, "stress", "madv_dontneed", "--resume", "--trials", "2", "--out", str(tmp_path / "typo"))
+    assert rc == 130 and f"--resume: there is no {tmp_path / 'typo' / 'results.msgpack'} to continue" in err, err
