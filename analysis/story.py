@@ -15,6 +15,7 @@ from rich.text import Text
 
 from kernel_model.events import Event, Violation
 from kernel_model.ops import fmt_of
+from analysis.printable import printable
 from kernel_model.program import Scenario
 
 # Notes worth a row: (fn or "*", op).
@@ -66,11 +67,11 @@ def _note(ev: Event, names: list[str]) -> str | None:
 def story_table(scenario: Scenario, cpu_of: list[int], events: list[Event],
                 violations: list[Violation]) -> Table:
     names = [t.name for t in scenario.threads]
-    title = "; ".join(f"{v.invariant}: {v.detail}" for v in violations) or "no violation"
+    title = printable("; ".join(f"{v.invariant}: {v.detail}" for v in violations) or "no violation")
     # The caption: the scenario's description, which for a race of mm's history names its commit and says the
     # race in the commit's words (docs/history.md).
     table = Table(title=title, title_justify="left", show_lines=False, expand=False,
-                  caption=scenario.description or None, caption_justify="left")
+                  caption=printable(scenario.description) or None, caption_justify="left")
     table.add_column("#", justify="right", style="dim")
     for tid, name in enumerate(names):
         table.add_column(f"{name} (CPU {cpu_of[tid]})", overflow="fold")

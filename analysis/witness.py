@@ -15,6 +15,7 @@ from typing import Any, Callable
 
 from rich.table import Table
 
+from analysis.printable import printable
 from controlled.machine import Machine
 from kernel_model.events import Event, Violation
 from kernel_model.state import Pte
@@ -308,7 +309,7 @@ def _resolve_column(r: WitnessRow, cpu_of: tuple[int, ...]) -> WitnessRow:
 
 def witness_table(w: Witness, title: str | None = None) -> Table:
     """One column per thread (with its CPU), rows in happens-before order, and what each row means."""
-    table = Table(title=title or f"{w.invariant} (pfn {w.pfn})", caption=w.detail, show_lines=True,
+    table = Table(title=title or f"{w.invariant} (pfn {w.pfn})", caption=printable(w.detail), show_lines=True,
                   title_justify="left", caption_justify="left")
     table.add_column("#", justify="right", style="dim")
     for tid, name in enumerate(w.threads):

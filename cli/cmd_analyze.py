@@ -20,6 +20,7 @@ from rich.table import Table
 
 from analysis import coverage as cov
 from analysis.analyze import AnalysisError, LogAnalysis, TrialReport, analyze_log, summarize
+from analysis.printable import printable
 from analysis.witness import Witness, witness_table, witnesses_for
 from cli.options import add_view_options, console_for, diagram_width
 from logs.eventlog import LogError
@@ -254,17 +255,18 @@ def _print(con: Console, analyses: list[LogAnalysis], reports: list[TrialReport]
            witnesses: dict[int, list[Witness]], coverage: cov.Coverage | None, tables: bool = True) -> None:
     for a in analyses:
         h = a.header
-        con.print(f"[bold]{a.path}[/]: scenario {h.get('scenario')}, {h.get('runtime')} run {h.get('run')}, "
+        con.print(f"[bold]{printable(a.path)}[/]: scenario {printable(h.get('scenario'))}, "
+                  f"{printable(h.get('runtime'))} run {printable(h.get('run'))}, "
                   f"{len(a.trials)} trial(s)", highlight=False)
         for r in a.trials:
             if r.violating:
                 con.print(f"  trial {r.trial}: [bold red]VIOLATION[/] {', '.join(r.invariants)}", highlight=False)
                 for v in r.violations:
-                    con.print(f"    {v.invariant}: {v.detail}", highlight=False)
+                    con.print(f"    {v.invariant}: {printable(v.detail)}", highlight=False)
             if r.divergence:
-                con.print(f"  trial {r.trial}: [yellow]divergence[/]: {r.divergence}", highlight=False)
+                con.print(f"  trial {r.trial}: [yellow]divergence[/]: {printable(r.divergence)}", highlight=False)
             if r.disagreement:
-                con.print(f"  trial {r.trial}: [yellow]disagreement[/]: {r.disagreement}", highlight=False)
+                con.print(f"  trial {r.trial}: [yellow]disagreement[/]: {printable(r.disagreement)}", highlight=False)
             if r.logged_status is None and r.events:
                 con.print(f"  trial {r.trial}: no trial_end record (the log ends inside it)", highlight=False)
             for w in witnesses.get(id(r), []) if tables else []:

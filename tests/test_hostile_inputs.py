@@ -336,3 +336,30 @@ def test_a_resume_with_nothing_to_resume_says_so(capsys, tmp_path, monkeypatch):
     monkeypatch.setattr(cli.cmd_stress, "open_ray", no_ray)
     rc, _, err = run_cli(capsys, "stress", "madv_dontneed", "--resume", "--trials", "2", "--out", str(tmp_path / "typo"))
     assert rc == 130 and f"--resume: there is no {tmp_path / 'typo' / 'results.msgpack'} to continue" in err, err
+
+
+def test_a_log_path_with_brackets_is_printed_not_read_as_markup(capsys, tmp_path, counterexample):
+    """analyze printed each log's path through rich markup: a directory "d[" made "d[/]x.msgpack", a closing tag
+    with nothing to close, an internal error (exit 4)."""
+    _, log = counterexample
+    (tmp_path / "d[").mkdir()
+    odd = tmp_path / "d[" / "]x.msgpack"
+    shutil.copy(log, odd)
+    rc, out, err = run_cli(capsys, "analyze", str(odd), "--width", "400")
+    assert rc == 1 and f"{odd}: scenario madv_dontneed" in out, err
+
+
+def test_a_description_with_markup_and_an_escape_is_shown_as_written(capsys, tmp_path):
+    """A scenario's description was the story's caption as rich markup ("[/]": internal error, "[link=...]": a
+    hyperlink) with its control characters sent raw to the terminal (an ESC sequence can retitle or clear it)."""
+    from pathlib import Path
+
+    library = Path(__file__).resolve().parent.parent / "scenarios" / "library" / "madv_dontneed.toml"
+    text = library.read_text().replace('name = "madv_dontneed"', 'name = "odd"')
+    lines = [ln if not ln.startswith("description =") else 'description = "[bold]b[/] [/] \\u001b]0;x\\u0007"'
+             for ln in text.splitlines()]
+    path = tmp_path / "odd.toml"
+    path.write_text("\n".join(lines) + "\n")
+    rc, out, err = run_cli(capsys, "explore", str(path), "--ordering", "eager", "--out", str(tmp_path), "--width", "200")
+    assert rc == 1, err
+    assert "[bold]b[/] [/] \\x1b]0;x\\x07" in out and "\x1b" not in out
