@@ -52,6 +52,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _main(argv: list[str] | None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
+    _printable_everywhere()
     verbose = "--verbose" in argv
     parser = build_parser()
     args = parser.parse_args([a for a in argv if a != "--verbose"] if not _takes_verbose(argv) else argv)
@@ -83,6 +84,16 @@ def _main(argv: list[str] | None) -> int:
         text = " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
         print(f"tlbrace: internal error: {text} (a bug; --verbose prints the traceback)", file=sys.stderr)
         return EXIT_INTERNAL
+
+
+def _printable_everywhere() -> None:
+    """Output goes to terminals and pipes of any encoding: with PYTHONIOENCODING=ascii (or latin-1) the first '—'
+    or '▶' of a story or table was a UnicodeEncodeError (exit 4, after the search). A character the stream cannot
+    encode is written as its backslash escape instead."""
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None and getattr(stream, "errors", None) == "strict":
+            reconfigure(errors="backslashreplace")
 
 
 def _takes_verbose(argv: list[str]) -> bool:

@@ -363,3 +363,20 @@ def test_a_description_with_markup_and_an_escape_is_shown_as_written(capsys, tmp
     rc, out, err = run_cli(capsys, "explore", str(path), "--ordering", "eager", "--out", str(tmp_path), "--width", "200")
     assert rc == 1, err
     assert "[bold]b[/] [/] \\x1b]0;x\\x07" in out and "\x1b" not in out
+
+
+def test_an_ascii_only_stdout_gets_escapes_not_an_internal_error(monkeypatch, counterexample):
+    """With PYTHONIOENCODING=ascii (or latin-1) the first '—' or '▶' of a table or story was a UnicodeEncodeError:
+    exit 4 after the work, the output cut short."""
+    import io
+    import sys
+
+    from cli.main import main
+
+    _, log = counterexample
+    out = io.TextIOWrapper(io.BytesIO(), encoding="ascii")
+    monkeypatch.setattr(sys, "stdout", out)
+    monkeypatch.setattr(sys, "stderr", io.TextIOWrapper(io.BytesIO(), encoding="ascii"))
+    assert main(["analyze", str(log), "--width", "120"]) == 1
+    out.flush()
+    assert b"\\u2014" in out.buffer.getvalue()  # "lost_dirty_data — ..." with its dash escaped
