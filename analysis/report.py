@@ -24,6 +24,7 @@ from analysis.witness import Witness, witnesses_for
 from logs.eventlog import LogError
 from logs.results_file import FILE_NAME as RESULTS, ResultsError, read_results
 from logs.output_files import replaced_whole
+from scenarios.input_files import InputFileError, read_input
 
 SCALE_CSV = "results.csv"
 CSS = """
@@ -92,9 +93,13 @@ def find_campaigns(root: str, unreadable: list[str] | None = None) -> tuple[list
     return campaigns, scales
 
 
+# A scale run's plots are about 100 KB each; a *.png that is a FIFO hung the report, a link to /dev/zero read
+# until memory ran out, a directory ended it (exit 3): only a regular file of at most this size is embedded.
+MAX_PLOT_BYTES = 64 << 20
+
+
 def _png(path: str) -> str:
-    with open(path, "rb") as f:
-        return "data:image/png;base64," + base64.b64encode(f.read()).decode("ascii")
+    return "data:image/png;base64," + base64.b64encode(read_input(path, "plot", MAX_PLOT_BYTES)).decode("ascii")
 
 
 def _esc(x: object) -> str:
@@ -221,7 +226,12 @@ def _scale_html(d: str, rel: Any) -> str:
     parts = [f"<p>Scale run in <a href=\"{_esc(rel(d))}\">{_esc(d)}</a>: "
              f"<a href=\"{_esc(rel(os.path.join(d, SCALE_CSV)))}\">{SCALE_CSV}</a></p>"]
     for f in pngs:
-        parts.append(f"<h4>{_esc(f)}</h4><img alt=\"{_esc(f)}\" src=\"{_png(os.path.join(d, f))}\">")
+        try:
+            src = _png(os.path.join(d, f))
+        except InputFileError as exc:
+            parts.append(f"<h4>{_esc(f)}</h4><p>not shown: {_esc(exc)}</p>")
+            continue
+        parts.append(f"<h4>{_esc(f)}</h4><img alt=\"{_esc(f)}\" src=\"{src}\">")
     return "\n".join(parts)
 
 

@@ -268,3 +268,30 @@ def test_shrink_may_still_rewrite_a_schedule_in_place(capsys, tmp_path):
     schedule = str(tmp_path / f"{STEM}.schedule")
     rc, out, err = run_cli(capsys, "shrink", schedule, "-o", schedule)
     assert rc == 1 and "written to" in out, err  # 1: the shrunk schedule still violates
+
+
+def test_a_scale_plot_that_is_no_file_is_named_in_the_report_not_read(capsys, tmp_path):
+    """report embeds every *.png of a scale run: a FIFO there hung it for ever, a link to /dev/zero read until memory
+    ran out, a directory ended it with exit 3 ("choose another output path", about an input)."""
+    import threading
+
+    (tmp_path / "results.csv").write_text("cpus,shards\n")
+    os.mkfifo(tmp_path / "fifo.png")
+    (tmp_path / "dir.png").mkdir()
+    (tmp_path / "zero.png").symlink_to("/dev/zero")
+    (tmp_path / "good.png").write_bytes(b"\x89PNG\r\n\x1a\n")
+    result: list[tuple[int, str, str]] = []
+    worker = threading.Thread(target=lambda: result.append(
+        run_cli(capsys, "report", str(tmp_path), "-o", str(tmp_path / "page.html"))), daemon=True)
+    worker.start()
+    worker.join(60)
+    if worker.is_alive():  # free the thread blocked on the FIFO so that the test process can end
+        with open(tmp_path / "fifo.png", "wb"):
+            pass
+        pytest.fail("report hung on a FIFO named *.png")
+    rc, _, err = result[0]
+    page = (tmp_path / "page.html").read_text()
+    assert rc == 0, err
+    for name, kind in (("fifo", "a FIFO"), ("dir", "a directory"), ("zero", "a device")):
+        assert f"{tmp_path / name}.png: the plot is {kind}" in page
+    assert "data:image/png;base64,iVBORw0KGgo" in page  # the real plot is still embedded
