@@ -21,7 +21,8 @@ import time
 from collections import Counter
 from typing import Any
 
-from cli.options import add_output_options, add_scenario_options, check_out_dir, config_from_args
+from cli.options import (add_output_options, add_scenario_options, check_out_dir, config_from_args,
+                         nearest_existing)
 from cli.memory_budget import add_memory_limit_option, fit_budget
 from logs.output_files import replaced_whole
 from fuzz.run import SAMPLING, STRATEGIES
@@ -162,7 +163,12 @@ def _fit_in_memory(args: argparse.Namespace, opts: Any, indices: list[int]) -> i
 def _check_out(out: str) -> None:
     """--out is written only when a violation is found, maybe hours in: a path that cannot become a directory
     we may write is refused now, not after the campaign (which would lose what it found)."""
+    from cli.errors import UsageError
+
     check_out_dir(out)  # not a file, nor under one, and something can be created there
+    existing = nearest_existing(out)
+    if not os.access(existing, os.W_OK | os.X_OK):  # permission bits (another user's directory): exit 2
+        raise UsageError(f"--out {out}: {existing} is not writable, expected a directory this user may write")
 
 
 def _on_ray(args: argparse.Namespace, opts: Any, on_outcome: Any) -> list[Any]:
