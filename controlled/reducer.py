@@ -92,6 +92,8 @@ class Reducer:
             for step in p.steps:  # a joined acquire's (controlled.lock_joins) and the step after it
                 if step.op in CONTEXT_OPS:
                     key.append(numbered[context(tid, p.pc[0], step, s, self.covering(tid, step))])
+            if p.uncovered is not None:  # what its block reads besides (coverings)
+                key.append(numbered[("uncovered", tid, self.oracle.covering(tid) if self.oracle.covered else _NOTHING)])
         key.append(numbered[(tuple([tuple([i.done for i in q]) for q in s.ipis]),  # where each IPI's handler is
                              tuple([f.index for f in s.folios]), tuple(enabled))])
         memo_key = prefix_code(key)
@@ -104,6 +106,17 @@ class Reducer:
         if type(chosen) is _Tied:  # interchangeable writers: settled by this state's positions (_persistent_set)
             chosen = self._settle(chosen)
         return list(chosen)
+
+    def coverings(self, tid: int, p: Resolved) -> tuple[frozenset, ...]:
+        """Each step's covering() in thread ``tid``'s next transition. A block that waits for the thread to cover
+        nothing before it runs the release ending the call (Resolved.uncovered, controlled.lock_joins) also
+        reads the thread's covered translations: an agent that invalidates one turns this transition into the
+        longer one (Machine._settle_joins), so it must depend on it. Its last step is taken as a completion
+        of them, an over-approximation."""
+        out = [self.covering(tid, step) for step in p.steps]
+        if p.uncovered is not None and self.oracle.covered:
+            out[-1] = out[-1] | self.oracle.covering(tid)
+        return tuple(out)
 
     def covering(self, tid: int, step: Step) -> frozenset:
         """What a completion by this step would turn stale (see Footprints.step_footprint): the oracle's covered
@@ -285,7 +298,7 @@ class Reducer:
         p = self.pos[tid]
         steps = p.steps
         assert steps and self.state is not None
-        coverings = tuple([self.covering(tid, step) for step in steps])
+        coverings = self.coverings(tid, p)
         fps = self.footprints
         sig: tuple = self._share[(tid, p.sid, fps.transition_context(tid, p.pc[0], steps, self.state, coverings),
                                   index_of)]

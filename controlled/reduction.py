@@ -248,10 +248,12 @@ class Footprints(OpFootprints):
         outside CONTEXT_OPS."""
         op = step.op
         if op == "store_tlb":
-            return s.tlbs[self.cpu_of[tid]].get(step.args[0]), self.hit_future(tid, pc, step, s) is not None
-        if op == "put_page":
-            return s.folios[step.args[0]].refcount <= 1
-        return covering
+            ctx: object = (s.tlbs[self.cpu_of[tid]].get(step.args[0]), self.hit_future(tid, pc, step, s) is not None)
+        elif op == "put_page":
+            ctx = s.folios[step.args[0]].refcount <= 1
+        else:
+            return covering
+        return (ctx, covering) if covering else ctx  # (a block's last step may carry one: Reducer.coverings)
 
 
 def _remaps(ops: "list[Op] | tuple[Op, ...]") -> bool:

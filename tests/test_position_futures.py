@@ -107,8 +107,7 @@ def test_a_listed_future_is_smaller_than_its_operations():
         enabled = m.enabled_all()
         if m.run_ends(enabled) or m.pos[zapper].step is None:
             break
-        step = m.pos[zapper].step
-        if step.op == "up_read":
+        if any(step.op == "up_read" for step in m.pos[zapper].steps):  # (joined to the step before: lock_joins)
             tail = m.reducer.position_futures.of_state(m.pos, m.state, m.oracle.covered)[zapper]
             break
         tr = next((t for t in enabled if t[0] == "t" and t[1] == zapper),  # the zapper alone, and its IPIs
