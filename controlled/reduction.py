@@ -89,6 +89,9 @@ class Footprints(OpFootprints):
         self._protects = [protected_pages(program, npages) for program in programs]
         # No operation remaps an address: per-offset objects reached through address p are p's (ops.Shape).
         self.linear = not any(_remaps(program) for program in programs)
+        # An operation may take an address's VMA away (munmap): madvise's VMA walk then reads it (kernel_model.memory
+        # find_vmas).
+        self.unmaps = "munmap" in kinds
         self.all_pages = tuple(range(npages))
         self._ipis: list[Footprint] = []
         for c in range(ncpus):
