@@ -49,6 +49,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from controlled import machine, reducer  # noqa: E402
 from controlled.depth_first import ExploreResult  # noqa: E402
+from controlled.coverings import covering  # noqa: E402
 from controlled.explorer import explore  # noqa: E402
 from controlled.machine import Machine  # noqa: E402
 from controlled.op_footprints import add_mode  # noqa: E402
@@ -74,7 +75,7 @@ def learn_suffixes(scenario: Scenario, cfg: Config, runs: int, seed: int) -> Suf
             if tr[0] == "t":
                 p = m.pos[tr[1]]
                 fp = m.footprints.step_footprint(tr[1], p.step, [f.index for f in m.state.folios], m.state,
-                                                 m.reducer.covering(tr[1], p.step))
+                                                 covering(m.oracle, tr[1], p.step))
                 trails[tr[1]].append((p.sid, p.pc[0], dict(fp or {})))
             m.execute(tr)
         for tid, trail in trails.items():

@@ -15,6 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from controlled.canonical import Canonicaliser
+from controlled.coverings import NOTHING, coverings
 from controlled.lock_joins import joinable_acquires, joinable_releases
 from controlled.position_futures import PositionFutures
 from controlled.positions import (IpiStep, Positions, Resolved, ThreadStep, Transition, apply_ipi_step, apply_step,
@@ -288,8 +289,8 @@ class Machine:
     # --- what sleep sets ask (controlled.sleep_sets): the reducer's answers in the current state ----------
     def coverings(self, tid: int, p: Resolved) -> tuple[frozenset, ...]:
         """What a completion by each step of thread ``tid``'s transition at ``p`` would turn stale (the footprint's
-        context; Reducer.coverings)."""
-        return self.reducer.coverings(tid, p) if self.reducer is not None else tuple(frozenset() for _ in p.steps)
+        context: controlled.coverings)."""
+        return coverings(self.oracle, tid, p) if self.reducer is not None else tuple(NOTHING for _ in p.steps)
 
     def ipi_invalidates(self, ipi: Any) -> bool:
         """Does this queued IPI's next handler transition invalidate (flush_tlb_func), or only ack?"""
