@@ -48,7 +48,7 @@ def test_a_joined_transition_is_the_steps_a_replay_runs(name):
     for n, over in enumerate(CONFIGS):
         cfg = Config.from_dict({**sc.config, **over})
         rng = random.Random(n)
-        for _ in range(3):
+        for _ in range(2):
             m = Machine(sc, cfg, record=True, reduce=True)
             schedule = _random_schedule(m, rng)
             steps = _step_by_step(sc, cfg, schedule)
