@@ -152,7 +152,7 @@ def check_fits(est: Estimate, budget: int, available: int, *, label: str,
         advice.append(f"about {pages_fit:,} page{'s' if pages_fit > 1 else ''} with this budget")
     raise DoesNotFit(
         f"{label}: a search of {budget:,} states needs about {human(est.bytes)} ({human(est.bytes_per_state)} a "
-        f"state for {est.pages:,} pages), but {human(usable)} of {human(available)} ({source}) is usable; "
+        f"state for {est.pages:,} page{'s' if est.pages != 1 else ''}), but {human(usable)} of {human(available)} ({source}) is usable; "
         f"what fits: {' or '.join(advice)}"
         + (f"; or --strategy dfs --hash-compact (a hash per visited state: about {human(budget * hashed)})"
            if est.bytes_per_state > 2 * hashed else ""))
