@@ -4,13 +4,13 @@ Two experiments, each run against the explorer's own search on the same ladder c
 
 ``--futures`` (the default): per-position futures, below.
 
-``--lipton``: a release (spin_unlock, folio_unlock, up_read, up_write) runs in one transition with the step before
-it (Lipton's reduction: a release is a left mover), on top of the acquires the explorer already joins to the step
-after them (controlled.lock_joins). Patched into the machine without telling the reducer, whose footprints then
-miss the joined releases: the count is a rough indicator, not a bound. A sound
-version needs each transition's footprint to cover its joined steps (the release's depends on the result of the
-step it joins, so on the state), schedules written step by step, and the oracle's check at spin_unlock
-(rmap_pte_mismatch reads the table's PTEs and mapcounts) shown to commute with what may run in between.
+``--lipton``: every release (spin_unlock, folio_unlock, up_read, up_write) runs in one transition with the step
+before it (Lipton's reduction: a release is a left mover), on top of what the explorer joins itself
+(controlled.lock_joins: the acquires, and the releases after a step whose result the path does not read).
+Patched into the machine without telling the reducer, whose footprints then miss the joined releases: the count
+is a rough indicator, not a bound. What is left to join soundly: spin_unlock (the oracle's check there reads the
+table's PTEs and mapcounts, which a mutant changes outside the PTL) and releases after a step whose result is
+read (the block would depend on the state).
 
 Per-position futures.
 
@@ -49,6 +49,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from controlled import machine, reducer  # noqa: E402
 from controlled.depth_first import ExploreResult  # noqa: E402
+from controlled.coverings import covering  # noqa: E402
 from controlled.explorer import explore  # noqa: E402
 from controlled.machine import Machine  # noqa: E402
 from controlled.op_footprints import add_mode  # noqa: E402
@@ -74,7 +75,7 @@ def learn_suffixes(scenario: Scenario, cfg: Config, runs: int, seed: int) -> Suf
             if tr[0] == "t":
                 p = m.pos[tr[1]]
                 fp = m.footprints.step_footprint(tr[1], p.step, [f.index for f in m.state.folios], m.state,
-                                                 m.reducer.covering(tr[1], p.step))
+                                                 covering(m.oracle, tr[1], p.step))
                 trails[tr[1]].append((p.sid, p.pc[0], dict(fp or {})))
             m.execute(tr)
         for tid, trail in trails.items():
@@ -132,11 +133,13 @@ def patch_reducer() -> None:
             if tid == skip:
                 continue
             sid = self.pos[tid].sid
-            pair = (sig, tid, pc, sid, hits[tid])
+            f = self._futures[tid]  # the explorer's own future per position (controlled.position_futures)
+            pair = (sig, tid, pc, sid, 0 if f is None else f.number, hits[tid])
             rel = self._relation_memo[pair]
             if rel is reducer.MISSING:
                 rest = _LEARNED.get((tid, sid))
-                future = fps.future(tid, pc) if rest is None else _Rest(rest, fps.future(tid, pc + 1))
+                own = fps.future(tid, pc) if f is None else f
+                future = own if rest is None else _Rest(rest, fps.future(tid, pc + 1))
                 rel = 0
                 if future.conflicts(fp):
                     hit = fps.hit_future(tid, pc, self.pos[tid].step, self.state) if hits[tid] else None
@@ -150,26 +153,22 @@ def patch_reducer() -> None:
     reducer.Reducer._thread_relations = _thread_relations
 
 
-_ACQUIRES = frozenset({"spin_lock", "folio_lock", "down_read", "down_write"})
 _RELEASES = frozenset({"spin_unlock", "folio_unlock", "up_read", "up_write"})
 
 
 def patch_lipton() -> None:
-    """Join each release to the step before it (the acquires are joined already: controlled.lock_joins)."""
-    run_one_step = machine.Machine._run_one_step
+    """Join every release to the step before it, on top of the joins the explorer makes itself
+    (controlled.lock_joins: acquires, and releases after a step whose result the path does not read)."""
+    run_step = machine.Machine._run_step
 
-    def _run_one_step(self, tid, violations):  # type: ignore[no-untyped-def]
-        op = self.pos[tid].step.op
-        run_one_step(self, tid, violations)
-        if op in _ACQUIRES:
-            return  # the machine runs the step joined to it next (Resolved.block)
+    def _run_step(self, tid, violations):  # type: ignore[no-untyped-def]
+        run_step(self, tid, violations)
         p = self.pos[tid]
-        while op not in _RELEASES and p.step is not None and p.step.op in _RELEASES and not violations:
-            op = p.step.op
-            run_one_step(self, tid, violations)
+        while p.step is not None and p.step.op in _RELEASES and not violations:
+            self._run_one_step(tid, violations)
             p = self.pos[tid]
 
-    machine.Machine._run_one_step = _run_one_step
+    machine.Machine._run_step = _run_step
 
 
 def _kinds(result: ExploreResult) -> str:

@@ -1,4 +1,5 @@
-"""Lipton's reduction for the exhaustive searches: a lock acquire runs in one transition with the step after it.
+"""Lipton's reduction for the exhaustive searches: a lock acquire runs in one transition with the step after it,
+and a release with the step before it.
 
 A thread's acquire (spin_lock, folio_lock, down_read, down_write) is a right mover (Lipton, "Reduction: a method
 of proving properties of parallel programs", CACM 1975; Flanagan and Qadeer's movers): take a run in which other
@@ -25,10 +26,25 @@ rw_semaphores have no such reader (their readers are kept sorted, so two down_re
 a spin_lock is a right mover vacuously: nobody else runs while it is held. Under no_ipi_while_spinning a CPU that
 takes IPIs after an acquire took them before it (a thread spinning on the lock could still take it then).
 
-Releases are left movers, but not joined: spin_unlock's rmap check reads PTEs and mapcounts that a mutant may
-change outside the PTL, and the other releases may end a system call whose translations then turn stale (a
-store through one is a violation after it and not before). docs/reduction-next.md measures what joining them
-would add and what it needs.
+A release (folio_unlock, up_read, up_write) is a left mover for the same reason, and runs in one transition with
+the step before it (``joinable_releases``): take a run in which other agents act between that step and the
+release. Moving the release back, to just after the step, gives a run with the same end state, events and
+verdicts, provided:
+- nothing they do reads the lock except acquiring it, which is disabled until the release: as for the acquires,
+  so folio_unlock is joined only where no folio_trylock or evict_folio may run;
+- the release changes nothing else they could see. The notes its transition emits after it move back with it,
+  so it is joined only when none follows, or only the call's "end" note. "End" turns the call's covered
+  translations stale in the oracle (a store through one is a violation after it and not before), so such a
+  release has a block of its own (Resolved.uncovered), taken only while the oracle holds no covered translation
+  of the thread (Machine._settle_joins: a function of the state, as the search needs);
+- the step before it has a result the path does not read (kernel_model.ops.FED_NONE), so the release is known
+  from the position whatever that step returns.
+A chain is joined whole (Positions._joined): an acquire, the step after it, then each release that qualifies.
+
+spin_unlock is not joined: its rmap check (oracle rmap_pte_mismatch) reads the table's PTEs and its folios'
+mapcounts, which a mutant may change outside the PTL (delayed_rmap_after_unlock), so another agent's step between
+it and the step before would change what the check sees. docs/reduction-next.md measures what joining it would
+add and what it needs.
 
 Checked as the other reductions are: end states and verdicts equal to the full search (which never joins) on
 the library matrix × orderings × arches × mutants (tests/test_sleep_sets.py, tests/test_merge_chains.py), and
@@ -45,13 +61,23 @@ from kernel_model.program import Op
 _FOLIO_LOCK_READERS = frozenset({"reclaim", "evict"})
 
 
+def _folio_lock_read(programs: list[list[Op]]) -> bool:
+    """May some path read PG_locked without waiting for it?"""
+    return bool({op.kind for program in programs for op in flat(program)} & _FOLIO_LOCK_READERS)
+
+
 def joinable_acquires(programs: list[list[Op]], linear: bool) -> frozenset[str]:
     """The acquires a search may run together with the step after them, for these programs; ``linear``:
     no operation remaps an address (controlled.reduction.Footprints.linear)."""
-    kinds = {op.kind for program in programs for op in flat(program)}
     joinable = {"down_read", "down_write"}
     if linear:
         joinable.add("spin_lock")
-    if not kinds & _FOLIO_LOCK_READERS:
+    if not _folio_lock_read(programs):
         joinable.add("folio_lock")
     return frozenset(joinable)
+
+
+def joinable_releases(programs: list[list[Op]]) -> frozenset[str]:
+    """The releases a search may run together with the step before them, for these programs (where the call goes
+    on after them: Positions._joined checks that)."""
+    return frozenset({"up_read", "up_write"} | (set() if _folio_lock_read(programs) else {"folio_unlock"}))

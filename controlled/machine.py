@@ -15,7 +15,8 @@ from __future__ import annotations
 from typing import Any
 
 from controlled.canonical import Canonicaliser
-from controlled.lock_joins import joinable_acquires
+from controlled.coverings import NOTHING, coverings
+from controlled.lock_joins import joinable_acquires, joinable_releases
 from controlled.position_futures import PositionFutures
 from controlled.positions import (IpiStep, Positions, Resolved, ThreadStep, Transition, apply_ipi_step, apply_step,
                                     ipi_transitions, take_ipi)
@@ -58,10 +59,12 @@ class Machine:
         self.ipi_handler = ipi_transitions(tlbops.flush_ipi_handler(cfg))
         self.footprints = (Footprints(self.programs, self.cpu_of, self.ncpus, setup.pages, setup.ptes_per_table,
                                       cfg.arch == "s390", cfg.arch == "up", setup.anon) if reduce else None)
-        # A search joins each lock acquire to the step after it where that is sound (controlled.lock_joins); a
-        # machine that replays a schedule step by step, or samples runs, never does.
-        joins = joinable_acquires(self.programs, self.footprints.linear) if self.footprints is not None else frozenset()
-        self.positions = Positions(scenario, cfg, self.ctx, self.programs, joins)
+        # A search joins each lock acquire to the step after it, and a release to the step before it, where that is
+        # sound (controlled.lock_joins); a machine that replays a schedule step by step, or samples runs, never does.
+        searching = self.footprints is not None
+        joins = joinable_acquires(self.programs, self.footprints.linear) if searching else frozenset()
+        releases = joinable_releases(self.programs) if searching else frozenset()
+        self.positions = Positions(scenario, cfg, self.ctx, self.programs, joins, releases)
         self.reducer = (Reducer(self.footprints, self.cpu_of, self.ncpus, self.oracle, self.ipi_handler,
                                 PositionFutures(self.footprints, self.positions))
                         if self.footprints is not None else None)
@@ -83,6 +86,7 @@ class Machine:
             self.pos.append(r)
             self._emit_notes(tid, r.notes, [])
         self._running = sum(1 for p in self.pos if p.step is not None)  # threads not yet finished
+        self._settle_joins()
 
     # --- what may run ---------------------------------------------------------------------------------------
     def finished(self) -> bool:
@@ -200,14 +204,29 @@ class Machine:
             violations.extend(self.oracle.check(self.state))
         if not violations and self.quiescent():
             violations.extend(self.oracle.quiescent(self.state))
+        self._settle_joins()
         return violations
 
+    def _settle_joins(self) -> None:
+        """Each thread at a position with a second block (Resolved.uncovered: it also runs the release that ends
+        the call, controlled.lock_joins) takes it exactly when the oracle holds no covered translation of the
+        thread: a function of the state, as the search needs. Called after every transition and restore."""
+        if not self.positions.releases:
+            return
+        covered = self.oracle.covered
+        for tid, p in enumerate(self.pos):
+            base = p.base or p
+            if base.uncovered is not None:
+                want = base if covered and self.oracle.covering(tid) else base.uncovered
+                if want is not p:
+                    self.pos[tid] = want
+
     def _run_step(self, tid: int, violations: list[Violation]) -> None:
-        """Thread ``tid``'s next transition: its step, and the step joined to it (controlled.lock_joins)."""
+        """Thread ``tid``'s next transition: its step, and the steps joined to it (controlled.lock_joins)."""
         block = self.pos[tid].block
         self._run_one_step(tid, violations)
-        if block:
-            assert self.pos[tid].step == block[1], f"{block[0].fn}: the step joined after {block[0].op} changed"
+        for joined in block[1:]:
+            assert self.pos[tid].step == joined, f"{block[0].fn}: the step joined after {block[0].op} changed"
             self._run_one_step(tid, violations)
 
     def _run_one_step(self, tid: int, violations: list[Violation]) -> None:
@@ -268,9 +287,10 @@ class Machine:
         return self.canonicaliser.canonical(key)
 
     # --- what sleep sets ask (controlled.sleep_sets): the reducer's answers in the current state ----------
-    def covering(self, tid: int, step: Step) -> frozenset:
-        """What a completion by ``step`` would turn stale (the footprint's context; Reducer.covering)."""
-        return self.reducer.covering(tid, step) if self.reducer is not None else frozenset()
+    def coverings(self, tid: int, p: Resolved) -> tuple[frozenset, ...]:
+        """What a completion by each step of thread ``tid``'s transition at ``p`` would turn stale (the footprint's
+        context: controlled.coverings)."""
+        return coverings(self.oracle, tid, p) if self.reducer is not None else tuple(NOTHING for _ in p.steps)
 
     def ipi_invalidates(self, ipi: Any) -> bool:
         """Does this queued IPI's next handler transition invalidate (flush_tlb_func), or only ack?"""
@@ -285,6 +305,7 @@ class Machine:
         resolve = self.positions.resolve
         self.pos = [p if p.at is at else resolve(tid, *at) for tid, (p, at) in enumerate(zip(self.pos, positions))]
         self._running = sum(1 for p in self.pos if p.step is not None)
+        self._settle_joins()
 
     # --- hangs ----------------------------------------------------------------------------------------------
     def hang_report(self) -> Violation:

@@ -42,6 +42,7 @@ class OpFootprints:
     sync: bool
     may_evict: bool  # an operation may take file pages out of the page cache
     linear: bool  # no operation remaps an address
+    unmaps: bool  # an operation may take an address's VMA away (munmap)
     all_pages: tuple[int, ...]
 
     def _pages(self, op: Op) -> tuple[int, ...]:
@@ -108,7 +109,7 @@ class OpFootprints:
         self._zap_footprint(fp, tid, pages)
         if op.kind != "madvise_dontneed":
             self._vma_change(fp, pages)
-        elif not self.linear:
+        elif not self.linear or self.unmaps:
             for p in pages:
                 add_mode(fp, ("vma", p), "r")  # madvise_walk_vmas' find_vma
 

@@ -16,7 +16,7 @@ access starts from empty results, so the history of earlier attempts does not mu
 from __future__ import annotations
 
 from collections import namedtuple
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Union
 
 from controlled.memo import MISSING, BoundedMemo
@@ -24,6 +24,7 @@ from kernel_model import tlb as tlbops
 from kernel_model.atomic import PageTableOps
 from kernel_model.config import Config
 from kernel_model.context import Kctx
+from kernel_model.ops import FED_NONE
 from kernel_model.program import Op, Scenario
 from kernel_model.state import Ipi, State
 from kernel_model.steps import BLOCKING_OPS, Note, Step, kind_of
@@ -80,11 +81,15 @@ class Resolved:
     pc: tuple[int, int]  # (operation index, retry)
     results: tuple
     # The steps the thread's next transition runs when it is more than ``step`` alone: an acquire joined to the
-    # step after it (controlled.lock_joins); () otherwise.
+    # step after it, a release joined to the step before it, or both (controlled.lock_joins); () otherwise.
     block: tuple[Step, ...] = ()
     # (operation index, next step(s)) as a small int: what the reduction's memo needs of a position, cheap to hash.
     sid: int = 0
     at: tuple = ()  # (pc, results): the position as the machine's key holds it, built once
+    # The same position with a longer block, for a thread that covers no translation: its block also runs the
+    # release that ends the call (controlled.lock_joins; Machine._settle_joins picks it). ``base`` leads back.
+    uncovered: "Resolved | None" = field(default=None, compare=False, repr=False)
+    base: "Resolved | None" = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         self.sid = _STEP_IDS.setdefault((self.pc[0], self.block or self.step), len(_STEP_IDS))
@@ -104,16 +109,17 @@ class Positions:
     """Resolves thread positions to the step each thread waits to do, rebuilding generators only on a miss."""
 
     def __init__(self, scenario: Scenario, cfg: Config, ctx: list[Kctx], programs: list[list[Op]],
-                 joins: frozenset[str] = frozenset()) -> None:
-        """``joins``: the acquires whose position joins the step after them into one transition
-        (controlled.lock_joins; only searches join)."""
+                 joins: frozenset[str] = frozenset(), releases: frozenset[str] = frozenset()) -> None:
+        """``joins``: the acquires whose position joins the step after them into one transition; ``releases``:
+        the releases joined to the step before them (controlled.lock_joins; only searches join)."""
         self.programs = programs
         self.ctx = ctx
         self.pages = scenario.setup.pages
         self.joins = joins
+        self.releases = releases
         # Positions resolve the same way in every machine of this scenario, configuration and joins: share the
         # memo (replaying many trials of one campaign then rebuilds each generator position only once).
-        memo_key = (scenario.setup, scenario.threads, cfg, joins)
+        memo_key = (scenario.setup, scenario.threads, cfg, joins, releases)
         self.memo: BoundedMemo = _SHARED_MEMOS.setdefault(memo_key, BoundedMemo(POSITIONS_BOUND))
         if len(_SHARED_MEMOS) > 64:
             _SHARED_MEMOS.pop(next(iter(_SHARED_MEMOS)))
@@ -141,19 +147,46 @@ class Positions:
                 item = _send(gen, None)
             else:
                 self._live[tid] = (gen, pc, results)
-                resolved = Resolved(tuple(notes), item, pc, results, self._joined(tid, pc, results, item))
+                block, ending = self._joined(tid, pc, results, item)
+                resolved = Resolved(tuple(notes), item, pc, results, block)
+                if ending:
+                    resolved.uncovered = Resolved(resolved.notes, item, pc, results, ending, base=resolved)
                 break
         self.memo.put(key, resolved)
         return resolved
 
-    def _joined(self, tid: int, pc: tuple[int, int], results: tuple, step: Step | None) -> tuple[Step, ...]:
-        """(``step``, the step after it) when ``step`` is a joinable acquire and the step after it does not block;
-        () otherwise (and past the end of the program: ``step`` None). An acquire's result is None, so the step
-        after it is known before it runs."""
-        if step is None or step.op not in self.joins:
-            return ()
-        after = self.resolve(tid, pc, results + (None,)).step
-        return () if after is None or after.op in BLOCKING_OPS else (step, after)
+    def _joined(self, tid: int, pc: tuple[int, int], results: tuple,
+                step: Step | None) -> tuple[tuple[Step, ...], tuple[Step, ...]]:
+        """(block, ending): the steps thread ``tid``'s next transition runs when it is more than ``step`` alone, ()
+        otherwise (controlled.lock_joins): a joinable acquire and the step after it, when that does not block;
+        then each joinable release after a step whose result the path does not read, when no note follows it.
+        ``ending``: that block and the release that ends the call after it,
+        for a thread that covers no translation; () when there is none. Only steps whose results are fed None
+        are followed, so the chain is known before it runs."""
+        if step is None:
+            return (), ()
+        chain = [step]
+        ending: list[Step] = []
+        at = results  # the position of chain[-1] (a note between steps takes a result too: resolve)
+        while chain[-1].op in FED_NONE:  # the path is fed None after it (Machine._run_one_step)
+            last = chain[-1]
+            after = self.resolve(tid, pc, at + (None,))
+            nxt = after.step
+            if nxt is None or after.pc != pc or nxt.op in BLOCKING_OPS:
+                break
+            at = after.results
+            if nxt.op in self.releases:
+                notes = self.resolve(tid, pc, at + (None,)).notes  # what the release's transition emits after it
+                if notes:
+                    # Only the call's "end" note may follow, and it turns nothing stale only in a thread that
+                    # covers nothing (see controlled.lock_joins).
+                    if all(n.op == "end" for n in notes):
+                        ending = chain + [nxt]
+                    break
+            elif last.op not in self.joins or len(chain) > 1:
+                break
+            chain.append(nxt)  # a release after the step before it, or an acquire's next step
+        return (tuple(chain) if len(chain) > 1 else ()), tuple(ending)
 
     def _generator_at(self, tid: int, pc: tuple[int, int], results: tuple) -> tuple[Any, Any]:
         """A generator for attempt ``pc`` positioned after ``results``, and what it yields next (a ``_Done``

@@ -10,20 +10,20 @@ from __future__ import annotations
 
 from typing import Any
 
+from controlled.coverings import NOTHING, covering, coverings as transition_coverings
 from controlled.memo import MISSING, BoundedMemo, Interner
 from controlled.position_futures import PositionFuture, PositionFutures, numbers
 from controlled.positions import Resolved, Transition
 from controlled.reduction import Footprint, Footprints, conflict
 from controlled.visited import Numbering, prefix_code
 from kernel_model.ops import CONTEXT_OPS
-from kernel_model.oracle import MAY_END_COVERING_CALL, Oracle
+from kernel_model.oracle import Oracle
 from kernel_model.state import State
 from kernel_model.steps import Step
 
 CONFLICT = 2  # a transition conflicts with what another agent may still do
 CONFLICT_UNLESS = 1  # ... but only with what that agent may do after a TLB flush or an IPI it has not got yet
 Relations = tuple[tuple[tuple, int], ...]  # ((agent ("t", tid) | ("i", cpu), CONFLICT | CONFLICT_UNLESS), ...)
-_NOTHING: frozenset = frozenset()
 # Answers each memo keeps per generation (controlled.memo: twice as many at most, in all), so that what they hold
 # no longer grows with the search. The persistent-set memo is the one whose size matters: a miss costs about
 # 14 us, and a DFS asks a key again long after it first did. On ladder pages=2 writers=2 stores=1 (809,260
@@ -91,7 +91,9 @@ class Reducer:
         for tid, p in enumerate(pos):
             for step in p.steps:  # a joined acquire's (controlled.lock_joins) and the step after it
                 if step.op in CONTEXT_OPS:
-                    key.append(numbered[context(tid, p.pc[0], step, s, self.covering(tid, step))])
+                    key.append(numbered[context(tid, p.pc[0], step, s, covering(self.oracle, tid, step))])
+            if p.uncovered is not None:  # what its block reads besides (coverings)
+                key.append(numbered[("uncovered", tid, self.oracle.covering(tid) if self.oracle.covered else NOTHING)])
         key.append(numbered[(tuple([tuple([i.done for i in q]) for q in s.ipis]),  # where each IPI's handler is
                              tuple([f.index for f in s.folios]), tuple(enabled))])
         memo_key = prefix_code(key)
@@ -104,15 +106,6 @@ class Reducer:
         if type(chosen) is _Tied:  # interchangeable writers: settled by this state's positions (_persistent_set)
             chosen = self._settle(chosen)
         return list(chosen)
-
-    def covering(self, tid: int, step: Step) -> frozenset:
-        """What a completion by this step would turn stale (see Footprints.step_footprint): the oracle's covered
-        translations of ``tid`` (in the flushed range, for wait_acks); empty for other steps."""
-        if not self.oracle.covered:
-            return _NOTHING
-        if step.op == "wait_acks":
-            return self.oracle.covering(tid, *step.args)
-        return self.oracle.covering(tid) if step.op in MAY_END_COVERING_CALL else _NOTHING
 
     # --- the smallest closed set --------------------------------------------------------------------------------
     def _persistent_set(self, enabled: list[Transition]) -> tuple[Transition, ...]:
@@ -285,7 +278,7 @@ class Reducer:
         p = self.pos[tid]
         steps = p.steps
         assert steps and self.state is not None
-        coverings = tuple([self.covering(tid, step) for step in steps])
+        coverings = transition_coverings(self.oracle, tid, p)
         fps = self.footprints
         sig: tuple = self._share[(tid, p.sid, fps.transition_context(tid, p.pc[0], steps, self.state, coverings),
                                   index_of)]

@@ -89,6 +89,9 @@ class Footprints(OpFootprints):
         self._protects = [protected_pages(program, npages) for program in programs]
         # No operation remaps an address: per-offset objects reached through address p are p's (ops.Shape).
         self.linear = not any(_remaps(program) for program in programs)
+        # An operation may take an address's VMA away (munmap): madvise's VMA walk then reads it (kernel_model.memory
+        # find_vmas).
+        self.unmaps = "munmap" in kinds
         self.all_pages = tuple(range(npages))
         self._ipis: list[Footprint] = []
         for c in range(ncpus):
@@ -248,10 +251,12 @@ class Footprints(OpFootprints):
         outside CONTEXT_OPS."""
         op = step.op
         if op == "store_tlb":
-            return s.tlbs[self.cpu_of[tid]].get(step.args[0]), self.hit_future(tid, pc, step, s) is not None
-        if op == "put_page":
-            return s.folios[step.args[0]].refcount <= 1
-        return covering
+            ctx: object = (s.tlbs[self.cpu_of[tid]].get(step.args[0]), self.hit_future(tid, pc, step, s) is not None)
+        elif op == "put_page":
+            ctx = s.folios[step.args[0]].refcount <= 1
+        else:
+            return covering
+        return (ctx, covering) if covering else ctx  # (a block's last step may carry one: Reducer.coverings)
 
 
 def _remaps(ops: "list[Op] | tuple[Op, ...]") -> bool:

@@ -137,8 +137,10 @@ def budget_that_fits(est: Estimate, available: int) -> int:
     return max(0, int(available * USABLE_FRACTION) - est.fixed) // est.bytes_per_state
 
 
-def check_fits(est: Estimate, budget: int, available: int, *, label: str) -> None:
-    """Raise DoesNotFit, saying which budget or how many pages would fit, when ``budget`` states do not."""
+def check_fits(est: Estimate, budget: int, available: int, *, label: str,
+               source: str = "this machine's available memory") -> None:
+    """Raise DoesNotFit, saying which budget or how many pages would fit, when ``budget`` states do not;
+    ``source``: where ``available`` comes from, as the message names it."""
     usable = int(available * USABLE_FRACTION)
     if available <= 0 or est.bytes <= usable:
         return
@@ -150,8 +152,8 @@ def check_fits(est: Estimate, budget: int, available: int, *, label: str) -> Non
         advice.append(f"about {pages_fit:,} page{'s' if pages_fit > 1 else ''} with this budget")
     raise DoesNotFit(
         f"{label}: a search of {budget:,} states needs about {human(est.bytes)} ({human(est.bytes_per_state)} a "
-        f"state for {est.pages:,} pages), but {human(usable)} of this machine's {human(available)} available "
-        f"memory is usable; what fits: {' or '.join(advice)}"
+        f"state for {est.pages:,} page{'s' if est.pages != 1 else ''}), but {human(usable)} of {human(available)} ({source}) is usable; "
+        f"what fits: {' or '.join(advice)}"
         + (f"; or --strategy dfs --hash-compact (a hash per visited state: about {human(budget * hashed)})"
            if est.bytes_per_state > 2 * hashed else ""))
 

@@ -93,7 +93,7 @@ class SleepSets:
             steps = p.steps  # a joined acquire and the step after it count as one (controlled.lock_joins)
             if not steps:
                 return ("gone", tid)
-            coverings = tuple([m.covering(tid, step) for step in steps])  # the context, as the reducer's
+            coverings = m.coverings(tid, p)  # the context, as the reducer's
             context = m.footprints.transition_context(tid, p.pc[0], steps, m.state, coverings)  # type: ignore
             return self._share[("t", tid, p.sid, context, index_of)]
         ipi = next((i for i in m.state.ipis[tr[1]] if i.initiator == tr[2]), None)
@@ -118,10 +118,10 @@ class SleepSets:
             fp = fps.ipi_step(*sig[1:])
             return _DEPENDENT if fp is None else fp  # None: the reduction is off for this scenario
         tid = sig[1]
-        steps = m.pos[tid].steps
+        p = m.pos[tid]
+        steps = p.steps
         assert steps
-        fp = fps.transition_footprint(tid, steps, list(sig[4]), m.state,
-                                      tuple([m.covering(tid, step) for step in steps]))
+        fp = fps.transition_footprint(tid, steps, list(sig[4]), m.state, m.coverings(tid, p))
         if fp is None or ("preempt",) in fp:
             return _DEPENDENT
         if steps[0].op == "spin_lock" and m._ipi_blocked_while_spinning:  # noqa: SLF001 - the arch option

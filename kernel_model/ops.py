@@ -435,6 +435,9 @@ CONTEXT_OPS: Final = frozenset(n for n, s in OPS.items() if s.context) | MAY_END
 FOOTPRINTS: Final[dict[str, FootprintFn]] = {n: s.footprint for n, s in OPS.items() if s.footprint is not None}
 RESULTS: Final[dict[str, Callable[[Shape, tuple], "tuple | None"]]] = {
     n: s.results for n, s in OPS.items() if s.results is not None}
+# Steps a path is fed None after whatever they return: their result is unread, or always None (an acquire,
+# wait_acks, a _NONE op). What comes after them is known before they run (controlled.lock_joins).
+FED_NONE: Final = UNREAD_RESULTS | BLOCKING_OPS | frozenset(n for n, s in OPS.items() if s.results is _NONE)
 
 
 def observed_ops(event: str, tlb: bool) -> frozenset[str]:
