@@ -202,6 +202,7 @@ class OpFootprints:
         self._ptl_sections(fp, mapped_at)
 
     def _evict_footprint(self, fp: Footprint, tid: int, op: Op, pages: tuple[int, ...]) -> None:
+        add_mode(fp, ("isize",), "r")  # the oracle's check of an evicted folio: only file data below i_size
         for p in pages:
             add_mode(fp, ("pc", p), "w")
             add_mode(fp, ("ref", p), "w")

@@ -214,7 +214,8 @@ def _fp_put_page(sh: Shape, tid: int, cpu: int, a: tuple, index_of: list, s: "St
 def _fp_evict_folio(sh: Shape, tid: int, cpu: int, a: tuple, index_of: list, s: "State") -> Footprint:
     i = a[0]
     fp: Footprint = {("pc", i): "w", ("ref", i): "w", ("freed", i): "w", ("lock", i): "r", ("dirty", i): "r",
-                     ("wb", i): "r", ("map", i): "r", ("data", i): "r", ("disk", i): "r"}
+                     ("wb", i): "r", ("map", i): "r", ("data", i): "r", ("disk", i): "r",
+                     ("isize",): "r"}  # the oracle judges a loss only below i_size (oracle._in_file)
     for va in _folios_at(sh, i):  # the freed_while_mapped check: every TLB entry that may map it
         for c in range(sh.ncpus):
             fp[("tlb", c, va)] = "r"

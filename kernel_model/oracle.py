@@ -245,9 +245,9 @@ class Oracle:
             if pfn is not None:
                 out.extend(_freed_while_mapped(s, pfn))
                 folio = s.folios[pfn]
-                # (past i_size too: that would be no loss, but evict_folio's footprint in kernel_model.ops
-                # does not read i_size, so the reduction could not tell the two orders apart)
-                if folio.data != s.disk[folio.index]:
+                # Only file data below i_size can be lost (_in_file; the folio has just left the page cache):
+                # past it, ftruncate discards what the page holds.
+                if not folio.anon and folio.index < s.i_size and folio.data != s.disk[folio.index]:
                     out.append(Violation(
                         "lost_dirty_data",
                         f"file page {folio.index} evicted holding {folio.data} while the disk holds "
