@@ -27,9 +27,10 @@ def thread_contexts(scenario: Scenario, cfg: Config) -> list[Kctx]:
     setup = scenario.setup
     # Threads made by one `count` share one program: look at each distinct program once.
     distinct = tuple({id(t.ops): t for t in scenario.threads}.values())
-    reclaims = any(op.kind == "reclaim" for t in distinct for op in flatten(t.ops))
+    kinds = {op.kind for t in distinct for op in flatten(t.ops)}
     remapping = remaps(distinct)
-    return [Kctx(cfg, tid, cpu, setup.ptes_per_table, setup.anon, setup.write_notify, reclaims, remapping)
+    return [Kctx(cfg, tid, cpu, setup.ptes_per_table, setup.anon, setup.write_notify, "reclaim" in kinds, remapping,
+                 "munmap" in kinds)
             for tid, cpu in enumerate(cpu_of(scenario, cfg))]
 
 

@@ -23,6 +23,10 @@ class Kctx:
     # VMA without reading it (as today's linear model). When one can, paths read the VMA (find_vma) where the
     # kernel looks it up: the fault, madvise's and munmap's VMA walk.
     remaps: bool = False
+    # Some operation of the scenario may take an address's VMA away (munmap): then madvise's and munmap's VMA walks
+    # read the VMA (find_vma) even when no operation remaps, since an address may map nothing by the time they
+    # run (madvise_walk_vmas returns -ENOMEM for it). Faults always read it.
+    unmaps: bool = False
 
     def table_of(self, va: int) -> int:
         return va // self.ptes_per_table

@@ -20,6 +20,7 @@ from kernel_model.steps import Note, Path, Step
 
 
 SIGBUS_FAULT = "sigbus"  # what a file fault returns when filemap_fault answered VM_FAULT_SIGBUS
+ENOMEM = -12  # madvise(2)'s -ENOMEM: part of the range has no VMA
 
 
 # --- zap ------------------------------------------------------------------------------------------------------
@@ -121,9 +122,9 @@ def unmap_page_range(k: Kctx, tlb: MmuGather, start: int, end: int, vmas: dict[i
 
 def find_vmas(k: Kctx, fn: str, start: int, end: int) -> Path:
     """What the VMAs of [start, end) map, by address (a file offset, VMA_ANON or VMA_NONE), under mmap_lock: read
-    with find_vma (the kernel's vma_find / find_vma_prev walk) when the scenario may remap an address; known
-    without a read otherwise (address va maps file page va, or anonymous memory, for the whole run)."""
-    if not k.remaps:
+    with find_vma (the kernel's vma_find / find_vma_prev walk) when the scenario may remap or unmap an address;
+    known without a read otherwise (address va maps file page va, or anonymous memory, for the whole run)."""
+    if not (k.remaps or k.unmaps):
         return {va: VMA_ANON if k.anon else va for va in range(start, end)}
     vmas = {}
     for va in range(start, end):
@@ -140,13 +141,24 @@ def new_vmas(k: Kctx, start: int, end: int, target: int | None) -> dict[int, int
 
 
 def zap_page_range_single(k: Kctx, start: int, end: int) -> Path:
-    """madvise(MADV_DONTNEED): under mmap_lock read; the VMAs stay (madvise_walk_vmas finds them first)."""
+    """madvise(MADV_DONTNEED): under mmap_lock read; the VMAs stay (madvise_walk_vmas finds them first).
+
+    madvise_walk_vmas zaps the VMAs it finds and skips the holes, returning -ENOMEM when there was one; with no
+    VMA in the range at all it returns -ENOMEM at once, gathering nothing (no tlb_gather_mmu, so nothing counted
+    in mm->tlb_flush_pending and no address it answers for). Coarser than the kernel: the VMAs of one call share
+    one mmu_gather (the kernel's zap_page_range_single gathers per VMA). Returns ENOMEM when part of the range had
+    no VMA, else None (as before: nothing reads a madvise's result)."""
     yield Step("madvise_dontneed", "down_read", ("mmap_lock", k.tid))
     vmas = yield from find_vmas(k, "madvise_walk_vmas", start, end)
-    tlb = yield from tlb_gather_mmu(k, start, end)
-    yield from unmap_page_range(k, tlb, start, end, vmas)
-    yield from tlb_finish_mmu(k, tlb)
+    unmapped = VMA_NONE in vmas.values()
+    if unmapped:
+        yield Note("madvise_walk_vmas", "enomem", (start, end))
+    if any(target != VMA_NONE for target in vmas.values()):
+        tlb = yield from tlb_gather_mmu(k, start, end)
+        yield from unmap_page_range(k, tlb, start, end, vmas)
+        yield from tlb_finish_mmu(k, tlb)
     yield Step("madvise_dontneed", "up_read", ("mmap_lock", k.tid))
+    return ENOMEM if unmapped else None
 
 
 def unmap_region(k: Kctx, start: int, end: int, vmas: dict[int, int]) -> Path:

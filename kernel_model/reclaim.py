@@ -14,6 +14,18 @@ Coarser than the kernel: the folios come from the page cache (find_get_entry tak
 isolate_lru_folios takes), not from the LRU lists; page_check_references (the referenced bits) is not modelled,
 so every folio looks reclaimable; a folio written back by pageout stays in the page cache (the kernel frees it on
 a later pass, after the IO: not modelled).
+
+Also coarser, and not on the safe side: every dirty folio is paged out here. The kernel's shrink_folio_list writes
+a dirty file folio only from kswapd, only with PG_reclaim set by an earlier pass and PGDAT_DIRTY on the node;
+otherwise it sets PG_reclaim and goes to activate_locked, which unlocks the folio before the deferred
+try_to_unmap_flush at the end of the list. And try_to_unmap_one's folio_mark_dirty of a dirty PTE clears
+PG_reclaim, so a folio whose dirty PTE this pass cleared is always activated. In that branch folio-lock users
+(write_cache_pages, truncate_inode_pages) can run between the unlock and the flush: tried in issue 17 (session
+13, tests/test_unseen_scenarios.py's xfail), unseen13_truncate_vs_reclaim_dirty gives 4.12 stale_tlb_access and
+unseen_reclaim_stores lost_dirty_data on every kernel from 4.3 (6.2 included: folio_mkclean sees the folio
+unmapped). Left to the lead: the activate branch for a folio whose dirty PTE this pass cleared needs no new
+state, the pageout branch of a later pass needs PG_reclaim (an op of its own), and both change verdicts the
+project states as clean.
 """
 
 from __future__ import annotations

@@ -250,3 +250,31 @@ def test_before_3_15_a_dirty_pte_forces_no_flush_and_the_zap_flushes_at_its_end(
     assert order("3.14") == [("spin_unlock", (0, 0)), ("spin_unlock", (1, 0)), ("flush_tlb_local", (0, 2))]
     assert order("3.15") == [("flush_tlb_local", (0, 1)), ("spin_unlock", (0, 0)),
                              ("flush_tlb_local", (1, 2)), ("spin_unlock", (1, 0))]
+
+
+def test_madvise_dontneed_of_an_unmapped_range_fails_with_enomem_and_gathers_nothing():
+    """Issue 17 (author13): in a scenario without remapping ops the model took every address to keep its VMA for
+    the whole run, so a MADV_DONTNEED after munmap zapped the detached range: it counted a gather in
+    mm->tlb_flush_pending, took the PTL, found pte_none and so answered for munmap's pending shootdown. The
+    kernel's madvise_walk_vmas finds no VMA and returns -ENOMEM at once; with a hole it zaps the VMAs it finds
+    and returns -ENOMEM at the end."""
+    from controlled.replay import run_schedule
+    from kernel_model.kernels import kernel_config
+    from kernel_model.memory import ENOMEM
+    from scenarios.loader import load_scenario_text
+
+    text = ('[setup]\npages = 3\nmapped = true\n[[threads]]\nname = "u"\nprogram = [{ op = "munmap", pages = [1] },'
+            ' { op = "madvise_dontneed", pages = [1] }, { op = "madvise_dontneed", pages = [0, 1, 2] }]\n')
+    sc = load_scenario_text(text, name="dontneed_after_munmap")
+    events = run_schedule(sc, Config(**kernel_config("6.2")), []).events
+    ends = [e for e in events if e.kind == "note" and e.op == "end"]
+    assert [e.fn for e in ends] == ["munmap", "madvise_dontneed", "madvise_dontneed"]
+    assert [e.args[0] for e in ends[1:]] == [ENOMEM, ENOMEM]
+    first_end = events.index(ends[0])
+    second_end = events.index(ends[1])
+    # The madvise of the hole alone: no gather, no PTL, no PTE cleared.
+    assert not [e for e in events[first_end:second_end]
+                if e.op in ("inc_tlb_flush_pending", "spin_lock", "ptep_get_and_clear_full")]
+    # Across the hole: pages 0 and 2 zapped, page 1 skipped.
+    cleared = [e.args[0] for e in events[second_end:] if e.op == "ptep_get_and_clear_full"]
+    assert cleared == [0, 2]
