@@ -171,11 +171,18 @@ def test_partial_order_reduction_keeps_race_3s_verdict_and_end_states(kernel):
     assert reduced.schedules == full.schedules and reduced.states < full.states
 
 
-@pytest.mark.slow  # about 30 searches to the end, twice each
-def test_partial_order_reduction_keeps_every_verdict_on_generated_scenarios_with_the_new_ops():
+# The floors of compared cells per kernel below: together at least the 20 this test asked for in one piece; each
+# kernel's own count is above its floor (4.12: 10, 4.18: 9, 6.18: 9 with today's model, of 29 scenarios each).
+GENERATED_COMPARED_AT_LEAST = {"4.12": 7, "4.18": 7, "6.18": 7}
+
+
+@pytest.mark.slow  # about ten searches to the end per kernel, twice each, and about 20 that overrun the budget
+@pytest.mark.parametrize("kernel", list(GENERATED_COMPARED_AT_LEAST))
+def test_partial_order_reduction_keeps_every_verdict_on_generated_scenarios_with_the_new_ops(kernel):
     """Fuzz-generated scenarios (fuzz.generate: seeded) that use mremap, ftruncate, mprotect or reclaim, on the
     kernels before races 2-4's fixes and the newest: wherever the full search ends within its budget, the reduced
-    one finds the same invariants and reaches as many end states (a subset of the full search's: the same set)."""
+    one finds the same invariants and reaches as many end states (a subset of the full search's: the same set).
+    One case per kernel, so that pytest-xdist runs the three on both workers (the same cells as one loop did)."""
     from controlled.op_footprints import flat
     from fuzz.generate import generate, load_spec
 
@@ -188,19 +195,19 @@ def test_partial_order_reduction_keeps_every_verdict_on_generated_scenarios_with
             continue
         if not new_ops & {op.kind for t in sc.threads for op in flat(list(t.ops))}:
             continue
-        for kernel in ("4.12", "4.18", "6.18"):
-            cfg = cfg_for(sc, **kernel_config(kernel))
-            full = explore(sc, cfg, "bfs", reduce=False, stop_at_first=False, budget=20_000)
-            if not full.complete:
-                continue
-            reduced = explore(sc, cfg, "bfs", reduce=True, stop_at_first=False, budget=20_000)
-            assert reduced.complete, (index, kernel)
-            assert {i for f in full.found for i in f.invariants} == \
-                {i for f in reduced.found for i in f.invariants}, (index, kernel)
-            assert reduced.schedules == full.schedules, (index, kernel)
-            compared += 1
-            smaller += reduced.states < full.states
-    assert compared >= 20 and smaller >= compared // 2, (compared, smaller)
+        cfg = cfg_for(sc, **kernel_config(kernel))
+        full = explore(sc, cfg, "bfs", reduce=False, stop_at_first=False, budget=20_000)
+        if not full.complete:
+            continue
+        reduced = explore(sc, cfg, "bfs", reduce=True, stop_at_first=False, budget=20_000)
+        assert reduced.complete, (index, kernel)
+        assert {i for f in full.found for i in f.invariants} == \
+            {i for f in reduced.found for i in f.invariants}, (index, kernel)
+        assert reduced.schedules == full.schedules, (index, kernel)
+        compared += 1
+        smaller += reduced.states < full.states
+    # The whole loop's "smaller >= compared // 2" per kernel, at least as strict: summed, it implies the old check.
+    assert compared >= GENERATED_COMPARED_AT_LEAST[kernel] and 2 * smaller >= compared, (compared, smaller)
 
 
 def test_machine_keys_round_trip():

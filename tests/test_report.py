@@ -19,9 +19,6 @@ from cli.main import main
 from kernel_model.config import Config
 from scenarios.loader import load_scenario
 
-pytestmark = pytest.mark.wild  # a Ray campaign feeds every page
-
-
 @pytest.fixture(scope="module")
 def campaign_dir(tmp_path_factory: pytest.TempPathFactory, ray_session: None) -> Path:
     """An eager campaign that stopped at its first violation, and a short delayed one, side by side (as
@@ -36,6 +33,7 @@ def campaign_dir(tmp_path_factory: pytest.TempPathFactory, ray_session: None) ->
     return root
 
 
+@pytest.mark.wild  # a Ray campaign feeds the page (campaign_dir)
 def test_the_page_holds_every_section_and_fetches_nothing(campaign_dir: Path,
                                                           capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["report", str(campaign_dir)]) == 0
@@ -66,6 +64,7 @@ def _chromium() -> str | None:
     return found
 
 
+@pytest.mark.wild  # a Ray campaign feeds the page (campaign_dir)
 def test_the_page_renders_in_headless_chromium_without_errors(campaign_dir: Path, tmp_path: Path) -> None:
     chromium = _chromium()
     if chromium is None:
