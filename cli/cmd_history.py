@@ -201,9 +201,11 @@ def print_rows(rows: list[Row], budget: int) -> None:
     from rich.console import Console
     from rich.table import Table
 
+    from analysis.printable import printable  # a description is text, not rich markup
+
     console = Console(width=max(Console().width, 110))
     for row in rows:
-        table = Table(title=f"{row.scenario}: {row.description}", title_justify="left")
+        table = Table(title=printable(f"{row.scenario}: {row.description}"), title_justify="left")
         for header in ("kernel", "fixes it lacks", "verdict", "invariants", "steps", "states"):
             table.add_column(header, justify="right" if header in ("steps", "states") else "left",
                              no_wrap=header != "fixes it lacks")

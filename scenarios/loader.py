@@ -79,6 +79,7 @@ thread, MAX_OPS_TOTAL in all threads, MAX_PAGE_THREADS pages times threads) so t
 from __future__ import annotations
 
 import re
+import sys
 import tomllib
 from dataclasses import fields
 from pathlib import Path
@@ -210,6 +211,9 @@ def _parse_toml(text: str, label: str) -> dict[str, Any]:
         raise ScenarioError(f"{label}: invalid TOML: {exc}", file=label) from None
     except RecursionError:
         raise ScenarioError(f"{label}: invalid TOML: nested too deeply", file=label) from None
+    except ValueError:  # an integer past Python's str-to-int digit limit (sys.set_int_max_str_digits)
+        raise ScenarioError(f"{label}: invalid TOML: an integer has more than {sys.get_int_max_str_digits()} "
+                            "digits", file=label) from None
 
 
 def parse_params(items: list[str]) -> dict[str, int]:

@@ -380,3 +380,29 @@ def test_an_ascii_only_stdout_gets_escapes_not_an_internal_error(monkeypatch, co
     assert main(["analyze", str(log), "--width", "120"]) == 1
     out.flush()
     assert b"\\u2014" in out.buffer.getvalue()  # "lost_dirty_data — ..." with its dash escaped
+
+
+def test_an_integer_too_long_for_python_is_invalid_toml_not_an_internal_error(capsys, tmp_path):
+    """An integer of 5,001 digits passes TOML's grammar but not Python's str-to-int limit: it was
+    `internal error: ValueError: Exceeds the limit (4300 digits)` (exit 4)."""
+    big = tmp_path / "big.toml"
+    big.write_text('[setup]\npages = 1' + "0" * 5000 + '\n[[threads]]\nname = "w"\n'
+                   'program = [{ op = "store", pages = [0] }]\n')
+    rc, _, err = run_cli(capsys, "explore", str(big), "--out", str(tmp_path / "out"))
+    assert rc == 2 and "big.toml: invalid TOML: an integer has more than" in err, err
+
+
+def test_history_prints_a_description_as_written_not_as_markup(capsys, tmp_path):
+    """A description holding rich markup (`[/]`) was `internal error: MarkupError` (exit 4) in history's table."""
+    import re
+
+    from scenarios.loader import LIBRARY_DIR
+
+    text = (LIBRARY_DIR / "madv_dontneed.toml").read_text()
+    text = re.sub(r'^name = .*$', 'name = "mk"', text, count=1, flags=re.M)
+    text = re.sub(r'^description = .*$', 'description = "[bold red]X[/] [/]"', text, count=1, flags=re.M)
+    (tmp_path / "mk.toml").write_text(text)
+    rc, out, err = run_cli(capsys, "history", str(tmp_path / "mk.toml"), "--kernels", "6.1", "--budget", "100",
+                           "--no-png", "--out", str(tmp_path / "out"))
+    assert rc in (0, 1), err
+    assert "[bold red]X[/] [/]" in out.replace("\\", "")
