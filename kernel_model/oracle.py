@@ -240,18 +240,8 @@ class Oracle:
         elif op == "put_page":
             if ev.result == 0:
                 out.extend(_freed_while_mapped(s, ev.args[0]))
-        elif op == "evict_folio":
-            pfn = ev.result
-            if pfn is not None:
-                out.extend(_freed_while_mapped(s, pfn))
-                folio = s.folios[pfn]
-                # Only file data below i_size can be lost (_in_file; the folio has just left the page cache):
-                # past it, ftruncate discards what the page holds.
-                if not folio.anon and folio.index < s.i_size and folio.data != s.disk[folio.index]:
-                    out.append(Violation(
-                        "lost_dirty_data",
-                        f"file page {folio.index} evicted holding {folio.data} while the disk holds "
-                        f"{s.disk[folio.index]}", pfn))
+        elif op == "evict_folio" and ev.result is not None:
+            out.extend(_evicted(s, ev.result))
         return out
 
     def _observe_note(self, s: State, ev: Event, op: str) -> list[Violation]:
@@ -428,6 +418,18 @@ def _rmap_mismatches(s: State, vas: range) -> list[Violation]:
         # at two addresses in different tables, and a fault may be mid-way under the other table's PTL.
         if any(va in vas for va in mapped_at) and all(s.ptl[s.table_of(va)] == FREE for va in mapped_at):
             out.extend(_rmap_mismatch(s, pfn))
+    return out
+
+
+def _evicted(s: State, pfn: int) -> list[Violation]:
+    """invalidate_mapping_pages dropped folio ``pfn``: nothing may still map it, and what it held must be on disk.
+    Only file data below i_size can be lost (_in_file; the folio has just left the page cache): past it, ftruncate
+    discards what the page holds."""
+    out = _freed_while_mapped(s, pfn)
+    folio = s.folios[pfn]
+    if not folio.anon and folio.index < s.i_size and folio.data != s.disk[folio.index]:
+        out.append(Violation("lost_dirty_data", f"file page {folio.index} evicted holding {folio.data} while the disk "
+                             f"holds {s.disk[folio.index]}", pfn))
     return out
 
 
