@@ -55,8 +55,7 @@ def fit_budget(scenarios: Iterable[Scenario], cfg: Config, strategy: str, budget
         return fits
     try:
         search_memory.check_fits(est, budget, limit, label=f"{label} {scenario.name}",
-                                 source="--memory-limit" if memory_limit is not None else
-                                 "this machine's available memory")
+                                 source="--memory-limit" if memory_limit is not None else "this machine's memory")
     except search_memory.DoesNotFit as exc:
         text = str(exc)
         raise UsageError(text if offers_hash_compact else text.split("; or --strategy dfs --hash-compact")[0]) \

@@ -138,7 +138,7 @@ def budget_that_fits(est: Estimate, available: int) -> int:
 
 
 def check_fits(est: Estimate, budget: int, available: int, *, label: str,
-               source: str = "this machine's available memory") -> None:
+               source: str = "this machine's memory") -> None:
     """Raise DoesNotFit, saying which budget or how many pages would fit, when ``budget`` states do not;
     ``source``: where ``available`` comes from, as the message names it."""
     usable = int(available * USABLE_FRACTION)
@@ -152,7 +152,8 @@ def check_fits(est: Estimate, budget: int, available: int, *, label: str,
         advice.append(f"about {pages_fit:,} page{'s' if pages_fit > 1 else ''} with this budget")
     raise DoesNotFit(
         f"{label}: a search of {budget:,} states needs about {human(est.bytes)} ({human(est.bytes_per_state)} a "
-        f"state for {est.pages:,} page{'s' if est.pages != 1 else ''}), but {human(usable)} of {human(available)} ({source}) is usable; "
+        f"state for {est.pages:,} page{'s' if est.pages != 1 else ''}), but {human(usable)} of the {human(available)} "
+        f"available ({source}) is usable; "
         f"what fits: {' or '.join(advice)}"
         + (f"; or --strategy dfs --hash-compact (a hash per visited state: about {human(budget * hashed)})"
            if est.bytes_per_state > 2 * hashed else ""))
