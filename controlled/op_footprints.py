@@ -152,9 +152,11 @@ class OpFootprints:
     def _mprotect_footprint(self, fp: Footprint, tid: int, op: Op, pages: tuple[int, ...]) -> None:
         """mprotect(PROT_READ) (kernel_model.mprotect): mmap_lock write; under each table's PTL
         flush_tlb_batched_pending and the PTEs write-protected; one flush; and, as it returns, the oracle's
-        write_protected mark (_write_protected)."""
+        write_protected mark (_write_protected). mprotect_fixup clears VM_WRITE first (vm_flags_reset)."""
         span = range(*_span(pages))
         add_mode(fp, ("sem", "mmap_lock"), "w")
+        for p in span:
+            add_mode(fp, ("vma", p), "w")
         add_mode(fp, ("batched",), "w")
         self._flush_footprint(fp, tid)
         for p in span:

@@ -84,7 +84,7 @@ def permute(key: tuple, p: Permutation) -> tuple:
 
 def _permute_state(state_key: tuple, p: Permutation) -> tuple:
     (folios, page_cache, disk, ptes, vma, i_mmap, ptl, ppt, mmap_lock, i_mmap_rwsem, tlbs, ipis, acks,
-     *mm) = state_key  # mm: i_size, tlb_flush_pending, tlb_flush_batched (no thread or CPU in them)
+     *mm) = state_key  # mm: i_size, tlb_flush_pending, tlb_flush_batched, vm_write (no thread or CPU in them)
     tid, moved = p.tid, p.moved
     # Folio tuples: locked (field 4) is a thread id (FREE is never a moved thread).
     if any(f[4] in moved for f in folios):

@@ -98,7 +98,55 @@ class MoveTruncateReclaimOps:
         return pte
 
 
-class PageTableOps(MoveTruncateReclaimOps):
+class VmaOps:
+    """The VMAs (State.vma, State.vm_write) and the file's i_mmap tree: PageTableOps' actions on them, under the
+    locks their paths hold (mmap_lock, i_mmap_rwsem)."""
+
+    s: State
+
+    def find_vma(self, va: int) -> int:
+        """What the VMA at ``va`` maps: a file offset, VMA_ANON, or VMA_NONE (no VMA: the access SIGSEGVs)."""
+        return self.s.vma[va]
+
+    def detach_vma(self, va: int) -> None:
+        self.s.vma[va] = VMA_NONE
+        self.s.vm_write[va] = True  # no VMA, no flags: one value for an unmapped address
+
+    def link_vma(self, va: int, target: int) -> None:
+        """vma_link's insertion into the mm (the VMA tree): ``va`` maps file offset ``target`` or VMA_ANON, with
+        VM_WRITE (the model's mmap is PROT_READ|PROT_WRITE; copy_vma then copies the old VMA's: vm_flags_init)."""
+        self.s.vma[va] = target
+        self.s.vm_write[va] = True
+
+    def vm_flags_reset(self, va: int) -> None:
+        """mprotect_fixup's vm_flags_reset(vma, newflags) for PROT_READ: the VMA at ``va`` loses VM_WRITE (an
+        address without a VMA has no flags to change)."""
+        if self.s.vma[va] != VMA_NONE:
+            self.s.vm_write[va] = False
+
+    def vm_flags_init(self, va: int, src: int) -> None:
+        """copy_vma (vm_area_dup): the new VMA at ``va`` keeps the flags of the one at ``src``."""
+        self.s.vm_write[va] = self.s.vm_write[src]
+
+    def access_error(self, va: int) -> bool:
+        """arch/x86/mm/fault.c access_error() for a write: True when the VMA at ``va`` lacks VM_WRITE."""
+        return not self.s.vm_write[va]
+
+    def vma_link_file(self, va: int, index: int) -> None:
+        """__vma_link_file: the VMA mapping file offset ``index`` at ``va`` joins the file's i_mmap tree."""
+        self.s.i_mmap[index] = tuple(sorted(self.s.i_mmap[index] + (va,)))
+
+    def unlink_file_vma(self, va: int, index: int) -> None:
+        """Out of the i_mmap tree (a no-op when it is not there: a second munmap of a range unmaps nothing)."""
+        self.s.i_mmap[index] = tuple(v for v in self.s.i_mmap[index] if v != va)
+
+    def i_mmap_lookup(self, index: int) -> tuple[int, ...]:
+        """vma_interval_tree_foreach over file offset ``index``: every address at which a linked shared VMA maps
+        it."""
+        return self.s.i_mmap[index] if index < len(self.s.i_mmap) else ()
+
+
+class PageTableOps(MoveTruncateReclaimOps, VmaOps):
     def __init__(self, state: State) -> None:
         self.s = state
 
@@ -229,31 +277,6 @@ class PageTableOps(MoveTruncateReclaimOps):
     def pte_same(self, va: int, pte: tuple) -> bool:
         cur = self.s.ptes[va]
         return cur is not None and tuple(cur) == tuple(pte)
-
-    # --- VMAs and the file's i_mmap tree ----------------------------------------------------------------------
-    def find_vma(self, va: int) -> int:
-        """What the VMA at ``va`` maps: a file offset, VMA_ANON, or VMA_NONE (no VMA: the access SIGSEGVs)."""
-        return self.s.vma[va]
-
-    def detach_vma(self, va: int) -> None:
-        self.s.vma[va] = VMA_NONE
-
-    def link_vma(self, va: int, target: int) -> None:
-        """vma_link's insertion into the mm (the VMA tree): ``va`` maps file offset ``target`` or VMA_ANON."""
-        self.s.vma[va] = target
-
-    def vma_link_file(self, va: int, index: int) -> None:
-        """__vma_link_file: the VMA mapping file offset ``index`` at ``va`` joins the file's i_mmap tree."""
-        self.s.i_mmap[index] = tuple(sorted(self.s.i_mmap[index] + (va,)))
-
-    def unlink_file_vma(self, va: int, index: int) -> None:
-        """Out of the i_mmap tree (a no-op when it is not there: a second munmap of a range unmaps nothing)."""
-        self.s.i_mmap[index] = tuple(v for v in self.s.i_mmap[index] if v != va)
-
-    def i_mmap_lookup(self, index: int) -> tuple[int, ...]:
-        """vma_interval_tree_foreach over file offset ``index``: every address at which a linked shared VMA maps
-        it."""
-        return self.s.i_mmap[index] if index < len(self.s.i_mmap) else ()
 
     # --- rmap ------------------------------------------------------------------------------------------------
     def page_add_file_rmap(self, pfn: int) -> int:

@@ -27,6 +27,11 @@ class Kctx:
     # read the VMA (find_vma) even when no operation remaps, since an address may map nothing by the time they
     # run (madvise_walk_vmas returns -ENOMEM for it). Faults always read it.
     unmaps: bool = False
+    # Some operation of the scenario write-protects a VMA (mprotect(PROT_READ) clears VM_WRITE): then a write fault
+    # checks the VMA's VM_WRITE (do_user_addr_fault's access_error: SIGSEGV), and mremap carries it to the new
+    # VMA (copy_vma). Without one every VMA is writable for the whole run and the check is left out, so that
+    # scenarios without mprotect keep their state spaces.
+    protects: bool = False
 
     def table_of(self, va: int) -> int:
         return va // self.ptes_per_table

@@ -245,6 +245,12 @@ def do_user_addr_fault(k: Kctx, va: int, write: bool) -> Path:
         yield Step("do_user_addr_fault", "up_read", ("mmap_lock", k.tid))
         yield Note("do_user_addr_fault", "sigsegv", (va,))
         return False
+    # access_error: a write to a VMA without VM_WRITE (mprotect(PROT_READ)) is bad_area_access_error, SIGSEGV.
+    # Only a scenario that mprotects can clear VM_WRITE (Kctx.protects); the others never take the step.
+    if write and k.protects and (yield Step("do_user_addr_fault", "access_error", (va,))):
+        yield Step("do_user_addr_fault", "up_read", ("mmap_lock", k.tid))
+        yield Note("do_user_addr_fault", "sigsegv", (va,))
+        return False
     if (yield from handle_pte_fault(k, va, write, target)) is SIGBUS_FAULT:
         yield Step("do_user_addr_fault", "up_read", ("mmap_lock", k.tid))
         yield Note("do_user_addr_fault", "sigbus", (va,))  # past EOF: ftruncate took the page out of the file

@@ -6,9 +6,12 @@ reclaim cleared is none here, so nothing is flushed, while reclaim's own flush i
 writing through its old writable translation after mprotect has returned. The fix calls
 flush_tlb_batched_pending under the PTL first.
 
-Coarser than the kernel: the new protection is always PROT_READ, and the VMA's vm_flags are not modelled, so a
-write fault after mprotect makes the page writable again as if the program had mprotect()ed it back (the oracle
-judges only translations cached before mprotect returned). mprotect's inc/dec_tlb_flush_pending
+mprotect_fixup clears VM_WRITE in the VMA before change_protection write-protects its PTEs (State.vm_write), so
+a later write fault finds no VM_WRITE (do_user_addr_fault's access_error) and gets SIGSEGV; only a translation
+cached before the PTEs changed may still write, which is 3ea277194daa's stale access.
+
+Coarser than the kernel: the new protection is always PROT_READ; VM_WRITE is the only vm_flag modelled; a
+range with a hole changes what it covers and does not fail with -ENOMEM. mprotect's inc/dec_tlb_flush_pending
 (mm->tlb_flush_pending) is not modelled. Its one reader is a zap's tlb_finish_mmu (mm_tlb_flush_nested, which
 then flushes the whole range). The zaps that hold mmap_lock cannot overlap mprotect, which holds it for
 write; ftruncate's unmap_mapping_range can, and there the kernel would flush more than the model does, so the
@@ -53,6 +56,8 @@ def change_protection(k: Kctx, start: int, end: int) -> Path:
 def do_mprotect(k: Kctx, start: int, end: int) -> Path:
     """mprotect(start, len, PROT_READ): mmap_lock for write, mprotect_fixup → change_protection."""
     yield Step("do_mprotect_pkey", "down_write", ("mmap_lock", k.tid))
+    for va in range(start, end):  # mprotect_fixup: vm_flags_reset(vma, newflags) (6.3; before, vma->vm_flags = ...)
+        yield Step("mprotect_fixup", "vm_flags_reset", (va,))
     pages = yield from change_protection(k, start, end)
     yield Step("do_mprotect_pkey", "up_write", ("mmap_lock", k.tid))
     # The call returns: from here on no CPU may write [start, end) through a translation cached before.

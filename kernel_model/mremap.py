@@ -94,6 +94,9 @@ def do_mremap(k: Kctx, old_start: int, old_end: int, new_start: int) -> Path:
         yield Step("do_munmap", "detach_vma", (va,))
     yield from unmap_region(k, new_start, new_end, dest)
     yield from vma_link(k, {new_start + va - old_start: old[va] for va in range(old_start, old_end)})  # copy_vma
+    if k.protects:  # copy_vma's vm_area_dup: the new VMA keeps the old one's vm_flags (VM_WRITE, mprotect.py)
+        for va in range(old_start, old_end):
+            yield Step("copy_vma", "vm_flags_init", (new_start + va - old_start, va))
     yield from move_page_tables(k, old_start, old_end, new_start)
     for va in range(old_start, old_end):  # move_vma: do_munmap(mm, old_addr, old_len)
         yield Step("do_munmap", "detach_vma", (va,))

@@ -343,6 +343,12 @@ _TABLE: tuple[OpSpec, ...] = (
     _op("find_vma", "pt", _on_va(vma="r"), _QUIET),
     _op("detach_vma", "pt", _on_va(vma="w"), pipelined=True, result_read=False),
     _op("link_vma", "pt", _on_va(vma="w"), pipelined=True, result_read=False),
+    # VM_WRITE (State.vm_write), kept with the VMA's other fields under the same object: mprotect_fixup clears it,
+    # copy_vma copies it (from the old address, args[1]), a write fault tests it (True: no VM_WRITE, SIGSEGV).
+    _op("vm_flags_reset", "pt", _on_va(vma="w"), pipelined=True, result_read=False),
+    _op("vm_flags_init", "pt", lambda sh, tid, cpu, a, index_of, s: {("vma", a[0]): "w", ("vma", a[1]): "r"},
+        pipelined=True, result_read=False),
+    _op("access_error", "pt", _on_va(vma="r"), _BOOL, results=_BOOLS),
     # i_mmap is kept per file offset: (va, offset) links or unlinks the VMA at va under offset.
     _op("vma_link_file", "pt", lambda sh, tid, cpu, a, index_of, s: {("imap", a[1]): "w"}, pipelined=True,
         result_read=False),

@@ -12,7 +12,7 @@ The state must be small and hashable: ``key()`` gives a tuple that identifies it
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from kernel_model.constants import VMA_ANON
@@ -105,6 +105,9 @@ class State:
     # (inc_tlb_flush_pending in tlb_gather_mmu, dec_tlb_flush_pending in tlb_finish_mmu, since 4.13).
     tlb_flush_pending: int = 0
     tlb_flush_batched: bool = False  # mm->tlb_flush_batched (3ea277194daa): reclaim deferred a flush of this mm
+    # virtual page -> VM_WRITE of its VMA (kernel_model.mprotect: mprotect(PROT_READ) clears it; True where no VMA
+    # is, so that an unmapped address has one value). The only vm_flag modelled: the others never change here.
+    vm_write: list[bool] = field(default_factory=list)
 
     @classmethod
     def initial(cls, npages: int, ptes_per_table: int, ncpus: int, nthreads: int, *, anon: bool,
@@ -141,6 +144,7 @@ class State:
             ipis=[() for _ in range(ncpus)],
             acks_pending=[0] * nthreads,
             i_size=npages,
+            vm_write=[True] * npages,
         )
 
     def table_of(self, va: int) -> int:
@@ -164,16 +168,17 @@ class State:
             self.i_size,
             self.tlb_flush_pending,
             self.tlb_flush_batched,
+            tuple(self.vm_write),
         )
 
     @classmethod
     def from_key(cls, key: tuple) -> "State":
         (folios, page_cache, disk, ptes, vma, i_mmap, ptl, ptes_per_table, mmap_lock, i_mmap_rwsem, tlbs, ipis,
-         acks, i_size, flush_pending, batched) = key
+         acks, i_size, flush_pending, batched, vm_write) = key
         # Positional, in field order: restoring a state is on the explorer's hot path.
         return cls(list(folios), list(page_cache), list(disk), list(ptes), list(vma), list(i_mmap), list(ptl),
                    ptes_per_table, RwSem(*mmap_lock), RwSem(*i_mmap_rwsem), [dict(t) for t in tlbs], list(ipis),
-                   list(acks), i_size, flush_pending, batched)
+                   list(acks), i_size, flush_pending, batched, list(vm_write))
 
     # Queries the oracle and the paths share.
     def ptes_mapping(self, pfn: int) -> list[int]:

@@ -107,7 +107,8 @@ def test_mprotect_write_protects_and_flushes_and_the_next_store_faults():
     s = steps(r)
     assert ("change_protection_range", "flush_tlb_others") in s
     assert s.index(("change_protection_range", "wait_acks")) < s.index(("do_mprotect_pkey", "up_write"))
-    assert ("do_wp_page", "spin_lock") in s  # the store found a read-only PTE (VMA flags are not modelled)
+    # The store found a read-only PTE and a VMA without VM_WRITE: SIGSEGV (access_error), never do_wp_page.
+    assert ("do_user_addr_fault", "access_error") in s and ("do_wp_page", "spin_lock") not in s
 
 
 # --- the races --------------------------------------------------------------------------------------------------
