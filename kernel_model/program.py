@@ -29,7 +29,8 @@ OP_KINDS: Final = {
     "mremap": "mremap(MREMAP_MAYMOVE|MREMAP_FIXED) of the pages to the same number of pages at `to`: move_ptes",
     "ftruncate": "ftruncate to the first listed page: unmap_mapping_range, truncate_inode_pages (file pages from "
                  "there to the end leave the file)",
-    "mprotect": "mprotect(PROT_READ): change_protection write-protects the PTEs, one flush if any changed",
+    "mprotect": "mprotect(PROT_READ): mprotect_fixup clears VM_WRITE (a later store gets SIGSEGV), "
+                "change_protection write-protects the PTEs, one flush if any changed",
     "reclaim": "kswapd's shrink_folio_list: try_to_unmap with TTU_BATCH_FLUSH (deferred flush), pageout",
     "loop": "repeat a body of operations",
 }
