@@ -166,10 +166,11 @@ def previous_release(version: str) -> str:
 
 def history_kernels() -> tuple[str, ...]:
     """The default kernels of ``tlbrace history``: for each fix, and for each change that is not a fix but moves
-    a window (reclaim's batched flush, munmap's downgrade), the release before it and the release with it, and the
-    newest, in release order."""
+    a window (reclaim's batched flush, kswapd's seen-twice rule, munmap's downgrade), the release before it and the
+    release with it, and the newest, in release order."""
     names = {NEWEST}
-    for release in [f.release for f in REGISTRY] + [BATCHED_UNMAP_FLUSH_RELEASE, MUNMAP_DOWNGRADE_RELEASE]:
+    moves = [BATCHED_UNMAP_FLUSH_RELEASE, RECLAIM_SEEN_TWICE_RELEASE, MUNMAP_DOWNGRADE_RELEASE]
+    for release in [f.release for f in REGISTRY] + moves:
         names |= {previous_release(release), release}
     return tuple(sorted(names, key=parse_version))
 

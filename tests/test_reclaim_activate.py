@@ -16,7 +16,7 @@ from controlled.replay import run_schedule
 from fuzz.run import RECLAIM_WRITEBACK_RACE, known_kernel_race
 from kernel_model.atomic import PageTableOps
 from kernel_model.config import Config
-from kernel_model.kernels import kernel_config
+from kernel_model.kernels import history_kernels, kernel_config
 from kernel_model.program import Op, Setup
 from kernel_model.state import State
 from scenarios.loader import load_scenario
@@ -129,3 +129,9 @@ def test_analyze_explains_the_loss_as_reclaim_not_zap() -> None:
 def test_the_fuzzer_knows_the_reclaim_race_precisely(over: dict, kinds: set, invariant: str, known: bool) -> None:
     got = known_kernel_race(Config(**over), frozenset(kinds), invariant)
     assert got == (RECLAIM_WRITEBACK_RACE if known else None)
+
+
+def test_history_brackets_the_seen_twice_rule() -> None:
+    """4eda48235011 (4.11) moves the window: tlbrace history shows 4.10 and 4.11 by default."""
+    assert {"4.10", "4.11"} <= set(history_kernels())
+    assert kernel_config("4.10")["reclaim_seen_twice"] is False and kernel_config("4.11")["reclaim_seen_twice"]
