@@ -25,7 +25,10 @@ activated: between its unlock and the flush, folio-lock users (write_cache_pages
 while the old writable translation lives, and folio_mkclean finds the folio unmapped. That is a real kernel
 window (docs/reclaim.md), which the tool shows (msync: lost_dirty_data on SMP from 4.11, patched 6.2 included).
 A later pass (a second reclaim operation: the folios come from the page cache, so no LRU aging is needed in
-between) finds the folio unmapped, dirty, PG_reclaim set, and pages it out under the folio lock.
+between) finds the folio unmapped, dirty, PG_reclaim set, and pages it out under the folio lock. Not modelled:
+direct reclaim (never writes a dirty file folio, ee72886d8ed5: always the activate branch, as 4.11+ kswapd's
+first pass) and kswapd with PGDAT_DIRTY clear (the same); a folio under writeback is kept without the kernel's
+folio_set_reclaim (its case 2: the model's pageout completes its IO at once, so only msync's is ever seen).
 """
 
 from __future__ import annotations
