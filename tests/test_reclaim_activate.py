@@ -118,7 +118,10 @@ def test_analyze_explains_the_loss_as_reclaim_not_zap() -> None:
 
 @pytest.mark.parametrize("over, kinds, invariant, known", [
     ({}, {"reclaim", "msync", "store"}, "lost_dirty_data", True),
-    ({"ordering": "eager"}, {"reclaim", "msync"}, "expect_failed", True),
+    ({}, {"reclaim", "msync"}, "expect_failed", True),
+    ({"ordering": "eager"}, {"reclaim", "msync"}, "lost_dirty_data", False),  # the zap race may explain it
+    (kernel_config("4.12"), {"reclaim", "msync"}, "lost_dirty_data", False),  # a fix missing: no expectation
+    ({"mutant": "flush_after_unlock"}, {"reclaim", "msync"}, "lost_dirty_data", False),
     ({}, {"reclaim", "msync"}, "stale_tlb_access", False),  # not this race: a model bug until shown otherwise
     ({}, {"reclaim", "store"}, "lost_dirty_data", False),  # no writeback
     ({"arch": "up"}, {"reclaim", "msync"}, "lost_dirty_data", False),
