@@ -137,7 +137,9 @@ def _lost_dirty_data(p: _Picker, ev: list[Event], pfn: int, m: Machine) -> None:
         _around_page(p, ev, pfn, m)
         return
     zapper = clear.tid
-    p.add(clear, "pte_clear", "the PTE is gone and its dirty bit is in the zapper's hands; other CPUs' TLB "
+    reclaim = clear.fn == "try_to_unmap_one"  # kswapd's try_to_unmap, its flush deferred (docs/reclaim.md)
+    who = "the reclaimer" if reclaim else "the zapper"
+    p.add(clear, "pte_clear", f"the PTE is gone and its dirty bit is in {who}'s hands; other CPUs' TLB "
                               "entries still map the page until the flush")
     p.add(_first(ev, lambda e: _on_pfn(e, "set_page_dirty", pfn) and e.tid == zapper, clear.seq),
           "set_page_dirty", "PG_dirty=1: the dirty bit moves to the page")
@@ -147,11 +149,13 @@ def _lost_dirty_data(p: _Picker, ev: list[Event], pfn: int, m: Machine) -> None:
     if rmap is None:
         p.absent("rmap_removal", "page_remove_rmap",
                  f"no rmap removal of pfn {pfn} before the violation: mapcount {m.state.folios[pfn].mapcount}")
+    if reclaim:
+        _reclaim_unlock(p, ev, clear, pfn)
     store = _lost_store(ev, clear, pfn, m.state.folios[pfn].data)
     checked = (_first(ev, lambda e: _on_pfn(e, "not_mapped", pfn, "note"), clear.seq)
                or _first(ev, lambda e: _on_pfn(e, "folio_mapped", pfn), clear.seq))
     p.add(checked, "mkclean_check", "folio_mkclean sees the folio unmapped and returns 0 at once: no rmap "
-                                    "walk, so it never waits for the zapper's PTL"
+                                    f"walk, so it never waits for {who}'s PTL"
           if checked is not None and checked.kind == "note" else "folio_mkclean's rmap check")
     tcd = p.add(_last(ev, lambda e: _on_pfn(e, "folio_test_clear_dirty", pfn) and bool(e.result), end),
                 "clear_dirty", "PG_dirty=0: writeback takes responsibility for the contents")
@@ -163,6 +167,14 @@ def _lost_dirty_data(p: _Picker, ev: list[Event], pfn: int, m: Machine) -> None:
         p.add(_first(ev, lambda e: _is(e, "ipi_flush", "ipi") and e.tid == zapper and e.cpu == store.cpu,
                      clear.seq), "late_flush", "the flush IPI drops the stale entry: too late, the store landed")
     p.state(_page_story(m, pfn))
+
+
+def _reclaim_unlock(p: _Picker, ev: list[Event], clear: Event, pfn: int) -> None:
+    """Reclaim, not zap: shrink_folio_list's activate branch gives the folio lock up before the deferred flush."""
+    p.add(_first(ev, lambda e: _on_pfn(e, "folio_unlock", pfn) and e.tid == clear.tid
+                 and e.fn == "shrink_folio_list", clear.seq),
+          "reclaim_unlock", "activate_locked: kswapd unlocks the dirty folio while its TLB flush is still deferred "
+                            "to try_to_unmap_flush, so writeback can lock it (docs/reclaim.md)")
 
 
 def _lost_store(ev: list[Event], clear: Event, pfn: int, data: int | None) -> Event | None:

@@ -5,7 +5,8 @@ library-format TOML file and loaded through the scenario loader, so what is fuzz
 Every violation is written to ``--out`` as that scenario file and a schedule file that ``tlbrace replay``
 reproduces. On a kernel that should be correct (``delayed``, or ``--arch up``/``s390``; no mutant, no fix of
 ``--kernel``'s registry missing) a violation is a model bug or a real kernel bug: the scenario is first shrunk
-(fewest threads, operations and pages that keep the same invariant). ``--check-reduction`` also judges the
+(fewest threads, operations and pages that keep the same invariant), unless it is a known kernel race
+(fuzz.run.known_kernel_race: reclaim's activate branch vs msync, docs/reclaim.md), which the report labels. ``--check-reduction`` also judges the
 search itself: each scenario reduced, with ``--merge-chains`` and in full must reach the same verdicts and end
 states (fuzz.reduction_check). ``--parallel P`` or ``--address ADDR`` runs the explorations as Ray tasks; the report
 is the same as a serial run's for the same seed.
@@ -252,6 +253,8 @@ class _ViolationFiles:
             "invariant": o.invariant, "invariants": o.invariants, "scenario_file": scenario_file,
             "schedule_file": schedule_file, "steps": len(o.schedule), "index": o.index, "size": list(o.size),
             "shrunk_from": list(o.original_size) if o.original_size else None}
+        if o.known_race:  # a real kernel race the model shows (fuzz.run.known_kernel_race), not a model bug
+            self.entries[o.index]["known_race"] = o.known_race
 
 
 def _report(args: argparse.Namespace, opts: Any, outcomes: list[Any], files: _ViolationFiles,
@@ -292,7 +295,8 @@ def _print_report(report: dict[str, Any]) -> None:
         print(f"  {name}: {count}")
     for v in report["violations"][:20]:
         shrunk = f", shrunk from {tuple(v['shrunk_from'])}" if v["shrunk_from"] else ""
-        print(f"  {v['invariant']}: {v['scenario_file']} (threads, ops, pages = {tuple(v['size'])}{shrunk}); "
+        known = f" [known kernel race: {v['known_race']}, docs/reclaim.md]" if v.get("known_race") else ""
+        print(f"  {v['invariant']}{known}: {v['scenario_file']} (threads, ops, pages = {tuple(v['size'])}{shrunk}); "
               + (v["mismatch"] if v.get("mismatch") else f"tlbrace replay {v['schedule_file']}"))
     if found > 20:
         print(f"  ... and {found - 20} more (--json lists them all)")

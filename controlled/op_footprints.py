@@ -95,6 +95,7 @@ class OpFootprints:
             for obj in ("lock", "map"):
                 add_mode(fp, (obj, p), "w")
             add_mode(fp, ("dirty", p), "d")  # fault paths only ever set PG_dirty
+            add_mode(fp, ("reclaim", p), "d")  # ... with folio_mark_dirty, which clears PG_reclaim
             add_mode(fp, ("ref", p), "w" if frees else "+")
             add_mode(fp, ("freed", p), "w" if frees else "r")
             add_mode(fp, ("pc", p), "w" if frees else "r")
@@ -176,14 +177,14 @@ class OpFootprints:
 
     def _reclaim_footprint(self, fp: Footprint, tid: int, op: Op, pages: tuple[int, ...]) -> None:
         """kswapd's shrink_folio_list (kernel_model.reclaim) over these offsets: a reference, folio_trylock and
-        the folio's flags; try_to_unmap (i_mmap_rwsem read; under the PTL of each address mapping the folio: the
+        the folio's flags (PG_reclaim set by the activate branch, tested by the pageout branch); try_to_unmap (i_mmap_rwsem read; under the PTL of each address mapping the folio: the
         PTE cleared, mm->tlb_flush_batched set, PG_dirty, the mapcount, the PTE's reference); pageout (as msync:
         folio_mkclean's walk and flush, the IO); __remove_mapping; try_to_unmap_flush; and its references
         dropped, which may free a page (every TLB read)."""
         self._msync_footprint(fp, tid, op, pages)
         add_mode(fp, ("batched",), "w")
         for p in pages:
-            for obj in ("pc", "ref", "freed", "map"):
+            for obj in ("pc", "ref", "freed", "map", "reclaim"):  # reclaim: PG_reclaim set and tested
                 add_mode(fp, (obj, p), "w")
         for c in range(self.ncpus):
             for p in self._reached(pages):
@@ -195,6 +196,7 @@ class OpFootprints:
         for p in pages:
             for obj in ("lock", "wb", "dirty", "disk"):
                 add_mode(fp, (obj, p), "w")
+            add_mode(fp, ("reclaim", p), "d")  # folio_mark_dirty and folio_end_writeback clear PG_reclaim
             for obj in ("pc", "map", "imap", "data", "freed"):  # freed: folio_mkclean's set_pte_at check
                 add_mode(fp, (obj, p), "r")
         mapped_at = tuple(self._reached(pages))  # folio_mkclean's rmap walk: the addresses mapping them
@@ -244,6 +246,7 @@ class OpFootprints:
             for obj in ("map", "ref", "freed"):
                 add_mode(fp, (obj, p), "w")
             add_mode(fp, ("dirty", p), "d")  # zap_pte_range only sets PG_dirty (from a dirty PTE)
+            add_mode(fp, ("reclaim", p), "d")  # ... and so clears PG_reclaim
         self._ptl_sections(fp, pages)
         for c in range(self.ncpus):
             for p in self._reached(folios):

@@ -107,6 +107,11 @@ def uses(spec: Spec, kinds: frozenset[str]) -> bool:
     return any(op["op"] in kinds for _, ops in spec.threads for op in _walk(ops))
 
 
+def kinds_of(spec: Spec) -> frozenset[str]:
+    """The operation kinds some thread's program uses (loop bodies included)."""
+    return frozenset(op["op"] for _, ops in spec.threads for op in _walk(ops))
+
+
 def _walk(ops: list[OpTable] | tuple[OpTable, ...]) -> list[OpTable]:
     out: list[OpTable] = []
     for op in ops:

@@ -62,6 +62,13 @@ class MoveTruncateReclaimOps:
         self._set(pfn, locked=tid)
         return True
 
+    def folio_set_reclaim(self, pfn: int) -> None:
+        """PG_reclaim: shrink_folio_list's activate branch marks a dirty folio it did not write (4eda48235011)."""
+        self._set(pfn, reclaim=True)
+
+    def folio_test_reclaim(self, pfn: int) -> bool:
+        return self.s.folios[pfn].reclaim
+
     def set_tlb_flush_batched(self) -> None:
         """set_tlb_ubc_flush_pending's ``mm->tlb_flush_batched = true`` (3ea277194daa): a flush of this mm is
         deferred; the per-task tlb_ubc (cpumask, flush_required, writable) lives on the reclaimer's stack."""
@@ -296,8 +303,9 @@ class PageTableOps(MoveTruncateReclaimOps, VmaOps):
 
     # --- struct folio flags --------------------------------------------------------------------------------
     def set_page_dirty(self, pfn: int) -> bool:
+        """folio_mark_dirty: "if (folio_test_reclaim(folio)) folio_clear_reclaim(folio);" then PG_dirty."""
         was_clean = not self.s.folios[pfn].dirty
-        self._set(pfn, dirty=True)
+        self._set(pfn, dirty=True, reclaim=False)
         return was_clean
 
     folio_mark_dirty = set_page_dirty
@@ -385,9 +393,11 @@ class PageTableOps(MoveTruncateReclaimOps, VmaOps):
         return data
 
     def end_page_writeback(self, pfn: int) -> int:
+        """folio_end_writeback: the IO is done; PG_reclaim cleared ("if (folio_test_reclaim(folio)) {
+        folio_clear_reclaim(folio); folio_rotate_reclaimable(folio); }"), PG_writeback cleared."""
         folio = self.s.folios[pfn]
         self.s.disk[folio.index] = folio.wb_data
-        self._set(pfn, writeback=False)
+        self._set(pfn, writeback=False, reclaim=False)
         return folio.wb_data
 
     def put_page(self, pfn: int) -> int:

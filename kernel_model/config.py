@@ -50,6 +50,11 @@ class Config:
     # dd2283f2605e "mm: mmap: zap pages with read mmap_sem in munmap" (v4.20). False (a release before 4.20): the
     # write lock is held to the end, so no MADV_DONTNEED, fault or other mmap_lock reader overlaps the zap.
     munmap_downgrade: bool = True
+    # kswapd writes a dirty file folio only when it has seen it before (PG_reclaim set by an earlier pass):
+    # since 4eda48235011 "mm: vmscan: only write dirty pages that the scanner has seen twice" (v4.11). False (a
+    # release before 4.11): with PGDAT_DIRTY (modelled as set) kswapd writes it on the first pass
+    # (kernel_model.reclaim.may_pageout).
+    reclaim_seen_twice: bool = True
 
     def __post_init__(self) -> None:
         without = tuple(self.without) if isinstance(self.without, list) else self.without  # a list: from a log
@@ -62,7 +67,7 @@ class Config:
         _choice("delayed_batches", self.delayed_batches, DELAYED_BATCHES)
         if self.mutant is not None:
             _choice("mutant", self.mutant, MUTANTS)
-        for key in ("batched_unmap_flush", "munmap_downgrade"):
+        for key in ("batched_unmap_flush", "munmap_downgrade", "reclaim_seen_twice"):
             if not isinstance(getattr(self, key), bool):
                 raise ConfigError(f"{key}: expected true or false, got {getattr(self, key)!r}")
         for key, low in (("max_gather_batch", 1), ("max_gather_batch_count", 0), ("mmu_gather_bundle", 1)):

@@ -131,6 +131,11 @@ BATCHED_UNMAP_FLUSH_RELEASE: Final = "4.3"
 # mmap_lock to read before unmap_region. Not a fix either: before it munmap's zap could not overlap a
 # MADV_DONTNEED at all, so 99baac21e458's window was only between two MADV_DONTNEEDs (Config.munmap_downgrade).
 MUNMAP_DOWNGRADE_RELEASE: Final = "4.20"
+# 4eda48235011 "mm: vmscan: only write dirty pages that the scanner has seen twice" (Johannes Weiner, v4.11):
+# kswapd pages a dirty file folio out only with PG_reclaim set by an earlier pass; before it, on the first pass
+# (with PGDAT_DIRTY). Not a fix: it widened the activate branch, which unlocks the folio before the deferred
+# flush (docs/reclaim.md; Config.reclaim_seen_twice).
+RECLAIM_SEEN_TWICE_RELEASE: Final = "4.11"
 
 
 def kernel_config(version: str) -> dict[str, Any]:
@@ -139,7 +144,8 @@ def kernel_config(version: str) -> dict[str, Any]:
     fixes = kernel_for(version)
     v = parse_version(version)
     out: dict[str, Any] = {"batched_unmap_flush": v >= parse_version(BATCHED_UNMAP_FLUSH_RELEASE),
-                           "munmap_downgrade": v >= parse_version(MUNMAP_DOWNGRADE_RELEASE)}
+                           "munmap_downgrade": v >= parse_version(MUNMAP_DOWNGRADE_RELEASE),
+                           "reclaim_seen_twice": v >= parse_version(RECLAIM_SEEN_TWICE_RELEASE)}
     for f in REGISTRY:
         if f.knob is not None:
             key, on, off = f.knob
@@ -160,10 +166,11 @@ def previous_release(version: str) -> str:
 
 def history_kernels() -> tuple[str, ...]:
     """The default kernels of ``tlbrace history``: for each fix, and for each change that is not a fix but moves
-    a window (reclaim's batched flush, munmap's downgrade), the release before it and the release with it, and the
-    newest, in release order."""
+    a window (reclaim's batched flush, kswapd's seen-twice rule, munmap's downgrade), the release before it and the
+    release with it, and the newest, in release order."""
     names = {NEWEST}
-    for release in [f.release for f in REGISTRY] + [BATCHED_UNMAP_FLUSH_RELEASE, MUNMAP_DOWNGRADE_RELEASE]:
+    moves = [BATCHED_UNMAP_FLUSH_RELEASE, RECLAIM_SEEN_TWICE_RELEASE, MUNMAP_DOWNGRADE_RELEASE]
+    for release in [f.release for f in REGISTRY] + moves:
         names |= {previous_release(release), release}
     return tuple(sorted(names, key=parse_version))
 

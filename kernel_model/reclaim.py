@@ -15,17 +15,20 @@ isolate_lru_folios takes), not from the LRU lists; page_check_references (the re
 so every folio looks reclaimable; a folio written back by pageout stays in the page cache (the kernel frees it on
 a later pass, after the IO: not modelled).
 
-Also coarser, and not on the safe side: every dirty folio is paged out here. The kernel's shrink_folio_list writes
-a dirty file folio only from kswapd, only with PG_reclaim set by an earlier pass and PGDAT_DIRTY on the node;
-otherwise it sets PG_reclaim and goes to activate_locked, which unlocks the folio before the deferred
-try_to_unmap_flush at the end of the list. And try_to_unmap_one's folio_mark_dirty of a dirty PTE clears
-PG_reclaim, so a folio whose dirty PTE this pass cleared is always activated. In that branch folio-lock users
-(write_cache_pages, truncate_inode_pages) can run between the unlock and the flush: tried in issue 17 (session
-13, tests/test_unseen_scenarios.py's xfail), unseen13_truncate_vs_reclaim_dirty gives 4.12 stale_tlb_access and
-unseen_reclaim_stores lost_dirty_data on every kernel from 4.3 (6.2 included: folio_mkclean sees the folio
-unmapped). Left to the lead: the activate branch for a folio whose dirty PTE this pass cleared needs no new
-state, the pageout branch of a later pass needs PG_reclaim (an op of its own), and both change verdicts the
-project states as clean.
+A dirty file folio is paged out only where the kernel's shrink_folio_list would take that branch: kswapd (the
+reclaim operation is kswapd's), PGDAT_DIRTY (modelled as set: without it kswapd never writes a file folio and
+the branch would be unreachable), and since 4eda48235011 (v4.11, Config.reclaim_seen_twice) only a folio that
+already has PG_reclaim from an earlier pass. Otherwise folio_set_reclaim and activate_locked, which unlocks the
+folio before the deferred try_to_unmap_flush at the end of the list. try_to_unmap_one's set_page_dirty of a
+dirty PTE clears PG_reclaim (folio_mark_dirty), so on 4.11+ a folio whose dirty PTE this pass cleared is always
+activated: between its unlock and the flush, folio-lock users (write_cache_pages, truncate_inode_pages) run
+while the old writable translation lives, and folio_mkclean finds the folio unmapped. That is a real kernel
+window (docs/reclaim.md), which the tool shows (msync: lost_dirty_data on SMP from 4.11, patched 6.2 included).
+A later pass (a second reclaim operation: the folios come from the page cache, so no LRU aging is needed in
+between) finds the folio unmapped, dirty, PG_reclaim set, and pages it out under the folio lock. Not modelled:
+direct reclaim (never writes a dirty file folio, ee72886d8ed5: always the activate branch, as 4.11+ kswapd's
+first pass) and kswapd with PGDAT_DIRTY clear (the same); a folio under writeback is kept without the kernel's
+folio_set_reclaim (its case 2: the model's pageout completes its IO at once, so only msync's is ever seen).
 """
 
 from __future__ import annotations
@@ -126,13 +129,56 @@ def try_to_unmap_flush_dirty(k: Kctx, ubc: TlbflushUnmapBatch) -> Path:
 
 def pageout(k: Kctx, pfn: int, index: int) -> Path:
     """folio_clear_dirty_for_io, then ->writepage (PG_writeback, snapshot, submit; it unlocks the folio). The IO
-    completes in the same thread (as in kernel_model.writeback)."""
+    completes in the same thread (as in kernel_model.writeback). Coarser: the kernel's pageout sets PG_reclaim
+    before ->writepage and folio_end_writeback clears it again; here the folio already has it (may_pageout) and
+    end_page_writeback clears it, the same state once the IO is done."""
     if not (yield from folio_clear_dirty_for_io(k, pfn, index)):
         yield Step("pageout", "folio_unlock", (pfn, k.tid))
         return
     yield Step("writepage", "writepage", (pfn,))
     yield Step("writepage", "folio_unlock", (pfn, k.tid))
     yield Step("end_page_writeback", "end_page_writeback", (pfn,))
+
+
+def may_pageout(k: Kctx, pfn: int) -> Path:
+    """shrink_folio_list's "Only kswapd can writeback filesystem folios" test, for kswapd with PGDAT_DIRTY set:
+    since 4eda48235011 (v4.11) only a folio seen before (folio_test_reclaim), earlier on the first pass."""
+    if not k.cfg.reclaim_seen_twice:
+        return True
+    return (yield Step("shrink_folio_list", "folio_test_reclaim", (pfn,)))
+
+
+def shrink_dirty_folio(k: Kctx, ubc: TlbflushUnmapBatch, pfn: int, index: int) -> Path:
+    """A dirty folio, locked and unmapped: pageout, or activate_locked. Both end with the folio unlocked and
+    kept (under writeback, or on the active list)."""
+    if not (yield from may_pageout(k, pfn)):
+        # "Immediately reclaim when written back": folio_set_reclaim, then activate_locked (folio_set_active,
+        # folio_unlock). The deferred flush is left for try_to_unmap_flush at the end of the list.
+        yield Step("shrink_folio_list", "folio_set_reclaim", (pfn,))
+        yield Step("shrink_folio_list", "folio_unlock", (pfn, k.tid))  # activate_locked
+        return
+    yield from try_to_unmap_flush_dirty(k, ubc)
+    yield from pageout(k, pfn, index)  # PAGE_SUCCESS, under writeback: keep
+
+
+def shrink_folio(k: Kctx, ubc: TlbflushUnmapBatch, pfn: int, index: int) -> Path:
+    """One folio of the list, isolated (reclaim holds a reference). Returns whether it was freed."""
+    if not (yield Step("shrink_folio_list", "folio_trylock", (pfn, k.tid))):
+        return False  # keep: somebody holds the folio lock
+    if (yield Step("shrink_folio_list", "folio_test_writeback", (pfn,))):
+        yield Step("shrink_folio_list", "folio_unlock", (pfn, k.tid))
+        return False
+    if (yield Step("shrink_folio_list", "folio_mapped", (pfn,))):
+        yield from try_to_unmap(k, ubc, pfn, index)
+        if (yield Step("shrink_folio_list", "folio_mapped", (pfn,))):
+            yield Step("shrink_folio_list", "folio_unlock", (pfn, k.tid))  # activate_locked
+            return False
+    if (yield Step("shrink_folio_list", "folio_test_dirty", (pfn,))):
+        yield from shrink_dirty_folio(k, ubc, pfn, index)
+        return False
+    freed = yield Step("shrink_folio_list", "remove_mapping", (pfn,))  # free_it: waits for the flush below
+    yield Step("shrink_folio_list", "folio_unlock", (pfn, k.tid))
+    return bool(freed)
 
 
 def shrink_folio_list(k: Kctx, indexes: tuple[int, ...]) -> Path:
@@ -145,23 +191,8 @@ def shrink_folio_list(k: Kctx, indexes: tuple[int, ...]) -> Path:
         if pfn is None:
             continue
         isolated.append(pfn)
-        if not (yield Step("shrink_folio_list", "folio_trylock", (pfn, k.tid))):
-            continue  # keep: somebody holds the folio lock
-        if (yield Step("shrink_folio_list", "folio_test_writeback", (pfn,))):
-            yield Step("shrink_folio_list", "folio_unlock", (pfn, k.tid))
-            continue
-        if (yield Step("shrink_folio_list", "folio_mapped", (pfn,))):
-            yield from try_to_unmap(k, ubc, pfn, index)
-            if (yield Step("shrink_folio_list", "folio_mapped", (pfn,))):
-                yield Step("shrink_folio_list", "folio_unlock", (pfn, k.tid))  # activate_locked
-                continue
-        if (yield Step("shrink_folio_list", "folio_test_dirty", (pfn,))):
-            yield from try_to_unmap_flush_dirty(k, ubc)
-            yield from pageout(k, pfn, index)  # PAGE_SUCCESS, under writeback: keep
-            continue
-        if (yield Step("shrink_folio_list", "remove_mapping", (pfn,))):
-            freed += 1  # free_it: the page waits on the free list for the flush below
-        yield Step("shrink_folio_list", "folio_unlock", (pfn, k.tid))
+        if (yield from shrink_folio(k, ubc, pfn, index)):
+            freed += 1
     yield from try_to_unmap_flush(k, ubc)
     # free_unref_page_list (freed folios) and putback_lru_folio (kept ones) drop reclaim's references: after the
     # flush, so no page is freed while a TLB may map it.

@@ -62,6 +62,9 @@ class Folio(NamedTuple):
     refcount: int = 0
     freed: bool = False
     in_page_cache: bool = False
+    # PG_reclaim: shrink_folio_list's "seen before" mark (folio_set_reclaim on its activate branch); cleared by
+    # folio_mark_dirty (set_page_dirty) and folio_end_writeback (kernel_model.reclaim).
+    reclaim: bool = False
 
 
 @dataclass(slots=True)

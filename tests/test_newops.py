@@ -81,7 +81,8 @@ def test_ftruncate_drops_dirty_pages_without_a_loss_and_later_faults_get_sigbus(
 
 
 def test_reclaim_defers_the_flush_and_writes_a_dirty_page_out_after_flushing():
-    r = solo((Op("reclaim", (0,)),), setup=Setup(pages=1))
+    # 4.10: kswapd writes a dirty folio on the first pass (from 4.11 only on a later pass: test_reclaim_activate)
+    r = solo((Op("reclaim", (0,)),), setup=Setup(pages=1), cfg=Config(reclaim_seen_twice=False))
     assert not r.violations, r.violations
     s = steps(r)
     clear = s.index(("try_to_unmap_one", "ptep_get_and_clear_full"))

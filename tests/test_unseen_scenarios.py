@@ -4,7 +4,9 @@ verdict a kernel engineer expects on each ordering and machine, reasoned out in 
 The rule they check: with the patch (delayed), on UP and on s390 nothing is ever lost and no invariant breaks; the
 old order (eager) loses a store exactly where the §6 window exists (a dirty file page whose rmap goes before the
 flush while writeback runs and a CPU still stores through its TLB entry), and nowhere else (anonymous memory,
-reclaim's batched flush, mprotect). Small scenarios are searched exhaustively; the larger ones (four or five
+mprotect). One exception the kernel itself has (docs/reclaim.md): kswapd's activate branch unlocks a folio whose
+dirty PTE it cleared before its deferred try_to_unmap_flush, so msync loses a store on SMP from 4.11 whatever the
+zap order (the cells of RECLAIM_UNSEEN and UNSEEN14, and the reclaim rows of UNSEEN12 and UNSEEN13). Small scenarios are searched exhaustively; the larger ones (four or five
 threads) by PCT sampling for the old order's loss and by a bounded search plus sampling for the clean verdicts
 (marked slow)."""
 
@@ -36,7 +38,6 @@ SMALL: dict[str, frozenset[str]] = {
     "unseen_up_shared_cpu": LOST,           # (its [config] says up; on SMP the old order loses)
     "unseen_expect_read_back": LOST | {"expect_failed"},  # the read-back check fails with the loss
     "unseen_mprotect_writeback": frozenset(),   # no zap: nothing to lose in any order
-    "unseen_reclaim_stores": frozenset(),       # reclaim flushes before pageout (try_to_unmap_flush_dirty)
     "unseen_reclaim_vs_dontneed": frozenset(),  # 4.13+: zap_pte_range's flush_tlb_batched_pending
 }
 # Four or five threads: too many states for the quick tier.
@@ -65,7 +66,7 @@ def _invariants(result) -> set[str]:
 
 def test_every_unseen_scenario_has_a_verdict_here() -> None:
     files = {p.stem for p in SCENARIOS.glob("unseen_*.toml")}
-    assert files == set(SMALL) | set(LARGE)
+    assert files == set(SMALL) | set(LARGE) | set(RECLAIM_UNSEEN)
 
 
 @pytest.mark.parametrize("name", sorted(SMALL))
@@ -153,8 +154,10 @@ UNSEEN12: dict[str, dict[tuple[str, str], frozenset[str]]] = {
                                       ("6.1", "up"): CLEAN, ("6.1", "s390"): CLEAN},
     "unseen12_counter_refault_tables": {("6.1", "smp"): LOST_OR_READ_BACK, ("6.2", "smp"): CLEAN,
                                         ("6.1", "up"): CLEAN, ("6.1", "s390"): CLEAN},
-    "unseen12_writable_clean_reclaim": {("4.2", "smp"): CLEAN, ("4.12", "smp"): CLEAN, ("4.13", "smp"): CLEAN,
-                                        ("6.1", "up"): CLEAN, ("6.1", "s390"): CLEAN},
+    # kswapd's activate branch (4.11+, docs/reclaim.md): the first store's D bit is cleared by try_to_unmap_one
+    "unseen12_writable_clean_reclaim": {("4.2", "smp"): CLEAN, ("4.10", "smp"): CLEAN, ("4.12", "smp"): LOST,
+                                        ("4.13", "smp"): LOST, ("6.2", "smp"): LOST, ("6.1", "up"): CLEAN,
+                                        ("6.1", "s390"): CLEAN},
     "unseen12_anon_remap_over_file": {("6.1", "smp"): LOST, ("6.2", "smp"): CLEAN, ("6.1", "up"): CLEAN,
                                       ("6.1", "s390"): CLEAN, ("3.14", "s390"): CLEAN},
 }
@@ -234,8 +237,8 @@ UNSEEN13: dict[str, dict[tuple[str, str], frozenset[str]]] = {
     "unseen13_truncate_vs_reclaim_clean": {("4.2", "smp"): CLEAN, ("4.12", "smp"): STALE, ("4.13", "smp"): CLEAN,
                                            ("6.1", "smp"): CLEAN, ("6.2", "smp"): CLEAN, ("4.12", "up"): CLEAN,
                                            ("4.12", "s390"): CLEAN},
-    "unseen13_truncate_vs_reclaim_dirty": {("4.2", "smp"): CLEAN, ("4.13", "smp"): CLEAN, ("6.1", "smp"): CLEAN,
-                                           ("6.2", "smp"): CLEAN, ("4.12", "up"): CLEAN,
+    "unseen13_truncate_vs_reclaim_dirty": {("4.2", "smp"): CLEAN, ("4.12", "smp"): STALE, ("4.13", "smp"): CLEAN,
+                                           ("6.1", "smp"): CLEAN, ("6.2", "smp"): CLEAN, ("4.12", "up"): CLEAN,
                                            ("4.12", "s390"): CLEAN},
     "unseen13_mprotect_two_tables_reclaim": {("4.2", "smp"): CLEAN, ("4.12", "smp"): STALE,
                                              ("4.13", "smp"): CLEAN, ("6.1", "smp"): CLEAN, ("6.2", "smp"): CLEAN,
@@ -246,8 +249,9 @@ UNSEEN13: dict[str, dict[tuple[str, str], frozenset[str]]] = {
 }
 # Four threads: PCT (300 runs, no proof) for every cell; the 4.12 window shows within them.
 UNSEEN13_SAMPLED: dict[str, dict[tuple[str, str], frozenset[str]]] = {
-    "unseen13_fsync_mprotect_reclaim": {("4.12", "smp"): STALE, ("4.2", "smp"): CLEAN, ("4.13", "smp"): CLEAN,
-                                        ("6.1", "smp"): CLEAN, ("6.2", "smp"): CLEAN, ("4.12", "up"): CLEAN,
+    # 4.13+: the activate branch (docs/reclaim.md) against the msync passes
+    "unseen13_fsync_mprotect_reclaim": {("4.12", "smp"): STALE, ("4.2", "smp"): CLEAN, ("4.13", "smp"): LOST,
+                                        ("6.1", "smp"): LOST, ("6.2", "smp"): LOST, ("4.12", "up"): CLEAN,
                                         ("4.12", "s390"): CLEAN},
 }
 
@@ -284,10 +288,44 @@ def test_unseen13_gathers_on_6_2_variants(name: str, over: dict, expected: froze
     _assert_verdict(explore(sc, cfg, "dfs", budget=80_000), expected)
 
 
-@pytest.mark.xfail(strict=True, reason="kernel_model/reclaim.py pages out every dirty folio; kswapd sends a folio "
-                   "whose dirty PTE it just cleared to activate_locked (folio_mark_dirty cleared PG_reclaim) and "
-                   "unlocks it before try_to_unmap_flush: reported to the lead, not modelled yet")
-def test_unseen13_truncate_vs_reclaim_dirty_on_4_12() -> None:
-    """The kernel's verdict on 4.12 (the file's header): stale_tlb_access through the activate_locked branch."""
-    sc = _load("unseen13_truncate_vs_reclaim_dirty")
-    _assert_verdict(explore(sc, _kernel_cfg(sc, "4.12", "smp"), "dfs", budget=80_000), STALE)
+# --- session 14, reclaim14: kswapd's activate branch (docs/reclaim.md) ------------------------------------------
+# Same rules as UNSEEN12. try_to_unmap_one removes the rmap before reclaim's deferred flush; from 4.11
+# (4eda48235011) a folio whose dirty PTE this pass cleared always goes to activate_locked, which unlocks it before
+# try_to_unmap_flush: write_cache_pages cleans it while a writable TLB entry lives. 4.3-4.10 (PGDAT_DIRTY taken as
+# set): kswapd writes it on the first pass, under the folio lock, after try_to_unmap_flush_dirty.
+LOST_READ_BACK = LOST | {"expect_failed"}
+RECLAIM_UNSEEN: dict[str, dict[tuple[str, str], frozenset[str]]] = {
+    "unseen_reclaim_stores": {("4.2", "smp"): CLEAN, ("4.10", "smp"): CLEAN, ("4.11", "smp"): LOST,
+                              ("6.1", "smp"): LOST, ("6.2", "smp"): LOST, ("6.2", "up"): CLEAN,
+                              ("6.2", "s390"): CLEAN},
+}
+UNSEEN14: dict[str, dict[tuple[str, str], frozenset[str]]] = {
+    # a later pass finds PG_reclaim and pages the folio out under its lock; no other writeback: nothing to lose
+    "unseen14_second_pass_pageout": {("4.2", "smp"): CLEAN, ("4.10", "smp"): CLEAN, ("4.11", "smp"): CLEAN,
+                                     ("6.1", "smp"): CLEAN, ("6.2", "smp"): CLEAN, ("6.2", "up"): CLEAN,
+                                     ("6.2", "s390"): CLEAN},
+    "unseen14_activate_vs_msync_readback": {("4.2", "smp"): CLEAN, ("4.10", "smp"): CLEAN,
+                                            ("4.11", "smp"): LOST_READ_BACK, ("4.19", "smp"): LOST_READ_BACK,
+                                            ("6.1", "smp"): LOST_READ_BACK, ("6.2", "smp"): LOST_READ_BACK,
+                                            ("6.2", "up"): CLEAN, ("6.2", "s390"): CLEAN},
+    "unseen14_write_fault_vs_reclaim_msync": {("4.2", "smp"): CLEAN, ("4.10", "smp"): CLEAN, ("4.12", "smp"): LOST,
+                                              ("6.1", "smp"): LOST, ("6.2", "smp"): LOST, ("6.2", "up"): CLEAN,
+                                              ("6.2", "s390"): CLEAN},
+    # no writeback: only 3ea277194daa's window (4.12), closed by zap_pte_range's flush_tlb_batched_pending
+    "unseen14_activate_vs_dontneed": {("4.2", "smp"): CLEAN, ("4.12", "smp"): STALE, ("4.13", "smp"): CLEAN,
+                                      ("6.1", "smp"): CLEAN, ("6.2", "smp"): CLEAN, ("4.12", "up"): CLEAN,
+                                      ("4.12", "s390"): CLEAN},
+}
+
+
+def test_every_unseen14_scenario_has_a_verdict_here() -> None:
+    files = {p.stem for p in SCENARIOS.glob("unseen14_*.toml")}
+    assert files == set(UNSEEN14)
+
+
+@pytest.mark.parametrize("name, kernel, arch", [(n, k, a) for table in (RECLAIM_UNSEEN, UNSEEN14)
+                                                for n, cells in table.items() for k, a in cells])
+def test_reclaim_activate_scenario_on_kernel(name: str, kernel: str, arch: str) -> None:
+    sc = _load(name)
+    expected = {**RECLAIM_UNSEEN, **UNSEEN14}[name][kernel, arch]
+    _assert_verdict(explore(sc, _kernel_cfg(sc, kernel, arch), "dfs", budget=80_000), expected)
