@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
+import signal
 import sys
+import threading
 import traceback
 
 from cli.errors import (EXIT_BAD_INPUT, EXIT_ENVIRONMENT, EXIT_INTERNAL, EXIT_OK, EnvironmentFailure,
@@ -48,6 +51,35 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:  # a Ctrl-C while the parser is built (it imports every subcommand: about 0.5 s)
         print("tlbrace: interrupted", file=sys.stderr)
         return 130
+
+
+def calm_shutdown() -> None:
+    """Called by the ``tlbrace`` command once its work is done and its result printed, before the interpreter
+    shuts down (Ray's atexit ray.shutdown, the joins of non-daemon threads: a second or two). A Ctrl-C or SIGTERM
+    then raised KeyboardInterrupt (or Ray's SystemExit) inside an atexit callback, printed as a traceback under
+    a result already given. Now the first one is noted and the shutdown finishes, stopping what tlbrace started,
+    with the command's own exit status (its work is complete); a second one exits at once."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    seen: list[int] = []
+
+    def note(signum: int, frame: object) -> None:
+        if seen:
+            for stream in (sys.stdout, sys.stderr):
+                try:
+                    stream.flush()
+                except (OSError, ValueError):
+                    pass
+            os._exit(128 + signum)
+        seen.append(signum)
+        try:
+            print("tlbrace: finishing the shutdown (stopping what it started); interrupt again to exit at once",
+                  file=sys.stderr, flush=True)
+        except Exception:  # noqa: BLE001 - stderr closed, or this interrupted a write to it: say nothing
+            pass
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, note)
 
 
 def _main(argv: list[str] | None) -> int:
@@ -107,4 +139,6 @@ def _traceback(verbose: bool) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    status = main()
+    calm_shutdown()
+    sys.exit(status)

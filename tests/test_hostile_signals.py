@@ -1,0 +1,66 @@
+"""Signals at the edges of a command's life: a Ctrl-C or SIGTERM once the result is printed and the interpreter
+shuts down (Ray's atexit ray.shutdown, thread joins). Each test failed before its fix (session 14's red team).
+None needs Ray: a slow atexit callback stands in for Ray's shutdown."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# The installed command's entry point, with a shutdown that takes a while (as ray.shutdown does); it says DONE
+# on stderr once the command has returned, so the signal lands in the shutdown and nowhere else.
+CHILD = """
+import atexit, sys, time
+atexit.register(time.sleep, {pause})
+atexit.register(lambda: print("DONE", file=sys.stderr, flush=True))
+sys.argv = ["tlbrace", "mutants"]
+from tlbrace import main
+sys.exit(main())
+"""
+
+
+def _interrupted_in_shutdown(signals: list[int], pause: float = 2.0) -> tuple[int, str, str, float]:
+    child = subprocess.Popen([sys.executable, "-c", CHILD.format(pause=pause)], cwd=ROOT, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    assert child.stderr is not None
+    line = child.stderr.readline()
+    assert line.strip() == "DONE", line
+    start = time.monotonic()
+    for signum in signals:
+        child.send_signal(signum)
+        time.sleep(0.2)
+    out, err = child.communicate(timeout=60)
+    return child.returncode, out, err, time.monotonic() - start
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_during_the_shutdown_is_no_traceback(signum):
+    """A Ctrl-C there printed "Exception ignored in atexit callback" and a KeyboardInterrupt traceback under
+    the result; the command's own exit status is kept (its work was done), and the shutdown finishes."""
+    rc, out, err, _ = _interrupted_in_shutdown([signum])
+    assert "Traceback" not in err and "Exception ignored" not in err, err
+    assert rc == 0 and "ack_before_invalidate" in out
+    assert "finishing the shutdown" in err
+
+
+def test_a_second_ctrl_c_during_the_shutdown_exits_at_once():
+    rc, _, err, elapsed = _interrupted_in_shutdown([signal.SIGINT, signal.SIGINT], pause=30.0)
+    assert rc == 128 + signal.SIGINT and elapsed < 20 and "Traceback" not in err, (rc, err)
+
+
+def test_the_in_process_entry_point_leaves_the_callers_handlers_alone(capsys):
+    """Tests (and any program) call cli.main.main in-process: only the command, at its end, changes handlers."""
+    from cli.main import main
+
+    before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    assert main(["mutants"]) == 0
+    assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before
+    assert os.getpid() > 0
