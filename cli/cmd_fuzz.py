@@ -172,8 +172,7 @@ def _check_out(out: str) -> None:
 
 
 def _on_ray(args: argparse.Namespace, opts: Any, on_outcome: Any) -> list[Any]:
-    from actors import ray_session
-    from cli.cmd_stress import check_address, open_ray
+    from cli.cmd_stress import check_address, close_ray, open_ray
     from fuzz.run import run_ray
 
     if args.address is not None:
@@ -185,7 +184,7 @@ def _on_ray(args: argparse.Namespace, opts: Any, on_outcome: Any) -> list[Any]:
         parallel = args.parallel or max(1, int(ray.cluster_resources().get("CPU", 1)))
         return run_ray(args.seed, args.count, opts, parallel, on_outcome, args.using)
     finally:
-        ray_session.close_session(session)
+        close_ray(session)
 
 
 def _using(text: str | None) -> frozenset[str]:

@@ -23,7 +23,7 @@ import sys
 import time
 from typing import Any
 
-from cli.cmd_stress import add_wild_options, check_wild_args, open_ray
+from cli.cmd_stress import add_wild_options, check_wild_args, close_ray, open_ray
 from cli.options import load
 
 DEFAULT_CPUS = (3, 4, 8, 16)
@@ -154,7 +154,6 @@ def _lock_out(out: str) -> Any:
 
 
 def _run_locked(args: argparse.Namespace, scenario: Any, cells: list[Any], make: Any) -> int:
-    from actors import ray_session
     from actors.campaign import CampaignOptions
     from actors.scale import write_csv
     from cli.errors import EXIT_OK, EXIT_VIOLATION
@@ -174,7 +173,7 @@ def _run_locked(args: argparse.Namespace, scenario: Any, cells: list[Any], make:
     try:
         grid = _with_progress(scenario.name, cells, make, opts, quiet=args.json)
     finally:
-        ray_session.close_session(session)
+        close_ray(session)
     csv_path = os.path.join(args.out, SCALE_CSV)
     write_csv(csv_path, grid.rows)
     title = scenario.name + "".join(f" {p}" for p in args.param)
