@@ -4,6 +4,7 @@ None needs Ray: a slow atexit callback stands in for Ray's shutdown."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -64,3 +65,23 @@ def test_the_in_process_entry_point_leaves_the_callers_handlers_alone(capsys):
     assert main(["mutants"]) == 0
     assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before
     assert os.getpid() > 0
+
+
+def test_a_sigterm_ends_a_fuzz_campaign_with_the_report_of_what_it_finished(tmp_path):
+    """`timeout 8h tlbrace fuzz` ended with SIGTERM's default: no report, no word (and a Ctrl-C said only
+    "interrupted"), however many scenarios it had explored."""
+    child = subprocess.Popen([sys.executable, "-m", "cli.main", "fuzz", "--count", "100000", "--seed", "3", "--json",
+                              "--out", str(tmp_path / "fuzz")], cwd=ROOT, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    try:
+        time.sleep(6)
+        child.send_signal(signal.SIGTERM)
+        out, err = child.communicate(timeout=120)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    assert child.returncode == 130, (child.returncode, err[-2000:])
+    report = json.loads(out)
+    assert report["interrupted"] is True and "Traceback" not in err
+    assert f"interrupted after {report['generated']} of 100000 scenarios" in err
