@@ -67,21 +67,36 @@ def test_the_in_process_entry_point_leaves_the_callers_handlers_alone(capsys):
     assert os.getpid() > 0
 
 
-def test_a_sigterm_ends_a_fuzz_campaign_with_the_report_of_what_it_finished(tmp_path):
-    """`timeout 8h tlbrace fuzz` ended with SIGTERM's default: no report, no word (and a Ctrl-C said only
-    "interrupted"), however many scenarios it had explored."""
-    child = subprocess.Popen([sys.executable, "-m", "cli.main", "fuzz", "--count", "100000", "--seed", "3", "--json",
-                              "--out", str(tmp_path / "fuzz")], cwd=ROOT, stdout=subprocess.PIPE,
+def _terminated(argv: list[str], after_s: float) -> tuple[int, str, str]:
+    """(exit status, stdout, stderr) of ``python -m cli.main ARGV`` sent SIGTERM ``after_s`` seconds in."""
+    child = subprocess.Popen([sys.executable, "-m", "cli.main", *argv], cwd=ROOT, stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True)
     try:
-        time.sleep(6)
+        time.sleep(after_s)
+        assert child.poll() is None, "the command ended before the signal: give it more work"
         child.send_signal(signal.SIGTERM)
         out, err = child.communicate(timeout=120)
     finally:
         if child.poll() is None:
             child.kill()
             child.wait()
-    assert child.returncode == 130, (child.returncode, err[-2000:])
+    return child.returncode, out, err
+
+
+def test_a_sigterm_ends_a_fuzz_campaign_with_the_report_of_what_it_finished(tmp_path):
+    """`timeout 8h tlbrace fuzz` ended with SIGTERM's default: no report, no word (and a Ctrl-C said only
+    "interrupted"), however many scenarios it had explored."""
+    rc, out, err = _terminated(["fuzz", "--count", "100000", "--seed", "3", "--json", "--out", str(tmp_path / "fuzz")],
+                               6)
+    assert rc == 130, (rc, err[-2000:])
     report = json.loads(out)
     assert report["interrupted"] is True and "Traceback" not in err
     assert f"interrupted after {report['generated']} of 100000 scenarios" in err
+
+
+def test_a_sigterm_stops_a_search_as_a_ctrl_c_does(tmp_path):
+    """`timeout 1h tlbrace explore` (or `kill PID`) ended the search with SIGTERM's default: exit -15, no word."""
+    rc, _, err = _terminated(["explore", "ladder", "--param", "writers=2", "--param", "pages=2", "--param", "stores=2",
+                              "--out", str(tmp_path)], 4)
+    assert rc == 130 and err.strip() == "tlbrace: interrupted", (rc, err[-2000:])
+    assert not list(tmp_path.glob("*.tmp"))
