@@ -17,6 +17,7 @@ import signal
 import sys
 import threading
 import traceback
+import unicodedata
 from collections.abc import Iterator
 
 from cli.errors import (EXIT_BAD_INPUT, EXIT_ENVIRONMENT, EXIT_INTERNAL, EXIT_OK, EnvironmentFailure,
@@ -118,11 +119,11 @@ def _main(argv: list[str] | None) -> int:
         with _sigterm_as_ctrl_c():
             return int(args.func(args))
     except (UsageError, ScenarioError, ConfigError, OutputFileError) as exc:
-        print(f"tlbrace: error: {exc}", file=sys.stderr)
+        print(f"tlbrace: error: {one_line(str(exc))}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except EnvironmentFailure as exc:
         _traceback(verbose)
-        print(f"tlbrace: error: {exc}", file=sys.stderr)
+        print(f"tlbrace: error: {one_line(str(exc))}", file=sys.stderr)
         return EXIT_ENVIRONMENT
     except KeyboardInterrupt:
         print("tlbrace: interrupted", file=sys.stderr)
@@ -133,13 +134,20 @@ def _main(argv: list[str] | None) -> int:
     except (OSError, MemoryError) as exc:  # the machine failed: a file that cannot be written, no memory
         _traceback(verbose)
         text = os_error_text(exc) if isinstance(exc, OSError) else "out of memory: ask for less, or free memory"
-        print(f"tlbrace: error: {text}", file=sys.stderr)
+        print(f"tlbrace: error: {one_line(text)}", file=sys.stderr)
         return EXIT_ENVIRONMENT
     except Exception as exc:  # noqa: BLE001 - a bug: one line (and the traceback with --verbose), never exit 1
         _traceback(verbose)
         text = " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
-        print(f"tlbrace: internal error: {text} (a bug; --verbose prints the traceback)", file=sys.stderr)
+        print(f"tlbrace: internal error: {one_line(text)} (a bug; --verbose prints the traceback)", file=sys.stderr)
         return EXIT_INTERNAL
+
+
+def one_line(text: str) -> str:
+    """An error as one line that shows what it names: control and format characters (a newline or an escape
+    sequence in a file name, a right-to-left override) as their Python escapes. A path with a newline split the
+    error over two lines, and one with ESC [31m turned the terminal red."""
+    return "".join(repr(c)[1:-1] if unicodedata.category(c) in ("Cc", "Cf") else c for c in text)
 
 
 def _printable_everywhere() -> None:

@@ -83,3 +83,13 @@ def test_a_thread_name_is_bounded(tmp_path):
     path = tmp_path / "ok.toml"
     path.write_text(f'[[threads]]\nname = "{"w" * 64}"\ncount = 2\nprogram = [{{ op = "store", pages = [0] }}]\n')
     assert [t.name for t in load_scenario(str(path)).threads] == ["w" * 64 + "0", "w" * 64 + "1"]
+
+
+def test_an_error_naming_a_path_with_control_characters_stays_one_line(capsys, tmp_path):
+    """A scenario path with a newline split the error over two lines; one with ESC [31m turned the terminal red."""
+    path = tmp_path / "evil\nname\x1b[31m\u202e.toml"
+    path.write_text('name = "x"\n' + THREAD)
+    rc, out, err = run_cli(capsys, "explore", str(path), "--param", "x=1")
+    assert rc == 2 and not out
+    assert err.count("\n") == 1 and "\x1b" not in err and "\u202e" not in err, repr(err)
+    assert "evil\\nname\\x1b[31m\\u202e.toml" in err and "params.x" in err
