@@ -59,3 +59,16 @@ def test_a_memory_limit_below_one_byte_is_refused_not_taken_as_no_limit(capsys, 
     and the search ran at its full budget (exit 0)."""
     rc, _, err = run_cli(capsys, "explore", "madv_dontneed", "--memory-limit", size)
     assert rc == 2 and "--memory-limit" in err and "at least 1 byte" in err, err
+
+
+def test_the_report_names_a_failing_trials_log_cut_short(capsys, tmp_path, cut_log):
+    """The page judged the cut log by what it held and said nothing of the damage: a campaign whose first
+    failing trial's log had lost its end read as if that log were whole (or its trial as if it had passed)."""
+    from test_hostile_inputs import _campaign
+
+    campaign = _campaign(tmp_path / "campaign", cut_log, recorded_in=str(tmp_path / "campaign"))
+    rc, _, err = run_cli(capsys, "report", str(campaign))
+    assert rc == 0, err
+    page = (campaign / "report.html").read_text()
+    assert "madv_dontneed-r-trial00000.msgpack: truncated record at byte" in page
+    assert "judged by the records before it" in page
