@@ -23,7 +23,7 @@ import sys
 import time
 from typing import Any
 
-from cli.cmd_stress import add_wild_options, check_wild_args, close_ray, open_ray
+from cli.cmd_stress import add_wild_options, check_size, check_wild_args, close_ray, open_ray
 from cli.options import load
 
 DEFAULT_CPUS = (3, 4, 8, 16)
@@ -37,7 +37,7 @@ def _int_list(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
     if not values or min(values) < 1:
         raise argparse.ArgumentTypeError(f"expected positive integers, got {text!r}")
-    return values
+    return list(dict.fromkeys(values))  # 4,4 ran every cell of 4 twice, as two rows of the table
 
 
 def _choices(allowed: tuple[str, ...]) -> Any:
@@ -132,7 +132,9 @@ def run(args: argparse.Namespace) -> int:
     check_wild_args(args)
     scenario, cells, make = plan(args)
     for cell in cells:
-        make(cell)  # every cell's scenario loads before Ray starts
+        # Every cell's scenario loads, and fits the wild runtime's actor caps, before Ray starts: --cpus 65 (or
+        # 4 with --parallel 100) started Ray and the grid, as stress never would.
+        check_size(*make(cell), args.parallel)
     os.makedirs(args.out, exist_ok=True)
     lock = _lock_out(args.out)
     try:
