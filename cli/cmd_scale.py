@@ -183,9 +183,14 @@ def _run_locked(args: argparse.Namespace, scenario: Any, cells: list[Any], make:
     seconds = time.monotonic() - started
     if args.json:
         print(json.dumps({"scenario": scenario.name, "params": args.param, "rows": grid.rows, "csv": csv_path,
-                          "plots": plots, "seconds": round(seconds, 2), "failing_logs": grid.failing_logs}))
+                          "plots": plots, "seconds": round(seconds, 2), "failing_logs": grid.failing_logs,
+                          "interrupted": grid.interrupted}))
     else:
         _print_table(title, grid.rows, csv_path, plots, seconds, len(grid.failing_logs))
+    if grid.interrupted:  # each cell's campaign took a Ctrl-C or SIGTERM as its own and the grid went on
+        print(f"tlbrace: interrupted after {len(grid.rows)} of {len(cells)} cells; {csv_path} and the plots hold "
+              "those (the last one's trials up to the interrupt)", file=sys.stderr)
+        return 130
     return EXIT_VIOLATION if grid.violations else EXIT_OK
 
 

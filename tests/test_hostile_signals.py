@@ -100,3 +100,28 @@ def test_a_sigterm_stops_a_search_as_a_ctrl_c_does(tmp_path):
                               "--out", str(tmp_path)], 4)
     assert rc == 130 and err.strip() == "tlbrace: interrupted", (rc, err[-2000:])
     assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_a_ctrl_c_in_a_scale_grid_ends_the_grid_not_only_its_cell(capsys, tmp_path, monkeypatch):
+    """Each cell's campaign took the Ctrl-C (or SIGTERM) as its own, and the grid went on to the next cell: a
+    SIGTERM 20 s into `tlbrace scale` was lost, and the run ended 30 s later with exit 0. The campaigns here are
+    stand-ins (no Ray): the first is interrupted, as run_campaign reports a Ctrl-C."""
+    import actors.scale
+    import cli.cmd_scale
+    from actors.campaign import CampaignResult
+    from cli_run import run_cli
+
+    ran: list[str] = []
+
+    def campaign(scenario, cfg, opts, on_trial=None):
+        ran.append(cfg.ordering)
+        return CampaignResult(scenario.name, cfg, "r", interrupted=not ran[1:], stopped_by="interrupt")
+
+    monkeypatch.setattr(actors.scale, "run_campaign", campaign)
+    monkeypatch.setattr(cli.cmd_scale, "open_ray", lambda *_a, **_k: None)
+    monkeypatch.setattr(cli.cmd_scale, "close_ray", lambda *_a, **_k: None)
+    rc, out, err = run_cli(capsys, "scale", "scale_writers", "--cpus", "3", "--trials", "1", "--json", "--out",
+                           str(tmp_path / "scale"))
+    assert rc == 130 and len(ran) == 1, (rc, ran, err)
+    assert json.loads(out)["interrupted"] is True and "interrupted after 1 of 3 cells" in err
+    assert (tmp_path / "scale" / "results.csv").exists()
