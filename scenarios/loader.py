@@ -24,7 +24,7 @@ The format (every key other than ``threads`` is optional)::
                                       # delayed_batches, max_gather_batch, max_gather_batch_count,
                                       # mmu_gather_bundle, mutant); the command line overrides them
     [[threads]]
-    name = "writer"                   # letters, digits, '_' and '-', starting with a letter or '_'
+    name = "writer"                   # letters, digits, '_' and '-', starting with a letter or '_'; at most 64
     count = 1                         # int or param name: N copies named writer0..writerN-1 (1 keeps the name)
     program = [ { op = "store", pages = [0], repeat = "stores" } ]
 
