@@ -265,6 +265,7 @@ class GridResult:
     rows: list[dict[str, Any]] = field(default_factory=list)
     failing_logs: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    interrupted: bool = False  # Ctrl-C or SIGTERM: the rows are the cells that ran, the last one in part
 
     @property
     def violations(self) -> int:
@@ -292,6 +293,9 @@ def run_grid(cells: list[Cell], make: MakeCell, opts: CampaignOptions,
         result = run_campaign(scenario, cfg, replace(opts, seed=opts.seed + 1_000_003 * number), hook)
         grid.rows.append(stats.row(cell, result))
         grid.failing_logs.extend(result.failing_logs)
+        if result.interrupted:  # the campaign took the Ctrl-C (or SIGTERM); the grid ends with it, not one cell
+            grid.interrupted = True
+            break
     grid.seconds = time.monotonic() - started
     return grid
 

@@ -184,6 +184,10 @@ def _first_failure(c: Campaign, rel: Any) -> tuple[str, LogAnalysis | None, list
             analyses.append(analyze_log(log, jobs=1, observe=cov.observe))
         except (LogError, AnalysisError, OSError) as exc:
             unreadable.append(f"<p class=bad>{_esc(log)}: {_esc(exc)}</p>")
+    # A log cut short or damaged is judged by the records before the damage; the page says so (it picked a later
+    # failing trial as "the first" without a word when the first one's log had lost its end).
+    unreadable += [f"<p class=bad>{_esc(a.path)}: {_esc(a.damage)}; judged by the records before it</p>"
+                   for a in analyses if a.damage]
     reports = [r for a in analyses for r in a.trials]
     first = next(((a, r) for a in analyses for r in a.trials if r.violating), None)
     if first is None:

@@ -73,6 +73,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from actors.sigint import sigterm_as_interrupt
     from cli.errors import EXIT_OK, EXIT_VIOLATION
     from fuzz.run import run_serial
 
@@ -80,22 +81,36 @@ def run(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     files = _ViolationFiles(args.out, opts.cfg, args.kernel, args.seed, opts.strategy)
     progress = _progress(args)
+    seen: list[Any] = []  # the outcomes so far, for the report of an interrupted campaign
 
     def on_outcome(outcome: Any) -> None:
         files.write(outcome)  # as found: a campaign stopped later (^C, a crash) keeps what it found so far
+        seen.append(outcome)
         if progress is not None:
             progress(outcome)
 
-    if args.parallel or args.address:
-        outcomes = _on_ray(args, opts, on_outcome)
-    else:
-        outcomes = run_serial(args.seed, args.count, opts, on_outcome, args.using)
+    interrupted = False
+    try:
+        # A Ctrl-C or SIGTERM (`timeout 8h tlbrace fuzz`) ends the campaign with the report of what it finished:
+        # it said only "interrupted" (SIGTERM: nothing), leaving hours of outcomes unsummarised.
+        with sigterm_as_interrupt():
+            if args.parallel or args.address:
+                outcomes = _on_ray(args, opts, on_outcome)
+            else:
+                outcomes = run_serial(args.seed, args.count, opts, on_outcome, args.using)
+    except KeyboardInterrupt:
+        outcomes, interrupted = sorted(seen, key=lambda o: o.index), True
     report = _report(args, opts, outcomes, files, time.perf_counter() - t0)
+    report["interrupted"] = interrupted
     if args.json:
         json.dump(report, sys.stdout)
         sys.stdout.write("\n")
     else:
         _print_report(report)
+    if interrupted:
+        print(f"tlbrace: interrupted after {len(outcomes)} of {args.count} scenarios; the files of the violations "
+              f"found are in {args.out}", file=sys.stderr)
+        return 130
     return EXIT_VIOLATION if report["violations"] else EXIT_OK
 
 
@@ -173,8 +188,7 @@ def _check_out(out: str) -> None:
 
 
 def _on_ray(args: argparse.Namespace, opts: Any, on_outcome: Any) -> list[Any]:
-    from actors import ray_session
-    from cli.cmd_stress import check_address, open_ray
+    from cli.cmd_stress import check_address, close_ray, open_ray
     from fuzz.run import run_ray
 
     if args.address is not None:
@@ -186,7 +200,7 @@ def _on_ray(args: argparse.Namespace, opts: Any, on_outcome: Any) -> list[Any]:
         parallel = args.parallel or max(1, int(ray.cluster_resources().get("CPU", 1)))
         return run_ray(args.seed, args.count, opts, parallel, on_outcome, args.using)
     finally:
-        ray_session.close_session(session)
+        close_ray(session)
 
 
 def _using(text: str | None) -> frozenset[str]:
@@ -287,7 +301,7 @@ def _print_report(report: dict[str, Any]) -> None:
           f"{', mutant ' + report['mutant'] if report['mutant'] else ''}, seed {report['seed']}, budget "
           f"{report['budget']} {'runs' if report['strategy'] in SAMPLING else 'states'}, {report['strategy']}): "
           f"{report['explored']} explored, {report['complete']} completely; "
-          f"{found} with a violation ({100.0 * found / n:.1f}%); {report['seconds']:.1f} s")
+          f"{found} with a violation ({100.0 * found / max(n, 1):.1f}%); {report['seconds']:.1f} s")
     if report["reduction_checked"]:
         print(f"  --check-reduction: reduced, merged and full searches compared on {report['reduction_checked']} "
               "scenarios (the others did not fit the budget)")

@@ -29,19 +29,27 @@ def run(args: argparse.Namespace) -> int:
     console = console_for(args, stderr=args.json)
     kind = _kind_of(args.file)
     results = _replay_schedule(args, console) if kind == "schedule" else _replay_log(args, console)
-    reproduced = all(r["reproduced"] for r in results)
+    reproduced = all(r["reproduced"] is not False for r in results)  # None: the log lost what was expected
     if args.json:
         json.dump({"file": args.file, "kind": kind, "replays": results, "reproduced": reproduced}, sys.stdout)
         sys.stdout.write("\n")
     else:
         for r in results:
-            where = f"trial {r['trial']}: " if r["trial"] is not None else ""
-            console.print(f"{where}expected {r['expected'] or 'no violation'}, replay found "
-                          f"{r['found'] or 'no violation'}: {'reproduced' if r['reproduced'] else 'NOT reproduced'}"
-                          + (f" ({r['divergence']})" if r["divergence"] else ""))
+            console.print(_verdict_line(r))
         if not results:
             console.print("nothing to replay (no failing trial in the log; use --trial ID)")
     return 1 if any(r["found"] for r in results) else 0
+
+
+def _verdict_line(r: dict) -> str:
+    where = f"trial {r['trial']}: " if r["trial"] is not None else ""
+    found = r["found"] or "no violation"
+    divergence = f" ({r['divergence']})" if r["divergence"] else ""
+    if r["expected"] is None:
+        return (f"{where}the log lost this trial's verdict (no trial_end record: the file was cut short or "
+                f"damaged), replay found {found}{divergence}")
+    return (f"{where}expected {r['expected'] or 'no violation'}, replay found {found}: "
+            f"{'reproduced' if r['reproduced'] else 'NOT reproduced'}{divergence}")
 
 
 def _show(args: argparse.Namespace, console: Any, scenario: Any, cfg: Any, rr: Any, title: str) -> None:
@@ -96,8 +104,10 @@ def _replay_log(args: argparse.Namespace, console: Any) -> list[dict]:
         if not isinstance(violations, list) or not all(isinstance(v, dict) for v in violations):
             raise UsageError(f"{args.file}: trial {trial}: malformed trial_end record (violations: expected a "
                              f"list of maps, got {violations!r:.60})")
-        logged = [v.get("invariant") for v in violations]
-        if args.trial is None and not logged:
+        # A trial whose trial_end was lost (a log cut short by a kill or a full disk) is replayed as far as its
+        # events go, with no verdict to compare against: skipping it said "nothing to replay", exit 0.
+        logged = [v.get("invariant") for v in violations] if end is not None else None
+        if args.trial is None and logged == []:
             continue
         try:
             steps = [r for r in sorted(events, key=order_key) if r.get("kind") == "step"]
@@ -122,11 +132,15 @@ def _check_trial_asked(args: argparse.Namespace, ids: list[int]) -> None:
                      f"{some or 'none'})")
 
 
-def _report(trial: int | None, expected: list[str], rr) -> dict:
+def _report(trial: int | None, expected: list[str] | None, rr) -> dict:
+    """One replay's outcome; ``expected`` None: the log lost the trial's verdict (``reproduced`` is None too)."""
     found = rr.invariants
-    return {"trial": trial, "expected": sorted(set(expected)), "found": found, "steps": len(rr.executed),
-            "reproduced": bool(set(expected) & set(found)) if expected else not found,
-            "divergence": rr.divergence}
+    if expected is None:
+        reproduced = None
+    else:
+        reproduced = bool(set(expected) & set(found)) if expected else not found
+    return {"trial": trial, "expected": None if expected is None else sorted(set(expected)), "found": found,
+            "steps": len(rr.executed), "reproduced": reproduced, "divergence": rr.divergence}
 
 
 def _kind_of(path: str) -> str:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from cli.cmd_stress import add_wild_options, check_size, check_wild_args, open_ray
+from cli.cmd_stress import add_wild_options, check_size, check_wild_args, close_ray, open_ray
 from cli.options import SEED_MAX, int_in, load
 
 
@@ -30,7 +30,6 @@ def run(args: argparse.Namespace) -> int:
     check_size(scenario, cfg, 1)
     from rich.console import Console
 
-    from actors import ray_session
     from actors.campaign import trial_seed, write_trial_log
     from actors.topology import Topology
     from actors.trial import run_one
@@ -43,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
         r = run_one(scenario, cfg, run="run", trial=args.trial, seed=trial_seed(args.seed, args.trial),
                     jitter_us=args.jitter, hang_timeout=args.hang_timeout)
     finally:
-        ray_session.close_session(session)
+        close_ray(session)
     log = write_trial_log(args.out, "run", scenario, cfg, r) if (r.failed or args.keep_passing) else None
     if args.json:
         print(json.dumps({"scenario": scenario.name, "ordering": cfg.ordering, "arch": cfg.arch,

@@ -23,7 +23,7 @@ import sys
 import time
 from typing import Any
 
-from cli.cmd_stress import add_wild_options, check_wild_args, open_ray
+from cli.cmd_stress import add_wild_options, check_size, check_wild_args, close_ray, open_ray
 from cli.options import load
 
 DEFAULT_CPUS = (3, 4, 8, 16)
@@ -37,7 +37,7 @@ def _int_list(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
     if not values or min(values) < 1:
         raise argparse.ArgumentTypeError(f"expected positive integers, got {text!r}")
-    return values
+    return list(dict.fromkeys(values))  # 4,4 ran every cell of 4 twice, as two rows of the table
 
 
 def _choices(allowed: tuple[str, ...]) -> Any:
@@ -132,7 +132,9 @@ def run(args: argparse.Namespace) -> int:
     check_wild_args(args)
     scenario, cells, make = plan(args)
     for cell in cells:
-        make(cell)  # every cell's scenario loads before Ray starts
+        # Every cell's scenario loads, and fits the wild runtime's actor caps, before Ray starts: --cpus 65 (or
+        # 4 with --parallel 100) started Ray and the grid, as stress never would.
+        check_size(*make(cell), args.parallel)
     os.makedirs(args.out, exist_ok=True)
     lock = _lock_out(args.out)
     try:
@@ -154,7 +156,6 @@ def _lock_out(out: str) -> Any:
 
 
 def _run_locked(args: argparse.Namespace, scenario: Any, cells: list[Any], make: Any) -> int:
-    from actors import ray_session
     from actors.campaign import CampaignOptions
     from actors.scale import write_csv
     from cli.errors import EXIT_OK, EXIT_VIOLATION
@@ -174,7 +175,7 @@ def _run_locked(args: argparse.Namespace, scenario: Any, cells: list[Any], make:
     try:
         grid = _with_progress(scenario.name, cells, make, opts, quiet=args.json)
     finally:
-        ray_session.close_session(session)
+        close_ray(session)
     csv_path = os.path.join(args.out, SCALE_CSV)
     write_csv(csv_path, grid.rows)
     title = scenario.name + "".join(f" {p}" for p in args.param)
@@ -182,9 +183,14 @@ def _run_locked(args: argparse.Namespace, scenario: Any, cells: list[Any], make:
     seconds = time.monotonic() - started
     if args.json:
         print(json.dumps({"scenario": scenario.name, "params": args.param, "rows": grid.rows, "csv": csv_path,
-                          "plots": plots, "seconds": round(seconds, 2), "failing_logs": grid.failing_logs}))
+                          "plots": plots, "seconds": round(seconds, 2), "failing_logs": grid.failing_logs,
+                          "interrupted": grid.interrupted}))
     else:
         _print_table(title, grid.rows, csv_path, plots, seconds, len(grid.failing_logs))
+    if grid.interrupted:  # each cell's campaign took a Ctrl-C or SIGTERM as its own and the grid went on
+        print(f"tlbrace: interrupted after {len(grid.rows)} of {len(cells)} cells; {csv_path} and the plots hold "
+              "those (the last one's trials up to the interrupt)", file=sys.stderr)
+        return 130
     return EXIT_VIOLATION if grid.violations else EXIT_OK
 
 

@@ -24,6 +24,7 @@ import time
 from typing import Any, Final
 
 from actors.fuzzy_sync import MIN_SAMPLES
+from cli import ray_watchdog
 from cli.options import add_output_options, add_scenario_options, check_out_dir, float_in, int_in, load
 
 # Caps (README, "Limits"): past these a typo would grow memory or actors without bound on a workstation.
@@ -150,6 +151,8 @@ def open_ray(args: argparse.Namespace, parallel: int) -> Any:
     from cli.errors import EnvironmentFailure
 
     session = None
+    # What this driver starts (the embedded cluster) is stopped by PID if the driver dies without stopping it.
+    watchdog = ray_watchdog.start() if address in (None, "local") else None
     try:
         # A Ctrl-C inside ray.init (in CoreWorker's constructor) left a half-built core worker that crashed the
         # interpreter at exit (SIGSEGV, exit 139, after "tlbrace: interrupted"), a SIGTERM exited 15 leaving
@@ -158,16 +161,35 @@ def open_ray(args: argparse.Namespace, parallel: int) -> Any:
         with signals_held_through_ray_init():
             session = ray_session.open_session(args.address, num_cpus=max(2, parallel),
                                                quiet=not getattr(args, "verbose", False))
+            if watchdog is not None and session.owned:
+                ray_watchdog.attach(session, watchdog)
+            elif watchdog is not None:
+                watchdog.stop()  # Ray was already up in this process: not ours to watch
         return session
-    except ray_session.RayUnavailable as exc:
-        raise UsageError(str(exc)) from None
-    except ray_session.RayStartFailed as exc:
-        raise EnvironmentFailure(str(exc)) from None
-    except KeyboardInterrupt:
-        if session is not None:
+    except BaseException as exc:
+        if watchdog is not None and session is None:
+            watchdog.stop(clean=False)  # a half-started cluster: what it started goes
+        if isinstance(exc, ray_session.RayUnavailable):
+            raise UsageError(str(exc)) from None
+        if isinstance(exc, ray_session.RayStartFailed):
+            raise EnvironmentFailure(str(exc)) from None
+        if isinstance(exc, KeyboardInterrupt) and session is not None:
             with sigint_deferred():
-                ray_session.close_session(session)
+                close_ray(session)
         raise
+
+
+def close_ray(session: Any) -> None:
+    """Shut down (or leave) what ``open_ray`` opened, then release its watchdog: told all is stopped, or, when
+    the shutdown failed, left to stop what it saw start."""
+    from actors import ray_session
+
+    clean = False
+    try:
+        ray_session.close_session(session)
+        clean = True
+    finally:
+        ray_watchdog.detach(session, clean)
 
 
 def _quiet_ray() -> None:
@@ -244,7 +266,7 @@ def run(args: argparse.Namespace) -> int:
         raise EnvironmentFailure(where + os_error_text(exc, "run the same command with --resume to go on")) \
             from None
     finally:
-        ray_session.close_session(session)
+        close_ray(session)
     summary = result.summary()
     summary["first_violation_s"] = _since(command_start, result.first_violation_at)
     summary["command_s"] = _since(command_start, time.monotonic())  # Ray's start and shutdown included

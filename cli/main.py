@@ -10,9 +10,15 @@ anywhere) adds the traceback.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
+import os
+import signal
 import sys
+import threading
 import traceback
+import unicodedata
+from collections.abc import Iterator
 
 from cli.errors import (EXIT_BAD_INPUT, EXIT_ENVIRONMENT, EXIT_INTERNAL, EXIT_OK, EnvironmentFailure,
                                    UsageError, os_error_text)
@@ -50,6 +56,54 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
+def calm_shutdown() -> None:
+    """Called by the ``tlbrace`` command once its work is done and its result printed, before the interpreter
+    shuts down (Ray's atexit ray.shutdown, the joins of non-daemon threads: a second or two). A Ctrl-C or SIGTERM
+    then raised KeyboardInterrupt (or Ray's SystemExit) inside an atexit callback, printed as a traceback under
+    a result already given. Now the first one is noted and the shutdown finishes, stopping what tlbrace started,
+    with the command's own exit status (its work is complete); a second one exits at once."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    seen: list[int] = []
+
+    def note(signum: int, frame: object) -> None:
+        if seen:
+            for stream in (sys.stdout, sys.stderr):
+                try:
+                    stream.flush()
+                except (OSError, ValueError):
+                    pass
+            os._exit(128 + signum)
+        seen.append(signum)
+        try:
+            print("tlbrace: finishing the shutdown (stopping what it started); interrupt again to exit at once",
+                  file=sys.stderr, flush=True)
+        except Exception:  # noqa: BLE001 - stderr closed, or this interrupted a write to it: say nothing
+            pass
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, note)
+
+
+def _sigterm_interrupts(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def _sigterm_as_ctrl_c() -> Iterator[None]:
+    """SIGTERM raises KeyboardInterrupt while a command runs. A handler installed meanwhile stays when it ends
+    (ray.init's, which the wild commands install once Ray is up, as Ray means it to be)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _sigterm_interrupts)
+    try:
+        yield
+    finally:
+        if signal.getsignal(signal.SIGTERM) is _sigterm_interrupts:
+            signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
+
+
 def _main(argv: list[str] | None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     _printable_everywhere()
@@ -60,13 +114,16 @@ def _main(argv: list[str] | None) -> int:
     from logs.output_files import OutputFileError
     from scenarios.loader import ScenarioError
     try:
-        return int(args.func(args))
+        # SIGTERM (`timeout 1h tlbrace explore`, `kill PID`) stops every command as a Ctrl-C does: one line, exit
+        # 130, output files never left half-written; explore, history and fuzz died of it without a word.
+        with _sigterm_as_ctrl_c():
+            return int(args.func(args))
     except (UsageError, ScenarioError, ConfigError, OutputFileError) as exc:
-        print(f"tlbrace: error: {exc}", file=sys.stderr)
+        print(f"tlbrace: error: {one_line(str(exc))}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except EnvironmentFailure as exc:
         _traceback(verbose)
-        print(f"tlbrace: error: {exc}", file=sys.stderr)
+        print(f"tlbrace: error: {one_line(str(exc))}", file=sys.stderr)
         return EXIT_ENVIRONMENT
     except KeyboardInterrupt:
         print("tlbrace: interrupted", file=sys.stderr)
@@ -77,13 +134,20 @@ def _main(argv: list[str] | None) -> int:
     except (OSError, MemoryError) as exc:  # the machine failed: a file that cannot be written, no memory
         _traceback(verbose)
         text = os_error_text(exc) if isinstance(exc, OSError) else "out of memory: ask for less, or free memory"
-        print(f"tlbrace: error: {text}", file=sys.stderr)
+        print(f"tlbrace: error: {one_line(text)}", file=sys.stderr)
         return EXIT_ENVIRONMENT
     except Exception as exc:  # noqa: BLE001 - a bug: one line (and the traceback with --verbose), never exit 1
         _traceback(verbose)
         text = " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
-        print(f"tlbrace: internal error: {text} (a bug; --verbose prints the traceback)", file=sys.stderr)
+        print(f"tlbrace: internal error: {one_line(text)} (a bug; --verbose prints the traceback)", file=sys.stderr)
         return EXIT_INTERNAL
+
+
+def one_line(text: str) -> str:
+    """An error as one line that shows what it names: control and format characters (a newline or an escape
+    sequence in a file name, a right-to-left override) as their Python escapes. A path with a newline split the
+    error over two lines, and one with ESC [31m turned the terminal red."""
+    return "".join(repr(c)[1:-1] if unicodedata.category(c) in ("Cc", "Cf") else c for c in text)
 
 
 def _printable_everywhere() -> None:
@@ -107,4 +171,6 @@ def _traceback(verbose: bool) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    status = main()
+    calm_shutdown()
+    sys.exit(status)

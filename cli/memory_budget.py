@@ -76,4 +76,6 @@ def parse_size(text: str) -> int:
         raise UsageError(f"--memory-limit {text!r}: expected a positive size")
     if value == float("inf"):  # inf, 1e400G: int() of it was an internal error
         raise UsageError(f"--memory-limit {text!r}: expected a finite size")
+    if value < 1:  # 0.5 was 0 bytes, which the budget check reads as "unknown": no limit at all
+        raise UsageError(f"--memory-limit {text!r}: expected a size of at least 1 byte")
     return int(value)

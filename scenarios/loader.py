@@ -24,7 +24,7 @@ The format (every key other than ``threads`` is optional)::
                                       # delayed_batches, max_gather_batch, max_gather_batch_count,
                                       # mmu_gather_bundle, mutant); the command line overrides them
     [[threads]]
-    name = "writer"                   # letters, digits, '_' and '-', starting with a letter or '_'
+    name = "writer"                   # letters, digits, '_' and '-', starting with a letter or '_'; at most 64
     count = 1                         # int or param name: N copies named writer0..writerN-1 (1 keeps the name)
     program = [ { op = "store", pages = [0], repeat = "stores" } ]
 
@@ -78,6 +78,7 @@ thread, MAX_OPS_TOTAL in all threads, MAX_PAGE_THREADS pages times threads) so t
 
 from __future__ import annotations
 
+import difflib
 import re
 import sys
 import tomllib
@@ -85,7 +86,7 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any, Final
 
-from kernel_model.config import Config, ConfigError
+from kernel_model.config import ARCHES, DELAYED_BATCHES, MUTANTS, ORDERINGS, Config, ConfigError
 from kernel_model.constants import VMA_ANON
 from kernel_model.program import (EXPECT_KINDS, OP_KINDS, REFAULT_COUNTER_MAX, Expect, Op, Scenario, Setup, Thread,
                                   flatten)
@@ -120,7 +121,8 @@ MAX_PARAM: Final = (1 << 63) - 1
 # threads past 8 GB, and 1,000 threads of one msync each (every other bound held) ate the machine's memory.
 MAX_PAGE_THREADS: Final = 1 << 18
 MAX_LOOP_DEPTH: Final = 16  # flatten recurses once per level
-_NAME_RE: Final = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}")
+# Scenario names become parts of file names (logs, schedules, results): no '/', no leading '.', bounded length.
+_SCENARIO_NAME_RE: Final = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}")
 
 ZAP_OPS: Final = ("madvise_dontneed", "munmap", "mmap_fixed")
 FILE_OPS: Final = ("msync", "evict", "mremap", "ftruncate", "reclaim")  # need a backing file
@@ -143,7 +145,13 @@ RANGE_OPS: Final = ZAP_OPS + ("mmap", "mremap", "mprotect", "ftruncate")  # one 
 _MREMAP_KEYS: Final = ("to",)
 _LOOP_KEYS: Final = ("op", "times", "body")
 _CONFIG_KEYS: Final = tuple(f.name for f in fields(Config))
-_NAME_RE: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")
+_CONFIG_CHOICES: Final = {"ordering": ORDERINGS, "arch": ARCHES, "delayed_batches": DELAYED_BATCHES,
+                          "mutant": MUTANTS}
+# Thread names head the columns of stories and race diagrams, name CPUs in every log event and in messages; a
+# name of thousands of characters made every one of them unreadable. 64 as for scenario names (a count adds up to
+# 4 digits to it).
+MAX_THREAD_NAME: Final = 64
+_THREAD_NAME_RE: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")
 _PARAM_RE: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
@@ -247,8 +255,20 @@ def _locate(name_or_path: str) -> tuple[str, Path, bool]:
     if looks_like_path or path.exists():
         return name_or_path, path, False
     raise ScenarioError(
-        f"{name_or_path}: no library scenario or file of that name "
+        f"{name_or_path}: no library scenario or file of that name{did_you_mean(name_or_path, library_names())} "
         f"(library: {', '.join(library_names()) or 'empty'})", file=name_or_path)
+
+
+def did_you_mean(word: object, choices: Any) -> str:
+    """" (did you mean 'madvise_dontneed'?)" when ``word`` is a likely misspelling of one of ``choices``, else ""
+    (a kernel engineer's typo in an op, key, param or thread name gets the name it most likely meant)."""
+    if not isinstance(word, str):
+        return ""
+    close = difflib.get_close_matches(word, [str(c) for c in choices], n=1, cutoff=0.6)
+    if not close:
+        lowered = {str(c).lower(): str(c) for c in choices}  # MADVISE_DONTNEED, Store
+        close = [lowered[word.lower()]] if word.lower() in lowered else []
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def _show(value: Any) -> str:
@@ -279,7 +299,7 @@ class _Reader:
         for k in value:
             if k not in allowed:
                 where = f"{key}.{k}" if key else k
-                raise self.err(where, f"unknown key (expected one of {', '.join(allowed)})")
+                raise self.err(where, f"unknown key{did_you_mean(k, allowed)} (expected one of {', '.join(allowed)})")
         return value
 
     def boolean(self, key: str, value: Any) -> bool:
@@ -297,7 +317,8 @@ class _Reader:
         if isinstance(value, str):
             if value not in self.params:
                 known = ", ".join(sorted(self.params)) or "none declared"
-                raise self.err(key, f"expected an integer or a param name (params: {known}), got {value!r}")
+                raise self.err(key, f"expected an integer or a param name (params: {known}), got {value!r}"
+                                    + did_you_mean(value, self.params))
             number = self.params[value]
             self.used_params.add(value)
             via = f" (param {value} = {number})"
@@ -336,7 +357,7 @@ class _OpBuilder(_Reader):
         kind = value["op"]
         if not isinstance(kind, str) or kind not in OP_KINDS:
             got = repr(kind) if isinstance(kind, str) else _show(kind)
-            raise self.err(f"{key}.op", f"expected one of {kinds}, got {got}")
+            raise self.err(f"{key}.op", f"expected one of {kinds}, got {got}{did_you_mean(kind, OP_KINDS)}")
         if kind == "loop":
             self.table(key, value, _LOOP_KEYS)
             if "times" not in value:
@@ -412,8 +433,8 @@ class _OpBuilder(_Reader):
                         " (only counter takes refault and max)" if k in _COUNTER_KEYS else
                         " (only mmap and mmap_fixed take offset and anon)" if k in _MMAP_KEYS else
                         " (only mremap takes to)" if k in _MREMAP_KEYS else "")
-                raise self.err(f"{key}.{k}", f"unknown key for op {kind} (expected one of "
-                                             f"{', '.join(allowed)}){hint}")
+                raise self.err(f"{key}.{k}", f"unknown key for op {kind}{did_you_mean(k, allowed)} (expected one "
+                                             f"of {', '.join(allowed)}){hint}")
 
     def build_counter(self, key: str, value: dict[str, Any], pages: tuple[int, ...], repeat: int,
                       depth: int) -> Op:
@@ -474,7 +495,7 @@ class _Builder(_OpBuilder):
             if self.library and name != self.stem:
                 raise self.err("name", f"expected {self.stem!r} (library files are named after their name), "
                                        f"got {name!r}")
-        if not _NAME_RE.fullmatch(name):  # it becomes part of file names (logs, schedules): no '/', no '..'
+        if not _SCENARIO_NAME_RE.fullmatch(name):  # it becomes part of file names (logs, schedules): no '/', no '..'
             raise self.err("name", f"expected letters, digits, '_', '-' and '.' (not first), at most 64 "
                                    f"characters, got {name!r:.80}" + ("" if "name" in doc else
                                                                      " (the file's name; set name = ...)"))
@@ -541,12 +562,14 @@ class _Builder(_OpBuilder):
                     raise self.err(f"{key}.{k}", "missing (an expectation needs kind, thread and page)")
             kind = self.string(f"{key}.kind", entry["kind"])
             if kind not in EXPECT_KINDS:
-                raise self.err(f"{key}.kind", f"expected one of {', '.join(EXPECT_KINDS)}, got {kind!r}")
+                raise self.err(f"{key}.kind", f"expected one of {', '.join(EXPECT_KINDS)}, got {kind!r}"
+                                              + did_you_mean(kind, EXPECT_KINDS))
             if anon:
                 raise self.err(f"{key}.kind", f"{kind} needs a file, and setup.anon = true has none")
             thread = self.string(f"{key}.thread", entry["thread"])
             if thread not in names:
-                raise self.err(f"{key}.thread", f"expected a thread name ({', '.join(names)}), got {thread!r}")
+                raise self.err(f"{key}.thread", f"expected a thread name ({', '.join(names)}), got {thread!r}"
+                                                + did_you_mean(thread, names))
             page = self.integer(f"{key}.page", entry["page"], 0, pages - 1)
             stored = sorted(_stored_pages(threads[names.index(thread)]))
             if page not in stored:
@@ -581,7 +604,8 @@ class _Builder(_OpBuilder):
             key = f"params.{k}"
             if k not in params:
                 known = ", ".join(sorted(params)) or "none"
-                raise self.err(key, f"unknown param {k!r} (this scenario's params: {known})")
+                raise self.err(key, f"unknown param {k!r}{did_you_mean(k, params)} (this scenario's params: "
+                                    f"{known})")
             if not isinstance(v, int) or isinstance(v, bool) or v < 0:
                 raise self.err(key, f"expected an integer >= 0 from the override, got {_show(v)}")
             if v > MAX_PARAM:
@@ -597,7 +621,8 @@ class _Builder(_OpBuilder):
             message = str(exc)
             head, _, rest = message.partition(": ")
             if head in _CONFIG_KEYS and rest:
-                raise self.err(f"config.{head}", rest) from None
+                hint = did_you_mean(config.get(head), _CONFIG_CHOICES.get(head, ()))
+                raise self.err(f"config.{head}", rest + hint) from None
             raise self.err("config", message) from None
         except TypeError as exc:  # defensive: Config checks its own types, but never let one through as a crash
             raise self.err("config", str(exc)) from None
@@ -620,9 +645,10 @@ class _Builder(_OpBuilder):
             if "name" not in tdoc:
                 raise self.err(f"{key}.name", "missing: every thread needs a name")
             name = self.string(f"{key}.name", tdoc["name"])
-            if not _NAME_RE.fullmatch(name):
+            if not _THREAD_NAME_RE.fullmatch(name) or len(name) > MAX_THREAD_NAME:
                 raise self.err(f"{key}.name", "expected letters, digits, '_' or '-', starting with a letter or "
-                                              f"'_', got {name!r}")
+                                              f"'_', at most {MAX_THREAD_NAME} characters, got {name!r:.80}"
+                                              + (f" ({len(name):,} characters)" if len(name) > MAX_THREAD_NAME else ""))
             count = self.integer(f"{key}.count", tdoc.get("count", 1), 1, MAX_THREADS)
             if "program" not in tdoc:
                 raise self.err(f"{key}.program", "missing: expected a list of operations")
@@ -686,7 +712,7 @@ class _Builder(_OpBuilder):
                 wanted.add(n)
             else:
                 known = sorted(set(self.bases) | names)
-                raise self.err(key, f"unknown thread {n!r} (threads: {', '.join(known)})")
+                raise self.err(key, f"unknown thread {n!r}{did_you_mean(n, known)} (threads: {', '.join(known)})")
         return tuple(t.name for t in threads if t.name in wanted)
 
 

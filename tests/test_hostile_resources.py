@@ -80,3 +80,28 @@ def test_ptes_per_table_past_any_kernel_is_refused_before_any_work(capsys, tmp_p
     path.write_text(_PPT_SCENARIO.format(ppt='"ppt"'))
     rc, _, err = run_cli(capsys, "explore", str(path), "--param", "ppt=8192", "--out", str(out))
     assert rc == 0, err  # the largest real table still loads
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["--cpus", "65"], "65 CPUs (one per thread); a wild run starts at most 64 CPU actors"),
+    (["--cpus", "16", "--parallel", "32"], "--parallel 32: 32 sets of 17 actors; at most 256 actors"),
+])
+def test_a_scale_grid_past_the_actor_caps_is_refused_before_ray_starts(capsys, tmp_path, monkeypatch, argv,
+                                                                       expected):
+    """stress refuses these sizes; scale started Ray and ran the grid up to the oversized cell."""
+    import cli.cmd_scale
+
+    def no_ray(*_a, **_k):
+        raise AssertionError("Ray was started")
+
+    monkeypatch.setattr(cli.cmd_scale, "open_ray", no_ray)
+    rc, _, err = run_cli(capsys, "scale", "scale_writers", *argv, "--trials", "1", "--out", str(tmp_path / "s"))
+    assert rc == 2 and expected in err, err
+
+
+def test_a_cpu_count_given_twice_is_one_cell():
+    """--cpus 4,4 ran the cells of 4 CPUs twice, each a row of the table and a point of the plots."""
+    from cli.main import build_parser
+
+    args = build_parser().parse_args(["scale", "scale_writers", "--cpus", "4,4,3,4", "--shards", "2,2"])
+    assert args.cpus == [4, 3] and args.shards == [2]

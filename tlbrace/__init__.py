@@ -35,6 +35,8 @@ def use_private_lib() -> bool:
 
 def main() -> int:
     use_private_lib()
-    from cli.main import main as cli_main
+    from cli.main import calm_shutdown, main as cli_main
 
-    return cli_main()
+    status = cli_main()
+    calm_shutdown()  # a Ctrl-C while the interpreter shuts down is no traceback
+    return status

@@ -1,0 +1,74 @@
+"""Damaged files and numbers that round to nothing: a log cut short before its verdict, a --memory-limit below one
+byte. Each gets a truthful answer rather than a silent "all clear". Each test failed before its fix (session 14's
+red team). None needs Ray."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import msgpack
+import pytest
+from cli_run import run_cli
+
+
+@pytest.fixture(scope="module")
+def cut_log(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """madv_dontneed's eager counterexample log (`tlbrace explore` writes it), cut inside its trial_end record, as
+    a kill or a full disk leaves a log: every step is there, the verdict is not."""
+    from cli.main import main
+
+    out = tmp_path_factory.mktemp("explore")
+    assert main(["explore", "madv_dontneed", "--ordering", "eager", "--json", "--out", str(out)]) == 1
+    log = out / "madv_dontneed-eager-smp-bfs-0.msgpack"
+    data = log.read_bytes()
+    unpacker = msgpack.Unpacker(raw=False)
+    unpacker.feed(data)
+    start = 0
+    for record in unpacker:
+        if record.get("type") == "trial_end":
+            break
+        start = unpacker.tell()
+    else:
+        pytest.fail("the counterexample's log has no trial_end record")
+    cut = out / "cut.msgpack"
+    cut.write_bytes(data[:start + 3])
+    return cut
+
+
+def test_replay_of_a_log_cut_before_its_verdict_replays_what_it_holds(capsys, cut_log):
+    """It said "nothing to replay (no failing trial in the log; use --trial ID)" and exit 0: the lost dirty data
+    the steps still show was never looked at."""
+    rc, out, err = run_cli(capsys, "replay", str(cut_log), "--width", "200")
+    assert rc == 1, (out, err)
+    assert "lost this trial's verdict" in out and "lost_dirty_data" in out and "nothing to replay" not in out
+    assert "truncated record" in out + err
+
+
+def test_replay_json_of_a_log_without_its_verdict_says_it_is_unknown(capsys, cut_log):
+    """--trial 0 on it said "expected no violation ... NOT reproduced": the log never said no violation."""
+    rc, out, _ = run_cli(capsys, "replay", str(cut_log), "--trial", "0", "--json")
+    replay = json.loads(out)["replays"][0]
+    assert rc == 1 and replay["expected"] is None and replay["reproduced"] is None
+    assert "lost_dirty_data" in replay["found"]
+
+
+@pytest.mark.parametrize("size", ["0.5", "0.9", "1e-10G"])
+def test_a_memory_limit_below_one_byte_is_refused_not_taken_as_no_limit(capsys, size):
+    """int(0.5) bytes is 0, which the budget check reads as "memory unknown": the limit was lifted altogether
+    and the search ran at its full budget (exit 0)."""
+    rc, _, err = run_cli(capsys, "explore", "madv_dontneed", "--memory-limit", size)
+    assert rc == 2 and "--memory-limit" in err and "at least 1 byte" in err, err
+
+
+def test_the_report_names_a_failing_trials_log_cut_short(capsys, tmp_path, cut_log):
+    """The page judged the cut log by what it held and said nothing of the damage: a campaign whose first
+    failing trial's log had lost its end read as if that log were whole (or its trial as if it had passed)."""
+    from test_hostile_inputs import _campaign
+
+    campaign = _campaign(tmp_path / "campaign", cut_log, recorded_in=str(tmp_path / "campaign"))
+    rc, _, err = run_cli(capsys, "report", str(campaign))
+    assert rc == 0, err
+    page = (campaign / "report.html").read_text()
+    assert "madv_dontneed-r-trial00000.msgpack: truncated record at byte" in page
+    assert "judged by the records before it" in page
