@@ -13,18 +13,34 @@ from scenarios.loader import library_names, load_scenario
 
 BUDGET = 60_000  # states per search: the cases whose reduced search does not fit are skipped
 HARMLESS_MUTANT_SCENARIOS = ("madv_dontneed", "mkclean_first", "writable_clean")  # as scripts/explore_fingerprint
+# Left out of the matrix up front rather than skipped at run time: on every ordering x arch, the reduced search of
+# these library scenarios without sleep sets needs more than BUDGET states (measured, session 14), so their 18
+# cases only ever skipped, each after a search of BUDGET states (3-20 s of CPU) that checked nothing. Smaller
+# configurations of two of them, which fit, are checked in ..._on_smaller_configurations below; nadav_poc's
+# smallest (incs = 1, its four threads) still needs more than BUDGET states, so nothing checks it here.
+# test_merge_chains.py takes its matrix from _cases() with a budget of 6,000 states: these skipped there too.
+OVER_BUDGET = ("mremap_truncate", "nadav_poc", "scale_writers")
+# The same for one case of scale_zap (64 pages): delayed on SMP; its other five fit.
+OVER_BUDGET_CASES = (("scale_zap", {"ordering": "delayed", "arch": "smp"}),)
+# scale_zap's full (unreduced) search needs more than BUDGET states on every ordering x arch (measured, session
+# 14: 21-29 s of CPU each before it stopped incomplete, and so checked nothing): it is not run; the reduced
+# searches with and without sleep sets are still compared on the five cases that fit.
+FULL_OVER_BUDGET = ("scale_zap",)
 
 
 def _cases() -> list[tuple[str, dict]]:
-    out = [(name, {"ordering": o, "arch": a}) for name in library_names() for o in ORDERINGS for a in ARCHES]
+    out = [(name, {"ordering": o, "arch": a}) for name in library_names() if name not in OVER_BUDGET
+           for o in ORDERINGS for a in ARCHES]
+    out = [case for case in out if case not in OVER_BUDGET_CASES]
     for mutant, row in MUTANT_TABLE.items():
         rows = [(row[0], row[1])] if row else [(name, {}) for name in HARMLESS_MUTANT_SCENARIOS]
         out += [(name, {**base, "mutant": mutant}) for name, base in rows]
     return out
 
 
-def _search(name: str, over: dict, budget: int = BUDGET, **how: object) -> ExploreResult:
-    sc = load_scenario(name)
+def _search(name: str, over: dict, budget: int = BUDGET, params: dict | None = None,
+            **how: object) -> ExploreResult:
+    sc = load_scenario(name, params)
     return explore(sc, Config.from_dict({**sc.config, **over}), "dfs", stop_at_first=False, budget=budget, **how)
 
 
@@ -48,6 +64,8 @@ def test_sleep_sets_keep_every_end_state_and_verdict(name, over):
         # sets (madv_dontneed with ack_before_invalidate: 2,911 states with them and 2,869 without before lock
         # acquires joined, 2,770 and 2,714 after; transitions 4,975 against 4,993, then 4,758 against 4,757).
         assert with_sleep.transitions <= without.transitions
+    if name in FULL_OVER_BUDGET:
+        return
     full = _search(name, over, reduce=False)
     if full.complete:
         assert _verdicts(full) == _verdicts(without)
@@ -56,6 +74,27 @@ def test_sleep_sets_keep_every_end_state_and_verdict(name, over):
         # persistent sets' own count with or without sleep sets).
         if not full.found:
             assert full.schedules == without.schedules
+
+
+# OVER_BUDGET's scenarios made small enough to fit: scale_writers with two writers (two interchangeable threads:
+# symmetry's orbits and sleep sets together, which only scale_writers has in the library) on one page, once where
+# a store is lost and once where none is; mremap_truncate with one load (mremap's move_ptes and ftruncate's zap,
+# the only library scenario with ftruncate) on UP, where it fits (39,768 states; SMP needs more than BUDGET).
+# Their full searches need more than BUDGET states (measured), so only the reduced searches are compared.
+SMALLER = [("scale_writers", {"writers": 2, "pages": 1, "stores": 1}, {"ordering": "eager"}),
+           ("scale_writers", {"writers": 2, "pages": 1, "stores": 1}, {"ordering": "delayed", "arch": "up"}),
+           ("mremap_truncate", {"loads": 1}, {"ordering": "eager", "arch": "up"})]
+
+
+@pytest.mark.slow  # a few seconds each
+@pytest.mark.parametrize("name, params, over", SMALLER)
+def test_sleep_sets_keep_every_end_state_and_verdict_on_smaller_configurations(name, params, over):
+    without = _search(name, over, params=params, sleep_sets=False)
+    with_sleep = _search(name, over, params=params, sleep_sets=True)
+    assert without.complete and with_sleep.complete  # these fit: no skip
+    assert (with_sleep.schedules, _verdicts(with_sleep)) == (without.schedules, _verdicts(without))
+    if not without.found:
+        assert with_sleep.transitions <= without.transitions
 
 
 @pytest.mark.parametrize("name, over", [("ladder", {"ordering": "delayed"}), ("munmap", {}),

@@ -158,13 +158,20 @@ def test_no_kernel_order_ever_accesses_a_stale_translation(name, ordering, arch)
     assert "stale_tlb_access" not in {i for f in r.found for i in f.invariants}
 
 
-@pytest.mark.parametrize("name, over", [("madv_dontneed", {"mutant": "ack_before_invalidate"}),
-                                        ("munmap", {"mutant": "ack_before_invalidate"}),
-                                        ("mkclean_first", {"mutant": "ack_before_invalidate"}),
-                                        ("madv_dontneed", {"mutant": "ack_before_invalidate", "arch": "s390"})])
-@pytest.mark.slow  # each a full and a reduced search to the end: about a minute for mkclean_first
-def test_the_reduction_keeps_every_verdict_of_the_split_handler(name, over):
-    sc, cfg = cfg_for(name, **over)
+# mkclean_first with one msync pass, not the library's two: its folio_mkclean still write-protects the PTE with
+# ptep_clear_flush (a second flusher whose IPIs take the split handler, besides the zap's), the writer's store
+# still reaches do_wp_page when it falls between that write-protect and the zap, and the mutant is still caught
+# (stale_tlb_access, 5 end states either way). The second pass only writes back what the wp fault re-dirtied: it
+# multiplied the state space by 5.7 (691,557 states in the full search against 121,297; 145 s of CPU against 23).
+@pytest.mark.parametrize("name, over, params", [
+    ("madv_dontneed", {"mutant": "ack_before_invalidate"}, None),
+    ("munmap", {"mutant": "ack_before_invalidate"}, None),
+    ("mkclean_first", {"mutant": "ack_before_invalidate"}, {"passes": 1}),
+    ("madv_dontneed", {"mutant": "ack_before_invalidate", "arch": "s390"}, None)])
+@pytest.mark.slow  # each a full and a reduced search to the end: about 20 s of CPU for mkclean_first
+def test_the_reduction_keeps_every_verdict_of_the_split_handler(name, over, params):
+    sc = load_scenario(name, params)
+    cfg = Config.from_dict({**sc.config, **over})
     full = explore(sc, cfg, "bfs", reduce=False, stop_at_first=False)
     reduced = explore(sc, cfg, "bfs", reduce=True, stop_at_first=False)
     assert full.complete and reduced.complete
