@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import os
+import signal
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator
@@ -203,6 +204,15 @@ class _ChunkResult:
     damage: str | None
 
 
+def _pool_worker_signals() -> None:
+    """A forked judge process: SIGTERM kills it and Ctrl-C is its parent's. It inherits whatever handlers the
+    parent had at the fork (tlbrace's own, which note a SIGTERM or turn it into a Ctrl-C, or Ray's); with one
+    that does not exit, Pool.terminate's SIGTERM left an idle worker alive and the parent's join waited for it
+    forever (a CI run hung 16 minutes in test_analyze_cache this way)."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def analyze_streamed(path: str, jobs: int, *, scenario: Scenario | None = None,
                      only_trials: set[int] | None = None, keep_events: bool = False,
                      observe: Callable[[list[Event]], frozenset] | None = None) -> LogAnalysis | None:
@@ -231,7 +241,7 @@ def analyze_streamed(path: str, jobs: int, *, scenario: Scenario | None = None,
         if jobs == 1:
             chunks = [_judge_range(tasks[0])]
         else:
-            with multiprocessing.get_context("fork").Pool(jobs) as pool:
+            with multiprocessing.get_context("fork").Pool(jobs, initializer=_pool_worker_signals) as pool:
                 chunks = pool.map(_judge_range, tasks)
     finally:
         _SHARED.clear()

@@ -144,8 +144,10 @@ UNSEEN12: dict[str, dict[tuple[str, str], frozenset[str]]] = {
     # 5d1904204c99 (4.9)
     "unseen12_mremap_two_tables": {("4.8", "smp"): LOST, ("4.9", "smp"): CLEAN, ("6.1", "smp"): CLEAN,
                                    ("4.8", "up"): LOST},
-    "unseen12_mprotect_then_mremap": {("4.8", "smp"): LOST, ("4.9", "smp"): CLEAN, ("6.2", "smp"): CLEAN,
-                                      ("4.8", "up"): LOST, ("4.8", "s390"): CLEAN},
+    # mprotect's flush leaves the writer no writable entry and its later stores get SIGSEGV (VM_WRITE cleared): no
+    # dirty PTE for mremap to move, on any kernel (session 14; it was LOST on 4.8 while the model re-dirtied it)
+    "unseen12_mprotect_then_mremap": {("4.8", "smp"): CLEAN, ("4.9", "smp"): CLEAN, ("6.2", "smp"): CLEAN,
+                                      ("4.8", "up"): CLEAN, ("4.8", "s390"): CLEAN},
     # 1cf35d47712d (3.15) and 5df397dec7c4 (6.2) on every machine
     "unseen12_s390_flush_after_unlock": {("3.14", "s390"): CLEAN, ("3.15", "s390"): CLEAN, ("3.14", "smp"): LOST,
                                          ("3.15", "smp"): LOST, ("6.1", "smp"): LOST, ("6.2", "smp"): CLEAN,
