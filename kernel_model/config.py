@@ -55,6 +55,13 @@ class Config:
     # release before 4.11): with PGDAT_DIRTY (modelled as set) kswapd writes it on the first pass
     # (kernel_model.reclaim.may_pageout).
     reclaim_seen_twice: bool = True
+    # zap_pte_range forces the TLB flush before pte_unmap_unlock for a dirty file PTE where tlb_delay_rmap is
+    # false (UP, s390), as every release from 1cf35d47712d (3.15) to 6.1 did (`force_flush = 1`). 5df397dec7c4
+    # (6.2) moved that line inside `if (tlb_delay_rmap(tlb))`, which is constant false on UP and s390: a release
+    # from 6.2 (`--kernel`, kernels.kernel_config) has False, and a UP zapper preempted after the unlock leaves
+    # its CPU's stale dirty entry to the next task (docs/up-v6.2.md). True by default: the brief's UP mode (§3)
+    # is the old order with that flush, whose checker passes. s390 does not need it (its PTE clear flushes).
+    zap_dirty_forces_flush: bool = True
 
     def __post_init__(self) -> None:
         without = tuple(self.without) if isinstance(self.without, list) else self.without  # a list: from a log
@@ -67,7 +74,7 @@ class Config:
         _choice("delayed_batches", self.delayed_batches, DELAYED_BATCHES)
         if self.mutant is not None:
             _choice("mutant", self.mutant, MUTANTS)
-        for key in ("batched_unmap_flush", "munmap_downgrade", "reclaim_seen_twice"):
+        for key in ("batched_unmap_flush", "munmap_downgrade", "reclaim_seen_twice", "zap_dirty_forces_flush"):
             if not isinstance(getattr(self, key), bool):
                 raise ConfigError(f"{key}: expected true or false, got {getattr(self, key)!r}")
         for key, low in (("max_gather_batch", 1), ("max_gather_batch_count", 0), ("mmu_gather_bundle", 1)):

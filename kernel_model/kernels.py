@@ -136,6 +136,11 @@ MUNMAP_DOWNGRADE_RELEASE: Final = "4.20"
 # (with PGDAT_DIRTY). Not a fix: it widened the activate branch, which unlocks the folio before the deferred
 # flush (docs/reclaim.md; Config.reclaim_seen_twice).
 RECLAIM_SEEN_TWICE_RELEASE: Final = "4.11"
+# 5df397dec7c4 itself (v6.2): zap_pte_range forces the flush for a dirty file PTE only inside
+# `if (tlb_delay_rmap(tlb))`, constant false on UP and s390; before it, on every arch since 1cf35d47712d. Not a
+# fix on UP: it reopened race 1 (flush after unlock) there for a preempted zapper (Config.zap_dirty_forces_flush,
+# docs/up-v6.2.md).
+ZAP_DIRTY_FLUSH_DROPPED_RELEASE: Final = "6.2"
 
 
 def kernel_config(version: str) -> dict[str, Any]:
@@ -145,7 +150,8 @@ def kernel_config(version: str) -> dict[str, Any]:
     v = parse_version(version)
     out: dict[str, Any] = {"batched_unmap_flush": v >= parse_version(BATCHED_UNMAP_FLUSH_RELEASE),
                            "munmap_downgrade": v >= parse_version(MUNMAP_DOWNGRADE_RELEASE),
-                           "reclaim_seen_twice": v >= parse_version(RECLAIM_SEEN_TWICE_RELEASE)}
+                           "reclaim_seen_twice": v >= parse_version(RECLAIM_SEEN_TWICE_RELEASE),
+                           "zap_dirty_forces_flush": v < parse_version(ZAP_DIRTY_FLUSH_DROPPED_RELEASE)}
     for f in REGISTRY:
         if f.knob is not None:
             key, on, off = f.knob

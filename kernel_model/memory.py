@@ -54,13 +54,15 @@ def zap_pte_range(k: Kctx, tlb: MmuGather, addr: int, end: int, vmas: dict[int, 
                     force_flush = True
                 else:
                     # The v6.1 order: force a flush under the PTL (1cf35d47712d). UP and s390 keep the old order
-                    # (brief §3). Note: mainline v6.2 sets force_flush only inside `if (tlb_delay_rmap(tlb))`,
-                    # so on UP/s390 it no longer forces this flush; s390 does not need it (its PTE clear flushes
-                    # synchronously), and on UP it matters only if the zapping task is preempted between
-                    # pte_unmap_unlock and the flush. The model follows the brief and keeps the v6.1 flush.
+                    # (brief §3). Mainline v6.2 (5df397dec7c4) sets force_flush only inside
+                    # `if (tlb_delay_rmap(tlb))`, so on UP/s390 it no longer forces this flush: s390 does not
+                    # need it (its PTE clear flushes synchronously); on UP a zapper preempted between
+                    # pte_unmap_unlock and its flush (zap_pmd_range's cond_resched) leaves the stale dirty entry
+                    # to the next task (docs/up-v6.2.md). `--kernel 6.2` and later model that
+                    # (Config.zap_dirty_forces_flush false); the default keeps the brief's v6.1 flush.
                     # Before 1cf35d47712d (3.15) a dirty PTE forced nothing: only a full batch did, and the
                     # flush came at tlb_end_vma / tlb_finish_mmu, after the whole range was zapped.
-                    force_flush = force_flush or cfg.fixed("flush_before_unlock")
+                    force_flush = force_flush or (cfg.fixed("flush_before_unlock") and cfg.zap_dirty_forces_flush)
             # pte_young && !VM_SEQ_READ: mark_page_accessed (LRU only; nothing here depends on it)
         # rss[mm_counter(page)]--
         if not delay_rmap:
