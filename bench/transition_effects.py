@@ -1,0 +1,257 @@
+"""How many distinct transition effects an exhaustive search meets: what a compiled search core would still have
+to ask Python for (issue 17), measured, never asserted.
+
+Issue 17 asks for the largest ladder cell's proof (11.8M states, 29.5M transitions after every reduction) in 18 s,
+with the kernel paths kept as Python generators. That is about 1 us a transition; a Python transition costs 9-16
+us bare and 30 us with the search around it. So a compiled core could only meet it if it ran the Python model
+for few of the transitions, and did the rest from tables: a transition's effect (its writes, the thread's next
+position, the events the oracle sees) is a function of the agent, its position and the values its steps read.
+If the search meets few distinct (agent, position, values read) among its transitions, a table filled lazily by
+the Python model (a decision tree per position: read a field, branch on its value, ...) answers the rest.
+
+This script measures that number. It runs the Python model (TLBRACE_PURE_PYTHON=1, so that it can watch it) with
+every state container replaced by one that logs each read (list items, TLB entries, the scalar fields, the
+rw_semaphores) while a transition executes, and the oracle's whole ghost state counted as read whenever the
+oracle is asked anything (an upper bound: the oracle reads less). Each transition's entry is (the transition,
+the agent's position, the reads in order with the values they returned). The same for the reduced enabled set
+(Machine.enabled: the persistent set), whose entry is every thread's position and what the reducer read.
+The search is the one tlbrace runs (delayed, dfs, sleep sets, symmetry): the watch changes no count.
+
+Usage: python bench/transition_effects.py [--cell P,W,S,PASSES] ...   (default: 1,2,2,1 and 1,2,1,2)
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from typing import Any
+
+os.environ["TLBRACE_PURE_PYTHON"] = "1"  # the watch patches classes, which compiled callers would bypass
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from controlled import machine as machine_module  # noqa: E402
+from controlled.explorer import explore  # noqa: E402
+from kernel_model import boot, state as state_module  # noqa: E402
+from kernel_model.config import Config  # noqa: E402
+from kernel_model.oracle import Oracle  # noqa: E402
+from kernel_model.state import RwSem, State  # noqa: E402
+from scenarios.loader import load_scenario  # noqa: E402
+
+
+class Watch:
+    """The reads logged while a transition (or an enabled-set computation) runs; None: not watching."""
+
+    log: list | None = None
+
+
+def _note(*read: Any) -> None:
+    if Watch.log is not None:
+        Watch.log.append(read)
+
+
+class WatchedList(list):
+    """A state list (folios, ptes, ...) that logs each item read while watched."""
+
+    __slots__ = ("name",)
+
+    def __getitem__(self, i: Any) -> Any:
+        v = list.__getitem__(self, i)
+        _note(self.name, i if isinstance(i, int) else repr(i), v if isinstance(i, int) else tuple(v))
+        return v
+
+    def __iter__(self) -> Any:
+        _note(self.name, "*", tuple(list.__iter__(self)))
+        return list.__iter__(self)
+
+
+class WatchedTlb(dict):
+    """A CPU's TLB (virtual page -> entry) that logs each lookup while watched."""
+
+    __slots__ = ("cpu",)
+
+    def __getitem__(self, va: Any) -> Any:
+        v = dict.__getitem__(self, va)
+        _note("tlb", self.cpu, va, v)
+        return v
+
+    def get(self, va: Any, default: Any = None) -> Any:
+        v = dict.get(self, va, default)
+        _note("tlb", self.cpu, va, v)
+        return v
+
+    def __contains__(self, va: Any) -> bool:
+        v = dict.__contains__(self, va)
+        _note("tlb", self.cpu, va, dict.get(self, va))
+        return v
+
+    def pop(self, va: Any, *default: Any) -> Any:
+        _note("tlb", self.cpu, va, dict.get(self, va))
+        return dict.pop(self, va, *default)
+
+    def __iter__(self) -> Any:
+        _note("tlb", self.cpu, "*", tuple(sorted(dict.items(self))))
+        return dict.__iter__(self)
+
+    def items(self) -> Any:
+        _note("tlb", self.cpu, "*", tuple(sorted(dict.items(self))))
+        return dict.items(self)
+
+    def values(self) -> Any:
+        _note("tlb", self.cpu, "*", tuple(sorted(dict.items(self))))
+        return dict.values(self)
+
+
+class WatchedSem(RwSem):
+    """An rw_semaphore whose holders are logged when read while watched."""
+
+    __slots__ = ("name",)
+
+    def __getattribute__(self, attr: str) -> Any:
+        if attr in ("writer", "readers"):
+            _note(object.__getattribute__(self, "name"), attr, object.__getattribute__(self, attr))
+        return object.__getattribute__(self, attr)
+
+
+_LISTS = ("folios", "page_cache", "disk", "ptes", "vma", "i_mmap", "ptl", "ipis", "acks_pending", "vm_write")
+_SCALARS = frozenset({"i_size", "tlb_flush_pending", "tlb_flush_batched", "ptes_per_table"})
+
+
+class WatchedState(State):
+    """A State whose scalar fields are logged when read while watched (its containers log themselves)."""
+
+    __slots__ = ()
+
+    def __getattribute__(self, attr: str) -> Any:
+        v = object.__getattribute__(self, attr)
+        if attr in _SCALARS:
+            _note(attr, v)
+        return v
+
+
+def watched(s: State) -> WatchedState:
+    """``s`` with every container replaced by a watched one (the same values)."""
+    lists = {}
+    for name in _LISTS:
+        w = WatchedList(getattr(s, name))
+        w.name = name
+        lists[name] = w
+    tlbs = []
+    for cpu, t in enumerate(s.tlbs):
+        w = WatchedTlb(t)
+        w.cpu = cpu
+        tlbs.append(w)
+    sems = []
+    for name in ("mmap_lock", "i_mmap_rwsem"):
+        old = getattr(s, name)
+        sem = WatchedSem(old.writer, old.readers)
+        sem.name = name
+        sems.append(sem)
+    return WatchedState(lists["folios"], lists["page_cache"], lists["disk"], lists["ptes"], lists["vma"],
+                        lists["i_mmap"], lists["ptl"], s.ptes_per_table, sems[0], sems[1], tlbs, lists["ipis"],
+                        lists["acks_pending"], s.i_size, s.tlb_flush_pending, s.tlb_flush_batched,
+                        lists["vm_write"])
+
+
+def _rewatch(m: Any) -> None:
+    """The model may replace a container (a TLB dict, a list) rather than change it: watch the new one too."""
+    s = m.state
+    if type(s) is not WatchedState or any(type(getattr(s, n)) is not WatchedList for n in _LISTS) \
+            or any(type(t) is not WatchedTlb for t in s.tlbs) \
+            or type(s.mmap_lock) is not WatchedSem or type(s.i_mmap_rwsem) is not WatchedSem:
+        m.state = watched(s)
+        m.pt.s = m.state
+
+
+class Tally:
+    """Distinct entries met, against the calls made."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.distinct: set = set()
+        self.positions: set = set()  # distinct (agent, position): the decision trees' roots
+
+    def add(self, root: tuple, reads: list) -> None:
+        self.calls += 1
+        self.positions.add(root)
+        self.distinct.add((root, tuple(reads)))
+
+
+def install(executes: Tally, enableds: Tally) -> None:
+    """Patch the machine (this process only) so that every transition and enabled-set computation is tallied."""
+    machine_cls = machine_module.Machine
+    execute, enabled, restore = machine_cls.execute, machine_cls.enabled, machine_cls.restore
+    initial_state = boot.initial_state
+    observe, quiescent, wants, covering = Oracle.observe, Oracle.quiescent, Oracle.wants, Oracle.covering
+
+    def oracle_read(method: Any) -> Any:
+        def read(self: Oracle, *args: Any) -> Any:
+            _note("oracle", self.key())  # the whole ghost state, as an upper bound on what it reads
+            return method(self, *args)
+
+        return read
+
+    Oracle.observe, Oracle.quiescent = oracle_read(observe), oracle_read(quiescent)
+    Oracle.wants, Oracle.covering = oracle_read(wants), oracle_read(covering)
+
+    def watched_execute(self: Any, tr: Any) -> Any:
+        _rewatch(self)
+        agent = self.pos[tr[1]].at if tr[0] == "t" else ()
+        block = len(self.pos[tr[1]].block) if tr[0] == "t" else 0
+        Watch.log = []
+        try:
+            return execute(self, tr)
+        finally:
+            reads, Watch.log = Watch.log, None
+            executes.add((tuple(tr), agent, block), reads)
+
+    def watched_enabled(self: Any) -> Any:
+        _rewatch(self)
+        Watch.log = []
+        try:
+            return enabled(self)
+        finally:
+            reads, Watch.log = Watch.log, None
+            enableds.add(tuple((p.at, len(p.block)) for p in self.pos), reads)
+
+    def watched_restore(self: Any, key: tuple) -> None:
+        restore(self, key)
+        _rewatch(self)
+
+    machine_cls.execute, machine_cls.enabled, machine_cls.restore = watched_execute, watched_enabled, watched_restore
+    boot.initial_state = lambda scenario, cfg: watched(initial_state(scenario, cfg))
+    assert state_module.State is State
+
+
+def measure(cell: tuple[int, int, int, int]) -> None:
+    pages, writers, stores, passes = cell
+    executes, enableds = Tally(), Tally()
+    install(executes, enableds)
+    sc = load_scenario("ladder", {"pages": pages, "writers": writers, "stores": stores, "passes": passes})
+    t0 = time.process_time()
+    r = explore(sc, Config(ordering="delayed"), "dfs", budget=50_000_000)
+    cpu = time.process_time() - t0
+    print(f"ladder {pages},{writers},{stores},{passes} delayed dfs: {r.states:,} states, {r.transitions:,} "
+          f"transitions, complete={r.complete} ({cpu:.0f} s of CPU, watched, pure Python)")
+    for what, t in (("transitions executed", executes), ("enabled sets (persistent sets) computed", enableds)):
+        print(f"  {what}: {t.calls:,}; distinct (agent, position, values read): {len(t.distinct):,} "
+              f"({len(t.distinct) / max(1, t.calls):.4f} of them); distinct (agent, position): {len(t.positions):,}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--cell", action="append", default=None,
+                    help="ladder cell as pages,writers,stores,passes (repeatable; default 1,2,2,1 and 1,2,1,2)")
+    args = ap.parse_args()
+    cells = args.cell or ["1,2,2,1", "1,2,1,2"]
+    for cell in cells:
+        # One process per cell: the patches and the memos are per process.
+        if len(cells) > 1:
+            os.spawnv(os.P_WAIT, sys.executable, [sys.executable, os.path.abspath(__file__), "--cell", cell])
+        else:
+            measure(tuple(int(x) for x in cell.split(",")))  # type: ignore[arg-type]
+
+
+if __name__ == "__main__":
+    main()
