@@ -58,6 +58,9 @@ def zap_pte_range(k: Kctx, tlb: MmuGather, addr: int, end: int, vmas: dict[int, 
                     # so on UP/s390 it no longer forces this flush; s390 does not need it (its PTE clear flushes
                     # synchronously), and on UP it matters only if the zapping task is preempted between
                     # pte_unmap_unlock and the flush. The model follows the brief and keeps the v6.1 flush.
+                    # The kernel does not: zap_pmd_range's cond_resched() is such a point, and 6.2+ UP loses a
+                    # store there (docs/up-v6.2.md, unseen15_up_delayed_dontneed; not changed here: fuzz and
+                    # the library's UP verdicts rest on this flush).
                     # Before 1cf35d47712d (3.15) a dirty PTE forced nothing: only a full batch did, and the
                     # flush came at tlb_end_vma / tlb_finish_mmu, after the whole range was zapped.
                     force_flush = force_flush or cfg.fixed("flush_before_unlock")
