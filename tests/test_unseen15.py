@@ -52,6 +52,11 @@ UNSEEN15: dict[str, dict[tuple[str, str], frozenset[str]]] = {
                                        ("4.12", "s390"): CLEAN},
     "unseen15_anon_over_hole": {("3.14", "smp"): LOST, ("6.1", "smp"): LOST, ("6.2", "smp"): CLEAN,
                                 ("6.1", "up"): CLEAN, ("6.1", "s390"): CLEAN},
+    # kswapd's first-pass pageout (4.3-4.10) as the §6 writeback; 3ea277194daa's window on 4.3-4.12
+    "unseen15_dontneed_vs_kswapd_pageout": {("4.2", "smp"): LOST, ("4.10", "smp"): LOST | STALE,
+                                            ("4.11", "smp"): STALE, ("4.12", "smp"): STALE,
+                                            ("4.13", "smp"): CLEAN, ("6.1", "smp"): CLEAN, ("6.2", "smp"): CLEAN,
+                                            ("4.10", "up"): CLEAN, ("4.10", "s390"): CLEAN},
     # a writable-clean entry faults once its PTE is gone or write-protected: nothing on any kernel
     "unseen15_writable_clean_mprotect_reclaim": {("4.2", "smp"): CLEAN, ("4.10", "smp"): CLEAN,
                                                  ("4.12", "smp"): CLEAN, ("4.13", "smp"): CLEAN,
@@ -101,6 +106,15 @@ def test_unseen15_sampled_scenario_on_kernel(name: str, kernel: str, arch: str) 
     sc = _load(name)
     r = explore(sc, _cfg(sc, kernel, arch), "pct", budget=300, seed=0)
     assert _invariants(r) == UNSEEN15_SAMPLED[name][kernel, arch]
+
+
+def test_kswapd_pageout_loses_the_store_on_4_10_with_3ea277194daa_backported() -> None:
+    """Without 3ea277194daa's stale_tlb_access (found first on 4.10), the first-pass pageout's loss remains."""
+    sc = _load("unseen15_dontneed_vs_kswapd_pageout")
+    kernel = kernel_config("4.10")
+    without = tuple(w for w in kernel["without"] if w != "flush_tlb_batched_pending")
+    r = explore(sc, Config(**{**kernel, "without": without}), "dfs", budget=80_000)
+    assert _invariants(r) == LOST
 
 
 @pytest.mark.xfail(strict=True, reason="the model keeps v6.1's forced flush of a dirty PTE on UP; v6.2 sets "
