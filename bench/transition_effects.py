@@ -13,7 +13,9 @@ This script measures that number. It runs the Python model (TLBRACE_PURE_PYTHON=
 every state container replaced by one that logs each read (list items, TLB entries, the scalar fields, the
 rw_semaphores) while a transition executes, and the oracle's whole ghost state counted as read whenever the
 oracle is asked anything (an upper bound: the oracle reads less). Each transition's entry is (the transition,
-the agent's position, the reads in order with the values they returned). The same for the reduced enabled set
+the agent's position, the reads in order with the values they returned). Each entry's effect (the state writes it made, the positions and
+oracle parts it changed, and its violations) is kept, and an entry met again with another effect is counted: a read the
+watch missed, which a table would get wrong. The same for the reduced enabled set
 (Machine.enabled: the persistent set), whose entry is every thread's position and what the reducer read.
 The search is the one tlbrace runs (delayed, dfs, sleep sets, symmetry): the watch changes no count.
 
@@ -41,14 +43,21 @@ from scenarios.loader import load_scenario  # noqa: E402
 
 
 class Watch:
-    """The reads logged while a transition (or an enabled-set computation) runs; None: not watching."""
+    """The reads logged while a transition (or an enabled-set computation) runs, and the writes; None: not
+    watching."""
 
     log: list | None = None
+    writes: list | None = None
 
 
 def _note(*read: Any) -> None:
     if Watch.log is not None:
         Watch.log.append(read)
+
+
+def _wrote(*write: Any) -> None:
+    if Watch.writes is not None:
+        Watch.writes.append(write)
 
 
 class WatchedList(list):
@@ -64,6 +73,10 @@ class WatchedList(list):
     def __iter__(self) -> Any:
         _note(self.name, "*", tuple(list.__iter__(self)))
         return list.__iter__(self)
+
+    def __setitem__(self, i: Any, v: Any) -> None:
+        _wrote(self.name, i, v)
+        list.__setitem__(self, i, v)
 
 
 class WatchedTlb(dict):
@@ -88,7 +101,16 @@ class WatchedTlb(dict):
 
     def pop(self, va: Any, *default: Any) -> Any:
         _note("tlb", self.cpu, va, dict.get(self, va))
+        _wrote("tlb", self.cpu, va, None)
         return dict.pop(self, va, *default)
+
+    def __setitem__(self, va: Any, v: Any) -> None:
+        _wrote("tlb", self.cpu, va, v)
+        dict.__setitem__(self, va, v)
+
+    def __delitem__(self, va: Any) -> None:
+        _wrote("tlb", self.cpu, va, None)
+        dict.__delitem__(self, va)
 
     def __iter__(self) -> Any:
         _note("tlb", self.cpu, "*", tuple(sorted(dict.items(self))))
@@ -113,6 +135,11 @@ class WatchedSem(RwSem):
             _note(object.__getattribute__(self, "name"), attr, object.__getattribute__(self, attr))
         return object.__getattribute__(self, attr)
 
+    def __setattr__(self, attr: str, v: Any) -> None:
+        if attr != "name" and Watch.writes is not None:  # not while watched() builds it
+            _wrote(object.__getattribute__(self, "name"), attr, v)
+        object.__setattr__(self, attr, v)
+
 
 _LISTS = ("folios", "page_cache", "disk", "ptes", "vma", "i_mmap", "ptl", "ipis", "acks_pending", "vm_write")
 _SCALARS = frozenset({"i_size", "tlb_flush_pending", "tlb_flush_batched", "ptes_per_table"})
@@ -128,6 +155,10 @@ class WatchedState(State):
         if attr in _SCALARS:
             _note(attr, v)
         return v
+
+    def __setattr__(self, attr: str, v: Any) -> None:
+        _wrote(attr, v)
+        object.__setattr__(self, attr, v)
 
 
 def watched(s: State) -> WatchedState:
@@ -165,17 +196,31 @@ def _rewatch(m: Any) -> None:
 
 
 class Tally:
-    """Distinct entries met, against the calls made."""
+    """Distinct entries met, against the calls made; with effects, whether each entry always had the same one."""
 
     def __init__(self) -> None:
         self.calls = 0
-        self.distinct: set = set()
+        self.distinct: dict = {}  # entry -> its effect (None: not recorded)
         self.positions: set = set()  # distinct (agent, position): the decision trees' roots
+        self.differing = 0  # entries met again with another effect: a read the watch did not see
 
-    def add(self, root: tuple, reads: list) -> None:
+    def add(self, root: tuple, reads: list, effect: object = None) -> None:
         self.calls += 1
         self.positions.add(root)
-        self.distinct.add((root, tuple(reads)))
+        entry = (root, tuple(reads))
+        known = self.distinct.setdefault(entry, effect)
+        if known != effect:
+            self.differing += 1
+
+
+def effect_of(writes: list, before: tuple, after: tuple, violations: list) -> tuple:
+    """What a transition did, as a table would hold it: the state writes it made in order (a write of the value
+    already there included: the same step always makes it), each thread position and oracle part that changed,
+    and the violations it made."""
+    (_, p0, o0), (_, p1, o1) = before, after
+    moved = tuple((t, b) for t, (a, b) in enumerate(zip(p0, p1)) if a != b)
+    oracle = tuple((i, b) for i, (a, b) in enumerate(zip(o0, o1)) if a != b)
+    return tuple(writes), moved, oracle, tuple(sorted(repr(v) for v in violations))
 
 
 def install(executes: Tally, enableds: Tally) -> None:
@@ -199,12 +244,12 @@ def install(executes: Tally, enableds: Tally) -> None:
         _rewatch(self)
         agent = self.pos[tr[1]].at if tr[0] == "t" else ()
         block = len(self.pos[tr[1]].block) if tr[0] == "t" else 0
-        Watch.log = []
-        try:
-            return execute(self, tr)
-        finally:
-            reads, Watch.log = Watch.log, None
-            executes.add((tuple(tr), agent, block), reads)
+        before = self.key()
+        Watch.log, Watch.writes = [], []
+        violations = execute(self, tr)
+        reads, writes, Watch.log, Watch.writes = Watch.log, Watch.writes, None, None
+        executes.add((tuple(tr), agent, block), reads, effect_of(writes, before, self.key(), violations))
+        return violations
 
     def watched_enabled(self: Any) -> Any:
         _rewatch(self)
@@ -237,6 +282,8 @@ def measure(cell: tuple[int, int, int, int]) -> None:
     for what, t in (("transitions executed", executes), ("enabled sets (persistent sets) computed", enableds)):
         print(f"  {what}: {t.calls:,}; distinct (agent, position, values read): {len(t.distinct):,} "
               f"({len(t.distinct) / max(1, t.calls):.4f} of them); distinct (agent, position): {len(t.positions):,}")
+    print(f"  transitions whose entry had been met with another effect: {executes.differing:,} (0: the reads "
+          "decide the effect, as a table needs)")
 
 
 def main() -> None:

@@ -6,7 +6,8 @@ Every violation is written to ``--out`` as that scenario file and a schedule fil
 reproduces. On a kernel that should be correct (``delayed``, or ``--arch up``/``s390``; no mutant, no fix of
 ``--kernel``'s registry missing) a violation is a model bug or a real kernel bug: the scenario is first shrunk
 (fewest threads, operations and pages that keep the same invariant), unless it is a known kernel race
-(fuzz.run.known_kernel_race: reclaim's activate branch vs msync, docs/reclaim.md), which the report labels. ``--check-reduction`` also judges the
+(fuzz.run.known_kernel_race: reclaim's activate branch vs msync, docs/reclaim.md; UP's zap from 6.2,
+docs/up-v6.2.md), which the report labels. ``--check-reduction`` also judges the
 search itself: each scenario reduced, with ``--merge-chains`` and in full must reach the same verdicts and end
 states (fuzz.reduction_check). ``--parallel P`` or ``--address ADDR`` runs the explorations as Ray tasks; the report
 is the same as a serial run's for the same seed.
@@ -26,7 +27,7 @@ from cli.options import (add_output_options, add_scenario_options, check_out_dir
                          nearest_existing)
 from cli.memory_budget import add_memory_limit_option, fit_budget
 from logs.output_files import replaced_whole
-from fuzz.run import SAMPLING, STRATEGIES
+from fuzz.run import KNOWN_RACE_DOCS, SAMPLING, STRATEGIES
 
 # The most scenarios one campaign generates: the report keeps a line per scenario (a few hundred bytes) and the
 # campaign its index list, so ten times this would take gigabytes before the first scenario ran; at a few ms per
@@ -309,7 +310,8 @@ def _print_report(report: dict[str, Any]) -> None:
         print(f"  {name}: {count}")
     for v in report["violations"][:20]:
         shrunk = f", shrunk from {tuple(v['shrunk_from'])}" if v["shrunk_from"] else ""
-        known = f" [known kernel race: {v['known_race']}, docs/reclaim.md]" if v.get("known_race") else ""
+        known = (f" [known kernel race: {v['known_race']}, {KNOWN_RACE_DOCS.get(v['known_race'], 'docs/')}]"
+                 if v.get("known_race") else "")
         print(f"  {v['invariant']}{known}: {v['scenario_file']} (threads, ops, pages = {tuple(v['size'])}{shrunk}); "
               + (v["mismatch"] if v.get("mismatch") else f"tlbrace replay {v['schedule_file']}"))
     if found > 20:

@@ -74,6 +74,8 @@ RECLAIM_WRITEBACK_INVARIANTS = frozenset({"lost_dirty_data", "expect_failed"})  
 # dirty entry to the writer, and msync's folio_mkclean finds the folio unmapped. On UP from 6.2 (`--kernel`), with
 # an operation that zaps.
 UP_ZAP_FLUSH_RACE = "up_zap_flush_after_unlock"
+# Where each is argued (the fuzz report points there).
+KNOWN_RACE_DOCS = {RECLAIM_WRITEBACK_RACE: "docs/reclaim.md", UP_ZAP_FLUSH_RACE: "docs/up-v6.2.md"}
 _ZAPPING_KINDS = frozenset({"madvise_dontneed", "munmap", "mmap_fixed"})
 
 
