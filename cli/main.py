@@ -10,7 +10,6 @@ anywhere) adds the traceback.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import importlib
 import os
 import signal
@@ -18,8 +17,8 @@ import sys
 import threading
 import traceback
 import unicodedata
-from collections.abc import Iterator
 
+from actors.sigint import parent_only, sigterm_as_interrupt
 from cli.errors import (EXIT_BAD_INPUT, EXIT_ENVIRONMENT, EXIT_INTERNAL, EXIT_OK, EnvironmentFailure,
                                    UsageError, os_error_text)
 
@@ -66,6 +65,7 @@ def calm_shutdown() -> None:
         return
     seen: list[int] = []
 
+    @parent_only  # a process forked during the shutdown (none is meant to be) dies of SIGTERM as usual
     def note(signum: int, frame: object) -> None:
         if seen:
             for stream in (sys.stdout, sys.stderr):
@@ -85,25 +85,6 @@ def calm_shutdown() -> None:
         signal.signal(signum, note)
 
 
-def _sigterm_interrupts(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
-
-
-@contextlib.contextmanager
-def _sigterm_as_ctrl_c() -> Iterator[None]:
-    """SIGTERM raises KeyboardInterrupt while a command runs. A handler installed meanwhile stays when it ends
-    (ray.init's, which the wild commands install once Ray is up, as Ray means it to be)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.signal(signal.SIGTERM, _sigterm_interrupts)
-    try:
-        yield
-    finally:
-        if signal.getsignal(signal.SIGTERM) is _sigterm_interrupts:
-            signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
-
-
 def _main(argv: list[str] | None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     _printable_everywhere()
@@ -116,7 +97,7 @@ def _main(argv: list[str] | None) -> int:
     try:
         # SIGTERM (`timeout 1h tlbrace explore`, `kill PID`) stops every command as a Ctrl-C does: one line, exit
         # 130, output files never left half-written; explore, history and fuzz died of it without a word.
-        with _sigterm_as_ctrl_c():
+        with sigterm_as_interrupt():
             return int(args.func(args))
     except (UsageError, ScenarioError, ConfigError, OutputFileError) as exc:
         print(f"tlbrace: error: {one_line(str(exc))}", file=sys.stderr)
