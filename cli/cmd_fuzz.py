@@ -39,7 +39,7 @@ MAX_PARALLEL = 64
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("fuzz", help="explore random scenarios: the model's differential test", description=__doc__)
+    p = sub.add_parser("fuzz", description=__doc__)
     add_scenario_options(p, scenario_arg=False)
     p.add_argument("--count", type=int, default=100, metavar="N",
                    help=f"scenarios to generate, at most {MAX_COUNT:,} (default 100)")

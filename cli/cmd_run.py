@@ -15,8 +15,7 @@ from cli.options import SEED_MAX, int_in, load
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("run", help="one wild trial on Ray actors; its per-CPU story if it fails",
-                       description=__doc__)
+    p = sub.add_parser("run", description=__doc__)
     add_wild_options(p)
     # A trial id is written into the log as a msgpack integer: 10**20 ran the trial, then could not write it.
     p.add_argument("--trial", type=int_in(0, SEED_MAX), default=0, metavar="ID",

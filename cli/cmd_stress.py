@@ -57,7 +57,7 @@ def add_wild_options(p: argparse.ArgumentParser) -> None:
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("stress", help="many wild trials on Ray actors, with a summary", description=__doc__)
+    p = sub.add_parser("stress", description=__doc__)
     add_wild_options(p)
     p.add_argument("--trials", type=int_in(1, MAX_TRIALS), default=None, metavar="N",
                    help=f"stop after N trials (default {DEFAULT_TRIALS}; unbounded when --duration or --until is "

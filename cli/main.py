@@ -10,7 +10,6 @@ anywhere) adds the traceback.
 from __future__ import annotations
 
 import argparse
-import importlib
 import os
 import signal
 import sys
@@ -19,17 +18,16 @@ import traceback
 import unicodedata
 
 from actors.sigint import parent_only, sigterm_as_interrupt
-from cli.errors import (EXIT_BAD_INPUT, EXIT_ENVIRONMENT, EXIT_INTERNAL, EXIT_OK, EnvironmentFailure,
-                                   UsageError, os_error_text)
+from cli.commands import SUMMARIES, LazySubcommands
+from cli.errors import (EXIT_BAD_INPUT, EXIT_ENVIRONMENT, EXIT_INTERNAL, EXIT_OK, EnvironmentFailure, UsageError,
+                        os_error_text)
+from cli.help_format import DefaultsFormatter
 
-SUBCOMMANDS = ("scenarios", "mutants", "explore", "replay", "shrink", "run", "stress", "analyze", "scale",
-               "report", "fuzz", "history")
+SUBCOMMANDS = tuple(SUMMARIES)
 
 
 class _Parser(argparse.ArgumentParser):
     def __init__(self, *args: object, **kwargs: object) -> None:
-        from cli.options import DefaultsFormatter  # every option's default in --help
-
         kwargs.setdefault("formatter_class", DefaultsFormatter)
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
 
@@ -40,17 +38,17 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The command line's parser; a subcommand's module is imported when its parser is first used
+    (cli.commands.LazySubcommands)."""
     parser = _Parser(prog="tlbrace", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    for name in SUBCOMMANDS:
-        importlib.import_module(f"cli.cmd_{name}").add_parser(sub)
+    parser.add_subparsers(dest="command", required=True, parser_class=_Parser, action=LazySubcommands)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     try:
         return _main(argv)
-    except KeyboardInterrupt:  # a Ctrl-C while the parser is built (it imports every subcommand: about 0.5 s)
+    except KeyboardInterrupt:  # a Ctrl-C while the parser is built (it imports the subcommand's module)
         print("tlbrace: interrupted", file=sys.stderr)
         return 130
 
@@ -91,15 +89,12 @@ def _main(argv: list[str] | None) -> int:
     verbose = "--verbose" in argv
     parser = build_parser()
     args = parser.parse_args([a for a in argv if a != "--verbose"] if not _takes_verbose(argv) else argv)
-    from kernel_model.config import ConfigError
-    from logs.output_files import OutputFileError
-    from scenarios.loader import ScenarioError
     try:
         # SIGTERM (`timeout 1h tlbrace explore`, `kill PID`) stops every command as a Ctrl-C does: one line, exit
         # 130, output files never left half-written; explore, history and fuzz died of it without a word.
         with sigterm_as_interrupt():
             return int(args.func(args))
-    except (UsageError, ScenarioError, ConfigError, OutputFileError) as exc:
+    except _bad_input_errors() as exc:  # an except clause's expression is evaluated only when something is raised
         print(f"tlbrace: error: {one_line(str(exc))}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except EnvironmentFailure as exc:
@@ -122,6 +117,16 @@ def _main(argv: list[str] | None) -> int:
         text = " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
         print(f"tlbrace: internal error: {one_line(text)} (a bug; --verbose prints the traceback)", file=sys.stderr)
         return EXIT_INTERNAL
+
+
+def _bad_input_errors() -> tuple[type[Exception], ...]:
+    """The errors that mean bad input (exit 2). Their modules are imported once one is raised: at every start
+    they cost more than `tlbrace mutants` itself (bench/import_time.py)."""
+    from kernel_model.config import ConfigError
+    from logs.output_files import OutputFileError
+    from scenarios.loader import ScenarioError
+
+    return UsageError, ScenarioError, ConfigError, OutputFileError
 
 
 def one_line(text: str) -> str:
