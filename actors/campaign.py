@@ -30,6 +30,7 @@ from actors.dir_lock import DirectoryBusy, DirLock, lock_directory
 from actors.fault_injection import Faults
 from actors.fuzzy_sync import RaceAligner, windows_of
 from actors.race_windows import trial_times
+from actors.ray_session import GcsWatch, gcs_lost
 from actors.sigint import sigint_deferred, sigterm_as_interrupt
 from actors.stop_rule import StopRule
 from actors.trial import ActorSet, RunningTrial, TrialResult
@@ -202,19 +203,23 @@ def run_campaign(scenario: Scenario, cfg: Config, opts: CampaignOptions,
     finished = functools.partial(_record_trial, result=result, scenario=scenario, cfg=cfg, opts=opts, writer=writer,
                                  on_trial=on_trial, aligner=aligner)
     start = functools.partial(_start_trial, scenario=scenario, cfg=cfg, opts=opts, run=run, aligner=aligner)
+    watch = GcsWatch(prepared.path if prepared is not None else None, writer.sync if writer is not None else None)
     try:
-        with sigterm_as_interrupt():
+        with sigterm_as_interrupt(), watch:
             if rule.reason(result, clock, opts.clock()) in (None, "trials"):
                 slots.prestart(first_wave)  # all sets' workers start in parallel
             _run_trials(slots, ids, upcoming, lambda: rule.reason(result, clock, opts.clock()), start, finished,
                         result)
-    except KeyboardInterrupt:  # Ctrl-C, or SIGTERM
+    except KeyboardInterrupt:  # Ctrl-C, or SIGTERM, or the watch's word that the GCS is gone
+        if gcs_lost():
+            raise watch.lost() from None
         result.interrupted = True  # the running trials are abandoned: not recorded, so a resume runs them
         result.stopped_by = "interrupt"
     finally:
         result.seconds = time.monotonic() - started
         try:
-            slots.kill_all()
+            if not gcs_lost():  # nothing is asked of a lost cluster: Ray would wait for it, then end the process
+                slots.kill_all()
             if writer is not None:
                 writer.close()
         finally:

@@ -186,8 +186,7 @@ def close_ray(session: Any) -> None:
 
     clean = False
     try:
-        ray_session.close_session(session)
-        clean = True
+        clean = ray_session.close_session(session)
     finally:
         ray_watchdog.detach(session, clean)
 

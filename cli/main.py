@@ -97,7 +97,7 @@ def _main(argv: list[str] | None) -> int:
     except _bad_input_errors() as exc:  # an except clause's expression is evaluated only when something is raised
         print(f"tlbrace: error: {one_line(str(exc))}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    except EnvironmentFailure as exc:
+    except _environment_errors() as exc:
         _traceback(verbose)
         print(f"tlbrace: error: {one_line(str(exc))}", file=sys.stderr)
         return EXIT_ENVIRONMENT
@@ -127,6 +127,13 @@ def _bad_input_errors() -> tuple[type[Exception], ...]:
     from scenarios.loader import ScenarioError
 
     return UsageError, ScenarioError, ConfigError, OutputFileError
+
+
+def _environment_errors() -> tuple[type[Exception], ...]:
+    """The errors that mean the environment failed (exit 3): a lost Ray cluster included, in any wild command."""
+    from actors.ray_session import ClusterLost
+
+    return EnvironmentFailure, ClusterLost
 
 
 def one_line(text: str) -> str:
