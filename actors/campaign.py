@@ -40,7 +40,7 @@ from kernel_model.kernels import fixes_in_config, parse_version, version_text
 from kernel_model.program import Scenario
 from logs import results_file
 from logs.eventlog import EventLogWriter, make_header
-from logs.output_files import OutputFileError, foreign_kind
+from logs.output_files import OutputFileError, foreign_kind, replaced_whole
 from logs.results_file import ResultsContents, ResultsError, ResultsWriter
 
 
@@ -360,6 +360,11 @@ def _remove_unrecorded_logs(out: str, scenario: str, run: str, recorded: set[int
         m = pattern.fullmatch(os.path.basename(path))
         if m is not None and int(m.group(1)) not in recorded and foreign_kind(path) is None:
             os.remove(path)  # a FIFO or directory a user put there is left alone: the trial's rerun reports it
+    # A log the killed driver was writing (write_trial_log's temporary beside its name; this directory is locked
+    # by this driver, so no one else writes one): never a log, and its trial runs again.
+    for path in glob.glob(os.path.join(glob.escape(out), f"{glob.escape(scenario)}-{run}-trial*.msgpack.*.tmp")):
+        if foreign_kind(path) is None:
+            os.remove(path)
 
 
 def _trial_ids(done: set[int], limit: int | None) -> Iterator[int]:
@@ -451,11 +456,13 @@ def write_trial_log(out: str, run: str, scenario: Scenario, cfg: Config, r: Tria
     if kind is not None:  # removed, a user's FIFO or device was lost; a directory stopped the campaign (exit 3)
         raise OutputFileError(f"{path}: the trial's event log would go there, but it is {kind}; expected a regular "
                               "file or nothing (move it away to keep the next trials' logs)")
-    if os.path.lexists(path):  # lexists: a dangling symlink would have the log created wherever it points
-        os.remove(path)  # a trial run again after a resume: its log is this run's, not both appended
     header = make_header(run=run, runtime="wild", scenario=scenario.name, scenario_source=scenario.source,
                          params=scenario.params, config=cfg.to_dict())
-    with EventLogWriter(path, header) as writer:
+    # Written beside its name and renamed over it once whole (the rename replaces a symlink there, or the log of
+    # the same trial run before a resume, and never follows it). The log was written in place: a `tlbrace
+    # analyze` or `report` of the campaign's directory while it ran read a failing trial's log cut short, judged
+    # the events before the cut "ok" and exited 0; a driver killed mid-write left such a log behind for good.
+    with replaced_whole(path, "trial's event log") as tmp, EventLogWriter(tmp, header) as writer:
         for rec in r.records:
             writer.write(rec)
         writer.write({"type": "trial_end", "run": run, "trial": r.trial, "status": r.status,

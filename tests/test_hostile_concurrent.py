@@ -1,0 +1,98 @@
+"""Two things at once: a reader while a writer writes, two writers in one place (session 15's red team). Each
+test failed before its fix; what was already sound (two stress drivers in one --out: actors/dir_lock.py; two
+explores into one --out: logs/output_files.replaced_whole) is covered elsewhere."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from actors.campaign import CampaignOptions, CampaignResult, _account, write_trial_log
+from actors.trial import TrialResult
+from analysis.analyze import analyze_log
+from kernel_model.config import Config
+from kernel_model.events import Violation
+from scenarios.loader import load_scenario
+
+SCENARIO, CFG = load_scenario("madv_dontneed"), Config(ordering="eager")
+
+
+def _failing_trial(trial: int, records: int) -> TrialResult:
+    """A failing trial with enough records that its log is more than one write buffer."""
+    recs = [{"type": "note", "trial": trial, "cpu": 0, "lamport": i, "text": "x" * 200} for i in range(records)]
+    return TrialResult(trial, "violation", [Violation("lost_dirty_data", "")], records=recs, seed=trial)
+
+
+def _read_after_each_record(monkeypatch, path: Path, look: list) -> None:
+    """Every record the campaign's log writer writes is flushed at once (the worst case for a reader), and then
+    what a reader would find at ``path`` is noted in ``look``: None (nothing there), or the log's damage and the
+    trials it holds."""
+    import actors.campaign as campaign
+
+    class Watched(campaign.EventLogWriter):
+        def write(self, record: dict) -> None:
+            super().write(record)
+            self._stream.flush()
+            if path.exists():
+                analysis = analyze_log(path)
+                look.append((analysis.damage, tuple(t.trial for t in analysis.trials)))
+            else:
+                look.append(None)
+
+    monkeypatch.setattr(campaign, "EventLogWriter", Watched)
+
+
+def test_a_reader_never_sees_a_trial_log_half_written(tmp_path: Path, monkeypatch):
+    """The campaign wrote a failing trial's log in place: `tlbrace analyze` or `report` of the directory while
+    the campaign ran read it cut short ("no trial_end record", the events before the cut judged), and a driver
+    killed mid-write left it so for good. Now the log is written beside its name and renamed over it once whole:
+    a reader at any moment finds no log or the whole one."""
+    path = tmp_path / f"{SCENARIO.name}-r-trial00000.msgpack"
+    look: list = []
+    _read_after_each_record(monkeypatch, path, look)
+    write_trial_log(str(tmp_path), "r", SCENARIO, CFG, _failing_trial(0, 100))
+    assert set(look) == {None}, "a reader could see the log before it was whole"
+    assert [p.name for p in tmp_path.iterdir()] == [path.name]  # no temporary file left
+    analysis = analyze_log(path)
+    assert analysis.damage is None and [t.trial for t in analysis.trials] == [0]
+
+
+def test_a_trial_run_again_after_a_resume_replaces_its_log_whole(tmp_path: Path, monkeypatch):
+    """The old log was removed first and the new one written in its place: a reader in between found nothing, or
+    half of the new one. Now the old log stays whole until the new one replaces it."""
+    path = Path(write_trial_log(str(tmp_path), "r", SCENARIO, CFG, _failing_trial(0, 3)))
+    look: list = []
+    _read_after_each_record(monkeypatch, path, look)
+    write_trial_log(str(tmp_path), "r", SCENARIO, CFG, _failing_trial(0, 50))
+    assert set(look) == {(None, (0,))}, look[:3]  # the old log, whole, until the new one took its place
+    assert analyze_log(path).damage is None and len(os.listdir(tmp_path)) == 1
+
+
+def test_a_crash_while_the_log_is_written_leaves_no_log_cut_short(tmp_path: Path, monkeypatch):
+    import actors.campaign as campaign
+
+    class Dies(campaign.EventLogWriter):
+        def write(self, record: dict) -> None:
+            if record.get("type") == "trial_end":
+                raise OSError(28, "No space left on device")
+            super().write(record)
+
+    monkeypatch.setattr(campaign, "EventLogWriter", Dies)
+    opts = CampaignOptions(out=str(tmp_path))
+    result = CampaignResult(SCENARIO.name, CFG, "r")
+    try:
+        _account(result, _failing_trial(0, 20), SCENARIO, CFG, opts)
+    except OSError:
+        pass  # the campaign reports a full disk (exit 3, resumable): tests/test_faults.py
+    assert os.listdir(tmp_path) == []  # neither a log cut short nor a temporary file
+
+
+def test_a_resume_removes_the_log_a_killed_driver_was_writing(tmp_path: Path):
+    from actors.campaign import _remove_unrecorded_logs
+
+    half = tmp_path / f"{SCENARIO.name}-r-trial00007.msgpack.k3j2x1.tmp"
+    half.write_bytes(b"\x85")
+    other = tmp_path / f"{SCENARIO.name}-otherrun-trial00007.msgpack.a.tmp"  # another run's: not this resume's
+    other.write_bytes(b"")
+    _remove_unrecorded_logs(str(tmp_path), SCENARIO.name, "r", recorded=set())
+    assert not half.exists() and other.exists()
