@@ -96,3 +96,25 @@ def test_a_resume_removes_the_log_a_killed_driver_was_writing(tmp_path: Path):
     other.write_bytes(b"")
     _remove_unrecorded_logs(str(tmp_path), SCENARIO.name, "r", recorded=set())
     assert not half.exists() and other.exists()
+
+
+def test_a_scale_table_that_cannot_be_written_whole_leaves_the_old_one(tmp_path: Path, monkeypatch):
+    """write_csv truncated results.csv and wrote it in place: a failure in the middle (a full disk) lost the
+    previous run's table, and a report reading it meanwhile got half of it."""
+    import csv
+
+    from actors.scale import write_csv
+
+    path = tmp_path / "results.csv"
+    write_csv(str(path), [{"cpus": 2}])
+    before = path.read_bytes()
+
+    def full_disk(self, row):  # noqa: ANN001 - csv.DictWriter.writerow's signature
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(csv.DictWriter, "writerow", full_disk)
+    try:
+        write_csv(str(path), [{"cpus": 4}])
+    except OSError:
+        pass
+    assert path.read_bytes() == before and os.listdir(tmp_path) == ["results.csv"]
