@@ -63,8 +63,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help=f"stop after N trials (default {DEFAULT_TRIALS}; unbounded when --duration or --until is "
                         f"given without it; at most {MAX_TRIALS})")
     p.add_argument("--duration", default=None, metavar="TIME",
-                   help="stop after TIME (30s, 10m, 8h, 1d; at most 366d) counted from the command's start; on --resume, a new "
-                        "budget for this run (default: no time limit)")
+                   help="stop after TIME (30s, 10m, 8h, 1d; at most 366d) counted from the command's start; on "
+                        "--resume, a new budget for this run (default: no time limit)")
     p.add_argument("--until", type=int_in(1, MAX_TRIALS), default=None, metavar="N",
                    help="stop after N violating trials, counted over the whole campaign (default: no limit)")
     p.add_argument("--parallel", type=int_in(1, MAX_PARALLEL), default=1, metavar="P",
