@@ -1,7 +1,8 @@
 """The ``tlbrace`` command line: one entry point, subcommands that share option names.
 
 Each subcommand lives in its own module ``cli.cmd_<name>`` exposing ``add_parser(subparsers)`` and
-``run(args) -> int``. Exit status: 0 no violation, 1 violation found, 2 bad input or usage, 3 the environment
+``run(args) -> int``, and is named with its one-line help in cli/commands.py (only the module of the subcommand
+being run is imported). Exit status: 0 no violation, 1 violation found, 2 bad input or usage, 3 the environment
 failed (disk full, read-only output, Ray would not start: one line saying what to do; a stress campaign is left
 resumable), 4 an internal error (a bug: please report it). Every error is one line on stderr; ``--verbose`` (given
 anywhere) adds the traceback.
