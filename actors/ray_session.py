@@ -255,10 +255,9 @@ class GcsWatch:
         self.done.set()
 
     def lost(self) -> ClusterLost:
-        then = (f"; the trials it finished are recorded in {self.results}; run the same command with --resume to "
-                f"go on") if self.results else ""
-        return ClusterLost(f"Ray's GCS at {self.address} is gone (killed, or its machine stopped): the campaign "
-                           f"stopped{then}")
+        then = (f": the campaign stopped; the trials it finished are recorded in {self.results}; run the same "
+                f"command with --resume to go on") if self.results else ""
+        return ClusterLost(f"Ray's GCS at {self.address} is gone (killed, or its machine stopped){then}")
 
     def _watch(self) -> None:
         global _gcs_lost

@@ -81,3 +81,21 @@ def test_the_command_maps_a_lost_cluster_to_exit_3(capsys, monkeypatch):
     assert main(["mutants"]) == 3
     err = capsys.readouterr().err
     assert err.startswith("tlbrace: error: Ray's GCS at 127.0.0.1:1 is gone") and err.count("\n") == 1
+
+
+def test_a_single_trial_whose_gcs_is_lost_exits_3(capsys, monkeypatch):
+    """`tlbrace run` too: its trial's wait is interrupted as a campaign's is (the watch's SIGINT stands in)."""
+    import actors.trial
+    import cli.cmd_run
+    from cli.main import main
+
+    def trial_on_a_lost_cluster(*_a: object, **_k: object) -> None:
+        monkeypatch.setattr(ray_session, "_gcs_lost", True)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli.cmd_run, "open_ray", lambda *_a, **_k: None)
+    monkeypatch.setattr(cli.cmd_run, "close_ray", lambda *_a, **_k: None)
+    monkeypatch.setattr(actors.trial, "run_one", trial_on_a_lost_cluster)
+    assert main(["run", "anon_pages"]) == 3
+    err = capsys.readouterr().err
+    assert err.startswith("tlbrace: error: Ray's GCS at") and "is gone" in err and err.count("\n") == 1
