@@ -118,3 +118,24 @@ def test_a_scale_table_that_cannot_be_written_whole_leaves_the_old_one(tmp_path:
     except OSError:
         pass
     assert path.read_bytes() == before and os.listdir(tmp_path) == ["results.csv"]
+
+
+def test_two_fuzz_campaigns_of_one_seed_on_two_kernels_keep_their_own_shrunk_scenario(tmp_path: Path):
+    """Each wrote its shrunk scenario as fuzz-SEED-INDEX.toml: the second (at once or later) replaced the first's,
+    whose report and schedule then went with a scenario file that was not theirs."""
+    from cli.cmd_fuzz import _ViolationFiles
+    from fuzz.generate import generate, scenario_name, to_toml
+    from fuzz.run import Outcome
+
+    name = scenario_name(3, 0)
+    text = to_toml(generate(3, 0), name)
+    files = {}
+    for kernel in ("4.8", "6.1"):
+        shrunk = Outcome(0, name, text + f"# shrunk on {kernel}\n", invariants=["lost_dirty_data"], schedule=[],
+                         original_size=(3, 6, 2), size=(2, 3, 1))
+        writer = _ViolationFiles(str(tmp_path), Config(ordering="eager"), kernel, 3, "dfs")
+        writer.write(shrunk)
+        files[kernel] = writer.entries[0]["scenario_file"]
+    assert files["4.8"] != files["6.1"]
+    for kernel, path in files.items():
+        assert Path(path).read_text().endswith(f"# shrunk on {kernel}\n")
