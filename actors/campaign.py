@@ -109,6 +109,7 @@ def prepare_results(scenario: Scenario, cfg: Config, opts: CampaignOptions) -> P
         if os.path.isdir(path):
             raise ResultsError(f"{path}: is a directory, expected a results file")
         if opts.resume and os.path.exists(path):
+            _check_own_results(path, opts.out)
             contents = results_file.read_results(path)
             why = results_file.mismatch(contents.header, header)
             if why is not None:
@@ -119,6 +120,16 @@ def prepare_results(scenario: Scenario, cfg: Config, opts: CampaignOptions) -> P
     except BaseException:
         lock.release()
         raise
+
+
+def _check_own_results(path: str, out: str) -> None:
+    """The lock is the directory's: a results file that is a symbolic link into another directory could be the
+    results of a campaign running there under its own lock, and two drivers appended to one file (each cutting it
+    back to its own last sync on a write error). Such a file is resumed where it is."""
+    real = os.path.realpath(path)
+    if os.path.dirname(real) != os.path.realpath(out):
+        raise ResultsError(f"{path}: is a symbolic link to {real}; a campaign's results file is its directory's own: "
+                           f"resume it with --out {os.path.dirname(real)}")
 
 
 def _kernel_identity(cfg: Config, version: str | None) -> dict[str, Any]:

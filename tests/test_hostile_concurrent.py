@@ -7,6 +7,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import pytest
+
 from actors.campaign import CampaignOptions, CampaignResult, _account, write_trial_log
 from actors.trial import TrialResult
 from analysis.analyze import analyze_log
@@ -139,3 +141,26 @@ def test_two_fuzz_campaigns_of_one_seed_on_two_kernels_keep_their_own_shrunk_sce
     assert files["4.8"] != files["6.1"]
     for kernel, path in files.items():
         assert Path(path).read_text().endswith(f"# shrunk on {kernel}\n")
+
+
+def test_a_resume_through_a_symlinked_results_file_is_refused_before_ray(capsys, tmp_path: Path, monkeypatch):
+    """B/results.msgpack -> A/results.msgpack, and a campaign running in A under A's lock: `stress --resume --out
+    B` took B's lock and appended to A's file at the same time as A's driver."""
+    import cli.cmd_stress
+    from actors.campaign import prepare_results
+    from cli_run import run_cli
+
+    a, b = tmp_path / "a", tmp_path / "b"
+    b.mkdir()
+    scenario, cfg = load_scenario("anon_pages"), Config()
+    prepared = prepare_results(scenario, cfg, CampaignOptions(out=str(a), trials=5, results=True))
+    assert prepared is not None
+    from logs.results_file import ResultsWriter
+
+    ResultsWriter(prepared.path, prepared.header).close()  # A's results file, A still locked by its driver
+    (b / "results.msgpack").symlink_to(a / "results.msgpack")
+    monkeypatch.setattr(cli.cmd_stress, "open_ray", lambda *_a, **_k: pytest.fail("Ray was started"))
+    rc, out, err = run_cli(capsys, "stress", "anon_pages", "--trials", "5", "--resume", "--out", str(b))
+    prepared.release()
+    assert rc == 2 and not out and err.count("\n") == 1, (rc, err)
+    assert "is a symbolic link to" in err and f"--out {a}" in err
