@@ -164,3 +164,23 @@ def test_a_resume_through_a_symlinked_results_file_is_refused_before_ray(capsys,
     prepared.release()
     assert rc == 2 and not out and err.count("\n") == 1, (rc, err)
     assert "is a symbolic link to" in err and f"--out {a}" in err
+
+
+@pytest.mark.parametrize("make", ["symlink", "directory", "fifo"])
+def test_a_lock_file_name_taken_by_something_else_is_refused_and_left_alone(capsys, tmp_path: Path, monkeypatch,
+                                                                            make):
+    """The lock file was opened following a symbolic link: DIR/.tlbrace.lock -> a file of the user's had that file
+    truncated and overwritten with the driver's pid. A directory there was exit 3 (as if the disk had failed)."""
+    import cli.cmd_stress
+    from cli_run import run_cli
+
+    out, precious = tmp_path / "out", tmp_path / "precious.txt"
+    out.mkdir()
+    precious.write_text("precious data\n")
+    lock = out / ".tlbrace.lock"
+    {"symlink": lambda: lock.symlink_to(precious), "directory": lock.mkdir, "fifo": lambda: os.mkfifo(lock)}[make]()
+    monkeypatch.setattr(cli.cmd_stress, "open_ray", lambda *_a, **_k: pytest.fail("Ray was started"))
+    rc, stdout, err = run_cli(capsys, "stress", "anon_pages", "--trials", "1", "--out", str(out))
+    assert rc == 2 and not stdout and err.count("\n") == 1, (rc, err)
+    assert f"{lock}: is " in err and "expected tlbrace's lock file" in err
+    assert precious.read_text() == "precious data\n" and os.path.lexists(lock)
