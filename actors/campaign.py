@@ -30,6 +30,7 @@ from actors.dir_lock import DirectoryBusy, DirLock, lock_directory
 from actors.fault_injection import Faults
 from actors.fuzzy_sync import RaceAligner, windows_of
 from actors.race_windows import trial_times
+from actors.ray_session import GcsWatch, gcs_lost
 from actors.sigint import sigint_deferred, sigterm_as_interrupt
 from actors.stop_rule import StopRule
 from actors.trial import ActorSet, RunningTrial, TrialResult
@@ -39,7 +40,7 @@ from kernel_model.kernels import fixes_in_config, parse_version, version_text
 from kernel_model.program import Scenario
 from logs import results_file
 from logs.eventlog import EventLogWriter, make_header
-from logs.output_files import OutputFileError, foreign_kind
+from logs.output_files import OutputFileError, foreign_kind, replaced_whole
 from logs.results_file import ResultsContents, ResultsError, ResultsWriter
 
 
@@ -108,6 +109,7 @@ def prepare_results(scenario: Scenario, cfg: Config, opts: CampaignOptions) -> P
         if os.path.isdir(path):
             raise ResultsError(f"{path}: is a directory, expected a results file")
         if opts.resume and os.path.exists(path):
+            _check_own_results(path, opts.out)
             contents = results_file.read_results(path)
             why = results_file.mismatch(contents.header, header)
             if why is not None:
@@ -118,6 +120,16 @@ def prepare_results(scenario: Scenario, cfg: Config, opts: CampaignOptions) -> P
     except BaseException:
         lock.release()
         raise
+
+
+def _check_own_results(path: str, out: str) -> None:
+    """The lock is the directory's: a results file that is a symbolic link into another directory could be the
+    results of a campaign running there under its own lock, and two drivers appended to one file (each cutting it
+    back to its own last sync on a write error). Such a file is resumed where it is."""
+    real = os.path.realpath(path)
+    if os.path.dirname(real) != os.path.realpath(out):
+        raise ResultsError(f"{path}: is a symbolic link to {real}; a campaign's results file is its directory's own: "
+                           f"resume it with --out {os.path.dirname(real)}")
 
 
 def _kernel_identity(cfg: Config, version: str | None) -> dict[str, Any]:
@@ -202,19 +214,23 @@ def run_campaign(scenario: Scenario, cfg: Config, opts: CampaignOptions,
     finished = functools.partial(_record_trial, result=result, scenario=scenario, cfg=cfg, opts=opts, writer=writer,
                                  on_trial=on_trial, aligner=aligner)
     start = functools.partial(_start_trial, scenario=scenario, cfg=cfg, opts=opts, run=run, aligner=aligner)
+    watch = GcsWatch(prepared.path if prepared is not None else None, writer.sync if writer is not None else None)
     try:
-        with sigterm_as_interrupt():
+        with sigterm_as_interrupt(), watch:
             if rule.reason(result, clock, opts.clock()) in (None, "trials"):
                 slots.prestart(first_wave)  # all sets' workers start in parallel
             _run_trials(slots, ids, upcoming, lambda: rule.reason(result, clock, opts.clock()), start, finished,
                         result)
-    except KeyboardInterrupt:  # Ctrl-C, or SIGTERM
+    except KeyboardInterrupt:  # Ctrl-C, or SIGTERM, or the watch's word that the GCS is gone
+        if gcs_lost():
+            raise watch.lost() from None
         result.interrupted = True  # the running trials are abandoned: not recorded, so a resume runs them
         result.stopped_by = "interrupt"
     finally:
         result.seconds = time.monotonic() - started
         try:
-            slots.kill_all()
+            if not gcs_lost():  # nothing is asked of a lost cluster: Ray would wait for it, then end the process
+                slots.kill_all()
             if writer is not None:
                 writer.close()
         finally:
@@ -355,6 +371,11 @@ def _remove_unrecorded_logs(out: str, scenario: str, run: str, recorded: set[int
         m = pattern.fullmatch(os.path.basename(path))
         if m is not None and int(m.group(1)) not in recorded and foreign_kind(path) is None:
             os.remove(path)  # a FIFO or directory a user put there is left alone: the trial's rerun reports it
+    # A log the killed driver was writing (write_trial_log's temporary beside its name; this directory is locked
+    # by this driver, so no one else writes one): never a log, and its trial runs again.
+    for path in glob.glob(os.path.join(glob.escape(out), f"{glob.escape(scenario)}-{run}-trial*.msgpack.*.tmp")):
+        if foreign_kind(path) is None:
+            os.remove(path)
 
 
 def _trial_ids(done: set[int], limit: int | None) -> Iterator[int]:
@@ -446,11 +467,13 @@ def write_trial_log(out: str, run: str, scenario: Scenario, cfg: Config, r: Tria
     if kind is not None:  # removed, a user's FIFO or device was lost; a directory stopped the campaign (exit 3)
         raise OutputFileError(f"{path}: the trial's event log would go there, but it is {kind}; expected a regular "
                               "file or nothing (move it away to keep the next trials' logs)")
-    if os.path.lexists(path):  # lexists: a dangling symlink would have the log created wherever it points
-        os.remove(path)  # a trial run again after a resume: its log is this run's, not both appended
     header = make_header(run=run, runtime="wild", scenario=scenario.name, scenario_source=scenario.source,
                          params=scenario.params, config=cfg.to_dict())
-    with EventLogWriter(path, header) as writer:
+    # Written beside its name and renamed over it once whole (the rename replaces a symlink there, or the log of
+    # the same trial run before a resume, and never follows it). The log was written in place: a `tlbrace
+    # analyze` or `report` of the campaign's directory while it ran read a failing trial's log cut short, judged
+    # the events before the cut "ok" and exited 0; a driver killed mid-write left such a log behind for good.
+    with replaced_whole(path, "trial's event log") as tmp, EventLogWriter(tmp, header) as writer:
         for rec in r.records:
             writer.write(rec)
         writer.write({"type": "trial_end", "run": run, "trial": r.trial, "status": r.status,

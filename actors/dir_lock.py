@@ -9,8 +9,10 @@ message a second driver gets; it is never deleted (deleting it would let two dri
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
+import stat
 import time
 from dataclasses import dataclass
 from typing import Final
@@ -34,11 +36,29 @@ class DirLock:
             self.fd = -1
 
 
+class NotALockFile(DirectoryBusy):
+    """Something other than a regular file holds the lock file's name; the message names it and what to do."""
+
+
 def lock_directory(directory: str) -> DirLock:
-    """Lock ``directory`` (which exists) for this process, or raise DirectoryBusy at once (never waits)."""
+    """Lock ``directory`` (which exists) for this process, or raise DirectoryBusy at once (never waits).
+
+    The lock file is opened without following a symbolic link and used only if it is a regular file: through a
+    symbolic link to a file of the user's, the driver truncated that file and wrote its pid into it; a directory
+    there was an OSError (exit 3, as if the disk had failed)."""
     path = os.path.join(directory, LOCK_NAME)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
+    flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
     try:
+        fd = os.open(path, flags, 0o644)
+    except OSError as exc:
+        if exc.errno not in (errno.ELOOP, errno.EISDIR):
+            raise
+        raise NotALockFile(f"{path}: is {'a symbolic link' if exc.errno == errno.ELOOP else 'a directory'}; "
+                           f"expected tlbrace's lock file (a regular file): move it away") from None
+    try:
+        kind = os.fstat(fd).st_mode
+        if not stat.S_ISREG(kind):
+            raise NotALockFile(f"{path}: is not a regular file; expected tlbrace's lock file: move it away")
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         holder = _holder_pid(fd)

@@ -13,8 +13,9 @@ import os
 import socket
 import sys
 import threading
+import time
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Callable, Final
 
 # Set before any `import ray` in this process (actors/* import ray lazily, inside functions).
 RAY_ENV: Final = {
@@ -35,6 +36,11 @@ _H2_PREFACE: Final = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00\x00\x00\x04\x0
 
 class RayUnavailable(RuntimeError):
     """The cluster named by --address / RAY_ADDRESS cannot be joined; the message is one line for the user."""
+
+
+class ClusterLost(RuntimeError):
+    """Ray's GCS stopped answering in the middle of a command (killed, its machine gone): the environment failed.
+    The message is one line for the user."""
 
 
 class RayStartFailed(RuntimeError):
@@ -193,8 +199,105 @@ def open_session(address: str | None = None, num_cpus: int | None = None, *, qui
     return start_local(num_cpus)
 
 
-def close_session(session: Session) -> None:
+def close_session(session: Session) -> bool:
+    """Shut down (or disconnect from) what open_session opened. False when Ray's GCS was lost: the shutdown
+    still runs (a few seconds; without it the interpreter's exit crashed in Ray's core, SIGSEGV), but what the
+    cluster started is left for the watchdog to stop (cli/ray_watchdog.py)."""
     import ray
 
     if session.owned and ray.is_initialized():
         ray.shutdown()  # for a joined cluster this only disconnects the driver
+    return not _gcs_lost
+
+
+# --- Ray's GCS lost in the middle of a command ------------------------------------------------------------------
+# With its GCS killed, Ray's driver retried for 60 s, blocked in a ray.get, and then ended the process itself from a
+# C++ thread: exit 1 (the status of a violation) with one line of Ray's own log and no word of tlbrace's. A
+# campaign now has a thread look at the GCS's port every GCS_CHECK_S. Once it has refused GCS_REFUSALS connections
+# in a row, the thread interrupts the main thread as a Ctrl-C would; where the main thread gives way (ray.wait),
+# the campaign turns that interrupt into ClusterLost, records what it has and the command ends with exit 3. A
+# ray.get waiting for an actor that the lost GCS was to place does not give way, even to a Ctrl-C: then, after
+# GCS_GRACE_S, the thread has the results file synced, says the same line and ends the process with exit 3 (the
+# watchdog, cli/ray_watchdog.py, stops what the cluster had started).
+GCS_CHECK_S: Final = 1.0
+GCS_REFUSALS: Final = 3  # in a row: one refusal can be a GCS busy accepting under load
+GCS_GRACE_S: Final = 10.0  # for the main thread to stop the campaign itself; Ray's own end comes at 60 s
+_gcs_lost = False
+
+
+def gcs_lost() -> bool:
+    """Whether a GcsWatch of this process has found the GCS gone."""
+    return _gcs_lost
+
+
+class GcsWatch:
+    """``with GcsWatch(...):``: a thread looks whether the connected cluster's GCS still accepts connections.
+    ``results``: the campaign's results file, for the message; ``sync``: makes its records durable."""
+
+    def __init__(self, results: str | None = None, sync: Callable[[], None] | None = None, *,
+                 address: str | None = None) -> None:
+        if address is None:
+            import ray
+
+            address = ray.get_runtime_context().gcs_address if ray.is_initialized() else None
+        self.address, self.results, self.sync = address, results, sync
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._watch, name="tlbrace-gcs-watch", daemon=True)
+
+    def __enter__(self) -> "GcsWatch":
+        global _gcs_lost
+        _gcs_lost = False
+        if self.address is not None:
+            self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.done.set()
+
+    def lost(self) -> ClusterLost:
+        then = (f": the campaign stopped; the trials it finished are recorded in {self.results}; run the same "
+                f"command with --resume to go on") if self.results else ""
+        return ClusterLost(f"Ray's GCS at {self.address} is gone (killed, or its machine stopped){then}")
+
+    def _watch(self) -> None:
+        global _gcs_lost
+        import signal
+
+        assert self.address is not None
+        refused = 0
+        while refused < GCS_REFUSALS:
+            if self.done.wait(GCS_CHECK_S):
+                return
+            refused = refused + 1 if _refuses(self.address) else 0
+        _gcs_lost = True
+        # A real SIGINT to the main thread, as a Ctrl-C: _thread.interrupt_main only notes one, which a main thread
+        # asleep in a system call does not see until the call returns.
+        if callable(signal.getsignal(signal.SIGINT)):  # ignored (a background job's): the grace runs out below
+            signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGINT)
+        if not self.done.wait(GCS_GRACE_S):
+            self._end_process()
+
+    def _end_process(self) -> None:
+        try:
+            if self.sync is not None:
+                self.sync()
+        except (OSError, ValueError):
+            pass  # a torn or unsynced tail: --resume cuts it and runs those trials again
+        try:
+            print(f"tlbrace: error: {self.lost()}", file=sys.stderr, flush=True)
+            sys.stdout.flush()
+        except (OSError, ValueError):
+            pass
+        os._exit(3)  # EXIT_ENVIRONMENT (cli.errors; actors may not import cli)
+
+
+def _refuses(address: str) -> bool:
+    """Only a refused connection counts: a timeout on a loaded machine says nothing."""
+    host, _, port = address.rpartition(":")
+    try:
+        socket.create_connection((host.strip("[]") or "127.0.0.1", int(port)), timeout=GCS_CHECK_S).close()
+    except ConnectionRefusedError:
+        return True
+    except (OSError, ValueError):
+        return False
+    return False

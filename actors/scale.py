@@ -30,6 +30,7 @@ from actors.campaign import CampaignOptions, CampaignResult, run_campaign
 from actors.trial import TrialResult
 from kernel_model.config import Config
 from kernel_model.program import Scenario
+from logs.output_files import replaced_whole
 
 NOT_DELAYED: Final = "-"  # delayed_batches of an eager cell (it never delays an rmap removal)
 
@@ -301,9 +302,12 @@ def run_grid(cells: list[Cell], make: MakeCell, opts: CampaignOptions,
 
 
 def write_csv(path: str, rows: list[dict[str, Any]]) -> None:
+    """The grid's table, renamed over ``path`` once whole: written in place, a run that failed while writing it
+    (a full disk, a kill) left the previous run's table cut short, and a `tlbrace report` reading the directory
+    meanwhile read half a table."""
     import csv
 
-    with open(path, "w", newline="") as f:
+    with replaced_whole(path, "scale table") as tmp, open(tmp, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(CSV_COLUMNS))
         writer.writeheader()
         for row in rows:

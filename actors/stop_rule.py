@@ -25,6 +25,9 @@ from typing import Protocol
 
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhd]?)$")
 _UNIT_S = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+# A year: longer is no time box (a duration of 400 nines of seconds was float infinity, printed "infs"); a longer
+# hunt is a resumed campaign, each resume with its own --duration.
+MAX_DURATION_S = 366 * 86400.0
 
 
 class DurationError(ValueError):
@@ -39,6 +42,8 @@ def parse_duration(text: str) -> float:
     seconds = float(m.group(1)) * _UNIT_S[m.group(2)]
     if seconds <= 0:
         raise DurationError(f"{text!r}: expected a duration > 0")
+    if seconds > MAX_DURATION_S:
+        raise DurationError(f"{text!r}: expected a duration of at most {MAX_DURATION_S / 86400:.0f}d")
     return seconds
 
 

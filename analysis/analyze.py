@@ -206,9 +206,11 @@ class _ChunkResult:
 
 def _pool_worker_signals() -> None:
     """A forked judge process: SIGTERM kills it and Ctrl-C is its parent's. It inherits whatever handlers the
-    parent had at the fork (tlbrace's own, which note a SIGTERM or turn it into a Ctrl-C, or Ray's); with one
-    that does not exit, Pool.terminate's SIGTERM left an idle worker alive and the parent's join waited for it
-    forever (a CI run hung 16 minutes in test_analyze_cache this way)."""
+    parent had at the fork. tlbrace's own are the default again in a forked child (actors.sigint.parent_only):
+    calm_shutdown's and sigint_deferred's, which only note a SIGTERM, kept an idle or busy worker alive through
+    Pool.terminate and the parent's join waited for ever (a CI run hung 16 minutes in test_analyze_cache;
+    tests/test_signal_handlers.py). Ray's (ray.init in the same process) still dumps a native stack trace on
+    the way out, and a test's may do anything: so the judge processes set their own."""
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 

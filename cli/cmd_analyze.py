@@ -41,8 +41,7 @@ def _is_results_file(path: str) -> bool:
 
 
 def add_parser(subparsers: Any) -> None:
-    p = subparsers.add_parser("analyze", help="judge logged trials by replay; explain and draw violations",
-                              description=__doc__.splitlines()[0])
+    p = subparsers.add_parser("analyze", description=__doc__.splitlines()[0])
     p.add_argument("logs", nargs="+", metavar="LOG", help="event logs (msgpack or JSON Lines)")
     p.add_argument("--json", action="store_true", help="one JSON document on stdout instead of tables")
     p.add_argument("--timeline", metavar="FILE", help="draw one trial (--trial, else the first violating) as "

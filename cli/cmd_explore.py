@@ -29,8 +29,7 @@ MAX_WORKERS = 64  # processes sharing one visited table
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("explore", help="search schedules in the controlled runtime (deterministic)",
-                       description=__doc__)
+    p = sub.add_parser("explore", description=__doc__)
     add_scenario_options(p)
     p.add_argument("--strategy", choices=STRATEGIES, default="bfs",
                    help="bfs (exhaustive, shortest counterexample first), dfs, random or pct (default bfs)")

@@ -40,7 +40,7 @@ MAX_PARALLEL = 64
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("fuzz", help="explore random scenarios: the model's differential test", description=__doc__)
+    p = sub.add_parser("fuzz", description=__doc__)
     add_scenario_options(p, scenario_arg=False)
     p.add_argument("--count", type=int, default=100, metavar="N",
                    help=f"scenarios to generate, at most {MAX_COUNT:,} (default 100)")
@@ -251,7 +251,12 @@ class _ViolationFiles:
         if not o.invariants:
             return
         os.makedirs(self.out, exist_ok=True)
-        scenario_file = os.path.join(self.out, f"{o.name}.toml")
+        # A scenario as generated is the same for every kernel (seed and index make it); shrunk, it is this
+        # kernel's, and is named as its schedule is: two campaigns of one seed on two kernels writing one --out at
+        # once (or one after the other) replaced each other's shrunk scenario under the shared name, and a report
+        # then named a file that was not its scenario.
+        stem = f"{o.name}-{self.tag}" if o.original_size else o.name
+        scenario_file = os.path.join(self.out, f"{stem}.toml")
         with replaced_whole(scenario_file, "fuzz scenario") as tmp, open(tmp, "w", encoding="utf-8") as f:
             f.write(o.text)
         if o.mismatch:  # no run to replay: the searches disagree on the whole state space

@@ -59,10 +59,9 @@ class Row:
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    from cli.options import RawDescriptionDefaultsFormatter
+    from cli.help_format import RawDescriptionDefaultsFormatter
 
-    p = sub.add_parser("history", help="explore a scenario on each kernel release: verdicts, table, PNG",
-                       description=__doc__, formatter_class=RawDescriptionDefaultsFormatter)
+    p = sub.add_parser("history", description=__doc__, formatter_class=RawDescriptionDefaultsFormatter)
     p.add_argument("scenario", metavar="SCENARIO", nargs="?", default=None,
                    help="a library scenario name or the path of a TOML file (default: none; give one or --all)")
     p.add_argument("--all", action="store_true", help="every library scenario (`tlbrace scenarios` lists them)")

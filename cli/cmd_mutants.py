@@ -10,7 +10,7 @@ from kernel_model.mutants import REGISTRY, Mutant
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    parser = sub.add_parser("mutants", help="list the mutants: what each breaks and where it shows",
+    parser = sub.add_parser("mutants",
                             description="List the deliberately wrong kernels (--mutant M): a one-line description, "
                                         "the invariant the oracle must report, and the library scenario (with its "
                                         "base configuration) in which `tlbrace explore` finds it.")

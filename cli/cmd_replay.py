@@ -16,8 +16,7 @@ from logs.schedule_file import SCHEMA as SCHEDULE_SCHEMA
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("replay", help="replay a schedule file or a wild trial's log in the controlled runtime",
-                       description=__doc__)
+    p = sub.add_parser("replay", description=__doc__)
     p.add_argument("file", metavar="FILE", help="a .schedule file (explore/shrink) or a msgpack/jsonl log")
     p.add_argument("--trial", type=int, default=None, help="which trial of a log (default: every failing one)")
     p.add_argument("--json", action="store_true", help="print one machine-readable JSON object on stdout")

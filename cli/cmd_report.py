@@ -11,8 +11,7 @@ import sys
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("report", help="write one self-contained HTML page about the campaigns in DIR",
-                       description=__doc__)
+    p = sub.add_parser("report", description=__doc__)
     p.add_argument("dir", metavar="DIR", help="a stress --out directory (or one holding several), or a scale run")
     p.add_argument("-o", "--output", default=None, metavar="FILE", help="where the page goes (default: DIR/report.html)")
     p.add_argument("--json", action="store_true", help="print what the page holds as one JSON object")

@@ -15,8 +15,7 @@ from cli.options import SEED_MAX, int_in, load
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("run", help="one wild trial on Ray actors; its per-CPU story if it fails",
-                       description=__doc__)
+    p = sub.add_parser("run", description=__doc__)
     add_wild_options(p)
     # A trial id is written into the log as a msgpack integer: 10**20 ran the trial, then could not write it.
     p.add_argument("--trial", type=int_in(0, SEED_MAX), default=0, metavar="ID",
@@ -31,6 +30,7 @@ def run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from actors.campaign import trial_seed, write_trial_log
+    from actors.ray_session import GcsWatch, gcs_lost
     from actors.topology import Topology
     from actors.trial import run_one
     from kernel_model.events import Event
@@ -38,9 +38,15 @@ def run(args: argparse.Namespace) -> int:
     from analysis.story import print_story
 
     session = open_ray(args, 1)
+    watch = GcsWatch()
     try:
-        r = run_one(scenario, cfg, run="run", trial=args.trial, seed=trial_seed(args.seed, args.trial),
-                    jitter_us=args.jitter, hang_timeout=args.hang_timeout)
+        with watch:  # a killed GCS: exit 3 and one line, not Ray's exit 1 a minute later (actors.ray_session)
+            r = run_one(scenario, cfg, run="run", trial=args.trial, seed=trial_seed(args.seed, args.trial),
+                        jitter_us=args.jitter, hang_timeout=args.hang_timeout)
+    except KeyboardInterrupt:
+        if gcs_lost():
+            raise watch.lost() from None
+        raise
     finally:
         close_ray(session)
     log = write_trial_log(args.out, "run", scenario, cfg, r) if (r.failed or args.keep_passing) else None

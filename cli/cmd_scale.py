@@ -52,10 +52,9 @@ def _choices(allowed: tuple[str, ...]) -> Any:
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     from kernel_model.config import DELAYED_BATCHES, ORDERINGS
-    from cli.options import RawDescriptionDefaultsFormatter
+    from cli.help_format import RawDescriptionDefaultsFormatter
 
-    p = sub.add_parser("scale", help="scaling experiments across simulated CPUs: CSV, table and plots",
-                       description=__doc__, formatter_class=RawDescriptionDefaultsFormatter,
+    p = sub.add_parser("scale", description=__doc__, formatter_class=RawDescriptionDefaultsFormatter,
                        conflict_handler="resolve")  # --ordering/--delayed-batches become lists here
     add_wild_options(p)
     p.add_argument("--out", default="tlbrace-scale", metavar="DIR",

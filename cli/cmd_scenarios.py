@@ -9,7 +9,7 @@ from scenarios.loader import list_scenarios
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    parser = sub.add_parser("scenarios", help="list the library scenarios",
+    parser = sub.add_parser("scenarios",
                             description="List the library scenarios with their default params (override them "
                                         "with --param NAME=VALUE in the other subcommands).")
     parser.add_argument("--json", action="store_true",

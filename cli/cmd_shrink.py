@@ -16,7 +16,7 @@ from logs.schedule_file import ScheduleError, ScheduleFile, read_schedule, write
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("shrink", help="minimise a failing schedule file", description=__doc__)
+    p = sub.add_parser("shrink", description=__doc__)
     p.add_argument("file", metavar="FILE", help="a .schedule file written by explore")
     p.add_argument("-o", "--output", required=True, metavar="OUT", help="where to write the shrunk schedule (required: no default)")
     p.add_argument("--json", action="store_true", help="print one machine-readable JSON object on stdout")

@@ -57,14 +57,14 @@ def add_wild_options(p: argparse.ArgumentParser) -> None:
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("stress", help="many wild trials on Ray actors, with a summary", description=__doc__)
+    p = sub.add_parser("stress", description=__doc__)
     add_wild_options(p)
     p.add_argument("--trials", type=int_in(1, MAX_TRIALS), default=None, metavar="N",
                    help=f"stop after N trials (default {DEFAULT_TRIALS}; unbounded when --duration or --until is "
                         f"given without it; at most {MAX_TRIALS})")
     p.add_argument("--duration", default=None, metavar="TIME",
-                   help="stop after TIME (30s, 10m, 8h, 1d) counted from the command's start; on --resume, a new "
-                        "budget for this run (default: no time limit)")
+                   help="stop after TIME (30s, 10m, 8h, 1d; at most 366d) counted from the command's start; on "
+                        "--resume, a new budget for this run (default: no time limit)")
     p.add_argument("--until", type=int_in(1, MAX_TRIALS), default=None, metavar="N",
                    help="stop after N violating trials, counted over the whole campaign (default: no limit)")
     p.add_argument("--parallel", type=int_in(1, MAX_PARALLEL), default=1, metavar="P",
@@ -186,8 +186,7 @@ def close_ray(session: Any) -> None:
 
     clean = False
     try:
-        ray_session.close_session(session)
-        clean = True
+        clean = ray_session.close_session(session)
     finally:
         ray_watchdog.detach(session, clean)
 

@@ -1,7 +1,8 @@
 """The ``tlbrace`` command line: one entry point, subcommands that share option names.
 
 Each subcommand lives in its own module ``cli.cmd_<name>`` exposing ``add_parser(subparsers)`` and
-``run(args) -> int``. Exit status: 0 no violation, 1 violation found, 2 bad input or usage, 3 the environment
+``run(args) -> int``, and is named with its one-line help in cli/commands.py (only the module of the subcommand
+being run is imported). Exit status: 0 no violation, 1 violation found, 2 bad input or usage, 3 the environment
 failed (disk full, read-only output, Ray would not start: one line saying what to do; a stress campaign is left
 resumable), 4 an internal error (a bug: please report it). Every error is one line on stderr; ``--verbose`` (given
 anywhere) adds the traceback.
@@ -10,27 +11,24 @@ anywhere) adds the traceback.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import importlib
 import os
 import signal
 import sys
 import threading
 import traceback
 import unicodedata
-from collections.abc import Iterator
 
-from cli.errors import (EXIT_BAD_INPUT, EXIT_ENVIRONMENT, EXIT_INTERNAL, EXIT_OK, EnvironmentFailure,
-                                   UsageError, os_error_text)
+from actors.sigint import parent_only, sigterm_as_interrupt
+from cli.commands import SUMMARIES, LazySubcommands
+from cli.errors import (EXIT_BAD_INPUT, EXIT_ENVIRONMENT, EXIT_INTERNAL, EXIT_OK, EnvironmentFailure, UsageError,
+                        os_error_text)
+from cli.help_format import DefaultsFormatter
 
-SUBCOMMANDS = ("scenarios", "mutants", "explore", "replay", "shrink", "run", "stress", "analyze", "scale",
-               "report", "fuzz", "history")
+SUBCOMMANDS = tuple(SUMMARIES)
 
 
 class _Parser(argparse.ArgumentParser):
     def __init__(self, *args: object, **kwargs: object) -> None:
-        from cli.options import DefaultsFormatter  # every option's default in --help
-
         kwargs.setdefault("formatter_class", DefaultsFormatter)
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
 
@@ -41,17 +39,17 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The command line's parser; a subcommand's module is imported when its parser is first used
+    (cli.commands.LazySubcommands)."""
     parser = _Parser(prog="tlbrace", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    for name in SUBCOMMANDS:
-        importlib.import_module(f"cli.cmd_{name}").add_parser(sub)
+    parser.add_subparsers(dest="command", required=True, parser_class=_Parser, action=LazySubcommands)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     try:
         return _main(argv)
-    except KeyboardInterrupt:  # a Ctrl-C while the parser is built (it imports every subcommand: about 0.5 s)
+    except KeyboardInterrupt:  # a Ctrl-C while the parser is built (it imports the subcommand's module)
         print("tlbrace: interrupted", file=sys.stderr)
         return 130
 
@@ -66,6 +64,7 @@ def calm_shutdown() -> None:
         return
     seen: list[int] = []
 
+    @parent_only  # a process forked during the shutdown (none is meant to be) dies of SIGTERM as usual
     def note(signum: int, frame: object) -> None:
         if seen:
             for stream in (sys.stdout, sys.stderr):
@@ -85,43 +84,21 @@ def calm_shutdown() -> None:
         signal.signal(signum, note)
 
 
-def _sigterm_interrupts(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
-
-
-@contextlib.contextmanager
-def _sigterm_as_ctrl_c() -> Iterator[None]:
-    """SIGTERM raises KeyboardInterrupt while a command runs. A handler installed meanwhile stays when it ends
-    (ray.init's, which the wild commands install once Ray is up, as Ray means it to be)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.signal(signal.SIGTERM, _sigterm_interrupts)
-    try:
-        yield
-    finally:
-        if signal.getsignal(signal.SIGTERM) is _sigterm_interrupts:
-            signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
-
-
 def _main(argv: list[str] | None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     _printable_everywhere()
     verbose = "--verbose" in argv
     parser = build_parser()
     args = parser.parse_args([a for a in argv if a != "--verbose"] if not _takes_verbose(argv) else argv)
-    from kernel_model.config import ConfigError
-    from logs.output_files import OutputFileError
-    from scenarios.loader import ScenarioError
     try:
         # SIGTERM (`timeout 1h tlbrace explore`, `kill PID`) stops every command as a Ctrl-C does: one line, exit
         # 130, output files never left half-written; explore, history and fuzz died of it without a word.
-        with _sigterm_as_ctrl_c():
+        with sigterm_as_interrupt():
             return int(args.func(args))
-    except (UsageError, ScenarioError, ConfigError, OutputFileError) as exc:
+    except _bad_input_errors() as exc:  # an except clause's expression is evaluated only when something is raised
         print(f"tlbrace: error: {one_line(str(exc))}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    except EnvironmentFailure as exc:
+    except _environment_errors() as exc:
         _traceback(verbose)
         print(f"tlbrace: error: {one_line(str(exc))}", file=sys.stderr)
         return EXIT_ENVIRONMENT
@@ -141,6 +118,23 @@ def _main(argv: list[str] | None) -> int:
         text = " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
         print(f"tlbrace: internal error: {one_line(text)} (a bug; --verbose prints the traceback)", file=sys.stderr)
         return EXIT_INTERNAL
+
+
+def _bad_input_errors() -> tuple[type[Exception], ...]:
+    """The errors that mean bad input (exit 2). Their modules are imported once one is raised: at every start
+    they cost more than `tlbrace mutants` itself (bench/import_time.py)."""
+    from kernel_model.config import ConfigError
+    from logs.output_files import OutputFileError
+    from scenarios.loader import ScenarioError
+
+    return UsageError, ScenarioError, ConfigError, OutputFileError
+
+
+def _environment_errors() -> tuple[type[Exception], ...]:
+    """The errors that mean the environment failed (exit 3): a lost Ray cluster included, in any wild command."""
+    from actors.ray_session import ClusterLost
+
+    return EnvironmentFailure, ClusterLost
 
 
 def one_line(text: str) -> str:

@@ -17,26 +17,6 @@ from kernel_model.program import Scenario
 _D = Config()  # the model's defaults, as --help states them
 
 
-class DefaultsFormatter(argparse.HelpFormatter):
-    """Help that says every option's default: "(default: X)" is appended to an option's help unless the help
-    already says its default in words (options whose default is None must: "the scenario's [config]", ...);
-    a flag's default is "off"."""
-
-    def _get_help_string(self, action: argparse.Action) -> str | None:
-        text = action.help or ""
-        if not action.option_strings or "default" in text or action.default is argparse.SUPPRESS:
-            return text
-        if isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction)):
-            return f"{text} (default: {'on' if action.default else 'off'})"
-        if action.default is None or action.default == []:
-            return text  # nothing to show: the help must say it (tests/test_help.py checks every option)
-        return f"{text} (default: %(default)s)"
-
-
-class RawDescriptionDefaultsFormatter(DefaultsFormatter, argparse.RawDescriptionHelpFormatter):
-    """DefaultsFormatter for a subcommand whose description is laid out by hand."""
-
-
 def add_scenario_options(p: argparse.ArgumentParser, *, scenario_arg: bool = True) -> None:
     if scenario_arg:
         p.add_argument("scenario", metavar="SCENARIO", help="a library scenario name or the path of a TOML file")

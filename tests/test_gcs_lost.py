@@ -1,0 +1,101 @@
+"""Ray's GCS killed in the middle of a campaign: exit 3 (the environment failed) with one line that says where the
+finished trials are, never Ray's own exit 1 (a violation's status) a minute later. actors.ray_session.GcsWatch
+does it; these tests stand a closed port in for the lost GCS, so no Ray is needed. (Measured with Ray: a stress
+campaign whose gcs_server was SIGKILLed ended in about 13 s with exit 3, its 434 recorded trials intact; before,
+after 60 s with exit 1 and Ray's "Failed to connect to GCS within 60 seconds".)"""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from actors import ray_session
+from actors.ray_session import ClusterLost, GcsWatch
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _closed_port() -> str:
+    """An address nothing listens on: connections to it are refused, as to a killed GCS's."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return f"127.0.0.1:{s.getsockname()[1]}"
+
+
+def test_a_lost_gcs_interrupts_the_main_thread_and_is_named():
+    watch = GcsWatch("out/results.msgpack", address=_closed_port())
+    with pytest.raises(KeyboardInterrupt):
+        with watch:
+            time.sleep(60)  # a campaign waiting for its trials; the watch's interrupt ends the wait
+    assert ray_session.gcs_lost()
+    text = str(watch.lost())
+    assert isinstance(watch.lost(), ClusterLost) and "\n" not in text
+    assert "is gone" in text and "out/results.msgpack" in text and "--resume" in text
+
+
+def test_a_gcs_that_answers_is_left_alone():
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(16)
+        host, port = server.getsockname()
+        with GcsWatch(address=f"{host}:{port}"):
+            time.sleep(ray_session.GCS_CHECK_S * (ray_session.GCS_REFUSALS + 1))
+    assert not ray_session.gcs_lost()
+
+
+# A main thread that does not give way to the interrupt (as a ray.get waiting for an actor the lost GCS was to
+# place does not, even to a Ctrl-C): the watch syncs the results and ends the process itself, exit 3, one line.
+STUCK = """
+import signal, sys, time
+from actors.ray_session import GcsWatch
+signal.signal(signal.SIGINT, lambda *_: None)  # the interrupt changes nothing
+synced = []
+with GcsWatch("OUT/results.msgpack", lambda: print("synced", flush=True), address=sys.argv[1]):
+    while True:
+        time.sleep(1)
+"""
+
+
+def test_a_main_thread_that_does_not_give_way_still_ends_with_exit_3(monkeypatch):
+    child = subprocess.run([sys.executable, "-c", STUCK, _closed_port()], cwd=ROOT, capture_output=True, text=True,
+                           timeout=120)
+    assert child.returncode == 3, (child.returncode, child.stderr)
+    assert child.stdout.strip() == "synced"  # the finished trials' records are on disk first
+    lines = child.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("tlbrace: error: Ray's GCS at") and "--resume" in lines[0]
+
+
+def test_the_command_maps_a_lost_cluster_to_exit_3(capsys, monkeypatch):
+    import cli.cmd_mutants
+    from cli.main import main
+
+    def lost(_args: object) -> int:
+        raise GcsWatch("r.msgpack", address="127.0.0.1:1").lost()
+
+    monkeypatch.setattr(cli.cmd_mutants, "run", lost)
+    assert main(["mutants"]) == 3
+    err = capsys.readouterr().err
+    assert err.startswith("tlbrace: error: Ray's GCS at 127.0.0.1:1 is gone") and err.count("\n") == 1
+
+
+def test_a_single_trial_whose_gcs_is_lost_exits_3(capsys, monkeypatch):
+    """`tlbrace run` too: its trial's wait is interrupted as a campaign's is (the watch's SIGINT stands in)."""
+    import actors.trial
+    import cli.cmd_run
+    from cli.main import main
+
+    def trial_on_a_lost_cluster(*_a: object, **_k: object) -> None:
+        monkeypatch.setattr(ray_session, "_gcs_lost", True)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli.cmd_run, "open_ray", lambda *_a, **_k: None)
+    monkeypatch.setattr(cli.cmd_run, "close_ray", lambda *_a, **_k: None)
+    monkeypatch.setattr(actors.trial, "run_one", trial_on_a_lost_cluster)
+    assert main(["run", "anon_pages"]) == 3
+    err = capsys.readouterr().err
+    assert err.startswith("tlbrace: error: Ray's GCS at") and "is gone" in err and err.count("\n") == 1
