@@ -53,6 +53,7 @@ class Row:
     scenario: str
     description: str
     cells: list[Cell] = field(default_factory=list)
+    arch: str = "smp"  # the machine the kernels ran on
 
     def to_json(self) -> dict[str, Any]:
         return {"scenario": self.scenario, "kernels": [c.to_json() for c in self.cells]}
@@ -77,6 +78,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--png", metavar="FILE", default=None,
                    help="where the matrix PNG goes (default: <--out>/history.png)")
     p.add_argument("--no-png", action="store_true", help="write no PNG")
+    p.add_argument("--arch", choices=("smp", "up", "s390"), default=None,
+                   help="the machine every kernel runs on (default: each scenario's own [config] arch, else smp); "
+                        "on up, 6.2 and later have no forced flush of a dirty PTE (docs/up-v6.2.md)")
     p.add_argument("--json", action="store_true",
                    help="print JSON on stdout: one {scenario, kernels} object, or a list of them with --all")
     p.add_argument("--out", default="tlbrace-out", metavar="DIR", help="where the PNG goes")
@@ -99,7 +103,8 @@ def run(args: argparse.Namespace) -> int:
     args.budget = fit_budget(scenarios, Config(), "bfs", args.budget or DEFAULT_HISTORY_BUDGET,
                              given=args.budget is not None, memory_limit=args.memory_limit, hash_compact=False,
                              label="history")
-    rows = [history_row(sc, kernels, args.budget, progress=None if args.json else _progress) for sc in scenarios]
+    rows = [history_row(sc, kernels, args.budget, progress=None if args.json else _progress, arch=args.arch)
+            for sc in scenarios]
     if png is not None:
         from analysis.history_plot import plot_history
 
@@ -154,14 +159,14 @@ def parse_kernels(text: str | None) -> list[str]:
     return out
 
 
-def history_row(scenario: Any, kernels: list[str], budget: int, progress: Any = None) -> Row:
-    """Explore ``scenario`` on each kernel (its [config] overridden by the kernel's fixes)."""
+def history_row(scenario: Any, kernels: list[str], budget: int, progress: Any = None, arch: str | None = None) -> Row:
+    """Explore ``scenario`` on each kernel (its [config] overridden by the kernel's fixes, and by ``arch``)."""
     from kernel_model.config import Config
     from controlled.explorer import explore
 
-    row = Row(scenario.name, scenario.description)
+    row = Row(scenario.name, scenario.description, arch=arch or scenario.config.get("arch", "smp"))
     for kernel in kernels:
-        cfg = Config.from_dict({**scenario.config, **kernel_config(kernel)})
+        cfg = Config.from_dict({**scenario.config, **kernel_config(kernel), "arch": row.arch})
         result = explore(scenario, cfg, "bfs", budget=budget, stop_at_first=True)
         fixes = sorted(kernel_for(kernel), key=[f.name for f in REGISTRY].index)
         if result.found:
@@ -186,7 +191,8 @@ def fixed_but_reachable(rows: list[Row]) -> list[str]:
             continue
         for cell in row.cells:
             if fix.name in cell.fixes and cell.verdict == "violation":
-                out.append(f"{row.scenario} breaks {', '.join(cell.invariants)} on {cell.kernel}, which has "
+                on = cell.kernel if row.arch == "smp" else f"{cell.kernel} ({row.arch})"
+                out.append(f"{row.scenario} breaks {', '.join(cell.invariants)} on {on}, which has "
                            f"{fix.commit} ({fix.name})")
     return out
 
@@ -204,7 +210,8 @@ def print_rows(rows: list[Row], budget: int) -> None:
 
     console = Console(width=max(Console().width, 110))
     for row in rows:
-        table = Table(title=printable(f"{row.scenario}: {row.description}"), title_justify="left")
+        on = "" if row.arch == "smp" else f" (arch {row.arch})"
+        table = Table(title=printable(f"{row.scenario}{on}: {row.description}"), title_justify="left")
         for header in ("kernel", "fixes it lacks", "verdict", "invariants", "steps", "states"):
             table.add_column(header, justify="right" if header in ("steps", "states") else "left",
                              no_wrap=header != "fixes it lacks")

@@ -63,3 +63,16 @@ def test_6_2_elsewhere_stays_clean(arch: str) -> None:
 ])
 def test_the_fuzzer_labels_the_up_race_precisely(over: dict, kinds: set, invariant: str, label: str | None) -> None:
     assert known_kernel_race(Config(**over), frozenset(kinds), invariant) == label
+
+
+def test_history_on_up_shows_the_window_6_2_reopened() -> None:
+    """`tlbrace history SCENARIO --arch up`: clean on 6.1, the loss on 6.2; and the regression is reported (exit 1)."""
+    from cli.cmd_history import fixed_but_reachable, history_row
+
+    row = history_row(load_scenario("madv_dontneed"), ["6.1", "6.2"], 50_000, arch="up")
+    assert row.arch == "up"
+    assert [c.verdict for c in row.cells] == ["clean", "violation"]
+    assert row.cells[1].invariants == ["lost_dirty_data"]
+    assert any("on 6.2 (up)" in line for line in fixed_but_reachable([row]))
+    smp = history_row(load_scenario("madv_dontneed"), ["6.2"], 50_000)
+    assert smp.arch == "smp" and smp.cells[0].verdict == "clean"
