@@ -183,9 +183,16 @@ GENERATED_COMPARED_AT_LEAST = {"4.12": 10, "4.18": 10, "6.18": 10}
 # more scenarios of 2-4 threads, 1-3 pages and up to 5 operations (mremap, ftruncate, mprotect or reclaim among
 # them: what a race needs, fuzz.generate's "three short threads"), in about 10-20 s of CPU per kernel.
 GENERATED_MAX_OPS, GENERATED_INDICES = 5, 100
+# Of those, the ones whose full search overruns its 20,000-state budget on each kernel (measured, session 15), left
+# out up front: each overrun was 1-1.8 s of CPU that compared nothing, about two thirds of the test's time (43 s of
+# CPU for the three kernels, 15 s without them). One that stops overrunning is merely not compared; one of the
+# others that starts overrunning is skipped as before, and the floors above still count what was compared.
+GENERATED_OVER_BUDGET = {"4.12": frozenset({14, 39, 50, 53, 92}),
+                         "4.18": frozenset({14, 33, 39, 50, 53, 71, 91, 92}),
+                         "6.18": frozenset({14, 33, 39, 50, 53, 70, 71, 91, 92})}
 
 
-@pytest.mark.slow  # about a dozen searches to the end per kernel, twice each, and a few that overrun the budget
+@pytest.mark.slow  # about a dozen searches to the end per kernel, twice each
 @pytest.mark.parametrize("kernel", list(GENERATED_COMPARED_AT_LEAST))
 def test_partial_order_reduction_keeps_every_verdict_on_generated_scenarios_with_the_new_ops(kernel):
     """Fuzz-generated scenarios (fuzz.generate: seeded) that use mremap, ftruncate, mprotect or reclaim, on the
@@ -199,7 +206,7 @@ def test_partial_order_reduction_keeps_every_verdict_on_generated_scenarios_with
     compared = smaller = 0
     for index in range(GENERATED_INDICES):
         spec = generate(15, index)
-        if spec.ops > GENERATED_MAX_OPS:
+        if spec.ops > GENERATED_MAX_OPS or index in GENERATED_OVER_BUDGET[kernel]:
             continue
         try:
             sc, _ = load_spec(spec, f"g{index}")
