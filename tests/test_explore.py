@@ -156,14 +156,12 @@ def test_partial_order_reduction_keeps_every_verdict(name, over):
     assert reduced.states <= full.states
 
 
-@pytest.mark.slow  # 82,000 states each way
+@pytest.mark.slow  # 150,000 states each way
 @pytest.mark.parametrize("kernel", ["4.18", "4.19"])
 def test_partial_order_reduction_keeps_race_3s_verdict_and_end_states(kernel):
     """mremap_truncate (eb66ae030829) before and after its fix: mremap and ftruncate have footprints of their own
-    (controlled.op_footprints), so the reduced search is smaller, with the same verdict and end states. With one
-    load (82,726 and 62,126 states on 4.18; 144,811 and 109,787 with the library's two: about 9 s of CPU per
-    kernel against 15 s, session 15): mremap's move, ftruncate's zap and the race are all there."""
-    sc = load_scenario("mremap_truncate", {"loads": 1})
+    (controlled.op_footprints), so the reduced search is smaller, with the same verdict and end states."""
+    sc = load_scenario("mremap_truncate")
     cfg = cfg_for(sc, **kernel_config(kernel))
     full = explore(sc, cfg, "bfs", reduce=False, stop_at_first=False)
     reduced = explore(sc, cfg, "bfs", reduce=True, stop_at_first=False)
