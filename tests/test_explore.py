@@ -118,7 +118,8 @@ def test_replay_reproduces_and_shrink_never_grows(name, over, tmp_path):
     sc = load_scenario(name)
     cfg = cfg_for(sc, **over)
     # A budget, not a rate: random walks of munmap (with mm->tlb_flush_pending steps since 4.13) need more than 5,000.
-    found = explore(sc, cfg, "random", seed=3, budget=20000).found[0]
+    # Seed 5 finds munmap's loss in 0.5 s of CPU (seed 3 took 10 s; seed 1 found none within the budget: session 15).
+    found = explore(sc, cfg, "random", seed=5, budget=20000).found[0]
     path = tmp_path / "x.schedule"
     first = run_schedule(sc, cfg, found.schedule)
     write_schedule(path, ScheduleFile(sc, cfg, first.executed, found.invariants))
