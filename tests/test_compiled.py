@@ -16,6 +16,8 @@ import pytest
 from kernel_model import compiled
 
 ROOT = Path(__file__).resolve().parent.parent
+# The ladder with two writers of one store each: 31,365 states without symmetry, searched to the end (with two
+# stores each it stopped at the 60,000-state budget, incomplete, in twice the time: session 15).
 SEARCH = """
 import json
 import pytest
@@ -25,7 +27,7 @@ from kernel_model.config import Config
 from controlled.explorer import explore
 from scenarios.loader import load_scenario
 out = []
-for name, params, ordering in [("ladder", {"writers": 2}, "delayed"), ("madv_dontneed", {}, "eager"),
+for name, params, ordering in [("ladder", {"writers": 2, "stores": 1}, "delayed"), ("madv_dontneed", {}, "eager"),
                                ("zap_many_pages", {}, "delayed")]:
     r = explore(load_scenario(name, params), Config(ordering=ordering), "dfs", stop_at_first=False,
                 budget=60_000, symmetric=False)

@@ -118,7 +118,8 @@ def test_replay_reproduces_and_shrink_never_grows(name, over, tmp_path):
     sc = load_scenario(name)
     cfg = cfg_for(sc, **over)
     # A budget, not a rate: random walks of munmap (with mm->tlb_flush_pending steps since 4.13) need more than 5,000.
-    found = explore(sc, cfg, "random", seed=3, budget=20000).found[0]
+    # Seed 5 finds munmap's loss in 0.5 s of CPU (seed 3 took 10 s; seed 1 found none within the budget: session 15).
+    found = explore(sc, cfg, "random", seed=5, budget=20000).found[0]
     path = tmp_path / "x.schedule"
     first = run_schedule(sc, cfg, found.schedule)
     write_schedule(path, ScheduleFile(sc, cfg, first.executed, found.invariants))
@@ -183,9 +184,16 @@ GENERATED_COMPARED_AT_LEAST = {"4.12": 10, "4.18": 10, "6.18": 10}
 # more scenarios of 2-4 threads, 1-3 pages and up to 5 operations (mremap, ftruncate, mprotect or reclaim among
 # them: what a race needs, fuzz.generate's "three short threads"), in about 10-20 s of CPU per kernel.
 GENERATED_MAX_OPS, GENERATED_INDICES = 5, 100
+# Of those, the ones whose full search overruns its 20,000-state budget on each kernel (measured, session 15), left
+# out up front: each overrun was 1-1.8 s of CPU that compared nothing, about two thirds of the test's time (43 s of
+# CPU for the three kernels, 15 s without them). One that stops overrunning is merely not compared; one of the
+# others that starts overrunning is skipped as before, and the floors above still count what was compared.
+GENERATED_OVER_BUDGET = {"4.12": frozenset({14, 39, 50, 53, 92}),
+                         "4.18": frozenset({14, 33, 39, 50, 53, 71, 91, 92}),
+                         "6.18": frozenset({14, 33, 39, 50, 53, 70, 71, 91, 92})}
 
 
-@pytest.mark.slow  # about a dozen searches to the end per kernel, twice each, and a few that overrun the budget
+@pytest.mark.slow  # about a dozen searches to the end per kernel, twice each
 @pytest.mark.parametrize("kernel", list(GENERATED_COMPARED_AT_LEAST))
 def test_partial_order_reduction_keeps_every_verdict_on_generated_scenarios_with_the_new_ops(kernel):
     """Fuzz-generated scenarios (fuzz.generate: seeded) that use mremap, ftruncate, mprotect or reclaim, on the
@@ -199,7 +207,7 @@ def test_partial_order_reduction_keeps_every_verdict_on_generated_scenarios_with
     compared = smaller = 0
     for index in range(GENERATED_INDICES):
         spec = generate(15, index)
-        if spec.ops > GENERATED_MAX_OPS:
+        if spec.ops > GENERATED_MAX_OPS or index in GENERATED_OVER_BUDGET[kernel]:
             continue
         try:
             sc, _ = load_spec(spec, f"g{index}")

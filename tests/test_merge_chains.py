@@ -23,8 +23,11 @@ def _search(name: str, over: dict, **how: object) -> ExploreResult:
     return sleep_sets_search(name, over, BUDGET, **how)
 
 
+# test_sleep_sets' matrix on SMP, less scale_zap: its stored search needs more than BUDGET states on both SMP cases
+# (9,589 and 23,728 states at test_sleep_sets' 16 pages, session 15), so each only skipped after a 2 s search.
 @pytest.mark.slow  # about forty configurations, two searches each
-@pytest.mark.parametrize("name, over", [(name, over) for name, over in _cases() if over.get("arch", "smp") == "smp"])
+@pytest.mark.parametrize("name, over", [(name, over) for name, over in _cases()
+                                        if over.get("arch", "smp") == "smp" and name != "scale_zap"])
 def test_merging_keeps_every_end_state_and_verdict(name, over):
     stored = _search(name, over)
     if not stored.complete:

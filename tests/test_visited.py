@@ -24,8 +24,10 @@ def test_compact_keys_are_equal_exactly_when_the_keys_are():
 
 
 def _search(keys) -> tuple[int, int, int]:
-    result, stored = dfs_holding(Machine(load_scenario("ladder", {"writers": 2}), Config(ordering="delayed"),
-                                         reduce=True), keys)
+    # One store per writer: 18,405 states, the same bytes a state in each encoding as with two stores (73,912
+    # states), in a quarter of the time (session 15: 3.4 s of CPU for the three searches, against 13.5 s).
+    scenario = load_scenario("ladder", {"writers": 2, "stores": 1})
+    result, stored = dfs_holding(Machine(scenario, Config(ordering="delayed"), reduce=True), keys)
     assert result.complete
     return result.states, result.transitions, stored
 
