@@ -30,7 +30,9 @@ quiet=-q
 for arg in "$@"; do
   [ "$arg" = "-q" ] || [ "$arg" = "--quiet" ] && quiet=
 done
-.venv/bin/python -m pytest $quiet -n "$workers" "$@"
+# --max-worker-restart=0: a worker that dies (a crash, a kill) ends the run with the test it was running named,
+# instead of being replaced: under --dist loadgroup a replaced worker left the run waiting for ever (CI, session 15).
+.venv/bin/python -m pytest $quiet -n "$workers" --max-worker-restart=0 "$@"
 rc=$?
 if [ "$rc" -eq 5 ]; then
   echo "pytest collected no tests: that is a failure, not a pass" >&2
