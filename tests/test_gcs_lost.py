@@ -27,10 +27,14 @@ def _closed_port() -> str:
         return f"127.0.0.1:{s.getsockname()[1]}"
 
 
-# In a child of its own, never in the pytest process: the watch's real SIGINT to the main thread took down the
-# xdist worker that ran this test in-process (CI, session 15: "worker 'gw1' crashed while running" it).
+# In a child of its own, never in the pytest process: run from a background job, pytest's workers have SIGINT
+# ignored, so the watch sent no interrupt and, its grace over, ended the xdist worker with exit 3 (CI, session
+# 15: "worker 'gw1' crashed while running" this test, and an earlier run waited for the dead worker for ever).
 INTERRUPTED = """
-import sys, time
+import signal, sys, time
+# As an interactive command has it: a background job (CI's runner, `cmd &`) inherits SIGINT ignored, and the
+# watch then sends no interrupt and ends the process itself after its grace (the next test).
+signal.signal(signal.SIGINT, signal.default_int_handler)
 from actors import ray_session
 from actors.ray_session import ClusterLost, GcsWatch
 watch = GcsWatch("out/results.msgpack", address=sys.argv[1])
