@@ -20,7 +20,7 @@ import pytest
 from controlled.explorer import explore
 from kernel_model.config import Config
 from kernel_model.kernels import kernel_config
-from scenarios.loader import load_scenario
+from tests.test_unseen_scenarios import _assert_verdict, _invariants, _kernel_cfg as _cfg, _load
 
 SCENARIOS = Path(__file__).resolve().parent / "scenarios"
 LOST = frozenset({"lost_dirty_data"})
@@ -72,18 +72,6 @@ UNSEEN15_SAMPLED: dict[str, dict[tuple[str, str], frozenset[str]]] = {
 }
 
 
-def _load(name: str):
-    return load_scenario(str(SCENARIOS / f"{name}.toml"))
-
-
-def _cfg(sc, kernel: str, arch: str) -> Config:
-    return Config(**{**sc.config, **kernel_config(kernel), "arch": arch})
-
-
-def _invariants(r) -> frozenset[str]:
-    return frozenset(v.invariant for f in r.found for v in f.violations)
-
-
 def test_every_unseen15_scenario_has_a_verdict_here() -> None:
     files = {p.stem for p in SCENARIOS.glob("unseen15_*.toml")}
     assert files == set(UNSEEN15) | set(UNSEEN15_SAMPLED)
@@ -92,13 +80,7 @@ def test_every_unseen15_scenario_has_a_verdict_here() -> None:
 @pytest.mark.parametrize("name, kernel, arch", [(n, k, a) for n, cells in UNSEEN15.items() for k, a in cells])
 def test_unseen15_scenario_on_kernel(name: str, kernel: str, arch: str) -> None:
     sc = _load(name)
-    r = explore(sc, _cfg(sc, kernel, arch), "dfs", budget=80_000)
-    expected = UNSEEN15[name][kernel, arch]
-    found = _invariants(r)
-    if expected:
-        assert found and found <= expected, found
-    else:
-        assert r.complete and not found, found
+    _assert_verdict(explore(sc, _cfg(sc, kernel, arch), "dfs", budget=80_000), UNSEEN15[name][kernel, arch])
 
 
 @pytest.mark.parametrize("name, kernel, arch",
