@@ -19,7 +19,8 @@ watch missed, which a table would get wrong. The same for the reduced enabled se
 (Machine.enabled: the persistent set), whose entry is every thread's position and what the reducer read.
 The search is the one tlbrace runs (delayed, dfs, sleep sets, symmetry): the watch changes no count.
 
-Usage: python bench/transition_effects.py [--cell P,W,S,PASSES] ...   (default: 1,2,2,1 and 1,2,1,2)
+Usage: python bench/transition_effects.py [--cell P,W,S,PASSES] ... [--transitions-only]
+   (default: 1,2,2,1 and 1,2,1,2; --transitions-only: skip the enabled sets, for the largest cell)
 """
 
 from __future__ import annotations
@@ -195,19 +196,35 @@ def _rewatch(m: Any) -> None:
         m.pt.s = m.state
 
 
+PROGRESS_EVERY = 1_000_000  # transitions between two progress lines (stderr)
+
+
 class Tally:
     """Distinct entries met, against the calls made; with effects, whether each entry always had the same one."""
 
     def __init__(self) -> None:
         self.calls = 0
-        self.distinct: dict = {}  # entry -> its effect (None: not recorded)
+        self.distinct: dict = {}  # entry -> its effect
+        # Entries kept without an effect (the enabled sets) are kept as 64-bit hashes: on the largest ladder cell
+        # they are nearly all distinct, millions of read logs of a kilobyte or more each. Two entries whose hashes
+        # collide count once: among 10 million, about 3 in a million chances of one such pair.
+        self.hashed: set[int] = set()
         self.positions: set = set()  # distinct (agent, position): the decision trees' roots
         self.differing = 0  # entries met again with another effect: a read the watch did not see
 
+    @property
+    def count(self) -> int:
+        return len(self.distinct) + len(self.hashed)
+
     def add(self, root: tuple, reads: list, effect: object = None) -> None:
         self.calls += 1
+        if self.calls % PROGRESS_EVERY == 0 and effect is not None:  # how the table grows along a long search
+            print(f"    ... {self.calls:,} transitions, {self.count:,} distinct", file=sys.stderr, flush=True)
         self.positions.add(root)
         entry = (root, tuple(reads))
+        if effect is None:
+            self.hashed.add(hash(entry))
+            return
         known = self.distinct.setdefault(entry, effect)
         if known != effect:
             self.differing += 1
@@ -223,7 +240,7 @@ def effect_of(writes: list, before: tuple, after: tuple, violations: list) -> tu
     return tuple(writes), moved, oracle, tuple(sorted(repr(v) for v in violations))
 
 
-def install(executes: Tally, enableds: Tally) -> None:
+def install(executes: Tally, enableds: Tally | None) -> None:
     """Patch the machine (this process only) so that every transition and enabled-set computation is tallied."""
     machine_cls = machine_module.Machine
     execute, enabled, restore = machine_cls.execute, machine_cls.enabled, machine_cls.restore
@@ -264,14 +281,16 @@ def install(executes: Tally, enableds: Tally) -> None:
         restore(self, key)
         _rewatch(self)
 
-    machine_cls.execute, machine_cls.enabled, machine_cls.restore = watched_execute, watched_enabled, watched_restore
+    machine_cls.execute, machine_cls.restore = watched_execute, watched_restore
+    if enableds is not None:
+        machine_cls.enabled = watched_enabled
     boot.initial_state = lambda scenario, cfg: watched(initial_state(scenario, cfg))
     assert state_module.State is State
 
 
-def measure(cell: tuple[int, int, int, int]) -> None:
+def measure(cell: tuple[int, int, int, int], transitions_only: bool = False) -> None:
     pages, writers, stores, passes = cell
-    executes, enableds = Tally(), Tally()
+    executes, enableds = Tally(), (None if transitions_only else Tally())
     install(executes, enableds)
     sc = load_scenario("ladder", {"pages": pages, "writers": writers, "stores": stores, "passes": passes})
     t0 = time.process_time()
@@ -280,8 +299,10 @@ def measure(cell: tuple[int, int, int, int]) -> None:
     print(f"ladder {pages},{writers},{stores},{passes} delayed dfs: {r.states:,} states, {r.transitions:,} "
           f"transitions, complete={r.complete} ({cpu:.0f} s of CPU, watched, pure Python)")
     for what, t in (("transitions executed", executes), ("enabled sets (persistent sets) computed", enableds)):
-        print(f"  {what}: {t.calls:,}; distinct (agent, position, values read): {len(t.distinct):,} "
-              f"({len(t.distinct) / max(1, t.calls):.4f} of them); distinct (agent, position): {len(t.positions):,}")
+        if t is None:
+            continue
+        print(f"  {what}: {t.calls:,}; distinct (agent, position, values read): {t.count:,} "
+              f"({t.count / max(1, t.calls):.4f} of them); distinct (agent, position): {len(t.positions):,}")
     print(f"  transitions whose entry had been met with another effect: {executes.differing:,} (0: the reads "
           "decide the effect, as a table needs)")
 
@@ -290,14 +311,17 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--cell", action="append", default=None,
                     help="ladder cell as pages,writers,stores,passes (repeatable; default 1,2,2,1 and 1,2,1,2)")
+    ap.add_argument("--transitions-only", action="store_true",
+                    help="watch transitions only, not the enabled sets (faster: for the largest cell)")
     args = ap.parse_args()
     cells = args.cell or ["1,2,2,1", "1,2,1,2"]
     for cell in cells:
         # One process per cell: the patches and the memos are per process.
         if len(cells) > 1:
-            os.spawnv(os.P_WAIT, sys.executable, [sys.executable, os.path.abspath(__file__), "--cell", cell])
+            os.spawnv(os.P_WAIT, sys.executable, [sys.executable, os.path.abspath(__file__), "--cell", cell]
+                      + (["--transitions-only"] if args.transitions_only else []))
         else:
-            measure(tuple(int(x) for x in cell.split(",")))  # type: ignore[arg-type]
+            measure(tuple(int(x) for x in cell.split(",")), args.transitions_only)  # type: ignore[arg-type]
 
 
 if __name__ == "__main__":
