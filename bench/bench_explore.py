@@ -19,7 +19,8 @@
 6. One process against the workers, per cell: wall and CPU time, CPU per state, the speed-up (and the load).
 7. The largest cell's proof, end to end (process start included): `tlbrace explore ladder --param pages=2 --param
    writers=2 --param stores=1 --param passes=2 --ordering delayed --strategy dfs`, one process with hash
-   compaction, then with exact keys with and without sleep sets, then on the workers: the wall time against
+   compaction, then with exact keys with and without sleep sets, then on the workers with and without sleep sets
+   (controlled.shared_sleep_sets): the wall time against
    issue 17's goal (18 s: 3x SPIN's 5.8-6.1 s on this machine); also with --merge-chains (states with a single
    transition to try run through, not stored: fewer states held).
 
@@ -214,7 +215,8 @@ def print_largest(workers: int, limit: float, base: float) -> None:
             ("one process, exact keys, sleep sets", 1, []), ("one process, exact keys, --no-sleep-sets", 1,
                                                               ["--no-sleep-sets"])]
     if workers > 1:
-        runs.append((f"--workers {workers} (hash compaction, no sleep sets)", workers, []))
+        runs.append((f"--workers {workers} (hash compaction, sleep sets shared)", workers, []))
+        runs.append((f"--workers {workers} --no-sleep-sets (hash compaction)", workers, ["--no-sleep-sets"]))
     transitions: list[int] = []  # of each complete run
     for how, n, extra in runs:
         print(f"  ({load()})", flush=True)

@@ -52,8 +52,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "JSON's collision_bound says how likely a merge of two states was)")
     p.add_argument("--workers", type=int_in(1, MAX_WORKERS), default=1,
                    help="dfs: search on this many processes once the search has run 0.3 s, sharing one "
-                        "hash-compacted visited set and stealing work from each other (implies --hash-compact, "
-                        "without sleep sets: the states and transitions of --hash-compact --no-sleep-sets; "
+                        "hash-compacted visited set and stealing work from each other (implies --hash-compact; "
+                        "sleep sets are shared in that set, so the counts may vary from run to run, never the "
+                        "verdicts; with --no-sleep-sets, exactly the counts of --hash-compact --no-sleep-sets; "
                         "default 1)")
     p.add_argument("--log-format", choices=("msgpack", "jsonl"), default="msgpack",
                    help="format of each counterexample's event log (jsonl: JSON Lines for people)")

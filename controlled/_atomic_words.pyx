@@ -25,6 +25,9 @@ cdef extern from *:
     void tlb_store_u64(uint64_t *p, uint64_t v) nogil
     int64_t tlb_add_i64(int64_t *p, int64_t d) nogil
 
+cdef extern from "<sched.h>":
+    int sched_yield() nogil
+
 
 cdef class AtomicWords:
     """The 64-bit words of a writable buffer (an anonymous shared mmap), operated on atomically. Indices are
@@ -81,6 +84,44 @@ cdef class AtomicWords:
                     return True
                 continue  # another process claimed this slot first: look at what it wrote
             i = (i + 1) & mask
+
+    def claim(self, Py_ssize_t first, uint64_t mask, int64_t h) -> int:
+        """Insert the fingerprint ``h`` into the table of ``mask + 1`` pairs of words (fingerprint, sleep set) that
+        starts at word ``first``, as ``insert`` does one word a slot: the word index of its pair, when it was
+        not there; ``-1 - index`` when it was (controlled.shared_sleep_sets keeps the sleep set it was reached
+        with in the pair's second word)."""
+        cdef uint64_t f = <uint64_t> h
+        cdef uint64_t i, v
+        cdef Py_ssize_t at
+        if f == 0:
+            f = 1
+        if first < 0 or first + 2 * <Py_ssize_t> mask + 1 >= self._n:
+            raise IndexError("table out of the buffer")
+        i = f & mask
+        while True:
+            at = first + 2 * <Py_ssize_t> i
+            v = tlb_load_u64(&self._words[at])
+            if v == f:
+                return -1 - at
+            if v == 0:
+                if tlb_cas_u64(&self._words[at], 0, f):
+                    return at
+                continue
+            i = (i + 1) & mask
+
+    def intersect(self, Py_ssize_t i, uint64_t keep, uint64_t ready) -> int:
+        """Wait until word ``i`` holds the bit ``ready`` (its first writer publishes it with that bit), then
+        clear in it every bit outside ``keep | ready``, atomically: the value it held (its bits cleared here
+        were cleared by this call alone, whatever the other processes do)."""
+        cdef uint64_t v
+        self._check(i)
+        while True:
+            v = tlb_load_u64(&self._words[i])
+            if not (v & ready):
+                sched_yield()  # its first writer claimed the slot and is about to publish it: let it run
+                continue
+            if (v & ~(keep | ready)) == 0 or tlb_cas_u64(&self._words[i], v, v & (keep | ready)):
+                return v
 
     cdef inline void _check(self, Py_ssize_t i) except *:
         if i < 0 or i >= self._n:

@@ -7,8 +7,9 @@
   priorities and ``depth - 1`` random priority-change points; finds bugs of depth d with probability
   >= 1/(n k^(d-1)) per run.
 
-Exhaustive strategies use partial-order reduction (``Machine(reduce=True)``) unless told otherwise, and dfs on
-one process adds sleep sets (controlled.sleep_sets: fewer transitions, the same end states). bfs keeps
+Exhaustive strategies use partial-order reduction (``Machine(reduce=True)``) unless told otherwise, and dfs
+adds sleep sets (controlled.sleep_sets: fewer transitions, the same end states; on several processes, shared in
+their visited table: controlled.shared_sleep_sets). bfs keeps
 without them: its state and transition counts are the fingerprint restructurings are checked against
 (scripts/explore_fingerprint.py). The sampling ones run the oracle's online whole-state check after every step. Every random choice comes from one
 ``random.Random(seed)``: the same seed gives the same runs.
@@ -52,8 +53,8 @@ def explore(scenario: Scenario, cfg: Config, strategy: str = "bfs", *, budget: i
     state per orbit of interchangeable writers (controlled.symmetry). ``workers`` > 1: dfs on that many
     processes sharing one hash-compacted visited set (controlled.parallel_search; implies hash_compact).
     ``measure_memory``: an exhaustive search (one process) reports the bytes its visited set holds (a pass over
-    it at the end). ``sleep_sets``: dfs on one process with reduction also prunes with sleep sets
-    (controlled.sleep_sets). ``merge``: dfs on one process runs through states with a single transition to try
+    it at the end). ``sleep_sets``: dfs with reduction also prunes with sleep sets (controlled.sleep_sets; on
+    workers, controlled.shared_sleep_sets). ``merge``: dfs on one process runs through states with a single transition to try
     without storing them (controlled.depth_first._merge_chain): fewer states held, more transitions run."""
     if strategy not in STRATEGIES:
         raise ValueError(f"strategy: expected one of {', '.join(STRATEGIES)}, got {strategy!r}")
@@ -69,7 +70,7 @@ def explore(scenario: Scenario, cfg: Config, strategy: str = "bfs", *, budget: i
 
                 hash_compact = True
                 result = parallel_dfs(scenario, cfg, workers, budget, reduce, stop_at_first, progress, deadline,
-                                      symmetric)
+                                      symmetric, sleep_sets=sleep_sets)
             elif strategy == "dfs":
                 result = _dfs(scenario, cfg, budget, reduce, stop_at_first, progress, deadline, hash_compact,
                               symmetric, measure_memory, sleep_sets, merge)

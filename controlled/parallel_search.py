@@ -16,8 +16,13 @@ engine on part of the state space:
   none is on its way; the first violation (with stop at first) stops every worker, and its schedule (the
   stolen task's schedule, then the path down the thief's stack) replays from the initial state.
 
-Exact counts. The workers run without sleep sets (controlled.sleep_sets): a state's sleep set is kept beside
-its key in one process, and a revisit by another worker would have to see it. Without sleep sets the cycle
+Sleep sets. A state's sleep set (controlled.sleep_sets) must be seen by every worker that reaches the state
+again, so with sleep sets the table's slots are pairs: the fingerprint and the sleep set as a bit mask
+(controlled.shared_sleep_sets, where a scenario's transitions fit a word). They prune as in one process (on
+ladder pages=2 writers=2 stores=1, 0.62x the transitions), but which worker reaches a state first decides
+the sleep set it is stored with, so the counts may vary from run to run; the end states and verdicts do not.
+
+Exact counts, without sleep sets (``sleep_sets=False``, `--no-sleep-sets`). Without sleep sets the cycle
 proviso does not depend on the order either: the reduction never chooses the turns of a counter writer's loop
 alone (controlled.reduction), a property of the state, not of the search stack. So the states reached are
 those of the reduced state graph, whatever the order, and the count equals one process's with
@@ -57,8 +62,9 @@ from typing import Any, Callable
 
 from controlled.depth_first import ExploreResult, StackEntry, canonical_form, depth_first, root_entry
 from controlled.machine import Machine, Transition
+from controlled.shared_sleep_sets import SharedSleepSets, TransitionBits, seed_sleep_sets
 from controlled.shared_words import SharedVisited
-from controlled.sleep_sets import NOTHING
+from controlled.sleep_sets import NOTHING, SleepSets
 from controlled.work_stealing import Control, Endpoint, Task, split_oldest
 from kernel_model.config import Config
 from kernel_model.program import Scenario
@@ -77,10 +83,13 @@ _clock = time.perf_counter  # the seed phase's clock (tests replace it)
 
 def parallel_dfs(scenario: Scenario, cfg: Config, workers: int, budget: int, reduce: bool, stop_at_first: bool,
                  progress: Callable[[int], None] | None, deadline: float | None,
-                 symmetric: bool = True, compiled: bool = True) -> ExploreResult:
+                 symmetric: bool = True, compiled: bool = True, sleep_sets: bool = True) -> ExploreResult:
     """A dfs on ``workers`` processes (see the module docstring); ``compiled``: the shared words' compiled
-    atomics when built (False: the locked Python fallback, for the test that compares them)."""
+    atomics when built (False: the locked Python fallback, for the test that compares them); ``sleep_sets``:
+    with the reduction, prune with sleep sets shared in the visited table (controlled.shared_sleep_sets) where
+    the scenario's transitions fit its word."""
     m = Machine(scenario, cfg, reduce=reduce, symmetric=symmetric)
+    sleep = SleepSets(m) if sleep_sets and reduce and TransitionBits.fits(m) else None
     budget = min(budget, SharedVisited.limit_for(budget))
     canon = canonical_form(m, True)
     result = ExploreResult("dfs", False, 1, 0, 0, 0.0)
@@ -102,19 +111,26 @@ def parallel_dfs(scenario: Scenario, cfg: Config, workers: int, budget: int, red
     path: list[Transition] = []
     fork_at = _clock() + FORK_AFTER_SECONDS
     if depth_first(m, canon, is_new, stack, path, result, stop_at_first,
-                   lambda: _clock() < fork_at and not over(), SEED_TICK_EVERY):
+                   lambda: _clock() < fork_at and not over(), SEED_TICK_EVERY, sleep):
         result.complete = True
         return result
     if (result.found and stop_at_first) or over():
         return result
-    tasks: list[Task] = [(key, path[:depth - 1] + [into]) for key, depth, into, _, _ in stack]
-    visited = SharedVisited(budget, compiled)
-    for h in seen:
-        visited.insert(h)  # type: ignore[arg-type]
+    tasks: list[Task] = [(key, path[:depth - 1] + [into], asleep, again) for key, depth, into, asleep, again in stack]
+    visited = SharedVisited(budget, compiled, pairs=sleep is not None)
+    shared = None
+    if sleep is None:
+        for h in seen:
+            visited.insert(h)  # type: ignore[arg-type]
+    else:
+        shared = SharedSleepSets(m, visited)
+        stored = seed_sleep_sets(sleep)
+        for h in seen:
+            shared.adopt(h, stored.get(h, NOTHING))  # type: ignore[arg-type]
     seen.clear()  # the workers, forked next, need only the table
     control = Control.make(workers, compiled)
     reports = _run_workers(m, visited, control, tasks, _Limits(budget - result.states, deadline), workers,
-                           stop_at_first, None if progress is None else lambda n: progress(result.states + n))
+                           stop_at_first, None if progress is None else lambda n: progress(result.states + n), shared)
     _merge_reports(result, reports)
     result.workers = workers
     return result
@@ -127,7 +143,8 @@ class _Limits:
 
 
 def _run_workers(m: Machine, visited: SharedVisited, control: Control, tasks: list[Task], limits: _Limits,
-                 workers: int, stop_at_first: bool, progress: Callable[[int], None] | None) -> list[dict[str, Any]]:
+                 workers: int, stop_at_first: bool, progress: Callable[[int], None] | None,
+                 sleep: SharedSleepSets | None = None) -> list[dict[str, Any]]:
     """Fork ``workers`` processes, deal them ``tasks`` (the seed's stack), wait for each one's report (or the
     first failure) and stop them all, by their own handles, whatever happens."""
     import multiprocessing  # here, not at the top: a search that ends in the seed never pays for it (~20 ms)
@@ -138,7 +155,7 @@ def _run_workers(m: Machine, visited: SharedVisited, control: Control, tasks: li
     pipes = [ctx.Pipe(duplex=False) for _ in range(workers)]  # (read end, write end): worker w reads pipes[w][0]
     procs = [ctx.Process(target=_worker, daemon=True,
                          args=(w, m, visited, control, dealt[w], [p[0] for p in pipes],
-                               [p[1] for p in pipes], results, limits, stop_at_first))
+                               [p[1] for p in pipes], results, limits, stop_at_first, sleep))
              for w in range(workers)]
     for proc in procs:
         proc.start()
@@ -191,8 +208,9 @@ class _Search:
     """One worker's search: its frontier (held tasks and the running task's stack), its counts, its ticks."""
 
     def __init__(self, me: int, m: Machine, visited: SharedVisited, control: Control, endpoint: Endpoint,
-                 limits: _Limits, tasks: list[Task]) -> None:
+                 limits: _Limits, tasks: list[Task], sleep: SharedSleepSets | None = None) -> None:
         self.me, self.m, self.control, self.endpoint, self.limits = me, m, control, endpoint, limits
+        self.sleep = sleep
         self.tasks = tasks  # oldest first; searched from the end, stolen from the front
         self.stack: list[StackEntry] = []
         self.path: list[Transition] = []
@@ -200,9 +218,10 @@ class _Search:
         self.result = ExploreResult("dfs", False, 0, 0, 0, 0.0)
         self.parent = os.getppid()
         insert, mask = visited.words.insert, visited.mask
+        claimed = sleep.is_new if sleep is not None else lambda c: insert(0, mask, c)
 
         def is_new(c: object) -> bool:
-            if insert(0, mask, c):
+            if claimed(c):
                 self.count += 1
                 return True
             return False
@@ -240,25 +259,26 @@ class _Search:
                 self.tasks = stolen
             elif not self.tick():  # between two tasks too: a run of small ones may never reach a tick inside
                 return False
-            key, prefix = self.tasks.pop()
-            self.stack[:] = [(key, len(prefix), prefix[-1] if prefix else None, NOTHING, None)]
+            key, prefix, asleep, again = self.tasks.pop()
+            self.stack[:] = [(key, len(prefix), prefix[-1] if prefix else None, asleep, again)]
             self.path[:] = prefix[:-1]
             self.endpoint.publish(len(self.tasks) + 1)
             if not depth_first(self.m, canon, self.is_new, self.stack, self.path, self.result, stop_at_first,
-                               self.tick, STEAL_TICK_EVERY):
+                               self.tick, STEAL_TICK_EVERY, self.sleep):
                 if self.result.found and stop_at_first:
                     self.control.stop()
                 return False
 
 
 def _worker(me: int, m: Machine, visited: SharedVisited, control: Control, tasks: list[Task], inboxes: list[Any],
-            outboxes: list[Any], results: Any, limits: _Limits, stop_at_first: bool) -> None:
+            outboxes: list[Any], results: Any, limits: _Limits, stop_at_first: bool,
+            sleep: SharedSleepSets | None = None) -> None:
     report: dict[str, Any]
     try:
         for w, inbox in enumerate(inboxes):
             if w != me:
                 inbox.close()  # only its own pipe's read end: a pipe is then read by one process
-        search = _Search(me, m, visited, control, None, limits, list(tasks))  # type: ignore[arg-type]
+        search = _Search(me, m, visited, control, None, limits, list(tasks), sleep)  # type: ignore[arg-type]
         search.endpoint = Endpoint(control, me, inboxes[me], outboxes, search.alive)
         done = search.run(stop_at_first)
         control.words.store(control.inserted(me), search.count)

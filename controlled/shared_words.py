@@ -48,6 +48,10 @@ class Words(Protocol):
 
     def insert(self, first: int, mask: int, h: int) -> bool: ...
 
+    def claim(self, first: int, mask: int, h: int) -> int: ...
+
+    def intersect(self, i: int, keep: int, ready: int) -> int: ...
+
 
 class LockedWords:
     """The Python fallback: every read-modify-write under one lock shared by the forked processes (a plain load
@@ -97,6 +101,34 @@ class LockedWords:
                         return True
                 continue  # another process claimed this slot first: look at what it wrote
             i = (i + 1) & mask
+
+    def claim(self, first: int, mask: int, h: int) -> int:
+        f = (h & _MASK) or 1
+        words = self._words
+        if first < 0 or first + 2 * mask + 1 >= len(words):
+            raise IndexError("table out of the buffer")
+        i = f & mask
+        while True:
+            at = first + 2 * i
+            v = words[at]
+            if v == f:
+                return -1 - at
+            if v == 0:
+                with self._lock:
+                    if words[at] == 0:
+                        words[at] = f
+                        return at
+                continue
+            i = (i + 1) & mask
+
+    def intersect(self, i: int, keep: int, ready: int) -> int:
+        while True:
+            with self._lock:
+                v = self._words[i]
+                if v & ready:
+                    self._words[i] = v & (keep | ready)
+                    return v
+            os.sched_yield()  # its first writer claimed the slot and is about to publish it
 
 
 def compiled_words() -> type | None:
@@ -148,11 +180,14 @@ class SharedVisited:
     after another moved on can count a state twice, and no ordering of the two checks fixes that without a
     lock: the exact count is worth more."""
 
-    def __init__(self, capacity: int, compiled: bool = True) -> None:
+    def __init__(self, capacity: int, compiled: bool = True, pairs: bool = False) -> None:
+        """``pairs``: each slot is two words, the fingerprint and the sleep set its state was reached with
+        (controlled.shared_sleep_sets); its inserts are then ``claim``, not ``insert``."""
         self.size = self.size_for(capacity)
         self.mask = self.size - 1
         self.limit = int(self.size * MAX_LOAD)  # fingerprints it takes before probing slows down
-        self.words = shared_words(self.size, compiled)
+        self.pairs = pairs
+        self.words = shared_words(self.size * (2 if pairs else 1), compiled)
 
     @property
     def compiled(self) -> bool:
@@ -171,4 +206,10 @@ class SharedVisited:
     def insert(self, h: int) -> bool:
         """Add fingerprint ``h`` (a Python hash); True if no process had added it. (0 is stored as 1: the two
         count as one, a collision like any other.)"""
+        assert not self.pairs, "a table of pairs takes claim()"
         return self.words.insert(0, self.mask, h)
+
+    def claim(self, h: int) -> int:
+        """Add fingerprint ``h`` to a table of pairs: the word index of its pair if no process had added it, else
+        ``-1 - index`` (AtomicWords.claim)."""
+        return self.words.claim(0, self.mask, h)

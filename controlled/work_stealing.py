@@ -37,7 +37,9 @@ STOP = 1
 _FIXED = 2  # words before the per-worker arrays
 POLL = 0.005  # seconds an idle worker waits between two looks (a victim answers within one tick: milliseconds)
 
-Task = tuple[tuple, list]  # (machine key of the state to search from, the schedule that reaches it)
+# (machine key of the state to search from, the schedule that reaches it, the sleep set it is searched with, and
+# None to search it, or the transitions a revisit found awake: controlled.depth_first's stack entry, moved)
+Task = tuple[tuple, list, frozenset, "tuple | None"]
 
 
 @dataclass
@@ -150,12 +152,12 @@ def split_oldest(tasks: list[Task], stack: list, path: list) -> list[Task]:
     """Half of a frontier (at least one entry when it holds two or more), taken from its oldest end: first the
     held tasks (oldest first), then the bottom of the depth-first stack, whose entries become tasks with the
     schedule that reaches them (controlled.depth_first: an entry of depth d is reached by ``path[:d - 1]`` and
-    the transition into it). Removes what it returns from ``tasks`` and ``stack``."""
+    the transition into it), keeping its sleep set. Removes what it returns from ``tasks`` and ``stack``."""
     n = (len(tasks) + len(stack)) // 2
     given = tasks[:n]
     del tasks[:n]
     rest = n - len(given)
     if rest > 0:
-        given += [(key, path[:depth - 1] + [into]) for key, depth, into, _, _ in stack[:rest]]
+        given += [(key, path[:depth - 1] + [into], asleep, again) for key, depth, into, asleep, again in stack[:rest]]
         del stack[:rest]
     return given

@@ -55,7 +55,8 @@ def test_a_search_that_ends_before_the_fork_time_never_forks(monkeypatch):
     sc = load_scenario("ladder", {"pages": 2, "stores": 1})
     cfg = Config(ordering="delayed")
     r = explore(sc, cfg, "dfs", workers=2)
-    assert r.complete and r.states == one_process(sc, cfg).states
+    # The seed phase is one process's search: with sleep sets, as `--workers` runs by default.
+    assert r.complete and r.states == explore(sc, cfg, "dfs", hash_compact=True).states
 
 
 def test_the_seed_forks_once_its_time_is_up(monkeypatch):
@@ -65,12 +66,13 @@ def test_the_seed_forks_once_its_time_is_up(monkeypatch):
     reports = capture_reports(monkeypatch)
     sc = load_scenario("ladder", {"pages": 2, "stores": 1})
     cfg = Config(ordering="delayed")
-    r = explore(sc, cfg, "dfs", workers=2)
+    r = explore(sc, cfg, "dfs", workers=2, sleep_sets=False)
     assert len(reports) == 2 and sum(rep["states"] for rep in reports) > 0
     assert r.complete and r.states == one_process(sc, cfg).states
 
 
-# The reduced state graph does not depend on the order of the search (with interchangeable writers too: the
+# Without sleep sets (controlled.shared_sleep_sets: with them, which worker reaches a state first decides the
+# sleep set it is stored with), the reduced state graph does not depend on the order of the search (with interchangeable writers too: the
 # reducer breaks ties between persistent sets by names a permutation of the writers leaves alone), and the shared
 # table counts each state once, so every count equals one process's.
 # --all: the whole graph, so the transitions and schedules are comparable too, and every violation is found.
@@ -96,7 +98,7 @@ EXACT_CELLS = [
 def test_two_workers_count_exactly_what_one_process_counts(name, params, cfg, symmetric):
     sc = load_scenario(name, params)
     one = one_process(sc, cfg, symmetric=symmetric, stop_at_first=False)
-    two = explore(sc, cfg, "dfs", workers=2, symmetric=symmetric, stop_at_first=False)
+    two = explore(sc, cfg, "dfs", workers=2, symmetric=symmetric, stop_at_first=False, sleep_sets=False)
     assert one.complete and two.complete
     assert (two.states, two.transitions, two.schedules) == (one.states, one.transitions, one.schedules)
     assert sorted(f.invariants for f in two.found) == sorted(f.invariants for f in one.found)
@@ -108,7 +110,7 @@ def test_three_workers_count_exactly_too():
     sc = load_scenario("ladder", {"writers": 2, "stores": 1})
     cfg = Config(ordering="delayed")
     one = one_process(sc, cfg, symmetric=False)
-    three = explore(sc, cfg, "dfs", workers=3, symmetric=False)
+    three = explore(sc, cfg, "dfs", workers=3, symmetric=False, sleep_sets=False)
     assert three.complete and (three.states, three.transitions) == (one.states, one.transitions)
 
 
@@ -149,7 +151,7 @@ def test_a_worker_dealt_nothing_steals_and_the_search_ends(monkeypatch):
     reports = capture_reports(monkeypatch)
     sc = load_scenario("ladder", {"writers": 2, "stores": 1})
     cfg = Config(ordering="delayed")
-    r = explore(sc, cfg, "dfs", workers=2, symmetric=False)
+    r = explore(sc, cfg, "dfs", workers=2, symmetric=False, sleep_sets=False)
     one = one_process(sc, cfg, symmetric=False)
     by_worker = {rep["worker"]: rep for rep in reports}
     assert by_worker[1]["received"] > 0 and by_worker[0]["donated"] > 0 and by_worker[1]["states"] > 0
@@ -165,7 +167,7 @@ def test_the_fallback_table_counts_what_the_compiled_one_counts():
     counts = []
     for compiled in (True, False):
         r = parallel_search.parallel_dfs(sc, cfg, 2, 1_000_000, True, True, None, None, symmetric=False,
-                                         compiled=compiled)
+                                         compiled=compiled, sleep_sets=False)
         assert r.complete
         counts.append((r.states, r.transitions, r.schedules))
     assert counts[0] == counts[1] == (lambda o: (o.states, o.transitions, o.schedules))(
@@ -284,7 +286,7 @@ def test_the_cli_says_how_many_workers_and_the_collision_bound(capsys, tmp_path)
             "--strategy", "dfs", "--out", str(tmp_path))
     rc, out, _ = run_cli(capsys, *argv, "--workers", "2")
     assert rc == 0 and "on 2 workers; hash compaction: chance of a merged state below" in " ".join(out.split())
-    rc, out, _ = run_cli(capsys, *argv, "--workers", "2", "--json")
+    rc, out, _ = run_cli(capsys, *argv, "--workers", "2", "--no-sleep-sets", "--json")
     doc = json.loads(out)
     rc1, out1, _ = run_cli(capsys, *argv, "--hash-compact", "--no-sleep-sets", "--json")
     one = json.loads(out1)

@@ -81,15 +81,17 @@ def test_shared_words_compare_and_swap_and_add(compiled):
 
 
 def test_a_thief_gets_the_oldest_half_of_the_frontier():
-    tasks = [("k0", []), ("k1", ["a"])]
-    # Stack entries (key, depth, into, asleep, again): children of the states on path ["p1", "p2"].
-    stack = [("s1", 1, "x", frozenset(), None), ("s2", 2, "y", frozenset(), None), ("s3", 3, "z", frozenset(), None),
-             ("s4", 3, "w", frozenset(), None)]
+    none = frozenset()
+    tasks = [("k0", [], none, None), ("k1", ["a"], none, None)]
+    # Stack entries (key, depth, into, asleep, again): children of the states on path ["p1", "p2"]. A task keeps
+    # the entry's sleep set and the transitions a revisit found awake.
+    stack = [("s1", 1, "x", frozenset({"q"}), None), ("s2", 2, "y", none, ("r",)), ("s3", 3, "z", none, None),
+             ("s4", 3, "w", none, None)]
     given = split_oldest(tasks, stack, ["p1", "p2"])
-    assert given == [("k0", []), ("k1", ["a"]), ("s1", ["x"])]  # 6 entries: 3 given, the oldest
+    assert given == [("k0", [], none, None), ("k1", ["a"], none, None), ("s1", ["x"], frozenset({"q"}), None)]
     assert tasks == [] and [e[0] for e in stack] == ["s2", "s3", "s4"]
     given = split_oldest([], stack, ["p1", "p2"])
-    assert given == [("s2", ["p1", "y"])] and [e[0] for e in stack] == ["s3", "s4"]
+    assert given == [("s2", ["p1", "y"], none, ("r",))] and [e[0] for e in stack] == ["s3", "s4"]
     assert split_oldest([], stack[:1], ["p1", "p2"]) == []  # one entry: kept, to work on
 
 

@@ -1,0 +1,106 @@
+"""Sleep sets for the parallel search: each visited state's sleep set kept beside its fingerprint, in shared words.
+
+controlled.sleep_sets keeps, per visited state, the sleep set it was first reached with, and a revisit with a
+sleep set that is not a superset of it explores the transitions stored asleep that are awake now, the stored set
+becoming the intersection (Godefroid 1996, ch. 5, "sleep sets and state matching"). The parallel search's
+workers (controlled.parallel_search) reach each other's states, so that set has to be where every worker sees it:
+here, the second word of the visited table's slot (SharedVisited(pairs=True)), as a bit mask over the
+transitions in the representative's names (one bit per thread step and per (CPU, initiator) IPI; scenarios with
+more than MAX_BITS of them search without sleep sets, as every parallel search did before).
+
+The first visitor claims the slot (compare-and-swap on the fingerprint) and then publishes its sleep set with
+the READY bit, in the same expansion (depth_first's is_new and visit are consecutive); a revisit waits for
+READY, then clears from the stored mask the bits outside its own sleep set with one compare-and-swap, and
+explores exactly the transitions it cleared (AtomicWords.intersect). Each stored bit is cleared by one process
+alone, so every transition the sequential algorithm would explore again from that state is explored by the
+process that woke it, with the intersection as its sleep set, as in one process. Which worker reaches a state
+first decides which sleep set it is stored with, so the state and transition counts may differ from run to run
+(never the verdicts or the end states: tests/test_parallel_search.py); `--no-sleep-sets` gives the exact,
+order-independent counts of a one-process search with hash compaction and without sleep sets.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from controlled.shared_words import SharedVisited
+from controlled.sleep_sets import NOTHING, SleepSets, _inverse_rename, _rename
+
+if TYPE_CHECKING:
+    from controlled.machine import Machine, Transition
+
+READY = 1 << 63  # the slot's sleep set is published (its first visitor writes it right after claiming the slot)
+MAX_BITS = 63  # transitions a sleep set can name: the word's other bits
+
+
+class TransitionBits:
+    """Transitions as bits: thread ``t``'s step is bit ``t``, the IPI handler on ``cpu`` for initiator ``t`` is
+    bit ``nthreads + cpu * nthreads + t``."""
+
+    def __init__(self, nthreads: int, ncpus: int) -> None:
+        self.nthreads = nthreads
+        self.names: list[Transition] = [("t", t) for t in range(nthreads)]
+        self.names += [("i", cpu, t) for cpu in range(ncpus) for t in range(nthreads)]
+
+    @classmethod
+    def fits(cls, m: Machine) -> bool:
+        return m.nthreads * (1 + m.ncpus) <= MAX_BITS
+
+    def bits(self, trs: frozenset) -> int:
+        n = self.nthreads
+        out = 0
+        for tr in trs:
+            out |= 1 << (tr[1] if tr[0] == "t" else n + tr[1] * n + tr[2])
+        return out
+
+    def transitions(self, bits: int) -> frozenset:
+        return frozenset([name for b, name in enumerate(self.names) if bits >> b & 1])
+
+
+class SharedSleepSets(SleepSets):
+    """SleepSets whose stored sets live in the parallel search's shared table of pairs (see the module
+    docstring). ``is_new`` claims a state's slot; ``visit`` (called right after it, for the same state) publishes
+    or intersects its sleep set."""
+
+    def __init__(self, m: Machine, visited: SharedVisited) -> None:
+        super().__init__(m)
+        assert visited.pairs and TransitionBits.fits(m)
+        self.visited = visited
+        self.words = visited.words
+        self.code = TransitionBits(m.nthreads, m.ncpus)
+        self.slot = -1  # the sleep-set word of the pair the last is_new claimed or found
+
+    def is_new(self, fingerprint: object) -> bool:
+        at = self.visited.claim(fingerprint)  # type: ignore[arg-type]
+        if at >= 0:
+            self.slot = at + 1
+            return True
+        self.slot = -at
+        return False
+
+    def adopt(self, fingerprint: int, asleep: frozenset) -> None:
+        """Put a state another search visited (the seed phase's) into the table with the sleep set it stored."""
+        at = self.visited.claim(fingerprint)
+        if at >= 0:  # else fingerprints 0 and 1, which the table holds as one (a collision, as any other)
+            self.words.store(at + 1, self.code.bits(asleep) | READY)
+
+    def visit(self, ckey: object, fresh: bool, asleep: frozenset) -> tuple[tuple, frozenset] | None:
+        perm = self._permutation()
+        mine = self.code.bits(_rename(asleep, perm))
+        if fresh:
+            self.words.store(self.slot, mine | READY)
+            return None
+        stored = self.words.intersect(self.slot, mine, READY) & ~READY
+        awake = stored & ~mine
+        if not awake:
+            return None
+        return (tuple(sorted(_inverse_rename(self.code.transitions(awake), perm))),
+                _inverse_rename(self.code.transitions(stored & mine), perm))
+
+
+def seed_sleep_sets(sleep: SleepSets) -> dict[object, frozenset]:
+    """The sleep sets the seed phase stored (representative's names), by fingerprint, to adopt at the fork."""
+    return dict(sleep._stored)  # noqa: SLF001 - the one handover of a one-process search's state
+
+
+__all__ = ["READY", "MAX_BITS", "TransitionBits", "SharedSleepSets", "seed_sleep_sets", "NOTHING"]
