@@ -302,3 +302,23 @@ def test_try_to_unmap_one_skips_a_cleared_pte_without_waiting_for_the_ptl():
     assert kswapd[-1] == ("shrink_folio_list", "put_page")  # shrink_folio_list ran to its end
     assert ("shrink_folio_list", "folio_unlock") in kswapd  # activate_locked: the folio is still mapped
 
+
+def test_write_cache_pages_skips_a_clean_folio_under_writeback_without_waiting():
+    """Session 16 (author16): write_cache_pages waited for writeback before testing PG_dirty. The kernel tests
+    PG_dirty first ("someone wrote it for us": a clean folio is skipped, under writeback or not), and waits only
+    for a dirty one (WB_SYNC_ALL), before folio_clear_dirty_for_io."""
+    from kernel_model.program import Scenario, Setup
+
+    sc = Scenario("two_syncs", "", Setup(pages=1),
+                  (Thread("first", (Op("msync", (0,)),)), Thread("second", (Op("msync", (0,)),))))
+    m = Machine(sc, Config(), record=True)
+    while not any(e.op == "writepage" for e in m.events):
+        m.execute(("t", 0))
+    m.execute(("t", 0))  # writepage's folio_unlock: PG_writeback still set, the IO not yet ended
+    assert m.state.folios[0].writeback and not m.state.folios[0].dirty
+    while m.can_execute(("t", 1)):
+        m.execute(("t", 1))
+    second = [e.op for e in m.events if e.tid == 1 and e.kind == "step"]
+    assert "folio_wait_writeback" not in second and "folio_test_writeback" not in second
+    assert second[-2:] == ["folio_test_dirty", "folio_unlock"]
+    assert not any(e.op == "end_page_writeback" for e in m.events)  # it never waited for the first's IO
