@@ -124,7 +124,13 @@ def _fp_store_tlb(sh: Shape, tid: int, cpu: int, a: tuple, index_of: list, s: "S
     va = a[0]
     entry = s.tlbs[cpu].get(va)
     if entry is None:
-        return {("tlb", cpu, va): "r"}  # a miss: the walk is the next step
+        if len(a) < 3:
+            return {("tlb", cpu, va): "r"}  # a miss: the walk is the next step
+        # A uniprocessor's miss: the walk and the store in one step (kernel_model.tlb._store_args).
+        fp = _fp_walk_fill(sh, tid, cpu, a, index_of, s)
+        for i in _folios_at(sh, va):
+            fp[("data", i)] = "s"
+        return fp
     if not entry.writable:
         return {("tlb", cpu, va): "w", ("cov", cpu, va): "i", ("stale", cpu, va): "i"}  # the fault drops it
     if entry.dirty:
