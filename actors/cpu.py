@@ -284,16 +284,18 @@ class CpuCore(FlushIpis, UpScheduling, AlignerHooks):
         p = self.proxy
         p.begin(args[0])
         if op == "store_tlb":
-            va, value = args
+            va, value = args[0], args[1]  # a third, walk: a uniprocessor's miss walks in the same step
             self.increments += value is None
             entry = self.tlb.get(va)
             if self.s390 and entry is not None and not entry.writable:
                 p.stamp = self._validate([va])  # the fault below touches no page table: validate it
             try:
-                result: Any = tlbops.store_tlb(self.tlb, p, va, value)
+                result: Any = tlbops.store_tlb(self.tlb, p, *args)
             except Stale:
                 self._drop(va)
                 result = "miss"
+            if result == "filled":
+                self.epochs[va] = p.epoch  # cached by the walk, as walk_fill's entries are
         elif op == "load_tlb":
             try:
                 result = tlbops.load_tlb(self.tlb, p, *args)

@@ -69,6 +69,12 @@ class MoveTruncateReclaimOps:
     def folio_test_reclaim(self, pfn: int) -> bool:
         return self.s.folios[pfn].reclaim
 
+    def is_page_cache_freeable(self, pfn: int) -> bool:
+        """pageout's first test (mm/vmscan.c): ``folio_ref_count(folio) - folio_test_private(folio) == 1 +
+        folio_nr_pages(folio)``, the page cache's reference and reclaim's isolation one (find_get_entry's here)
+        and nobody else's; the model's folios are single pages without private data. Else PAGE_KEEP."""
+        return self.s.folios[pfn].refcount == 2
+
     def set_tlb_flush_batched(self) -> None:
         """set_tlb_ubc_flush_pending's ``mm->tlb_flush_batched = true`` (3ea277194daa): a flush of this mm is
         deferred; the per-task tlb_ubc (cpumask, flush_required, writable) lives on the reclaimer's stack."""

@@ -11,10 +11,18 @@ address), drop it from the page cache and free it, while another CPU still reads
 translation. The fix flushes before dropping the PTLs for every present PTE moved.
 
 The model moves one VMA of whole pages to a destination range of the same size (old_len == new_len), mapped or
-not: mremap_to unmaps the destination first. need_rmap_locks is true (copy_vma gives the new VMA the old
-vm_pgoff, and ``new_vma->vm_pgoff <= vma->vm_pgoff``), so move_ptes also holds i_mmap_rwsem for write
-(take_rmap_locks) — the lock the fix did not need: it is dropped before the old flush too. The anon_vma lock of
-take_rmap_locks is not modelled (file pages only).
+not: mremap_to unmaps the destination first. move_ptes holds i_mmap_rwsem for write (take_rmap_locks) — the lock
+the fix did not need: it is dropped before the old flush too. The anon_vma lock of take_rmap_locks is not
+modelled (file pages only).
+
+Coarser than the kernel there (session 16, read in copy_vma's mirror copies): ``*need_rmap_locks =
+(new_vma->vm_pgoff <= vma->vm_pgoff)`` only when vma_merge merged the new range into a neighbour; a new VMA
+(vm_area_dup + vma_link, the model's every case) gets ``*need_rmap_locks = false``, and move_ptes then takes no
+rmap lock: the kernel relies on the new VMA coming after the old one in the rmap walk (move_ptes' comment), so a
+walker sees the PTE at the old address or at the new one, never neither. The model's i_mmap_lookup answers in
+address order, not in link order, so it cannot rely on that and takes the rmap locks instead: a walker still sees
+the old or the new PTE, with fewer interleavings inside move_ptes than the kernel has (none of them can change
+what a walker finds, by the same argument).
 """
 
 from __future__ import annotations

@@ -124,7 +124,13 @@ def _fp_store_tlb(sh: Shape, tid: int, cpu: int, a: tuple, index_of: list, s: "S
     va = a[0]
     entry = s.tlbs[cpu].get(va)
     if entry is None:
-        return {("tlb", cpu, va): "r"}  # a miss: the walk is the next step
+        if len(a) < 3:
+            return {("tlb", cpu, va): "r"}  # a miss: the walk is the next step
+        # A uniprocessor's miss: the walk and the store in one step (kernel_model.tlb._store_args).
+        fp = _fp_walk_fill(sh, tid, cpu, a, index_of, s)
+        for i in _folios_at(sh, va):
+            fp[("data", i)] = "s"
+        return fp
     if not entry.writable:
         return {("tlb", cpu, va): "w", ("cov", cpu, va): "i", ("stale", cpu, va): "i"}  # the fault drops it
     if entry.dirty:
@@ -383,6 +389,8 @@ _TABLE: tuple[OpSpec, ...] = (
     _op("folio_test_writeback", "pt", _on_pfn(wb="r"), Format(args=lambda a: f"pfn {a[0]}", story=False),
         results=_BOOLS),
     # PG_reclaim (kernel_model.reclaim): set by shrink_folio_list's activate branch, tested by its pageout branch.
+    _op("is_page_cache_freeable", "pt", _on_pfn(ref="r"),
+        Format(args=lambda a: f"pfn {a[0]}", result=_bool_result, diagram=_ALWAYS), results=_BOOLS),
     _op("folio_set_reclaim", "pt", _on_pfn(reclaim="w"), Format(args=lambda a: f"pfn {a[0]}", diagram=_ALWAYS),
         result_read=False),
     _op("folio_test_reclaim", "pt", _on_pfn(reclaim="r"), Format(args=lambda a: f"pfn {a[0]}", result=_bool_result),

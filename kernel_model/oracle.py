@@ -141,7 +141,9 @@ class Oracle:
         """A user store or load through the TLB: stale_tlb_access, freed_while_mapped, and what an expectation
         remembers."""
         cpu, va = ev.cpu, ev.args[0]
-        hit = ev.result == "stored" if op == "store_tlb" else ev.result is not None
+        if ev.result == "filled":  # a uniprocessor's store that walked first: a fresh translation, as walk_fill's
+            self._invalidate(cpu, (va,))
+        hit = ev.result in ("stored", "filled") if op == "store_tlb" else ev.result is not None
         if op == "store_tlb" and ev.result == "fault":
             self._invalidate(cpu, (va,))  # the faulting access dropped the entry
         if not hit:

@@ -86,6 +86,13 @@ def try_to_unmap_one(k: Kctx, ubc: TlbflushUnmapBatch, pfn: int, va: int) -> Pat
     it can; move a dirty bit to the folio; remove the rmap and the PTE's reference (the page cache and reclaim
     still hold theirs, so the page is not freed here)."""
     table = k.table_of(va)
+    # try_to_unmap walks without PVMW_SYNC, so page_vma_mapped_walk's map_pte reads the PTE before taking the PTL
+    # and returns false for one that is not present ("Make a quick check before getting the lock" in 4.x's
+    # page_check_address with sync = 0): a PTE a zapper has cleared is skipped at once, without waiting for the
+    # zapper's PTL (folio_mkclean passes PVMW_SYNC and does wait: kernel_model.rmap). check_pte, under the PTL,
+    # reads it again.
+    if (yield Step("page_vma_mapped_walk", "pte_get", (va,))) is None:
+        return
     yield Step("page_vma_mapped_walk", "spin_lock", (table, k.tid))
     pte = yield Step("page_vma_mapped_walk", "pte_get", (va,))
     if pte is not None and Pte(*pte).pfn == pfn:
@@ -131,7 +138,18 @@ def pageout(k: Kctx, pfn: int, index: int) -> Path:
     """folio_clear_dirty_for_io, then ->writepage (PG_writeback, snapshot, submit; it unlocks the folio). The IO
     completes in the same thread (as in kernel_model.writeback). Coarser: the kernel's pageout sets PG_reclaim
     before ->writepage and folio_end_writeback clears it again; here the folio already has it (may_pageout) and
-    end_page_writeback clears it, the same state once the IO is done."""
+    end_page_writeback clears it, the same state once the IO is done.
+
+    is_page_cache_freeable comes first: a folio referenced by anyone but the page cache and reclaim's isolation
+    (``folio_ref_count - folio_test_private == 1 + folio_nr_pages``; 4.x: ``page_count - page_has_private == 2``)
+    is not written: PAGE_KEEP, keep_locked. A zapper's mmu_gather holds such a reference from the PTE clear until
+    tlb_batch_pages_flush, after its TLB flush, so kswapd never writes a folio back in the window between an
+    early page_remove_rmap and that flush. A fault between filemap_get_folio and set_pte_at, and ftruncate's
+    lookup, hold one too. (write_cache_pages' folio batch would as well; the model does not count it:
+    kernel_model.atomic filemap_lookup.)"""
+    if not (yield Step("pageout", "is_page_cache_freeable", (pfn,))):
+        yield Step("shrink_folio_list", "folio_unlock", (pfn, k.tid))  # PAGE_KEEP: keep_locked
+        return
     if not (yield from folio_clear_dirty_for_io(k, pfn, index)):
         yield Step("pageout", "folio_unlock", (pfn, k.tid))
         return

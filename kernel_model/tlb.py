@@ -34,15 +34,21 @@ class PageTableAccess(Protocol):
 
 
 # --- CPU-side atomic steps -----------------------------------------------------------------------------------
-def store_tlb(tlb: Tlb, pt: PageTableAccess, va: int, value: int | None) -> str:
+def store_tlb(tlb: Tlb, pt: PageTableAccess, va: int, value: int | None, walk: bool = False) -> str:
     """One store instruction (``value`` INCREMENT: a locked increment), up to the point where it needs a page
-    walk or a fault.
+    walk or a fault; with ``walk`` (a uniprocessor: see user_store) the walk of a miss too.
 
-    Returns "stored", "miss" (no entry: walk), or "fault" (#PF: not writable, or the PTE vanished under a
-    writable-clean entry)."""
+    Returns "stored", "miss" (no entry: walk), "fault" (#PF: not writable, or the PTE vanished under a
+    writable-clean entry; with ``walk``, a miss whose walk found no present writable PTE), or, with ``walk``,
+    "filled": walked, cached and stored through the fresh entry."""
     entry = tlb.get(va)
     if entry is None:
-        return "miss"
+        if not walk:
+            return "miss"
+        if not walk_fill(tlb, pt, va, True):
+            return "fault"
+        pt.write_page(tlb[va].pfn, value)  # the walk set D before caching the entry: no page-table access left
+        return "filled"
     if not entry.writable:
         del tlb[va]  # a page fault invalidates the TLB entries of the faulting address (SDM §4.10.4.1)
         return "fault"
@@ -116,14 +122,24 @@ def user_store(k: Kctx, va: int, value: int) -> Path:
     """One attempt of a store instruction. Returns True (stored), False (SIGSEGV) or RETRY."""
     from kernel_model.memory import do_user_addr_fault
 
-    r = yield Step("user_store", "store_tlb", (va, value))
-    if r == "stored":
+    r = yield Step("user_store", "store_tlb", _store_args(k, va, value))
+    if r == "stored" or r == "filled":
         return True
     if r == "miss" and (yield Step("user_store", "walk_fill", (va, True))):
         return RETRY  # the entry is cached now: the store retries through it
     if not (yield from do_user_addr_fault(k, va, write=True)):
         return False
     return RETRY
+
+
+def _store_args(k: Kctx, va: int, value: int | None) -> tuple:
+    """store_tlb's arguments. On SMP a miss is two steps, the walk (walk_fill) and the retried store through the
+    entry it cached: a flush IPI between them only makes the store walk again, and another CPU may clear the PTE
+    after the walk set D and before the write is visible (x86-TSO's store buffer). On a uniprocessor nothing else
+    runs on the CPU within one instruction, so the walk and the write are one step (``walk``): otherwise a zapper
+    and writeback could run between them on the same CPU and the write land after writeback's snapshot, a loss
+    no uniprocessor shows (session 16, docs/up-v6.2.md)."""
+    return (va, value, True) if k.cfg.arch == "up" else (va, value)
 
 
 def counter_increment(k: Kctx, va: int) -> Path:
@@ -149,8 +165,8 @@ def bounded_counter(k: Kctx, va: int, refault: bool, limit: int) -> Path:
 
     landed = 0
     while landed < limit:
-        r = yield Step("user_store", "store_tlb", (va, INCREMENT))
-        if r == "stored":
+        r = yield Step("user_store", "store_tlb", _store_args(k, va, INCREMENT) if refault else (va, INCREMENT))
+        if r == "stored" or r == "filled":
             landed += 1
             continue
         if not refault:

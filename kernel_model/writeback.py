@@ -31,11 +31,13 @@ def write_cache_pages(k: Kctx, indexes: tuple[int, ...]) -> Path:
         if not (yield Step("write_cache_pages", "folio_test_mapping", (pfn,))):  # folio->mapping != mapping
             yield Step("write_cache_pages", "folio_unlock", (pfn, k.tid))  # truncated or evicted meanwhile
             continue
-        if (yield Step("write_cache_pages", "folio_test_writeback", (pfn,))):
-            yield Step("write_cache_pages", "folio_wait_writeback", (pfn, k.tid))  # WB_SYNC_ALL waits
+        # The kernel's order: PG_dirty first ("someone wrote it for us": a clean folio is skipped even while it is
+        # under writeback), then the WB_SYNC_ALL wait for writeback in flight, then folio_clear_dirty_for_io.
         if not (yield Step("write_cache_pages", "folio_test_dirty", (pfn,))):
             yield Step("write_cache_pages", "folio_unlock", (pfn, k.tid))  # someone wrote it for us
             continue
+        if (yield Step("write_cache_pages", "folio_test_writeback", (pfn,))):
+            yield Step("write_cache_pages", "folio_wait_writeback", (pfn, k.tid))  # WB_SYNC_ALL waits
         if not (yield from folio_clear_dirty_for_io(k, pfn, index)):
             yield Step("write_cache_pages", "folio_unlock", (pfn, k.tid))
             continue

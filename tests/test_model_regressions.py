@@ -278,3 +278,47 @@ def test_madvise_dontneed_of_an_unmapped_range_fails_with_enomem_and_gathers_not
     # Across the hole: pages 0 and 2 zapped, page 1 skipped.
     cleared = [e.args[0] for e in events[second_end:] if e.op == "ptep_get_and_clear_full"]
     assert cleared == [0, 2]
+
+
+def test_try_to_unmap_one_skips_a_cleared_pte_without_waiting_for_the_ptl():
+    """Session 16 (author16): try_to_unmap_one took the PTL before looking at the PTE, so kswapd waited for a
+    zapper that had cleared it (v6.2: the delayed rmap keeps the folio mapped until the flush). try_to_unmap's
+    page_vma_mapped_walk runs without PVMW_SYNC: map_pte returns false for a PTE that is not present before
+    spin_lock. kswapd then finds the folio still mapped and activates it (folio_unlock), the zapper still holding
+    the PTL."""
+    from kernel_model.kernels import kernel_config
+    from kernel_model.program import Scenario, Setup
+
+    sc = Scenario("zap_vs_kswapd", "", Setup(pages=1),
+                  (Thread("zapper", (Op("madvise_dontneed", (0,)),)), Thread("kswapd", (Op("reclaim", (0,)),))))
+    m = Machine(sc, Config(**kernel_config("6.2")), record=True)
+    while not any(e.op == "ptep_get_and_clear_full" for e in m.events):
+        m.execute(("t", 0))
+    assert m.state.ptl[0] == 0  # the zapper holds the PTL, the PTE is none, the rmap removal delayed
+    while m.can_execute(("t", 1)):
+        m.execute(("t", 1))
+    kswapd = [(e.fn, e.op) for e in m.events if e.tid == 1 and e.kind == "step"]
+    assert ("page_vma_mapped_walk", "spin_lock") not in kswapd
+    assert kswapd[-1] == ("shrink_folio_list", "put_page")  # shrink_folio_list ran to its end
+    assert ("shrink_folio_list", "folio_unlock") in kswapd  # activate_locked: the folio is still mapped
+
+
+def test_write_cache_pages_skips_a_clean_folio_under_writeback_without_waiting():
+    """Session 16 (author16): write_cache_pages waited for writeback before testing PG_dirty. The kernel tests
+    PG_dirty first ("someone wrote it for us": a clean folio is skipped, under writeback or not), and waits only
+    for a dirty one (WB_SYNC_ALL), before folio_clear_dirty_for_io."""
+    from kernel_model.program import Scenario, Setup
+
+    sc = Scenario("two_syncs", "", Setup(pages=1),
+                  (Thread("first", (Op("msync", (0,)),)), Thread("second", (Op("msync", (0,)),))))
+    m = Machine(sc, Config(), record=True)
+    while not any(e.op == "writepage" for e in m.events):
+        m.execute(("t", 0))
+    m.execute(("t", 0))  # writepage's folio_unlock: PG_writeback still set, the IO not yet ended
+    assert m.state.folios[0].writeback and not m.state.folios[0].dirty
+    while m.can_execute(("t", 1)):
+        m.execute(("t", 1))
+    second = [e.op for e in m.events if e.tid == 1 and e.kind == "step"]
+    assert "folio_wait_writeback" not in second and "folio_test_writeback" not in second
+    assert second[-2:] == ["folio_test_dirty", "folio_unlock"]
+    assert not any(e.op == "end_page_writeback" for e in m.events)  # it never waited for the first's IO
