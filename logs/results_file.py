@@ -256,6 +256,10 @@ def trial_record(*, trial: int, seed: int, status: str, invariants: list[str], d
             "log": log}
 
 
+class ResultsDeleted(RuntimeError):
+    """The results file was deleted while a campaign appended to it (ResultsWriter.unlinked)."""
+
+
 class ResultsWriter:
     """Appends trial records, each framed; fsyncs every ``batch`` records or ``interval`` seconds, and on close.
 
@@ -292,6 +296,7 @@ class ResultsWriter:
         self.sync()
 
     def append(self, record: dict[str, Any]) -> None:
+        """Raises ResultsDeleted, the record written, when the file has been deleted (``unlinked``)."""
         try:
             self._stream.write(frame(record))
             self._unsynced += 1
@@ -300,6 +305,39 @@ class ResultsWriter:
         except OSError:
             self._cut_back()
             raise
+        if self.unlinked():
+            raise ResultsDeleted(f"{self.path}: deleted while the campaign ran")
+
+    def unlinked(self) -> bool:
+        """Whether the file was deleted under the writer (``rm -rf`` of --out, or of the file). Its records then
+        live only in this open descriptor: once it is closed they are gone, so ``copy_to`` must save them first.
+        (One fstat a record: a microsecond, against milliseconds a trial.)"""
+        try:
+            return os.fstat(self._stream.fileno()).st_nlink == 0
+        except (OSError, ValueError):
+            return False
+
+    def copy_to(self, path: str) -> None:
+        """Everything the file holds, as a new file at ``path`` that appears whole (written beside it, then linked
+        to its name, which must be free: FileExistsError otherwise, nothing replaced)."""
+        self._stream.flush()
+        fd, fresh = self._stream.fileno(), f"{path}.new"
+        size = os.fstat(fd).st_size
+        try:
+            with open(fresh, "xb") as f:
+                at = 0
+                while at < size:
+                    chunk = os.pread(fd, min(1 << 20, size - at), at)
+                    if not chunk:
+                        break
+                    f.write(chunk)
+                    at += len(chunk)
+                f.flush()
+                os.fsync(f.fileno())
+            os.link(fresh, path)  # never over a file that appeared at the name meanwhile
+        finally:
+            _remove_quietly(fresh)
+        _fsync_dir(path)
 
     def sync(self) -> None:
         self._stream.flush()
