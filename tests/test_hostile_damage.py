@@ -72,3 +72,37 @@ def test_the_report_names_a_failing_trials_log_cut_short(capsys, tmp_path, cut_l
     page = (campaign / "report.html").read_text()
     assert "madv_dontneed-r-trial00000.msgpack: truncated record at byte" in page
     assert "judged by the records before it" in page
+
+
+def _results_file(out: Path, trials: int) -> Path:
+    """A stress campaign's results file of ``trials`` passing trials, as ResultsWriter writes it."""
+    from logs.results_file import FILE_NAME, ResultsWriter, make_header, trial_record
+
+    out.mkdir(parents=True)
+    header = make_header(run="r", scenario="madv_dontneed", scenario_source="", params={},
+                         config={"ordering": "eager", "arch": "smp"}, seed=0, trials=trials, jitter_us=0.0)
+    writer = ResultsWriter(str(out / FILE_NAME), header)
+    for t in range(trials):
+        writer.append(trial_record(trial=t, seed=t, status="ok", invariants=[], detail="", actor=None, steps=5,
+                                   seconds=0.1, nodes=[], log=None))
+    writer.close()
+    return out / FILE_NAME
+
+
+@pytest.mark.parametrize("damage, needle", [("flip", "damaged bytes "), ("cut", "bytes are a record cut short")])
+def test_the_report_names_what_of_a_results_file_it_could_not_count(capsys, tmp_path, damage, needle):
+    """A results file with damaged bytes in the middle (or a torn tail) was counted from its intact records
+    without a word: "trials run 5" of a campaign that recorded 6, exit 0, no note on the page."""
+    results = _results_file(tmp_path / "campaign", 6)
+    data = bytearray(results.read_bytes())
+    if damage == "flip":
+        data[len(data) // 2] ^= 0x40  # inside a record's frame: its checksum no longer holds
+    else:
+        data = data[:-7]
+    results.write_bytes(bytes(data))
+    rc, out, err = run_cli(capsys, "report", str(tmp_path / "campaign"), "--json")
+    assert rc == 0, err
+    campaign = json.loads(out)["campaigns"][0]
+    assert campaign["trials"] == 5 and needle in campaign["damage"], campaign
+    assert err.startswith(f"tlbrace: warning: {results}: ") and needle in err and err.count("\n") == 1, err
+    assert needle in (tmp_path / "campaign" / "report.html").read_text()
