@@ -323,6 +323,7 @@ class ResultsWriter:
         self._stream.flush()
         fd, fresh = self._stream.fileno(), f"{path}.new"
         size = os.fstat(fd).st_size
+        _remove_quietly(fresh)  # a creation's leftover (the caller holds the directory's lock)
         try:
             with open(fresh, "xb") as f:
                 at = 0
