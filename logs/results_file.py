@@ -212,7 +212,7 @@ def _check_header(path: str, h: dict[str, Any]) -> None:
 
 def _kind_name(kind: Any) -> str:
     kinds = kind if isinstance(kind, tuple) else (kind,)
-    return " or ".join({str: "a string", int: "an integer", float: "a number", dict: "a map",
+    return " or ".join({str: "a string", int: "an integer", float: "a number", dict: "a map", list: "a list",
                         type(None): "nil"}[k] for k in kinds)
 
 
@@ -230,6 +230,13 @@ def _record_problem(rec: Any, trials: int | None, seen: set[int]) -> str | None:
         if not isinstance(rec.get(key), kind) or isinstance(rec.get(key), bool):
             return f"trial {trial}: {key!r}: expected {'a list' if kind is list else 'an integer'}, " \
                    f"got {rec.get(key)!r}"
+    # The optional keys, each nil or of its kind: a "seconds" of "abc" was an internal error of `report` (exit 4),
+    # a "nodes" of 5 one of `stress --resume` once Ray had started.
+    for key, kind in (("seconds", (int, float)), ("nodes", list), ("log", str), ("detail", str), ("actor", str)):
+        value = rec.get(key)
+        if value is not None and (not isinstance(value, kind) or isinstance(value, bool)):
+            return f"trial {trial}: {key!r}: expected {_kind_name(kind[1] if key == 'seconds' else kind)} or nil, " \
+                   f"got {value!r}"
     return None
 
 
