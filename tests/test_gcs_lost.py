@@ -177,3 +177,26 @@ def test_a_single_trial_whose_gcs_is_lost_exits_3(capsys, monkeypatch):
     assert main(["run", "anon_pages"]) == 3
     err = capsys.readouterr().err
     assert err.startswith("tlbrace: error: Ray's GCS at") and "is gone" in err and err.count("\n") == 1
+
+
+def test_a_fuzz_campaign_on_a_lost_cluster_exits_3_not_as_interrupted(capsys, monkeypatch, tmp_path):
+    """`fuzz --parallel/--address` had no watch, so a lost cluster ended it as it ended stress before GcsWatch
+    (Ray's own exit 1 after a minute; no end at all for a head that stopped answering). With the watch, its
+    interrupt must read as the lost cluster (exit 3), not as a Ctrl-C (exit 130, "interrupted")."""
+    import cli.cmd_stress
+    import fuzz.run
+    from cli.main import main
+
+    def chunks_on_a_lost_cluster(*_a: object, **_k: object) -> None:  # the watch's SIGINT stands in
+        monkeypatch.setattr(ray_session, "_gcs_lost", True)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli.cmd_stress, "open_ray", lambda *_a, **_k: None)
+    monkeypatch.setattr(cli.cmd_stress, "close_ray", lambda *_a, **_k: None)
+    monkeypatch.setattr(fuzz.run, "run_ray", chunks_on_a_lost_cluster)
+    import ray  # imported only: this test starts no Ray
+
+    monkeypatch.setattr(ray, "cluster_resources", lambda: {"CPU": 2})
+    assert main(["fuzz", "--count", "2", "--parallel", "2", "--out", str(tmp_path)]) == 3
+    err = capsys.readouterr().err
+    assert err.startswith("tlbrace: error: Ray's GCS at") and err.count("\n") == 1, err
