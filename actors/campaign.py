@@ -31,6 +31,7 @@ from actors.fault_injection import Faults
 from actors.fuzzy_sync import RaceAligner, windows_of
 from actors.race_windows import trial_times
 from actors.ray_session import GcsWatch, gcs_lost
+from actors.results_rescue import rescue
 from actors.sigint import sigint_deferred, sigterm_as_interrupt
 from actors.stop_rule import StopRule
 from actors.trial import ActorSet, RunningTrial, TrialResult
@@ -41,7 +42,7 @@ from kernel_model.program import Scenario
 from logs import results_file
 from logs.eventlog import EventLogWriter, make_header
 from logs.output_files import OutputFileError, foreign_kind, replaced_whole
-from logs.results_file import ResultsContents, ResultsError, ResultsWriter
+from logs.results_file import ResultsContents, ResultsDeleted, ResultsError, ResultsWriter
 
 
 @dataclass(slots=True)
@@ -226,17 +227,34 @@ def run_campaign(scenario: Scenario, cfg: Config, opts: CampaignOptions,
             raise watch.lost() from None
         result.interrupted = True  # the running trials are abandoned: not recorded, so a resume runs them
         result.stopped_by = "interrupt"
+    except ResultsDeleted:
+        pass  # rescued below, before the writer's descriptor (all that is left of the file) is closed
     finally:
         result.seconds = time.monotonic() - started
         try:
             if not gcs_lost():  # nothing is asked of a lost cluster: Ray would wait for it, then end the process
                 slots.kill_all()
             if writer is not None:
-                writer.close()
+                _close_writer(writer, result, scenario, cfg, opts)
         finally:
             if prepared is not None:
                 prepared.release()
     return result
+
+
+def _close_writer(writer: ResultsWriter, result: CampaignResult, scenario: Scenario, cfg: Config,
+                  opts: CampaignOptions) -> None:
+    """Close the results file; if it was deleted while the campaign ran, save its records first and end the
+    campaign with ResultsLost (actors.results_rescue)."""
+    if not writer.unlinked():
+        writer.close()
+        return
+    try:
+        lost = rescue(writer, opts.out or ".", result.trials, result.failures,
+                      lambda where, r: write_trial_log(where, result.run, scenario, cfg, r))
+    finally:
+        writer.close()
+    raise lost
 
 
 def _run_trials(slots: _Slots, ids: Iterator[int], upcoming: int | None, stop_reason: Callable[[], str | None],

@@ -8,6 +8,7 @@ under a timeout and becomes one clear line. Nothing here ever runs ``ray stop``.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
@@ -15,7 +16,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Final
+from typing import Any, Callable, Final, Iterator
 
 # Set before any `import ray` in this process (actors/* import ray lazily, inside functions).
 RAY_ENV: Final = {
@@ -213,16 +214,27 @@ def close_session(session: Session) -> bool:
 # --- Ray's GCS lost in the middle of a command ------------------------------------------------------------------
 # With its GCS killed, Ray's driver retried for 60 s, blocked in a ray.get, and then ended the process itself from a
 # C++ thread: exit 1 (the status of a violation) with one line of Ray's own log and no word of tlbrace's. A
-# campaign now has a thread look at the GCS's port every GCS_CHECK_S. Once it has refused GCS_REFUSALS connections
-# in a row, the thread interrupts the main thread as a Ctrl-C would; where the main thread gives way (ray.wait),
-# the campaign turns that interrupt into ClusterLost, records what it has and the command ends with exit 3. A
-# ray.get waiting for an actor that the lost GCS was to place does not give way, even to a Ctrl-C: then, after
-# GCS_GRACE_S, the thread has the results file synced, says the same line and ends the process with exit 3 (the
-# watchdog, cli/ray_watchdog.py, stops what the cluster had started).
+# campaign now has a thread greet the GCS (HTTP/2's preface, as probe() does) every GCS_CHECK_S. The GCS is lost
+# once it has refused GCS_REFUSALS connections in a row (killed: its port is closed), or once it has answered no
+# greeting for GCS_SILENT_S (a head that vanished without closing anything: its machine stopped or cut off, or its
+# processes SIGSTOPped; the kernel still accepts connections for a stopped process, or they time out, and
+# neither is ever refused). The thread then interrupts the main thread as a Ctrl-C would; where the main thread
+# gives way (ray.wait), the campaign turns that interrupt into ClusterLost, records what it has and the command
+# ends with exit 3. A ray.get waiting for an actor that the lost GCS was to place does not give way, even to a
+# Ctrl-C, and leaving Ray (ray.shutdown) can wait on a silent GCS too: so the thread's grace, GCS_GRACE_S, runs
+# until the process has ended, and once it is over the thread has the results file synced, says the same line
+# (unless the command already said it) and ends the process with exit 3 (the watchdog, cli/ray_watchdog.py,
+# stops what the cluster had started).
 GCS_CHECK_S: Final = 1.0
 GCS_REFUSALS: Final = 3  # in a row: one refusal can be a GCS busy accepting under load
+# No answer at all for this long: a GCS on a loaded 2-core machine answers a greeting within a second; Ray itself
+# gives up at 60 s, and this plus the grace ends the command well before.
+GCS_SILENT_S: Final = 20.0
+GCS_ANSWER_S: Final = 3.0  # for one greeting's answer
 GCS_GRACE_S: Final = 10.0  # for the main thread to stop the campaign itself; Ray's own end comes at 60 s
 _gcs_lost = False
+_said = threading.Event()  # the command has printed the lost-cluster line (the watch must not say it again)
+_saying = threading.Lock()  # the line is said once: by the command, or by the watch as it ends the process
 
 
 def gcs_lost() -> bool:
@@ -230,8 +242,17 @@ def gcs_lost() -> bool:
     return _gcs_lost
 
 
+@contextlib.contextmanager
+def saying_lost() -> Iterator[None]:
+    """``with saying_lost(): print(line)``: the command tells the user (cli.main, on ClusterLost); a watch whose
+    grace runs out meanwhile or later ends the process without a second line."""
+    with _saying:
+        yield
+        _said.set()
+
+
 class GcsWatch:
-    """``with GcsWatch(...):``: a thread looks whether the connected cluster's GCS still accepts connections.
+    """``with GcsWatch(...):``: a thread looks whether the connected cluster's GCS still answers.
     ``results``: the campaign's results file, for the message; ``sync``: makes its records durable."""
 
     def __init__(self, results: str | None = None, sync: Callable[[], None] | None = None, *,
@@ -241,34 +262,47 @@ class GcsWatch:
 
             address = ray.get_runtime_context().gcs_address if ray.is_initialized() else None
         self.address, self.results, self.sync = address, results, sync
+        self.silent = False  # lost by silence (no answer for GCS_SILENT_S), not by refusals
         self.done = threading.Event()
         self.thread = threading.Thread(target=self._watch, name="tlbrace-gcs-watch", daemon=True)
 
     def __enter__(self) -> "GcsWatch":
         global _gcs_lost
         _gcs_lost = False
+        _said.clear()
         if self.address is not None:
             self.thread.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.done.set()
+        if not _gcs_lost:
+            self.done.set()  # a lost cluster's grace goes on: leaving Ray can wait on a silent GCS as well
 
     def lost(self) -> ClusterLost:
         then = (f": the campaign stopped; the trials it finished are recorded in {self.results}; run the same "
                 f"command with --resume to go on") if self.results else ""
-        return ClusterLost(f"Ray's GCS at {self.address} is gone (killed, or its machine stopped){then}")
+        what = (f"has not answered for {GCS_SILENT_S:.0f} s (its machine stopped or cut off, or its processes "
+                f"stopped)" if self.silent else "is gone (killed, or its machine stopped)")
+        return ClusterLost(f"Ray's GCS at {self.address} {what}{then}")
 
     def _watch(self) -> None:
         global _gcs_lost
         import signal
 
         assert self.address is not None
-        refused = 0
-        while refused < GCS_REFUSALS:
+        refused, silent_since = 0, None
+        while True:
             if self.done.wait(GCS_CHECK_S):
                 return
-            refused = refused + 1 if _refuses(self.address) else 0
+            began = time.monotonic()
+            answer = _greet(self.address)
+            refused = refused + 1 if answer == "refused" else 0
+            silent_since = (silent_since or began) if answer == "silent" else None
+            if refused >= GCS_REFUSALS:
+                break
+            if silent_since is not None and time.monotonic() - silent_since >= GCS_SILENT_S:
+                self.silent = True
+                break
         _gcs_lost = True
         # A real SIGINT to the main thread, as a Ctrl-C: _thread.interrupt_main only notes one, which a main thread
         # asleep in a system call does not see until the call returns.
@@ -283,21 +317,36 @@ class GcsWatch:
                 self.sync()
         except (OSError, ValueError):
             pass  # a torn or unsynced tail: --resume cuts it and runs those trials again
-        try:
-            print(f"tlbrace: error: {self.lost()}", file=sys.stderr, flush=True)
-            sys.stdout.flush()
-        except (OSError, ValueError):
-            pass
-        os._exit(3)  # EXIT_ENVIRONMENT (cli.errors; actors may not import cli)
+        with _saying:
+            try:
+                if not _said.is_set():
+                    print(f"tlbrace: error: {self.lost()}", file=sys.stderr, flush=True)
+                sys.stdout.flush()
+            except (OSError, ValueError):
+                pass
+            os._exit(3)  # EXIT_ENVIRONMENT (cli.errors; actors may not import cli)
 
 
-def _refuses(address: str) -> bool:
-    """Only a refused connection counts: a timeout on a loaded machine says nothing."""
+def _greet(address: str) -> str:
+    """"answers", "refused" or "silent": whether the GCS answers HTTP/2's greeting. Only a refused connection or a
+    greeting left unanswered counts against it; an error of this machine's (no file descriptors) says nothing."""
     host, _, port = address.rpartition(":")
     try:
-        socket.create_connection((host.strip("[]") or "127.0.0.1", int(port)), timeout=GCS_CHECK_S).close()
+        conn = socket.create_connection((host.strip("[]") or "127.0.0.1", int(port)), timeout=GCS_ANSWER_S)
     except ConnectionRefusedError:
-        return True
+        return "refused"
+    except (TimeoutError, socket.timeout):
+        return "silent"  # the SYN unanswered: a machine gone or cut off
     except (OSError, ValueError):
-        return False
-    return False
+        return "answers"
+    with conn:
+        conn.settimeout(GCS_ANSWER_S)
+        try:
+            conn.sendall(_H2_PREFACE)
+            return "answers" if conn.recv(1) else "silent"
+        except ConnectionRefusedError:
+            return "refused"
+        except (TimeoutError, socket.timeout):
+            return "silent"
+        except OSError:
+            return "answers"  # reset: something is alive there

@@ -22,7 +22,7 @@ from analysis import coverage as cov
 from analysis.analyze import AnalysisError, LogAnalysis, TrialReport, analyze_log, wilson_interval
 from analysis.witness import Witness, witnesses_for
 from logs.eventlog import LogError
-from logs.results_file import FILE_NAME as RESULTS, ResultsError, read_results
+from logs.results_file import FILE_NAME as RESULTS, ResultsContents, ResultsError, read_results
 from logs.output_files import replaced_whole
 from scenarios.input_files import InputFileError, read_input
 
@@ -47,6 +47,7 @@ class Campaign:
     records: list[dict[str, Any]]
     by_invariant: Counter = field(default_factory=Counter)
     by_status: Counter = field(default_factory=Counter)
+    damage: str | None = None  # what of the results file could not be read (damaged bytes, a torn tail)
 
     @property
     def trials(self) -> int:
@@ -83,7 +84,7 @@ def find_campaigns(root: str, unreadable: list[str] | None = None) -> tuple[list
                     raise
                 unreadable.append(str(exc))
                 continue
-            c = Campaign(dirpath, contents.header, contents.records)
+            c = Campaign(dirpath, contents.header, contents.records, damage=_damage(contents))
             for r in c.records:
                 c.by_status[r["status"]] += 1
                 c.by_invariant.update(str(i) for i in r["invariants"])
@@ -91,6 +92,18 @@ def find_campaigns(root: str, unreadable: list[str] | None = None) -> tuple[list
         if SCALE_CSV in filenames:
             scales.append(dirpath)
     return campaigns, scales
+
+
+def _damage(contents: ResultsContents) -> str | None:
+    """What the report's counts leave out: the page said "trials run 3" of a file whose 16 other records sat in
+    damaged bytes, without a word (a resume names them; the report did not)."""
+    parts = []
+    if contents.skipped:
+        parts.append(f"damaged bytes {contents.skipped_text()} skipped: the trials recorded there are not counted")
+    if contents.torn:
+        parts.append(f"its last {contents.torn} bytes are a record cut short (a driver killed while writing it, or "
+                     f"a campaign still running)")
+    return "; ".join(parts) or None
 
 
 # A scale run's plots are about 100 KB each; a *.png that is a FIFO hung the report, a link to /dev/zero read
@@ -270,14 +283,15 @@ def write_report(root: str, out: str) -> dict[str, Any]:
             first_failure = analysis.path
         logs = "".join(f"<li><a href=\"{_esc(rel(p))}\">{_esc(os.path.basename(p))}</a></li>" for p in c.logs[:50])
         more = f"<p class=dim>... and {len(c.logs) - 50} more in {_esc(c.dir)}</p>" if len(c.logs) > 50 else ""
-        body += [f"<h2>{_esc(name)}</h2>", f"<p class=dim>{_esc(c.dir)}</p>", _summary(c),
+        damaged = [f"<p class=bad>{_esc(os.path.join(c.dir, RESULTS))}: {_esc(c.damage)}</p>"] if c.damage else []
+        body += [f"<h2>{_esc(name)}</h2>", f"<p class=dim>{_esc(c.dir)}</p>", *damaged, _summary(c),
                  "<h3>First failing trial</h3>", failure,
                  "<h3>Race-window coverage</h3>", _coverage_html(reports),
                  "<h3>Logs</h3>", f"<p><a href=\"{_esc(rel(os.path.join(c.dir, RESULTS)))}\">{RESULTS}</a> "
                  f"(every trial)</p><ul>{logs}</ul>{more}" if c.logs else
                  f"<p><a href=\"{_esc(rel(os.path.join(c.dir, RESULTS)))}\">{RESULTS}</a>; no trial log kept</p>"]
         shown.append({"dir": c.dir, "scenario": h.get("scenario"), "ordering": cfg.get("ordering"),
-                      "trials": c.trials, "violating": len(c.violating), "logs": len(c.logs)})
+                      "trials": c.trials, "violating": len(c.violating), "logs": len(c.logs), "damage": c.damage})
     for d in scales:
         body += ["<h2>Scaling</h2>", _scale_html(d, rel)]
     page = ("<!DOCTYPE html>\n<html lang=en><head><meta charset=utf-8><title>tlbrace report</title>"

@@ -198,8 +198,19 @@ def _on_ray(args: argparse.Namespace, opts: Any, on_outcome: Any) -> list[Any]:
     try:
         import ray
 
+        from actors.ray_session import GcsWatch, gcs_lost
+
         parallel = args.parallel or max(1, int(ray.cluster_resources().get("CPU", 1)))
-        return run_ray(args.seed, args.count, opts, parallel, on_outcome, args.using)
+        watch = GcsWatch()
+        try:
+            # A head that is killed or vanishes: exit 3 and one line (actors.ray_session), not "interrupted" (130)
+            # as if the user had pressed Ctrl-C, nor a wait for ever on a head that stopped answering.
+            with watch:
+                return run_ray(args.seed, args.count, opts, parallel, on_outcome, args.using)
+        except KeyboardInterrupt:
+            if gcs_lost():
+                raise watch.lost() from None
+            raise
     finally:
         close_ray(session)
 

@@ -37,6 +37,9 @@ def run(args: argparse.Namespace) -> int:
                          "under it")
     for text in made["unreadable"]:
         print(f"tlbrace: error: {text} (left out of the report; the other runs are in it)", file=sys.stderr)
+    for c in made["campaigns"]:
+        if c["damage"]:
+            print(f"tlbrace: warning: {os.path.join(c['dir'], 'results.msgpack')}: {c['damage']}", file=sys.stderr)
     if args.json:
         print(json.dumps(made))
     else:

@@ -100,7 +100,10 @@ def _main(argv: list[str] | None) -> int:
         return EXIT_BAD_INPUT
     except _environment_errors() as exc:
         _traceback(verbose)
-        print(f"tlbrace: error: {one_line(str(exc))}", file=sys.stderr)
+        from actors.ray_session import saying_lost  # imported already: _environment_errors imports it
+
+        with saying_lost():  # once: a lost cluster's watch may be about to end the process saying it
+            print(f"tlbrace: error: {one_line(str(exc))}", file=sys.stderr, flush=True)
         return EXIT_ENVIRONMENT
     except KeyboardInterrupt:
         print("tlbrace: interrupted", file=sys.stderr)

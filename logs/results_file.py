@@ -212,7 +212,7 @@ def _check_header(path: str, h: dict[str, Any]) -> None:
 
 def _kind_name(kind: Any) -> str:
     kinds = kind if isinstance(kind, tuple) else (kind,)
-    return " or ".join({str: "a string", int: "an integer", float: "a number", dict: "a map",
+    return " or ".join({str: "a string", int: "an integer", float: "a number", dict: "a map", list: "a list",
                         type(None): "nil"}[k] for k in kinds)
 
 
@@ -230,6 +230,13 @@ def _record_problem(rec: Any, trials: int | None, seen: set[int]) -> str | None:
         if not isinstance(rec.get(key), kind) or isinstance(rec.get(key), bool):
             return f"trial {trial}: {key!r}: expected {'a list' if kind is list else 'an integer'}, " \
                    f"got {rec.get(key)!r}"
+    # The optional keys, each nil or of its kind: a "seconds" of "abc" was an internal error of `report` (exit 4),
+    # a "nodes" of 5 one of `stress --resume` once Ray had started.
+    for key, kind in (("seconds", (int, float)), ("nodes", list), ("log", str), ("detail", str), ("actor", str)):
+        value = rec.get(key)
+        if value is not None and (not isinstance(value, kind) or isinstance(value, bool)):
+            return f"trial {trial}: {key!r}: expected {_kind_name(kind[1] if key == 'seconds' else kind)} or nil, " \
+                   f"got {value!r}"
     return None
 
 
@@ -254,6 +261,10 @@ def trial_record(*, trial: int, seed: int, status: str, invariants: list[str], d
     return {"type": "trial", "trial": trial, "seed": seed, "status": status, "invariants": list(invariants),
             "detail": detail, "actor": actor, "steps": steps, "seconds": round(seconds, 4), "nodes": list(nodes),
             "log": log}
+
+
+class ResultsDeleted(RuntimeError):
+    """The results file was deleted while a campaign appended to it (ResultsWriter.unlinked)."""
 
 
 class ResultsWriter:
@@ -292,6 +303,7 @@ class ResultsWriter:
         self.sync()
 
     def append(self, record: dict[str, Any]) -> None:
+        """Raises ResultsDeleted, the record written, when the file has been deleted (``unlinked``)."""
         try:
             self._stream.write(frame(record))
             self._unsynced += 1
@@ -300,6 +312,40 @@ class ResultsWriter:
         except OSError:
             self._cut_back()
             raise
+        if self.unlinked():
+            raise ResultsDeleted(f"{self.path}: deleted while the campaign ran")
+
+    def unlinked(self) -> bool:
+        """Whether the file was deleted under the writer (``rm -rf`` of --out, or of the file). Its records then
+        live only in this open descriptor: once it is closed they are gone, so ``copy_to`` must save them first.
+        (One fstat a record: a microsecond, against milliseconds a trial.)"""
+        try:
+            return os.fstat(self._stream.fileno()).st_nlink == 0
+        except (OSError, ValueError):
+            return False
+
+    def copy_to(self, path: str) -> None:
+        """Everything the file holds, as a new file at ``path`` that appears whole (written beside it, then linked
+        to its name, which must be free: FileExistsError otherwise, nothing replaced)."""
+        self._stream.flush()
+        fd, fresh = self._stream.fileno(), f"{path}.new"
+        size = os.fstat(fd).st_size
+        _remove_quietly(fresh)  # a creation's leftover (the caller holds the directory's lock)
+        try:
+            with open(fresh, "xb") as f:
+                at = 0
+                while at < size:
+                    chunk = os.pread(fd, min(1 << 20, size - at), at)
+                    if not chunk:
+                        break
+                    f.write(chunk)
+                    at += len(chunk)
+                f.flush()
+                os.fsync(f.fileno())
+            os.link(fresh, path)  # never over a file that appeared at the name meanwhile
+        finally:
+            _remove_quietly(fresh)
+        _fsync_dir(path)
 
     def sync(self) -> None:
         self._stream.flush()

@@ -72,3 +72,69 @@ def test_the_report_names_a_failing_trials_log_cut_short(capsys, tmp_path, cut_l
     page = (campaign / "report.html").read_text()
     assert "madv_dontneed-r-trial00000.msgpack: truncated record at byte" in page
     assert "judged by the records before it" in page
+
+
+def _results_file(out: Path, trials: int) -> Path:
+    """A stress campaign's results file of ``trials`` passing trials, as ResultsWriter writes it."""
+    from logs.results_file import FILE_NAME, ResultsWriter, make_header, trial_record
+
+    out.mkdir(parents=True)
+    header = make_header(run="r", scenario="madv_dontneed", scenario_source="", params={},
+                         config={"ordering": "eager", "arch": "smp"}, seed=0, trials=trials, jitter_us=0.0)
+    writer = ResultsWriter(str(out / FILE_NAME), header)
+    for t in range(trials):
+        writer.append(trial_record(trial=t, seed=t, status="ok", invariants=[], detail="", actor=None, steps=5,
+                                   seconds=0.1, nodes=[], log=None))
+    writer.close()
+    return out / FILE_NAME
+
+
+@pytest.mark.parametrize("damage, needle", [("flip", "damaged bytes "), ("cut", "bytes are a record cut short")])
+def test_the_report_names_what_of_a_results_file_it_could_not_count(capsys, tmp_path, damage, needle):
+    """A results file with damaged bytes in the middle (or a torn tail) was counted from its intact records
+    without a word: "trials run 5" of a campaign that recorded 6, exit 0, no note on the page."""
+    results = _results_file(tmp_path / "campaign", 6)
+    data = bytearray(results.read_bytes())
+    if damage == "flip":
+        data[len(data) // 2] ^= 0x40  # inside a record's frame: its checksum no longer holds
+    else:
+        data = data[:-7]
+    results.write_bytes(bytes(data))
+    rc, out, err = run_cli(capsys, "report", str(tmp_path / "campaign"), "--json")
+    assert rc == 0, err
+    campaign = json.loads(out)["campaigns"][0]
+    assert campaign["trials"] == 5 and needle in campaign["damage"], campaign
+    assert err.startswith(f"tlbrace: warning: {results}: ") and needle in err and err.count("\n") == 1, err
+    assert needle in (tmp_path / "campaign" / "report.html").read_text()
+
+
+def _crafted_results(out: Path, **record: object) -> Path:
+    """A results file whose one record checks out (its frame's checksum holds) but has ``record``'s values."""
+    from logs.results_file import FILE_NAME, frame, make_header, trial_record
+
+    out.mkdir(parents=True)
+    header = make_header(run="r", scenario="madv_dontneed", scenario_source="", params={},
+                         config={"ordering": "eager", "arch": "smp"}, seed=0, trials=5, jitter_us=0.0)
+    rec = trial_record(trial=0, seed=0, status="violation", invariants=["lost_dirty_data"], detail="", actor=None,
+                       steps=5, seconds=0.1, nodes=[], log=None) | record
+    (out / FILE_NAME).write_bytes(frame(header) + frame(rec))
+    return out / FILE_NAME
+
+
+@pytest.mark.parametrize("key, value, expected", [("seconds", "abc", "a number or nil"),
+                                                  ("nodes", 5, "a list or nil"), ("log", 5, "a string or nil")])
+def test_a_record_with_a_value_of_the_wrong_kind_is_named_not_an_internal_error(capsys, tmp_path, monkeypatch, key,
+                                                                                 value, expected):
+    """A record whose frame checks out but whose "seconds" was a string ended `report` with an internal error
+    (exit 4), and one whose "nodes" was a number ended `stress --resume` with one once Ray had started."""
+    import cli.cmd_stress
+
+    results = _crafted_results(tmp_path / "campaign", **{key: value})
+    needle = f"{results}: record at byte "
+    rc, _, err = run_cli(capsys, "report", str(tmp_path / "campaign"))
+    assert rc == 2 and err.startswith(f"tlbrace: error: {needle}"), err
+    assert f"trial 0: {key!r}: expected {expected}, got {value!r}" in err and err.count("\n") == 1, err
+    monkeypatch.setattr(cli.cmd_stress, "open_ray", lambda *_a, **_k: pytest.fail("Ray was started"))
+    rc, _, err = run_cli(capsys, "stress", "madv_dontneed", "--ordering", "eager", "--trials", "5", "--resume",
+                         "--out", str(tmp_path / "campaign"))
+    assert rc == 2 and needle in err and err.count("\n") == 1, err

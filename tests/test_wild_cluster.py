@@ -6,6 +6,7 @@ and turn token auth off for head and driver alike. The `ray start --block` head 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -14,6 +15,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 from child_process import ROOT, cluster_env, on_two_nodes
@@ -53,12 +55,15 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_stress_joins_a_ray_start_head_by_address(tmp_path: Path) -> None:
+@contextlib.contextmanager
+def ray_head() -> Iterator[tuple[subprocess.Popen, int]]:
+    """A `ray start --head --block` child on 127.0.0.1 (the head and its port), in a session of its own so that a
+    test can stop (SIGSTOP) its whole process group; stopped at the end by SIGTERM to its PID."""
     port = free_port()
     head = subprocess.Popen([str(RAY), "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}",
                              "--num-cpus=2", "--include-dashboard=false", "--temp-dir=/tmp/tlbrace-ray-head",
                              "--block"], env=cluster_env(), cwd=ROOT, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+                            stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         deadline = time.monotonic() + 60
         while True:
@@ -68,13 +73,52 @@ def test_stress_joins_a_ray_start_head_by_address(tmp_path: Path) -> None:
             except OSError:
                 assert time.monotonic() < deadline and head.poll() is None, "the head did not come up"
                 time.sleep(0.3)
-        proc = subprocess.run([sys.executable, "-c", "import sys; from cli.main import main; sys.exit(main())",
-                               "stress", "madv_dontneed", "--ordering", "delayed", "--address", f"127.0.0.1:{port}",
-                               "--trials", "4", "--json", "--out", str(tmp_path)],
-                              env=cluster_env(), cwd=ROOT, capture_output=True, text=True, timeout=180)
+        yield head, port
+    finally:
+        os.killpg(head.pid, signal.SIGCONT)  # a stopped head cannot stop
+        head.send_signal(signal.SIGTERM)  # its PID only: never `ray stop`, never its whole process group
+        head.wait(timeout=60)
+
+
+def stress_argv(port: int, out: Path, trials: int) -> list[str]:
+    return [sys.executable, "-c", "import sys; from cli.main import main; sys.exit(main())", "stress",
+            "madv_dontneed", "--ordering", "delayed", "--address", f"127.0.0.1:{port}", "--trials", str(trials),
+            "--json", "--out", str(out)]
+
+
+def test_stress_joins_a_ray_start_head_by_address(tmp_path: Path) -> None:
+    with ray_head() as (_head, port):
+        proc = subprocess.run(stress_argv(port, tmp_path, 4), env=cluster_env(), cwd=ROOT, capture_output=True,
+                              text=True, timeout=180)
         assert proc.returncode == 0, proc.stderr[-3000:]
         summary = json.loads(proc.stdout)
         assert summary["trials"] == 4 and summary["violations"] == summary["crashed"] == 0
-    finally:
-        head.send_signal(signal.SIGTERM)  # its PID only: never `ray stop`, never its whole process group
-        head.wait(timeout=60)
+
+
+def test_stress_on_a_head_that_vanishes_ends_with_exit_3_and_its_results_whole(tmp_path: Path) -> None:
+    """The head's whole process group SIGSTOPped in the middle of the campaign, as a machine that stops or is cut
+    off leaves it: nothing is refused, nothing answers. Before, the driver waited for more than 150 s (killed
+    then); now one line names the results file and --resume, exit 3, every synced record readable."""
+    from logs.results_file import read_results
+
+    results = tmp_path / "results.msgpack"
+    with ray_head() as (head, port):
+        driver = subprocess.Popen(stress_argv(port, tmp_path, 100_000), env=cluster_env(), cwd=ROOT,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+        try:
+            deadline = time.monotonic() + 180
+            while not (results.exists() and len(read_results(results).records) >= 20):
+                assert driver.poll() is None and time.monotonic() < deadline, "no trials recorded"
+                time.sleep(0.5)
+            os.killpg(head.pid, signal.SIGSTOP)
+            _out, err = driver.communicate(timeout=150)  # Ray's own end would come after 60 s, exit 1
+        finally:
+            if driver.poll() is None:
+                os.killpg(driver.pid, signal.SIGKILL)  # its own session: the driver and what it forked
+                driver.wait()
+    assert driver.returncode == 3, err[-3000:]
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"tlbrace: error: Ray's GCS at 127.0.0.1:{port} has not answered")
+    assert f"recorded in {results}" in lines[0] and "--resume" in lines[0]
+    contents = read_results(results)
+    assert len(contents.records) >= 20 and not contents.skipped
