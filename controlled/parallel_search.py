@@ -62,7 +62,7 @@ from typing import Any, Callable
 
 from controlled.depth_first import ExploreResult, StackEntry, canonical_form, depth_first, root_entry
 from controlled.machine import Machine, Transition
-from controlled.shared_sleep_sets import SharedSleepSets, TransitionBits, seed_sleep_sets
+from controlled.shared_sleep_sets import SharedSleepSets, TransitionBits
 from controlled.shared_words import SharedVisited
 from controlled.sleep_sets import NOTHING, SleepSets
 from controlled.work_stealing import Control, Endpoint, Task, split_oldest
@@ -124,7 +124,7 @@ def parallel_dfs(scenario: Scenario, cfg: Config, workers: int, budget: int, red
             visited.insert(h)  # type: ignore[arg-type]
     else:
         shared = SharedSleepSets(m, visited)
-        stored = seed_sleep_sets(sleep)
+        stored = sleep.stored()
         for h in seen:
             shared.adopt(h, stored.get(h, NOTHING))  # type: ignore[arg-type]
     seen.clear()  # the workers, forked next, need only the table

@@ -24,7 +24,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from controlled.shared_words import SharedVisited
-from controlled.sleep_sets import NOTHING, SleepSets, _inverse_rename, _rename
+from controlled.sleep_sets import NOTHING, SleepSets, from_representative, to_representative
 
 if TYPE_CHECKING:
     from controlled.machine import Machine, Transition
@@ -86,7 +86,7 @@ class SharedSleepSets(SleepSets):
 
     def visit(self, ckey: object, fresh: bool, asleep: frozenset) -> tuple[tuple, frozenset] | None:
         perm = self._permutation()
-        mine = self.code.bits(_rename(asleep, perm))
+        mine = self.code.bits(to_representative(asleep, perm))
         if fresh:
             self.words.store(self.slot, mine | READY)
             return None
@@ -94,13 +94,8 @@ class SharedSleepSets(SleepSets):
         awake = stored & ~mine
         if not awake:
             return None
-        return (tuple(sorted(_inverse_rename(self.code.transitions(awake), perm))),
-                _inverse_rename(self.code.transitions(stored & mine), perm))
+        return (tuple(sorted(from_representative(self.code.transitions(awake), perm))),
+                from_representative(self.code.transitions(stored & mine), perm))
 
 
-def seed_sleep_sets(sleep: SleepSets) -> dict[object, frozenset]:
-    """The sleep sets the seed phase stored (representative's names), by fingerprint, to adopt at the fork."""
-    return dict(sleep._stored)  # noqa: SLF001 - the one handover of a one-process search's state
-
-
-__all__ = ["READY", "MAX_BITS", "TransitionBits", "SharedSleepSets", "seed_sleep_sets", "NOTHING"]
+__all__ = ["READY", "MAX_BITS", "TransitionBits", "SharedSleepSets", "NOTHING"]

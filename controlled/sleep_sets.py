@@ -176,12 +176,12 @@ class SleepSets:
         perm = self._permutation()
         if fresh:
             if asleep:
-                self._stored[ckey] = self._intern[_rename(asleep, perm)]
+                self._stored[ckey] = self._intern[to_representative(asleep, perm)]
             return None
         stored = self._stored.get(ckey)
         if not stored:
             return None  # explored (or to be) with nothing asleep: every transition is covered
-        mine = _rename(asleep, perm)
+        mine = to_representative(asleep, perm)
         awake = stored - mine
         if not awake:
             return None
@@ -190,22 +190,27 @@ class SleepSets:
             self._stored[ckey] = self._intern[kept]
         else:
             del self._stored[ckey]
-        inverse = _inverse_rename(awake, perm)
-        return tuple(sorted(inverse)), _inverse_rename(kept, perm)
+        inverse = from_representative(awake, perm)
+        return tuple(sorted(inverse)), from_representative(kept, perm)
+
+    def stored(self) -> dict[object, frozenset]:
+        """The non-empty sleep sets of the visited states, in the representatives' names (the parallel search
+        hands the seed phase's to its shared table: controlled.shared_sleep_sets)."""
+        return dict(self._stored)
 
     def _permutation(self) -> Permutation | None:
         sym = self.m.symmetry
         return sym.last if sym else None
 
 
-def _rename(trs: frozenset, p: Permutation | None) -> frozenset:
+def to_representative(trs: frozenset, p: Permutation | None) -> frozenset:
     """Transitions in the names of the representative that ``p`` maps a state to."""
     if p is None or not trs:
         return trs
     return frozenset([("t", p.tid[tr[1]]) if tr[0] == "t" else ("i", p.cpu[tr[1]], p.tid[tr[2]]) for tr in trs])
 
 
-def _inverse_rename(trs: frozenset, p: Permutation | None) -> frozenset:
+def from_representative(trs: frozenset, p: Permutation | None) -> frozenset:
     """Transitions named in a representative, in the names of the state ``p`` mapped to it."""
     if p is None or not trs:
         return trs
