@@ -47,23 +47,26 @@ class Canonicaliser:
         # slots, not entries: each entry holds tuples of one slot per page, so 1,000 entries of a 10,000-page
         # scenario would alone hold a gigabyte.
         self._renamed = BoundedMemo(max(_RENAMED_MIN, _RENAMED_SLOTS // 2 // max(1, scenario.setup.pages)))
+        self._representative = self.symmetry.representative if self.symmetry else None  # None: no symmetry
 
     def canonical(self, key: tuple) -> tuple:
         """``key`` (Machine.key's layout) with the page contents renamed in order of first appearance (data,
         snapshot, disk), and interchangeable writers put in the order that represents their orbit."""
         state_key, positions, oracle_key = key
-        folios, page_cache, disk, *rest = state_key
-        last = oracle_key[-1]
+        folios, disk, last = state_key[0], state_key[2], oracle_key[-1]
         memo = (folios, disk, last) if last else (folios, disk)
         renamed = self._renamed[memo]
         if renamed is MISSING:
             renamed = _rename_values(folios, disk, last)
             self._renamed.put(memo, renamed)
         if last:  # the values the oracle remembers for expectations are renamed with the pages'
-            *renamed, last = renamed
-            oracle_key = oracle_key[:-1] + (last,)
-        key = ((*renamed, page_cache, *rest), positions, oracle_key)
-        return self.symmetry.representative(key) if self.symmetry else key
+            oracle_key = oracle_key[:-1] + (renamed[2],)
+        # Renamed folios, renamed disk, then the page cache (disk and page cache swap places: the order is the
+        # visited set's, kept as it was). The renamed folios and disk are the memo's own tuples, the same objects
+        # for the same pages: the exact keys' encoder numbers them without hashing them again
+        # (controlled/_compact_keys.pyx).
+        key = ((renamed[0], renamed[1], state_key[1]) + state_key[3:], positions, oracle_key)
+        return key if self._representative is None else self._representative(key)
 
 
 def _rename_values(folios: tuple, disk: tuple, last: tuple = ()) -> tuple:

@@ -17,13 +17,11 @@ the number of distinct fingerprints, which is the state count of a one-process s
 
 from __future__ import annotations
 
-import hashlib
-import json
 import mmap
-import os
-import warnings
 from pathlib import Path
 from typing import Any, Protocol
+
+from controlled.compiled_only import built_digest, fresh_extension
 
 _MASK = (1 << 64) - 1
 MAX_LOAD = 0.7  # past this fill of the visited table, linear probing slows down: the search stops as incomplete
@@ -133,30 +131,13 @@ class LockedWords:
 
 def compiled_words() -> type | None:
     """The compiled AtomicWords class, if it is built from the source on disk and not turned off."""
-    if os.environ.get("TLBRACE_PURE_PYTHON", "") not in ("", "0"):
-        return None
-    try:
-        import importlib
-
-        module = importlib.import_module(_MODULE)
-    except ImportError:
-        return None
-    if not _SOURCE.exists():
-        return module.AtomicWords  # an installed wheel: built from the source it shipped without
-    if _built_digest() != hashlib.sha256(_SOURCE.read_bytes()).hexdigest():
-        warnings.warn(f"{_MODULE}: source changed since the build; the parallel search's shared table runs "
-                      f"under a lock (slower). Rebuild with: bash scripts/setup.sh", RuntimeWarning, stacklevel=2)
-        return None
-    return module.AtomicWords
+    module = fresh_extension(_MODULE, _SOURCE, "the parallel search's shared table runs under a lock (slower)",
+                             lambda: _built_digest())
+    return None if module is None else module.AtomicWords
 
 
 def _built_digest() -> str | None:
-    """The digest setup.py recorded for the compiled module's source (kernel_model/compiled.py's record)."""
-    record = Path(__file__).resolve().parent.parent / "kernel_model" / "compiled_sources.json"
-    try:
-        return json.loads(record.read_text()).get(_MODULE)
-    except (OSError, ValueError):
-        return None
+    return built_digest(_MODULE)
 
 
 def shared_words(n: int, compiled: bool = True) -> Words:

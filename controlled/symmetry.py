@@ -83,22 +83,31 @@ def permute(key: tuple, p: Permutation) -> tuple:
 
 
 def _permute_state(state_key: tuple, p: Permutation) -> tuple:
-    (folios, page_cache, disk, ptes, vma, i_mmap, ptl, ppt, mmap_lock, i_mmap_rwsem, tlbs, ipis, acks,
-     *mm) = state_key  # mm: i_size, tlb_flush_pending, tlb_flush_batched, vm_write (no thread or CPU in them)
+    # state_key: folios, page_cache, disk, ptes, vma, i_mmap, ptl, ppt, mmap_lock, i_mmap_rwsem, tlbs, ipis, acks,
+    # then the mm's i_size, tlb_flush_pending, tlb_flush_batched, vm_write (no thread or CPU in them). Loops, not
+    # any() over generators: this runs for half of a two-writer search's states, and a compiled loop is cheaper.
     tid, moved = p.tid, p.moved
-    # Folio tuples: locked (field 4) is a thread id (FREE is never a moved thread).
-    if any(f[4] in moved for f in folios):
-        folios = tuple(f[:4] + (tid[f[4]],) + f[5:] if f[4] in moved else f for f in folios)
+    folios = state_key[0]
+    for f in folios:  # folio tuples: locked (field 4) is a thread id (FREE is never a moved thread)
+        if f[4] in moved:
+            folios = tuple(g[:4] + (tid[g[4]],) + g[5:] if g[4] in moved else g for g in folios)
+            break
+    ptl = state_key[6]
     if not moved.isdisjoint(ptl):
         ptl = tuple(tid[t] if t in moved else t for t in ptl)
-    sems = [_permute_sem(sem, p) for sem in (mmap_lock, i_mmap_rwsem)]
-    new_tlbs = tuple([tlbs[c] for c in p.cpu_src])
+    tlbs, ipis, acks = state_key[10], state_key[11], state_key[12]
     new_ipis = tuple([ipis[c] for c in p.cpu_src])
-    if any(i.initiator in moved for q in new_ipis for i in q):
-        new_ipis = tuple(tuple(i._replace(initiator=tid[i.initiator]) for i in q) for q in new_ipis)
-    new_acks = tuple([acks[t] for t in p.tid_src])
-    return (folios, page_cache, disk, ptes, vma, i_mmap, ptl, ppt, sems[0], sems[1], new_tlbs, new_ipis, new_acks,
-            *mm)
+    for q in ipis:
+        for i in q:
+            if i.initiator in moved:
+                new_ipis = tuple(tuple(x._replace(initiator=tid[x.initiator]) for x in queue) for queue in new_ipis)
+                break
+        else:
+            continue
+        break
+    return (folios, state_key[1], state_key[2], state_key[3], state_key[4], state_key[5], ptl, state_key[7],
+            _permute_sem(state_key[8], p), _permute_sem(state_key[9], p), tuple([tlbs[c] for c in p.cpu_src]),
+            new_ipis, tuple([acks[t] for t in p.tid_src])) + state_key[13:]
 
 
 def _permute_sem(sem: tuple, p: Permutation) -> tuple:
@@ -112,7 +121,7 @@ def _permute_sem(sem: tuple, p: Permutation) -> tuple:
 def _permute_oracle(oracle: tuple, p: Permutation) -> tuple:
     tid, moved = p.tid, p.moved
     transits, delayed, covered, stale, readonly, last = oracle  # last: empty (no expectations when symmetric)
-    if any(t in moved for t, _ in transits) or any(d[0] in moved for d in delayed):
+    if _names_moved(transits, delayed, moved):
         transits = frozenset((tid[t], pfn) for t, pfn in transits)
         delayed = tuple((tid[t], pfn, b) for t, pfn, b in delayed)
     if covered or stale:  # (tid, cpu, va) and (cpu, va, tid): both name threads and CPUs
@@ -122,6 +131,17 @@ def _permute_oracle(oracle: tuple, p: Permutation) -> tuple:
     if readonly:  # (cpu, va, tid), as stale
         readonly = frozenset((p.cpu[c], va, tid[t]) for c, va, t in readonly)
     return (transits, delayed, covered, stale, readonly, last)
+
+
+def _names_moved(transits: frozenset, delayed: tuple, moved: frozenset) -> bool:
+    """Does a transit (tid, pfn) or a delayed rmap (tid, pfn, batch) name a thread that ``p`` moves?"""
+    for t in transits:
+        if t[0] in moved:
+            return True
+    for d in delayed:
+        if d[0] in moved:
+            return True
+    return False
 
 
 class Symmetry:
@@ -137,6 +157,10 @@ class Symmetry:
         self._member_cpus = [(t, cpu_of[t]) for t in self.members]
         # For each permutation: which member (by its index in self.members) lands in each member slot.
         self.sources = [tuple(self.members.index(p.tid.index(slot)) for slot in self.members) for p in perms]
+        # Two interchangeable threads (the two writers of most scenarios): their (thread, CPU) and the swap, for
+        # _representative's shortcut.
+        self._pair = ((*self._member_cpus[0], *self._member_cpus[1], perms[0])
+                      if len(self.members) == 2 and len(perms) == 1 else None)
 
         self.last: Permutation | None = None  # the permutation the last representative applied (None: identity)
 
@@ -149,6 +173,19 @@ class Symmetry:
 
     def _representative(self, key: tuple) -> tuple[tuple, Permutation | None]:
         positions, tlbs = key[1], key[0][10]
+        if self._pair is not None:
+            # Two threads a < b: the swap's signature vector (b's, a's) is below the identity's (a's, b's) exactly
+            # when b's signature is below a's; equal signatures are a tie, which the general path breaks.
+            a, cpu_a, b, cpu_b, swap = self._pair
+            sig_a, sig_b = hash((positions[a], tlbs[cpu_a])), hash((positions[b], tlbs[cpu_b]))
+            if sig_a < sig_b:
+                return key, None
+            if sig_b < sig_a:
+                return permute(key, swap), swap
+        return self._general(key, positions, tlbs)
+
+    def _general(self, key: tuple, positions: tuple, tlbs: tuple) -> tuple[tuple, Permutation | None]:
+        """_representative for any groups: the signature vector of each permutation, and on a tie the hashes."""
         sig = [hash((positions[t], tlbs[c])) for t, c in self._member_cpus]
         best_vec = sig
         tied: list[Permutation | None] = [None]  # None: the identity

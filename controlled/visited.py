@@ -29,7 +29,10 @@ explorer kept before: kept for that comparison only.
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Callable, Iterable, Protocol
+
+from controlled.compiled_only import fresh_extension
 
 # The prefix code of part numbers (see the module docstring): four billion distinct values of one field at most,
 # far beyond any search that fits in memory.
@@ -47,10 +50,16 @@ class Keys(Protocol):
 
 
 class CompactKeys:
-    """Exact keys as bytes: the numbers of a canonical key's parts (see the module docstring)."""
+    """Exact keys as bytes: the numbers of a canonical key's parts (see the module docstring). ``compiled``: encode
+    with controlled/_compact_keys.pyx when its build is fresh (the same bytes and tables as the Python encode,
+    faster); the Python encode runs otherwise."""
 
-    def __init__(self) -> None:
+    def __init__(self, compiled: bool = True) -> None:
         self._tables: list[Numbering] = []  # per field (a part's place in the flattened key)
+        encoder_class = compiled_encoder() if compiled else None
+        if encoder_class is not None:  # an instance attribute: the visited set's hot path calls it directly
+            self.encode = encoder_class(self._tables, Numbering).encode  # type: ignore[method-assign]
+        self.compiled = encoder_class is not None
 
     def encode(self, key: tuple) -> bytes:
         items = [item for part in key for item in part]
@@ -69,6 +78,13 @@ class CompactKeys:
         """The stored keys (the container holding them is counted by the caller) and the tables of parts: their
         dicts and every object their parts and numbers hold, each once."""
         return sum(map(sys.getsizeof, stored)) + deep_size([self._tables])
+
+
+def compiled_encoder() -> type | None:
+    """The compiled encoder (controlled/_compact_keys.pyx's Encoder), if its build is fresh and not turned off."""
+    module = fresh_extension("controlled._compact_keys", Path(__file__).with_name("_compact_keys.pyx"),
+                             "exact keys are encoded in Python (slower)")
+    return None if module is None else module.Encoder
 
 
 class Numbering(dict):

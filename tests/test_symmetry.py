@@ -59,3 +59,28 @@ def test_symmetry_keeps_every_verdict_with_fewer_states():
     assert with_sym.complete and without.complete
     assert {i for f in with_sym.found for i in f.invariants} == {i for f in without.found for i in f.invariants}
     assert with_sym.states < 0.6 * without.states
+
+
+@pytest.mark.parametrize("arch", ["smp", "up", "s390"])
+def test_the_two_writer_shortcut_picks_the_general_representative(arch):
+    """Symmetry._representative decides a pair of writers from their two signatures alone; the general path
+    (every permutation's signature vector, then the hashes on a tie) must pick the same key and permutation, ties
+    and both orders included."""
+    sc = load_scenario("ladder", {"writers": 2, "pages": 2, "stores": 2})
+    cfg = Config(ordering="eager", arch=arch)
+    symmetry = Machine(sc, cfg).symmetry
+    assert symmetry._pair is not None
+    rng = random.Random(5)
+    picked = set()
+    for _ in range(30):
+        m = Machine(sc, cfg, symmetric=False)
+        while True:
+            key = _plain_canonical(m)
+            best, p = symmetry._representative(key)
+            assert (best, p) == symmetry._general(key, key[1], key[0][10])
+            sig = [hash((key[1][t], key[0][10][c])) for t, c in symmetry._member_cpus]
+            picked.add("tie" if sig[0] == sig[1] else p is None)
+            enabled = m.enabled()
+            if m.run_ends(enabled) or m.execute(rng.choice(enabled)):
+                break
+    assert picked == {"tie", True, False}

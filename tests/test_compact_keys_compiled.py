@@ -1,0 +1,73 @@
+"""The compiled encode of exact visited keys (controlled/_compact_keys.pyx) writes the Python encode's bytes.
+
+Both number a key's parts in their field's table in order of first appearance and write the numbers in the
+prefix code (controlled.visited); the compiled one is only faster. These run both side by side, over every key a
+real search stores and over keys built to reach the prefix code's escapes and a key longer than the compiled
+encode's stack buffer, and compare bytes and tables.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from controlled.depth_first import dfs_holding
+from controlled.machine import Machine
+from controlled.visited import CompactKeys, compiled_encoder, numbers
+from kernel_model.config import Config
+from scenarios.loader import load_scenario
+
+needs_compiled = pytest.mark.skipif(compiled_encoder() is None,
+                                    reason="controlled._compact_keys is not built (bash scripts/setup.sh builds it)")
+
+
+def test_the_compiled_encoder_is_built():
+    """scripts/setup.sh builds controlled/_compact_keys.pyx; without a compiler the Python encode runs (and this
+    test says so rather than passing quietly)."""
+    if compiled_encoder() is None:
+        pytest.skip("controlled._compact_keys is not built (no Cython or C compiler): the Python encode runs")
+    assert CompactKeys().compiled and not CompactKeys(compiled=False).compiled
+
+
+class BothEncodings:
+    """Keys for dfs_holding that encode each canonical key both ways and fail on the first difference."""
+
+    def __init__(self) -> None:
+        self.compiled, self.python = CompactKeys(), CompactKeys(compiled=False)
+        self.encoded = 0
+
+    def encode(self, key: tuple) -> bytes:
+        fast, slow = self.compiled.encode(key), self.python.encode(key)
+        assert fast == slow, f"key {self.encoded}: compiled {numbers(fast)} != Python {numbers(slow)}"
+        self.encoded += 1
+        return fast
+
+    def bytes_used(self, stored) -> int:
+        return self.compiled.bytes_used(stored)
+
+
+@needs_compiled
+def test_both_encodings_write_the_same_bytes_for_every_key_of_a_search():
+    # Two pages: the folios take more than 255 values, so most keys carry an escaped number.
+    scenario = load_scenario("ladder", {"pages": 2, "writers": 2, "stores": 1, "passes": 1})
+    keys = BothEncodings()
+    result, _ = dfs_holding(Machine(scenario, Config(ordering="delayed"), reduce=True), keys)
+    assert not result.complete or result.states > 1_000  # the search ran (dfs_holding searches it all)
+    assert keys.encoded > result.states
+    assert keys.compiled._tables == keys.python._tables
+    assert max(map(len, keys.compiled._tables)) > 255  # the escape was exercised
+
+
+@needs_compiled
+def test_both_encodings_agree_on_escapes_and_long_keys():
+    fast, slow = CompactKeys(), CompactKeys(compiled=False)
+    # 70,000 values of one field: one-byte, three-byte and seven-byte numbers; then a key of 200 parts (more than
+    # the compiled encode's stack buffer holds).
+    for n in range(70_000):
+        key = ((n, n % 3), (("p", n % 300),), ())
+        assert fast.encode(key) == slow.encode(key), n
+    assert fast._tables == slow._tables
+    fast, slow = CompactKeys(), CompactKeys(compiled=False)
+    long_key = (tuple(range(200)), tuple(range(50)), (None,))
+    assert fast.encode(long_key) == slow.encode(long_key)
+    assert numbers(fast.encode(long_key)) == [200, 50, 1] + [0] * 251
+    assert fast._tables == slow._tables

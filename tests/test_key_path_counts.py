@@ -1,0 +1,39 @@
+"""The visited-key path (Machine.canonical, controlled.symmetry, controlled.visited) keeps what the searches find.
+
+The path was made cheaper (session 16: the compiled encoder, the two-writer shortcut of the orbit
+representative, permutations without generators); a search must still visit exactly the states, run the
+transitions and find the counterexamples it did before. These are the counts of `tlbrace explore ... --strategy
+dfs` recorded on main before that change (commit 025db45), with exact keys and with --hash-compact: a wrong merge
+of two states, or a representative chosen differently, changes them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+
+from controlled.explorer import explore
+from kernel_model.config import Config
+from scenarios.loader import load_scenario
+
+# (scenario, params, ordering, arch) -> (states, transitions, schedules, [(invariants, schedule length, digest of
+# the schedule's repr)]), the dfs's first counterexample only (explore's default).
+RECORDED = [
+    (("ladder", {"pages": 1, "writers": 2, "stores": 1, "passes": 1}, "delayed", "smp"), (16352, 23682, 6, [])),
+    (("mkclean_first", None, "delayed", "smp"), (8022, 11523, 5, [])),
+    (("ladder", None, "eager", "smp"), (1747, 1994, 4, [(["lost_dirty_data"], 28, "104826a172b1")])),
+    (("writable_clean", None, "eager", "smp"), (4770, 6765, 5, [(["lost_dirty_data"], 28, "766dd67a9abe")])),
+]
+
+
+@pytest.mark.parametrize("hash_compact", [False, True], ids=["exact", "hash-compact"])
+@pytest.mark.parametrize("case, expected", RECORDED, ids=[f"{c[0][0]}-{c[0][2]}" for c in RECORDED])
+def test_the_search_finds_what_it_found_before(case, expected, hash_compact):
+    name, params, ordering, arch = case
+    scenario = load_scenario(name, params)
+    cfg = Config(**{**scenario.config, "ordering": ordering, "arch": arch})
+    r = explore(scenario, cfg, "dfs", budget=20_000, hash_compact=hash_compact)
+    found = [(f.invariants, len(f.schedule), hashlib.sha1(repr(f.schedule).encode()).hexdigest()[:12])
+             for f in r.found]
+    assert (r.states, r.transitions, r.schedules, found) == expected
