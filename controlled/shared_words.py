@@ -18,6 +18,7 @@ the number of distinct fingerprints, which is the state count of a one-process s
 from __future__ import annotations
 
 import mmap
+import os
 from pathlib import Path
 from typing import Any, Protocol
 
