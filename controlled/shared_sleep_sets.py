@@ -15,7 +15,7 @@ explores exactly the transitions it cleared (AtomicWords.intersect). Each stored
 alone, so every transition the sequential algorithm would explore again from that state is explored by the
 process that woke it, with the intersection as its sleep set, as in one process. Which worker reaches a state
 first decides which sleep set it is stored with, so the state and transition counts may differ from run to run
-(never the verdicts or the end states: tests/test_parallel_search.py); `--no-sleep-sets` gives the exact,
+(never the verdicts or the end states: tests/test_parallel_sleep_sets.py); `--no-sleep-sets` gives the exact,
 order-independent counts of a one-process search with hash compaction and without sleep sets.
 """
 
