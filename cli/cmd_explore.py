@@ -111,7 +111,8 @@ def run(args: argparse.Namespace) -> int:
                "complete": result.complete, "states": result.states, "schedules": result.schedules,
                "transitions": result.transitions, "seconds": round(result.seconds, 3),
                "collision_bound": result.collision_bound, "workers": args.workers, "forked": result.workers,
-               "merged": result.merged,
+               "merged": result.merged, "sleep_sets": result.sleep_sets,
+               "sleep_sets_off": result.sleep_sets_off or None,
                "violations": violations_out}
     if args.json:
         json.dump(summary, sys.stdout)
@@ -125,7 +126,8 @@ def run(args: argparse.Namespace) -> int:
                       f"{scope}, {result.states} states"
                       + (f" (and {result.merged} run through, not stored)" if result.merged else "")
                       + f", {result.transitions} transitions, {result.seconds:.2f} s"
-                      + _compaction_words(result.collision_bound, args.workers, result.workers))
+                      + _compaction_words(result.collision_bound, args.workers, result.workers)
+                      + (f"; without sleep sets: {result.sleep_sets_off}" if result.sleep_sets_off else ""))
     return 1 if violations_out else 0
 
 

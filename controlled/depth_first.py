@@ -40,6 +40,8 @@ class ExploreResult:
     stored_bytes: int = 0  # exhaustive, when asked (measure_memory): bytes the visited set holds, all included
     workers: int = 1  # processes that searched: --workers N forks only a search still running after 0.3 s
     merged: int = 0  # states run through without being stored (depth_first's statement merging)
+    sleep_sets: bool = False  # the search pruned with sleep sets (controlled.sleep_sets)
+    sleep_sets_off: str = ""  # why a dfs that was to prune with sleep sets could not ("": it did, or was not to)
 
     @property
     def bytes_per_state(self) -> float:

@@ -31,7 +31,7 @@ from typing import Callable
 from controlled.depth_first import TICK_EVERY, ExploreResult, Found, children, depth_first, end_of_run, root_entry
 from controlled.gc_pause import gc_paused
 from controlled.machine import Machine, Transition
-from controlled.sleep_sets import SleepSets
+from controlled.sleep_sets import NEEDS_REDUCTION, SleepSets
 from controlled.visited import adder, encoder, keys_for, stored_bytes
 from kernel_model.config import Config
 from kernel_model.events import Violation
@@ -194,6 +194,9 @@ def _dfs(scenario: Scenario, cfg: Config, budget: int, reduce: bool, stop_at_fir
         return len(seen) < budget and (deadline is None or time.perf_counter() < deadline)
 
     result = ExploreResult("dfs", False, 1, 0, 0, 0.0)
+    result.sleep_sets = sleep is not None
+    if sleep_sets and not reduce:
+        result.sleep_sets_off = NEEDS_REDUCTION
     # The budget is checked between batches of new states: at most a batch the size of the budget, so that a small
     # budget of a huge scenario (megabytes a state) is not overrun by a thousand states.
     result.complete = depth_first(m, canon, is_new, [root_entry(m)], [], result, stop_at_first, tick,

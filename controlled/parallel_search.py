@@ -64,7 +64,7 @@ from controlled.depth_first import ExploreResult, StackEntry, canonical_form, de
 from controlled.machine import Machine, Transition
 from controlled.shared_sleep_sets import SharedSleepSets, TransitionBits
 from controlled.shared_words import SharedVisited
-from controlled.sleep_sets import NOTHING, SleepSets
+from controlled.sleep_sets import NEEDS_REDUCTION, NOTHING, SleepSets
 from controlled.work_stealing import Control, Endpoint, Task, split_oldest
 from kernel_model.config import Config
 from kernel_model.program import Scenario
@@ -93,6 +93,9 @@ def parallel_dfs(scenario: Scenario, cfg: Config, workers: int, budget: int, red
     budget = min(budget, SharedVisited.limit_for(budget))
     canon = canonical_form(m, True)
     result = ExploreResult("dfs", False, 1, 0, 0, 0.0)
+    result.sleep_sets = sleep is not None
+    if sleep_sets:
+        result.sleep_sets_off = TransitionBits.too_many(m) if reduce else NEEDS_REDUCTION
     # The seed phase keeps its fingerprints in a plain set: a search that ends before the fork never maps the
     # shared table. The set moves into the table at the fork.
     seen = {canon(m.key())}

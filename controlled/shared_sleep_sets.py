@@ -44,7 +44,19 @@ class TransitionBits:
 
     @classmethod
     def fits(cls, m: Machine) -> bool:
-        return m.nthreads * (1 + m.ncpus) <= MAX_BITS
+        return cls.count(m) <= MAX_BITS
+
+    @staticmethod
+    def count(m: Machine) -> int:
+        """How many transitions a sleep set of ``m`` may name: each thread's step and each (CPU, initiator) IPI."""
+        return m.nthreads * (1 + m.ncpus)
+
+    @classmethod
+    def too_many(cls, m: Machine) -> str:
+        """Why the workers search ``m`` without sleep sets, when its transitions do not fit ("" when they do)."""
+        n = cls.count(m)
+        return "" if n <= MAX_BITS else (f"{m.nthreads} threads and {m.ncpus} CPUs make {n} transitions, more than "
+                                         f"the {MAX_BITS} a sleep set shared between workers can name")
 
     def bits(self, trs: frozenset) -> int:
         n = self.nthreads

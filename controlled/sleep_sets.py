@@ -30,8 +30,8 @@ waiting for acks, which stops the CPU from taking IPIs under no_ipi_while_spinni
 no_ipi_while_spinning, an IPI and any spin_lock (taking a PTL another CPU spins on stops that CPU from taking
 IPIs). Coarser than the kernel needs, on purpose: a dependence wrongly assumed only costs reduction.
 
-Parallel search (controlled.parallel_search) shares only hashes between workers, not sleep sets, so it runs
-without them.
+Parallel search (controlled.parallel_search) keeps each state's sleep set beside its fingerprint in the shared
+table (controlled.shared_sleep_sets), where the scenario's transitions fit a word.
 """
 
 from __future__ import annotations
@@ -45,6 +45,9 @@ if TYPE_CHECKING:
     from controlled.machine import Machine, Transition
     from controlled.symmetry import Permutation
 
+# Why a dfs asked to prune with sleep sets ran without them (ExploreResult.sleep_sets_off): they judge two
+# transitions independent by the reduction's footprints, which a machine without the reduction does not build.
+NEEDS_REDUCTION = "they need the partial-order reduction (--no-reduce was given)"
 NOTHING: frozenset = frozenset()
 # Answers the independence memos keep per generation (controlled.memo; ladder cells ask a few thousand
 # distinct pairs in all).

@@ -127,3 +127,33 @@ def test_sleep_sets_prune_on_the_workers_and_the_first_violation_replays():
     eager = Config(ordering="eager")
     r = explore(sc, eager, "dfs", workers=2)
     assert r.found and run_schedule(sc, eager, r.found[0].schedule).invariants == r.found[0].invariants
+
+
+def test_a_search_says_whether_it_pruned_with_sleep_sets_and_why_not(capsys):
+    """--workers on a scenario whose transitions do not fit a word, and --no-reduce, run without sleep sets: the
+    result, the JSON and the summary line say so and why; a search that prunes with them says nothing."""
+    import json
+
+    from cli.main import main
+
+    wide = load_scenario("ladder", {"writers": 8, "stores": 1})
+    over = explore(wide, Config(), "dfs", workers=2, budget=300)
+    assert not over.sleep_sets and f"more than the {MAX_BITS}" in over.sleep_sets_off
+    m = Machine(wide, Config(), reduce=True)
+    assert not TransitionBits.fits(m) and str(TransitionBits.count(m)) in over.sleep_sets_off
+    sc = load_scenario("madv_dontneed")
+    for workers in (1, 2):
+        unreduced = explore(sc, Config(), "dfs", workers=workers, reduce=False)
+        assert not unreduced.sleep_sets and "--no-reduce" in unreduced.sleep_sets_off
+        pruned = explore(sc, Config(), "dfs", workers=workers)
+        assert pruned.sleep_sets and pruned.sleep_sets_off == ""
+        asked_off = explore(sc, Config(), "dfs", workers=workers, sleep_sets=False)
+        assert not asked_off.sleep_sets and asked_off.sleep_sets_off == ""  # as asked: nothing to explain
+    assert main(["explore", "madv_dontneed", "--strategy", "dfs", "--no-reduce", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["sleep_sets"] is False and "--no-reduce" in doc["sleep_sets_off"]
+    assert main(["explore", "madv_dontneed", "--strategy", "dfs", "--no-reduce"]) == 0
+    assert "without sleep sets: they need the partial-order reduction" in " ".join(capsys.readouterr().out.split())
+    assert main(["explore", "madv_dontneed", "--strategy", "dfs", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["sleep_sets"] is True and doc["sleep_sets_off"] is None
