@@ -18,8 +18,7 @@ import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from controlled.explorer import DEFAULT_BUDGET, explore
-from kernel_model.config import Config
+from controlled.explorer import DEFAULT_BUDGET
 from kernel_model.program import Scenario
 
 
