@@ -235,7 +235,7 @@ def run_campaign(scenario: Scenario, cfg: Config, opts: CampaignOptions,
             if not gcs_lost():  # nothing is asked of a lost cluster: Ray would wait for it, then end the process
                 slots.kill_all()
             if writer is not None:
-                _close_writer(writer, result, scenario, cfg, opts)
+                _close_writer(writer, result, scenario, cfg, opts, prepared.lock if prepared is not None else None)
         finally:
             if prepared is not None:
                 prepared.release()
@@ -243,15 +243,15 @@ def run_campaign(scenario: Scenario, cfg: Config, opts: CampaignOptions,
 
 
 def _close_writer(writer: ResultsWriter, result: CampaignResult, scenario: Scenario, cfg: Config,
-                  opts: CampaignOptions) -> None:
-    """Close the results file; if it was deleted while the campaign ran, save its records first and end the
-    campaign with ResultsLost (actors.results_rescue)."""
-    if not writer.unlinked():
+                  opts: CampaignOptions, held: DirLock | None) -> None:
+    """Close the results file; if it was deleted or moved while the campaign ran, save its records first and end
+    the campaign with ResultsLost (actors.results_rescue)."""
+    if writer.displaced() is None:
         writer.close()
         return
     try:
         lost = rescue(writer, opts.out or ".", result.trials, result.failures,
-                      lambda where, r: write_trial_log(where, result.run, scenario, cfg, r))
+                      lambda where, r: write_trial_log(where, result.run, scenario, cfg, r), held)
     finally:
         writer.close()
     raise lost

@@ -283,8 +283,12 @@ class ResultsWriter:
         if resume is None:
             # The header appears whole or not at all: written aside, then renamed into place.
             fresh = f"{path}.new"
+            # Never through whatever stands at the temporary name (the caller holds the directory's lock, so it is a
+            # creation's leftover or planted): "wb" followed a symbolic link there and wrote the header, then every
+            # record, into the file it pointed at. Removed first, then created exclusively (O_EXCL follows no link).
+            _remove_quietly(fresh)
             try:
-                with open(fresh, "wb") as f:
+                with open(fresh, "xb") as f:
                     f.write(frame(header))
                     f.flush()
                     os.fsync(f.fileno())
@@ -296,6 +300,9 @@ class ResultsWriter:
                 raise
             _fsync_dir(path)
         self._stream: IO[bytes] = open(path, "r+b")
+        # What the path named when the campaign began: a results file renamed away (its --out moved) is no longer
+        # where --resume looks, though its descriptor keeps taking records (``displaced``).
+        self._identity = _identity(os.fstat(self._stream.fileno()))
         end = resume.intact if resume is not None else self._stream.seek(0, os.SEEK_END)
         self._stream.truncate(end)  # a torn last record is dropped: its trial runs again
         self._stream.seek(end)
@@ -312,8 +319,8 @@ class ResultsWriter:
         except OSError:
             self._cut_back()
             raise
-        if self.unlinked():
-            raise ResultsDeleted(f"{self.path}: deleted while the campaign ran")
+        if self.displaced() is not None:
+            raise ResultsDeleted(f"{self.path}: deleted or moved while the campaign ran")
 
     def unlinked(self) -> bool:
         """Whether the file was deleted under the writer (``rm -rf`` of --out, or of the file). Its records then
@@ -323,6 +330,25 @@ class ResultsWriter:
             return os.fstat(self._stream.fileno()).st_nlink == 0
         except (OSError, ValueError):
             return False
+
+    def displaced(self) -> str | None:
+        """None while the path still names the file this writer appends to; else "deleted", or where the file now
+        is ("moved to PATH", or "moved" when this system cannot say where): ``mv`` of --out (or of the file) left
+        the descriptor appending into the moved directory, --out made again for the next failing log, and the
+        summary naming a results path that did not exist. (One stat a record, as ``unlinked``'s fstat.)"""
+        if self.unlinked():
+            return "deleted"
+        try:
+            if _identity(os.stat(self.path)) == self._identity:
+                return None
+        except FileNotFoundError:
+            pass
+        except (OSError, ValueError):
+            return None  # the path cannot be looked at now (EACCES, EIO): nothing says the file moved
+        try:
+            return f"moved to {os.readlink(f'/proc/self/fd/{self._stream.fileno()}')}"
+        except (OSError, ValueError):
+            return "moved"
 
     def copy_to(self, path: str) -> None:
         """Everything the file holds, as a new file at ``path`` that appears whole (written beside it, then linked
@@ -374,6 +400,10 @@ class ResultsWriter:
                 self._cut_back()
                 raise
             self._stream.close()
+
+
+def _identity(st: os.stat_result) -> tuple[int, int]:
+    return st.st_dev, st.st_ino
 
 
 def _remove_quietly(path: str) -> None:

@@ -1,0 +1,91 @@
+"""A stress campaign's results file taken from its path while the campaign runs, other than by deletion: its --out
+renamed (``mv out out.old``), or the file itself renamed; and a symbolic link planted at the name the writer
+creates its file under (``results.msgpack.new``). Session 16's red team left both: a rename was not seen (the
+driver went on appending into the moved directory, wrote its failing logs into a fresh --out and printed a
+results path that did not exist), and the planted link had the header and every record written into the file it
+pointed at. None of these tests needs Ray."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from actors.dir_lock import lock_directory
+from actors.results_rescue import rescue
+from logs.results_file import FILE_NAME, ResultsDeleted, ResultsWriter, make_header, read_results, trial_record
+
+
+def _record(trial: int) -> dict:
+    return trial_record(trial=trial, seed=trial, status="ok", invariants=[], detail="", actor=None, steps=3,
+                        seconds=0.1, nodes=[], log=None)
+
+
+def _header() -> dict:
+    return make_header(run="r1", scenario="s", scenario_source="", params={}, config={}, seed=0, trials=100,
+                       jitter_us=0.0)
+
+
+def _writer(out: Path, records: int) -> ResultsWriter:
+    out.mkdir(parents=True, exist_ok=True)
+    writer = ResultsWriter(str(out / FILE_NAME), _header())
+    for t in range(records):
+        writer.append(_record(t))
+    return writer
+
+
+@pytest.mark.parametrize("moved", ["the directory", "the file"])
+def test_a_renamed_results_file_stops_the_campaign_and_its_records_go_back_to_out(tmp_path, moved):
+    out = tmp_path / "out"
+    writer = _writer(out, 3)
+    lock = lock_directory(str(out))  # the campaign's own lock, held while it runs (and so during the rescue)
+    if moved == "the directory":
+        os.rename(out, tmp_path / "out.old")
+        where = tmp_path / "out.old" / FILE_NAME
+    else:
+        os.rename(out / FILE_NAME, out / "kept.msgpack")
+        where = out / "kept.msgpack"
+    with pytest.raises(ResultsDeleted):
+        writer.append(_record(3))
+    assert writer.displaced() is not None
+    lost = rescue(writer, str(out), 4, [], lambda *_: "", held=lock)
+    writer.close()
+    lock.release()
+    assert len(read_results(out / FILE_NAME).records) == 4  # written back where --resume looks
+    assert len(read_results(where).records) == 4  # and the moved file is left as it was
+    text = str(lost)
+    assert text.startswith(f"{out}: the campaign's results file was moved to {where} while it ran"), text
+    assert f"written back to {out / FILE_NAME}: run the same command with --resume" in text, text
+
+
+def test_a_results_file_left_in_place_is_not_displaced(tmp_path):
+    writer = _writer(tmp_path / "out", 2)
+    writer.append(_record(2))
+    assert writer.displaced() is None and not writer.unlinked()
+    writer.close()
+
+
+def test_a_symlink_planted_at_the_temporary_name_is_never_followed(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    victim = tmp_path / "victim.txt"
+    victim.write_bytes(b"precious")
+    (out / f"{FILE_NAME}.new").symlink_to(victim)
+    writer = ResultsWriter(str(out / FILE_NAME), _header())
+    writer.append(_record(0))
+    writer.close()
+    assert victim.read_bytes() == b"precious"
+    assert not (out / FILE_NAME).is_symlink() and len(read_results(out / FILE_NAME).records) == 1
+
+
+def test_a_symlink_planted_at_the_write_back_name_is_never_followed(tmp_path):
+    writer = _writer(tmp_path / "out", 2)
+    victim = tmp_path / "victim.txt"
+    victim.write_bytes(b"precious")
+    target = tmp_path / "back"
+    target.mkdir()
+    (target / f"{FILE_NAME}.new").symlink_to(victim)
+    writer.copy_to(str(target / FILE_NAME))
+    writer.close()
+    assert victim.read_bytes() == b"precious" and len(read_results(target / FILE_NAME).records) == 2
