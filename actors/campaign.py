@@ -30,7 +30,7 @@ from actors.dir_lock import DirectoryBusy, DirLock, lock_directory
 from actors.fault_injection import Faults
 from actors.fuzzy_sync import RaceAligner, windows_of
 from actors.race_windows import trial_times
-from actors.ray_session import GcsWatch, gcs_lost
+from actors.ray_session import GcsWatch, gcs_lost, giving_way
 from actors.results_rescue import rescue
 from actors.sigint import sigint_deferred, sigterm_as_interrupt
 from actors.stop_rule import StopRule
@@ -65,6 +65,10 @@ class CampaignOptions:
     align: int = 0
     kernel: str | None = None  # --kernel's release, recorded in the results file's header (None: not given)
     faults: Faults | None = None  # test-only: a trial made to crash or hang (actors.fault_injection)
+    # Called (from the GcsWatch's thread) before a lost cluster ends a process whose main thread would not give way:
+    # what the caller must save first (scale: the finished cells' rows)
+    on_lost: Callable[[], None] | None = None
+    lost_note: str | None = None  # what on_lost saved, added to the lost cluster's line
 
 
 def trial_seed(campaign_seed: int, trial: int) -> int:
@@ -205,7 +209,7 @@ def run_campaign(scenario: Scenario, cfg: Config, opts: CampaignOptions,
     ids = _trial_ids(done, opts.trials)
     upcoming = next(ids, None)  # the next trial id to start (None: no more)
     first_wave = len(list(itertools.islice(_trial_ids(done, opts.trials), max(1, opts.parallel))))
-    slots = _Slots(scenario, cfg, opts.parallel, [n["NodeID"] for n in ray.nodes() if n.get("Alive")])
+    slots = _Slots(scenario, cfg, opts.parallel, [])  # its nodes asked for under the watch, below
     started = time.monotonic()
     rule = StopRule(opts.trials, opts.duration_s, opts.until)
     clock = opts.clock_start if opts.clock_start is not None else opts.clock()
@@ -215,9 +219,13 @@ def run_campaign(scenario: Scenario, cfg: Config, opts: CampaignOptions,
     finished = functools.partial(_record_trial, result=result, scenario=scenario, cfg=cfg, opts=opts, writer=writer,
                                  on_trial=on_trial, aligner=aligner)
     start = functools.partial(_start_trial, scenario=scenario, cfg=cfg, opts=opts, run=run, aligner=aligner)
-    watch = GcsWatch(prepared.path if prepared is not None else None, writer.sync if writer is not None else None)
+    watch = GcsWatch(prepared.path if prepared is not None else None, _lost_sync(writer, opts.on_lost),
+                     note=opts.lost_note)
     try:
         with sigterm_as_interrupt(), watch:
+            # Under the watch: a GCS lost before this campaign (a scale grid's head stopped between two cells) has
+            # ray.nodes() wait for ever, in C++; the watch's interrupt reaches a main thread waiting in giving_way.
+            slots.nodes = [n["NodeID"] for n in giving_way(ray.nodes) if n.get("Alive")]
             if rule.reason(result, clock, opts.clock()) in (None, "trials"):
                 slots.prestart(first_wave)  # all sets' workers start in parallel
             _run_trials(slots, ids, upcoming, lambda: rule.reason(result, clock, opts.clock()), start, finished,
@@ -240,6 +248,19 @@ def run_campaign(scenario: Scenario, cfg: Config, opts: CampaignOptions,
             if prepared is not None:
                 prepared.release()
     return result
+
+
+def _lost_sync(writer: ResultsWriter | None, on_lost: Callable[[], None] | None) -> Callable[[], None] | None:
+    """What the watch makes durable before it ends a process whose main thread would not give way: the results
+    file, and the caller's own (a scale grid's finished rows)."""
+    calls = [c for c in (writer.sync if writer is not None else None, on_lost) if c is not None]
+    if not calls:
+        return None
+
+    def sync() -> None:
+        for call in calls:
+            call()
+    return sync
 
 
 def _close_writer(writer: ResultsWriter, result: CampaignResult, scenario: Scenario, cfg: Config,

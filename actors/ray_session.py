@@ -267,12 +267,13 @@ class GcsWatch:
     ``results``: the campaign's results file, for the message; ``sync``: makes its records durable."""
 
     def __init__(self, results: str | None = None, sync: Callable[[], None] | None = None, *,
-                 address: str | None = None) -> None:
+                 address: str | None = None, note: str | None = None) -> None:
         if address is None:
             import ray
 
             address = ray.get_runtime_context().gcs_address if ray.is_initialized() else None
         self.address, self.results, self.sync = address, results, sync
+        self.note = note  # what else ``sync`` saved, for the line (a scale grid: where its finished rows are)
         self.silent = 0.0  # lost by silence: for how long (seconds) nothing answered; 0.0: lost by refusals
         self.slowest = 0.0  # the slowest answer to a greeting so far (seconds)
         self.process: str | None = None  # what /proc said of a silent local GCS's process, for the message
@@ -298,7 +299,7 @@ class GcsWatch:
             "its machine stopped or cut off, or its processes stopped"
         what = (f"has not answered for {self.silent:.0f} s ({why})" if self.silent
                 else "is gone (killed, or its machine stopped)")
-        return ClusterLost(f"Ray's GCS at {self.address} {what}{then}")
+        return ClusterLost(f"Ray's GCS at {self.address} {what}{then}{f'; {self.note}' if self.note else ''}")
 
     def _watch(self) -> None:
         global _gcs_lost
@@ -361,6 +362,27 @@ class GcsWatch:
             except (OSError, ValueError):
                 pass
             os._exit(3)  # EXIT_ENVIRONMENT (cli.errors; actors may not import cli)
+
+
+def giving_way(call: Callable[[], Any]) -> Any:
+    """``call()`` (a Ray call that asks the GCS and would wait for ever on one that is lost, as ``ray.nodes()`` does
+    in C++, deaf to signals) run in a thread of its own, so that the main thread, waiting for it here, takes a
+    watch's interrupt: a scale grid whose head stopped between two cells waited in ``ray.nodes()`` for ever."""
+    outcome: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            outcome["value"] = call()
+        except BaseException as exc:  # noqa: BLE001 - raised again in the caller's thread
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=run, name="tlbrace-gcs-call", daemon=True)
+    thread.start()
+    while thread.is_alive():
+        thread.join(0.5)  # a lock wait with a timeout: a SIGINT's KeyboardInterrupt comes through it
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome.get("value")
 
 
 def _greet(address: str, wait: float = GCS_ANSWER_S) -> str:

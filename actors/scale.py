@@ -275,9 +275,10 @@ class GridResult:
 
 def run_grid(cells: list[Cell], make: MakeCell, opts: CampaignOptions,
              on_trial: Callable[[Cell, TrialResult, CampaignResult], None] | None = None,
-             on_cell: Callable[[Cell], None] | None = None) -> GridResult:
-    """One campaign per cell (on whatever Ray cluster is initialised), in order; one row per cell."""
-    grid = GridResult()
+             on_cell: Callable[[Cell], None] | None = None, grid: GridResult | None = None) -> GridResult:
+    """One campaign per cell (on whatever Ray cluster is initialised), in order; one row per cell, added to
+    ``grid`` (the caller's, so that the finished rows are there when a lost cluster ends the grid)."""
+    grid = grid if grid is not None else GridResult()
     started = time.monotonic()
     for number, cell in enumerate(cells):
         scenario, cfg = make(cell)

@@ -280,3 +280,36 @@ def test_a_fuzz_campaign_on_a_lost_cluster_exits_3_not_as_interrupted(capsys, mo
     assert main(["fuzz", "--count", "2", "--parallel", "2", "--out", str(tmp_path)]) == 3
     err = capsys.readouterr().err
     assert err.startswith("tlbrace: error: Ray's GCS at") and err.count("\n") == 1, err
+
+
+# A campaign that starts on a GCS already lost (a scale grid's head stopped between two cells): ray.nodes(), its
+# first question, waited for ever in C++ (deaf to signals, as this stand-in is) with no watch yet running.
+BEFORE_THE_FIRST_TRIAL = """
+import functools, signal, sys, time
+signal.signal(signal.SIGINT, signal.default_int_handler)
+import ray
+from actors import campaign, ray_session
+ray_session.GCS_SILENT_S = 2.0
+campaign.GcsWatch = functools.partial(ray_session.GcsWatch, address=sys.argv[1])
+def nodes():
+    while True:
+        try:
+            time.sleep(1)
+        except KeyboardInterrupt:
+            pass
+ray.nodes = nodes
+from kernel_model.config import Config
+from scenarios.loader import load_scenario
+try:
+    campaign.run_campaign(load_scenario("madv_dontneed"), Config(ordering="delayed"), campaign.CampaignOptions(trials=2))
+except ray_session.ClusterLost as exc:
+    print("lost:", exc)
+"""
+
+
+def test_a_campaign_that_starts_on_a_lost_gcs_ends_with_the_line():
+    with _silent_head("stopped") as address:
+        child = subprocess.run([sys.executable, "-c", BEFORE_THE_FIRST_TRIAL, address], cwd=ROOT,
+                               capture_output=True, text=True, timeout=90)
+    assert child.returncode == 0, (child.returncode, child.stderr[-2000:])
+    assert child.stdout.startswith(f"lost: Ray's GCS at {address} has not answered"), child.stdout
