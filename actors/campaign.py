@@ -432,11 +432,17 @@ def _open_writer(prepared: Prepared, result: CampaignResult) -> ResultsWriter:
     return ResultsWriter(prepared.path, prepared.header, prepared.resumed)
 
 
+_PLAIN_RUN_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")  # what a run id tlbrace wrote looks like (8 hex digits)
+
+
 def _move_aside(path: str) -> str:
-    """A new campaign in the same --out keeps the old one's results: renamed after its run id."""
+    """A new campaign in the same --out keeps the old one's results: renamed after its run id, when that is a plain
+    name (the header's text must never choose a path: a run id of "/../../x" moved the file out of --out)."""
     try:
         tag = results_file.read_results(path).header["run"]
     except ResultsError:
+        tag = ""
+    if not _PLAIN_RUN_ID.fullmatch(tag):
         tag = time.strftime("%Y%m%d-%H%M%S")
     base, ext = os.path.splitext(path)
     aside, n = f"{base}-{tag}{ext}", 1

@@ -89,3 +89,19 @@ def test_a_symlink_planted_at_the_write_back_name_is_never_followed(tmp_path):
     writer.copy_to(str(target / FILE_NAME))
     writer.close()
     assert victim.read_bytes() == b"precious" and len(read_results(target / FILE_NAME).records) == 2
+
+
+@pytest.mark.parametrize("run", ["/../../moved", "../x", "a/b", "..", "\x00", "ok" * 40])
+def test_an_old_results_file_is_kept_beside_it_whatever_its_header_says(tmp_path, run):
+    """A fresh campaign in an --out that holds a results file keeps that file aside, named after the run id in its
+    header. A header's run id of "/../../moved" (with a directory "results-" planted in --out) had the file moved
+    out of --out, to where the header said: a header must never choose a path."""
+    from actors.campaign import _move_aside
+
+    out = tmp_path / "a" / "out"
+    (out / "results-").mkdir(parents=True)
+    header = _header() | {"run": run}
+    ResultsWriter(str(out / FILE_NAME), header).close()
+    aside = Path(_move_aside(str(out / FILE_NAME)))
+    assert aside.parent == out and aside.name.startswith("results-") and aside.suffix == ".msgpack", aside
+    assert read_results(aside).header["run"] == run and not (out / FILE_NAME).exists()
