@@ -50,7 +50,7 @@ from typing import IO, Any, Final
 
 import msgpack
 
-from scenarios.input_files import InputFileError, read_input
+from scenarios.input_files import MAX_SCENARIO_BYTES, InputFileError, read_input
 
 SCHEMA: Final = "tlbrace-results"
 VERSION: Final = 2
@@ -64,6 +64,9 @@ LATER_IDENTITY: Final = frozenset({"kernel", "align"})
 MAGIC: Final = b"\xc1tlr"
 _HEAD: Final = struct.Struct(">4sII")  # magic, length, crc32
 MAX_RECORD_BYTES: Final = 1 << 20  # a trial record is a few hundred bytes; a larger length is damage
+# The header carries the scenario file's text, which may be 1 MiB (MAX_SCENARIO_BYTES) by itself: held to the
+# records' limit, the header of a campaign run from such a file was read as damage, and its own --resume refused it.
+MAX_HEADER_BYTES: Final = 4 * MAX_SCENARIO_BYTES
 MAX_FILE_BYTES: Final = 1 << 30  # 1 GiB: a million trials' records (the --trials cap) fit many times over
 
 
@@ -103,14 +106,14 @@ class ResultsContents:
         return ", ".join(f"{a}..{b - 1}" for a, b in self.skipped)
 
 
-def _frame_at(data: bytes, pos: int) -> tuple[bytes, int] | str:
-    """(payload, end) of the frame at ``pos``; else "torn" (the file ends inside a well-begun frame) or
-    "damaged"."""
+def _frame_at(data: bytes, pos: int, limit: int = MAX_RECORD_BYTES) -> tuple[bytes, int] | str:
+    """(payload, end) of the frame at ``pos`` (its payload at most ``limit`` bytes); else "torn" (the file ends
+    inside a well-begun frame) or "damaged"."""
     n = len(data)
     if n - pos < _HEAD.size:
         return "torn" if MAGIC.startswith(data[pos:pos + 4]) or data[pos:pos + 4] == MAGIC else "damaged"
     magic, length, crc = _HEAD.unpack_from(data, pos)
-    if magic != MAGIC or length > MAX_RECORD_BYTES:
+    if magic != MAGIC or length > limit:
         return "damaged"
     end = pos + _HEAD.size + length
     if end > n:
@@ -146,7 +149,7 @@ def parse_results(path: str, data: bytes) -> ResultsContents:
         raise ResultsError(f"{path}: a version 1 results file (records not framed, written by an older tlbrace); "
                            f"this tlbrace reads version {VERSION}: finish it with the tlbrace that wrote it, or "
                            f"start this campaign in another --out")
-    first = _frame_at(data, 0) if data else "torn"
+    first = _frame_at(data, 0, MAX_HEADER_BYTES) if data else "torn"
     if isinstance(first, str):
         if first == "torn" and not data.startswith(MAGIC):
             raise ResultsError(f"{path}: not a tlbrace results file (empty, or no whole first record)")

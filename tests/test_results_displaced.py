@@ -105,3 +105,17 @@ def test_an_old_results_file_is_kept_beside_it_whatever_its_header_says(tmp_path
     aside = Path(_move_aside(str(out / FILE_NAME)))
     assert aside.parent == out and aside.name.startswith("results-") and aside.suffix == ".msgpack", aside
     assert read_results(aside).header["run"] == run and not (out / FILE_NAME).exists()
+
+
+def test_a_results_file_of_the_largest_scenario_file_reads_back(tmp_path):
+    """A scenario file may be 1 MiB (comments count); the results header carries its text, and a header frame
+    longer than a trial record's limit (1 MiB) was read as damage: `stress` wrote a results file that its own
+    --resume and `report` refused ("its header is damaged at byte 0")."""
+    from scenarios.input_files import MAX_SCENARIO_BYTES
+
+    header = _header() | {"scenario_source": "#" * MAX_SCENARIO_BYTES}
+    writer = ResultsWriter(str(tmp_path / FILE_NAME), header)
+    writer.append(_record(0))
+    writer.close()
+    contents = read_results(tmp_path / FILE_NAME)
+    assert len(contents.header["scenario_source"]) == MAX_SCENARIO_BYTES and len(contents.records) == 1
