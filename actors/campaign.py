@@ -31,7 +31,7 @@ from actors.fault_injection import Faults
 from actors.fuzzy_sync import RaceAligner, windows_of
 from actors.race_windows import trial_times
 from actors.ray_session import GcsWatch, gcs_lost, giving_way
-from actors.results_rescue import rescue
+from actors.results_rescue import ResultsLost, rescue
 from actors.sigint import sigint_deferred, sigterm_as_interrupt
 from actors.stop_rule import StopRule
 from actors.trial import ActorSet, RunningTrial, TrialResult
@@ -270,11 +270,19 @@ def _close_writer(writer: ResultsWriter, result: CampaignResult, scenario: Scena
     if writer.displaced() is None:
         writer.close()
         return
+    lost: ResultsLost | None = None
     try:
-        lost = rescue(writer, opts.out or ".", result.trials, result.failures,
-                      lambda where, r: write_trial_log(where, result.run, scenario, cfg, r), held)
+        # The records live only in this descriptor now: a Ctrl-C (or SIGTERM) in the middle of the copy lost them
+        # all. It waits until they are saved, and the line saying where then ends the command (exit 3), not 130.
+        with sigint_deferred():
+            lost = rescue(writer, opts.out or ".", result.trials, result.failures,
+                          lambda where, r: write_trial_log(where, result.run, scenario, cfg, r), held)
+    except KeyboardInterrupt:
+        if lost is None:
+            raise
     finally:
         writer.close()
+    assert lost is not None  # rescue returned, or its interrupt went on above
     raise lost
 
 
