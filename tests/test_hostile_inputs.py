@@ -349,6 +349,27 @@ def test_a_log_path_with_brackets_is_printed_not_read_as_markup(capsys, tmp_path
     assert rc == 1 and f"{odd}: scenario madv_dontneed" in out, err
 
 
+def test_analyze_names_odd_paths_in_its_notes_warnings_and_errors_as_one_line(capsys, tmp_path, counterexample):
+    """The same for the lines analyze writes about a path besides its table: a results file under "d[" (its note:
+    internal error, exit 4), a torn log there (its warning), and a log whose name holds a newline (its error, split
+    over two lines)."""
+    _, log = counterexample
+    odd = tmp_path / "d["
+    odd.mkdir()
+    results = odd / "]results.msgpack"
+    results.write_bytes(b"\xc1tlr")  # recognised by its magic as a results file, so skipped with a note
+    torn = odd / "]torn.msgpack"
+    torn.write_bytes(Path(log).read_bytes()[:-7])
+    rc, _out, err = run_cli(capsys, "analyze", str(results), str(torn), "--width", "400")
+    flat = err.replace("\n", "")  # rich wraps the lines at the terminal's width
+    assert rc in (0, 1) and f"note: {results} is a stress campaign's results file" in flat, err
+    assert f"warning: {torn}:" in flat, err
+    broken = tmp_path / "new\nline.msgpack"
+    broken.write_bytes(b"not a log")
+    rc, _out, err = run_cli(capsys, "analyze", str(broken))
+    assert rc == 2 and err.count("\n") == 1 and "new\\nline.msgpack" in err, err
+
+
 def test_a_description_with_markup_and_an_escape_is_shown_as_written(capsys, tmp_path):
     """A scenario's description was the story's caption as rich markup ("[/]": internal error, "[link=...]": a
     hyperlink) with its control characters sent raw to the terminal (an ESC sequence can retitle or clear it)."""
