@@ -23,6 +23,7 @@ import sys
 import time
 from typing import Any
 
+from analysis.printable import one_line
 from cli.cmd_stress import add_wild_options, check_size, check_wild_args, close_ray, open_ray
 from cli.options import load
 
@@ -193,8 +194,8 @@ def _run_locked(args: argparse.Namespace, scenario: Any, cells: list[Any], make:
     else:
         _print_table(title, grid.rows, csv_path, plots, seconds, len(grid.failing_logs))
     if grid.interrupted:  # each cell's campaign took a Ctrl-C or SIGTERM as its own and the grid went on
-        print(f"tlbrace: interrupted after {len(grid.rows)} of {len(cells)} cells; {csv_path} and the plots hold "
-              "those (the last one's trials up to the interrupt)", file=sys.stderr)
+        print(f"tlbrace: interrupted after {len(grid.rows)} of {len(cells)} cells; {one_line(csv_path)} and the "
+              "plots hold those (the last one's trials up to the interrupt)", file=sys.stderr)
         return 130
     return EXIT_VIOLATION if grid.violations else EXIT_OK
 

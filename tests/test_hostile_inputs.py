@@ -338,6 +338,21 @@ def test_a_resume_with_nothing_to_resume_says_so(capsys, tmp_path, monkeypatch):
     assert rc == 130 and f"--resume: there is no {tmp_path / 'typo' / 'results.msgpack'} to continue" in err, err
 
 
+def test_stress_names_an_out_with_a_newline_in_one_line(capsys, tmp_path, monkeypatch):
+    """Its notes and warnings printed --out as it was: a newline in it split "--resume: there is no ... to continue"
+    over two lines, the second not starting with "tlbrace:"."""
+    import cli.cmd_stress
+
+    def no_ray(*_a, **_k):
+        raise KeyboardInterrupt  # stop where Ray would start
+
+    monkeypatch.setattr(cli.cmd_stress, "open_ray", no_ray)
+    out = tmp_path / "new\nline"
+    rc, _, err = run_cli(capsys, "stress", "madv_dontneed", "--resume", "--trials", "2", "--out", str(out))
+    assert rc == 130 and "new\\nline" in err, err
+    assert all(line.startswith("tlbrace: ") for line in err.splitlines()), err
+
+
 def test_a_log_path_with_brackets_is_printed_not_read_as_markup(capsys, tmp_path, counterexample):
     """analyze printed each log's path through rich markup: a directory "d[" made "d[/]x.msgpack", a closing tag
     with nothing to close, an internal error (exit 4)."""
