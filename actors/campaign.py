@@ -30,8 +30,8 @@ from actors.dir_lock import DirectoryBusy, DirLock, lock_directory
 from actors.fault_injection import Faults
 from actors.fuzzy_sync import RaceAligner, windows_of
 from actors.race_windows import trial_times
-from actors.ray_session import GcsWatch, gcs_lost
-from actors.results_rescue import rescue
+from actors.ray_session import GcsWatch, gcs_lost, giving_way
+from actors.results_rescue import ResultsLost, rescue
 from actors.sigint import sigint_deferred, sigterm_as_interrupt
 from actors.stop_rule import StopRule
 from actors.trial import ActorSet, RunningTrial, TrialResult
@@ -65,6 +65,10 @@ class CampaignOptions:
     align: int = 0
     kernel: str | None = None  # --kernel's release, recorded in the results file's header (None: not given)
     faults: Faults | None = None  # test-only: a trial made to crash or hang (actors.fault_injection)
+    # Called (from the GcsWatch's thread) before a lost cluster ends a process whose main thread would not give way:
+    # what the caller must save first (scale: the finished cells' rows)
+    on_lost: Callable[[], None] | None = None
+    lost_note: str | None = None  # what on_lost saved, added to the lost cluster's line
 
 
 def trial_seed(campaign_seed: int, trial: int) -> int:
@@ -205,7 +209,7 @@ def run_campaign(scenario: Scenario, cfg: Config, opts: CampaignOptions,
     ids = _trial_ids(done, opts.trials)
     upcoming = next(ids, None)  # the next trial id to start (None: no more)
     first_wave = len(list(itertools.islice(_trial_ids(done, opts.trials), max(1, opts.parallel))))
-    slots = _Slots(scenario, cfg, opts.parallel, [n["NodeID"] for n in ray.nodes() if n.get("Alive")])
+    slots = _Slots(scenario, cfg, opts.parallel, [])  # its nodes asked for under the watch, below
     started = time.monotonic()
     rule = StopRule(opts.trials, opts.duration_s, opts.until)
     clock = opts.clock_start if opts.clock_start is not None else opts.clock()
@@ -215,9 +219,13 @@ def run_campaign(scenario: Scenario, cfg: Config, opts: CampaignOptions,
     finished = functools.partial(_record_trial, result=result, scenario=scenario, cfg=cfg, opts=opts, writer=writer,
                                  on_trial=on_trial, aligner=aligner)
     start = functools.partial(_start_trial, scenario=scenario, cfg=cfg, opts=opts, run=run, aligner=aligner)
-    watch = GcsWatch(prepared.path if prepared is not None else None, writer.sync if writer is not None else None)
+    watch = GcsWatch(prepared.path if prepared is not None else None, _lost_sync(writer, opts.on_lost),
+                     note=opts.lost_note)
     try:
         with sigterm_as_interrupt(), watch:
+            # Under the watch: a GCS lost before this campaign (a scale grid's head stopped between two cells) has
+            # ray.nodes() wait for ever, in C++; the watch's interrupt reaches a main thread waiting in giving_way.
+            slots.nodes = [n["NodeID"] for n in giving_way(ray.nodes) if n.get("Alive")]
             if rule.reason(result, clock, opts.clock()) in (None, "trials"):
                 slots.prestart(first_wave)  # all sets' workers start in parallel
             _run_trials(slots, ids, upcoming, lambda: rule.reason(result, clock, opts.clock()), start, finished,
@@ -235,25 +243,46 @@ def run_campaign(scenario: Scenario, cfg: Config, opts: CampaignOptions,
             if not gcs_lost():  # nothing is asked of a lost cluster: Ray would wait for it, then end the process
                 slots.kill_all()
             if writer is not None:
-                _close_writer(writer, result, scenario, cfg, opts)
+                _close_writer(writer, result, scenario, cfg, opts, prepared.lock if prepared is not None else None)
         finally:
             if prepared is not None:
                 prepared.release()
     return result
 
 
+def _lost_sync(writer: ResultsWriter | None, on_lost: Callable[[], None] | None) -> Callable[[], None] | None:
+    """What the watch makes durable before it ends a process whose main thread would not give way: the results
+    file, and the caller's own (a scale grid's finished rows)."""
+    calls = [c for c in (writer.sync if writer is not None else None, on_lost) if c is not None]
+    if not calls:
+        return None
+
+    def sync() -> None:
+        for call in calls:
+            call()
+    return sync
+
+
 def _close_writer(writer: ResultsWriter, result: CampaignResult, scenario: Scenario, cfg: Config,
-                  opts: CampaignOptions) -> None:
-    """Close the results file; if it was deleted while the campaign ran, save its records first and end the
-    campaign with ResultsLost (actors.results_rescue)."""
-    if not writer.unlinked():
+                  opts: CampaignOptions, held: DirLock | None) -> None:
+    """Close the results file; if it was deleted or moved while the campaign ran, save its records first and end
+    the campaign with ResultsLost (actors.results_rescue)."""
+    if writer.displaced() is None:
         writer.close()
         return
+    lost: ResultsLost | None = None
     try:
-        lost = rescue(writer, opts.out or ".", result.trials, result.failures,
-                      lambda where, r: write_trial_log(where, result.run, scenario, cfg, r))
+        # The records live only in this descriptor now: a Ctrl-C (or SIGTERM) in the middle of the copy lost them
+        # all. It waits until they are saved, and the line saying where then ends the command (exit 3), not 130.
+        with sigint_deferred():
+            lost = rescue(writer, opts.out or ".", result.trials, result.failures,
+                          lambda where, r: write_trial_log(where, result.run, scenario, cfg, r), held)
+    except KeyboardInterrupt:
+        if lost is None:
+            raise
     finally:
         writer.close()
+    assert lost is not None  # rescue returned, or its interrupt went on above
     raise lost
 
 
@@ -411,11 +440,17 @@ def _open_writer(prepared: Prepared, result: CampaignResult) -> ResultsWriter:
     return ResultsWriter(prepared.path, prepared.header, prepared.resumed)
 
 
+_PLAIN_RUN_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")  # what a run id tlbrace wrote looks like (8 hex digits)
+
+
 def _move_aside(path: str) -> str:
-    """A new campaign in the same --out keeps the old one's results: renamed after its run id."""
+    """A new campaign in the same --out keeps the old one's results: renamed after its run id, when that is a plain
+    name (the header's text must never choose a path: a run id of "/../../x" moved the file out of --out)."""
     try:
         tag = results_file.read_results(path).header["run"]
     except ResultsError:
+        tag = ""
+    if not _PLAIN_RUN_ID.fullmatch(tag):
         tag = time.strftime("%Y%m%d-%H%M%S")
     base, ext = os.path.splitext(path)
     aside, n = f"{base}-{tag}{ext}", 1

@@ -225,12 +225,23 @@ def close_session(session: Session) -> bool:
 # until the process has ended, and once it is over the thread has the results file synced, says the same line
 # (unless the command already said it) and ends the process with exit 3 (the watchdog, cli/ray_watchdog.py,
 # stops what the cluster had started).
+#
+# Silence alone is not enough (session 17): on a badly overloaded machine a healthy GCS answered nothing for 20 s and
+# the watch stopped the campaign. So a greeting now waits for its answer until the silence would count (a late
+# answer is an answer); the silence that counts grows with the slowest answer seen (GCS_SLOW_FACTOR times it, up to
+# GCS_SILENT_MAX_S); and a GCS listening on this machine whose process is there and not stopped is never lost by
+# silence short of GCS_ALIVE_SILENT_S (actors.gcs_liveness reads its state in /proc: a SIGSTOPped head is "T").
 GCS_CHECK_S: Final = 1.0
 GCS_REFUSALS: Final = 3  # in a row: one refusal can be a GCS busy accepting under load
 # No answer at all for this long: a GCS on a loaded 2-core machine answers a greeting within a second; Ray itself
 # gives up at 60 s, and this plus the grace ends the command well before.
 GCS_SILENT_S: Final = 20.0
-GCS_ANSWER_S: Final = 3.0  # for one greeting's answer
+GCS_SLOW_FACTOR: Final = 4.0  # the silence that counts, in slowest answers seen: an answer 4x slower is not usual
+GCS_SILENT_MAX_S: Final = 45.0  # the scaled silence's bound: with the grace, still before Ray's own end at 60 s
+# A local GCS process alive and running, yet silent this long, is taken as hung (deadlocked, or a machine that
+# cannot run it at all): past Ray's 60 s, since Ray's own channel to a live process does not time out.
+GCS_ALIVE_SILENT_S: Final = 180.0
+GCS_ANSWER_S: Final = 3.0  # at least, for one greeting's answer (and for its connection)
 GCS_GRACE_S: Final = 10.0  # for the main thread to stop the campaign itself; Ray's own end comes at 60 s
 _gcs_lost = False
 _said = threading.Event()  # the command has printed the lost-cluster line (the watch must not say it again)
@@ -256,13 +267,16 @@ class GcsWatch:
     ``results``: the campaign's results file, for the message; ``sync``: makes its records durable."""
 
     def __init__(self, results: str | None = None, sync: Callable[[], None] | None = None, *,
-                 address: str | None = None) -> None:
+                 address: str | None = None, note: str | None = None) -> None:
         if address is None:
             import ray
 
             address = ray.get_runtime_context().gcs_address if ray.is_initialized() else None
         self.address, self.results, self.sync = address, results, sync
-        self.silent = False  # lost by silence (no answer for GCS_SILENT_S), not by refusals
+        self.note = note  # what else ``sync`` saved, for the line (a scale grid: where its finished rows are)
+        self.silent = 0.0  # lost by silence: for how long (seconds) nothing answered; 0.0: lost by refusals
+        self.slowest = 0.0  # the slowest answer to a greeting so far (seconds)
+        self.process: str | None = None  # what /proc said of a silent local GCS's process, for the message
         self.done = threading.Event()
         self.thread = threading.Thread(target=self._watch, name="tlbrace-gcs-watch", daemon=True)
 
@@ -281,9 +295,11 @@ class GcsWatch:
     def lost(self) -> ClusterLost:
         then = (f": the campaign stopped; the trials it finished are recorded in {self.results}; run the same "
                 f"command with --resume to go on") if self.results else ""
-        what = (f"has not answered for {GCS_SILENT_S:.0f} s (its machine stopped or cut off, or its processes "
-                f"stopped)" if self.silent else "is gone (killed, or its machine stopped)")
-        return ClusterLost(f"Ray's GCS at {self.address} {what}{then}")
+        why = f"its process is {self.process}" if self.process else \
+            "its machine stopped or cut off, or its processes stopped"
+        what = (f"has not answered for {self.silent:.0f} s ({why})" if self.silent
+                else "is gone (killed, or its machine stopped)")
+        return ClusterLost(f"Ray's GCS at {self.address} {what}{then}{f'; {self.note}' if self.note else ''}")
 
     def _watch(self) -> None:
         global _gcs_lost
@@ -295,13 +311,16 @@ class GcsWatch:
             if self.done.wait(GCS_CHECK_S):
                 return
             began = time.monotonic()
-            answer = _greet(self.address)
+            counts = self.silence_that_counts()
+            answer = _greet(self.address, max(GCS_ANSWER_S, counts - (began - (silent_since or began))))
             refused = refused + 1 if answer == "refused" else 0
+            if answer == "answers":
+                self.slowest = max(self.slowest, time.monotonic() - began)
             silent_since = (silent_since or began) if answer == "silent" else None
             if refused >= GCS_REFUSALS:
                 break
-            if silent_since is not None and time.monotonic() - silent_since >= GCS_SILENT_S:
-                self.silent = True
+            if silent_since is not None and self._silence_is_loss(time.monotonic() - silent_since, counts):
+                self.silent = counts
                 break
         _gcs_lost = True
         # A real SIGINT to the main thread, as a Ctrl-C: _thread.interrupt_main only notes one, which a main thread
@@ -310,6 +329,24 @@ class GcsWatch:
             signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGINT)
         if not self.done.wait(GCS_GRACE_S):
             self._end_process()
+
+    def silence_that_counts(self) -> float:
+        """How long a GCS may answer nothing before it is lost (unless its process says otherwise): GCS_SILENT_S,
+        or more for a GCS that has been answering slowly."""
+        return min(GCS_SILENT_MAX_S, max(GCS_SILENT_S, GCS_SLOW_FACTOR * self.slowest))
+
+    def _silence_is_loss(self, silent: float, counts: float) -> bool:
+        """A local GCS whose process is there and running is overloaded, not lost, until GCS_ALIVE_SILENT_S."""
+        if silent < counts:
+            return False
+        from actors.gcs_liveness import gcs_process_state
+
+        assert self.address is not None
+        state = gcs_process_state(self.address)
+        if state == "running" and silent < GCS_ALIVE_SILENT_S:
+            return False
+        self.process = state
+        return True
 
     def _end_process(self) -> None:
         try:
@@ -327,9 +364,31 @@ class GcsWatch:
             os._exit(3)  # EXIT_ENVIRONMENT (cli.errors; actors may not import cli)
 
 
-def _greet(address: str) -> str:
-    """"answers", "refused" or "silent": whether the GCS answers HTTP/2's greeting. Only a refused connection or a
-    greeting left unanswered counts against it; an error of this machine's (no file descriptors) says nothing."""
+def giving_way(call: Callable[[], Any]) -> Any:
+    """``call()`` (a Ray call that asks the GCS and would wait for ever on one that is lost, as ``ray.nodes()`` does
+    in C++, deaf to signals) run in a thread of its own, so that the main thread, waiting for it here, takes a
+    watch's interrupt: a scale grid whose head stopped between two cells waited in ``ray.nodes()`` for ever."""
+    outcome: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            outcome["value"] = call()
+        except BaseException as exc:  # noqa: BLE001 - raised again in the caller's thread
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=run, name="tlbrace-gcs-call", daemon=True)
+    thread.start()
+    while thread.is_alive():
+        thread.join(0.5)  # a lock wait with a timeout: a SIGINT's KeyboardInterrupt comes through it
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome.get("value")
+
+
+def _greet(address: str, wait: float = GCS_ANSWER_S) -> str:
+    """"answers", "refused" or "silent": whether the GCS answers HTTP/2's greeting within ``wait`` seconds. Only a
+    refused connection or a greeting left unanswered counts against it; an error of this machine's (no file
+    descriptors) says nothing."""
     host, _, port = address.rpartition(":")
     try:
         conn = socket.create_connection((host.strip("[]") or "127.0.0.1", int(port)), timeout=GCS_ANSWER_S)
@@ -340,7 +399,7 @@ def _greet(address: str) -> str:
     except (OSError, ValueError):
         return "answers"
     with conn:
-        conn.settimeout(GCS_ANSWER_S)
+        conn.settimeout(wait)
         try:
             conn.sendall(_H2_PREFACE)
             return "answers" if conn.recv(1) else "silent"

@@ -21,6 +21,7 @@ Each cell is one ``run_campaign``; the metrics come from every trial's event rec
 from __future__ import annotations
 
 import math
+import os
 import time
 import tomllib
 from dataclasses import dataclass, field, replace
@@ -275,9 +276,10 @@ class GridResult:
 
 def run_grid(cells: list[Cell], make: MakeCell, opts: CampaignOptions,
              on_trial: Callable[[Cell, TrialResult, CampaignResult], None] | None = None,
-             on_cell: Callable[[Cell], None] | None = None) -> GridResult:
-    """One campaign per cell (on whatever Ray cluster is initialised), in order; one row per cell."""
-    grid = GridResult()
+             on_cell: Callable[[Cell], None] | None = None, grid: GridResult | None = None) -> GridResult:
+    """One campaign per cell (on whatever Ray cluster is initialised), in order; one row per cell, added to
+    ``grid`` (the caller's, so that the finished rows are there when a lost cluster ends the grid)."""
+    grid = grid if grid is not None else GridResult()
     started = time.monotonic()
     for number, cell in enumerate(cells):
         scenario, cfg = make(cell)
@@ -307,6 +309,9 @@ def write_csv(path: str, rows: list[dict[str, Any]]) -> None:
     meanwhile read half a table."""
     import csv
 
+    # --out deleted while the grid ran (its lock and logs with it): the measurements still get a directory, as the
+    # failing trials' logs do; before, the whole grid's rows were lost with exit 3.
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     with replaced_whole(path, "scale table") as tmp, open(tmp, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(CSV_COLUMNS))
         writer.writeheader()

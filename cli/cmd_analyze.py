@@ -20,7 +20,7 @@ from rich.table import Table
 
 from analysis import coverage as cov
 from analysis.analyze import AnalysisError, LogAnalysis, TrialReport, analyze_log, summarize
-from analysis.printable import printable
+from analysis.printable import one_line, printable
 from analysis.witness import Witness, witness_table, witnesses_for
 from cli.options import add_view_options, console_for, diagram_width
 from logs.eventlog import LogError
@@ -64,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
     try:  # output paths before any work
         _check_outputs(args)
     except UsageError as exc:
-        print(f"tlbrace: error: {exc}", file=sys.stderr)
+        print(f"tlbrace: error: {one_line(str(exc))}", file=sys.stderr)
         return EXIT_BAD_INPUT
     args.unreadable = 0
     analyses = _analyze_logs(args, only, err)
@@ -72,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_BAD_INPUT
     reports = [r for a in analyses for r in a.trials]
     if only is not None and not reports:
-        print(f"tlbrace: error: no trial {args.trial} in {', '.join(args.logs)}", file=sys.stderr)
+        print(f"tlbrace: error: no trial {args.trial} in {one_line(', '.join(args.logs))}", file=sys.stderr)
         return EXIT_BAD_INPUT
     witnesses = {id(r): _witnesses(a, r) for a in analyses for r in _explained(a, reports, only)}
     coverage = cov.aggregate(r.coverage for r in reports) if args.coverage else None
@@ -119,7 +119,7 @@ def _analyze_logs(args: argparse.Namespace, only: set[int] | None, err: Console)
     logs = [path for path in args.logs if not _is_results_file(path)]
     for path in args.logs:
         if path not in logs:  # `analyze OUT/*.msgpack` matches the campaign's results file too: not a log
-            err.print(f"tlbrace: note: {path} is a stress campaign's results file, not an event log: skipped",
+            err.print(f"tlbrace: note: {printable(path)} is a stress campaign's results file, not an event log: skipped",
                       highlight=False)
     if not logs:
         print("tlbrace: error: no event log given (only results files; their failing trials' logs sit beside "
@@ -132,12 +132,12 @@ def _analyze_logs(args: argparse.Namespace, only: set[int] | None, err: Console)
         except (LogError, AnalysisError) as exc:
             # One unreadable log of a glob (an empty file a killed driver left) no longer hides the others: each
             # is named, the rest analysed, and the exit status is still 2 (args.unreadable).
-            print(f"tlbrace: error: {exc}" + ("; analysing the other logs" if len(logs) > 1 else ""),
+            print(f"tlbrace: error: {one_line(str(exc))}" + ("; analysing the other logs" if len(logs) > 1 else ""),
                   file=sys.stderr)
             args.unreadable += 1
             continue
         if analysis.damage:
-            err.print(f"[yellow]tlbrace: warning: {path}: {analysis.damage}; analysed the records before it[/]",
+            err.print(f"[yellow]tlbrace: warning: {printable(path)}: {printable(analysis.damage)}; analysed the records before it[/]",
                       highlight=False)
         analyses.append(analysis)
     return analyses or None

@@ -8,6 +8,7 @@ import os
 import sys
 from typing import Any
 
+from analysis.printable import printable
 from analysis.story import print_story
 from cli.options import add_view_options, console_for, diagram_width
 from controlled.machine import Machine
@@ -92,7 +93,8 @@ def _replay_log(args: argparse.Namespace, console: Any) -> list[dict]:
     except (LogError, AnalysisError, OSError) as exc:
         raise UsageError(str(exc)) from None
     if contents.damage:
-        console.print(f"[yellow]warning: {args.file}: {contents.damage}; replaying up to there[/]")
+        console.print(f"[yellow]warning: {printable(args.file)}: {printable(contents.damage)}; replaying up to "
+                      "there[/]")
     results = []
     trials = list(iter_trials(contents))
     _check_trial_asked(args, [trial for trial, _, _ in trials])

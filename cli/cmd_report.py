@@ -9,6 +9,8 @@ import json
 import os
 import sys
 
+from analysis.printable import one_line
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("report", description=__doc__)
@@ -36,10 +38,11 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"{args.dir}: no results.msgpack (tlbrace stress --out) or results.csv (tlbrace scale) "
                          "under it")
     for text in made["unreadable"]:
-        print(f"tlbrace: error: {text} (left out of the report; the other runs are in it)", file=sys.stderr)
+        print(f"tlbrace: error: {one_line(text)} (left out of the report; the other runs are in it)", file=sys.stderr)
     for c in made["campaigns"]:
         if c["damage"]:
-            print(f"tlbrace: warning: {os.path.join(c['dir'], 'results.msgpack')}: {c['damage']}", file=sys.stderr)
+            print(f"tlbrace: warning: {one_line(os.path.join(c['dir'], 'results.msgpack'))}: {one_line(c['damage'])}",
+                  file=sys.stderr)
     if args.json:
         print(json.dumps(made))
     else:

@@ -23,6 +23,7 @@ import sys
 import time
 from typing import Any
 
+from analysis.printable import one_line
 from cli.cmd_stress import add_wild_options, check_size, check_wild_args, close_ray, open_ray
 from cli.options import load
 
@@ -156,15 +157,19 @@ def _lock_out(out: str) -> Any:
 
 def _run_locked(args: argparse.Namespace, scenario: Any, cells: list[Any], make: Any) -> int:
     from actors.campaign import CampaignOptions
-    from actors.scale import write_csv
+    from actors.ray_session import ClusterLost
+    from actors.scale import GridResult, write_csv
     from cli.errors import EXIT_OK, EXIT_VIOLATION
     from analysis.report import SCALE_CSV
     from analysis.scale_plots import PLOT_NAMES, plot_all
     from logs.output_files import check_output_file
 
+    csv_path = os.path.join(args.out, SCALE_CSV)
+    grid = GridResult()
     opts = CampaignOptions(trials=args.trials, parallel=args.parallel, jitter_us=args.jitter, seed=args.seed,
                            out=os.path.join(args.out, "logs"), keep_passing=args.keep_passing,
-                           hang_timeout=args.hang_timeout)
+                           hang_timeout=args.hang_timeout, on_lost=lambda: write_csv(csv_path, grid.rows),
+                           lost_note=f"the scale run stopped: the cells that finished are in {csv_path}")
     # Every file written at the end, checked before the grid runs: a FIFO named results.csv made the finished
     # grid wait for a reader for ever (its rows never written).
     for name in (SCALE_CSV,) + PLOT_NAMES:
@@ -172,10 +177,12 @@ def _run_locked(args: argparse.Namespace, scenario: Any, cells: list[Any], make:
     started = time.monotonic()
     session = open_ray(args, args.parallel)
     try:
-        grid = _with_progress(scenario.name, cells, make, opts, quiet=args.json)
+        _with_progress(scenario.name, cells, make, opts, grid, quiet=args.json)
+    except ClusterLost:  # the cells that finished are measured: their rows are kept (the line, lost_note, says so)
+        write_csv(csv_path, grid.rows)
+        raise
     finally:
         close_ray(session)
-    csv_path = os.path.join(args.out, SCALE_CSV)
     write_csv(csv_path, grid.rows)
     title = scenario.name + "".join(f" {p}" for p in args.param)
     plots = plot_all(grid.rows, args.out, title)
@@ -187,13 +194,13 @@ def _run_locked(args: argparse.Namespace, scenario: Any, cells: list[Any], make:
     else:
         _print_table(title, grid.rows, csv_path, plots, seconds, len(grid.failing_logs))
     if grid.interrupted:  # each cell's campaign took a Ctrl-C or SIGTERM as its own and the grid went on
-        print(f"tlbrace: interrupted after {len(grid.rows)} of {len(cells)} cells; {csv_path} and the plots hold "
-              "those (the last one's trials up to the interrupt)", file=sys.stderr)
+        print(f"tlbrace: interrupted after {len(grid.rows)} of {len(cells)} cells; {one_line(csv_path)} and the "
+              "plots hold those (the last one's trials up to the interrupt)", file=sys.stderr)
         return 130
     return EXIT_VIOLATION if grid.violations else EXIT_OK
 
 
-def _with_progress(name: str, cells: list[Any], make: Any, opts: Any, *, quiet: bool) -> Any:
+def _with_progress(name: str, cells: list[Any], make: Any, opts: Any, grid: Any, *, quiet: bool) -> Any:
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -214,7 +221,7 @@ def _with_progress(name: str, cells: list[Any], make: Any, opts: Any, *, quiet: 
             done["violations"] += bool(r.violations)
             progress.update(task, completed=done["trials"], counts=f"violations {done['violations']}")
 
-        return run_grid(cells, make, opts, on_trial, on_cell)
+        return run_grid(cells, make, opts, on_trial, on_cell, grid)
 
 
 def _cell_text(value: Any, digits: int = 2) -> str:

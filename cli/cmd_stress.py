@@ -24,6 +24,7 @@ import time
 from typing import Any, Final
 
 from actors.fuzzy_sync import MIN_SAMPLES
+from analysis.printable import one_line
 from cli import ray_watchdog
 from cli.options import add_output_options, add_scenario_options, check_out_dir, float_in, int_in, load
 
@@ -279,7 +280,7 @@ def run(args: argparse.Namespace) -> int:
         _print_summary(result, summary)
     _warn_unwritten_logs(result.unwritten_logs)
     if result.moved_aside:
-        print(f"tlbrace: the previous campaign's results were kept as {result.moved_aside}", file=sys.stderr)
+        print(f"tlbrace: the previous campaign's results were kept as {one_line(result.moved_aside)}", file=sys.stderr)
     if result.interrupted:
         of = f" of {trials}" if trials is not None else ""
         print(f"tlbrace: interrupted after {result.trials}{of} trials; the same command with "
@@ -294,17 +295,17 @@ def _say_what_resumes(resume: bool, prepared: Any) -> None:
     if prepared is None:
         return
     if resume and prepared.resumed is None:
-        print(f"tlbrace: note: --resume: there is no {prepared.path} to continue; a new campaign starts",
+        print(f"tlbrace: note: --resume: there is no {one_line(prepared.path)} to continue; a new campaign starts",
               file=sys.stderr)
     if prepared.resumed is not None and prepared.resumed.skipped:
-        print(f"tlbrace: warning: {prepared.path}: skipped damaged bytes {prepared.resumed.skipped_text()} "
+        print(f"tlbrace: warning: {one_line(prepared.path)}: skipped damaged bytes {prepared.resumed.skipped_text()} "
               f"(every intact record is kept; the trials recorded there run again)", file=sys.stderr)
 
 
 def _warn_unwritten_logs(lines: list[str]) -> None:
     """Trials whose log name was taken (a FIFO, a directory): counted and recorded; only their log is missing."""
     for line in lines[:10]:
-        print(f"tlbrace: warning: {line}", file=sys.stderr)
+        print(f"tlbrace: warning: {one_line(line)}", file=sys.stderr)
     if len(lines) > 10:
         print(f"tlbrace: warning: ... and {len(lines) - 10} more trials without a log", file=sys.stderr)
 

@@ -16,9 +16,9 @@ import signal
 import sys
 import threading
 import traceback
-import unicodedata
 
 from actors.sigint import parent_only, sigterm_as_interrupt
+from analysis.printable import one_line
 from cli.commands import SUMMARIES, LazySubcommands
 from cli.errors import (EXIT_BAD_INPUT, EXIT_ENVIRONMENT, EXIT_INTERNAL, EXIT_OK, EnvironmentFailure, UsageError,
                         os_error_text)
@@ -138,13 +138,6 @@ def _environment_errors() -> tuple[type[Exception], ...]:
     from actors.ray_session import ClusterLost
 
     return EnvironmentFailure, ClusterLost
-
-
-def one_line(text: str) -> str:
-    """An error as one line that shows what it names: control and format characters (a newline or an escape
-    sequence in a file name, a right-to-left override) as their Python escapes. A path with a newline split the
-    error over two lines, and one with ESC [31m turned the terminal red."""
-    return "".join(repr(c)[1:-1] if unicodedata.category(c) in ("Cc", "Cf") else c for c in text)
 
 
 def _printable_everywhere() -> None:

@@ -50,7 +50,7 @@ from typing import IO, Any, Final
 
 import msgpack
 
-from scenarios.input_files import InputFileError, read_input
+from scenarios.input_files import MAX_SCENARIO_BYTES, InputFileError, read_input
 
 SCHEMA: Final = "tlbrace-results"
 VERSION: Final = 2
@@ -64,6 +64,9 @@ LATER_IDENTITY: Final = frozenset({"kernel", "align"})
 MAGIC: Final = b"\xc1tlr"
 _HEAD: Final = struct.Struct(">4sII")  # magic, length, crc32
 MAX_RECORD_BYTES: Final = 1 << 20  # a trial record is a few hundred bytes; a larger length is damage
+# The header carries the scenario file's text, which may be 1 MiB (MAX_SCENARIO_BYTES) by itself: held to the
+# records' limit, the header of a campaign run from such a file was read as damage, and its own --resume refused it.
+MAX_HEADER_BYTES: Final = 4 * MAX_SCENARIO_BYTES
 MAX_FILE_BYTES: Final = 1 << 30  # 1 GiB: a million trials' records (the --trials cap) fit many times over
 
 
@@ -103,14 +106,14 @@ class ResultsContents:
         return ", ".join(f"{a}..{b - 1}" for a, b in self.skipped)
 
 
-def _frame_at(data: bytes, pos: int) -> tuple[bytes, int] | str:
-    """(payload, end) of the frame at ``pos``; else "torn" (the file ends inside a well-begun frame) or
-    "damaged"."""
+def _frame_at(data: bytes, pos: int, limit: int = MAX_RECORD_BYTES) -> tuple[bytes, int] | str:
+    """(payload, end) of the frame at ``pos`` (its payload at most ``limit`` bytes); else "torn" (the file ends
+    inside a well-begun frame) or "damaged"."""
     n = len(data)
     if n - pos < _HEAD.size:
         return "torn" if MAGIC.startswith(data[pos:pos + 4]) or data[pos:pos + 4] == MAGIC else "damaged"
     magic, length, crc = _HEAD.unpack_from(data, pos)
-    if magic != MAGIC or length > MAX_RECORD_BYTES:
+    if magic != MAGIC or length > limit:
         return "damaged"
     end = pos + _HEAD.size + length
     if end > n:
@@ -146,7 +149,7 @@ def parse_results(path: str, data: bytes) -> ResultsContents:
         raise ResultsError(f"{path}: a version 1 results file (records not framed, written by an older tlbrace); "
                            f"this tlbrace reads version {VERSION}: finish it with the tlbrace that wrote it, or "
                            f"start this campaign in another --out")
-    first = _frame_at(data, 0) if data else "torn"
+    first = _frame_at(data, 0, MAX_HEADER_BYTES) if data else "torn"
     if isinstance(first, str):
         if first == "torn" and not data.startswith(MAGIC):
             raise ResultsError(f"{path}: not a tlbrace results file (empty, or no whole first record)")
@@ -283,8 +286,12 @@ class ResultsWriter:
         if resume is None:
             # The header appears whole or not at all: written aside, then renamed into place.
             fresh = f"{path}.new"
+            # Never through whatever stands at the temporary name (the caller holds the directory's lock, so it is a
+            # creation's leftover or planted): "wb" followed a symbolic link there and wrote the header, then every
+            # record, into the file it pointed at. Removed first, then created exclusively (O_EXCL follows no link).
+            _remove_quietly(fresh)
             try:
-                with open(fresh, "wb") as f:
+                with open(fresh, "xb") as f:
                     f.write(frame(header))
                     f.flush()
                     os.fsync(f.fileno())
@@ -296,6 +303,9 @@ class ResultsWriter:
                 raise
             _fsync_dir(path)
         self._stream: IO[bytes] = open(path, "r+b")
+        # What the path named when the campaign began: a results file renamed away (its --out moved) is no longer
+        # where --resume looks, though its descriptor keeps taking records (``displaced``).
+        self._identity = _identity(os.fstat(self._stream.fileno()))
         end = resume.intact if resume is not None else self._stream.seek(0, os.SEEK_END)
         self._stream.truncate(end)  # a torn last record is dropped: its trial runs again
         self._stream.seek(end)
@@ -312,8 +322,8 @@ class ResultsWriter:
         except OSError:
             self._cut_back()
             raise
-        if self.unlinked():
-            raise ResultsDeleted(f"{self.path}: deleted while the campaign ran")
+        if self.displaced() is not None:
+            raise ResultsDeleted(f"{self.path}: deleted or moved while the campaign ran")
 
     def unlinked(self) -> bool:
         """Whether the file was deleted under the writer (``rm -rf`` of --out, or of the file). Its records then
@@ -323,6 +333,25 @@ class ResultsWriter:
             return os.fstat(self._stream.fileno()).st_nlink == 0
         except (OSError, ValueError):
             return False
+
+    def displaced(self) -> str | None:
+        """None while the path still names the file this writer appends to; else "deleted", or where the file now
+        is ("moved to PATH", or "moved" when this system cannot say where): ``mv`` of --out (or of the file) left
+        the descriptor appending into the moved directory, --out made again for the next failing log, and the
+        summary naming a results path that did not exist. (One stat a record, as ``unlinked``'s fstat.)"""
+        if self.unlinked():
+            return "deleted"
+        try:
+            if _identity(os.stat(self.path)) == self._identity:
+                return None
+        except FileNotFoundError:
+            pass
+        except (OSError, ValueError):
+            return None  # the path cannot be looked at now (EACCES, EIO): nothing says the file moved
+        try:
+            return f"moved to {os.readlink(f'/proc/self/fd/{self._stream.fileno()}')}"
+        except (OSError, ValueError):
+            return "moved"
 
     def copy_to(self, path: str) -> None:
         """Everything the file holds, as a new file at ``path`` that appears whole (written beside it, then linked
@@ -374,6 +403,10 @@ class ResultsWriter:
                 self._cut_back()
                 raise
             self._stream.close()
+
+
+def _identity(st: os.stat_result) -> tuple[int, int]:
+    return st.st_dev, st.st_ino
 
 
 def _remove_quietly(path: str) -> None:

@@ -8,6 +8,8 @@ after 60 s with exit 1 and Ray's "Failed to connect to GCS within 60 seconds".)"
 from __future__ import annotations
 
 import contextlib
+import os
+import signal
 import socket
 import subprocess
 import sys
@@ -62,21 +64,56 @@ def test_a_lost_gcs_interrupts_the_main_thread_and_is_named():
     assert "is gone" in text and "out/results.msgpack" in text and "--resume" in text
 
 
+# A stand-in GCS in a process of its own: it answers HTTP/2's greeting with a SETTINGS frame after argv[1] seconds
+# (0: at once; more: an overloaded machine's GCS), or with argv[2] == "never-accepts", accepts nothing at all.
+FAKE_GCS = """
+import socket, sys, threading, time
+delay = float(sys.argv[1])
+server = socket.socket()
+server.bind(("127.0.0.1", 0))
+server.listen(0 if sys.argv[2:] == ["never-accepts"] else 16)
+print(server.getsockname()[1], flush=True)
+def answer(conn):
+    with conn:
+        time.sleep(delay)
+        conn.sendall(b"\\x00\\x00\\x00\\x04\\x00\\x00\\x00\\x00\\x00")
+        conn.recv(64)
+while sys.argv[2:] != ["never-accepts"]:
+    conn, _ = server.accept()
+    threading.Thread(target=answer, args=(conn,), daemon=True).start()
+time.sleep(600)
+"""
+
+
+@contextlib.contextmanager
+def _fake_gcs(delay: float, *extra: str) -> Iterator[tuple[str, subprocess.Popen]]:
+    """The fake GCS's address and process (stopped by its PID when the block ends)."""
+    child = subprocess.Popen([sys.executable, "-c", FAKE_GCS, str(delay), *extra], stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout is not None
+        yield f"127.0.0.1:{int(child.stdout.readline())}", child
+    finally:
+        os.kill(child.pid, signal.SIGKILL)  # SIGKILL ends a stopped process too
+        child.wait()
+
+
 @contextlib.contextmanager
 def _silent_head(kind: str) -> Iterator[str]:
-    """The address of a head that vanished without closing anything: "stopped" accepts connections (the kernel
-    does, for a SIGSTOPped GCS) and never answers; "unreachable" lets no connection through at all (its accept
-    queue is full, so the kernel drops the SYN, as a machine that is gone or cut off leaves it unanswered)."""
-    with socket.socket() as server, contextlib.ExitStack() as held:
-        server.bind(("127.0.0.1", 0))
-        server.listen(0)
-        address = "127.0.0.1:%d" % server.getsockname()[1]
+    """The address of a head that vanished without closing anything, its process SIGSTOPped: "stopped" accepts
+    connections (the kernel does, for a stopped GCS) and never answers; "unreachable" lets no connection through at
+    all (its accept queue is full, so the kernel drops the SYN, as a machine that is gone or cut off leaves it
+    unanswered). The process is stopped as a vanished head's is: a running process that does not answer is an
+    overloaded GCS, which the watch leaves alone (test_an_overloaded_gcs_that_is_alive_is_left_alone)."""
+    with _fake_gcs(0, *(["never-accepts"] if kind == "unreachable" else [])) as (address, child), \
+            contextlib.ExitStack() as held:
         if kind == "unreachable":
+            host, port = address.split(":")
             for _ in range(2):  # the queue of listen(0) holds one; a second SYN goes unanswered
                 filler = held.enter_context(socket.socket())
                 filler.setblocking(False)
-                filler.connect_ex(server.getsockname())
+                filler.connect_ex((host, int(port)))
             time.sleep(0.2)
+        os.kill(child.pid, signal.SIGSTOP)
         yield address
 
 
@@ -94,7 +131,50 @@ def test_a_head_that_stops_answering_interrupts_the_main_thread_and_is_named(kin
     assert child.returncode == 0, (child.returncode, child.stderr[-2000:])
     first, text = child.stdout.splitlines()
     assert first == "interrupted True True"
-    assert "has not answered for 2 s" in text and "out/results.msgpack" in text and "--resume" in text
+    assert "has not answered for 2 s (its process is stopped)" in text, text
+    assert "out/results.msgpack" in text and "--resume" in text
+
+
+# The watch in a child of its own for ``argv[2]`` seconds; "not interrupted" when it let the campaign be.
+PATIENT = SILENT.replace("time.sleep(60)", "time.sleep(float(sys.argv[2]))")
+REMOTE = PATIENT.replace("from actors import ray_session\n", "from actors import ray_session, gcs_liveness\n"
+                         "gcs_liveness.gcs_process_state = lambda address: None  # as a remote head: no /proc to ask\n"
+                         ).replace("GCS_SILENT_S = 2.0", "GCS_SILENT_S = 5.0")
+
+
+@pytest.mark.parametrize("where", ["local", "remote"])
+def test_an_overloaded_gcs_that_is_alive_is_left_alone(where):
+    """A GCS whose answers come later than a greeting waited (3.5-4 s here; 20 s and more on a badly overloaded
+    machine): before, its silence alone made it lost, and a healthy campaign stopped with exit 3. A local one's
+    process state (running, not stopped) now says it is alive; for a head on another machine (no process to look
+    at) a greeting waits until the silence would count, so a late answer is an answer, and the silence that counts
+    grows with the slowest answer seen."""
+    delay, script, patience = (4.0, PATIENT, "10") if where == "local" else (3.5, REMOTE, "12")
+    with _fake_gcs(delay) as (address, _child):
+        child = subprocess.run([sys.executable, "-c", script, address, patience], cwd=ROOT, capture_output=True,
+                               text=True, timeout=120)
+    assert child.returncode == 0, (child.returncode, child.stderr[-2000:])
+    assert child.stdout.strip() == "not interrupted", child.stdout
+
+
+def test_a_remote_head_that_stops_answering_is_still_lost():
+    with _silent_head("stopped") as address:
+        child = subprocess.run([sys.executable, "-c", REMOTE, address, "60"], cwd=ROOT, capture_output=True,
+                               text=True, timeout=120)
+    assert child.returncode == 0, (child.returncode, child.stderr[-2000:])
+    first, text = child.stdout.splitlines()
+    assert first == "interrupted True True"
+    assert "has not answered for 5 s (its machine stopped or cut off" in text, text
+
+
+def test_the_process_state_of_a_local_gcs_is_read_from_proc():
+    from actors.gcs_liveness import gcs_process_state
+
+    with _fake_gcs(0) as (address, child):
+        assert gcs_process_state(address) == "running"
+        os.kill(child.pid, signal.SIGSTOP)
+        assert gcs_process_state(address) == "stopped"
+    assert gcs_process_state(_closed_port()) is None
 
 
 def test_a_greeting_tells_an_answering_gcs_from_a_silent_or_closed_one():
@@ -200,3 +280,36 @@ def test_a_fuzz_campaign_on_a_lost_cluster_exits_3_not_as_interrupted(capsys, mo
     assert main(["fuzz", "--count", "2", "--parallel", "2", "--out", str(tmp_path)]) == 3
     err = capsys.readouterr().err
     assert err.startswith("tlbrace: error: Ray's GCS at") and err.count("\n") == 1, err
+
+
+# A campaign that starts on a GCS already lost (a scale grid's head stopped between two cells): ray.nodes(), its
+# first question, waited for ever in C++ (deaf to signals, as this stand-in is) with no watch yet running.
+BEFORE_THE_FIRST_TRIAL = """
+import functools, signal, sys, time
+signal.signal(signal.SIGINT, signal.default_int_handler)
+import ray
+from actors import campaign, ray_session
+ray_session.GCS_SILENT_S = 2.0
+campaign.GcsWatch = functools.partial(ray_session.GcsWatch, address=sys.argv[1])
+def nodes():
+    while True:
+        try:
+            time.sleep(1)
+        except KeyboardInterrupt:
+            pass
+ray.nodes = nodes
+from kernel_model.config import Config
+from scenarios.loader import load_scenario
+try:
+    campaign.run_campaign(load_scenario("madv_dontneed"), Config(ordering="delayed"), campaign.CampaignOptions(trials=2))
+except ray_session.ClusterLost as exc:
+    print("lost:", exc)
+"""
+
+
+def test_a_campaign_that_starts_on_a_lost_gcs_ends_with_the_line():
+    with _silent_head("stopped") as address:
+        child = subprocess.run([sys.executable, "-c", BEFORE_THE_FIRST_TRIAL, address], cwd=ROOT,
+                               capture_output=True, text=True, timeout=90)
+    assert child.returncode == 0, (child.returncode, child.stderr[-2000:])
+    assert child.stdout.startswith(f"lost: Ray's GCS at {address} has not answered"), child.stdout

@@ -338,6 +338,21 @@ def test_a_resume_with_nothing_to_resume_says_so(capsys, tmp_path, monkeypatch):
     assert rc == 130 and f"--resume: there is no {tmp_path / 'typo' / 'results.msgpack'} to continue" in err, err
 
 
+def test_stress_names_an_out_with_a_newline_in_one_line(capsys, tmp_path, monkeypatch):
+    """Its notes and warnings printed --out as it was: a newline in it split "--resume: there is no ... to continue"
+    over two lines, the second not starting with "tlbrace:"."""
+    import cli.cmd_stress
+
+    def no_ray(*_a, **_k):
+        raise KeyboardInterrupt  # stop where Ray would start
+
+    monkeypatch.setattr(cli.cmd_stress, "open_ray", no_ray)
+    out = tmp_path / "new\nline"
+    rc, _, err = run_cli(capsys, "stress", "madv_dontneed", "--resume", "--trials", "2", "--out", str(out))
+    assert rc == 130 and "new\\nline" in err, err
+    assert all(line.startswith("tlbrace: ") for line in err.splitlines()), err
+
+
 def test_a_log_path_with_brackets_is_printed_not_read_as_markup(capsys, tmp_path, counterexample):
     """analyze printed each log's path through rich markup: a directory "d[" made "d[/]x.msgpack", a closing tag
     with nothing to close, an internal error (exit 4)."""
@@ -347,6 +362,27 @@ def test_a_log_path_with_brackets_is_printed_not_read_as_markup(capsys, tmp_path
     shutil.copy(log, odd)
     rc, out, err = run_cli(capsys, "analyze", str(odd), "--width", "400")
     assert rc == 1 and f"{odd}: scenario madv_dontneed" in out, err
+
+
+def test_analyze_names_odd_paths_in_its_notes_warnings_and_errors_as_one_line(capsys, tmp_path, counterexample):
+    """The same for the lines analyze writes about a path besides its table: a results file under "d[" (its note:
+    internal error, exit 4), a torn log there (its warning), and a log whose name holds a newline (its error, split
+    over two lines)."""
+    _, log = counterexample
+    odd = tmp_path / "d["
+    odd.mkdir()
+    results = odd / "]results.msgpack"
+    results.write_bytes(b"\xc1tlr")  # recognised by its magic as a results file, so skipped with a note
+    torn = odd / "]torn.msgpack"
+    torn.write_bytes(Path(log).read_bytes()[:-7])
+    rc, _out, err = run_cli(capsys, "analyze", str(results), str(torn), "--width", "400")
+    flat = err.replace("\n", "")  # rich wraps the lines at the terminal's width
+    assert rc in (0, 1) and f"note: {results} is a stress campaign's results file" in flat, err
+    assert f"warning: {torn}:" in flat, err
+    broken = tmp_path / "new\nline.msgpack"
+    broken.write_bytes(b"not a log")
+    rc, _out, err = run_cli(capsys, "analyze", str(broken))
+    assert rc == 2 and err.count("\n") == 1 and "new\\nline.msgpack" in err, err
 
 
 def test_a_description_with_markup_and_an_escape_is_shown_as_written(capsys, tmp_path):

@@ -295,3 +295,29 @@ def test_a_scale_plot_that_is_no_file_is_named_in_the_report_not_read(capsys, tm
     for name, kind in (("fifo", "a FIFO"), ("dir", "a directory"), ("zero", "a device")):
         assert f"{tmp_path / name}.png: the plot is {kind}" in page
     assert "data:image/png;base64,iVBORw0KGgo" in page  # the real plot is still embedded
+
+
+def test_a_scale_out_deleted_while_the_grid_runs_still_gets_the_grid_table(capsys, tmp_path, monkeypatch):
+    """rm -rf of scale's --out while the grid ran (its logs, its lock): at the end, writing results.csv beside a
+    directory that was gone failed (exit 3), and the whole grid's measurements were lost. --out is made again for
+    the table and the plots, as it is for the failing trials' logs."""
+    import shutil
+
+    import cli.cmd_scale
+
+    out = tmp_path / "grid"
+
+    def grid_losing_its_out(_name, _cells, _make, _opts, grid, *, quiet):
+        shutil.rmtree(out)
+        grid.rows.append({"cpus": 3, "shards": 1, "ordering": "eager", "delayed_batches": "-", "trials": 2,
+                          "violations": 0, "hit_rate": 0.0, "hit_rate_lo": 0.0, "hit_rate_hi": 0.8})
+        return grid
+
+    monkeypatch.setattr(cli.cmd_scale, "open_ray", lambda *_a, **_k: None)
+    monkeypatch.setattr(cli.cmd_scale, "close_ray", lambda *_a, **_k: None)
+    monkeypatch.setattr(cli.cmd_scale, "_with_progress", grid_losing_its_out)
+    monkeypatch.setattr("analysis.scale_plots.plot_all", lambda *_a, **_k: [])
+    rc, _stdout, err = run_cli(capsys, "scale", "scale_writers", "--cpus", "3", "--ordering", "eager", "--trials",
+                               "2", "--json", "--out", str(out))
+    assert rc == 0, err
+    assert (out / "results.csv").read_text().splitlines()[1].startswith("3,1,eager,-,2,0,")

@@ -122,3 +122,35 @@ def test_stress_on_a_head_that_vanishes_ends_with_exit_3_and_its_results_whole(t
     assert f"recorded in {results}" in lines[0] and "--resume" in lines[0]
     contents = read_results(results)
     assert len(contents.records) >= 20 and not contents.skipped
+
+
+def test_scale_on_a_head_that_vanishes_ends_with_exit_3_and_its_finished_rows(tmp_path: Path) -> None:
+    """`tlbrace scale --address` with the head's process group SIGSTOPped in the middle of the grid. Before, a
+    grid whose next cell began after the stop waited in ray.nodes() for ever (seen: over 200 s, no word); now one
+    line, exit 3, and results.csv holds the cells that finished."""
+    import csv
+
+    argv = [sys.executable, "-c", "import sys; from cli.main import main; sys.exit(main())", "scale",
+            "scale_writers", "--cpus", "3,4,5", "--trials", "40", "--json", "--out", str(tmp_path)]
+    with ray_head() as (head, port):
+        driver = subprocess.Popen(argv + ["--address", f"127.0.0.1:{port}"], env=cluster_env(), cwd=ROOT,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+        try:
+            # Some way into the grid (when exactly does not matter: in a cell or between two)
+            stop_at = time.monotonic() + 25
+            while time.monotonic() < stop_at:
+                assert driver.poll() is None, driver.communicate()[1][-3000:]
+                time.sleep(0.5)
+            os.killpg(head.pid, signal.SIGSTOP)
+            _out, err = driver.communicate(timeout=150)
+        finally:
+            if driver.poll() is None:
+                os.killpg(driver.pid, signal.SIGKILL)
+                driver.wait()
+    assert driver.returncode == 3, err[-3000:]
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"tlbrace: error: Ray's GCS at 127.0.0.1:{port} "), lines
+    assert f"the cells that finished are in {tmp_path / 'results.csv'}" in lines[0], lines[0]
+    with open(tmp_path / "results.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert all(row["trials"] == "40" for row in rows)
