@@ -10,7 +10,6 @@ that cannot be rebuilt).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from typing import Any
@@ -22,6 +21,7 @@ from analysis import coverage as cov
 from analysis.analyze import AnalysisError, LogAnalysis, TrialReport, analyze_log, summarize
 from analysis.printable import one_line, printable
 from analysis.witness import Witness, witness_table, witnesses_for
+from cli.json_document import print_document
 from cli.options import add_view_options, console_for, diagram_width
 from logs.eventlog import LogError
 
@@ -104,7 +104,7 @@ def _output(args: argparse.Namespace, analyses: list[LogAnalysis], reports: list
             witnesses: dict[int, list[Witness]], coverage: cov.Coverage | None) -> None:
     """JSON, or the tables (and diagrams with --format diagram) on the terminal."""
     if args.json:
-        print(json.dumps(_as_json(analyses, witnesses, coverage), indent=1))
+        print_document(_as_json(analyses, witnesses, coverage), indent=1)
         return
     diagram = getattr(args, "format", "table") == "diagram"
     if diagram:

@@ -7,12 +7,11 @@ printed as a per-CPU story.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import sys
 
 
 from analysis.story import print_story
+from cli.json_document import print_document
 from cli.options import (add_output_options, add_scenario_options, add_view_options, check_out_dir,
                                console_for, diagram_width, int_in, load)
 from cli.memory_budget import add_memory_limit_option, check_memory_limit_applies, fit_budget
@@ -115,8 +114,7 @@ def run(args: argparse.Namespace) -> int:
                "sleep_sets_off": result.sleep_sets_off or None,
                "violations": violations_out}
     if args.json:
-        json.dump(summary, sys.stdout)
-        sys.stdout.write("\n")
+        print_document(summary)
     else:
         verdict = (f"{len(violations_out)} violation(s): " + ", ".join(v["invariant"] for v in violations_out)
                    if violations_out else "no violation")

@@ -16,13 +16,13 @@ is the same as a serial run's for the same seed.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
 from collections import Counter
 from typing import Any
 
+from cli.json_document import print_document
 from cli.options import (add_output_options, add_scenario_options, check_out_dir, config_from_args,
                          nearest_existing)
 from cli.memory_budget import add_memory_limit_option, fit_budget
@@ -104,8 +104,7 @@ def run(args: argparse.Namespace) -> int:
     report = _report(args, opts, outcomes, files, time.perf_counter() - t0)
     report["interrupted"] = interrupted
     if args.json:
-        json.dump(report, sys.stdout)
-        sys.stdout.write("\n")
+        print_document(report)
     else:
         _print_report(report)
     if interrupted:

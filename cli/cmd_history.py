@@ -17,12 +17,12 @@ it) breaks an invariant on a kernel that has that fix.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from dataclasses import dataclass, field
 from typing import Any
 
+from cli.json_document import print_document
 from cli.memory_budget import add_memory_limit_option, fit_budget
 from kernel_model.config import Config
 from kernel_model.kernels import REGISTRY, KernelError, history_kernels, kernel_config, kernel_for, parse_version
@@ -113,8 +113,7 @@ def run(args: argparse.Namespace) -> int:
     regressions = fixed_but_reachable(rows)
     if args.json:
         doc: Any = [r.to_json() for r in rows] if args.all else rows[0].to_json()
-        json.dump(doc, sys.stdout)
-        sys.stdout.write("\n")
+        print_document(doc)
     else:
         print_rows(rows, args.budget)
         if png is not None:

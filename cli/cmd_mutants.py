@@ -4,8 +4,8 @@ scenario that shows it (from the registry in kernel_model/mutants.py)."""
 from __future__ import annotations
 
 import argparse
-import json
 
+from cli.json_document import print_document
 from kernel_model.mutants import REGISTRY, Mutant
 
 
@@ -31,9 +31,9 @@ def shown_by(m: Mutant) -> str:
 
 def run(args: argparse.Namespace) -> int:
     if args.json:
-        print(json.dumps([{"name": m.name, "description": m.description, "breaks": m.breaks,
+        print_document([{"name": m.name, "description": m.description, "breaks": m.breaks,
                            "scenario": m.scenario, "config": dict(m.config), "note": m.note} for m in REGISTRY],
-                         indent=2))
+                       indent=2)
         return 0
     import shutil
     import textwrap

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import sys
 from typing import Any
 
 from analysis.printable import printable
 from analysis.story import print_story
+from cli.json_document import print_document
 from cli.options import add_view_options, console_for, diagram_width
 from controlled.machine import Machine
 from controlled.replay import run_schedule
@@ -31,8 +30,7 @@ def run(args: argparse.Namespace) -> int:
     results = _replay_schedule(args, console) if kind == "schedule" else _replay_log(args, console)
     reproduced = all(r["reproduced"] is not False for r in results)  # None: the log lost what was expected
     if args.json:
-        json.dump({"file": args.file, "kind": kind, "replays": results, "reproduced": reproduced}, sys.stdout)
-        sys.stdout.write("\n")
+        print_document({"file": args.file, "kind": kind, "replays": results, "reproduced": reproduced})
     else:
         for r in results:
             console.print(_verdict_line(r))

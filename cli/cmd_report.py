@@ -5,11 +5,11 @@ timeline, race-window coverage, scaling plots, links to the logs (analysis/repor
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 
 from analysis.printable import one_line
+from cli.json_document import print_document
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -44,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"tlbrace: warning: {one_line(os.path.join(c['dir'], 'results.msgpack'))}: {one_line(c['damage'])}",
                   file=sys.stderr)
     if args.json:
-        print(json.dumps(made))
+        print_document(made)
     else:
         print(f"report: {os.path.abspath(out)}")
         if made["first_failure"]:

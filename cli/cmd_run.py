@@ -8,9 +8,9 @@ seed that trial ID of a ``stress --seed S`` campaign had.
 from __future__ import annotations
 
 import argparse
-import json
 
 from cli.cmd_stress import add_wild_options, check_size, check_wild_args, close_ray, open_ray
+from cli.json_document import print_document
 from cli.options import SEED_MAX, int_in, load
 
 
@@ -51,10 +51,10 @@ def run(args: argparse.Namespace) -> int:
         close_ray(session)
     log = write_trial_log(args.out, "run", scenario, cfg, r) if (r.failed or args.keep_passing) else None
     if args.json:
-        print(json.dumps({"scenario": scenario.name, "ordering": cfg.ordering, "arch": cfg.arch,
+        print_document({"scenario": scenario.name, "ordering": cfg.ordering, "arch": cfg.arch,
                           "mutant": cfg.mutant, "trial": r.trial, "status": r.status,
                           "violations": [{"invariant": v.invariant, "detail": v.detail} for v in r.violations],
-                          "detail": r.detail, "steps": r.steps, "nodes": list(r.nodes), "log": log}))
+                          "detail": r.detail, "steps": r.steps, "nodes": list(r.nodes), "log": log})
     else:
         console = Console()
         console.print(f"trial {r.trial}: {r.status}, {r.steps} steps in {r.seconds:.3f} s"

@@ -17,7 +17,6 @@ nothing there: at --parallel 1 the CPU and page-table actors already keep the tw
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -25,6 +24,7 @@ from typing import Any
 
 from analysis.printable import one_line
 from cli.cmd_stress import add_wild_options, check_size, check_wild_args, close_ray, open_ray
+from cli.json_document import print_document
 from cli.options import load
 
 DEFAULT_CPUS = (3, 4, 8, 16)
@@ -188,9 +188,9 @@ def _run_locked(args: argparse.Namespace, scenario: Any, cells: list[Any], make:
     plots = plot_all(grid.rows, args.out, title)
     seconds = time.monotonic() - started
     if args.json:
-        print(json.dumps({"scenario": scenario.name, "params": args.param, "rows": grid.rows, "csv": csv_path,
+        print_document({"scenario": scenario.name, "params": args.param, "rows": grid.rows, "csv": csv_path,
                           "plots": plots, "seconds": round(seconds, 2), "failing_logs": grid.failing_logs,
-                          "interrupted": grid.interrupted}))
+                          "interrupted": grid.interrupted})
     else:
         _print_table(title, grid.rows, csv_path, plots, seconds, len(grid.failing_logs))
     if grid.interrupted:  # each cell's campaign took a Ctrl-C or SIGTERM as its own and the grid went on

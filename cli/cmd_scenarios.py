@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import json
 
+from cli.json_document import print_document
 from scenarios.loader import list_scenarios
 
 
@@ -21,7 +21,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     scenarios = list_scenarios()
     if args.json:
-        print(json.dumps([{"name": n, "description": d, "params": p} for n, d, p in scenarios], indent=2))
+        print_document([{"name": n, "description": d, "params": p} for n, d, p in scenarios], indent=2)
         return 0
     from rich.console import Console
     from rich.table import Table

@@ -15,7 +15,6 @@ fresh budget for this run.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import re
@@ -26,6 +25,7 @@ from typing import Any, Final
 from actors.fuzzy_sync import MIN_SAMPLES
 from analysis.printable import one_line
 from cli import ray_watchdog
+from cli.json_document import print_document
 from cli.options import add_output_options, add_scenario_options, check_out_dir, float_in, int_in, load
 
 # Caps (README, "Limits"): past these a typo would grow memory or actors without bound on a workstation.
@@ -275,7 +275,7 @@ def run(args: argparse.Namespace) -> int:
     summary["first_violation_s"] = _since(command_start, result.first_violation_at)
     summary["command_s"] = _since(command_start, time.monotonic())  # Ray's start and shutdown included
     if args.json:
-        print(json.dumps(summary))
+        print_document(summary)
     else:
         _print_summary(result, summary)
     _warn_unwritten_logs(result.unwritten_logs)
