@@ -378,11 +378,23 @@ def do_wp_page(k: Kctx, va: int, orig: Pte) -> Path:
     """Write fault on a present read-only PTE (after folio_mkclean): wp_page_shared with ->page_mkwrite.
 
     The PTL is dropped for do_page_mkwrite (folio locked, marked dirty), retaken by finish_mkwrite_fault, which
-    requires pte_same; wp_page_reuse then makes the PTE young+dirty+writable."""
+    requires pte_same; wp_page_reuse then makes the PTE young+dirty+writable.
+
+    wp_page_shared (mm/memory.c, 4.x to 6.x) takes a folio reference under the PTL first (``get_page(vmf->page)``,
+    later ``folio_get(folio)``) and drops it last (``put_page`` after fault_dirty_shared_page, or on the way out
+    when finish_mkwrite_fault finds the PTE changed: ``unlock_page; put_page; return VM_FAULT_NOPAGE``, without
+    fault_dirty_shared_page). While the PTL is dropped for ->page_mkwrite that reference is the only thing that
+    keeps the folio: a zapper may clear the PTE and drop the PTE's reference meanwhile, and then
+    mapping_evict_folio (folio_ref_count > nr + 1), __remove_mapping (page_ref_freeze(2)) and pageout's
+    is_page_cache_freeable all leave it alone, as they leave a folio do_shared_fault holds. Not modelled:
+    filemap_page_mkwrite's recheck of folio->mapping (only ftruncate takes a referenced folio out of the page
+    cache, and truncate_pagecache's second unmap_mapping_range zaps what the fault maps meanwhile)."""
     table = k.table_of(va)
     pfn = orig.pfn
     yield Step("do_wp_page", "spin_lock", (table, k.tid))
     same = yield Step("do_wp_page", "pte_same", (va, tuple(orig)))
+    if same:
+        yield Step("wp_page_shared", "folio_get", (pfn,))
     if not k.write_notify:
         # No ->page_mkwrite: wp_page_reuse under the PTL, then lock the folio to mark it dirty.
         if same:
@@ -391,16 +403,22 @@ def do_wp_page(k: Kctx, va: int, orig: Pte) -> Path:
         if same:
             yield from _fault_folio_lock(k, "fault_dirty_shared_page", pfn)
             yield from fault_dirty_shared_page(k, pfn)
+            yield Step("wp_page_shared", "put_page", (pfn,))
         return
     yield Step("do_wp_page", "spin_unlock", (table, k.tid))
     if not same:
         return
     yield from do_page_mkwrite(k, pfn)
     yield Step("finish_mkwrite_fault", "spin_lock", (table, k.tid))
-    if (yield Step("finish_mkwrite_fault", "pte_same", (va, tuple(orig)))):
+    reused = yield Step("finish_mkwrite_fault", "pte_same", (va, tuple(orig)))
+    if reused:
         yield Step("wp_page_reuse", "set_pte_at", (va, (pfn, True, True, True)))
     yield Step("finish_mkwrite_fault", "spin_unlock", (table, k.tid))
-    yield from fault_dirty_shared_page(k, pfn)
+    if reused:
+        yield from fault_dirty_shared_page(k, pfn)
+    else:  # VM_FAULT_NOPAGE: the folio stays dirty from ->page_mkwrite; the store retries
+        yield from _fault_folio_unlock(k, "wp_page_shared", pfn)
+    yield Step("wp_page_shared", "put_page", (pfn,))
 
 
 def do_anonymous_page(k: Kctx, va: int) -> Path:

@@ -366,7 +366,7 @@ _TABLE: tuple[OpSpec, ...] = (
     # --- rmap ---
     # The mapcount only: the fault's reference becomes the PTE's.
     _op("page_add_file_rmap", "pt", _on_pfn(map="w"), _PFN, result_read=False),
-    _op("folio_get", "pt", _on_pfn(ref="+"), _PFN, results=_NONE),
+    _op("folio_get", "pt", _on_pfn(ref="+"), _PFN, results=_NONE),  # wp_page_shared's reference
     # The reference goes with put_page, after the flush.
     _op("page_remove_rmap", "pt", _on_pfn(map="w"), Format(
         args=lambda a: f"pfn {a[0]}{', delayed' if a[1] else ''}", result=lambda a, r: f"mapcount {r}",

@@ -144,8 +144,9 @@ def pageout(k: Kctx, pfn: int, index: int) -> Path:
     (``folio_ref_count - folio_test_private == 1 + folio_nr_pages``; 4.x: ``page_count - page_has_private == 2``)
     is not written: PAGE_KEEP, keep_locked. A zapper's mmu_gather holds such a reference from the PTE clear until
     tlb_batch_pages_flush, after its TLB flush, so kswapd never writes a folio back in the window between an
-    early page_remove_rmap and that flush. A fault between filemap_get_folio and set_pte_at, and ftruncate's
-    lookup, hold one too. (write_cache_pages' folio batch would as well; the model does not count it:
+    early page_remove_rmap and that flush. A fault between filemap_get_folio and set_pte_at, a write-protect fault
+    (wp_page_shared's folio_get, kernel_model.memory do_wp_page), and ftruncate's lookup, hold one too.
+    (write_cache_pages' folio batch would as well; the model does not count it, for no verdict depends on it:
     kernel_model.atomic filemap_lookup.)"""
     if not (yield Step("pageout", "is_page_cache_freeable", (pfn,))):
         yield Step("shrink_folio_list", "folio_unlock", (pfn, k.tid))  # PAGE_KEEP: keep_locked

@@ -179,7 +179,13 @@ def bounded_counter(k: Kctx, va: int, refault: bool, limit: int) -> Path:
 
 
 def user_load(k: Kctx, va: int) -> Path:
-    """One attempt of a load instruction: the value, None (SIGSEGV) or RETRY."""
+    """One attempt of a load instruction: the value, None (SIGSEGV) or RETRY.
+
+    A miss is two steps (walk_fill, then load_tlb on the retry) on a uniprocessor too, unlike a store (see
+    _store_args): the walk writes nothing the data depends on, and caching a translation with no access yet is a
+    speculative TLB fill, which x86 may do at any time (SDM Vol. 3A §4.10.2.3, "Details of TLB Use", cited from
+    memory), so the split allows nothing a uniprocessor forbids (docs/up-v6.2.md, session 17;
+    tests/scenarios/unseen17_up_load_vs_zap_evict.toml)."""
     from kernel_model.memory import do_user_addr_fault
 
     value = yield Step("user_load", "load_tlb", (va,))

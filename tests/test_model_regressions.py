@@ -322,3 +322,38 @@ def test_write_cache_pages_skips_a_clean_folio_under_writeback_without_waiting()
     assert "folio_wait_writeback" not in second and "folio_test_writeback" not in second
     assert second[-2:] == ["folio_test_dirty", "folio_unlock"]
     assert not any(e.op == "end_page_writeback" for e in m.events)  # it never waited for the first's IO
+
+
+def _run_to_end(m: Machine, tid: int) -> None:
+    """Run thread ``tid`` to its end, letting flush IPIs it waits on be taken (the other threads stay put)."""
+    while m.pos[tid].step is not None:
+        if m.can_execute(("t", tid)):
+            m.execute(("t", tid))
+        else:
+            m.execute(next(tr for tr in m.enabled_all() if tr[0] == "i"))
+
+
+@pytest.mark.parametrize("arch", ["smp", "up", "s390"])
+def test_a_write_protect_fault_keeps_its_folio_while_kswapd_unmaps_it(arch):
+    """Session 17 (author17): wp_page_shared takes a folio reference under the PTL (get_page / folio_get) and
+    drops it after fault_dirty_shared_page. The model's do_wp_page took none, so kswapd, unmapping the read-only
+    clean PTE while the fault was between its PTL sections, found only the page cache's and its own reference:
+    __remove_mapping freed the folio, and the fault then locked and dirtied a freed folio. With the reference,
+    page_ref_freeze(2) fails and the folio stays cached (shrink_folio_list keeps it)."""
+    from kernel_model.program import Scenario, Setup
+
+    sc = Scenario("wp_vs_kswapd", "", Setup(pages=1, dirty=False, warm_tlb=("writer",)),
+                  (Thread("writer", (Op("store", (0,)),)), Thread("kswapd", (Op("reclaim", (0,)),))))
+    m = Machine(sc, Config(arch=arch), record=True)
+    while not any(e.fn == "do_wp_page" and e.op == "spin_unlock" for e in m.events):
+        m.execute(("t", 0))
+    _run_to_end(m, 1)
+    folio = m.state.folios[0]
+    assert not folio.freed and folio.in_page_cache and m.state.page_cache[0] == 0
+    assert not any(e.op == "remove_mapping" and e.result for e in m.events)
+    _run_to_end(m, 0)
+    assert not any(e.tid == 0 and e.op in ("folio_lock", "folio_mark_dirty") and m.state.folios[e.args[0]].freed
+                   for e in m.events)
+    folio = m.state.folios[0]
+    assert folio.refcount == 1 + folio.mapcount  # the page cache's and the PTE's: the fault dropped its own
+
