@@ -12,6 +12,13 @@ is run too (CPU seconds, states and transitions). With ``--against PYTHON:TREE``
 and the two run alternately ``--rounds`` times in child processes (the machine may be shared: the load average is
 printed with each run, and the ratios compare medians of runs made back to back).
 
+Session 17 (commit a03ce30 against main 6aeaf5a, ladder pages=2 writers=2 stores=1 passes=1, 2 cores shared at a
+load average of 5 to 22): the ratios of three runs of 2 rounds ranged from 0.71x to 1.49x on every field, restore
+included, which the change does not touch: at that load the machine's noise is larger than the change. What does
+not depend on the load, valgrind's instruction count (cachegrind, `tlbrace explore ladder --param pages=1 --param
+writers=2 --param stores=1 --param passes=1 --ordering delayed --strategy dfs`, start-up included): 6,372.0M on
+main, 6,271.2M with it (1.6% fewer), the same 16,393 states and 23,725 transitions.
+
 Usage: python bench/bench_per_state.py ['{"pages": 2, "writers": 2, "stores": 1, "passes": 1}'] [--states N]
        [--against /work/main/.venv/bin/python:/work/main] [--rounds R] [--search]
 """
