@@ -32,6 +32,10 @@ import os
 import subprocess
 import sys
 import time
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from controlled.machine import Machine
 
 CELL = {"pages": 2, "writers": 2, "stores": 1, "passes": 1}
 KEYS = 100_000
@@ -39,36 +43,22 @@ KEYS = 100_000
 
 def measure(params: dict[str, int], nkeys: int, search: bool) -> dict:
     """The key path's cost per key, and the whole search's rate, in the tree this process imports."""
-    from controlled.depth_first import depth_first, root_entry
     from controlled.explorer import explore
     from controlled.machine import Machine
-    from controlled.sleep_sets import SleepSets
-    from controlled.visited import CompactKeys, adder, encoder
+    from controlled.visited import CompactKeys, encoder
     from kernel_model.compiled import compiled_modules
     from kernel_model.config import Config
     from scenarios.loader import load_scenario
 
     scenario, cfg = load_scenario("ladder", params), Config(ordering="delayed")
     out: dict = {"compiled_modules": len(compiled_modules())}
-    recorded: list[tuple] = []
 
     def machine() -> Machine:
         return Machine(scenario, cfg, reduce=True)
 
-    m = machine()
-    canon = encoder(m.canonical, CompactKeys())
-    seen = {canon(m.key())}
-
-    def recording(key: tuple) -> object:
-        recorded.append(key)
-        return canon(key)
-
     result = explore(scenario, cfg, "dfs", budget=10)  # imports and first allocations, as memory_per_state does
     del result
-    # Record the first child keys of the DFS the search runs (sleep sets on, as explore's dfs).
-    depth_first(m, recording, adder(seen), [root_entry(m)], [], _Counts(), False, lambda: len(recorded) < nkeys,
-                16, SleepSets(m))
-    keys = recorded[:nkeys]
+    keys = child_keys(machine(), nkeys)
     out["keys"] = len(keys)
     gc.disable()
     try:
@@ -84,7 +74,7 @@ def measure(params: dict[str, int], nkeys: int, search: bool) -> dict:
         out["key_path_us"] = _timed(encoder(m.canonical, CompactKeys()), keys)[0]
     finally:
         gc.enable()
-    del keys, recorded, forms
+    del keys, forms
     gc.collect()
     if search:
         t0 = time.process_time()
@@ -93,6 +83,26 @@ def measure(params: dict[str, int], nkeys: int, search: bool) -> dict:
         out.update(states=r.states, transitions=r.transitions, complete=r.complete, search_cpu=round(cpu, 2),
                    states_per_s=round(r.states / cpu))
     return out
+
+
+def child_keys(m: Machine, nkeys: int) -> list[tuple]:
+    """The first ``nkeys`` child keys (Machine.key) of the DFS the search runs from the state ``m`` is in (sleep
+    sets on, as explore's dfs), in the order it reaches them."""
+    from controlled.depth_first import depth_first, root_entry
+    from controlled.sleep_sets import SleepSets
+    from controlled.visited import CompactKeys, adder, encoder
+
+    canon = encoder(m.canonical, CompactKeys())
+    seen = {canon(m.key())}
+    recorded: list[tuple] = []
+
+    def recording(key: tuple) -> object:
+        recorded.append(key)
+        return canon(key)
+
+    depth_first(m, recording, adder(seen), [root_entry(m)], [], _Counts(), False, lambda: len(recorded) < nkeys,
+                16, SleepSets(m))
+    return recorded[:nkeys]
 
 
 class _Counts:

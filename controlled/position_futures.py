@@ -30,6 +30,7 @@ operations: the zapper from its flush to its up_read, a writeback pass after its
 
 from __future__ import annotations
 
+import itertools
 from controlled.memo import MISSING, BoundedMemo
 from controlled.op_footprints import add_mode
 from controlled.positions import Positions, Resolved
@@ -38,6 +39,7 @@ from kernel_model.ops import RESULTS, UNREAD_RESULTS, Footprint
 from kernel_model.state import State
 from kernel_model.steps import BLOCKING_OPS, Step
 
+_TOKENS = itertools.count(1)  # PositionFutures' tokens (Resolved.future)
 CAP = 128  # positions a tree may hold before the position keeps its operation's footprint
 BOUND = 4096  # futures the memo keeps per generation (controlled.memo); a ladder cell meets a few hundred
 
@@ -79,12 +81,24 @@ class PositionFutures:
         self.positions = positions
         self._memo = BoundedMemo(BOUND)
         self._numbers = 0
+        # Names this object in the futures it caches on positions (Resolved.future): positions are shared by the
+        # machines of a scenario (controlled.positions), and a future's number means something only here.
+        self._token = next(_TOKENS)
 
     def of_state(self, pos: list[Resolved], s: State, covered: frozenset) -> list[PositionFuture | None]:
         """Each thread's future from its position in state ``s``, or None where it stays its operation's;
-        ``covered``: the oracle's covered translations, (thread, cpu, page)."""
+        ``covered``: the oracle's covered translations, (thread, cpu, page). The reducer asks this in every
+        state: a future cached on the position (future() puts it there) is taken without a call or a hash."""
         covering = {c[0] for c in covered} if covered else ()
-        return [self.future(tid, p, tid not in covering, s) for tid, p in enumerate(pos)]
+        token = self._token
+        out: list[PositionFuture | None] = []
+        for tid, p in enumerate(pos):
+            cached = p.future
+            if cached is not None and cached[0] == token and tid not in covering:
+                out.append(cached[1])
+            else:
+                out.append(self.future(tid, p, tid not in covering, s))
+        return out
 
     def future(self, tid: int, p: Resolved, covers_nothing: bool, s: State) -> PositionFuture | None:
         """Thread ``tid``'s future from position ``p`` in state ``s``; None where it must stay its operation's
@@ -102,6 +116,7 @@ class PositionFutures:
                 self._numbers += 1
                 hit = PositionFuture(rest, self.footprints.future(tid, p.pc[0] + 1), self._numbers)
             self._memo.put(key, hit)
+        p.future = (self._token, hit)
         return hit
 
     def _rest_of_attempt(self, tid: int, start: Resolved, index_of: list[int]) -> Footprint | None:

@@ -24,7 +24,7 @@ from kernel_model import tlb as tlbops
 from kernel_model.atomic import PageTableOps
 from kernel_model.config import Config
 from kernel_model.context import Kctx
-from kernel_model.ops import FED_NONE
+from kernel_model.ops import CONTEXT_OPS, FED_NONE
 from kernel_model.program import Op, Scenario
 from kernel_model.state import Ipi, State
 from kernel_model.steps import BLOCKING_OPS, Note, Step, kind_of
@@ -90,10 +90,17 @@ class Resolved:
     # release that ends the call (controlled.lock_joins; Machine._settle_joins picks it). ``base`` leads back.
     uncovered: "Resolved | None" = field(default=None, compare=False, repr=False)
     base: "Resolved | None" = field(default=None, compare=False, repr=False)
+    # (the PositionFutures' token, this position's future there): controlled.position_futures caches it here so
+    # that the reducer, which asks for every thread's future in every state, skips hashing ``at`` each time.
+    future: tuple | None = field(default=None, compare=False, repr=False)
+    # The steps of the next transition whose footprint reads the state (CONTEXT_OPS), built once: the reducer's
+    # memo key names their contexts in every state it is asked about.
+    contexts: tuple[Step, ...] = field(default=(), compare=False, repr=False)
 
     def __post_init__(self) -> None:
         self.sid = _STEP_IDS.setdefault((self.pc[0], self.block or self.step), len(_STEP_IDS))
         self.at = (self.pc, self.results)
+        self.contexts = tuple([step for step in self.steps if step.op in CONTEXT_OPS])
 
     @property
     def steps(self) -> tuple[Step, ...]:

@@ -10,13 +10,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from controlled.coverings import NOTHING, covering, coverings as transition_coverings
+from controlled.coverings import NOTHING, covering, coverings as transition_coverings, transition_context
 from controlled.memo import MISSING, BoundedMemo, Interner
 from controlled.position_futures import PositionFuture, PositionFutures, numbers
 from controlled.positions import Resolved, Transition
 from controlled.reduction import Footprint, Footprints, conflict
 from controlled.visited import Numbering, prefix_code
-from kernel_model.ops import CONTEXT_OPS
 from kernel_model.oracle import Oracle
 from kernel_model.state import State
 from kernel_model.steps import Step
@@ -89,9 +88,8 @@ class Reducer:
         self._futures = self.position_futures.of_state(pos, s, self.oracle.covered)
         key.extend(numbers(self._futures))  # which future each thread has
         for tid, p in enumerate(pos):
-            for step in p.steps:  # a joined acquire's (controlled.lock_joins) and the step after it
-                if step.op in CONTEXT_OPS:
-                    key.append(numbered[context(tid, p.pc[0], step, s, covering(self.oracle, tid, step))])
+            for step in p.contexts:  # of a joined acquire (controlled.lock_joins) and the step after it, if any
+                key.append(numbered[context(tid, p.pc[0], step, s, covering(self.oracle, tid, step))])
             if p.uncovered is not None:  # what its block reads besides (coverings)
                 key.append(numbered[("uncovered", tid, self.oracle.covering(tid) if self.oracle.covered else NOTHING)])
         key.append(numbered[(tuple([tuple([i.done for i in q]) for q in s.ipis]),  # where each IPI's handler is
@@ -278,13 +276,12 @@ class Reducer:
         p = self.pos[tid]
         steps = p.steps
         assert steps and self.state is not None
-        coverings = transition_coverings(self.oracle, tid, p)
         fps = self.footprints
-        sig: tuple = self._share[(tid, p.sid, fps.transition_context(tid, p.pc[0], steps, self.state, coverings),
-                                  index_of)]
+        sig: tuple = self._share[(tid, p.sid, transition_context(fps, self.oracle, tid, p, self.state), index_of)]
         fp = self._footprint_memo[sig]
         if fp is MISSING:
-            fp = fps.transition_footprint(tid, steps, list(index_of), self.state, coverings)
+            fp = fps.transition_footprint(tid, steps, list(index_of), self.state,
+                                          transition_coverings(self.oracle, tid, p))
             self._footprint_memo.put(sig, fp)
         return sig, fp, None  # type: ignore[return-value]
 

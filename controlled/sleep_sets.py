@@ -38,6 +38,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from controlled.coverings import transition_context
 from controlled.memo import MISSING, BoundedMemo, Interner
 from controlled.reduction import conflict
 
@@ -96,9 +97,8 @@ class SleepSets:
             steps = p.steps  # a joined acquire and the step after it count as one (controlled.lock_joins)
             if not steps:
                 return ("gone", tid)
-            coverings = m.coverings(tid, p)  # the context, as the reducer's
-            context = m.footprints.transition_context(tid, p.pc[0], steps, m.state, coverings)  # type: ignore
-            return self._share[("t", tid, p.sid, context, index_of)]
+            context = transition_context(m.footprints, m.oracle, tid, p, m.state)  # type: ignore[arg-type]
+            return self._share[("t", tid, p.sid, context, index_of)]  # the context, as the reducer's
         ipi = next((i for i in m.state.ipis[tr[1]] if i.initiator == tr[2]), None)
         if ipi is None:
             return ("gone", tr)
