@@ -59,11 +59,11 @@ def _record(trial: int) -> dict[str, Any]:
 
 def test_a_byte_flipped_anywhere_keeps_every_intact_record_or_refuses_with_the_offset(tmp_path: Path,
                                                                                        monkeypatch: Any) -> None:
-    """All positions of a 50-trial file, through the resume path itself (read, open the writer on what was
+    """All positions of a 25-trial file, through the resume path itself (read, open the writer on what was
     read, append the trials it lacks, read again): every intact record is kept and every trial ends up recorded
     once, or the read refuses naming a byte offset at or before the flip and nothing is written."""
     monkeypatch.setattr("logs.results_file.os.fsync", lambda fd: None)  # durability is not what is tested here
-    trials = 50
+    trials = 25
     frames = [frame(_campaign_header(trials))] + [frame(_record(t)) for t in range(trials)]
     data = b"".join(frames)
     starts = [sum(map(len, frames[:k])) for k in range(len(frames) + 1)]

@@ -27,7 +27,9 @@ def campaign_dir(tmp_path_factory: pytest.TempPathFactory, ray_session: None) ->
     scenario = load_scenario("madv_dontneed")
     eager = run_campaign(scenario, Config(ordering="eager"), CampaignOptions(
         trials=200, until=1, parallel=2, out=str(root / "eager"), results=True))
-    assert eager.violations == 1
+    # At least one: with two trials in flight, the one running beside the first violation may violate too before
+    # the stop rule ends the campaign (seen on the loaded machine, session 17: 2), as test_stop_rule.py allows.
+    assert eager.stopped_by == "until" and eager.violations >= 1
     run_campaign(scenario, Config(ordering="delayed"), CampaignOptions(
         trials=4, parallel=2, out=str(root / "delayed"), results=True))
     return root

@@ -88,12 +88,16 @@ def test_small_scenario_on_every_machine(name: str) -> None:
 @pytest.mark.parametrize("name", sorted(LARGE))
 def test_large_scenario_on_every_machine(name: str) -> None:
     """PCT finds the old order's loss in a few dozen runs; the clean verdicts come from a bounded dfs and 300 PCT
-    runs (not a proof: the whole space is hundreds of thousands of states)."""
+    runs (not a proof: the whole space is hundreds of thousands of states). Where the dfs ends within its budget
+    (UP mostly) it has searched the whole reduced space, a proof, and the runs PCT would sample lie in it: they
+    are not run (unseen_pages_at_limit on UP: 5 s of CPU, session 17)."""
     sc = _load(name)
     for ordering, arch in SAFE:
-        for strategy, budget in (("dfs", 15_000), ("pct", 300)):
-            r = explore(sc, _cfg(sc, ordering, arch), strategy, budget=budget, seed=0)
-            assert not r.found, (ordering, arch, strategy, _invariants(r))
+        r = explore(sc, _cfg(sc, ordering, arch), "dfs", budget=15_000, seed=0)
+        assert not r.found, (ordering, arch, "dfs", _invariants(r))
+        if not r.complete:
+            r = explore(sc, _cfg(sc, ordering, arch), "pct", budget=300, seed=0)
+            assert not r.found, (ordering, arch, "pct", _invariants(r))
     r = explore(sc, _cfg(sc, *SMP_EAGER), "pct", budget=2_000, seed=0)
     assert _invariants(r) == LARGE[name]
 
