@@ -231,7 +231,6 @@ def run(args: argparse.Namespace) -> int:
     trials, duration, until = stop_limits(args)
     scenario, cfg = load(args)
     check_size(scenario, cfg, args.parallel)
-    from actors import ray_session
     from actors.campaign import CampaignOptions, prepare_results
     from logs.output_files import check_output_file
     from logs.results_file import FILE_NAME, ResultsError

@@ -21,7 +21,7 @@ from typing import Iterator
 import pytest
 
 from actors import ray_session
-from actors.ray_session import ClusterLost, GcsWatch
+from actors.ray_session import GcsWatch
 
 ROOT = Path(__file__).resolve().parent.parent
 
