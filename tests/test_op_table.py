@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from actors import cpu as cpu_actor
-from controlled import machine, reducer, reduction
+from controlled import machine, positions, reduction
 from controlled.machine import Machine
 from kernel_model import ops, oracle, steps
 from kernel_model.atomic import PageTableOps
@@ -85,7 +85,7 @@ def test_the_runtimes_read_views_of_the_table() -> None:
     assert steps.CPU_OPS == ops.CPU_OPS and steps.BLOCKING_OPS == ops.BLOCKING_OPS and steps.IPI_OPS == ops.IPI_OPS
     assert cpu_actor.PIPELINED_OPS == ops.PIPELINED_OPS
     assert machine._UNREAD_RESULTS == ops.UNREAD_RESULTS
-    assert reducer.CONTEXT_OPS == ops.CONTEXT_OPS and oracle.MAY_END_COVERING_CALL == ops.MAY_END_COVERING_CALL
+    assert positions.CONTEXT_OPS == ops.CONTEXT_OPS and oracle.MAY_END_COVERING_CALL == ops.MAY_END_COVERING_CALL
     assert reduction.FOOTPRINTS == ops.FOOTPRINTS
     for kind in ("step", "ipi"):
         assert oracle.OBSERVED_OPS[kind] == ops.observed_ops(kind, tlb=False)

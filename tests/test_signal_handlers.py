@@ -101,7 +101,7 @@ for _ in range(2):
     assert started.acquire(timeout=60), "the workers never started"
 pool.terminate()
 pool.join()
-print("joined", flush=True)
+print("joined", file=sys.__stdout__, flush=True)  # calm_shutdown sends sys.stdout to stderr: the command is over
 """
 
 
