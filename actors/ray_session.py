@@ -18,6 +18,8 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Final, Iterator
 
+from logs.one_line import one_line
+
 # Set before any `import ray` in this process (actors/* import ray lazily, inside functions).
 RAY_ENV: Final = {
     "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",  # keep every Ray process on 127.0.0.1
@@ -357,7 +359,7 @@ class GcsWatch:
         with _saying:
             try:
                 if not _said.is_set():
-                    print(f"tlbrace: error: {self.lost()}", file=sys.stderr, flush=True)
+                    print(f"tlbrace: error: {one_line(str(self.lost()))}", file=sys.stderr, flush=True)
                 sys.stdout.flush()
             except (OSError, ValueError):
                 pass

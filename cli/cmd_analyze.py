@@ -19,11 +19,12 @@ from rich.table import Table
 
 from analysis import coverage as cov
 from analysis.analyze import AnalysisError, LogAnalysis, TrialReport, analyze_log, summarize
-from analysis.printable import one_line, printable
+from analysis.printable import printable
 from analysis.witness import Witness, witness_table, witnesses_for
 from cli.json_document import print_document
 from cli.options import add_view_options, console_for, diagram_width
 from logs.eventlog import LogError
+from logs.one_line import one_line
 
 EXIT_OK, EXIT_VIOLATION, EXIT_BAD_INPUT = 0, 1, 2
 MAX_WITNESSES = 5  # past this many violating trials, show the first of each invariant (--trial shows any)

@@ -8,7 +8,7 @@ import argparse
 import os
 import sys
 
-from analysis.printable import one_line
+from logs.one_line import one_line
 from cli.json_document import print_document
 
 

@@ -22,7 +22,7 @@ import sys
 import time
 from typing import Any
 
-from analysis.printable import one_line
+from logs.one_line import one_line
 from cli.cmd_stress import add_wild_options, check_size, check_wild_args, close_ray, open_ray
 from cli.json_document import print_document
 from cli.options import load

@@ -23,7 +23,7 @@ import time
 from typing import Any, Final
 
 from actors.fuzzy_sync import MIN_SAMPLES
-from analysis.printable import one_line
+from logs.one_line import one_line
 from cli import ray_watchdog
 from cli.json_document import print_document
 from cli.options import add_output_options, add_scenario_options, check_out_dir, float_in, int_in, load

@@ -19,10 +19,11 @@ import traceback
 
 from actors.sigint import parent_only, sigterm_as_interrupt
 from cli.commands import SUMMARIES, LazySubcommands
-from cli.json_document import stdout_kept_for_the_document
 from cli.errors import (EXIT_BAD_INPUT, EXIT_ENVIRONMENT, EXIT_INTERNAL, EXIT_OK, EnvironmentFailure, UsageError,
                         os_error_text)
 from cli.help_format import DefaultsFormatter
+from cli.json_document import stdout_kept_for_the_document
+from logs.one_line import one_line
 
 SUBCOMMANDS = tuple(SUMMARIES)
 
@@ -101,14 +102,14 @@ def _main(argv: list[str] | None) -> int:
         with sigterm_as_interrupt(), stdout_kept_for_the_document(bool(getattr(args, "json", False))):
             return int(args.func(args))
     except _bad_input_errors() as exc:  # an except clause's expression is evaluated only when something is raised
-        print(f"tlbrace: error: {_one_line(str(exc))}", file=sys.stderr)
+        print(f"tlbrace: error: {one_line(str(exc))}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except _environment_errors() as exc:
         _traceback(verbose)
         from actors.ray_session import saying_lost  # imported already: _environment_errors imports it
 
         with saying_lost():  # once: a lost cluster's watch may be about to end the process saying it
-            print(f"tlbrace: error: {_one_line(str(exc))}", file=sys.stderr, flush=True)
+            print(f"tlbrace: error: {one_line(str(exc))}", file=sys.stderr, flush=True)
         return EXIT_ENVIRONMENT
     except KeyboardInterrupt:
         print("tlbrace: interrupted", file=sys.stderr)
@@ -119,12 +120,12 @@ def _main(argv: list[str] | None) -> int:
     except (OSError, MemoryError) as exc:  # the machine failed: a file that cannot be written, no memory
         _traceback(verbose)
         text = os_error_text(exc) if isinstance(exc, OSError) else "out of memory: ask for less, or free memory"
-        print(f"tlbrace: error: {_one_line(text)}", file=sys.stderr)
+        print(f"tlbrace: error: {one_line(text)}", file=sys.stderr)
         return EXIT_ENVIRONMENT
     except Exception as exc:  # noqa: BLE001 - a bug: one line (and the traceback with --verbose), never exit 1
         _traceback(verbose)
         text = " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
-        print(f"tlbrace: internal error: {_one_line(text)} (a bug; --verbose prints the traceback)", file=sys.stderr)
+        print(f"tlbrace: internal error: {one_line(text)} (a bug; --verbose prints the traceback)", file=sys.stderr)
         return EXIT_INTERNAL
 
 
@@ -143,14 +144,6 @@ def _environment_errors() -> tuple[type[Exception], ...]:
     from actors.ray_session import ClusterLost
 
     return EnvironmentFailure, ClusterLost
-
-
-def _one_line(text: str) -> str:
-    """analysis.printable.one_line, imported only when an error is printed: it imports rich, which `tlbrace
-    --help` and the listing commands never load (tests/test_cli_startup.py)."""
-    from analysis.printable import one_line
-
-    return one_line(text)
 
 
 def _printable_everywhere() -> None:

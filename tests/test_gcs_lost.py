@@ -207,13 +207,14 @@ def test_a_gcs_that_answers_is_left_alone():
 
 
 # A main thread that does not give way to the interrupt (as a ray.get waiting for an actor the lost GCS was to
-# place does not, even to a Ctrl-C): the watch syncs the results and ends the process itself, exit 3, one line.
+# place does not, even to a Ctrl-C): the watch syncs the results and ends the process itself, exit 3, one line,
+# even when the results path holds a newline.
 STUCK = """
 import signal, sys, time
 from actors.ray_session import GcsWatch
 signal.signal(signal.SIGINT, lambda *_: None)  # the interrupt changes nothing
 synced = []
-with GcsWatch("OUT/results.msgpack", lambda: print("synced", flush=True), address=sys.argv[1]):
+with GcsWatch("OUT\\nX/results.msgpack", lambda: print("synced", flush=True), address=sys.argv[1]):
     while True:
         time.sleep(1)
 """
@@ -226,6 +227,7 @@ def test_a_main_thread_that_does_not_give_way_still_ends_with_exit_3(monkeypatch
     assert child.stdout.strip() == "synced"  # the finished trials' records are on disk first
     lines = child.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("tlbrace: error: Ray's GCS at") and "--resume" in lines[0]
+    assert "OUT\\nX/results.msgpack" in lines[0]  # a newline in the results path is shown, not obeyed (logs.one_line)
 
 
 def test_the_command_maps_a_lost_cluster_to_exit_3(capsys, monkeypatch):
