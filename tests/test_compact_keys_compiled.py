@@ -15,6 +15,7 @@ from controlled.machine import Machine
 from controlled.visited import CompactKeys, compiled_encoder, numbers
 from kernel_model.config import Config
 from scenarios.loader import load_scenario
+from tests.compiled_required import skip_unless_built
 
 needs_compiled = pytest.mark.skipif(compiled_encoder() is None,
                                     reason="controlled._compact_keys is not built (bash scripts/setup.sh builds it)")
@@ -23,8 +24,7 @@ needs_compiled = pytest.mark.skipif(compiled_encoder() is None,
 def test_the_compiled_encoder_is_built():
     """scripts/setup.sh builds controlled/_compact_keys.pyx; without a compiler the Python encode runs (and this
     test says so rather than passing quietly)."""
-    if compiled_encoder() is None:
-        pytest.skip("controlled._compact_keys is not built (no Cython or C compiler): the Python encode runs")
+    skip_unless_built(compiled_encoder() is not None, "controlled._compact_keys (the Python encode runs)")
     assert CompactKeys().compiled and not CompactKeys(compiled=False).compiled
 
 

@@ -12,6 +12,7 @@ import pytest
 from controlled import work_stealing
 from controlled.shared_words import LockedWords, SharedVisited, compiled_words
 from controlled.work_stealing import ACTIVE, Control, Endpoint, split_oldest
+from tests.compiled_required import skip_unless_built
 
 IMPLEMENTATIONS = [pytest.param(False, id="locked-python")] + (
     [pytest.param(True, id="compiled")] if compiled_words() is not None else [])
@@ -20,8 +21,7 @@ IMPLEMENTATIONS = [pytest.param(False, id="locked-python")] + (
 def test_the_compiled_atomics_are_built():
     """scripts/setup.sh builds controlled/_atomic_words.pyx; without a compiler the locked fallback runs (and
     this test says so rather than passing quietly)."""
-    if compiled_words() is None:
-        pytest.skip("controlled._atomic_words is not built (no Cython or C compiler): the locked fallback runs")
+    skip_unless_built(compiled_words() is not None, "controlled._atomic_words (the locked fallback runs)")
     assert SharedVisited(10).compiled and not SharedVisited(10, compiled=False).compiled
 
 
