@@ -320,18 +320,22 @@ def _resolve_column(r: WitnessRow, cpu_of: tuple[int, ...]) -> WitnessRow:
 
 
 def witness_table(w: Witness, title: str | None = None) -> Table:
-    """One column per thread (with its CPU), rows in happens-before order, and what each row means."""
+    """One column per thread that takes part in the witness (with its CPU), rows in happens-before order, and what
+    each row means. A thread with no row gets no column: on an 80-column terminal each empty column squeezes the
+    others (a scenario's bystanders, such as a writer on another page, would take a fifth of the width)."""
     table = Table(title=title or f"{w.invariant} (pfn {w.pfn})", caption=printable(w.detail), show_lines=True,
                   title_justify="left", caption_justify="left")
     table.add_column("#", justify="right", style="dim")
-    for tid, name in enumerate(w.threads):
-        table.add_column(f"{name}\nCPU {w.cpu_of[tid]}", overflow="fold")
+    shown = sorted({r.tid for r in w.rows if r.tid is not None}) or list(range(len(w.threads)))
+    for tid in shown:
+        table.add_column(f"{w.threads[tid]}\nCPU {w.cpu_of[tid]}", overflow="fold")
     table.add_column("why it matters", overflow="fold", style="italic")
+    column = {tid: n for n, tid in enumerate(shown)}
     for r in w.rows:
-        cells = [""] * len(w.threads)
+        cells = [""] * len(shown)
         if r.tid is not None:
             late = " [red](after the violation)[/]" if r.after_violation else ""
-            cells[r.tid] = f"[bold]{r.fn}[/]\n{r.action}{late}"
+            cells[column[r.tid]] = f"[bold]{r.fn}[/]\n{r.action}{late}"
         seq = "—" if r.seq is None else str(r.seq)
         why = r.why if r.tid is not None or r.role == "final_state" else f"{r.fn}: {r.why}"
         if r.role == "final_state":

@@ -341,3 +341,24 @@ def test_a_counter_writers_lost_store_is_the_first_increment_after_the_io_snapsh
     by_role = {row.role: row for row in w.rows}
     assert by_role["io_snapshot"].seq < by_role["stale_store"].seq < by_role["late_flush"].seq
     assert by_role["stale_store"].action.startswith("increment to va 0")
+
+
+def test_witness_table_has_a_column_for_each_thread_that_takes_part_only() -> None:
+    """A bystander (a thread with no row in the witness, such as a writer on another page) gets no column: on an
+    80-column terminal each empty column squeezes the ones that tell the race."""
+    from rich.console import Console
+
+    from analysis.witness import Witness, WitnessRow, witness_table
+
+    rows = (WitnessRow(46, 2, 2, "zap_pte_range", "page_remove_rmap(pfn 1)", "the window opens", "rmap"),
+            WitnessRow(52, 3, 3, "folio_mkclean", "not_mapped(1)", "no rmap walk", "mkclean"),
+            WitnessRow(None, None, None, "end", "lost", "the page is clean", "final_state"))
+    w = Witness("lost_dirty_data", 1, "file page 1 holds 4", ("bystander", "w1", "zapper", "wb"), (0, 1, 2, 3), rows)
+    console = Console(width=200, record=True)
+    console.print(witness_table(w))
+    text = console.export_text()
+    assert "bystander" not in text and "w1" not in text
+    assert "zapper" in text and "wb" in text and "page_remove_rmap" in text and "not_mapped(1)" in text
+    # The cells sit under their own thread's column: the zapper's row is in the column after "#".
+    zap_row = next(line for line in text.splitlines() if "zap_pte_range" in line)
+    assert zap_row.split("│")[2].strip() == "zap_pte_range"
