@@ -48,6 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    _standard_streams_open()
     try:
         return _main(argv)
     except KeyboardInterrupt:  # a Ctrl-C while the parser is built (it imports the subcommand's module)
@@ -146,13 +147,34 @@ def _environment_errors() -> tuple[type[Exception], ...]:
     return EnvironmentFailure, ClusterLost
 
 
+def _standard_streams_open() -> None:
+    """Standard descriptors the caller closed (`tlbrace ... >&-`, `2>&-`, `<&-`, a daemon's job) are opened on
+    /dev/null, as if the output had been sent there. A closed one left sys.stdout (or stderr, stdin) None: every
+    command ended in a traceback with exit 1, the status of a violation (and `explore nosuch 2>&-` exited 1, not
+    2); and the first file tlbrace opened took the free descriptor, so whatever wrote to "stdout" (Ray's C++
+    logging writes to descriptors 1 and 2 directly) would have written into a results file or a log."""
+    for fd, name in ((0, "stdin"), (1, "stdout"), (2, "stderr")):
+        try:
+            os.fstat(fd)
+        except OSError:  # EBADF: closed
+            null = os.open(os.devnull, os.O_RDWR)
+            if null != fd:  # the lowest free descriptor: fd itself when the ones below it are open
+                os.dup2(null, fd)
+                os.close(null)
+        if getattr(sys, name) is None:  # Python found it closed at startup
+            setattr(sys, name, open(fd, "r" if fd == 0 else "w", encoding="utf-8", errors="backslashreplace",
+                                    closefd=False, buffering=1 if fd == 2 else -1))
+
+
 def _printable_everywhere() -> None:
     """Output goes to terminals and pipes of any encoding: with PYTHONIOENCODING=ascii (or latin-1) the first '—'
     or '▶' of a story or table was a UnicodeEncodeError (exit 4, after the search). A character the stream cannot
-    encode is written as its backslash escape instead."""
+    encode is written as its backslash escape instead. In the C or POSIX locale without UTF-8 mode (LC_ALL=C with
+    PYTHONUTF8=0, as some cron jobs and containers run) Python's stdout is ASCII with errors="surrogateescape",
+    which escapes only undecodable bytes: `tlbrace scenarios` died there on the first '§' (exit 4)."""
     for stream in (sys.stdout, sys.stderr):
         reconfigure = getattr(stream, "reconfigure", None)
-        if reconfigure is not None and getattr(stream, "errors", None) == "strict":
+        if reconfigure is not None and getattr(stream, "errors", None) in ("strict", "surrogateescape"):
             reconfigure(errors="backslashreplace")
 
 

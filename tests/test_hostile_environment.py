@@ -1,0 +1,55 @@
+"""A hostile environment rather than hostile input: standard streams closed, resource limits (`ulimit -f`,
+`ulimit -n`, `ulimit -v`), the C locale without UTF-8 mode, another program's msgpack where a results file
+should be. Each gets one line and the documented exit status. Each test failed before its fix (session 18's red
+team). None needs Ray."""
+
+from __future__ import annotations
+
+import errno
+import os
+import resource
+import subprocess
+import sys
+
+import msgpack
+from child_process import ROOT, driver_env
+from cli_run import run_cli
+
+
+def _tlbrace(*argv: str, shell_redirect: str = "", env: dict[str, str] | None = None, limit: tuple[int, int] | None =
+             None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """``tlbrace ARGV`` as a child process (``python -m cli.main``), its standard streams redirected by the shell
+    words ``shell_redirect`` (e.g. ">&-") and, if given, one resource limit (resource, bytes) set in the child."""
+    def set_limit() -> None:
+        if limit is not None:
+            resource.setrlimit(limit[0], (limit[1], limit[1]))
+
+    command = [sys.executable, "-m", "cli.main", *argv]
+    if shell_redirect:
+        command = ["bash", "-c", f'exec "$@" {shell_redirect}', "bash", *command]
+    return subprocess.run(command, cwd=ROOT, env=env or driver_env(), capture_output=True, text=True,
+                          timeout=timeout, preexec_fn=set_limit if limit is not None else None)
+
+
+def test_a_closed_stdout_is_output_thrown_away_not_a_traceback_with_exit_1():
+    """`tlbrace scenarios >&-` (stdout closed, as a daemon's job or `cmd >&-` leaves it) ended in a traceback
+    with exit 1, the status of a violation: Python's sys.stdout was None."""
+    for argv in (("scenarios",), ("mutants", "--json")):
+        proc = _tlbrace(*argv, shell_redirect=">&-")
+        assert proc.returncode == 0 and proc.stderr == "", (argv, proc.returncode, proc.stderr[-500:])
+
+
+def test_a_closed_stderr_leaves_the_error_off_stdout_and_the_status_2():
+    """With stderr closed, the error line went to stdout (print to a None file writes there)."""
+    proc = _tlbrace("explore", "no-such-scenario", shell_redirect="2>&-")
+    assert proc.returncode == 2 and proc.stdout == "", (proc.returncode, proc.stdout)
+
+
+def test_the_c_locale_without_utf8_mode_prints_escapes_not_an_internal_error():
+    """LC_ALL=C with PYTHONUTF8=0: stdout is ASCII with errors="surrogateescape", which the check for "strict"
+    missed; `tlbrace scenarios` was an internal error (exit 4) at the first '§'."""
+    env = dict(driver_env(), LC_ALL="C", LANG="C", PYTHONUTF8="0", PYTHONCOERCECLOCALE="0")
+    env.pop("PYTHONIOENCODING", None)
+    proc = _tlbrace("scenarios", env=env)
+    assert proc.returncode == 0, proc.stderr[-500:]
+    assert "\\xa7" in proc.stdout  # brief §6, escaped
