@@ -45,6 +45,26 @@ def test_a_closed_stderr_leaves_the_error_off_stdout_and_the_status_2():
     assert proc.returncode == 2 and proc.stdout == "", (proc.returncode, proc.stdout)
 
 
+def test_a_file_size_limit_names_the_file_and_the_limit(tmp_path):
+    """Under `ulimit -f` the counterexample's log could not be written whole: "tlbrace: error: File too large:
+    check the path and the device, or choose another output path", naming no file and no limit."""
+    proc = _tlbrace("explore", "madv_dontneed", "--ordering", "eager", "--json", "--out", str(tmp_path),
+                    limit=(resource.RLIMIT_FSIZE, 2000))
+    assert proc.returncode == 3, proc.stderr[-500:]
+    err = proc.stderr
+    assert err.count("\n") == 1 and str(tmp_path / "madv_dontneed-eager-smp-bfs-0.msgpack") in err, err
+    assert "ulimit -f" in err and "output path" not in err, err
+    assert not [p for p in os.listdir(tmp_path) if p.endswith(".tmp")]  # no temporary left behind
+
+
+def test_too_many_open_files_says_which_limit_to_raise():
+    """EMFILE (`ulimit -n 6`, the --workers pipes) was told to "choose another output path"."""
+    from cli.errors import os_error_text
+
+    text = os_error_text(OSError(errno.EMFILE, os.strerror(errno.EMFILE)))
+    assert "ulimit -n" in text and "output path" not in text, text
+
+
 def test_the_c_locale_without_utf8_mode_prints_escapes_not_an_internal_error():
     """LC_ALL=C with PYTHONUTF8=0: stdout is ASCII with errors="surrogateescape", which the check for "strict"
     missed; `tlbrace scenarios` was an internal error (exit 4) at the first '§'."""
