@@ -145,10 +145,7 @@ def read_results(path: str | os.PathLike[str]) -> ResultsContents:
 
 def parse_results(path: str, data: bytes) -> ResultsContents:
     """The contents of a results file's bytes (``path`` names it in messages)."""
-    if data[:1] and 0x80 <= data[0] <= 0x8F or data[:1] in (b"\xde", b"\xdf"):
-        raise ResultsError(f"{path}: a version 1 results file (records not framed, written by an older tlbrace); "
-                           f"this tlbrace reads version {VERSION}: finish it with the tlbrace that wrote it, or "
-                           f"start this campaign in another --out")
+    _refuse_unframed(path, data)
     first = _frame_at(data, 0, MAX_HEADER_BYTES) if data else "torn"
     if isinstance(first, str):
         if first == "torn" and not data.startswith(MAGIC):
@@ -189,6 +186,19 @@ def parse_results(path: str, data: bytes) -> ResultsContents:
     if skipped and skipped[-1][1] == len(data):
         intact = len(data)  # a damaged tail stays where it is; appending goes on after it
     return ResultsContents(header, records, intact, torn, skipped)
+
+
+def _refuse_unframed(path: str, data: bytes) -> None:
+    """A file that begins with a plain msgpack map: version 1 of this format if it says so, else another
+    program's (which was called "a version 1 results file (written by an older tlbrace)")."""
+    if not (data[:1] and 0x80 <= data[0] <= 0x8F or data[:1] in (b"\xde", b"\xdf")):
+        return
+    if SCHEMA.encode() not in data[:256]:  # another program's msgpack was called a file of an older tlbrace
+        raise ResultsError(f"{path}: not a tlbrace results file (a msgpack map without the {SCHEMA!r} schema: "
+                           f"written by another program)")
+    raise ResultsError(f"{path}: a version 1 results file (records not framed, written by an older tlbrace); "
+                       f"this tlbrace reads version {VERSION}: finish it with the tlbrace that wrote it, or "
+                       f"start this campaign in another --out")
 
 
 def _decode(path: str, payload: bytes, at: int) -> Any:
@@ -319,8 +329,10 @@ class ResultsWriter:
             self._unsynced += 1
             if self._unsynced >= self.batch or time.monotonic() - self._synced_at >= self.interval:
                 self.sync()
-        except OSError:
+        except OSError as exc:
             self._cut_back()
+            if exc.filename is None:  # a write's error names no file: the line must say which one failed
+                exc.filename = self.path
             raise
         if self.displaced() is not None:
             raise ResultsDeleted(f"{self.path}: deleted or moved while the campaign ran")

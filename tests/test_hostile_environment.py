@@ -73,3 +73,12 @@ def test_the_c_locale_without_utf8_mode_prints_escapes_not_an_internal_error():
     proc = _tlbrace("scenarios", env=env)
     assert proc.returncode == 0, proc.stderr[-500:]
     assert "\\xa7" in proc.stdout  # brief §6, escaped
+
+
+def test_another_programs_msgpack_is_not_called_an_older_tlbrace_file(capsys, tmp_path):
+    """A results.msgpack holding some other program's msgpack map was "a version 1 results file (written by an
+    older tlbrace)"."""
+    (tmp_path / "results.msgpack").write_bytes(msgpack.packb({"name": "other", "data": [1, 2, 3]}))
+    rc, out, err = run_cli(capsys, "report", str(tmp_path))
+    assert rc == 2 and not out and err.count("\n") == 1, err
+    assert "not a tlbrace results file" in err and "version 1" not in err and "another program" in err, err
