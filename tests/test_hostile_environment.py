@@ -82,3 +82,14 @@ def test_another_programs_msgpack_is_not_called_an_older_tlbrace_file(capsys, tm
     rc, out, err = run_cli(capsys, "report", str(tmp_path))
     assert rc == 2 and not out and err.count("\n") == 1, err
     assert "not a tlbrace results file" in err and "version 1" not in err and "another program" in err, err
+
+
+def test_an_address_space_limit_prices_the_search(tmp_path):
+    """Under `ulimit -v` (RLIMIT_AS) the budget was priced against the machine's free memory: a default budget
+    was lowered to what that fits (1.6 million states under a 1.2 GB limit) and the search died of MemoryError or
+    a segmentation fault minutes later; a given budget was searched. Now a budget past the limit is refused at
+    once, naming it."""
+    proc = _tlbrace("explore", "scale_writers", "--param", "writers=6", "--budget", "400000", "--out",
+                    str(tmp_path), limit=(resource.RLIMIT_AS, 1 << 30), timeout=30)
+    assert proc.returncode == 2, proc.stderr[-500:]
+    assert "ulimit -v" in proc.stderr and proc.stderr.count("\n") == 1, proc.stderr
