@@ -93,3 +93,20 @@ def test_an_address_space_limit_prices_the_search(tmp_path):
                     str(tmp_path), limit=(resource.RLIMIT_AS, 1 << 30), timeout=30)
     assert proc.returncode == 2, proc.stderr[-500:]
     assert "ulimit -v" in proc.stderr and proc.stderr.count("\n") == 1, proc.stderr
+
+
+def test_an_unusable_home_adds_no_matplotlib_warnings(tmp_path):
+    """With $HOME gone (a service account, HOME=/nonexistent) matplotlib made a temporary config directory and
+    said so in two long warning lines on stderr, under every picture-drawing command (report, analyze
+    --timeline, history --png, scale)."""
+    from cli.main import main
+
+    assert main(["explore", "madv_dontneed", "--ordering", "eager", "--json", "--out", str(tmp_path)]) == 1
+    (tmp_path / "a-file").write_text("")
+    env = dict(driver_env(), HOME=str(tmp_path / "a-file" / "home"))  # nothing can be made there
+    for key in ("MPLCONFIGDIR", "XDG_CONFIG_HOME", "XDG_CACHE_HOME"):
+        env.pop(key, None)
+    proc = _tlbrace("analyze", str(tmp_path / "madv_dontneed-eager-smp-bfs-0.msgpack"), "--timeline",
+                    str(tmp_path / "t.png"), env=env)
+    assert proc.returncode == 1 and (tmp_path / "t.png").stat().st_size > 0, proc.stderr[-500:]
+    assert proc.stderr == "", proc.stderr
