@@ -12,6 +12,7 @@ import subprocess
 import sys
 
 import msgpack
+import pytest
 from child_process import ROOT, driver_env
 from cli_run import run_cli
 
@@ -110,3 +111,14 @@ def test_an_unusable_home_adds_no_matplotlib_warnings(tmp_path):
                     str(tmp_path / "t.png"), env=env)
     assert proc.returncode == 1 and (tmp_path / "t.png").stat().st_size > 0, proc.stderr[-500:]
     assert proc.stderr == "", proc.stderr
+
+
+def test_fuzz_names_a_junk_ray_address_variable_before_ray(capsys, tmp_path, monkeypatch):
+    """stress, run and scale refuse RAY_ADDRESS=junk naming the variable; fuzz --parallel handed it to Ray, which
+    said "cannot join the Ray cluster at junk: ValueError: Invalid address format" after starting its client."""
+    import cli.cmd_stress
+
+    monkeypatch.setenv("RAY_ADDRESS", "http://127.0.0.1:8265")
+    monkeypatch.setattr(cli.cmd_stress, "open_ray", lambda *_a, **_k: pytest.fail("Ray was asked"))
+    rc, out, err = run_cli(capsys, "fuzz", "--count", "1", "--parallel", "1", "--out", str(tmp_path))
+    assert rc == 2 and err.startswith("tlbrace: error: RAY_ADDRESS 'http://127.0.0.1:8265': expected HOST:PORT"), err
