@@ -156,3 +156,14 @@ def test_a_schedule_naming_a_thread_the_scenario_lacks_is_refused(capsys, cut_lo
         rc, out, err = run_cli(capsys, command, str(bad), *(["-o", str(bad) + ".min"] if command == "shrink" else []))
         assert rc == 2 and not out and err.count("\n") == 1, (command, rc, err)
         assert err.startswith(f"tlbrace: error: {bad}: schedule[3] ") and named in err, err
+
+
+def test_a_log_named_twice_is_counted_once(capsys, cut_log):
+    """`analyze L ./L` (or L and a symbolic link to it, or a glob plus one of its files) counted the log's trials
+    twice: "trials 2, violating 2, hit rate 100% [34%, 100%]" from one trial."""
+    log = cut_log.parent / "madv_dontneed-eager-smp-bfs-0.msgpack"
+    link = cut_log.parent / "latest.msgpack"
+    link.symlink_to(log)
+    rc, out, err = run_cli(capsys, "analyze", str(log), str(link), "--json")
+    assert rc == 1 and len(json.loads(out)["logs"]) == 1, err
+    assert err == f"tlbrace: note: {link} is the same file as {log}: analysed once\n", err
