@@ -93,6 +93,7 @@ def calm_shutdown() -> None:
 def _main(argv: list[str] | None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     _printable_everywhere()
+    _usable_columns()
     verbose = "--verbose" in argv
     parser = build_parser()
     args = parser.parse_args([a for a in argv if a != "--verbose"] if not _takes_verbose(argv) else argv)
@@ -176,6 +177,25 @@ def _printable_everywhere() -> None:
         reconfigure = getattr(stream, "reconfigure", None)
         if reconfigure is not None and getattr(stream, "errors", None) in ("strict", "surrogateescape"):
             reconfigure(errors="backslashreplace")
+
+
+def _usable_columns() -> None:
+    """COLUMNS, which rich takes for the terminal's width, within what --width accepts. COLUMNS=0 (some CI
+    runners export it) made every table and story vanish (`tlbrace scenarios` printed nothing, exit 0); 5 drew
+    them a character wide; junk is ignored, as rich ignores it."""
+    text = os.environ.get("COLUMNS")
+    if text is None:
+        return
+    from cli.options import MAX_WIDTH, MIN_WIDTH
+
+    try:
+        columns = int(text)
+    except ValueError:
+        columns = 0
+    if columns < 1:
+        del os.environ["COLUMNS"]  # no width at all: the terminal's own, else 80
+    elif not MIN_WIDTH <= columns <= MAX_WIDTH:
+        os.environ["COLUMNS"] = str(min(max(columns, MIN_WIDTH), MAX_WIDTH))
 
 
 def _takes_verbose(argv: list[str]) -> bool:

@@ -122,3 +122,13 @@ def test_fuzz_names_a_junk_ray_address_variable_before_ray(capsys, tmp_path, mon
     monkeypatch.setattr(cli.cmd_stress, "open_ray", lambda *_a, **_k: pytest.fail("Ray was asked"))
     rc, out, err = run_cli(capsys, "fuzz", "--count", "1", "--parallel", "1", "--out", str(tmp_path))
     assert rc == 2 and err.startswith("tlbrace: error: RAY_ADDRESS 'http://127.0.0.1:8265': expected HOST:PORT"), err
+
+
+@pytest.mark.parametrize("columns", ["0", "-3", "5"])
+def test_a_columns_variable_of_no_width_still_shows_the_tables(capsys, monkeypatch, columns):
+    """rich takes COLUMNS for the terminal's width: COLUMNS=0 (some CI runners export it) printed nothing at all
+    for `scenarios`, `replay` or `analyze` (exit 0 or 1, every table gone); COLUMNS=5 drew them a character wide."""
+    monkeypatch.setenv("COLUMNS", columns)
+    rc, out, err = run_cli(capsys, "scenarios")
+    assert rc == 0 and not err, err
+    assert "madv_dontneed" in out and max(len(line) for line in out.splitlines()) >= 40, out[:300]
