@@ -89,7 +89,9 @@ def make_header(*, run: str, scenario: str, scenario_source: str, params: dict[s
 
 def frame(obj: dict[str, Any]) -> bytes:
     """One record as it is written to the file."""
-    payload = msgpack.packb(obj, use_bin_type=True)
+    # A failing trial's log path under an --out that is not UTF-8 (a latin-1 'café') keeps its bytes: packed
+    # strictly it was an internal error at the first failing trial, the campaign lost (and read back the same way).
+    payload = msgpack.packb(obj, use_bin_type=True, unicode_errors="surrogateescape")
     length = struct.pack(">I", len(payload))
     return MAGIC + length + struct.pack(">I", zlib.crc32(length + payload)) + payload
 
@@ -204,7 +206,7 @@ def _refuse_unframed(path: str, data: bytes) -> None:
 def _decode(path: str, payload: bytes, at: int) -> Any:
     """A frame whose checksum holds was written whole: a payload that is not msgpack came from elsewhere."""
     try:
-        return msgpack.unpackb(payload, raw=False, strict_map_key=False)
+        return msgpack.unpackb(payload, raw=False, strict_map_key=False, unicode_errors="surrogateescape")
     except (ValueError, TypeError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError):
         raise ResultsError(f"{path}: record at byte {at}: its checksum holds but it is not msgpack (not written "
                            f"by tlbrace); refusing to touch the file") from None

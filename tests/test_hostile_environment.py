@@ -132,3 +132,34 @@ def test_a_columns_variable_of_no_width_still_shows_the_tables(capsys, monkeypat
     rc, out, err = run_cli(capsys, "scenarios")
     assert rc == 0 and not err, err
     assert "madv_dontneed" in out and max(len(line) for line in out.splitlines()) >= 40, out[:300]
+
+
+def test_a_results_record_keeps_a_log_path_that_is_not_utf8(tmp_path):
+    """Under --out café in latin-1 the first failing trial's record (its log path) could not be packed: internal
+    error (exit 4), the campaign lost; the path now keeps its bytes, and reads back as it was written."""
+    from logs.results_file import FILE_NAME, ResultsWriter, make_header, read_results, trial_record
+
+    out = os.path.join(os.fsencode(tmp_path), b"caf\xe9")
+    os.mkdir(out)
+    path = os.fsdecode(os.path.join(out, FILE_NAME.encode()))
+    log = os.fsdecode(os.path.join(out, b"madv_dontneed-r-trial00000.msgpack"))
+    writer = ResultsWriter(path, make_header(run="r", scenario="madv_dontneed", scenario_source="", params={},
+                                             config={}, seed=0, trials=2, jitter_us=0.0))
+    writer.append(trial_record(trial=0, seed=0, status="violation", invariants=["lost_dirty_data"], detail="",
+                               actor=None, steps=5, seconds=0.1, nodes=[], log=log))
+    writer.close()
+    assert read_results(path).records[0]["log"] == log
+
+
+def test_ray_is_given_a_command_line_it_can_encode(monkeypatch):
+    """Ray names the driver's job by /proc/self/cmdline and hands it to its C++ core as UTF-8: `stress --out café`
+    (latin-1) failed in ray.init, "the embedded Ray cluster would not start (UnicodeEncodeError ...); check free
+    memory" (exit 3)."""
+    import ray._private.utils as ray_utils
+
+    from actors.ray_session import utf8_entrypoint
+
+    monkeypatch.setattr(ray_utils, "get_entrypoint_name", lambda: "tlbrace stress --out /tmp/caf\udce9")
+    utf8_entrypoint()
+    utf8_entrypoint()  # once wrapped, left as it is
+    assert ray_utils.get_entrypoint_name() == "tlbrace stress --out /tmp/caf\\udce9"
