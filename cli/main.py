@@ -18,6 +18,7 @@ import threading
 import traceback
 
 from actors.sigint import parent_only, sigterm_as_interrupt
+from cli import std_streams
 from cli.commands import SUMMARIES, LazySubcommands
 from cli.errors import (EXIT_BAD_INPUT, EXIT_ENVIRONMENT, EXIT_INTERNAL, EXIT_OK, EnvironmentFailure, UsageError,
                         os_error_text)
@@ -34,8 +35,11 @@ class _Parser(argparse.ArgumentParser):
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
 
     def error(self, message: str) -> None:  # argparse exits 2 too; keep its one-line message
-        self.print_usage(sys.stderr)
-        print(f"tlbrace: error: {message}", file=sys.stderr)
+        try:
+            self.print_usage(sys.stderr)
+        except (OSError, ValueError):
+            pass  # stderr's reader is gone: say() below sends it to /dev/null
+        std_streams.say(f"tlbrace: error: {message}")
         raise SystemExit(EXIT_BAD_INPUT)
 
 
@@ -48,11 +52,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    _standard_streams_open()
+    std_streams.usable()
     try:
         return _main(argv)
     except KeyboardInterrupt:  # a Ctrl-C while the parser is built (it imports the subcommand's module)
-        print("tlbrace: interrupted", file=sys.stderr)
+        std_streams.say("tlbrace: interrupted")
         return 130
 
 
@@ -64,7 +68,10 @@ def calm_shutdown() -> None:
     with the command's own exit status (its work is complete); a second one exits at once."""
     # The command's output is complete: what is printed while the interpreter shuts down (Ray prints its
     # cluster's error messages on sys.stdout, cli.json_document) must not trail a JSON document or a table.
-    sys.stdout.flush()
+    try:
+        sys.stdout.flush()
+    except (OSError, ValueError):  # its reader left (`| true`): the interpreter's own last flush must not fail too
+        std_streams.to_devnull(1)
     sys.stdout = sys.stderr
     if threading.current_thread() is not threading.main_thread():
         return
@@ -104,30 +111,30 @@ def _main(argv: list[str] | None) -> int:
         with sigterm_as_interrupt(), stdout_kept_for_the_document(bool(getattr(args, "json", False))):
             return int(args.func(args))
     except _bad_input_errors() as exc:  # an except clause's expression is evaluated only when something is raised
-        print(f"tlbrace: error: {one_line(str(exc))}", file=sys.stderr)
+        std_streams.say(f"tlbrace: error: {one_line(str(exc))}")
         return EXIT_BAD_INPUT
     except _environment_errors() as exc:
         _traceback(verbose)
         from actors.ray_session import saying_lost  # imported already: _environment_errors imports it
 
         with saying_lost():  # once: a lost cluster's watch may be about to end the process saying it
-            print(f"tlbrace: error: {one_line(str(exc))}", file=sys.stderr, flush=True)
+            std_streams.say(f"tlbrace: error: {one_line(str(exc))}")
         return EXIT_ENVIRONMENT
     except KeyboardInterrupt:
-        print("tlbrace: interrupted", file=sys.stderr)
+        std_streams.say("tlbrace: interrupted")
         return 130
     except BrokenPipeError:  # e.g. `tlbrace scenarios --json | head`: the reader left; not an error of ours
-        sys.stderr.close()
+        std_streams.to_devnull(1)
         return EXIT_OK
     except (OSError, MemoryError) as exc:  # the machine failed: a file that cannot be written, no memory
         _traceback(verbose)
         text = os_error_text(exc) if isinstance(exc, OSError) else "out of memory: ask for less, or free memory"
-        print(f"tlbrace: error: {one_line(text)}", file=sys.stderr)
+        std_streams.say(f"tlbrace: error: {one_line(text)}")
         return EXIT_ENVIRONMENT
     except Exception as exc:  # noqa: BLE001 - a bug: one line (and the traceback with --verbose), never exit 1
         _traceback(verbose)
         text = " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
-        print(f"tlbrace: internal error: {one_line(text)} (a bug; --verbose prints the traceback)", file=sys.stderr)
+        std_streams.say(f"tlbrace: internal error: {one_line(text)} (a bug; --verbose prints the traceback)")
         return EXIT_INTERNAL
 
 
@@ -146,25 +153,6 @@ def _environment_errors() -> tuple[type[Exception], ...]:
     from actors.ray_session import ClusterLost
 
     return EnvironmentFailure, ClusterLost
-
-
-def _standard_streams_open() -> None:
-    """Standard descriptors the caller closed (`tlbrace ... >&-`, `2>&-`, `<&-`, a daemon's job) are opened on
-    /dev/null, as if the output had been sent there. A closed one left sys.stdout (or stderr, stdin) None: every
-    command ended in a traceback with exit 1, the status of a violation (and `explore nosuch 2>&-` exited 1, not
-    2); and the first file tlbrace opened took the free descriptor, so whatever wrote to "stdout" (Ray's C++
-    logging writes to descriptors 1 and 2 directly) would have written into a results file or a log."""
-    for fd, name in ((0, "stdin"), (1, "stdout"), (2, "stderr")):
-        try:
-            os.fstat(fd)
-        except OSError:  # EBADF: closed
-            null = os.open(os.devnull, os.O_RDWR)
-            if null != fd:  # the lowest free descriptor: fd itself when the ones below it are open
-                os.dup2(null, fd)
-                os.close(null)
-        if getattr(sys, name) is None:  # Python found it closed at startup
-            setattr(sys, name, open(fd, "r" if fd == 0 else "w", encoding="utf-8", errors="backslashreplace",
-                                    closefd=False, buffering=1 if fd == 2 else -1))
 
 
 def _printable_everywhere() -> None:

@@ -163,3 +163,28 @@ def test_ray_is_given_a_command_line_it_can_encode(monkeypatch):
     utf8_entrypoint()
     utf8_entrypoint()  # once wrapped, left as it is
     assert ray_utils.get_entrypoint_name() == "tlbrace stress --out /tmp/caf\\udce9"
+
+
+def _with_reader_gone(stream: str, *argv: str) -> subprocess.CompletedProcess[str]:
+    """``tlbrace ARGV`` whose stdout or stderr (``stream``) is a pipe with no reader left (`| head -1` once head
+    has exited, `2>&1 | true`)."""
+    read, write = os.pipe()
+    os.close(read)
+    try:
+        other = "stderr" if stream == "stdout" else "stdout"
+        return subprocess.run([sys.executable, "-m", "cli.main", *argv], cwd=ROOT, env=driver_env(), text=True,
+                              timeout=60, **{stream: write, other: subprocess.PIPE})
+    finally:
+        os.close(write)
+
+
+def test_a_reader_that_leaves_does_not_change_the_exit_status(tmp_path):
+    """With stdout's reader gone, `scenarios` exited 1 (rich's on_broken_pipe: the status of a violation) and
+    `explore ... --format diagram` of a violating scenario exited 0 (print's BrokenPipeError, taken as "not an
+    error of ours"); with stderr's, `explore no-such-scenario` exited 1, not 2. Each now exits with its own
+    status, its output going nowhere."""
+    assert _with_reader_gone("stdout", "scenarios").returncode == 0
+    explore = ("explore", "madv_dontneed", "--ordering", "eager", "--out", str(tmp_path))
+    assert _with_reader_gone("stdout", *explore, "--format", "diagram").returncode == 1
+    assert _with_reader_gone("stdout", *explore).returncode == 1
+    assert _with_reader_gone("stderr", "explore", "no-such-scenario").returncode == 2
