@@ -39,6 +39,8 @@ class ReaderMayLeave:
         except BrokenPipeError:
             to_devnull(self._stream.fileno())
             return len(text)
+        except OSError as exc:
+            raise self._named(exc) from None
 
     def flush(self) -> None:
         try:
@@ -46,6 +48,15 @@ class ReaderMayLeave:
         except BrokenPipeError:
             to_devnull(self._stream.fileno())
             self._stream.flush()
+        except OSError as exc:
+            raise self._named(exc) from None
+
+    def _named(self, exc: OSError) -> OSError:
+        """Another failed write (`tlbrace scenarios > /dev/full`: ENOSPC) says it was this stream's: the error line
+        said only "No space left on device", and the user looked for a full disk under --out."""
+        if exc.filename is None:
+            exc.filename = "standard output" if self._stream.fileno() == 1 else "standard error"
+        return exc
 
     def __getattr__(self, name: str) -> Any:  # fileno, isatty, encoding, errors, reconfigure, buffer, ...
         return getattr(self._stream, name)

@@ -188,3 +188,13 @@ def test_a_reader_that_leaves_does_not_change_the_exit_status(tmp_path):
     assert _with_reader_gone("stdout", *explore, "--format", "diagram").returncode == 1
     assert _with_reader_gone("stdout", *explore).returncode == 1
     assert _with_reader_gone("stderr", "explore", "no-such-scenario").returncode == 2
+
+
+def test_a_full_standard_output_is_named():
+    """`tlbrace scenarios > /dev/full` said "tlbrace: error: No space left on device: free some space and run it
+    again", naming nothing: the user looked for a full disk under --out."""
+    with open("/dev/full", "w") as full:  # Linux: every write fails with ENOSPC
+        proc = subprocess.run([sys.executable, "-m", "cli.main", "scenarios"], cwd=ROOT, env=driver_env(),
+                              stdout=full, stderr=subprocess.PIPE, text=True, timeout=60)
+    assert proc.returncode == 3, proc.stderr
+    assert proc.stderr.startswith("tlbrace: error: standard output: No space left on device"), proc.stderr
