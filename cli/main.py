@@ -128,7 +128,7 @@ def _main(argv: list[str] | None) -> int:
         return EXIT_OK
     except (OSError, MemoryError) as exc:  # the machine failed: a file that cannot be written, no memory
         _traceback(verbose)
-        text = os_error_text(exc) if isinstance(exc, OSError) else "out of memory: ask for less, or free memory"
+        text = os_error_text(exc) if isinstance(exc, OSError) else _out_of_memory_text()
         std_streams.say(f"tlbrace: error: {one_line(text)}")
         return EXIT_ENVIRONMENT
     except Exception as exc:  # noqa: BLE001 - a bug: one line (and the traceback with --verbose), never exit 1
@@ -153,6 +153,18 @@ def _environment_errors() -> tuple[type[Exception], ...]:
     from actors.ray_session import ClusterLost
 
     return EnvironmentFailure, ClusterLost
+
+
+def _out_of_memory_text() -> str:
+    """What a MemoryError means here: under an address-space limit (`ulimit -v`) it is most likely that limit, not
+    the machine's memory, that ran out ("free memory" sent the user to look for other programs)."""
+    import resource
+
+    soft, _hard = resource.getrlimit(resource.RLIMIT_AS)
+    if soft != resource.RLIM_INFINITY:
+        return (f"out of memory under this process's address-space limit of {soft >> 20:,} MB (`ulimit -v`): "
+                "raise it, or ask for less")
+    return "out of memory: ask for less, or free memory"
 
 
 def _printable_everywhere() -> None:

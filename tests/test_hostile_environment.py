@@ -198,3 +198,17 @@ def test_a_full_standard_output_is_named():
                               stdout=full, stderr=subprocess.PIPE, text=True, timeout=60)
     assert proc.returncode == 3, proc.stderr
     assert proc.stderr.startswith("tlbrace: error: standard output: No space left on device"), proc.stderr
+
+
+def test_running_out_of_memory_under_ulimit_v_names_the_limit(capsys, monkeypatch):
+    """A MemoryError under `ulimit -v` (analyze --timeline under 700 MB: matplotlib) said "out of memory: ask for
+    less, or free memory", sending the user to look for other programs rather than at the limit."""
+    import scenarios.loader
+
+    def no_memory(*_args: object, **_kwargs: object) -> None:
+        raise MemoryError
+
+    monkeypatch.setattr(scenarios.loader, "load_scenario", no_memory)
+    monkeypatch.setattr(resource, "getrlimit", lambda which: (700 << 20, resource.RLIM_INFINITY))
+    rc, out, err = run_cli(capsys, "explore", "madv_dontneed")
+    assert rc == 3 and not out and "address-space limit of 700 MB (`ulimit -v`)" in err and err.count("\n") == 1, err
