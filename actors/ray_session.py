@@ -60,12 +60,31 @@ def quiet_init_kwargs() -> dict[str, Any]:
     return dict(include_dashboard=False, log_to_driver=False, logging_level="warning")
 
 
+def utf8_entrypoint() -> None:
+    """Ray names the driver's job by its command line, read from /proc/self/cmdline, and hands that to its C++ core
+    as UTF-8: a command line with a path that is not UTF-8 (`--out café` in latin-1) made ray.init raise
+    UnicodeEncodeError, reported as "the embedded Ray cluster would not start ... check free memory" (exit 3).
+    The name is only shown in Ray's job table: its undecodable bytes are written as backslash escapes there."""
+    import ray._private.utils as ray_utils
+
+    original = getattr(ray_utils, "get_entrypoint_name", None)
+    if original is None or getattr(original, "utf8_only", False):
+        return
+
+    def entrypoint_name() -> str:
+        return original().encode("utf-8", "backslashreplace").decode("utf-8")
+
+    entrypoint_name.utf8_only = True  # type: ignore[attr-defined]
+    ray_utils.get_entrypoint_name = entrypoint_name
+
+
 def start_local(num_cpus: int | None = None) -> Session:
     """The embedded default: a fresh local cluster owned by this process."""
     import ray
 
     if ray.is_initialized():
         return Session("local", False)
+    utf8_entrypoint()
     try:
         ray.init(address="local", object_store_memory=OBJECT_STORE_BYTES, _temp_dir=TEMP_DIR,
                  num_cpus=num_cpus, **quiet_init_kwargs())
@@ -87,6 +106,7 @@ def join(address: str, timeout_s: float = JOIN_TIMEOUT_S, *, quiet: bool = True)
     if ray.is_initialized():
         return Session(address, False)
     probe(address)
+    utf8_entrypoint()
     outcome: dict[str, BaseException | None] = {}
 
     def attempt() -> None:

@@ -36,10 +36,9 @@ def _fix_column(scenario: str, kernels: list[str]) -> list[int]:
 
 def plot_history(rows: list[Any], kernels: list[str], path: str) -> None:
     """rows: cmd_history.Row objects (scenario, cells in ``kernels`` order)."""
-    import matplotlib
+    from analysis.pyplot import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
     from matplotlib.patches import Patch, Rectangle
 
     width = max(6.0, 1.2 + 0.9 * len(kernels))

@@ -14,6 +14,7 @@ import base64
 import html
 import os
 import tempfile
+import urllib.parse
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
@@ -116,7 +117,15 @@ def _png(path: str) -> str:
 
 
 def _esc(x: object) -> str:
-    return html.escape(str(x))
+    """Text for the page. A name that is not UTF-8 (its bytes kept as surrogates) is shown with backslash escapes:
+    the page's write failed on it, an internal error (exit 4)."""
+    return html.escape(str(x).encode("utf-8", "backslashreplace").decode("utf-8"))
+
+
+def _href(path: str) -> str:
+    """A link to a file by its relative path: its bytes percent-encoded. Written raw, a directory named 'a#1' or
+    'run?2' linked to 'a' (the rest read as a fragment or a query), and one that is not UTF-8 failed the page."""
+    return urllib.parse.quote(os.fsencode(path))
 
 
 def _table(rows: list[tuple[object, ...]], head: tuple[str, ...] | None = None, numeric: int = 1) -> str:
@@ -214,7 +223,7 @@ def _first_failure(c: Campaign, rel: Any) -> tuple[str, LogAnalysis | None, list
         draw_timeline(png, a.scenario, a.cfg, events, r.executed, r.violations, ws[0] if ws else None,
                       f"{os.path.basename(a.path)} trial {r.trial}: {', '.join(r.invariants)}")
         picture = _png(png)
-    parts = [f"<p>Trial {r.trial} (<a href=\"{_esc(rel(a.path))}\">{_esc(os.path.basename(a.path))}</a>), "
+    parts = [f"<p>Trial {r.trial} (<a href=\"{_href(rel(a.path))}\">{_esc(os.path.basename(a.path))}</a>), "
              f"judged by replay: {_esc(', '.join(r.invariants))}. Reproduce: <code>tlbrace replay "
              f"{_esc(a.path)}</code></p>",
              "<h4>Race diagram</h4>", f"<pre>{_esc(diagram)}</pre>",
@@ -240,8 +249,8 @@ def _coverage_html(reports: list[TrialReport]) -> str:
 
 def _scale_html(d: str, rel: Any) -> str:
     pngs = sorted(f for f in os.listdir(d) if f.endswith(".png"))
-    parts = [f"<p>Scale run in <a href=\"{_esc(rel(d))}\">{_esc(d)}</a>: "
-             f"<a href=\"{_esc(rel(os.path.join(d, SCALE_CSV)))}\">{SCALE_CSV}</a></p>"]
+    parts = [f"<p>Scale run in <a href=\"{_href(rel(d))}\">{_esc(d)}</a>: "
+             f"<a href=\"{_href(rel(os.path.join(d, SCALE_CSV)))}\">{SCALE_CSV}</a></p>"]
     for f in pngs:
         try:
             src = _png(os.path.join(d, f))
@@ -281,15 +290,15 @@ def write_report(root: str, out: str) -> dict[str, Any]:
         failure, analysis, reports = _first_failure(c, rel)
         if analysis is not None and first_failure is None:
             first_failure = analysis.path
-        logs = "".join(f"<li><a href=\"{_esc(rel(p))}\">{_esc(os.path.basename(p))}</a></li>" for p in c.logs[:50])
+        logs = "".join(f"<li><a href=\"{_href(rel(p))}\">{_esc(os.path.basename(p))}</a></li>" for p in c.logs[:50])
         more = f"<p class=dim>... and {len(c.logs) - 50} more in {_esc(c.dir)}</p>" if len(c.logs) > 50 else ""
         damaged = [f"<p class=bad>{_esc(os.path.join(c.dir, RESULTS))}: {_esc(c.damage)}</p>"] if c.damage else []
         body += [f"<h2>{_esc(name)}</h2>", f"<p class=dim>{_esc(c.dir)}</p>", *damaged, _summary(c),
                  "<h3>First failing trial</h3>", failure,
                  "<h3>Race-window coverage</h3>", _coverage_html(reports),
-                 "<h3>Logs</h3>", f"<p><a href=\"{_esc(rel(os.path.join(c.dir, RESULTS)))}\">{RESULTS}</a> "
+                 "<h3>Logs</h3>", f"<p><a href=\"{_href(rel(os.path.join(c.dir, RESULTS)))}\">{RESULTS}</a> "
                  f"(every trial)</p><ul>{logs}</ul>{more}" if c.logs else
-                 f"<p><a href=\"{_esc(rel(os.path.join(c.dir, RESULTS)))}\">{RESULTS}</a>; no trial log kept</p>"]
+                 f"<p><a href=\"{_href(rel(os.path.join(c.dir, RESULTS)))}\">{RESULTS}</a>; no trial log kept</p>"]
         shown.append({"dir": c.dir, "scenario": h.get("scenario"), "ordering": cfg.get("ordering"),
                       "trials": c.trials, "violating": len(c.violating), "logs": len(c.logs), "damage": c.damage})
     for d in scales:

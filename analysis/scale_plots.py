@@ -68,10 +68,9 @@ PLOT_NAMES: tuple[str, ...] = ("hit_rate.png", "throughput.png", "flushes.png", 
 
 def plot_all(rows: list[dict[str, Any]], out: str, title: str) -> list[str]:
     """Draw every picture into ``out``; returns their paths."""
-    import matplotlib
+    from analysis.pyplot import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     os.makedirs(out, exist_ok=True)
     shards = sorted({r["shards"] for r in rows})

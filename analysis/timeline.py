@@ -13,18 +13,16 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-import matplotlib
-
-matplotlib.use("Agg")  # files only, never a display
-import matplotlib.pyplot as plt  # noqa: E402
-
-from analysis.analyze import rerun  # noqa: E402
-from analysis.witness import Witness  # noqa: E402
-from controlled.machine import Machine, Transition  # noqa: E402
-from kernel_model.config import Config  # noqa: E402
-from kernel_model.events import Event, Violation  # noqa: E402
-from kernel_model.program import Scenario  # noqa: E402
+from analysis.analyze import rerun
+from analysis.pyplot import pyplot
+from analysis.witness import Witness
+from controlled.machine import Machine, Transition
+from kernel_model.config import Config
+from kernel_model.events import Event, Violation
+from kernel_model.program import Scenario
 from logs.output_files import replaced_whole
+
+plt = pyplot()  # files only, never a display
 
 
 @dataclass(frozen=True, slots=True)

@@ -122,6 +122,7 @@ def _analyze_logs(args: argparse.Namespace, only: set[int] | None, err: Console)
         if path not in logs:  # `analyze OUT/*.msgpack` matches the campaign's results file too: not a log
             err.print(f"tlbrace: note: {printable(path)} is a stress campaign's results file, not an event log: skipped",
                       highlight=False)
+    logs = _distinct(logs)
     if not logs:
         print("tlbrace: error: no event log given (only results files; their failing trials' logs sit beside "
               "them)", file=sys.stderr)
@@ -142,6 +143,26 @@ def _analyze_logs(args: argparse.Namespace, only: set[int] | None, err: Console)
                       highlight=False)
         analyses.append(analysis)
     return analyses or None
+
+
+def _distinct(paths: list[str]) -> list[str]:
+    """Each file once: a log named twice (`analyze OUT/*.msgpack OUT/x.msgpack`, ./x and x, a symbolic link to
+    it) had its trials counted twice, in the totals and the hit rate's interval alike."""
+    seen: dict[tuple[int, int], str] = {}
+    distinct = []
+    for path in paths:
+        try:
+            st = os.stat(path)
+        except (OSError, ValueError):
+            distinct.append(path)  # the reader says what is wrong with it
+            continue
+        first = seen.setdefault((st.st_dev, st.st_ino), path)
+        if first is path:
+            distinct.append(path)
+        else:
+            print(f"tlbrace: note: {one_line(path)} is the same file as {one_line(first)}: analysed once",
+                  file=sys.stderr)
+    return distinct
 
 
 # --- which trials get a witness -------------------------------------------------------------------------------------

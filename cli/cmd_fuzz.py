@@ -188,11 +188,10 @@ def _check_out(out: str) -> None:
 
 
 def _on_ray(args: argparse.Namespace, opts: Any, on_outcome: Any) -> list[Any]:
-    from cli.cmd_stress import check_address, close_ray, open_ray
+    from cli.cmd_stress import check_ray_address, close_ray, open_ray
     from fuzz.run import run_ray
 
-    if args.address is not None:
-        check_address(args.address, "--address")
+    check_ray_address(args)  # RAY_ADDRESS=junk was "cannot join the Ray cluster at junk", naming no variable
     session = open_ray(args, args.parallel)
     try:
         import ray

@@ -93,6 +93,11 @@ def check_wild_args(args: argparse.Namespace) -> None:
         if value is not None and not 1 <= value <= cap:
             raise UsageError(f"--{name}: expected an integer in 1..{cap}, got {value}")
     check_out_dir(args.out)
+    check_ray_address(args)
+
+
+def check_ray_address(args: argparse.Namespace) -> None:
+    """--address, else the RAY_ADDRESS it defaults to, checked before Ray is asked; the message names which."""
     if args.address is not None:
         check_address(args.address, "--address")
     elif os.environ.get("RAY_ADDRESS"):

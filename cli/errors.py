@@ -26,8 +26,13 @@ def os_error_text(exc: OSError, resume_hint: str = "") -> str:
     """One line for an OSError: what failed, where, and what to do."""
     where = f"{exc.filename}: " if exc.filename else ""
     what = exc.strerror or str(exc)
+    then = f", then {resume_hint}" if resume_hint else " and run it again"
     if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-        todo = "free some space" + (f", then {resume_hint}" if resume_hint else " and run it again")
+        todo = "free some space" + then
+    elif exc.errno == errno.EFBIG:  # RLIMIT_FSIZE (`ulimit -f`; Python ignores SIGXFSZ) or the file system's own
+        todo = "the size limit for files (the shell's `ulimit -f`, or the file system's) was reached: raise it" + then
+    elif exc.errno in (errno.EMFILE, errno.ENFILE):  # RLIMIT_NOFILE (`ulimit -n`) or the system's file table
+        todo = "raise the limit of open files (`ulimit -n`, to 1024 or more)" + then
     elif exc.errno == errno.EROFS:
         todo = "choose a writable --out / output file"
     elif exc.errno in (errno.EACCES, errno.EPERM):

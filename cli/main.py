@@ -18,6 +18,7 @@ import threading
 import traceback
 
 from actors.sigint import parent_only, sigterm_as_interrupt
+from cli import std_streams
 from cli.commands import SUMMARIES, LazySubcommands
 from cli.errors import (EXIT_BAD_INPUT, EXIT_ENVIRONMENT, EXIT_INTERNAL, EXIT_OK, EnvironmentFailure, UsageError,
                         os_error_text)
@@ -34,8 +35,11 @@ class _Parser(argparse.ArgumentParser):
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
 
     def error(self, message: str) -> None:  # argparse exits 2 too; keep its one-line message
-        self.print_usage(sys.stderr)
-        print(f"tlbrace: error: {message}", file=sys.stderr)
+        try:
+            self.print_usage(sys.stderr)
+        except (OSError, ValueError):
+            pass  # stderr's reader is gone: say() below sends it to /dev/null
+        std_streams.say(f"tlbrace: error: {message}")
         raise SystemExit(EXIT_BAD_INPUT)
 
 
@@ -48,10 +52,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    std_streams.usable()
     try:
         return _main(argv)
     except KeyboardInterrupt:  # a Ctrl-C while the parser is built (it imports the subcommand's module)
-        print("tlbrace: interrupted", file=sys.stderr)
+        std_streams.say("tlbrace: interrupted")
         return 130
 
 
@@ -63,7 +68,10 @@ def calm_shutdown() -> None:
     with the command's own exit status (its work is complete); a second one exits at once."""
     # The command's output is complete: what is printed while the interpreter shuts down (Ray prints its
     # cluster's error messages on sys.stdout, cli.json_document) must not trail a JSON document or a table.
-    sys.stdout.flush()
+    try:
+        sys.stdout.flush()
+    except (OSError, ValueError):  # its reader left (`| true`): the interpreter's own last flush must not fail too
+        std_streams.to_devnull(1)
     sys.stdout = sys.stderr
     if threading.current_thread() is not threading.main_thread():
         return
@@ -92,6 +100,7 @@ def calm_shutdown() -> None:
 def _main(argv: list[str] | None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     _printable_everywhere()
+    _usable_columns()
     verbose = "--verbose" in argv
     parser = build_parser()
     args = parser.parse_args([a for a in argv if a != "--verbose"] if not _takes_verbose(argv) else argv)
@@ -102,30 +111,30 @@ def _main(argv: list[str] | None) -> int:
         with sigterm_as_interrupt(), stdout_kept_for_the_document(bool(getattr(args, "json", False))):
             return int(args.func(args))
     except _bad_input_errors() as exc:  # an except clause's expression is evaluated only when something is raised
-        print(f"tlbrace: error: {one_line(str(exc))}", file=sys.stderr)
+        std_streams.say(f"tlbrace: error: {one_line(str(exc))}")
         return EXIT_BAD_INPUT
     except _environment_errors() as exc:
         _traceback(verbose)
         from actors.ray_session import saying_lost  # imported already: _environment_errors imports it
 
         with saying_lost():  # once: a lost cluster's watch may be about to end the process saying it
-            print(f"tlbrace: error: {one_line(str(exc))}", file=sys.stderr, flush=True)
+            std_streams.say(f"tlbrace: error: {one_line(str(exc))}")
         return EXIT_ENVIRONMENT
     except KeyboardInterrupt:
-        print("tlbrace: interrupted", file=sys.stderr)
+        std_streams.say("tlbrace: interrupted")
         return 130
     except BrokenPipeError:  # e.g. `tlbrace scenarios --json | head`: the reader left; not an error of ours
-        sys.stderr.close()
+        std_streams.to_devnull(1)
         return EXIT_OK
     except (OSError, MemoryError) as exc:  # the machine failed: a file that cannot be written, no memory
         _traceback(verbose)
-        text = os_error_text(exc) if isinstance(exc, OSError) else "out of memory: ask for less, or free memory"
-        print(f"tlbrace: error: {one_line(text)}", file=sys.stderr)
+        text = os_error_text(exc) if isinstance(exc, OSError) else _out_of_memory_text()
+        std_streams.say(f"tlbrace: error: {one_line(text)}")
         return EXIT_ENVIRONMENT
     except Exception as exc:  # noqa: BLE001 - a bug: one line (and the traceback with --verbose), never exit 1
         _traceback(verbose)
         text = " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
-        print(f"tlbrace: internal error: {one_line(text)} (a bug; --verbose prints the traceback)", file=sys.stderr)
+        std_streams.say(f"tlbrace: internal error: {one_line(text)} (a bug; --verbose prints the traceback)")
         return EXIT_INTERNAL
 
 
@@ -146,14 +155,47 @@ def _environment_errors() -> tuple[type[Exception], ...]:
     return EnvironmentFailure, ClusterLost
 
 
+def _out_of_memory_text() -> str:
+    """What a MemoryError means here: under an address-space limit (`ulimit -v`) it is most likely that limit, not
+    the machine's memory, that ran out ("free memory" sent the user to look for other programs)."""
+    import resource
+
+    soft, _hard = resource.getrlimit(resource.RLIMIT_AS)
+    if soft != resource.RLIM_INFINITY:
+        return (f"out of memory under this process's address-space limit of {soft >> 20:,} MB (`ulimit -v`): "
+                "raise it, or ask for less")
+    return "out of memory: ask for less, or free memory"
+
+
 def _printable_everywhere() -> None:
     """Output goes to terminals and pipes of any encoding: with PYTHONIOENCODING=ascii (or latin-1) the first '—'
     or '▶' of a story or table was a UnicodeEncodeError (exit 4, after the search). A character the stream cannot
-    encode is written as its backslash escape instead."""
+    encode is written as its backslash escape instead. In the C or POSIX locale without UTF-8 mode (LC_ALL=C with
+    PYTHONUTF8=0, as some cron jobs and containers run) Python's stdout is ASCII with errors="surrogateescape",
+    which escapes only undecodable bytes: `tlbrace scenarios` died there on the first '§' (exit 4)."""
     for stream in (sys.stdout, sys.stderr):
         reconfigure = getattr(stream, "reconfigure", None)
-        if reconfigure is not None and getattr(stream, "errors", None) == "strict":
+        if reconfigure is not None and getattr(stream, "errors", None) in ("strict", "surrogateescape"):
             reconfigure(errors="backslashreplace")
+
+
+def _usable_columns() -> None:
+    """COLUMNS, which rich takes for the terminal's width, within what --width accepts. COLUMNS=0 (some CI
+    runners export it) made every table and story vanish (`tlbrace scenarios` printed nothing, exit 0); 5 drew
+    them a character wide; junk is ignored, as rich ignores it."""
+    text = os.environ.get("COLUMNS")
+    if text is None:
+        return
+    from cli.options import MAX_WIDTH, MIN_WIDTH
+
+    try:
+        columns = int(text)
+    except ValueError:
+        columns = 0
+    if columns < 1:
+        del os.environ["COLUMNS"]  # no width at all: the terminal's own, else 80
+    elif not MIN_WIDTH <= columns <= MAX_WIDTH:
+        os.environ["COLUMNS"] = str(min(max(columns, MIN_WIDTH), MAX_WIDTH))
 
 
 def _takes_verbose(argv: list[str]) -> bool:

@@ -40,7 +40,11 @@ def fit_budget(scenarios: Iterable[Scenario], cfg: Config, strategy: str, budget
 
     if strategy not in SEARCHES:
         return budget
-    limit = parse_size(memory_limit) if memory_limit is not None else search_memory.available_bytes()
+    limit, source = (parse_size(memory_limit), "--memory-limit") if memory_limit is not None else (
+        search_memory.available_bytes(), "this machine's memory")
+    room = address_space_left()
+    if room is not None and (limit <= 0 or room < limit):
+        limit, source = room, "the address-space limit, `ulimit -v`, less what this process maps"
     ests = [(sc, search_memory.estimate(sc, cfg, strategy, budget, hash_compact)) for sc in scenarios]
     if not ests:
         return budget
@@ -55,12 +59,37 @@ def fit_budget(scenarios: Iterable[Scenario], cfg: Config, strategy: str, budget
         return fits
     try:
         search_memory.check_fits(est, budget, limit, label=f"{label} {scenario.name}",
-                                 source="--memory-limit" if memory_limit is not None else "this machine's memory")
+                                 source=source)
     except search_memory.DoesNotFit as exc:
         text = str(exc)
         raise UsageError(text if offers_hash_compact else text.split("; or --strategy dfs --hash-compact")[0]) \
             from None
     return budget
+
+
+def address_space_left() -> int | None:
+    """Bytes this process may still map under its RLIMIT_AS (`ulimit -v`, `prlimit --as`), at least 1; None
+    without such a limit. The machine's free memory alone priced the search: under a 1.2 GB limit the default
+    budget was lowered to 1.6 million states "what fits in memory" (17 GB), and the search ended in MemoryError
+    (exit 3) or a segmentation fault (exit 139) minutes later."""
+    import resource
+
+    soft, _hard = resource.getrlimit(resource.RLIMIT_AS)
+    if soft == resource.RLIM_INFINITY:
+        return None
+    return max(1, soft - _mapped_bytes())
+
+
+def _mapped_bytes() -> int:
+    """The process's mapped address space (VmSize), which is what RLIMIT_AS bounds; 0 when /proc cannot say."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmSize:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
 
 
 def parse_size(text: str) -> int:

@@ -10,7 +10,7 @@ import math
 import os
 from typing import Any, Callable, Final
 
-from kernel_model.config import ARCHES, DELAYED_BATCHES, MUTANTS, ORDERINGS, Config
+from kernel_model.config import ARCHES, DELAYED_BATCHES, MUTANTS, ORDERINGS, Config, ConfigError
 from kernel_model.kernels import NEWEST, KernelError, kernel_config
 from kernel_model.program import Scenario
 
@@ -333,6 +333,10 @@ def config_from_args(args: argparse.Namespace, base: dict[str, Any] | None = Non
             overrides[name] = int(value)
         except ValueError:
             raise UsageError(f"--gather {item!r}: {value!r} is not an integer") from None
+        try:  # its range, by the model's own check: "max_gather_batch: expected ..." named no option
+            Config.from_dict({name: overrides[name]})
+        except ConfigError as exc:
+            raise UsageError(f"--gather {item!r}: {exc}") from None
     return Config.from_dict({**(base or {}), **overrides})
 
 

@@ -61,11 +61,15 @@ def replaced_whole(path: str | os.PathLike[str], what: str) -> Iterator[str]:
         os.chmod(tmp, 0o666 & ~_umask())  # what open() would have created (mkstemp's is 0600)
         yield tmp
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         try:
             os.remove(tmp)
         except OSError:
             pass
+        if isinstance(exc, OSError) and exc.filename is None:
+            # A failed write or fsync (disk full, a file size limit) names no file: the error line said only "File
+            # too large", and the user could not tell which of the outputs it was.
+            exc.filename = path
         raise
 
 

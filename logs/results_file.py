@@ -89,7 +89,9 @@ def make_header(*, run: str, scenario: str, scenario_source: str, params: dict[s
 
 def frame(obj: dict[str, Any]) -> bytes:
     """One record as it is written to the file."""
-    payload = msgpack.packb(obj, use_bin_type=True)
+    # A failing trial's log path under an --out that is not UTF-8 (a latin-1 'café') keeps its bytes: packed
+    # strictly it was an internal error at the first failing trial, the campaign lost (and read back the same way).
+    payload = msgpack.packb(obj, use_bin_type=True, unicode_errors="surrogateescape")
     length = struct.pack(">I", len(payload))
     return MAGIC + length + struct.pack(">I", zlib.crc32(length + payload)) + payload
 
@@ -145,10 +147,7 @@ def read_results(path: str | os.PathLike[str]) -> ResultsContents:
 
 def parse_results(path: str, data: bytes) -> ResultsContents:
     """The contents of a results file's bytes (``path`` names it in messages)."""
-    if data[:1] and 0x80 <= data[0] <= 0x8F or data[:1] in (b"\xde", b"\xdf"):
-        raise ResultsError(f"{path}: a version 1 results file (records not framed, written by an older tlbrace); "
-                           f"this tlbrace reads version {VERSION}: finish it with the tlbrace that wrote it, or "
-                           f"start this campaign in another --out")
+    _refuse_unframed(path, data)
     first = _frame_at(data, 0, MAX_HEADER_BYTES) if data else "torn"
     if isinstance(first, str):
         if first == "torn" and not data.startswith(MAGIC):
@@ -191,10 +190,23 @@ def parse_results(path: str, data: bytes) -> ResultsContents:
     return ResultsContents(header, records, intact, torn, skipped)
 
 
+def _refuse_unframed(path: str, data: bytes) -> None:
+    """A file that begins with a plain msgpack map: version 1 of this format if it says so, else another
+    program's (which was called "a version 1 results file (written by an older tlbrace)")."""
+    if not (data[:1] and 0x80 <= data[0] <= 0x8F or data[:1] in (b"\xde", b"\xdf")):
+        return
+    if SCHEMA.encode() not in data[:256]:  # another program's msgpack was called a file of an older tlbrace
+        raise ResultsError(f"{path}: not a tlbrace results file (a msgpack map without the {SCHEMA!r} schema: "
+                           f"written by another program)")
+    raise ResultsError(f"{path}: a version 1 results file (records not framed, written by an older tlbrace); "
+                       f"this tlbrace reads version {VERSION}: finish it with the tlbrace that wrote it, or "
+                       f"start this campaign in another --out")
+
+
 def _decode(path: str, payload: bytes, at: int) -> Any:
     """A frame whose checksum holds was written whole: a payload that is not msgpack came from elsewhere."""
     try:
-        return msgpack.unpackb(payload, raw=False, strict_map_key=False)
+        return msgpack.unpackb(payload, raw=False, strict_map_key=False, unicode_errors="surrogateescape")
     except (ValueError, TypeError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError):
         raise ResultsError(f"{path}: record at byte {at}: its checksum holds but it is not msgpack (not written "
                            f"by tlbrace); refusing to touch the file") from None
@@ -319,8 +331,10 @@ class ResultsWriter:
             self._unsynced += 1
             if self._unsynced >= self.batch or time.monotonic() - self._synced_at >= self.interval:
                 self.sync()
-        except OSError:
+        except OSError as exc:
             self._cut_back()
+            if exc.filename is None:  # a write's error names no file: the line must say which one failed
+                exc.filename = self.path
             raise
         if self.displaced() is not None:
             raise ResultsDeleted(f"{self.path}: deleted or moved while the campaign ran")

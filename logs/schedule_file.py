@@ -70,8 +70,28 @@ def read_schedule(path: str | os.PathLike[str]) -> ScheduleFile:
                                         doc["params"])
     except (ValueError, TypeError) as exc:  # ScenarioError and AnalysisError are ValueErrors
         raise ScheduleError(f"{path}: scenario_source: {exc}") from None
+    _check_agents(path, scenario, config, schedule)
     return ScheduleFile(scenario, config, [as_transition(t) for t in schedule], [str(i) for i in doc["invariants"]],
                         str(doc.get("strategy", "")), int(doc.get("seed", 0) or 0))
+
+
+def _check_agents(path: str, scenario: Scenario, config: Config, schedule: list[list[Any]]) -> None:
+    """Every transition names a thread (and an IPI a CPU) the scenario has. The replay skips a transition it
+    cannot take at that point (a shrunk schedule's), so ``["t", 99]`` in a three-thread scenario was skipped
+    without a word: "reproduced": false, no divergence, exit 0, as if the kernel had changed."""
+    from kernel_model.boot import ncpus
+
+    threads, cpus = len(scenario.threads), ncpus(scenario, config)
+    for n, t in enumerate(schedule):
+        if t[0] == "t":
+            bad = None if 0 <= t[1] < threads else f"thread {t[1]}, but the scenario has threads 0..{threads - 1}"
+        elif not 0 <= t[1] < cpus:
+            bad = f"CPU {t[1]}, but the scenario has CPUs 0..{cpus - 1}"
+        else:
+            bad = None if 0 <= t[2] < threads else f"an IPI from thread {t[2]}, but the scenario has threads " \
+                                                   f"0..{threads - 1}"
+        if bad:
+            raise ScheduleError(f"{path}: schedule[{n}] {t!r:.60}: names {bad}")
 
 
 def _decode(path: str) -> dict[str, Any]:

@@ -138,3 +138,32 @@ def test_a_record_with_a_value_of_the_wrong_kind_is_named_not_an_internal_error(
     rc, _, err = run_cli(capsys, "stress", "madv_dontneed", "--ordering", "eager", "--trials", "5", "--resume",
                          "--out", str(tmp_path / "campaign"))
     assert rc == 2 and needle in err and err.count("\n") == 1, err
+
+
+@pytest.mark.parametrize("transition, named", [(["t", 99], "thread 99, but the scenario has threads 0..2"),
+                                               (["t", -1], "thread -1, but"),
+                                               (["i", 99, 0], "CPU 99, but the scenario has CPUs 0..2"),
+                                               (["i", 0, 7], "an IPI from thread 7, but")])
+def test_a_schedule_naming_a_thread_the_scenario_lacks_is_refused(capsys, cut_log, transition, named):
+    """A schedule whose transition names thread 99 of a three-thread scenario replayed without it (the replay
+    skips what it cannot take at that point): "reproduced": false, no divergence, exit 0."""
+    schedule = cut_log.parent / "madv_dontneed-eager-smp-bfs-0.schedule"
+    doc = msgpack.unpackb(schedule.read_bytes(), raw=False)
+    doc["schedule"][3] = transition
+    bad = cut_log.parent / f"bad-{transition[0]}{transition[1]}.schedule"
+    bad.write_bytes(msgpack.packb(doc, use_bin_type=True))
+    for command in ("replay", "shrink"):
+        rc, out, err = run_cli(capsys, command, str(bad), *(["-o", str(bad) + ".min"] if command == "shrink" else []))
+        assert rc == 2 and not out and err.count("\n") == 1, (command, rc, err)
+        assert err.startswith(f"tlbrace: error: {bad}: schedule[3] ") and named in err, err
+
+
+def test_a_log_named_twice_is_counted_once(capsys, cut_log):
+    """`analyze L ./L` (or L and a symbolic link to it, or a glob plus one of its files) counted the log's trials
+    twice: "trials 2, violating 2, hit rate 100% [34%, 100%]" from one trial."""
+    log = cut_log.parent / "madv_dontneed-eager-smp-bfs-0.msgpack"
+    link = cut_log.parent / "latest.msgpack"
+    link.symlink_to(log)
+    rc, out, err = run_cli(capsys, "analyze", str(log), str(link), "--json")
+    assert rc == 1 and len(json.loads(out)["logs"]) == 1, err
+    assert err == f"tlbrace: note: {link} is the same file as {log}: analysed once\n", err

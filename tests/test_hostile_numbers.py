@@ -24,3 +24,13 @@ def test_a_year_is_still_a_duration():
     from actors.stop_rule import parse_duration
 
     assert parse_duration("366d") == 366 * 86400
+
+
+@pytest.mark.parametrize("item, expected", [("max_gather_batch=-1", "expected an integer >= 1, got -1"),
+                                            ("mmu_gather_bundle=99999999999999999999", "expected an integer <=")])
+def test_a_gather_size_out_of_range_names_the_option(capsys, tmp_path, item, expected):
+    """`--gather max_gather_batch=-1` said "tlbrace: error: max_gather_batch: expected an integer >= 1, got -1",
+    naming no option: the same words as a scenario's [config] table, whose message names its file."""
+    rc, out, err = run_cli(capsys, "explore", "madv_dontneed", "--gather", item, "--out", str(tmp_path))
+    assert rc == 2 and not out and err.startswith(f"tlbrace: error: --gather '{item}': "), err
+    assert expected in err and err.count("\n") == 1, err

@@ -321,3 +321,29 @@ def test_a_scale_out_deleted_while_the_grid_runs_still_gets_the_grid_table(capsy
                                "2", "--json", "--out", str(out))
     assert rc == 0, err
     assert (out / "results.csv").read_text().splitlines()[1].startswith("3,1,eager,-,2,0,")
+
+
+@pytest.mark.parametrize("name", [b"run#1?b", b"caf\xe9"])
+def test_a_campaign_directory_with_an_odd_name_gets_a_report_whose_links_work(capsys, tmp_path, name):
+    """The report's links were its paths written raw: a campaign in 'run#1?b' linked to 'run' (the rest read as a
+    fragment), and a directory name that is not UTF-8 (latin-1 'café') ended the report in an internal error
+    (exit 4) when the page was written."""
+    from urllib.parse import unquote_to_bytes, urlsplit
+
+    from logs.results_file import FILE_NAME, ResultsWriter, make_header, trial_record
+
+    campaign = os.path.join(os.fsencode(tmp_path), name)
+    os.mkdir(campaign)
+    header = make_header(run="r", scenario="madv_dontneed", scenario_source="", params={},
+                         config={"ordering": "eager", "arch": "smp"}, seed=0, trials=2, jitter_us=0.0)
+    writer = ResultsWriter(os.fsdecode(os.path.join(campaign, FILE_NAME.encode())), header)
+    writer.append(trial_record(trial=0, seed=0, status="ok", invariants=[], detail="", actor=None, steps=5,
+                               seconds=0.1, nodes=[], log=None))
+    writer.close()
+    rc, _, err = run_cli(capsys, "report", str(tmp_path))
+    assert rc == 0, err
+    page = (tmp_path / "report.html").read_text(encoding="utf-8")
+    links = [part.split('"', 1)[0] for part in page.split('href="')[1:]]
+    # What a browser opens: the link's path, percent-decoded (a '#' starts a fragment, a '?' a query).
+    assert links and all(os.path.exists(os.path.join(os.fsencode(tmp_path), unquote_to_bytes(urlsplit(link).path)))
+                         for link in links), links
