@@ -36,6 +36,9 @@ UNSEEN18: dict[str, dict[tuple[str, str], frozenset[str]]] = {
     "unseen18_mprotect_vs_munmap_part": {("3.14", "smp"): LOST, ("6.1", "smp"): LOST,
                                          ("6.2", "smp"): CLEAN, ("6.1", "up"): CLEAN, ("6.2", "up"): LOST,
                                          ("6.2", "s390"): CLEAN},
+    # (4.10 and 6.1 SMP searched too, clean, session 18)
+    "unseen18_two_kswapds_one_page": {("3.14", "smp"): CLEAN, ("4.11", "smp"): CLEAN, ("6.2", "smp"): CLEAN,
+                                      ("6.2", "up"): CLEAN, ("6.2", "s390"): CLEAN},
 }
 
 
