@@ -334,9 +334,18 @@ def _fault_folio_put(k: Kctx, fn: str, pfn: int) -> Path:
 
 
 def do_page_mkwrite(k: Kctx, pfn: int) -> Path:
-    """->page_mkwrite (block_page_mkwrite-like): returns with the folio locked and marked dirty."""
+    """do_page_mkwrite → ->page_mkwrite, as filemap_page_mkwrite (block_page_mkwrite does the same): lock the
+    folio and recheck ``folio->mapping != inode->i_mapping``. A folio ftruncate took out of the page cache while
+    the caller had it unlocked (do_shared_fault) or unmapped (wp_page_shared) is unlocked again and the answer is
+    VM_FAULT_NOPAGE (False): the caller drops its reference and the store retries. Otherwise the folio is marked
+    dirty and stays locked (VM_FAULT_LOCKED: True). folio_wait_stable and sb_start_pagefault are not modelled.
+    The steps keep do_page_mkwrite's name in reports, for the whole ->page_mkwrite call."""
     yield from _fault_folio_lock(k, "do_page_mkwrite", pfn)
+    if not (yield Step("do_page_mkwrite", "folio_test_mapping", (pfn,))):  # truncated meanwhile
+        yield from _fault_folio_unlock(k, "do_page_mkwrite", pfn)
+        return False
     yield Step("do_page_mkwrite", "folio_mark_dirty", (pfn,))
+    return True
 
 
 def fault_dirty_shared_page(k: Kctx, pfn: int) -> Path:
@@ -353,7 +362,10 @@ def do_shared_fault(k: Kctx, va: int, index: int) -> Path:
         return SIGBUS_FAULT
     if k.write_notify:
         yield from _fault_folio_unlock(k, "do_shared_fault", pfn)  # unlock before calling ->page_mkwrite
-        yield from do_page_mkwrite(k, pfn)
+        if not (yield from do_page_mkwrite(k, pfn)):
+            # VM_FAULT_NOPAGE (truncated meanwhile): folio_put and return; the store retries the fault
+            yield from _fault_folio_put(k, "do_shared_fault", pfn)
+            return
     if not (yield from _finish_fault(k, va, pfn, (pfn, True, True, True))):  # present+writable+dirty
         # VM_FAULT_NOPAGE: folio_unlock, folio_put, return (no fault_dirty_shared_page)
         yield from _fault_folio_unlock(k, "do_shared_fault", pfn)
@@ -386,9 +398,10 @@ def do_wp_page(k: Kctx, va: int, orig: Pte) -> Path:
     fault_dirty_shared_page). While the PTL is dropped for ->page_mkwrite that reference is the only thing that
     keeps the folio: a zapper may clear the PTE and drop the PTE's reference meanwhile, and then
     mapping_evict_folio (folio_ref_count > nr + 1), __remove_mapping (page_ref_freeze(2)) and pageout's
-    is_page_cache_freeable all leave it alone, as they leave a folio do_shared_fault holds. Not modelled:
-    filemap_page_mkwrite's recheck of folio->mapping (only ftruncate takes a referenced folio out of the page
-    cache, and truncate_pagecache's second unmap_mapping_range zaps what the fault maps meanwhile)."""
+    is_page_cache_freeable all leave it alone, as they leave a folio do_shared_fault holds. Only ftruncate takes
+    a referenced folio out of the page cache; when it did, do_page_mkwrite's recheck of folio->mapping answers
+    VM_FAULT_NOPAGE and wp_page_shared returns after put_page, before finish_mkwrite_fault (whose pte_same would
+    fail too: truncation zaps the PTE before it deletes the folio)."""
     table = k.table_of(va)
     pfn = orig.pfn
     yield Step("do_wp_page", "spin_lock", (table, k.tid))
@@ -408,7 +421,9 @@ def do_wp_page(k: Kctx, va: int, orig: Pte) -> Path:
     yield Step("do_wp_page", "spin_unlock", (table, k.tid))
     if not same:
         return
-    yield from do_page_mkwrite(k, pfn)
+    if not (yield from do_page_mkwrite(k, pfn)):  # VM_FAULT_NOPAGE: put_page, return; the store retries
+        yield Step("wp_page_shared", "put_page", (pfn,))
+        return
     yield Step("finish_mkwrite_fault", "spin_lock", (table, k.tid))
     reused = yield Step("finish_mkwrite_fault", "pte_same", (va, tuple(orig)))
     if reused:

@@ -317,7 +317,9 @@ _TABLE: tuple[OpSpec, ...] = (
         _PTL),
     _op("spin_unlock", "pt", lambda sh, tid, cpu, a, index_of, s: _fp_spin(sh, tid, cpu, a, index_of, s, True),
         _PTL, pipelined=True, result_read=False, observed=True),
-    _op("folio_lock", "block", _on_pfn(lock="w"), _PFN_LOCK),
+    # Locking a folio already freed is a use after free (the oracle's freed_while_mapped: a path that held no
+    # reference of its own, as under the fault_without_page_ref mutant); it reads "freed" for that check.
+    _op("folio_lock", "block", _on_pfn(lock="w", freed="r"), _PFN_LOCK, observed=True),
     _op("folio_unlock", "pt", _on_pfn(lock="w"), _PFN_LOCK, pipelined=True, result_read=False,
         may_end_covering_call=True),
     _op("down_read", "block", _on_sem("r"), _SEM),
