@@ -73,16 +73,31 @@ def symmetries(groups: list[list[int]], cpu_of: list[int], ncpus: int) -> list[P
     return out
 
 
-def permute(key: tuple, p: Permutation) -> tuple:
+class Reordered:
+    """The last per-CPU and per-thread parts (TLBs, IPI queues, acks) one permutation reordered, and what it made
+    of them (one each): Machine.key hands out the same part objects while they do not change (State.key's
+    ``like``), so the permuted key then holds the same objects too, which the exact keys' encoder numbers without
+    hashing them (controlled/_compact_keys.pyx). By identity, holding both: exact."""
+
+    __slots__ = ("tlbs", "ipis", "acks")
+
+    def __init__(self) -> None:
+        self.tlbs: tuple = (None, None)
+        self.ipis: tuple = (None, None)
+        self.acks: tuple = (None, None)
+
+
+def permute(key: tuple, p: Permutation, memo: Reordered | None = None) -> tuple:
     """A canonical machine key (Machine.key's layout, values renamed by controlled.canonical, folios as plain
-    tuples) with threads and CPUs renamed by ``p``. On the explorer's hot path (half of all states of a two-writer
-    search are permuted): a field in which no moved thread appears is kept as it is, which is most of them, since
-    interchangeable threads only store (they send no IPIs and wait for no acks)."""
+    tuples) with threads and CPUs renamed by ``p`` (``memo``: p's Reordered). On the explorer's hot path (half of
+    all states of a two-writer search are permuted): a field in which no moved thread appears is kept as it is,
+    which is most of them, since interchangeable threads only store (they send no IPIs and wait for no acks)."""
     state_key, positions, oracle = key
-    return (_permute_state(state_key, p), tuple([positions[t] for t in p.tid_src]), _permute_oracle(oracle, p))
+    return (_permute_state(state_key, p, Reordered() if memo is None else memo),
+            tuple([positions[t] for t in p.tid_src]), _permute_oracle(oracle, p))
 
 
-def _permute_state(state_key: tuple, p: Permutation) -> tuple:
+def _permute_state(state_key: tuple, p: Permutation, memo: Reordered) -> tuple:
     # state_key: folios, page_cache, disk, ptes, vma, i_mmap, ptl, ppt, mmap_lock, i_mmap_rwsem, tlbs, ipis, acks,
     # then the mm's i_size, tlb_flush_pending, tlb_flush_batched, vm_write (no thread or CPU in them). Loops, not
     # any() over generators: this runs for half of a two-writer search's states, and a compiled loop is cheaper.
@@ -96,18 +111,31 @@ def _permute_state(state_key: tuple, p: Permutation) -> tuple:
     if not moved.isdisjoint(ptl):
         ptl = tuple(tid[t] if t in moved else t for t in ptl)
     tlbs, ipis, acks = state_key[10], state_key[11], state_key[12]
+    last = memo.tlbs
+    if tlbs is not last[0]:
+        last = memo.tlbs = (tlbs, tuple([tlbs[c] for c in p.cpu_src]))
+    new_tlbs = last[1]
+    last = memo.ipis
+    if ipis is not last[0]:
+        last = memo.ipis = (ipis, _permute_ipis(ipis, p))
+    new_ipis = last[1]
+    last = memo.acks
+    if acks is not last[0]:
+        last = memo.acks = (acks, tuple([acks[t] for t in p.tid_src]))
+    return (folios, state_key[1], state_key[2], state_key[3], state_key[4], state_key[5], ptl, state_key[7],
+            _permute_sem(state_key[8], p), _permute_sem(state_key[9], p), new_tlbs, new_ipis, last[1]) \
+        + state_key[13:]
+
+
+def _permute_ipis(ipis: tuple, p: Permutation) -> tuple:
+    """The IPI queues moved to their CPUs' new numbers, and their initiators renamed."""
+    tid, moved = p.tid, p.moved
     new_ipis = tuple([ipis[c] for c in p.cpu_src])
     for q in ipis:
         for i in q:
             if i.initiator in moved:
-                new_ipis = tuple(tuple(x._replace(initiator=tid[x.initiator]) for x in queue) for queue in new_ipis)
-                break
-        else:
-            continue
-        break
-    return (folios, state_key[1], state_key[2], state_key[3], state_key[4], state_key[5], ptl, state_key[7],
-            _permute_sem(state_key[8], p), _permute_sem(state_key[9], p), tuple([tlbs[c] for c in p.cpu_src]),
-            new_ipis, tuple([acks[t] for t in p.tid_src])) + state_key[13:]
+                return tuple(tuple(x._replace(initiator=tid[x.initiator]) for x in queue) for queue in new_ipis)
+    return new_ipis
 
 
 def _permute_sem(sem: tuple, p: Permutation) -> tuple:
@@ -163,6 +191,9 @@ class Symmetry:
                       if len(self.members) == 2 and len(perms) == 1 else None)
 
         self.last: Permutation | None = None  # the permutation the last representative applied (None: identity)
+        self._reordered = [Reordered() for _ in perms]  # each permutation's (permute's memo)
+        # Per member: the last (position, TLB) parts whose signature was taken, and it (by identity: see Reordered).
+        self._signed = [(None, None, 0) for _ in self.members]
 
     def __bool__(self) -> bool:
         return bool(self.perms)
@@ -177,16 +208,25 @@ class Symmetry:
             # Two threads a < b: the swap's signature vector (b's, a's) is below the identity's (a's, b's) exactly
             # when b's signature is below a's; equal signatures are a tie, which the general path breaks.
             a, cpu_a, b, cpu_b, swap = self._pair
-            sig_a, sig_b = hash((positions[a], tlbs[cpu_a])), hash((positions[b], tlbs[cpu_b]))
+            sig_a, sig_b = self._signature(0, positions[a], tlbs[cpu_a]), self._signature(1, positions[b], tlbs[cpu_b])
             if sig_a < sig_b:
                 return key, None
             if sig_b < sig_a:
-                return permute(key, swap), swap
+                return permute(key, swap, self._reordered[0]), swap
         return self._general(key, positions, tlbs)
+
+    def _signature(self, member: int, position: tuple, tlb: tuple) -> int:
+        """The hash of a member's (position, TLB): hashed again only when either part is another object."""
+        last = self._signed[member]
+        if position is last[0] and tlb is last[1]:
+            return last[2]
+        sig = hash((position, tlb))
+        self._signed[member] = (position, tlb, sig)
+        return sig
 
     def _general(self, key: tuple, positions: tuple, tlbs: tuple) -> tuple[tuple, Permutation | None]:
         """_representative for any groups: the signature vector of each permutation, and on a tie the hashes."""
-        sig = [hash((positions[t], tlbs[c])) for t, c in self._member_cpus]
+        sig = [self._signature(i, positions[t], tlbs[c]) for i, (t, c) in enumerate(self._member_cpus)]
         best_vec = sig
         tied: list[Permutation | None] = [None]  # None: the identity
         for p, sources in zip(self.perms, self.sources):
@@ -195,11 +235,12 @@ class Symmetry:
                 best_vec, tied = vec, [p]
             elif vec == best_vec:
                 tied.append(p)
+        memo = self._reordered
         if len(tied) == 1:
-            return (key if tied[0] is None else permute(key, tied[0])), tied[0]
+            return (key if tied[0] is None else permute(key, tied[0], memo[self.perms.index(tied[0])])), tied[0]
         best, best_hash, best_p = None, 0, None
         for p in tied:
-            other = key if p is None else permute(key, p)
+            other = key if p is None else permute(key, p, memo[self.perms.index(p)])
             h = hash(other)
             if best is None or h < best_hash:
                 best, best_hash, best_p = other, h, p
