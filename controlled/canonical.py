@@ -48,17 +48,25 @@ class Canonicaliser:
         # scenario would alone hold a gigabyte.
         self._renamed = BoundedMemo(max(_RENAMED_MIN, _RENAMED_SLOTS // 2 // max(1, scenario.setup.pages)))
         self._representative = self.symmetry.representative if self.symmetry else None  # None: no symmetry
+        # The last (folios, disk, remembered values) renamed, by identity: Machine.key hands out the same part
+        # objects while they do not change (State.key's ``like``), so most keys skip hashing them for the memo.
+        self._last: tuple = (None, None, None, None)
 
     def canonical(self, key: tuple) -> tuple:
         """``key`` (Machine.key's layout) with the page contents renamed in order of first appearance (data,
         snapshot, disk), and interchangeable writers put in the order that represents their orbit."""
         state_key, positions, oracle_key = key
         folios, disk, last = state_key[0], state_key[2], oracle_key[-1]
-        memo = (folios, disk, last) if last else (folios, disk)
-        renamed = self._renamed[memo]
-        if renamed is MISSING:
-            renamed = _rename_values(folios, disk, last)
-            self._renamed.put(memo, renamed)
+        seen = self._last
+        if folios is seen[0] and disk is seen[1] and last is seen[2]:
+            renamed = seen[3]
+        else:
+            memo = (folios, disk, last) if last else (folios, disk)
+            renamed = self._renamed[memo]
+            if renamed is MISSING:
+                renamed = _rename_values(folios, disk, last)
+                self._renamed.put(memo, renamed)
+            self._last = (folios, disk, last, renamed)
         if last:  # the values the oracle remembers for expectations are renamed with the pages'
             oracle_key = oracle_key[:-1] + (renamed[2],)
         # Renamed folios, renamed disk, then the page cache (disk and page cache swap places: the order is the

@@ -53,6 +53,8 @@ class Machine:
         self.ctx = boot.thread_contexts(scenario, cfg)
         self.state = boot.initial_state(scenario, cfg)
         self.pt = PageTableOps(self.state)
+        # The model state's parts last keyed or restored, and the State holding exactly them (None once it changed).
+        self._parts, self._parts_state = None, None  # type: tuple | None, State | None
         self.oracle = Oracle(tuple((e.kind, scenario.thread_index(e.thread), e.page, e.thread)
                                    for e in scenario.expect))
         # The flush IPI handler's steps, as this kernel orders them, grouped into scheduled transitions.
@@ -195,6 +197,7 @@ class Machine:
 
     # --- running transitions --------------------------------------------------------------------------------
     def execute(self, tr: Transition) -> list[Violation]:
+        self._parts_state = None  # the state changes: it no longer holds exactly _parts (restore rebuilds all)
         violations: list[Violation] = []
         if tr[0] == "i":
             self._deliver_ipi(tr[1], tr[2], violations)
@@ -280,7 +283,9 @@ class Machine:
 
     # --- whole states, for search ---------------------------------------------------------------------------
     def key(self) -> tuple:
-        return (self.state.key(), tuple([p.at for p in self.pos]), self.oracle.key())
+        """The model's state (parts unchanged since the last key or restore kept: State.key's like), positions, oracle."""
+        self._parts, self._parts_state = self.state.key(self._parts), self.state  # held exactly until execute()
+        return (self._parts, tuple([p.at for p in self.pos]), self.oracle.key())
 
     def canonical(self, key: tuple) -> tuple:
         """``key`` as controlled.canonical puts it: store values renamed, interchangeable writers ordered."""
@@ -292,14 +297,14 @@ class Machine:
         context: controlled.coverings)."""
         return coverings(self.oracle, tid, p) if self.reducer is not None else tuple(NOTHING for _ in p.steps)
 
-    def ipi_invalidates(self, ipi: Any) -> bool:
-        """Does this queued IPI's next handler transition invalidate (flush_tlb_func), or only ack?"""
-        return any(step.op == "ipi_flush" for step in self.ipi_handler[ipi.done])
-
     def restore(self, key: tuple) -> None:
         state_key, positions, oracle_key = key
-        self.state = State.from_key(state_key)
-        self.pt = PageTableOps(self.state)
+        if self._parts_state is self.state:  # it holds _parts exactly: from_key keeps what is alike
+            State.from_key(state_key, self.state, self._parts)
+        else:
+            self.state = State.from_key(state_key)
+            self.pt = PageTableOps(self.state)
+        self._parts, self._parts_state = state_key, self.state
         self.oracle.restore(oracle_key)
         # Most positions are those the machine is at already (a restore goes back one transition): keep them.
         resolve = self.positions.resolve

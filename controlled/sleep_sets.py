@@ -81,10 +81,16 @@ class SleepSets:
         self.m = m
         self._stored: dict[object, frozenset] = {}  # canonical state -> its sleep set, representative's names
         self._intern = Interner(SHARED_BOUND)  # one copy of each sleep set (most states share a few dozen)
-        self._share = Interner(SHARED_BOUND)  # one copy of each signature (the memos' keys hold them)
-        self._footprints = BoundedMemo(FOOTPRINT_BOUND)  # signature -> footprint (bounded: controlled.memo)
-        self._independent = BoundedMemo(INDEPENDENT_BOUND)  # (signature, signature) -> independent?
+        # Each signature's number, for the memos' keys: a pair of small ints hashes far cheaper than a pair of
+        # signatures (tuples, whose hash Python does not keep). A number is never given twice, so forgetting
+        # signatures (SHARED_BOUND at a time) never makes a memo's answer another signature's.
+        self._numbers: dict[tuple, int] = {}
+        self._next_number = 0
+        self._footprints = BoundedMemo(FOOTPRINT_BOUND)  # signature's number -> footprint (bounded: controlled.memo)
+        self._independent = BoundedMemo(INDEPENDENT_BOUND)  # (number, number) -> independent?
         self.slept = 0  # transitions not tried because they were asleep (for reports)
+        # Whether each transition of the flush IPI handler invalidates (flush_tlb_func) or only acks.
+        self._invalidates = tuple([any([step.op == "ipi_flush" for step in t]) for t in m.ipi_handler])
 
     # --- independence in the machine's current state --------------------------------------------------------
     def _signature(self, tr: Transition, index_of: tuple) -> tuple:
@@ -98,17 +104,28 @@ class SleepSets:
             if not steps:
                 return ("gone", tid)
             context = transition_context(m.footprints, m.oracle, tid, p, m.state)  # type: ignore[arg-type]
-            return self._share[("t", tid, p.sid, context, index_of)]  # the context, as the reducer's
-        ipi = next((i for i in m.state.ipis[tr[1]] if i.initiator == tr[2]), None)
-        if ipi is None:
-            return ("gone", tr)
-        return self._share[("i", tr[1], m.ipi_invalidates(ipi), tr[2], ipi.start, ipi.end)]
+            return ("t", tid, p.sid, context, index_of)  # the context, as the reducer's
+        for ipi in m.state.ipis[tr[1]]:
+            if ipi.initiator == tr[2]:
+                return ("i", tr[1], self._invalidates[ipi.done], tr[2], ipi.start, ipi.end)
+        return ("gone", tr)
 
-    def _footprint(self, sig: tuple) -> object:
-        fp = self._footprints[sig]
+    def _numbered(self, sig: tuple) -> tuple[int, tuple]:
+        """The signature's number, and the signature."""
+        numbers = self._numbers
+        n = numbers.get(sig)
+        if n is None:
+            if len(numbers) >= SHARED_BOUND:
+                numbers.clear()
+            n = numbers[sig] = self._next_number
+            self._next_number += 1
+        return n, sig
+
+    def _footprint(self, n: int, sig: tuple) -> object:
+        fp = self._footprints[n]
         if fp is MISSING:
             fp = self._compute_footprint(sig)
-            self._footprints.put(sig, fp)
+            self._footprints.put(n, fp)
         return fp
 
     def _compute_footprint(self, sig: tuple) -> object:
@@ -131,17 +148,18 @@ class SleepSets:
             return _SpinLock(fp)
         return fp
 
-    def _pair_independent(self, a: tuple, b: tuple) -> bool:
-        """Are the transitions of signatures ``a`` and ``b`` (of different agents) independent?"""
-        key = (a, b)
+    def _pair_independent(self, a: tuple[int, tuple], b: tuple[int, tuple]) -> bool:
+        """Are the transitions of (numbered) signatures ``a`` and ``b`` (of different agents) independent?"""
+        key = (a[0], b[0])
         known = self._independent[key]
         if known is MISSING:
             known = self._decide(a, b)
             self._independent.put(key, known)
         return known
 
-    def _decide(self, a: tuple, b: tuple) -> bool:
-        fa, fb = self._footprint(a), self._footprint(b)
+    def _decide(self, na: tuple[int, tuple], nb: tuple[int, tuple]) -> bool:
+        a, b = na[1], nb[1]
+        fa, fb = self._footprint(*na), self._footprint(*nb)
         if fa is _DEPENDENT or fb is _DEPENDENT:
             return False
         cpu_of = self.m.cpu_of
@@ -159,7 +177,7 @@ class SleepSets:
         if not todo or (len(todo) == 1 and not asleep):
             return [NOTHING] * len(todo)
         index_of = tuple([f.index for f in self.m.state.folios])
-        sigs = {tr: self._signature(tr, index_of) for tr in (*asleep, *todo)}
+        sigs = {tr: self._numbered(self._signature(tr, index_of)) for tr in (*asleep, *todo)}
         out = []
         done = list(asleep)
         for tr in todo:

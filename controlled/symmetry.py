@@ -73,41 +73,61 @@ def symmetries(groups: list[list[int]], cpu_of: list[int], ncpus: int) -> list[P
     return out
 
 
-def permute(key: tuple, p: Permutation) -> tuple:
+class Reordered:
+    """What one permutation made of each field it renames, for the last part object met there (one each):
+    Machine.key hands out the same part objects while they do not change (State.key's ``like``), so most keys
+    are permuted by identity checks alone, and the permuted key then holds the same objects too, which the exact
+    keys' encoder numbers without hashing them (controlled/_compact_keys.pyx). By identity, holding both: exact."""
+
+    __slots__ = ("state", "oracle")
+
+    def __init__(self) -> None:
+        self.state = [[_NOTHING, None] for _ in _STATE_FIELDS]  # per _STATE_FIELDS entry: [part, permuted]
+        self.oracle = [[_NOTHING, None] for _ in _ORACLE_FIELDS]
+
+
+_NOTHING = object()  # what no part is
+
+
+def permute(key: tuple, p: Permutation, memo: Reordered | None = None) -> tuple:
     """A canonical machine key (Machine.key's layout, values renamed by controlled.canonical, folios as plain
-    tuples) with threads and CPUs renamed by ``p``. On the explorer's hot path (half of all states of a two-writer
-    search are permuted): a field in which no moved thread appears is kept as it is, which is most of them, since
-    interchangeable threads only store (they send no IPIs and wait for no acks)."""
+    tuples) with threads and CPUs renamed by ``p`` (``memo``: p's Reordered). On the explorer's hot path (half of
+    all states of a two-writer search are permuted): a field in which no moved thread appears is kept as it is,
+    which is most of them, since interchangeable threads only store (they send no IPIs and wait for no acks)."""
     state_key, positions, oracle = key
-    return (_permute_state(state_key, p), tuple([positions[t] for t in p.tid_src]), _permute_oracle(oracle, p))
+    memo = Reordered() if memo is None else memo
+    return (_fields(state_key, p, _STATE_FIELDS, memo.state), tuple([positions[t] for t in p.tid_src]),
+            _fields(oracle, p, _ORACLE_FIELDS, memo.oracle))
 
 
-def _permute_state(state_key: tuple, p: Permutation) -> tuple:
-    # state_key: folios, page_cache, disk, ptes, vma, i_mmap, ptl, ppt, mmap_lock, i_mmap_rwsem, tlbs, ipis, acks,
-    # then the mm's i_size, tlb_flush_pending, tlb_flush_batched, vm_write (no thread or CPU in them). Loops, not
-    # any() over generators: this runs for half of a two-writer search's states, and a compiled loop is cheaper.
+def _fields(part: tuple, p: Permutation, fields: tuple, memo: list) -> tuple:
+    """``part`` with each of ``fields`` ((place, how to permute it)) permuted: a field holding the object it held
+    last time is given what it was given then (``memo``)."""
+    out = list(part)
+    for n in range(len(fields)):
+        at = fields[n][0]
+        value = part[at]
+        seen = memo[n]
+        if value is not seen[0]:
+            seen[0], seen[1] = value, fields[n][1](value, p)
+        out[at] = seen[1]
+    return tuple(out)
+
+
+# The state key: folios, page_cache, disk, ptes, vma, i_mmap, ptl, ppt, mmap_lock, i_mmap_rwsem, tlbs, ipis, acks,
+# then the mm's i_size, tlb_flush_pending, tlb_flush_batched, vm_write (no thread or CPU in the others). Loops,
+# not any() over generators: a compiled loop is cheaper.
+def _permute_folios(folios: tuple, p: Permutation) -> tuple:
     tid, moved = p.tid, p.moved
-    folios = state_key[0]
     for f in folios:  # folio tuples: locked (field 4) is a thread id (FREE is never a moved thread)
         if f[4] in moved:
-            folios = tuple(g[:4] + (tid[g[4]],) + g[5:] if g[4] in moved else g for g in folios)
-            break
-    ptl = state_key[6]
-    if not moved.isdisjoint(ptl):
-        ptl = tuple(tid[t] if t in moved else t for t in ptl)
-    tlbs, ipis, acks = state_key[10], state_key[11], state_key[12]
-    new_ipis = tuple([ipis[c] for c in p.cpu_src])
-    for q in ipis:
-        for i in q:
-            if i.initiator in moved:
-                new_ipis = tuple(tuple(x._replace(initiator=tid[x.initiator]) for x in queue) for queue in new_ipis)
-                break
-        else:
-            continue
-        break
-    return (folios, state_key[1], state_key[2], state_key[3], state_key[4], state_key[5], ptl, state_key[7],
-            _permute_sem(state_key[8], p), _permute_sem(state_key[9], p), tuple([tlbs[c] for c in p.cpu_src]),
-            new_ipis, tuple([acks[t] for t in p.tid_src])) + state_key[13:]
+            return tuple(g[:4] + (tid[g[4]],) + g[5:] if g[4] in moved else g for g in folios)
+    return folios
+
+
+def _permute_ptl(ptl: tuple, p: Permutation) -> tuple:
+    tid, moved = p.tid, p.moved
+    return ptl if moved.isdisjoint(ptl) else tuple(tid[t] if t in moved else t for t in ptl)
 
 
 def _permute_sem(sem: tuple, p: Permutation) -> tuple:
@@ -118,30 +138,59 @@ def _permute_sem(sem: tuple, p: Permutation) -> tuple:
     return (tid[sem[0]] if sem[0] in moved else sem[0], tuple(sorted(tid[r] for r in sem[1])))
 
 
-def _permute_oracle(oracle: tuple, p: Permutation) -> tuple:
+def _permute_tlbs(tlbs: tuple, p: Permutation) -> tuple:
+    return tuple([tlbs[c] for c in p.cpu_src])
+
+
+def _permute_ipis(ipis: tuple, p: Permutation) -> tuple:
+    """The IPI queues moved to their CPUs' new numbers, and their initiators renamed."""
     tid, moved = p.tid, p.moved
-    transits, delayed, covered, stale, readonly, last = oracle  # last: empty (no expectations when symmetric)
-    if _names_moved(transits, delayed, moved):
-        transits = frozenset((tid[t], pfn) for t, pfn in transits)
-        delayed = tuple((tid[t], pfn, b) for t, pfn, b in delayed)
-    if covered or stale:  # (tid, cpu, va) and (cpu, va, tid): both name threads and CPUs
-        cpu = p.cpu
-        covered = frozenset((tid[t], cpu[c], va) for t, c, va in covered)
-        stale = frozenset((cpu[c], va, tid[t]) for c, va, t in stale)
-    if readonly:  # (cpu, va, tid), as stale
-        readonly = frozenset((p.cpu[c], va, tid[t]) for c, va, t in readonly)
-    return (transits, delayed, covered, stale, readonly, last)
+    new_ipis = tuple([ipis[c] for c in p.cpu_src])
+    for q in ipis:
+        for i in q:
+            if i.initiator in moved:
+                return tuple(tuple(x._replace(initiator=tid[x.initiator]) for x in queue) for queue in new_ipis)
+    return new_ipis
 
 
-def _names_moved(transits: frozenset, delayed: tuple, moved: frozenset) -> bool:
-    """Does a transit (tid, pfn) or a delayed rmap (tid, pfn, batch) name a thread that ``p`` moves?"""
+def _permute_acks(acks: tuple, p: Permutation) -> tuple:
+    return tuple([acks[t] for t in p.tid_src])
+
+
+_STATE_FIELDS = ((0, _permute_folios), (6, _permute_ptl), (8, _permute_sem), (9, _permute_sem), (10, _permute_tlbs),
+                 (11, _permute_ipis), (12, _permute_acks))
+
+
+# The oracle key: transits (tid, pfn), delayed rmaps (tid, pfn, batch), covered (tid, cpu, va), stale and readonly
+# (cpu, va, tid), then the remembered values (empty: no expectations when symmetric).
+def _permute_transits(transits: frozenset, p: Permutation) -> frozenset:
+    tid, moved = p.tid, p.moved
     for t in transits:
         if t[0] in moved:
-            return True
+            return frozenset((tid[t], pfn) for t, pfn in transits)
+    return transits
+
+
+def _permute_delayed(delayed: tuple, p: Permutation) -> tuple:
+    tid, moved = p.tid, p.moved
     for d in delayed:
         if d[0] in moved:
-            return True
-    return False
+            return tuple((tid[t], pfn, b) for t, pfn, b in delayed)
+    return delayed
+
+
+def _permute_covered(covered: frozenset, p: Permutation) -> frozenset:
+    tid, cpu = p.tid, p.cpu
+    return frozenset((tid[t], cpu[c], va) for t, c, va in covered) if covered else covered
+
+
+def _permute_cpu_va_tid(marks: frozenset, p: Permutation) -> frozenset:
+    tid, cpu = p.tid, p.cpu
+    return frozenset((cpu[c], va, tid[t]) for c, va, t in marks) if marks else marks
+
+
+_ORACLE_FIELDS = ((0, _permute_transits), (1, _permute_delayed), (2, _permute_covered), (3, _permute_cpu_va_tid),
+                  (4, _permute_cpu_va_tid))
 
 
 class Symmetry:
@@ -163,6 +212,9 @@ class Symmetry:
                       if len(self.members) == 2 and len(perms) == 1 else None)
 
         self.last: Permutation | None = None  # the permutation the last representative applied (None: identity)
+        self._reordered = [Reordered() for _ in perms]  # each permutation's (permute's memo)
+        # Per member: the last (position, TLB) parts whose signature was taken, and it (by identity: see Reordered).
+        self._signed = [(None, None, 0) for _ in self.members]
 
     def __bool__(self) -> bool:
         return bool(self.perms)
@@ -177,16 +229,28 @@ class Symmetry:
             # Two threads a < b: the swap's signature vector (b's, a's) is below the identity's (a's, b's) exactly
             # when b's signature is below a's; equal signatures are a tie, which the general path breaks.
             a, cpu_a, b, cpu_b, swap = self._pair
-            sig_a, sig_b = hash((positions[a], tlbs[cpu_a])), hash((positions[b], tlbs[cpu_b]))
+            pos_a, tlb_a, pos_b, tlb_b = positions[a], tlbs[cpu_a], positions[b], tlbs[cpu_b]
+            last_a, last_b = self._signed  # (by identity, without a call when both parts are as last time)
+            sig_a = last_a[2] if pos_a is last_a[0] and tlb_a is last_a[1] else self._signature(0, pos_a, tlb_a)
+            sig_b = last_b[2] if pos_b is last_b[0] and tlb_b is last_b[1] else self._signature(1, pos_b, tlb_b)
             if sig_a < sig_b:
                 return key, None
             if sig_b < sig_a:
-                return permute(key, swap), swap
+                return permute(key, swap, self._reordered[0]), swap
         return self._general(key, positions, tlbs)
+
+    def _signature(self, member: int, position: tuple, tlb: tuple) -> int:
+        """The hash of a member's (position, TLB): hashed again only when either part is another object."""
+        last = self._signed[member]
+        if position is last[0] and tlb is last[1]:
+            return last[2]
+        sig = hash((position, tlb))
+        self._signed[member] = (position, tlb, sig)
+        return sig
 
     def _general(self, key: tuple, positions: tuple, tlbs: tuple) -> tuple[tuple, Permutation | None]:
         """_representative for any groups: the signature vector of each permutation, and on a tie the hashes."""
-        sig = [hash((positions[t], tlbs[c])) for t, c in self._member_cpus]
+        sig = [self._signature(i, positions[t], tlbs[c]) for i, (t, c) in enumerate(self._member_cpus)]
         best_vec = sig
         tied: list[Permutation | None] = [None]  # None: the identity
         for p, sources in zip(self.perms, self.sources):
@@ -195,11 +259,12 @@ class Symmetry:
                 best_vec, tied = vec, [p]
             elif vec == best_vec:
                 tied.append(p)
+        memo = self._reordered
         if len(tied) == 1:
-            return (key if tied[0] is None else permute(key, tied[0])), tied[0]
+            return (key if tied[0] is None else permute(key, tied[0], memo[self.perms.index(tied[0])])), tied[0]
         best, best_hash, best_p = None, 0, None
         for p in tied:
-            other = key if p is None else permute(key, p)
+            other = key if p is None else permute(key, p, memo[self.perms.index(p)])
             h = hash(other)
             if best is None or h < best_hash:
                 best, best_hash, best_p = other, h, p

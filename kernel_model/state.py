@@ -153,29 +153,60 @@ class State:
     def table_of(self, va: int) -> int:
         return va // self.ptes_per_table
 
-    def key(self) -> tuple:
+    def key(self, like: tuple | None = None) -> tuple:
+        """The state as a hashable tuple. ``like``: an earlier key; each of its parts whose items are the very
+        objects this state holds there (``is``) is given back as it is, not built again. Equal keys either way,
+        but the explorer's key path then meets the same part object again, which its memos and the exact keys'
+        encoder answer without hashing it (controlled/_compact_keys.pyx), and Machine.restore keeps what did not
+        change (from_key's ``into``)."""
+        if like is None:
+            return (
+                tuple(self.folios),
+                tuple(self.page_cache),
+                tuple(self.disk),
+                tuple(self.ptes),
+                tuple(self.vma),
+                tuple(self.i_mmap),
+                tuple(self.ptl),
+                self.ptes_per_table,
+                self.mmap_lock.key(),
+                self.i_mmap_rwsem.key(),
+                tuple([_tlb_key(t) for t in self.tlbs]),
+                tuple(self.ipis),
+                tuple(self.acks_pending),
+                self.i_size,
+                self.tlb_flush_pending,
+                self.tlb_flush_batched,
+                tuple(self.vm_write),
+            )
         return (
-            tuple(self.folios),
-            tuple(self.page_cache),
-            tuple(self.disk),
-            tuple(self.ptes),
-            tuple(self.vma),
-            tuple(self.i_mmap),
-            tuple(self.ptl),
+            _shared(self.folios, like[0]),
+            _shared(self.page_cache, like[1]),
+            _shared(self.disk, like[2]),
+            _shared(self.ptes, like[3]),
+            _shared(self.vma, like[4]),
+            _shared(self.i_mmap, like[5]),
+            _shared(self.ptl, like[6]),
             self.ptes_per_table,
-            self.mmap_lock.key(),
-            self.i_mmap_rwsem.key(),
-            tuple([tuple(t.items()) if len(t) < 2 else tuple(sorted(t.items())) for t in self.tlbs]),
-            tuple(self.ipis),
-            tuple(self.acks_pending),
+            _shared_sem(self.mmap_lock, like[8]),
+            _shared_sem(self.i_mmap_rwsem, like[9]),
+            _shared_tlbs(self.tlbs, like[10]),
+            _shared(self.ipis, like[11]),
+            _shared(self.acks_pending, like[12]),
             self.i_size,
             self.tlb_flush_pending,
             self.tlb_flush_batched,
-            tuple(self.vm_write),
+            _shared(self.vm_write, like[16]),
         )
 
     @classmethod
-    def from_key(cls, key: tuple) -> "State":
+    def from_key(cls, key: tuple, into: "State | None" = None, current: tuple | None = None) -> "State":
+        """The state of ``key``. ``into``, whose contents are exactly what from_key(``current``) would build
+        (Machine.restore vouches for it: nothing ran since it restored or keyed ``current``), is made that state
+        in place and given back: a part of ``key`` that is ``current``'s (``is``) keeps its list, and each TLB
+        whose entries are already the part's, in the part's order, keeps its dict. Same contents, same orders."""
+        if into is not None and current is not None:
+            return _assign(into, key, current)
         (folios, page_cache, disk, ptes, vma, i_mmap, ptl, ptes_per_table, mmap_lock, i_mmap_rwsem, tlbs, ipis,
          acks, i_size, flush_pending, batched, vm_write) = key
         # Positional, in field order: restoring a state is on the explorer's hot path.
@@ -189,3 +220,80 @@ class State:
 
     def tlbs_mapping(self, pfn: int) -> list[tuple[int, int, TlbEntry]]:
         return [(cpu, va, e) for cpu, tlb in enumerate(self.tlbs) for va, e in tlb.items() if e.pfn == pfn]
+
+
+def _tlb_key(tlb: dict[int, TlbEntry]) -> tuple:
+    """A TLB's entries in address order (a dict remembers the order it was filled in, which states do not)."""
+    return tuple(tlb.items()) if len(tlb) < 2 else tuple(sorted(tlb.items()))
+
+
+def _shared(items: list, part: tuple) -> tuple:
+    """``items`` as a key part: ``part`` itself when it holds the very same objects (State.key's ``like``)."""
+    n = len(items)
+    if n != len(part):
+        return tuple(items)
+    for i in range(n):
+        if items[i] is not part[i]:
+            return tuple(items)
+    return part
+
+
+def _shared_sem(sem: RwSem, part: tuple) -> tuple:
+    return part if sem.writer is part[0] and sem.readers is part[1] else (sem.writer, sem.readers)
+
+
+def _tlb_is(tlb: dict[int, TlbEntry], part: tuple) -> bool:
+    """Does ``tlb`` hold exactly ``part``'s entries (the very objects), in its order?"""
+    if len(tlb) != len(part):
+        return False
+    i = 0
+    for va, entry in tlb.items():
+        item = part[i]
+        if va is not item[0] or entry is not item[1]:
+            return False
+        i += 1
+    return True
+
+
+def _shared_tlbs(tlbs: list[dict[int, TlbEntry]], part: tuple) -> tuple:
+    """The TLBs as a key part, ``part`` or each CPU's part of it kept where it is that TLB's entries in order
+    (a key part is in address order: a TLB filled in another order gets a new part, as without ``like``)."""
+    n = len(tlbs)
+    if n != len(part):
+        return tuple([_tlb_key(t) for t in tlbs])
+    out = []
+    same = True
+    for cpu in range(n):
+        mine = part[cpu]
+        if not _tlb_is(tlbs[cpu], mine):
+            mine = _tlb_key(tlbs[cpu])
+            same = False
+        out.append(mine)
+    return part if same else tuple(out)
+
+
+# The State fields a key holds as a tuple of the list's items: (place in the key, field).
+_LISTS = ((0, "folios"), (1, "page_cache"), (2, "disk"), (3, "ptes"), (4, "vma"), (5, "i_mmap"), (6, "ptl"),
+          (11, "ipis"), (12, "acks_pending"), (16, "vm_write"))
+
+
+def _assign(s: State, key: tuple, current: tuple) -> State:
+    """State.from_key(key) made in ``s``, whose contents are from_key(current)'s (see from_key's ``into``)."""
+    for at, name in _LISTS:
+        part = key[at]
+        if part is not current[at]:
+            setattr(s, name, list(part))
+    (_, _, _, _, _, _, _, s.ptes_per_table, mmap_lock, i_mmap_rwsem, tlbs, _, _, s.i_size, s.tlb_flush_pending,
+     s.tlb_flush_batched, _) = key
+    if mmap_lock is not current[8]:
+        s.mmap_lock = RwSem(*mmap_lock)
+    if i_mmap_rwsem is not current[9]:
+        s.i_mmap_rwsem = RwSem(*i_mmap_rwsem)
+    live = s.tlbs
+    if len(live) != len(tlbs):
+        s.tlbs = [dict(t) for t in tlbs]
+    else:  # checked whatever ``current`` says: a caller may have put the entries back in another order
+        for cpu in range(len(tlbs)):
+            if not _tlb_is(live[cpu], tlbs[cpu]):
+                live[cpu] = dict(tlbs[cpu])
+    return s
