@@ -168,7 +168,8 @@ def test_partial_order_reduction_keeps_race_3s_verdict_and_end_states(kernel):
     reduced = explore(sc, cfg, "bfs", reduce=True, stop_at_first=False)
     assert full.complete and reduced.complete
     assert {i for f in full.found for i in f.invariants} == {i for f in reduced.found for i in f.invariants}
-    assert ({i for f in full.found for i in f.invariants} == {"freed_while_mapped"}) == (kernel == "4.18")
+    # 4.18: the race (freed_while_mapped) and nothing else; 4.19: nothing at all (test_newops' race 3 relies on it)
+    assert {i for f in full.found for i in f.invariants} == ({"freed_while_mapped"} if kernel == "4.18" else set())
     assert reduced.schedules == full.schedules and reduced.states < full.states
 
 
