@@ -32,8 +32,8 @@ def test_eager_loses_dirty_data(name):
 
 
 @pytest.mark.parametrize("name", RACE_SCENARIOS + ["anon_pages", "zap_many_pages"])
-@pytest.mark.parametrize("ordering, arch", [("delayed", "smp"), ("eager", "up"), ("eager", "s390"),
-                                            ("delayed", "up"), ("delayed", "s390")])
+# Not delayed on UP and s390: there it is the eager kernel (tests/test_sleep_sets.py's kernel_orderings)
+@pytest.mark.parametrize("ordering, arch", [("delayed", "smp"), ("eager", "up"), ("eager", "s390")])
 def test_no_violation_with_the_patch_or_without_remote_tlbs(name, ordering, arch):
     sc = load_scenario(name)
     r = explore(sc, cfg_for(sc, ordering=ordering, arch=arch))
@@ -168,7 +168,8 @@ def test_partial_order_reduction_keeps_race_3s_verdict_and_end_states(kernel):
     reduced = explore(sc, cfg, "bfs", reduce=True, stop_at_first=False)
     assert full.complete and reduced.complete
     assert {i for f in full.found for i in f.invariants} == {i for f in reduced.found for i in f.invariants}
-    assert ({i for f in full.found for i in f.invariants} == {"freed_while_mapped"}) == (kernel == "4.18")
+    # 4.18: the race (freed_while_mapped) and nothing else; 4.19: nothing at all (test_newops' race 3 relies on it)
+    assert {i for f in full.found for i in f.invariants} == ({"freed_while_mapped"} if kernel == "4.18" else set())
     assert reduced.schedules == full.schedules and reduced.states < full.states
 
 

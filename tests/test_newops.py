@@ -123,14 +123,16 @@ def test_race_4_mprotect_vs_reclaim_before_and_after_3ea277194daa():
     assert after.complete and not after.found, [f.violations for f in after.found]
 
 
-@pytest.mark.slow  # about 30 s unreduced: mremap turns the reduction off
-def test_race_3_mremap_vs_ftruncate_before_and_after_eb66ae030829():
+@pytest.mark.slow  # 23,549 states before the first violation: about 3 s of CPU
+def test_race_3_mremap_vs_ftruncate_before_eb66ae030829():
+    """Before the fix, on the library scenario's own configuration. After it: test_explore's
+    test_partial_order_reduction_keeps_race_3s_verdict_and_end_states[4.19] searches the same reduced graph (the
+    library's configuration and 4.19's are one for this scenario: 107,793 states and 221,013 transitions both,
+    session 18) to the end, and the full one too, and asserts that neither finds any violation."""
     sc = load_scenario("mremap_truncate")
     assert "eb66ae030829" in sc.description
     before = explore(sc, cfg_for(sc, **BEFORE_EB66))
     assert before.found and "freed_while_mapped" in before.found[0].invariants
-    after = explore(sc, cfg_for(sc))
-    assert after.complete and not after.found, [f.violations for f in after.found]
 
 
 # --- the loader -------------------------------------------------------------------------------------------------
