@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from controlled.closure import WORD, Closure, compiled_closure
 from controlled.coverings import NOTHING, covering, coverings as transition_coverings, transition_context
 from controlled.memo import MISSING, BoundedMemo, Interner
 from controlled.position_futures import PositionFuture, PositionFutures, numbers
@@ -22,7 +23,9 @@ from kernel_model.steps import Step
 
 CONFLICT = 2  # a transition conflicts with what another agent may still do
 CONFLICT_UNLESS = 1  # ... but only with what that agent may do after a TLB flush or an IPI it has not got yet
-Relations = tuple[tuple[tuple, int], ...]  # ((agent ("t", tid) | ("i", cpu), CONFLICT | CONFLICT_UNLESS), ...)
+# (CONFLICT agents, CONFLICT_UNLESS agents) as bit sets over agent numbers: thread tid is tid, CPU c's IPI
+# handler nthreads + c (controlled.closure).
+Relations = tuple[int, int]
 # Answers each memo keeps per generation (controlled.memo: twice as many at most, in all), so that what they hold
 # no longer grows with the search. The persistent-set memo is the one whose size matters: a miss costs about
 # 14 us, and a DFS asks a key again long after it first did. On ladder pages=2 writers=2 stores=1 (809,260
@@ -66,6 +69,10 @@ class Reducer:
         self._share = Interner(SHARED_BOUND)
         self._answer = Interner(SHARED_BOUND)
         self._numbered = Numbering()  # footprint contexts and the rest of a persistent-set memo key -> a number
+        # The closure over bit sets: compiled when built (up to WORD agents), and each invalidates / sends_to set
+        # of Footprints as a bit set over CPUs.
+        self._closure = compiled_closure() or Closure
+        self._cpu_mask = _CpuMasks()
         # The state being asked about, and each thread's future there (None: its operation's), set by persistent().
         self.pos: list[Resolved] = []
         self.state: State | None = None
@@ -111,22 +118,7 @@ class Reducer:
         agents (threads, CPUs' IPI handlers) closed under conflict, such that no agent outside it, enabled or
         not, may do anything that conflicts with them. Tried from each enabled agent in turn; all of
         ``enabled`` when none closes."""
-        s = self.state
-        assert s is not None
-        share = self._share
-        index_of = tuple([f.index for f in s.folios])
-        threads = [(tid, p.pc[0]) for tid, p in enumerate(self.pos) if p.step is not None]
-        hits = {tid: self.footprints.hit_future(tid, pc, self.pos[tid].step, s) is not None  # type: ignore[arg-type]
-                for tid, pc in threads}
-        # What a transition's relations depend on besides its own footprint: the other threads' (operation, hit)
-        # and which CPUs have IPIs queued.
-        others = share[(tuple(threads), tuple([hits[tid] for tid, _ in threads]), tuple(map(bool, s.ipis)),
-                        numbers(self._futures))]
-        moves: dict[tuple, list[Transition]] = {}  # agent ("t", tid) | ("i", cpu) -> its enabled transitions
-        relations: dict[Transition, Relations | None] = {}
-        for tr in enabled:
-            moves.setdefault(tr[:2], []).append(tr)
-            relations[tr] = self._relations(tr, threads, hits, index_of, others)
+        moves, closure = self._closure_of(enabled)
         best: tuple[Transition, ...] = tuple(enabled)
         # With interchangeable writers, the first of equally small sets in agent order would be a different
         # writer's in each member of an orbit (a state and the same state with two writers swapped), so which
@@ -138,9 +130,10 @@ class Reducer:
         tied = [best]
         best_name: list | None = None
         for seed in moves:
-            chosen = self._close(seed, moves, relations, threads, len(best) + ties)
-            if chosen is None:
+            members = closure.close(seed, len(best) + ties)
+            if not members:
                 continue
+            chosen = tuple([tr for agent in moves if members >> agent & 1 for tr in moves[agent]])
             if len(chosen) < len(best):
                 best, tied, best_name = chosen, [chosen], None
                 if len(best) == 1 and not ties:
@@ -153,6 +146,50 @@ class Reducer:
                 elif name == best_name and chosen not in tied:
                     tied.append(chosen)
         return best if len(tied) == 1 else _Tied(tied)
+
+    def _closure_of(self, enabled: list[Transition]) -> tuple[dict[int, list[Transition]], Any]:
+        """The closure's input (controlled.closure): agents by number, each one's enabled transitions (in
+        enabled() order) and its relations as bit sets."""
+        s = self.state
+        assert s is not None
+        share = self._share
+        index_of = tuple([f.index for f in s.folios])
+        threads = [(tid, p.pc[0]) for tid, p in enumerate(self.pos) if p.step is not None]
+        hits = {tid: self.footprints.hit_future(tid, pc, self.pos[tid].step, s) is not None  # type: ignore[arg-type]
+                for tid, pc in threads}
+        # What a transition's relations depend on besides its own footprint: the other threads' (operation, hit)
+        # and which CPUs have IPIs queued.
+        others = share[(tuple(threads), tuple([hits[tid] for tid, _ in threads]), tuple(map(bool, s.ipis)),
+                        numbers(self._futures))]
+        nthreads = len(self.pos)
+        nagents = nthreads + self.ncpus
+        moves: dict[int, list[Transition]] = {}
+        defs, conds, counts = [0] * nagents, [0] * nagents, [0] * nagents
+        unknown = movable = 0
+        for tr in enabled:
+            agent = tr[1] if tr[0] == "t" else nthreads + tr[1]
+            moves.setdefault(agent, []).append(tr)
+            counts[agent] += 1
+            movable |= 1 << agent
+            rels = self._relations(tr, threads, hits, index_of, others)
+            if rels is None:
+                unknown |= 1 << agent
+            else:
+                defs[agent] |= rels[0]
+                conds[agent] |= rels[1]
+        inval, sends, outside = [0] * nthreads, [0] * nthreads, 0
+        cpu_mask, cpu_of, fps = self._cpu_mask, self.cpu_of, self.footprints
+        for tid, pc in threads:
+            outside |= 1 << tid
+            inval[tid] = cpu_mask[fps.invalidates[tid][pc]]
+            sends[tid] = cpu_mask[fps.sends_to[tid][pc]] & ~(1 << cpu_of[tid])
+        queued = 0
+        for cpu, q in enumerate(s.ipis):
+            if q:
+                queued |= 1 << cpu
+        closure = (self._closure if nagents <= WORD else Closure)(nthreads, cpu_of, defs, conds, counts, unknown,
+                                                                    movable, outside, inval, sends, queued)
+        return moves, closure
 
     def _unnumbered(self, chosen: tuple[Transition, ...]) -> list:
         """``chosen`` named by what the memo key of persistent() holds, without the numbers of interchangeable
@@ -187,68 +224,6 @@ class Reducer:
 
         return min(tied, key=signature)
 
-    def _close(self, seed: tuple, moves: dict[tuple, list[Transition]], relations: dict[Transition, Relations | None],
-               threads: list[tuple[int, int]], bound: int) -> tuple[Transition, ...] | None:
-        """A conflict closure of agent ``seed``'s transitions, or None when it needs a transition whose
-        footprint is unknown, an agent that cannot move now (it could move later, outside the set), or as many
-        transitions as ``bound``.
-
-        What an agent outside the set may still do shrinks as the set grows, since agents in it cannot move
-        before the set's transitions have run: a store-only thread whose TLB entries are dirty only stores
-        through them unless an agent outside the set may drop or flush them; a CPU with no IPI queued takes none
-        unless an agent outside the set may send one. So agents that conflict whatever the set holds join
-        first, and those whose conflict may vanish as it grows join only when nothing else is left. The set
-        is returned once no agent outside it conflicts, judged against that final set: it is persistent."""
-        members = {seed}
-        while True:
-            chosen = [tr for agent in moves if agent in members for tr in moves[agent]]  # in enabled() order
-            if len(chosen) >= bound:
-                return None
-            outside = [(tid, pc) for tid, pc in threads if ("t", tid) not in members]
-            found = self._outside_conflicts(chosen, relations, members, outside)
-            if found is None:
-                return None
-            definite, conditional = found
-            if not definite and not conditional:
-                return tuple(chosen)
-            if any(agent not in moves for agent in definite):
-                return None
-            joining = definite or {agent for agent in conditional if agent in moves}
-            if not joining:
-                return None
-            members |= joining
-
-    def _outside_conflicts(self, chosen: list[Transition], relations: dict[Transition, Relations | None],
-                           members: set[tuple], outside: list[tuple[int, int]]) -> tuple[set, set] | None:
-        """The agents outside ``members`` that conflict with ``chosen`` whatever the set holds (definite), and
-        those that do only while an agent outside may still flush their TLB or send them an IPI (conditional);
-        None when a chosen transition's footprint is unknown."""
-        definite: set[tuple] = set()
-        conditional: set[tuple] = set()
-        sends_to = self.footprints.sends_to
-        for tr in chosen:
-            rels = relations[tr]
-            if rels is None:
-                return None
-            for agent, rel in rels:
-                if agent in members:
-                    continue
-                if rel == CONFLICT:
-                    definite.add(agent)
-                elif agent[0] == "t":
-                    if self._may_flush(self.cpu_of[agent[1]], agent[1], members, outside):
-                        conditional.add(agent)
-                elif any(agent[1] in sends_to[t][pc] for t, pc in outside if self.cpu_of[t] != agent[1]):
-                    conditional.add(agent)  # a CPU with nothing queued that someone outside may still IPI
-        return definite, conditional
-
-    def _may_flush(self, cpu: int, tid: int, members: set[tuple], outside: list[tuple[int, int]]) -> bool:
-        """May an agent outside ``members`` (other than thread ``tid``) drop or flush ``cpu``'s TLB entries?"""
-        if self.state.ipis[cpu] and ("i", cpu) not in members:  # type: ignore[union-attr]
-            return True
-        invalidates = self.footprints.invalidates
-        return any(cpu in invalidates[t][pc] for t, pc in outside if t != tid)
-
     # --- how one transition stands to the other agents ---------------------------------------------------------
     def _relations(self, tr: Transition, threads: list[tuple[int, int]], hits: dict[int, bool],
                    index_of: tuple[int, ...], others: tuple) -> Relations | None:
@@ -264,8 +239,16 @@ class Reducer:
         whole = self._relations_memo[whole_key]
         if whole is MISSING:
             skip = tr[1] if tr[0] == "t" else moot
-            whole = self._answer[tuple({**self._thread_relations(sig, fp, skip, threads, hits),
-                                       **self._cpu_relations(tr, fp)}.items())]
+            definite = conditional = 0
+            nthreads = len(self.pos)
+            for agent, rel in {**self._thread_relations(sig, fp, skip, threads, hits),
+                               **self._cpu_relations(tr, fp)}.items():
+                bit = 1 << (agent[1] if agent[0] == "t" else nthreads + agent[1])
+                if rel == CONFLICT:
+                    definite |= bit
+                else:
+                    conditional |= bit
+            whole = self._answer[(definite, conditional)]
             self._relations_memo.put(whole_key, whole)
         return whole
 
@@ -327,6 +310,16 @@ class Reducer:
         own = tr[1] if tr[0] == "i" else None
         return {("i", cpu): CONFLICT if ipis[cpu] else CONFLICT_UNLESS
                 for cpu in range(self.ncpus) if cpu != own and conflict(fp, fps.ipi(cpu))}
+
+
+class _CpuMasks(dict):
+    """A set of CPU numbers -> its bit set (Footprints' invalidates and sends_to sets: a few distinct ones)."""
+
+    __slots__ = ()
+
+    def __missing__(self, cpus: frozenset) -> int:
+        mask = self[cpus] = sum(1 << c for c in cpus)
+        return mask
 
 
 class _Tied(tuple):
