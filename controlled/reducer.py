@@ -8,15 +8,16 @@ memoised on what decides it, which is far less than the whole state.
 
 from __future__ import annotations
 
+from array import array
 from typing import Any
 
 from controlled.closure import WORD, Closure, compiled_closure
 from controlled.coverings import NOTHING, covering, coverings as transition_coverings, transition_context
 from controlled.memo import MISSING, BoundedMemo, Interner
-from controlled.position_futures import PositionFuture, PositionFutures, numbers
+from controlled.position_futures import PositionFuture, PositionFutures
 from controlled.positions import Resolved, Transition
 from controlled.reduction import Footprint, Footprints, conflict
-from controlled.visited import Numbering, prefix_code
+from controlled.visited import Numbering
 from kernel_model.oracle import Oracle
 from kernel_model.state import State
 from kernel_model.steps import Step
@@ -77,6 +78,9 @@ class Reducer:
         self.pos: list[Resolved] = []
         self.state: State | None = None
         self._futures: list[PositionFuture | None] = []
+        self._key: list[int] = []  # and its memo key's numbers, and its pfn -> file page map
+        self._index_of: tuple[int, ...] = ()
+        self._no_ipis = ((),) * ncpus  # the key's IPI part while none is queued (most states)
 
     def persistent(self, pos: list[Resolved], s: State, enabled: list[Transition]) -> list[Transition]:
         """The transitions of ``enabled`` a search must try from this state (all of them when no smaller
@@ -87,21 +91,25 @@ class Reducer:
         if len(numbered) > NUMBERED_BOUND:  # the numbers of the keys the memo holds would be reused: forget both
             numbered.clear()
             self._persistent.forget()
-        # The key: each thread's step id, then the number of the footprint context of each thread whose step
-        # needs one (which threads those are is a function of their step ids), then the number of the rest; as
-        # bytes in visited's prefix code (about 48 bytes an entry, half a tuple's). Equal bytes are equal
-        # numbers, and, while the numbering lasts (the memo is forgotten with it), equal parts.
+        # The key: each thread's step id and future, then the number of the footprint context of each thread
+        # whose step needs one (which threads those are is a function of their step ids), then the number of the
+        # rest; as bytes (_packed: a few bytes a number, a fraction of a tuple). Equal bytes are equal numbers, and,
+        # while the numbering lasts (the memo is forgotten with it), equal parts.
         key = [p.sid for p in pos]
-        self._futures = self.position_futures.of_state(pos, s, self.oracle.covered)
-        key.extend(numbers(self._futures))  # which future each thread has
+        covered = self.oracle.covered
+        self._futures = self.position_futures.of_state(pos, s, covered, key)  # which future each thread has
         for tid, p in enumerate(pos):
             for step in p.contexts:  # of a joined acquire (controlled.lock_joins) and the step after it, if any
-                key.append(numbered[context(tid, p.pc[0], step, s, covering(self.oracle, tid, step))])
+                key.append(numbered[context(tid, p.pc[0], step, s, covering(self.oracle, tid, step) if covered
+                                            else NOTHING)])
             if p.uncovered is not None:  # what its block reads besides (coverings)
-                key.append(numbered[("uncovered", tid, self.oracle.covering(tid) if self.oracle.covered else NOTHING)])
-        key.append(numbered[(tuple([tuple([i.done for i in q]) for q in s.ipis]),  # where each IPI's handler is
-                             tuple([f.index for f in s.folios]), tuple(enabled))])
-        memo_key = prefix_code(key)
+                key.append(numbered[("uncovered", tid, self.oracle.covering(tid) if covered else NOTHING)])
+        ipis = s.ipis
+        self._index_of = index_of = tuple([f.index for f in s.folios])
+        key.append(numbered[(tuple([tuple([i.done for i in q]) for q in ipis]) if any(ipis) else self._no_ipis,
+                             index_of, tuple(enabled))])  # where each IPI's handler is, pfn -> page, what may run
+        self._key = key
+        memo_key = _packed(key)
         chosen = self._persistent[memo_key]
         if chosen is MISSING:
             chosen = self._persistent_set(enabled)
@@ -153,14 +161,14 @@ class Reducer:
         s = self.state
         assert s is not None
         share = self._share
-        index_of = tuple([f.index for f in s.folios])
+        index_of = self._index_of
         threads = [(tid, p.pc[0]) for tid, p in enumerate(self.pos) if p.step is not None]
         hits = {tid: self.footprints.hit_future(tid, pc, self.pos[tid].step, s) is not None  # type: ignore[arg-type]
                 for tid, pc in threads}
         # What a transition's relations depend on besides its own footprint: the other threads' (operation, hit)
         # and which CPUs have IPIs queued.
         others = share[(tuple(threads), tuple([hits[tid] for tid, _ in threads]), tuple(map(bool, s.ipis)),
-                        numbers(self._futures))]
+                        tuple(self._key[len(self.pos):2 * len(self.pos)]))]  # each thread's future
         nthreads = len(self.pos)
         nagents = nthreads + self.ncpus
         moves: dict[int, list[Transition]] = {}
@@ -310,6 +318,21 @@ class Reducer:
         own = tr[1] if tr[0] == "i" else None
         return {("i", cpu): CONFLICT if ipis[cpu] else CONFLICT_UNLESS
                 for cpu in range(self.ncpus) if cpu != own and conflict(fp, fps.ipi(cpu))}
+
+
+def _packed(numbers: list[int]) -> bytes:
+    """A memo key's numbers (below 2**32) as bytes, all of one width, the narrowest that holds the largest, marked
+    by a last number (1, 2 or 4) written in that width: equal bytes are equal lists. Cheaper than visited's prefix
+    code, whose numbers past 254 (most keys', once the numbering passes 254 parts) are written one at a time."""
+    top = max(numbers)
+    if top < 0x100:
+        numbers.append(1)
+        return bytes(numbers)
+    if top < 0x10000:
+        numbers.append(2)
+        return array("H", numbers).tobytes()
+    numbers.append(4)
+    return array("I", numbers).tobytes()
 
 
 class _CpuMasks(dict):
