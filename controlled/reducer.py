@@ -36,7 +36,7 @@ Relations = tuple[int, int]
 PERSISTENT_BOUND = 65536
 RELATIONS_BOUND = 16384
 PART_BOUND = 4096  # footprints, relations to one thread
-SHARED_BOUND = 8192  # distinct key parts and answers shared (controlled.memo.Interner)
+SHARED_BOUND = 8192  # distinct answers shared (controlled.memo.Interner), distinct key parts numbered
 NUMBERED_BOUND = 65536  # distinct parts numbered in persistent-set memo keys (then they and the memo start again)
 
 
@@ -65,9 +65,11 @@ class Reducer:
         self._footprint_memo = BoundedMemo(PART_BOUND)
         self._relation_memo = BoundedMemo(PART_BOUND)
         self._relations_memo = BoundedMemo(RELATIONS_BOUND)
-        # The memos' keys and answers are rebuilt on every call from a few hundred distinct parts: keep one copy
-        # (answers apart from key parts, so that an answer is always of the type it was computed as).
-        self._share = Interner(SHARED_BOUND)
+        # The relations memos' key parts (a thread transition's signature, what the other agents are doing) as
+        # numbers: one hash each per state, not one per memo they key. Renumbered past SHARED_BOUND, forgetting
+        # the memos keyed on them.
+        self._parts = Numbering()
+        # The memos' answers are rebuilt on every call from a few hundred distinct parts: keep one copy.
         self._answer = Interner(SHARED_BOUND)
         self._numbered = Numbering()  # footprint contexts and the rest of a persistent-set memo key -> a number
         # The closure over bit sets: compiled when built (up to WORD agents), and each invalidates / sends_to set
@@ -160,14 +162,18 @@ class Reducer:
         enabled() order) and its relations as bit sets."""
         s = self.state
         assert s is not None
-        share = self._share
+        parts = self._parts
+        if len(parts) > SHARED_BOUND:  # the numbers the part memos hold would be reused: forget them all
+            parts.clear()
+            for memo in (self._footprint_memo, self._relation_memo, self._relations_memo):
+                memo.forget()
         index_of = self._index_of
         threads = [(tid, p.pc[0]) for tid, p in enumerate(self.pos) if p.step is not None]
         hits = {tid: self.footprints.hit_future(tid, pc, self.pos[tid].step, s) is not None  # type: ignore[arg-type]
                 for tid, pc in threads}
         # What a transition's relations depend on besides its own footprint: the other threads' (operation, hit)
         # and which CPUs have IPIs queued.
-        others = share[(tuple(threads), tuple([hits[tid] for tid, _ in threads]), tuple(map(bool, s.ipis)),
+        others = parts[(tuple(threads), tuple([hits[tid] for tid, _ in threads]), tuple(map(bool, s.ipis)),
                         tuple(self._key[len(self.pos):2 * len(self.pos)]))]  # each thread's future
         nthreads = len(self.pos)
         nagents = nthreads + self.ncpus
@@ -260,7 +266,7 @@ class Reducer:
             self._relations_memo.put(whole_key, whole)
         return whole
 
-    def _thread_footprint(self, tr: Transition, index_of: tuple[int, ...]) -> tuple[tuple, Footprint | None, None]:
+    def _thread_footprint(self, tr: Transition, index_of: tuple[int, ...]) -> tuple[int, Footprint | None, None]:
         """(memo signature, footprint, moot agent: none) of a thread's next transition (its step, or a joined
         acquire and the step after it: Footprints.transition_footprint)."""
         tid = tr[1]
@@ -268,7 +274,7 @@ class Reducer:
         steps = p.steps
         assert steps and self.state is not None
         fps = self.footprints
-        sig: tuple = self._share[(tid, p.sid, transition_context(fps, self.oracle, tid, p, self.state), index_of)]
+        sig = self._parts[(tid, p.sid, transition_context(fps, self.oracle, tid, p, self.state), index_of)]
         fp = self._footprint_memo[sig]
         if fp is MISSING:
             fp = fps.transition_footprint(tid, steps, list(index_of), self.state,
@@ -290,7 +296,7 @@ class Reducer:
         return (("i", cpu, invalidates, initiator, ipi.start, ipi.end),
                 self.footprints.ipi_step(cpu, invalidates, initiator, ipi.start, ipi.end), moot)
 
-    def _thread_relations(self, sig: tuple, fp: Footprint, skip: Any, threads: list[tuple[int, int]],
+    def _thread_relations(self, sig: object, fp: Footprint, skip: Any, threads: list[tuple[int, int]],
                           hits: dict[int, bool]) -> dict[tuple, int]:
         """How a transition of footprint ``fp`` stands to each thread but ``skip`` (its own, or a moot one)."""
         fps = self.footprints
