@@ -29,9 +29,9 @@ HERE = Path(__file__).resolve().parent
 _compiled = runpy.run_path(str(HERE / "kernel_model" / "compiled.py"))  # HOT_MODULES, BUILD_RECORD; no imports
 HOT_MODULES: tuple[str, ...] = _compiled["HOT_MODULES"]
 # Compiled-only modules (a .pyx with a Python fallback elsewhere, which checks this build's recorded digest
-# itself, controlled/compiled_only.py): the parallel search's atomic shared words (controlled/shared_words.py), and
-# the exact visited keys' encoder (controlled/visited.py).
-EXTRA_MODULES = ("controlled._atomic_words", "controlled._compact_keys")
+# itself, controlled/compiled_only.py): the parallel search's atomic shared words (controlled/shared_words.py),
+# the exact visited keys' encoder (controlled/visited.py), and the reducer's conflict closure (controlled/closure.py).
+EXTRA_MODULES = ("controlled._atomic_words", "controlled._compact_keys", "controlled._closure")
 
 
 class OptionalBuildExt(build_ext):

@@ -85,10 +85,13 @@ class PositionFutures:
         # machines of a scenario (controlled.positions), and a future's number means something only here.
         self._token = next(_TOKENS)
 
-    def of_state(self, pos: list[Resolved], s: State, covered: frozenset) -> list[PositionFuture | None]:
+    def of_state(self, pos: list[Resolved], s: State, covered: frozenset,
+                 numbers: list[int]) -> list[PositionFuture | None]:
         """Each thread's future from its position in state ``s``, or None where it stays its operation's;
-        ``covered``: the oracle's covered translations, (thread, cpu, page). The reducer asks this in every
-        state: a future cached on the position (future() puts it there) is taken without a call or a hash."""
+        ``covered``: the oracle's covered translations, (thread, cpu, page). Appends to ``numbers`` which future
+        each thread has, as memo keys hold it: its number, 0 for its operation's. The reducer asks this in every
+        state: a future cached on the position (future() puts it there, with its number) is taken without a call
+        or a hash."""
         covering = {c[0] for c in covered} if covered else ()
         token = self._token
         out: list[PositionFuture | None] = []
@@ -96,8 +99,11 @@ class PositionFutures:
             cached = p.future
             if cached is not None and cached[0] == token and tid not in covering:
                 out.append(cached[1])
+                numbers.append(cached[2])
             else:
-                out.append(self.future(tid, p, tid not in covering, s))
+                future = self.future(tid, p, tid not in covering, s)
+                out.append(future)
+                numbers.append(0 if future is None else future.number)
         return out
 
     def future(self, tid: int, p: Resolved, covers_nothing: bool, s: State) -> PositionFuture | None:
@@ -116,7 +122,7 @@ class PositionFutures:
                 self._numbers += 1
                 hit = PositionFuture(rest, self.footprints.future(tid, p.pc[0] + 1), self._numbers)
             self._memo.put(key, hit)
-        p.future = (self._token, hit)
+        p.future = (self._token, hit, 0 if hit is None else hit.number)
         return hit
 
     def _rest_of_attempt(self, tid: int, start: Resolved, index_of: list[int]) -> Footprint | None:
@@ -167,11 +173,6 @@ class PositionFutures:
             return (None,)
         results = RESULTS.get(op)
         return None if results is None else results(self.footprints, step.args)
-
-
-def numbers(futures: list[PositionFuture | None]) -> tuple[int, ...]:
-    """Which future each thread has, as memo keys hold it: 0 for its operation's."""
-    return tuple([0 if f is None else f.number for f in futures])
 
 
 class _AnyFolio:

@@ -8,21 +8,25 @@ memoised on what decides it, which is far less than the whole state.
 
 from __future__ import annotations
 
+from array import array
 from typing import Any
 
+from controlled.closure import WORD, Closure, compiled_closure
 from controlled.coverings import NOTHING, covering, coverings as transition_coverings, transition_context
 from controlled.memo import MISSING, BoundedMemo, Interner
-from controlled.position_futures import PositionFuture, PositionFutures, numbers
+from controlled.position_futures import PositionFuture, PositionFutures
 from controlled.positions import Resolved, Transition
 from controlled.reduction import Footprint, Footprints, conflict
-from controlled.visited import Numbering, prefix_code
+from controlled.visited import Numbering
 from kernel_model.oracle import Oracle
 from kernel_model.state import State
 from kernel_model.steps import Step
 
 CONFLICT = 2  # a transition conflicts with what another agent may still do
 CONFLICT_UNLESS = 1  # ... but only with what that agent may do after a TLB flush or an IPI it has not got yet
-Relations = tuple[tuple[tuple, int], ...]  # ((agent ("t", tid) | ("i", cpu), CONFLICT | CONFLICT_UNLESS), ...)
+# (CONFLICT agents, CONFLICT_UNLESS agents) as bit sets over agent numbers: thread tid is tid, CPU c's IPI
+# handler nthreads + c (controlled.closure).
+Relations = tuple[int, int]
 # Answers each memo keeps per generation (controlled.memo: twice as many at most, in all), so that what they hold
 # no longer grows with the search. The persistent-set memo is the one whose size matters: a miss costs about
 # 14 us, and a DFS asks a key again long after it first did. On ladder pages=2 writers=2 stores=1 (809,260
@@ -32,7 +36,7 @@ Relations = tuple[tuple[tuple, int], ...]  # ((agent ("t", tid) | ("i", cpu), CO
 PERSISTENT_BOUND = 65536
 RELATIONS_BOUND = 16384
 PART_BOUND = 4096  # footprints, relations to one thread
-SHARED_BOUND = 8192  # distinct key parts and answers shared (controlled.memo.Interner)
+SHARED_BOUND = 8192  # distinct answers shared (controlled.memo.Interner), distinct key parts numbered
 NUMBERED_BOUND = 65536  # distinct parts numbered in persistent-set memo keys (then they and the memo start again)
 
 
@@ -61,15 +65,24 @@ class Reducer:
         self._footprint_memo = BoundedMemo(PART_BOUND)
         self._relation_memo = BoundedMemo(PART_BOUND)
         self._relations_memo = BoundedMemo(RELATIONS_BOUND)
-        # The memos' keys and answers are rebuilt on every call from a few hundred distinct parts: keep one copy
-        # (answers apart from key parts, so that an answer is always of the type it was computed as).
-        self._share = Interner(SHARED_BOUND)
+        # The relations memos' key parts (a thread transition's signature, what the other agents are doing) as
+        # numbers: one hash each per state, not one per memo they key. Renumbered past SHARED_BOUND, forgetting
+        # the memos keyed on them.
+        self._parts = Numbering()
+        # The memos' answers are rebuilt on every call from a few hundred distinct parts: keep one copy.
         self._answer = Interner(SHARED_BOUND)
         self._numbered = Numbering()  # footprint contexts and the rest of a persistent-set memo key -> a number
+        # The closure over bit sets: compiled when built (up to WORD agents), and each invalidates / sends_to set
+        # of Footprints as a bit set over CPUs.
+        self._closure = compiled_closure() or Closure
+        self._cpu_mask = _CpuMasks()
         # The state being asked about, and each thread's future there (None: its operation's), set by persistent().
         self.pos: list[Resolved] = []
         self.state: State | None = None
         self._futures: list[PositionFuture | None] = []
+        self._key: list[int] = []  # and its memo key's numbers, and its pfn -> file page map
+        self._index_of: tuple[int, ...] = ()
+        self._no_ipis = ((),) * ncpus  # the key's IPI part while none is queued (most states)
 
     def persistent(self, pos: list[Resolved], s: State, enabled: list[Transition]) -> list[Transition]:
         """The transitions of ``enabled`` a search must try from this state (all of them when no smaller
@@ -80,21 +93,25 @@ class Reducer:
         if len(numbered) > NUMBERED_BOUND:  # the numbers of the keys the memo holds would be reused: forget both
             numbered.clear()
             self._persistent.forget()
-        # The key: each thread's step id, then the number of the footprint context of each thread whose step
-        # needs one (which threads those are is a function of their step ids), then the number of the rest; as
-        # bytes in visited's prefix code (about 48 bytes an entry, half a tuple's). Equal bytes are equal
-        # numbers, and, while the numbering lasts (the memo is forgotten with it), equal parts.
+        # The key: each thread's step id and future, then the number of the footprint context of each thread
+        # whose step needs one (which threads those are is a function of their step ids), then the number of the
+        # rest; as bytes (_packed: a few bytes a number, a fraction of a tuple). Equal bytes are equal numbers, and,
+        # while the numbering lasts (the memo is forgotten with it), equal parts.
         key = [p.sid for p in pos]
-        self._futures = self.position_futures.of_state(pos, s, self.oracle.covered)
-        key.extend(numbers(self._futures))  # which future each thread has
+        covered = self.oracle.covered
+        self._futures = self.position_futures.of_state(pos, s, covered, key)  # which future each thread has
         for tid, p in enumerate(pos):
             for step in p.contexts:  # of a joined acquire (controlled.lock_joins) and the step after it, if any
-                key.append(numbered[context(tid, p.pc[0], step, s, covering(self.oracle, tid, step))])
+                key.append(numbered[context(tid, p.pc[0], step, s, covering(self.oracle, tid, step) if covered
+                                            else NOTHING)])
             if p.uncovered is not None:  # what its block reads besides (coverings)
-                key.append(numbered[("uncovered", tid, self.oracle.covering(tid) if self.oracle.covered else NOTHING)])
-        key.append(numbered[(tuple([tuple([i.done for i in q]) for q in s.ipis]),  # where each IPI's handler is
-                             tuple([f.index for f in s.folios]), tuple(enabled))])
-        memo_key = prefix_code(key)
+                key.append(numbered[("uncovered", tid, self.oracle.covering(tid) if covered else NOTHING)])
+        ipis = s.ipis
+        self._index_of = index_of = tuple([f.index for f in s.folios])
+        key.append(numbered[(tuple([tuple([i.done for i in q]) for q in ipis]) if any(ipis) else self._no_ipis,
+                             index_of, tuple(enabled))])  # where each IPI's handler is, pfn -> page, what may run
+        self._key = key
+        memo_key = _packed(key)
         chosen = self._persistent[memo_key]
         if chosen is MISSING:
             chosen = self._persistent_set(enabled)
@@ -111,22 +128,7 @@ class Reducer:
         agents (threads, CPUs' IPI handlers) closed under conflict, such that no agent outside it, enabled or
         not, may do anything that conflicts with them. Tried from each enabled agent in turn; all of
         ``enabled`` when none closes."""
-        s = self.state
-        assert s is not None
-        share = self._share
-        index_of = tuple([f.index for f in s.folios])
-        threads = [(tid, p.pc[0]) for tid, p in enumerate(self.pos) if p.step is not None]
-        hits = {tid: self.footprints.hit_future(tid, pc, self.pos[tid].step, s) is not None  # type: ignore[arg-type]
-                for tid, pc in threads}
-        # What a transition's relations depend on besides its own footprint: the other threads' (operation, hit)
-        # and which CPUs have IPIs queued.
-        others = share[(tuple(threads), tuple([hits[tid] for tid, _ in threads]), tuple(map(bool, s.ipis)),
-                        numbers(self._futures))]
-        moves: dict[tuple, list[Transition]] = {}  # agent ("t", tid) | ("i", cpu) -> its enabled transitions
-        relations: dict[Transition, Relations | None] = {}
-        for tr in enabled:
-            moves.setdefault(tr[:2], []).append(tr)
-            relations[tr] = self._relations(tr, threads, hits, index_of, others)
+        moves, closure = self._closure_of(enabled)
         best: tuple[Transition, ...] = tuple(enabled)
         # With interchangeable writers, the first of equally small sets in agent order would be a different
         # writer's in each member of an orbit (a state and the same state with two writers swapped), so which
@@ -138,9 +140,10 @@ class Reducer:
         tied = [best]
         best_name: list | None = None
         for seed in moves:
-            chosen = self._close(seed, moves, relations, threads, len(best) + ties)
-            if chosen is None:
+            members = closure.close(seed, len(best) + ties)
+            if not members:
                 continue
+            chosen = tuple([tr for agent in moves if members >> agent & 1 for tr in moves[agent]])
             if len(chosen) < len(best):
                 best, tied, best_name = chosen, [chosen], None
                 if len(best) == 1 and not ties:
@@ -153,6 +156,54 @@ class Reducer:
                 elif name == best_name and chosen not in tied:
                     tied.append(chosen)
         return best if len(tied) == 1 else _Tied(tied)
+
+    def _closure_of(self, enabled: list[Transition]) -> tuple[dict[int, list[Transition]], Any]:
+        """The closure's input (controlled.closure): agents by number, each one's enabled transitions (in
+        enabled() order) and its relations as bit sets."""
+        s = self.state
+        assert s is not None
+        parts = self._parts
+        if len(parts) > SHARED_BOUND:  # the numbers the part memos hold would be reused: forget them all
+            parts.clear()
+            for memo in (self._footprint_memo, self._relation_memo, self._relations_memo):
+                memo.forget()
+        index_of = self._index_of
+        threads = [(tid, p.pc[0]) for tid, p in enumerate(self.pos) if p.step is not None]
+        hits = {tid: self.footprints.hit_future(tid, pc, self.pos[tid].step, s) is not None  # type: ignore[arg-type]
+                for tid, pc in threads}
+        # What a transition's relations depend on besides its own footprint: the other threads' (operation, hit)
+        # and which CPUs have IPIs queued.
+        others = parts[(tuple(threads), tuple([hits[tid] for tid, _ in threads]), tuple(map(bool, s.ipis)),
+                        tuple(self._key[len(self.pos):2 * len(self.pos)]))]  # each thread's future
+        nthreads = len(self.pos)
+        nagents = nthreads + self.ncpus
+        moves: dict[int, list[Transition]] = {}
+        defs, conds, counts = [0] * nagents, [0] * nagents, [0] * nagents
+        unknown = movable = 0
+        for tr in enabled:
+            agent = tr[1] if tr[0] == "t" else nthreads + tr[1]
+            moves.setdefault(agent, []).append(tr)
+            counts[agent] += 1
+            movable |= 1 << agent
+            rels = self._relations(tr, threads, hits, index_of, others)
+            if rels is None:
+                unknown |= 1 << agent
+            else:
+                defs[agent] |= rels[0]
+                conds[agent] |= rels[1]
+        inval, sends, outside = [0] * nthreads, [0] * nthreads, 0
+        cpu_mask, cpu_of, fps = self._cpu_mask, self.cpu_of, self.footprints
+        for tid, pc in threads:
+            outside |= 1 << tid
+            inval[tid] = cpu_mask[fps.invalidates[tid][pc]]
+            sends[tid] = cpu_mask[fps.sends_to[tid][pc]] & ~(1 << cpu_of[tid])
+        queued = 0
+        for cpu, q in enumerate(s.ipis):
+            if q:
+                queued |= 1 << cpu
+        closure = (self._closure if nagents <= WORD else Closure)(nthreads, cpu_of, defs, conds, counts, unknown,
+                                                                    movable, outside, inval, sends, queued)
+        return moves, closure
 
     def _unnumbered(self, chosen: tuple[Transition, ...]) -> list:
         """``chosen`` named by what the memo key of persistent() holds, without the numbers of interchangeable
@@ -187,68 +238,6 @@ class Reducer:
 
         return min(tied, key=signature)
 
-    def _close(self, seed: tuple, moves: dict[tuple, list[Transition]], relations: dict[Transition, Relations | None],
-               threads: list[tuple[int, int]], bound: int) -> tuple[Transition, ...] | None:
-        """A conflict closure of agent ``seed``'s transitions, or None when it needs a transition whose
-        footprint is unknown, an agent that cannot move now (it could move later, outside the set), or as many
-        transitions as ``bound``.
-
-        What an agent outside the set may still do shrinks as the set grows, since agents in it cannot move
-        before the set's transitions have run: a store-only thread whose TLB entries are dirty only stores
-        through them unless an agent outside the set may drop or flush them; a CPU with no IPI queued takes none
-        unless an agent outside the set may send one. So agents that conflict whatever the set holds join
-        first, and those whose conflict may vanish as it grows join only when nothing else is left. The set
-        is returned once no agent outside it conflicts, judged against that final set: it is persistent."""
-        members = {seed}
-        while True:
-            chosen = [tr for agent in moves if agent in members for tr in moves[agent]]  # in enabled() order
-            if len(chosen) >= bound:
-                return None
-            outside = [(tid, pc) for tid, pc in threads if ("t", tid) not in members]
-            found = self._outside_conflicts(chosen, relations, members, outside)
-            if found is None:
-                return None
-            definite, conditional = found
-            if not definite and not conditional:
-                return tuple(chosen)
-            if any(agent not in moves for agent in definite):
-                return None
-            joining = definite or {agent for agent in conditional if agent in moves}
-            if not joining:
-                return None
-            members |= joining
-
-    def _outside_conflicts(self, chosen: list[Transition], relations: dict[Transition, Relations | None],
-                           members: set[tuple], outside: list[tuple[int, int]]) -> tuple[set, set] | None:
-        """The agents outside ``members`` that conflict with ``chosen`` whatever the set holds (definite), and
-        those that do only while an agent outside may still flush their TLB or send them an IPI (conditional);
-        None when a chosen transition's footprint is unknown."""
-        definite: set[tuple] = set()
-        conditional: set[tuple] = set()
-        sends_to = self.footprints.sends_to
-        for tr in chosen:
-            rels = relations[tr]
-            if rels is None:
-                return None
-            for agent, rel in rels:
-                if agent in members:
-                    continue
-                if rel == CONFLICT:
-                    definite.add(agent)
-                elif agent[0] == "t":
-                    if self._may_flush(self.cpu_of[agent[1]], agent[1], members, outside):
-                        conditional.add(agent)
-                elif any(agent[1] in sends_to[t][pc] for t, pc in outside if self.cpu_of[t] != agent[1]):
-                    conditional.add(agent)  # a CPU with nothing queued that someone outside may still IPI
-        return definite, conditional
-
-    def _may_flush(self, cpu: int, tid: int, members: set[tuple], outside: list[tuple[int, int]]) -> bool:
-        """May an agent outside ``members`` (other than thread ``tid``) drop or flush ``cpu``'s TLB entries?"""
-        if self.state.ipis[cpu] and ("i", cpu) not in members:  # type: ignore[union-attr]
-            return True
-        invalidates = self.footprints.invalidates
-        return any(cpu in invalidates[t][pc] for t, pc in outside if t != tid)
-
     # --- how one transition stands to the other agents ---------------------------------------------------------
     def _relations(self, tr: Transition, threads: list[tuple[int, int]], hits: dict[int, bool],
                    index_of: tuple[int, ...], others: tuple) -> Relations | None:
@@ -264,12 +253,20 @@ class Reducer:
         whole = self._relations_memo[whole_key]
         if whole is MISSING:
             skip = tr[1] if tr[0] == "t" else moot
-            whole = self._answer[tuple({**self._thread_relations(sig, fp, skip, threads, hits),
-                                       **self._cpu_relations(tr, fp)}.items())]
+            definite = conditional = 0
+            nthreads = len(self.pos)
+            for agent, rel in {**self._thread_relations(sig, fp, skip, threads, hits),
+                               **self._cpu_relations(tr, fp)}.items():
+                bit = 1 << (agent[1] if agent[0] == "t" else nthreads + agent[1])
+                if rel == CONFLICT:
+                    definite |= bit
+                else:
+                    conditional |= bit
+            whole = self._answer[(definite, conditional)]
             self._relations_memo.put(whole_key, whole)
         return whole
 
-    def _thread_footprint(self, tr: Transition, index_of: tuple[int, ...]) -> tuple[tuple, Footprint | None, None]:
+    def _thread_footprint(self, tr: Transition, index_of: tuple[int, ...]) -> tuple[int, Footprint | None, None]:
         """(memo signature, footprint, moot agent: none) of a thread's next transition (its step, or a joined
         acquire and the step after it: Footprints.transition_footprint)."""
         tid = tr[1]
@@ -277,7 +274,7 @@ class Reducer:
         steps = p.steps
         assert steps and self.state is not None
         fps = self.footprints
-        sig: tuple = self._share[(tid, p.sid, transition_context(fps, self.oracle, tid, p, self.state), index_of)]
+        sig = self._parts[(tid, p.sid, transition_context(fps, self.oracle, tid, p, self.state), index_of)]
         fp = self._footprint_memo[sig]
         if fp is MISSING:
             fp = fps.transition_footprint(tid, steps, list(index_of), self.state,
@@ -299,7 +296,7 @@ class Reducer:
         return (("i", cpu, invalidates, initiator, ipi.start, ipi.end),
                 self.footprints.ipi_step(cpu, invalidates, initiator, ipi.start, ipi.end), moot)
 
-    def _thread_relations(self, sig: tuple, fp: Footprint, skip: Any, threads: list[tuple[int, int]],
+    def _thread_relations(self, sig: object, fp: Footprint, skip: Any, threads: list[tuple[int, int]],
                           hits: dict[int, bool]) -> dict[tuple, int]:
         """How a transition of footprint ``fp`` stands to each thread but ``skip`` (its own, or a moot one)."""
         fps = self.footprints
@@ -327,6 +324,31 @@ class Reducer:
         own = tr[1] if tr[0] == "i" else None
         return {("i", cpu): CONFLICT if ipis[cpu] else CONFLICT_UNLESS
                 for cpu in range(self.ncpus) if cpu != own and conflict(fp, fps.ipi(cpu))}
+
+
+def _packed(numbers: list[int]) -> bytes:
+    """A memo key's numbers (below 2**32) as bytes, all of one width, the narrowest that holds the largest, marked
+    by a last number (1, 2 or 4) written in that width: equal bytes are equal lists. Cheaper than visited's prefix
+    code, whose numbers past 254 (most keys', once the numbering passes 254 parts) are written one at a time."""
+    top = max(numbers)
+    if top < 0x100:
+        numbers.append(1)
+        return bytes(numbers)
+    if top < 0x10000:
+        numbers.append(2)
+        return array("H", numbers).tobytes()
+    numbers.append(4)
+    return array("I", numbers).tobytes()
+
+
+class _CpuMasks(dict):
+    """A set of CPU numbers -> its bit set (Footprints' invalidates and sends_to sets: a few distinct ones)."""
+
+    __slots__ = ()
+
+    def __missing__(self, cpus: frozenset) -> int:
+        mask = self[cpus] = sum(1 << c for c in cpus)
+        return mask
 
 
 class _Tied(tuple):

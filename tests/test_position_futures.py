@@ -84,7 +84,7 @@ def test_every_step_stays_inside_the_futures_of_the_positions_before_it(name):
         for m, tr in _runs(name, over, 6, 100 + n, FEWER_PAGES.get(name)):
             if m is not m_seen:
                 passed, m_seen = {}, m
-            futures = m.reducer.position_futures.of_state(m.pos, m.state, m.oracle.covered)
+            futures = m.reducer.position_futures.of_state(m.pos, m.state, m.oracle.covered, [])
             for tid, f in enumerate(futures):
                 if f is not None and (not passed.get(tid) or passed[tid][-1] is not f):
                     passed.setdefault(tid, []).append(f)
@@ -115,7 +115,7 @@ def test_a_listed_future_is_smaller_than_its_operations():
         if m.run_ends(enabled) or m.pos[zapper].step is None:
             break
         if any(step.op == "up_read" for step in m.pos[zapper].steps):  # (joined to the step before: lock_joins)
-            tail = m.reducer.position_futures.of_state(m.pos, m.state, m.oracle.covered)[zapper]
+            tail = m.reducer.position_futures.of_state(m.pos, m.state, m.oracle.covered, [])[zapper]
             break
         tr = next((t for t in enabled if t[0] == "t" and t[1] == zapper),  # the zapper alone, and its IPIs
                   next((t for t in enabled if t[0] == "i"), enabled[0]))
