@@ -153,9 +153,13 @@ class OpFootprints:
     def _mprotect_footprint(self, fp: Footprint, tid: int, op: Op, pages: tuple[int, ...]) -> None:
         """mprotect(PROT_READ) (kernel_model.mprotect): mmap_lock write; under each table's PTL
         flush_tlb_batched_pending and the PTEs write-protected; one flush; and, as it returns, the oracle's
-        write_protected mark (_write_protected). mprotect_fixup clears VM_WRITE first (vm_flags_reset)."""
+        write_protected mark (_write_protected). mprotect_fixup clears VM_WRITE first (vm_flags_reset). From v6.0
+        (Config.mprotect_gathers) in an mmu_gather: tlb_gather_mmu / tlb_finish_mmu count it in and out of
+        mm->tlb_flush_pending and read it (mm_tlb_flush_nested), and the nested flush is one more flush of the
+        range (_flush_footprint covers every page); the gather's batches stay empty (no put_page)."""
         span = range(*_span(pages))
         add_mode(fp, ("sem", "mmap_lock"), "w")
+        add_mode(fp, ("flushpend",), "w")  # declared on every kernel: an over-approximation before 6.0
         for p in span:
             add_mode(fp, ("vma", p), "w")
         add_mode(fp, ("batched",), "w")
