@@ -14,7 +14,24 @@ import pytest
 from controlled.machine import Machine
 from kernel_model.config import Config
 from kernel_model.kernels import kernel_config
+from scenarios.loader import load_scenario_text
 from tests.test_unseen_scenarios import _load
+
+# A store faults on an unmapped page of a shared file mapping while ftruncate cuts the file to 0.
+STORE_VS_TRUNCATE = """
+name = "store_vs_truncate"
+description = "a write fault on an unmapped page vs ftruncate to 0"
+[setup]
+pages = 1
+mapped = false
+[[threads]]
+name = "writer"
+program = [{ op = "store", pages = [0] }]
+[[threads]]
+name = "truncator"
+program = [{ op = "ftruncate" }]
+"""
+
 
 def _outside_future(m: Machine, tid: int) -> list:
     """The objects the thread's next step touches that its future footprint does not declare (in that mode)."""
@@ -42,6 +59,29 @@ def _run(m: Machine, pick: Callable[[list], "tuple | None"], bad: list, freeing_
                 freeing_puts.append((tr[1], step.fn))
         if m.execute(tr):
             return
+
+
+@pytest.mark.parametrize("arch", ["smp", "up"])
+def test_a_faults_put_page_freeing_a_truncated_folio_stays_inside_its_future(arch: str) -> None:
+    """The writer's do_shared_fault unlocks the folio for ->page_mkwrite; ftruncate runs whole in that window
+    (truncate_inode_pages deletes the folio, the fault's reference is the last); filemap_page_mkwrite's recheck
+    answers VM_FAULT_NOPAGE and the fault's put_page frees the folio, reading every CPU's TLB entry for it. Before
+    op_footprints' _freeing_put the writer's future named only its own CPU's (SMP: CPU 1's entry was outside)."""
+    sc = load_scenario_text(STORE_VS_TRUNCATE, name="store_vs_truncate")
+    m = Machine(sc, Config(arch=arch), reduce=True)
+    bad: list = []
+    freeing_puts: list = []
+
+    def writer_to_the_relock(enabled: list) -> "tuple | None":
+        step = m.pos[0].step
+        if step is not None and (step.fn, step.op) == ("do_page_mkwrite", "folio_lock"):
+            return None
+        return next((t for t in enabled if t[0] == "t" and t[1] == 0), enabled[0])
+
+    _run(m, writer_to_the_relock, bad, freeing_puts)
+    _run(m, lambda enabled: next((t for t in enabled if t[0] == "t" and t[1] == 1), enabled[0]), bad, freeing_puts)
+    assert (0, "do_shared_fault") in freeing_puts, freeing_puts
+    assert not bad, bad
 
 
 @pytest.mark.parametrize("kernel, arch", [("6.2", "up"), ("6.2", "smp"), ("5.19", "up")])
