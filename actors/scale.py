@@ -129,7 +129,9 @@ def plan_cells(cpus: Iterable[int], shards: Iterable[int], orderings: Iterable[s
 class ZapCounts:
     """What one trial's records say about its zaps, flushes and waits."""
 
-    zaps: int = 0  # mmu_gathers started (tlb_gather_mmu "init" notes): one per madvise/munmap/mmap_fixed zap
+    # mmu_gathers started (tlb_gather_mmu "init" notes): one per madvise/munmap/mmap_fixed zap (and per mprotect
+    # from v6.0, Config.mprotect_gathers, though it zaps nothing: the scale workloads run none)
+    zaps: int = 0
     pages_zapped: int = 0  # present PTEs cleared by zap_pte_range (ptep_get_and_clear_full that returned a PTE)
     tlb_flushes: int = 0  # mmu_gather TLB flushes: flush_tlb_mm_range calls from tlb_flush_mmu_tlbonly
     forced_flushes: int = 0  # "force_flush" notes of zap_pte_range (a dirty page, or a full batch)

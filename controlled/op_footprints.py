@@ -78,9 +78,13 @@ class OpFootprints:
         if self.may_evict or self.anon or not self.linear:
             add_mode(fp, ("alloc",), "w")
         # A file fault takes a reference (filemap_get_folio) and drops it again unless the PTE keeps it; that put
-        # frees the folio only when eviction took it out of the page cache meanwhile. An anonymous fault may free
-        # the page it lost a race with. Installing a PTE or filling a TLB entry reads whether the folio was freed
-        # (the oracle's freed_while_mapped check).
+        # frees the folio only when an operation took it out of the page cache meanwhile (may_evict: evict,
+        # reclaim, and ftruncate, whose truncate_inode_pages deletes a folio a fault still holds: do_shared_fault's
+        # and wp_page_shared's put_page after filemap_page_mkwrite's VM_FAULT_NOPAGE recheck, filemap_fault's
+        # retry_find, do_read_fault's when finish_fault installs nothing). An anonymous fault may free the page it
+        # lost a race with. Installing a PTE or filling a TLB entry reads whether the folio was freed (the
+        # oracle's freed_while_mapped check), and a freeing put_page reads every CPU's TLB entry and the PTE of
+        # each address that may map the folio (ops._fp_put_page), which _freeing_put adds.
         frees = self.anon or self.may_evict or not self.linear  # with remaps, an anonymous fault may happen
         data_mode = {"store": "s", "load": "r"}.get(kind, "w")
         for p in pages:
@@ -101,7 +105,17 @@ class OpFootprints:
             add_mode(fp, ("pc", p), "w" if frees else "r")
             if self.may_evict:
                 add_mode(fp, ("disk", p), "r")
+        if frees:
+            self._freeing_put(fp, pages)
         self._ptl_sections(fp, pages)  # the fault paths take the PTL (do_wp_page, finish_fault)
+
+    def _freeing_put(self, fp: Footprint, pages: Iterable[int]) -> None:
+        """The freed_while_mapped check of a put_page that drops a folio's last reference (ops._fp_put_page):
+        every CPU's TLB entry and the PTE of each address that may map these pages' folios (with remaps, any)."""
+        for p in self._reached(pages):
+            add_mode(fp, ("pte", p), "r")
+            for c in range(self.ncpus):
+                add_mode(fp, ("tlb", c, p), "r")
 
     def _unmap_footprint(self, fp: Footprint, tid: int, op: Op, pages: tuple[int, ...]) -> None:
         """madvise(MADV_DONTNEED) zaps; munmap and mmap(MAP_FIXED) also change the VMAs and i_mmap links (mmap
@@ -153,9 +167,13 @@ class OpFootprints:
     def _mprotect_footprint(self, fp: Footprint, tid: int, op: Op, pages: tuple[int, ...]) -> None:
         """mprotect(PROT_READ) (kernel_model.mprotect): mmap_lock write; under each table's PTL
         flush_tlb_batched_pending and the PTEs write-protected; one flush; and, as it returns, the oracle's
-        write_protected mark (_write_protected). mprotect_fixup clears VM_WRITE first (vm_flags_reset)."""
+        write_protected mark (_write_protected). mprotect_fixup clears VM_WRITE first (vm_flags_reset). From v6.0
+        (Config.mprotect_gathers) in an mmu_gather: tlb_gather_mmu / tlb_finish_mmu count it in and out of
+        mm->tlb_flush_pending and read it (mm_tlb_flush_nested), and the nested flush is one more flush of the
+        range (_flush_footprint covers every page); the gather's batches stay empty (no put_page)."""
         span = range(*_span(pages))
         add_mode(fp, ("sem", "mmap_lock"), "w")
+        add_mode(fp, ("flushpend",), "w")  # declared on every kernel: an over-approximation before 6.0
         for p in span:
             add_mode(fp, ("vma", p), "w")
         add_mode(fp, ("batched",), "w")

@@ -62,6 +62,11 @@ class Config:
     # its CPU's stale dirty entry to the next task (docs/up-v6.2.md). True by default: the brief's UP mode (§3)
     # is the old order with that flush, whose checker passes. s390 does not need it (its PTE clear flushes).
     zap_dirty_forces_flush: bool = True
+    # mprotect runs in an mmu_gather (tlb_gather_mmu .. tlb_finish_mmu in do_mprotect_pkey): since 4a18419f71cd
+    # "mm/mprotect: use mmu_gather" (v6.0). Its tlb_finish_mmu then flushes the range whenever another gather of
+    # the mm is in flight (mm_tlb_flush_nested), even if mprotect changed no PTE. False (a release before 6.0):
+    # change_protection_range flushes only if it changed a PTE (kernel_model.mprotect).
+    mprotect_gathers: bool = True
 
     def __post_init__(self) -> None:
         without = tuple(self.without) if isinstance(self.without, list) else self.without  # a list: from a log
@@ -74,7 +79,8 @@ class Config:
         _choice("delayed_batches", self.delayed_batches, DELAYED_BATCHES)
         if self.mutant is not None:
             _choice("mutant", self.mutant, MUTANTS)
-        for key in ("batched_unmap_flush", "munmap_downgrade", "reclaim_seen_twice", "zap_dirty_forces_flush"):
+        for key in ("batched_unmap_flush", "munmap_downgrade", "reclaim_seen_twice", "zap_dirty_forces_flush",
+                    "mprotect_gathers"):
             if not isinstance(getattr(self, key), bool):
                 raise ConfigError(f"{key}: expected true or false, got {getattr(self, key)!r}")
         for key, low in (("max_gather_batch", 1), ("max_gather_batch_count", 0), ("mmu_gather_bundle", 1)):

@@ -141,6 +141,11 @@ RECLAIM_SEEN_TWICE_RELEASE: Final = "4.11"
 # fix on UP: it reopened race 1 (flush after unlock) there for a preempted zapper (Config.zap_dirty_forces_flush,
 # docs/up-v6.2.md).
 ZAP_DIRTY_FLUSH_DROPPED_RELEASE: Final = "6.2"
+# 4a18419f71cd "mm/mprotect: use mmu_gather" (Nadav Amit, v6.0): do_mprotect_pkey gathers, and its tlb_finish_mmu
+# flushes the range when another gather of the mm is pending (mm_tlb_flush_nested), even with no PTE changed. Not
+# a fix: it closed, as a side effect, the window where mprotect returns before a concurrent zap's flush
+# (tests/scenarios/unseen18_truncate_vs_mprotect_warm.toml on 6.2 UP; Config.mprotect_gathers).
+MPROTECT_MMU_GATHER_RELEASE: Final = "6.0"
 
 
 def kernel_config(version: str) -> dict[str, Any]:
@@ -151,7 +156,8 @@ def kernel_config(version: str) -> dict[str, Any]:
     out: dict[str, Any] = {"batched_unmap_flush": v >= parse_version(BATCHED_UNMAP_FLUSH_RELEASE),
                            "munmap_downgrade": v >= parse_version(MUNMAP_DOWNGRADE_RELEASE),
                            "reclaim_seen_twice": v >= parse_version(RECLAIM_SEEN_TWICE_RELEASE),
-                           "zap_dirty_forces_flush": v < parse_version(ZAP_DIRTY_FLUSH_DROPPED_RELEASE)}
+                           "zap_dirty_forces_flush": v < parse_version(ZAP_DIRTY_FLUSH_DROPPED_RELEASE),
+                           "mprotect_gathers": v >= parse_version(MPROTECT_MMU_GATHER_RELEASE)}
     for f in REGISTRY:
         if f.knob is not None:
             key, on, off = f.knob

@@ -10,31 +10,39 @@ mprotect_fixup clears VM_WRITE in the VMA before change_protection write-protect
 a later write fault finds no VM_WRITE (do_user_addr_fault's access_error) and gets SIGSEGV; only a translation
 cached before the PTEs changed may still write, which is 3ea277194daa's stale access.
 
+Since 4a18419f71cd ("mm/mprotect: use mmu_gather", v6.0; Config.mprotect_gathers) do_mprotect_pkey runs the walk
+inside tlb_gather_mmu .. tlb_finish_mmu (kernel_model.mmu_gather): tlb_gather_mmu counts it in
+mm->tlb_flush_pending (State.tlb_flush_pending), change_pte_range records each changed PTE in the gather
+(tlb_flush_pte_range), change_protection_range's tlb_end_vma flushes what was recorded, and tlb_finish_mmu, seeing
+another gather of the mm pending (mm_tlb_flush_nested: a zap, such as ftruncate's unmap_mapping_range, which does
+not hold mmap_lock), flushes the whole range before mprotect returns even if it changed no PTE. So a zap that
+cleared the PTE first and flushes after its unlock (UP from 6.2, docs/up-v6.2.md) is covered before mprotect
+returns (tests/scenarios/unseen18_truncate_vs_mprotect_warm.toml).
+
 Coarser than the kernel: the new protection is always PROT_READ; VM_WRITE is the only vm_flag modelled; a
-range with a hole changes what it covers and does not fail with -ENOMEM. mprotect's inc/dec_tlb_flush_pending
-(mm->tlb_flush_pending) is not modelled. Its one reader is a zap's tlb_finish_mmu (mm_tlb_flush_nested, which
-then flushes the whole range). The zaps that hold mmap_lock cannot overlap mprotect, which holds it for
-write; ftruncate's unmap_mapping_range can, and there the kernel would flush more than the model does, so the
-model could report a stale translation the kernel flushes. Fuzzing forced mprotect + ftruncate pairs (issue 17,
-tenth session) found none. Also not modelled: since 4a18419f71cd ("mm/mprotect: use mmu_gather", v6.0)
-do_mprotect_pkey gathers (tlb_gather_mmu .. tlb_finish_mmu), so mprotect itself flushes the range when another
-gather of the mm is in flight (mm_tlb_flush_nested), even having changed no PTE. The model's mprotect does not,
-and reports a stale store the kernel flushes where a zap's flush comes after its unlock and mprotect finds the
-PTE none: 6.2 UP in tests/scenarios/unseen18_truncate_vs_mprotect_warm.toml (a strict xfail in
-tests/test_unseen18.py). Modelling it needs the reduction's mprotect footprint (controlled/op_footprints.py) to
-name mm->tlb_flush_pending ("flushpend") too.
+range with a hole changes what it covers and does not fail with -ENOMEM. Before 6.0, change_protection_range's
+own inc/dec_tlb_flush_pending (mm->tlb_flush_pending) is not modelled. Its one reader is a zap's tlb_finish_mmu
+(mm_tlb_flush_nested, which then flushes the whole range). The zaps that hold mmap_lock cannot overlap mprotect,
+which holds it for write; ftruncate's unmap_mapping_range can, and there the kernel would flush more than the
+model does, so the model could report a stale translation the kernel flushes. Fuzzing forced mprotect +
+ftruncate pairs (issue 17, tenth session) found none. From 6.0, tlb_finish_mmu's nested flush covers the call's
+[start, end) (as mmu_gather.tlb_finish_mmu models it), not the whole mm (7a30df49f63a); and tlb_end_vma flushes
+the recorded range on every arch (CONFIG_MMU_GATHER_MERGE_VMAS, which defers it to tlb_finish_mmu, is not
+modelled: with one VMA the flush is the same one, earlier).
 """
 
 from __future__ import annotations
 
 from kernel_model.context import Kctx
-from kernel_model.mmu_gather import flush_tlb_mm_range
+from kernel_model.mmu_gather import (MmuGather, flush_tlb_mm_range, tlb_finish_mmu, tlb_flush_mmu_tlbonly,
+                                     tlb_gather_mmu, tlb_remove_tlb_entry)
 from kernel_model.reclaim import flush_tlb_batched_pending
 from kernel_model.steps import Note, Path, Step
 
 
-def change_pte_range(k: Kctx, addr: int, end: int) -> Path:
-    """One PTE table's part of [addr, end): returns how many PTEs it changed."""
+def change_pte_range(k: Kctx, addr: int, end: int, tlb: MmuGather | None) -> Path:
+    """One PTE table's part of [addr, end): returns how many PTEs it changed. With a gather (v6.0), each changed
+    PTE is recorded in its flush range."""
     table = k.table_of(addr)
     yield Step("change_pte_range", "spin_lock", (table, k.tid))  # pte_offset_map_lock
     yield from flush_tlb_batched_pending(k, "change_pte_range")
@@ -42,29 +50,38 @@ def change_pte_range(k: Kctx, addr: int, end: int) -> Path:
     for va in range(addr, end):
         if (yield Step("change_pte_range", "ptep_modify_prot", (va,))) is not None:  # pte_present
             pages += 1
+            if tlb is not None:
+                tlb_remove_tlb_entry(tlb, va)  # tlb_flush_pte_range(tlb, addr, PAGE_SIZE): range and cleared_ptes
     yield Step("change_pte_range", "spin_unlock", (table, k.tid))
     return pages
 
 
-def change_protection(k: Kctx, start: int, end: int) -> Path:
-    """change_protection_range: the page-table walk, then one flush if anything changed."""
+def change_protection(k: Kctx, start: int, end: int, tlb: MmuGather | None) -> Path:
+    """change_protection_range: the page-table walk, then one flush if anything changed (from v6.0 tlb_end_vma's
+    tlb_flush_mmu_tlbonly, which flushes only what change_pte_range recorded)."""
     pages = 0
     addr = start
     while addr < end:
         table_end = min(end, (k.table_of(addr) + 1) * k.ptes_per_table)
-        pages += yield from change_pte_range(k, addr, table_end)
+        pages += yield from change_pte_range(k, addr, table_end, tlb)
         addr = table_end
-    if pages:
+    if tlb is not None:
+        yield from tlb_flush_mmu_tlbonly(k, tlb)  # tlb_end_vma (not fullmm)
+    elif pages:
         yield from flush_tlb_mm_range(k, "change_protection_range", start, end)  # flush_tlb_range
     return pages
 
 
 def do_mprotect(k: Kctx, start: int, end: int) -> Path:
-    """mprotect(start, len, PROT_READ): mmap_lock for write, mprotect_fixup → change_protection."""
+    """mprotect(start, len, PROT_READ): mmap_lock for write, (v6.0: tlb_gather_mmu,) mprotect_fixup →
+    change_protection, (v6.0: tlb_finish_mmu,) mmap_lock released."""
     yield Step("do_mprotect_pkey", "down_write", ("mmap_lock", k.tid))
+    tlb = (yield from tlb_gather_mmu(k, start, end)) if k.cfg.mprotect_gathers else None
     for va in range(start, end):  # mprotect_fixup: vm_flags_reset(vma, newflags) (6.3; before, vma->vm_flags = ...)
         yield Step("mprotect_fixup", "vm_flags_reset", (va,))
-    pages = yield from change_protection(k, start, end)
+    pages = yield from change_protection(k, start, end, tlb)
+    if tlb is not None:
+        yield from tlb_finish_mmu(k, tlb)  # out_tlb: before mmap_write_unlock
     yield Step("do_mprotect_pkey", "up_write", ("mmap_lock", k.tid))
     # The call returns: from here on no CPU may write [start, end) through a translation cached before.
     yield Note("mprotect", "write_protected", (start, end))

@@ -102,12 +102,19 @@ def test_reclaim_frees_a_clean_page_only_after_its_flush():
     assert r.machine.state.folios[0].freed
 
 
-def test_mprotect_write_protects_and_flushes_and_the_next_store_faults():
-    r = solo((Op("mprotect", (0,)), Op("store", (0,))), setup=Setup(pages=1, warm_tlb=("t",)))
+# Before 6.0 change_protection_range flushes; from 6.0 (4a18419f71cd, Config.mprotect_gathers) tlb_end_vma's
+# tlb_flush_mmu_tlbonly flushes what change_pte_range recorded in the gather, inside tlb_gather_mmu .. tlb_finish_mmu.
+@pytest.mark.parametrize("gathers, flusher", [(False, "change_protection_range"), (True, "tlb_flush_mmu_tlbonly")])
+def test_mprotect_write_protects_and_flushes_and_the_next_store_faults(gathers: bool, flusher: str):
+    r = solo((Op("mprotect", (0,)), Op("store", (0,))), setup=Setup(pages=1, warm_tlb=("t",)),
+             cfg=Config(mprotect_gathers=gathers))
     assert not r.violations, r.violations
     s = steps(r)
-    assert ("change_protection_range", "flush_tlb_others") in s
-    assert s.index(("change_protection_range", "wait_acks")) < s.index(("do_mprotect_pkey", "up_write"))
+    assert (flusher, "flush_tlb_others") in s
+    assert s.index((flusher, "wait_acks")) < s.index(("do_mprotect_pkey", "up_write"))
+    gather = [("tlb_gather_mmu", "inc_tlb_flush_pending"), ("tlb_finish_mmu", "mm_tlb_flush_nested"),
+              ("tlb_finish_mmu", "dec_tlb_flush_pending")]
+    assert [x for x in s if x in gather] == (gather if gathers else [])
     # The store found a read-only PTE and a VMA without VM_WRITE: SIGSEGV (access_error), never do_wp_page.
     assert ("do_user_addr_fault", "access_error") in s and ("do_wp_page", "spin_lock") not in s
 

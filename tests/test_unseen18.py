@@ -8,6 +8,7 @@ listed.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -46,20 +47,22 @@ def test_every_unseen18_scenario_has_a_verdict_here() -> None:
     assert {p.stem for p in SCENARIOS.glob("unseen18_*.toml")} == set(UNSEEN18)
 
 
-# Cells where the model and the kernel disagree, asserted as the kernel's verdict under a strict xfail (the fix
-# will show). mprotect gathers since 4a18419f71cd ("mm/mprotect: use mmu_gather", v6.0): its tlb_finish_mmu sees
-# the zapper's gather in mm->tlb_flush_pending (mm_tlb_flush_nested) and flushes the range before mprotect
-# returns. kernel_model/mprotect.py still flushes only when it changed a PTE, so on 6.2 UP (a zap's flush after
-# its unlock, docs/up-v6.2.md) it returns first and the writer stores through its writable entry.
-MODEL_DISAGREES = {("unseen18_truncate_vs_mprotect_warm", "6.2", "up"): "mprotect's mmu_gather (v6.0) not modelled"}
-
-
 def _cells() -> list:
-    return [pytest.param(n, k, a, marks=pytest.mark.xfail(strict=True, reason=MODEL_DISAGREES[n, k, a]))
-            if (n, k, a) in MODEL_DISAGREES else (n, k, a) for n, cells in UNSEEN18.items() for k, a in cells]
+    return [(n, k, a) for n, cells in UNSEEN18.items() for k, a in cells]
 
 
 @pytest.mark.parametrize("name, kernel, arch", _cells())
 def test_unseen18_scenario_on_kernel(name: str, kernel: str, arch: str) -> None:
     sc = _load(name)
     _assert_verdict(explore(sc, _cfg(sc, kernel, arch), "dfs", budget=80_000), UNSEEN18[name][kernel, arch])
+
+
+def test_truncate_vs_mprotect_warm_6_2_up_needs_mprotect_gather() -> None:
+    """The 6.2 UP cell is clean because of mprotect's mmu_gather (4a18419f71cd, v6.0: Config.mprotect_gathers),
+    not by chance: with 6.2's zap but mprotect flushing only the PTEs it changed (before 6.0), the writer stores
+    through the writable entry it cached after mprotect(PROT_READ) has returned. This cell was the strict xfail
+    of session 18 (author18) before mprotect gathered in the model."""
+    sc = _load("unseen18_truncate_vs_mprotect_warm")
+    cfg = _cfg(sc, "6.2", "up")
+    assert cfg.mprotect_gathers
+    _assert_verdict(explore(sc, replace(cfg, mprotect_gathers=False), "dfs", budget=80_000), STALE)
