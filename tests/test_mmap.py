@@ -15,7 +15,6 @@ from controlled.explorer import explore
 from controlled.machine import Machine
 from kernel_model.config import Config
 from kernel_model.constants import VMA_ANON, VMA_NONE
-from kernel_model.program import Op
 from scenarios.loader import ScenarioError, load_scenario_text
 from tests.test_sleep_sets import kernel_orderings
 

@@ -12,7 +12,7 @@ import pytest
 from controlled.explorer import explore
 from controlled.machine import Machine
 from kernel_model.config import Config
-from kernel_model.program import Op, Thread
+from kernel_model.program import Op, Scenario, Thread
 from kernel_model.state import FREE
 from scenarios.loader import load_scenario
 
@@ -289,7 +289,7 @@ def test_try_to_unmap_one_skips_a_cleared_pte_without_waiting_for_the_ptl():
     spin_lock. kswapd then finds the folio still mapped and activates it (folio_unlock), the zapper still holding
     the PTL."""
     from kernel_model.kernels import kernel_config
-    from kernel_model.program import Scenario, Setup
+    from kernel_model.program import Setup
 
     sc = Scenario("zap_vs_kswapd", "", Setup(pages=1),
                   (Thread("zapper", (Op("madvise_dontneed", (0,)),)), Thread("kswapd", (Op("reclaim", (0,)),))))
@@ -309,7 +309,7 @@ def test_write_cache_pages_skips_a_clean_folio_under_writeback_without_waiting()
     """Session 16 (author16): write_cache_pages waited for writeback before testing PG_dirty. The kernel tests
     PG_dirty first ("someone wrote it for us": a clean folio is skipped, under writeback or not), and waits only
     for a dirty one (WB_SYNC_ALL), before folio_clear_dirty_for_io."""
-    from kernel_model.program import Scenario, Setup
+    from kernel_model.program import Setup
 
     sc = Scenario("two_syncs", "", Setup(pages=1),
                   (Thread("first", (Op("msync", (0,)),)), Thread("second", (Op("msync", (0,)),))))
@@ -342,7 +342,7 @@ def test_a_write_protect_fault_keeps_its_folio_while_kswapd_unmaps_it(arch):
     clean PTE while the fault was between its PTL sections, found only the page cache's and its own reference:
     __remove_mapping freed the folio, and the fault then locked and dirtied a freed folio. With the reference,
     page_ref_freeze(2) fails and the folio stays cached (shrink_folio_list keeps it)."""
-    from kernel_model.program import Scenario, Setup
+    from kernel_model.program import Setup
 
     sc = Scenario("wp_vs_kswapd", "", Setup(pages=1, dirty=False, warm_tlb=("writer",)),
                   (Thread("writer", (Op("store", (0,)),)), Thread("kswapd", (Op("reclaim", (0,)),))))
@@ -361,8 +361,8 @@ def test_a_write_protect_fault_keeps_its_folio_while_kswapd_unmaps_it(arch):
 
 
 
-def _truncate_vs_write_fault() -> "Scenario":
-    from kernel_model.program import Scenario, Setup
+def _truncate_vs_write_fault() -> Scenario:
+    from kernel_model.program import Setup
 
     return Scenario("truncate_vs_write_fault", "", Setup(pages=1, mapped=False),
                     (Thread("writer", (Op("store", (0,)),)), Thread("truncator", (Op("ftruncate", (0,)),))))
