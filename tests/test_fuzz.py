@@ -161,7 +161,7 @@ def test_bad_input_is_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["fuzz", "--parallel", "1000"]) == 2  # it used to start a thousand Ray workers
     assert "--parallel: expected an integer from 0 to 64, got 1000" in capsys.readouterr().err
     assert main(["fuzz", "--gather", "max_gather_batch=0"]) == 2
-    assert "--gather max_gather_batch: expected an integer >= 1, got 0" in capsys.readouterr().err
+    assert "--gather 'max_gather_batch=0': max_gather_batch: expected an integer >= 1, got 0" in capsys.readouterr().err
 
 
 def test_a_huge_count_is_refused_before_it_takes_the_memory(capsys: pytest.CaptureFixture[str],
