@@ -23,6 +23,7 @@ from controlled.replay import run_schedule
 from controlled.shared_words import compiled_words
 from kernel_model.config import Config
 from scenarios.loader import load_scenario
+from tests.compiled_required import skip_unless_built
 
 
 @pytest.fixture(autouse=True)
@@ -160,8 +161,7 @@ def test_a_worker_dealt_nothing_steals_and_the_search_ends(monkeypatch):
 
 
 def test_the_fallback_table_counts_what_the_compiled_one_counts():
-    if compiled_words() is None:
-        pytest.skip("controlled._atomic_words is not built (bash scripts/setup.sh builds it)")
+    skip_unless_built(compiled_words() is not None, "controlled._atomic_words")
     sc = load_scenario("ladder", {"writers": 2, "stores": 1})
     cfg = Config(ordering="delayed")
     counts = []

@@ -149,8 +149,7 @@ def test_an_idle_worker_stops_when_no_worker_holds_work():
 def test_a_stale_or_unwanted_build_is_not_used(monkeypatch):
     from controlled import shared_words
 
-    if compiled_words() is None:
-        pytest.skip("controlled._atomic_words is not built")
+    skip_unless_built(compiled_words() is not None, "controlled._atomic_words")
     monkeypatch.setattr(shared_words, "_built_digest", lambda: "a digest of some older source")
     with pytest.warns(RuntimeWarning, match="source changed since the build"):
         assert compiled_words() is None
