@@ -32,7 +32,7 @@ def test_eager_loses_dirty_data(name):
 
 
 @pytest.mark.parametrize("name", RACE_SCENARIOS + ["anon_pages", "zap_many_pages"])
-# Not delayed on UP and s390: there it is the eager kernel (tests/test_sleep_sets.py's kernel_orderings)
+# Not delayed on UP and s390: there it is the eager kernel (tests/kernel_orderings.py)
 @pytest.mark.parametrize("ordering, arch", [("delayed", "smp"), ("eager", "up"), ("eager", "s390")])
 def test_no_violation_with_the_patch_or_without_remote_tlbs(name, ordering, arch):
     sc = load_scenario(name)

@@ -16,10 +16,10 @@ from controlled.machine import Machine
 from kernel_model.config import Config
 from kernel_model.constants import VMA_ANON, VMA_NONE
 from scenarios.loader import ScenarioError, load_scenario_text
-from tests.test_sleep_sets import kernel_orderings
+from tests.kernel_orderings import kernel_orderings
 
 SCENARIOS = Path(__file__).resolve().parent / "scenarios"
-# Off SMP the eager and the delayed kernel are one (tests/test_sleep_sets.py's kernel_orderings): searched once.
+# Off SMP the eager and the delayed kernel are one (tests/kernel_orderings.py): searched once.
 KERNELS = [(o, a) for o in ("eager", "delayed") for a in ("smp", "up", "s390") if o in kernel_orderings(a)]
 
 

@@ -10,6 +10,7 @@ from analysis.mutant_table import MUTANT_TABLE
 from controlled.explorer import ExploreResult, explore
 from kernel_model.config import ARCHES, ORDERINGS, Config
 from scenarios.loader import library_names, load_scenario
+from tests.kernel_orderings import kernel_orderings
 
 BUDGET = 60_000  # states per search: every case of _cases() fits, so one that stops short is a failure, not a skip
 HARMLESS_MUTANT_SCENARIOS = ("madv_dontneed", "mkclean_first", "writable_clean")  # as scripts/explore_fingerprint
@@ -29,14 +30,6 @@ PARAMS = {"scale_zap": {"pages": 16, "ptes_per_table": 16}}
 # session 15: 6 s of CPU each before it stopped incomplete, checking nothing): it is not run; the reduced
 # searches with and without sleep sets are still compared on all six cases.
 FULL_OVER_BUDGET = ("scale_zap",)
-
-
-def kernel_orderings(arch: str) -> tuple[str, ...]:
-    """The orderings that are different kernels on ``arch``. tlb_delay_rmap() is constant false on UP and s390
-    (asm-generic/tlb.h; Kctx.tlb_delay_rmap_possible is the model's only reader of the ordering): there the
-    delayed kernel is the eager one, one state graph (the same states, transitions and end states on every
-    library scenario, session 18), searched once. test_eager_and_delayed_are_one_kernel_off_smp keeps it true."""
-    return ORDERINGS if arch == "smp" else ("eager",)
 
 
 def _cases() -> list[tuple[str, dict]]:

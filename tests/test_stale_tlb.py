@@ -17,7 +17,7 @@ from kernel_model.events import Event
 from kernel_model.oracle import Oracle
 from kernel_model.state import Pte, State
 from scenarios.loader import library_names, load_scenario
-from tests.test_sleep_sets import kernel_orderings
+from tests.kernel_orderings import kernel_orderings
 
 ZAPPER, WRITER = 1, 0  # thread = CPU in these unit tests
 
@@ -152,7 +152,7 @@ CLEAN_OPS = frozenset({"load", "mremap", "ftruncate"})
 
 def orderings(name: str, arch: str) -> tuple[str, ...]:
     """The orderings that make different kernels of ``name`` on ``arch``. The ordering acts only where a zap on
-    SMP meets a dirty file PTE (tests/test_sleep_sets.py's kernel_orderings): off SMP, and in a scenario whose
+    SMP meets a dirty file PTE (tests/kernel_orderings.py): off SMP, and in a scenario whose
     pages start clean and whose threads only load, move and truncate, the eager and the delayed kernel are one
     state graph (mremap_truncate: 107,793 states and 221,013 transitions on SMP either way, session 18),
     searched once here, not twice."""
