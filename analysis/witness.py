@@ -97,6 +97,11 @@ def _describe_store(e: Event) -> str:
     return f"{what} to va {e.args[0]} → {e.result}"
 
 
+def _describe_set_pte(e: Event) -> str:
+    pte = _pte(e.args[1])
+    return f"set_pte_at(va {e.args[0]}, pfn {pte.pfn}" + (" W" if pte.write else "") + (" D" if pte.dirty else "") + ")"
+
+
 def _describe_deferred(e: Event) -> str:
     return "TLB flush deferred" + (" (a dirty PTE: try_to_unmap_flush_dirty owes it)" if e.args and e.args[0] else "")
 
@@ -106,6 +111,7 @@ _DESCRIBE: dict[str, Callable[[Event], str]] = {
     "page_remove_rmap": lambda e: (f"page_remove_rmap(pfn {e.args[0]}{', delayed' if e.args[1] else ''}) → "
                                    f"mapcount {e.result}"),
     "store_tlb": _describe_store,
+    "set_pte_at": _describe_set_pte,
     "deferred": _describe_deferred,  # reclaim's set_tlb_ubc_flush_pending note
     "spin_lock": lambda e: f"spin_lock(PTL {e.args[0]})",
     "spin_unlock": lambda e: f"spin_unlock(PTL {e.args[0]})",
@@ -158,6 +164,8 @@ def _column(e: Event) -> int:
 
 def _lost_dirty_data(p: _Picker, ev: list[Event], pfn: int, m: Machine) -> None:
     end = p.violation_seq + 1
+    if _lost_by_move(p, ev, pfn, m):
+        return
     clear = (_last(ev, lambda e: _clears_dirty(e, pfn) and e.fn == "zap_pte_range", end)
              or _last(ev, lambda e: _clears_dirty(e, pfn), end))
     if clear is None:
@@ -194,6 +202,44 @@ def _lost_dirty_data(p: _Picker, ev: list[Event], pfn: int, m: Machine) -> None:
         p.add(_first(ev, lambda e: _is(e, "ipi_flush", "ipi") and e.tid == zapper and e.cpu == store.cpu,
                      clear.seq), "late_flush", "the flush IPI drops the stale entry: too late, the store landed")
     p.state(_page_story(m, pfn))
+
+
+def _lost_by_move(p: _Picker, ev: list[Event], pfn: int, m: Machine) -> bool:
+    """mremap's window (before 5d1904204c99, v4.9): move_ptes moved the dirty PTE and dropped the PTLs before the
+    old address was flushed; folio_mkclean cleaned the page at its new address, flushing that address only, and a
+    store through the old address's entry came after the snapshot. Chosen when the store whose value the page holds
+    went through an address whose PTE move_ptes took; otherwise (False) the zap/reclaim rules apply."""
+    data = m.state.folios[pfn].data
+    store = _first(ev, lambda e: _is(e, "store_tlb") and e.result == "stored" and e.args[1] is not None
+                   and e.args[1] == data)
+    if store is None:
+        return False
+    va = store.args[0]
+    clear = _last(ev, lambda e: _clears_dirty(e, pfn) and e.args[0] == va, store.seq)
+    if clear is None or clear.fn != "move_ptes":
+        return False
+    mover = clear.tid
+    p.add(clear, "pte_clear", f"mremap's move_ptes takes the dirty PTE off va {va}; until va {va} is flushed, TLB "
+                              "entries for it still write into the page")
+    p.add(_first(ev, lambda e: _is(e, "set_pte_at") and e.tid == mover, clear.seq), "moved",
+          "the PTE, dirty bit and all, now maps the page at the new address: it stays mapped, so folio_mkclean "
+          "walks to it there")
+    p.add(_first(ev, lambda e: _is(e, "spin_unlock") and e.tid == mover, clear.seq), "unlock",
+          f"move_ptes drops the PTLs with va {va} not yet flushed (before 5d1904204c99, v4.9, move_page_tables "
+          "flushes the old range only after every PTL is dropped)")
+    p.add(_first(ev, lambda e: _clears_dirty(e, pfn) and e.tid != mover and e.fn == "ptep_clear_flush", clear.seq),
+          "mkclean_check", "folio_mkclean write-protects the page at its new address: ptep_clear_flush flushes that "
+                           f"address only, not va {va}")
+    tcd = p.add(_last(ev, lambda e: _on_pfn(e, "folio_test_clear_dirty", pfn) and bool(e.result), store.seq),
+                "clear_dirty", "PG_dirty=0: writeback takes responsibility for the contents")
+    p.add(_first(ev, lambda e: _on_pfn(e, "writepage", pfn), tcd.seq if tcd else clear.seq),
+          "io_snapshot", "the IO snapshots the page now; later stores are not in it")
+    p.add(store, "stale_store", f"a store lands through the stale dirty TLB entry of va {va} after the snapshot: "
+                                "no PTE, no PG_dirty records it")
+    p.add(_first(ev, lambda e: e.tid == mover and _flushes_on(e, store.cpu, va), store.seq), "late_flush",
+          f"move_page_tables' flush of the old range reaches it: too late, the store landed")
+    p.state(_page_story(m, pfn))
+    return True
 
 
 def _reclaim_unlock(p: _Picker, ev: list[Event], clear: Event, pfn: int) -> None:
