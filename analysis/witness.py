@@ -209,9 +209,7 @@ def _lost_by_move(p: _Picker, ev: list[Event], pfn: int, m: Machine) -> bool:
     old address was flushed; folio_mkclean cleaned the page at its new address, flushing that address only, and a
     store through the old address's entry came after the snapshot. Chosen when the store whose value the page holds
     went through an address whose PTE move_ptes took; otherwise (False) the zap/reclaim rules apply."""
-    data = m.state.folios[pfn].data
-    store = _first(ev, lambda e: _is(e, "store_tlb") and e.result == "stored" and e.args[1] is not None
-                   and e.args[1] == data)
+    store = _moved_store(ev, pfn, m.state.folios[pfn].data)
     if store is None:
         return False
     va = store.args[0]
@@ -240,6 +238,17 @@ def _lost_by_move(p: _Picker, ev: list[Event], pfn: int, m: Machine) -> bool:
           f"move_page_tables' flush of the old range reaches it: too late, the store landed")
     p.state(_page_story(m, pfn))
     return True
+
+
+def _moved_store(ev: list[Event], pfn: int, data: int | None) -> Event | None:
+    """The store the snapshot missed, at whatever address: the one whose value the page holds, or (a counter's
+    increments carry none) the first increment that landed after the IO snapshot."""
+    def landed(e: Event) -> bool:
+        return _is(e, "store_tlb") and e.result == "stored"
+
+    snapshot = _first(ev, lambda e: _on_pfn(e, "writepage", pfn))
+    return (_first(ev, lambda e: landed(e) and e.args[1] is not None and e.args[1] == data)
+            or (snapshot and _first(ev, lambda e: landed(e) and e.args[1] is None, snapshot.seq)))
 
 
 def _reclaim_unlock(p: _Picker, ev: list[Event], clear: Event, pfn: int) -> None:
