@@ -10,6 +10,7 @@ running the machine on past it (deterministically) and are marked as such: they 
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -18,6 +19,7 @@ from rich.table import Table
 from analysis.printable import printable
 from controlled.machine import Machine
 from kernel_model.events import Event, Violation
+from kernel_model.reclaim import TLB_FLUSH_ALL
 from kernel_model.state import Pte
 
 
@@ -75,26 +77,56 @@ def _on_pfn(e: Event, op: str, pfn: int, kind: str = "step") -> bool:
     return _is(e, op, kind) and bool(e.args) and e.args[0] == pfn
 
 
+def _describe_ipi_flush(e: Event, names: tuple[str, ...]) -> str:
+    a = e.args
+    where = f"va {a[0]}" if a[1] - a[0] == 1 else f"va {a[0]}..{a[1] - 1}"
+    if a[1] >= TLB_FLUSH_ALL:  # flush_tlb_mm / arch_tlbbatch_flush: the whole mm, not a range
+        where = "everything (TLB_FLUSH_ALL)"
+    sender = names[e.tid] if e.tid < len(names) else f"thread {e.tid}"
+    return f"IPI from {sender}: flush {where}, dropped {e.result} TLB entr{'y' if e.result == 1 else 'ies'}"
+
+
+def _describe_clear(e: Event) -> str:
+    pte = _pte(e.result)
+    got = "none" if pte is None else (f"pfn {pte.pfn}" + (" W" if pte.write else "") + (" D" if pte.dirty else ""))
+    return f"ptep_get_and_clear_full(va {e.args[0]}) → {got}"
+
+
+def _describe_store(e: Event) -> str:
+    what = "increment" if e.args[1] is None else f"store {e.args[1]}"
+    return f"{what} to va {e.args[0]} → {e.result}"
+
+
+def _describe_set_pte(e: Event) -> str:
+    pte = _pte(e.args[1])
+    return f"set_pte_at(va {e.args[0]}, pfn {pte.pfn}" + (" W" if pte.write else "") + (" D" if pte.dirty else "") + ")"
+
+
+def _describe_deferred(e: Event) -> str:
+    return "TLB flush deferred" + (" (a dirty PTE: try_to_unmap_flush_dirty owes it)" if e.args and e.args[0] else "")
+
+
+_DESCRIBE: dict[str, Callable[[Event], str]] = {
+    "ptep_get_and_clear_full": _describe_clear,
+    "page_remove_rmap": lambda e: (f"page_remove_rmap(pfn {e.args[0]}{', delayed' if e.args[1] else ''}) → "
+                                   f"mapcount {e.result}"),
+    "store_tlb": _describe_store,
+    "set_pte_at": _describe_set_pte,
+    "deferred": _describe_deferred,  # reclaim's set_tlb_ubc_flush_pending note
+    "spin_lock": lambda e: f"spin_lock(PTL {e.args[0]})",
+    "spin_unlock": lambda e: f"spin_unlock(PTL {e.args[0]})",
+}
+
+
 def describe(e: Event, names: tuple[str, ...] = ()) -> str:
     """op(args) → result, in the words of the kernel where the raw values would be cryptic."""
     a = e.args
-    if e.op == "ptep_get_and_clear_full":
-        pte = _pte(e.result)
-        got = "none" if pte is None else (f"pfn {pte.pfn}" + (" W" if pte.write else "") + (" D" if pte.dirty else ""))
-        return f"ptep_get_and_clear_full(va {a[0]}) → {got}"
-    if e.op == "page_remove_rmap":
-        return f"page_remove_rmap(pfn {a[0]}{', delayed' if a[1] else ''}) → mapcount {e.result}"
-    if e.op == "store_tlb":
-        what = "increment" if a[1] is None else f"store {a[1]}"
-        return f"{what} to va {a[0]} → {e.result}"
     if e.op == "ipi_flush":
-        where = f"va {a[0]}" if a[1] - a[0] == 1 else f"va {a[0]}..{a[1] - 1}"
-        sender = names[e.tid] if e.tid < len(names) else f"thread {e.tid}"
-        return f"IPI from {sender}: flush {where}, dropped {e.result} TLB entr{'y' if e.result == 1 else 'ies'}"
+        return _describe_ipi_flush(e, names)
     if e.op == "queue" and e.fn == "__tlb_remove_page":
         return f"queue pfn {a[0]} in batch {a[2]}" + (" with DELAY_RMAP" if a[1] else "")
-    if e.op in ("spin_lock", "spin_unlock"):
-        return f"{e.op}(PTL {a[0]})"
+    if e.op in _DESCRIBE:
+        return _DESCRIBE[e.op](e)
     shown = ", ".join(str(x) for x in a)
     text = f"{e.op}({shown})"
     return text if e.kind == "note" or e.result is None else f"{text} → {e.result}"
@@ -104,9 +136,10 @@ def describe(e: Event, names: tuple[str, ...] = ()) -> str:
 class _Picker:
     """Collects rows: each rule adds the event it found (once) with what it means for the race."""
 
-    def __init__(self, violation_seq: int, names: tuple[str, ...]) -> None:
+    def __init__(self, violation_seq: int, names: tuple[str, ...], detail: str = "") -> None:
         self.violation_seq = violation_seq
         self.names = names
+        self.detail = detail  # the violation's text (stale_tlb_access names the thread whose shootdown completed)
         self.rows: list[WitnessRow] = []
         self.seen: set[int] = set()
 
@@ -131,6 +164,8 @@ def _column(e: Event) -> int:
 
 def _lost_dirty_data(p: _Picker, ev: list[Event], pfn: int, m: Machine) -> None:
     end = p.violation_seq + 1
+    if _lost_by_move(p, ev, pfn, m):
+        return
     clear = (_last(ev, lambda e: _clears_dirty(e, pfn) and e.fn == "zap_pte_range", end)
              or _last(ev, lambda e: _clears_dirty(e, pfn), end))
     if clear is None:
@@ -167,6 +202,53 @@ def _lost_dirty_data(p: _Picker, ev: list[Event], pfn: int, m: Machine) -> None:
         p.add(_first(ev, lambda e: _is(e, "ipi_flush", "ipi") and e.tid == zapper and e.cpu == store.cpu,
                      clear.seq), "late_flush", "the flush IPI drops the stale entry: too late, the store landed")
     p.state(_page_story(m, pfn))
+
+
+def _lost_by_move(p: _Picker, ev: list[Event], pfn: int, m: Machine) -> bool:
+    """mremap's window (before 5d1904204c99, v4.9): move_ptes moved the dirty PTE and dropped the PTLs before the
+    old address was flushed; folio_mkclean cleaned the page at its new address, flushing that address only, and a
+    store through the old address's entry came after the snapshot. Chosen when the store whose value the page holds
+    went through an address whose PTE move_ptes took; otherwise (False) the zap/reclaim rules apply."""
+    store = _moved_store(ev, pfn, m.state.folios[pfn].data)
+    if store is None:
+        return False
+    va = store.args[0]
+    clear = _last(ev, lambda e: _clears_dirty(e, pfn) and e.args[0] == va, store.seq)
+    if clear is None or clear.fn != "move_ptes":
+        return False
+    mover = clear.tid
+    p.add(clear, "pte_clear", f"mremap's move_ptes takes the dirty PTE off va {va}; until va {va} is flushed, TLB "
+                              "entries for it still write into the page")
+    p.add(_first(ev, lambda e: _is(e, "set_pte_at") and e.tid == mover, clear.seq), "moved",
+          "the PTE, dirty bit and all, now maps the page at the new address: it stays mapped, so folio_mkclean "
+          "walks to it there")
+    p.add(_first(ev, lambda e: _is(e, "spin_unlock") and e.tid == mover, clear.seq), "unlock",
+          f"move_ptes drops the PTLs with va {va} not yet flushed (before 5d1904204c99, v4.9, move_page_tables "
+          "flushes the old range only after every PTL is dropped)")
+    p.add(_first(ev, lambda e: _clears_dirty(e, pfn) and e.tid != mover and e.fn == "ptep_clear_flush", clear.seq),
+          "mkclean_check", "folio_mkclean write-protects the page at its new address: ptep_clear_flush flushes that "
+                           f"address only, not va {va}")
+    tcd = p.add(_last(ev, lambda e: _on_pfn(e, "folio_test_clear_dirty", pfn) and bool(e.result), store.seq),
+                "clear_dirty", "PG_dirty=0: writeback takes responsibility for the contents")
+    p.add(_first(ev, lambda e: _on_pfn(e, "writepage", pfn), tcd.seq if tcd else clear.seq),
+          "io_snapshot", "the IO snapshots the page now; later stores are not in it")
+    p.add(store, "stale_store", f"a store lands through the stale dirty TLB entry of va {va} after the snapshot: "
+                                "no PTE, no PG_dirty records it")
+    p.add(_first(ev, lambda e: e.tid == mover and _flushes_on(e, store.cpu, va), store.seq), "late_flush",
+          f"move_page_tables' flush of the old range reaches it: too late, the store landed")
+    p.state(_page_story(m, pfn))
+    return True
+
+
+def _moved_store(ev: list[Event], pfn: int, data: int | None) -> Event | None:
+    """The store the snapshot missed, at whatever address: the one whose value the page holds, or (a counter's
+    increments carry none) the first increment that landed after the IO snapshot."""
+    def landed(e: Event) -> bool:
+        return _is(e, "store_tlb") and e.result == "stored"
+
+    snapshot = _first(ev, lambda e: _on_pfn(e, "writepage", pfn))
+    return (_first(ev, lambda e: landed(e) and e.args[1] is not None and e.args[1] == data)
+            or (snapshot and _first(ev, lambda e: landed(e) and e.args[1] is None, snapshot.seq)))
 
 
 def _reclaim_unlock(p: _Picker, ev: list[Event], clear: Event, pfn: int) -> None:
@@ -241,6 +323,59 @@ def _delayed_outside_active_batch(p: _Picker, ev: list[Event], pfn: int, m: Mach
     p.add(walk, "walk", "tlb_flush_rmaps walks only the active batch: the delayed entry is not in it")
 
 
+def _stale_tlb_access(p: _Picker, ev: list[Event], pfn: int | None, m: Machine) -> None:
+    """A store or load through a translation whose shootdown had completed (no pfn: the oracle tracks it by
+    address). The rows: who cleared the PTE (and whether its flush was deferred), who found it already none and so
+    flushed nothing for it, the call return or flush ack that completed the shootdown, the access, and the flush
+    that reached the CPU only afterwards."""
+    access = _last(ev, _is_access, p.violation_seq + 1)
+    if access is None:
+        _around_page(p, ev, pfn, m)
+        return
+    cpu, va = access.cpu, access.args[0]
+    _stale_clear(p, ev, access, va)
+    match = re.search(r"after thread (\d+)'s", p.detail)
+    if match is not None:
+        answerer = int(match.group(1))
+        p.add(_last(ev, lambda e: e.tid == answerer and _completes(e, va), access.seq), "completed",
+              "the shootdown counts as complete: the call returns (or every flush ack is in), so no translation "
+              f"of va {va} cached before the clear may be used from here")
+    p.add(access, "stale_access", f"CPU {cpu} uses its old translation of va {va} all the same")
+    p.add(_first(ev, lambda e: _flushes_on(e, cpu, va), access.seq), "late_flush",
+          f"the flush that drops CPU {cpu}'s entry for va {va}: too late")
+
+
+def _is_access(e: Event) -> bool:
+    """A store that landed, or a load, through the TLB."""
+    return (e.op == "store_tlb" and e.result == "stored") or e.op == "load_tlb"
+
+
+def _completes(e: Event, va: int) -> bool:
+    """The call returned (or mprotect is about to), or every ack of a flush covering va is in."""
+    return (_is(e, "end", "note") or _is(e, "write_protected", "note")
+            or (_is(e, "wait_acks") and e.args[0] <= va < e.args[1]))
+
+
+def _flushes_on(e: Event, cpu: int, va: int) -> bool:
+    return (_is(e, "ipi_flush", "ipi") or _is(e, "flush_tlb_local")) and e.cpu == cpu and e.args[0] <= va < e.args[1]
+
+
+def _stale_clear(p: _Picker, ev: list[Event], access: Event, va: int) -> None:
+    """The clear of va's PTE before the access, its deferred flush, and another thread finding it none."""
+    clear = p.add(_last(ev, lambda e: _is(e, "ptep_get_and_clear_full") and e.args[0] == va and e.result is not None,
+                        access.seq), "pte_clear",
+                  f"the PTE of va {va} is cleared; CPU {access.cpu}'s TLB keeps the old translation until a flush "
+                  "reaches it")
+    if clear is None:
+        return
+    p.add(_first(ev, lambda e: _is(e, "deferred", "note") and e.tid == clear.tid, clear.seq), "deferred",
+          "TTU_BATCH_FLUSH: the flush is left to try_to_unmap_flush, after the PTL is dropped")
+    p.add(_first(ev, lambda e: _is(e, "ptep_get_and_clear_full") and e.args[0] == va and e.result is None
+                 and e.tid != clear.tid, clear.seq), "found_none",
+          f"finds va {va}'s PTE already none: nothing of it enters this call's flush range, so nothing here "
+          f"flushes CPU {access.cpu}'s entry, yet the call may return before the clearer's flush")
+
+
 def _around_page(p: _Picker, ev: list[Event], pfn: int | None, m: Machine) -> None:
     """No specific rule: the last events that touched the page (by pfn) or the violation's thread."""
     last = next(e for e in ev if e.seq == p.violation_seq)
@@ -287,6 +422,10 @@ _RULES: dict[str, Callable[[_Picker, list[Event], int, Machine], None]] = {
     "negative_mapcount": _negative_mapcount,
     "delayed_outside_active_batch": _delayed_outside_active_batch,
 }
+# Rules for violations the oracle tracks by address, not by page (no pfn).
+_ADDRESS_RULES: dict[str, Callable[[_Picker, list[Event], int | None, Machine], None]] = {
+    "stale_tlb_access": _stale_tlb_access,
+}
 
 
 def build_witness(violation: Violation, events: list[Event], machine: Machine,
@@ -295,12 +434,14 @@ def build_witness(violation: Violation, events: list[Event], machine: Machine,
     there; ``after``: events of the deterministic continuation past the violation (to show what came late)."""
     violation_seq = events[-1].seq if events else -1
     names = tuple(t.name for t in machine.scenario.threads)
-    picker = _Picker(violation_seq, names)
+    picker = _Picker(violation_seq, names, violation.detail)
     everything = list(events) + list(after)
     if violation.invariant == "hang":
         _hang(picker, everything, violation.pfn, machine)
     elif violation.pfn is not None and violation.invariant in _RULES:
         _RULES[violation.invariant](picker, everything, violation.pfn, machine)
+    elif violation.invariant in _ADDRESS_RULES:
+        _ADDRESS_RULES[violation.invariant](picker, everything, violation.pfn, machine)
     else:
         _around_page(picker, everything, violation.pfn, machine)
     rows = sorted(picker.rows, key=lambda r: (r.seq is None, r.role == "final_state",

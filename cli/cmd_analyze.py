@@ -291,7 +291,8 @@ def _print(con: Console, analyses: list[LogAnalysis], reports: list[TrialReport]
             if r.logged_status is None and r.events:
                 con.print(f"  trial {r.trial}: no trial_end record (the log ends inside it)", highlight=False)
             for w in witnesses.get(id(r), []) if tables else []:
-                con.print(witness_table(w, f"trial {r.trial}: {w.invariant} on pfn {w.pfn} — minimal witness"))
+                where = "" if w.pfn is None else f" on pfn {w.pfn}"  # stale_tlb_access is about an address, not a page
+                con.print(witness_table(w, f"trial {r.trial}: {w.invariant}{where} — minimal witness"))
         shown = sum(1 for r in a.trials if id(r) in witnesses)
         hidden = sum(1 for r in a.trials if r.violating) - shown
         if hidden > 0:

@@ -362,3 +362,23 @@ def test_witness_table_has_a_column_for_each_thread_that_takes_part_only() -> No
     # The cells sit under their own thread's column: the zapper's row is in the column after "#".
     zap_row = next(line for line in text.splitlines() if "zap_pte_range" in line)
     assert zap_row.split("│")[2].strip() == "zap_pte_range"
+
+
+def test_a_counters_loss_through_mremaps_window_is_explained_as_the_move() -> None:
+    """The library mremap_writeback on 4.8 (before 5d1904204c99): the witness is move_ptes' clear of the old
+    address and the counter's increment through it after the snapshot, not writeback's own ptep_clear_flush at
+    the new address taken for "the zapper's" clear (what it showed before session 19)."""
+    from controlled.explorer import explore
+    from controlled.replay import run_schedule
+    from kernel_model.kernels import kernel_config
+    from scenarios.loader import load_scenario
+    from analysis.witness import witnesses_for
+
+    scenario, cfg = load_scenario("mremap_writeback"), Config(**kernel_config("4.8"))
+    r = explore(scenario, cfg, "dfs", budget=80_000)
+    run = run_schedule(scenario, cfg, r.found[0].schedule)
+    (w,) = witnesses_for(r.found[0].violations, scenario, cfg, run.executed)
+    by_role = {row.role: row for row in w.rows}
+    assert by_role["pte_clear"].fn == "move_ptes" and by_role["mkclean_check"].fn == "ptep_clear_flush"
+    assert by_role["io_snapshot"].seq < by_role["stale_store"].seq < by_role["late_flush"].seq
+    assert by_role["stale_store"].action.startswith("increment to va 0")
