@@ -43,6 +43,11 @@ class Kctx:
         return self.cfg.ordering == "delayed" and self.cfg.arch == "smp"
 
     @property
+    def mmu_gather_no_gather(self) -> bool:
+        """CONFIG_MMU_GATHER_NO_GATHER (s390): __tlb_remove_page_size frees the page at once, batching nothing."""
+        return self.cfg.arch == "s390"
+
+    @property
     def sync_pte_clear(self) -> bool:
         """s390's IPTE: clearing a PTE invalidates that translation in every CPU's TLB before it returns."""
         return self.cfg.arch == "s390"

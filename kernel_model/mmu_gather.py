@@ -107,8 +107,17 @@ def _tlb_next_batch(k: Kctx, tlb: MmuGather) -> bool:
 
 
 def __tlb_remove_page(k: Kctx, tlb: MmuGather, pfn: int, delay_rmap: bool) -> Path:
-    """__tlb_remove_page_size: store the page first, then return True ("full") if no next batch can be had."""
+    """__tlb_remove_page_size: store the page first, then return True ("full") if no next batch can be had.
+
+    s390 (CONFIG_MMU_GATHER_NO_GATHER; before its generic mmu_gather, its own asm/tlb.h did the same) batches
+    nothing: its __tlb_remove_page_size calls free_page_and_swap_cache(page) and returns false, because its IPTE
+    has already flushed every CPU's TLB entry for the page when the PTE was cleared. So the reference is dropped
+    here, under the PTL, and the gather never fills (no forced flush for a full batch on s390)."""
     assert tlb.end != 0, "a page is queued only after its PTE was recorded in the range (tlb->end != 0)"
+    if k.mmu_gather_no_gather:
+        assert not delay_rmap, "tlb_delay_rmap() is constant false under MMU_GATHER_NO_GATHER"
+        yield Step("__tlb_remove_page", "put_page", (pfn,))  # free_page_and_swap_cache
+        return False
     batch = tlb.batches[tlb.active]
     batch.encoded_pages.append(encode_page(pfn, ENCODED_PAGE_BIT_DELAY_RMAP if delay_rmap else 0))
     yield Note("__tlb_remove_page", "queue", (pfn, bool(delay_rmap), batch.id))

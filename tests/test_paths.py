@@ -68,6 +68,21 @@ def test_s390_pte_clear_is_a_synchronous_flush():
     assert clear.args[1] is True
 
 
+def test_s390_frees_each_page_at_once_under_the_ptl():
+    """s390's __tlb_remove_page_size (MMU_GATHER_NO_GATHER) is free_page_and_swap_cache and `return false`: its
+    IPTE flushed as the PTE was cleared, so the zap drops the page reference under the PTL, queues nothing, and a
+    gather never fills however many pages it zaps (no forced flush for a full batch)."""
+    r = solo(Op("madvise_dontneed", (0, 1, 2, 3)), cfg=Config(arch="s390", max_gather_batch=1, max_gather_batch_count=1),
+             setup=Setup(pages=4, dirty=False))
+    s = steps(r, notes=True)
+    assert not any(e.op == "queue" for e in r.events)
+    assert ("tlb_batch_pages_flush", "put_page") not in s
+    puts = [i for i, x in enumerate(s) if x == ("__tlb_remove_page", "put_page")]
+    assert len(puts) == 4 and puts[-1] < index(s, ("zap_pte_range", "spin_unlock"))
+    assert ("zap_pte_range", "force_flush") not in s  # clean pages, and a full batch cannot happen on s390
+    assert not r.violations
+
+
 def test_anon_and_clean_pages_are_never_delayed():
     anon = solo(Op("madvise_dontneed", (0,)), setup=Setup(pages=1, anon=True))
     clean = solo(Op("madvise_dontneed", (0,)), setup=Setup(pages=1, dirty=False))
