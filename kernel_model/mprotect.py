@@ -19,14 +19,14 @@ not hold mmap_lock), flushes the whole range before mprotect returns even if it 
 cleared the PTE first and flushes after its unlock (UP from 6.2, docs/up-v6.2.md) is covered before mprotect
 returns (tests/scenarios/unseen18_truncate_vs_mprotect_warm.toml).
 
-Before 6.0 (from 4.13 to 5.19) change_protection_range counts itself in mm->tlb_flush_pending around the walk
-and its flush: inc_tlb_flush_pending before the first PTE, dec_tlb_flush_pending after flush_tlb_range (16af97dc5a89
-"mm: migrate: prevent racy access to tlb_flush_pending", v4.13, turned 20841405940e's set/clear_tlb_flush_pending
-of v3.13 into a counter). mprotect itself never reads the counter there; a concurrent zap's tlb_finish_mmu does
-(mm_tlb_flush_nested, 99baac21e458, v4.13) and then flushes its whole range. Only a zap that does not hold
-mmap_lock can overlap mprotect (which holds it for write): ftruncate's unmap_mapping_range. The model counts
-mprotect in where that reader exists (Config.fixed("tlb_flush_nested")): before 4.13 the flag's only readers were
-NUMA-balancing migration (and, from 4.13, KSM's write_protect_page), which the model does not have.
+Before 6.0 (from 4.13 to 5.19) change_protection_range counts itself in mm->tlb_flush_pending around the walk and
+its flush: inc_tlb_flush_pending before the first PTE, dec_tlb_flush_pending after flush_tlb_range (16af97dc5a89
+"mm: migrate: prevent racy access to tlb_flush_pending", v4.13, turned 20841405940e's set/clear_tlb_flush_pending of
+December 2013 into a counter). mprotect itself never reads the counter there; a concurrent zap's tlb_finish_mmu does
+(mm_tlb_flush_nested, 99baac21e458, v4.13) and then flushes its whole range. Only a zap that does not hold mmap_lock
+can overlap mprotect (which holds it for write): ftruncate's unmap_mapping_range. The model counts mprotect in where
+that reader exists (Config.fixed("tlb_flush_nested")): before 4.13 the flag's only readers were NUMA-balancing
+migration (and, from 4.13, KSM's write_protect_page), which the model does not have.
 
 Coarser than the kernel: the new protection is always PROT_READ; VM_WRITE is the only vm_flag modelled; a
 range with a hole changes what it covers and does not fail with -ENOMEM. From 6.0, tlb_finish_mmu's nested
