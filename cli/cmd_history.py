@@ -6,9 +6,10 @@ space fits the budget ("clean" then means no schedule of the scenario breaks an 
 "incomplete" (no violation within the budget, which the table states). A violation's steps are the length of
 the shortest counterexample (breadth-first search finds a shortest one first).
 
-The default kernels are, for each fix of the registry and for the two changes that move a window without being
-fixes (reclaim's batched flush in 4.3, munmap's mmap_lock downgrade in 4.20), the release before it and its own,
-and the newest (kernel_model.kernels.history_kernels). The table has one row per kernel; ``--all`` does it for
+The default kernels are, for each fix of the registry and for each change that moves a window without being a
+fix (reclaim's batched flush in 4.3, kswapd's seen-twice rule in 4.11, munmap's mmap_lock downgrade in 4.20,
+mprotect's mmu_gather in 6.0, 6.2's zap without the forced flush on UP), the release before it and its own, and
+the newest (kernel_model.kernels.history_kernels). The table has one row per kernel; ``--all`` does it for
 every library scenario. A PNG (``--png``, default ``<--out>/history.png``) shows the verdicts as a matrix:
 kernels across, scenarios down. Exit status 1 when a scenario that shows a fix's race (its registry entry names
 it) breaks an invariant on a kernel that has that fix.
@@ -67,10 +68,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="a library scenario name or the path of a TOML file (default: none; give one or --all)")
     p.add_argument("--all", action="store_true", help="every library scenario (`tlbrace scenarios` lists them)")
     p.add_argument("--kernels", metavar="V,V,...", default=None,
-                   help="kernel releases, e.g. 4.12,4.13 (default: for each fix of the registry, and for the two "
-                        "changes that move a window without being fixes (reclaim's batched flush, 72b252aed506, "
-                        "4.3; munmap's mmap_lock downgrade, dd2283f2605e, 4.20), the release before it and its "
-                        f"own, and the newest: {','.join(history_kernels())})")
+                   help="kernel releases, e.g. 4.12,4.13 (default: for each fix of the registry, and for each "
+                        "change that moves a window without being a fix (reclaim's batched flush, 72b252aed506, "
+                        "4.3; kswapd's seen-twice rule, 4eda48235011, 4.11; munmap's mmap_lock downgrade, "
+                        "dd2283f2605e, 4.20; mprotect's mmu_gather, 4a18419f71cd, 6.0), the release before it and "
+                        f"its own, and the newest: {','.join(history_kernels())})")
     p.add_argument("--budget", type=int, default=None, metavar="STATES",
                    help=f"most states per search; a search that stops there is 'incomplete' (default "
                         f"{DEFAULT_HISTORY_BUDGET:,}, lowered to what fits in memory)")

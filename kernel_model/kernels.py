@@ -144,7 +144,8 @@ ZAP_DIRTY_FLUSH_DROPPED_RELEASE: Final = "6.2"
 # 4a18419f71cd "mm/mprotect: use mmu_gather" (Nadav Amit, v6.0): do_mprotect_pkey gathers, and its tlb_finish_mmu
 # flushes the range when another gather of the mm is pending (mm_tlb_flush_nested), even with no PTE changed. Not
 # a fix: it closed, as a side effect, the window where mprotect returns before a concurrent zap's flush
-# (tests/scenarios/unseen18_truncate_vs_mprotect_warm.toml on 6.2 UP; Config.mprotect_gathers).
+# (tests/scenarios/unseen18_truncate_vs_mprotect_warm.toml on 6.2 UP; Config.mprotect_gathers). Before it (from
+# 4.13) mprotect was counted in mm->tlb_flush_pending but never read it (kernel_model.mprotect).
 MPROTECT_MMU_GATHER_RELEASE: Final = "6.0"
 
 
@@ -178,10 +179,12 @@ def previous_release(version: str) -> str:
 
 def history_kernels() -> tuple[str, ...]:
     """The default kernels of ``tlbrace history``: for each fix, and for each change that is not a fix but moves
-    a window (reclaim's batched flush, kswapd's seen-twice rule, munmap's downgrade), the release before it and the
-    release with it, and the newest, in release order."""
+    a window (reclaim's batched flush, kswapd's seen-twice rule, munmap's downgrade, mprotect's mmu_gather, 6.2's
+    zap without the forced flush on UP and s390), the release before it and the release with it, and the newest,
+    in release order."""
     names = {NEWEST}
-    moves = [BATCHED_UNMAP_FLUSH_RELEASE, RECLAIM_SEEN_TWICE_RELEASE, MUNMAP_DOWNGRADE_RELEASE]
+    moves = [BATCHED_UNMAP_FLUSH_RELEASE, RECLAIM_SEEN_TWICE_RELEASE, MUNMAP_DOWNGRADE_RELEASE,
+             MPROTECT_MMU_GATHER_RELEASE, ZAP_DIRTY_FLUSH_DROPPED_RELEASE]
     for release in [f.release for f in REGISTRY] + moves:
         names |= {previous_release(release), release}
     return tuple(sorted(names, key=parse_version))

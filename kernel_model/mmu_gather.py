@@ -187,7 +187,8 @@ def tlb_flush_mmu(k: Kctx, tlb: MmuGather) -> Path:
 def tlb_finish_mmu(k: Kctx, tlb: MmuGather) -> Path:
     """Flush what is left, then leave mm->tlb_flush_pending.
 
-    99baac21e458: when another gather of the mm is in flight (mm_tlb_flush_nested), this thread may have found
+    99baac21e458: when another gather of the mm is in flight (mm_tlb_flush_nested; from 4.13 to 5.19 an
+    mprotect's change_protection_range counts as one, kernel_model.mprotect), this thread may have found
     PTEs already cleared by it (pte_none: nothing recorded, nothing to flush) while that thread's flush is still
     to come; returning to user space then would leave stale TLB entries for a range madvise said is gone. So the
     whole gathered range is flushed. Coarser than v5.2+ on purpose: 7a30df49f63a made the nested flush a fullmm

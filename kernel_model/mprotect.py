@@ -19,16 +19,20 @@ not hold mmap_lock), flushes the whole range before mprotect returns even if it 
 cleared the PTE first and flushes after its unlock (UP from 6.2, docs/up-v6.2.md) is covered before mprotect
 returns (tests/scenarios/unseen18_truncate_vs_mprotect_warm.toml).
 
+Before 6.0 (from 4.13 to 5.19) change_protection_range counts itself in mm->tlb_flush_pending around the walk and
+its flush: inc_tlb_flush_pending before the first PTE, dec_tlb_flush_pending after flush_tlb_range (16af97dc5a89
+"mm: migrate: prevent racy access to tlb_flush_pending", v4.13, turned 20841405940e's set/clear_tlb_flush_pending of
+December 2013 into a counter). mprotect itself never reads the counter there; a concurrent zap's tlb_finish_mmu does
+(mm_tlb_flush_nested, 99baac21e458, v4.13) and then flushes its whole range. Only a zap that does not hold mmap_lock
+can overlap mprotect (which holds it for write): ftruncate's unmap_mapping_range. The model counts mprotect in where
+that reader exists (Config.fixed("tlb_flush_nested")): before 4.13 the flag's only readers were NUMA-balancing
+migration (and, from 4.13, KSM's write_protect_page), which the model does not have.
+
 Coarser than the kernel: the new protection is always PROT_READ; VM_WRITE is the only vm_flag modelled; a
-range with a hole changes what it covers and does not fail with -ENOMEM. Before 6.0, change_protection_range's
-own inc/dec_tlb_flush_pending (mm->tlb_flush_pending) is not modelled. Its one reader is a zap's tlb_finish_mmu
-(mm_tlb_flush_nested, which then flushes the whole range). The zaps that hold mmap_lock cannot overlap mprotect,
-which holds it for write; ftruncate's unmap_mapping_range can, and there the kernel would flush more than the
-model does, so the model could report a stale translation the kernel flushes. Fuzzing forced mprotect +
-ftruncate pairs (issue 17, tenth session) found none. From 6.0, tlb_finish_mmu's nested flush covers the call's
-[start, end) (as mmu_gather.tlb_finish_mmu models it), not the whole mm (7a30df49f63a); and tlb_end_vma flushes
-the recorded range on every arch (CONFIG_MMU_GATHER_MERGE_VMAS, which defers it to tlb_finish_mmu, is not
-modelled: with one VMA the flush is the same one, earlier).
+range with a hole changes what it covers and does not fail with -ENOMEM. From 6.0, tlb_finish_mmu's nested
+flush covers the call's [start, end) (as mmu_gather.tlb_finish_mmu models it), not the whole mm (7a30df49f63a);
+and tlb_end_vma flushes the recorded range on every arch (CONFIG_MMU_GATHER_MERGE_VMAS, which defers it to
+tlb_finish_mmu, is not modelled: with one VMA the flush is the same one, earlier).
 """
 
 from __future__ import annotations
@@ -58,7 +62,11 @@ def change_pte_range(k: Kctx, addr: int, end: int, tlb: MmuGather | None) -> Pat
 
 def change_protection(k: Kctx, start: int, end: int, tlb: MmuGather | None) -> Path:
     """change_protection_range: the page-table walk, then one flush if anything changed (from v6.0 tlb_end_vma's
-    tlb_flush_mmu_tlbonly, which flushes only what change_pte_range recorded)."""
+    tlb_flush_mmu_tlbonly, which flushes only what change_pte_range recorded). From 4.13 to 5.19 the walk and its
+    flush are counted in mm->tlb_flush_pending (the gather does it from 6.0)."""
+    counted = tlb is None and k.cfg.fixed("tlb_flush_nested")
+    if counted:
+        yield Step("change_protection_range", "inc_tlb_flush_pending", ())
     pages = 0
     addr = start
     while addr < end:
@@ -69,6 +77,8 @@ def change_protection(k: Kctx, start: int, end: int, tlb: MmuGather | None) -> P
         yield from tlb_flush_mmu_tlbonly(k, tlb)  # tlb_end_vma (not fullmm)
     elif pages:
         yield from flush_tlb_mm_range(k, "change_protection_range", start, end)  # flush_tlb_range
+    if counted:
+        yield Step("change_protection_range", "dec_tlb_flush_pending", ())
     return pages
 
 

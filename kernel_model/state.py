@@ -104,8 +104,9 @@ class State:
     ipis: list[tuple[Ipi, ...]]  # CPU -> flush requests not yet serviced
     acks_pending: list[int]  # thread -> flush acks it still waits for
     i_size: int  # the file's size in pages (i_size_read): ftruncate lowers it; a fault at or past it is SIGBUS
-    # mm->tlb_flush_pending: how many mmu_gathers of this mm have changed PTEs whose flush may still be pending
-    # (inc_tlb_flush_pending in tlb_gather_mmu, dec_tlb_flush_pending in tlb_finish_mmu, since 4.13).
+    # mm->tlb_flush_pending: how many mmu_gathers of this mm (and, from 4.13 to 5.19, mprotect's
+    # change_protection_range) may have changed PTEs whose flush is still pending (inc_tlb_flush_pending in
+    # tlb_gather_mmu, dec_tlb_flush_pending in tlb_finish_mmu, since 4.13; kernel_model.mprotect).
     tlb_flush_pending: int = 0
     tlb_flush_batched: bool = False  # mm->tlb_flush_batched (3ea277194daa): reclaim deferred a flush of this mm
     # virtual page -> VM_WRITE of its VMA (kernel_model.mprotect: mprotect(PROT_READ) clears it; True where no VMA

@@ -167,3 +167,14 @@ def test_history_kernels_bracket_the_changes_that_move_a_window() -> None:
     assert kernel_config("4.2")["batched_unmap_flush"] is False and kernel_config("4.3")["batched_unmap_flush"]
     assert kernel_config("4.19")["munmap_downgrade"] is False and kernel_config("4.20")["munmap_downgrade"]
     assert (BATCHED_UNMAP_FLUSH_RELEASE, MUNMAP_DOWNGRADE_RELEASE) == ("4.3", "4.20")
+
+
+def test_history_kernels_bracket_mprotects_mmu_gather() -> None:
+    """Session 19 (author19): 4a18419f71cd (6.0) made mprotect read mm->tlb_flush_pending in its own
+    tlb_finish_mmu, so it flushes when a concurrent zap's flush may still be pending; 5.19's mprotect is only
+    counted in it (change_protection_range). history shows both sides."""
+    from kernel_model.kernels import MPROTECT_MMU_GATHER_RELEASE
+
+    assert MPROTECT_MMU_GATHER_RELEASE == "6.0" and {"5.19", "6.0"} <= set(history_kernels())
+    assert kernel_config("5.19")["mprotect_gathers"] is False and kernel_config("6.0")["mprotect_gathers"]
+    assert kernel_config("5.19")["without"] == kernel_config("6.0")["without"] == ()
