@@ -80,7 +80,6 @@ def _replay_schedule(args: argparse.Namespace, console: Any) -> list[dict]:
 
 def _replay_log(args: argparse.Namespace, console: Any) -> list[dict]:
     """Each failing trial of the log (or the one --trial names), replayed expecting each logged result."""
-    from controlled.linearize import order_key, schedule_from_records
     from analysis.analyze import AnalysisError, rebuilt_from_header
     from cli.errors import UsageError
     from logs.eventlog import LogError, iter_trials, read_log
@@ -108,16 +107,33 @@ def _replay_log(args: argparse.Namespace, console: Any) -> list[dict]:
         logged = [v.get("invariant") for v in violations] if end is not None else None
         if args.trial is None and logged == []:
             continue
-        try:
-            steps = [r for r in sorted(events, key=order_key) if r.get("kind") == "step"]
-            rr = run_schedule(scenario, cfg, schedule_from_records(events), complete=False,
-                              expected=[r.get("result") for r in steps])
-        except (TypeError, KeyError, ValueError, AttributeError, IndexError) as exc:
-            raise UsageError(f"{args.file}: trial {trial}: malformed event records ({type(exc).__name__}: "
-                             f"{' '.join(str(exc).split())[:120]})") from None
+        rr = _replay_trial(f"{args.file}: trial {trial}", scenario, cfg, events)
         results.append(_report(trial, logged, rr))
         _show(args, console, scenario, cfg, rr, f"{args.file} trial {trial}")
     return results
+
+
+def _replay_trial(where: str, scenario: Any, cfg: Any, events: list[dict]) -> Any:
+    """One trial's events replayed, expecting each logged result; a record the replay cannot use is a UsageError
+    naming its field (a thread -1 ran the last thread, and was reported only as a divergence)."""
+    from controlled.linearize import order_key, schedule_from_records
+    from cli.errors import UsageError
+    from kernel_model import boot
+    from logs.event_fields import first_field_problem
+
+    try:
+        steps = [r for r in sorted(events, key=order_key) if r.get("kind") == "step"]
+        rr = run_schedule(scenario, cfg, schedule_from_records(events), complete=False,
+                          expected=[r.get("result") for r in steps])
+        failed = None if rr.divergence is None else ""
+    except (TypeError, KeyError, ValueError, AttributeError, IndexError) as exc:
+        rr, failed = None, f"({type(exc).__name__}: {' '.join(str(exc).split())[:120]})"
+    if failed is not None:
+        problem = first_field_problem(events, len(scenario.threads), boot.ncpus(scenario, cfg))
+        if problem is not None or failed:
+            raise UsageError(f"{where}: malformed event record"
+                             + (f": {problem}" if problem is not None else f"s {failed}"))
+    return rr
 
 
 def _check_trial_asked(args: argparse.Namespace, ids: list[int]) -> None:

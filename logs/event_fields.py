@@ -1,0 +1,57 @@
+"""Which field of a logged event record is wrong, said in words, for a record the replay could not use.
+
+Replay reads an event record's ``kind``, ``tid``, ``cpu`` and its sort key (``lamport``, ``actor``, ``seq``;
+logs/eventlog.py documents them). A damaged or hand-edited record made `tlbrace analyze` say "malformed event
+record (missing or bad field '<' not supported between instances of 'str' and 'int')" or "replay crashed:
+TypeError: list indices must be integers or slices, not float", naming no field; a thread number of -1 was
+taken, by Python's indexing, for the last thread, and reported only as a step that returned something else. The
+check runs only once a trial's replay has failed or diverged: an intact log pays nothing for it.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+KINDS = ("step", "ipi", "note")
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def field_problem(rec: Any, nthreads: int, ncpus: int) -> str | None:
+    """What is wrong with one event record, naming its field and what was expected; None when it is usable."""
+    if not isinstance(rec, dict):
+        return f"expected a map, got {rec!r:.40}"
+    kind = rec.get("kind")
+    if "kind" not in rec:
+        return f"field 'kind' is missing ({', '.join(KINDS[:-1])} or {KINDS[-1]})"
+    if kind not in KINDS:
+        return f"field 'kind': expected {', '.join(KINDS[:-1])} or {KINDS[-1]}, got {kind!r:.40}"
+    for key in ("lamport", "seq"):
+        value = rec.get(key, 0)
+        if not _is_int(value) or value < 0:
+            return f"field {key!r}: expected a non-negative integer, got {value!r:.40}"
+    if not isinstance(rec.get("actor", ""), str):
+        return f"field 'actor': expected a string, got {rec.get('actor')!r:.40}"
+    if kind == "note":
+        return None
+    # An IPI's tid is its initiator's thread, its cpu the CPU running the handler.
+    wanted = [("tid", nthreads, "thread")] + ([("cpu", ncpus, "CPU")] if kind == "ipi" else [])
+    for key, count, what in wanted:
+        value = rec.get(key)
+        if not _is_int(value) or not 0 <= value < count:
+            return (f"field {key!r}: expected a {what} number in 0..{count - 1} (the scenario has {count}), got "
+                    f"{value!r:.40}" if key in rec else f"field {key!r} is missing (a {what} number)")
+    return None
+
+
+def first_field_problem(records: Iterable[Any], nthreads: int, ncpus: int) -> str | None:
+    """The first unusable record of a trial's records, as "event N (op X): field ...: expected ..."; N counts the
+    trial's event records in the order the log holds them, from 1."""
+    for n, rec in enumerate(records, 1):
+        problem = field_problem(rec, nthreads, ncpus)
+        if problem is not None:
+            op = rec.get("op") if isinstance(rec, dict) else None
+            return f"event {n}" + (f" (op {op!r:.40})" if op is not None else "") + f": {problem}"
+    return None

@@ -1,0 +1,60 @@
+"""Session 19's red team: damaged records, linked and shared output files, Ray's temporary directory, and the
+numbers a hostile user types. Each test failed before its fix. None needs Ray unless marked wild."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import msgpack
+import pytest
+from cli_run import run_cli
+
+
+@pytest.fixture(scope="module")
+def eager_log(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """madv_dontneed's eager counterexample log, as `tlbrace explore` writes it."""
+    from cli.main import main
+
+    out = tmp_path_factory.mktemp("explore")
+    assert main(["explore", "madv_dontneed", "--ordering", "eager", "--json", "--out", str(out)]) == 1
+    return out / "madv_dontneed-eager-smp-bfs-0.msgpack"
+
+
+def _with_first_step(log: Path, out: Path, key: str, value: Any) -> Path:
+    """A copy of ``log`` whose first step record has ``key`` set to ``value``."""
+    records = list(msgpack.Unpacker(open(log, "rb"), raw=False, strict_map_key=False))
+    first = next(r for r in records if r.get("kind") == "step")
+    first[key] = value
+    damaged = out / "damaged.msgpack"
+    damaged.write_bytes(b"".join(msgpack.packb(r, use_bin_type=True) for r in records))
+    return damaged
+
+
+# (field, bad value, what the message must say): "missing or bad field '<' not supported between instances of 'str'
+# and 'int'", "replay crashed: TypeError: list indices must be integers or slices, not float", and -1 taken for the
+# last thread (a divergence of step 6, naming nothing).
+MALFORMED = [("lamport", "x", "field 'lamport': expected a non-negative integer, got 'x'"),
+             ("tid", 1.5, "field 'tid': expected a thread number in 0..2"),
+             ("tid", "a", "field 'tid': expected a thread number in 0..2"),
+             ("tid", -1, "field 'tid': expected a thread number in 0..2 (the scenario has 3), got -1")]
+
+
+@pytest.mark.parametrize("key, value, needle", MALFORMED)
+def test_analyze_names_the_field_of_a_malformed_record(capsys, tmp_path, eager_log, key, value, needle):
+    damaged = _with_first_step(eager_log, tmp_path, key, value)
+    rc, out, err = run_cli(capsys, "analyze", "--json", str(damaged))
+    assert rc == 1, err
+    import json
+
+    trial = json.loads(out)["logs"][0]["trials"][0]
+    assert trial["divergence"].startswith("malformed event record: event 4 (op 'down_read'): "), trial
+    assert needle in trial["divergence"] and trial["violations"] == [], trial
+
+
+@pytest.mark.parametrize("key, value, needle", MALFORMED)
+def test_replay_names_the_field_of_a_malformed_record(capsys, tmp_path, eager_log, key, value, needle):
+    damaged = _with_first_step(eager_log, tmp_path, key, value)
+    rc, out, err = run_cli(capsys, "replay", str(damaged))
+    assert rc == 2 and err.count("\n") == 1, err
+    assert f"{damaged}: trial 0: malformed event record: event 4 (op 'down_read'): " in err and needle in err, err
