@@ -3,11 +3,15 @@ numbers a hostile user types. Each test failed before its fix. None needs Ray un
 
 from __future__ import annotations
 
+import resource
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import msgpack
 import pytest
+from child_process import ROOT, driver_env
 from cli_run import run_cli
 
 
@@ -58,3 +62,36 @@ def test_replay_names_the_field_of_a_malformed_record(capsys, tmp_path, eager_lo
     rc, out, err = run_cli(capsys, "replay", str(damaged))
     assert rc == 2 and err.count("\n") == 1, err
     assert f"{damaged}: trial 0: malformed event record: event 4 (op 'down_read'): " in err and needle in err, err
+
+
+def _tlbrace_limited(*argv: str, address_space: int) -> subprocess.CompletedProcess[str]:
+    """``tlbrace ARGV`` as a child process under an address-space limit (`ulimit -v`)."""
+    def set_limit() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (address_space, address_space))
+
+    return subprocess.run([sys.executable, "-m", "cli.main", *argv], cwd=ROOT, env=driver_env(), text=True,
+                          capture_output=True, timeout=120, preexec_fn=set_limit)
+
+
+def test_a_small_log_is_read_under_an_address_space_limit(eager_log):
+    """Under `ulimit -v 3000000` `tlbrace analyze` and `replay` of a 3 KB log said "out of memory under this
+    process's address-space limit of 2,929 MB" (exit 3): the reader asked for a 4 GiB buffer (the bound on a log's
+    size) before reading a byte. The same for a campaign's results file (stress --resume, report)."""
+    for command in ("analyze", "replay"):
+        proc = _tlbrace_limited(command, str(eager_log), address_space=3 << 30)
+        assert proc.returncode == 1, (command, proc.stderr[-500:])
+
+
+def test_a_file_that_grows_while_read_is_read_to_its_bound(tmp_path):
+    from scenarios.input_files import InputFileError, _read_at_most
+
+    path = tmp_path / "f"
+    path.write_bytes(b"x" * 10)
+    with open(path, "rb") as f:
+        assert _read_at_most(f, 4, 100) == b"x" * 10  # grown from 4 bytes since the fstat: read on
+    with open(path, "rb") as f:
+        assert _read_at_most(f, 4, 7) == b"x" * 7
+    from scenarios.input_files import read_input
+
+    with pytest.raises(InputFileError, match="at most 9 are read"):
+        read_input(path, "log", 9)
