@@ -84,16 +84,64 @@ def start_local(num_cpus: int | None = None) -> Session:
 
     if ray.is_initialized():
         return Session("local", False)
+    check_address_space()
     utf8_entrypoint()
     try:
-        ray.init(address="local", object_store_memory=OBJECT_STORE_BYTES, _temp_dir=TEMP_DIR,
-                 num_cpus=num_cpus, **quiet_init_kwargs())
+        with _start_deadline(START_TIMEOUT_S):
+            ray.init(address="local", object_store_memory=OBJECT_STORE_BYTES, _temp_dir=TEMP_DIR,
+                     num_cpus=num_cpus, **quiet_init_kwargs())
     except Exception as exc:  # noqa: BLE001 - whatever Ray raises, it is one line for the user
         text = " ".join(str(exc).split())[:300]
         raise RayStartFailed(f"the embedded Ray cluster would not start ({type(exc).__name__}: {text}); check "
                              f"free memory, /dev/shm and {TEMP_DIR}, or join a running cluster with --address") \
             from None
     return Session("local", True)
+
+
+# Every Ray process (driver, GCS, raylet, each worker: they inherit the limit) maps about 1.6 GB of address space
+# (a worker's VmSize, Ray 2.60; its resident size is ~85 MB). Under `ulimit -v` below that, ray.init aborted in
+# C++ (SIGABRT, exit 134, a page of Ray's stack traces: 1 GB) or waited for ever for workers that could not start,
+# deaf to Ctrl-C and SIGTERM (1.2 and 1.5 GB); 1.6 GB started. The bound leaves room above what was measured.
+RAY_MIN_ADDRESS_SPACE: Final = 2 << 30
+START_TIMEOUT_S: Final = 180.0  # ray.init takes ~2 s here, tens of seconds on a machine under heavy load
+
+
+def check_address_space() -> None:
+    """RayStartFailed, before Ray is asked, under an address-space limit no Ray process can start in."""
+    import resource
+
+    soft, _hard = resource.getrlimit(resource.RLIMIT_AS)
+    if soft != resource.RLIM_INFINITY and soft < RAY_MIN_ADDRESS_SPACE:
+        raise RayStartFailed(f"the embedded Ray cluster cannot start under an address-space limit of "
+                             f"{soft >> 20:,} MB (`ulimit -v`): every Ray process maps about 1.6 GB and inherits the "
+                             f"limit; raise it to {RAY_MIN_ADDRESS_SPACE >> 20:,} MB or more (`ulimit -v unlimited`), "
+                             f"or join a cluster started without it with --address")
+
+
+@contextlib.contextmanager
+def _start_deadline(seconds: float) -> Iterator[None]:
+    """ray.init that has not returned after ``seconds`` ends the process with one line and exit 3 (what it started
+    is stopped by the driver's death: PR_SET_PDEATHSIG, and cli/ray_watchdog.py for the rest). A ray.init stuck in
+    Ray's C++ core (its raylet waiting for workers that cannot start) took neither Ctrl-C nor SIGTERM, which the
+    command holds back until ray.init returns (actors.sigint.signals_held_through_ray_init)."""
+    done = threading.Event()
+
+    def guard() -> None:
+        if done.wait(seconds):
+            return
+        try:
+            print(f"tlbrace: error: the embedded Ray cluster did not start within {seconds:.0f} s; check free "
+                  f"memory, /dev/shm, the process limits (`ulimit -a`) and {TEMP_DIR}, or join a running cluster "
+                  f"with --address", file=sys.stderr, flush=True)
+        except (OSError, ValueError, AttributeError):
+            pass
+        os._exit(3)  # EXIT_ENVIRONMENT (cli.errors; actors may not import cli)
+
+    threading.Thread(target=guard, name="tlbrace-ray-start", daemon=True).start()
+    try:
+        yield
+    finally:
+        done.set()
 
 
 def join(address: str, timeout_s: float = JOIN_TIMEOUT_S, *, quiet: bool = True) -> Session:

@@ -95,3 +95,34 @@ def test_a_file_that_grows_while_read_is_read_to_its_bound(tmp_path):
 
     with pytest.raises(InputFileError, match="at most 9 are read"):
         read_input(path, "log", 9)
+
+
+def test_an_address_space_limit_ray_cannot_start_under_is_one_line_before_ray(capsys, tmp_path, monkeypatch):
+    """Under `ulimit -v 1000000` `tlbrace stress` died in ray.init of SIGABRT (exit 134) after a page of Ray's C++
+    stack traces; under 1500000 it waited for ever, deaf to Ctrl-C and SIGTERM. Now: one line, exit 3, Ray not
+    started."""
+    import ray
+
+    real = resource.getrlimit
+    monkeypatch.setattr(resource, "getrlimit",
+                        lambda which: (1_000_000 << 10, resource.RLIM_INFINITY) if which == resource.RLIMIT_AS
+                        else real(which))
+    monkeypatch.setattr(ray, "init", lambda *_a, **_k: pytest.fail("Ray was started"))
+    rc, out, err = run_cli(capsys, "stress", "madv_dontneed", "--trials", "1", "--out", str(tmp_path / "o"))
+    assert rc == 3 and err.count("\n") == 1, err
+    assert "address-space limit of 976 MB (`ulimit -v`)" in err and "2,048 MB" in err, err
+
+
+def test_a_ray_start_that_never_returns_ends_with_one_line():
+    """A ray.init stuck in Ray's core (its raylet waiting for workers that cannot start) held the command for ever:
+    Ctrl-C and SIGTERM are held back until ray.init returns. Now it ends after a deadline, exit 3."""
+    script = ("import time, ray\n"
+              "from actors import ray_session as rs\n"
+              "rs.START_TIMEOUT_S = 0.5\n"
+              "ray.init = lambda *a, **k: time.sleep(60)\n"
+              "rs.start_local()\n")
+    proc = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=driver_env(), capture_output=True, text=True,
+                          timeout=50)
+    assert proc.returncode == 3, proc.stderr[-500:]
+    assert proc.stderr.startswith("tlbrace: error: the embedded Ray cluster did not start within 0 s") and \
+        proc.stderr.count("\n") == 1, proc.stderr
