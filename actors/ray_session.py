@@ -12,6 +12,7 @@ import contextlib
 import logging
 import os
 import socket
+import stat
 import sys
 import threading
 import time
@@ -29,7 +30,9 @@ RAY_ENV: Final = {
 for _key, _value in RAY_ENV.items():
     os.environ.setdefault(_key, _value)
 
-TEMP_DIR: Final = "/tmp/tlbrace-ray"  # short: Ray's socket paths must fit in 107 bytes
+# Ray's temporary directory is TEMP_BASE/ray, TEMP_BASE a directory of this user's own (temp_dir()). Short: Ray's
+# socket paths under it must fit in 107 bytes.
+TEMP_BASE: Final = f"/tmp/tlbrace-{os.getuid()}"
 OBJECT_STORE_BYTES: Final = 256 * 1024 * 1024
 JOIN_TIMEOUT_S: Final = 30.0  # a head that is starting, on a loaded machine, can take many seconds to answer
 PROBE_TIMEOUT_S: Final = 3.0  # for the HTTP/2 (gRPC) greeting every Ray GCS answers at once
@@ -78,6 +81,29 @@ def utf8_entrypoint() -> None:
     ray_utils.get_entrypoint_name = entrypoint_name
 
 
+def temp_dir() -> str:
+    """TEMP_BASE/ray, made if need be, TEMP_BASE checked to be this user's own directory that no one else may enter
+    (RayStartFailed otherwise). It was one fixed /tmp/tlbrace-ray for every user: Ray makes its temporary directory
+    world-writable (chmod 0777, through a symbolic link too), so another user who made /tmp/tlbrace-ray first, as a
+    link to one of your directories, had Ray open that directory to everyone, and could read every session's logs
+    and reach its sockets. Two runs of one user share TEMP_BASE/ray: each Ray session has a directory of its own."""
+    try:
+        os.mkdir(TEMP_BASE, 0o700)
+    except FileExistsError:
+        pass
+    except OSError as exc:
+        raise RayStartFailed(f"{TEMP_BASE}: cannot make Ray's temporary directory ({exc.strerror or exc}); free "
+                             f"/tmp or make it writable") from None
+    st = os.lstat(TEMP_BASE)
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid() or st.st_mode & 0o077:
+        what = ("a symbolic link" if stat.S_ISLNK(st.st_mode) else "not a directory" if not stat.S_ISDIR(st.st_mode)
+                else f"owned by uid {st.st_uid}" if st.st_uid != os.getuid() else f"mode {st.st_mode & 0o777:o}")
+        raise RayStartFailed(f"{TEMP_BASE}: Ray's temporary directory must be a directory of your own that only you "
+                             f"may use (mode 700), and this is {what}: remove it (someone else may have made it) "
+                             f"and run the command again")
+    return os.path.join(TEMP_BASE, "ray")
+
+
 def start_local(num_cpus: int | None = None) -> Session:
     """The embedded default: a fresh local cluster owned by this process."""
     import ray
@@ -88,12 +114,12 @@ def start_local(num_cpus: int | None = None) -> Session:
     utf8_entrypoint()
     try:
         with _start_deadline(START_TIMEOUT_S):
-            ray.init(address="local", object_store_memory=OBJECT_STORE_BYTES, _temp_dir=TEMP_DIR,
+            ray.init(address="local", object_store_memory=OBJECT_STORE_BYTES, _temp_dir=temp_dir(),
                      num_cpus=num_cpus, **quiet_init_kwargs())
     except Exception as exc:  # noqa: BLE001 - whatever Ray raises, it is one line for the user
         text = " ".join(str(exc).split())[:300]
         raise RayStartFailed(f"the embedded Ray cluster would not start ({type(exc).__name__}: {text}); check "
-                             f"free memory, /dev/shm and {TEMP_DIR}, or join a running cluster with --address") \
+                             f"free memory, /dev/shm and {TEMP_BASE}, or join a running cluster with --address") \
             from None
     return Session("local", True)
 
@@ -131,7 +157,7 @@ def _start_deadline(seconds: float) -> Iterator[None]:
             return
         try:
             print(f"tlbrace: error: the embedded Ray cluster did not start within {seconds:.0f} s; check free "
-                  f"memory, /dev/shm, the process limits (`ulimit -a`) and {TEMP_DIR}, or join a running cluster "
+                  f"memory, /dev/shm, the process limits (`ulimit -a`) and {TEMP_BASE}, or join a running cluster "
                   f"with --address", file=sys.stderr, flush=True)
         except (OSError, ValueError, AttributeError):
             pass
@@ -148,7 +174,7 @@ def join(address: str, timeout_s: float = JOIN_TIMEOUT_S, *, quiet: bool = True)
     """Join an existing cluster. ``ray.init`` runs in a thread so that an unreachable head or an auth mismatch
     (which Ray 2.60 reports only after ~20 s, or never) becomes a RayUnavailable within ``timeout_s``. ``quiet``:
     what Ray's C++ core writes to the process's stderr while joining (up to 20 lines of retries against a port
-    that is not Ray's) goes to TEMP_DIR/join-stderr.log instead."""
+    that is not Ray's) goes to TEMP_BASE/join-stderr.log instead."""
     import ray
 
     if ray.is_initialized():
@@ -234,10 +260,9 @@ class _stderr_aside:
     def __enter__(self) -> "_stderr_aside":
         if self.active:
             try:
-                os.makedirs(TEMP_DIR, exist_ok=True)
-                log = os.open(os.path.join(TEMP_DIR, "join-stderr.log"), os.O_WRONLY | os.O_CREAT | os.O_APPEND,
-                              0o644)
-            except OSError:
+                log = os.open(os.path.join(os.path.dirname(temp_dir()), "join-stderr.log"),
+                              os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            except (OSError, RayStartFailed):
                 log = os.open(os.devnull, os.O_WRONLY)
             sys.stderr.flush()
             self.saved = os.dup(2)

@@ -126,3 +126,36 @@ def test_a_ray_start_that_never_returns_ends_with_one_line():
     assert proc.returncode == 3, proc.stderr[-500:]
     assert proc.stderr.startswith("tlbrace: error: the embedded Ray cluster did not start within 0 s") and \
         proc.stderr.count("\n") == 1, proc.stderr
+
+
+@pytest.mark.parametrize("plant", ["symlink", "open_dir", "file"])
+def test_rays_temporary_directory_planted_by_someone_else_is_refused_and_left_alone(tmp_path, monkeypatch, plant):
+    """Every user's Ray went to one fixed /tmp/tlbrace-ray, which Ray makes world-writable (chmod 0777, through a
+    symbolic link too): another user's link there opened a directory of yours to everyone. Ray's directory is now
+    under a directory of the user's own, mode 700, made if absent and refused when it is anything else."""
+    from actors import ray_session as rs
+
+    victim = tmp_path / "victim"
+    victim.mkdir(mode=0o700)
+    base = tmp_path / "base"
+    if plant == "symlink":
+        base.symlink_to(victim)
+    elif plant == "open_dir":
+        base.mkdir()
+        base.chmod(0o777)
+    else:
+        base.write_text("")
+    monkeypatch.setattr(rs, "TEMP_BASE", str(base))
+    with pytest.raises(rs.RayStartFailed, match="must be a directory of your own that only you may use") as caught:
+        rs.temp_dir()
+    assert str(base) in str(caught.value) and "\n" not in str(caught.value)
+    assert victim.stat().st_mode & 0o777 == 0o700 and not (victim / "ray").exists()
+
+
+def test_rays_temporary_directory_is_made_private(tmp_path, monkeypatch):
+    from actors import ray_session as rs
+
+    base = tmp_path / "base"
+    monkeypatch.setattr(rs, "TEMP_BASE", str(base))
+    assert rs.temp_dir() == str(base / "ray") and base.stat().st_mode & 0o777 == 0o700
+    assert rs.temp_dir() == str(base / "ray")  # a second run (or a concurrent one) of the same user shares it
