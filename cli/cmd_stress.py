@@ -107,8 +107,9 @@ def check_ray_address(args: argparse.Namespace) -> None:
 _HOST_PORT = re.compile(r"^(ray://)?(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):(\d{1,5})$")
 
 
-def check_size(scenario: Any, cfg: Any, parallel: int) -> None:
-    """The actors a campaign would start, against the caps (before Ray starts)."""
+def check_size(scenario: Any, cfg: Any, parallel: int, args: argparse.Namespace | None = None) -> None:
+    """The actors a campaign would start, against the caps and, for the embedded cluster (``args`` names no
+    cluster to join), against this machine's memory (before Ray starts)."""
     from actors.topology import Topology
     from cli.errors import UsageError
 
@@ -119,6 +120,35 @@ def check_size(scenario: Any, cfg: Any, parallel: int) -> None:
     if parallel * (cpus + 1) > MAX_ACTORS:
         raise UsageError(f"--parallel {parallel}: {parallel} sets of {cpus + 1} actors; at most {MAX_ACTORS} "
                          f"actors in all (use --parallel {max(1, MAX_ACTORS // (cpus + 1))} or fewer)")
+    if args is not None and (args.address or os.environ.get("RAY_ADDRESS") or "local") == "local":
+        check_memory(parallel, cpus + 1)
+
+
+# What the embedded cluster takes of this machine's memory: each actor is a Ray worker process of ~86 MB resident
+# (Ray 2.60, measured during `stress --parallel 4`), and the cluster's own processes (GCS, raylet, agents: ~80 MB
+# each) come with a 256 MiB object store.
+RAY_ACTOR_BYTES: Final = 100 << 20
+RAY_BASE_BYTES: Final = 768 << 20
+
+
+def check_memory(parallel: int, per_set: int) -> None:
+    """``parallel`` sets of ``per_set`` actors must fit in the memory this machine has available: `stress --parallel
+    32` of a 7-thread scenario started 256 worker processes (about 25 GB) whatever the machine had, and left the
+    kernel's OOM killer to end actors, Ray's own processes or others' programs. Refused, saying what fits (the
+    cap of MAX_ACTORS still applies to a cluster joined with --address, whose memory is not this machine's)."""
+    from cli.errors import UsageError
+    from controlled.search_memory import available_bytes, human
+
+    available = available_bytes()
+    need = RAY_BASE_BYTES + parallel * per_set * RAY_ACTOR_BYTES
+    if available <= 0 or need <= available:  # 0: this system cannot say
+        return
+    fits = (available - RAY_BASE_BYTES) // (per_set * RAY_ACTOR_BYTES)
+    todo = (f"use --parallel {fits} or fewer" if fits >= 1 else "free some memory") + \
+        ", or join a larger cluster with --address"
+    raise UsageError(f"--parallel {parallel}: {parallel * per_set} actors, each a Ray worker process of about "
+                     f"{RAY_ACTOR_BYTES >> 20} MB, with the embedded cluster's own processes need about "
+                     f"{human(need)}; this machine has {human(available)} available: {todo}")
 
 
 def check_address(address: str, where: str) -> None:
@@ -235,7 +265,7 @@ def run(args: argparse.Namespace) -> int:
     check_wild_args(args)
     trials, duration, until = stop_limits(args)
     scenario, cfg = load(args)
-    check_size(scenario, cfg, args.parallel)
+    check_size(scenario, cfg, args.parallel, args)
     from actors.campaign import CampaignOptions, prepare_results
     from logs.output_files import check_output_file
     from logs.results_file import FILE_NAME, ResultsError

@@ -159,3 +159,21 @@ def test_rays_temporary_directory_is_made_private(tmp_path, monkeypatch):
     monkeypatch.setattr(rs, "TEMP_BASE", str(base))
     assert rs.temp_dir() == str(base / "ray") and base.stat().st_mode & 0o777 == 0o700
     assert rs.temp_dir() == str(base / "ray")  # a second run (or a concurrent one) of the same user shares it
+
+
+@pytest.mark.parametrize("command", ["stress", "scale"])
+def test_a_parallel_past_the_machines_memory_is_refused_before_ray(capsys, tmp_path, monkeypatch, command):
+    """`stress --parallel 32` started its 128 actor processes (about 13 GB) on a machine with 2 GB available: the
+    OOM killer chose what to end. Refused before Ray starts, saying what fits."""
+    import ray
+
+    from controlled import search_memory
+
+    monkeypatch.setattr(search_memory, "available_bytes", lambda: 2 << 30)
+    monkeypatch.setattr(ray, "init", lambda *_a, **_k: pytest.fail("Ray was started"))
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    argv = (["stress", "madv_dontneed", "--trials", "1"] if command == "stress"
+            else ["scale", "scale_writers", "--cpus", "3"])
+    rc, out, err = run_cli(capsys, *argv, "--parallel", "32", "--out", str(tmp_path / "o"))
+    assert rc == 2 and err.count("\n") == 1, err
+    assert "--parallel 32: 128 actors" in err and "2.0 GB available: use --parallel 3 or fewer" in err, err
