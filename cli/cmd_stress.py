@@ -331,6 +331,10 @@ def _say_what_resumes(resume: bool, prepared: Any) -> None:
     if resume and prepared.resumed is None:
         print(f"tlbrace: note: --resume: there is no {one_line(prepared.path)} to continue; a new campaign starts",
               file=sys.stderr)
+    if prepared.unshared:
+        print(f"tlbrace: note: {one_line(prepared.path)} had {prepared.unshared} other name(s) (a hard link); this "
+              f"campaign goes on in a copy of its own, and the other names keep the file as it was",
+              file=sys.stderr)
     if prepared.resumed is not None and prepared.resumed.skipped:
         print(f"tlbrace: warning: {one_line(prepared.path)}: skipped damaged bytes {prepared.resumed.skipped_text()} "
               f"(every intact record is kept; the trials recorded there run again)", file=sys.stderr)

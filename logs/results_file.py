@@ -419,6 +419,30 @@ class ResultsWriter:
             self._stream.close()
 
 
+def unshare(path: str) -> int:
+    """How many other names the results file at ``path`` had (hard links: `cp -al`, `ln`, a snapshot tool); when
+    any, the file is first replaced by a copy of its own, so that appending to it (a resumed campaign) changes no
+    other name's file. A resume appended its records (and cut its torn tail) through every name: the results of
+    another --out, or a backup, changed under them. The caller holds the directory's lock."""
+    links = os.stat(path).st_nlink
+    if links <= 1:
+        return 0
+    fresh = f"{path}.new"
+    _remove_quietly(fresh)
+    try:
+        with open(path, "rb") as src, open(fresh, "xb") as dst:
+            while chunk := src.read(1 << 20):
+                dst.write(chunk)
+            dst.flush()
+            os.fsync(dst.fileno())
+        os.replace(fresh, path)
+    except BaseException:
+        _remove_quietly(fresh)
+        raise
+    _fsync_dir(path)
+    return links - 1
+
+
 def _identity(st: os.stat_result) -> tuple[int, int]:
     return st.st_dev, st.st_ino
 

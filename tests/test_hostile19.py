@@ -3,6 +3,7 @@ numbers a hostile user types. Each test failed before its fix. None needs Ray un
 
 from __future__ import annotations
 
+import os
 import resource
 import subprocess
 import sys
@@ -177,3 +178,42 @@ def test_a_parallel_past_the_machines_memory_is_refused_before_ray(capsys, tmp_p
     rc, out, err = run_cli(capsys, *argv, "--parallel", "32", "--out", str(tmp_path / "o"))
     assert rc == 2 and err.count("\n") == 1, err
     assert "--parallel 32: 128 actors" in err and "2.0 GB available: use --parallel 3 or fewer" in err, err
+
+
+def test_a_resume_through_a_hard_linked_results_file_leaves_the_other_name_as_it_was(capsys, tmp_path,
+                                                                                       monkeypatch):
+    """`cp -al A B` (or `ln A/results.msgpack B/`), then `stress --resume --out B`: B's records were appended
+    through the shared inode into A's results file too (and a torn tail cut off both), silently. Now B goes on
+    in a copy of its own, with a note."""
+    import cli.cmd_stress
+    from actors.campaign import CampaignOptions, prepare_results
+    from kernel_model.config import Config
+    from logs.results_file import ResultsWriter, read_results, trial_record
+    from scenarios.loader import load_scenario
+
+    a, b = tmp_path / "a", tmp_path / "b"
+    b.mkdir()
+    prepared = prepare_results(load_scenario("anon_pages"), Config(), CampaignOptions(out=str(a), trials=5,
+                                                                                      results=True))
+    assert prepared is not None
+    writer = ResultsWriter(prepared.path, prepared.header)
+    writer.append(trial_record(trial=0, seed=0, status="ok", invariants=[], detail="", actor=None, steps=5,
+                               seconds=0.1, nodes=[], log=None))
+    writer.close()
+    prepared.release()
+    before = (a / "results.msgpack").read_bytes()
+    os.link(a / "results.msgpack", b / "results.msgpack")
+
+    def campaign_appends(*_args: Any, **_kwargs: Any) -> None:
+        raise KeyboardInterrupt  # stands for the campaign: the file is what the test looks at
+
+    monkeypatch.setattr(cli.cmd_stress, "open_ray", campaign_appends)
+    rc, out, err = run_cli(capsys, "stress", "anon_pages", "--trials", "5", "--resume", "--out", str(b))
+    assert "had 1 other name(s) (a hard link); this campaign goes on in a copy of its own" in err, err
+    assert os.stat(a / "results.msgpack").st_nlink == 1 and os.stat(b / "results.msgpack").st_nlink == 1
+    writer = ResultsWriter(str(b / "results.msgpack"), prepared.header, read_results(b / "results.msgpack"))
+    writer.append(trial_record(trial=1, seed=1, status="ok", invariants=[], detail="", actor=None, steps=5,
+                               seconds=0.1, nodes=[], log=None))
+    writer.close()
+    assert (a / "results.msgpack").read_bytes() == before
+    assert len(read_results(b / "results.msgpack").records) == 2
