@@ -217,3 +217,22 @@ def test_a_resume_through_a_hard_linked_results_file_leaves_the_other_name_as_it
     writer.close()
     assert (a / "results.msgpack").read_bytes() == before
     assert len(read_results(b / "results.msgpack").records) == 2
+
+
+def test_an_output_that_cannot_be_made_is_named_by_its_own_name_not_the_temporary_one(tmp_path, monkeypatch):
+    """On a read-only --out, `tlbrace report` said "report.html.5erbxy2n.tmp: Read-only file system" and `analyze
+    --timeline t.png` "t.png.vow1thlt.tmp: ...": names the user never gave and cannot find."""
+    import errno
+    import tempfile
+
+    from logs.output_files import replaced_whole
+
+    def read_only(*_args: Any, prefix: str = "", dir: str = "", **_kwargs: Any) -> tuple[int, str]:
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS), os.path.join(dir, prefix + "x1y2z3.tmp"))
+
+    monkeypatch.setattr(tempfile, "mkstemp", read_only)
+    target = tmp_path / "report.html"
+    with pytest.raises(OSError) as caught:
+        with replaced_whole(target, "report"):
+            pass
+    assert caught.value.filename == str(target)
