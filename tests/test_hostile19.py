@@ -236,3 +236,19 @@ def test_an_output_that_cannot_be_made_is_named_by_its_own_name_not_the_temporar
         with replaced_whole(target, "report"):
             pass
     assert caught.value.filename == str(target)
+
+
+def test_fuzz_parallel_prices_its_searches_together(capsys, tmp_path, monkeypatch):
+    """`fuzz --parallel 8 --budget 20000000` priced each search against all the memory available (8 GB here):
+    each fitted alone, and eight at once needed five times what the machine had."""
+    import ray
+
+    from controlled import search_memory
+
+    monkeypatch.setattr(search_memory, "available_bytes", lambda: 8 << 30)
+    monkeypatch.setattr(ray, "init", lambda *_a, **_k: pytest.fail("Ray was started"))
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    rc, out, err = run_cli(capsys, "fuzz", "--count", "1", "--budget", "20000000", "--parallel", "8", "--out",
+                           str(tmp_path / "o"))
+    assert rc == 2 and err.count("\n") == 1, err
+    assert "(this machine's memory, shared by 8 searches at once)" in err and "what fits: --budget" in err, err
