@@ -58,8 +58,13 @@ def read_schedule(path: str | os.PathLike[str]) -> ScheduleFile:
     path = os.fspath(path)
     doc = _decode(path)
     schedule = doc.get("schedule")
-    if not isinstance(schedule, list) or not all(_is_transition(t) for t in schedule):
-        raise ScheduleError(f"{path}: schedule: expected a list of [\"t\", tid] or [\"i\", cpu, initiator]")
+    if not isinstance(schedule, list):
+        raise ScheduleError(f"{path}: schedule: expected a list of [\"t\", tid] or [\"i\", cpu, initiator], got "
+                            f"{schedule!r:.40}")
+    bad = next((i for i, t in enumerate(schedule) if not _is_transition(t)), None)
+    if bad is not None:  # which one: a schedule of thousands said only what a transition should be
+        raise ScheduleError(f"{path}: schedule[{bad}]: expected [\"t\", tid] or [\"i\", cpu, initiator] with integer "
+                            f"numbers, got {schedule[bad]!r:.40}")
     _check_fields(path, doc)
     try:
         config = Config.from_dict(doc["config"])

@@ -252,3 +252,16 @@ def test_fuzz_parallel_prices_its_searches_together(capsys, tmp_path, monkeypatc
                            str(tmp_path / "o"))
     assert rc == 2 and err.count("\n") == 1, err
     assert "(this machine's memory, shared by 8 searches at once)" in err and "what fits: --budget" in err, err
+
+
+def test_a_malformed_transition_of_a_schedule_file_is_named_by_its_index(capsys, tmp_path, eager_log):
+    """A schedule file whose third transition was ["t", 1.0] said "schedule: expected a list of ["t", tid] or ["i",
+    cpu, initiator]", not which of its transitions."""
+    schedule = eager_log.with_suffix(".schedule")
+    doc = msgpack.unpackb(schedule.read_bytes(), raw=False, strict_map_key=False)
+    doc["schedule"][2] = ["t", 1.0]
+    damaged = tmp_path / "damaged.schedule"
+    damaged.write_bytes(msgpack.packb(doc))
+    rc, out, err = run_cli(capsys, "replay", str(damaged))
+    assert rc == 2 and err.count("\n") == 1, err
+    assert f"{damaged}: schedule[2]: expected" in err and "got ['t', 1.0]" in err, err
