@@ -122,6 +122,7 @@ def check_size(scenario: Any, cfg: Any, parallel: int, args: argparse.Namespace 
                          f"actors in all (use --parallel {max(1, MAX_ACTORS // (cpus + 1))} or fewer)")
     if args is not None and (args.address or os.environ.get("RAY_ADDRESS") or "local") == "local":
         check_memory(parallel, cpus + 1)
+        check_open_files(parallel * (cpus + 1))
 
 
 # What the embedded cluster takes of this machine's memory: each actor is a Ray worker process of ~86 MB resident
@@ -129,6 +130,32 @@ def check_size(scenario: Any, cfg: Any, parallel: int, args: argparse.Namespace 
 # each) come with a 256 MiB object store.
 RAY_ACTOR_BYTES: Final = 100 << 20
 RAY_BASE_BYTES: Final = 768 << 20
+
+
+# File descriptors the embedded cluster's raylet holds (measured, Ray 2.60: 97 with 16 actors and 4 idle workers):
+# a base and a few per worker process; every other Ray process holds under 100. ray.init raises the soft limit to
+# the hard one (at most 65536), so the hard limit is the one that counts.
+RAY_BASE_FDS: Final = 64
+RAY_FDS_PER_WORKER: Final = 4
+RAY_IDLE_WORKERS: Final = 4
+
+
+def check_open_files(actors: int) -> None:
+    """EnvironmentFailure when the open-files limit cannot hold the raylet's connections to ``actors`` workers:
+    under `ulimit -n 64`, `stress --parallel 2` lost its raylet mid-campaign, printed 47 lines of Ray's messages
+    and ended as an internal error (ActorDiedError, exit 4); under `ulimit -n 40` ray.init waited 30 s for the
+    GCS and blamed memory."""
+    import resource
+
+    from cli.errors import EnvironmentFailure
+
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    need = RAY_BASE_FDS + RAY_FDS_PER_WORKER * (actors + RAY_IDLE_WORKERS)
+    if hard == resource.RLIM_INFINITY or hard >= max(need, 2 * RAY_BASE_FDS):
+        return
+    raise EnvironmentFailure(f"the limit of open files (`ulimit -n`) is {hard}: the embedded Ray cluster needs about "
+                             f"{max(need, 2 * RAY_BASE_FDS)} for {actors} actors (its raylet holds a few for each "
+                             f"worker process); raise it (`ulimit -n 4096`), or use a smaller --parallel")
 
 
 def check_memory(parallel: int, per_set: int) -> None:

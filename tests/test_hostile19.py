@@ -265,3 +265,19 @@ def test_a_malformed_transition_of_a_schedule_file_is_named_by_its_index(capsys,
     rc, out, err = run_cli(capsys, "replay", str(damaged))
     assert rc == 2 and err.count("\n") == 1, err
     assert f"{damaged}: schedule[2]: expected" in err and "got ['t', 1.0]" in err, err
+
+
+def test_an_open_files_limit_ray_cannot_run_under_is_one_line_before_ray(capsys, tmp_path, monkeypatch):
+    """Under `ulimit -n 64`, `stress --parallel 2` lost its raylet mid-campaign: 47 lines of Ray's messages, then
+    "internal error: ActorDiedError" (exit 4). Now one line, exit 3, before Ray starts."""
+    import ray
+
+    real = resource.getrlimit
+    monkeypatch.setattr(resource, "getrlimit",
+                        lambda which: (64, 64) if which == resource.RLIMIT_NOFILE else real(which))
+    monkeypatch.setattr(ray, "init", lambda *_a, **_k: pytest.fail("Ray was started"))
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    rc, out, err = run_cli(capsys, "stress", "madv_dontneed", "--trials", "1", "--parallel", "2", "--out",
+                           str(tmp_path / "o"))
+    assert rc == 3 and err.count("\n") == 1, err
+    assert "the limit of open files (`ulimit -n`) is 64" in err and "needs about 128 for 8 actors" in err, err
