@@ -321,11 +321,15 @@ def run(args: argparse.Namespace) -> int:
             prepared.release()
         raise
     from actors.results_rescue import ResultsLost
+    from actors.trial import ActorsUnavailable
 
     try:
         result = _with_progress(scenario, cfg, opts, prepared, quiet=args.json, command_start=command_start)
     except ResultsLost as exc:  # --out deleted under the campaign: its records are saved, the line says where
         raise EnvironmentFailure(str(exc)) from None
+    except ActorsUnavailable as exc:  # the campaign's finally has closed the results file: resumable
+        raise EnvironmentFailure(f"{exc}; the trials finished are recorded in {results_path}; run the same command "
+                                 f"with --resume to go on") from None
     except OSError as exc:  # the results file or a log cannot be written (disk full): the file stays resumable
         where = "" if exc.filename else f"--out {args.out}: "
         raise EnvironmentFailure(where + os_error_text(exc, "run the same command with --resume to go on")) \

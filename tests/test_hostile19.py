@@ -281,3 +281,34 @@ def test_an_open_files_limit_ray_cannot_run_under_is_one_line_before_ray(capsys,
                            str(tmp_path / "o"))
     assert rc == 3 and err.count("\n") == 1, err
     assert "the limit of open files (`ulimit -n`) is 64" in err and "needs about 128 for 8 actors" in err, err
+
+
+def test_actors_that_never_start_are_given_up_after_a_deadline(monkeypatch):
+    """With its raylet SIGKILLed mid-campaign, `stress` replaced the crashed trial's actors and waited for the new
+    ones in ray.get for ever, deaf to Ctrl-C and SIGTERM."""
+    import ray
+
+    from actors import trial
+    from actors.ray_session import ClusterLost
+
+    monkeypatch.setattr(trial, "ACTOR_START_TIMEOUT_S", 0.05)
+    monkeypatch.setattr(ray, "wait", lambda refs, num_returns, timeout: ([], list(refs)))  # never ready
+    actors = object.__new__(trial.ActorSet)
+    actors.index, actors._configured, actors._nodes = 3, ["pt", "cpu0"], None
+    with pytest.raises(ClusterLost, match="the 2 actors of trial set 3 did not start within 0 s"):
+        actors.nodes  # noqa: B018
+
+
+def test_a_campaign_whose_actors_cannot_start_is_one_line_and_resumable(capsys, tmp_path, monkeypatch):
+    import cli.cmd_stress
+    from actors.trial import ActorsUnavailable
+
+    def no_actors(*_args: Any, **_kwargs: Any) -> None:
+        raise ActorsUnavailable("the 4 actors of trial set 0 did not start within 120 s: ...")
+
+    monkeypatch.setattr(cli.cmd_stress, "open_ray", lambda *_a, **_k: object())
+    monkeypatch.setattr(cli.cmd_stress, "close_ray", lambda *_a, **_k: None)
+    monkeypatch.setattr(cli.cmd_stress, "_with_progress", no_actors)
+    rc, out, err = run_cli(capsys, "stress", "madv_dontneed", "--trials", "3", "--out", str(tmp_path))
+    assert rc == 3 and err.count("\n") == 1, err
+    assert f"recorded in {tmp_path / 'results.msgpack'}; run the same command with --resume" in err, err
