@@ -39,7 +39,7 @@ def _with_first_step(log: Path, out: Path, key: str, value: Any) -> Path:
 # (field, bad value, what the message must say): "missing or bad field '<' not supported between instances of 'str'
 # and 'int'", "replay crashed: TypeError: list indices must be integers or slices, not float", and -1 taken for the
 # last thread (a divergence of step 6, naming nothing).
-MALFORMED = [("lamport", "x", "field 'lamport': expected a non-negative integer, got 'x'"),
+MALFORMED = [("lamport", "x", "field 'lamport': expected an integer, got 'x'"),
              ("tid", 1.5, "field 'tid': expected a thread number in 0..2"),
              ("tid", "a", "field 'tid': expected a thread number in 0..2"),
              ("tid", -1, "field 'tid': expected a thread number in 0..2 (the scenario has 3), got -1")]
