@@ -104,24 +104,38 @@ def temp_dir() -> str:
     return os.path.join(TEMP_BASE, "ray")
 
 
-def start_local(num_cpus: int | None = None) -> Session:
-    """The embedded default: a fresh local cluster owned by this process."""
+def start_local(num_cpus: int | None = None, *, quiet: bool = False) -> Session:
+    """The embedded default: a fresh local cluster owned by this process. ``quiet``: what Ray's C++ core writes
+    to the process's stderr while it starts goes to TEMP_BASE/start-stderr.log (a GCS that would not start, under
+    `ulimit -f 12`, put three lines of its retries on the terminal before tlbrace's own line)."""
     import ray
 
     if ray.is_initialized():
         return Session("local", False)
     check_address_space()
+    tmp = temp_dir()
     utf8_entrypoint()
     try:
-        with _start_deadline(START_TIMEOUT_S):
-            ray.init(address="local", object_store_memory=OBJECT_STORE_BYTES, _temp_dir=temp_dir(),
+        with _start_deadline(START_TIMEOUT_S), _stderr_aside(quiet, "start-stderr.log"):
+            ray.init(address="local", object_store_memory=OBJECT_STORE_BYTES, _temp_dir=tmp,
                      num_cpus=num_cpus, **quiet_init_kwargs())
     except Exception as exc:  # noqa: BLE001 - whatever Ray raises, it is one line for the user
+        if quiet:
+            _silence_stderr_for_good()  # Ray's C++ core goes on complaining from its own threads until exit
         text = " ".join(str(exc).split())[:300]
         raise RayStartFailed(f"the embedded Ray cluster would not start ({type(exc).__name__}: {text}); check "
-                             f"free memory, /dev/shm and {TEMP_BASE}, or join a running cluster with --address") \
-            from None
+                             f"free memory, /dev/shm, {TEMP_BASE}{_file_size_limit()}, or join a running cluster "
+                             f"with --address" + (f" (Ray's own messages: {TEMP_BASE}/start-stderr.log)" if quiet
+                                                  else "")) from None
     return Session("local", True)
+
+
+def _file_size_limit() -> str:
+    """`ulimit -f`, named when it is set: Ray's processes inherit it, and a GCS that cannot write its log dies."""
+    import resource
+
+    soft, _hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    return "" if soft == resource.RLIM_INFINITY else f" and the size limit for files (`ulimit -f`: {soft:,} bytes)"
 
 
 # Every Ray process (driver, GCS, raylet, each worker: they inherit the limit) maps about 1.6 GB of address space
@@ -193,7 +207,7 @@ def join(address: str, timeout_s: float = JOIN_TIMEOUT_S, *, quiet: bool = True)
             outcome["error"] = exc
 
     worker = threading.Thread(target=attempt, name="ray-join", daemon=True)
-    with _stderr_aside(quiet):
+    with _stderr_aside(quiet, "join-stderr.log"):
         worker.start()
         worker.join(timeout_s)
         failed = worker.is_alive() or outcome.get("error") is not None
@@ -253,14 +267,14 @@ class _stderr_aside:
     """File descriptor 2 pointed at a log file for the duration (Ray's C++ logging writes to it directly, so
     Python's sys.stderr cannot catch it)."""
 
-    def __init__(self, active: bool) -> None:
-        self.active = active
+    def __init__(self, active: bool, name: str) -> None:
+        self.active, self.name = active, name
         self.saved = -1
 
     def __enter__(self) -> "_stderr_aside":
         if self.active:
             try:
-                log = os.open(os.path.join(os.path.dirname(temp_dir()), "join-stderr.log"),
+                log = os.open(os.path.join(os.path.dirname(temp_dir()), self.name),
                               os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
             except (OSError, RayStartFailed):
                 log = os.open(os.devnull, os.O_WRONLY)
@@ -277,7 +291,7 @@ class _stderr_aside:
 
 
 def _silence_stderr_for_good() -> None:
-    """After a failed join Ray's threads keep writing to fd 2 until the process ends: Python's own stderr moves to
+    """After a failed join or start Ray's threads keep writing to fd 2 until the process ends: Python's own stderr moves to
     a copy of the terminal's descriptor, and fd 2 goes to /dev/null."""
     sys.stderr.flush()
     sys.stderr = os.fdopen(os.dup(2), "w", buffering=1, encoding=sys.stderr.encoding or "utf-8",
@@ -292,7 +306,7 @@ def open_session(address: str | None = None, num_cpus: int | None = None, *, qui
     address = address or os.environ.get("RAY_ADDRESS") or None
     if address and address != "local":
         return join(address, quiet=quiet)
-    return start_local(num_cpus)
+    return start_local(num_cpus, quiet=quiet)
 
 
 def close_session(session: Session) -> bool:

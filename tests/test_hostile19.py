@@ -114,6 +114,12 @@ def test_an_address_space_limit_ray_cannot_start_under_is_one_line_before_ray(ca
     assert "address-space limit of 976 MB (`ulimit -v`)" in err and "2,048 MB" in err, err
 
 
+def _python(script: str) -> subprocess.CompletedProcess[str]:
+    """``script`` run by this Python in a child process at the project's root (no Ray is started unless it does)."""
+    return subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=driver_env(), capture_output=True, text=True,
+                          timeout=60)
+
+
 def test_a_ray_start_that_never_returns_ends_with_one_line():
     """A ray.init stuck in Ray's core (its raylet waiting for workers that cannot start) held the command for ever:
     Ctrl-C and SIGTERM are held back until ray.init returns. Now it ends after a deadline, exit 3."""
@@ -122,8 +128,7 @@ def test_a_ray_start_that_never_returns_ends_with_one_line():
               "rs.START_TIMEOUT_S = 0.5\n"
               "ray.init = lambda *a, **k: time.sleep(60)\n"
               "rs.start_local()\n")
-    proc = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=driver_env(), capture_output=True, text=True,
-                          timeout=50)
+    proc = _python(script)
     assert proc.returncode == 3, proc.stderr[-500:]
     assert proc.stderr.startswith("tlbrace: error: the embedded Ray cluster did not start within 0 s") and \
         proc.stderr.count("\n") == 1, proc.stderr
@@ -312,3 +317,24 @@ def test_a_campaign_whose_actors_cannot_start_is_one_line_and_resumable(capsys, 
     rc, out, err = run_cli(capsys, "stress", "madv_dontneed", "--trials", "3", "--out", str(tmp_path))
     assert rc == 3 and err.count("\n") == 1, err
     assert f"recorded in {tmp_path / 'results.msgpack'}; run the same command with --resume" in err, err
+
+
+def test_rays_own_messages_while_it_fails_to_start_stay_off_the_terminal(tmp_path):
+    """Under `ulimit -f 12` the GCS could not start: three lines of Ray's C++ retries ("rpc_client.h:153: Failed to
+    connect to GCS ...") reached the terminal before tlbrace's line. They go to a log the line names."""
+    base = tmp_path / "base"
+    script = ("import os, sys, ray\n"
+              "from actors import ray_session as rs\n"
+              f"rs.TEMP_BASE = {str(base)!r}\n"
+              "def failing(*_a, **_k):\n"
+              "    os.write(2, b'rpc_client.h:153: Failed to connect to GCS\\n')\n"
+              "    raise RuntimeError('Failed to start GCS')\n"
+              "ray.init = failing\n"
+              "try:\n"
+              "    rs.start_local(quiet=True)\n"
+              "except rs.RayStartFailed as exc:\n"
+              "    print(f'tlbrace: error: {exc}', file=sys.stderr)\n")
+    proc = _python(script)
+    assert proc.stderr.count("\n") == 1 and "rpc_client" not in proc.stderr, proc.stderr
+    assert f"(Ray's own messages: {base}/start-stderr.log)" in proc.stderr, proc.stderr
+    assert "Failed to connect to GCS" in (base / "start-stderr.log").read_text()
