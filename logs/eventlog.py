@@ -159,7 +159,7 @@ def _read_jsonl(path: str, data: bytes) -> LogContents:
     for line in data.splitlines(keepends=True):
         try:
             obj = json.loads(line)
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: a value nested 100,000 deep
             what = "garbage" if line.endswith(b"\n") else "truncated record"
             damage = f"{what} at byte {offset}"
             break

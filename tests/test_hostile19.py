@@ -338,3 +338,36 @@ def test_rays_own_messages_while_it_fails_to_start_stay_off_the_terminal(tmp_pat
     assert proc.stderr.count("\n") == 1 and "rpc_client" not in proc.stderr, proc.stderr
     assert f"(Ray's own messages: {base}/start-stderr.log)" in proc.stderr, proc.stderr
     assert "Failed to connect to GCS" in (base / "start-stderr.log").read_text()
+
+
+def _deeply_nested_jsonl(log: Path, out: Path) -> Path:
+    """``log`` as JSON Lines, with a record nested 200,000 deep after its header."""
+    import json
+
+    records = list(msgpack.Unpacker(open(log, "rb"), raw=False, strict_map_key=False))
+    deep = '{"type": "event", "trial": 0, "x": ' + "[" * 200_000 + "]" * 200_000 + "}"
+    path = out / "deep.jsonl"
+    path.write_text("\n".join([json.dumps(records[0]), deep] + [json.dumps(r) for r in records[1:]]) + "\n")
+    return path
+
+
+def test_a_json_lines_log_nested_too_deeply_is_damage_not_an_internal_error(capsys, tmp_path, eager_log):
+    """`tlbrace analyze` and `replay` of a JSON Lines log with a value nested 200,000 deep: "internal error:
+    RecursionError: maximum recursion depth exceeded while decoding a JSON array" (exit 4)."""
+    deep = _deeply_nested_jsonl(eager_log, tmp_path)
+    rc, out, err = run_cli(capsys, "analyze", str(deep))
+    assert rc == 0 and "garbage at byte" in err and "internal error" not in err, err
+    rc, out, err = run_cli(capsys, "replay", str(deep))
+    assert rc in (0, 2) and "internal error" not in err, err
+
+
+def test_appending_to_a_log_nested_too_deeply_is_refused(tmp_path, eager_log):
+    from kernel_model.config import Config
+    from logs.controlled_log import write_controlled_log
+    from logs.eventlog import LogError
+    from scenarios.loader import load_scenario
+
+    deep = tmp_path / "deep.jsonl"
+    deep.write_text("{" + '"x": ' + "[" * 200_000 + "]" * 200_000 + "}\n")
+    with pytest.raises(LogError, match="cannot append: not a tlbrace log"):
+        write_controlled_log(deep, load_scenario("madv_dontneed"), Config(), [], run_id="r", fmt="jsonl")
