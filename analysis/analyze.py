@@ -81,7 +81,10 @@ def judge_trial(scenario: Scenario, cfg: Config, log: str, trial: int, records: 
     is the same; a trial that violates, crashes, hangs or diverges, or whose events are wanted, is replayed in
     full). A trial whose replay failed or diverged because one of its records is unusable is reported as that
     record's malformed field (logs.event_fields), with no verdict of its own."""
-    report = _judge(scenario, cfg, log, trial, records, end, keep_events, observe, memo)
+    try:
+        report = _judge(scenario, cfg, log, trial, records, end, keep_events, observe, memo)
+    except RecursionError:  # a logged value nested past Python's recursion limit, compared with the replay's
+        report = TrialReport(log, trial, len(records), [], divergence="replay crashed: RecursionError")
     if report.divergence is None:
         return report
     problem = first_field_problem(records, len(scenario.threads), boot.ncpus(scenario, cfg))

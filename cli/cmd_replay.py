@@ -126,7 +126,7 @@ def _replay_trial(where: str, scenario: Any, cfg: Any, events: list[dict]) -> An
         rr = run_schedule(scenario, cfg, schedule_from_records(events), complete=False,
                           expected=[r.get("result") for r in steps])
         failed = None if rr.divergence is None else ""
-    except (TypeError, KeyError, ValueError, AttributeError, IndexError) as exc:
+    except (TypeError, KeyError, ValueError, AttributeError, IndexError, RecursionError) as exc:
         rr, failed = None, f"({type(exc).__name__}: {' '.join(str(exc).split())[:120]})"
     if failed is not None:
         problem = first_field_problem(events, len(scenario.threads), boot.ncpus(scenario, cfg))

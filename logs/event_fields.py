@@ -15,6 +15,22 @@ from typing import Any, Iterable
 KINDS = ("step", "ipi", "note")
 
 
+MAX_DEPTH = 32  # lists and maps within each other in a record's args or result: the logs written here are 2 deep
+
+
+def _nested_deeper(value: Any, limit: int) -> bool:
+    """Whether ``value`` holds lists or maps more than ``limit`` deep; iterative (a 990-deep result made the
+    replay's comparison a RecursionError, an internal error of analyze and replay)."""
+    level = [value] if isinstance(value, (list, dict)) else []
+    depth = 0
+    while level:
+        depth += 1
+        if depth > limit:
+            return True
+        level = [v for x in level for v in (x.values() if isinstance(x, dict) else x) if isinstance(v, (list, dict))]
+    return False
+
+
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
@@ -34,6 +50,9 @@ def field_problem(rec: Any, nthreads: int, ncpus: int) -> str | None:
             return f"field {key!r}: expected an integer, got {value!r:.40}"
     if not isinstance(rec.get("actor", ""), str):
         return f"field 'actor': expected a string, got {rec.get('actor')!r:.40}"
+    for key in ("args", "result"):
+        if _nested_deeper(rec.get(key), MAX_DEPTH):
+            return f"field {key!r}: nested more than {MAX_DEPTH} deep (a step's arguments and result are a few levels)"
     if kind == "note":
         return None
     # An IPI's tid is its initiator's thread, its cpu the CPU running the handler.

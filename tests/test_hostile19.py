@@ -371,3 +371,18 @@ def test_appending_to_a_log_nested_too_deeply_is_refused(tmp_path, eager_log):
     deep.write_text("{" + '"x": ' + "[" * 200_000 + "]" * 200_000 + "}\n")
     with pytest.raises(LogError, match="cannot append: not a tlbrace log"):
         write_controlled_log(deep, load_scenario("madv_dontneed"), Config(), [], run_id="r", fmt="jsonl")
+
+
+def test_a_result_nested_too_deeply_is_a_malformed_field_not_an_internal_error(capsys, tmp_path, eager_log):
+    """A step result nested 990 deep: analyze and replay were "internal error: RecursionError" (exit 4)."""
+    value: Any = 0
+    for _ in range(990):
+        value = [value]
+    damaged = _with_first_step(eager_log, tmp_path, "result", value)
+    rc, out, err = run_cli(capsys, "replay", str(damaged))
+    assert rc == 2 and "field 'result': nested more than 32 deep" in err and err.count("\n") == 1, err
+    rc, out, err = run_cli(capsys, "analyze", "--json", str(damaged))
+    import json
+
+    assert rc == 1, err
+    assert "field 'result': nested more than 32 deep" in json.loads(out)["logs"][0]["trials"][0]["divergence"]
