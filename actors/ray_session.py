@@ -120,8 +120,6 @@ def start_local(num_cpus: int | None = None, *, quiet: bool = False) -> Session:
             ray.init(address="local", object_store_memory=OBJECT_STORE_BYTES, _temp_dir=tmp,
                      num_cpus=num_cpus, **quiet_init_kwargs())
     except Exception as exc:  # noqa: BLE001 - whatever Ray raises, it is one line for the user
-        if quiet:
-            _silence_stderr_for_good()  # Ray's C++ core goes on complaining from its own threads until exit
         text = " ".join(str(exc).split())[:300]
         raise RayStartFailed(f"the embedded Ray cluster would not start ({type(exc).__name__}: {text}); check "
                              f"free memory, /dev/shm, {TEMP_BASE}{_file_size_limit()}, or join a running cluster "

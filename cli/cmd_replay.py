@@ -99,9 +99,11 @@ def _replay_log(args: argparse.Namespace, console: Any) -> list[dict]:
         if args.trial is not None and trial != args.trial:
             continue
         violations = (end or {}).get("violations", [])
-        if not isinstance(violations, list) or not all(isinstance(v, dict) for v in violations):
+        if not isinstance(violations, list) or not all(isinstance(v, dict) and isinstance(v.get("invariant"), str)
+                                                       for v in violations):
+            # An invariant that was a list made the comparison with the replay's a TypeError (exit 4).
             raise UsageError(f"{args.file}: trial {trial}: malformed trial_end record (violations: expected a "
-                             f"list of maps, got {violations!r:.60})")
+                             f"list of maps each naming its invariant as a string, got {_short(violations)})")
         # A trial whose trial_end was lost (a log cut short by a kill or a full disk) is replayed as far as its
         # events go, with no verdict to compare against: skipping it said "nothing to replay", exit 0.
         logged = [v.get("invariant") for v in violations] if end is not None else None
@@ -134,6 +136,14 @@ def _replay_trial(where: str, scenario: Any, cfg: Any, events: list[dict]) -> An
             raise UsageError(f"{where}: malformed event record"
                              + (f": {problem}" if problem is not None else f"s {failed}"))
     return rr
+
+
+def _short(value: Any) -> str:
+    """A value of a damaged record for a message: its repr, cut; a value too deep to repr is said to be so."""
+    try:
+        return f"{value!r:.60}"
+    except RecursionError:
+        return "a value nested too deeply to show"
 
 
 def _check_trial_asked(args: argparse.Namespace, ids: list[int]) -> None:

@@ -18,7 +18,7 @@ KINDS = ("step", "ipi", "note")
 MAX_DEPTH = 32  # lists and maps within each other in a record's args or result: the logs written here are 2 deep
 
 
-def _nested_deeper(value: Any, limit: int) -> bool:
+def nested_deeper(value: Any, limit: int) -> bool:
     """Whether ``value`` holds lists or maps more than ``limit`` deep; iterative (a 990-deep result made the
     replay's comparison a RecursionError, an internal error of analyze and replay)."""
     level = [value] if isinstance(value, (list, dict)) else []
@@ -51,7 +51,7 @@ def field_problem(rec: Any, nthreads: int, ncpus: int) -> str | None:
     if not isinstance(rec.get("actor", ""), str):
         return f"field 'actor': expected a string, got {rec.get('actor')!r:.40}"
     for key in ("args", "result"):
-        if _nested_deeper(rec.get(key), MAX_DEPTH):
+        if nested_deeper(rec.get(key), MAX_DEPTH):
             return f"field {key!r}: nested more than {MAX_DEPTH} deep (a step's arguments and result are a few levels)"
     if kind == "note":
         return None

@@ -386,3 +386,31 @@ def test_a_result_nested_too_deeply_is_a_malformed_field_not_an_internal_error(c
 
     assert rc == 1, err
     assert "field 'result': nested more than 32 deep" in json.loads(out)["logs"][0]["trials"][0]["divergence"]
+
+
+@pytest.mark.parametrize("key", ["config", "params"])
+def test_a_header_value_nested_too_deeply_is_named(capsys, tmp_path, eager_log, key):
+    """A log header whose config or params value was nested 990 deep: "internal error: RecursionError: maximum
+    recursion depth exceeded while getting the repr of an object" (exit 4), from the message meant to show it."""
+    records = list(msgpack.Unpacker(open(eager_log, "rb"), raw=False, strict_map_key=False))
+    value: Any = 0
+    for _ in range(990):
+        value = [value]
+    name = "ordering" if key == "config" else "passes"
+    records[0][key][name] = value
+    damaged = tmp_path / "damaged.msgpack"
+    damaged.write_bytes(b"".join(msgpack.packb(r) for r in records))
+    for command in ("analyze", "replay"):
+        rc, out, err = run_cli(capsys, command, str(damaged))
+        assert rc == 2 and err.count("\n") == 1, err
+        assert f"header key '{key}': '{name}' is nested more than 32 deep" in err, err
+
+
+def test_replay_names_a_verdict_whose_invariant_is_no_string(capsys, tmp_path, eager_log):
+    """A trial_end record whose invariant was [1]: "internal error: TypeError: unhashable type: 'list'"."""
+    records = list(msgpack.Unpacker(open(eager_log, "rb"), raw=False, strict_map_key=False))
+    records[-1]["violations"] = [{"invariant": [1], "detail": ""}]
+    damaged = tmp_path / "damaged.msgpack"
+    damaged.write_bytes(b"".join(msgpack.packb(r) for r in records))
+    rc, out, err = run_cli(capsys, "replay", str(damaged))
+    assert rc == 2 and "malformed trial_end record" in err and "naming its invariant as a string" in err, err
