@@ -414,3 +414,23 @@ def test_replay_names_a_verdict_whose_invariant_is_no_string(capsys, tmp_path, e
     damaged.write_bytes(b"".join(msgpack.packb(r) for r in records))
     rc, out, err = run_cli(capsys, "replay", str(damaged))
     assert rc == 2 and "malformed trial_end record" in err and "naming its invariant as a string" in err, err
+
+
+@pytest.mark.parametrize("where", ["header", "record"])
+def test_a_results_file_value_nested_too_deeply_is_named(capsys, tmp_path, where):
+    """`tlbrace report` of a results file with a config value or a record's invariants nested 990 deep:
+    "internal error: RecursionError: maximum recursion depth exceeded while getting the repr of an object"."""
+    from logs.results_file import frame, make_header, trial_record
+
+    value: Any = 0
+    for _ in range(990):
+        value = [value]
+    header = make_header(run="r", scenario="madv_dontneed", scenario_source="", params={},
+                         config={"ordering": value} if where == "header" else {}, seed=0, trials=3, jitter_us=0.0)
+    record = trial_record(trial=0, seed=0, status="ok", invariants=[value] if where == "record" else [], detail="",
+                          actor=None, steps=1, seconds=0.1, nodes=[], log=None)
+    (tmp_path / "results.msgpack").write_bytes(frame(header) + frame(record))
+    rc, out, err = run_cli(capsys, "report", str(tmp_path), "-o", str(tmp_path / "r.html"))
+    assert rc == 2 and err.count("\n") == 1, err
+    assert ("header key 'config': 'ordering': nested more than 32 deep" if where == "header"
+            else "record at byte 181: 'invariants': nested more than 32 deep") in err, err
