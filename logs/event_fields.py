@@ -31,6 +31,17 @@ def nested_deeper(value: Any, limit: int) -> bool:
     return False
 
 
+def too_deep(entries: Any) -> str | None:
+    """The first value of the map ``entries`` nested past MAX_DEPTH, as "'name' is nested more than 32 deep" (a
+    header's config, a results record), checked before any message shows a value: the repr of a 990-deep one was
+    RecursionError; None when there is none (or ``entries`` is no map)."""
+    for name, value in entries.items() if isinstance(entries, dict) else ():
+        if nested_deeper(value, MAX_DEPTH):
+            return f"{''.join(c if c.isprintable() else '?' for c in str(name)[:60])!r} is nested more than " \
+                   f"{MAX_DEPTH} deep"
+    return None
+
+
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 

@@ -28,7 +28,6 @@ from typing import IO, Any, Iterator
 import msgpack
 import structlog
 
-from logs.one_line import one_line
 from logs.output_files import check_output_file
 
 SCHEMA = "tlbrace-log"
@@ -189,14 +188,12 @@ _HEADER_TYPES: dict[str, tuple[type, ...]] = {"run": (str,), "scenario": (str,),
 
 def check_header(path: str, header: dict[str, Any]) -> None:
     """Every header field a reader uses has its type; params map names to integers (LogError otherwise)."""
-    from logs.event_fields import MAX_DEPTH, nested_deeper
+    from logs.event_fields import too_deep
 
     for key in ("params", "config"):  # before any message shows a value: repr of a 990-deep one was RecursionError
-        entries = header.get(key)
-        for name, value in entries.items() if isinstance(entries, dict) else ():
-            if nested_deeper(value, MAX_DEPTH):
-                raise LogError(f"{path}: header key {key!r}: {one_line(str(name))[:60]!r} is nested more than "
-                               f"{MAX_DEPTH} deep")
+        deep = too_deep(header.get(key))
+        if deep is not None:
+            raise LogError(f"{path}: header key {key!r}: {deep}")
     for key, kinds in _HEADER_TYPES.items():
         value = header.get(key)
         if not isinstance(value, kinds):

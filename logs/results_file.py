@@ -50,7 +50,7 @@ from typing import IO, Any, Final
 
 import msgpack
 
-from logs.one_line import one_line
+from logs.event_fields import too_deep
 from scenarios.input_files import MAX_SCENARIO_BYTES, InputFileError, read_input
 
 SCHEMA: Final = "tlbrace-results"
@@ -214,8 +214,8 @@ def _decode(path: str, payload: bytes, at: int) -> Any:
 
 
 def _check_header(path: str, h: dict[str, Any]) -> None:
-    deep = next((f"{key!r}: {d}" for key in ("params", "config") if isinstance(h.get(key), dict)
-                 for d in [_too_deep(h[key])] if d is not None), None) or _too_deep(h)
+    deep = next((f"{key!r}: {d}" for key in ("params", "config") for d in [too_deep(h.get(key))] if d is not None),
+                None) or too_deep(h)
     if deep is not None:
         raise ResultsError(f"{path}: header key {deep}")
     expect = {"run": str, "scenario": str, "scenario_source": str, "params": dict, "config": dict, "seed": int,
@@ -239,7 +239,7 @@ def _kind_name(kind: Any) -> str:
 def _record_problem(rec: Any, trials: int | None, seen: set[int]) -> str | None:
     if not isinstance(rec, dict) or rec.get("type") != "trial":
         return "expected a trial record (a map with type 'trial')"
-    deep = _too_deep(rec)
+    deep = too_deep(rec)
     if deep is not None:  # before any message shows a value: the repr of a 990-deep one was RecursionError
         return deep
     trial = rec.get("trial")
@@ -262,15 +262,6 @@ def _record_problem(rec: Any, trials: int | None, seen: set[int]) -> str | None:
                    f"got {value!r:.60}"
     return None
 
-
-def _too_deep(entries: dict[Any, Any]) -> str | None:
-    """The first value of ``entries`` nested past MAX_DEPTH (lists and maps within each other), named."""
-    from logs.event_fields import MAX_DEPTH, nested_deeper
-
-    for key, value in entries.items():
-        if nested_deeper(value, MAX_DEPTH):
-            return f"{one_line(str(key))[:60]!r}: nested more than {MAX_DEPTH} deep"
-    return None
 
 
 def mismatch(header: dict[str, Any], wanted: dict[str, Any]) -> str | None:

@@ -123,7 +123,14 @@ def _decode(path: str) -> dict[str, Any]:
 
 
 def _check_fields(path: str, doc: dict[str, Any]) -> None:
-    """Each field of the document has its type (strategy and seed may be missing)."""
+    """Each field of the document has its type (strategy and seed may be missing), and none is nested past
+    MAX_DEPTH (the repr of a config value 990 deep, in the message meant to show it, was RecursionError)."""
+    from logs.event_fields import too_deep
+
+    for key in ("params", "config"):
+        deep = too_deep(doc.get(key))
+        if deep is not None:
+            raise ScheduleError(f"{path}: {key}: {deep}")
     for key, kind in (("scenario", str), ("scenario_source", str), ("params", dict), ("config", dict),
                       ("invariants", list), ("strategy", str), ("seed", int)):
         if key in ("strategy", "seed") and key not in doc:

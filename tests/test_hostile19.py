@@ -432,5 +432,20 @@ def test_a_results_file_value_nested_too_deeply_is_named(capsys, tmp_path, where
     (tmp_path / "results.msgpack").write_bytes(frame(header) + frame(record))
     rc, out, err = run_cli(capsys, "report", str(tmp_path), "-o", str(tmp_path / "r.html"))
     assert rc == 2 and err.count("\n") == 1, err
-    assert ("header key 'config': 'ordering': nested more than 32 deep" if where == "header"
-            else "record at byte 181: 'invariants': nested more than 32 deep") in err, err
+    assert ("header key 'config': 'ordering' is nested more than 32 deep" if where == "header"
+            else "record at byte 181: 'invariants' is nested more than 32 deep") in err, err
+
+
+def test_a_schedule_config_value_nested_too_deeply_is_named(capsys, tmp_path, eager_log):
+    """replay and shrink of a schedule file whose config's ordering was nested 990 deep: "internal error:
+    RecursionError ... while getting the repr of an object"."""
+    doc = msgpack.unpackb(eager_log.with_suffix(".schedule").read_bytes(), raw=False, strict_map_key=False)
+    value: Any = 0
+    for _ in range(990):
+        value = [value]
+    doc["config"]["ordering"] = value
+    damaged = tmp_path / "damaged.schedule"
+    damaged.write_bytes(msgpack.packb(doc))
+    for argv in (["replay", str(damaged)], ["shrink", str(damaged), "-o", str(tmp_path / "s.schedule")]):
+        rc, out, err = run_cli(capsys, *argv)
+        assert rc == 2 and f"{damaged}: config: 'ordering' is nested more than 32 deep" in err, err
