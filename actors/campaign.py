@@ -86,6 +86,7 @@ class Prepared:
     header: dict[str, Any]
     resumed: ResultsContents | None = None
     lock: DirLock | None = None  # held from the check until the campaign has closed its files
+    unshared: int = 0  # other names (hard links) the resumed file had: it was copied to be this --out's own
 
     def release(self) -> None:
         if self.lock is not None:
@@ -94,7 +95,8 @@ class Prepared:
 
 def prepare_results(scenario: Scenario, cfg: Config, opts: CampaignOptions) -> Prepared | None:
     """Check (before anything runs, and writing nothing but the lock file) that the results file fits the
-    command: with ``resume``, that ``out/results.msgpack`` is a results file of this very campaign. Takes the
+    command: with ``resume``, that ``out/results.msgpack`` is a results file of this very campaign (a file with
+    other names is then made a copy of its own: results_file.unshare). Takes the
     directory's lock first (a second driver is refused), and keeps it in the returned Prepared. Raises
     ResultsError."""
     if not (opts.out and opts.results):
@@ -120,7 +122,7 @@ def prepare_results(scenario: Scenario, cfg: Config, opts: CampaignOptions) -> P
             if why is not None:
                 raise ResultsError(f"{path}: the results of another campaign ({why}); use another --out, or the "
                                    f"same scenario, configuration, --kernel, --seed, --trials, --jitter and --align")
-            return Prepared(path, contents.header, contents, lock)
+            return Prepared(path, contents.header, contents, lock, results_file.unshare(path))
         return Prepared(path, header, lock=lock)
     except BaseException:
         lock.release()

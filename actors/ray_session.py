@@ -12,6 +12,7 @@ import contextlib
 import logging
 import os
 import socket
+import stat
 import sys
 import threading
 import time
@@ -29,7 +30,9 @@ RAY_ENV: Final = {
 for _key, _value in RAY_ENV.items():
     os.environ.setdefault(_key, _value)
 
-TEMP_DIR: Final = "/tmp/tlbrace-ray"  # short: Ray's socket paths must fit in 107 bytes
+# Ray's temporary directory is TEMP_BASE/ray, TEMP_BASE a directory of this user's own (temp_dir()). Short: Ray's
+# socket paths under it must fit in 107 bytes.
+TEMP_BASE: Final = f"/tmp/tlbrace-{os.getuid()}"
 OBJECT_STORE_BYTES: Final = 256 * 1024 * 1024
 JOIN_TIMEOUT_S: Final = 30.0  # a head that is starting, on a loaded machine, can take many seconds to answer
 PROBE_TIMEOUT_S: Final = 3.0  # for the HTTP/2 (gRPC) greeting every Ray GCS answers at once
@@ -78,29 +81,112 @@ def utf8_entrypoint() -> None:
     ray_utils.get_entrypoint_name = entrypoint_name
 
 
-def start_local(num_cpus: int | None = None) -> Session:
-    """The embedded default: a fresh local cluster owned by this process."""
+def temp_dir() -> str:
+    """TEMP_BASE/ray, made if need be, TEMP_BASE checked to be this user's own directory that no one else may enter
+    (RayStartFailed otherwise). It was one fixed /tmp/tlbrace-ray for every user: Ray makes its temporary directory
+    world-writable (chmod 0777, through a symbolic link too), so another user who made /tmp/tlbrace-ray first, as a
+    link to one of your directories, had Ray open that directory to everyone, and could read every session's logs
+    and reach its sockets. Two runs of one user share TEMP_BASE/ray: each Ray session has a directory of its own."""
+    try:
+        os.mkdir(TEMP_BASE, 0o700)
+    except FileExistsError:
+        pass
+    except OSError as exc:
+        raise RayStartFailed(f"{TEMP_BASE}: cannot make Ray's temporary directory ({exc.strerror or exc}); free "
+                             f"/tmp or make it writable") from None
+    st = os.lstat(TEMP_BASE)
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid() or st.st_mode & 0o077:
+        what = ("a symbolic link" if stat.S_ISLNK(st.st_mode) else "not a directory" if not stat.S_ISDIR(st.st_mode)
+                else f"owned by uid {st.st_uid}" if st.st_uid != os.getuid() else f"mode {st.st_mode & 0o777:o}")
+        raise RayStartFailed(f"{TEMP_BASE}: Ray's temporary directory must be a directory of your own that only you "
+                             f"may use (mode 700), and this is {what}: remove it (someone else may have made it) "
+                             f"and run the command again")
+    return os.path.join(TEMP_BASE, "ray")
+
+
+def start_local(num_cpus: int | None = None, *, quiet: bool = False) -> Session:
+    """The embedded default: a fresh local cluster owned by this process. ``quiet``: what Ray's C++ core writes
+    to the process's stderr while it starts goes to TEMP_BASE/start-stderr.log (a GCS that would not start, under
+    `ulimit -f 12`, put three lines of its retries on the terminal before tlbrace's own line)."""
     import ray
 
     if ray.is_initialized():
         return Session("local", False)
+    check_address_space()
+    tmp = temp_dir()
     utf8_entrypoint()
     try:
-        ray.init(address="local", object_store_memory=OBJECT_STORE_BYTES, _temp_dir=TEMP_DIR,
-                 num_cpus=num_cpus, **quiet_init_kwargs())
+        with _start_deadline(START_TIMEOUT_S), _stderr_aside(quiet, "start-stderr.log"):
+            ray.init(address="local", object_store_memory=OBJECT_STORE_BYTES, _temp_dir=tmp,
+                     num_cpus=num_cpus, **quiet_init_kwargs())
     except Exception as exc:  # noqa: BLE001 - whatever Ray raises, it is one line for the user
         text = " ".join(str(exc).split())[:300]
         raise RayStartFailed(f"the embedded Ray cluster would not start ({type(exc).__name__}: {text}); check "
-                             f"free memory, /dev/shm and {TEMP_DIR}, or join a running cluster with --address") \
-            from None
+                             f"free memory, /dev/shm, {TEMP_BASE}{_file_size_limit()}, or join a running cluster "
+                             f"with --address" + (f" (Ray's own messages: {TEMP_BASE}/start-stderr.log)" if quiet
+                                                  else "")) from None
     return Session("local", True)
+
+
+def _file_size_limit() -> str:
+    """`ulimit -f`, named when it is set: Ray's processes inherit it, and a GCS that cannot write its log dies."""
+    import resource
+
+    soft, _hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    return "" if soft == resource.RLIM_INFINITY else f" and the size limit for files (`ulimit -f`: {soft:,} bytes)"
+
+
+# Every Ray process (driver, GCS, raylet, each worker: they inherit the limit) maps about 1.6 GB of address space
+# (a worker's VmSize, Ray 2.60; its resident size is ~85 MB). Under `ulimit -v` below that, ray.init aborted in
+# C++ (SIGABRT, exit 134, a page of Ray's stack traces: 1 GB) or waited for ever for workers that could not start,
+# deaf to Ctrl-C and SIGTERM (1.2 and 1.5 GB); 1.6 GB started. The bound leaves room above what was measured.
+RAY_MIN_ADDRESS_SPACE: Final = 2 << 30
+START_TIMEOUT_S: Final = 180.0  # ray.init takes ~2 s here, tens of seconds on a machine under heavy load
+
+
+def check_address_space() -> None:
+    """RayStartFailed, before Ray is asked, under an address-space limit no Ray process can start in."""
+    import resource
+
+    soft, _hard = resource.getrlimit(resource.RLIMIT_AS)
+    if soft != resource.RLIM_INFINITY and soft < RAY_MIN_ADDRESS_SPACE:
+        raise RayStartFailed(f"the embedded Ray cluster cannot start under an address-space limit of "
+                             f"{soft >> 20:,} MB (`ulimit -v`): every Ray process maps about 1.6 GB and inherits the "
+                             f"limit; raise it to {RAY_MIN_ADDRESS_SPACE >> 20:,} MB or more (`ulimit -v unlimited`), "
+                             f"or join a cluster started without it with --address")
+
+
+@contextlib.contextmanager
+def _start_deadline(seconds: float) -> Iterator[None]:
+    """ray.init that has not returned after ``seconds`` ends the process with one line and exit 3 (what it started
+    is stopped by the driver's death: PR_SET_PDEATHSIG, and cli/ray_watchdog.py for the rest). A ray.init stuck in
+    Ray's C++ core (its raylet waiting for workers that cannot start) took neither Ctrl-C nor SIGTERM, which the
+    command holds back until ray.init returns (actors.sigint.signals_held_through_ray_init)."""
+    done = threading.Event()
+
+    def guard() -> None:
+        if done.wait(seconds):
+            return
+        try:
+            print(f"tlbrace: error: the embedded Ray cluster did not start within {seconds:.0f} s; check free "
+                  f"memory, /dev/shm, the process limits (`ulimit -a`) and {TEMP_BASE}, or join a running cluster "
+                  f"with --address", file=sys.stderr, flush=True)
+        except (OSError, ValueError, AttributeError):
+            pass
+        os._exit(3)  # EXIT_ENVIRONMENT (cli.errors; actors may not import cli)
+
+    threading.Thread(target=guard, name="tlbrace-ray-start", daemon=True).start()
+    try:
+        yield
+    finally:
+        done.set()
 
 
 def join(address: str, timeout_s: float = JOIN_TIMEOUT_S, *, quiet: bool = True) -> Session:
     """Join an existing cluster. ``ray.init`` runs in a thread so that an unreachable head or an auth mismatch
     (which Ray 2.60 reports only after ~20 s, or never) becomes a RayUnavailable within ``timeout_s``. ``quiet``:
     what Ray's C++ core writes to the process's stderr while joining (up to 20 lines of retries against a port
-    that is not Ray's) goes to TEMP_DIR/join-stderr.log instead."""
+    that is not Ray's) goes to TEMP_BASE/join-stderr.log instead."""
     import ray
 
     if ray.is_initialized():
@@ -119,7 +205,7 @@ def join(address: str, timeout_s: float = JOIN_TIMEOUT_S, *, quiet: bool = True)
             outcome["error"] = exc
 
     worker = threading.Thread(target=attempt, name="ray-join", daemon=True)
-    with _stderr_aside(quiet):
+    with _stderr_aside(quiet, "join-stderr.log"):
         worker.start()
         worker.join(timeout_s)
         failed = worker.is_alive() or outcome.get("error") is not None
@@ -179,17 +265,16 @@ class _stderr_aside:
     """File descriptor 2 pointed at a log file for the duration (Ray's C++ logging writes to it directly, so
     Python's sys.stderr cannot catch it)."""
 
-    def __init__(self, active: bool) -> None:
-        self.active = active
+    def __init__(self, active: bool, name: str) -> None:
+        self.active, self.name = active, name
         self.saved = -1
 
     def __enter__(self) -> "_stderr_aside":
         if self.active:
             try:
-                os.makedirs(TEMP_DIR, exist_ok=True)
-                log = os.open(os.path.join(TEMP_DIR, "join-stderr.log"), os.O_WRONLY | os.O_CREAT | os.O_APPEND,
-                              0o644)
-            except OSError:
+                log = os.open(os.path.join(os.path.dirname(temp_dir()), self.name),
+                              os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            except (OSError, RayStartFailed):
                 log = os.open(os.devnull, os.O_WRONLY)
             sys.stderr.flush()
             self.saved = os.dup(2)
@@ -204,7 +289,7 @@ class _stderr_aside:
 
 
 def _silence_stderr_for_good() -> None:
-    """After a failed join Ray's threads keep writing to fd 2 until the process ends: Python's own stderr moves to
+    """After a failed join or start Ray's threads keep writing to fd 2 until the process ends: Python's own stderr moves to
     a copy of the terminal's descriptor, and fd 2 goes to /dev/null."""
     sys.stderr.flush()
     sys.stderr = os.fdopen(os.dup(2), "w", buffering=1, encoding=sys.stderr.encoding or "utf-8",
@@ -219,7 +304,7 @@ def open_session(address: str | None = None, num_cpus: int | None = None, *, qui
     address = address or os.environ.get("RAY_ADDRESS") or None
     if address and address != "local":
         return join(address, quiet=quiet)
-    return start_local(num_cpus)
+    return start_local(num_cpus, quiet=quiet)
 
 
 def close_session(session: Session) -> bool:

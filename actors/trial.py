@@ -23,6 +23,7 @@ from typing import Any
 from actors import cpu as cpu_actor
 from actors import page_table as pt_actor
 from actors.codec import pack, pack_spec, unpack
+from actors.ray_session import ClusterLost
 from actors.topology import Topology
 from actors.verdict import judge, ordered
 from controlled.linearize import schedule_from_records
@@ -54,6 +55,17 @@ class TrialResult:
         return self.status != "ok"
 
 
+# How long a set's actors may take to start and be configured. Workers start in a second or two here, tens of
+# seconds on a loaded machine; a set that takes longer will not start: its node is gone (a raylet killed or out of
+# file descriptors: the campaign's replacement set waited for ever in ray.get, deaf to Ctrl-C and SIGTERM).
+ACTOR_START_TIMEOUT_S = 120.0
+
+
+class ActorsUnavailable(ClusterLost):
+    """A set of actors did not start within ACTOR_START_TIMEOUT_S; the message is one line for the user. A
+    ClusterLost: the cluster can no longer run the command's actors (exit 3, cli.main)."""
+
+
 class ActorSet:
     def __init__(self, index: int, scenario: Scenario, cfg: Config, node: str | None = None) -> None:
         import ray
@@ -81,6 +93,15 @@ class ActorSet:
         if self._nodes is None:
             import ray
 
+            deadline = time.monotonic() + ACTOR_START_TIMEOUT_S
+            # ray.wait with a timeout, again and again: a Ctrl-C gets through between two waits.
+            while len(ray.wait(self._configured, num_returns=len(self._configured), timeout=1.0)[0]) < len(
+                    self._configured):
+                if time.monotonic() > deadline:
+                    raise ActorsUnavailable(
+                        f"the {len(self._configured)} actors of trial set {self.index} did not start within "
+                        f"{ACTOR_START_TIMEOUT_S:.0f} s: the Ray node that should run them is gone, or cannot start "
+                        f"worker processes (memory, `ulimit -n`, `ulimit -u`)")
             self._nodes = tuple(ray.get(self._configured))
         return self._nodes
 

@@ -25,10 +25,12 @@ from controlled.linearize import linearize_trial
 from controlled.machine import Machine, Transition
 from controlled.replay import run_schedule
 from controlled.replay_memo import ReplayMemo
+from kernel_model import boot
 from kernel_model.atomic import LockMisuse
 from kernel_model.config import Config
 from kernel_model.events import Event, Violation
 from kernel_model.program import Scenario
+from logs.event_fields import first_field_problem
 from logs.eventlog import LogContents, LogError, iter_trials, read_log
 from logs.header import AnalysisError, config_from_header, scenario_from_header
 
@@ -77,7 +79,24 @@ def judge_trial(scenario: Scenario, cfg: Config, log: str, trial: int, records: 
     events to keep (the coverage facts); ``memo``: the state graph of earlier replays of this scenario and
     configuration, which answers an ordinary trial without re-running the steps it has already seen (the report
     is the same; a trial that violates, crashes, hangs or diverges, or whose events are wanted, is replayed in
-    full)."""
+    full). A trial whose replay failed or diverged because one of its records is unusable is reported as that
+    record's malformed field (logs.event_fields), with no verdict of its own."""
+    try:
+        report = _judge(scenario, cfg, log, trial, records, end, keep_events, observe, memo)
+    except RecursionError:  # a logged value nested past Python's recursion limit, compared with the replay's
+        report = TrialReport(log, trial, len(records), [], divergence="replay crashed: RecursionError")
+    if report.divergence is None:
+        return report
+    problem = first_field_problem(records, len(scenario.threads), boot.ncpus(scenario, cfg))
+    if problem is not None:
+        report.divergence = f"malformed event record: {problem}"
+        report.violations, report.executed, report.replay_events, report.disagreement = [], [], [], None
+    return report
+
+
+def _judge(scenario: Scenario, cfg: Config, log: str, trial: int, records: list[dict[str, Any]],
+           end: dict[str, Any] | None, keep_events: bool, observe: Callable[[list[Event]], frozenset] | None,
+           memo: ReplayMemo | None) -> TrialReport:
     report = TrialReport(log, trial, len(records), [])
     if end is not None:
         status = end.get("status")
@@ -88,7 +107,7 @@ def judge_trial(scenario: Scenario, cfg: Config, log: str, trial: int, records: 
     try:
         schedule, expected, jitter = linearize_trial(records)
     except (KeyError, TypeError) as exc:
-        report.divergence = f"malformed event record (missing or bad field {exc})"
+        report.divergence = f"malformed event record ({type(exc).__name__}: {exc})"  # unless the fields say more
         return report
     # Delay-injection notes (op "jitter") are the wild runtime's own, not kernel events: the replay has none.
     kernel_records = len(records) - jitter

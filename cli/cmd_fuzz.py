@@ -168,9 +168,13 @@ def _fit_in_memory(args: argparse.Namespace, opts: Any, indices: list[int]) -> i
     sampling = opts.strategy in SAMPLING
     factor = FULL_BUDGET_FACTOR if opts.check_reduction else 1
     strategy = "dfs" if opts.check_reduction or opts.strategy == "dfs" else "bfs"
+    # --parallel P on the embedded cluster runs P searches at once on this machine; a joined cluster's tasks run
+    # on its nodes, each with its own memory.
+    embedded = (args.address or os.environ.get("RAY_ADDRESS") or "local") == "local"
     states = fit_budget(scenarios, opts.cfg, strategy, factor * opts.exhaustive_budget,
                         given=args.budget is not None and not sampling, memory_limit=args.memory_limit,
-                        hash_compact=False, label="fuzz: each search of a scenario such as")
+                        hash_compact=False, label="fuzz: each search of a scenario such as",
+                        at_once=args.parallel if embedded else 1)
     return states // factor
 
 

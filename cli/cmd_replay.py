@@ -80,7 +80,6 @@ def _replay_schedule(args: argparse.Namespace, console: Any) -> list[dict]:
 
 def _replay_log(args: argparse.Namespace, console: Any) -> list[dict]:
     """Each failing trial of the log (or the one --trial names), replayed expecting each logged result."""
-    from controlled.linearize import order_key, schedule_from_records
     from analysis.analyze import AnalysisError, rebuilt_from_header
     from cli.errors import UsageError
     from logs.eventlog import LogError, iter_trials, read_log
@@ -100,24 +99,51 @@ def _replay_log(args: argparse.Namespace, console: Any) -> list[dict]:
         if args.trial is not None and trial != args.trial:
             continue
         violations = (end or {}).get("violations", [])
-        if not isinstance(violations, list) or not all(isinstance(v, dict) for v in violations):
+        if not isinstance(violations, list) or not all(isinstance(v, dict) and isinstance(v.get("invariant"), str)
+                                                       for v in violations):
+            # An invariant that was a list made the comparison with the replay's a TypeError (exit 4).
             raise UsageError(f"{args.file}: trial {trial}: malformed trial_end record (violations: expected a "
-                             f"list of maps, got {violations!r:.60})")
+                             f"list of maps each naming its invariant as a string, got {_short(violations)})")
         # A trial whose trial_end was lost (a log cut short by a kill or a full disk) is replayed as far as its
         # events go, with no verdict to compare against: skipping it said "nothing to replay", exit 0.
         logged = [v.get("invariant") for v in violations] if end is not None else None
         if args.trial is None and logged == []:
             continue
-        try:
-            steps = [r for r in sorted(events, key=order_key) if r.get("kind") == "step"]
-            rr = run_schedule(scenario, cfg, schedule_from_records(events), complete=False,
-                              expected=[r.get("result") for r in steps])
-        except (TypeError, KeyError, ValueError, AttributeError, IndexError) as exc:
-            raise UsageError(f"{args.file}: trial {trial}: malformed event records ({type(exc).__name__}: "
-                             f"{' '.join(str(exc).split())[:120]})") from None
+        rr = _replay_trial(f"{args.file}: trial {trial}", scenario, cfg, events)
         results.append(_report(trial, logged, rr))
         _show(args, console, scenario, cfg, rr, f"{args.file} trial {trial}")
     return results
+
+
+def _replay_trial(where: str, scenario: Any, cfg: Any, events: list[dict]) -> Any:
+    """One trial's events replayed, expecting each logged result; a record the replay cannot use is a UsageError
+    naming its field (a thread -1 ran the last thread, and was reported only as a divergence)."""
+    from controlled.linearize import order_key, schedule_from_records
+    from cli.errors import UsageError
+    from kernel_model import boot
+    from logs.event_fields import first_field_problem
+
+    try:
+        steps = [r for r in sorted(events, key=order_key) if r.get("kind") == "step"]
+        rr = run_schedule(scenario, cfg, schedule_from_records(events), complete=False,
+                          expected=[r.get("result") for r in steps])
+        failed = None if rr.divergence is None else ""
+    except (TypeError, KeyError, ValueError, AttributeError, IndexError, RecursionError) as exc:
+        rr, failed = None, f"({type(exc).__name__}: {' '.join(str(exc).split())[:120]})"
+    if failed is not None:
+        problem = first_field_problem(events, len(scenario.threads), boot.ncpus(scenario, cfg))
+        if problem is not None or failed:
+            raise UsageError(f"{where}: malformed event record"
+                             + (f": {problem}" if problem is not None else f"s {failed}"))
+    return rr
+
+
+def _short(value: Any) -> str:
+    """A value of a damaged record for a message: its repr, cut; a value too deep to repr is said to be so."""
+    try:
+        return f"{value!r:.60}"
+    except RecursionError:
+        return "a value nested too deeply to show"
 
 
 def _check_trial_asked(args: argparse.Namespace, ids: list[int]) -> None:

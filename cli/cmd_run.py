@@ -26,7 +26,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     check_wild_args(args)
     scenario, cfg = load(args)
-    check_size(scenario, cfg, 1)
+    check_size(scenario, cfg, 1, args)
     from rich.console import Console
 
     from actors.campaign import trial_seed, write_trial_log

@@ -134,7 +134,7 @@ def run(args: argparse.Namespace) -> int:
     for cell in cells:
         # Every cell's scenario loads, and fits the wild runtime's actor caps, before Ray starts: --cpus 65 (or
         # 4 with --parallel 100) started Ray and the grid, as stress never would.
-        check_size(*make(cell), args.parallel)
+        check_size(*make(cell), args.parallel, args)
     os.makedirs(args.out, exist_ok=True)
     lock = _lock_out(args.out)
     try:

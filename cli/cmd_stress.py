@@ -107,8 +107,9 @@ def check_ray_address(args: argparse.Namespace) -> None:
 _HOST_PORT = re.compile(r"^(ray://)?(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):(\d{1,5})$")
 
 
-def check_size(scenario: Any, cfg: Any, parallel: int) -> None:
-    """The actors a campaign would start, against the caps (before Ray starts)."""
+def check_size(scenario: Any, cfg: Any, parallel: int, args: argparse.Namespace | None = None) -> None:
+    """The actors a campaign would start, against the caps and, for the embedded cluster (``args`` names no
+    cluster to join), against this machine's memory (before Ray starts)."""
     from actors.topology import Topology
     from cli.errors import UsageError
 
@@ -119,6 +120,62 @@ def check_size(scenario: Any, cfg: Any, parallel: int) -> None:
     if parallel * (cpus + 1) > MAX_ACTORS:
         raise UsageError(f"--parallel {parallel}: {parallel} sets of {cpus + 1} actors; at most {MAX_ACTORS} "
                          f"actors in all (use --parallel {max(1, MAX_ACTORS // (cpus + 1))} or fewer)")
+    if args is not None and (args.address or os.environ.get("RAY_ADDRESS") or "local") == "local":
+        check_memory(parallel, cpus + 1)
+        check_open_files(parallel * (cpus + 1))
+
+
+# What the embedded cluster takes of this machine's memory: each actor is a Ray worker process of ~86 MB resident
+# (Ray 2.60, measured during `stress --parallel 4`), and the cluster's own processes (GCS, raylet, agents: ~80 MB
+# each) come with a 256 MiB object store.
+RAY_ACTOR_BYTES: Final = 100 << 20
+RAY_BASE_BYTES: Final = 768 << 20
+
+
+# File descriptors the embedded cluster's raylet holds (measured, Ray 2.60: 97 with 16 actors and 4 idle workers):
+# a base and a few per worker process; every other Ray process holds under 100. ray.init raises the soft limit to
+# the hard one (at most 65536), so the hard limit is the one that counts.
+RAY_BASE_FDS: Final = 64
+RAY_FDS_PER_WORKER: Final = 4
+RAY_IDLE_WORKERS: Final = 4
+
+
+def check_open_files(actors: int) -> None:
+    """EnvironmentFailure when the open-files limit cannot hold the raylet's connections to ``actors`` workers:
+    under `ulimit -n 64`, `stress --parallel 2` lost its raylet mid-campaign, printed 47 lines of Ray's messages
+    and ended as an internal error (ActorDiedError, exit 4); under `ulimit -n 40` ray.init waited 30 s for the
+    GCS and blamed memory."""
+    import resource
+
+    from cli.errors import EnvironmentFailure
+
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    need = RAY_BASE_FDS + RAY_FDS_PER_WORKER * (actors + RAY_IDLE_WORKERS)
+    if hard == resource.RLIM_INFINITY or hard >= max(need, 2 * RAY_BASE_FDS):
+        return
+    raise EnvironmentFailure(f"the limit of open files (`ulimit -n`) is {hard}: the embedded Ray cluster needs about "
+                             f"{max(need, 2 * RAY_BASE_FDS)} for {actors} actors (its raylet holds a few for each "
+                             f"worker process); raise it (`ulimit -n 4096`), or use a smaller --parallel")
+
+
+def check_memory(parallel: int, per_set: int) -> None:
+    """``parallel`` sets of ``per_set`` actors must fit in the memory this machine has available: `stress --parallel
+    32` of a 7-thread scenario started 256 worker processes (about 25 GB) whatever the machine had, and left the
+    kernel's OOM killer to end actors, Ray's own processes or others' programs. Refused, saying what fits (the
+    cap of MAX_ACTORS still applies to a cluster joined with --address, whose memory is not this machine's)."""
+    from cli.errors import UsageError
+    from controlled.search_memory import available_bytes, human
+
+    available = available_bytes()
+    need = RAY_BASE_BYTES + parallel * per_set * RAY_ACTOR_BYTES
+    if available <= 0 or need <= available:  # 0: this system cannot say
+        return
+    fits = (available - RAY_BASE_BYTES) // (per_set * RAY_ACTOR_BYTES)
+    todo = (f"use --parallel {fits} or fewer" if fits >= 1 else "free some memory") + \
+        ", or join a larger cluster with --address"
+    raise UsageError(f"--parallel {parallel}: {parallel * per_set} actors, each a Ray worker process of about "
+                     f"{RAY_ACTOR_BYTES >> 20} MB, with the embedded cluster's own processes need about "
+                     f"{human(need)}; this machine has {human(available)} available: {todo}")
 
 
 def check_address(address: str, where: str) -> None:
@@ -235,7 +292,7 @@ def run(args: argparse.Namespace) -> int:
     check_wild_args(args)
     trials, duration, until = stop_limits(args)
     scenario, cfg = load(args)
-    check_size(scenario, cfg, args.parallel)
+    check_size(scenario, cfg, args.parallel, args)
     from actors.campaign import CampaignOptions, prepare_results
     from logs.output_files import check_output_file
     from logs.results_file import FILE_NAME, ResultsError
@@ -264,11 +321,15 @@ def run(args: argparse.Namespace) -> int:
             prepared.release()
         raise
     from actors.results_rescue import ResultsLost
+    from actors.trial import ActorsUnavailable
 
     try:
         result = _with_progress(scenario, cfg, opts, prepared, quiet=args.json, command_start=command_start)
     except ResultsLost as exc:  # --out deleted under the campaign: its records are saved, the line says where
         raise EnvironmentFailure(str(exc)) from None
+    except ActorsUnavailable as exc:  # the campaign's finally has closed the results file: resumable
+        raise EnvironmentFailure(f"{exc}; the trials finished are recorded in {results_path}; run the same command "
+                                 f"with --resume to go on") from None
     except OSError as exc:  # the results file or a log cannot be written (disk full): the file stays resumable
         where = "" if exc.filename else f"--out {args.out}: "
         raise EnvironmentFailure(where + os_error_text(exc, "run the same command with --resume to go on")) \
@@ -300,6 +361,10 @@ def _say_what_resumes(resume: bool, prepared: Any) -> None:
         return
     if resume and prepared.resumed is None:
         print(f"tlbrace: note: --resume: there is no {one_line(prepared.path)} to continue; a new campaign starts",
+              file=sys.stderr)
+    if prepared.unshared:
+        print(f"tlbrace: note: {one_line(prepared.path)} had {prepared.unshared} other name(s) (a hard link); this "
+              f"campaign goes on in a copy of its own, and the other names keep the file as it was",
               file=sys.stderr)
     if prepared.resumed is not None and prepared.resumed.skipped:
         print(f"tlbrace: warning: {one_line(prepared.path)}: skipped damaged bytes {prepared.resumed.skipped_text()} "

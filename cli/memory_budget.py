@@ -31,11 +31,13 @@ def check_memory_limit_applies(args: argparse.Namespace) -> None:
 
 
 def fit_budget(scenarios: Iterable[Scenario], cfg: Config, strategy: str, budget: int, *, given: bool,
-               memory_limit: str | None, hash_compact: bool, label: str, offers_hash_compact: bool = False) -> int:
+               memory_limit: str | None, hash_compact: bool, label: str, offers_hash_compact: bool = False,
+               at_once: int = 1) -> int:
     """The budget every one of ``scenarios`` can be searched with: ``budget`` if it fits, else, when the budget
     was not ``given``, the largest that fits (noted on stderr). Raises UsageError when a given budget does not fit,
     or a default one cannot be lowered to MIN_BUDGET. Only a command that ``offers_hash_compact`` is told to try
-    --hash-compact."""
+    --hash-compact. ``at_once``: searches running together on this machine, which share its memory (fuzz
+    --parallel 8 priced each of its 8 searches against all of it)."""
     from controlled import search_memory
 
     if strategy not in SEARCHES:
@@ -45,6 +47,8 @@ def fit_budget(scenarios: Iterable[Scenario], cfg: Config, strategy: str, budget
     room = address_space_left()
     if room is not None and (limit <= 0 or room < limit):
         limit, source = room, "the address-space limit, `ulimit -v`, less what this process maps"
+    if at_once > 1 and limit > 0 and memory_limit is None:  # --memory-limit is a search's own
+        limit, source = limit // at_once, f"{source}, shared by {at_once} searches at once"
     ests = [(sc, search_memory.estimate(sc, cfg, strategy, budget, hash_compact)) for sc in scenarios]
     if not ests:
         return budget

@@ -84,7 +84,7 @@ def _first_record(path: str | os.PathLike[str]) -> dict[str, Any] | None:
                 record = json.loads(f.readline())
             else:
                 record = next(iter(msgpack.Unpacker(f, raw=False, strict_map_key=False)))
-        except (ValueError, StopIteration, msgpack.UnpackException) as exc:
+        except (ValueError, StopIteration, msgpack.UnpackException, RecursionError) as exc:
             raise LogError(f"{os.fspath(path)}: cannot append: not a tlbrace log ({exc})") from None
     if not isinstance(record, dict):
         raise LogError(f"{os.fspath(path)}: cannot append: not a tlbrace log")

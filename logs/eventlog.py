@@ -159,7 +159,7 @@ def _read_jsonl(path: str, data: bytes) -> LogContents:
     for line in data.splitlines(keepends=True):
         try:
             obj = json.loads(line)
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: a value nested 100,000 deep
             what = "garbage" if line.endswith(b"\n") else "truncated record"
             damage = f"{what} at byte {offset}"
             break
@@ -188,6 +188,12 @@ _HEADER_TYPES: dict[str, tuple[type, ...]] = {"run": (str,), "scenario": (str,),
 
 def check_header(path: str, header: dict[str, Any]) -> None:
     """Every header field a reader uses has its type; params map names to integers (LogError otherwise)."""
+    from logs.event_fields import too_deep
+
+    for key in ("params", "config"):  # before any message shows a value: repr of a 990-deep one was RecursionError
+        deep = too_deep(header.get(key))
+        if deep is not None:
+            raise LogError(f"{path}: header key {key!r}: {deep}")
     for key, kinds in _HEADER_TYPES.items():
         value = header.get(key)
         if not isinstance(value, kinds):

@@ -55,7 +55,14 @@ def replaced_whole(path: str | os.PathLike[str], what: str) -> Iterator[str]:
     file or the new one, never half of one."""
     path = os.fspath(path)
     check_output_file(path, what)
-    fd, tmp = tempfile.mkstemp(prefix=os.path.basename(path) + ".", suffix=".tmp", dir=os.path.dirname(path) or ".")
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=os.path.basename(path) + ".", suffix=".tmp",
+                                   dir=os.path.dirname(path) or ".")
+    except OSError as exc:
+        # The temporary name is tlbrace's own: on a read-only --out the line named "report.html.5erbxy2n.tmp",
+        # a file the user never asked for and cannot find.
+        exc.filename = path
+        raise
     os.close(fd)
     try:
         os.chmod(tmp, 0o666 & ~_umask())  # what open() would have created (mkstemp's is 0600)
@@ -66,7 +73,7 @@ def replaced_whole(path: str | os.PathLike[str], what: str) -> Iterator[str]:
             os.remove(tmp)
         except OSError:
             pass
-        if isinstance(exc, OSError) and exc.filename is None:
+        if isinstance(exc, OSError) and exc.filename in (None, tmp):
             # A failed write or fsync (disk full, a file size limit) names no file: the error line said only "File
             # too large", and the user could not tell which of the outputs it was.
             exc.filename = path

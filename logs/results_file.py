@@ -50,6 +50,7 @@ from typing import IO, Any, Final
 
 import msgpack
 
+from logs.event_fields import too_deep
 from scenarios.input_files import MAX_SCENARIO_BYTES, InputFileError, read_input
 
 SCHEMA: Final = "tlbrace-results"
@@ -213,6 +214,10 @@ def _decode(path: str, payload: bytes, at: int) -> Any:
 
 
 def _check_header(path: str, h: dict[str, Any]) -> None:
+    deep = next((f"{key!r}: {d}" for key in ("params", "config") for d in [too_deep(h.get(key))] if d is not None),
+                None) or too_deep(h)
+    if deep is not None:
+        raise ResultsError(f"{path}: header key {deep}")
     expect = {"run": str, "scenario": str, "scenario_source": str, "params": dict, "config": dict, "seed": int,
               "trials": (int, type(None)), "jitter_us": (int, float)}
     for key, kind in expect.items():
@@ -220,7 +225,7 @@ def _check_header(path: str, h: dict[str, Any]) -> None:
             raise ResultsError(f"{path}: header key {key!r} is missing: expected {_kind_name(kind)}")
         value = h[key]
         if not isinstance(value, kind) or isinstance(value, bool):
-            raise ResultsError(f"{path}: header key {key!r}: expected {_kind_name(kind)}, got {value!r}")
+            raise ResultsError(f"{path}: header key {key!r}: expected {_kind_name(kind)}, got {value!r:.60}")
     if h["trials"] is not None and h["trials"] < 1:
         raise ResultsError(f"{path}: header key 'trials': expected a positive integer, got {h['trials']}")
 
@@ -234,25 +239,29 @@ def _kind_name(kind: Any) -> str:
 def _record_problem(rec: Any, trials: int | None, seen: set[int]) -> str | None:
     if not isinstance(rec, dict) or rec.get("type") != "trial":
         return "expected a trial record (a map with type 'trial')"
+    deep = too_deep(rec)
+    if deep is not None:  # before any message shows a value: the repr of a 990-deep one was RecursionError
+        return deep
     trial = rec.get("trial")
     if not isinstance(trial, int) or isinstance(trial, bool) or not 0 <= trial < (trials or float("inf")):
-        return f"'trial': expected an integer in 0..{'' if trials is None else trials - 1}, got {trial!r}"
+        return f"'trial': expected an integer in 0..{'' if trials is None else trials - 1}, got {trial!r:.60}"
     if trial in seen:
         return f"trial {trial} is recorded twice"
     if rec.get("status") not in STATUSES:
-        return f"trial {trial}: 'status': expected one of {', '.join(STATUSES)}, got {rec.get('status')!r}"
+        return f"trial {trial}: 'status': expected one of {', '.join(STATUSES)}, got {rec.get('status')!r:.60}"
     for key, kind in (("seed", int), ("steps", int), ("invariants", list)):
         if not isinstance(rec.get(key), kind) or isinstance(rec.get(key), bool):
             return f"trial {trial}: {key!r}: expected {'a list' if kind is list else 'an integer'}, " \
-                   f"got {rec.get(key)!r}"
+                   f"got {rec.get(key)!r:.60}"
     # The optional keys, each nil or of its kind: a "seconds" of "abc" was an internal error of `report` (exit 4),
     # a "nodes" of 5 one of `stress --resume` once Ray had started.
     for key, kind in (("seconds", (int, float)), ("nodes", list), ("log", str), ("detail", str), ("actor", str)):
         value = rec.get(key)
         if value is not None and (not isinstance(value, kind) or isinstance(value, bool)):
             return f"trial {trial}: {key!r}: expected {_kind_name(kind[1] if key == 'seconds' else kind)} or nil, " \
-                   f"got {value!r}"
+                   f"got {value!r:.60}"
     return None
+
 
 
 def mismatch(header: dict[str, Any], wanted: dict[str, Any]) -> str | None:
@@ -417,6 +426,30 @@ class ResultsWriter:
                 self._cut_back()
                 raise
             self._stream.close()
+
+
+def unshare(path: str) -> int:
+    """How many other names the results file at ``path`` had (hard links: `cp -al`, `ln`, a snapshot tool); when
+    any, the file is first replaced by a copy of its own, so that appending to it (a resumed campaign) changes no
+    other name's file. A resume appended its records (and cut its torn tail) through every name: the results of
+    another --out, or a backup, changed under them. The caller holds the directory's lock."""
+    links = os.stat(path).st_nlink
+    if links <= 1:
+        return 0
+    fresh = f"{path}.new"
+    _remove_quietly(fresh)
+    try:
+        with open(path, "rb") as src, open(fresh, "xb") as dst:
+            while chunk := src.read(1 << 20):
+                dst.write(chunk)
+            dst.flush()
+            os.fsync(dst.fileno())
+        os.replace(fresh, path)
+    except BaseException:
+        _remove_quietly(fresh)
+        raise
+    _fsync_dir(path)
+    return links - 1
 
 
 def _identity(st: os.stat_result) -> tuple[int, int]:

@@ -58,8 +58,13 @@ def read_schedule(path: str | os.PathLike[str]) -> ScheduleFile:
     path = os.fspath(path)
     doc = _decode(path)
     schedule = doc.get("schedule")
-    if not isinstance(schedule, list) or not all(_is_transition(t) for t in schedule):
-        raise ScheduleError(f"{path}: schedule: expected a list of [\"t\", tid] or [\"i\", cpu, initiator]")
+    if not isinstance(schedule, list):
+        raise ScheduleError(f"{path}: schedule: expected a list of [\"t\", tid] or [\"i\", cpu, initiator], got "
+                            f"{schedule!r:.40}")
+    bad = next((i for i, t in enumerate(schedule) if not _is_transition(t)), None)
+    if bad is not None:  # which one: a schedule of thousands said only what a transition should be
+        raise ScheduleError(f"{path}: schedule[{bad}]: expected [\"t\", tid] or [\"i\", cpu, initiator] with integer "
+                            f"numbers, got {schedule[bad]!r:.40}")
     _check_fields(path, doc)
     try:
         config = Config.from_dict(doc["config"])
@@ -118,7 +123,14 @@ def _decode(path: str) -> dict[str, Any]:
 
 
 def _check_fields(path: str, doc: dict[str, Any]) -> None:
-    """Each field of the document has its type (strategy and seed may be missing)."""
+    """Each field of the document has its type (strategy and seed may be missing), and none is nested past
+    MAX_DEPTH (the repr of a config value 990 deep, in the message meant to show it, was RecursionError)."""
+    from logs.event_fields import too_deep
+
+    for key in ("params", "config"):
+        deep = too_deep(doc.get(key))
+        if deep is not None:
+            raise ScheduleError(f"{path}: {key}: {deep}")
     for key, kind in (("scenario", str), ("scenario_source", str), ("params", dict), ("config", dict),
                       ("invariants", list), ("strategy", str), ("seed", int)):
         if key in ("strategy", "seed") and key not in doc:

@@ -8,6 +8,7 @@ only if it is a regular file no larger than the bound for its kind.
 
 from __future__ import annotations
 
+import io
 import os
 import stat
 from typing import Final
@@ -46,7 +47,7 @@ def read_input(path: str | os.PathLike[str], what: str, limit: int) -> bytes:
     fd = open_input(path, what, limit)
     try:
         with os.fdopen(fd, "rb", closefd=False) as f:
-            data = f.read(limit + 1)
+            data = _read_at_most(f, os.fstat(fd).st_size, limit + 1)
     except OSError as exc:
         raise InputFileError(f"{path}: cannot read the {what}: {_reason(exc)}") from None
     finally:
@@ -54,6 +55,22 @@ def read_input(path: str | os.PathLike[str], what: str, limit: int) -> bytes:
     if len(data) > limit:  # it grew after the check
         raise InputFileError(f"{path}: the {what} is over {limit} bytes; at most {limit} are read")
     return data
+
+
+def _read_at_most(f: io.BufferedReader, size: int, most: int) -> bytes:
+    """Up to ``most`` bytes of a file ``size`` bytes long when it was opened. ``read(most)`` allocates ``most``
+    bytes before it reads one: under `ulimit -v 3000000` every log and results file (``most`` = 4 GiB) was "out
+    of memory under this process's address-space limit", a 3 KB log included. A file that grew since is read on
+    in bounded chunks, up to ``most``."""
+    parts = [f.read(min(size + 1, most))]
+    got = len(parts[0])
+    while got > size and got < most:
+        chunk = f.read(min(1 << 20, most - got))
+        if not chunk:
+            break
+        parts.append(chunk)
+        got += len(chunk)
+    return b"".join(parts) if len(parts) > 1 else parts[0]
 
 
 def check_input(path: str | os.PathLike[str], what: str, limit: int) -> None:

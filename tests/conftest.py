@@ -10,7 +10,7 @@ Under pytest-xdist (scripts/test.sh runs the suite on the machine's cores with `
 worker is a pytest session of its own, so each would start its own Ray. Every ``wild`` test is therefore put in
 one xdist group, RAY_GROUP: all of them run on one worker, one after another, as in a serial run, and only that
 worker ever starts the session's Ray (or a child's cluster, which would compete with it for the same 2 cores and
-/tmp/tlbrace-ray otherwise)."""
+/tmp/tlbrace-UID otherwise)."""
 
 from __future__ import annotations
 
