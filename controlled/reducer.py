@@ -27,6 +27,10 @@ CONFLICT_UNLESS = 1  # ... but only with what that agent may do after a TLB flus
 # (CONFLICT agents, CONFLICT_UNLESS agents) as bit sets over agent numbers: thread tid is tid, CPU c's IPI
 # handler nthreads + c (controlled.closure).
 Relations = tuple[int, int]
+# TRANSITION_FIELDS: transitions (controlled.positions' ThreadStep and IpiStep) are read here by field (tr.kind,
+# tr.tid, tr.cpu, tr.initiator), not by index: they subclass tuple, and CPython reaches a tuple subclass's items
+# through a generic slot that calls tuple.__getitem__ as a method (about 900 instructions an item in compiled
+# code, against about 250 for a field; cachegrind, Python 3.11).
 # Answers each memo keeps per generation (controlled.memo: twice as many at most, in all), so that what they hold
 # no longer grows with the search. The persistent-set memo is the one whose size matters: a miss costs about
 # 14 us, and a DFS asks a key again long after it first did. On ladder pages=2 writers=2 stores=1 (809,260
@@ -191,7 +195,7 @@ class Reducer:
         defs, conds, counts = [0] * nagents, [0] * nagents, [0] * nagents
         unknown = movable = 0
         for tr in enabled:
-            agent = tr[1] if tr[0] == "t" else nthreads + tr[1]
+            agent = tr.tid if tr.kind == "t" else nthreads + tr.cpu  # by field: see TRANSITION_FIELDS
             moves.setdefault(agent, []).append(tr)
             counts[agent] += 1
             movable |= 1 << agent
@@ -229,8 +233,8 @@ class Reducer:
         footprint is unknown. Memoised on what decides it: the transition's footprint, the other threads'
         (operation, hit) and which CPUs have IPIs queued (``others``), far fewer combinations than the states
         that ask. The footprint is named by what decides it too, so a hit builds none."""
-        if tr[0] == "t":
-            tid = tr[1]
+        if tr.kind == "t":
+            tid = tr.tid
             spans = self._spans
             whole_key: tuple = (tid, self.pos[tid].sid, pfns, tuple(self._key[spans[tid]:spans[tid + 1]]), others)
             whole = self._relations_memo[whole_key]
@@ -286,7 +290,7 @@ class Reducer:
         move before the transition that acks has run, so its future does not count. Not so once the ack is in (a
         handler that acked in an earlier transition, as under ack_before_invalidate: the initiator may already be
         past its wait)."""
-        cpu, initiator = tr[1], tr[2]
+        cpu, initiator = tr.cpu, tr.initiator
         ipi = next(i for i in self.state.ipis[cpu] if i.initiator == initiator)  # type: ignore[union-attr]
         invalidates = any(step.op == "ipi_flush" for step in self.ipi_handler[ipi.done])
         acked = any(step.op == "ipi_ack" for group in self.ipi_handler[:ipi.done] for step in group)
@@ -319,7 +323,7 @@ class Reducer:
         CONFLICT_UNLESS while it has none (it may be sent one)."""
         fps = self.footprints
         ipis = self.state.ipis  # type: ignore[union-attr]
-        own = tr[1] if tr[0] == "i" else None
+        own = tr.cpu if tr.kind == "i" else None
         return {("i", cpu): CONFLICT if ipis[cpu] else CONFLICT_UNLESS
                 for cpu in range(self.ncpus) if cpu != own and conflict(fp, fps.ipi(cpu))}
 
@@ -381,9 +385,9 @@ class _Ties:
                 names.put(key, name)
             return name
 
-        return sorted([("t", thread(tr[1])) if tr[0] == "t" else
-                       ("i", -1 if tr[1] in cpus else tr[1],
-                        next(i.done for i in s.ipis[tr[1]] if i.initiator == tr[2]), thread(tr[2]))
+        return sorted([("t", thread(tr.tid)) if tr.kind == "t" else
+                       ("i", -1 if tr.cpu in cpus else tr.cpu,
+                        next(i.done for i in s.ipis[tr.cpu] if i.initiator == tr.initiator), thread(tr.initiator))
                        for tr in chosen])
 
     def settle(self, tied: "_Tied", pos: list[Resolved], s: State | None,
@@ -396,7 +400,7 @@ class _Ties:
 
         def signature(chosen: tuple[Transition, ...]) -> list[str]:
             return sorted([repr((pos[t].at, sorted(tlbs[self.cpu_of[t]].items())))
-                           for t in {tr[1] if tr[0] == "t" else tr[2] for tr in chosen} if t in hidden])
+                           for t in {tr.tid if tr.kind == "t" else tr.initiator for tr in chosen} if t in hidden])
 
         return min(tied, key=signature)
 
