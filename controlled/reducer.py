@@ -174,22 +174,34 @@ class Reducer:
         if len(parts) > SHARED_BOUND:  # the numbers the part memos hold would be reused: forget them all
             self._forget_parts()
         pfns = parts[("pfns", self._index_of)]  # pfn -> page, as one number for the transitions' signatures
-        threads = [(tid, p.pc[0]) for tid, p in enumerate(self.pos) if p.step is not None]
-        # Where each thread's contexts are in the memo key (persistent() wrote them after the steps and futures):
-        # they name what its transition's footprint reads of the state, so _thread_footprint signs with them.
-        spans, at = [], 2 * len(self.pos)
-        for p in self.pos:
+        # One pass over the threads: each one's (tid, operation) while it runs, whether it stands to hit dirty TLB
+        # entries only (Footprints.hit_future), which CPUs it may still flush or IPI (the closure's ``inval`` and
+        # ``sends``), and where its contexts are in the memo key (persistent() wrote them after the steps and
+        # futures): they name what its transition's footprint reads of the state, so _thread_footprint signs with
+        # them.
+        nthreads = len(self.pos)
+        fps, cpu_of, cpu_mask = self.footprints, self.cpu_of, self._cpu_mask
+        threads: list[tuple[int, int]] = []
+        hits: dict[int, bool] = {}
+        inval, sends, outside = [0] * nthreads, [0] * nthreads, 0
+        spans, at = [], 2 * nthreads
+        for tid, p in enumerate(self.pos):
             spans.append(at)
             at += len(p.contexts) + (p.uncovered is not None)
+            if p.step is None:
+                continue
+            pc = p.pc[0]
+            threads.append((tid, pc))
+            hits[tid] = fps.hit_future(tid, pc, p.step, s) is not None
+            outside |= 1 << tid
+            inval[tid] = cpu_mask[fps.invalidates[tid][pc]]
+            sends[tid] = cpu_mask[fps.sends_to[tid][pc]] & ~(1 << cpu_of[tid])
         spans.append(at)
         self._spans = spans
-        hits = {tid: self.footprints.hit_future(tid, pc, self.pos[tid].step, s) is not None  # type: ignore[arg-type]
-                for tid, pc in threads}
         # What a transition's relations depend on besides its own footprint: the other threads' (operation, hit)
         # and which CPUs have IPIs queued.
-        others = parts[(tuple(threads), tuple([hits[tid] for tid, _ in threads]), tuple(map(bool, s.ipis)),
-                        tuple(self._key[len(self.pos):2 * len(self.pos)]))]  # each thread's future
-        nthreads = len(self.pos)
+        others = parts[(tuple(threads), tuple(hits.values()), tuple(map(bool, s.ipis)),
+                        tuple(self._key[nthreads:2 * nthreads]))]  # each thread's future
         nagents = nthreads + self.ncpus
         moves: dict[int, list[Transition]] = {}
         defs, conds, counts = [0] * nagents, [0] * nagents, [0] * nagents
@@ -205,12 +217,6 @@ class Reducer:
             else:
                 defs[agent] |= rels[0]
                 conds[agent] |= rels[1]
-        inval, sends, outside = [0] * nthreads, [0] * nthreads, 0
-        cpu_mask, cpu_of, fps = self._cpu_mask, self.cpu_of, self.footprints
-        for tid, pc in threads:
-            outside |= 1 << tid
-            inval[tid] = cpu_mask[fps.invalidates[tid][pc]]
-            sends[tid] = cpu_mask[fps.sends_to[tid][pc]] & ~(1 << cpu_of[tid])
         queued = 0
         for cpu, q in enumerate(s.ipis):
             if q:
