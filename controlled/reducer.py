@@ -12,7 +12,7 @@ from array import array
 from typing import Any
 
 from controlled.closure import WORD, Closure, compiled_closure
-from controlled.coverings import NOTHING, covering, coverings as transition_coverings, transition_context
+from controlled.coverings import NOTHING, covering, coverings as transition_coverings
 from controlled.memo import MISSING, BoundedMemo, Interner
 from controlled.position_futures import PositionFuture, PositionFutures
 from controlled.positions import Resolved, Transition
@@ -27,6 +27,10 @@ CONFLICT_UNLESS = 1  # ... but only with what that agent may do after a TLB flus
 # (CONFLICT agents, CONFLICT_UNLESS agents) as bit sets over agent numbers: thread tid is tid, CPU c's IPI
 # handler nthreads + c (controlled.closure).
 Relations = tuple[int, int]
+# TRANSITION_FIELDS: transitions (controlled.positions' ThreadStep and IpiStep) are read here by field (tr.kind,
+# tr.tid, tr.cpu, tr.initiator), not by index: they subclass tuple, and CPython reaches a tuple subclass's items
+# through a generic slot that calls tuple.__getitem__ as a method (about 900 instructions an item in compiled
+# code, against about 250 for a field; cachegrind, Python 3.11).
 # Answers each memo keeps per generation (controlled.memo: twice as many at most, in all), so that what they hold
 # no longer grows with the search. The persistent-set memo is the one whose size matters: a miss costs about
 # 14 us, and a DFS asks a key again long after it first did. On ladder pages=2 writers=2 stores=1 (809,260
@@ -76,12 +80,14 @@ class Reducer:
         # of Footprints as a bit set over CPUs.
         self._closure = compiled_closure() or Closure
         self._cpu_mask = _CpuMasks()
+        self._ties = _Ties(cpu_of)
         # The state being asked about, and each thread's future there (None: its operation's), set by persistent().
         self.pos: list[Resolved] = []
         self.state: State | None = None
         self._futures: list[PositionFuture | None] = []
         self._key: list[int] = []  # and its memo key's numbers, and its pfn -> file page map
         self._index_of: tuple[int, ...] = ()
+        self._spans: list[int] = []  # where each thread's contexts' numbers are in it (set by _closure_of)
         self._no_ipis = ((),) * ncpus  # the key's IPI part while none is queued (most states)
 
     def persistent(self, pos: list[Resolved], s: State, enabled: list[Transition]) -> list[Transition]:
@@ -90,9 +96,10 @@ class Reducer:
         self.pos, self.state = pos, s
         context = self.footprints.footprint_context
         numbered = self._numbered
-        if len(numbered) > NUMBERED_BOUND:  # the numbers of the keys the memo holds would be reused: forget both
+        if len(numbered) > NUMBERED_BOUND:  # the numbers of the keys the memos hold would be reused: forget them
             numbered.clear()
             self._persistent.forget()
+            self._forget_parts()  # a thread transition's signature holds its contexts' numbers (_thread_footprint)
         # The key: each thread's step id and future, then the number of the footprint context of each thread
         # whose step needs one (which threads those are is a function of their step ids), then the number of the
         # rest; as bytes (_packed: a few bytes a number, a fraction of a tuple). Equal bytes are equal numbers, and,
@@ -119,7 +126,7 @@ class Reducer:
                 chosen = self._answer[chosen]
             self._persistent.put(memo_key, chosen)
         if type(chosen) is _Tied:  # interchangeable writers: settled by this state's positions (_persistent_set)
-            chosen = self._settle(chosen)
+            chosen = self._ties.settle(chosen, self.pos, self.state, self.interchangeable)
         return list(chosen)
 
     # --- the smallest closed set --------------------------------------------------------------------------------
@@ -134,7 +141,7 @@ class Reducer:
         # writer's in each member of an orbit (a state and the same state with two writers swapped), so which
         # member a search meets first would decide which successors it tries, and the count would depend on the
         # order of the search (one process's, or the workers'). Every seed is then tried, and ties are broken by
-        # names that a permutation of those writers leaves alone: first what the memo key holds (_unnumbered);
+        # names that a permutation of those writers leaves alone: first what the memo key holds (_Ties);
         # sets that this does not tell apart are memoised together and settled by each state's positions.
         ties = 1 if self.interchangeable else 0
         tied = [best]
@@ -149,8 +156,9 @@ class Reducer:
                 if len(best) == 1 and not ties:
                     break
             elif ties:  # as small as the best
-                name = self._unnumbered(chosen)
-                best_name = self._unnumbered(best) if best_name is None else best_name
+                name = self._ties.unnumbered(chosen, self.pos, self.state, self.interchangeable)
+                best_name = (self._ties.unnumbered(best, self.pos, self.state, self.interchangeable)
+                             if best_name is None else best_name)
                 if name < best_name:
                     best, tied, best_name = chosen, [chosen], name
                 elif name == best_name and chosen not in tied:
@@ -164,39 +172,51 @@ class Reducer:
         assert s is not None
         parts = self._parts
         if len(parts) > SHARED_BOUND:  # the numbers the part memos hold would be reused: forget them all
-            parts.clear()
-            for memo in (self._footprint_memo, self._relation_memo, self._relations_memo):
-                memo.forget()
-        index_of = self._index_of
-        threads = [(tid, p.pc[0]) for tid, p in enumerate(self.pos) if p.step is not None]
-        hits = {tid: self.footprints.hit_future(tid, pc, self.pos[tid].step, s) is not None  # type: ignore[arg-type]
-                for tid, pc in threads}
+            self._forget_parts()
+        pfns = parts[("pfns", self._index_of)]  # pfn -> page, as one number for the transitions' signatures
+        # One pass over the threads: each one's (tid, operation) while it runs, whether it stands to hit dirty TLB
+        # entries only (Footprints.hit_future), which CPUs it may still flush or IPI (the closure's ``inval`` and
+        # ``sends``), and where its contexts are in the memo key (persistent() wrote them after the steps and
+        # futures): they name what its transition's footprint reads of the state, so _thread_footprint signs with
+        # them.
+        nthreads = len(self.pos)
+        fps, cpu_of, cpu_mask = self.footprints, self.cpu_of, self._cpu_mask
+        threads: list[tuple[int, int]] = []
+        hits: dict[int, bool] = {}
+        inval, sends, outside = [0] * nthreads, [0] * nthreads, 0
+        spans, at = [], 2 * nthreads
+        for tid, p in enumerate(self.pos):
+            spans.append(at)
+            at += len(p.contexts) + (p.uncovered is not None)
+            if p.step is None:
+                continue
+            pc = p.pc[0]
+            threads.append((tid, pc))
+            hits[tid] = fps.hit_future(tid, pc, p.step, s) is not None
+            outside |= 1 << tid
+            inval[tid] = cpu_mask[fps.invalidates[tid][pc]]
+            sends[tid] = cpu_mask[fps.sends_to[tid][pc]] & ~(1 << cpu_of[tid])
+        spans.append(at)
+        self._spans = spans
         # What a transition's relations depend on besides its own footprint: the other threads' (operation, hit)
         # and which CPUs have IPIs queued.
-        others = parts[(tuple(threads), tuple([hits[tid] for tid, _ in threads]), tuple(map(bool, s.ipis)),
-                        tuple(self._key[len(self.pos):2 * len(self.pos)]))]  # each thread's future
-        nthreads = len(self.pos)
+        others = parts[(tuple(threads), tuple(hits.values()), tuple(map(bool, s.ipis)),
+                        tuple(self._key[nthreads:2 * nthreads]))]  # each thread's future
         nagents = nthreads + self.ncpus
         moves: dict[int, list[Transition]] = {}
         defs, conds, counts = [0] * nagents, [0] * nagents, [0] * nagents
         unknown = movable = 0
         for tr in enabled:
-            agent = tr[1] if tr[0] == "t" else nthreads + tr[1]
+            agent = tr.tid if tr.kind == "t" else nthreads + tr.cpu  # by field: see TRANSITION_FIELDS
             moves.setdefault(agent, []).append(tr)
             counts[agent] += 1
             movable |= 1 << agent
-            rels = self._relations(tr, threads, hits, index_of, others)
+            rels = self._relations(tr, threads, hits, pfns, others)
             if rels is None:
                 unknown |= 1 << agent
             else:
                 defs[agent] |= rels[0]
                 conds[agent] |= rels[1]
-        inval, sends, outside = [0] * nthreads, [0] * nthreads, 0
-        cpu_mask, cpu_of, fps = self._cpu_mask, self.cpu_of, self.footprints
-        for tid, pc in threads:
-            outside |= 1 << tid
-            inval[tid] = cpu_mask[fps.invalidates[tid][pc]]
-            sends[tid] = cpu_mask[fps.sends_to[tid][pc]] & ~(1 << cpu_of[tid])
         queued = 0
         for cpu, q in enumerate(s.ipis):
             if q:
@@ -205,96 +225,84 @@ class Reducer:
                                                                     movable, outside, inval, sends, queued)
         return moves, closure
 
-    def _unnumbered(self, chosen: tuple[Transition, ...]) -> list:
-        """``chosen`` named by what the memo key of persistent() holds, without the numbers of interchangeable
-        threads and their CPUs, sorted: each thread step by the thread's operation index and step (less an
-        interchangeable thread's arguments: they hold its own store values), each IPI transition by its
-        handler's progress and its initiator. No hash: the same choice in every process and every run."""
-        hidden = self.interchangeable
-        cpus = {self.cpu_of[t] for t in hidden}
-        s = self.state
-        assert s is not None
-
-        def thread(tid: int) -> tuple:
-            step = self.pos[tid].step
-            what = ("", "", "") if step is None else (step.fn, step.op, "" if tid in hidden else repr(step.args))
-            return (-1 if tid in hidden else tid, self.pos[tid].pc[0], *what)
-
-        return sorted([("t", thread(tr[1])) if tr[0] == "t" else
-                       ("i", -1 if tr[1] in cpus else tr[1],
-                        next(i.done for i in s.ipis[tr[1]] if i.initiator == tr[2]), thread(tr[2]))
-                       for tr in chosen])
-
-    def _settle(self, tied: "_Tied") -> tuple[Transition, ...]:
-        """Of persistent sets that the memo key cannot tell apart, the one whose interchangeable threads come
-        first by position and TLB (as controlled.symmetry's signature, without its hash); the first of them
-        when those are alike too (such states are alike up to writers' names, so either choice reaches the same
-        orbits)."""
-        hidden, pos, tlbs = self.interchangeable, self.pos, self.state.tlbs  # type: ignore[union-attr]
-
-        def signature(chosen: tuple[Transition, ...]) -> list[str]:
-            return sorted([repr((pos[t].at, sorted(tlbs[self.cpu_of[t]].items())))
-                           for t in {tr[1] if tr[0] == "t" else tr[2] for tr in chosen} if t in hidden])
-
-        return min(tied, key=signature)
+    def _forget_parts(self) -> None:
+        """Forget the part numbers and the memos keyed on them."""
+        self._parts.clear()
+        for memo in (self._footprint_memo, self._relation_memo, self._relations_memo):
+            memo.forget()
 
     # --- how one transition stands to the other agents ---------------------------------------------------------
-    def _relations(self, tr: Transition, threads: list[tuple[int, int]], hits: dict[int, bool],
-                   index_of: tuple[int, ...], others: tuple) -> Relations | None:
+    def _relations(self, tr: Transition, threads: list[tuple[int, int]], hits: dict[int, bool], pfns: int,
+                   others: tuple) -> Relations | None:
         """How transition ``tr`` stands to every other agent: CONFLICT, CONFLICT_UNLESS (only with what the agent
         may do once its TLB entries are flushed, or once it is sent an IPI) or absent; None when ``tr``'s
-        footprint is unknown. Memoised on what decides it."""
-        sig, fp, moot = self._thread_footprint(tr, index_of) if tr[0] == "t" else self._ipi_footprint(tr)
-        if fp is None:
-            return None
-        # The whole answer depends on the footprint, the other threads' (operation, hit) and which CPUs have
-        # IPIs queued (``others``): far fewer combinations than the states that ask.
+        footprint is unknown. Memoised on what decides it: the transition's footprint, the other threads'
+        (operation, hit) and which CPUs have IPIs queued (``others``), far fewer combinations than the states
+        that ask. The footprint is named by what decides it too, so a hit builds none."""
+        if tr.kind == "t":
+            tid = tr.tid
+            spans = self._spans
+            whole_key: tuple = (tid, self.pos[tid].sid, pfns, tuple(self._key[spans[tid]:spans[tid + 1]]), others)
+            whole = self._relations_memo[whole_key]
+            if whole is MISSING:
+                sig, fp = self._thread_footprint(tid, pfns)
+                whole = None if fp is None else self._relations_of(tr, sig, fp, tid, threads, hits)
+                self._relations_memo.put(whole_key, whole)
+            return whole
+        sig, moot = self._ipi_signature(tr)
         whole_key = (sig, moot, others)
         whole = self._relations_memo[whole_key]
         if whole is MISSING:
-            skip = tr[1] if tr[0] == "t" else moot
-            definite = conditional = 0
-            nthreads = len(self.pos)
-            for agent, rel in {**self._thread_relations(sig, fp, skip, threads, hits),
-                               **self._cpu_relations(tr, fp)}.items():
-                bit = 1 << (agent[1] if agent[0] == "t" else nthreads + agent[1])
-                if rel == CONFLICT:
-                    definite |= bit
-                else:
-                    conditional |= bit
-            whole = self._answer[(definite, conditional)]
+            fp = self.footprints.ipi_step(*sig[1:])
+            whole = None if fp is None else self._relations_of(tr, sig, fp, moot, threads, hits)
             self._relations_memo.put(whole_key, whole)
         return whole
 
-    def _thread_footprint(self, tr: Transition, index_of: tuple[int, ...]) -> tuple[int, Footprint | None, None]:
-        """(memo signature, footprint, moot agent: none) of a thread's next transition (its step, or a joined
-        acquire and the step after it: Footprints.transition_footprint)."""
-        tid = tr[1]
+    def _relations_of(self, tr: Transition, sig: object, fp: Footprint, skip: int | None,
+                      threads: list[tuple[int, int]], hits: dict[int, bool]) -> Relations:
+        """_relations' answer for a transition of footprint ``fp`` (signed ``sig``), computed; ``skip``: the
+        thread whose future does not count (its own, or a moot one)."""
+        definite = conditional = 0
+        nthreads = len(self.pos)
+        for agent, rel in {**self._thread_relations(sig, fp, skip, threads, hits),
+                           **self._cpu_relations(tr, fp)}.items():
+            bit = 1 << (agent[1] if agent[0] == "t" else nthreads + agent[1])
+            if rel == CONFLICT:
+                definite |= bit
+            else:
+                conditional |= bit
+        return self._answer[(definite, conditional)]
+
+    def _thread_footprint(self, tid: int, pfns: int) -> tuple[int, Footprint | None]:
+        """(memo signature, footprint) of thread ``tid``'s next transition (its step, or a joined acquire and the
+        step after it: Footprints.transition_footprint). The footprint depends on the state only through its
+        steps' contexts, and on their coverings (controlled.coverings): the memo key's numbers for this thread
+        name both (persistent()), so the signature is those numbers, its step and the pfn map."""
         p = self.pos[tid]
         steps = p.steps
         assert steps and self.state is not None
-        fps = self.footprints
-        sig = self._parts[(tid, p.sid, transition_context(fps, self.oracle, tid, p, self.state), index_of)]
+        spans = self._spans
+        sig = self._parts[(tid, p.sid, pfns, tuple(self._key[spans[tid]:spans[tid + 1]]))]
         fp = self._footprint_memo[sig]
         if fp is MISSING:
-            fp = fps.transition_footprint(tid, steps, list(index_of), self.state,
-                                          transition_coverings(self.oracle, tid, p))
+            fp = self.footprints.transition_footprint(tid, steps, list(self._index_of), self.state,
+                                                      transition_coverings(self.oracle, tid, p))
             self._footprint_memo.put(sig, fp)
-        return sig, fp, None  # type: ignore[return-value]
+        return sig, fp
 
-    def _ipi_footprint(self, tr: Transition) -> tuple[tuple, Footprint, int | None]:
-        """(memo signature, footprint, moot agent) of an IPI handler's next transition. The moot agent is the
-        IPI's initiator while it waits for the ack: it cannot move before the transition that acks has run, so
-        its future does not count. Not so once the ack is in (a handler that acked in an earlier transition,
-        as under ack_before_invalidate: the initiator may already be past its wait)."""
-        cpu, initiator = tr[1], tr[2]
+    def _ipi_signature(self, tr: Transition) -> tuple[tuple, int | None]:
+        """(what decides its footprint: Footprints.ipi_step's arguments after an "i", moot agent) of an IPI
+        handler's next transition. The moot agent is the IPI's initiator while it waits for the ack: it cannot
+        move before the transition that acks has run, so its future does not count. Not so once the ack is in (a
+        handler that acked in an earlier transition, as under ack_before_invalidate: the initiator may already be
+        past its wait)."""
+        cpu, initiator = tr.cpu, tr.initiator
         ipi = next(i for i in self.state.ipis[cpu] if i.initiator == initiator)  # type: ignore[union-attr]
         invalidates = any(step.op == "ipi_flush" for step in self.ipi_handler[ipi.done])
         acked = any(step.op == "ipi_ack" for group in self.ipi_handler[:ipi.done] for step in group)
         waiting = self.pos[initiator].step
         moot = initiator if not acked and waiting is not None and waiting.op == "wait_acks" else None
-        return (("i", cpu, invalidates, initiator, ipi.start, ipi.end),
-                self.footprints.ipi_step(cpu, invalidates, initiator, ipi.start, ipi.end), moot)
+        return ("i", cpu, invalidates, initiator, ipi.start, ipi.end), moot
 
     def _thread_relations(self, sig: object, fp: Footprint, skip: Any, threads: list[tuple[int, int]],
                           hits: dict[int, bool]) -> dict[tuple, int]:
@@ -321,7 +329,7 @@ class Reducer:
         CONFLICT_UNLESS while it has none (it may be sent one)."""
         fps = self.footprints
         ipis = self.state.ipis  # type: ignore[union-attr]
-        own = tr[1] if tr[0] == "i" else None
+        own = tr.cpu if tr.kind == "i" else None
         return {("i", cpu): CONFLICT if ipis[cpu] else CONFLICT_UNLESS
                 for cpu in range(self.ncpus) if cpu != own and conflict(fp, fps.ipi(cpu))}
 
@@ -351,8 +359,60 @@ class _CpuMasks(dict):
         return mask
 
 
+class _Ties:
+    """Names that break ties between equally small persistent sets of interchangeable writers
+    (Reducer._persistent_set), left alone by a permutation of those writers."""
+
+    __slots__ = ("cpu_of", "_threads")
+
+    def __init__(self, cpu_of: list[int]) -> None:
+        self.cpu_of = cpu_of
+        self._threads = BoundedMemo(PART_BOUND)  # a thread's step as unnumbered() names it (a repr: costly)
+
+    def unnumbered(self, chosen: tuple[Transition, ...], pos: list[Resolved], s: State | None,
+                   hidden: frozenset) -> list:
+        """``chosen`` named by what the memo key of Reducer.persistent holds, without the numbers of the
+        interchangeable threads (``hidden``) and their CPUs, sorted: each thread step by the thread's operation
+        index and step (less an interchangeable thread's arguments: they hold its own store values), each IPI
+        transition by its handler's progress and its initiator. No hash: the same choice in every process and
+        every run."""
+        cpus = {self.cpu_of[t] for t in hidden}
+        assert s is not None
+        names = self._threads
+
+        def thread(tid: int) -> tuple:
+            p = pos[tid]
+            key = (tid, p.sid, tid in hidden)  # the step id names the operation index and the step
+            name = names[key]
+            if name is MISSING:
+                step = p.step
+                what = ("", "", "") if step is None else (step.fn, step.op, "" if tid in hidden else repr(step.args))
+                name = (-1 if tid in hidden else tid, p.pc[0], *what)
+                names.put(key, name)
+            return name
+
+        return sorted([("t", thread(tr.tid)) if tr.kind == "t" else
+                       ("i", -1 if tr.cpu in cpus else tr.cpu,
+                        next(i.done for i in s.ipis[tr.cpu] if i.initiator == tr.initiator), thread(tr.initiator))
+                       for tr in chosen])
+
+    def settle(self, tied: "_Tied", pos: list[Resolved], s: State | None,
+               hidden: frozenset) -> tuple[Transition, ...]:
+        """Of persistent sets that the memo key cannot tell apart, the one whose interchangeable threads come
+        first by position and TLB (as controlled.symmetry's signature, without its hash); the first of them
+        when those are alike too (such states are alike up to writers' names, so either choice reaches the same
+        orbits)."""
+        tlbs = s.tlbs  # type: ignore[union-attr]
+
+        def signature(chosen: tuple[Transition, ...]) -> list[str]:
+            return sorted([repr((pos[t].at, sorted(tlbs[self.cpu_of[t]].items())))
+                           for t in {tr.tid if tr.kind == "t" else tr.initiator for tr in chosen} if t in hidden])
+
+        return min(tied, key=signature)
+
+
 class _Tied(tuple):
     """Equally small persistent sets that the memo key of Reducer.persistent cannot tell apart (interchangeable
-    writers at the same step): memoised together, settled per state by Reducer._settle."""
+    writers at the same step): memoised together, settled per state by _Ties.settle."""
 
     __slots__ = ()

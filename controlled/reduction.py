@@ -235,7 +235,7 @@ class Footprints(OpFootprints):
           count of acks pending (which commutes with the other acks and with a send adding to it) and advances
           its own request (which commutes with the other slots' sends and handlers).
         The only agent either can enable is the initiator waiting in wait_acks, which cannot move before the
-        ack: Reducer._ipi_footprint counts that agent's future as moot."""
+        ack: Reducer._ipi_signature counts that agent's future as moot."""
         if self.opaque:
             return None
         if not invalidates:
