@@ -170,10 +170,11 @@ class OpFootprints:
         write_protected mark (_write_protected). mprotect_fixup clears VM_WRITE first (vm_flags_reset). From v6.0
         (Config.mprotect_gathers) in an mmu_gather: tlb_gather_mmu / tlb_finish_mmu count it in and out of
         mm->tlb_flush_pending and read it (mm_tlb_flush_nested), and the nested flush is one more flush of the
-        range (_flush_footprint covers every page); the gather's batches stay empty (no put_page)."""
+        range (_flush_footprint covers every page); the gather's batches stay empty (no put_page). From 4.13 to 5.19
+        change_protection_range counts itself in mm->tlb_flush_pending (inc/dec_tlb_flush_pending, 16af97dc5a89)."""
         span = range(*_span(pages))
         add_mode(fp, ("sem", "mmap_lock"), "w")
-        add_mode(fp, ("flushpend",), "w")  # declared on every kernel: an over-approximation before 6.0
+        add_mode(fp, ("flushpend",), "w")  # declared on every kernel: an over-approximation before 4.13
         for p in span:
             add_mode(fp, ("vma", p), "w")
         add_mode(fp, ("batched",), "w")
