@@ -96,16 +96,15 @@ class Resolved:
     # The steps of the next transition whose footprint reads the state (CONTEXT_OPS), built once: the reducer's
     # memo key names their contexts in every state it is asked about.
     contexts: tuple[Step, ...] = field(default=(), compare=False, repr=False)
+    # The steps of the thread's next transition: its step, and the one joined to it if any. A field built once,
+    # not a property: the reducer and the sleep sets ask for it several times in every state.
+    steps: tuple[Step, ...] = field(default=(), init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         self.sid = _STEP_IDS.setdefault((self.pc[0], self.block or self.step), len(_STEP_IDS))
         self.at = (self.pc, self.results)
+        self.steps = self.block or (() if self.step is None else (self.step,))
         self.contexts = tuple([step for step in self.steps if step.op in CONTEXT_OPS])
-
-    @property
-    def steps(self) -> tuple[Step, ...]:
-        """The steps of the thread's next transition: its step, and the one joined to it if any."""
-        return self.block or (() if self.step is None else (self.step,))
 
     @property
     def op_index(self) -> int:
