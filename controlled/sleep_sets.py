@@ -38,7 +38,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Sequence
 
-from controlled.coverings import transition_context
+from controlled.coverings import covering, transition_context
 from controlled.memo import MISSING, BoundedMemo, Interner
 from controlled.reduction import conflict
 
@@ -135,25 +135,27 @@ class SleepSets:
 
     def _number(self, tr: Transition, index_of: tuple, plain: dict[int, tuple[int, tuple]]) -> tuple[int, tuple]:
         """_numbered(_signature(tr, index_of)) in the current state, whose pfn -> file page map is ``index_of``
-        (``plain``: that map's numbered signatures of constant-context thread transitions). While nothing is
-        covered (most states), a thread's signature is built without coverings.transition_context: a transition
-        none of whose steps reads the state for its footprint has a constant context (its signature is a function
-        of its step id and thread: one dict lookup on an int), and a single step's context is its
-        footprint_context with an empty covering."""
+        (``plain``: that map's numbered signatures of constant-context thread transitions). Most thread
+        signatures are built without coverings.transition_context: while nothing is covered, a transition none
+        of whose steps reads the state for its footprint has a constant context (its signature is a function of
+        its step id and thread: one dict lookup on an int); and a single step whose position has no longer
+        variant (Resolved.uncovered) has as context its footprint_context with its own covering."""
         if tr[0] == "t":
             m = self.m
             tid = tr[1]
             p = m.pos[tid]
             step = p.step
-            if step is not None and not m.oracle.covered:
-                if not p.contexts:
+            if step is not None:
+                covered = m.oracle.covered
+                if not covered and not p.contexts:
                     at = p.sid * self._nthreads + tid
                     hit = plain.get(at)
                     if hit is None:
                         hit = plain[at] = self._numbered(self._signature(tr, index_of))
                     return hit
-                if not p.block:  # one step: transition_context is its footprint_context, covering nothing
-                    context = m.footprints.footprint_context(tid, p.pc[0], step, m.state)  # type: ignore[union-attr]
+                if not p.block and p.uncovered is None:
+                    context = m.footprints.footprint_context(  # type: ignore[union-attr]
+                        tid, p.pc[0], step, m.state, covering(m.oracle, tid, step) if covered else NOTHING)
                     return self._numbered(("t", tid, p.sid, context, index_of))
         return self._numbered(self._signature(tr, index_of))
 
