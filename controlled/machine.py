@@ -72,6 +72,7 @@ class Machine:
                         if self.footprints is not None else None)
         self.online_checks = not reduce
         self._ipi_blocked_while_spinning = cfg.has("no_ipi_while_spinning")
+        self._up = cfg.arch == "up"  # asked by enabled_all() in every state
         self.canonicaliser = Canonicaliser(scenario, self.cpu_of, self.ncpus, set(boot.warm_cpus(scenario, cfg)),
                                            symmetric)
         self.symmetry = self.canonicaliser.symmetry
@@ -109,7 +110,7 @@ class Machine:
         s = self.state
         out: list[Transition] = []
         holders = None
-        if self.cfg.arch == "up":
+        if self._up:
             # UP: a thread holding a spinlock is not preempted, so nothing else runs until it unlocks.
             holders = {owner for owner in s.ptl if owner != FREE}
         for tid, p in enumerate(self.pos):
@@ -137,7 +138,7 @@ class Machine:
         step = self.pos[tid].step
         if step is None:
             return False
-        if self.cfg.arch == "up":
+        if self._up:
             holders = {owner for owner in self.state.ptl if owner != FREE}
             if holders and tid not in holders:
                 return False
@@ -218,8 +219,8 @@ class Machine:
             return
         covered = self.oracle.covered
         for tid, p in enumerate(self.pos):
-            base = p.base or p
-            if base.uncovered is not None:
+            base = p.settles
+            if base is not None:
                 want = base if covered and self.oracle.covering(tid) else base.uncovered
                 if want is not p:
                     self.pos[tid] = want

@@ -90,6 +90,9 @@ class Resolved:
     # release that ends the call (controlled.lock_joins; Machine._settle_joins picks it). ``base`` leads back.
     uncovered: "Resolved | None" = field(default=None, compare=False, repr=False)
     base: "Resolved | None" = field(default=None, compare=False, repr=False)
+    # Of such a position and of its longer variant: the former (Machine._settle_joins picks between the two after
+    # every transition and restore, so it is kept here rather than found through ``base`` each time); else None.
+    settles: "Resolved | None" = field(default=None, compare=False, repr=False)
     # (the PositionFutures' token, this position's future there): controlled.position_futures caches it here so
     # that the reducer, which asks for every thread's future in every state, skips hashing ``at`` each time.
     future: tuple | None = field(default=None, compare=False, repr=False)
@@ -157,6 +160,7 @@ class Positions:
                 resolved = Resolved(tuple(notes), item, pc, results, block)
                 if ending:
                     resolved.uncovered = Resolved(resolved.notes, item, pc, results, ending, base=resolved)
+                    resolved.settles = resolved.uncovered.settles = resolved
                 break
         self.memo.put(key, resolved)
         return resolved
