@@ -72,6 +72,7 @@ class Machine:
                         if self.footprints is not None else None)
         self.online_checks = not reduce
         self._ipi_blocked_while_spinning = cfg.has("no_ipi_while_spinning")
+        self._up = cfg.arch == "up"  # asked by enabled_all() in every state
         self.canonicaliser = Canonicaliser(scenario, self.cpu_of, self.ncpus, set(boot.warm_cpus(scenario, cfg)),
                                            symmetric)
         self.symmetry = self.canonicaliser.symmetry
@@ -109,7 +110,7 @@ class Machine:
         s = self.state
         out: list[Transition] = []
         holders = None
-        if self.cfg.arch == "up":
+        if self._up:
             # UP: a thread holding a spinlock is not preempted, so nothing else runs until it unlocks.
             holders = {owner for owner in s.ptl if owner != FREE}
         for tid, p in enumerate(self.pos):
@@ -137,7 +138,7 @@ class Machine:
         step = self.pos[tid].step
         if step is None:
             return False
-        if self.cfg.arch == "up":
+        if self._up:
             holders = {owner for owner in self.state.ptl if owner != FREE}
             if holders and tid not in holders:
                 return False
@@ -218,8 +219,8 @@ class Machine:
             return
         covered = self.oracle.covered
         for tid, p in enumerate(self.pos):
-            base = p.base or p
-            if base.uncovered is not None:
+            base = p.settles
+            if base is not None:
                 want = base if covered and self.oracle.covering(tid) else base.uncovered
                 if want is not p:
                     self.pos[tid] = want
@@ -306,10 +307,7 @@ class Machine:
             self.pt = PageTableOps(self.state)
         self._parts, self._parts_state = state_key, self.state
         self.oracle.restore(oracle_key)
-        # Most positions are those the machine is at already (a restore goes back one transition): keep them.
-        resolve = self.positions.resolve
-        self.pos = [p if p.at is at else resolve(tid, *at) for tid, (p, at) in enumerate(zip(self.pos, positions))]
-        self._running = sum(1 for p in self.pos if p.step is not None)
+        self._running += _restore_positions(self.pos, positions, self.positions)
         self._settle_joins()
 
     # --- hangs ----------------------------------------------------------------------------------------------
@@ -335,6 +333,19 @@ class Machine:
         wait = wait_for.wait_of(self.state, tid, step, [t.name for t in self.scenario.threads], self.cpu_of,
                                 [p.step is not None for p in self.pos])
         return wait.what, wait.holders
+
+
+def _restore_positions(pos: list[Resolved], positions: tuple, resolver: Positions) -> int:
+    """Put each thread of ``pos`` at its position of ``positions`` (a machine key's), in place, as a step replaces
+    its thread's; how many more threads run. Most are where the machine is already (a restore goes back one
+    transition): only the others are resolved."""
+    more = 0
+    for tid in range(len(pos)):
+        if pos[tid].at is not positions[tid]:
+            r, was = resolver.resolve(tid, *positions[tid]), pos[tid]
+            more += (r.step is not None) - (was.step is not None)
+            pos[tid] = r
+    return more
 
 
 _CAN = {op: "can_" + op for op in BLOCKING_OPS}  # PageTableOps' test of whether a blocking action may proceed

@@ -90,22 +90,24 @@ class Resolved:
     # release that ends the call (controlled.lock_joins; Machine._settle_joins picks it). ``base`` leads back.
     uncovered: "Resolved | None" = field(default=None, compare=False, repr=False)
     base: "Resolved | None" = field(default=None, compare=False, repr=False)
+    # Of such a position and of its longer variant: the former (Machine._settle_joins picks between the two after
+    # every transition and restore, so it is kept here rather than found through ``base`` each time); else None.
+    settles: "Resolved | None" = field(default=None, compare=False, repr=False)
     # (the PositionFutures' token, this position's future there): controlled.position_futures caches it here so
     # that the reducer, which asks for every thread's future in every state, skips hashing ``at`` each time.
     future: tuple | None = field(default=None, compare=False, repr=False)
     # The steps of the next transition whose footprint reads the state (CONTEXT_OPS), built once: the reducer's
     # memo key names their contexts in every state it is asked about.
     contexts: tuple[Step, ...] = field(default=(), compare=False, repr=False)
+    # The steps of the thread's next transition: its step, and the one joined to it if any. A field built once,
+    # not a property: the reducer and the sleep sets ask for it several times in every state.
+    steps: tuple[Step, ...] = field(default=(), init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         self.sid = _STEP_IDS.setdefault((self.pc[0], self.block or self.step), len(_STEP_IDS))
         self.at = (self.pc, self.results)
+        self.steps = self.block or (() if self.step is None else (self.step,))
         self.contexts = tuple([step for step in self.steps if step.op in CONTEXT_OPS])
-
-    @property
-    def steps(self) -> tuple[Step, ...]:
-        """The steps of the thread's next transition: its step, and the one joined to it if any."""
-        return self.block or (() if self.step is None else (self.step,))
 
     @property
     def op_index(self) -> int:
@@ -158,6 +160,7 @@ class Positions:
                 resolved = Resolved(tuple(notes), item, pc, results, block)
                 if ending:
                     resolved.uncovered = Resolved(resolved.notes, item, pc, results, ending, base=resolved)
+                    resolved.settles = resolved.uncovered.settles = resolved
                 break
         self.memo.put(key, resolved)
         return resolved

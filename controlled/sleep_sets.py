@@ -36,9 +36,9 @@ table (controlled.shared_sleep_sets), where the scenario's transitions fit a wor
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Sequence
 
-from controlled.coverings import transition_context
+from controlled.coverings import covering, transition_context
 from controlled.memo import MISSING, BoundedMemo, Interner
 from controlled.reduction import conflict
 
@@ -54,6 +54,9 @@ NOTHING: frozenset = frozenset()
 # distinct pairs in all).
 FOOTPRINT_BOUND = 4096
 INDEPENDENT_BOUND = 16384
+# Answers of child_sleep_sets kept per generation: one per distinct (sleep set, transitions to try) in their
+# signatures' numbers (ladder cells ask a few thousand).
+CHILDREN_BOUND = 16384
 SHARED_BOUND = 4096  # distinct sleep sets, and signatures, kept as one shared copy each
 _DEPENDENT = object()  # the footprint of a transition that depends on every other
 
@@ -88,6 +91,14 @@ class SleepSets:
         self._next_number = 0
         self._footprints = BoundedMemo(FOOTPRINT_BOUND)  # signature's number -> footprint (bounded: controlled.memo)
         self._independent = BoundedMemo(INDEPENDENT_BOUND)  # (number, number) -> independent?
+        # child_sleep_sets' answers, by the numbers of the sleep set's and the todo list's signatures: the
+        # numbers name the transitions (a signature names its agent), so they decide the answer.
+        self._children = BoundedMemo(CHILDREN_BOUND)
+        # The signature numbers of thread transitions whose context is a constant (no step of theirs reads the
+        # state for its footprint, and nothing is covered: most of them), by pfn -> file page map, then by
+        # (step id, thread) as one int: numbered without building and hashing the signature.
+        self._plain: dict[tuple, dict[int, tuple[int, tuple]]] = {}
+        self._nthreads = m.nthreads
         self.slept = 0  # transitions not tried because they were asleep (for reports)
         # Whether each transition of the flush IPI handler invalidates (flush_tlb_func) or only acks.
         self._invalidates = tuple([any([step.op == "ipi_flush" for step in t]) for t in m.ipi_handler])
@@ -117,9 +128,36 @@ class SleepSets:
         if n is None:
             if len(numbers) >= SHARED_BOUND:
                 numbers.clear()
+                self._plain.clear()  # its numbers are _numbers' (so one signature keeps one number while it lasts)
             n = numbers[sig] = self._next_number
             self._next_number += 1
         return n, sig
+
+    def _number(self, tr: Transition, index_of: tuple, plain: dict[int, tuple[int, tuple]]) -> tuple[int, tuple]:
+        """_numbered(_signature(tr, index_of)) in the current state, whose pfn -> file page map is ``index_of``
+        (``plain``: that map's numbered signatures of constant-context thread transitions). Most thread
+        signatures are built without coverings.transition_context: while nothing is covered, a transition none
+        of whose steps reads the state for its footprint has a constant context (its signature is a function of
+        its step id and thread: one dict lookup on an int); and a single step whose position has no longer
+        variant (Resolved.uncovered) has as context its footprint_context with its own covering."""
+        if tr[0] == "t":
+            m = self.m
+            tid = tr[1]
+            p = m.pos[tid]
+            step = p.step
+            if step is not None:
+                covered = m.oracle.covered
+                if not covered and not p.contexts:
+                    at = p.sid * self._nthreads + tid
+                    hit = plain.get(at)
+                    if hit is None:
+                        hit = plain[at] = self._numbered(self._signature(tr, index_of))
+                    return hit
+                if not p.block and p.uncovered is None:
+                    context = m.footprints.footprint_context(  # type: ignore[union-attr]
+                        tid, p.pc[0], step, m.state, covering(m.oracle, tid, step) if covered else NOTHING)
+                    return self._numbered(("t", tid, p.sid, context, index_of))
+        return self._numbered(self._signature(tr, index_of))
 
     def _footprint(self, n: int, sig: tuple) -> object:
         fp = self._footprints[n]
@@ -170,22 +208,40 @@ class SleepSets:
                 return False
         return not conflict(_plain(fa), _plain(fb))  # type: ignore[arg-type]
 
-    def child_sleep_sets(self, asleep: frozenset, todo: list[Transition]) -> list[frozenset]:
+    def child_sleep_sets(self, asleep: frozenset, todo: list[Transition]) -> Sequence[frozenset]:
         """For each transition of ``todo``, explored in this order from the machine's current state whose sleep
         set is ``asleep``: the sleep set of the state it leads to. The transitions explored before it, and those
-        asleep here, stay asleep there if independent of it."""
+        asleep here, stay asleep there if independent of it. Memoised on the numbers of the transitions'
+        signatures, which name the transitions and decide every independence asked: far fewer combinations than
+        states."""
         if not todo or (len(todo) == 1 and not asleep):
             return [NOTHING] * len(todo)
         index_of = tuple([f.index for f in self.m.state.folios])
-        sigs = {tr: self._numbered(self._signature(tr, index_of)) for tr in (*asleep, *todo)}
-        out = []
-        done = list(asleep)
-        for tr in todo:
-            mine = sigs[tr]
-            out.append(self._intern[frozenset(
-                [other for other in done if self._pair_independent(mine, sigs[other])])])
-            done.append(tr)
+        plain = self._plain.get(index_of)
+        if plain is None:
+            plain = self._plain[index_of] = {}
+        number = self._number
+        trs = list(asleep)  # the sleep set, then the transitions to try
+        trs += todo
+        sigs = [number(tr, index_of, plain) for tr in trs]
+        key = [len(asleep)]  # where the sleep set's numbers end and the todo list's begin
+        key += [sig[0] for sig in sigs]
+        memo_key = tuple(key)
+        out = self._children[memo_key]
+        if out is MISSING:
+            out = self._child_sleep_sets(trs, sigs, len(asleep))
+            self._children.put(memo_key, out)
         return out
+
+    def _child_sleep_sets(self, trs: list[Transition], sigs: list[tuple[int, tuple]], first: int) \
+            -> tuple[frozenset, ...]:
+        """child_sleep_sets of the transitions ``trs[first:]`` tried from a state where ``trs[:first]`` sleep;
+        ``sigs``: their numbered signatures."""
+        out = []
+        for n in range(first, len(trs)):
+            mine = sigs[n]
+            out.append(self._intern[frozenset([trs[k] for k in range(n) if self._pair_independent(mine, sigs[k])])])
+        return tuple(out)
 
     # --- state caching ---------------------------------------------------------------------------------------
     def visit(self, ckey: object, fresh: bool, asleep: frozenset) -> tuple[tuple, frozenset] | None:
@@ -194,14 +250,14 @@ class SleepSets:
         explored from it than what its first visit explores; else the transitions to explore from it now (those
         asleep at every earlier visit but awake now) and the sleep set to explore them with, in the names of
         the state reached."""
-        perm = self._permutation()
-        if fresh:
+        if fresh:  # the common case first: a new state, most often reached with nothing asleep
             if asleep:
-                self._stored[ckey] = self._intern[to_representative(asleep, perm)]
+                self._stored[ckey] = self._intern[to_representative(asleep, self._permutation())]
             return None
         stored = self._stored.get(ckey)
         if not stored:
             return None  # explored (or to be) with nothing asleep: every transition is covered
+        perm = self._permutation()
         mine = to_representative(asleep, perm)
         awake = stored - mine
         if not awake:

@@ -86,8 +86,8 @@ def test_compact_keys_number_each_field_apart_and_stay_exact_past_255_values():
 # The bounds of every memo the search keeps, by module: (module, constant) -> the tiny bound the test sets.
 TINY = {(reducer, "PERSISTENT_BOUND"): 1, (reducer, "NUMBERED_BOUND"): 2, (reducer, "RELATIONS_BOUND"): 1, (reducer, "PART_BOUND"): 1,
         (reducer, "SHARED_BOUND"): 2, (sleep_sets, "FOOTPRINT_BOUND"): 1, (sleep_sets, "INDEPENDENT_BOUND"): 1,
-        (sleep_sets, "SHARED_BOUND"): 2, (positions, "POSITIONS_BOUND"): 2, (canonical, "_RENAMED_SLOTS"): 2,
-        (canonical, "_RENAMED_MIN"): 1}
+        (sleep_sets, "CHILDREN_BOUND"): 1, (sleep_sets, "SHARED_BOUND"): 2, (positions, "POSITIONS_BOUND"): 2,
+        (canonical, "_RENAMED_SLOTS"): 2, (canonical, "_RENAMED_MIN"): 1}
 
 
 def _search(name: str, params: dict, over: dict) -> tuple[ExploreResult, list[BoundedMemo]]:
@@ -104,7 +104,8 @@ def _search(name: str, params: dict, over: dict) -> tuple[ExploreResult, list[Bo
     r = m.reducer
     assert r is not None
     memos = [r._persistent, r._relations_memo, r._footprint_memo, r._relation_memo,  # noqa: SLF001
-             sleep._footprints, sleep._independent, m.canonicaliser._renamed, m.positions.memo]  # noqa: SLF001
+             sleep._footprints, sleep._independent, m.canonicaliser._renamed, m.positions.memo,  # noqa: SLF001
+             sleep._children]  # noqa: SLF001
     return result, memos
 
 
