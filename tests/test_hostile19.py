@@ -109,6 +109,9 @@ def test_an_address_space_limit_ray_cannot_start_under_is_one_line_before_ray(ca
                         lambda which: (1_000_000 << 10, resource.RLIM_INFINITY) if which == resource.RLIMIT_AS
                         else real(which))
     monkeypatch.setattr(ray, "init", lambda *_a, **_k: pytest.fail("Ray was started"))
+    # This pytest worker may already hold the session's Ray (tests/conftest.py), which start_local reuses without a
+    # check: the test is about a process that has none yet.
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
     rc, out, err = run_cli(capsys, "stress", "madv_dontneed", "--trials", "1", "--out", str(tmp_path / "o"))
     assert rc == 3 and err.count("\n") == 1, err
     assert "address-space limit of 976 MB (`ulimit -v`)" in err and "2,048 MB" in err, err
