@@ -206,7 +206,7 @@ class Machine:
             self._run_step(tr[1], violations)
         if self.online_checks:
             violations.extend(self.oracle.check(self.state))
-        if not violations and self.quiescent():
+        if not violations and self._running == 0 and not any(self.state.ipis):  # quiescent(), inlined: every step
             violations.extend(self.oracle.quiescent(self.state))
         self._settle_joins()
         return violations
@@ -230,7 +230,9 @@ class Machine:
         block = self.pos[tid].block
         self._run_one_step(tid, violations)
         for joined in block[1:]:
-            assert self.pos[tid].step == joined, f"{block[0].fn}: the step joined after {block[0].op} changed"
+            # Identity first: the memoised position holds the very Step object (a dataclass's == compares fields).
+            step = self.pos[tid].step
+            assert step is joined or step == joined, f"{block[0].fn}: the step joined after {block[0].op} changed"
             self._run_one_step(tid, violations)
 
     def _run_one_step(self, tid: int, violations: list[Violation]) -> None:
@@ -251,8 +253,8 @@ class Machine:
             self._running -= 1
         # A call that still covers a translation when it returns marks it stale (its "end" note, emitted next):
         # the reduction expects that only after the steps it lists (see Footprints.step_footprint).
-        if self.footprints is not None and self.oracle.covered and step.op not in MAY_END_COVERING_CALL \
-                and any(n.op == "end" for n in r.notes) and self.oracle.covering(tid):
+        if r.ends_call and self.footprints is not None and self.oracle.covered \
+                and step.op not in MAY_END_COVERING_CALL and self.oracle.covering(tid):
             raise AssertionError(f"{step.fn}: {step.op} ended a call that covers a translation; add it to "
                                  "oracle.MAY_END_COVERING_CALL so that the reduction stays sound")
         self._emit_notes(tid, r.notes, violations)
@@ -275,8 +277,8 @@ class Machine:
         at and nobody records is not built: most steps are such, and building one is a third of a step's cost."""
         seq = self.seq
         self.seq = seq + 1
-        if self.record or op in OBSERVED_OPS[kind] or (op in TLB_OPS[kind] and self.oracle.wants(self.state, cpu, op,
-                                                                                                 args)):
+        watch = _WATCH[kind].get(op, _UNSEEN)
+        if self.record or watch is _SEEN or (watch is _ASK and self.oracle.wants(self.state, cpu, op, args)):
             ev = Event(seq, tid, cpu, kind, fn, op, args, result)
             if self.record:
                 self.events.append(ev)
@@ -348,5 +350,11 @@ def _restore_positions(pos: list[Resolved], positions: tuple, resolver: Position
     return more
 
 
+# Does the oracle look at an event (by its kind, then op)? _SEEN: always (OBSERVED_OPS); _ASK: a TLB event, when
+# Oracle.wants it (TLB_OPS); _UNSEEN: never. One dict lookup in _emit instead of two frozenset tests, every step.
+_SEEN, _ASK, _UNSEEN = "seen", "ask", "unseen"
+_WATCH: dict[str, dict[str, str]] = {kind: {**{op: _ASK for op in TLB_OPS.get(kind, ())},
+                                            **{op: _SEEN for op in observed}}
+                                     for kind, observed in OBSERVED_OPS.items()}
 _CAN = {op: "can_" + op for op in BLOCKING_OPS}  # PageTableOps' test of whether a blocking action may proceed
 _UNREAD_RESULTS = UNREAD_RESULTS  # the op table's ops whose results paths do not read

@@ -102,12 +102,15 @@ class Resolved:
     # The steps of the thread's next transition: its step, and the one joined to it if any. A field built once,
     # not a property: the reducer and the sleep sets ask for it several times in every state.
     steps: tuple[Step, ...] = field(default=(), init=False, compare=False, repr=False)
+    # Does the thread's call end on the way here (an "end" note)? Machine._run_one_step asks after every step.
+    ends_call: bool = field(default=False, init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         self.sid = _STEP_IDS.setdefault((self.pc[0], self.block or self.step), len(_STEP_IDS))
         self.at = (self.pc, self.results)
         self.steps = self.block or (() if self.step is None else (self.step,))
         self.contexts = tuple([step for step in self.steps if step.op in CONTEXT_OPS])
+        self.ends_call = any(n.op == "end" for n in self.notes)
 
     @property
     def op_index(self) -> int:
