@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
-from typing import Any, Callable, Final
+from typing import Any, Callable, Collection, Final, TypeVar
 
 from kernel_model.config import ARCHES, DELAYED_BATCHES, MUTANTS, ORDERINGS, Config, ConfigError
 from kernel_model.kernels import NEWEST, KernelError, kernel_config
@@ -66,6 +66,63 @@ def int_in(lo: int, hi: int) -> Callable[[str], int]:
 
 
 seed_arg = int_in(SEED_MIN, SEED_MAX)
+
+T = TypeVar("T")
+
+
+def comma_list(text: str, item: Callable[[str], T], expected: str) -> list[T]:
+    """The items of a comma-separated list option (--cpus, --kernels, --using...), each made by ``item`` (which
+    raises ValueError with why it refuses one), in the order given. An empty item (``3,,4``, a trailing comma) or
+    one given twice (``4,4``; ``4.12,4.12.0``) is refused, naming it: ``--cpus 3,,4`` ran as 3,4 and ``4,4`` as 4
+    without a word, so the typo in what was meant (3,5,4? 4,8?) went unseen. ValueError says what is wrong and
+    ``expected``."""
+    parts = [t.strip() for t in text.split(",")]
+    out: list[T] = []
+    for n, part in enumerate(parts, 1):
+        where = f"{text!r}: item {n}" if len(parts) > 1 else ""
+        if not part:
+            raise ValueError(f"{where or repr(text)} is empty; expected {expected}")
+        shown = f"{where}, {part!r}," if where else repr(part)
+        try:
+            value = item(part)
+        except ValueError as exc:
+            raise ValueError(f"{shown} {exc}; expected {expected}") from None
+        if value in out:
+            raise ValueError(f"{shown} is given twice (as item {out.index(value) + 1}); expected {expected}, each "
+                             "once")
+        out.append(value)
+    return out
+
+
+def positive_int(text: str) -> int:
+    """A comma_list item: a decimal integer >= 1."""
+    try:
+        value = int(text, 10)
+    except ValueError:
+        raise ValueError("is not an integer") from None
+    if value < 1:
+        raise ValueError("is not positive")
+    return value
+
+
+def one_of(allowed: Collection[str]) -> Callable[[str], str]:
+    """A comma_list item: one of ``allowed``."""
+    def check(text: str) -> str:
+        if text not in allowed:
+            raise ValueError("is not one of them")
+        return text
+    return check
+
+
+def list_arg(item: Callable[[str], T], expected: str) -> Callable[[str], list[T]]:
+    """An argparse type: comma_list (argparse puts the option's name before the message)."""
+    def parse(text: str) -> list[T]:
+        try:
+            return comma_list(text, item, expected)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+    parse.__name__ = "list"
+    return parse
 
 
 def float_in(lo: float, hi: float, *, low_open: bool = False) -> Callable[[str], float]:
