@@ -356,7 +356,7 @@ def _judge_range(task: tuple[int, int, bool, bool]) -> _ChunkResult:
 
     for rec in _records(sh["data"], start, end, out):
         trial = rec.get("trial")
-        if not isinstance(trial, int) or rec.get("type") not in ("event", "trial_end"):
+        if not isinstance(trial, int) or isinstance(trial, bool) or rec.get("type") not in ("event", "trial_end"):
             continue
         if not out.runs or out.runs[-1] != trial:
             if out.runs:

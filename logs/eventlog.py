@@ -211,7 +211,7 @@ def iter_trials(contents: LogContents) -> Iterator[tuple[int, list[dict[str, Any
     ends: dict[int, dict[str, Any]] = {}
     for rec in contents.records:
         trial = rec.get("trial")
-        if not isinstance(trial, int):
+        if not isinstance(trial, int) or isinstance(trial, bool):  # True would join trial 1's records
             continue
         if rec.get("type") == "trial_end":
             ends[trial] = rec
