@@ -123,6 +123,18 @@ def check_size(scenario: Any, cfg: Any, parallel: int, args: argparse.Namespace 
     if args is not None and (args.address or os.environ.get("RAY_ADDRESS") or "local") == "local":
         check_memory(parallel, cpus + 1)
         check_open_files(parallel * (cpus + 1))
+        check_processes(parallel * (cpus + 1))
+
+
+def check_processes(actors: int) -> None:
+    """EnvironmentFailure when the process limit (`ulimit -u`) cannot hold the cluster and its ``actors``."""
+    from actors.ray_session import RayStartFailed, check_process_limit
+    from cli.errors import EnvironmentFailure
+
+    try:
+        check_process_limit(actors)
+    except RayStartFailed as exc:
+        raise EnvironmentFailure(str(exc)) from None
 
 
 # What the embedded cluster takes of this machine's memory: each actor is a Ray worker process of ~86 MB resident

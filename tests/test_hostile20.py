@@ -103,3 +103,149 @@ def test_a_log_record_whose_trial_is_true_is_not_trial_1(tmp_path, eager_log):
     assert [(t, len(events)) for t, events, _ in trials] == [(1, len(records) - 2)], trials
     report = analyze_log(str(damaged))
     assert [t.trial for t in report.trials] == [1] and report.trials[0].violations, report
+
+
+# --- the process limit, and Ray's start ---------------------------------------------------------------------------
+
+def test_a_process_limit_ray_cannot_run_under_is_one_line_before_ray(capsys, tmp_path, monkeypatch):
+    """Under `ulimit -u` too low for Ray's ~200 threads and ~17 a worker, a thread or worker Ray cannot start aborts
+    its process in C++ or leaves ray.init waiting; the open-files and address-space limits were checked, this one
+    not. Now one line, exit 3, before Ray starts (the kernel exempts root, the machine tests run as)."""
+    import ray
+
+    from actors import ray_session
+
+    real = resource.getrlimit
+    monkeypatch.setattr(resource, "getrlimit",
+                        lambda which: (300, 300) if which == resource.RLIMIT_NPROC else real(which))
+    monkeypatch.setattr(ray_session, "_exempt_from_process_limit", lambda: False)
+    monkeypatch.setattr(ray_session, "tasks_of_user", lambda: 100)
+    monkeypatch.setattr(ray, "init", lambda *_a, **_k: pytest.fail("Ray was started"))
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)  # this worker may hold the session's Ray
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    rc, out, err = run_cli(capsys, "stress", "madv_dontneed", "--trials", "1", "--out", str(tmp_path / "o"))
+    assert rc == 3 and err.count("\n") == 1, err
+    assert "the limit of processes (`ulimit -u`) is 300: you run 100 processes and threads already, and the " \
+           "embedded Ray cluster and 4 actors needs about 352 more" in err, err
+    with pytest.raises(ray_session.RayStartFailed, match="embedded Ray cluster needs about 256 more"):
+        ray_session.start_local()  # fuzz --parallel and any other start: the cluster alone
+
+
+def _start_stuck_driver(tmp_path: Path, *argv: str) -> subprocess.Popen[str]:
+    """``tlbrace stress`` in a child whose ray.init never returns (as one stuck in Ray's C++ core), once it has
+    said it is there."""
+    script = ("import sys, time, ray\n"
+              "from actors import ray_session as rs\n"
+              f"rs.TEMP_BASE = {str(tmp_path / 'base')!r}\n"
+              "def stuck(*_a, **_k):\n"
+              "    print('in ray.init', flush=True)\n"
+              "    time.sleep(600)\n"
+              "ray.init = stuck\n"
+              "from cli.main import main\n"
+              f"sys.exit(main(['stress', 'madv_dontneed', '--trials', '1', '--out', {str(tmp_path / 'o')!r}, "
+              f"*{list(argv)!r}]))\n")
+    proc = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT, env=driver_env(), text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    ready, _, _ = select.select([proc.stdout], [], [], 60)
+    assert ready and proc.stdout.readline() == "in ray.init\n", proc.stderr.read() if not ready else ""
+    return proc
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_ctrl_c_while_ray_init_hangs_ends_the_command(tmp_path, signum):
+    """A Ctrl-C (or SIGTERM) while ray.init hung was held back until ray.init returned: the command waited out the
+    start's whole deadline, 180 s, then said the cluster did not start (exit 3). Now: "interrupted", exit 130, one
+    line on the terminal (not in Ray's start log, where fd 2 points meanwhile)."""
+    proc = _start_stuck_driver(tmp_path)
+    proc.send_signal(signum)
+    try:
+        _out, err = proc.communicate(timeout=60)  # far below the deadline it used to wait for
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        pytest.fail("the driver did not end on the signal")
+    assert proc.returncode == 130, err
+    assert err == "tlbrace: interrupted while the embedded Ray cluster was starting (what it started is stopped)\n"
+
+
+def test_the_start_deadlines_line_reaches_the_terminal(tmp_path):
+    """The line of a start that missed its deadline went to Ray's start log (fd 2 is that log while ray.init runs,
+    for the commands: quiet=True), and the terminal saw nothing at all before exit 3."""
+    script = ("import time, ray\n"
+              "from actors import ray_session as rs\n"
+              f"rs.TEMP_BASE = {str(tmp_path / 'base')!r}\n"
+              "rs.START_TIMEOUT_S = 0.5\n"
+              "ray.init = lambda *a, **k: time.sleep(60)\n"
+              "rs.start_local(quiet=True)\n")
+    proc = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=driver_env(), capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 3 and proc.stderr.startswith("tlbrace: error: the embedded Ray cluster did not start "
+                                                           "within 0 s"), proc.stderr
+
+
+# --- Ray's leftover session directories ---------------------------------------------------------------------------
+
+def _dead_pid() -> int:
+    proc = subprocess.Popen(["true"])
+    proc.wait()
+    return proc.pid
+
+
+def _session(ray_dir: Path, stamp: str, pid: int, *, age_s: float = 3600.0) -> Path:
+    """A session directory as Ray leaves it (its logs, a socket's place), last changed ``age_s`` ago."""
+    path = ray_dir / f"session_2026-12-07_{stamp}_123456_{pid}"
+    (path / "logs").mkdir(parents=True)
+    (path / "sockets").mkdir()
+    (path / "logs" / "raylet.out").write_text("raylet\n")
+    then = time.time() - age_s
+    for p in (path / "logs" / "raylet.out", path / "logs", path / "sockets", path):
+        os.utime(p, (then, then))
+    return path
+
+
+def test_the_sessions_of_dead_clusters_are_removed_and_live_ones_kept(tmp_path, monkeypatch):
+    """Ray never removes a session directory: 90 of them, 1.8 GB, had piled up in /tmp/tlbrace-0/ray in an
+    afternoon. A start now removes those of dead clusters (all but the newest few), and never a live one's."""
+    from actors import ray_leftovers
+
+    monkeypatch.setattr(ray_leftovers, "KEEP_DEAD", 1)
+    ray_dir = tmp_path / "ray"
+    dead = _dead_pid()
+    old = [_session(ray_dir, f"10-00-0{i}", dead) for i in range(3)]  # the newest (10-00-02) is kept
+    mine = _session(ray_dir, "09-00-00", os.getpid())  # its head's process is alive
+    recent = _session(ray_dir, "08-00-00", dead, age_s=5)  # something still writes in it
+    orphan = _session(ray_dir, "07-00-00", dead)  # a raylet that outlived its driver still names it
+    worker = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)", f"--session-dir={orphan}"])
+    link = ray_dir / f"session_2026-12-07_06-00-00_123456_{dead}"
+    link.symlink_to(old[0])
+    half = ray_dir / f".removing-session_2026-12-07_05-00-00_1_{dead}-{dead}"  # its remover was killed
+    (half / "logs").mkdir(parents=True)
+    try:
+        removed = ray_leftovers.remove_dead_sessions(str(ray_dir))
+    finally:
+        worker.kill()
+        worker.wait()
+    assert sorted(removed) == sorted([half.name, old[0].name, old[1].name]), removed
+    assert not old[0].exists() and not old[1].exists() and not half.exists()
+    assert all(p.is_dir() for p in (old[2], mine, recent, orphan)) and link.is_symlink()
+    assert not list(ray_dir.glob(".removing-*"))
+
+
+def test_a_start_of_ray_removes_dead_sessions_first(tmp_path, monkeypatch):
+    import ray
+
+    from actors import ray_leftovers
+    from actors import ray_session as rs
+
+    monkeypatch.setattr(ray_leftovers, "KEEP_DEAD", 0)
+    monkeypatch.setattr(rs, "TEMP_BASE", str(tmp_path / "base"))
+    dead = _session(Path(rs.temp_dir()), "10-00-00", _dead_pid())
+
+    def failing(*_a: Any, **_k: Any) -> None:
+        raise RuntimeError("no Ray here")
+
+    monkeypatch.setattr(ray, "init", failing)
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    with pytest.raises(rs.RayStartFailed):
+        rs.start_local()
+    assert not dead.exists()
