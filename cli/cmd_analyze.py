@@ -229,7 +229,7 @@ def _perfetto(path: str, analyses: list[LogAnalysis], witnesses: dict[int, list[
         trials.append(TraceTrial(f"{os.path.basename(a.path)} trial {r.trial}", m_threads, cpu_of, events,
                                  r.violations, seqs))
     n = write_trace(path, trials)
-    err.print(f"wrote {n} trace events for {len(trials)} trial(s) to {path}", highlight=False)
+    err.print(f"wrote {n} trace events for {len(trials)} trial(s) to {printable(path)}", highlight=False)
 
 
 # --- output ----------------------------------------------------------------------------------------------------------

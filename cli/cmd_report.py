@@ -34,9 +34,6 @@ def run(args: argparse.Namespace) -> int:
         made = write_report(args.dir, out)
     except ResultsError as exc:
         raise UsageError(str(exc)) from None
-    if not made["campaigns"] and not made["scale_runs"]:
-        raise UsageError(f"{args.dir}: no results.msgpack (tlbrace stress --out) or results.csv (tlbrace scale) "
-                         "under it")
     for text in made["unreadable"]:
         print(f"tlbrace: error: {one_line(text)} (left out of the report; the other runs are in it)", file=sys.stderr)
     for c in made["campaigns"]:

@@ -222,6 +222,8 @@ def _print_table(title: str, rows: list[dict[str, Any]], csv_path: str, plots: l
     from rich.console import Console
     from rich.table import Table
 
+    from analysis.printable import printable
+
     console = Console()
     if not console.is_terminal:
         console = Console(width=200)  # a file or pipe: do not wrap the table at 80 columns
@@ -246,9 +248,9 @@ def _print_table(title: str, rows: list[dict[str, Any]], csv_path: str, plots: l
     for r in rows:
         table.add_row(*(show(r) for _, show in columns))
     console.print(table)
-    console.print(f"{len(rows)} cells in {seconds:.1f} s; csv: {csv_path}")
+    console.print(f"{len(rows)} cells in {seconds:.1f} s; csv: {printable(csv_path)}")
     for path in plots:
-        console.print(f"plot: {path}")
+        console.print(f"plot: {printable(path)}")
     if failing:
-        console.print(f"{failing} failing trial log(s) in {os.path.join(os.path.dirname(csv_path), 'logs')}")
+        console.print(f"{failing} failing trial log(s) in {printable(os.path.join(os.path.dirname(csv_path), 'logs'))}")
     sys.stdout.flush()

@@ -9,6 +9,7 @@ import sys
 
 from rich.console import Console
 
+from analysis.printable import printable
 from analysis.story import print_story
 from controlled.machine import Machine, Transition
 from controlled.replay import RunResult, run_schedule
@@ -75,5 +76,6 @@ def run(args: argparse.Namespace) -> int:
     else:
         console = Console(width=max(140, Console().width))
         print_story(sf.scenario, Machine(sf.scenario, sf.config).cpu_of, result.events, result.violations, console)
-        console.print(f"shrunk {len(original.executed)} → {len(schedule)} transitions; written to {args.output}")
+        console.print(f"shrunk {len(original.executed)} → {len(schedule)} transitions; written to "
+                      f"{printable(args.output)}")
     return 1 if result.violations else 0

@@ -438,6 +438,7 @@ def _print_summary(result: Any, s: dict[str, Any]) -> None:
     from rich.table import Table
 
     from analysis.analyze import wilson_interval
+    from analysis.printable import printable
 
     console = Console()
     console.print(f"[bold]tlbrace stress[/bold]: {s['scenario']} ({s['ordering']}, {s['arch']}"
@@ -462,11 +463,11 @@ def _print_summary(result: Any, s: dict[str, Any]) -> None:
         console.print(f"aligner: {aligner_line(s['aligner'])}")
     for r in result.failures[:5]:
         if r.status in ("crashed", "hung", "diverged"):
-            console.print(f"trial {r.trial}: {r.status}: {r.detail}")
+            console.print(f"trial {r.trial}: {r.status}: {printable(r.detail)}")
     if s["results"]:
-        console.print(f"results: {s['results']}")
+        console.print(f"results: {printable(s['results'])}")
     for path in s["failing_logs"][:10]:
-        console.print(f"log: {path}")
+        console.print(f"log: {printable(path)}")
     if len(s["failing_logs"]) > 10:
         console.print(f"... and {len(s['failing_logs']) - 10} more logs")
     sys.stdout.flush()

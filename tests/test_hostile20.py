@@ -249,3 +249,33 @@ def test_a_start_of_ray_removes_dead_sessions_first(tmp_path, monkeypatch):
     with pytest.raises(rs.RayStartFailed):
         rs.start_local()
     assert not dead.exists()
+
+
+# --- damaged and unusual inputs ---------------------------------------------------------------------------------
+
+def test_a_report_of_a_directory_without_runs_leaves_the_page_there_alone(capsys, tmp_path):
+    """`tlbrace report D` where D held no campaign (its results moved away, or a mistyped D) wrote an empty page
+    over D/report.html, the report of the runs that were there, and then said "no results.msgpack ... under it"."""
+    page = tmp_path / "report.html"
+    page.write_text("<html>the last campaign's report</html>")
+    rc, out, err = run_cli(capsys, "report", str(tmp_path))
+    assert rc == 2 and "no results.msgpack (tlbrace stress --out)" in err and err.count("\n") == 1, err
+    assert page.read_text() == "<html>the last campaign's report</html>"
+
+
+def test_paths_with_brackets_and_newlines_are_printed_as_given(capsys, tmp_path):
+    """`explore --out 'runs[/]x'`, then `shrink -o` or `analyze --perfetto` there: "internal error: MarkupError:
+    closing tag '[/]' ... has nothing to close" (exit 4) once the work was done and the files written (rich read
+    the path as markup; '[red]' in it vanished from the line). A newline in the path split the line in two."""
+    out = tmp_path / "runs[/]x\nnl"
+    rc, stdout, err = run_cli(capsys, "explore", "madv_dontneed", "--ordering", "eager", "--out", str(out),
+                              "--width", "1000")
+    assert rc == 1 and "internal error" not in err, err
+    line = next(t for t in stdout.splitlines() if t.startswith("schedule written to"))
+    assert f"{tmp_path}/runs[/]x\\nnl/madv_dontneed-eager-smp-bfs-0.schedule" in line, line
+    schedule = out / "madv_dontneed-eager-smp-bfs-0.schedule"
+    rc, stdout, err = run_cli(capsys, "shrink", str(schedule), "-o", str(out / "s.schedule"))
+    assert rc == 1 and "internal error" not in err and "runs[/]x\\nnl/s.schedule" in stdout, err
+    rc, stdout, err = run_cli(capsys, "analyze", str(schedule.with_suffix(".msgpack")), "--perfetto",
+                              str(out / "p.json"))
+    assert rc == 1 and "internal error" not in err and "runs[/]x\\nnl/p.json" in err.replace("\n", ""), err
