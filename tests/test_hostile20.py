@@ -279,3 +279,28 @@ def test_paths_with_brackets_and_newlines_are_printed_as_given(capsys, tmp_path)
     rc, stdout, err = run_cli(capsys, "analyze", str(schedule.with_suffix(".msgpack")), "--perfetto",
                               str(out / "p.json"))
     assert rc == 1 and "internal error" not in err and "runs[/]x\\nnl/p.json" in err.replace("\n", ""), err
+
+
+@pytest.mark.parametrize("errno_name, needle", [("EROFS", "Read-only file system: remount it read-write, then run "
+                                                           "the same command with --resume to go on"),
+                                                ("EACCES", "Permission denied: give back the permission to write "
+                                                           "there, then run the same command with --resume")])
+def test_a_campaign_whose_out_turns_read_only_says_to_resume_it(capsys, tmp_path, monkeypatch, errno_name, needle):
+    """--out remounted read-only mid-campaign (46 trials recorded): "...trial00046.msgpack: Read-only file
+    system: choose a writable --out / output file". Another --out starts the campaign afresh; the 46 trials are
+    kept only by making this one writable again and resuming."""
+    import errno
+
+    import cli.cmd_stress
+
+    log = str(tmp_path / "madv_dontneed-x-trial00046.msgpack")
+
+    def read_only(*_args: Any, **_kwargs: Any) -> None:
+        code = getattr(errno, errno_name)
+        raise OSError(code, os.strerror(code), log)
+
+    monkeypatch.setattr(cli.cmd_stress, "open_ray", lambda *_a, **_k: object())
+    monkeypatch.setattr(cli.cmd_stress, "close_ray", lambda *_a, **_k: None)
+    monkeypatch.setattr(cli.cmd_stress, "_with_progress", read_only)
+    rc, out, err = run_cli(capsys, "stress", "madv_dontneed", "--trials", "3", "--out", str(tmp_path))
+    assert rc == 3 and err.count("\n") == 1 and f"{log}: {needle}" in err, err
