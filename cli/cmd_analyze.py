@@ -22,7 +22,7 @@ from analysis.analyze import AnalysisError, LogAnalysis, TrialReport, analyze_lo
 from analysis.printable import printable
 from analysis.witness import Witness, witness_table, witnesses_for
 from cli.json_document import print_document
-from cli.options import add_view_options, console_for, diagram_width
+from cli.options import EVENT_LOG_KIND, add_view_options, console_for, diagram_width, other_kind
 from logs.eventlog import LogError
 from logs.one_line import one_line
 
@@ -134,7 +134,7 @@ def _analyze_logs(args: argparse.Namespace, only: set[int] | None, err: Console)
         except (LogError, AnalysisError) as exc:
             # One unreadable log of a glob (an empty file a killed driver left) no longer hides the others: each
             # is named, the rest analysed, and the exit status is still 2 (args.unreadable).
-            print(f"tlbrace: error: {one_line(str(exc))}" + ("; analysing the other logs" if len(logs) > 1 else ""),
+            print(f"tlbrace: error: {one_line(other_kind(path, EVENT_LOG_KIND) or str(exc))}" + ("; analysing the other logs" if len(logs) > 1 else ""),
                   file=sys.stderr)
             args.unreadable += 1
             continue

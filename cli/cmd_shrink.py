@@ -58,7 +58,7 @@ def shrink(sf: ScheduleFile) -> tuple[list[Transition], RunResult]:
 
 def run(args: argparse.Namespace) -> int:
     from cli.errors import UsageError
-    from cli.options import SCHEDULE_KIND, check_out_file
+    from cli.options import SCHEDULE_KIND, check_out_file, other_kind
 
     check_out_file(args.output, "-o", may_replace=SCHEDULE_KIND)  # before the work: a directory, or a missing one, is refused now
     try:
@@ -66,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
         original = run_schedule(sf.scenario, sf.config, sf.schedule, complete=False, record=False)
         schedule, result = shrink(sf)
     except ScheduleError as exc:
-        raise UsageError(str(exc)) from None
+        raise UsageError(other_kind(args.file, SCHEDULE_KIND) or str(exc)) from None
     invariants = sorted(set(sf.invariants) & set(result.invariants)) or result.invariants
     write_schedule(args.output, ScheduleFile(sf.scenario, sf.config, schedule, invariants, sf.strategy, sf.seed))
     if args.json:

@@ -293,8 +293,27 @@ def tlbrace_data_kind(path: str) -> str | None:
     if head.startswith(MAGIC) or b"tlbrace-results" in head:
         return RESULTS_KIND
     if b"tlbrace-log" in head:
-        return "an event log"
+        return EVENT_LOG_KIND
     return SCHEDULE_KIND if b"tlbrace-schedule" in head else None
+
+
+EVENT_LOG_KIND: Final = "an event log"
+SCENARIO_KIND: Final = "a scenario"
+# What to do with each kind of file, for a command that was given the wrong one.
+_TAKEN_BY: Final = {SCHEDULE_KIND: "replay or shrink it (tlbrace replay FILE)",
+                    EVENT_LOG_KIND: "analyze or replay it (tlbrace analyze FILE)",
+                    RESULTS_KIND: "report its campaign (tlbrace report DIR), or analyze the failing trials' logs "
+                                  "beside it"}
+
+
+def other_kind(path: str, wanted: str) -> str | None:
+    """"PATH: is an event log, not a schedule file: analyze or replay it ..." when ``path`` holds another kind of
+    tlbrace data than ``wanted`` (a schedule file given to `shrink` was "not one msgpack document", an event log
+    given to `explore` "not UTF-8 text"); None otherwise."""
+    kind = tlbrace_data_kind(path)
+    if kind is None or kind == wanted:
+        return None
+    return f"{path}: is {kind}, not {wanted}: {_TAKEN_BY[kind]}"
 
 
 def _kind_of(path: str) -> str:
@@ -363,9 +382,16 @@ def diagram_width(args: argparse.Namespace) -> int:
 
 
 def load(args: argparse.Namespace) -> tuple[Scenario, Config]:
-    from scenarios.loader import load_scenario, parse_params
+    from cli.errors import UsageError
+    from scenarios.loader import ScenarioError, load_scenario, parse_params
 
-    scenario = load_scenario(args.scenario, parse_params(args.param))
+    try:
+        scenario = load_scenario(args.scenario, parse_params(args.param))
+    except ScenarioError:
+        wrong = other_kind(args.scenario, SCENARIO_KIND)
+        if wrong is not None:
+            raise UsageError(wrong) from None
+        raise
     return scenario, config_from_args(args, scenario.config)
 
 

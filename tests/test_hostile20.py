@@ -304,3 +304,32 @@ def test_a_campaign_whose_out_turns_read_only_says_to_resume_it(capsys, tmp_path
     monkeypatch.setattr(cli.cmd_stress, "_with_progress", read_only)
     rc, out, err = run_cli(capsys, "stress", "madv_dontneed", "--trials", "3", "--out", str(tmp_path))
     assert rc == 3 and err.count("\n") == 1 and f"{log}: {needle}" in err, err
+
+
+def test_replay_of_a_log_whose_verdict_holds_markup_is_no_internal_error(capsys, tmp_path, eager_log):
+    """A trial_end whose invariant was "lost[/]x": `tlbrace replay` said "internal error: MarkupError: closing tag
+    '[/]' ... has nothing to close" (exit 4) after replaying it."""
+    records = list(msgpack.Unpacker(open(eager_log, "rb"), raw=False, strict_map_key=False))
+    records[-1]["violations"] = [{"invariant": "lost[/]x", "detail": ""}]
+    damaged = tmp_path / "d.msgpack"
+    damaged.write_bytes(b"".join(msgpack.packb(r) for r in records))
+    rc, out, err = run_cli(capsys, "replay", str(damaged))
+    assert rc == 1 and "internal error" not in err, err
+    assert "trial 0: expected ['lost[/]x'], replay found ['lost_dirty_data']: NOT reproduced" in out, out
+
+
+@pytest.mark.parametrize("command, given, needle", [
+    ("shrink", ".msgpack", "is an event log, not a schedule file: analyze or replay it"),
+    ("analyze", ".schedule", "is a schedule file, not an event log: replay or shrink it"),
+    ("explore", ".schedule", "is a schedule file, not a scenario: replay or shrink it"),
+    ("explore", ".msgpack", "is an event log, not a scenario: analyze or replay it"),
+])
+def test_a_tlbrace_file_given_where_another_kind_is_expected_is_named(capsys, tmp_path, eager_log, command, given,
+                                                                        needle):
+    """`shrink LOG` said "not a tlbrace schedule file (not one msgpack document)", `analyze SCHEDULE` "not a tlbrace
+    log", `explore LOG` "not UTF-8 text: invalid start byte at byte 0": each a file tlbrace wrote itself."""
+    path = str(eager_log.with_suffix(given))
+    argv = {"shrink": [path, "-o", str(tmp_path / "s.schedule")], "analyze": [path],
+            "explore": [path, "--budget", "10", "--out", str(tmp_path)]}[command]
+    rc, out, err = run_cli(capsys, command, *argv)
+    assert rc == 2 and err.startswith(f"tlbrace: error: {path}: {needle} (tlbrace ") and err.count("\n") == 1, err
