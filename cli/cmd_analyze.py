@@ -47,7 +47,7 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--json", action="store_true", help="one JSON document on stdout instead of tables")
     p.add_argument("--timeline", metavar="FILE", help="draw one trial (--trial, else the first violating) as "
                                                       "PNG or SVG (default: no picture)")
-    p.add_argument("--perfetto", metavar="FILE", help="Chrome/Perfetto trace-event JSON of the violating trials "
+    p.add_argument("--perfetto", metavar="FILE.json", help="Chrome/Perfetto trace-event JSON of the violating trials "
                                                       "(or --trial) (default: none)")
     p.add_argument("--trial", type=int, metavar="ID", help="only this trial (of each log) (default: every trial)")
     p.add_argument("--coverage", action="store_true", help="which orders of the race-critical events occurred")
@@ -96,7 +96,7 @@ def _check_outputs(args: argparse.Namespace) -> None:
     if args.timeline is not None:  # '' is refused, not taken for "no picture"
         check_out_file(args.timeline, "--timeline", TIMELINE_SUFFIXES)
     if args.perfetto is not None:
-        check_out_file(args.perfetto, "--perfetto")
+        check_out_file(args.perfetto, "--perfetto", (".json",))  # not over a scenario or a CSV of the user's
     if args.jobs is not None and not 1 <= args.jobs <= MAX_JOBS:
         raise UsageError(f"--jobs {args.jobs}: expected an integer in 1..{MAX_JOBS}")
 

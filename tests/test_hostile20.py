@@ -333,3 +333,15 @@ def test_a_tlbrace_file_given_where_another_kind_is_expected_is_named(capsys, tm
             "explore": [path, "--budget", "10", "--out", str(tmp_path)]}[command]
     rc, out, err = run_cli(capsys, command, *argv)
     assert rc == 2 and err.startswith(f"tlbrace: error: {path}: {needle} (tlbrace ") and err.count("\n") == 1, err
+
+
+@pytest.mark.parametrize("victim", ["results.csv", "my.toml"])
+def test_a_report_or_trace_is_not_written_over_a_file_of_another_kind(capsys, tmp_path, eager_log, victim):
+    """`tlbrace report RUN -o RUN/results.csv` replaced the scale run's rows (what the page is made of) with HTML,
+    `-o my.toml` a scenario file, and `analyze L --perfetto my.toml` the same with trace JSON: exit 0."""
+    target = tmp_path / victim
+    target.write_text("cpus,shards,ordering\n3,1,eager\n")
+    for argv in (["report", str(tmp_path), "-o", str(target)], ["analyze", str(eager_log), "--perfetto", str(target)]):
+        rc, out, err = run_cli(capsys, *argv)
+        assert rc == 2 and err.count("\n") == 1 and "expected a file name ending in ." in err, err
+        assert target.read_text() == "cpus,shards,ordering\n3,1,eager\n"
