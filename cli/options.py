@@ -407,11 +407,15 @@ def config_from_args(args: argparse.Namespace, base: dict[str, Any] | None = Non
         value = getattr(args, key, None)
         if value is not None:
             overrides[key] = value
+    gathered: set[str] = set()
     for item in getattr(args, "gather", []):
         name, sep, value = item.partition("=")
         if not sep or name not in ("mmu_gather_bundle", "max_gather_batch", "max_gather_batch_count"):
             raise UsageError(f"--gather {item!r}: expected mmu_gather_bundle|max_gather_batch|"
                              "max_gather_batch_count=INT")
+        if name in gathered:  # the last one won without a word, where --param refuses a name given twice
+            raise UsageError(f"--gather {item!r}: {name} is given twice")
+        gathered.add(name)
         try:
             overrides[name] = int(value)
         except ValueError:

@@ -345,3 +345,11 @@ def test_a_report_or_trace_is_not_written_over_a_file_of_another_kind(capsys, tm
         rc, out, err = run_cli(capsys, *argv)
         assert rc == 2 and err.count("\n") == 1 and "expected a file name ending in ." in err, err
         assert target.read_text() == "cpus,shards,ordering\n3,1,eager\n"
+
+
+def test_a_gather_size_given_twice_is_refused(capsys, tmp_path):
+    """`--gather mmu_gather_bundle=1 --gather mmu_gather_bundle=2` searched with 2, the first silently dropped
+    (`--param pages=1 --param pages=2` is refused: "pages is given twice")."""
+    rc, out, err = run_cli(capsys, "explore", "madv_dontneed", "--gather", "mmu_gather_bundle=1", "--gather",
+                           "mmu_gather_bundle=2", "--out", str(tmp_path))
+    assert rc == 2 and err == "tlbrace: error: --gather 'mmu_gather_bundle=2': mmu_gather_bundle is given twice\n", err
