@@ -315,7 +315,9 @@ def _close_signal_pipe(pipe: _SignalPipe | None, guard: threading.Thread) -> Non
         pass
     guard.join()
     try:
-        signal.set_wakeup_fd(pipe.previous)
+        current = signal.set_wakeup_fd(pipe.previous)
+        if current not in (pipe.write, -1):  # set by ray.init meanwhile: it stays
+            signal.set_wakeup_fd(current)
     except (ValueError, OSError):
         signal.set_wakeup_fd(-1)
     os.close(pipe.write)
