@@ -263,6 +263,34 @@ def _start_deadline(seconds: float) -> Iterator[None]:
             os.close(terminal)
 
 
+@contextlib.contextmanager
+def _interrupt_heard(line: str, worker: threading.Thread) -> Iterator[Callable[[float], None]]:
+    """``heard(wait)``: waits up to ``wait`` seconds for a SIGINT or SIGTERM; on one, unless ``worker`` (the thread
+    in ray.init) ends within INTERRUPT_GRACE_S, ends the process with ``line`` on the terminal and exit 130. For a
+    main thread waiting on a join while the command holds those signals back until Ray is up: a Ctrl-C there
+    waited out the join's 30 s."""
+    wakeup = _signal_pipe()
+    try:
+        terminal = os.dup(2)
+    except OSError:  # closed (`2>&-`): nowhere to say it
+        terminal = -1
+
+    def heard(wait: float) -> None:
+        if wakeup is None:
+            time.sleep(wait)
+        elif _heard_interrupt(wakeup, wait):
+            worker.join(INTERRUPT_GRACE_S)
+            if worker.is_alive():
+                _end_start(terminal, line, 130)  # the joining thread cannot be stopped; the process can
+
+    try:
+        yield heard
+    finally:
+        _close_signal_pipe(wakeup, None)
+        if terminal >= 0:
+            os.close(terminal)
+
+
 def _end_start(terminal: int, line: str, status: int) -> None:
     try:
         sys.stderr.flush()
@@ -301,19 +329,20 @@ def _heard_interrupt(pipe: _SignalPipe, wait: float) -> bool:
     return any(n in (signal.SIGINT, signal.SIGTERM) for n in got)
 
 
-def _close_signal_pipe(pipe: _SignalPipe | None, guard: threading.Thread) -> None:
+def _close_signal_pipe(pipe: _SignalPipe | None, guard: threading.Thread | None) -> None:
     """The previous wakeup descriptor back, once the guard has stopped reading the pipe (woken by a zero byte,
     which is no signal: closing a descriptor another thread waits on could hand its number to another file). The
     signals heard stay noted by the Python handlers, which run them once ray.init has returned (the command then
     stops as a Ctrl-C does)."""
+    if guard is not None:
+        if pipe is not None:
+            try:
+                os.write(pipe.write, b"\0")
+            except OSError:  # full of signal numbers: the guard wakes all the same
+                pass
+        guard.join()  # without a pipe it waits on ``done``, which is set
     if pipe is None:
-        guard.join()  # it waits on ``done``, which is set
         return
-    try:
-        os.write(pipe.write, b"\0")
-    except OSError:  # full of signal numbers: the guard wakes all the same
-        pass
-    guard.join()
     try:
         current = signal.set_wakeup_fd(pipe.previous)
         if current not in (pipe.write, -1):  # set by ray.init meanwhile: it stays
@@ -347,9 +376,13 @@ def join(address: str, timeout_s: float = JOIN_TIMEOUT_S, *, quiet: bool = True)
             outcome["error"] = exc
 
     worker = threading.Thread(target=attempt, name="ray-join", daemon=True)
-    with _stderr_aside(quiet, "join-stderr.log"):
+    with _interrupt_heard(f"tlbrace: interrupted while joining the Ray cluster at {address}", worker) as heard, \
+            _stderr_aside(quiet, "join-stderr.log"):
         worker.start()
-        worker.join(timeout_s)
+        deadline = time.monotonic() + timeout_s
+        while worker.is_alive() and (left := deadline - time.monotonic()) > 0:
+            heard(min(left, 0.1))
+            worker.join(0.0)
         failed = worker.is_alive() or outcome.get("error") is not None
     if failed and quiet:
         _silence_stderr_for_good()  # Ray's C++ core goes on complaining from its own threads until exit

@@ -132,11 +132,12 @@ def test_a_process_limit_ray_cannot_run_under_is_one_line_before_ray(capsys, tmp
 
 
 def _start_stuck_driver(tmp_path: Path, *argv: str) -> subprocess.Popen[str]:
-    """``tlbrace stress`` in a child whose ray.init never returns (as one stuck in Ray's C++ core), once it has
-    said it is there."""
+    """``tlbrace stress`` in a child whose ray.init never returns (as one stuck in Ray's C++ core, or a join that
+    waits for its head), once it has said it is there."""
     script = ("import sys, time, ray\n"
               "from actors import ray_session as rs\n"
               f"rs.TEMP_BASE = {str(tmp_path / 'base')!r}\n"
+              "rs.probe = lambda address: None  # as if a Ray head answered there\n"
               "def stuck(*_a, **_k):\n"
               "    print('in ray.init', flush=True)\n"
               "    time.sleep(600)\n"
@@ -151,12 +152,13 @@ def _start_stuck_driver(tmp_path: Path, *argv: str) -> subprocess.Popen[str]:
     return proc
 
 
-@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
-def test_a_ctrl_c_while_ray_init_hangs_ends_the_command(tmp_path, signum):
+@pytest.mark.parametrize("signum, join", [(signal.SIGINT, False), (signal.SIGTERM, False), (signal.SIGINT, True)])
+def test_a_ctrl_c_while_ray_init_hangs_ends_the_command(tmp_path, signum, join):
     """A Ctrl-C (or SIGTERM) while ray.init hung was held back until ray.init returned: the command waited out the
-    start's whole deadline, 180 s, then said the cluster did not start (exit 3). Now: "interrupted", exit 130, one
-    line on the terminal (not in Ray's start log, where fd 2 points meanwhile)."""
-    proc = _start_stuck_driver(tmp_path)
+    start's whole deadline, 180 s, then said the cluster did not start (exit 3); a join (--address) waited out its
+    30 s. Now: "interrupted", exit 130, one line on the terminal (not in Ray's start log, where fd 2 points
+    meanwhile)."""
+    proc = _start_stuck_driver(tmp_path, *(["--address", "127.0.0.1:6379"] if join else []))
     proc.send_signal(signum)
     try:
         _out, err = proc.communicate(timeout=60)  # far below the deadline it used to wait for
@@ -165,7 +167,8 @@ def test_a_ctrl_c_while_ray_init_hangs_ends_the_command(tmp_path, signum):
         proc.communicate()
         pytest.fail("the driver did not end on the signal")
     assert proc.returncode == 130, err
-    assert err == "tlbrace: interrupted while the embedded Ray cluster was starting (what it started is stopped)\n"
+    assert err == ("tlbrace: interrupted while joining the Ray cluster at 127.0.0.1:6379\n" if join else
+                   "tlbrace: interrupted while the embedded Ray cluster was starting (what it started is stopped)\n")
 
 
 def test_the_start_deadlines_line_reaches_the_terminal(tmp_path):
