@@ -356,3 +356,24 @@ def test_a_gather_size_given_twice_is_refused(capsys, tmp_path):
     rc, out, err = run_cli(capsys, "explore", "madv_dontneed", "--gather", "mmu_gather_bundle=1", "--gather",
                            "mmu_gather_bundle=2", "--out", str(tmp_path))
     assert rc == 2 and err == "tlbrace: error: --gather 'mmu_gather_bundle=2': mmu_gather_bundle is given twice\n", err
+
+
+@pytest.mark.parametrize("damage", ["bom", "blank_first", "blank_inside"])
+def test_a_json_lines_log_with_a_bom_or_blank_lines_is_read_whole(capsys, tmp_path, damage):
+    """A JSON Lines log saved by an editor with a UTF-8 BOM, or with a blank first line, was "not a tlbrace log
+    (its first record is not a tlbrace-log header)" (exit 2); a blank line inside one ended the reading there
+    ("garbage at byte N"), every record after it left out."""
+    from cli.main import main
+
+    assert main(["explore", "madv_dontneed", "--ordering", "eager", "--json", "--log-format", "jsonl", "--out",
+                 str(tmp_path)]) == 1
+    capsys.readouterr()
+    lines = (tmp_path / "madv_dontneed-eager-smp-bfs-0.jsonl").read_bytes().splitlines(keepends=True)
+    edited = {"bom": [b"\xef\xbb\xbf" + lines[0]] + lines[1:], "blank_first": [b"\n"] + lines,
+              "blank_inside": lines[:3] + [b"  \r\n"] + lines[3:]}[damage]
+    log = tmp_path / "edited.jsonl"
+    log.write_bytes(b"".join(edited))
+    rc, out, err = run_cli(capsys, "analyze", str(log))
+    assert rc == 1 and err == "" and "trial 0: VIOLATION lost_dirty_data" in out, err
+    rc, out, err = run_cli(capsys, "replay", str(log))
+    assert rc == 1 and err == "" and "reproduced" in out, err
