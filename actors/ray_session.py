@@ -11,6 +11,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import select
+import signal
 import socket
 import stat
 import sys
@@ -113,7 +115,11 @@ def start_local(num_cpus: int | None = None, *, quiet: bool = False) -> Session:
     if ray.is_initialized():
         return Session("local", False)
     check_address_space()
+    check_process_limit()
     tmp = temp_dir()
+    from actors.ray_leftovers import remove_dead_sessions
+
+    remove_dead_sessions(tmp)  # Ray never removes a session's directory: dead clusters' logs filled /tmp
     utf8_entrypoint()
     try:
         with _start_deadline(START_TIMEOUT_S), _stderr_aside(quiet, "start-stderr.log"):
@@ -156,30 +162,195 @@ def check_address_space() -> None:
                              f"or join a cluster started without it with --address")
 
 
+INTERRUPT_GRACE_S: Final = 2.0  # after a Ctrl-C, for a ray.init that is about to return to end the usual way
+
+
+# Processes and threads (tasks: what `ulimit -u` counts, for all of the user's processes together) that the
+# embedded cluster starts, measured (Ray 2.60, 2 cores): about 200 for the cluster itself with its driver's
+# threads, about 17 more for each actor (a worker process with its gRPC and core-worker threads).
+RAY_BASE_TASKS: Final = 256
+RAY_TASKS_PER_ACTOR: Final = 24
+
+
+def check_process_limit(actors: int = 0) -> None:
+    """RayStartFailed, before Ray is asked, when the user's process limit (`ulimit -u`, RLIMIT_NPROC: every task
+    of the user counts, threads included) leaves no room for the embedded cluster and ``actors`` actors. Under
+    `ulimit -u` too low, a thread or a worker that Ray cannot start aborts its process in C++ ("Resource
+    temporarily unavailable", a page of stack traces) or leaves ray.init waiting. The kernel does not apply the
+    limit to root."""
+    import resource
+
+    soft, _hard = resource.getrlimit(resource.RLIMIT_NPROC)
+    if soft == resource.RLIM_INFINITY or _exempt_from_process_limit():
+        return
+    running = tasks_of_user()
+    need = RAY_BASE_TASKS + RAY_TASKS_PER_ACTOR * actors
+    if running + need <= soft:
+        return
+    actors_text = f" and {actors} actors" if actors else ""
+    raise RayStartFailed(f"the limit of processes (`ulimit -u`) is {soft:,}: you run {running:,} processes and "
+                         f"threads already, and the embedded Ray cluster{actors_text} needs about {need:,} more; "
+                         f"raise it (`ulimit -u {max(4096, 2 * (running + need))}`), use a smaller --parallel, or "
+                         f"join a running cluster with --address")
+
+
+def _exempt_from_process_limit() -> bool:
+    return os.getuid() == 0
+
+
+def tasks_of_user() -> int:
+    """The tasks (threads of every process) whose real user is this process's: what RLIMIT_NPROC counts. 0 where
+    /proc cannot say."""
+    uid, count = str(os.getuid()), 0
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return 0
+    for entry in entries:
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/status", "rb") as f:
+                status = f.read().decode("ascii", "replace")
+        except OSError:
+            continue
+        fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+        if fields.get("Uid", "").split()[:1] == [uid]:
+            count += int(fields.get("Threads", "1").strip() or 1)
+    return count
+
+
 @contextlib.contextmanager
 def _start_deadline(seconds: float) -> Iterator[None]:
-    """ray.init that has not returned after ``seconds`` ends the process with one line and exit 3 (what it started
-    is stopped by the driver's death: PR_SET_PDEATHSIG, and cli/ray_watchdog.py for the rest). A ray.init stuck in
-    Ray's C++ core (its raylet waiting for workers that cannot start) took neither Ctrl-C nor SIGTERM, which the
-    command holds back until ray.init returns (actors.sigint.signals_held_through_ray_init)."""
+    """ray.init that has not returned after ``seconds`` ends the process with one line and exit 3; a Ctrl-C or
+    SIGTERM meanwhile, unless ray.init returns within INTERRUPT_GRACE_S, ends it with "interrupted" and exit 130.
+    What ray.init started is stopped by the driver's death (PR_SET_PDEATHSIG, and cli/ray_watchdog.py for the
+    rest). A ray.init stuck in Ray's C++ core (its raylet waiting for workers that cannot start) takes neither
+    Ctrl-C nor SIGTERM, which the command holds back until ray.init returns
+    (actors.sigint.signals_held_through_ray_init): a Ctrl-C there waited out the whole deadline, 180 s. Python's
+    C-level signal handler writes each signal's number to the wakeup descriptor at once, whatever the main thread
+    is doing, so the guard thread hears it there."""
     done = threading.Event()
+    wakeup = _signal_pipe()
+    # The line goes to the terminal: fd 2 itself is Ray's log while ray.init runs (_stderr_aside), where the
+    # deadline's line went unseen.
+    try:
+        terminal = os.dup(2)
+    except OSError:  # closed (`2>&-`): nowhere to say it
+        terminal = -1
 
     def guard() -> None:
-        if done.wait(seconds):
-            return
-        try:
-            print(f"tlbrace: error: the embedded Ray cluster did not start within {seconds:.0f} s; check free "
-                  f"memory, /dev/shm, the process limits (`ulimit -a`) and {TEMP_BASE}, or join a running cluster "
-                  f"with --address", file=sys.stderr, flush=True)
-        except (OSError, ValueError, AttributeError):
-            pass
-        os._exit(3)  # EXIT_ENVIRONMENT (cli.errors; actors may not import cli)
+        deadline = time.monotonic() + seconds
+        while not done.is_set() and (left := deadline - time.monotonic()) > 0:
+            if wakeup is None:
+                done.wait(left)
+            elif _heard_interrupt(wakeup, left) and not done.wait(INTERRUPT_GRACE_S):
+                _end_start(terminal, "tlbrace: interrupted while the embedded Ray cluster was starting (what it "
+                           "started is stopped)", 130)
+        if not done.is_set():
+            _end_start(terminal, f"tlbrace: error: the embedded Ray cluster did not start within {seconds:.0f} s; "
+                       f"check free memory, /dev/shm, the process limits (`ulimit -a`) and {TEMP_BASE}, or join a "
+                       f"running cluster with --address", 3)  # EXIT_ENVIRONMENT (cli.errors: actors may not import it)
 
-    threading.Thread(target=guard, name="tlbrace-ray-start", daemon=True).start()
+    thread = threading.Thread(target=guard, name="tlbrace-ray-start", daemon=True)
+    thread.start()
     try:
         yield
     finally:
         done.set()
+        _close_signal_pipe(wakeup, thread)
+        if terminal >= 0:
+            os.close(terminal)
+
+
+@contextlib.contextmanager
+def _interrupt_heard(line: str, worker: threading.Thread) -> Iterator[Callable[[float], None]]:
+    """``heard(wait)``: waits up to ``wait`` seconds for a SIGINT or SIGTERM; on one, unless ``worker`` (the thread
+    in ray.init) ends within INTERRUPT_GRACE_S, ends the process with ``line`` on the terminal and exit 130. For a
+    main thread waiting on a join while the command holds those signals back until Ray is up: a Ctrl-C there
+    waited out the join's 30 s."""
+    wakeup = _signal_pipe()
+    try:
+        terminal = os.dup(2)
+    except OSError:  # closed (`2>&-`): nowhere to say it
+        terminal = -1
+
+    def heard(wait: float) -> None:
+        if wakeup is None:
+            time.sleep(wait)
+        elif _heard_interrupt(wakeup, wait):
+            worker.join(INTERRUPT_GRACE_S)
+            if worker.is_alive():
+                _end_start(terminal, line, 130)  # the joining thread cannot be stopped; the process can
+
+    try:
+        yield heard
+    finally:
+        _close_signal_pipe(wakeup, None)
+        if terminal >= 0:
+            os.close(terminal)
+
+
+def _end_start(terminal: int, line: str, status: int) -> None:
+    try:
+        sys.stderr.flush()
+        os.write(terminal, one_line(line).encode(errors="backslashreplace") + b"\n")
+    except (OSError, ValueError, AttributeError):
+        pass
+    os._exit(status)
+
+
+@dataclass(slots=True)
+class _SignalPipe:
+    read: int
+    write: int
+    previous: int  # the wakeup descriptor it replaced (-1: none)
+
+
+def _signal_pipe() -> _SignalPipe | None:
+    """A pipe made Python's signal wakeup descriptor (only the main thread may set one; None elsewhere)."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    read, write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        previous = signal.set_wakeup_fd(write, warn_on_full_buffer=False)
+    except (ValueError, OSError):
+        os.close(read)
+        os.close(write)
+        return None
+    return _SignalPipe(read, write, previous)
+
+
+def _heard_interrupt(pipe: _SignalPipe, wait: float) -> bool:
+    """Whether a SIGINT or SIGTERM arrived (waits up to ``wait`` seconds for one, or for the zero byte that says
+    ray.init has returned)."""
+    ready, _, _ = select.select([pipe.read], [], [], wait)
+    got = os.read(pipe.read, 64) if ready else b""
+    return any(n in (signal.SIGINT, signal.SIGTERM) for n in got)
+
+
+def _close_signal_pipe(pipe: _SignalPipe | None, guard: threading.Thread | None) -> None:
+    """The previous wakeup descriptor back, once the guard has stopped reading the pipe (woken by a zero byte,
+    which is no signal: closing a descriptor another thread waits on could hand its number to another file). The
+    signals heard stay noted by the Python handlers, which run them once ray.init has returned (the command then
+    stops as a Ctrl-C does)."""
+    if guard is not None:
+        if pipe is not None:
+            try:
+                os.write(pipe.write, b"\0")
+            except OSError:  # full of signal numbers: the guard wakes all the same
+                pass
+        guard.join()  # without a pipe it waits on ``done``, which is set
+    if pipe is None:
+        return
+    try:
+        current = signal.set_wakeup_fd(pipe.previous)
+        if current not in (pipe.write, -1):  # set by ray.init meanwhile: it stays
+            signal.set_wakeup_fd(current)
+    except (ValueError, OSError):
+        signal.set_wakeup_fd(-1)
+    os.close(pipe.write)
+    os.close(pipe.read)
 
 
 def join(address: str, timeout_s: float = JOIN_TIMEOUT_S, *, quiet: bool = True) -> Session:
@@ -205,9 +376,13 @@ def join(address: str, timeout_s: float = JOIN_TIMEOUT_S, *, quiet: bool = True)
             outcome["error"] = exc
 
     worker = threading.Thread(target=attempt, name="ray-join", daemon=True)
-    with _stderr_aside(quiet, "join-stderr.log"):
+    with _interrupt_heard(f"tlbrace: interrupted while joining the Ray cluster at {address}", worker) as heard, \
+            _stderr_aside(quiet, "join-stderr.log"):
         worker.start()
-        worker.join(timeout_s)
+        deadline = time.monotonic() + timeout_s
+        while worker.is_alive() and (left := deadline - time.monotonic()) > 0:
+            heard(min(left, 0.1))
+            worker.join(0.0)
         failed = worker.is_alive() or outcome.get("error") is not None
     if failed and quiet:
         _silence_stderr_for_good()  # Ray's C++ core goes on complaining from its own threads until exit

@@ -31,7 +31,7 @@ from kernel_model.config import Config
 from kernel_model.events import Event, Violation
 from kernel_model.program import Scenario
 from logs.event_fields import first_field_problem
-from logs.eventlog import LogContents, LogError, iter_trials, read_log
+from logs.eventlog import LogContents, LogError, is_json_lines, iter_trials, read_log
 from logs.header import AnalysisError, config_from_header, scenario_from_header
 
 
@@ -246,7 +246,7 @@ def analyze_streamed(path: str, jobs: int, *, scenario: Scenario | None = None,
         data = read_input(path, "log", MAX_LOG_BYTES)
     except InputFileError as exc:
         raise LogError(str(exc)) from None
-    if data[:1] == b"{":
+    if is_json_lines(data):
         return None  # JSON Lines: for people, small
     header, starts = _chunk_starts(path, data, jobs)
     scenario, cfg = rebuilt_from_header(path, header, scenario)
@@ -356,7 +356,7 @@ def _judge_range(task: tuple[int, int, bool, bool]) -> _ChunkResult:
 
     for rec in _records(sh["data"], start, end, out):
         trial = rec.get("trial")
-        if not isinstance(trial, int) or rec.get("type") not in ("event", "trial_end"):
+        if not isinstance(trial, int) or isinstance(trial, bool) or rec.get("type") not in ("event", "trial_end"):
             continue
         if not out.runs or out.runs[-1] != trial:
             if out.runs:

@@ -269,6 +269,9 @@ def write_report(root: str, out: str) -> dict[str, Any]:
     campaigns, scales = find_campaigns(root, unreadable)
     if unreadable and not campaigns and not scales:
         raise ResultsError(unreadable[0])
+    if not campaigns and not scales:  # before ``out`` is touched: an empty page replaced the report already there
+        raise ResultsError(f"{root}: no results.msgpack (tlbrace stress --out) or results.csv (tlbrace scale) under "
+                           "it")
     campaigns.sort(key=lambda c: (not c.violating, c.dir))  # the campaigns that found something first
     base = os.path.dirname(os.path.abspath(out))
 

@@ -22,7 +22,7 @@ from analysis.analyze import AnalysisError, LogAnalysis, TrialReport, analyze_lo
 from analysis.printable import printable
 from analysis.witness import Witness, witness_table, witnesses_for
 from cli.json_document import print_document
-from cli.options import add_view_options, console_for, diagram_width
+from cli.options import EVENT_LOG_KIND, add_view_options, console_for, diagram_width, other_kind
 from logs.eventlog import LogError
 from logs.one_line import one_line
 
@@ -47,7 +47,7 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--json", action="store_true", help="one JSON document on stdout instead of tables")
     p.add_argument("--timeline", metavar="FILE", help="draw one trial (--trial, else the first violating) as "
                                                       "PNG or SVG (default: no picture)")
-    p.add_argument("--perfetto", metavar="FILE", help="Chrome/Perfetto trace-event JSON of the violating trials "
+    p.add_argument("--perfetto", metavar="FILE.json", help="Chrome/Perfetto trace-event JSON of the violating trials "
                                                       "(or --trial) (default: none)")
     p.add_argument("--trial", type=int, metavar="ID", help="only this trial (of each log) (default: every trial)")
     p.add_argument("--coverage", action="store_true", help="which orders of the race-critical events occurred")
@@ -96,7 +96,7 @@ def _check_outputs(args: argparse.Namespace) -> None:
     if args.timeline is not None:  # '' is refused, not taken for "no picture"
         check_out_file(args.timeline, "--timeline", TIMELINE_SUFFIXES)
     if args.perfetto is not None:
-        check_out_file(args.perfetto, "--perfetto")
+        check_out_file(args.perfetto, "--perfetto", (".json",))  # not over a scenario or a CSV of the user's
     if args.jobs is not None and not 1 <= args.jobs <= MAX_JOBS:
         raise UsageError(f"--jobs {args.jobs}: expected an integer in 1..{MAX_JOBS}")
 
@@ -134,7 +134,7 @@ def _analyze_logs(args: argparse.Namespace, only: set[int] | None, err: Console)
         except (LogError, AnalysisError) as exc:
             # One unreadable log of a glob (an empty file a killed driver left) no longer hides the others: each
             # is named, the rest analysed, and the exit status is still 2 (args.unreadable).
-            print(f"tlbrace: error: {one_line(str(exc))}" + ("; analysing the other logs" if len(logs) > 1 else ""),
+            print(f"tlbrace: error: {one_line(other_kind(path, EVENT_LOG_KIND) or str(exc))}" + ("; analysing the other logs" if len(logs) > 1 else ""),
                   file=sys.stderr)
             args.unreadable += 1
             continue
@@ -229,7 +229,7 @@ def _perfetto(path: str, analyses: list[LogAnalysis], witnesses: dict[int, list[
         trials.append(TraceTrial(f"{os.path.basename(a.path)} trial {r.trial}", m_threads, cpu_of, events,
                                  r.violations, seqs))
     n = write_trace(path, trials)
-    err.print(f"wrote {n} trace events for {len(trials)} trial(s) to {path}", highlight=False)
+    err.print(f"wrote {n} trace events for {len(trials)} trial(s) to {printable(path)}", highlight=False)
 
 
 # --- output ----------------------------------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ import argparse
 import os
 
 
+from analysis.printable import printable
 from analysis.story import print_story
 from cli.json_document import print_document
 from cli.options import (add_output_options, add_scenario_options, add_view_options, check_out_dir,
@@ -102,8 +103,9 @@ def run(args: argparse.Namespace) -> int:
                                      diagram_width(args), title=f"{stem}: {', '.join(found.invariants)}"))
             else:
                 print_story(scenario, cpu_of, replay.events, replay.violations or found.violations, console)
-            console.print(f"schedule written to {path} ({len(replay.executed)} transitions); "
-                          f"reproduce with: tlbrace replay {path}; event log: {log_path} (tlbrace analyze)")
+            console.print(f"schedule written to {printable(path)} ({len(replay.executed)} transitions); "
+                          f"reproduce with: tlbrace replay {printable(path)}; event log: {printable(log_path)} "
+                          "(tlbrace analyze)")
     summary = {"scenario": scenario.name, "params": scenario.params, "ordering": cfg.ordering, "arch": cfg.arch,
                "mutant": cfg.mutant, "delayed_batches": cfg.delayed_batches, "kernel": args.kernel,
                "without": list(cfg.without), "strategy": args.strategy,

@@ -222,12 +222,13 @@ def _using(text: str | None) -> frozenset[str]:
 
     if text is None:
         return frozenset()
-    kinds = frozenset(k.strip() for k in text.split(",") if k.strip())
-    unknown = sorted(kinds - set(OP_KINDS))
-    if unknown or not kinds:
-        raise UsageError(f"--using: {', '.join(unknown) or repr(text)} is not an operation; expected a "
-                         f"comma-separated list of {', '.join(sorted(OP_KINDS))}")
-    return kinds
+    from cli.options import comma_list, one_of
+
+    try:
+        return frozenset(comma_list(text, one_of(OP_KINDS), "a comma-separated list of operations: "
+                                    + ", ".join(sorted(OP_KINDS))))
+    except ValueError as exc:
+        raise UsageError(f"--using: {exc}") from None
 
 
 def _progress(args: argparse.Namespace) -> Any:

@@ -139,25 +139,24 @@ def _png_path(args: argparse.Namespace) -> str | None:
 
 
 def parse_kernels(text: str | None) -> list[str]:
-    """--kernels: releases in the order given (duplicates dropped); each must be one the registry knows."""
+    """--kernels: releases in the order given, each once; each must be one the registry knows."""
     from cli.errors import UsageError
 
     if text is None:
         return list(history_kernels())
-    out: list[str] = []
-    for item in (t.strip() for t in text.split(",")):
-        if not item:
-            continue
+    from cli.options import comma_list
+
+    def release(item: str) -> str:
         try:
             v = parse_version(item)
         except KernelError as exc:
-            raise UsageError(f"--kernels: {exc}") from None
-        name = f"{v[0]}.{v[1]}"
-        if name not in out:
-            out.append(name)
-    if not out:
-        raise UsageError(f"--kernels {text!r}: expected a comma-separated list of releases such as 4.12,4.13")
-    return out
+            raise ValueError(f"is not a release: {exc}") from None
+        return f"{v[0]}.{v[1]}"
+
+    try:
+        return comma_list(text, release, "a comma-separated list of releases such as 4.12,4.13")
+    except ValueError as exc:
+        raise UsageError(f"--kernels: {exc}") from None
 
 
 def history_row(scenario: Any, kernels: list[str], budget: int, progress: Any = None, arch: str | None = None) -> Row:

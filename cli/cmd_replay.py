@@ -33,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
         print_document({"file": args.file, "kind": kind, "replays": results, "reproduced": reproduced})
     else:
         for r in results:
-            console.print(_verdict_line(r))
+            console.print(printable(_verdict_line(r)))  # its invariants and divergence come from the file
         if not results:
             console.print("nothing to replay (no failing trial in the log; use --trial ID)")
     return 1 if any(r["found"] for r in results) else 0

@@ -15,7 +15,8 @@ from cli.json_document import print_document
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("report", description=__doc__)
     p.add_argument("dir", metavar="DIR", help="a stress --out directory (or one holding several), or a scale run")
-    p.add_argument("-o", "--output", default=None, metavar="FILE", help="where the page goes (default: DIR/report.html)")
+    p.add_argument("-o", "--output", default=None, metavar="FILE.html",
+                   help="where the page goes, a name ending in .html (default: DIR/report.html)")
     p.add_argument("--json", action="store_true", help="print what the page holds as one JSON object")
     p.set_defaults(func=run)
 
@@ -29,14 +30,13 @@ def run(args: argparse.Namespace) -> int:
     if not os.path.isdir(args.dir):
         raise UsageError(f"{args.dir}: not a directory (expected a tlbrace stress --out or scale --out directory)")
     out = args.output if args.output is not None else os.path.join(args.dir, "report.html")
-    check_out_file(out, "-o")  # a directory, a device or a FIFO there is refused before any work
+    # A directory, a device or a FIFO there is refused before any work; so is a name without .html: `-o
+    # results.csv` replaced the scale run the page was made of, `-o my.toml` a scenario, with HTML.
+    check_out_file(out, "-o", (".html", ".htm"))
     try:
         made = write_report(args.dir, out)
     except ResultsError as exc:
         raise UsageError(str(exc)) from None
-    if not made["campaigns"] and not made["scale_runs"]:
-        raise UsageError(f"{args.dir}: no results.msgpack (tlbrace stress --out) or results.csv (tlbrace scale) "
-                         "under it")
     for text in made["unreadable"]:
         print(f"tlbrace: error: {one_line(text)} (left out of the report; the other runs are in it)", file=sys.stderr)
     for c in made["campaigns"]:

@@ -56,13 +56,15 @@ def run(args: argparse.Namespace) -> int:
                           "violations": [{"invariant": v.invariant, "detail": v.detail} for v in r.violations],
                           "detail": r.detail, "steps": r.steps, "nodes": list(r.nodes), "log": log})
     else:
+        from analysis.printable import printable
+
         console = Console()
         console.print(f"trial {r.trial}: {r.status}, {r.steps} steps in {r.seconds:.3f} s"
-                      + (f": {r.detail}" if r.detail and not r.violations else ""))
+                      + (f": {printable(r.detail)}" if r.detail and not r.violations else ""))
         if r.failed and r.records:
             events = [Event(e["seq"], e["tid"], e["cpu"], e["kind"], e["fn"], e["op"], tuple(e["args"]), e["result"])
                       for e in r.records]
             print_story(scenario, list(Topology.of(scenario, cfg).cpu_of), events, r.violations, console)
         if log:
-            console.print(f"log: {log}")
+            console.print(f"log: {printable(log)}")
     return EXIT_VIOLATION if r.violations else EXIT_OK

@@ -25,30 +25,10 @@ from typing import Any
 from logs.one_line import one_line
 from cli.cmd_stress import add_wild_options, check_size, check_wild_args, close_ray, open_ray
 from cli.json_document import print_document
-from cli.options import load
+from cli.options import list_arg, load, one_of, positive_int
 
 DEFAULT_CPUS = (3, 4, 8, 16)
 DEFAULT_TRIALS = 80
-
-
-def _int_list(text: str) -> list[int]:
-    try:
-        values = [int(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
-    if not values or min(values) < 1:
-        raise argparse.ArgumentTypeError(f"expected positive integers, got {text!r}")
-    return list(dict.fromkeys(values))  # 4,4 ran every cell of 4 twice, as two rows of the table
-
-
-def _choices(allowed: tuple[str, ...]) -> Any:
-    def parse(text: str) -> list[str]:
-        values = [v.strip() for v in text.split(",") if v.strip()]
-        bad = [v for v in values if v not in allowed]
-        if bad or not values:
-            raise argparse.ArgumentTypeError(f"expected a comma-separated subset of {','.join(allowed)}, got {text!r}")
-        return list(dict.fromkeys(values))
-    return parse
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -60,15 +40,20 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     add_wild_options(p)
     p.add_argument("--out", default="tlbrace-scale", metavar="DIR",
                    help="results.csv, the plots and failing trials' logs (logs/) go here (default tlbrace-scale)")
-    p.add_argument("--cpus", type=_int_list, default=None, metavar="N,N,...",
+    p.add_argument("--cpus", type=list_arg(positive_int, "comma-separated integers >= 1, e.g. 3,4,8"),
+                   default=None, metavar="N,N,...",
                    help="CPU counts (= CPU actors = scenario threads; default 3,4,8,16 for a scenario with a "
                         "thread-count param, else its own thread count)")
-    p.add_argument("--shards", type=_int_list, default=None, metavar="K,K,...",
+    p.add_argument("--shards", type=list_arg(positive_int, "comma-separated integers >= 1, e.g. 1,2"),
+                   default=None, metavar="K,K,...",
                    help="PTE tables (PTLs): sets the ptes_per_table param to pages/K; K must divide the pages "
                         "(default: the scenario's own)")
-    p.add_argument("--ordering", type=_choices(ORDERINGS), default=None, metavar="O,O",
+    p.add_argument("--ordering", type=list_arg(one_of(ORDERINGS), f"a comma-separated subset of {','.join(ORDERINGS)}"),
+                   default=None, metavar="O,O",
                    help="orderings to run (default eager,delayed; with --kernel, that kernel's)")
-    p.add_argument("--delayed-batches", type=_choices(DELAYED_BATCHES), default=None, metavar="B,B",
+    p.add_argument("--delayed-batches", type=list_arg(one_of(DELAYED_BATCHES),
+                                                    f"a comma-separated subset of {','.join(DELAYED_BATCHES)}"),
+                   default=None, metavar="B,B",
                    help="delayed_batches settings for delayed cells (default active,local+active; with --kernel, "
                         "that kernel's)")
     p.add_argument("--trials", type=int, default=DEFAULT_TRIALS, metavar="N",
@@ -237,6 +222,8 @@ def _print_table(title: str, rows: list[dict[str, Any]], csv_path: str, plots: l
     from rich.console import Console
     from rich.table import Table
 
+    from analysis.printable import printable
+
     console = Console()
     if not console.is_terminal:
         console = Console(width=200)  # a file or pipe: do not wrap the table at 80 columns
@@ -261,9 +248,9 @@ def _print_table(title: str, rows: list[dict[str, Any]], csv_path: str, plots: l
     for r in rows:
         table.add_row(*(show(r) for _, show in columns))
     console.print(table)
-    console.print(f"{len(rows)} cells in {seconds:.1f} s; csv: {csv_path}")
+    console.print(f"{len(rows)} cells in {seconds:.1f} s; csv: {printable(csv_path)}")
     for path in plots:
-        console.print(f"plot: {path}")
+        console.print(f"plot: {printable(path)}")
     if failing:
-        console.print(f"{failing} failing trial log(s) in {os.path.join(os.path.dirname(csv_path), 'logs')}")
+        console.print(f"{failing} failing trial log(s) in {printable(os.path.join(os.path.dirname(csv_path), 'logs'))}")
     sys.stdout.flush()

@@ -9,6 +9,7 @@ import sys
 
 from rich.console import Console
 
+from analysis.printable import printable
 from analysis.story import print_story
 from controlled.machine import Machine, Transition
 from controlled.replay import RunResult, run_schedule
@@ -57,7 +58,7 @@ def shrink(sf: ScheduleFile) -> tuple[list[Transition], RunResult]:
 
 def run(args: argparse.Namespace) -> int:
     from cli.errors import UsageError
-    from cli.options import SCHEDULE_KIND, check_out_file
+    from cli.options import SCHEDULE_KIND, check_out_file, other_kind
 
     check_out_file(args.output, "-o", may_replace=SCHEDULE_KIND)  # before the work: a directory, or a missing one, is refused now
     try:
@@ -65,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
         original = run_schedule(sf.scenario, sf.config, sf.schedule, complete=False, record=False)
         schedule, result = shrink(sf)
     except ScheduleError as exc:
-        raise UsageError(str(exc)) from None
+        raise UsageError(other_kind(args.file, SCHEDULE_KIND) or str(exc)) from None
     invariants = sorted(set(sf.invariants) & set(result.invariants)) or result.invariants
     write_schedule(args.output, ScheduleFile(sf.scenario, sf.config, schedule, invariants, sf.strategy, sf.seed))
     if args.json:
@@ -75,5 +76,6 @@ def run(args: argparse.Namespace) -> int:
     else:
         console = Console(width=max(140, Console().width))
         print_story(sf.scenario, Machine(sf.scenario, sf.config).cpu_of, result.events, result.violations, console)
-        console.print(f"shrunk {len(original.executed)} → {len(schedule)} transitions; written to {args.output}")
+        console.print(f"shrunk {len(original.executed)} → {len(schedule)} transitions; written to "
+                      f"{printable(args.output)}")
     return 1 if result.violations else 0

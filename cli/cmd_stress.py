@@ -123,6 +123,18 @@ def check_size(scenario: Any, cfg: Any, parallel: int, args: argparse.Namespace 
     if args is not None and (args.address or os.environ.get("RAY_ADDRESS") or "local") == "local":
         check_memory(parallel, cpus + 1)
         check_open_files(parallel * (cpus + 1))
+        check_processes(parallel * (cpus + 1))
+
+
+def check_processes(actors: int) -> None:
+    """EnvironmentFailure when the process limit (`ulimit -u`) cannot hold the cluster and its ``actors``."""
+    from actors.ray_session import RayStartFailed, check_process_limit
+    from cli.errors import EnvironmentFailure
+
+    try:
+        check_process_limit(actors)
+    except RayStartFailed as exc:
+        raise EnvironmentFailure(str(exc)) from None
 
 
 # What the embedded cluster takes of this machine's memory: each actor is a Ray worker process of ~86 MB resident
@@ -426,6 +438,7 @@ def _print_summary(result: Any, s: dict[str, Any]) -> None:
     from rich.table import Table
 
     from analysis.analyze import wilson_interval
+    from analysis.printable import printable
 
     console = Console()
     console.print(f"[bold]tlbrace stress[/bold]: {s['scenario']} ({s['ordering']}, {s['arch']}"
@@ -450,11 +463,11 @@ def _print_summary(result: Any, s: dict[str, Any]) -> None:
         console.print(f"aligner: {aligner_line(s['aligner'])}")
     for r in result.failures[:5]:
         if r.status in ("crashed", "hung", "diverged"):
-            console.print(f"trial {r.trial}: {r.status}: {r.detail}")
+            console.print(f"trial {r.trial}: {r.status}: {printable(r.detail)}")
     if s["results"]:
-        console.print(f"results: {s['results']}")
+        console.print(f"results: {printable(s['results'])}")
     for path in s["failing_logs"][:10]:
-        console.print(f"log: {path}")
+        console.print(f"log: {printable(path)}")
     if len(s["failing_logs"]) > 10:
         console.print(f"... and {len(s['failing_logs']) - 10} more logs")
     sys.stdout.flush()

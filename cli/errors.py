@@ -33,10 +33,12 @@ def os_error_text(exc: OSError, resume_hint: str = "") -> str:
         todo = "the size limit for files (the shell's `ulimit -f`, or the file system's) was reached: raise it" + then
     elif exc.errno in (errno.EMFILE, errno.ENFILE):  # RLIMIT_NOFILE (`ulimit -n`) or the system's file table
         todo = "raise the limit of open files (`ulimit -n`, to 1024 or more)" + then
+    # With a campaign to resume, another --out would start it afresh: its own --out must become writable again.
     elif exc.errno == errno.EROFS:
-        todo = "choose a writable --out / output file"
+        todo = f"remount it read-write{then}" if resume_hint else "choose a writable --out / output file"
     elif exc.errno in (errno.EACCES, errno.EPERM):
-        todo = "choose an output path you may write"
+        todo = f"give back the permission to write there{then}" if resume_hint else \
+            "choose an output path you may write"
     else:
         todo = "check the path and the device, or choose another output path" + (
             f"; then {resume_hint}" if resume_hint else "")

@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
-from typing import Any, Callable, Final
+from typing import Any, Callable, Collection, Final, TypeVar
 
 from kernel_model.config import ARCHES, DELAYED_BATCHES, MUTANTS, ORDERINGS, Config, ConfigError
 from kernel_model.kernels import NEWEST, KernelError, kernel_config
@@ -66,6 +66,63 @@ def int_in(lo: int, hi: int) -> Callable[[str], int]:
 
 
 seed_arg = int_in(SEED_MIN, SEED_MAX)
+
+T = TypeVar("T")
+
+
+def comma_list(text: str, item: Callable[[str], T], expected: str) -> list[T]:
+    """The items of a comma-separated list option (--cpus, --kernels, --using...), each made by ``item`` (which
+    raises ValueError with why it refuses one), in the order given. An empty item (``3,,4``, a trailing comma) or
+    one given twice (``4,4``; ``4.12,4.12.0``) is refused, naming it: ``--cpus 3,,4`` ran as 3,4 and ``4,4`` as 4
+    without a word, so the typo in what was meant (3,5,4? 4,8?) went unseen. ValueError says what is wrong and
+    ``expected``."""
+    parts = [t.strip() for t in text.split(",")]
+    out: list[T] = []
+    for n, part in enumerate(parts, 1):
+        where = f"{text!r}: item {n}" if len(parts) > 1 else ""
+        if not part:
+            raise ValueError(f"{where or repr(text)} is empty; expected {expected}")
+        shown = f"{where}, {part!r}," if where else repr(part)
+        try:
+            value = item(part)
+        except ValueError as exc:
+            raise ValueError(f"{shown} {exc}; expected {expected}") from None
+        if value in out:
+            raise ValueError(f"{shown} is given twice (as item {out.index(value) + 1}); expected {expected}, each "
+                             "once")
+        out.append(value)
+    return out
+
+
+def positive_int(text: str) -> int:
+    """A comma_list item: a decimal integer >= 1."""
+    try:
+        value = int(text, 10)
+    except ValueError:
+        raise ValueError("is not an integer") from None
+    if value < 1:
+        raise ValueError("is not positive")
+    return value
+
+
+def one_of(allowed: Collection[str]) -> Callable[[str], str]:
+    """A comma_list item: one of ``allowed``."""
+    def check(text: str) -> str:
+        if text not in allowed:
+            raise ValueError("is not one of them")
+        return text
+    return check
+
+
+def list_arg(item: Callable[[str], T], expected: str) -> Callable[[str], list[T]]:
+    """An argparse type: comma_list (argparse puts the option's name before the message)."""
+    def parse(text: str) -> list[T]:
+        try:
+            return comma_list(text, item, expected)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+    parse.__name__ = "list"
+    return parse
 
 
 def float_in(lo: float, hi: float, *, low_open: bool = False) -> Callable[[str], float]:
@@ -236,8 +293,27 @@ def tlbrace_data_kind(path: str) -> str | None:
     if head.startswith(MAGIC) or b"tlbrace-results" in head:
         return RESULTS_KIND
     if b"tlbrace-log" in head:
-        return "an event log"
+        return EVENT_LOG_KIND
     return SCHEDULE_KIND if b"tlbrace-schedule" in head else None
+
+
+EVENT_LOG_KIND: Final = "an event log"
+SCENARIO_KIND: Final = "a scenario"
+# What to do with each kind of file, for a command that was given the wrong one.
+_TAKEN_BY: Final = {SCHEDULE_KIND: "replay or shrink it (tlbrace replay FILE)",
+                    EVENT_LOG_KIND: "analyze or replay it (tlbrace analyze FILE)",
+                    RESULTS_KIND: "report its campaign (tlbrace report DIR), or analyze the failing trials' logs "
+                                  "beside it"}
+
+
+def other_kind(path: str, wanted: str) -> str | None:
+    """"PATH: is an event log, not a schedule file: analyze or replay it ..." when ``path`` holds another kind of
+    tlbrace data than ``wanted`` (a schedule file given to `shrink` was "not one msgpack document", an event log
+    given to `explore` "not UTF-8 text"); None otherwise."""
+    kind = tlbrace_data_kind(path)
+    if kind is None or kind == wanted:
+        return None
+    return f"{path}: is {kind}, not {wanted}: {_TAKEN_BY[kind]}"
 
 
 def _kind_of(path: str) -> str:
@@ -306,9 +382,16 @@ def diagram_width(args: argparse.Namespace) -> int:
 
 
 def load(args: argparse.Namespace) -> tuple[Scenario, Config]:
-    from scenarios.loader import load_scenario, parse_params
+    from cli.errors import UsageError
+    from scenarios.loader import ScenarioError, load_scenario, parse_params
 
-    scenario = load_scenario(args.scenario, parse_params(args.param))
+    try:
+        scenario = load_scenario(args.scenario, parse_params(args.param))
+    except ScenarioError:
+        wrong = other_kind(args.scenario, SCENARIO_KIND)
+        if wrong is not None:
+            raise UsageError(wrong) from None
+        raise
     return scenario, config_from_args(args, scenario.config)
 
 
@@ -324,11 +407,15 @@ def config_from_args(args: argparse.Namespace, base: dict[str, Any] | None = Non
         value = getattr(args, key, None)
         if value is not None:
             overrides[key] = value
+    gathered: set[str] = set()
     for item in getattr(args, "gather", []):
         name, sep, value = item.partition("=")
         if not sep or name not in ("mmu_gather_bundle", "max_gather_batch", "max_gather_batch_count"):
             raise UsageError(f"--gather {item!r}: expected mmu_gather_bundle|max_gather_batch|"
                              "max_gather_batch_count=INT")
+        if name in gathered:  # the last one won without a word, where --param refuses a name given twice
+            raise UsageError(f"--gather {item!r}: {name} is given twice")
+        gathered.add(name)
         try:
             overrides[name] = int(value)
         except ValueError:

@@ -23,7 +23,7 @@ import datetime as _dt
 import json
 import os
 from dataclasses import dataclass
-from typing import IO, Any, Iterator
+from typing import IO, Any, Final, Iterator
 
 import msgpack
 import structlog
@@ -131,7 +131,7 @@ def read_log(path: str | os.PathLike[str]) -> LogContents:
         data = read_input(path, "log", MAX_LOG_BYTES)
     except InputFileError as exc:
         raise LogError(str(exc)) from None
-    if data[:1] == b"{":
+    if is_json_lines(data):
         return _read_jsonl(path, data)
     records: list[dict[str, Any]] = []
     damage = None
@@ -152,11 +152,26 @@ def read_log(path: str | os.PathLike[str]) -> LogContents:
     return _checked(path, records, damage)
 
 
+_BOM: Final = b"\xef\xbb\xbf"
+
+
+def is_json_lines(data: bytes) -> bool:
+    """Whether a log's bytes are JSON Lines (else msgpack, whose header map never starts with a BOM or
+    whitespace). A JSON Lines log saved by an editor with a UTF-8 byte-order mark, or with a blank first line,
+    was "not a tlbrace log (its first record is not a tlbrace-log header)"."""
+    return data.removeprefix(_BOM).lstrip()[:1] == b"{"
+
+
 def _read_jsonl(path: str, data: bytes) -> LogContents:
+    """The records of a JSON Lines log; blank lines (an editor's, or `cat a.jsonl - b.jsonl`) and a leading BOM
+    are no damage (a blank line ended the reading there: "garbage", every later trial left out)."""
     records: list[dict[str, Any]] = []
     damage = None
-    offset = 0
-    for line in data.splitlines(keepends=True):
+    offset = len(data) - len(data.removeprefix(_BOM))
+    for line in data[offset:].splitlines(keepends=True):
+        if not line.strip():
+            offset += len(line)
+            continue
         try:
             obj = json.loads(line)
         except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: a value nested 100,000 deep
@@ -211,7 +226,7 @@ def iter_trials(contents: LogContents) -> Iterator[tuple[int, list[dict[str, Any
     ends: dict[int, dict[str, Any]] = {}
     for rec in contents.records:
         trial = rec.get("trial")
-        if not isinstance(trial, int):
+        if not isinstance(trial, int) or isinstance(trial, bool):  # True would join trial 1's records
             continue
         if rec.get("type") == "trial_end":
             ends[trial] = rec

@@ -113,7 +113,7 @@ def _decode(path: str) -> dict[str, Any]:
         raise ScheduleError(f"{path}: not a tlbrace schedule file (not one msgpack document)") from None
     if not isinstance(doc, dict) or doc.get("schema") != SCHEMA:
         raise ScheduleError(f"{path}: not a tlbrace schedule file (schema is not {SCHEMA!r})")
-    if doc.get("version") == 1:
+    if doc.get("version") == 1 and not isinstance(doc.get("version"), bool):  # true is no version
         raise ScheduleError(f"{path}: schedule version 1 (each flush IPI as two transitions); this tlbrace reads "
                             f"version {VERSION} (an IPI that invalidates then acks is one): record it again with "
                             "`tlbrace explore` or `tlbrace replay LOG`")
@@ -156,7 +156,12 @@ def _is_transition(t: Any) -> bool:
     if not isinstance(t, list) or not t:
         return False
     if t[0] == "t":
-        return len(t) == 2 and isinstance(t[1], int)
+        return len(t) == 2 and _is_number(t[1])
     if t[0] == "i":
-        return len(t) == 3 and all(isinstance(x, int) for x in t[1:])
+        return len(t) == 3 and all(_is_number(x) for x in t[1:])
     return False
+
+
+def _is_number(x: Any) -> bool:
+    """A thread or CPU number: an int, not a bool (Python's True is 1: ["t", true] replayed thread 1's step)."""
+    return isinstance(x, int) and not isinstance(x, bool)

@@ -150,7 +150,7 @@ def test_using_explores_the_first_scenarios_that_use_those_operations(capsys: py
     code, r = fuzz_json(capsys, "--count", "3", "--seed", "4", "--using", ",".join(sorted(new_ops)), "--budget",
                         "300", "--kernel", "6.18", "--out", str(tmp_path))
     assert code == 0 and r["generated"] == 3 and r["using"] == sorted(new_ops)
-    assert main(["fuzz", "--using", "mremapp,store"]) == 2 and "--using: mremapp" in capsys.readouterr().err
+    assert main(["fuzz", "--using", "mremapp,store"]) == 2 and "--using: 'mremapp,store': item 1, 'mremapp'," in capsys.readouterr().err
 
 
 def test_bad_input_is_exit_2(capsys: pytest.CaptureFixture[str]) -> None:

@@ -128,7 +128,7 @@ def test_bad_versions_and_arguments_exit_2(argv: list[str], capsys: pytest.Captu
 
 def test_history_json_on_a_small_scenario(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     png = tmp_path / "m.png"
-    assert cli.main(["history", "parallel_dontneed", "--kernels", "4.12,v4.13,4.12", "--json",
+    assert cli.main(["history", "parallel_dontneed", "--kernels", "4.12,v4.13", "--json",
                      "--png", str(png)]) == 0
     doc = json.loads(capsys.readouterr().out)
     assert doc["scenario"] == "parallel_dontneed"

@@ -218,8 +218,9 @@ def test_an_out_whose_name_is_too_long_is_refused_before_the_search(capsys, tmp_
     assert len(err) < 400 and list(tmp_path.iterdir()) == []  # the path is shortened in the message
 
 
-@pytest.mark.parametrize("argv", [["analyze", "LOG", "--timeline", "NAME.png"], ["analyze", "LOG", "--perfetto", "NAME"],
-                                  ["shrink", "SCHEDULE", "-o", "NAME"], ["report", "DIR", "-o", "NAME"]])
+@pytest.mark.parametrize("argv", [["analyze", "LOG", "--timeline", "NAME.png"],
+                                  ["analyze", "LOG", "--perfetto", "NAME.json"], ["shrink", "SCHEDULE", "-o", "NAME"],
+                                  ["report", "DIR", "-o", "NAME.html"]])
 def test_an_output_file_name_that_cannot_be_written_whole_is_refused_at_the_door(capsys, tmp_path, argv):
     """A 250-byte name is under NAME_MAX, but the file is written as NAME.XXXXXXXX.tmp first: the command did its
     work, then failed with "File name too long" (exit 3)."""
