@@ -77,19 +77,24 @@ def _on_pfn(e: Event, op: str, pfn: int, kind: str = "step") -> bool:
     return _is(e, op, kind) and bool(e.args) and e.args[0] == pfn
 
 
-def _describe_ipi_flush(e: Event, names: tuple[str, ...]) -> str:
-    a = e.args
-    where = f"va {a[0]}" if a[1] - a[0] == 1 else f"va {a[0]}..{a[1] - 1}"
+def _flush_range(a: tuple) -> str:
     if a[1] >= TLB_FLUSH_ALL:  # flush_tlb_mm / arch_tlbbatch_flush: the whole mm, not a range
-        where = "everything (TLB_FLUSH_ALL)"
+        return "everything (TLB_FLUSH_ALL)"
+    return f"va {a[0]}" if a[1] - a[0] == 1 else f"va {a[0]}..{a[1] - 1}"
+
+
+def _describe_ipi_flush(e: Event, names: tuple[str, ...]) -> str:
+    where = _flush_range(e.args)
     sender = names[e.tid] if e.tid < len(names) else f"thread {e.tid}"
     return f"IPI from {sender}: flush {where}, dropped {e.result} TLB entr{'y' if e.result == 1 else 'ies'}"
 
 
+def _describe_pte(pte: Pte | None) -> str:
+    return "none" if pte is None else (f"pfn {pte.pfn}" + (" W" if pte.write else "") + (" D" if pte.dirty else ""))
+
+
 def _describe_clear(e: Event) -> str:
-    pte = _pte(e.result)
-    got = "none" if pte is None else (f"pfn {pte.pfn}" + (" W" if pte.write else "") + (" D" if pte.dirty else ""))
-    return f"ptep_get_and_clear_full(va {e.args[0]}) → {got}"
+    return f"ptep_get_and_clear_full(va {e.args[0]}) → {_describe_pte(_pte(e.result))}"
 
 
 def _describe_store(e: Event) -> str:
@@ -113,6 +118,8 @@ _DESCRIBE: dict[str, Callable[[Event], str]] = {
     "store_tlb": _describe_store,
     "set_pte_at": _describe_set_pte,
     "deferred": _describe_deferred,  # reclaim's set_tlb_ubc_flush_pending note
+    "pte_get": lambda e: f"pte_get(va {e.args[0]}) → {_describe_pte(_pte(e.result))}",
+    "flush_tlb_others": lambda e: f"flush_tlb_others({_flush_range(e.args)}) → {e.result} IPIs sent",
     "spin_lock": lambda e: f"spin_lock(PTL {e.args[0]})",
     "spin_unlock": lambda e: f"spin_unlock(PTL {e.args[0]})",
 }
@@ -166,7 +173,8 @@ def _lost_dirty_data(p: _Picker, ev: list[Event], pfn: int, m: Machine) -> None:
     end = p.violation_seq + 1
     if _lost_by_move(p, ev, pfn, m):
         return
-    clear = (_last(ev, lambda e: _clears_dirty(e, pfn) and e.fn == "zap_pte_range", end)
+    clear = (_clear_behind_store(ev, pfn, m.state.folios[pfn].data)
+             or _last(ev, lambda e: _clears_dirty(e, pfn) and e.fn == "zap_pte_range", end)
              or _last(ev, lambda e: _clears_dirty(e, pfn), end))
     if clear is None:
         _around_page(p, ev, pfn, m)
@@ -187,11 +195,7 @@ def _lost_dirty_data(p: _Picker, ev: list[Event], pfn: int, m: Machine) -> None:
     if reclaim:
         _reclaim_unlock(p, ev, clear, pfn)
     store = _lost_store(ev, clear, pfn, m.state.folios[pfn].data)
-    checked = (_first(ev, lambda e: _on_pfn(e, "not_mapped", pfn, "note"), clear.seq)
-               or _first(ev, lambda e: _on_pfn(e, "folio_mapped", pfn), clear.seq))
-    p.add(checked, "mkclean_check", "folio_mkclean sees the folio unmapped and returns 0 at once: no rmap "
-                                    f"walk, so it never waits for {who}'s PTL"
-          if checked is not None and checked.kind == "note" else "folio_mkclean's rmap check")
+    _mkclean_rows(p, ev, pfn, clear, who, store)
     tcd = p.add(_last(ev, lambda e: _on_pfn(e, "folio_test_clear_dirty", pfn) and bool(e.result), end),
                 "clear_dirty", "PG_dirty=0: writeback takes responsibility for the contents")
     p.add(_first(ev, lambda e: _on_pfn(e, "writepage", pfn), tcd.seq if tcd else clear.seq),
@@ -199,9 +203,64 @@ def _lost_dirty_data(p: _Picker, ev: list[Event], pfn: int, m: Machine) -> None:
     p.add(store, "stale_store", "a store lands through the stale dirty TLB entry after the PTE clear: no PTE, "
                                 "no PG_dirty records it")
     if store is not None:
-        p.add(_first(ev, lambda e: _is(e, "ipi_flush", "ipi") and e.tid == zapper and e.cpu == store.cpu,
-                     clear.seq), "late_flush", "the flush IPI drops the stale entry: too late, the store landed")
+        _flush_rows(p, ev, clear, who, store)
     p.state(_page_story(m, pfn))
+
+
+def _mkclean_rows(p: _Picker, ev: list[Event], pfn: int, clear: Event, who: str, store: Event | None) -> None:
+    """folio_mkclean's gate after the clear: unmapped (no walk, the §6 window), or mapped again elsewhere (a walk
+    that finds the cleared address none)."""
+    checked = (_first(ev, lambda e: _on_pfn(e, "not_mapped", pfn, "note"), clear.seq)
+               or _first(ev, lambda e: _on_pfn(e, "folio_mapped", pfn) and e.fn == "folio_mkclean", clear.seq))
+    walked = checked is not None and checked.kind != "note" and bool(checked.result)
+    if checked is not None and checked.kind == "note":
+        why = ("folio_mkclean sees the folio unmapped and returns 0 at once: no rmap walk, so it never waits for "
+               f"{who}'s PTL")
+    else:
+        why = "folio_mkclean finds the folio mapped, so it walks the rmap" if walked else "folio_mkclean's rmap check"
+    p.add(checked, "mkclean_check", why)
+    if walked:
+        _walk_past_cleared(p, ev, checked, clear, who, store)
+
+
+def _flush_rows(p: _Picker, ev: list[Event], clear: Event, who: str, store: Event) -> None:
+    """The clearer's flush: its IPIs sent before the stale store (the target had not run its handler yet), and the
+    handler that drops the entry after it."""
+    sent = _first(ev, lambda e: _is(e, "flush_tlb_others") and e.tid == clear.tid, clear.seq)
+    if sent is not None and sent.seq < store.seq:
+        p.add(sent, "flush_sent", f"the flush IPIs are on their way, but CPU {store.cpu} has not run its handler "
+                                  f"yet: until it does, its entry still writes ({who} spins for the ack)")
+    p.add(_first(ev, lambda e: _is(e, "ipi_flush", "ipi") and e.tid == clear.tid and e.cpu == store.cpu, clear.seq),
+          "late_flush", "the flush IPI drops the stale entry: too late, the store landed")
+
+
+def _clear_behind_store(ev: list[Event], pfn: int, data: int | None) -> Event | None:
+    """The dirty PTE clear that left the lost store's translation stale: the last one of pfn at the address the
+    store went through, before it. The last dirty clear of pfn overall may be writeback's own ptep_clear_flush of
+    an alias (folio_mkclean of a folio still mapped at another address), which flushes that address only and never
+    leaves an entry stale (session 20: tests/scenarios/unseen20_reclaim_alias_msync.toml)."""
+    store = _moved_store(ev, pfn, data)
+    if store is None:
+        return None
+    va = store.args[0]
+    return _last(ev, lambda e: _clears_dirty(e, pfn) and e.args[0] == va, store.seq)
+
+
+def _walk_past_cleared(p: _Picker, ev: list[Event], checked: Event, clear: Event, who: str,
+                       store: Event | None) -> None:
+    """folio_mkclean did walk (the folio is mapped at another address): what it found at the cleared address (none:
+    nothing to clean or flush there) and what it cleaned elsewhere (ptep_clear_flush flushes that address only)."""
+    va, walker, pfn = clear.args[0], checked.tid, checked.args[0]
+    cpu = f"CPU {store.cpu}'s" if store is not None else "a CPU's"
+    p.add(_last(ev, lambda e: _on_pfn(e, "page_add_file_rmap", pfn), checked.seq) if clear.seq < checked.seq else None,
+          "remapped", "a fault maps the folio again at another address: folio_mapped() is true once more")
+    p.add(_first(ev, lambda e: e.tid == walker and _is(e, "pte_get") and e.fn == "page_vma_mapped_walk"
+                 and e.args[0] == va and e.result is None, checked.seq), "walk_found_none",
+          f"the folio is still mapped elsewhere, so folio_mkclean walks the rmap, but va {va}'s PTE is already none "
+          f"({who} cleared it): nothing to clean or flush there, though {cpu} TLB still maps va {va}")
+    p.add(_first(ev, lambda e: e.tid == walker and e.fn == "ptep_clear_flush" and _is(e, "ptep_get_and_clear_full")
+                 and e.args[0] != va and _pte(e.result) is not None, checked.seq), "mkclean_other",
+          f"folio_mkclean cleans the page at another address: ptep_clear_flush flushes that address only, not va {va}")
 
 
 def _lost_by_move(p: _Picker, ev: list[Event], pfn: int, m: Machine) -> bool:
