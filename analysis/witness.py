@@ -120,6 +120,8 @@ _DESCRIBE: dict[str, Callable[[Event], str]] = {
     "deferred": _describe_deferred,  # reclaim's set_tlb_ubc_flush_pending note
     "pte_get": lambda e: f"pte_get(va {e.args[0]}) → {_describe_pte(_pte(e.result))}",
     "flush_tlb_others": lambda e: f"flush_tlb_others({_flush_range(e.args)}) → {e.result} IPIs sent",
+    "flush_tlb_local": lambda e: f"flush_tlb_local({_flush_range(e.args)}) → dropped {e.result} TLB entr"
+                                 + ("y" if e.result == 1 else "ies"),
     "spin_lock": lambda e: f"spin_lock(PTL {e.args[0]})",
     "spin_unlock": lambda e: f"spin_unlock(PTL {e.args[0]})",
 }
@@ -186,32 +188,39 @@ def _lost_dirty_data(p: _Picker, ev: list[Event], pfn: int, m: Machine) -> None:
                               "entries still map the page until the flush")
     p.add(_first(ev, lambda e: _on_pfn(e, "set_page_dirty", pfn) and e.tid == zapper, clear.seq),
           "set_page_dirty", "PG_dirty=1: the dirty bit moves to the page")
-    rmap = p.add(_first(ev, lambda e: _on_pfn(e, "page_remove_rmap", pfn) and e.tid == zapper, clear.seq),
-                 "rmap_removal", "mapcount drops before the TLB flush: folio_mapped() is false while a stale "
-                                 "writable TLB entry still exists (the window opens)")
+    tcd = _last(ev, lambda e: _on_pfn(e, "folio_test_clear_dirty", pfn) and bool(e.result), end)
+    checked = (_last(ev, lambda e: _is_mkclean_gate(e, pfn) and e.tid == tcd.tid, tcd.seq) if tcd is not None
+               else _first(ev, lambda e: _is_mkclean_gate(e, pfn), clear.seq))
+    rmap = _first(ev, lambda e: _on_pfn(e, "page_remove_rmap", pfn) and e.tid == zapper, clear.seq)
+    looked_first = checked is not None and rmap is not None and checked.seq < rmap.seq
+    p.add(rmap, "rmap_removal", "mapcount drops before the TLB flush" + (
+        " (folio_mkclean has already found the folio mapped: its walk waits for the PTL instead)" if looked_first
+        else ": folio_mapped() is false while a stale writable TLB entry still exists (the window opens)"))
     if rmap is None:
         p.absent("rmap_removal", "page_remove_rmap",
                  f"no rmap removal of pfn {pfn} before the violation: mapcount {m.state.folios[pfn].mapcount}")
     if reclaim:
         _reclaim_unlock(p, ev, clear, pfn)
     store = _lost_store(ev, clear, pfn, m.state.folios[pfn].data)
-    _mkclean_rows(p, ev, pfn, clear, who, store)
-    tcd = p.add(_last(ev, lambda e: _on_pfn(e, "folio_test_clear_dirty", pfn) and bool(e.result), end),
-                "clear_dirty", "PG_dirty=0: writeback takes responsibility for the contents")
+    _mkclean_rows(p, ev, checked, clear, who, store, tcd)
+    p.add(tcd, "clear_dirty", "PG_dirty=0: writeback takes responsibility for the contents")
     p.add(_first(ev, lambda e: _on_pfn(e, "writepage", pfn), tcd.seq if tcd else clear.seq),
           "io_snapshot", "the IO snapshots the page now; later stores are not in it")
     p.add(store, "stale_store", "a store lands through the stale dirty TLB entry after the PTE clear: no PTE, "
                                 "no PG_dirty records it")
     if store is not None:
-        _flush_rows(p, ev, clear, who, store)
+        _flush_rows(p, ev, clear, who, store, reclaim)
     p.state(_page_story(m, pfn))
 
 
-def _mkclean_rows(p: _Picker, ev: list[Event], pfn: int, clear: Event, who: str, store: Event | None) -> None:
-    """folio_mkclean's gate after the clear: unmapped (no walk, the §6 window), or mapped again elsewhere (a walk
-    that finds the cleared address none)."""
-    checked = (_first(ev, lambda e: _on_pfn(e, "not_mapped", pfn, "note"), clear.seq)
-               or _first(ev, lambda e: _on_pfn(e, "folio_mapped", pfn) and e.fn == "folio_mkclean", clear.seq))
+def _is_mkclean_gate(e: Event, pfn: int) -> bool:
+    return _on_pfn(e, "not_mapped", pfn, "note") or (_on_pfn(e, "folio_mapped", pfn) and e.fn == "folio_mkclean")
+
+
+def _mkclean_rows(p: _Picker, ev: list[Event], checked: Event | None, clear: Event, who: str, store: Event | None,
+                  tcd: Event | None) -> None:
+    """folio_mkclean's gate in the writeback pass that cleared PG_dirty (``tcd``; it may have looked before the
+    clear): unmapped (no walk, the §6 window), or mapped (a walk that finds the cleared address none)."""
     walked = checked is not None and checked.kind != "note" and bool(checked.result)
     if checked is not None and checked.kind == "note":
         why = ("folio_mkclean sees the folio unmapped and returns 0 at once: no rmap walk, so it never waits for "
@@ -220,18 +229,25 @@ def _mkclean_rows(p: _Picker, ev: list[Event], pfn: int, clear: Event, who: str,
         why = "folio_mkclean finds the folio mapped, so it walks the rmap" if walked else "folio_mkclean's rmap check"
     p.add(checked, "mkclean_check", why)
     if walked:
-        _walk_past_cleared(p, ev, checked, clear, who, store)
+        _walk_past_cleared(p, ev, checked, clear, who, store, tcd.seq if tcd is not None else None)
 
 
-def _flush_rows(p: _Picker, ev: list[Event], clear: Event, who: str, store: Event) -> None:
-    """The clearer's flush: its IPIs sent before the stale store (the target had not run its handler yet), and the
-    handler that drops the entry after it."""
+def _flush_rows(p: _Picker, ev: list[Event], clear: Event, who: str, store: Event, reclaim: bool) -> None:
+    """What let the stale entry live until the store: the PTL dropped before the flush (zap), or the flush IPIs
+    sent but not yet run on the store's CPU; then the flush that drops the entry, after the store."""
+    va = clear.args[0]
+    late = _first(ev, lambda e: e.tid == clear.tid and _flushes_on(e, store.cpu, va), store.seq)
+    unlock = _first(ev, lambda e: _is(e, "spin_unlock") and e.tid == clear.tid, clear.seq)
+    if not reclaim and unlock is not None and unlock.seq < store.seq and (late is None or unlock.seq < late.seq):
+        p.add(unlock, "unlock", f"{who} drops the PTL before the TLB flush that covers va {va}: nothing makes "
+                                f"folio_mkclean wait for that flush, and on a uniprocessor {who} may be preempted here "
+                                "(zap_pmd_range's cond_resched) and another task run on its CPU")
     sent = _first(ev, lambda e: _is(e, "flush_tlb_others") and e.tid == clear.tid, clear.seq)
-    if sent is not None and sent.seq < store.seq:
+    if sent is not None and sent.seq < store.seq and sent.result and store.cpu != clear.cpu:
         p.add(sent, "flush_sent", f"the flush IPIs are on their way, but CPU {store.cpu} has not run its handler "
                                   f"yet: until it does, its entry still writes ({who} spins for the ack)")
-    p.add(_first(ev, lambda e: _is(e, "ipi_flush", "ipi") and e.tid == clear.tid and e.cpu == store.cpu, clear.seq),
-          "late_flush", "the flush IPI drops the stale entry: too late, the store landed")
+    p.add(late, "late_flush", f"the flush reaches CPU {store.cpu} and drops the stale entry: too late, the store "
+                              "landed")
 
 
 def _clear_behind_store(ev: list[Event], pfn: int, data: int | None) -> Event | None:
@@ -247,19 +263,27 @@ def _clear_behind_store(ev: list[Event], pfn: int, data: int | None) -> Event | 
 
 
 def _walk_past_cleared(p: _Picker, ev: list[Event], checked: Event, clear: Event, who: str,
-                       store: Event | None) -> None:
-    """folio_mkclean did walk (the folio is mapped at another address): what it found at the cleared address (none:
-    nothing to clean or flush there) and what it cleaned elsewhere (ptep_clear_flush flushes that address only)."""
+                       store: Event | None, bound: int | None) -> None:
+    """folio_mkclean did walk: the fault that mapped the folio again elsewhere (if that is why it is mapped), what
+    the walk found at the cleared address (none: nothing to clean or flush there) and what it cleaned at another
+    address (ptep_clear_flush flushes that address only)."""
     va, walker, pfn = clear.args[0], checked.tid, checked.args[0]
     cpu = f"CPU {store.cpu}'s" if store is not None else "a CPU's"
-    p.add(_last(ev, lambda e: _on_pfn(e, "page_add_file_rmap", pfn), checked.seq) if clear.seq < checked.seq else None,
-          "remapped", "a fault maps the folio again at another address: folio_mapped() is true once more")
+
+    def before_bound(e: Event) -> bool:
+        return bound is None or e.seq < bound
+
+    remapped = p.add(_last(ev, lambda e: _on_pfn(e, "page_add_file_rmap", pfn) and e.seq > clear.seq, checked.seq),
+                     "remapped", "a fault maps the folio again at another address: folio_mapped() is true once more")
+    where = ("the folio is mapped again elsewhere, so folio_mkclean walks the rmap, but" if remapped is not None else
+             f"folio_mkclean's walk gets va {va}'s PTL only after {who} dropped it, and")
     p.add(_first(ev, lambda e: e.tid == walker and _is(e, "pte_get") and e.fn == "page_vma_mapped_walk"
-                 and e.args[0] == va and e.result is None, checked.seq), "walk_found_none",
-          f"the folio is still mapped elsewhere, so folio_mkclean walks the rmap, but va {va}'s PTE is already none "
-          f"({who} cleared it): nothing to clean or flush there, though {cpu} TLB still maps va {va}")
+                 and e.args[0] == va and e.result is None and before_bound(e), checked.seq), "walk_found_none",
+          f"{where} va {va}'s PTE is already none ({who} cleared it): nothing to clean or flush there, though {cpu} "
+          f"TLB still maps va {va}")
     p.add(_first(ev, lambda e: e.tid == walker and e.fn == "ptep_clear_flush" and _is(e, "ptep_get_and_clear_full")
-                 and e.args[0] != va and _pte(e.result) is not None, checked.seq), "mkclean_other",
+                 and e.args[0] != va and _pte(e.result) is not None and _pte(e.result).pfn == pfn
+                 and before_bound(e), checked.seq), "mkclean_other",
           f"folio_mkclean cleans the page at another address: ptep_clear_flush flushes that address only, not va {va}")
 
 

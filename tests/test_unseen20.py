@@ -121,3 +121,38 @@ def test_alias_loss_witness_blames_reclaims_clear_not_writebacks_own() -> None:
             < by_role["stale_store"].seq < by_role["late_flush"].seq)
     assert w.threads[by_role["stale_store"].tid] == "writer" and "va 0" in by_role["stale_store"].action
     assert "TLB_FLUSH_ALL" in by_role["late_flush"].action
+
+
+def _first_witness(name: str, kernel: str, arch: str) -> tuple[Witness, dict[str, WitnessRow]]:
+    """The witness analyze builds for the first violation a bounded dfs finds, and its rows by role."""
+    sc = _load(name)
+    cfg = _cfg(sc, kernel, arch)
+    r = explore(sc, cfg, "dfs", budget=80_000)
+    run = run_schedule(sc, cfg, r.found[0].schedule)
+    w = next(w for w in witnesses_for(r.found[0].violations, sc, cfg, run.executed) if w.invariant == "lost_dirty_data")
+    return w, {row.role: row for row in w.rows}
+
+
+def test_up_loss_witness_is_the_unlock_before_the_local_flush() -> None:
+    """6.2 UP (docs/up-v6.2.md): folio_mkclean looked first and walked; the zapper dropped the PTL before its flush,
+    the walk found the PTE none, and the flush that came too late is the zapper's own flush_tlb_local. Before session
+    20 the witness had no mkclean row (it looked only after the clear), no unlock and no late flush (it looked only
+    for flush IPIs); a flush_tlb_others that sent no IPI is no "flush sent" row."""
+    w, by_role = _first_witness("unseen20_one_pte_many_stores", "6.2", "up")
+    assert (by_role["mkclean_check"].seq < by_role["pte_clear"].seq < by_role["rmap_removal"].seq
+            < by_role["unlock"].seq < by_role["walk_found_none"].seq < by_role["io_snapshot"].seq
+            < by_role["stale_store"].seq < by_role["late_flush"].seq)
+    assert "already found the folio mapped" in by_role["rmap_removal"].why
+    assert by_role["late_flush"].fn == "tlb_flush_mmu_tlbonly" and "flush_tlb_local" in by_role["late_flush"].action
+    assert "flush_sent" not in by_role and "remapped" not in by_role
+
+
+def test_smp_314_loss_witness_shows_the_flush_after_unlock() -> None:
+    """3.14 SMP (before 1cf35d47712d): the zapper unlocks, then sends its IPIs; the walk finds the PTE none while
+    the writer's CPU has not run the handler yet. Before session 20 the witness showed neither the unlock nor the
+    walk."""
+    w, by_role = _first_witness("unseen20_two_writers_dontneed_half", "3.14", "smp")
+    assert (by_role["pte_clear"].seq < by_role["unlock"].seq < by_role["flush_sent"].seq
+            < by_role["walk_found_none"].seq < by_role["io_snapshot"].seq < by_role["stale_store"].seq
+            < by_role["late_flush"].seq)
+    assert w.threads[by_role["stale_store"].tid] == "wb" and by_role["late_flush"].fn == "flush_tlb_func"
