@@ -459,6 +459,22 @@ def _stale_clear(p: _Picker, ev: list[Event], access: Event, va: int) -> None:
           f"flushes CPU {access.cpu}'s entry, yet the call may return before the clearer's flush")
 
 
+# kernel_model.oracle's expect_failed detail for file_holds_last_store: which file page the read-back missed.
+_EXPECT_PAGE = re.compile(r"after a final sync file page (\d+) holds ")
+
+
+def _expect_failed(p: _Picker, ev: list[Event], pfn: int | None, m: Machine) -> None:
+    """A read-back that misses the thread's last store (the oracle tracks it by file page, not pfn): the same rows
+    as a lost store of the page cached there, which is why the final sync does not write it."""
+    match = _EXPECT_PAGE.search(p.detail)
+    index = int(match.group(1)) if match else -1
+    cached = m.state.page_cache[index] if 0 <= index < len(m.state.page_cache) else None
+    if cached is None:
+        _around_page(p, ev, pfn, m)
+        return
+    _lost_dirty_data(p, ev, cached, m)
+
+
 def _around_page(p: _Picker, ev: list[Event], pfn: int | None, m: Machine) -> None:
     """No specific rule: the last events that touched the page (by pfn) or the violation's thread."""
     last = next(e for e in ev if e.seq == p.violation_seq)
@@ -508,6 +524,7 @@ _RULES: dict[str, Callable[[_Picker, list[Event], int, Machine], None]] = {
 # Rules for violations the oracle tracks by address, not by page (no pfn).
 _ADDRESS_RULES: dict[str, Callable[[_Picker, list[Event], int | None, Machine], None]] = {
     "stale_tlb_access": _stale_tlb_access,
+    "expect_failed": _expect_failed,
 }
 
 

@@ -156,3 +156,17 @@ def test_smp_314_loss_witness_shows_the_flush_after_unlock() -> None:
             < by_role["walk_found_none"].seq < by_role["io_snapshot"].seq < by_role["stale_store"].seq
             < by_role["late_flush"].seq)
     assert w.threads[by_role["stale_store"].tid] == "wb" and by_role["late_flush"].fn == "flush_tlb_func"
+
+
+def test_read_back_witness_explains_the_lost_store() -> None:
+    """expect_failed has no pfn (the oracle checks a file page after a final sync): before session 20 its witness
+    was the one transition where the run ended. Now it is the lost store's story of the page cached there."""
+    sc = _load("unseen20_two_writers_dontneed_half")
+    cfg = _cfg(sc, "6.1", "smp")
+    r = explore(sc, cfg, "dfs", budget=80_000)
+    run = run_schedule(sc, cfg, r.found[0].schedule)
+    w = next(w for w in witnesses_for(r.found[0].violations, sc, cfg, run.executed) if w.invariant == "expect_failed")
+    by_role = {row.role: row for row in w.rows}
+    assert by_role["pte_clear"].fn == "zap_pte_range" and by_role["mkclean_check"].action == "not_mapped(1)"
+    assert w.threads[by_role["stale_store"].tid] == "wb" and by_role["stale_store"].action.startswith("store ")
+    assert by_role["io_snapshot"].seq < by_role["stale_store"].seq < by_role["late_flush"].seq
