@@ -77,19 +77,24 @@ def _on_pfn(e: Event, op: str, pfn: int, kind: str = "step") -> bool:
     return _is(e, op, kind) and bool(e.args) and e.args[0] == pfn
 
 
-def _describe_ipi_flush(e: Event, names: tuple[str, ...]) -> str:
-    a = e.args
-    where = f"va {a[0]}" if a[1] - a[0] == 1 else f"va {a[0]}..{a[1] - 1}"
+def _flush_range(a: tuple) -> str:
     if a[1] >= TLB_FLUSH_ALL:  # flush_tlb_mm / arch_tlbbatch_flush: the whole mm, not a range
-        where = "everything (TLB_FLUSH_ALL)"
+        return "everything (TLB_FLUSH_ALL)"
+    return f"va {a[0]}" if a[1] - a[0] == 1 else f"va {a[0]}..{a[1] - 1}"
+
+
+def _describe_ipi_flush(e: Event, names: tuple[str, ...]) -> str:
+    where = _flush_range(e.args)
     sender = names[e.tid] if e.tid < len(names) else f"thread {e.tid}"
     return f"IPI from {sender}: flush {where}, dropped {e.result} TLB entr{'y' if e.result == 1 else 'ies'}"
 
 
+def _describe_pte(pte: Pte | None) -> str:
+    return "none" if pte is None else (f"pfn {pte.pfn}" + (" W" if pte.write else "") + (" D" if pte.dirty else ""))
+
+
 def _describe_clear(e: Event) -> str:
-    pte = _pte(e.result)
-    got = "none" if pte is None else (f"pfn {pte.pfn}" + (" W" if pte.write else "") + (" D" if pte.dirty else ""))
-    return f"ptep_get_and_clear_full(va {e.args[0]}) → {got}"
+    return f"ptep_get_and_clear_full(va {e.args[0]}) → {_describe_pte(_pte(e.result))}"
 
 
 def _describe_store(e: Event) -> str:
@@ -113,6 +118,10 @@ _DESCRIBE: dict[str, Callable[[Event], str]] = {
     "store_tlb": _describe_store,
     "set_pte_at": _describe_set_pte,
     "deferred": _describe_deferred,  # reclaim's set_tlb_ubc_flush_pending note
+    "pte_get": lambda e: f"pte_get(va {e.args[0]}) → {_describe_pte(_pte(e.result))}",
+    "flush_tlb_others": lambda e: f"flush_tlb_others({_flush_range(e.args)}) → {e.result} IPIs sent",
+    "flush_tlb_local": lambda e: f"flush_tlb_local({_flush_range(e.args)}) → dropped {e.result} TLB entr"
+                                 + ("y" if e.result == 1 else "ies"),
     "spin_lock": lambda e: f"spin_lock(PTL {e.args[0]})",
     "spin_unlock": lambda e: f"spin_unlock(PTL {e.args[0]})",
 }
@@ -166,7 +175,8 @@ def _lost_dirty_data(p: _Picker, ev: list[Event], pfn: int, m: Machine) -> None:
     end = p.violation_seq + 1
     if _lost_by_move(p, ev, pfn, m):
         return
-    clear = (_last(ev, lambda e: _clears_dirty(e, pfn) and e.fn == "zap_pte_range", end)
+    clear = (_clear_behind_store(ev, pfn, m.state.folios[pfn].data)
+             or _last(ev, lambda e: _clears_dirty(e, pfn) and e.fn == "zap_pte_range", end)
              or _last(ev, lambda e: _clears_dirty(e, pfn), end))
     if clear is None:
         _around_page(p, ev, pfn, m)
@@ -178,30 +188,103 @@ def _lost_dirty_data(p: _Picker, ev: list[Event], pfn: int, m: Machine) -> None:
                               "entries still map the page until the flush")
     p.add(_first(ev, lambda e: _on_pfn(e, "set_page_dirty", pfn) and e.tid == zapper, clear.seq),
           "set_page_dirty", "PG_dirty=1: the dirty bit moves to the page")
-    rmap = p.add(_first(ev, lambda e: _on_pfn(e, "page_remove_rmap", pfn) and e.tid == zapper, clear.seq),
-                 "rmap_removal", "mapcount drops before the TLB flush: folio_mapped() is false while a stale "
-                                 "writable TLB entry still exists (the window opens)")
+    tcd = _last(ev, lambda e: _on_pfn(e, "folio_test_clear_dirty", pfn) and bool(e.result), end)
+    checked = (_last(ev, lambda e: _is_mkclean_gate(e, pfn) and e.tid == tcd.tid, tcd.seq) if tcd is not None
+               else _first(ev, lambda e: _is_mkclean_gate(e, pfn), clear.seq))
+    rmap = _first(ev, lambda e: _on_pfn(e, "page_remove_rmap", pfn) and e.tid == zapper, clear.seq)
+    looked_first = checked is not None and rmap is not None and checked.seq < rmap.seq
+    p.add(rmap, "rmap_removal", "mapcount drops before the TLB flush" + (
+        " (folio_mkclean has already found the folio mapped: its walk waits for the PTL instead)" if looked_first
+        else ": folio_mapped() is false while a stale writable TLB entry still exists (the window opens)"))
     if rmap is None:
         p.absent("rmap_removal", "page_remove_rmap",
                  f"no rmap removal of pfn {pfn} before the violation: mapcount {m.state.folios[pfn].mapcount}")
     if reclaim:
         _reclaim_unlock(p, ev, clear, pfn)
     store = _lost_store(ev, clear, pfn, m.state.folios[pfn].data)
-    checked = (_first(ev, lambda e: _on_pfn(e, "not_mapped", pfn, "note"), clear.seq)
-               or _first(ev, lambda e: _on_pfn(e, "folio_mapped", pfn), clear.seq))
-    p.add(checked, "mkclean_check", "folio_mkclean sees the folio unmapped and returns 0 at once: no rmap "
-                                    f"walk, so it never waits for {who}'s PTL"
-          if checked is not None and checked.kind == "note" else "folio_mkclean's rmap check")
-    tcd = p.add(_last(ev, lambda e: _on_pfn(e, "folio_test_clear_dirty", pfn) and bool(e.result), end),
-                "clear_dirty", "PG_dirty=0: writeback takes responsibility for the contents")
+    _mkclean_rows(p, ev, checked, clear, who, store, tcd)
+    p.add(tcd, "clear_dirty", "PG_dirty=0: writeback takes responsibility for the contents")
     p.add(_first(ev, lambda e: _on_pfn(e, "writepage", pfn), tcd.seq if tcd else clear.seq),
           "io_snapshot", "the IO snapshots the page now; later stores are not in it")
     p.add(store, "stale_store", "a store lands through the stale dirty TLB entry after the PTE clear: no PTE, "
                                 "no PG_dirty records it")
     if store is not None:
-        p.add(_first(ev, lambda e: _is(e, "ipi_flush", "ipi") and e.tid == zapper and e.cpu == store.cpu,
-                     clear.seq), "late_flush", "the flush IPI drops the stale entry: too late, the store landed")
+        _flush_rows(p, ev, clear, who, store, reclaim)
     p.state(_page_story(m, pfn))
+
+
+def _is_mkclean_gate(e: Event, pfn: int) -> bool:
+    return _on_pfn(e, "not_mapped", pfn, "note") or (_on_pfn(e, "folio_mapped", pfn) and e.fn == "folio_mkclean")
+
+
+def _mkclean_rows(p: _Picker, ev: list[Event], checked: Event | None, clear: Event, who: str, store: Event | None,
+                  tcd: Event | None) -> None:
+    """folio_mkclean's gate in the writeback pass that cleared PG_dirty (``tcd``; it may have looked before the
+    clear): unmapped (no walk, the §6 window), or mapped (a walk that finds the cleared address none)."""
+    walked = checked is not None and checked.kind != "note" and bool(checked.result)
+    if checked is not None and checked.kind == "note":
+        why = ("folio_mkclean sees the folio unmapped and returns 0 at once: no rmap walk, so it never waits for "
+               f"{who}'s PTL")
+    else:
+        why = "folio_mkclean finds the folio mapped, so it walks the rmap" if walked else "folio_mkclean's rmap check"
+    p.add(checked, "mkclean_check", why)
+    if walked:
+        _walk_past_cleared(p, ev, checked, clear, who, store, tcd.seq if tcd is not None else None)
+
+
+def _flush_rows(p: _Picker, ev: list[Event], clear: Event, who: str, store: Event, reclaim: bool) -> None:
+    """What let the stale entry live until the store: the PTL dropped before the flush (zap), or the flush IPIs
+    sent but not yet run on the store's CPU; then the flush that drops the entry, after the store."""
+    va = clear.args[0]
+    late = _first(ev, lambda e: e.tid == clear.tid and _flushes_on(e, store.cpu, va), store.seq)
+    unlock = _first(ev, lambda e: _is(e, "spin_unlock") and e.tid == clear.tid, clear.seq)
+    if not reclaim and unlock is not None and unlock.seq < store.seq and (late is None or unlock.seq < late.seq):
+        p.add(unlock, "unlock", f"{who} drops the PTL before the TLB flush that covers va {va}: nothing makes "
+                                f"folio_mkclean wait for that flush, and on a uniprocessor {who} may be preempted here "
+                                "(zap_pmd_range's cond_resched) and another task run on its CPU")
+    sent = _first(ev, lambda e: _is(e, "flush_tlb_others") and e.tid == clear.tid, clear.seq)
+    if sent is not None and sent.seq < store.seq and sent.result and store.cpu != clear.cpu:
+        p.add(sent, "flush_sent", f"the flush IPIs are on their way, but CPU {store.cpu} has not run its handler "
+                                  f"yet: until it does, its entry still writes ({who} spins for the ack)")
+    p.add(late, "late_flush", f"the flush reaches CPU {store.cpu} and drops the stale entry: too late, the store "
+                              "landed")
+
+
+def _clear_behind_store(ev: list[Event], pfn: int, data: int | None) -> Event | None:
+    """The dirty PTE clear that left the lost store's translation stale: the last one of pfn at the address the
+    store went through, before it. The last dirty clear of pfn overall may be writeback's own ptep_clear_flush of
+    an alias (folio_mkclean of a folio still mapped at another address), which flushes that address only and never
+    leaves an entry stale (session 20: tests/scenarios/unseen20_reclaim_alias_msync.toml)."""
+    store = _moved_store(ev, pfn, data)
+    if store is None:
+        return None
+    va = store.args[0]
+    return _last(ev, lambda e: _clears_dirty(e, pfn) and e.args[0] == va, store.seq)
+
+
+def _walk_past_cleared(p: _Picker, ev: list[Event], checked: Event, clear: Event, who: str,
+                       store: Event | None, bound: int | None) -> None:
+    """folio_mkclean did walk: the fault that mapped the folio again elsewhere (if that is why it is mapped), what
+    the walk found at the cleared address (none: nothing to clean or flush there) and what it cleaned at another
+    address (ptep_clear_flush flushes that address only)."""
+    va, walker, pfn = clear.args[0], checked.tid, checked.args[0]
+    cpu = f"CPU {store.cpu}'s" if store is not None else "a CPU's"
+
+    def before_bound(e: Event) -> bool:
+        return bound is None or e.seq < bound
+
+    remapped = p.add(_last(ev, lambda e: _on_pfn(e, "page_add_file_rmap", pfn) and e.seq > clear.seq, checked.seq),
+                     "remapped", "a fault maps the folio again at another address: folio_mapped() is true once more")
+    where = ("the folio is mapped again elsewhere, so folio_mkclean walks the rmap, but" if remapped is not None else
+             f"folio_mkclean's walk gets va {va}'s PTL only after {who} dropped it, and")
+    p.add(_first(ev, lambda e: e.tid == walker and _is(e, "pte_get") and e.fn == "page_vma_mapped_walk"
+                 and e.args[0] == va and e.result is None and before_bound(e), checked.seq), "walk_found_none",
+          f"{where} va {va}'s PTE is already none ({who} cleared it): nothing to clean or flush there, though {cpu} "
+          f"TLB still maps va {va}")
+    p.add(_first(ev, lambda e: e.tid == walker and e.fn == "ptep_clear_flush" and _is(e, "ptep_get_and_clear_full")
+                 and e.args[0] != va and _pte(e.result) is not None and _pte(e.result).pfn == pfn
+                 and before_bound(e), checked.seq), "mkclean_other",
+          f"folio_mkclean cleans the page at another address: ptep_clear_flush flushes that address only, not va {va}")
 
 
 def _lost_by_move(p: _Picker, ev: list[Event], pfn: int, m: Machine) -> bool:
@@ -376,6 +459,22 @@ def _stale_clear(p: _Picker, ev: list[Event], access: Event, va: int) -> None:
           f"flushes CPU {access.cpu}'s entry, yet the call may return before the clearer's flush")
 
 
+# kernel_model.oracle's expect_failed detail for file_holds_last_store: which file page the read-back missed.
+_EXPECT_PAGE = re.compile(r"after a final sync file page (\d+) holds ")
+
+
+def _expect_failed(p: _Picker, ev: list[Event], pfn: int | None, m: Machine) -> None:
+    """A read-back that misses the thread's last store (the oracle tracks it by file page, not pfn): the same rows
+    as a lost store of the page cached there, which is why the final sync does not write it."""
+    match = _EXPECT_PAGE.search(p.detail)
+    index = int(match.group(1)) if match else -1
+    cached = m.state.page_cache[index] if 0 <= index < len(m.state.page_cache) else None
+    if cached is None:
+        _around_page(p, ev, pfn, m)
+        return
+    _lost_dirty_data(p, ev, cached, m)
+
+
 def _around_page(p: _Picker, ev: list[Event], pfn: int | None, m: Machine) -> None:
     """No specific rule: the last events that touched the page (by pfn) or the violation's thread."""
     last = next(e for e in ev if e.seq == p.violation_seq)
@@ -425,6 +524,7 @@ _RULES: dict[str, Callable[[_Picker, list[Event], int, Machine], None]] = {
 # Rules for violations the oracle tracks by address, not by page (no pfn).
 _ADDRESS_RULES: dict[str, Callable[[_Picker, list[Event], int | None, Machine], None]] = {
     "stale_tlb_access": _stale_tlb_access,
+    "expect_failed": _expect_failed,
 }
 
 
