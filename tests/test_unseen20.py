@@ -37,11 +37,11 @@ UNSEEN20: dict[str, dict[tuple[str, str], frozenset[str]]] = {
     # header says why); clean on every kernel (4.9, 4.18, 6.1 SMP, 4.9, 6.2 UP, 4.8 s390 searched too)
     "unseen20_writable_clean_mremap": {("4.8", "smp"): CLEAN, ("4.8", "up"): CLEAN, ("6.2", "smp"): CLEAN,
                                        ("6.2", "s390"): CLEAN},
-    # clean with reduction everywhere (4.8 SMP at 58,812 states; 4.9, 4.18, 6.1, 6.2 SMP, 6.1 UP and 6.2 s390 too);
-    # the full search finds the predicted loss on 4.8 (transient: the writer's later store re-dirties the page), a
-    # reduction mismatch: see test_reduced_search_agrees_with_the_full_search_on_a_transient_loss below
-    # (6.2 UP: reduced clean, full lost, the same mismatch; only cells where the two agree are here)
-    "unseen20_mremap_then_ftruncate": {("6.1", "up"): CLEAN},
+    # clean everywhere (4.8 SMP at 58,812 states; 4.9, 4.18, 6.1, 6.2 SMP, 6.1 UP and 6.2 s390 too): the predicted
+    # loss on 4.8 is a window that the writer's later store closes (6.2 UP's, one that ftruncate closes), no loss
+    # since the oracle judges one when data is dropped or at quiescence (session 20; the full search used to judge
+    # the window, and disagreed with the reduced one: test_a_window_closed_by_a_later_store_... below)
+    "unseen20_mremap_then_ftruncate": {("6.1", "up"): CLEAN, ("4.8", "up"): CLEAN, ("6.2", "up"): CLEAN},
     # no store: nothing to lose, evict cannot free what the gather holds (3.14, 4.12, 6.1, 6.2 SMP and 3.14 s390
     # clean at 60,000-81,000 states; 6.1 UP clean: searched, session 20)
     "unseen20_reader_beside_zap_evict": {("3.14", "up"): CLEAN, ("6.2", "up"): CLEAN},
@@ -83,7 +83,9 @@ def test_unseen20_scenario_on_kernel(name: str, kernel: str, arch: str) -> None:
 @pytest.mark.parametrize("name, kernel, arch", sorted(UNSEEN20_SAMPLED))
 def test_unseen20_sampled_verdict(name: str, kernel: str, arch: str) -> None:
     sc = _load(name)
-    r = explore(sc, _cfg(sc, kernel, arch), "pct", budget=300, seed=0)
+    # 2,000 runs: pct (seed 0) meets the loss in run 1,497 on 4.11 and 242 on 6.2. It met it within 300 while the
+    # oracle also judged windows that a later store closes (session 20): a run must now end with the data lost.
+    r = explore(sc, _cfg(sc, kernel, arch), "pct", budget=2_000, seed=0)
     assert {v.invariant for f in r.found for v in f.violations} == UNSEEN20_SAMPLED[name, kernel, arch]
 
 
@@ -176,10 +178,13 @@ def test_read_back_witness_explains_the_lost_store() -> None:
     assert by_role["io_snapshot"].seq < by_role["stale_store"].seq < by_role["late_flush"].seq
 
 
-# unseen20_mremap_then_ftruncate cut down to what makes the reduced and the full search disagree (session 20): on
-# 4.8 the writer's store to address 0 lands through the stale entry after msync's snapshot; move_page_tables' late
-# flush then drops that entry, and until the writer's next store (to address 1, which now maps the same file page:
-# a write fault that re-dirties it) the page differs from the disk with nothing dirty anywhere.
+# unseen20_mremap_then_ftruncate cut down to the window that made the reduced and the full search disagree (session
+# 20): on 4.8 the writer's store to address 0 lands through the stale entry after msync's snapshot; move_page_tables'
+# late flush then drops that entry, and until the writer's next store (to address 1, which now maps the same file
+# page: a write fault that re-dirties it) the page differs from the disk with nothing dirty anywhere. The full
+# search judged that window lost_dirty_data, the reduced one (which keeps end states, not every state on the way)
+# did not. The oracle now judges a loss when data is dropped or at quiescence (kernel_model/oracle.py): the window
+# closed by the later store lost nothing in this run, and both searches say so.
 _TRANSIENT_LOSS = """
 name = "transient_loss"
 [setup]
@@ -205,20 +210,10 @@ def _transient_loss(tmp_path: Path):
     return sc, _cfg(sc, "4.8", "up")
 
 
-def test_full_search_finds_the_transient_loss(tmp_path: Path) -> None:
-    """The unreduced search checks the oracle's whole state after every transition: the state where the page
-    differs from the disk and no PG_dirty, PTE or TLB entry is dirty is lost_dirty_data (a reclaimer could drop
-    the clean page there; the kernel's 5d1904204c99 window)."""
+def test_a_window_closed_by_a_later_store_is_no_loss_in_either_search(tmp_path: Path) -> None:
     sc, cfg = _transient_loss(tmp_path)
-    r = explore(sc, cfg, "dfs", budget=80_000, reduce=False)
-    assert {v.invariant for f in r.found for v in f.violations} == LOST
-
-
-@pytest.mark.xfail(strict=True, reason="model bug (controlled/reduction.py, controlled/machine.py: not this "
-                   "helper's to fix): a search with reduction runs the oracle's whole-state check only at "
-                   "quiescence (Machine.online_checks = not reduce), where the writer's later store has made the "
-                   "page dirty again, so it finds nothing; the full search finds lost_dirty_data. "
-                   "fuzz.reduction_check calls a verdict that differs a reduction bug")
-def test_reduced_search_agrees_with_the_full_search_on_a_transient_loss(tmp_path: Path) -> None:
-    sc, cfg = _transient_loss(tmp_path)
+    full = explore(sc, cfg, "dfs", budget=80_000, reduce=False, stop_at_first=False)
+    reduced = explore(sc, cfg, "dfs", budget=80_000, stop_at_first=False)
+    assert full.complete and reduced.complete
+    assert not full.found and not reduced.found
     assert reduction_mismatch(sc, cfg, 20_000) == AGREE
