@@ -22,6 +22,8 @@ Interchangeable writers are then put in the order that represents their orbit (c
 
 from __future__ import annotations
 
+from typing import Callable
+
 from controlled import symmetry
 from controlled.memo import MISSING, BoundedMemo
 from kernel_model.program import Scenario
@@ -55,6 +57,33 @@ class Canonicaliser:
     def canonical(self, key: tuple) -> tuple:
         """``key`` (Machine.key's layout) with the page contents renamed in order of first appearance (data,
         snapshot, disk), and interchangeable writers put in the order that represents their orbit."""
+        key = self._renamed_key(key)
+        return key if self._representative is None else self._representative(key)
+
+    def encoder(self, encode: Callable[[tuple], bytes], encode_permuted: Callable[[tuple, object], bytes],
+                plan: Callable[[list, symmetry.Permutation], object]) -> Callable[[tuple], bytes]:
+        """``encode(canonical(key))`` for a machine key, with the representative's permutation applied by
+        ``encode_permuted(key, plan(fields, p))`` instead of building the permuted key (the compiled encoder,
+        controlled/_compact_keys.pyx: the same bytes, without the permuted key's tuples)."""
+        renamed, choice = self._renamed_key, self.symmetry.choice
+        if not self.symmetry:
+            return lambda key: encode(renamed(key))
+        plans: dict[int, object] = {}  # id of a permutation (Symmetry holds them) -> its plan
+
+        def encoded(key: tuple) -> bytes:
+            best, pending = choice(renamed(key))
+            if pending is None:
+                return encode(best)
+            made = plans.get(id(pending))
+            if made is None:
+                made = plans[id(pending)] = plan(symmetry.plan_fields(pending, (len(best[0]), len(best[1]),
+                                                                                len(best[2]))), pending)
+            return encode_permuted(best, made)
+
+        return encoded
+
+    def _renamed_key(self, key: tuple) -> tuple:
+        """``key`` with the page contents renamed, threads where they are."""
         state_key, positions, oracle_key = key
         folios, disk, last = state_key[0], state_key[2], oracle_key[-1]
         seen = self._last
@@ -73,8 +102,7 @@ class Canonicaliser:
         # visited set's, kept as it was). The renamed folios and disk are the memo's own tuples, the same objects
         # for the same pages: the exact keys' encoder numbers them without hashing them again
         # (controlled/_compact_keys.pyx).
-        key = ((renamed[0], renamed[1], state_key[1]) + state_key[3:], positions, oracle_key)
-        return key if self._representative is None else self._representative(key)
+        return ((renamed[0], renamed[1], state_key[1]) + state_key[3:], positions, oracle_key)
 
 
 def _rename_values(folios: tuple, disk: tuple, last: tuple = ()) -> tuple:

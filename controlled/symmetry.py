@@ -213,6 +213,7 @@ class Symmetry:
 
         self.last: Permutation | None = None  # the permutation the last representative applied (None: identity)
         self._reordered = [Reordered() for _ in perms]  # each permutation's (permute's memo)
+        self._index = {id(p): n for n, p in enumerate(perms)}  # a permutation's place in perms (they live as long)
         # Per member: the last (position, TLB) parts whose signature was taken, and it (by identity: see Reordered).
         self._signed = [(None, None, 0) for _ in self.members]
 
@@ -220,10 +221,26 @@ class Symmetry:
         return bool(self.perms)
 
     def representative(self, key: tuple) -> tuple:
-        best, self.last = self._representative(key)
-        return best
+        best, pending = self.choice(key)
+        return best if pending is None else self.permuted(best, pending)
+
+    def choice(self, key: tuple) -> tuple[tuple, Permutation | None]:
+        """The representative of ``key``'s orbit as (a key, the permutation still to apply to it, or None), for a
+        caller that applies it without building the permuted key (controlled/_compact_keys.pyx: encode_permuted);
+        sets ``last``, the permutation the representative applies."""
+        best, pending, self.last = self._choose(key)
+        return best, pending
+
+    def permuted(self, key: tuple, p: Permutation) -> tuple:
+        return permute(key, p, self._reordered[self._index[id(p)]])
 
     def _representative(self, key: tuple) -> tuple[tuple, Permutation | None]:
+        best, pending, applied = self._choose(key)
+        return (best if pending is None else self.permuted(best, pending)), applied
+
+    def _choose(self, key: tuple) -> tuple[tuple, Permutation | None, Permutation | None]:
+        """(a key, the permutation still to apply to it, the permutation the representative applies): the key and
+        the permutation the signatures pick, or on a tie the permuted key the hashes pick, with nothing to apply."""
         positions, tlbs = key[1], key[0][10]
         if self._pair is not None:
             # Two threads a < b: the swap's signature vector (b's, a's) is below the identity's (a's, b's) exactly
@@ -234,10 +251,10 @@ class Symmetry:
             sig_a = last_a[2] if pos_a is last_a[0] and tlb_a is last_a[1] else self._signature(0, pos_a, tlb_a)
             sig_b = last_b[2] if pos_b is last_b[0] and tlb_b is last_b[1] else self._signature(1, pos_b, tlb_b)
             if sig_a < sig_b:
-                return key, None
+                return key, None, None
             if sig_b < sig_a:
-                return permute(key, swap, self._reordered[0]), swap
-        return self._general(key, positions, tlbs)
+                return key, swap, swap
+        return self._general_choice(key, positions, tlbs)
 
     def _signature(self, member: int, position: tuple, tlb: tuple) -> int:
         """The hash of a member's (position, TLB): hashed again only when either part is another object."""
@@ -250,6 +267,12 @@ class Symmetry:
 
     def _general(self, key: tuple, positions: tuple, tlbs: tuple) -> tuple[tuple, Permutation | None]:
         """_representative for any groups: the signature vector of each permutation, and on a tie the hashes."""
+        best, pending, applied = self._general_choice(key, positions, tlbs)
+        return (best if pending is None else self.permuted(best, pending)), applied
+
+    def _general_choice(self, key: tuple, positions: tuple,
+                        tlbs: tuple) -> tuple[tuple, Permutation | None, Permutation | None]:
+        """_choose for any groups."""
         sig = [self._signature(i, positions[t], tlbs[c]) for i, (t, c) in enumerate(self._member_cpus)]
         best_vec = sig
         tied: list[Permutation | None] = [None]  # None: the identity
@@ -259,16 +282,25 @@ class Symmetry:
                 best_vec, tied = vec, [p]
             elif vec == best_vec:
                 tied.append(p)
-        memo = self._reordered
         if len(tied) == 1:
-            return (key if tied[0] is None else permute(key, tied[0], memo[self.perms.index(tied[0])])), tied[0]
+            return key, tied[0], tied[0]
         best, best_hash, best_p = None, 0, None
         for p in tied:
-            other = key if p is None else permute(key, p, memo[self.perms.index(p)])
+            other = key if p is None else self.permuted(key, p)
             h = hash(other)
             if best is None or h < best_hash:
                 best, best_hash, best_p = other, h, p
-        return best, best_p  # type: ignore[return-value]
+        return best, None, best_p  # type: ignore[return-value]
+
+
+def plan_fields(p: Permutation, shape: tuple[int, int, int]) -> list[tuple[int, int, object]]:
+    """What ``permute(key, p)`` makes of each field of a key with ``shape`` (its state, positions and oracle
+    tuples' lengths), for the compiled encoder (controlled/_compact_keys.pyx: Plan): per field of the permuted
+    key, (the part of ``key`` it is taken from, its place there, the function that permutes it or None)."""
+    state = dict(_STATE_FIELDS)
+    oracle = dict(_ORACLE_FIELDS)
+    return ([(0, i, state.get(i)) for i in range(shape[0])] + [(1, p.tid_src[t], None) for t in range(shape[1])]
+            + [(2, i, oracle.get(i)) for i in range(shape[2])])
 
 
 def symmetry_of(scenario: Scenario, cpu_of: list[int], ncpus: int, warm_cpus: set[int]) -> Symmetry:

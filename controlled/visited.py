@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from types import ModuleType
 from typing import Callable, Iterable, Protocol
 
 from controlled.compiled_only import fresh_extension
@@ -56,10 +57,13 @@ class CompactKeys:
 
     def __init__(self, compiled: bool = True) -> None:
         self._tables: list[Numbering] = []  # per field (a part's place in the flattened key)
-        encoder_class = compiled_encoder() if compiled else None
-        if encoder_class is not None:  # an instance attribute: the visited set's hot path calls it directly
-            self.encode = encoder_class(self._tables, Numbering).encode  # type: ignore[method-assign]
-        self.compiled = encoder_class is not None
+        module = compiled_module() if compiled else None
+        if module is not None:  # instance attributes: the visited set's hot path calls them directly
+            made = module.Encoder(self._tables, Numbering)
+            self.encode = made.encode  # type: ignore[method-assign]
+            # encode(permute(key, p)) without the permuted key, for a plan of p (encoder below).
+            self.encode_permuted, self.plan = made.encode_permuted, module.Plan
+        self.compiled = module is not None
 
     def encode(self, key: tuple) -> bytes:
         items = [item for part in key for item in part]
@@ -82,9 +86,14 @@ class CompactKeys:
 
 def compiled_encoder() -> type | None:
     """The compiled encoder (controlled/_compact_keys.pyx's Encoder), if its build is fresh and not turned off."""
-    module = fresh_extension("controlled._compact_keys", Path(__file__).with_name("_compact_keys.pyx"),
-                             "exact keys are encoded in Python (slower)")
+    module = compiled_module()
     return None if module is None else module.Encoder
+
+
+def compiled_module() -> ModuleType | None:
+    """controlled/_compact_keys.pyx's build, if fresh and not turned off."""
+    return fresh_extension("controlled._compact_keys", Path(__file__).with_name("_compact_keys.pyx"),
+                           "exact keys are encoded in Python (slower)")
 
 
 class Numbering(dict):
@@ -139,7 +148,17 @@ def numbers(encoded: bytes) -> list[int]:
 
 
 class HashKeys:
-    """64-bit hashes of canonical keys (hash compaction)."""
+    """64-bit hashes of canonical keys (hash compaction). ``compiled``: hash with controlled/_compact_keys.pyx's
+    Hasher when its build is fresh (hash(key) bit for bit, from the parts' hashes it remembers, and the
+    representative's permutation applied without building the permuted key: see encoder)."""
+
+    def __init__(self, compiled: bool = True) -> None:
+        module = compiled_module() if compiled else None
+        if module is not None:  # instance attributes, as CompactKeys'
+            made = module.Hasher()
+            self.encode = made.hash  # type: ignore[method-assign]
+            self.encode_permuted, self.plan = made.hash_permuted, module.Plan
+        self.compiled = module is not None
 
     def encode(self, key: tuple) -> int:
         return hash(key)
@@ -163,7 +182,13 @@ def keys_for(hash_compact: bool) -> CompactKeys | HashKeys:
 
 
 def encoder(m_canonical: Callable[[tuple], tuple], keys: Keys) -> Callable[[tuple], object]:
-    """What the visited set holds for a machine key: ``keys``' encoding of its canonical form."""
+    """What the visited set holds for a machine key: ``keys``' encoding of its canonical form. With the compiled
+    encoder, and ``m_canonical`` a machine's canonical (its canonicaliser), the canonicaliser hands the
+    representative's permutation to the encoder, which writes the permuted key's bytes without building it."""
+    permuted = getattr(keys, "encode_permuted", None)
+    canonicaliser = getattr(getattr(m_canonical, "__self__", None), "canonicaliser", None)
+    if permuted is not None and canonicaliser is not None:
+        return canonicaliser.encoder(keys.encode, permuted, keys.plan)  # type: ignore[attr-defined]
     encode = keys.encode
     return lambda key: encode(m_canonical(key))
 

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import pytest
 
-from controlled.depth_first import dfs_holding
+from controlled.depth_first import depth_first, dfs_holding, root_entry
+from controlled.explorer import ExploreResult
 from controlled.machine import Machine
-from controlled.visited import CompactKeys, compiled_encoder, numbers
+from controlled.visited import CompactKeys, HashKeys, adder, compiled_encoder, encoder, numbers
 from kernel_model.config import Config
 from scenarios.loader import load_scenario
 from tests.compiled_required import skip_unless_built
@@ -77,3 +78,61 @@ def test_both_encodings_agree_on_escapes_and_long_keys():
     assert fast.encode(long_key) == slow.encode(long_key)
     assert numbers(fast.encode(long_key)) == [200, 50, 1] + [0] * 251
     assert fast._tables == slow._tables
+
+
+class PermutedBoth:
+    """A search's canonical form, computed by encoder() with a compiled encoding (the representative's
+    permutation applied by encode_permuted) and by the Python reference on the representative (``slow``): fails
+    on the first difference in what they give, or in the permutation Symmetry.last reports (sleep sets rename by
+    it)."""
+
+    def __init__(self, m: Machine, fast, slow) -> None:
+        self.m, self.fast, self.slow = m, fast, slow
+        self.fused = encoder(m.canonical, fast)
+        self.encoded = self.swapped = 0
+
+    def __call__(self, key: tuple) -> object:
+        fast = self.fused(key)
+        applied = self.m.symmetry.last
+        slow = self.slow(self.m.canonical(key))
+        assert self.m.symmetry.last is applied
+        assert fast == slow, f"key {self.encoded}: fused {fast!r} != Python {slow!r}"
+        self.encoded += 1
+        self.swapped += applied is not None
+        return fast
+
+
+@needs_compiled
+@pytest.mark.parametrize("arch", ["smp", "up"])
+@pytest.mark.parametrize("hashed", [False, True], ids=["exact", "hashed"])
+def test_the_permuted_encoding_gives_the_representatives_encoding(arch, hashed):
+    """encoder() hands the compiled encoder (exact keys) or hasher (hash compaction) the representative's
+    permutation (a Plan per permutation) instead of the permuted key: every key of a whole two-writer search
+    (threads and, on smp, CPUs swapped) gets what the Python encode of the representative gives (bytes, and the
+    same tables grown; or hash(key))."""
+    scenario = load_scenario("ladder", {"pages": 1, "writers": 2, "stores": 1, "passes": 1})
+    m = Machine(scenario, Config(ordering="delayed", arch=arch), reduce=True)
+    python = CompactKeys(compiled=False)
+    canon = PermutedBoth(m, HashKeys() if hashed else CompactKeys(), hash if hashed else python.encode)
+    seen = {canon(m.key())}
+    result = ExploreResult("dfs", False, 0, 0, 0, 0.0)
+    assert depth_first(m, canon, adder(seen), [root_entry(m)], [], result, False, lambda: True)
+    assert len(seen) > 4_000 and canon.encoded > len(seen)
+    assert canon.encoded > canon.swapped > canon.encoded // 4  # both the identity and the swap were written
+    if not hashed:
+        assert canon.fast._tables == python._tables
+
+
+@needs_compiled
+def test_the_hasher_gives_hash_of_the_key():
+    """Hasher.hash is CPython's hash of a tuple of tuples, from its items' hashes: the same for any items (strings,
+    -1, whose hash is -2, empty parts), whether the items were met before or not."""
+    hasher = HashKeys()
+    assert hasher.compiled
+    parts = [(), (-1,), ("a", None, 2.5), ((1, 2), frozenset({3})), tuple(range(300))]
+    for a in parts:
+        for b in parts:
+            key = (a, b, (a, b))
+            assert hasher.encode(key) == hash(key)
+            assert hasher.encode((b,)) == hash((b,))
+    assert hasher.encode(()) == hash(())
