@@ -98,6 +98,13 @@ class SleepSets:
         # state for its footprint, and nothing is covered: most of them), by pfn -> file page map, then by
         # (step id, thread) as one int: numbered without building and hashing the signature.
         self._plain: dict[tuple, dict[int, tuple[int, tuple]]] = {}
+        # The numbered signatures of IPI transitions, by (transition, the queue of its CPU): numbered without
+        # finding the request in the queue and building its signature (the queue decides it).
+        self._ipi_plain: dict[tuple, tuple[int, tuple]] = {}
+        # Each transition (equal as a tuple to the machine's, a ThreadStep or IpiStep) -> its fields as a plain
+        # tuple: a tuple subclass's items cost about 900 instructions each in compiled code, a plain tuple's a few
+        # (controlled.reducer's TRANSITION_FIELDS), and one dict lookup reads them all.
+        self._fields = {tr: tuple(tr) for row in [m._thread_steps] + m._ipi_steps for tr in row}  # noqa: SLF001
         self._nthreads = m.nthreads
         self.slept = 0  # transitions not tried because they were asleep (for reports)
         # Whether each transition of the flush IPI handler invalidates (flush_tlb_func) or only acks.
@@ -128,26 +135,33 @@ class SleepSets:
         if n is None:
             if len(numbers) >= SHARED_BOUND:
                 numbers.clear()
-                self._plain.clear()  # its numbers are _numbers' (so one signature keeps one number while it lasts)
+                self._plain.clear()  # their numbers are _numbers' (so one signature keeps one number while it lasts)
+                self._ipi_plain.clear()
             n = numbers[sig] = self._next_number
             self._next_number += 1
         return n, sig
 
     def _number(self, tr: Transition, index_of: tuple, plain: dict[int, tuple[int, tuple]]) -> tuple[int, tuple]:
         """_numbered(_signature(tr, index_of)) in the current state, whose pfn -> file page map is ``index_of``
-        (``plain``: that map's numbered signatures of constant-context thread transitions). Most thread
-        signatures are built without coverings.transition_context: while nothing is covered, a transition none
-        of whose steps reads the state for its footprint has a constant context (its signature is a function of
-        its step id and thread: one dict lookup on an int); and a single step whose position has no longer
-        variant (Resolved.uncovered) has as context its footprint_context with its own covering."""
-        if tr[0] == "t":
-            m = self.m
-            tid = tr[1]
+        (``plain``: that map's numbered signatures of constant-context thread transitions). Most signatures are
+        built without coverings.transition_context:
+        - a thread transition none of whose steps reads the state for its footprint (Resolved.contexts empty: its
+          contexts are then its steps' coverings, all empty, as no step outside CONTEXT_OPS completes a call)
+          has a constant context, unless it is a block that also runs the call's last release
+          (Resolved.uncovered) while something is covered: its signature is a function of its step id and
+          thread (one dict lookup on an int);
+        - a single step whose position has no longer variant has as context its footprint_context with its own
+          covering;
+        - an IPI transition's signature is a function of the transition and its CPU's queue."""
+        fields = self._fields[tr]
+        m = self.m
+        if fields[0] == "t":
+            tid = fields[1]
             p = m.pos[tid]
             step = p.step
             if step is not None:
                 covered = m.oracle.covered
-                if not covered and not p.contexts:
+                if not p.contexts and (not covered or p.uncovered is None):
                     at = p.sid * self._nthreads + tid
                     hit = plain.get(at)
                     if hit is None:
@@ -157,7 +171,12 @@ class SleepSets:
                     context = m.footprints.footprint_context(  # type: ignore[union-attr]
                         tid, p.pc[0], step, m.state, covering(m.oracle, tid, step) if covered else NOTHING)
                     return self._numbered(("t", tid, p.sid, context, index_of))
-        return self._numbered(self._signature(tr, index_of))
+            return self._numbered(self._signature(tr, index_of))
+        at_ipi = (fields, m.state.ipis[fields[1]])
+        hit = self._ipi_plain.get(at_ipi)
+        if hit is None:
+            hit = self._ipi_plain[at_ipi] = self._numbered(self._signature(tr, index_of))
+        return hit
 
     def _footprint(self, n: int, sig: tuple) -> object:
         fp = self._footprints[n]
