@@ -61,6 +61,11 @@ class Reducer:
         self.ncpus = ncpus
         self.oracle = oracle
         self.ipi_handler = ipi_handler
+        # By how many of the handler's transitions have run (Ipi.done): whether the next one invalidates, and
+        # whether an earlier one acked (_ipi_signature asks both for every IPI transition).
+        self._ipi_invalidates = tuple([any([step.op == "ipi_flush" for step in group]) for group in ipi_handler])
+        self._ipi_acked = tuple([any([step.op == "ipi_ack" for group in ipi_handler[:done] for step in group])
+                                 for done in range(len(ipi_handler) + 1)])
         self.position_futures = position_futures
         # persistent()'s answers: they depend only on each thread's operation, next step, future (its position's,
         # controlled.position_futures) and the state that step's footprint reads, which CPUs have IPIs queued (at
@@ -290,12 +295,16 @@ class Reducer:
         handler that acked in an earlier transition, as under ack_before_invalidate: the initiator may already be
         past its wait)."""
         cpu, initiator = tr.cpu, tr.initiator
-        ipi = next(i for i in self.state.ipis[cpu] if i.initiator == initiator)  # type: ignore[union-attr]
-        invalidates = any(step.op == "ipi_flush" for step in self.ipi_handler[ipi.done])
-        acked = any(step.op == "ipi_ack" for group in self.ipi_handler[:ipi.done] for step in group)
+        for ipi in self.state.ipis[cpu]:  # type: ignore[union-attr]
+            if ipi.initiator == initiator:
+                break
+        else:
+            raise ValueError(f"CPU {cpu} has no IPI of thread {initiator} queued")
+        done = ipi.done
         waiting = self.pos[initiator].step
-        moot = initiator if not acked and waiting is not None and waiting.op == "wait_acks" else None
-        return ("i", cpu, invalidates, initiator, ipi.start, ipi.end), moot
+        moot = (initiator if not self._ipi_acked[done] and waiting is not None and waiting.op == "wait_acks"
+                else None)
+        return ("i", cpu, self._ipi_invalidates[done], initiator, ipi.start, ipi.end), moot
 
     def _thread_relations(self, sig: object, fp: Footprint, skip: Any, threads: list[tuple[int, int]],
                           hits: dict[int, bool]) -> dict[tuple, int]:
