@@ -30,8 +30,10 @@ _compiled = runpy.run_path(str(HERE / "kernel_model" / "compiled.py"))  # HOT_MO
 HOT_MODULES: tuple[str, ...] = _compiled["HOT_MODULES"]
 # Compiled-only modules (a .pyx with a Python fallback elsewhere, which checks this build's recorded digest
 # itself, controlled/compiled_only.py): the parallel search's atomic shared words (controlled/shared_words.py),
-# the exact visited keys' encoder (controlled/visited.py), and the reducer's conflict closure (controlled/closure.py).
-EXTRA_MODULES = ("controlled._atomic_words", "controlled._compact_keys", "controlled._closure")
+# the exact visited keys' encoder (controlled/visited.py), the reducer's conflict closure (controlled/closure.py)
+# and its memo keys' packer (controlled/reducer.py).
+EXTRA_MODULES = ("controlled._atomic_words", "controlled._compact_keys", "controlled._closure",
+                 "controlled._reducer_keys")
 
 
 class OptionalBuildExt(build_ext):

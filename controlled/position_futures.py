@@ -85,25 +85,22 @@ class PositionFutures:
         # machines of a scenario (controlled.positions), and a future's number means something only here.
         self._token = next(_TOKENS)
 
+    @property
+    def token(self) -> int:
+        """What names this object in the futures it caches on positions (Resolved.future: (token, future, its
+        number)); the reducer reads those caches itself, as of_state does."""
+        return self._token
+
     def of_state(self, pos: list[Resolved], s: State, covered: frozenset,
                  numbers: list[int]) -> list[PositionFuture | None]:
         """Each thread's future from its position in state ``s``, or None where it stays its operation's;
         ``covered``: the oracle's covered translations, (thread, cpu, page). Appends to ``numbers`` which future
-        each thread has, as memo keys hold it: its number, 0 for its operation's. The reducer asks this in every
-        state: a future cached on the position (future() puts it there, with its number) is taken without a call
-        or a hash."""
+        each thread has, as memo keys hold it: its number, 0 for its operation's. The reducer, which asks this in
+        every state, runs it inlined (controlled.reducer's _threads_key), taking a future cached on the position
+        (future() puts it there, with its number) without a call or a hash."""
         covering = {c[0] for c in covered} if covered else ()
-        token = self._token
-        out: list[PositionFuture | None] = []
-        for tid, p in enumerate(pos):
-            cached = p.future
-            if cached is not None and cached[0] == token and tid not in covering:
-                out.append(cached[1])
-                numbers.append(cached[2])
-            else:
-                future = self.future(tid, p, tid not in covering, s)
-                out.append(future)
-                numbers.append(0 if future is None else future.number)
+        out = [self.future(tid, p, tid not in covering, s) for tid, p in enumerate(pos)]
+        numbers.extend([0 if future is None else future.number for future in out])
         return out
 
     def future(self, tid: int, p: Resolved, covers_nothing: bool, s: State) -> PositionFuture | None:

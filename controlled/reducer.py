@@ -9,16 +9,18 @@ memoised on what decides it, which is far less than the whole state.
 from __future__ import annotations
 
 from array import array
-from typing import Any
+from pathlib import Path
+from typing import Any, Callable
 
 from controlled.closure import WORD, Closure, compiled_closure
+from controlled.compiled_only import fresh_extension
 from controlled.coverings import NOTHING, covering, coverings as transition_coverings
 from controlled.memo import MISSING, BoundedMemo, Interner
 from controlled.position_futures import PositionFuture, PositionFutures
 from controlled.positions import Resolved, Transition
 from controlled.reduction import Footprint, Footprints, conflict
 from controlled.visited import Numbering
-from kernel_model.oracle import Oracle
+from kernel_model.oracle import MAY_END_COVERING_CALL, Oracle
 from kernel_model.state import State
 from kernel_model.steps import Step
 
@@ -59,6 +61,11 @@ class Reducer:
         self.ncpus = ncpus
         self.oracle = oracle
         self.ipi_handler = ipi_handler
+        # By how many of the handler's transitions have run (Ipi.done): whether the next one invalidates, and
+        # whether an earlier one acked (_ipi_signature asks both for every IPI transition).
+        self._ipi_invalidates = tuple([any([step.op == "ipi_flush" for step in group]) for group in ipi_handler])
+        self._ipi_acked = tuple([any([step.op == "ipi_ack" for group in ipi_handler[:done] for step in group])
+                                 for done in range(len(ipi_handler) + 1)])
         self.position_futures = position_futures
         # persistent()'s answers: they depend only on each thread's operation, next step, future (its position's,
         # controlled.position_futures) and the state that step's footprint reads, which CPUs have IPIs queued (at
@@ -94,7 +101,6 @@ class Reducer:
         """The transitions of ``enabled`` a search must try from this state (all of them when no smaller
         persistent set is found)."""
         self.pos, self.state = pos, s
-        context = self.footprints.footprint_context
         numbered = self._numbered
         if len(numbered) > NUMBERED_BOUND:  # the numbers of the keys the memos hold would be reused: forget them
             numbered.clear()
@@ -103,22 +109,14 @@ class Reducer:
         # The key: each thread's step id and future, then the number of the footprint context of each thread
         # whose step needs one (which threads those are is a function of their step ids), then the number of the
         # rest; as bytes (_packed: a few bytes a number, a fraction of a tuple). Equal bytes are equal numbers, and,
-        # while the numbering lasts (the memo is forgotten with it), equal parts.
-        key = [p.sid for p in pos]
-        covered = self.oracle.covered
-        self._futures = self.position_futures.of_state(pos, s, covered, key)  # which future each thread has
-        for tid, p in enumerate(pos):
-            for step in p.contexts:  # of a joined acquire (controlled.lock_joins) and the step after it, if any
-                key.append(numbered[context(tid, p.pc[0], step, s, covering(self.oracle, tid, step) if covered
-                                            else NOTHING)])
-            if p.uncovered is not None:  # what its block reads besides (coverings)
-                key.append(numbered[("uncovered", tid, self.oracle.covering(tid) if covered else NOTHING)])
+        # while the numbering lasts (the memo is forgotten with it), equal parts. One pass over the threads.
+        key, self._futures = _threads_key(pos, s, self.oracle, self.footprints, self.position_futures, numbered)
         ipis = s.ipis
         self._index_of = index_of = tuple([f.index for f in s.folios])
         key.append(numbered[(tuple([tuple([i.done for i in q]) for q in ipis]) if any(ipis) else self._no_ipis,
                              index_of, tuple(enabled))])  # where each IPI's handler is, pfn -> page, what may run
         self._key = key
-        memo_key = _packed(key)
+        memo_key = packed(key)
         chosen = self._persistent[memo_key]
         if chosen is MISSING:
             chosen = self._persistent_set(enabled)
@@ -297,12 +295,16 @@ class Reducer:
         handler that acked in an earlier transition, as under ack_before_invalidate: the initiator may already be
         past its wait)."""
         cpu, initiator = tr.cpu, tr.initiator
-        ipi = next(i for i in self.state.ipis[cpu] if i.initiator == initiator)  # type: ignore[union-attr]
-        invalidates = any(step.op == "ipi_flush" for step in self.ipi_handler[ipi.done])
-        acked = any(step.op == "ipi_ack" for group in self.ipi_handler[:ipi.done] for step in group)
+        for ipi in self.state.ipis[cpu]:  # type: ignore[union-attr]
+            if ipi.initiator == initiator:
+                break
+        else:
+            raise ValueError(f"CPU {cpu} has no IPI of thread {initiator} queued")
+        done = ipi.done
         waiting = self.pos[initiator].step
-        moot = initiator if not acked and waiting is not None and waiting.op == "wait_acks" else None
-        return ("i", cpu, invalidates, initiator, ipi.start, ipi.end), moot
+        moot = (initiator if not self._ipi_acked[done] and waiting is not None and waiting.op == "wait_acks"
+                else None)
+        return ("i", cpu, self._ipi_invalidates[done], initiator, ipi.start, ipi.end), moot
 
     def _thread_relations(self, sig: object, fp: Footprint, skip: Any, threads: list[tuple[int, int]],
                           hits: dict[int, bool]) -> dict[tuple, int]:
@@ -334,6 +336,51 @@ class Reducer:
                 for cpu in range(self.ncpus) if cpu != own and conflict(fp, fps.ipi(cpu))}
 
 
+def _threads_key(pos: list[Resolved], s: State, oracle: Oracle, footprints: Footprints,
+                 futures_of: PositionFutures, numbered: Numbering) -> tuple[list[int], list[PositionFuture | None]]:
+    """The threads' part of Reducer.persistent's memo key in state ``s`` (each thread's step id, then which future
+    it has, then the numbers of its contexts: Reducer._closure_of finds them there), and each thread's future
+    (None: its operation's). One pass over the threads, with PositionFutures.of_state inlined: most futures are
+    cached on the positions, and taken without a call or a hash."""
+    covered = oracle.covered
+    context = footprints.footprint_context
+    token = futures_of.token
+    covering_tids = {c[0] for c in covered} if covered else ()
+    key: list[int] = []
+    numbers: list[int] = []  # which future each thread has, as PositionFutures.of_state gives it
+    contexts: list[int] = []
+    futures: list[PositionFuture | None] = []
+    for tid, p in enumerate(pos):
+        key.append(p.sid)
+        cached = p.future
+        if cached is not None and cached[0] == token and tid not in covering_tids:
+            futures.append(cached[1])
+            numbers.append(cached[2])
+        else:
+            future = futures_of.future(tid, p, tid not in covering_tids, s)
+            futures.append(future)
+            numbers.append(0 if future is None else future.number)
+        steps = p.contexts  # of a joined acquire (controlled.lock_joins) and the step after it, if any
+        if steps:
+            pc = p.pc[0]
+            for step in steps:  # covering() only of a step that may end a call (it is NOTHING for the others)
+                contexts.append(numbered[context(tid, pc, step, s, covering(oracle, tid, step)
+                                                 if covered and step.op in MAY_END_COVERING_CALL else NOTHING)])
+        if p.uncovered is not None:  # what its block reads besides (coverings)
+            contexts.append(numbered[("uncovered", tid, oracle.covering(tid) if covered else NOTHING)])
+    key += numbers
+    key += contexts
+    return key, futures
+
+
+def _compiled_packed() -> Callable[[list[int]], bytes] | None:
+    """controlled/_reducer_keys.pyx's packed (the same bytes as _packed, in typed code), if its build is fresh
+    and not turned off."""
+    module = fresh_extension("controlled._reducer_keys", Path(__file__).with_name("_reducer_keys.pyx"),
+                             "the reducer packs its memo keys in Python (slower)")
+    return None if module is None else module.packed
+
+
 def _packed(numbers: list[int]) -> bytes:
     """A memo key's numbers (below 2**32) as bytes, all of one width, the narrowest that holds the largest, marked
     by a last number (1, 2 or 4) written in that width: equal bytes are equal lists. Cheaper than visited's prefix
@@ -347,6 +394,9 @@ def _packed(numbers: list[int]) -> bytes:
         return array("H", numbers).tobytes()
     numbers.append(4)
     return array("I", numbers).tobytes()
+
+
+packed = _compiled_packed() or _packed  # what persistent() packs its memo keys with
 
 
 class _CpuMasks(dict):

@@ -41,9 +41,11 @@ from typing import TYPE_CHECKING, Sequence
 from controlled.coverings import covering, transition_context
 from controlled.memo import MISSING, BoundedMemo, Interner
 from controlled.reduction import conflict
+from kernel_model.ops import CONTEXT_OPS
 
 if TYPE_CHECKING:
     from controlled.machine import Machine, Transition
+    from controlled.positions import Resolved
     from controlled.symmetry import Permutation
 
 # Why a dfs asked to prune with sleep sets ran without them (ExploreResult.sleep_sets_off): they judge two
@@ -98,6 +100,13 @@ class SleepSets:
         # state for its footprint, and nothing is covered: most of them), by pfn -> file page map, then by
         # (step id, thread) as one int: numbered without building and hashing the signature.
         self._plain: dict[tuple, dict[int, tuple[int, tuple]]] = {}
+        # The numbered signatures of IPI transitions, by (transition, the queue of its CPU): numbered without
+        # finding the request in the queue and building its signature (the queue decides it).
+        self._ipi_plain: dict[tuple, tuple[int, tuple]] = {}
+        # Each transition (equal as a tuple to the machine's, a ThreadStep or IpiStep) -> its fields as a plain
+        # tuple: a tuple subclass's items cost about 900 instructions each in compiled code, a plain tuple's a few
+        # (controlled.reducer's TRANSITION_FIELDS), and one dict lookup reads them all.
+        self._fields = {tr: tuple(tr) for row in [m._thread_steps] + m._ipi_steps for tr in row}  # noqa: SLF001
         self._nthreads = m.nthreads
         self.slept = 0  # transitions not tried because they were asleep (for reports)
         # Whether each transition of the flush IPI handler invalidates (flush_tlb_func) or only acks.
@@ -128,36 +137,59 @@ class SleepSets:
         if n is None:
             if len(numbers) >= SHARED_BOUND:
                 numbers.clear()
-                self._plain.clear()  # its numbers are _numbers' (so one signature keeps one number while it lasts)
+                self._plain.clear()  # their numbers are _numbers' (so one signature keeps one number while it lasts)
+                self._ipi_plain.clear()
             n = numbers[sig] = self._next_number
             self._next_number += 1
         return n, sig
 
     def _number(self, tr: Transition, index_of: tuple, plain: dict[int, tuple[int, tuple]]) -> tuple[int, tuple]:
         """_numbered(_signature(tr, index_of)) in the current state, whose pfn -> file page map is ``index_of``
-        (``plain``: that map's numbered signatures of constant-context thread transitions). Most thread
-        signatures are built without coverings.transition_context: while nothing is covered, a transition none
-        of whose steps reads the state for its footprint has a constant context (its signature is a function of
-        its step id and thread: one dict lookup on an int); and a single step whose position has no longer
-        variant (Resolved.uncovered) has as context its footprint_context with its own covering."""
-        if tr[0] == "t":
-            m = self.m
-            tid = tr[1]
+        (``plain``: that map's numbered signatures of constant-context thread transitions). Most signatures are
+        built without coverings.transition_context:
+        - a thread transition none of whose steps reads the state for its footprint (Resolved.contexts empty: its
+          contexts are then its steps' coverings, all empty, as no step outside CONTEXT_OPS completes a call)
+          has a constant context, unless it is a block that also runs the call's last release
+          (Resolved.uncovered) while something is covered: its signature is a function of its step id and
+          thread (one dict lookup on an int);
+        - a transition whose position has no longer variant has as context each step's footprint_context with
+          its own covering (_context);
+        - an IPI transition's signature is a function of the transition and its CPU's queue."""
+        fields = self._fields[tr]
+        m = self.m
+        if fields[0] == "t":
+            tid = fields[1]
             p = m.pos[tid]
             step = p.step
             if step is not None:
                 covered = m.oracle.covered
-                if not covered and not p.contexts:
+                if not p.contexts and (not covered or p.uncovered is None):
                     at = p.sid * self._nthreads + tid
                     hit = plain.get(at)
                     if hit is None:
                         hit = plain[at] = self._numbered(self._signature(tr, index_of))
                     return hit
-                if not p.block and p.uncovered is None:
-                    context = m.footprints.footprint_context(  # type: ignore[union-attr]
-                        tid, p.pc[0], step, m.state, covering(m.oracle, tid, step) if covered else NOTHING)
-                    return self._numbered(("t", tid, p.sid, context, index_of))
-        return self._numbered(self._signature(tr, index_of))
+                if p.uncovered is None:  # each step's footprint_context with its own covering
+                    return self._numbered(("t", tid, p.sid, self._context(tid, p, covered), index_of))
+            return self._numbered(self._signature(tr, index_of))
+        at_ipi = (fields, m.state.ipis[fields[1]])
+        hit = self._ipi_plain.get(at_ipi)
+        if hit is None:
+            hit = self._ipi_plain[at_ipi] = self._numbered(self._signature(tr, index_of))
+        return hit
+
+    def _context(self, tid: int, p: Resolved, covered: frozenset) -> object:
+        """coverings.transition_context of thread ``tid``'s transition at ``p`` (a position without a longer
+        variant), without its calls: a step outside CONTEXT_OPS has an empty covering, which is its context."""
+        m = self.m
+        context = m.footprints.footprint_context  # type: ignore[union-attr]
+        oracle, s, pc = m.oracle, m.state, p.pc[0]
+        steps = p.steps
+        if len(steps) == 1:  # as Footprints.transition_context: one step's context alone, not in a tuple
+            step = steps[0]
+            return context(tid, pc, step, s, covering(oracle, tid, step) if covered else NOTHING)
+        return tuple([context(tid, pc, step, s, covering(oracle, tid, step) if covered else NOTHING)
+                      if step.op in CONTEXT_OPS else NOTHING for step in steps])
 
     def _footprint(self, n: int, sig: tuple) -> object:
         fp = self._footprints[n]
@@ -252,13 +284,13 @@ class SleepSets:
         the state reached."""
         if fresh:  # the common case first: a new state, most often reached with nothing asleep
             if asleep:
-                self._stored[ckey] = self._intern[to_representative(asleep, self._permutation())]
+                self._stored[ckey] = self._intern[to_representative(asleep, self._permutation(), self._fields)]
             return None
         stored = self._stored.get(ckey)
         if not stored:
             return None  # explored (or to be) with nothing asleep: every transition is covered
         perm = self._permutation()
-        mine = to_representative(asleep, perm)
+        mine = to_representative(asleep, perm, self._fields)
         awake = stored - mine
         if not awake:
             return None
@@ -267,8 +299,8 @@ class SleepSets:
             self._stored[ckey] = self._intern[kept]
         else:
             del self._stored[ckey]
-        inverse = from_representative(awake, perm)
-        return tuple(sorted(inverse)), from_representative(kept, perm)
+        inverse = from_representative(awake, perm, self._fields)
+        return tuple(sorted(inverse)), from_representative(kept, perm, self._fields)
 
     def stored(self) -> dict[object, frozenset]:
         """The non-empty sleep sets of the visited states, in the representatives' names (the parallel search
@@ -280,16 +312,25 @@ class SleepSets:
         return sym.last if sym else None
 
 
-def to_representative(trs: frozenset, p: Permutation | None) -> frozenset:
-    """Transitions in the names of the representative that ``p`` maps a state to."""
+def to_representative(trs: frozenset, p: Permutation | None, fields: dict | None = None) -> frozenset:
+    """Transitions in the names of the representative that ``p`` maps a state to. ``fields``: each transition's
+    fields as a plain tuple (SleepSets._fields: cheaper to read than a ThreadStep's or IpiStep's)."""
     if p is None or not trs:
         return trs
-    return frozenset([("t", p.tid[tr[1]]) if tr[0] == "t" else ("i", p.cpu[tr[1]], p.tid[tr[2]]) for tr in trs])
+    return _renamed(trs, p.tid, p.cpu, fields)
 
 
-def from_representative(trs: frozenset, p: Permutation | None) -> frozenset:
-    """Transitions named in a representative, in the names of the state ``p`` mapped to it."""
+def from_representative(trs: frozenset, p: Permutation | None, fields: dict | None = None) -> frozenset:
+    """Transitions named in a representative, in the names of the state ``p`` mapped to it (``fields``: as
+    to_representative's)."""
     if p is None or not trs:
         return trs
-    return frozenset([("t", p.tid_src[tr[1]]) if tr[0] == "t" else ("i", p.cpu_src[tr[1]], p.tid_src[tr[2]])
-                      for tr in trs])
+    return _renamed(trs, p.tid_src, p.cpu_src, fields)
+
+
+def _renamed(trs: frozenset, tids: Sequence[int], cpus: Sequence[int], fields: dict | None) -> frozenset:
+    out = []
+    for tr in trs:
+        f = tr if fields is None else fields[tr]
+        out.append(("t", tids[f[1]]) if f[0] == "t" else ("i", cpus[f[1]], tids[f[2]]))
+    return frozenset(out)
