@@ -48,6 +48,15 @@ class Kctx:
         return self.cfg.arch == "s390"
 
     @property
+    def tlb_fast_mode(self) -> bool:
+        """tlb_fast_mode() of include/asm-generic/tlb.h before 29eb77825cc7 (v3.10): constant 1 without CONFIG_SMP,
+        so __tlb_remove_page freed each page at once (free_page_and_swap_cache) instead of batching it until
+        tlb_flush_mmu, and the TLB flush came after. On SMP it was ``tlb->fast_mode = (num_possible_cpus() ==
+        1)``, set in tlb_gather_mmu; the model's SMP machine always has one possible CPU per thread, and a
+        one-thread scenario has nobody to see the order, so only UP is modelled."""
+        return self.cfg.arch == "up" and not self.cfg.fixed("no_tlb_fast_mode")
+
+    @property
     def sync_pte_clear(self) -> bool:
         """s390's IPTE: clearing a PTE invalidates that translation in every CPU's TLB before it returns."""
         return self.cfg.arch == "s390"

@@ -41,6 +41,14 @@ class Fix:
 
 
 REGISTRY: Final[tuple[Fix, ...]] = (
+    # 29eb77825cc7 was committed to mainline on 2013-06-06, between v3.10-rc4 and -rc5 (its committer date and
+    # parent, a merge of kbuild's rc-fixes, in a mirror of Linus's tree): first in v3.10 (docs/history.md).
+    Fix("no_tlb_fast_mode", "29eb77825cc7", "arch, mm: Remove tlb_fast_mode()", "2013-06", "3.10",
+        "on UP tlb_fast_mode() was 1 (asm-generic/tlb.h, !CONFIG_SMP), so __tlb_remove_page freed each page at "
+        "once (free_page_and_swap_cache, under the PTL) and the TLB flush came later; since mmu_gather became "
+        "preemptible (3.0) a zapper preempted after pte_unmap_unlock let another task of the mm use the CPU's "
+        "stale TLB entry of a page already freed",
+        None, config=(("arch", "up"),)),
     Fix("flush_before_unlock", "1cf35d47712d", "mm: split 'tlb_flush_mmu()' into tlb flushing and memory freeing "
         "parts", "2014-04", "3.15",
         "zap_pte_range flushed only after pte_unmap_unlock (a dirty PTE forced no flush at all: the flush came "

@@ -112,10 +112,17 @@ def __tlb_remove_page(k: Kctx, tlb: MmuGather, pfn: int, delay_rmap: bool) -> Pa
     s390 (CONFIG_MMU_GATHER_NO_GATHER; before its generic mmu_gather, its own asm/tlb.h did the same) batches
     nothing: its __tlb_remove_page_size calls free_page_and_swap_cache(page) and returns false, because its IPTE
     has already flushed every CPU's TLB entry for the page when the PTE was cleared. So the reference is dropped
-    here, under the PTL, and the gather never fills (no forced flush for a full batch on s390)."""
+    here, under the PTL, and the gather never fills (no forced flush for a full batch on s390).
+
+    UP before 29eb77825cc7 (v3.10) did the same through tlb_fast_mode() (Kctx.tlb_fast_mode): `if
+    (tlb_fast_mode(tlb)) { free_page_and_swap_cache(page); return 1; /* avoid calling tlb_flush_mmu() */ }` (3.x
+    returned the room left, so 1 is "not full"), and tlb_flush_mmu returned after the flush with nothing batched.
+    There no IPTE has flushed anything: the CPU's TLB entry outlives the page until the gather's flush
+    (tlb_end_vma or tlb_finish_mmu), after pte_unmap_unlock, which a preemptible mmu_gather (3.0) lets another
+    task reach first."""
     assert tlb.end != 0, "a page is queued only after its PTE was recorded in the range (tlb->end != 0)"
-    if k.mmu_gather_no_gather:
-        assert not delay_rmap, "tlb_delay_rmap() is constant false under MMU_GATHER_NO_GATHER"
+    if k.mmu_gather_no_gather or k.tlb_fast_mode:
+        assert not delay_rmap, "tlb_delay_rmap() is constant false under MMU_GATHER_NO_GATHER and on UP"
         yield Step("__tlb_remove_page", "put_page", (pfn,))  # free_page_and_swap_cache
         return False
     batch = tlb.batches[tlb.active]

@@ -12,7 +12,13 @@ translation into a truncated page is judged by stale_tlb_access / freed_while_ma
 
 The mapping's i_rwsem (inode_lock around do_truncate) and mapping->invalidate_lock are not modelled: the
 model's faults would take the latter for read, and truncation's final unmap_mapping_range catches what they
-map meanwhile, as the kernel's second unmap does.
+map meanwhile, as the kernel's second unmap does. Coarser than the kernel on purpose: two ftruncates of the file
+overlap here, where do_sys_ftruncate → do_truncate's inode_lock serialises them. Why no verdict depends on it
+(docs/reclaim.md, session 20): each does one i_size_write and then per-folio work under the folio lock, rechecked
+(folio->mapping) and idempotent (a folio the other removed is skipped, a zap finds pte_none), so an overlap ends
+where one of the two serial orders ends; faults and stores race either in both. What modelling it takes: a third
+RwSem in State, whose holder's tid the writer-symmetry renaming (controlled/symmetry.py) must rename as it does
+mmap_lock's, and ("sem", "i_rwsem") in ftruncate's footprint (controlled/op_footprints.py).
 """
 
 from __future__ import annotations

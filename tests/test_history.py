@@ -29,14 +29,16 @@ def test_every_fix_names_a_commit_a_release_and_a_scenario_that_names_it() -> No
 
 
 def test_kernel_for_is_the_fixes_merged_by_that_release() -> None:
-    assert kernel_for("3.14") == frozenset()
-    assert kernel_for("3.15") == {"flush_before_unlock"}
-    assert kernel_for("4.8") == {"flush_before_unlock"}
-    assert kernel_for("4.9") == {"flush_before_unlock", "mremap_dirty_flush"}  # 5d1904204c99
-    assert kernel_for("4.12") == {"flush_before_unlock", "mremap_dirty_flush"}
+    assert kernel_for("3.9") == frozenset()
+    assert kernel_for("3.14") == {"no_tlb_fast_mode"}  # 29eb77825cc7 (3.10): UP's tlb_fast_mode removed
+    old = {"no_tlb_fast_mode"}
+    assert kernel_for("3.15") == old | {"flush_before_unlock"}
+    assert kernel_for("4.8") == old | {"flush_before_unlock"}
+    assert kernel_for("4.9") == old | {"flush_before_unlock", "mremap_dirty_flush"}  # 5d1904204c99
+    assert kernel_for("4.12") == old | {"flush_before_unlock", "mremap_dirty_flush"}
     # 4.13 also has 3ea277194daa (mprotect vs reclaim's batched flush)
-    assert kernel_for("4.13") == {"flush_before_unlock", "mremap_dirty_flush", "tlb_flush_nested",
-                                  "flush_tlb_batched_pending"}
+    assert kernel_for("4.13") == old | {"flush_before_unlock", "mremap_dirty_flush", "tlb_flush_nested",
+                                        "flush_tlb_batched_pending"}
     assert kernel_for("v6.2") == {f.name for f in REGISTRY if parse_version(f.release) <= (6, 2)}
     assert kernel_for("latest") == {f.name for f in REGISTRY}
     for f in REGISTRY:
@@ -136,8 +138,8 @@ def test_history_json_on_a_small_scenario(capsys: pytest.CaptureFixture[str], tm
     old, new = doc["kernels"]
     assert old["kernel"] == "4.12" and old["verdict"] == "violation" and old["invariants"] == ["stale_tlb_access"]
     assert old["steps"] > 0 and "tlb_flush_nested" not in old["fixes"]
-    assert new == {"kernel": "4.13", "fixes": ["flush_before_unlock", "mremap_dirty_flush", "tlb_flush_nested",
-                                               "flush_tlb_batched_pending"],
+    assert new == {"kernel": "4.13", "fixes": ["no_tlb_fast_mode", "flush_before_unlock", "mremap_dirty_flush",
+                                               "tlb_flush_nested", "flush_tlb_batched_pending"],
                    "verdict": "clean",
                    "invariants": [], "steps": None}
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
