@@ -318,7 +318,7 @@ def _lost_by_move(p: _Picker, ev: list[Event], pfn: int, m: Machine) -> bool:
     p.add(store, "stale_store", f"a store lands through the stale dirty TLB entry of va {va} after the snapshot: "
                                 "no PTE, no PG_dirty records it")
     p.add(_first(ev, lambda e: e.tid == mover and _flushes_on(e, store.cpu, va), store.seq), "late_flush",
-          f"move_page_tables' flush of the old range reaches it: too late, the store landed")
+          "move_page_tables' flush of the old range reaches it: too late, the store landed")
     p.state(_page_story(m, pfn))
     return True
 

@@ -21,7 +21,6 @@ from dataclasses import dataclass
 from itertools import permutations, product
 
 from kernel_model.program import Scenario
-from kernel_model.state import FREE
 
 # Groups of more than this many interchangeable threads keep their order (n! keys per state would cost more
 # than the states saved).
