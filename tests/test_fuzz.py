@@ -252,15 +252,17 @@ def test_a_sampling_campaign_is_seeded_shrinks_and_replays(capsys: pytest.Captur
     from fuzz.run import FuzzOptions, fuzz_one
     from kernel_model.config import Config
 
-    # Seed 7: scenario 3 loses data within 12 (seed 3's first loss was scenario 36 of 40: three times the runs)
-    args = ["--strategy", "pct", "--ordering", "eager", "--seed", "7", "--count", "12", "--budget", "100"]
+    # Seed 5: scenario 20 loses data within 21. (Seed 7's scenario 3 did, within 12, while the oracle also judged
+    # windows that a later store closes; since session 20 a run must end with the data lost, and seed 7 finds none
+    # in 40, seed 3 one in 40.)
+    args = ["--strategy", "pct", "--ordering", "eager", "--seed", "5", "--count", "21", "--budget", "100"]
     code, a = fuzz_json(capsys, *args, "--out", str(tmp_path / "a"))
     _, b = fuzz_json(capsys, *args, "--out", str(tmp_path / "b"))
     assert code == 1 and a["strategy"] == "pct" and a["complete"] == 0
     strip = [(v["index"], v["invariants"], v["steps"], v["size"]) for v in a["violations"]]
     assert strip == [(v["index"], v["invariants"], v["steps"], v["size"]) for v in b["violations"]]
     index = a["violations"][0]["index"]
-    alone = fuzz_one(7, index, FuzzOptions(Config(ordering="eager"), 100, "pct", shrink=True))
+    alone = fuzz_one(5, index, FuzzOptions(Config(ordering="eager"), 100, "pct", shrink=True))
     assert alone.invariant == "lost_dirty_data" and alone.original_size is not None
     assert alone.size < alone.original_size
     sc = scenario_from_text(alone.text, alone.name)  # the shrunk scenario's file, through the loader

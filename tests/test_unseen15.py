@@ -65,11 +65,14 @@ UNSEEN15: dict[str, dict[tuple[str, str], frozenset[str]]] = {
                                                  ("6.2", "smp"): CLEAN, ("4.12", "up"): CLEAN,
                                                  ("4.12", "s390"): CLEAN},
 }
-# Four threads: 300 PCT runs from seed 0 (no proof for the clean cells).
+# Four threads: 3,000 PCT runs from seed 0 (no proof for the clean cells).
 UNSEEN15_SAMPLED: dict[str, dict[tuple[str, str], frozenset[str]]] = {
-    # two zappers of one file page's two mappings, under two PTLs: mapcount reaches 0 before either flush (v6.1)
-    "unseen15_two_zappers_shared_page": {("3.14", "smp"): LOST, ("6.1", "smp"): LOST, ("6.2", "smp"): CLEAN,
-                                         ("6.1", "up"): CLEAN},
+    # two zappers of one file page's two mappings, under two PTLs: mapcount reaches 0 before either flush (v6.1).
+    # Since session 20 a loss is data dropped or lost at quiescence, not a window that the sharer's later store
+    # closes (kernel_model/oracle.py): 3.14 loses in PCT's run 2,810; 6.1 SMP in none of 3,000 PCT or random runs,
+    # and dfs finds its loss at 1,031,722 states (`tlbrace explore tests/scenarios/unseen15_two_zappers_shared_page.toml
+    # --kernel 6.1 --strategy dfs --budget 3000000`, 64 s: too long for the suite).
+    "unseen15_two_zappers_shared_page": {("3.14", "smp"): LOST, ("6.2", "smp"): CLEAN, ("6.1", "up"): CLEAN},
 }
 
 
@@ -88,7 +91,7 @@ def test_unseen15_scenario_on_kernel(name: str, kernel: str, arch: str) -> None:
                          [(n, k, a) for n, cells in UNSEEN15_SAMPLED.items() for k, a in cells])
 def test_unseen15_sampled_scenario_on_kernel(name: str, kernel: str, arch: str) -> None:
     sc = _load(name)
-    r = explore(sc, _cfg(sc, kernel, arch), "pct", budget=300, seed=0)
+    r = explore(sc, _cfg(sc, kernel, arch), "pct", budget=3_000, seed=0)
     assert _invariants(r) == UNSEEN15_SAMPLED[name][kernel, arch]
 
 
