@@ -84,8 +84,9 @@ def explore(scenario: Scenario, cfg: Config, strategy: str = "bfs", *, budget: i
             result.collision_bound = min(1.0, result.states ** 2 / 2.0 ** 65)
         if strategy == "bfs" and reduce and stop_at_first and result.found:
             # The reduced search judges whole-state invariants at quiescence, so its first counterexample runs
-            # to the end. An unreduced BFS with online checks stops at the first violating step: the shortest
-            # story. Affordable now that we know how deep the violation is; keep the first if it is too big.
+            # to the end. An unreduced BFS with online checks stops at the first violating step (lost_dirty_data's
+            # at an eviction or at quiescence: kernel_model/oracle.py): the shortest story. Affordable now that we
+            # know how deep the violation is; keep the first if it is too big.
             shortest = _bfs(scenario, cfg, max(50_000, 10 * result.states), False, True, None)
             wanted = set(result.found[0].invariants)
             if shortest.found and wanted & set(shortest.found[0].invariants):
