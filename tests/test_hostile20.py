@@ -219,6 +219,12 @@ def test_the_sessions_of_dead_clusters_are_removed_and_live_ones_kept(tmp_path, 
     recent = _session(ray_dir, "08-00-00", dead, age_s=5)  # something still writes in it
     orphan = _session(ray_dir, "07-00-00", dead)  # a raylet that outlived its driver still names it
     worker = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)", f"--session-dir={orphan}"])
+    # Until the child has exec'd, /proc shows the parent's command line: wait for the one that names the session
+    # (CI under load removed the orphan's session once, having looked too early).
+    cmdline = Path(f"/proc/{worker.pid}/cmdline")
+    deadline = time.monotonic() + 20
+    while str(orphan).encode() not in cmdline.read_bytes() and time.monotonic() < deadline:
+        time.sleep(0.01)
     link = ray_dir / f"session_2026-12-07_06-00-00_123456_{dead}"
     link.symlink_to(old[0])
     half = ray_dir / f".removing-session_2026-12-07_05-00-00_1_{dead}-{dead}"  # its remover was killed
