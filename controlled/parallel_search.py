@@ -132,8 +132,9 @@ def parallel_dfs(scenario: Scenario, cfg: Config, workers: int, budget: int, red
             shared.adopt(h, stored.get(h, NOTHING))  # type: ignore[arg-type]
     seen.clear()  # the workers, forked next, need only the table
     control = Control.make(workers, compiled)
-    reports = _run_workers(m, visited, control, tasks, _Limits(budget - result.states, deadline), workers,
-                           stop_at_first, None if progress is None else lambda n: progress(result.states + n), shared)
+    limits = _Limits(budget - result.states, deadline, os.getpid())
+    reports = _run_workers(m, visited, control, tasks, limits, workers, stop_at_first,
+                           None if progress is None else lambda n: progress(result.states + n), shared)
     _merge_reports(result, reports)
     result.workers = workers
     return result
@@ -143,6 +144,9 @@ def parallel_dfs(scenario: Scenario, cfg: Config, workers: int, budget: int, red
 class _Limits:
     budget: int  # states the workers may insert, all together
     deadline: float | None
+    # The coordinator's PID, taken before the fork: a worker that asked os.getppid() only once it had started
+    # could ask after a SIGKILLed coordinator was gone, get the reaper's PID, and never see it die (CI, under load).
+    coordinator: int
 
 
 def _run_workers(m: Machine, visited: SharedVisited, control: Control, tasks: list[Task], limits: _Limits,
@@ -219,7 +223,7 @@ class _Search:
         self.path: list[Transition] = []
         self.count = 0
         self.result = ExploreResult("dfs", False, 0, 0, 0, 0.0)
-        self.parent = os.getppid()
+        self.parent = limits.coordinator
         insert, mask = visited.words.insert, visited.mask
         claimed = sleep.is_new if sleep is not None else lambda c: insert(0, mask, c)
 

@@ -221,11 +221,12 @@ def test_a_worker_that_fails_is_reported_with_its_traceback(monkeypatch):
 
 
 def test_workers_stop_when_the_coordinator_is_killed(tmp_path):
-    """A coordinator killed outright (SIGKILL: no finally, no cleanup) must not leave workers searching on."""
+    """A coordinator killed outright (SIGKILL: no finally, no cleanup) must not leave workers searching on, even
+    when it dies before they first look at it."""
     pids = tmp_path / "workers"
     script = tmp_path / "coordinator.py"
     script.write_text(
-        "import os, sys\n"
+        "import os, sys, time\n"
         f"sys.path.insert(0, {os.getcwd()!r})\n"
         "from controlled import parallel_search\n"
         "from kernel_model.config import Config\n"
@@ -236,6 +237,7 @@ def test_workers_stop_when_the_coordinator_is_killed(tmp_path):
         f"    fd = os.open({str(pids)!r}, os.O_WRONLY | os.O_CREAT | os.O_APPEND)\n"
         "    os.write(fd, f'{os.getpid()}\\n'.encode())\n"
         "    os.close(fd)\n"
+        "    time.sleep(1.0)\n"  # as under load: the coordinator dies before this worker first looks at it
         "    real(*args)\n"
         "parallel_search._worker = worker\n"
         "parallel_search.FORK_AFTER_SECONDS = 0.0\n"
