@@ -237,7 +237,7 @@ def test_a_budget_past_a_trillion_is_refused_and_sizes_read_as_people_write_them
 
     rc, out, err = run_cli(capsys, "explore", "madv_dontneed", "--budget", "10000000000000000000000", "--out",
                            str(tmp_path))
-    assert rc == 2 and "argument --budget: expected an integer in 1..1000000000000, got 1" in err, err
+    assert rc == 2 and "argument --budget: expected at most 1,000,000,000,000 (states or runs), got 1" in err, err
     rc, out, err = run_cli(capsys, "explore", "madv_dontneed", "--budget", "1000000000000", "--memory-limit", "1G",
                            "--out", str(tmp_path))
     assert rc == 2 and " PB (" in err and "TB" in err and "what fits: --budget" in err, err
@@ -301,3 +301,22 @@ def test_pct_still_takes_its_depth(capsys, tmp_path):
     rc, out, err = run_cli(capsys, "explore", "madv_dontneed", "--strategy", "pct", "--depth", "2", "--budget", "5",
                            "--json", "--out", str(tmp_path))
     assert rc == 0 and '"strategy": "pct"' in out, err
+
+
+# --- numbers a trial cannot have, in a results file -------------------------------------------------------------------
+
+@pytest.mark.parametrize("record, needle", [
+    ({"seconds": float("nan")}, "'seconds': expected a number of seconds in 0..31,622,400, got nan"),
+    ({"seconds": float("inf")}, "'seconds': expected a number of seconds in 0..31,622,400, got inf"),
+    ({"seconds": -5.0}, "'seconds': expected a number of seconds in 0..31,622,400, got -5.0"),
+    ({"seconds": 1e308}, "'seconds': expected a number of seconds in 0..31,622,400, got 1e+308"),
+    ({"steps": -3}, "'steps': expected an integer >= 0, got -3"),
+])
+def test_a_results_record_with_an_impossible_number_is_named(capsys, tmp_path, record, needle):
+    """The report summed them: "trial seconds (sum)" was nan, inf, -5.0, or a number of 300 digits (exit 0)."""
+    from test_hostile_damage import _crafted_results
+
+    results = _crafted_results(tmp_path / "campaign", **record)
+    rc, out, err = run_cli(capsys, "report", str(tmp_path / "campaign"))
+    assert rc == 2 and f"{results}: record at byte" in err and f"trial 0: {needle}" in err, err
+    assert err.count("\n") == 1
