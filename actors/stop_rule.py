@@ -23,7 +23,7 @@ import time
 from dataclasses import dataclass
 from typing import Protocol
 
-_DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhd]?)$")
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhd]?)$", re.ASCII)  # ASCII: \d took '٣' (float() reads it)
 _UNIT_S = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 # A year: longer is no time box (a duration of 400 nines of seconds was float infinity, printed "infs"); a longer
 # hunt is a resumed campaign, each resume with its own --duration.

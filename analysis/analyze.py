@@ -183,20 +183,21 @@ def analyze_contents(path: str, contents: LogContents, *, scenario: Scenario | N
     return LogAnalysis(path, header, contents.damage, scenario, cfg, reports)
 
 
-def analyze_log(path: str | os.PathLike[str], *, jobs: int | None = None, **kwargs: Any) -> LogAnalysis:
+def analyze_log(path: str | os.PathLike[str], *, jobs: int | None = None, pipes: bool = False,
+                **kwargs: Any) -> LogAnalysis:
     """Read and judge one log (LogError: not a log; AnalysisError: its scenario cannot be rebuilt). A msgpack
     log is judged as it is decoded, and a large one in ``jobs`` processes (default: one per CPU); the verdicts
-    are the same."""
+    are the same. ``pipes``: a log the user named may be a pipe (scenarios.input_files)."""
     path = os.fspath(path)
     jobs = (os.cpu_count() or 1) if jobs is None else max(1, jobs)
     with gc_paused():  # millions of records: see controlled.gc_pause
         try:
             if jobs > 1 and os.path.getsize(path) < PARALLEL_MIN_BYTES:
                 jobs = 1
-            analysis = analyze_streamed(path, jobs, **kwargs)
+            analysis = analyze_streamed(path, jobs, pipes=pipes, **kwargs)
             if analysis is not None:
                 return analysis
-            contents = read_log(path)
+            contents = read_log(path, pipes=pipes)
         except OSError as exc:
             raise LogError(f"{path}: {exc.strerror or exc}") from None
         return analyze_contents(path, contents, **kwargs)
@@ -234,7 +235,7 @@ def _pool_worker_signals() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-def analyze_streamed(path: str, jobs: int, *, scenario: Scenario | None = None,
+def analyze_streamed(path: str, jobs: int, *, pipes: bool = False, scenario: Scenario | None = None,
                      only_trials: set[int] | None = None, keep_events: bool = False,
                      observe: Callable[[list[Event]], frozenset] | None = None) -> LogAnalysis | None:
     """None: this log cannot be judged as it is decoded (JSON Lines, interleaved trials, no records)."""
@@ -243,7 +244,7 @@ def analyze_streamed(path: str, jobs: int, *, scenario: Scenario | None = None,
     from scenarios.input_files import MAX_LOG_BYTES, InputFileError, read_input
 
     try:
-        data = read_input(path, "log", MAX_LOG_BYTES)
+        data = read_input(path, "log", MAX_LOG_BYTES, pipes=pipes)
     except InputFileError as exc:
         raise LogError(str(exc)) from None
     if is_json_lines(data):
@@ -256,8 +257,8 @@ def analyze_streamed(path: str, jobs: int, *, scenario: Scenario | None = None,
     tasks = [(cuts[k], cuts[k + 1], k > 0, k < jobs - 1) for k in range(jobs)]
     # One memo, which each forked process inherits empty and grows on its own.
     memo = ReplayMemo(scenario, cfg)
-    _SHARED.update(data=data, scenario=scenario, cfg=cfg, path=path, only=only_trials, keep=keep_events,
-                   observe=observe, memo=memo)
+    _SHARED.update(data=data, run=header.get("run"), scenario=scenario, cfg=cfg, path=path, only=only_trials,
+                   keep=keep_events, observe=observe, memo=memo)
     try:
         if jobs == 1:
             chunks = [_judge_range(tasks[0])]
@@ -380,21 +381,32 @@ def _records(data: bytes, start: int, end: int, out: _ChunkResult) -> Iterator[d
     whole, which is noted in ``out.damage``."""
     import msgpack
 
+    from logs.eventlog import whole_record
+
     unpacker = msgpack.Unpacker(raw=False, strict_map_key=False, max_buffer_size=max(end - start, 1))
     unpacker.feed(memoryview(data)[start:end])
-    offset = 0
+    offset = previous = 0
+    pending: dict[str, Any] | None = None  # held back one record: the garbage after it may have begun inside it
     try:
         for obj in unpacker:
             if not isinstance(obj, dict):
-                out.damage = f"garbage at byte {start + offset}"
-                return
-            offset = unpacker.tell()
-            yield obj
+                break
+            if pending is not None:
+                yield pending
+            pending, previous, offset = obj, offset, unpacker.tell()
+        else:
+            if pending is not None:
+                yield pending
+            if start + offset < end:
+                out.damage = f"truncated record at byte {start + offset}"
+            return
     except (msgpack.ExtraData, msgpack.FormatError, msgpack.StackError, ValueError, TypeError):
-        out.damage = f"garbage at byte {start + offset}"
-        return
-    if start + offset < end:
-        out.damage = f"truncated record at byte {start + offset}"
+        pass
+    if pending is not None and not whole_record(pending, _SHARED["run"]):
+        offset = previous  # read_log drops it likewise
+    elif pending is not None:
+        yield pending
+    out.damage = f"garbage at byte {start + offset}"
 
 
 # --- re-running a judged trial, for pictures and final states ---------------------------------------------------

@@ -22,7 +22,7 @@ from analysis.analyze import AnalysisError, LogAnalysis, TrialReport, analyze_lo
 from analysis.printable import printable
 from analysis.witness import Witness, witness_table, witnesses_for
 from cli.json_document import print_document
-from cli.options import EVENT_LOG_KIND, add_view_options, console_for, diagram_width, other_kind
+from cli.options import EVENT_LOG_KIND, add_view_options, console_for, diagram_width, integer, other_kind
 from logs.eventlog import LogError
 from logs.one_line import one_line
 
@@ -49,9 +49,9 @@ def add_parser(subparsers: Any) -> None:
                                                       "PNG or SVG (default: no picture)")
     p.add_argument("--perfetto", metavar="FILE.json", help="Chrome/Perfetto trace-event JSON of the violating trials "
                                                       "(or --trial) (default: none)")
-    p.add_argument("--trial", type=int, metavar="ID", help="only this trial (of each log) (default: every trial)")
+    p.add_argument("--trial", type=integer, metavar="ID", help="only this trial (of each log) (default: every trial)")
     p.add_argument("--coverage", action="store_true", help="which orders of the race-critical events occurred")
-    p.add_argument("--jobs", type=int, default=None, metavar="N",
+    p.add_argument("--jobs", type=integer, default=None, metavar="N",
                    help="analyse in N processes (default: the CPU count; 1 = in this process)")
     add_view_options(p)
     p.set_defaults(func=run)
@@ -129,7 +129,7 @@ def _analyze_logs(args: argparse.Namespace, only: set[int] | None, err: Console)
         return None
     for path in logs:
         try:
-            analysis = analyze_log(path, only_trials=only, keep_events=only is not None,
+            analysis = analyze_log(path, pipes=True, only_trials=only, keep_events=only is not None,
                                    observe=cov.observe if args.coverage else None, jobs=args.jobs)
         except (LogError, AnalysisError) as exc:
             # One unreadable log of a glob (an empty file a killed driver left) no longer hides the others: each

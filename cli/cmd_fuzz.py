@@ -24,8 +24,8 @@ from typing import Any
 
 from cli.json_document import print_document
 from cli.options import (add_output_options, add_scenario_options, check_out_dir, config_from_args,
-                         nearest_existing)
-from cli.memory_budget import add_memory_limit_option, fit_budget
+                         integer, nearest_existing)
+from cli.memory_budget import add_memory_limit_option, budget_arg, fit_budget
 from logs.output_files import replaced_whole
 from fuzz.run import KNOWN_RACE_DOCS, SAMPLING, STRATEGIES
 
@@ -42,12 +42,12 @@ MAX_PARALLEL = 64
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("fuzz", description=__doc__)
     add_scenario_options(p, scenario_arg=False)
-    p.add_argument("--count", type=int, default=100, metavar="N",
+    p.add_argument("--count", type=integer, default=100, metavar="N",
                    help=f"scenarios to generate, at most {MAX_COUNT:,} (default 100)")
     p.add_argument("--using", metavar="OP,OP,...", default=None,
                    help="only scenarios whose programs use one of these operations, e.g. "
                         "mremap,ftruncate,mprotect,reclaim: the first N drawn that do (default: every scenario)")
-    p.add_argument("--budget", type=int, default=None, metavar="N",
+    p.add_argument("--budget", type=budget_arg, default=None, metavar="N",
                    help="most states to visit per scenario (default 10000); with pct or random, runs per scenario "
                         "(default 300)")
     p.add_argument("--strategy", choices=STRATEGIES, default="dfs",
@@ -62,7 +62,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="also search each scenario that fits its budget reduced, with --merge-chains, and in full "
                         "(4x the budget): different verdicts or end states are reported as reduction_mismatch, a "
                         "bug of the search, not of the kernel")
-    p.add_argument("--parallel", type=int, default=0, metavar="P",
+    p.add_argument("--parallel", type=integer, default=0, metavar="P",
                    help=f"explore on P Ray workers at once, at most {MAX_PARALLEL} (default 0: serially in this "
                         "process)")
     p.add_argument("--address", metavar="ADDR", default=None,
@@ -128,6 +128,11 @@ def _options(args: argparse.Namespace) -> Any:
         raise UsageError(f"--budget: expected a positive integer, got {args.budget}")
     if not 0 <= args.parallel <= MAX_PARALLEL:
         raise UsageError(f"--parallel: expected an integer from 0 to {MAX_PARALLEL}, got {args.parallel}")
+    if args.memory_limit is not None and args.strategy in SAMPLING and not args.check_reduction:
+        # Ignored without a word, where explore refuses it: a sampled scenario keeps a hash per state.
+        raise UsageError(f"--memory-limit: only with --strategy bfs or dfs, or --check-reduction (the searches that "
+                         f"store their states, which it limits); --strategy {args.strategy} keeps a hash per state "
+                         "and takes --budget runs")
     _check_out(args.out)
     try:
         cfg = config_from_args(args)

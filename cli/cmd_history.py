@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cli.json_document import print_document
-from cli.memory_budget import add_memory_limit_option, fit_budget
+from cli.memory_budget import add_memory_limit_option, budget_arg, fit_budget
 from kernel_model.config import Config
 from kernel_model.kernels import REGISTRY, KernelError, history_kernels, kernel_config, kernel_for, parse_version
 
@@ -73,7 +73,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "4.3; kswapd's seen-twice rule, 4eda48235011, 4.11; munmap's mmap_lock downgrade, "
                         "dd2283f2605e, 4.20; mprotect's mmu_gather, 4a18419f71cd, 6.0), the release before it and "
                         f"its own, and the newest: {','.join(history_kernels())})")
-    p.add_argument("--budget", type=int, default=None, metavar="STATES",
+    p.add_argument("--budget", type=budget_arg, default=None, metavar="STATES",
                    help=f"most states per search; a search that stops there is 'incomplete' (default "
                         f"{DEFAULT_HISTORY_BUDGET:,}, lowered to what fits in memory)")
     add_memory_limit_option(p)
@@ -127,9 +127,12 @@ def run(args: argparse.Namespace) -> int:
 
 def _png_path(args: argparse.Namespace) -> str | None:
     """Where the matrix goes (None: --no-png), checked writable before any search."""
+    from cli.errors import UsageError
     from cli.options import check_out_dir, check_out_file
 
     if args.no_png:
+        if args.png is not None:  # --png was dropped without a word
+            raise UsageError(f"--png {args.png} and --no-png: expected one of them")
         return None
     if args.png is None:
         check_out_dir(args.out)

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import os
 from typing import Any
 
 from analysis.printable import printable
 from analysis.story import print_story
 from cli.json_document import print_document
-from cli.options import add_view_options, console_for, diagram_width
+from cli.options import add_view_options, console_for, diagram_width, integer
 from controlled.machine import Machine
 from controlled.replay import run_schedule
 from logs.schedule_file import SCHEMA as SCHEDULE_SCHEMA
@@ -18,7 +17,7 @@ from logs.schedule_file import SCHEMA as SCHEDULE_SCHEMA
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("replay", description=__doc__)
     p.add_argument("file", metavar="FILE", help="a .schedule file (explore/shrink) or a msgpack/jsonl log")
-    p.add_argument("--trial", type=int, default=None, help="which trial of a log (default: every failing one)")
+    p.add_argument("--trial", type=integer, default=None, help="which trial of a log (default: every failing one)")
     p.add_argument("--json", action="store_true", help="print one machine-readable JSON object on stdout")
     add_view_options(p)
     p.set_defaults(func=run)
@@ -85,7 +84,7 @@ def _replay_log(args: argparse.Namespace, console: Any) -> list[dict]:
     from logs.eventlog import LogError, iter_trials, read_log
 
     try:
-        contents = read_log(args.file)
+        contents = read_log(args.file, pipes=True)
         scenario, cfg = rebuilt_from_header(args.file, contents.header)
     except (LogError, AnalysisError, OSError) as exc:
         raise UsageError(str(exc)) from None
@@ -171,14 +170,12 @@ def _report(trial: int | None, expected: list[str] | None, rr) -> dict:
 def _kind_of(path: str) -> str:
     from logs.results_file import MAGIC as RESULTS_MAGIC
     from cli.errors import UsageError
-    from scenarios.input_files import MAX_LOG_BYTES, InputFileError, open_input
+    from scenarios.input_files import MAX_LOG_BYTES, InputFileError, read_head
 
     try:
-        fd = open_input(path, "file to replay", MAX_LOG_BYTES)
+        head = read_head(path, "file to replay", MAX_LOG_BYTES)
     except InputFileError as exc:
         raise UsageError(str(exc)) from None
-    with os.fdopen(fd, "rb") as f:
-        head = f.read(64)
     if head.startswith(RESULTS_MAGIC) or b"tlbrace-results" in head:
         raise UsageError(f"{path}: a stress campaign's results file, not a log or schedule: replay the failing "
                          f"trials' logs it names (tlbrace replay OUT/<scenario>-<run>-trialNNNNN.msgpack)")

@@ -25,7 +25,7 @@ from typing import Any
 from logs.one_line import one_line
 from cli.cmd_stress import add_wild_options, check_size, check_wild_args, close_ray, open_ray
 from cli.json_document import print_document
-from cli.options import list_arg, load, one_of, positive_int
+from cli.options import integer, list_arg, load, one_of, positive_int
 
 DEFAULT_CPUS = (3, 4, 8, 16)
 DEFAULT_TRIALS = 80
@@ -56,9 +56,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    default=None, metavar="B,B",
                    help="delayed_batches settings for delayed cells (default active,local+active; with --kernel, "
                         "that kernel's)")
-    p.add_argument("--trials", type=int, default=DEFAULT_TRIALS, metavar="N",
+    p.add_argument("--trials", type=integer, default=DEFAULT_TRIALS, metavar="N",
                    help=f"trials per cell (default {DEFAULT_TRIALS})")
-    p.add_argument("--parallel", type=int, default=1, metavar="P",
+    p.add_argument("--parallel", type=integer, default=1, metavar="P",
                    help="trials running at once in a cell, each on its own set of actors (default 1)")
     p.set_defaults(func=run)
 

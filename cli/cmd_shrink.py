@@ -4,15 +4,17 @@ invariant (delta debugging over its transitions; the result is never longer than
 from __future__ import annotations
 
 import argparse
-import json
+import os
 import sys
 
 from rich.console import Console
 
 from analysis.printable import printable
 from analysis.story import print_story
+from cli.json_document import print_document
 from controlled.machine import Machine, Transition
 from controlled.replay import RunResult, run_schedule
+from logs.one_line import one_line
 from logs.schedule_file import ScheduleError, ScheduleFile, read_schedule, write_schedule
 
 
@@ -61,6 +63,7 @@ def run(args: argparse.Namespace) -> int:
     from cli.options import SCHEDULE_KIND, check_out_file, other_kind
 
     check_out_file(args.output, "-o", may_replace=SCHEDULE_KIND)  # before the work: a directory, or a missing one, is refused now
+    replacing = _replaced(args.file, args.output)
     try:
         sf = read_schedule(args.file)
         original = run_schedule(sf.scenario, sf.config, sf.schedule, complete=False, record=False)
@@ -69,13 +72,41 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(other_kind(args.file, SCHEDULE_KIND) or str(exc)) from None
     invariants = sorted(set(sf.invariants) & set(result.invariants)) or result.invariants
     write_schedule(args.output, ScheduleFile(sf.scenario, sf.config, schedule, invariants, sf.strategy, sf.seed))
+    if replacing:
+        print(f"tlbrace: note: -o {one_line(args.output)}: {replacing}", file=sys.stderr)
     if args.json:
-        json.dump({"input": args.file, "output": args.output, "before": len(original.executed),
-                   "after": len(schedule), "invariants": invariants}, sys.stdout)
-        sys.stdout.write("\n")
+        # print_document: while a --json command runs, sys.stdout is stderr (cli.json_document), so the document
+        # json.dump wrote there went to stderr, and `tlbrace shrink ... --json | jq` read nothing.
+        print_document({"input": args.file, "output": args.output, "before": len(original.executed),
+                        "after": len(schedule), "invariants": invariants})
     else:
         console = Console(width=max(140, Console().width))
         print_story(sf.scenario, Machine(sf.scenario, sf.config).cpu_of, result.events, result.violations, console)
         console.print(f"shrunk {len(original.executed)} → {len(schedule)} transitions; written to "
                       f"{printable(args.output)}")
     return 1 if result.violations else 0
+
+
+def _replaced(source: str, output: str) -> str | None:
+    """What writing ``output`` replaces, for a note after the write (None: nothing). A non-empty file that holds
+    no schedule is refused (UsageError): `shrink x.schedule -o notes.txt` replaced the notes without a word. A
+    schedule, the input itself included (shrinking in place, as `sort -o f f` sorts in place), is replaced whole
+    (written aside and renamed: an interrupted shrink leaves it as it was), and the note says so."""
+    from cli.errors import UsageError
+    from cli.options import SCHEDULE_KIND, tlbrace_data_kind
+
+    try:
+        st = os.stat(output)
+    except (OSError, ValueError):
+        return None  # a new file (check_out_file has refused what cannot be written)
+    if tlbrace_data_kind(output) != SCHEDULE_KIND:
+        if st.st_size == 0:
+            return None
+        raise UsageError(f"-o {output}: exists and holds {st.st_size:,} bytes that are not a schedule file; "
+                         "writing there would destroy them: expected a new file name, or a schedule to replace")
+    try:
+        same = os.path.samefile(source, output)
+    except (OSError, ValueError):
+        same = False
+    return ("the input schedule was replaced by the shrunk one (shrunk in place)" if same else
+            "an existing schedule file was replaced by the shrunk one")

@@ -104,7 +104,7 @@ def check_ray_address(args: argparse.Namespace) -> None:
         check_address(os.environ["RAY_ADDRESS"], "RAY_ADDRESS")
 
 
-_HOST_PORT = re.compile(r"^(ray://)?(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):(\d{1,5})$")
+_HOST_PORT = re.compile(r"^(ray://)?(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):(\d{1,5})$", re.ASCII)
 
 
 def check_size(scenario: Any, cfg: Any, parallel: int, args: argparse.Namespace | None = None) -> None:

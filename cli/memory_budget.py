@@ -12,8 +12,23 @@ from collections.abc import Iterable
 from cli.errors import UsageError
 from kernel_model.config import Config
 from kernel_model.program import Scenario
+from scenarios.decimal_text import decimal_float
 
 SEARCHES = ("bfs", "dfs")  # the strategies that store their states; random and pct keep a hash per state
+# --budget's largest value, states or runs: a trillion states is petabytes stored, a trillion runs decades. A
+# larger one was priced as given, "a search of 10,000,000,000,000,000,000,000 states needs about 27121132006868.7
+# TB", and passed on as a number past every C integer the search keeps.
+MAX_BUDGET = 10**12
+
+
+def budget_arg(text: str) -> int:
+    """An argparse type for --budget: an integer up to MAX_BUDGET (each command refuses one below 1, naming it)."""
+    from cli.options import integer
+
+    value = integer(text)
+    if value > MAX_BUDGET:
+        raise argparse.ArgumentTypeError(f"expected at most {MAX_BUDGET:,} (states or runs), got {text}")
+    return value
 
 
 def add_memory_limit_option(p: argparse.ArgumentParser) -> None:
@@ -102,7 +117,7 @@ def parse_size(text: str) -> int:
     t = text.strip().upper().removesuffix("B")
     number, unit = (t[:-1], t[-1]) if t and t[-1] in units else (t, "")
     try:
-        value = float(number) * units[unit]
+        value = decimal_float(number) * units[unit]
     except ValueError:
         raise UsageError(f"--memory-limit {text!r}: expected a size such as 512M, 4G or 1000000") from None
     if not value > 0:  # nan too

@@ -13,6 +13,7 @@ from typing import Any, Callable, Collection, Final, TypeVar
 from kernel_model.config import ARCHES, DELAYED_BATCHES, MUTANTS, ORDERINGS, Config, ConfigError
 from kernel_model.kernels import NEWEST, KernelError, kernel_config
 from kernel_model.program import Scenario
+from scenarios.decimal_text import decimal_float, decimal_int
 
 _D = Config()  # the model's defaults, as --help states them
 
@@ -51,13 +52,18 @@ SEED_MIN: Final = -(1 << 63)
 SEED_MAX: Final = (1 << 63) - 1
 
 
+def integer(text: str) -> int:
+    """An argparse type: a decimal integer in ASCII digits (``type=int`` took '٣' and '３' as 3)."""
+    try:
+        return decimal_int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer in ASCII digits, got {text!r}") from None
+
+
 def int_in(lo: int, hi: int) -> Callable[[str], int]:
     """An argparse type: an integer in lo..hi (the message gives the range)."""
     def parse(text: str) -> int:
-        try:
-            value = int(text, 10)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        value = integer(text)
         if not lo <= value <= hi:
             raise argparse.ArgumentTypeError(f"expected an integer in {lo}..{hi}, got {text}")
         return value
@@ -97,9 +103,9 @@ def comma_list(text: str, item: Callable[[str], T], expected: str) -> list[T]:
 def positive_int(text: str) -> int:
     """A comma_list item: a decimal integer >= 1."""
     try:
-        value = int(text, 10)
+        value = decimal_int(text)
     except ValueError:
-        raise ValueError("is not an integer") from None
+        raise ValueError("is not an integer in ASCII digits") from None
     if value < 1:
         raise ValueError("is not positive")
     return value
@@ -129,9 +135,9 @@ def float_in(lo: float, hi: float, *, low_open: bool = False) -> Callable[[str],
     """An argparse type: a finite number in lo..hi (nan and inf are refused)."""
     def parse(text: str) -> float:
         try:
-            value = float(text)
+            value = decimal_float(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+            raise argparse.ArgumentTypeError(f"expected a number in ASCII digits, got {text!r}") from None
         if not math.isfinite(value) or value < lo or value > hi or (low_open and value == lo):
             raise argparse.ArgumentTypeError(f"expected a finite number {'>' if low_open else '>='} {lo:g} and "
                                              f"<= {hi:g}, got {text}")
@@ -417,9 +423,9 @@ def config_from_args(args: argparse.Namespace, base: dict[str, Any] | None = Non
             raise UsageError(f"--gather {item!r}: {name} is given twice")
         gathered.add(name)
         try:
-            overrides[name] = int(value)
+            overrides[name] = decimal_int(value)
         except ValueError:
-            raise UsageError(f"--gather {item!r}: {value!r} is not an integer") from None
+            raise UsageError(f"--gather {item!r}: {value!r} is not an integer in ASCII digits") from None
         try:  # its range, by the model's own check: "max_gather_batch: expected ..." named no option
             Config.from_dict({name: overrides[name]})
         except ConfigError as exc:

@@ -160,8 +160,10 @@ def check_fits(est: Estimate, budget: int, available: int, *, label: str,
 
 
 def human(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if n < 1024 or unit == "TB":
+    """Bytes for a message, up to exabytes: with TB the last unit, a budget of 10**22 states was "27121132006868.7
+    TB"."""
+    for unit in ("B", "KB", "MB", "GB", "TB", "PB"):
+        if n < 1024:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1024
-    return f"{n:.1f} TB"
+    return f"{n:,.1f} EB"

@@ -100,7 +100,7 @@ MUTANT_ALIASES: Final[dict[str, str]] = {"flush_after_unlock": "flush_before_unl
 # newest is what `--kernel latest` and `tlbrace fuzz --kernel <newest>` mean.
 _LAST_MINOR: Final[dict[int, int]] = {3: 19, 4: 20, 5: 19, 6: 18}
 NEWEST: Final = f"6.{_LAST_MINOR[6]}"
-_VERSION = re.compile(r"v?(\d+)\.(\d+)")
+_VERSION = re.compile(r"v?(\d+)\.(\d+)", re.ASCII)  # ASCII: \d matched '٤.١٣', which int() reads as 4.13
 
 
 def parse_version(text: str) -> tuple[int, int]:

@@ -122,13 +122,14 @@ class LogContents:
     damage: str | None = None  # "truncated record at byte N" / "garbage at byte N": read up to there
 
 
-def read_log(path: str | os.PathLike[str]) -> LogContents:
-    """Read a log written by EventLogWriter (msgpack or JSON Lines), up to the first damaged byte."""
+def read_log(path: str | os.PathLike[str], *, pipes: bool = False) -> LogContents:
+    """Read a log written by EventLogWriter (msgpack or JSON Lines), up to the first damaged byte; from a pipe
+    too with ``pipes`` (a log the user named: scenarios.input_files)."""
     from scenarios.input_files import MAX_LOG_BYTES, InputFileError, read_input
 
     path = os.fspath(path)
     try:
-        data = read_input(path, "log", MAX_LOG_BYTES)
+        data = read_input(path, "log", MAX_LOG_BYTES, pipes=pipes)
     except InputFileError as exc:
         raise LogError(str(exc)) from None
     if is_json_lines(data):
@@ -137,19 +138,38 @@ def read_log(path: str | os.PathLike[str]) -> LogContents:
     damage = None
     unpacker = msgpack.Unpacker(raw=False, strict_map_key=False, max_buffer_size=max(len(data), 1))
     unpacker.feed(data)
-    offset = 0
+    offset = previous = 0
     try:
         for obj in unpacker:
             if not isinstance(obj, dict):
                 damage = f"garbage at byte {offset}"
                 break
             records.append(obj)
-            offset = unpacker.tell()
+            previous, offset = offset, unpacker.tell()
     except (msgpack.ExtraData, msgpack.FormatError, msgpack.StackError, ValueError, TypeError):
         damage = f"garbage at byte {offset}"
+    if damage is not None and len(records) > 1 and not whole_record(records[-1], records[0].get("run")):
+        records.pop()  # the damage began inside it (see whole_record)
+        damage = f"garbage at byte {previous}"
     if damage is None and offset < len(data):
         damage = f"truncated record at byte {offset}"
     return _checked(path, records, damage)
+
+
+# The fields every record of each type is written with (EventLogWriter, the module's docstring).
+_FIELDS: Final = {"event": ("trial", "actor", "kind", "op", "seq", "lamport"), "trial_end": ("trial", "status")}
+
+
+def whole_record(rec: dict[str, Any], run: Any) -> bool:
+    """Whether the record decoded just before a log's garbage is the record that was written. Bytes injected or
+    lost inside a record (zero bytes, a torn block) shift what follows them: the map is still decoded, with the
+    shifted bytes as its keys and values, and the garbage is found only at the next record, a string or a number.
+    analyze then judged that half-record (a divergence, "field 'kind' is missing", exit 1) where replay refused it
+    (exit 2), and both put the damage after it. A record is whole when every key is a string, its run is the
+    header's and it has the fields its type is always written with."""
+    if not all(isinstance(k, str) for k in rec) or rec.get("run") != run:
+        return False
+    return all(k in rec for k in _FIELDS.get(rec.get("type"), ("trial",)))
 
 
 _BOM: Final = b"\xef\xbb\xbf"

@@ -64,6 +64,7 @@ IDENTITY: Final = ("scenario", "scenario_source", "params", "kernel", "config", 
 LATER_IDENTITY: Final = frozenset({"kernel", "align"})
 MAGIC: Final = b"\xc1tlr"
 _HEAD: Final = struct.Struct(">4sII")  # magic, length, crc32
+MAX_TRIAL_SECONDS: Final = 366 * 86400  # a trial's time: a campaign's --duration is at most a year
 MAX_RECORD_BYTES: Final = 1 << 20  # a trial record is a few hundred bytes; a larger length is damage
 # The header carries the scenario file's text, which may be 1 MiB (MAX_SCENARIO_BYTES) by itself: held to the
 # records' limit, the header of a campaign run from such a file was read as damage, and its own --resume refused it.
@@ -260,6 +261,17 @@ def _record_problem(rec: Any, trials: int | None, seen: set[int]) -> str | None:
         if value is not None and (not isinstance(value, kind) or isinstance(value, bool)):
             return f"trial {trial}: {key!r}: expected {_kind_name(kind[1] if key == 'seconds' else kind)} or nil, " \
                    f"got {value!r:.60}"
+    return _number_problem(rec, trial)
+
+
+def _number_problem(rec: dict[str, Any], trial: int) -> str | None:
+    """Numbers a trial cannot have, in a record whose kinds hold: the report summed them ("trial seconds (sum)":
+    nan, inf, -5.0, or 300 digits from a 1e308) and showed them as the campaign's time."""
+    if rec["steps"] < 0:
+        return f"trial {trial}: 'steps': expected an integer >= 0, got {rec['steps']}"
+    seconds = rec.get("seconds")
+    if seconds is not None and not 0 <= seconds <= MAX_TRIAL_SECONDS:  # nan fails both comparisons
+        return f"trial {trial}: 'seconds': expected a number of seconds in 0..{MAX_TRIAL_SECONDS:,}, got {seconds!r}"
     return None
 
 

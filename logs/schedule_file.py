@@ -104,7 +104,7 @@ def _decode(path: str) -> dict[str, Any]:
     from scenarios.input_files import MAX_SCHEDULE_BYTES, InputFileError, read_input
 
     try:
-        doc = msgpack.unpackb(read_input(path, "schedule file", MAX_SCHEDULE_BYTES), raw=False,
+        doc = msgpack.unpackb(read_input(path, "schedule file", MAX_SCHEDULE_BYTES, pipes=True), raw=False,
                               strict_map_key=False)
     except InputFileError as exc:
         raise ScheduleError(str(exc)) from None

@@ -1,21 +1,33 @@
-"""Reading a file the user named: only a regular file, only up to a bound, and never blocking on the open.
+"""Reading a file the user named: a regular file or a pipe, only up to a bound, and never blocking on the open.
 
-A FIFO would hang ``open`` (until a writer comes) and ``read`` (until it leaves); /dev/zero or another device
-reads for ever. So every input (scenario TOML, event log, schedule, results file) is opened non-blocking, checked
-with ``fstat`` on the open descriptor (not a ``stat`` of the name, which could be swapped in between), and read
-only if it is a regular file no larger than the bound for its kind.
+Every input (scenario TOML, event log, schedule, results file) is opened non-blocking, checked with ``fstat`` on
+the open descriptor (not a ``stat`` of the name, which could be swapped in between), and read only if it is a
+regular file no larger than the bound for its kind, or a pipe. /dev/zero or another device reads for ever and is
+refused.
+
+A pipe (`tlbrace analyze <(zcat run.msgpack.gz)`, `/dev/stdin` fed by `cat`, a named FIFO) is what a kernel
+engineer pipes a decompressed or remote file through, and each of its bytes can be read only once. So it is read
+to its end (up to the bound: a writer that never stops is refused past it) the first time a command reads it,
+and kept: a command that reads its input twice (analyze tries the parallel reader, then the serial one; replay
+looks at a file's first bytes to tell a log from a schedule) gets the same bytes the second time. The read waits
+for a writer as `cat` does, and Ctrl-C ends the wait. An input that must be opened again by another process or
+rewritten in place (a stress campaign's results file on --resume, a scale run's plots) is read only as a
+regular file (open_input), which says so.
 """
 
 from __future__ import annotations
 
 import io
 import os
+import select
 import stat
+import sys
 from typing import Final
 
 MAX_SCENARIO_BYTES: Final = 1 << 20  # 1 MiB of TOML: the library's largest file is under 4 KiB
 MAX_SCHEDULE_BYTES: Final = 256 << 20  # a schedule is a few bytes per transition
 MAX_LOG_BYTES: Final = 4 << 30  # 4 GiB: a million-event log is about 150 MB (bench/bench_analyze.py)
+WRITER_NOTE_S: Final = 2  # a pipe silent this long gets a line on stderr saying what the command waits for
 
 
 class InputFileError(ValueError):
@@ -24,12 +36,12 @@ class InputFileError(ValueError):
 
 def open_input(path: str, what: str, limit: int) -> int:
     """A descriptor (blocking again) on ``path``, which is a regular file of at most ``limit`` bytes."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
-    except (OSError, ValueError) as exc:  # ValueError: a NUL byte in the name
-        raise InputFileError(f"{path}: cannot read the {what}: {_reason(exc)}") from None
+    fd = _open_nonblocking(path, what)
     try:
         st = os.fstat(fd)
+        if stat.S_ISFIFO(st.st_mode):
+            raise InputFileError(f"{path}: the {what} is a FIFO (a pipe), read only where the command line names "
+                                 "an input read once: expected a regular file (save it first: cat > FILE)")
         if not stat.S_ISREG(st.st_mode):
             raise InputFileError(f"{path}: the {what} is {file_kind(st.st_mode)}; expected a regular file")
         if st.st_size > limit:
@@ -41,9 +53,14 @@ def open_input(path: str, what: str, limit: int) -> int:
         raise
 
 
-def read_input(path: str | os.PathLike[str], what: str, limit: int) -> bytes:
-    """The whole of a regular file of at most ``limit`` bytes (InputFileError otherwise)."""
+def read_input(path: str | os.PathLike[str], what: str, limit: int, *, pipes: bool = False) -> bytes:
+    """The whole of a regular file of at most ``limit`` bytes, or with ``pipes`` of a pipe (InputFileError
+    otherwise). Only a file the user named is read from a pipe: a FIFO that a glob or a directory's listing found
+    (a campaign's logs, a scale run's plots) would wait for a writer that never comes."""
     path = os.fspath(path)
+    piped = _read_pipe(path, what, limit) if pipes else None
+    if piped is not None:
+        return piped
     fd = open_input(path, what, limit)
     try:
         with os.fdopen(fd, "rb", closefd=False) as f:
@@ -73,9 +90,71 @@ def _read_at_most(f: io.BufferedReader, size: int, most: int) -> bytes:
     return b"".join(parts) if len(parts) > 1 else parts[0]
 
 
-def check_input(path: str | os.PathLike[str], what: str, limit: int) -> None:
-    """The same checks as read_input, for a reader that opens the file itself afterwards."""
-    os.close(open_input(os.fspath(path), what, limit))
+def read_head(path: str, what: str, limit: int, size: int = 64) -> bytes:
+    """The first ``size`` bytes of an input read_input accepts with ``pipes`` (a pipe is read whole, and kept for
+    the reader that comes next)."""
+    piped = _read_pipe(path, what, limit)
+    if piped is not None:
+        return piped[:size]
+    fd = open_input(path, what, limit)
+    try:
+        return os.pread(fd, size, 0)
+    except OSError as exc:
+        raise InputFileError(f"{path}: cannot read the {what}: {_reason(exc)}") from None
+    finally:
+        os.close(fd)
+
+
+# A pipe's bytes, by its name and inode, once read: its second reader would find it empty.
+_PIPED: dict[tuple[str, int, int], bytes] = {}
+
+
+def _read_pipe(path: str, what: str, limit: int) -> bytes | None:
+    """The whole of ``path`` when it is a pipe or FIFO (read now, or earlier by this process); None when it is
+    not one (open_input then says what else it is)."""
+    fd = _open_nonblocking(path, what)
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISFIFO(st.st_mode):
+            return None
+        key = (path, st.st_dev, st.st_ino)
+        if key not in _PIPED:
+            _PIPED[key] = _drain(fd, path, what, limit)
+        return _PIPED[key]
+    finally:
+        os.close(fd)
+
+
+def _drain(fd: int, path: str, what: str, limit: int) -> bytes:
+    """Everything a pipe's writers send until the last one closes it, waiting as `cat` does (a named FIFO no one
+    has opened for writing yet is waited for too: a read would find it at its end at once)."""
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    parts: list[bytes] = []
+    got = 0
+    if not poller.poll(WRITER_NOTE_S * 1000):  # nothing yet: a command silent for ever looks hung
+        print(f"tlbrace: waiting for a writer on {path} (a FIFO): Ctrl-C to stop", file=sys.stderr, flush=True)
+    while True:
+        poller.poll()
+        try:
+            chunk = os.read(fd, min(1 << 20, limit + 1 - got))
+        except BlockingIOError:
+            continue
+        except OSError as exc:
+            raise InputFileError(f"{path}: cannot read the {what}: {_reason(exc)}") from None
+        if not chunk:
+            return b"".join(parts)
+        parts.append(chunk)
+        got += len(chunk)
+        if got > limit:
+            raise InputFileError(f"{path}: the {what} (a pipe) sent over {limit} bytes; at most {limit} are read")
+
+
+def _open_nonblocking(path: str, what: str) -> int:
+    try:
+        return os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except (OSError, ValueError) as exc:  # ValueError: a NUL byte in the name
+        raise InputFileError(f"{path}: cannot read the {what}: {_reason(exc)}") from None
 
 
 def file_kind(mode: int) -> str:

@@ -90,6 +90,7 @@ from kernel_model.config import ARCHES, DELAYED_BATCHES, MUTANTS, ORDERINGS, Con
 from kernel_model.constants import VMA_ANON
 from kernel_model.program import (EXPECT_KINDS, OP_KINDS, REFAULT_COUNTER_MAX, Expect, Op, Scenario, Setup, Thread,
                                   flatten)
+from scenarios.decimal_text import decimal_int
 
 LIBRARY_DIR: Final = Path(__file__).resolve().parent / "library"
 
@@ -189,7 +190,7 @@ def load_scenario(name_or_path: str, params: dict[str, int] | None = None) -> Sc
         raise ScenarioError(f"{name_or_path!r}: a scenario name or path cannot contain a NUL byte")
     label, path, library = _locate(str(name_or_path))
     try:
-        raw = read_input(path, "scenario file", MAX_SCENARIO_BYTES)
+        raw = read_input(path, "scenario file", MAX_SCENARIO_BYTES, pipes=True)
     except InputFileError as exc:
         raise ScenarioError(str(exc), file=label) from None
     try:
@@ -233,9 +234,10 @@ def parse_params(items: list[str]) -> dict[str, int]:
         if not sep or not _PARAM_RE.fullmatch(name):
             raise ScenarioError(f"--param {item!r}: expected NAME=INTEGER, e.g. pages=2", key="--param")
         try:
-            number = int(value, 10)
+            number = decimal_int(value)
         except ValueError:
-            raise ScenarioError(f"--param {item!r}: expected an integer value after '=', got {value!r}",
+            raise ScenarioError(f"--param {item!r}: expected an integer value in ASCII digits after '=', got "
+                                f"{value!r}",
                                 key="--param") from None
         if name in out:
             raise ScenarioError(f"--param {item!r}: {name} is given twice", key="--param")

@@ -295,8 +295,9 @@ def test_inputs_must_be_regular_files(capsys: Any, tmp_path: Path, kind: str) ->
     results_dir = tmp_path / "campaign"
     results_dir.mkdir()
     os.symlink(path, results_dir / "results.msgpack")
-    for argv in (["explore", path], ["replay", path], ["analyze", path], ["shrink", path, "-o", str(tmp_path / "o")],
-                 ["stress", "anon_pages", "--out", str(results_dir), "--resume"]):
+    named = [["explore", path], ["replay", path], ["analyze", path], ["shrink", path, "-o", str(tmp_path / "o")]]
+    # A FIFO named as an input read once is read, waiting for its writer as cat does (test_hostile21.py).
+    for argv in (named if kind != "fifo" else []) + [["stress", "anon_pages", "--out", str(results_dir), "--resume"]]:
         rc, _, err = run_cli(capsys, *argv)
         assert rc == 2 and "Traceback" not in err, (argv, err)
         assert "regular file" in err or "directory" in err, (argv, err)
