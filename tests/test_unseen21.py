@@ -1,0 +1,65 @@
+"""Session 21, scen21: tests/scenarios/unseen21_*.toml, written from the kernel's code paths (each file's header
+reasons out the verdict per kernel and machine before any search was run, and says where the search disagreed and
+why). Three of them aim at UP's tlb_fast_mode before 29eb77825cc7 (v3.10), which no earlier unseen scenario
+reached; the others at operations no earlier one combined (a counter with mremap or mprotect, mprotect of
+anonymous memory).
+
+Same rules as tests/test_unseen20.py: a clean verdict needs the whole reduced state space searched (dfs with
+sleep sets, 80,000 states at most); a violation is what a bounded search finds, and must be among the invariants
+listed.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from controlled.explorer import explore
+from tests.test_unseen_scenarios import _assert_verdict, _kernel_cfg as _cfg, _load
+
+SCENARIOS = Path(__file__).resolve().parent / "scenarios"
+LOST = frozenset({"lost_dirty_data"})
+STALE = frozenset({"stale_tlb_access"})
+FREED = frozenset({"freed_while_mapped"})
+CLEAN: frozenset[str] = frozenset()
+
+# name -> (kernel, arch) -> the invariants the search finds (dfs, 80,000 states at most): the predictions, as
+# committed before any search.
+UNSEEN21: dict[str, dict[tuple[str, str], frozenset[str]]] = {
+    "unseen21_up_fast_mode_reclaim": {
+        ("3.9", "up"): LOST | FREED, ("3.10", "up"): CLEAN, ("3.14", "up"): CLEAN, ("6.2", "up"): CLEAN,
+        ("3.9", "smp"): CLEAN, ("4.12", "smp"): CLEAN, ("6.1", "smp"): CLEAN, ("3.9", "s390"): CLEAN},
+    "unseen21_fast_mode_truncate_reader": {
+        ("3.9", "up"): FREED | STALE, ("3.10", "up"): STALE, ("4.12", "up"): STALE, ("4.13", "up"): CLEAN,
+        ("6.2", "up"): CLEAN, ("3.9", "smp"): STALE, ("4.12", "smp"): STALE, ("4.13", "smp"): CLEAN,
+        ("6.1", "smp"): CLEAN, ("3.9", "s390"): CLEAN},
+    "unseen21_counter_vs_mremap": {
+        ("4.8", "smp"): LOST, ("4.8", "up"): LOST, ("4.9", "smp"): CLEAN, ("6.1", "smp"): CLEAN,
+        ("6.2", "smp"): CLEAN, ("4.9", "up"): CLEAN, ("4.8", "s390"): CLEAN},
+    "unseen21_counter_vs_mprotect_msync": {
+        ("3.14", "smp"): CLEAN, ("4.12", "smp"): CLEAN, ("6.1", "smp"): CLEAN, ("6.2", "smp"): CLEAN,
+        ("3.14", "up"): CLEAN, ("6.2", "up"): CLEAN, ("6.2", "s390"): CLEAN},
+    "unseen21_anon_mprotect_dontneed": {
+        ("3.9", "up"): FREED | STALE, ("3.9", "smp"): STALE, ("4.13", "smp"): STALE, ("5.19", "smp"): STALE,
+        ("3.10", "up"): STALE, ("5.19", "up"): STALE, ("6.0", "smp"): CLEAN, ("6.2", "smp"): CLEAN,
+        ("6.0", "up"): CLEAN, ("6.2", "up"): CLEAN, ("5.19", "s390"): CLEAN},
+    "unseen21_up_two_dontneeds_anon_store": {
+        ("3.9", "up"): FREED | STALE, ("3.10", "up"): STALE, ("4.12", "up"): STALE, ("4.12", "smp"): STALE,
+        ("4.13", "up"): CLEAN, ("6.2", "up"): CLEAN, ("4.13", "smp"): CLEAN, ("6.1", "smp"): CLEAN,
+        ("4.12", "s390"): CLEAN},
+}
+
+
+def test_every_unseen21_scenario_has_a_verdict_here() -> None:
+    assert {p.stem for p in SCENARIOS.glob("unseen21_*.toml")} == set(UNSEEN21)
+
+
+def _cells() -> list[tuple[str, str, str]]:
+    return [(n, k, a) for n, cells in UNSEEN21.items() for k, a in cells]
+
+
+@pytest.mark.parametrize("name, kernel, arch", _cells())
+def test_unseen21_scenario_on_kernel(name: str, kernel: str, arch: str) -> None:
+    sc = _load(name)
+    _assert_verdict(explore(sc, _cfg(sc, kernel, arch), "dfs", budget=80_000), UNSEEN21[name][kernel, arch])
