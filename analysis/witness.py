@@ -201,6 +201,7 @@ def _lost_dirty_data(p: _Picker, ev: list[Event], pfn: int, m: Machine) -> None:
                  f"no rmap removal of pfn {pfn} before the violation: mapcount {m.state.folios[pfn].mapcount}")
     if reclaim:
         _reclaim_unlock(p, ev, clear, pfn)
+    _fast_mode_pageout(p, ev, clear, tcd, pfn)
     store = _lost_store(ev, clear, pfn, m.state.folios[pfn].data)
     _mkclean_rows(p, ev, checked, clear, who, store, tcd)
     p.add(tcd, "clear_dirty", "PG_dirty=0: writeback takes responsibility for the contents")
@@ -211,6 +212,25 @@ def _lost_dirty_data(p: _Picker, ev: list[Event], pfn: int, m: Machine) -> None:
     if store is not None:
         _flush_rows(p, ev, clear, who, store, reclaim)
     p.state(_page_story(m, pfn))
+
+
+def _fast_mode_pageout(p: _Picker, ev: list[Event], clear: Event, tcd: Event | None, pfn: int) -> None:
+    """UP before 29eb77825cc7 (v3.10): the zap's own put_page under the PTL (tlb_fast_mode) left only the page
+    cache's reference, so kswapd's pageout found the folio freeable and wrote it back before the zap's flush; from
+    3.10 the gather's reference makes is_page_cache_freeable fail until after the flush
+    (tests/scenarios/unseen21_up_fast_mode_reclaim.toml)."""
+    if tcd is None:
+        return
+    put = _first(ev, lambda e: e.tid == clear.tid and _is(e, "put_page") and e.fn == "__tlb_remove_page"
+                 and e.args[0] == pfn, clear.seq)
+    freeable = _last(ev, lambda e: _on_pfn(e, "is_page_cache_freeable", pfn) and bool(e.result)
+                     and e.tid == tcd.tid, tcd.seq)
+    if put is None or freeable is None or not put.seq < freeable.seq:
+        return
+    p.add(put, "fast_mode_put", "tlb_fast_mode (UP before 29eb77825cc7, v3.10): __tlb_remove_page drops the zap's "
+                                "reference at once, before the flush; only the page cache holds the folio now")
+    p.add(freeable, "freeable", "pageout finds the folio freeable (no reference but the page cache's and the "
+                                "isolation's) and writes it back; the gather's reference would have kept it")
 
 
 def _is_mkclean_gate(e: Event, pfn: int) -> bool:
@@ -380,9 +400,17 @@ def _freed_while_mapped(p: _Picker, ev: list[Event], pfn: int, m: Machine) -> No
     zapper = freed.tid
     clear = p.add(_last(ev, lambda e: _is(e, "ptep_get_and_clear_full") and _pte(e.result) is not None
                         and _pte(e.result).pfn == pfn, freed.seq), "pte_clear", "the PTE is cleared")
-    p.add(freed, "free", "the last reference is dropped: the page returns to the allocator")
+    # __tlb_remove_page's own put_page is a gather that batches nothing: UP's tlb_fast_mode before 29eb77825cc7
+    # (s390's IPTE has flushed at the clear, so it never gets here).
+    fast_mode = freed.fn == "__tlb_remove_page" and freed.op == "put_page"
     holders = [(cpu, va) for cpu, va, _ in m.state.tlbs_mapping(pfn)]
+    p.add(freed, "free", "tlb_fast_mode (UP before 29eb77825cc7, v3.10): __tlb_remove_page frees the page at once, "
+                         "under the PTL; this CPU's TLB flush comes only after pte_unmap_unlock, and another task "
+                         "of the mm that runs here before it uses the entry" if fast_mode else
+                         "the last reference is dropped: the page returns to the allocator")
     for cpu, va in holders:
+        if fast_mode and cpu == freed.cpu:
+            continue  # the free's row says it: no IPI will come, the flush is this CPU's own
         p.add(_first(ev, lambda e: _is(e, "ipi_flush", "ipi") and e.cpu == cpu and e.tid == zapper, freed.seq),
               "late_flush", f"CPU {cpu}'s TLB still mapped va {va} when the page was freed; this flush comes after")
     if clear is None and not holders:

@@ -15,7 +15,10 @@ from pathlib import Path
 
 import pytest
 
+from analysis.witness import WitnessRow, witnesses_for
 from controlled.explorer import explore
+from controlled.replay import run_schedule
+from scenarios.loader import load_scenario
 from tests.test_unseen_scenarios import _assert_verdict, _kernel_cfg as _cfg, _load
 
 SCENARIOS = Path(__file__).resolve().parent / "scenarios"
@@ -75,3 +78,31 @@ def _cells() -> list[tuple[str, str, str]]:
 def test_unseen21_scenario_on_kernel(name: str, kernel: str, arch: str) -> None:
     sc = _load(name)
     _assert_verdict(explore(sc, _cfg(sc, kernel, arch), "dfs", budget=80_000), UNSEEN21[name][kernel, arch])
+
+
+def _witness_rows(name: str, kernel: str, arch: str, invariant: str) -> dict[str, WitnessRow]:
+    """The rows (by role) of the witness analyze builds for the first violation a bounded dfs finds."""
+    sc = _load(name) if name.startswith("unseen") else load_scenario(name)
+    cfg = _cfg(sc, kernel, arch)
+    r = explore(sc, cfg, "dfs", budget=80_000)
+    run = run_schedule(sc, cfg, r.found[0].schedule)
+    w = next(w for w in witnesses_for(r.found[0].violations, sc, cfg, run.executed) if w.invariant == invariant)
+    return {row.role: row for row in w.rows}
+
+
+def test_fast_mode_pageout_witness_names_the_early_put_and_the_freeable_page() -> None:
+    """3.9 UP: the witness used to tell race 1's story alone (the PTL dropped before the flush), which does not say
+    why kswapd could write the page back at all; the zap's fast-mode put_page is why is_page_cache_freeable held."""
+    rows = _witness_rows("unseen21_up_fast_mode_reclaim", "3.9", "up", "lost_dirty_data")
+    assert rows["fast_mode_put"].fn == "__tlb_remove_page" and "29eb77825cc7" in rows["fast_mode_put"].why
+    assert rows["freeable"].fn == "pageout"
+    assert (rows["pte_clear"].seq < rows["fast_mode_put"].seq < rows["unlock"].seq < rows["freeable"].seq
+            < rows["io_snapshot"].seq < rows["stale_store"].seq)
+
+
+def test_fast_mode_free_witness_says_the_flush_is_the_cpus_own() -> None:
+    """The library's up_fast_mode on 3.9: the free under the PTL is the violation; its row names tlb_fast_mode and
+    the flush after pte_unmap_unlock, and no IPI row is looked for (on UP the flush is CPU 0's own)."""
+    rows = _witness_rows("up_fast_mode", "3.9", "up", "freed_while_mapped")
+    assert "tlb_fast_mode" in rows["free"].why and "pte_unmap_unlock" in rows["free"].why
+    assert "late_flush" not in rows
