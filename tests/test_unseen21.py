@@ -63,6 +63,9 @@ UNSEEN21: dict[str, dict[tuple[str, str], frozenset[str]]] = {
     "unseen21_up_fast_mode_unused_entry": {
         ("3.9", "up"): FREED, ("3.10", "up"): CLEAN, ("6.2", "up"): CLEAN, ("3.9", "smp"): CLEAN,
         ("6.1", "smp"): CLEAN, ("3.9", "s390"): CLEAN},
+    "unseen21_up_fast_mode_mremap_evict": {
+        ("3.9", "up"): FREED, ("3.10", "up"): CLEAN, ("4.18", "up"): CLEAN, ("6.2", "up"): CLEAN,
+        ("3.9", "smp"): CLEAN, ("4.18", "smp"): CLEAN, ("6.1", "smp"): CLEAN, ("3.9", "s390"): CLEAN},
     "unseen21_up_refault_counter_anon": {
         ("3.9", "up"): FREED, ("3.10", "up"): CLEAN, ("6.2", "up"): CLEAN, ("3.9", "smp"): CLEAN,
         ("6.1", "smp"): CLEAN, ("3.9", "s390"): CLEAN},
