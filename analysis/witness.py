@@ -201,7 +201,8 @@ def _lost_dirty_data(p: _Picker, ev: list[Event], pfn: int, m: Machine) -> None:
                  f"no rmap removal of pfn {pfn} before the violation: mapcount {m.state.folios[pfn].mapcount}")
     if reclaim:
         _reclaim_unlock(p, ev, clear, pfn)
-    _fast_mode_pageout(p, ev, clear, tcd, pfn)
+    if _up_fast_mode(m):
+        _fast_mode_pageout(p, ev, clear, tcd, pfn)
     store = _lost_store(ev, clear, pfn, m.state.folios[pfn].data)
     _mkclean_rows(p, ev, checked, clear, who, store, tcd)
     p.add(tcd, "clear_dirty", "PG_dirty=0: writeback takes responsibility for the contents")
@@ -212,6 +213,11 @@ def _lost_dirty_data(p: _Picker, ev: list[Event], pfn: int, m: Machine) -> None:
     if store is not None:
         _flush_rows(p, ev, clear, who, store, reclaim)
     p.state(_page_story(m, pfn))
+
+
+def _up_fast_mode(m: Machine) -> bool:
+    """Kctx.tlb_fast_mode: __tlb_remove_page's put_page is UP's fast mode (s390's comes after its IPTE flush)."""
+    return m.cfg.arch == "up" and not m.cfg.fixed("no_tlb_fast_mode")
 
 
 def _fast_mode_pageout(p: _Picker, ev: list[Event], clear: Event, tcd: Event | None, pfn: int) -> None:
@@ -397,20 +403,32 @@ def _delayed_rmap_after_unlock(p: _Picker, ev: list[Event], pfn: int, m: Machine
 
 def _freed_while_mapped(p: _Picker, ev: list[Event], pfn: int, m: Machine) -> None:
     freed = next(e for e in ev if e.seq == p.violation_seq)
-    zapper = freed.tid
     clear = p.add(_last(ev, lambda e: _is(e, "ptep_get_and_clear_full") and _pte(e.result) is not None
                         and _pte(e.result).pfn == pfn, freed.seq), "pte_clear", "the PTE is cleared")
     # __tlb_remove_page's own put_page is a gather that batches nothing: UP's tlb_fast_mode before 29eb77825cc7
-    # (s390's IPTE has flushed at the clear, so it never gets here).
-    fast_mode = freed.fn == "__tlb_remove_page" and freed.op == "put_page"
+    # (s390's IPTE has flushed at the clear, so it never gets here). It frees the page itself, or leaves only the
+    # page cache's reference for an eviction or a truncation to drop before the zapper's flush.
+    fast_put = _last(ev, lambda e: _on_pfn(e, "put_page", pfn) and e.fn == "__tlb_remove_page",
+                     freed.seq + 1) if _up_fast_mode(m) else None
+    fast_mode = fast_put is freed
+    zapper = fast_put.tid if fast_put is not None else freed.tid
     holders = [(cpu, va) for cpu, va, _ in m.state.tlbs_mapping(pfn)]
+    if fast_put is not None and not fast_mode:
+        p.add(fast_put, "fast_mode_put", "tlb_fast_mode (UP before 29eb77825cc7, v3.10): __tlb_remove_page drops "
+                                         "the zap's reference at once, under the PTL, before the TLB flush: only "
+                                         "the page cache holds the page now")
+        p.add(_first(ev, lambda e: _is(e, "spin_unlock") and e.tid == zapper, fast_put.seq), "unlock",
+              "the zapper drops the PTL before its flush: on a uniprocessor it may be preempted here and another "
+              "task run on its CPU")
+        freed = _last(ev, lambda e: e.tid == freed.tid and e.kind == "step" and bool(e.args) and e.args[0] == pfn,
+                      freed.seq + 1) or freed  # the step that dropped the last reference, not its op's end
     p.add(freed, "free", "tlb_fast_mode (UP before 29eb77825cc7, v3.10): __tlb_remove_page frees the page at once, "
                          "under the PTL; this CPU's TLB flush comes only after pte_unmap_unlock, and another task "
                          "of the mm that runs here before it uses the entry" if fast_mode else
                          "the last reference is dropped: the page returns to the allocator")
     for cpu, va in holders:
-        if fast_mode and cpu == freed.cpu:
-            continue  # the free's row says it: no IPI will come, the flush is this CPU's own
+        if fast_put is not None and cpu == fast_put.cpu:
+            continue  # the fast-mode rows say it: no IPI will come, the flush is this CPU's own
         p.add(_first(ev, lambda e: _is(e, "ipi_flush", "ipi") and e.cpu == cpu and e.tid == zapper, freed.seq),
               "late_flush", f"CPU {cpu}'s TLB still mapped va {va} when the page was freed; this flush comes after")
     if clear is None and not holders:

@@ -112,3 +112,13 @@ def test_fast_mode_free_witness_says_the_flush_is_the_cpus_own() -> None:
     rows = _witness_rows("up_fast_mode", "3.9", "up", "freed_while_mapped")
     assert "tlb_fast_mode" in rows["free"].why and "pte_unmap_unlock" in rows["free"].why
     assert "late_flush" not in rows
+
+
+def test_fast_mode_free_by_evict_witness_shows_the_early_put_and_the_evicting_step() -> None:
+    """3.9 UP: mremap's MREMAP_FIXED unmapping left file page 1 to the page cache alone, and evict freed it. The
+    witness used to show the evict's op end as the free, blame no put and no unlock; now it shows the zap's
+    fast-mode put_page, the unlock before the flush and the evict_folio that freed the page."""
+    rows = _witness_rows("unseen21_up_fast_mode_mremap_evict", "3.9", "up", "freed_while_mapped")
+    assert rows["fast_mode_put"].fn == "__tlb_remove_page" and rows["free"].fn == "invalidate_mapping_pages"
+    assert rows["pte_clear"].seq < rows["fast_mode_put"].seq < rows["unlock"].seq < rows["free"].seq
+    assert "late_flush" not in rows
