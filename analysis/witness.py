@@ -405,23 +405,10 @@ def _freed_while_mapped(p: _Picker, ev: list[Event], pfn: int, m: Machine) -> No
     freed = next(e for e in ev if e.seq == p.violation_seq)
     clear = p.add(_last(ev, lambda e: _is(e, "ptep_get_and_clear_full") and _pte(e.result) is not None
                         and _pte(e.result).pfn == pfn, freed.seq), "pte_clear", "the PTE is cleared")
-    # __tlb_remove_page's own put_page is a gather that batches nothing: UP's tlb_fast_mode before 29eb77825cc7
-    # (s390's IPTE has flushed at the clear, so it never gets here). It frees the page itself, or leaves only the
-    # page cache's reference for an eviction or a truncation to drop before the zapper's flush.
-    fast_put = _last(ev, lambda e: _on_pfn(e, "put_page", pfn) and e.fn == "__tlb_remove_page",
-                     freed.seq + 1) if _up_fast_mode(m) else None
+    fast_put, freed = _fast_mode_put(p, ev, freed, pfn, m)
     fast_mode = fast_put is freed
     zapper = fast_put.tid if fast_put is not None else freed.tid
     holders = [(cpu, va) for cpu, va, _ in m.state.tlbs_mapping(pfn)]
-    if fast_put is not None and not fast_mode:
-        p.add(fast_put, "fast_mode_put", "tlb_fast_mode (UP before 29eb77825cc7, v3.10): __tlb_remove_page drops "
-                                         "the zap's reference at once, under the PTL, before the TLB flush: only "
-                                         "the page cache holds the page now")
-        p.add(_first(ev, lambda e: _is(e, "spin_unlock") and e.tid == zapper, fast_put.seq), "unlock",
-              "the zapper drops the PTL before its flush: on a uniprocessor it may be preempted here and another "
-              "task run on its CPU")
-        freed = _last(ev, lambda e: e.tid == freed.tid and e.kind == "step" and bool(e.args) and e.args[0] == pfn,
-                      freed.seq + 1) or freed  # the step that dropped the last reference, not its op's end
     p.add(freed, "free", "tlb_fast_mode (UP before 29eb77825cc7, v3.10): __tlb_remove_page frees the page at once, "
                          "under the PTL; this CPU's TLB flush comes only after pte_unmap_unlock, and another task "
                          "of the mm that runs here before it uses the entry" if fast_mode else
@@ -434,6 +421,26 @@ def _freed_while_mapped(p: _Picker, ev: list[Event], pfn: int, m: Machine) -> No
     if clear is None and not holders:
         _around_page(p, ev, pfn, m)
     p.state(f"pfn {pfn} freed while mapped by " + ", ".join(f"CPU {c}'s TLB (va {v})" for c, v in holders))
+
+
+def _fast_mode_put(p: _Picker, ev: list[Event], freed: Event, pfn: int, m: Machine) -> tuple[Event | None, Event]:
+    """__tlb_remove_page's own put_page is a gather that batches nothing: UP's tlb_fast_mode before 29eb77825cc7.
+    It frees the page itself (returned as the free), or leaves only the page cache's reference for an eviction or
+    a truncation to drop before the zapper's flush: then its row and the zapper's unlock are added, and the free is
+    the step that dropped the last reference, not its operation's end. (None, freed) elsewhere."""
+    fast_put = _last(ev, lambda e: _on_pfn(e, "put_page", pfn) and e.fn == "__tlb_remove_page",
+                     freed.seq + 1) if _up_fast_mode(m) else None
+    if fast_put is None or fast_put is freed:
+        return fast_put, freed
+    p.add(fast_put, "fast_mode_put", "tlb_fast_mode (UP before 29eb77825cc7, v3.10): __tlb_remove_page drops the "
+                                     "zap's reference at once, under the PTL, before the TLB flush: only the page "
+                                     "cache holds the page now")
+    p.add(_first(ev, lambda e: _is(e, "spin_unlock") and e.tid == fast_put.tid, fast_put.seq), "unlock",
+          "the zapper drops the PTL before its flush: on a uniprocessor it may be preempted here and another task "
+          "run on its CPU")
+    step = _last(ev, lambda e: e.tid == freed.tid and e.kind == "step" and bool(e.args) and e.args[0] == pfn,
+                 freed.seq + 1)
+    return fast_put, step or freed
 
 
 def _negative_mapcount(p: _Picker, ev: list[Event], pfn: int, m: Machine) -> None:
