@@ -54,8 +54,11 @@ class _Tracker:
             self.cleared.pop(e.args[0], None)
         elif e.kind == "ipi" or (e.kind == "step" and e.op == "flush_tlb_local"):
             lo, hi = e.args[0], e.args[1]
-            for va in range(lo, hi):
-                self.cleared.get(va, set()).discard(e.cpu)
+            # The cleared addresses, not range(lo, hi): reclaim's full flushes (try_to_unmap_flush,
+            # flush_tlb_batched_pending) end at TLB_FLUSH_ALL, 2**30, and a loop over it took minutes an event.
+            for va, cpus in self.cleared.items():
+                if lo <= va < hi:
+                    cpus.discard(e.cpu)
 
     def stale(self, e: Event) -> bool:
         hit = e.cpu in self.cleared.get(e.args[0], ()) and e.result == "stored"

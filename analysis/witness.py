@@ -201,6 +201,8 @@ def _lost_dirty_data(p: _Picker, ev: list[Event], pfn: int, m: Machine) -> None:
                  f"no rmap removal of pfn {pfn} before the violation: mapcount {m.state.folios[pfn].mapcount}")
     if reclaim:
         _reclaim_unlock(p, ev, clear, pfn)
+    if _up_fast_mode(m):
+        _fast_mode_pageout(p, ev, clear, tcd, pfn)
     store = _lost_store(ev, clear, pfn, m.state.folios[pfn].data)
     _mkclean_rows(p, ev, checked, clear, who, store, tcd)
     p.add(tcd, "clear_dirty", "PG_dirty=0: writeback takes responsibility for the contents")
@@ -211,6 +213,30 @@ def _lost_dirty_data(p: _Picker, ev: list[Event], pfn: int, m: Machine) -> None:
     if store is not None:
         _flush_rows(p, ev, clear, who, store, reclaim)
     p.state(_page_story(m, pfn))
+
+
+def _up_fast_mode(m: Machine) -> bool:
+    """Kctx.tlb_fast_mode: __tlb_remove_page's put_page is UP's fast mode (s390's comes after its IPTE flush)."""
+    return m.cfg.arch == "up" and not m.cfg.fixed("no_tlb_fast_mode")
+
+
+def _fast_mode_pageout(p: _Picker, ev: list[Event], clear: Event, tcd: Event | None, pfn: int) -> None:
+    """UP before 29eb77825cc7 (v3.10): the zap's own put_page under the PTL (tlb_fast_mode) left only the page
+    cache's reference, so kswapd's pageout found the folio freeable and wrote it back before the zap's flush; from
+    3.10 the gather's reference makes is_page_cache_freeable fail until after the flush
+    (tests/scenarios/unseen21_up_fast_mode_reclaim.toml)."""
+    if tcd is None:
+        return
+    put = _first(ev, lambda e: e.tid == clear.tid and _is(e, "put_page") and e.fn == "__tlb_remove_page"
+                 and e.args[0] == pfn, clear.seq)
+    freeable = _last(ev, lambda e: _on_pfn(e, "is_page_cache_freeable", pfn) and bool(e.result)
+                     and e.tid == tcd.tid, tcd.seq)
+    if put is None or freeable is None or not put.seq < freeable.seq:
+        return
+    p.add(put, "fast_mode_put", "tlb_fast_mode (UP before 29eb77825cc7, v3.10): __tlb_remove_page drops the zap's "
+                                "reference at once, before the flush; only the page cache holds the folio now")
+    p.add(freeable, "freeable", "pageout finds the folio freeable (no reference but the page cache's and the "
+                                "isolation's) and writes it back; the gather's reference would have kept it")
 
 
 def _is_mkclean_gate(e: Event, pfn: int) -> bool:
@@ -377,17 +403,44 @@ def _delayed_rmap_after_unlock(p: _Picker, ev: list[Event], pfn: int, m: Machine
 
 def _freed_while_mapped(p: _Picker, ev: list[Event], pfn: int, m: Machine) -> None:
     freed = next(e for e in ev if e.seq == p.violation_seq)
-    zapper = freed.tid
     clear = p.add(_last(ev, lambda e: _is(e, "ptep_get_and_clear_full") and _pte(e.result) is not None
                         and _pte(e.result).pfn == pfn, freed.seq), "pte_clear", "the PTE is cleared")
-    p.add(freed, "free", "the last reference is dropped: the page returns to the allocator")
+    fast_put, freed = _fast_mode_put(p, ev, freed, pfn, m)
+    fast_mode = fast_put is freed
+    zapper = fast_put.tid if fast_put is not None else freed.tid
     holders = [(cpu, va) for cpu, va, _ in m.state.tlbs_mapping(pfn)]
+    p.add(freed, "free", "tlb_fast_mode (UP before 29eb77825cc7, v3.10): __tlb_remove_page frees the page at once, "
+                         "under the PTL; this CPU's TLB flush comes only after pte_unmap_unlock, and another task "
+                         "of the mm that runs here before it uses the entry" if fast_mode else
+                         "the last reference is dropped: the page returns to the allocator")
     for cpu, va in holders:
+        if fast_put is not None and cpu == fast_put.cpu:
+            continue  # the fast-mode rows say it: no IPI will come, the flush is this CPU's own
         p.add(_first(ev, lambda e: _is(e, "ipi_flush", "ipi") and e.cpu == cpu and e.tid == zapper, freed.seq),
               "late_flush", f"CPU {cpu}'s TLB still mapped va {va} when the page was freed; this flush comes after")
     if clear is None and not holders:
         _around_page(p, ev, pfn, m)
     p.state(f"pfn {pfn} freed while mapped by " + ", ".join(f"CPU {c}'s TLB (va {v})" for c, v in holders))
+
+
+def _fast_mode_put(p: _Picker, ev: list[Event], freed: Event, pfn: int, m: Machine) -> tuple[Event | None, Event]:
+    """__tlb_remove_page's own put_page is a gather that batches nothing: UP's tlb_fast_mode before 29eb77825cc7.
+    It frees the page itself (returned as the free), or leaves only the page cache's reference for an eviction or
+    a truncation to drop before the zapper's flush: then its row and the zapper's unlock are added, and the free is
+    the step that dropped the last reference, not its operation's end. (None, freed) elsewhere."""
+    fast_put = _last(ev, lambda e: _on_pfn(e, "put_page", pfn) and e.fn == "__tlb_remove_page",
+                     freed.seq + 1) if _up_fast_mode(m) else None
+    if fast_put is None or fast_put is freed:
+        return fast_put, freed
+    p.add(fast_put, "fast_mode_put", "tlb_fast_mode (UP before 29eb77825cc7, v3.10): __tlb_remove_page drops the "
+                                     "zap's reference at once, under the PTL, before the TLB flush: only the page "
+                                     "cache holds the page now")
+    p.add(_first(ev, lambda e: _is(e, "spin_unlock") and e.tid == fast_put.tid, fast_put.seq), "unlock",
+          "the zapper drops the PTL before its flush: on a uniprocessor it may be preempted here and another task "
+          "run on its CPU")
+    step = _last(ev, lambda e: e.tid == freed.tid and e.kind == "step" and bool(e.args) and e.args[0] == pfn,
+                 freed.seq + 1)
+    return fast_put, step or freed
 
 
 def _negative_mapcount(p: _Picker, ev: list[Event], pfn: int, m: Machine) -> None:

@@ -48,7 +48,7 @@ REGISTRY: Final[tuple[Fix, ...]] = (
         "once (free_page_and_swap_cache, under the PTL) and the TLB flush came later; since mmu_gather became "
         "preemptible (3.0) a zapper preempted after pte_unmap_unlock let another task of the mm use the CPU's "
         "stale TLB entry of a page already freed",
-        None, config=(("arch", "up"),)),
+        "up_fast_mode", config=(("arch", "up"),)),
     Fix("flush_before_unlock", "1cf35d47712d", "mm: split 'tlb_flush_mmu()' into tlb flushing and memory freeing "
         "parts", "2014-04", "3.15",
         "zap_pte_range flushed only after pte_unmap_unlock (a dirty PTE forced no flush at all: the flush came "

@@ -12,7 +12,8 @@ from controlled.machine import Machine
 from controlled.replay import run_schedule
 from kernel_model.config import Config
 from kernel_model.kernels import REGISTRY, kernel_config, previous_release
-from scenarios.loader import list_scenarios, load_scenario
+from kernel_model.reclaim import TLB_FLUSH_ALL
+from scenarios.loader import list_scenarios, load_scenario, load_scenario_text
 
 # The quickest search that finds each scenario's eager counterexample: bfs (the shortest) where it is small, PCT
 # sampling where bfs would take a minute. Scenarios without one are proven clean exhaustively.
@@ -23,7 +24,7 @@ CLEAN_WHEN_EAGER = {"anon_pages", "zap_many_pages", "fault_vs_evict"}
 # Races the eager order alone does not open (issue 15): each fix switch's scenario runs on the kernel without that
 # fix, and breaks this invariant.
 OWN_RACE = {"parallel_dontneed": "stale_tlb_access", "mprotect_reclaim": "stale_tlb_access",
-            "mremap_truncate": "freed_while_mapped"}
+            "mremap_truncate": "freed_while_mapped", "up_fast_mode": "freed_while_mapped"}
 
 
 def eager_counterexample(name: str):  # type: ignore[no-untyped-def]
@@ -31,7 +32,9 @@ def eager_counterexample(name: str):  # type: ignore[no-untyped-def]
     # the later fixes too (mremap_writeback's race, 4.8, also needs eb66ae030829's flush of every moved PTE gone).
     without = tuple(sorted({w for f in REGISTRY if f.scenario == name and f.knob is None
                             for w in kernel_config(previous_release(f.release))["without"]}))
-    scenario, cfg = load_scenario(name), Config(ordering="eager", without=without)
+    # ... on the machine the fix names (Fix.config): 29eb77825cc7's fast mode was a uniprocessor's alone.
+    machine = {key: value for f in REGISTRY if f.scenario == name for key, value in f.config}
+    scenario, cfg = load_scenario(name), Config(ordering="eager", without=without, **machine)
     strategy, budget = SEARCH.get(name, ("bfs", 50_000))
     result = explore(scenario, cfg, strategy, budget=budget, seed=0)
     if not result.found:
@@ -108,3 +111,37 @@ def test_format_diagram_on_the_command_line(tmp_path, capsys: pytest.CaptureFixt
     with pytest.raises(SystemExit) as refused:  # argparse refuses it, before any output
         main(["replay", str(schedule), "--width", "12"])
     assert refused.value.code == 2
+
+
+# fuzz seed 2180, scenario 11 (SMP 6.18, session 21): reclaim's activate window (docs/reclaim.md), whose run holds
+# try_to_unmap_flush's TLB_FLUSH_ALL IPIs before the lost store.
+ACTIVATE_WINDOW = """
+name = "fuzz-2180-11"
+[setup]
+pages = 1
+mapped = true
+warm_tlb = ["t1", "t2"]
+[[threads]]
+name = "t0"
+program = [{ op = "mmap", pages = [0], offset = 0 }]
+[[threads]]
+name = "t1"
+program = [{ op = "reclaim", pages = [0] }]
+[[threads]]
+name = "t2"
+program = [{ op = "msync", pages = [0] }, { op = "store", pages = [0] }]
+"""
+
+
+def test_a_full_flush_in_the_run_does_not_stall_the_diagram() -> None:
+    """`replay --format diagram` of this fuzz counterexample ran for minutes: the stale-entry tracker walked every
+    address of each flush's range, and reclaim's full flushes end at TLB_FLUSH_ALL (2**30). It now looks only at
+    the addresses whose PTE was cleared; the store through kswapd's deferred entry is still drawn stale, and the
+    IPI that reaches its CPU after it too late."""
+    scenario = load_scenario_text(ACTIVATE_WINDOW, name="fuzz-2180-11")
+    cfg = Config(**kernel_config("6.18"))
+    result = explore(scenario, cfg, "dfs", budget=10_000)
+    replay = run_schedule(scenario, cfg, result.found[0].schedule)
+    assert any(e.kind == "ipi" and e.args[1] >= TLB_FLUSH_ALL for e in replay.events)
+    text = render_diagram(scenario, Machine(scenario, cfg).cpu_of, replay.events, replay.violations)
+    assert "[via STALE TLB entry]" in text and "too late" in text

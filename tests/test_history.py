@@ -82,6 +82,7 @@ def test_the_flush_after_unlock_mutant_is_the_kernel_without_1cf35d47712d() -> N
 
 # --- the races on their kernels ----------------------------------------------------------------------------------
 @pytest.mark.parametrize("scenario,before,after,invariant", [
+    ("up_fast_mode", "3.9", "3.10", "freed_while_mapped"),
     ("flush_after_unlock", "3.14", "3.15", "lost_dirty_data"),
     ("mremap_writeback", "4.8", "4.9", "lost_dirty_data"),
     ("parallel_dontneed", "4.12", "4.13", "stale_tlb_access"),

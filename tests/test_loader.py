@@ -17,7 +17,7 @@ from scenarios.loader import (LIBRARY_DIR, MAX_LOOP_DEPTH, ScenarioError, list_s
 
 LIBRARY = ("anon_pages", "fault_vs_evict", "flush_after_unlock", "ladder", "madv_dontneed", "mkclean_first",
            "mmap_fixed_remap", "mprotect_reclaim", "mremap_truncate", "mremap_writeback", "munmap", "nadav_poc", "parallel_dontneed",
-           "scale_writers", "scale_zap", "writable_clean", "zap_many_pages")
+           "scale_writers", "scale_zap", "up_fast_mode", "writable_clean", "zap_many_pages")
 
 # Overrides that keep each library scenario meaningful (and small) but differ from its defaults.
 OVERRIDES = {
@@ -36,6 +36,7 @@ OVERRIDES = {
     "parallel_dontneed": {"pages": 3},
     "scale_writers": {"writers": 2, "pages": 16, "ptes_per_table": 8, "stores": 1},
     "scale_zap": {"writers": 2, "pages": 16, "ptes_per_table": 8, "stores": 1},
+    "up_fast_mode": {"stores": 3},
     "writable_clean": {"stores": 1, "passes": 2},
     "zap_many_pages": {"pages": 600},
 }
