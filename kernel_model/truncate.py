@@ -3,7 +3,9 @@
 The filesystem is ext4 (with its journal): ext4_setattr for ATTR_SIZE does, in this order, i_size_write (with
 i_disksize, in one journal handle; ``if (!shrink) pagecache_isize_extended``), truncate_pagecache(inode,
 inode->i_size), and, when the size did not grow (``attr->ia_size <= oldsize``), ext4_truncate, which frees the
-file's blocks past the new size (ext4_ext_truncate → ext4_ext_remove_space). The generic path is the same order
+file's blocks past the new size (ext4_ext_truncate → ext4_ext_remove_space; read: truncate_setsize and
+ext4_ext_truncate; ext4_setattr's order and its ``<= oldsize`` test are from the 6.x source as remembered, the
+search did not return its text). The generic path is the same order
 (truncate_setsize: i_size_write, truncate_pagecache; then the filesystem's block truncation, e.g. ext2's
 __ext2_truncate_blocks), so the step names below are truncate_setsize's.
 
