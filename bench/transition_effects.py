@@ -175,7 +175,7 @@ def watched(s: State) -> WatchedState:
         w.cpu = cpu
         tlbs.append(w)
     sems = []
-    for name in ("mmap_lock", "i_mmap_rwsem"):
+    for name in ("mmap_lock", "i_mmap_rwsem", "i_rwsem"):
         old = getattr(s, name)
         sem = WatchedSem(old.writer, old.readers)
         sem.name = name
@@ -183,7 +183,7 @@ def watched(s: State) -> WatchedState:
     return WatchedState(lists["folios"], lists["page_cache"], lists["disk"], lists["ptes"], lists["vma"],
                         lists["i_mmap"], lists["ptl"], s.ptes_per_table, sems[0], sems[1], tlbs, lists["ipis"],
                         lists["acks_pending"], s.i_size, s.tlb_flush_pending, s.tlb_flush_batched,
-                        lists["vm_write"])
+                        lists["vm_write"], sems[2])
 
 
 def _rewatch(m: Any) -> None:
@@ -191,7 +191,7 @@ def _rewatch(m: Any) -> None:
     s = m.state
     if type(s) is not WatchedState or any(type(getattr(s, n)) is not WatchedList for n in _LISTS) \
             or any(type(t) is not WatchedTlb for t in s.tlbs) \
-            or type(s.mmap_lock) is not WatchedSem or type(s.i_mmap_rwsem) is not WatchedSem:
+            or any(type(sem) is not WatchedSem for sem in (s.mmap_lock, s.i_mmap_rwsem, s.i_rwsem)):
         m.state = watched(s)
         m.pt.s = m.state
 

@@ -150,16 +150,18 @@ class OpFootprints:
         self._vma_change(fp, both)
 
     def _truncate_footprint(self, fp: Footprint, tid: int, op: Op, pages: tuple[int, ...]) -> None:
-        """ftruncate (kernel_model.truncate): i_size_write; unmap_mapping_range (i_mmap_rwsem read, the i_mmap
-        tree, a zap at every address mapping an offset past the new end, without mmap_lock); truncate_inode_pages
-        (page-cache lookups with a reference, the folio lock, the writeback wait, the folio deleted from the page
-        cache with its PG_dirty, the reference dropped: a page freed); then the unmap again."""
+        """ftruncate (kernel_model.truncate), all under inode_lock (i_rwsem write): i_size_write;
+        unmap_mapping_range (i_mmap_rwsem read, the i_mmap tree, a zap at every address mapping an offset past the
+        new end, without mmap_lock); truncate_inode_pages (page-cache lookups with a reference, the folio lock, the
+        writeback wait, the folio deleted from the page cache with its PG_dirty, the reference dropped: a page
+        freed); the unmap again; then ext4_truncate (the disk blocks past the new end made holes)."""
+        add_mode(fp, ("sem", "i_rwsem"), "w")
         add_mode(fp, ("isize",), "w")
         add_mode(fp, ("sem", "i_mmap_rwsem"), "r")
         gone = tuple(range(_span(pages)[0], self.npages))
         self._zap_footprint(fp, tid, tuple(self._reached(gone)))  # the addresses mapping the offsets past the end
         for p in gone:
-            for obj in ("pc", "ref", "lock", "dirty", "freed"):
+            for obj in ("pc", "ref", "lock", "dirty", "freed", "disk"):
                 add_mode(fp, (obj, p), "w")
             for obj in ("imap", "wb", "map"):
                 add_mode(fp, (obj, p), "r")

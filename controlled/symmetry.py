@@ -114,8 +114,8 @@ def _fields(part: tuple, p: Permutation, fields: tuple, memo: list) -> tuple:
 
 
 # The state key: folios, page_cache, disk, ptes, vma, i_mmap, ptl, ppt, mmap_lock, i_mmap_rwsem, tlbs, ipis, acks,
-# then the mm's i_size, tlb_flush_pending, tlb_flush_batched, vm_write (no thread or CPU in the others). Loops,
-# not any() over generators: a compiled loop is cheaper.
+# then the mm's i_size, tlb_flush_pending, tlb_flush_batched, vm_write (no thread or CPU in those four), and the
+# inode's i_rwsem (17). Loops, not any() over generators: a compiled loop is cheaper.
 def _permute_folios(folios: tuple, p: Permutation) -> tuple:
     tid, moved = p.tid, p.moved
     for f in folios:  # folio tuples: locked (field 4) is a thread id (FREE is never a moved thread)
@@ -157,7 +157,7 @@ def _permute_acks(acks: tuple, p: Permutation) -> tuple:
 
 
 _STATE_FIELDS = ((0, _permute_folios), (6, _permute_ptl), (8, _permute_sem), (9, _permute_sem), (10, _permute_tlbs),
-                 (11, _permute_ipis), (12, _permute_acks))
+                 (11, _permute_ipis), (12, _permute_acks), (17, _permute_sem))
 
 
 # The oracle key: transits (tid, pfn), delayed rmaps (tid, pfn, batch), covered (tid, cpu, va), stale and readonly

@@ -10,7 +10,7 @@ Nothing here touches a TLB: TLBs belong to CPUs (``kernel_model.tlb``).
 from __future__ import annotations
 
 from kernel_model.constants import VMA_NONE
-from kernel_model.state import FREE, Folio, Pte, RwSem, State
+from kernel_model.state import FREE, HOLE, Folio, Pte, RwSem, State, sem_of
 
 SIGBUS = -1  # filemap_get_folio's answer for an offset at or past i_size (filemap_fault: VM_FAULT_SIGBUS)
 
@@ -30,9 +30,21 @@ class MoveTruncateReclaimOps:
         self.s.folios[pfn] = self.s.folios[pfn]._replace(**changes)
 
     # --- ftruncate (kernel_model.truncate) --------------------------------------------------------------------
-    def i_size_write(self, size: int) -> None:
-        """truncate_setsize: the new size first, so that faults past it fail before the page cache shrinks."""
+    def i_size_write(self, size: int) -> int:
+        """truncate_setsize (ext4_setattr): the new size first, so that faults past it fail before the page cache
+        shrinks. Returns the old size (``oldsize = inode->i_size``; the caller holds i_rwsem, so no other
+        ftruncate changes it in between)."""
+        old = self.s.i_size
         self.s.i_size = size
+        return old
+
+    def ext4_truncate(self, size: int) -> None:
+        """ext4_setattr's ext4_truncate after truncate_pagecache (ext4_ext_truncate → ext4_ext_remove_space):
+        the file's blocks from ``size`` on are freed, so each reads back as a hole. Under i_rwsem, and after
+        truncate_inode_pages waited for every folio's writeback there: no IO to those blocks is in flight."""
+        disk = self.s.disk
+        for index in range(size, len(disk)):
+            disk[index] = HOLE
 
     def find_get_entry(self, index: int) -> int | None:
         """find_lock_entries / find_get_entries: look the offset up and take a reference (the caller's, dropped
@@ -164,7 +176,7 @@ class PageTableOps(MoveTruncateReclaimOps, VmaOps):
         self.s = state
 
     def _sem(self, name: str) -> RwSem:
-        return self.s.mmap_lock if name == "mmap_lock" else self.s.i_mmap_rwsem
+        return sem_of(self.s, name)
 
     # --- locks -------------------------------------------------------------------------------------------
     def can_spin_lock(self, table: int, tid: int) -> bool:

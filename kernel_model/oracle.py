@@ -124,6 +124,8 @@ class Oracle:
         if ev.kind == "step":
             if op in TLB_OPS["step"]:
                 return self._observe_tlb(s, ev, op)
+            if op == "i_size_write":
+                return self._forget_past_end(ev.args[0])
             return self._observe_step(s, ev, op)
         if ev.kind == "note":
             return self._observe_note(s, ev, op)
@@ -167,8 +169,17 @@ class Oracle:
         entry = s.tlbs[ev.cpu][ev.args[0]]
         folio = s.folios[entry.pfn]
         landed = (-1 if folio.anon else folio.index, folio.data)
+        if not folio.anon and folio.index >= s.i_size:
+            landed = None  # past EOF (i_size_write came first): discarded, never read back, nothing to expect
         self.last = tuple(landed if e[1] == ev.tid and e[2] == ev.args[0] else old
                           for e, old in zip(self.expect, self.last))
+
+    def _forget_past_end(self, size: int) -> list[Violation]:
+        """ftruncate's i_size_write: a store remembered in a page the new end leaves out was discarded
+        (_remember_store), and the page reads a hole if the file grows over it again."""
+        if self.expect:
+            self.last = tuple(None if x is not None and x[0] >= size else x for x in self.last)
+        return []
 
     def _cover(self, s: State, tid: int, va: int, sync: bool) -> None:
         """tid cleared va's PTE: every CPU may hold a translation cached before. s390's IPTE (``sync``)

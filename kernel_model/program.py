@@ -27,8 +27,9 @@ OP_KINDS: Final = {
     "msync": "msync(MS_SYNC)/fsync: write_cache_pages over the file, WB_SYNC_ALL",
     "evict": "posix_fadvise(POSIX_FADV_DONTNEED): drop clean, unmapped, unreferenced page-cache pages",
     "mremap": "mremap(MREMAP_MAYMOVE|MREMAP_FIXED) of the pages to the same number of pages at `to`: move_ptes",
-    "ftruncate": "ftruncate to the first listed page: unmap_mapping_range, truncate_inode_pages (file pages from "
-                 "there to the end leave the file)",
+    "ftruncate": "ftruncate to the first listed page, under inode_lock: i_size_write, unmap_mapping_range, "
+                 "truncate_inode_pages (file pages from there to the end leave the file), ext4_truncate (their "
+                 "blocks become holes); to a size above the current one, the file grows over holes",
     "mprotect": "mprotect(PROT_READ): mprotect_fixup clears VM_WRITE (a later store gets SIGSEGV), "
                 "change_protection write-protects the PTEs, one flush if any changed",
     "reclaim": "kswapd's shrink_folio_list: try_to_unmap with TTU_BATCH_FLUSH (deferred flush), pageout",

@@ -18,6 +18,12 @@ from typing import NamedTuple
 from kernel_model.constants import VMA_ANON
 
 FREE = -1  # owner of a free lock
+# What a file block the filesystem freed reads back: zeros (a hole). ftruncate's block truncation (ext4_truncate,
+# kernel_model.truncate) leaves every block past the new size a hole, so a page the file grows over again reads
+# zeros, never what the block held before. The disk's blocks start as 0 too: the file's contents before the run,
+# which no check compares with anything but a store's value (every store's is above 1000), so an unwritten block
+# and a hole read alike, as two blocks of zeros would.
+HOLE = 0
 
 
 class Pte(NamedTuple):
@@ -83,7 +89,7 @@ for _value_type in (Pte, TlbEntry, Ipi, Folio):
 
 @dataclass(slots=True)
 class RwSem:
-    """An rw_semaphore (mmap_lock, i_mmap_rwsem): one writer or many readers."""
+    """An rw_semaphore (mmap_lock, i_mmap_rwsem, the inode's i_rwsem): one writer or many readers."""
 
     writer: int = FREE
     readers: tuple[int, ...] = ()
@@ -126,6 +132,9 @@ class State:
     # virtual page -> VM_WRITE of its VMA (kernel_model.mprotect: mprotect(PROT_READ) clears it; True where no VMA
     # is, so that an unmapped address has one value). The only vm_flag modelled: the others never change here.
     vm_write: list[bool] = field(default_factory=list)
+    # inode->i_rwsem: inode_lock (down_write) around do_truncate (kernel_model.truncate), so two ftruncates of the
+    # file never overlap. Last in the key (place 17), so that the places of the older fields stay as they were.
+    i_rwsem: RwSem = field(default_factory=RwSem)
 
     @classmethod
     def initial(cls, npages: int, ptes_per_table: int, ncpus: int, nthreads: int, *, anon: bool,
@@ -193,6 +202,7 @@ class State:
                 self.tlb_flush_pending,
                 self.tlb_flush_batched,
                 tuple(self.vm_write),
+                self.i_rwsem.key(),
             )
         return (
             _shared(self.folios, like[0]),
@@ -212,6 +222,7 @@ class State:
             self.tlb_flush_pending,
             self.tlb_flush_batched,
             _shared(self.vm_write, like[16]),
+            _shared_sem(self.i_rwsem, like[17]),
         )
 
     @classmethod
@@ -223,11 +234,11 @@ class State:
         if into is not None and current is not None:
             return _assign(into, key, current)
         (folios, page_cache, disk, ptes, vma, i_mmap, ptl, ptes_per_table, mmap_lock, i_mmap_rwsem, tlbs, ipis,
-         acks, i_size, flush_pending, batched, vm_write) = key
+         acks, i_size, flush_pending, batched, vm_write, i_rwsem) = key
         # Positional, in field order: restoring a state is on the explorer's hot path.
         return cls(list(folios), list(page_cache), list(disk), list(ptes), list(vma), list(i_mmap), list(ptl),
                    ptes_per_table, RwSem(*mmap_lock), RwSem(*i_mmap_rwsem), [dict(t) for t in tlbs], list(ipis),
-                   list(acks), i_size, flush_pending, batched, list(vm_write))
+                   list(acks), i_size, flush_pending, batched, list(vm_write), RwSem(*i_rwsem))
 
     # Queries the oracle and the paths share.
     def ptes_mapping(self, pfn: int) -> list[int]:
@@ -235,6 +246,13 @@ class State:
 
     def tlbs_mapping(self, pfn: int) -> list[tuple[int, int, TlbEntry]]:
         return [(cpu, va, e) for cpu, tlb in enumerate(self.tlbs) for va, e in tlb.items() if e.pfn == pfn]
+
+
+def sem_of(s: State, name: str) -> RwSem:
+    """The rw_semaphore a lock step names ("mmap_lock", "i_mmap_rwsem" or "i_rwsem")."""
+    if name == "mmap_lock":
+        return s.mmap_lock
+    return s.i_mmap_rwsem if name == "i_mmap_rwsem" else s.i_rwsem
 
 
 def _tlb_key(tlb: dict[int, TlbEntry]) -> tuple:
@@ -299,11 +317,13 @@ def _assign(s: State, key: tuple, current: tuple) -> State:
         if part is not current[at]:
             setattr(s, name, list(part))
     (_, _, _, _, _, _, _, s.ptes_per_table, mmap_lock, i_mmap_rwsem, tlbs, _, _, s.i_size, s.tlb_flush_pending,
-     s.tlb_flush_batched, _) = key
+     s.tlb_flush_batched, _, i_rwsem) = key
     if mmap_lock is not current[8]:
         s.mmap_lock = RwSem(*mmap_lock)
     if i_mmap_rwsem is not current[9]:
         s.i_mmap_rwsem = RwSem(*i_mmap_rwsem)
+    if i_rwsem is not current[17]:
+        s.i_rwsem = RwSem(*i_rwsem)
     live = s.tlbs
     if len(live) != len(tlbs):
         s.tlbs = [dict(t) for t in tlbs]

@@ -1,4 +1,17 @@
-"""mm/truncate.c: ftruncate(2) shrinking a shared file: truncate_setsize → truncate_pagecache.
+"""ftruncate(2) of a shared file: do_sys_ftruncate → do_truncate → notify_change → ->setattr, on ext4.
+
+The filesystem is ext4 (with its journal): ext4_setattr for ATTR_SIZE does, in this order, i_size_write (with
+i_disksize, in one journal handle; ``if (!shrink) pagecache_isize_extended``), truncate_pagecache(inode,
+inode->i_size), and, when the size did not grow (``attr->ia_size <= oldsize``), ext4_truncate, which frees the
+file's blocks past the new size (ext4_ext_truncate → ext4_ext_remove_space; read: truncate_setsize and
+ext4_ext_truncate; ext4_setattr's order and its ``<= oldsize`` test are from the 6.x source as remembered, the
+search did not return its text). The generic path is the same order
+(truncate_setsize: i_size_write, truncate_pagecache; then the filesystem's block truncation, e.g. ext2's
+__ext2_truncate_blocks), so the step names below are truncate_setsize's.
+
+``do_truncate`` holds ``inode_lock`` (i_rwsem for write, State.i_rwsem) around notify_change, so two ftruncates of
+one file never overlap; nothing else the model runs takes it (docs/reclaim.md: msync is ext4_sync_file, which
+takes no inode lock; faults, zaps, mprotect, mremap, reclaim and fadvise take none).
 
 ``truncate_pagecache``: unmap_mapping_range (zap every mapping of the pages past the new end, through the
 rmap), truncate_inode_pages (take each such folio out of the page cache, dropping its dirty data with it), and
@@ -7,18 +20,20 @@ unmap_mapping_range again (for pages a racing fault mapped meanwhile; the model 
 Truncation legitimately throws dirty data away. The oracle tells that from a loss by state alone:
 lost_dirty_data judges only folios still in the page cache, and a truncated folio leaves it (its dirty bit
 cancelled in the same step, PageTableOps.delete_from_page_cache); the file's end (State.i_size) moves first,
-and an expectation about a page past it is void (the file no longer has that page). A store through a stale
-translation into a truncated page is judged by stale_tlb_access / freed_while_mapped, never as a loss.
+and an expectation about a page past it is void (the file no longer has that page; the oracle forgets a store
+remembered there at i_size_write). A store through a stale translation into a truncated page is judged by
+stale_tlb_access / freed_while_mapped, never as a loss.
 
-The mapping's i_rwsem (inode_lock around do_truncate) and mapping->invalidate_lock are not modelled: the
-model's faults would take the latter for read, and truncation's final unmap_mapping_range catches what they
-map meanwhile, as the kernel's second unmap does. Coarser than the kernel on purpose: two ftruncates of the file
-overlap here, where do_sys_ftruncate → do_truncate's inode_lock serialises them. Why no verdict depends on it
-(docs/reclaim.md, session 20): each does one i_size_write and then per-folio work under the folio lock, rechecked
-(folio->mapping) and idempotent (a folio the other removed is skipped, a zap finds pte_none), so an overlap ends
-where one of the two serial orders ends; faults and stores race either in both. What modelling it takes: a third
-RwSem in State, whose holder's tid the writer-symmetry renaming (controlled/symmetry.py) must rename as it does
-mmap_lock's, and ("sem", "i_rwsem") in ftruncate's footprint (controlled/op_footprints.py).
+Growing the file (a size above the current one, after an earlier shrink) is i_size_write alone, then
+truncate_pagecache's walk over the pages past the new size, which finds none (the shrink removed them, and a
+fault past i_size adds none). pagecache_isize_extended is not modelled: it write-protects the folio that
+straddles the old size so that a store to its tail past the old EOF faults and allocates blocks; the model's
+sizes are whole pages, so no folio straddles. A page the file grows over again reads back the hole ext4_truncate
+left (State.HOLE, zeros), never its old contents.
+
+mapping->invalidate_lock (ext4_setattr takes it around truncate_pagecache since 5.15, and ext4's i_mmap_sem
+before, from 4.5) is not modelled: the model's faults would take it for read, and truncation's final
+unmap_mapping_range catches what they map meanwhile, as the kernel's second unmap does.
 """
 
 from __future__ import annotations
@@ -65,11 +80,16 @@ def truncate_inode_pages(k: Kctx, first: int, npages: int) -> Path:
 
 
 def do_truncate(k: Kctx, size: int, npages: int) -> Path:
-    """ftruncate(fd, size pages) of a file of ``npages`` pages: truncate_setsize (i_size_write, then
-    truncate_pagecache). Growing or keeping the size is not modelled (the loader allows only shrinking)."""
-    yield Step("truncate_setsize", "i_size_write", (size,))
+    """ftruncate(fd, size pages) of a file mapped over ``npages`` pages: under inode_lock, i_size_write (which
+    gives the old size: truncate_setsize's ``oldsize = inode->i_size``, stable under the lock), truncate_pagecache,
+    and ext4_truncate's block freeing unless the file grew."""
+    yield Step("do_truncate", "down_write", ("i_rwsem", k.tid))  # inode_lock(dentry->d_inode)
+    oldsize = yield Step("truncate_setsize", "i_size_write", (size,))
     yield from unmap_mapping_range(k, size, npages)
     removed = yield from truncate_inode_pages(k, size, npages)
     yield from unmap_mapping_range(k, size, npages)
     yield Note("truncate_pagecache", "done", (size, removed))
+    if size <= oldsize:
+        yield Step("ext4_setattr", "ext4_truncate", (size,))  # the blocks past the new size become holes
+    yield Step("do_truncate", "up_write", ("i_rwsem", k.tid))  # inode_unlock
     return removed

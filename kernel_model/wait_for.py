@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Sequence
 
-from kernel_model.state import FREE, State
+from kernel_model.state import FREE, State, sem_of
 from kernel_model.steps import Step
 
 
@@ -38,7 +38,7 @@ def lock_wait(s: State, op: str, args: tuple, names: Sequence[str], tid: int | N
         owner = s.folios[args[0]].locked
         return Wait(f"the folio lock of pfn {args[0]} held by {who(names, [owner])}", [owner])
     if op in ("down_read", "down_write"):
-        sem = s.mmap_lock if args[0] == "mmap_lock" else s.i_mmap_rwsem
+        sem = sem_of(s, args[0])
         holders = [sem.writer] if sem.writer != FREE else list(sem.readers)
         return Wait(f"{args[0]} held by {who(names, holders)}", holders)
     return None

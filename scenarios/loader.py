@@ -49,8 +49,12 @@ Operations (``program`` entries, and ``body`` entries of a loop):
   one address range, so their pages must be contiguous and ascending; msync/evict pages must be distinct.
 - ``mremap`` takes ``to`` (int or param name): the first page of the destination, a range as long as
   ``pages`` (contiguous) inside setup.pages and apart from it; whatever is mapped there is unmapped first
-  (MREMAP_FIXED). ``ftruncate`` shrinks the file to its first listed page, so its pages must run to the end
-  (``[k, ..., pages - 1]``; omitted: every page, ftruncate to 0). ``mprotect`` (PROT_READ) covers one
+  (MREMAP_FIXED). ``ftruncate`` sets the file's size to its first listed page, so its pages must run to the
+  end (``[k, ..., pages - 1]``; omitted: every page, ftruncate to 0). Any such size is allowed whatever an
+  earlier ftruncate left: below the current size it shrinks the file (its blocks past the size become holes),
+  above it grows the file again (i_size only: the pages it grows over read back as holes, zeros). The size
+  ``setup.pages`` itself (growing back to the whole mapping) has no pages to list and is not expressible.
+  ``mprotect`` (PROT_READ) covers one
   contiguous range. ``reclaim`` (kswapd's shrink_folio_list) takes distinct pages. mremap, ftruncate and
   reclaim need a backing file.
 - ``repeat``: int or param name, >= 1, default 1.
@@ -384,9 +388,10 @@ class _OpBuilder(_Reader):
         if kind == "mremap":
             return Op(kind, page_list, repeat, to=self.build_mremap_to(key, value, page_list, pages))
         if kind == "ftruncate" and page_list != tuple(range(page_list[0], pages)):
-            raise self.err(f"{key}.pages", f"ftruncate(fd, first page) drops every page from the first listed one "
-                                           f"to the end of the file: expected [{page_list[0]}, ..., {pages - 1}], "
-                                           f"got {list(page_list)}")
+            raise self.err(f"{key}.pages", f"ftruncate(fd, first page) sets the file's size to the first listed page "
+                                           f"and lists every page from there to the end of the file (setup.pages = "
+                                           f"{pages}): expected [{page_list[0]}, ..., {pages - 1}], got "
+                                           f"{list(page_list)}")
         return Op(kind, page_list, repeat)
 
     def build_mremap_to(self, key: str, value: dict[str, Any], page_list: tuple[int, ...], pages: int) -> int:
