@@ -84,8 +84,15 @@ class MoveTruncateReclaimOps:
     def is_page_cache_freeable(self, pfn: int) -> bool:
         """pageout's first test (mm/vmscan.c): ``folio_ref_count(folio) - folio_test_private(folio) == 1 +
         folio_nr_pages(folio)``, the page cache's reference and reclaim's isolation one (find_get_entry's here)
-        and nobody else's; the model's folios are single pages without private data. Else PAGE_KEEP."""
-        return self.s.folios[pfn].refcount == 2
+        and nobody else's; the model's folios are single pages without private data. Else PAGE_KEEP.
+
+        The same step answers pageout's next test, ``if (!mapping) return PAGE_KEEP``: a folio that truncation
+        took out of the page cache after reclaim's lookup found it (truncate_inode_folio clears folio->mapping
+        under the folio lock, before reclaim's folio_trylock) is never written, so its data cannot land in a
+        block ext4_truncate has freed. One step for both is exact, not coarser: reclaim holds the folio lock
+        here, and only a holder of that lock changes the folio's mapping."""
+        folio = self.s.folios[pfn]
+        return folio.refcount == 2 and folio.in_page_cache
 
     def set_tlb_flush_batched(self) -> None:
         """set_tlb_ubc_flush_pending's ``mm->tlb_flush_batched = true`` (3ea277194daa): a flush of this mm is

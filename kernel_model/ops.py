@@ -400,7 +400,7 @@ _TABLE: tuple[OpSpec, ...] = (
     _op("folio_test_writeback", "pt", _on_pfn(wb="r"), Format(args=lambda a: f"pfn {a[0]}", story=False),
         results=_BOOLS),
     # PG_reclaim (kernel_model.reclaim): set by shrink_folio_list's activate branch, tested by its pageout branch.
-    _op("is_page_cache_freeable", "pt", _on_pfn(ref="r"),
+    _op("is_page_cache_freeable", "pt", _on_pfn(ref="r", pc="r"),
         Format(args=lambda a: f"pfn {a[0]}", result=_bool_result, diagram=_ALWAYS), results=_BOOLS),
     _op("folio_set_reclaim", "pt", _on_pfn(reclaim="w"), Format(args=lambda a: f"pfn {a[0]}", diagram=_ALWAYS),
         result_read=False),

@@ -138,3 +138,16 @@ def test_history_brackets_the_seen_twice_rule() -> None:
     """4eda48235011 (4.11) moves the window: tlbrace history shows 4.10 and 4.11 by default."""
     assert {"4.10", "4.11"} <= set(history_kernels())
     assert kernel_config("4.10")["reclaim_seen_twice"] is False and kernel_config("4.11")["reclaim_seen_twice"]
+
+
+def test_pageout_keeps_a_folio_truncation_took_out_of_the_page_cache() -> None:
+    """pageout's ``if (!mapping) return PAGE_KEEP``: reclaim looked the folio up (its reference), truncation then
+    removed it from the page cache under the folio lock, and someone else still holds a reference (so the
+    refcount test alone passes). The model used to write such a folio back, into a block ext4_truncate frees."""
+    ops = PageTableOps(State.initial(1, 512, 2, 2, anon=False, mapped=False, warm_cpus=()))
+    pfn = ops.find_get_entry(0)  # reclaim's lookup: page cache + reclaim
+    assert pfn is not None and ops.is_page_cache_freeable(pfn)
+    ops.s.folios[pfn] = ops.s.folios[pfn]._replace(refcount=ops.s.folios[pfn].refcount + 1)  # a third holder
+    ops.delete_from_page_cache(pfn)  # truncate_inode_folio: the page cache's reference goes, mapping = NULL
+    assert ops.s.folios[pfn].refcount == 2
+    assert not ops.is_page_cache_freeable(pfn)
