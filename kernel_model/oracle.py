@@ -170,16 +170,28 @@ class Oracle:
                           for e, old in zip(self.expect, self.last))
 
     def _cover(self, s: State, tid: int, va: int, sync: bool) -> None:
-        """tid cleared va's PTE: every CPU may hold a translation cached before. s390's IPTE (``sync``)
-        invalidates it on every CPU in the same step."""
+        """tid cleared va's PTE: every CPU that holds a translation for va now holds one cached before. s390's
+        IPTE (``sync``) invalidates it on every CPU in the same step.
+
+        A CPU that holds none for va is not covered: its next translation for va comes from a walk of the PTE as
+        it is then (walk_fill, or a uniprocessor's store that walks), which is fresh (_invalidate), so a mark of
+        it would never be read by the one check that reads these marks, an access through (cpu, va)
+        (_observe_access: a hit needs an entry). It would only record whether the CPU had dropped its entry
+        before or after the clear: a history that no check reads, which split the search's states for nothing
+        (mprotect_reclaim SMP: 1,371 states, 897 without such marks; ladder cells have none) and kept a
+        release from joining the call's end (Machine._settle_joins reads covered). With it, every mark of
+        covered, stale and readonly names a (cpu, va) the CPU's TLB holds: each of them is dropped with the
+        entry (every event that drops or refills one is shown while a mark exists, Oracle.wants). The clear's
+        footprint already orders it against those events (its ("cov", cpu, va) "a" against their "i"/"w":
+        kernel_model.ops), so which CPUs it covers is the same whichever way independent steps are ordered."""
         if sync:
             self._invalidate_everywhere(va)
         else:
-            self.covered = self.covered | {(tid, cpu, va) for cpu in range(len(s.tlbs))}
+            self.covered = self.covered | {(tid, cpu, va) for cpu, tlb in enumerate(s.tlbs) if va in tlb}
 
     def _observe_clear(self, s: State, ev: Event) -> None:
-        """A zap's ptep_get_and_clear_full: the PTE it took covers every CPU's translation; one it found already
-        cleared (pte_none) is adopted from the thread that cleared it."""
+        """A zap's ptep_get_and_clear_full: the PTE it took covers every CPU's cached translation; one it found
+        already cleared (pte_none) is adopted from the thread that cleared it."""
         tid, va, sync = ev.tid, ev.args[0], bool(ev.args[1])
         if ev.result is not None:
             self._cover(s, tid, va, sync)
