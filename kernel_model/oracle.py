@@ -177,13 +177,15 @@ class Oracle:
         it is then (walk_fill, or a uniprocessor's store that walks), which is fresh (_invalidate), so a mark of
         it would never be read by the one check that reads these marks, an access through (cpu, va)
         (_observe_access: a hit needs an entry). It would only record whether the CPU had dropped its entry
-        before or after the clear: a history that no check reads, which split the search's states for nothing
-        (mprotect_reclaim SMP: 1,371 states, 897 without such marks; ladder cells have none) and kept a
-        release from joining the call's end (Machine._settle_joins reads covered). With it, every mark of
-        covered, stale and readonly names a (cpu, va) the CPU's TLB holds: each of them is dropped with the
-        entry (every event that drops or refills one is shown while a mark exists, Oracle.wants). The clear's
-        footprint already orders it against those events (its ("cov", cpu, va) "a" against their "i"/"w":
-        kernel_model.ops), so which CPUs it covers is the same whichever way independent steps are ordered."""
+        before or after the clear, a history no check reads: it split the search's states for nothing, widened
+        what the reduction takes a completion to touch (controlled.coverings) and kept a release from joining
+        the call's end (Machine._settle_joins). Without such marks (session 21, bfs): mprotect_reclaim SMP 1,538
+        -> 941 states, writable_clean 5,605 -> 3,394, ladder 3,273 -> 3,133, every verdict the same
+        (scripts/explore_fingerprint.py). So every mark of covered, stale and readonly names a (cpu, va) the
+        CPU's TLB holds, and goes with the entry (every event that drops or refills one is shown while a mark
+        exists: Oracle.wants). The clear's footprint already orders it against those events (its ("cov", cpu,
+        va) "a" against their "i" or "w": kernel_model.ops), so which CPUs it covers is the same whichever way
+        independent steps are ordered."""
         if sync:
             self._invalidate_everywhere(va)
         else:
