@@ -18,6 +18,20 @@ a fresh store (values (tid + 1) * 1000 + pc + 1) set it back, a thousand increme
 search runs.
 
 Interchangeable writers are then put in the order that represents their orbit (controlled.symmetry).
+
+Dead state: a key part that nothing reads again only splits states. What the key holds was surveyed for it
+(session 21), each part against its readers:
+- a freed folio's data: dropped here (above). Its other fields stay: write_cache_pages locks and rechecks
+  (folio_test_mapping: in_page_cache) a folio that ftruncate freed, and a path holding a stale pfn (a mutant's)
+  reads its flags; no library scenario has two states that differ only there (measured: nadav_poc,
+  mremap_truncate, parallel_dontneed, anon_pages, fault_vs_evict);
+- an IO snapshot outside writeback: dropped here; only end_page_writeback reads it;
+- the oracle's marks of a CPU that holds no translation for the address: never recorded (Oracle._cover), so
+  every mark of covered, stale and readonly names an entry the access check can still meet;
+- Oracle.delayed and Oracle.last: read by the PTL release, tlb_flush_rmaps' walk and the quiescent expectations;
+- a finished thread's position holds no results (Positions.resolve), and a retried attempt starts from none;
+  the results within an attempt are the history its generator is rebuilt from, read or not by what follows;
+- a PTE's young bit: pte_same compares whole PTEs and page_mkclean_one copies it.
 """
 
 from __future__ import annotations

@@ -160,16 +160,8 @@ _STATE_FIELDS = ((0, _permute_folios), (6, _permute_ptl), (8, _permute_sem), (9,
                  (11, _permute_ipis), (12, _permute_acks), (17, _permute_sem))
 
 
-# The oracle key: transits (tid, pfn), delayed rmaps (tid, pfn, batch), covered (tid, cpu, va), stale and readonly
-# (cpu, va, tid), then the remembered values (empty: no expectations when symmetric).
-def _permute_transits(transits: frozenset, p: Permutation) -> frozenset:
-    tid, moved = p.tid, p.moved
-    for t in transits:
-        if t[0] in moved:
-            return frozenset((tid[t], pfn) for t, pfn in transits)
-    return transits
-
-
+# The oracle key: delayed rmaps (tid, pfn, batch), covered (tid, cpu, va), stale and readonly (cpu, va, tid), then
+# the remembered values (empty: no expectations when symmetric).
 def _permute_delayed(delayed: tuple, p: Permutation) -> tuple:
     tid, moved = p.tid, p.moved
     for d in delayed:
@@ -188,8 +180,7 @@ def _permute_cpu_va_tid(marks: frozenset, p: Permutation) -> frozenset:
     return frozenset((cpu[c], va, tid[t]) for c, va, t in marks) if marks else marks
 
 
-_ORACLE_FIELDS = ((0, _permute_transits), (1, _permute_delayed), (2, _permute_covered), (3, _permute_cpu_va_tid),
-                  (4, _permute_cpu_va_tid))
+_ORACLE_FIELDS = ((0, _permute_delayed), (1, _permute_covered), (2, _permute_cpu_va_tid), (3, _permute_cpu_va_tid))
 
 
 class Symmetry:

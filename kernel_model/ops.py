@@ -389,14 +389,14 @@ _TABLE: tuple[OpSpec, ...] = (
     # Both are the kernel's folio_mark_dirty, which clears PG_reclaim too ("d" on it: clearing twice is clearing
     # once, so these still commute with each other and with end_page_writeback's clear).
     _op("set_page_dirty", "pt", _on_pfn(dirty="d", reclaim="d"), Format(
-        args=lambda a: f"pfn {a[0]}", result=_bool_result, diagram=_ALWAYS), result_read=False, observed=True),
+        args=lambda a: f"pfn {a[0]}", result=_bool_result, diagram=_ALWAYS), result_read=False),
     _op("folio_mark_dirty", "pt", _on_pfn(dirty="d", reclaim="d"), Format(args=lambda a: f"pfn {a[0]}", result=_bool_result),
-        result_read=False, observed=True),
+        result_read=False),
     _op("folio_test_dirty", "pt", _on_pfn(dirty="r"), Format(args=lambda a: f"pfn {a[0]}", result=_bool_result),
         results=_BOOLS),
     _op("folio_test_clear_dirty", "pt", _on_pfn(dirty="w"), Format(
         args=lambda a: f"pfn {a[0]}", result=lambda a, r: "PG_dirty 1 -> 0" if r else "PG_dirty was 0",
-        diagram=_ALWAYS, short="TestClearPageDirty"), observed=True, results=_BOOLS),
+        diagram=_ALWAYS, short="TestClearPageDirty"), results=_BOOLS),
     _op("folio_test_writeback", "pt", _on_pfn(wb="r"), Format(args=lambda a: f"pfn {a[0]}", story=False),
         results=_BOOLS),
     # PG_reclaim (kernel_model.reclaim): set by shrink_folio_list's activate branch, tested by its pageout branch.
@@ -417,7 +417,7 @@ _TABLE: tuple[OpSpec, ...] = (
     _op("alloc_anon_page", "pt", lambda sh, tid, cpu, a, index_of, s: {("alloc",): "w"}),
     _op("writepage", "pt", _on_pfn(wb="w", data="r"), Format(
         args=lambda a: f"pfn {a[0]}", result=lambda a, r: f"IO submitted, snapshot {r}", diagram=_ALWAYS),
-        result_read=False, observed=True),
+        result_read=False),
     # folio_end_writeback also clears PG_reclaim ("d", as folio_mark_dirty's clear).
     _op("end_page_writeback", "pt", _on_pfn(wb="w", disk="w", reclaim="d"), Format(
         args=lambda a: f"pfn {a[0]}", result=lambda a, r: f"IO done, disk holds {r}", diagram=_ALWAYS),

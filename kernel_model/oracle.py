@@ -1,10 +1,12 @@
 """The checker (kernel brief §8). It judges what happened: the machine state and the event stream.
 
 It never sees the run's configuration (which kernel order, which machine, which deliberate bug). Its only memory
-("ghost state") is what it learned from events: which thread holds a dirty bit in a local variable between taking
-it out of a PTE or PG_dirty and putting it somewhere the kernel can find it again ("in transit"), which delayed
-rmap entries a zap has queued and not yet removed, and which TLB translations a shootdown has covered
-("covered": a PTE cleared, and that CPU has not invalidated the address since) or has completed over ("stale").
+("ghost state") is what it learned from events: which delayed rmap entries a zap has queued and not yet removed,
+which TLB translations a shootdown has covered ("covered": a PTE cleared, and that CPU has not invalidated the
+address since) or has completed over ("stale"), which writable translations outlived an mprotect ("readonly"), and
+the values the expectations remember. Every part of it is read by a check: the search's state key holds it whole
+(Oracle.key), so a part nothing reads would only multiply states (the dirty bits "in transit" between a
+PTE or PG_dirty and a path's local variable went with the online lost_dirty_data check, session 21).
 
 Invariants, by the names reports use:
 - ``lost_dirty_data``: data is lost when it is dropped, not while it is only at risk. Evicting a page that differs
@@ -48,15 +50,13 @@ from __future__ import annotations
 
 from kernel_model.events import Event, Violation
 from kernel_model.ops import MAY_END_COVERING_CALL, observed_ops
-from kernel_model.state import FREE, Folio, Pte, State
+from kernel_model.state import FREE, Folio, State
 
 INVARIANTS = (
     "lost_dirty_data", "negative_mapcount", "freed_while_mapped", "delayed_outside_active_batch",
     "delayed_rmap_after_unlock", "rmap_pte_mismatch", "stale_tlb_access", "expect_failed", "hang",
 )
 
-# Events that take a dirty bit out of shared state into a path's local variable, and those that put it back.
-_TRANSIT_CLOSERS = frozenset({"set_page_dirty", "folio_mark_dirty", "writepage"})
 # Events after which a PTE or a TLB entry maps a frame, or a path holds its folio locked: it must not be one
 # already freed (freed_while_mapped).
 _MAPS_PFN = frozenset({"set_pte_at", "walk_fill", "folio_lock"})
@@ -76,15 +76,14 @@ TLB_OPS: dict[str, frozenset[str]] = {
     "note": frozenset(),
     "ipi": observed_ops("ipi", tlb=True),
 }
-assert _TRANSIT_CLOSERS | _MAPS_PFN <= OBSERVED_OPS["step"]
+assert _MAPS_PFN <= OBSERVED_OPS["step"]
 
 
 class Oracle:
-    __slots__ = ("transits", "delayed", "covered", "stale", "readonly", "expect", "last")
+    __slots__ = ("delayed", "covered", "stale", "readonly", "expect", "last")
 
     def __init__(self, expect: tuple[tuple[str, int, int, str], ...] = ()) -> None:
         """``expect``: the scenario's end-of-run checks as (kind, thread id, page, thread name)."""
-        self.transits: frozenset[tuple[int, int]] = frozenset()  # (tid, pfn)
         self.delayed: tuple[tuple[int, int, int], ...] = ()  # (tid, pfn, batch id), in queue order
         # (tid, cpu, va): tid cleared va's PTE, and cpu may still hold a translation for va cached before that.
         self.covered: frozenset[tuple[int, int, int]] = frozenset()
@@ -99,10 +98,10 @@ class Oracle:
         self.last: tuple[tuple[int, int] | None, ...] = (None,) * len(expect)
 
     def key(self) -> tuple:
-        return (self.transits, self.delayed, self.covered, self.stale, self.readonly, self.last)
+        return (self.delayed, self.covered, self.stale, self.readonly, self.last)
 
     def restore(self, key: tuple) -> None:
-        self.transits, self.delayed, self.covered, self.stale, self.readonly, self.last = key
+        self.delayed, self.covered, self.stale, self.readonly, self.last = key
 
     def wants(self, s: State, cpu: int, op: str, args: tuple) -> bool:
         """Must a TLB event (TLB_OPS) be shown to observe? Only while a translation is covered or stale, or for
@@ -182,21 +181,33 @@ class Oracle:
         return []
 
     def _cover(self, s: State, tid: int, va: int, sync: bool) -> None:
-        """tid cleared va's PTE: every CPU may hold a translation cached before. s390's IPTE (``sync``)
-        invalidates it on every CPU in the same step."""
+        """tid cleared va's PTE: every CPU that holds a translation for va now holds one cached before. s390's
+        IPTE (``sync``) invalidates it on every CPU in the same step.
+
+        A CPU that holds none for va is not covered: its next translation for va comes from a walk of the PTE as
+        it is then (walk_fill, or a uniprocessor's store that walks), which is fresh (_invalidate), so a mark of
+        it would never be read by the one check that reads these marks, an access through (cpu, va)
+        (_observe_access: a hit needs an entry). It would only record whether the CPU had dropped its entry
+        before or after the clear, a history no check reads: it split the search's states for nothing, widened
+        what the reduction takes a completion to touch (controlled.coverings) and kept a release from joining
+        the call's end (Machine._settle_joins). Without such marks (session 21, bfs): mprotect_reclaim SMP 1,538
+        -> 941 states, writable_clean 5,605 -> 3,394, ladder 3,273 -> 3,133, every verdict the same
+        (scripts/explore_fingerprint.py). So every mark of covered, stale and readonly names a (cpu, va) the
+        CPU's TLB holds, and goes with the entry (every event that drops or refills one is shown while a mark
+        exists: Oracle.wants). The clear's footprint already orders it against those events (its ("cov", cpu,
+        va) "a" against their "i" or "w": kernel_model.ops), so which CPUs it covers is the same whichever way
+        independent steps are ordered."""
         if sync:
             self._invalidate_everywhere(va)
         else:
-            self.covered = self.covered | {(tid, cpu, va) for cpu in range(len(s.tlbs))}
+            self.covered = self.covered | {(tid, cpu, va) for cpu, tlb in enumerate(s.tlbs) if va in tlb}
 
     def _observe_clear(self, s: State, ev: Event) -> None:
-        """A zap's ptep_get_and_clear_full: the PTE it took covers every CPU's translation (a dirty one is in
-        transit); one it found already cleared (pte_none) is adopted from the thread that cleared it."""
+        """A zap's ptep_get_and_clear_full: the PTE it took covers every CPU's cached translation; one it found
+        already cleared (pte_none) is adopted from the thread that cleared it."""
         tid, va, sync = ev.tid, ev.args[0], bool(ev.args[1])
         if ev.result is not None:
             self._cover(s, tid, va, sync)
-            if Pte(*ev.result).dirty:
-                self.transits = self.transits | {(tid, Pte(*ev.result).pfn)}
         elif sync:
             self._invalidate_everywhere(va)
         elif self.covered:
@@ -235,11 +246,6 @@ class Oracle:
         out: list[Violation] = []
         if op == "ptep_get_and_clear_full":
             self._observe_clear(s, ev)
-        elif op == "folio_test_clear_dirty":
-            if ev.result:
-                self.transits = self.transits | {(tid, ev.args[0])}
-        elif op in _TRANSIT_CLOSERS:
-            self.transits = self.transits - {(tid, ev.args[0])}
         elif op == "page_remove_rmap":
             pfn, delayed = ev.args
             if delayed:
@@ -285,9 +291,7 @@ class Oracle:
         elif op == "emptied":
             self.delayed = tuple(d for d in self.delayed if d[0] != tid)
         elif op == "end":
-            # The operation's paths have returned: whatever dirty bit they still held is gone with them, and
-            # what it cleared and left covered is stale from now on.
-            self.transits = frozenset(t for t in self.transits if t[0] != tid)
+            # The operation's paths have returned: what it cleared and left covered is stale from now on.
             if self.covered:
                 self._complete(self.covering(tid))
         return []

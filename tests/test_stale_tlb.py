@@ -82,7 +82,21 @@ def test_a_call_that_returns_without_flushing_leaves_its_translations_stale():
     assert feed.store() == ["stale_tlb_access"]
     # A fault drops the entry: the retried access goes through a fresh translation.
     assert feed(WRITER, WRITER, "step", "store_tlb", (0, 8), "fault") == []
-    assert feed.oracle.stale == {(ZAPPER, 0, ZAPPER)}  # the zapper's own CPU never flushed either
+    # The zapper's own CPU never cached the translation: the clear covered nothing there (Oracle._cover).
+    assert feed.oracle.stale == frozenset()
+
+
+def test_a_clear_covers_only_the_cpus_that_hold_a_translation():
+    """A CPU without an entry for the address gets a fresh one from its next walk: the clear has nothing of it to
+    cover, so whether it dropped its entry before or after the clear leaves the same ghost state."""
+    feed = Feed(machine_state(ncpus=3))
+    feed.clear()
+    assert feed.oracle.covered == {(ZAPPER, WRITER, 0)}
+    after = Feed(machine_state(ncpus=3))
+    after.s.tlbs[WRITER].clear()  # the writer's CPU flushed before the clear
+    after.clear()
+    assert after.oracle.covered == frozenset()
+    assert after(ZAPPER, ZAPPER, "note", "end", (None,)) == [] and after.oracle.stale == frozenset()
 
 
 def test_an_out_of_range_flush_completes_nothing_and_s390s_ipte_covers_nothing():
