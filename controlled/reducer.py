@@ -87,6 +87,8 @@ class Reducer:
         # of Footprints as a bit set over CPUs.
         self._closure = compiled_closure() or Closure
         self._cpu_mask = _CpuMasks()
+        self._thread_masks: dict[int, tuple[int, int, int]] = {}  # _masks_of by step id x threads + thread (few)
+        self._no_agents: tuple[list[int], list[int]] = ([0] * len(cpu_of), [0] * (len(cpu_of) + ncpus))
         self._ties = _Ties(cpu_of)
         # The state being asked about, and each thread's future there (None: its operation's), set by persistent().
         self.pos: list[Resolved] = []
@@ -177,23 +179,27 @@ class Reducer:
         # ``sends``), and where its contexts are in the memo key (persistent() wrote them after the steps and
         # futures): they name what its transition's footprint reads of the state, so _thread_footprint signs with
         # them.
-        nthreads = len(self.pos)
-        fps, cpu_of, cpu_mask = self.footprints, self.cpu_of, self._cpu_mask
+        pos = self.pos
+        nthreads = len(pos)
+        fps, masks = self.footprints, self._thread_masks
         threads: list[tuple[int, int]] = []
         hits: dict[int, bool] = {}
-        inval, sends, outside = [0] * nthreads, [0] * nthreads, 0
+        zeros, zero_agents = self._no_agents
+        inval, sends, outside = zeros[:], zeros[:], 0
         spans, at = [], 2 * nthreads
-        for tid, p in enumerate(self.pos):
+        for tid, p in enumerate(pos):
             spans.append(at)
             at += len(p.contexts) + (p.uncovered is not None)
-            if p.step is None:
+            step = p.step
+            if step is None:
                 continue
-            pc = p.pc[0]
+            known = masks.get(p.sid * nthreads + tid)
+            if known is None:
+                known = masks[p.sid * nthreads + tid] = self._masks_of(tid, p.pc[0])
+            pc, inval[tid], sends[tid] = known
             threads.append((tid, pc))
-            hits[tid] = fps.hit_future(tid, pc, p.step, s) is not None
+            hits[tid] = fps.hit_future(tid, pc, step, s) is not None
             outside |= 1 << tid
-            inval[tid] = cpu_mask[fps.invalidates[tid][pc]]
-            sends[tid] = cpu_mask[fps.sends_to[tid][pc]] & ~(1 << cpu_of[tid])
         spans.append(at)
         self._spans = spans
         # What a transition's relations depend on besides its own footprint: the other threads' (operation, hit)
@@ -202,7 +208,7 @@ class Reducer:
                         tuple(self._key[nthreads:2 * nthreads]))]  # each thread's future
         nagents = nthreads + self.ncpus
         moves: dict[int, list[Transition]] = {}
-        defs, conds, counts = [0] * nagents, [0] * nagents, [0] * nagents
+        defs, conds, counts = zero_agents[:], zero_agents[:], zero_agents[:]
         unknown = movable = 0
         for tr in enabled:
             agent = tr.tid if tr.kind == "t" else nthreads + tr.cpu  # by field: see TRANSITION_FIELDS
@@ -219,9 +225,15 @@ class Reducer:
         for cpu, q in enumerate(s.ipis):
             if q:
                 queued |= 1 << cpu
-        closure = (self._closure if nagents <= WORD else Closure)(nthreads, cpu_of, defs, conds, counts, unknown,
-                                                                    movable, outside, inval, sends, queued)
+        closure = (self._closure if nagents <= WORD else Closure)(nthreads, self.cpu_of, defs, conds, counts,
+                                                                    unknown, movable, outside, inval, sends, queued)
         return moves, closure
+
+    def _masks_of(self, tid: int, pc: int) -> tuple[int, int, int]:
+        """(operation index, CPUs it may still flush, CPUs but its own it may still send IPIs to) of thread ``tid``
+        in operation ``pc``, as bit sets (_closure_of's ``inval`` and ``sends``)."""
+        fps, cpu_mask = self.footprints, self._cpu_mask
+        return (pc, cpu_mask[fps.invalidates[tid][pc]], cpu_mask[fps.sends_to[tid][pc]] & ~(1 << self.cpu_of[tid]))
 
     def _forget_parts(self) -> None:
         """Forget the part numbers and the memos keyed on them."""
