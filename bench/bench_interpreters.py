@@ -1,12 +1,12 @@
-"""Which Python interpreter runs the model fastest on this machine, printed (never asserted).
+"""How fast each Python interpreter on this machine runs the model as pure Python, printed (never asserted).
 
-scripts/setup.sh builds .venv on the distribution's /usr/bin/python3 when it can (see its pick_python), not on
-the ``python3`` first on PATH. The reason is measured here: the same search, the model run as pure Python
-(TLBRACE_PURE_PYTHON=1, so no compiled module decides the result), in one fresh process per interpreter, the
-interpreters taking turns, best of ``--rounds``. Each is printed as a ratio to the interpreter this script runs
-on. A distribution build is compiled with profile-guided optimisation and link-time optimisation and links
-libpython into the executable; pyenv's default build is a shared libpython without either, so each call into
-the interpreter's C API goes through the PLT.
+The same search, the model run as pure Python (TLBRACE_PURE_PYTHON=1, so no compiled module decides the
+result), in one fresh process per interpreter, the interpreters taking turns, best of ``--rounds``; each printed
+as a ratio to the interpreter this script runs on. Session 21 found Debian's /usr/bin/python3.11 (PGO, LTO,
+libpython linked into the executable) at 0.83x pyenv's 3.11.7 (a shared libpython without either) here, and the
+search at 0.84x the instructions a state (cachegrind); yet with the hot modules compiled, the search took 4-15%
+more CPU on Debian's build, so scripts/setup.sh keeps the python3 first on PATH. Compare both ways before
+choosing another interpreter.
 
 Usage: python bench/bench_interpreters.py [--rounds N] [--python PATH ...]
 """

@@ -6,21 +6,10 @@
 # .venv/install.log, shown only if it fails.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-# The interpreter .venv is built on: $PYTHON when set; else the distribution's /usr/bin/python3 when it is 3.11 or
-# newer and can build the compiled modules (venv, ensurepip, Python.h); else the python3 first on PATH. Why the
-# distribution's: Debian's is built with profile-guided and link-time optimisation and links libpython into the
-# executable, while the python3 first on PATH on this machine is pyenv's 3.11.7, a shared libpython built
-# without either. The search runs 0.84x the instructions a state on it (cachegrind, the ladder's small cell:
-# 180k against 214k) and the model as pure Python about 0.91x (bench/bench_interpreters.py compares them).
-# An existing .venv is kept, whatever it was built on.
-usable() {
-  "$1" -c 'import os, sys, sysconfig, ensurepip, venv
-sys.exit(0 if sys.version_info >= (3, 11) and os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")) else 1)' \
-    >/dev/null 2>&1
-}
-if [ -z "${PYTHON:-}" ]; then
-  if [ -x /usr/bin/python3 ] && usable /usr/bin/python3; then PYTHON=/usr/bin/python3; else PYTHON=python3; fi
-fi
+PYTHON="${PYTHON:-python3}"
+# Not the distribution's /usr/bin/python3 although it is built with PGO and LTO: session 21 measured the search
+# at 0.84x the instructions a state on it, but 4-15% more CPU on the compiled search than on pyenv's python3 here
+# (pure Python is 0.83x on it; bench/bench_interpreters.py). PYTHON= chooses.
 if ! "$PYTHON" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)'; then
   echo "tlbrace needs Python >= 3.11 (tomllib); set PYTHON=/path/to/python3.11" >&2
   exit 2
