@@ -6,8 +6,9 @@ Every violation is written to ``--out`` as that scenario file and a schedule fil
 reproduces. On a kernel that should be correct (``delayed``, or ``--arch up``/``s390``; no mutant, no fix of
 ``--kernel``'s registry missing) a violation is a model bug or a real kernel bug: the scenario is first shrunk
 (fewest threads, operations and pages that keep the same invariant), unless it is a known kernel race
-(fuzz.run.known_kernel_race: reclaim's activate branch vs msync, docs/reclaim.md; UP's zap from 6.2,
-docs/up-v6.2.md), which the report labels. ``--check-reduction`` also judges the
+(fuzz.known_races.known_kernel_race: reclaim's activate branch vs msync, docs/reclaim.md; UP's zap from 6.2,
+docs/up-v6.2.md), which the report labels once a search with that race's window closed no longer breaks an
+invariant (fuzz.known_races.check_known_race; a label it refutes is dropped). ``--check-reduction`` also judges the
 search itself: each scenario reduced, with ``--merge-chains`` and in full must reach the same verdicts and end
 states (fuzz.reduction_check). ``--parallel P`` or ``--address ADDR`` runs the explorations as Ray tasks; the report
 is the same as a serial run's for the same seed.
@@ -27,7 +28,8 @@ from cli.options import (add_output_options, add_scenario_options, check_out_dir
                          integer, nearest_existing)
 from cli.memory_budget import add_memory_limit_option, budget_arg, fit_budget
 from logs.output_files import replaced_whole
-from fuzz.run import KNOWN_RACE_DOCS, SAMPLING, STRATEGIES
+from fuzz.known_races import KNOWN_RACE_DOCS
+from fuzz.run import SAMPLING, STRATEGIES
 
 # The most scenarios one campaign generates: the report keeps a line per scenario (a few hundred bytes) and the
 # campaign its index list, so ten times this would take gigabytes before the first scenario ran; at a few ms per
@@ -290,8 +292,10 @@ class _ViolationFiles:
             "invariant": o.invariant, "invariants": o.invariants, "scenario_file": scenario_file,
             "schedule_file": schedule_file, "steps": len(o.schedule), "index": o.index, "size": list(o.size),
             "shrunk_from": list(o.original_size) if o.original_size else None}
-        if o.known_race:  # a real kernel race the model shows (fuzz.run.known_kernel_race), not a model bug
+        if o.known_race:  # a real kernel race the model shows (fuzz.known_races), not a model bug
             self.entries[o.index]["known_race"] = o.known_race
+        if o.race_check:  # the search with that race's window closed (kept when it refuted the label too)
+            self.entries[o.index]["race_check"] = o.race_check
 
 
 def _report(args: argparse.Namespace, opts: Any, outcomes: list[Any], files: _ViolationFiles,
@@ -332,8 +336,10 @@ def _print_report(report: dict[str, Any]) -> None:
         print(f"  {name}: {count}")
     for v in report["violations"][:20]:
         shrunk = f", shrunk from {tuple(v['shrunk_from'])}" if v["shrunk_from"] else ""
-        known = (f" [known kernel race: {v['known_race']}, {KNOWN_RACE_DOCS.get(v['known_race'], 'docs/')}]"
-                 if v.get("known_race") else "")
+        known = (f" [known kernel race: {v['known_race']}, {KNOWN_RACE_DOCS.get(v['known_race'], 'docs/')}; "
+                 f"{v['race_check']}]" if v.get("known_race") else
+                 f" [not the known kernel race its conditions suggest: {v['race_check']}]" if v.get("race_check")
+                 else "")
         print(f"  {v['invariant']}{known}: {v['scenario_file']} (threads, ops, pages = {tuple(v['size'])}{shrunk}); "
               + (v["mismatch"] if v.get("mismatch") else f"tlbrace replay {v['schedule_file']}"))
     if found > 20:

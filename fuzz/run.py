@@ -13,6 +13,7 @@ from typing import Any, Callable
 from controlled.explorer import explore
 from controlled.replay import run_schedule
 from fuzz.generate import Spec, generate, kinds_of, load_spec, scenario_name, scenario_seed, uses
+from fuzz.known_races import REFUTED, check_known_race, expects_no_bug, known_kernel_race
 from fuzz.reduction_check import reduction_mismatch
 from fuzz.shrink import shrink
 from kernel_model.config import Config
@@ -30,7 +31,6 @@ STRATEGIES = ("dfs", "bfs", "pct", "random")
 SAMPLING = ("pct", "random")
 DEFAULT_RUNS = 300  # pct/random: runs per scenario (a few ms each)
 REDUCTION_MISMATCH = "reduction_mismatch"  # --check-reduction's finding: not an invariant of the kernel's
-PATCHED_ARCHES = ("up", "s390")  # they keep the old order, safely (5df397dec7c4's commit message)
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,46 +50,6 @@ class FuzzOptions:
     @property
     def shrinks(self) -> bool:
         return expects_no_bug(self.cfg) if self.shrink is None else self.shrink
-
-
-def expects_no_bug(cfg: Config) -> bool:
-    """The patched kernel (``delayed``), or an arch whose old order is safe (``up``, ``s390``), with no mutant and
-    no fix of kernel_model.kernels missing: a violation there is a model bug or a real kernel bug, worth a minimal
-    scenario (unless it is ``known_kernel_race``)."""
-    return cfg.mutant is None and not cfg.without and (cfg.ordering == "delayed" or cfg.arch in PATCHED_ARCHES)
-
-
-# A real kernel race that no kernel of the registry has fixed, so the model shows it where expects_no_bug says
-# the kernel is correct (docs/reclaim.md): kswapd's shrink_folio_list clears a dirty PTE with its flush deferred
-# (try_to_unmap_one, set_tlb_ubc_flush_pending), removes the rmap, and sends the folio to activate_locked, which
-# unlocks it before try_to_unmap_flush; write_cache_pages then locks it, folio_mkclean finds it unmapped, and a
-# store through the writer's stale dirty TLB entry lands in a page writeback has just cleaned. On SMP with
-# reclaim's batched flush (4.3+) and kswapd's "seen twice" rule (4.11+), whatever the zap order.
-RECLAIM_WRITEBACK_RACE = "reclaim_activate_vs_writeback"
-RECLAIM_WRITEBACK_INVARIANTS = frozenset({"lost_dirty_data", "expect_failed"})  # the loss, and a failed read-back
-
-
-# The other (docs/up-v6.2.md): 5df397dec7c4 (6.2) made zap_pte_range force the flush of a dirty file PTE only
-# where tlb_delay_rmap is true, never on UP; a zapper preempted after pte_unmap_unlock then leaves its CPU's stale
-# dirty entry to the writer, and msync's folio_mkclean finds the folio unmapped. On UP from 6.2 (`--kernel`), with
-# an operation that zaps.
-UP_ZAP_FLUSH_RACE = "up_zap_flush_after_unlock"
-# Where each is argued (the fuzz report points there).
-KNOWN_RACE_DOCS = {RECLAIM_WRITEBACK_RACE: "docs/reclaim.md", UP_ZAP_FLUSH_RACE: "docs/up-v6.2.md"}
-_ZAPPING_KINDS = frozenset({"madvise_dontneed", "munmap", "mmap_fixed"})
-
-
-def known_kernel_race(cfg: Config, kinds: frozenset[str], invariant: str) -> str | None:
-    """The known kernel race a violation of ``invariant`` is, in a scenario using these operation kinds on a
-    configuration expects_no_bug calls correct, or None: a model bug or an unknown kernel bug (on a kernel that
-    lacks a fix, a loss may be the zap race as well: no label there)."""
-    if not expects_no_bug(cfg) or invariant not in RECLAIM_WRITEBACK_INVARIANTS or "msync" not in kinds:
-        return None
-    if "reclaim" in kinds and cfg.arch == "smp" and cfg.batched_unmap_flush and cfg.reclaim_seen_twice:
-        return RECLAIM_WRITEBACK_RACE
-    if cfg.arch == "up" and not cfg.zap_dirty_forces_flush and kinds & _ZAPPING_KINDS:
-        return UP_ZAP_FLUSH_RACE
-    return None
 
 
 @dataclass(slots=True)
@@ -112,6 +72,9 @@ class Outcome:
     # The violation is a known kernel race (known_kernel_race), not a model bug: not shrunk on a kernel that
     # expects_no_bug, and labelled in the report.
     known_race: str = ""
+    # What searching the scenario again with that race's window closed found (fuzz.known_races.RaceCheck): a
+    # label it refutes is dropped, and the violation is shrunk and reported as unexplained.
+    race_check: str = ""
 
     @property
     def invariant(self) -> str | None:
@@ -141,6 +104,11 @@ def fuzz_one(seed: int, index: int, opts: FuzzOptions) -> Outcome:
     invariant = found.invariants[0]
     schedule = found.schedule
     out.known_race = known_kernel_race(opts.cfg, kinds_of(spec), invariant) or ""
+    if out.known_race:
+        check = check_known_race(scenario, opts.cfg, out.known_race, opts.exhaustive_budget)
+        out.race_check = check.describe()
+        if check.verdict == REFUTED:
+            out.known_race = ""
     if opts.shrinks and not (opts.shrink is None and out.known_race):
         small = shrink(spec, lambda s: _fails_with(s, name, opts, invariant, sample_seed) is not None)
         if small != spec:

@@ -13,7 +13,7 @@ import pytest
 from analysis.witness import witnesses_for
 from controlled.explorer import explore
 from controlled.replay import run_schedule
-from fuzz.run import RECLAIM_WRITEBACK_RACE, known_kernel_race
+from fuzz.known_races import RECLAIM_WRITEBACK_RACE, known_kernel_race
 from kernel_model.atomic import PageTableOps
 from kernel_model.config import Config
 from kernel_model.kernels import history_kernels, kernel_config

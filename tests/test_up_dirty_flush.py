@@ -12,7 +12,7 @@ from __future__ import annotations
 import pytest
 
 from controlled.explorer import explore
-from fuzz.run import RECLAIM_WRITEBACK_RACE, UP_ZAP_FLUSH_RACE, known_kernel_race
+from fuzz.known_races import RECLAIM_WRITEBACK_RACE, UP_ZAP_FLUSH_RACE, known_kernel_race
 from kernel_model.config import Config
 from kernel_model.kernels import kernel_config
 from scenarios.loader import load_scenario
