@@ -25,6 +25,7 @@ from cli.json_document import print_document
 from cli.options import EVENT_LOG_KIND, add_view_options, console_for, diagram_width, integer, other_kind
 from logs.eventlog import LogError
 from logs.one_line import one_line
+from scenarios.input_files import STDIN
 
 EXIT_OK, EXIT_VIOLATION, EXIT_BAD_INPUT = 0, 1, 2
 MAX_WITNESSES = 5  # past this many violating trials, show the first of each invariant (--trial shows any)
@@ -152,15 +153,18 @@ def _distinct(paths: list[str]) -> list[str]:
     distinct = []
     for path in paths:
         try:
-            st = os.stat(path)
+            # `analyze - -`: standard input named twice (by identity, "-" was always its own first: CPython keeps
+            # one object for each one-character string, so it was judged twice)
+            st = os.fstat(0) if path == STDIN else os.stat(path)
         except (OSError, ValueError):
             distinct.append(path)  # the reader says what is wrong with it
             continue
-        first = seen.setdefault((st.st_dev, st.st_ino), path)
-        if first is path:
+        key = (st.st_dev, st.st_ino)
+        if key not in seen:
+            seen[key] = path
             distinct.append(path)
         else:
-            print(f"tlbrace: note: {one_line(path)} is the same file as {one_line(first)}: analysed once",
+            print(f"tlbrace: note: {one_line(path)} is the same file as {one_line(seen[key])}: analysed once",
                   file=sys.stderr)
     return distinct
 

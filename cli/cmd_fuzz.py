@@ -23,6 +23,7 @@ from collections import Counter
 from typing import Any
 
 from cli.json_document import print_document
+from logs.one_line import one_line
 from cli.options import (add_output_options, add_scenario_options, check_out_dir, config_from_args,
                          integer, nearest_existing)
 from cli.memory_budget import add_memory_limit_option, budget_arg, fit_budget
@@ -67,7 +68,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "process)")
     p.add_argument("--address", metavar="ADDR", default=None,
                    help="join this Ray cluster and explore there (implies Ray; default P: the cluster's CPUs)")
-    p.add_argument("--verbose", action="store_true", help="let Ray's own warnings and logs reach the terminal")
+    p.add_argument("--verbose", action="store_true",
+                   help="a line on stderr for each scenario as it is judged (its name, size, states searched and "
+                        "verdict), in place of one every 10%%; with --parallel or --address, Ray's own warnings and "
+                        "logs reach the terminal too (default: off)")
     add_memory_limit_option(p)
     add_output_options(p, default_out="tlbrace-out/fuzz")
     p.set_defaults(func=run)
@@ -237,18 +241,33 @@ def _using(text: str | None) -> frozenset[str]:
 
 
 def _progress(args: argparse.Namespace) -> Any:
-    """One line on stderr every 10% of the campaign (none with --json)."""
-    if args.json:
+    """One line on stderr every 10% of the campaign (none with --json); with --verbose, one per scenario (with
+    --json too: stderr is not the document's)."""
+    if args.json and not args.verbose:
         return None
     done = [0]
-    step = max(1, args.count // 10)
+    step = 1 if args.verbose else max(1, args.count // 10)
 
-    def on_outcome(_outcome: Any) -> None:
+    def on_outcome(outcome: Any) -> None:
         done[0] += 1
         if done[0] % step == 0:
-            print(f"tlbrace fuzz: {done[0]}/{args.count} scenarios", file=sys.stderr, flush=True)
+            detail = f" {_outcome_line(outcome)}" if args.verbose else ""
+            print(f"tlbrace fuzz: {done[0]}/{args.count} scenarios{detail}", file=sys.stderr, flush=True)
 
     return on_outcome
+
+
+def _outcome_line(o: Any) -> str:
+    """One scenario's outcome for --verbose: "fuzz-0-7 (threads, ops, pages = (3, 5, 2)): 1,234 states,
+    complete: no violation"."""
+    if o.rejected:
+        return f"{o.name}: refused by the loader (a generator bug): {one_line(o.rejected)}"
+    verdict = ", ".join(o.invariants) or "no violation"
+    if o.mismatch:
+        verdict = f"reduction_mismatch: {one_line(o.mismatch)}"
+    shrunk = f", shrunk from {tuple(o.original_size)}" if o.original_size else ""
+    return (f"{o.name} (threads, ops, pages = {tuple(o.size)}{shrunk}): {o.states:,} states, "
+            f"{'complete' if o.complete else 'within the budget'}: {verdict}")
 
 
 class _ViolationFiles:

@@ -155,6 +155,9 @@ def check_out_dir(out: str, flag: str = "--out") -> None:
         raise UsageError(f"{flag} '': expected a directory path")
     if "\0" in out:
         raise UsageError(f"{flag} {out!r}: a path cannot contain a NUL byte")
+    if out == "-":  # cat's standard input or output: not a directory named '-' made without a word
+        raise UsageError(f"{flag} -: expected a directory path; its files cannot go to standard output "
+                         "(./- names a directory called '-')")
     _check_cwd(out, flag)
     if os.path.exists(out) and not os.path.isdir(out):
         raise UsageError(f"{flag} {out}: is {_kind_of(out)}, expected a directory")
@@ -255,6 +258,10 @@ def check_out_file(path: str, flag: str, suffixes: tuple[str, ...] = (), may_rep
 
     if not path or "\0" in path:
         raise UsageError(f"{flag} {path!r}: expected a file path")
+    if path == "-":  # `shrink S -o -` wrote a file named '-' where the user meant standard output
+        raise UsageError(f"{flag} -: expected a file path; tlbrace writes this file whole, never to standard output "
+                         "(./- names a file called '-')")
+    _check_cwd(path, flag)  # `analyze L --timeline t.png` in a deleted directory: "No such file or directory"
     if os.path.isdir(path):
         raise UsageError(f"{flag} {path}: is a directory, expected a file path")
     if os.path.exists(path) and not os.path.isfile(path):

@@ -144,6 +144,9 @@ def read_log(path: str | os.PathLike[str], *, pipes: bool = False) -> LogContent
             if not isinstance(obj, dict):
                 damage = f"garbage at byte {offset}"
                 break
+            if records and is_header(obj):
+                damage = another_log(offset)
+                break
             records.append(obj)
             previous, offset = offset, unpacker.tell()
     except (msgpack.ExtraData, msgpack.FormatError, msgpack.StackError, ValueError, TypeError):
@@ -154,6 +157,18 @@ def read_log(path: str | os.PathLike[str], *, pipes: bool = False) -> LogContent
     if damage is None and offset < len(data):
         damage = f"truncated record at byte {offset}"
     return _checked(path, records, damage)
+
+
+def is_header(rec: dict[str, Any]) -> bool:
+    """Whether a record is a log's header (a first record), by its schema."""
+    return rec.get("schema") == SCHEMA
+
+
+def another_log(offset: int) -> str:
+    """The damage of a log that another one follows (`cat a.msgpack b.msgpack > c.msgpack`): its trials have the
+    same ids, and were judged as one, each a divergence (trial 0 of both runs replayed as one trial)."""
+    return (f"another log's header at byte {offset} (logs joined end to end: the next one is `tail -c "
+            f"+{offset + 1} FILE`, to analyse on its own)")
 
 
 # The fields every record of each type is written with (EventLogWriter, the module's docstring).
@@ -200,6 +215,9 @@ def _read_jsonl(path: str, data: bytes) -> LogContents:
             break
         if not isinstance(obj, dict):
             damage = f"garbage at byte {offset}"
+            break
+        if records and is_header(obj):
+            damage = another_log(offset)
             break
         records.append(obj)
         offset += len(line)

@@ -1,0 +1,339 @@
+"""Session 22's red team: damage where `analyze --jobs N` cuts a log, `-` as standard input (or refused where it
+cannot be), `--until` past `--trials`, `--verbose` that fuzz and scale accepted and threw away, and what the hunt
+below found. Each test failed before its fix. None needs Ray."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Iterator
+
+import msgpack
+import pytest
+from cli_run import run_cli
+from test_hostile21 import STEM, found  # noqa: F401 - found: a fixture
+
+
+# --- damage where analyze --jobs N cuts the log ---------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def trials_log(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A controlled log of 12 trials of madv_dontneed (eager), about 76 KB: each --jobs chunk holds several."""
+    from kernel_model.config import Config
+    from logs.controlled_log import write_controlled_log
+    from test_analyze import MADV, random_schedule
+
+    path = tmp_path_factory.mktemp("chunks") / "trials.msgpack"
+    for trial in range(12):
+        schedule, _ = random_schedule(MADV, Config(ordering="eager"), trial)
+        write_controlled_log(path, MADV, Config(ordering="eager"), schedule, run_id="chunks", trial=trial)
+    return path
+
+
+def _record_starts(data: bytes) -> list[int]:
+    unpacker = msgpack.Unpacker(raw=False, strict_map_key=False)
+    unpacker.feed(data)
+    starts = [0]
+    for _ in unpacker:
+        starts.append(unpacker.tell())
+    return starts[:-1]
+
+
+@pytest.mark.parametrize("jobs", [2, 3])
+def test_damage_inside_the_record_a_jobs_cut_falls_in_is_reported_as_with_one_job(capsys, tmp_path, monkeypatch,
+                                                                                   trials_log, jobs):
+    """16 zero bytes inside the record that straddles a chunk cut: the chunk before it judged the half-record
+    (trial 5: "malformed event record: field 'kind' is missing") and the damage was put at the cut, 65 bytes
+    later; with --jobs 1 the half-record is dropped, the trial judged on what is before it, and the damage put
+    where the record begins. Each record around each cut is damaged in turn: the output is the same."""
+    import analysis.analyze as analyze
+
+    monkeypatch.setattr(analyze, "PARALLEL_MIN_BYTES", 0)
+    data = trials_log.read_bytes()
+    starts = _record_starts(data)
+    damaged = tmp_path / "damaged.msgpack"
+    for k in range(1, jobs):
+        first_past = next(i for i, s in enumerate(starts) if s >= len(data) * k // jobs)
+        for victim in starts[first_past - 2:first_past + 1]:
+            damaged.write_bytes(data[:victim + 30] + b"\0" * 16 + data[victim + 30:])
+            one = run_cli(capsys, "analyze", str(damaged), "--jobs", "1")
+            many = run_cli(capsys, "analyze", str(damaged), "--jobs", str(jobs))
+            assert many == one, (victim, one[2], many[2])
+            assert one[2].count("garbage at byte") == 1 and "malformed" not in one[1]
+
+
+# --- `-`: standard input ---------------------------------------------------------------------------------------------
+
+@pytest.fixture
+def stdin() -> Iterator:
+    """``stdin(data, pipe=False)``: descriptor 0 replaced for the test by a file (`< FILE`) or a pipe holding
+    ``data``; what tlbrace kept of an earlier test's standard input is forgotten."""
+    import threading
+
+    from scenarios import input_files
+
+    saved = os.dup(0)
+    threads: list[threading.Thread] = []
+
+    def use(data: bytes, pipe: bool = False) -> None:
+        input_files._PIPED.pop((input_files.STDIN, 0, 0), None)
+        if pipe:
+            r, w = os.pipe()
+
+            def feed() -> None:
+                with os.fdopen(w, "wb") as f:
+                    f.write(data)
+            threads.append(threading.Thread(target=feed, daemon=True))
+            threads[-1].start()
+        else:
+            import tempfile
+
+            f = tempfile.TemporaryFile()
+            f.write(data)
+            f.seek(0)
+            r = os.dup(f.fileno())
+            f.close()
+        os.dup2(r, 0)
+        os.close(r)
+
+    yield use
+    os.dup2(saved, 0)
+    os.close(saved)
+    for t in threads:
+        t.join(5)
+    input_files._PIPED.pop((input_files.STDIN, 0, 0), None)
+
+
+@pytest.mark.parametrize("command, file, pipe, needle", [
+    ("explore", "toml", False, "lost_dirty_data"),
+    ("explore", "toml", True, "lost_dirty_data"),
+    ("analyze", "msgpack", True, "trial 0: VIOLATION lost_dirty_data"),
+    ("analyze", "msgpack", False, "trial 0: VIOLATION lost_dirty_data"),
+    ("replay", "msgpack", True, "reproduced"),
+    ("replay", "schedule", False, "reproduced"),
+    ("shrink", "schedule", True, "written to"),
+])
+def test_a_dash_reads_standard_input(capsys, tmp_path, found, stdin, command, file, pipe, needle):
+    """`zcat run.msgpack.gz | tlbrace analyze -` was "-: cannot read the log: No such file or directory", `cat
+    s.toml | tlbrace explore -` "-: no library scenario or file of that name": `-` is standard input to cat, tar
+    and every tool a kernel engineer pipes through. Now it is, wherever the input is read once."""
+    from scenarios.loader import LIBRARY_DIR
+
+    data = {"msgpack": (found / f"{STEM}.msgpack").read_bytes(), "schedule": (found / f"{STEM}.schedule").read_bytes(),
+            "toml": (LIBRARY_DIR / "madv_dontneed.toml").read_bytes()}[file]
+    stdin(data, pipe)
+    extra = {"shrink": ["-o", str(tmp_path / "s.schedule")],
+             "explore": ["--ordering", "eager", "--out", str(tmp_path / "o")]}.get(command, [])
+    rc, out, err = run_cli(capsys, command, "-", *extra)
+    assert rc == 1 and needle in out and "error" not in err, err
+
+
+def test_a_scenario_without_a_name_on_standard_input_is_called_stdin(capsys, tmp_path, stdin):
+    from scenarios.loader import LIBRARY_DIR
+
+    text = (LIBRARY_DIR / "madv_dontneed.toml").read_text()
+    stdin("\n".join(line for line in text.splitlines() if not line.startswith("name = \"madv")).encode())
+    rc, out, err = run_cli(capsys, "explore", "-", "--ordering", "eager", "--out", str(tmp_path))
+    assert rc == 1 and (tmp_path / "stdin-eager-smp-bfs-0.schedule").exists(), err
+
+
+def test_standard_input_named_twice_is_analysed_once(capsys, found, stdin):
+    """`analyze - -` counted the trial twice: the log named twice is recognised by its inode, but `-` is no
+    path, and CPython keeps a single object for each one-character string, so the check by identity always
+    found `-` to be its own first."""
+    stdin((found / f"{STEM}.msgpack").read_bytes(), pipe=True)
+    rc, out, err = run_cli(capsys, "analyze", "-", "-", "--json")
+    import json
+
+    assert rc == 1 and json.loads(out)["summary"]["trials"] == 1, err
+    assert "tlbrace: note: - is the same file as -: analysed once" in err
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["analyze", "-"], "-: standard input is empty; expected the log on it"),
+    (["explore", "-"], "-: standard input is empty; expected the scenario file on it"),
+    (["replay", "-"], "-: standard input is empty; expected the file to replay on it"),
+])
+def test_an_empty_standard_input_is_named(capsys, tmp_path, stdin, argv, needle):
+    stdin(b"")
+    rc, out, err = run_cli(capsys, *argv, *(["--out", str(tmp_path)] if argv[0] == "explore" else []))
+    assert rc == 2 and needle in err and err.count("\n") == 1, err
+
+
+def test_a_terminal_on_standard_input_is_refused_not_waited_on(capsys, tmp_path):
+    """`tlbrace analyze -` typed at a prompt would wait for a log typed in."""
+    from scenarios import input_files
+
+    main_fd, tty = os.openpty()
+    saved = os.dup(0)
+    os.dup2(tty, 0)
+    try:
+        rc, out, err = run_cli(capsys, "analyze", "-")
+    finally:
+        os.dup2(saved, 0)
+        for fd in (saved, tty, main_fd):
+            os.close(fd)
+        input_files._PIPED.pop((input_files.STDIN, 0, 0), None)
+    assert rc == 2 and "-: the log is to come on standard input, which is a terminal: pipe it or redirect it" in err
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["explore", "madv_dontneed", "--out", "-"], "--out -: expected a directory path; its files cannot go to "
+                                                 "standard output (./- names a directory called '-')"),
+    (["fuzz", "--count", "1", "--out", "-"], "--out -: expected a directory path"),
+    (["shrink", "SCHEDULE", "-o", "-"], "-o -: expected a file path; tlbrace writes this file whole, never to "
+                                        "standard output"),
+    (["history", "madv_dontneed", "--kernels", "6.2", "--out", "-"], "--out -: expected a directory path"),
+])
+def test_a_dash_as_an_output_is_refused_and_nothing_named_dash_is_made(capsys, tmp_path, monkeypatch, found, argv,
+                                                                       needle):
+    """`explore X --out -` made a directory named '-' and wrote the counterexample there; `shrink S -o -` a file
+    named '-'. Whoever typed `-` meant standard output, which these files never go to."""
+    monkeypatch.chdir(tmp_path)
+    argv = [str(found / f"{STEM}.schedule") if a == "SCHEDULE" else a for a in argv]
+    rc, out, err = run_cli(capsys, *argv)
+    assert rc == 2 and needle in err and err.count("\n") == 1, err
+    assert not os.path.lexists(tmp_path / "-")
+
+
+def test_a_file_named_dash_is_still_reachable_as_dot_slash_dash(capsys, tmp_path, monkeypatch, found):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "-").write_bytes((found / f"{STEM}.msgpack").read_bytes())
+    rc, out, err = run_cli(capsys, "analyze", "./-")
+    assert rc == 1 and "VIOLATION lost_dirty_data" in out, err
+
+
+# --- --until past --trials -------------------------------------------------------------------------------------------
+
+def test_until_more_than_trials_is_refused_before_ray(capsys, tmp_path, monkeypatch):
+    """`stress --trials 1 --until 5` ran its one trial and said "stopped after 1 trials": five violating trials
+    cannot happen in one (on --resume both count the whole campaign), so the limit asked for could never apply."""
+    import cli.cmd_stress
+
+    monkeypatch.setattr(cli.cmd_stress, "open_ray", lambda *_a, **_k: pytest.fail("the campaign was run"))
+    rc, out, err = run_cli(capsys, "stress", "madv_dontneed", "--trials", "1", "--until", "5", "--out",
+                           str(tmp_path / "o"))
+    assert rc == 2 and "--until 5: more violating trials than --trials 1 can hold, so it could never stop the " \
+                      "campaign: expected --until at most 1" in err, err
+    assert not (tmp_path / "o").exists()
+
+
+def test_until_equal_to_trials_or_without_trials_is_taken(capsys, tmp_path, monkeypatch):
+    from cli.cmd_stress import stop_limits
+    from cli.main import build_parser
+
+    for argv, limits in ((["--trials", "5", "--until", "5"], (5, None, 5)), (["--until", "500"], (None, None, 500))):
+        args = build_parser().parse_args(["stress", "madv_dontneed", *argv])
+        assert stop_limits(args) == limits
+
+
+# --- --verbose that was accepted and thrown away -----------------------------------------------------------------------
+
+def test_fuzz_verbose_prints_each_scenario(capsys, tmp_path):
+    """`fuzz --verbose` was taken out of the command line before it was parsed (it asks only for tracebacks
+    elsewhere), so the option its --help offers did nothing. It now gives a line per scenario judged."""
+    rc, out, err = run_cli(capsys, "fuzz", "--count", "3", "--budget", "50", "--verbose", "--out", str(tmp_path))
+    assert rc == 0, err
+    lines = [line for line in err.splitlines() if line.startswith("tlbrace fuzz: ")]
+    assert [line.split(" scenarios ")[0] for line in lines] == [f"tlbrace fuzz: {i}/3" for i in (1, 2, 3)], err
+    assert all("(threads, ops, pages = (" in line and " states, " in line and ": no violation" in line
+               for line in lines), err
+
+
+@pytest.mark.parametrize("argv", [["fuzz", "--count", "1", "--parallel", "1"], ["scale", "scale_writers", "--cpus",
+                                                                              "3", "--trials", "1"]])
+def test_verbose_reaches_ray_for_fuzz_and_scale(capsys, tmp_path, monkeypatch, argv):
+    """Both commands' --help says --verbose lets Ray's warnings through; both had it removed before parsing."""
+    import cli.cmd_scale
+    import cli.cmd_stress
+
+    seen = []
+
+    def refuse(args, *_a, **_k):
+        seen.append(args.verbose)
+        raise KeyboardInterrupt
+    monkeypatch.setattr(cli.cmd_stress, "open_ray", refuse)
+    monkeypatch.setattr(cli.cmd_scale, "open_ray", refuse)
+    run_cli(capsys, *argv, "--verbose", "--out", str(tmp_path / "o"))
+    assert seen == [True]
+
+
+# --- logs joined end to end -------------------------------------------------------------------------------------------
+
+def _jsonl(data: bytes) -> bytes:
+    import json
+
+    unpacker = msgpack.Unpacker(raw=False, strict_map_key=False)
+    unpacker.feed(data)
+    return b"".join(json.dumps(rec).encode() + b"\n" for rec in unpacker)
+
+
+@pytest.mark.parametrize("fmt, jobs", [("msgpack", "1"), ("msgpack", "2"), ("jsonl", "1")])
+def test_two_logs_joined_end_to_end_are_not_judged_as_one(capsys, tmp_path, monkeypatch, found, fmt, jobs):
+    """`cat a.msgpack b.msgpack > c.msgpack; tlbrace analyze c.msgpack`: the second log's header was skipped as a
+    record of no trial, and trial 0 of both runs was replayed as one trial ("divergence: step 3 returned Pte(...);
+    the log recorded None"), exit 1, nothing said about a second log. Now the second header is where the first
+    log ends, named with the command that cuts out the next one; replay agrees."""
+    import analysis.analyze as analyze
+
+    monkeypatch.setattr(analyze, "PARALLEL_MIN_BYTES", 0)
+    one = (found / f"{STEM}.msgpack").read_bytes()
+    if fmt == "jsonl":
+        one = _jsonl(one)
+    joined = tmp_path / f"joined.{fmt}"
+    joined.write_bytes(one + one)
+    rc, out, err = run_cli(capsys, "analyze", str(joined), "--jobs", jobs)
+    needle = (f"another log's header at byte {len(one)} (logs joined end to end: the next one is `tail -c "
+              f"+{len(one) + 1} FILE`, to analyse on its own); analysed the records before it")
+    assert rc == 1 and needle in " ".join(err.split()), err
+    assert "divergence:" not in out and "trial 0: VIOLATION lost_dirty_data" in out
+    rc, out, err = run_cli(capsys, "replay", str(joined))
+    assert rc == 1 and f"another log's header at byte {len(one)}" in out and "reproduced" in out, out
+
+
+def test_a_log_joined_after_one_of_many_trials_keeps_the_first_ones_verdicts(capsys, tmp_path, monkeypatch,
+                                                                               trials_log, found):
+    """With several --jobs chunks, the second header is found by the chunk it falls in; the chunks after it do
+    not count, as with one reader."""
+    import analysis.analyze as analyze
+
+    monkeypatch.setattr(analyze, "PARALLEL_MIN_BYTES", 0)
+    joined = tmp_path / "joined.msgpack"
+    joined.write_bytes(trials_log.read_bytes() + (found / f"{STEM}.msgpack").read_bytes())
+    outputs = [run_cli(capsys, "analyze", str(joined), "--jobs", jobs, "--json") for jobs in ("1", "3")]
+    assert outputs[0] == outputs[1]
+    import json
+
+    doc = json.loads(outputs[0][1])
+    assert doc["summary"]["trials"] == 12 and doc["logs"][0]["damage"].startswith("another log's header at byte")
+
+
+# --- a deleted current directory ---------------------------------------------------------------------------------
+
+@pytest.fixture
+def deleted_cwd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    monkeypatch.chdir(gone)
+    gone.rmdir()
+    return tmp_path
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["analyze", "LOG", "--timeline", "t.png"], "--timeline t.png: the current directory no longer exists"),
+    (["analyze", "LOG", "--perfetto", "t.json"], "--perfetto t.json: the current directory no longer exists"),
+    (["shrink", "SCHEDULE", "-o", "s.schedule"], "-o s.schedule: the current directory no longer exists"),
+    (["report", "DIR", "-o", "r.html"], "-o r.html: the current directory no longer exists"),
+    (["analyze", "rel.msgpack"], "rel.msgpack: cannot read the log: the current directory no longer exists"),
+    (["explore", "rel.toml", "--out", "OUT"], "rel.toml: cannot read the scenario file: the current directory no "
+                                               "longer exists"),
+])
+def test_a_deleted_current_directory_is_named_for_relative_files_too(capsys, deleted_cwd, found, argv, needle):
+    """`--out` named it (test_hostile_outputs), the other relative paths did not: `analyze L --timeline t.png`
+    was "tlbrace: error: No such file or directory: check the path and the device", naming no file (after the
+    whole analysis), and `analyze rel.msgpack` "No such file or directory" for a file that may be there."""
+    paths = {"LOG": str(found / f"{STEM}.msgpack"), "SCHEDULE": str(found / f"{STEM}.schedule"),
+             "DIR": str(found), "OUT": str(deleted_cwd / "o")}
+    rc, out, err = run_cli(capsys, *[paths.get(a, a) for a in argv])
+    assert rc in (2, 3) and needle in err and "(deleted after the shell entered it)" in err, err
+    assert err.count("\n") == 1
