@@ -11,7 +11,10 @@ from typing import Iterator
 import msgpack
 import pytest
 from cli_run import run_cli
-from test_hostile21 import STEM, found  # noqa: F401 - found: a fixture
+import test_hostile21
+from test_hostile21 import STEM
+
+found = test_hostile21.found  # the fixture: madv_dontneed's eager counterexample, its log and schedule
 
 
 # --- damage where analyze --jobs N cuts the log ---------------------------------------------------------------------
