@@ -115,6 +115,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"tlbrace: interrupted after {len(outcomes)} of {args.count} scenarios; the files of the violations "
               f"found are in {args.out}", file=sys.stderr)
         return 130
+    if files.error is not None:  # exit 3, one line, after the report: the campaign itself ran to its end
+        raise files.error
     return EXIT_VIOLATION if report["violations"] else EXIT_OK
 
 
@@ -279,13 +281,30 @@ class _ViolationFiles:
         self.tag = "-".join(([f"v{kernel}"] if kernel else []) + [cfg.ordering, cfg.arch]
                             + ([cfg.mutant] if cfg.mutant else []))
         self.entries: dict[int, dict[str, Any]] = {}
+        self.error: OSError | None = None  # the first violation that could not be written (a full disk)
 
     def write(self, o: Any) -> None:
+        """The violation's files, if it is one. One that cannot be written (a full disk, --out gone read-only)
+        ended the campaign at once, exit 3 and no report: the violations found so far and the scenarios still
+        to run were lost. Now its entry says it was not saved, the campaign goes on (the later ones may fit, and
+        each is in the report), and the first error ends the command once the report is out."""
+        if not o.invariants:
+            return
+        try:
+            self._write(o)
+        except OSError as exc:
+            self.error = self.error or exc
+            self.entries[o.index] = {
+                "invariant": o.invariant, "invariants": o.invariants, "scenario_file": None, "schedule_file": None,
+                "not_saved": f"{exc.filename or self.out}: {exc.strerror or exc}", "name": o.name, "index": o.index,
+                "size": list(o.size), "shrunk_from": list(o.original_size) if o.original_size else None}
+            if o.known_race:
+                self.entries[o.index]["known_race"] = o.known_race
+
+    def _write(self, o: Any) -> None:
         from fuzz.generate import scenario_from_text
         from logs.schedule_file import ScheduleFile, write_schedule
 
-        if not o.invariants:
-            return
         os.makedirs(self.out, exist_ok=True)
         # A scenario as generated is the same for every kernel (seed and index make it); shrunk, it is this
         # kernel's, and is named as its schedule is: two campaigns of one seed on two kernels writing one --out at
@@ -353,6 +372,11 @@ def _print_report(report: dict[str, Any]) -> None:
         shrunk = f", shrunk from {tuple(v['shrunk_from'])}" if v["shrunk_from"] else ""
         known = (f" [known kernel race: {v['known_race']}, {KNOWN_RACE_DOCS.get(v['known_race'], 'docs/')}]"
                  if v.get("known_race") else "")
+        if v.get("not_saved"):
+            print(f"  {v['invariant']}{known}: {v['name']} (threads, ops, pages = {tuple(v['size'])}{shrunk}) not "
+                  f"saved ({v['not_saved']}): the same command draws it again (scenario {v['index']} of --seed "
+                  f"{report['seed']})")
+            continue
         print(f"  {v['invariant']}{known}: {v['scenario_file']} (threads, ops, pages = {tuple(v['size'])}{shrunk}); "
               + (v["mismatch"] if v.get("mismatch") else f"tlbrace replay {v['schedule_file']}"))
     if found > 20:

@@ -107,22 +107,36 @@ def run(args: argparse.Namespace) -> int:
                              label="history")
     rows = [history_row(sc, kernels, args.budget, progress=None if args.json else _progress, arch=args.arch)
             for sc in scenarios]
-    if png is not None:
-        from analysis.history_plot import plot_history
-
-        os.makedirs(os.path.dirname(png) or ".", exist_ok=True)
-        plot_history(rows, kernels, png)
+    unwritten = _plot(rows, kernels, png)
     regressions = fixed_but_reachable(rows)
     if args.json:
         doc: Any = [r.to_json() for r in rows] if args.all else rows[0].to_json()
         print_document(doc)
     else:
         print_rows(rows, args.budget)
-        if png is not None:
+        if png is not None and unwritten is None:
             print(f"matrix written to {png}")
     for line in regressions:
         print(f"tlbrace history: {line}", file=sys.stderr)
+    if unwritten is not None:  # the table is out: the searches (hours with --all) are not lost with the picture
+        raise unwritten
     return 1 if regressions else 0
+
+
+def _plot(rows: list[Row], kernels: list[str], png: str | None) -> OSError | None:
+    """The matrix written to ``png``, or the OSError that stopped it (a full disk, a directory gone read-only),
+    raised only once the table is printed: it ended the command before the table, and every search's verdict
+    was lost (exit 3, and nothing on stdout with --json)."""
+    if png is None:
+        return None
+    from analysis.history_plot import plot_history
+
+    try:
+        os.makedirs(os.path.dirname(png) or ".", exist_ok=True)
+        plot_history(rows, kernels, png)
+    except OSError as exc:
+        return exc
+    return None
 
 
 def _png_path(args: argparse.Namespace) -> str | None:

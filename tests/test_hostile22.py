@@ -340,3 +340,51 @@ def test_a_deleted_current_directory_is_named_for_relative_files_too(capsys, del
     rc, out, err = run_cli(capsys, *[paths.get(a, a) for a in argv])
     assert rc in (2, 3) and needle in err and "(deleted after the shell entered it)" in err, err
     assert err.count("\n") == 1
+
+
+# --- a full disk after the work -----------------------------------------------------------------------------------------
+
+def _enospc(path: str, *_a: object, **_k: object) -> None:
+    import errno
+
+    raise OSError(errno.ENOSPC, "No space left on device", path)
+
+
+@pytest.mark.parametrize("json_out", [False, True])
+def test_history_prints_its_table_when_the_matrix_cannot_be_written(capsys, tmp_path, monkeypatch, json_out):
+    """On a full disk history ended at the PNG with exit 3 and no table: every search's verdict (an hour of them
+    with --all) was lost, and --json printed nothing. Now the table (or the document) comes first, then the same
+    one-line error, exit 3."""
+    import json
+
+    import analysis.history_plot
+
+    monkeypatch.setattr(analysis.history_plot, "plot_history", lambda _r, _k, png: _enospc(png))
+    rc, out, err = run_cli(capsys, "history", "madv_dontneed", "--kernels", "6.1,6.2", "--out", str(tmp_path),
+                           *(["--json"] if json_out else []))
+    assert rc == 3 and f"{tmp_path / 'history.png'}: No space left on device: free some space" in err, err
+    if json_out:
+        assert [k["verdict"] for k in json.loads(out)["kernels"]] == ["violation", "clean"]
+    else:
+        assert "lost_dirty_data" in out and "clean (exhaustive)" in out and "matrix written" not in out, out
+
+
+def test_fuzz_reports_every_violation_it_could_not_save_and_runs_to_the_end(capsys, tmp_path, monkeypatch):
+    """On a full disk fuzz ended at its first violation's scenario file (exit 3): no report, the rest of the
+    campaign not run. Now each unsaved violation is in the report, saying how to draw it again, the campaign
+    runs to its end, and the first error ends the command (exit 3)."""
+    import json
+
+    import cli.cmd_fuzz
+
+    def full(path: str, _what: str) -> None:
+        _enospc(path)
+    monkeypatch.setattr(cli.cmd_fuzz, "replaced_whole", full)
+    argv = ["fuzz", "--count", "6", "--budget", "500", "--mutant", "no_ipi_while_spinning", "--out", str(tmp_path)]
+    rc, out, err = run_cli(capsys, *argv)
+    assert rc == 3 and "fuzz-0-2.toml: No space left on device: free some space" in err and err.count("error") == 1
+    assert "6 scenarios" in out and "hang: fuzz-0-2 (threads, ops, pages = (2, 3, 3)) not saved (" in out, out
+    assert "the same command draws it again (scenario 2 of --seed 0)" in out
+    rc, out, err = run_cli(capsys, *argv, "--json")
+    doc = json.loads(out)
+    assert rc == 3 and doc["generated"] == 6 and doc["violations"][0]["not_saved"].endswith("No space left on device")
