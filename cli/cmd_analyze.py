@@ -78,10 +78,16 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_BAD_INPUT
     witnesses = {id(r): _witnesses(a, r) for a in analyses for r in _explained(a, reports, only)}
     coverage = cov.aggregate(r.coverage for r in reports) if args.coverage else None
-    if args.timeline:
-        _timeline(args.timeline, analyses, witnesses, err)
-    if args.perfetto:
-        _perfetto(args.perfetto, analyses, witnesses, only, err)
+    try:
+        if args.timeline:
+            _timeline(args.timeline, analyses, witnesses, err)
+        if args.perfetto:
+            _perfetto(args.perfetto, analyses, witnesses, only, err)
+    except OSError as exc:
+        # A full disk (or an output directory gone) ended the command before the verdicts, after all the
+        # judging (minutes for a large log): they are printed first, then the error (exit 3).
+        _output(args, analyses, reports, witnesses, coverage)
+        raise exc from None
     _output(args, analyses, reports, witnesses, coverage)
     if args.unreadable:
         return EXIT_BAD_INPUT

@@ -388,3 +388,18 @@ def test_fuzz_reports_every_violation_it_could_not_save_and_runs_to_the_end(caps
     rc, out, err = run_cli(capsys, *argv, "--json")
     doc = json.loads(out)
     assert rc == 3 and doc["generated"] == 6 and doc["violations"][0]["not_saved"].endswith("No space left on device")
+
+
+@pytest.mark.parametrize("picture", ["--perfetto", "--timeline"])
+def test_analyze_prints_its_verdicts_when_a_picture_cannot_be_written(capsys, tmp_path, monkeypatch, found, picture):
+    """`analyze big.msgpack --perfetto p.json` on a full disk judged every trial, then ended at the trace with
+    exit 3 before printing a verdict."""
+    import analysis.perfetto
+    import analysis.timeline
+
+    monkeypatch.setattr(analysis.perfetto, "write_trace", lambda path, _t: _enospc(path))
+    monkeypatch.setattr(analysis.timeline, "draw_timeline", lambda path, *_a: _enospc(path))
+    target = str(tmp_path / ("p.json" if picture == "--perfetto" else "t.png"))
+    rc, out, err = run_cli(capsys, "analyze", str(found / f"{STEM}.msgpack"), picture, target)
+    assert rc == 3 and f"{target}: No space left on device" in err and err.count("\n") == 1, err
+    assert "trial 0: VIOLATION lost_dirty_data" in out and "hit rate" in out, out
