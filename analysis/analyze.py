@@ -31,7 +31,7 @@ from kernel_model.config import Config
 from kernel_model.events import Event, Violation
 from kernel_model.program import Scenario
 from logs.event_fields import first_field_problem
-from logs.eventlog import LogContents, LogError, is_json_lines, iter_trials, read_log
+from logs.eventlog import LogContents, LogError, Strays, is_json_lines, iter_trials, read_log, stray_records, trial_of
 from logs.header import AnalysisError, config_from_header, scenario_from_header
 
 
@@ -66,6 +66,7 @@ class LogAnalysis:
     scenario: Scenario
     cfg: Config
     trials: list[TrialReport]
+    strays: str | None = None  # the records no trial takes (logs.eventlog.Strays), for a warning
 
 
 # --- the scenario a log was recorded with ----------------------------------------------------------------------
@@ -180,7 +181,7 @@ def analyze_contents(path: str, contents: LogContents, *, scenario: Scenario | N
                            memo=memo)
                for trial, events, end in iter_trials(contents)
                if only_trials is None or trial in only_trials]
-    return LogAnalysis(path, header, contents.damage, scenario, cfg, reports)
+    return LogAnalysis(path, header, contents.damage, scenario, cfg, reports, stray_records(contents).message())
 
 
 def analyze_log(path: str | os.PathLike[str], *, jobs: int | None = None, pipes: bool = False,
@@ -225,6 +226,7 @@ class _ChunkResult:
     # found at the very start of the next chunk may have begun inside it, as read_log judges it.
     last: tuple[int, bool, str] | None = None
     at_start: bool = False  # the damage is at the chunk's first byte
+    strays: Strays = field(default_factory=Strays)  # records no trial takes
 
 
 def _pool_worker_signals() -> None:
@@ -275,16 +277,17 @@ def analyze_streamed(path: str, jobs: int, *, pipes: bool = False, scenario: Sce
     merged = _merge_chunks(chunks)
     if merged is None:
         return None  # interleaved trials: only the serial reader groups them correctly
-    damage, reports, loose = merged
+    damage, reports, loose, strays = merged
     for trial, (events, end) in loose.items():
         reports.append(judge_trial(scenario, cfg, path, trial, events, end, keep_events=keep_events,
                                    observe=observe, memo=memo))
     reports.sort(key=lambda r: r.trial)
-    return LogAnalysis(path, header, damage, scenario, cfg, reports)
+    return LogAnalysis(path, header, damage, scenario, cfg, reports, strays.message())
 
 
 def _merge_chunks(chunks: list[Any]) -> tuple[str | None, list[TrialReport],
-                                              dict[int, tuple[list[dict[str, Any]], dict[str, Any] | None]]] | None:
+                                              dict[int, tuple[list[dict[str, Any]], dict[str, Any] | None]],
+                                              Strays] | None:
     """The chunks' reports put together, up to the first damage; and the records of each trial that crossed a
     chunk boundary (still to judge), joined. None when a trial's records are not contiguous (interleaved)."""
     damage = None
@@ -300,11 +303,13 @@ def _merge_chunks(chunks: list[Any]) -> tuple[str | None, list[TrialReport],
         return None
     reports = [r for c in chunks for r in c.reports]
     loose: dict[int, tuple[list[dict[str, Any]], dict[str, Any] | None]] = {}
+    strays = Strays()
     for c in chunks:
+        strays.merge(c.strays)
         for trial, (events, end) in c.loose.items():
             have, have_end = loose.get(trial, ([], None))
             loose[trial] = (have + events, end or have_end)
-    return damage, reports, loose
+    return damage, reports, loose, strays
 
 
 def _drop_torn_last(c: _ChunkResult) -> str | None:
@@ -381,8 +386,9 @@ def _judge_range(task: tuple[int, int, bool, bool]) -> _ChunkResult:
                                            keep_events=sh["keep"], observe=sh["observe"], memo=sh["memo"]))
 
     for rec in _records(sh["data"], start, end, out):
-        trial = rec.get("trial")
-        if not isinstance(trial, int) or isinstance(trial, bool) or rec.get("type") not in ("event", "trial_end"):
+        trial = trial_of(rec)
+        if trial is None:
+            out.strays.add(rec)
             continue
         if not out.runs or out.runs[-1] != trial:
             if out.runs:

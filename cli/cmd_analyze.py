@@ -148,6 +148,10 @@ def _analyze_logs(args: argparse.Namespace, only: set[int] | None, err: Console)
         if analysis.damage:
             err.print(f"[yellow]tlbrace: warning: {printable(path)}: {printable(analysis.damage)}; analysed the records before it[/]",
                       highlight=False)
+        if analysis.strays:
+            err.print(f"[yellow]tlbrace: warning: {printable(path)}: {printable(analysis.strays)}[/]", highlight=False)
+            if not analysis.trials:  # nothing judged: no clean verdict (exit 0) on a log no trial could be read of
+                args.unreadable += 1
         analyses.append(analysis)
     return analyses or None
 
@@ -248,7 +252,7 @@ def _as_json(analyses: list[LogAnalysis], witnesses: dict[int, list[Witness]],
     s = summarize(r for a in analyses for r in a.trials)
     out: dict[str, Any] = {
         "logs": [{"path": a.path, "run": a.header.get("run"), "runtime": a.header.get("runtime"),
-                  "scenario": a.header.get("scenario"), "damage": a.damage,
+                  "scenario": a.header.get("scenario"), "damage": a.damage, "strays": a.strays,
                   "trials": [_trial_json(r, witnesses.get(id(r))) for r in a.trials]} for a in analyses],
         "summary": {"trials": s.trials, "violating": s.violating, "by_invariant": s.by_invariant,
                     "divergences": s.divergences, "disagreements": s.disagreements, "hit_rate": s.hit_rate,

@@ -258,17 +258,66 @@ def check_header(path: str, header: dict[str, Any]) -> None:
                            f"{name!r}: {value!r:.40}")
 
 
+def trial_of(rec: dict[str, Any]) -> int | None:
+    """The trial an event or trial_end record belongs to; None for any other record (a second header is found
+    by read_log) or one whose trial is not an integer (True would join trial 1's records)."""
+    trial = rec.get("trial")
+    if not isinstance(trial, int) or isinstance(trial, bool) or rec.get("type") not in ("event", "trial_end"):
+        return None
+    return trial
+
+
+class Strays:
+    """The records no trial takes: counted, and the first one described, for a warning. Every record of a log
+    whose trial ids were written as 0.0 or "0" (a converted log) was skipped without a word: "0 trial(s)", exit 0,
+    a clean verdict on a log full of violations."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.first: str | None = None
+
+    def add(self, rec: dict[str, Any]) -> None:
+        self.count += 1
+        if self.first is None:
+            self.first = f"type {_short(rec.get('type'))}, trial {_short(rec.get('trial'))}"
+
+    def merge(self, other: "Strays") -> None:
+        self.count += other.count
+        self.first = self.first or other.first
+
+    def message(self) -> str | None:
+        if not self.count:
+            return None
+        return (f"{self.count:,} record(s) that are neither an event nor a trial_end of an integer trial (the first: "
+                f"{self.first}): not judged")
+
+
+def _short(value: Any) -> str:
+    try:
+        return f"{value!r:.40}"
+    except RecursionError:
+        return "a value nested too deeply to show"
+
+
+def stray_records(contents: LogContents) -> Strays:
+    strays = Strays()
+    for rec in contents.records:
+        if trial_of(rec) is None:
+            strays.add(rec)
+    return strays
+
+
 def iter_trials(contents: LogContents) -> Iterator[tuple[int, list[dict[str, Any]], dict[str, Any] | None]]:
     """(trial id, its event records, its trial_end record or None) in the order the trials first appear."""
     events: dict[int, list[dict[str, Any]]] = {}
     ends: dict[int, dict[str, Any]] = {}
     for rec in contents.records:
-        trial = rec.get("trial")
-        if not isinstance(trial, int) or isinstance(trial, bool):  # True would join trial 1's records
+        trial = trial_of(rec)
+        if trial is None:
             continue
         if rec.get("type") == "trial_end":
             ends[trial] = rec
-        elif rec.get("type") == "event":
+        else:
             events.setdefault(trial, []).append(rec)
     for trial in sorted(set(events) | set(ends)):
         yield trial, events.get(trial, []), ends.get(trial)

@@ -403,3 +403,46 @@ def test_analyze_prints_its_verdicts_when_a_picture_cannot_be_written(capsys, tm
     rc, out, err = run_cli(capsys, "analyze", str(found / f"{STEM}.msgpack"), picture, target)
     assert rc == 3 and f"{target}: No space left on device" in err and err.count("\n") == 1, err
     assert "trial 0: VIOLATION lost_dirty_data" in out and "hit rate" in out, out
+
+
+# --- records no trial takes ------------------------------------------------------------------------------------------
+
+def _rewritten(source: Path, target: Path, change) -> Path:
+    records = list(msgpack.Unpacker(open(source, "rb"), raw=False, strict_map_key=False))
+    target.write_bytes(b"".join(msgpack.packb(r if i == 0 else change(dict(r))) for i, r in enumerate(records)))
+    return target
+
+
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_a_log_whose_trial_ids_are_no_integers_is_no_clean_verdict(capsys, tmp_path, monkeypatch, trials_log, jobs):
+    """A log converted by a tool that wrote every trial id as 0.0 (or "0"): each record was skipped without a
+    word, and analyze said "0 trial(s)", exit 0, a clean verdict on twelve trials; replay "nothing to replay",
+    exit 0. Now the skipped records are counted and named, and a log with no trial left is exit 2."""
+    import analysis.analyze as analyze
+
+    monkeypatch.setattr(analyze, "PARALLEL_MIN_BYTES", 0)
+    floats = _rewritten(trials_log, tmp_path / "floats.msgpack", lambda r: dict(r, trial=float(r["trial"])))
+    rc, out, err = run_cli(capsys, "analyze", str(floats), "--jobs", jobs)
+    needle = "record(s) that are neither an event nor a trial_end of an integer trial (the first: type 'event', " \
+             "trial 0.0): not judged"
+    assert rc == 2 and needle in " ".join(err.split()), err
+    rc, out, err = run_cli(capsys, "replay", str(floats))
+    assert rc == 2 and needle in err and "no trial to replay" in err, err
+
+
+def test_a_few_stray_records_are_named_and_the_rest_judged(capsys, tmp_path, monkeypatch, trials_log):
+    import json
+
+    import analysis.analyze as analyze
+
+    monkeypatch.setattr(analyze, "PARALLEL_MIN_BYTES", 0)
+    some = _rewritten(trials_log, tmp_path / "some.msgpack",
+                      lambda r: dict(r, trial=str(r["trial"])) if r["trial"] == 3 else r)
+    docs = []
+    for jobs in ("1", "3"):
+        rc, out, err = run_cli(capsys, "analyze", str(some), "--jobs", jobs, "--json")
+        assert rc == 1, err
+        docs.append(json.loads(out))
+    assert docs[0] == docs[1] and docs[0]["summary"]["trials"] == 11
+    assert docs[0]["logs"][0]["strays"].endswith("record(s) that are neither an event nor a trial_end of an integer "
+                                                 "trial (the first: type 'event', trial '3'): not judged")
