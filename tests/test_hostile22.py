@@ -446,3 +446,33 @@ def test_a_few_stray_records_are_named_and_the_rest_judged(capsys, tmp_path, mon
     assert docs[0] == docs[1] and docs[0]["summary"]["trials"] == 11
     assert docs[0]["logs"][0]["strays"].endswith("record(s) that are neither an event nor a trial_end of an integer "
                                                  "trial (the first: type 'event', trial '3'): not judged")
+
+
+@pytest.mark.parametrize("json_out", [False, True])
+def test_run_shows_a_failing_trial_whose_log_cannot_be_written(capsys, tmp_path, monkeypatch, found, json_out):
+    """`tlbrace run` on a full disk: the trial ran and failed, then its log could not be written and the command
+    ended there (exit 3) without the story. A wild trial cannot be replayed into existence again: what it showed
+    was lost. Now its story (or JSON) comes first, then the error."""
+    import json
+
+    import actors.campaign
+    import actors.trial
+    import cli.cmd_run
+    from actors.trial import TrialResult
+    from kernel_model.events import Violation
+
+    records = [r for r in msgpack.Unpacker(open(found / f"{STEM}.msgpack", "rb"), raw=False, strict_map_key=False)
+               if r.get("type") == "event"]
+    result = TrialResult(0, "violation", [Violation("lost_dirty_data", "file page 0 holds 2 but the disk holds 1")],
+                         records, steps=len(records))
+    monkeypatch.setattr(cli.cmd_run, "open_ray", lambda *_a, **_k: None)
+    monkeypatch.setattr(cli.cmd_run, "close_ray", lambda *_a, **_k: None)
+    monkeypatch.setattr(actors.trial, "run_one", lambda *_a, **_k: result)
+    monkeypatch.setattr(actors.campaign, "write_trial_log", lambda out, *_a: _enospc(f"{out}/x.msgpack"))
+    rc, out, err = run_cli(capsys, "run", "madv_dontneed", "--ordering", "eager", "--out", str(tmp_path),
+                           *(["--json"] if json_out else []))
+    assert rc == 3 and "x.msgpack: No space left on device" in err and err.count("\n") == 1, err
+    if json_out:
+        assert json.loads(out)["violations"][0]["invariant"] == "lost_dirty_data"
+    else:
+        assert "trial 0: violation" in out and "zap_pte_range" in out and "log: not saved" in out, out
