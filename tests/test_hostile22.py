@@ -187,14 +187,17 @@ def test_a_terminal_on_standard_input_is_refused_not_waited_on(capsys, tmp_path)
     (["shrink", "SCHEDULE", "-o", "-"], "-o -: expected a file path; tlbrace writes this file whole, never to "
                                         "standard output"),
     (["history", "madv_dontneed", "--kernels", "6.2", "--out", "-"], "--out -: expected a directory path"),
+    (["history", "madv_dontneed", "--kernels", "6.2", "--png", "-"], "--png -: expected a file path"),
+    (["analyze", "LOG", "--timeline", "-"], "--timeline -: expected a file path"),
+    (["report", "-"], "-: report reads a directory of campaigns, which standard input cannot be"),
 ])
 def test_a_dash_as_an_output_is_refused_and_nothing_named_dash_is_made(capsys, tmp_path, monkeypatch, found, argv,
                                                                        needle):
     """`explore X --out -` made a directory named '-' and wrote the counterexample there; `shrink S -o -` a file
     named '-'. Whoever typed `-` meant standard output, which these files never go to."""
     monkeypatch.chdir(tmp_path)
-    argv = [str(found / f"{STEM}.schedule") if a == "SCHEDULE" else a for a in argv]
-    rc, out, err = run_cli(capsys, *argv)
+    paths = {"SCHEDULE": str(found / f"{STEM}.schedule"), "LOG": str(found / f"{STEM}.msgpack")}
+    rc, out, err = run_cli(capsys, *[paths.get(a, a) for a in argv])
     assert rc == 2 and needle in err and err.count("\n") == 1, err
     assert not os.path.lexists(tmp_path / "-")
 
