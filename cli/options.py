@@ -229,7 +229,7 @@ def _pathconf(path: str, name: str, default: int) -> int:
     return value if value > 0 else default
 
 
-def _check_creatable(out: str, existing: str, flag: str) -> None:
+def _check_creatable(out: str, existing: str, flag: str, what: str = "--out") -> None:
     """Something can be created in ``existing`` (``out`` or its closest existing ancestor): a read-only or
     pseudo file system (/proc), or a directory without write permission, was found only when the search or
     campaign had ended and had something to write (exit 3 after all the work). A probe directory is made and
@@ -242,7 +242,7 @@ def _check_creatable(out: str, existing: str, flag: str) -> None:
         os.rmdir(tempfile.mkdtemp(prefix=".tlbrace-probe-", dir=existing))
     except OSError as exc:
         raise EnvironmentFailure(f"{flag} {out}: nothing can be created in {existing} ({exc.strerror or exc}): "
-                                 "choose a writable --out") from None
+                                 f"choose a writable {what}") from None
 
 
 SCHEDULE_KIND: Final = "a schedule file"
@@ -276,6 +276,9 @@ def check_out_file(path: str, flag: str, suffixes: tuple[str, ...] = (), may_rep
     if suffixes and not path.lower().endswith(suffixes):
         raise UsageError(f"{flag} {path}: expected a file name ending in {' or '.join(suffixes)}")
     _check_file_name_length(path, parent, flag)
+    # A read-only directory was found only at the write, after the work: `shrink -o` after its delta debugging,
+    # `history --png` after every search, `analyze --timeline` after judging every trial (exit 3 each time).
+    _check_creatable(path, parent, flag, "place for it")
 
 
 def _check_cwd(path: str, flag: str) -> None:

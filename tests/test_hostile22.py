@@ -479,3 +479,26 @@ def test_run_shows_a_failing_trial_whose_log_cannot_be_written(capsys, tmp_path,
         assert json.loads(out)["violations"][0]["invariant"] == "lost_dirty_data"
     else:
         assert "trial 0: violation" in out and "zap_pte_range" in out and "log: not saved" in out, out
+
+
+# --- an output file where nothing can be created -----------------------------------------------------------------------
+
+@pytest.mark.parametrize("argv, module, work", [
+    (["analyze", "LOG", "--timeline", "/proc/t.png"], "cli.cmd_analyze", "analyze_log"),
+    (["analyze", "LOG", "--perfetto", "/proc/t.json"], "cli.cmd_analyze", "analyze_log"),
+    (["shrink", "SCHEDULE", "-o", "/proc/s.schedule"], "cli.cmd_shrink", "shrink"),
+    (["history", "madv_dontneed", "--kernels", "6.2", "--png", "/proc/h.png"], "cli.cmd_history", "history_row"),
+    (["report", "DIR", "-o", "/proc/r.html"], "analysis.report", "write_report"),
+])
+def test_an_output_file_where_nothing_can_be_created_is_refused_before_the_work(capsys, monkeypatch, found, argv,
+                                                                                 module, work):
+    """--out was probed at the door (test_hostile_outputs); an output file's directory was not: on a read-only
+    file system (or /proc) `shrink -o` ran its delta debugging, `history --png` every search, `analyze
+    --timeline` judged every trial, and only then failed (exit 3)."""
+    import importlib
+
+    monkeypatch.setattr(importlib.import_module(module), work, lambda *_a, **_k: pytest.fail("the work ran"))
+    paths = {"LOG": str(found / f"{STEM}.msgpack"), "SCHEDULE": str(found / f"{STEM}.schedule"), "DIR": str(found)}
+    rc, out, err = run_cli(capsys, *[paths.get(a, a) for a in argv])
+    assert rc == 3 and f"{argv[-2]} {argv[-1]}: nothing can be created in /proc (" in err, err
+    assert "choose a writable place for it" in err and err.count("\n") == 1
