@@ -31,7 +31,8 @@ from kernel_model.config import Config
 from kernel_model.events import Event, Violation
 from kernel_model.program import Scenario
 from logs.event_fields import first_field_problem
-from logs.eventlog import LogContents, LogError, Strays, is_json_lines, iter_trials, read_log, stray_records, trial_of
+from logs.eventlog import (LogContents, LogError, Strays, is_json_lines, iter_trials, read_log, refuse_compressed,
+                           stray_records, trial_of)
 from logs.header import AnalysisError, config_from_header, scenario_from_header
 
 
@@ -254,6 +255,7 @@ def analyze_streamed(path: str, jobs: int, *, pipes: bool = False, scenario: Sce
         raise LogError(str(exc)) from None
     if is_json_lines(data):
         return None  # JSON Lines: for people, small
+    refuse_compressed(path, data)
     if len(data) < PARALLEL_MIN_BYTES:  # by what was read: a pipe's or standard input's size is not known before
         jobs = 1
     header, starts = _chunk_starts(path, data, jobs)

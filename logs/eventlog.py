@@ -134,6 +134,7 @@ def read_log(path: str | os.PathLike[str], *, pipes: bool = False) -> LogContent
         raise LogError(str(exc)) from None
     if is_json_lines(data):
         return _read_jsonl(path, data)
+    refuse_compressed(path, data)
     records: list[dict[str, Any]] = []
     damage = None
     unpacker = msgpack.Unpacker(raw=False, strict_map_key=False, max_buffer_size=max(len(data), 1))
@@ -157,6 +158,15 @@ def read_log(path: str | os.PathLike[str], *, pipes: bool = False) -> LogContent
     if damage is None and offset < len(data):
         damage = f"truncated record at byte {offset}"
     return _checked(path, records, damage)
+
+
+def refuse_compressed(path: str, data: bytes) -> None:
+    """LogError naming the decompressor, for a log kept compressed (scenarios.input_files.compressed)."""
+    from scenarios.input_files import compressed
+
+    why = compressed(path, data)
+    if why is not None:
+        raise LogError(why)
 
 
 def is_header(rec: dict[str, Any]) -> bool:

@@ -194,6 +194,22 @@ def _open_nonblocking(path: str, what: str) -> int:
         raise InputFileError(f"{path}: cannot read the {what}: {_reason(exc)}") from None
 
 
+# The first bytes of the compressors a log or schedule is kept under (RFC 1952, xz, zstd, bzip2, LZ4 frames), and
+# the command that reads each one back.
+_COMPRESSED: Final = ((b"\x1f\x8b", "gzip", "zcat"), (b"\xfd7zXZ\x00", "xz", "xzcat"),
+                      (b"\x28\xb5\x2f\xfd", "zstd", "zstdcat"), (b"BZh", "bzip2", "bzcat"),
+                      (b"\x04\x22\x4d\x18", "LZ4", "lz4cat"))
+
+
+def compressed(path: str, data: bytes) -> str | None:
+    """"PATH: gzip-compressed: ..." with the pipe that reads it, when ``data`` starts as a compressed file does
+    (`tlbrace analyze run.msgpack.gz` said only "not a tlbrace log"); None otherwise."""
+    for magic, name, cat in _COMPRESSED:
+        if data.startswith(magic):
+            return f"{path}: {name}-compressed; expected it decompressed, e.g. piped in as -: {cat} {path} | tlbrace ... -"
+    return None
+
+
 def file_kind(mode: int) -> str:
     """'a directory', 'a FIFO', 'a device', ... for a message (the kind a path's mode says)."""
     for test, name in ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a device"),

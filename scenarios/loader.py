@@ -190,7 +190,7 @@ def list_scenarios() -> list[tuple[str, str, dict[str, int]]]:
 
 def load_scenario(name_or_path: str, params: dict[str, int] | None = None) -> Scenario:
     """Load a library scenario by name, or a user's TOML file by path; ``params`` override its ``[params]``."""
-    from scenarios.input_files import MAX_SCENARIO_BYTES, InputFileError, read_input
+    from scenarios.input_files import MAX_SCENARIO_BYTES, InputFileError, compressed, read_input
 
     if "\0" in str(name_or_path):
         raise ScenarioError(f"{name_or_path!r}: a scenario name or path cannot contain a NUL byte")
@@ -200,6 +200,9 @@ def load_scenario(name_or_path: str, params: dict[str, int] | None = None) -> Sc
                          pipes=True)
     except InputFileError as exc:
         raise ScenarioError(str(exc), file=label) from None
+    why = compressed(label, raw)  # "not UTF-8 text: invalid start byte at byte 1" said nothing of gzip
+    if why is not None:
+        raise ScenarioError(why, file=label)
     try:
         text = raw.decode("utf-8-sig")  # a byte-order mark (Notepad's UTF-8) is no TOML statement: drop it
     except UnicodeDecodeError as exc:

@@ -502,3 +502,30 @@ def test_an_output_file_where_nothing_can_be_created_is_refused_before_the_work(
     rc, out, err = run_cli(capsys, *[paths.get(a, a) for a in argv])
     assert rc == 3 and f"{argv[-2]} {argv[-1]}: nothing can be created in /proc (" in err, err
     assert "choose a writable place for it" in err and err.count("\n") == 1
+
+
+# --- a compressed input --------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("command, file, compress", [
+    ("analyze", "msgpack", "gzip"), ("analyze", "msgpack", "xz"), ("replay", "msgpack", "bz2"),
+    ("replay", "schedule", "gzip"), ("shrink", "schedule", "gzip"), ("explore", "toml", "gzip"),
+])
+def test_a_compressed_input_is_named_with_the_pipe_that_reads_it(capsys, tmp_path, found, command, file, compress):
+    """`tlbrace analyze run.msgpack.gz` said "not a tlbrace log (its first record is not a tlbrace-log header)",
+    `shrink s.schedule.gz` "not one msgpack document", `explore s.toml.gz` "not UTF-8 text: invalid start byte":
+    true, and no help to someone who keeps logs compressed. Now the compressor is named, with the pipe into `-`."""
+    import bz2
+    import gzip
+    import lzma
+
+    from scenarios.loader import LIBRARY_DIR
+
+    source = LIBRARY_DIR / "madv_dontneed.toml" if file == "toml" else found / f"{STEM}.{file}"
+    pack, cat = {"gzip": (gzip.compress, "zcat"), "xz": (lzma.compress, "xzcat"), "bz2": (bz2.compress, "bzcat")}[compress]
+    path = tmp_path / f"{source.name}.{compress}"
+    path.write_bytes(pack(source.read_bytes()))
+    extra = {"shrink": ["-o", str(tmp_path / "s.schedule")], "explore": ["--out", str(tmp_path / "o")]}.get(command, [])
+    rc, out, err = run_cli(capsys, command, str(path), *extra)
+    name = {"bz2": "bzip2"}.get(compress, compress)
+    assert rc == 2 and f"{path}: {name}-compressed; expected it decompressed, e.g. piped in as -: {cat} {path} | " \
+                      "tlbrace ... -" in err and err.count("\n") == 1, err
