@@ -529,3 +529,33 @@ def test_a_compressed_input_is_named_with_the_pipe_that_reads_it(capsys, tmp_pat
     name = {"bz2": "bzip2"}.get(compress, compress)
     assert rc == 2 and f"{path}: {name}-compressed; expected it decompressed, e.g. piped in as -: {cat} {path} | " \
                       "tlbrace ... -" in err and err.count("\n") == 1, err
+
+
+# --- a Ctrl-C in history -----------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("json_out", [False, True])
+def test_an_interrupted_history_prints_the_searches_that_finished(capsys, tmp_path, monkeypatch, json_out):
+    """`timeout 1h tlbrace history --all` (or a Ctrl-C) said "tlbrace: interrupted", exit 130, and nothing else:
+    every finished search's verdict was lost (fuzz and stress report what they finished). Now the table holds
+    them, and a line says how many of how many; no matrix is written."""
+    import json
+
+    import controlled.explorer
+
+    real = controlled.explorer.explore
+    calls = []
+
+    def third_is_interrupted(*a, **k):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(*a, **k)
+    monkeypatch.setattr(controlled.explorer, "explore", third_is_interrupted)
+    rc, out, err = run_cli(capsys, "history", "madv_dontneed", "--kernels", "6.1,6.2,6.18", "--out", str(tmp_path),
+                           *(["--json"] if json_out else []))
+    assert rc == 130 and "tlbrace: interrupted after 2 of 3 searches; the table holds those that finished" in err
+    if json_out:
+        assert [k["kernel"] for k in json.loads(out)["kernels"]] == ["6.1", "6.2"]
+    else:
+        assert "lost_dirty_data" in out and "clean (exhaustive)" in out and "6.18" not in out, out
+    assert not (tmp_path / "history.png").exists()
