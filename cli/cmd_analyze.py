@@ -69,13 +69,30 @@ def run(args: argparse.Namespace) -> int:
         print(f"tlbrace: error: {one_line(str(exc))}", file=sys.stderr)
         return EXIT_BAD_INPUT
     args.unreadable = 0
+    args.interrupted = None
     analyses = _analyze_logs(args, only, err)
     if analyses is None:
+        if args.interrupted is not None:
+            raise KeyboardInterrupt  # in the first log: nothing judged to show
         return EXIT_BAD_INPUT
     reports = [r for a in analyses for r in a.trials]
     if only is not None and not reports:
         print(f"tlbrace: error: no trial {args.trial} in {one_line(', '.join(args.logs))}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    _show(args, analyses, reports, only, err)
+    if args.interrupted is not None:
+        done, total = args.interrupted
+        print(f"tlbrace: interrupted after {done} of {total} logs; the verdicts above are theirs", file=sys.stderr)
+        return 130
+    if args.unreadable:
+        return EXIT_BAD_INPUT
+    bad = any(r.violating or r.divergence or r.disagreement for r in reports)
+    return EXIT_VIOLATION if bad else EXIT_OK
+
+
+def _show(args: argparse.Namespace, analyses: list[LogAnalysis], reports: list[TrialReport], only: set[int] | None,
+          err: Console) -> None:
+    """The pictures asked for, then the verdicts (tables, diagrams or JSON)."""
     witnesses = {id(r): _witnesses(a, r) for a in analyses for r in _explained(a, reports, only)}
     coverage = cov.aggregate(r.coverage for r in reports) if args.coverage else None
     try:
@@ -89,10 +106,6 @@ def run(args: argparse.Namespace) -> int:
         _output(args, analyses, reports, witnesses, coverage)
         raise exc from None
     _output(args, analyses, reports, witnesses, coverage)
-    if args.unreadable:
-        return EXIT_BAD_INPUT
-    bad = any(r.violating or r.divergence or r.disagreement for r in reports)
-    return EXIT_VIOLATION if bad else EXIT_OK
 
 
 def _check_outputs(args: argparse.Namespace) -> None:
@@ -134,10 +147,15 @@ def _analyze_logs(args: argparse.Namespace, only: set[int] | None, err: Console)
         print("tlbrace: error: no event log given (only results files; their failing trials' logs sit beside "
               "them)", file=sys.stderr)
         return None
-    for path in logs:
+    for done, path in enumerate(logs):
         try:
             analysis = analyze_log(path, pipes=True, only_trials=only, keep_events=only is not None,
                                    observe=cov.observe if args.coverage else None, jobs=args.jobs)
+        except KeyboardInterrupt:
+            # Ctrl-C or SIGTERM in `analyze OUT/*.msgpack`: every log judged so far was lost with "interrupted".
+            # They are shown (witnesses and pictures as usual), then the line saying how many, exit 130.
+            args.interrupted = (done, len(logs))
+            break
         except (LogError, AnalysisError) as exc:
             # One unreadable log of a glob (an empty file a killed driver left) no longer hides the others: each
             # is named, the rest analysed, and the exit status is still 2 (args.unreadable).

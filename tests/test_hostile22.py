@@ -559,3 +559,22 @@ def test_an_interrupted_history_prints_the_searches_that_finished(capsys, tmp_pa
     else:
         assert "lost_dirty_data" in out and "clean (exhaustive)" in out and "6.18" not in out, out
     assert not (tmp_path / "history.png").exists()
+
+
+def test_an_interrupted_analyze_of_many_logs_shows_the_logs_it_judged(capsys, tmp_path, monkeypatch, found):
+    """`analyze OUT/*.msgpack` interrupted in its third log said "tlbrace: interrupted" and showed nothing of the
+    two it had judged."""
+    import analysis.analyze
+    import cli.cmd_analyze
+
+    logs = []
+    for i in range(3):
+        logs.append(tmp_path / f"l{i}.msgpack")
+        logs[-1].write_bytes((found / f"{STEM}.msgpack").read_bytes())
+    real = analysis.analyze.analyze_log
+    monkeypatch.setattr(cli.cmd_analyze, "analyze_log",
+                        lambda path, **k: (_ for _ in ()).throw(KeyboardInterrupt) if path.endswith("l2.msgpack")
+                        else real(path, **k))
+    rc, out, err = run_cli(capsys, "analyze", *map(str, logs))
+    assert rc == 130 and "tlbrace: interrupted after 2 of 3 logs; the verdicts above are theirs" in err, err
+    assert out.count("trial 0: VIOLATION lost_dirty_data") == 2 and "l2.msgpack" not in out
