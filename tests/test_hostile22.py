@@ -578,3 +578,34 @@ def test_an_interrupted_analyze_of_many_logs_shows_the_logs_it_judged(capsys, tm
     rc, out, err = run_cli(capsys, "analyze", *map(str, logs))
     assert rc == 130 and "tlbrace: interrupted after 2 of 3 logs; the verdicts above are theirs" in err, err
     assert out.count("trial 0: VIOLATION lost_dirty_data") == 2 and "l2.msgpack" not in out
+
+
+# --- a Ctrl-C in shrink ------------------------------------------------------------------------------------------------
+
+def test_an_interrupted_shrink_writes_the_shortest_schedule_found_so_far(capsys, tmp_path, monkeypatch):
+    """A Ctrl-C (or SIGTERM) during shrink said "interrupted" and threw the delta debugging done so far away. Now
+    the shortest schedule found, which still reproduces, is written, and a line says to shrink it again."""
+    import json
+
+    import cli.cmd_shrink
+
+    rc, out, err = run_cli(capsys, "explore", "madv_dontneed", "--ordering", "eager", "--strategy", "random",
+                           "--budget", "50", "--seed", "3", "--json", "--out", str(tmp_path))
+    (found,) = json.loads(out)["violations"]
+    real = cli.cmd_shrink.run_schedule
+    calls = []
+
+    def interrupted_at_the_sixtieth(*a, **k):
+        calls.append(1)
+        if len(calls) == 60:  # of 128 calls: it has shrunk 37 to 32 by then
+            raise KeyboardInterrupt
+        return real(*a, **k)
+    monkeypatch.setattr(cli.cmd_shrink, "run_schedule", interrupted_at_the_sixtieth)
+    target = tmp_path / "shrunk.schedule"
+    rc, out, err = run_cli(capsys, "shrink", found["schedule_file"], "-o", str(target))
+    assert rc == 130 and "tlbrace: interrupted; the shortest schedule found so far (" in err, err
+    steps = int(err.split("so far (")[1].split(" ")[0])
+    assert steps < found["steps"] and f"written to {target}" in out
+    monkeypatch.setattr(cli.cmd_shrink, "run_schedule", real)
+    rc, out, err = run_cli(capsys, "replay", str(target))
+    assert rc == 1 and "reproduced" in out, out
