@@ -244,6 +244,7 @@ def _checked(path: str, records: list[dict[str, Any]], damage: str | None) -> Lo
     return LogContents(records[0], records[1:], damage)
 
 
+_INFORMATIVE: Final = ("runtime", "created")  # strings, when present; nothing is decided by them
 # The header fields a reader relies on, and their types (``created`` and ``runtime`` are informative only).
 _HEADER_TYPES: dict[str, tuple[type, ...]] = {"run": (str,), "scenario": (str,), "scenario_source": (str,),
                                               "params": (dict,), "config": (dict,)}
@@ -257,6 +258,13 @@ def check_header(path: str, header: dict[str, Any]) -> None:
         deep = too_deep(header.get(key))
         if deep is not None:
             raise LogError(f"{path}: header key {key!r}: {deep}")
+    deep = too_deep(header)  # any other key: a 1,000-deep "runtime" was an internal error (exit 4) in analyze
+    if deep is not None:
+        raise LogError(f"{path}: header key {deep}")
+    for key in _INFORMATIVE:  # shown by analyze (and in its JSON) as they are: NaN there was no JSON
+        value = header.get(key)
+        if value is not None and not isinstance(value, str):
+            raise LogError(f"{path}: header key {key!r}: expected a string, got {value!r:.60}")
     for key, kinds in _HEADER_TYPES.items():
         value = header.get(key)
         if not isinstance(value, kinds):

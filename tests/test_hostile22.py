@@ -609,3 +609,50 @@ def test_an_interrupted_shrink_writes_the_shortest_schedule_found_so_far(capsys,
     monkeypatch.setattr(cli.cmd_shrink, "run_schedule", real)
     rc, out, err = run_cli(capsys, "replay", str(target))
     assert rc == 1 and "reproduced" in out, out
+
+
+# --- a log header's informative keys ---------------------------------------------------------------------------------
+
+def _with_runtime(found: Path, target: Path, runtime: object, jsonl: bool) -> Path:
+    import json
+
+    records = list(msgpack.Unpacker(open(found / f"{STEM}.msgpack", "rb"), raw=False, strict_map_key=False))
+    records[0]["runtime"] = runtime
+    target.write_bytes(b"".join(json.dumps(r).encode() + b"\n" for r in records) if jsonl
+                       else b"".join(msgpack.packb(r) for r in records))
+    return target
+
+
+def _nested(depth: int) -> object:
+    value: object = "wild"
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+@pytest.mark.parametrize("command", [["analyze"], ["analyze", "--json"], ["replay"]])
+@pytest.mark.parametrize("runtime, jsonl, needle", [
+    (_nested(1000), False, "header key 'runtime' is nested more than 32 deep"),
+    (float("nan"), True, "header key 'runtime': expected a string, got nan"),
+])
+def test_a_header_runtime_that_is_no_string_is_named(capsys, tmp_path, found, command, runtime, jsonl, needle):
+    """The header's "runtime" is shown as it is, and was read unchecked: nested 1,000 deep it was an internal
+    error (RecursionError, exit 4) in analyze and replay; NaN (a JSON Lines log) came out of `analyze --json` as
+    the bare word NaN, which no JSON reader takes."""
+    log = _with_runtime(found, tmp_path / f"log.{'jsonl' if jsonl else 'msgpack'}", runtime, jsonl)
+    rc, out, err = run_cli(capsys, command[0], str(log), *command[1:])
+    assert rc == 2 and f"{log}: {needle}" in err and err.count("\n") == 1, err
+
+
+def test_a_json_document_never_holds_nan():
+    import io
+
+    from cli import json_document
+
+    out = io.StringIO()
+    json_document._documents.append(out)
+    try:
+        json_document.print_document({"a": [1.5, float("nan")], "b": {"c": float("-inf")}, "d": "NaN"})
+    finally:
+        json_document._documents.pop()
+    assert out.getvalue() == '{"a": [1.5, null], "b": {"c": null}, "d": "NaN"}\n'
