@@ -123,6 +123,11 @@ def _decode(path: str) -> dict[str, Any]:
                             "`tlbrace explore` or `tlbrace replay LOG`")
     if doc.get("version") != VERSION:
         raise ScheduleError(f"{path}: schedule version {doc.get('version')!r}; this tlbrace reads {VERSION}")
+    from logs.event_fields import too_deep
+
+    deep = too_deep(doc)  # before any message shows a value: a 1,000-deep seed or strategy was an internal error
+    if deep is not None:
+        raise ScheduleError(f"{path}: {deep}")
     return doc
 
 

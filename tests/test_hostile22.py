@@ -656,3 +656,17 @@ def test_a_json_document_never_holds_nan():
     finally:
         json_document._documents.pop()
     assert out.getvalue() == '{"a": [1.5, null], "b": {"c": null}, "d": "NaN"}\n'
+
+
+@pytest.mark.parametrize("key", ["scenario", "seed", "strategy"])
+@pytest.mark.parametrize("command", ["replay", "shrink"])
+def test_a_schedule_value_nested_too_deeply_is_named(capsys, tmp_path, found, key, command):
+    """Session 20 bounded the nesting of a schedule's params and config; its scenario, seed and strategy nested
+    1,000 deep were still an internal error (RecursionError in the repr meant to show them, exit 4)."""
+    doc = msgpack.unpackb((found / f"{STEM}.schedule").read_bytes(), raw=False, strict_map_key=False)
+    doc[key] = _nested(1000)
+    path = tmp_path / "deep.schedule"
+    path.write_bytes(msgpack.packb(doc))
+    rc, out, err = run_cli(capsys, command, str(path), *(["-o", str(tmp_path / "s.schedule")]
+                                                         if command == "shrink" else []))
+    assert rc == 2 and f"{path}: '{key}' is nested more than 32 deep" in err and err.count("\n") == 1, err
