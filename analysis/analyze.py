@@ -31,7 +31,8 @@ from kernel_model.config import Config
 from kernel_model.events import Event, Violation
 from kernel_model.program import Scenario
 from logs.event_fields import first_field_problem
-from logs.eventlog import LogContents, LogError, is_json_lines, iter_trials, read_log
+from logs.eventlog import (LogContents, LogError, Strays, is_json_lines, iter_trials, read_log, refuse_compressed,
+                           stray_records, trial_of)
 from logs.header import AnalysisError, config_from_header, scenario_from_header
 
 
@@ -66,6 +67,7 @@ class LogAnalysis:
     scenario: Scenario
     cfg: Config
     trials: list[TrialReport]
+    strays: str | None = None  # the records no trial takes (logs.eventlog.Strays), for a warning
 
 
 # --- the scenario a log was recorded with ----------------------------------------------------------------------
@@ -180,7 +182,7 @@ def analyze_contents(path: str, contents: LogContents, *, scenario: Scenario | N
                            memo=memo)
                for trial, events, end in iter_trials(contents)
                if only_trials is None or trial in only_trials]
-    return LogAnalysis(path, header, contents.damage, scenario, cfg, reports)
+    return LogAnalysis(path, header, contents.damage, scenario, cfg, reports, stray_records(contents).message())
 
 
 def analyze_log(path: str | os.PathLike[str], *, jobs: int | None = None, pipes: bool = False,
@@ -192,8 +194,6 @@ def analyze_log(path: str | os.PathLike[str], *, jobs: int | None = None, pipes:
     jobs = (os.cpu_count() or 1) if jobs is None else max(1, jobs)
     with gc_paused():  # millions of records: see controlled.gc_pause
         try:
-            if jobs > 1 and os.path.getsize(path) < PARALLEL_MIN_BYTES:
-                jobs = 1
             analysis = analyze_streamed(path, jobs, pipes=pipes, **kwargs)
             if analysis is not None:
                 return analysis
@@ -222,6 +222,12 @@ class _ChunkResult:
     reports: list[TrialReport]
     loose: dict[int, tuple[list[dict[str, Any]], dict[str, Any] | None]]  # trials cut by a boundary
     damage: str | None
+    # The chunk's last record, when it ended cleanly at the next chunk's start: where it begins, whether it is
+    # whole (eventlog.whole_record), and where it went (its loose trial's events or trial_end, or nowhere). Damage
+    # found at the very start of the next chunk may have begun inside it, as read_log judges it.
+    last: tuple[int, bool, str] | None = None
+    at_start: bool = False  # the damage is at the chunk's first byte
+    strays: Strays = field(default_factory=Strays)  # records no trial takes
 
 
 def _pool_worker_signals() -> None:
@@ -249,6 +255,9 @@ def analyze_streamed(path: str, jobs: int, *, pipes: bool = False, scenario: Sce
         raise LogError(str(exc)) from None
     if is_json_lines(data):
         return None  # JSON Lines: for people, small
+    refuse_compressed(path, data)
+    if len(data) < PARALLEL_MIN_BYTES:  # by what was read: a pipe's or standard input's size is not known before
+        jobs = 1
     header, starts = _chunk_starts(path, data, jobs)
     scenario, cfg = rebuilt_from_header(path, header, scenario)
     if starts is None:
@@ -270,22 +279,25 @@ def analyze_streamed(path: str, jobs: int, *, pipes: bool = False, scenario: Sce
     merged = _merge_chunks(chunks)
     if merged is None:
         return None  # interleaved trials: only the serial reader groups them correctly
-    damage, reports, loose = merged
+    damage, reports, loose, strays = merged
     for trial, (events, end) in loose.items():
         reports.append(judge_trial(scenario, cfg, path, trial, events, end, keep_events=keep_events,
                                    observe=observe, memo=memo))
     reports.sort(key=lambda r: r.trial)
-    return LogAnalysis(path, header, damage, scenario, cfg, reports)
+    return LogAnalysis(path, header, damage, scenario, cfg, reports, strays.message())
 
 
 def _merge_chunks(chunks: list[Any]) -> tuple[str | None, list[TrialReport],
-                                              dict[int, tuple[list[dict[str, Any]], dict[str, Any] | None]]] | None:
+                                              dict[int, tuple[list[dict[str, Any]], dict[str, Any] | None]],
+                                              Strays] | None:
     """The chunks' reports put together, up to the first damage; and the records of each trial that crossed a
     chunk boundary (still to judge), joined. None when a trial's records are not contiguous (interleaved)."""
     damage = None
     for i, c in enumerate(chunks):
         if c.damage is not None:
             damage, chunks = c.damage, chunks[:i + 1]  # nothing after the damage counts
+            if c.at_start and i > 0:
+                damage = _drop_torn_last(chunks[i - 1]) or damage
             break
     runs = [t for c in chunks for t in c.runs]
     merged_runs = [t for i, t in enumerate(runs) if i == 0 or runs[i - 1] != t]
@@ -293,11 +305,31 @@ def _merge_chunks(chunks: list[Any]) -> tuple[str | None, list[TrialReport],
         return None
     reports = [r for c in chunks for r in c.reports]
     loose: dict[int, tuple[list[dict[str, Any]], dict[str, Any] | None]] = {}
+    strays = Strays()
     for c in chunks:
+        strays.merge(c.strays)
         for trial, (events, end) in c.loose.items():
             have, have_end = loose.get(trial, ([], None))
             loose[trial] = (have + events, end or have_end)
-    return damage, reports, loose
+    return damage, reports, loose, strays
+
+
+def _drop_torn_last(c: _ChunkResult) -> str | None:
+    """When the chunk after ``c`` is garbage from its first byte and ``c``'s last record is not whole, that record
+    is where the damage began (bytes injected inside it shift what follows, and the next chunk starts in them):
+    it is dropped from its trial and the damage put at its start, as read_log does with one reader. Without this
+    the record was judged (a divergence, "field 'kind' is missing") and the damage put at the chunk boundary,
+    with --jobs 2 and not with --jobs 1. Returns the damage, or None when the last record is whole."""
+    if c.last is None or c.last[1]:
+        return None
+    offset, _whole, where = c.last
+    if c.runs and c.runs[-1] in c.loose:
+        events, end = c.loose[c.runs[-1]]
+        if where == "event" and events:
+            events.pop()
+        elif where == "trial_end":
+            c.loose[c.runs[-1]] = (events, None)
+    return f"garbage at byte {offset}"
 
 
 def _chunk_starts(path: str, data: bytes, jobs: int) -> tuple[dict[str, Any], list[int] | None]:
@@ -356,8 +388,9 @@ def _judge_range(task: tuple[int, int, bool, bool]) -> _ChunkResult:
                                            keep_events=sh["keep"], observe=sh["observe"], memo=sh["memo"]))
 
     for rec in _records(sh["data"], start, end, out):
-        trial = rec.get("trial")
-        if not isinstance(trial, int) or isinstance(trial, bool) or rec.get("type") not in ("event", "trial_end"):
+        trial = trial_of(rec)
+        if trial is None:
+            out.strays.add(rec)
             continue
         if not out.runs or out.runs[-1] != trial:
             if out.runs:
@@ -371,6 +404,8 @@ def _judge_range(task: tuple[int, int, bool, bool]) -> _ChunkResult:
             trial_end = rec
         else:
             events.append(rec)
+        if out.last is not None:  # the chunk's last record: where it went
+            out.last = (out.last[0], out.last[1], "trial_end" if rec["type"] == "trial_end" else "event")
     if out.runs:
         close(loose=has_next or (has_previous and len(out.runs) == 1))
     return out
@@ -381,7 +416,7 @@ def _records(data: bytes, start: int, end: int, out: _ChunkResult) -> Iterator[d
     whole, which is noted in ``out.damage``."""
     import msgpack
 
-    from logs.eventlog import whole_record
+    from logs.eventlog import another_log, is_header, whole_record
 
     unpacker = msgpack.Unpacker(raw=False, strict_map_key=False, max_buffer_size=max(end - start, 1))
     unpacker.feed(memoryview(data)[start:end])
@@ -391,17 +426,24 @@ def _records(data: bytes, start: int, end: int, out: _ChunkResult) -> Iterator[d
         for obj in unpacker:
             if not isinstance(obj, dict):
                 break
+            if is_header(obj):  # a chunk never holds this log's own header: another log follows this one
+                if pending is not None:
+                    yield pending
+                out.damage = another_log(start + offset)
+                return
             if pending is not None:
                 yield pending
             pending, previous, offset = obj, offset, unpacker.tell()
         else:
             if pending is not None:
+                out.last = (start + previous, whole_record(pending, _SHARED["run"]), "")
                 yield pending
             if start + offset < end:
                 out.damage = f"truncated record at byte {start + offset}"
             return
     except (msgpack.ExtraData, msgpack.FormatError, msgpack.StackError, ValueError, TypeError):
         pass
+    out.at_start = pending is None and offset == 0
     if pending is not None and not whole_record(pending, _SHARED["run"]):
         offset = previous  # read_log drops it likewise
     elif pending is not None:

@@ -25,6 +25,7 @@ from cli.json_document import print_document
 from cli.options import EVENT_LOG_KIND, add_view_options, console_for, diagram_width, integer, other_kind
 from logs.eventlog import LogError
 from logs.one_line import one_line
+from scenarios.input_files import STDIN
 
 EXIT_OK, EXIT_VIOLATION, EXIT_BAD_INPUT = 0, 1, 2
 MAX_WITNESSES = 5  # past this many violating trials, show the first of each invariant (--trial shows any)
@@ -68,24 +69,43 @@ def run(args: argparse.Namespace) -> int:
         print(f"tlbrace: error: {one_line(str(exc))}", file=sys.stderr)
         return EXIT_BAD_INPUT
     args.unreadable = 0
+    args.interrupted = None
     analyses = _analyze_logs(args, only, err)
     if analyses is None:
+        if args.interrupted is not None:
+            raise KeyboardInterrupt  # in the first log: nothing judged to show
         return EXIT_BAD_INPUT
     reports = [r for a in analyses for r in a.trials]
     if only is not None and not reports:
         print(f"tlbrace: error: no trial {args.trial} in {one_line(', '.join(args.logs))}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    witnesses = {id(r): _witnesses(a, r) for a in analyses for r in _explained(a, reports, only)}
-    coverage = cov.aggregate(r.coverage for r in reports) if args.coverage else None
-    if args.timeline:
-        _timeline(args.timeline, analyses, witnesses, err)
-    if args.perfetto:
-        _perfetto(args.perfetto, analyses, witnesses, only, err)
-    _output(args, analyses, reports, witnesses, coverage)
+    _show(args, analyses, reports, only, err)
+    if args.interrupted is not None:
+        done, total = args.interrupted
+        print(f"tlbrace: interrupted after {done} of {total} logs; the verdicts above are theirs", file=sys.stderr)
+        return 130
     if args.unreadable:
         return EXIT_BAD_INPUT
     bad = any(r.violating or r.divergence or r.disagreement for r in reports)
     return EXIT_VIOLATION if bad else EXIT_OK
+
+
+def _show(args: argparse.Namespace, analyses: list[LogAnalysis], reports: list[TrialReport], only: set[int] | None,
+          err: Console) -> None:
+    """The pictures asked for, then the verdicts (tables, diagrams or JSON)."""
+    witnesses = {id(r): _witnesses(a, r) for a in analyses for r in _explained(a, reports, only)}
+    coverage = cov.aggregate(r.coverage for r in reports) if args.coverage else None
+    try:
+        if args.timeline:
+            _timeline(args.timeline, analyses, witnesses, err)
+        if args.perfetto:
+            _perfetto(args.perfetto, analyses, witnesses, only, err)
+    except OSError as exc:
+        # A full disk (or an output directory gone) ended the command before the verdicts, after all the
+        # judging (minutes for a large log): they are printed first, then the error (exit 3).
+        _output(args, analyses, reports, witnesses, coverage)
+        raise exc from None
+    _output(args, analyses, reports, witnesses, coverage)
 
 
 def _check_outputs(args: argparse.Namespace) -> None:
@@ -127,10 +147,15 @@ def _analyze_logs(args: argparse.Namespace, only: set[int] | None, err: Console)
         print("tlbrace: error: no event log given (only results files; their failing trials' logs sit beside "
               "them)", file=sys.stderr)
         return None
-    for path in logs:
+    for done, path in enumerate(logs):
         try:
             analysis = analyze_log(path, pipes=True, only_trials=only, keep_events=only is not None,
                                    observe=cov.observe if args.coverage else None, jobs=args.jobs)
+        except KeyboardInterrupt:
+            # Ctrl-C or SIGTERM in `analyze OUT/*.msgpack`: every log judged so far was lost with "interrupted".
+            # They are shown (witnesses and pictures as usual), then the line saying how many, exit 130.
+            args.interrupted = (done, len(logs))
+            break
         except (LogError, AnalysisError) as exc:
             # One unreadable log of a glob (an empty file a killed driver left) no longer hides the others: each
             # is named, the rest analysed, and the exit status is still 2 (args.unreadable).
@@ -141,6 +166,10 @@ def _analyze_logs(args: argparse.Namespace, only: set[int] | None, err: Console)
         if analysis.damage:
             err.print(f"[yellow]tlbrace: warning: {printable(path)}: {printable(analysis.damage)}; analysed the records before it[/]",
                       highlight=False)
+        if analysis.strays:
+            err.print(f"[yellow]tlbrace: warning: {printable(path)}: {printable(analysis.strays)}[/]", highlight=False)
+            if not analysis.trials:  # nothing judged: no clean verdict (exit 0) on a log no trial could be read of
+                args.unreadable += 1
         analyses.append(analysis)
     return analyses or None
 
@@ -152,15 +181,18 @@ def _distinct(paths: list[str]) -> list[str]:
     distinct = []
     for path in paths:
         try:
-            st = os.stat(path)
+            # `analyze - -`: standard input named twice (by identity, "-" was always its own first: CPython keeps
+            # one object for each one-character string, so it was judged twice)
+            st = os.fstat(0) if path == STDIN else os.stat(path)
         except (OSError, ValueError):
             distinct.append(path)  # the reader says what is wrong with it
             continue
-        first = seen.setdefault((st.st_dev, st.st_ino), path)
-        if first is path:
+        key = (st.st_dev, st.st_ino)
+        if key not in seen:
+            seen[key] = path
             distinct.append(path)
         else:
-            print(f"tlbrace: note: {one_line(path)} is the same file as {one_line(first)}: analysed once",
+            print(f"tlbrace: note: {one_line(path)} is the same file as {one_line(seen[key])}: analysed once",
                   file=sys.stderr)
     return distinct
 
@@ -238,7 +270,7 @@ def _as_json(analyses: list[LogAnalysis], witnesses: dict[int, list[Witness]],
     s = summarize(r for a in analyses for r in a.trials)
     out: dict[str, Any] = {
         "logs": [{"path": a.path, "run": a.header.get("run"), "runtime": a.header.get("runtime"),
-                  "scenario": a.header.get("scenario"), "damage": a.damage,
+                  "scenario": a.header.get("scenario"), "damage": a.damage, "strays": a.strays,
                   "trials": [_trial_json(r, witnesses.get(id(r))) for r in a.trials]} for a in analyses],
         "summary": {"trials": s.trials, "violating": s.violating, "by_invariant": s.by_invariant,
                     "divergences": s.divergences, "disagreements": s.disagreements, "hit_rate": s.hit_rate,

@@ -24,6 +24,7 @@ from collections import Counter
 from typing import Any
 
 from cli.json_document import print_document
+from logs.one_line import one_line
 from cli.options import (add_output_options, add_scenario_options, check_out_dir, config_from_args,
                          integer, nearest_existing)
 from cli.memory_budget import add_memory_limit_option, budget_arg, fit_budget
@@ -69,7 +70,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "process)")
     p.add_argument("--address", metavar="ADDR", default=None,
                    help="join this Ray cluster and explore there (implies Ray; default P: the cluster's CPUs)")
-    p.add_argument("--verbose", action="store_true", help="let Ray's own warnings and logs reach the terminal")
+    p.add_argument("--verbose", action="store_true",
+                   help="a line on stderr for each scenario as it is judged (its name, size, states searched and "
+                        "verdict), in place of one every 10%%; with --parallel or --address, Ray's own warnings and "
+                        "logs reach the terminal too (default: off)")
     add_memory_limit_option(p)
     add_output_options(p, default_out="tlbrace-out/fuzz")
     p.set_defaults(func=run)
@@ -113,6 +117,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"tlbrace: interrupted after {len(outcomes)} of {args.count} scenarios; the files of the violations "
               f"found are in {args.out}", file=sys.stderr)
         return 130
+    if files.error is not None:  # exit 3, one line, after the report: the campaign itself ran to its end
+        raise files.error
     return EXIT_VIOLATION if report["violations"] else EXIT_OK
 
 
@@ -239,18 +245,33 @@ def _using(text: str | None) -> frozenset[str]:
 
 
 def _progress(args: argparse.Namespace) -> Any:
-    """One line on stderr every 10% of the campaign (none with --json)."""
-    if args.json:
+    """One line on stderr every 10% of the campaign (none with --json); with --verbose, one per scenario (with
+    --json too: stderr is not the document's)."""
+    if args.json and not args.verbose:
         return None
     done = [0]
-    step = max(1, args.count // 10)
+    step = 1 if args.verbose else max(1, args.count // 10)
 
-    def on_outcome(_outcome: Any) -> None:
+    def on_outcome(outcome: Any) -> None:
         done[0] += 1
         if done[0] % step == 0:
-            print(f"tlbrace fuzz: {done[0]}/{args.count} scenarios", file=sys.stderr, flush=True)
+            detail = f" {_outcome_line(outcome)}" if args.verbose else ""
+            print(f"tlbrace fuzz: {done[0]}/{args.count} scenarios{detail}", file=sys.stderr, flush=True)
 
     return on_outcome
+
+
+def _outcome_line(o: Any) -> str:
+    """One scenario's outcome for --verbose: "fuzz-0-7 (threads, ops, pages = (3, 5, 2)): 1,234 states,
+    complete: no violation"."""
+    if o.rejected:
+        return f"{o.name}: refused by the loader (a generator bug): {one_line(o.rejected)}"
+    verdict = ", ".join(o.invariants) or "no violation"
+    if o.mismatch:
+        verdict = f"reduction_mismatch: {one_line(o.mismatch)}"
+    shrunk = f", shrunk from {tuple(o.original_size)}" if o.original_size else ""
+    return (f"{o.name} (threads, ops, pages = {tuple(o.size)}{shrunk}): {o.states:,} states, "
+            f"{'complete' if o.complete else 'within the budget'}: {verdict}")
 
 
 class _ViolationFiles:
@@ -262,13 +283,32 @@ class _ViolationFiles:
         self.tag = "-".join(([f"v{kernel}"] if kernel else []) + [cfg.ordering, cfg.arch]
                             + ([cfg.mutant] if cfg.mutant else []))
         self.entries: dict[int, dict[str, Any]] = {}
+        self.error: OSError | None = None  # the first violation that could not be written (a full disk)
 
     def write(self, o: Any) -> None:
+        """The violation's files, if it is one. One that cannot be written (a full disk, --out gone read-only)
+        ended the campaign at once, exit 3 and no report: the violations found so far and the scenarios still
+        to run were lost. Now its entry says it was not saved, the campaign goes on (the later ones may fit, and
+        each is in the report), and the first error ends the command once the report is out."""
+        if not o.invariants:
+            return
+        try:
+            self._write(o)
+        except OSError as exc:
+            self.error = self.error or exc
+            self.entries[o.index] = {
+                "invariant": o.invariant, "invariants": o.invariants, "scenario_file": None, "schedule_file": None,
+                "not_saved": f"{exc.filename or self.out}: {exc.strerror or exc}", "name": o.name, "index": o.index,
+                "size": list(o.size), "shrunk_from": list(o.original_size) if o.original_size else None}
+            if o.known_race:
+                self.entries[o.index]["known_race"] = o.known_race
+            if o.race_check:
+                self.entries[o.index]["race_check"] = o.race_check
+
+    def _write(self, o: Any) -> None:
         from fuzz.generate import scenario_from_text
         from logs.schedule_file import ScheduleFile, write_schedule
 
-        if not o.invariants:
-            return
         os.makedirs(self.out, exist_ok=True)
         # A scenario as generated is the same for every kernel (seed and index make it); shrunk, it is this
         # kernel's, and is named as its schedule is: two campaigns of one seed on two kernels writing one --out at
@@ -340,6 +380,11 @@ def _print_report(report: dict[str, Any]) -> None:
                  f"{v['race_check']}]" if v.get("known_race") else
                  f" [not the known kernel race its conditions suggest: {v['race_check']}]" if v.get("race_check")
                  else "")
+        if v.get("not_saved"):
+            print(f"  {v['invariant']}{known}: {v['name']} (threads, ops, pages = {tuple(v['size'])}{shrunk}) not "
+                  f"saved ({v['not_saved']}): the same command draws it again (scenario {v['index']} of --seed "
+                  f"{report['seed']})")
+            continue
         print(f"  {v['invariant']}{known}: {v['scenario_file']} (threads, ops, pages = {tuple(v['size'])}{shrunk}); "
               + (v["mismatch"] if v.get("mismatch") else f"tlbrace replay {v['schedule_file']}"))
     if found > 20:

@@ -105,24 +105,60 @@ def run(args: argparse.Namespace) -> int:
     args.budget = fit_budget(scenarios, Config(), "bfs", args.budget or DEFAULT_HISTORY_BUDGET,
                              given=args.budget is not None, memory_limit=args.memory_limit, hash_compact=False,
                              label="history")
-    rows = [history_row(sc, kernels, args.budget, progress=None if args.json else _progress, arch=args.arch)
-            for sc in scenarios]
-    if png is not None:
-        from analysis.history_plot import plot_history
-
-        os.makedirs(os.path.dirname(png) or ".", exist_ok=True)
-        plot_history(rows, kernels, png)
+    rows: list[Row] = []
+    try:
+        for sc in scenarios:
+            history_row(sc, kernels, args.budget, progress=None if args.json else _progress, arch=args.arch,
+                        rows=rows)
+    except KeyboardInterrupt:
+        # Ctrl-C or SIGTERM (`timeout 1h tlbrace history --all`): it said "interrupted" and nothing else, and the
+        # verdicts of every search that had finished (an hour's with --all; none on the terminal with --json)
+        # were lost. They are printed, without the matrix (a partial one would look like a whole one).
+        return _interrupted(args, [r for r in rows if r.cells], len(scenarios) * len(kernels))
+    unwritten = _plot(rows, kernels, png)
     regressions = fixed_but_reachable(rows)
     if args.json:
         doc: Any = [r.to_json() for r in rows] if args.all else rows[0].to_json()
         print_document(doc)
     else:
         print_rows(rows, args.budget)
-        if png is not None:
+        if png is not None and unwritten is None:
             print(f"matrix written to {png}")
     for line in regressions:
         print(f"tlbrace history: {line}", file=sys.stderr)
+    if unwritten is not None:  # the table is out: the searches (hours with --all) are not lost with the picture
+        raise unwritten
     return 1 if regressions else 0
+
+
+def _interrupted(args: argparse.Namespace, rows: list[Row], searches: int) -> int:
+    """The table (or JSON) of the searches that finished before a Ctrl-C, and a line saying how many; exit 130."""
+    if args.json:
+        print_document([r.to_json() for r in rows] if args.all else (rows[0].to_json() if rows else None))
+    elif rows:
+        print_rows(rows, args.budget)
+    for line in fixed_but_reachable(rows):
+        print(f"tlbrace history: {line}", file=sys.stderr)
+    done = sum(len(r.cells) for r in rows)
+    print(f"tlbrace: interrupted after {done} of {searches} searches; the table holds those that finished (no "
+          "matrix written)", file=sys.stderr)
+    return 130
+
+
+def _plot(rows: list[Row], kernels: list[str], png: str | None) -> OSError | None:
+    """The matrix written to ``png``, or the OSError that stopped it (a full disk, a directory gone read-only),
+    raised only once the table is printed: it ended the command before the table, and every search's verdict
+    was lost (exit 3, and nothing on stdout with --json)."""
+    if png is None:
+        return None
+    from analysis.history_plot import plot_history
+
+    try:
+        os.makedirs(os.path.dirname(png) or ".", exist_ok=True)
+        plot_history(rows, kernels, png)
+    except OSError as exc:
+        return exc
+    return None
 
 
 def _png_path(args: argparse.Namespace) -> str | None:
@@ -162,12 +198,16 @@ def parse_kernels(text: str | None) -> list[str]:
         raise UsageError(f"--kernels: {exc}") from None
 
 
-def history_row(scenario: Any, kernels: list[str], budget: int, progress: Any = None, arch: str | None = None) -> Row:
-    """Explore ``scenario`` on each kernel (its [config] overridden by the kernel's fixes, and by ``arch``)."""
+def history_row(scenario: Any, kernels: list[str], budget: int, progress: Any = None, arch: str | None = None,
+                rows: list[Row] | None = None) -> Row:
+    """Explore ``scenario`` on each kernel (its [config] overridden by the kernel's fixes, and by ``arch``). The
+    row is appended to ``rows`` before its first search, so that a caller interrupted keeps the finished cells."""
     from kernel_model.config import Config
     from controlled.explorer import explore
 
     row = Row(scenario.name, scenario.description, arch=arch or scenario.config.get("arch", "smp"))
+    if rows is not None:
+        rows.append(row)
     for kernel in kernels:
         cfg = Config.from_dict({**scenario.config, **kernel_config(kernel), "arch": row.arch})
         result = explore(scenario, cfg, "bfs", budget=budget, stop_at_first=True)

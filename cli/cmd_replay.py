@@ -81,7 +81,7 @@ def _replay_log(args: argparse.Namespace, console: Any) -> list[dict]:
     """Each failing trial of the log (or the one --trial names), replayed expecting each logged result."""
     from analysis.analyze import AnalysisError, rebuilt_from_header
     from cli.errors import UsageError
-    from logs.eventlog import LogError, iter_trials, read_log
+    from logs.eventlog import LogError, iter_trials, read_log, stray_records
 
     try:
         contents = read_log(args.file, pipes=True)
@@ -93,6 +93,11 @@ def _replay_log(args: argparse.Namespace, console: Any) -> list[dict]:
                       "there[/]")
     results = []
     trials = list(iter_trials(contents))
+    strays = stray_records(contents).message()
+    if strays and not trials:  # "nothing to replay", exit 0, of a log whose every record was skipped
+        raise UsageError(f"{args.file}: {strays}; no trial to replay")
+    if strays:
+        console.print(f"[yellow]warning: {printable(args.file)}: {printable(strays)}[/]")
     _check_trial_asked(args, [trial for trial, _, _ in trials])
     for trial, events, end in trials:
         if args.trial is not None and trial != args.trial:

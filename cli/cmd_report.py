@@ -27,6 +27,9 @@ def run(args: argparse.Namespace) -> int:
     from cli.options import check_out_file
     from analysis.report import write_report
 
+    if args.dir == "-":  # standard input elsewhere (scenarios.input_files.STDIN): no directory comes through it
+        raise UsageError("-: report reads a directory of campaigns, which standard input cannot be: expected a "
+                         "tlbrace stress --out or scale --out directory (./- for one named '-')")
     if not os.path.isdir(args.dir):
         raise UsageError(f"{args.dir}: not a directory (expected a tlbrace stress --out or scale --out directory)")
     out = args.output if args.output is not None else os.path.join(args.dir, "report.html")

@@ -49,7 +49,13 @@ def run(args: argparse.Namespace) -> int:
         raise
     finally:
         close_ray(session)
-    log = write_trial_log(args.out, "run", scenario, cfg, r) if (r.failed or args.keep_passing) else None
+    unsaved: OSError | None = None
+    try:
+        log = write_trial_log(args.out, "run", scenario, cfg, r) if (r.failed or args.keep_passing) else None
+    except OSError as exc:
+        # A wild trial is no schedule: real scheduling decided it, and it may never come again. A full disk ended
+        # the command at its log (exit 3) without the story: the failure was seen by no one. It is shown first.
+        log, unsaved = None, exc
     if args.json:
         print_document({"scenario": scenario.name, "ordering": cfg.ordering, "arch": cfg.arch,
                           "mutant": cfg.mutant, "trial": r.trial, "status": r.status,
@@ -67,4 +73,8 @@ def run(args: argparse.Namespace) -> int:
             print_story(scenario, list(Topology.of(scenario, cfg).cpu_of), events, r.violations, console)
         if log:
             console.print(f"log: {printable(log)}")
+        elif unsaved is not None:
+            console.print("log: not saved (the error follows); the story above is all that is left of this trial")
+    if unsaved is not None:
+        raise unsaved
     return EXIT_VIOLATION if r.violations else EXIT_OK

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from typing import Any
 
 from rich.console import Console
 
@@ -26,9 +27,18 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+class ShrinkInterrupted(KeyboardInterrupt):
+    """A Ctrl-C or SIGTERM during the shrinking, with the shortest schedule found so far (it still reproduces)."""
+
+    def __init__(self, schedule: list[Transition], result: RunResult) -> None:
+        super().__init__()
+        self.schedule, self.result = schedule, result
+
+
 def shrink(sf: ScheduleFile) -> tuple[list[Transition], RunResult]:
     """ddmin over the schedule: keep a candidate if replaying it (with deterministic completion) still violates
-    one of the file's invariants within no more transitions than the best so far."""
+    one of the file's invariants within no more transitions than the best so far. Interrupted, it raises
+    ShrinkInterrupted with the best so far."""
     target = set(sf.invariants)
 
     def test(candidate: list[Transition]) -> RunResult | None:
@@ -39,6 +49,17 @@ def shrink(sf: ScheduleFile) -> tuple[list[Transition], RunResult]:
     if best is None:
         raise ScheduleError("the schedule does not reproduce its invariant; nothing to shrink")
     current = list(best.executed)
+    try:
+        current = _ddmin(current, test)
+    except KeyboardInterrupt:
+        raise ShrinkInterrupted(current, run_schedule(sf.scenario, sf.config, current, complete=False)) from None
+    final = run_schedule(sf.scenario, sf.config, current, complete=False)
+    return current, final
+
+
+def _ddmin(current: list[Transition], test: Any) -> list[Transition]:
+    """The delta debugging itself; ``current`` (a list this updates in place as it shrinks, so that an interrupt
+    keeps the best so far) is returned."""
     n = 2
     while len(current) >= 2:
         chunk = max(1, len(current) // n)
@@ -47,15 +68,14 @@ def shrink(sf: ScheduleFile) -> tuple[list[Transition], RunResult]:
             candidate = current[:start] + current[start + chunk:]
             rr = test(candidate)
             if rr is not None and len(rr.executed) < len(current):
-                current, best, shrunk = list(rr.executed), rr, True
+                current[:], shrunk = list(rr.executed), True
                 n = max(n - 1, 2)
                 break
         if not shrunk:
             if chunk == 1:
                 break
             n = min(len(current), n * 2)
-    final = run_schedule(sf.scenario, sf.config, current, complete=False)
-    return current, final
+    return current
 
 
 def run(args: argparse.Namespace) -> int:
@@ -70,6 +90,11 @@ def run(args: argparse.Namespace) -> int:
         schedule, result = shrink(sf)
     except ScheduleError as exc:
         raise UsageError(other_kind(args.file, SCHEDULE_KIND) or str(exc)) from None
+    except ShrinkInterrupted as stop:
+        # A Ctrl-C said "interrupted" and threw the shrinking done so far away (minutes on a long schedule): the
+        # shortest schedule found, which still reproduces, is written, and shrinking it again goes on from there.
+        schedule, result = stop.schedule, stop.result
+        args.interrupted = True
     invariants = sorted(set(sf.invariants) & set(result.invariants)) or result.invariants
     write_schedule(args.output, ScheduleFile(sf.scenario, sf.config, schedule, invariants, sf.strategy, sf.seed))
     if replacing:
@@ -84,6 +109,10 @@ def run(args: argparse.Namespace) -> int:
         print_story(sf.scenario, Machine(sf.scenario, sf.config).cpu_of, result.events, result.violations, console)
         console.print(f"shrunk {len(original.executed)} → {len(schedule)} transitions; written to "
                       f"{printable(args.output)}")
+    if getattr(args, "interrupted", False):
+        print(f"tlbrace: interrupted; the shortest schedule found so far ({len(schedule)} transitions) is in "
+              f"{one_line(args.output)}: shrink it again to go on", file=sys.stderr)
+        return 130
     return 1 if result.violations else 0
 
 

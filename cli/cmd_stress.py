@@ -8,7 +8,7 @@ command plus ``--resume``). Ctrl-C stops cleanly: the summary so far, exit statu
 
 A campaign stops after ``--trials N``, after ``--duration 30s|10m|8h`` or after ``--until N`` violating trials,
 whichever comes first (actors/stop_rule.py); with ``--duration`` or ``--until`` and no ``--trials``, the number
-of trials is unbounded. On ``--resume``, trials and violations count the whole campaign; the duration is a
+of trials is unbounded. ``--until`` above ``--trials`` could never be reached, and is refused. On ``--resume``, trials and violations count the whole campaign; the duration is a
 fresh budget for this run.
 """
 
@@ -67,7 +67,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="stop after TIME (30s, 10m, 8h, 1d; at most 366d) counted from the command's start; on "
                         "--resume, a new budget for this run (default: no time limit)")
     p.add_argument("--until", type=int_in(1, MAX_TRIALS), default=None, metavar="N",
-                   help="stop after N violating trials, counted over the whole campaign (default: no limit)")
+                   help="stop after N violating trials, counted over the whole campaign, at most --trials (default: "
+                        "no limit)")
     p.add_argument("--parallel", type=int_in(1, MAX_PARALLEL), default=1, metavar="P",
                    help=f"trials running at once, each on its own set of actors (default 1, at most {MAX_PARALLEL}; "
                         f"with at most {MAX_ACTORS} actors in all)")
@@ -294,6 +295,13 @@ def stop_limits(args: argparse.Namespace) -> tuple[int | None, float | None, int
     if args.until is not None and args.until < 1:
         raise UsageError(f"--until: expected a positive integer, got {args.until}")
     trials = args.trials
+    if trials is not None and args.until is not None and args.until > trials:
+        # `--trials 1 --until 5` ran its one trial and stopped "after 1 trials" as if --until had not been given:
+        # a campaign of N trials never holds more than N violating ones (on --resume too: both count the whole
+        # campaign), so the limit asked for could never be the one that stops it.
+        raise UsageError(f"--until {args.until}: more violating trials than --trials {trials} can hold, so it could "
+                         f"never stop the campaign: expected --until at most {trials}, or no --trials (then trials "
+                         f"run until {args.until} violate)")
     if trials is None and duration is None and args.until is None:
         trials = DEFAULT_TRIALS
     return trials, duration, args.until

@@ -11,6 +11,7 @@ command's other words go too, and the document is written on the real stdout by 
 from __future__ import annotations
 
 import json
+import math
 import sys
 from contextlib import contextmanager
 from typing import Any, Iterator, TextIO
@@ -35,7 +36,24 @@ def stdout_kept_for_the_document(wanted: bool) -> Iterator[None]:
 
 
 def print_document(doc: Any, **dumps: Any) -> None:
-    """``doc`` as JSON and a newline on the command's stdout (``dumps``: json.dumps' options, e.g. indent)."""
+    """``doc`` as JSON and a newline on the command's stdout (``dumps``: json.dumps' options, e.g. indent). JSON
+    has no NaN or Infinity: Python wrote them as the bare words NaN and Infinity, which jq and every other JSON
+    reader refuse ("Invalid numeric literal"): such a number (read from a damaged input) is written as null."""
     out = _documents[-1] if _documents else sys.stdout
-    out.write(json.dumps(doc, **dumps) + "\n")
+    try:
+        text = json.dumps(doc, allow_nan=False, **dumps)
+    except ValueError:  # "Out of range float values are not JSON compliant"
+        text = json.dumps(_finite(doc), allow_nan=False, **dumps)
+    out.write(text + "\n")
     out.flush()
+
+
+def _finite(value: Any) -> Any:
+    """``value`` with every NaN or infinite float replaced by None."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value

@@ -198,9 +198,13 @@ def _usable_columns() -> None:
         os.environ["COLUMNS"] = str(min(max(columns, MIN_WIDTH), MAX_WIDTH))
 
 
+# The subcommands with a --verbose of their own (Ray's logs; fuzz's line per scenario); elsewhere it only asks for
+# tracebacks. fuzz and scale had one that was taken out of argv before parsing: accepted, and ignored.
+OWN_VERBOSE = ("stress", "run", "scale", "fuzz")
+
+
 def _takes_verbose(argv: list[str]) -> bool:
-    """stress and run have a --verbose of their own (Ray's logs too); elsewhere it only asks for tracebacks."""
-    return next((a for a in argv if a in SUBCOMMANDS), None) in ("stress", "run")
+    return next((a for a in argv if a in SUBCOMMANDS), None) in OWN_VERBOSE
 
 
 def _traceback(verbose: bool) -> None:

@@ -155,6 +155,9 @@ def check_out_dir(out: str, flag: str = "--out") -> None:
         raise UsageError(f"{flag} '': expected a directory path")
     if "\0" in out:
         raise UsageError(f"{flag} {out!r}: a path cannot contain a NUL byte")
+    if out == "-":  # cat's standard input or output: not a directory named '-' made without a word
+        raise UsageError(f"{flag} -: expected a directory path; its files cannot go to standard output "
+                         "(./- names a directory called '-')")
     _check_cwd(out, flag)
     if os.path.exists(out) and not os.path.isdir(out):
         raise UsageError(f"{flag} {out}: is {_kind_of(out)}, expected a directory")
@@ -226,7 +229,7 @@ def _pathconf(path: str, name: str, default: int) -> int:
     return value if value > 0 else default
 
 
-def _check_creatable(out: str, existing: str, flag: str) -> None:
+def _check_creatable(out: str, existing: str, flag: str, what: str = "--out") -> None:
     """Something can be created in ``existing`` (``out`` or its closest existing ancestor): a read-only or
     pseudo file system (/proc), or a directory without write permission, was found only when the search or
     campaign had ended and had something to write (exit 3 after all the work). A probe directory is made and
@@ -239,7 +242,7 @@ def _check_creatable(out: str, existing: str, flag: str) -> None:
         os.rmdir(tempfile.mkdtemp(prefix=".tlbrace-probe-", dir=existing))
     except OSError as exc:
         raise EnvironmentFailure(f"{flag} {out}: nothing can be created in {existing} ({exc.strerror or exc}): "
-                                 "choose a writable --out") from None
+                                 f"choose a writable {what}") from None
 
 
 SCHEDULE_KIND: Final = "a schedule file"
@@ -255,6 +258,10 @@ def check_out_file(path: str, flag: str, suffixes: tuple[str, ...] = (), may_rep
 
     if not path or "\0" in path:
         raise UsageError(f"{flag} {path!r}: expected a file path")
+    if path == "-":  # `shrink S -o -` wrote a file named '-' where the user meant standard output
+        raise UsageError(f"{flag} -: expected a file path; tlbrace writes this file whole, never to standard output "
+                         "(./- names a file called '-')")
+    _check_cwd(path, flag)  # `analyze L --timeline t.png` in a deleted directory: "No such file or directory"
     if os.path.isdir(path):
         raise UsageError(f"{flag} {path}: is a directory, expected a file path")
     if os.path.exists(path) and not os.path.isfile(path):
@@ -269,6 +276,9 @@ def check_out_file(path: str, flag: str, suffixes: tuple[str, ...] = (), may_rep
     if suffixes and not path.lower().endswith(suffixes):
         raise UsageError(f"{flag} {path}: expected a file name ending in {' or '.join(suffixes)}")
     _check_file_name_length(path, parent, flag)
+    # A read-only directory was found only at the write, after the work: `shrink -o` after its delta debugging,
+    # `history --png` after every search, `analyze --timeline` after judging every trial (exit 3 each time).
+    _check_creatable(path, parent, flag, "place for it")
 
 
 def _check_cwd(path: str, flag: str) -> None:

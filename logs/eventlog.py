@@ -134,6 +134,7 @@ def read_log(path: str | os.PathLike[str], *, pipes: bool = False) -> LogContent
         raise LogError(str(exc)) from None
     if is_json_lines(data):
         return _read_jsonl(path, data)
+    refuse_compressed(path, data)
     records: list[dict[str, Any]] = []
     damage = None
     unpacker = msgpack.Unpacker(raw=False, strict_map_key=False, max_buffer_size=max(len(data), 1))
@@ -143,6 +144,9 @@ def read_log(path: str | os.PathLike[str], *, pipes: bool = False) -> LogContent
         for obj in unpacker:
             if not isinstance(obj, dict):
                 damage = f"garbage at byte {offset}"
+                break
+            if records and is_header(obj):
+                damage = another_log(offset)
                 break
             records.append(obj)
             previous, offset = offset, unpacker.tell()
@@ -154,6 +158,27 @@ def read_log(path: str | os.PathLike[str], *, pipes: bool = False) -> LogContent
     if damage is None and offset < len(data):
         damage = f"truncated record at byte {offset}"
     return _checked(path, records, damage)
+
+
+def refuse_compressed(path: str, data: bytes) -> None:
+    """LogError naming the decompressor, for a log kept compressed (scenarios.input_files.compressed)."""
+    from scenarios.input_files import compressed
+
+    why = compressed(path, data)
+    if why is not None:
+        raise LogError(why)
+
+
+def is_header(rec: dict[str, Any]) -> bool:
+    """Whether a record is a log's header (a first record), by its schema."""
+    return rec.get("schema") == SCHEMA
+
+
+def another_log(offset: int) -> str:
+    """The damage of a log that another one follows (`cat a.msgpack b.msgpack > c.msgpack`): its trials have the
+    same ids, and were judged as one, each a divergence (trial 0 of both runs replayed as one trial)."""
+    return (f"another log's header at byte {offset} (logs joined end to end: the next one is `tail -c "
+            f"+{offset + 1} FILE`, to analyse on its own)")
 
 
 # The fields every record of each type is written with (EventLogWriter, the module's docstring).
@@ -201,6 +226,9 @@ def _read_jsonl(path: str, data: bytes) -> LogContents:
         if not isinstance(obj, dict):
             damage = f"garbage at byte {offset}"
             break
+        if records and is_header(obj):
+            damage = another_log(offset)
+            break
         records.append(obj)
         offset += len(line)
     return _checked(path, records, damage)
@@ -216,6 +244,7 @@ def _checked(path: str, records: list[dict[str, Any]], damage: str | None) -> Lo
     return LogContents(records[0], records[1:], damage)
 
 
+_INFORMATIVE: Final = ("runtime", "created")  # strings, when present; nothing is decided by them
 # The header fields a reader relies on, and their types (``created`` and ``runtime`` are informative only).
 _HEADER_TYPES: dict[str, tuple[type, ...]] = {"run": (str,), "scenario": (str,), "scenario_source": (str,),
                                               "params": (dict,), "config": (dict,)}
@@ -229,6 +258,13 @@ def check_header(path: str, header: dict[str, Any]) -> None:
         deep = too_deep(header.get(key))
         if deep is not None:
             raise LogError(f"{path}: header key {key!r}: {deep}")
+    deep = too_deep(header)  # any other key: a 1,000-deep "runtime" was an internal error (exit 4) in analyze
+    if deep is not None:
+        raise LogError(f"{path}: header key {deep}")
+    for key in _INFORMATIVE:  # shown by analyze (and in its JSON) as they are: NaN there was no JSON
+        value = header.get(key)
+        if value is not None and not isinstance(value, str):
+            raise LogError(f"{path}: header key {key!r}: expected a string, got {value!r:.60}")
     for key, kinds in _HEADER_TYPES.items():
         value = header.get(key)
         if not isinstance(value, kinds):
@@ -240,17 +276,66 @@ def check_header(path: str, header: dict[str, Any]) -> None:
                            f"{name!r}: {value!r:.40}")
 
 
+def trial_of(rec: dict[str, Any]) -> int | None:
+    """The trial an event or trial_end record belongs to; None for any other record (a second header is found
+    by read_log) or one whose trial is not an integer (True would join trial 1's records)."""
+    trial = rec.get("trial")
+    if not isinstance(trial, int) or isinstance(trial, bool) or rec.get("type") not in ("event", "trial_end"):
+        return None
+    return trial
+
+
+class Strays:
+    """The records no trial takes: counted, and the first one described, for a warning. Every record of a log
+    whose trial ids were written as 0.0 or "0" (a converted log) was skipped without a word: "0 trial(s)", exit 0,
+    a clean verdict on a log full of violations."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.first: str | None = None
+
+    def add(self, rec: dict[str, Any]) -> None:
+        self.count += 1
+        if self.first is None:
+            self.first = f"type {_short(rec.get('type'))}, trial {_short(rec.get('trial'))}"
+
+    def merge(self, other: "Strays") -> None:
+        self.count += other.count
+        self.first = self.first or other.first
+
+    def message(self) -> str | None:
+        if not self.count:
+            return None
+        return (f"{self.count:,} record(s) that are neither an event nor a trial_end of an integer trial (the first: "
+                f"{self.first}): not judged")
+
+
+def _short(value: Any) -> str:
+    try:
+        return f"{value!r:.40}"
+    except RecursionError:
+        return "a value nested too deeply to show"
+
+
+def stray_records(contents: LogContents) -> Strays:
+    strays = Strays()
+    for rec in contents.records:
+        if trial_of(rec) is None:
+            strays.add(rec)
+    return strays
+
+
 def iter_trials(contents: LogContents) -> Iterator[tuple[int, list[dict[str, Any]], dict[str, Any] | None]]:
     """(trial id, its event records, its trial_end record or None) in the order the trials first appear."""
     events: dict[int, list[dict[str, Any]]] = {}
     ends: dict[int, dict[str, Any]] = {}
     for rec in contents.records:
-        trial = rec.get("trial")
-        if not isinstance(trial, int) or isinstance(trial, bool):  # True would join trial 1's records
+        trial = trial_of(rec)
+        if trial is None:
             continue
         if rec.get("type") == "trial_end":
             ends[trial] = rec
-        elif rec.get("type") == "event":
+        else:
             events.setdefault(trial, []).append(rec)
     for trial in sorted(set(events) | set(ends)):
         yield trial, events.get(trial, []), ends.get(trial)

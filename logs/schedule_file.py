@@ -101,13 +101,17 @@ def _check_agents(path: str, scenario: Scenario, config: Config, schedule: list[
 
 def _decode(path: str) -> dict[str, Any]:
     """The file's one msgpack document, if it is a schedule file of this version."""
-    from scenarios.input_files import MAX_SCHEDULE_BYTES, InputFileError, read_input
+    from scenarios.input_files import MAX_SCHEDULE_BYTES, InputFileError, compressed, read_input
 
     try:
-        doc = msgpack.unpackb(read_input(path, "schedule file", MAX_SCHEDULE_BYTES, pipes=True), raw=False,
-                              strict_map_key=False)
+        data = read_input(path, "schedule file", MAX_SCHEDULE_BYTES, pipes=True)
     except InputFileError as exc:
         raise ScheduleError(str(exc)) from None
+    why = compressed(path, data)
+    if why is not None:
+        raise ScheduleError(why)
+    try:
+        doc = msgpack.unpackb(data, raw=False, strict_map_key=False)
     # TypeError: a map whose key is itself a map or list (msgpack cannot hash it), e.g. b'\x81\x80\x00'.
     except (ValueError, TypeError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError):
         raise ScheduleError(f"{path}: not a tlbrace schedule file (not one msgpack document)") from None
@@ -119,6 +123,11 @@ def _decode(path: str) -> dict[str, Any]:
                             "`tlbrace explore` or `tlbrace replay LOG`")
     if doc.get("version") != VERSION:
         raise ScheduleError(f"{path}: schedule version {doc.get('version')!r}; this tlbrace reads {VERSION}")
+    from logs.event_fields import too_deep
+
+    deep = too_deep(doc)  # before any message shows a value: a 1,000-deep seed or strategy was an internal error
+    if deep is not None:
+        raise ScheduleError(f"{path}: {deep}")
     return doc
 
 

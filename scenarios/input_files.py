@@ -13,6 +13,12 @@ looks at a file's first bytes to tell a log from a schedule) gets the same bytes
 for a writer as `cat` does, and Ctrl-C ends the wait. An input that must be opened again by another process or
 rewritten in place (a stress campaign's results file on --resume, a scale run's plots) is read only as a
 regular file (open_input), which says so.
+
+``-`` names standard input wherever a command reads an input once (a scenario, a log, a schedule: `zcat
+run.msgpack.gz | tlbrace analyze -`), as `cat -` does; it is read to its end once and kept, as a pipe is. A
+terminal on standard input is refused (the command would wait for typing no one meant), and so is an empty one.
+Where a path must be a regular file, or names a directory or an output, ``-`` is refused saying why (``./-``
+names a file called '-').
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from typing import Final
 MAX_SCENARIO_BYTES: Final = 1 << 20  # 1 MiB of TOML: the library's largest file is under 4 KiB
 MAX_SCHEDULE_BYTES: Final = 256 << 20  # a schedule is a few bytes per transition
 MAX_LOG_BYTES: Final = 4 << 30  # 4 GiB: a million-event log is about 150 MB (bench/bench_analyze.py)
+STDIN: Final = "-"  # the name that means standard input, as for cat and tar
 WRITER_NOTE_S: Final = 2  # a pipe silent this long gets a line on stderr saying what the command waits for
 
 
@@ -36,6 +43,9 @@ class InputFileError(ValueError):
 
 def open_input(path: str, what: str, limit: int) -> int:
     """A descriptor (blocking again) on ``path``, which is a regular file of at most ``limit`` bytes."""
+    if path == STDIN:
+        raise InputFileError(f"-: standard input cannot be the {what}: it is read once, and this {what} is opened "
+                             "again; expected a regular file (save it first: cat > FILE; ./- for a file named '-')")
     fd = _open_nonblocking(path, what)
     try:
         st = os.fstat(fd)
@@ -58,6 +68,8 @@ def read_input(path: str | os.PathLike[str], what: str, limit: int, *, pipes: bo
     otherwise). Only a file the user named is read from a pipe: a FIFO that a glob or a directory's listing found
     (a campaign's logs, a scale run's plots) would wait for a writer that never comes."""
     path = os.fspath(path)
+    if path == STDIN and pipes:
+        return read_stdin(what, limit)
     piped = _read_pipe(path, what, limit) if pipes else None
     if piped is not None:
         return piped
@@ -93,6 +105,8 @@ def _read_at_most(f: io.BufferedReader, size: int, most: int) -> bytes:
 def read_head(path: str, what: str, limit: int, size: int = 64) -> bytes:
     """The first ``size`` bytes of an input read_input accepts with ``pipes`` (a pipe is read whole, and kept for
     the reader that comes next)."""
+    if path == STDIN:
+        return read_stdin(what, limit)[:size]
     piped = _read_pipe(path, what, limit)
     if piped is not None:
         return piped[:size]
@@ -123,6 +137,29 @@ def _read_pipe(path: str, what: str, limit: int) -> bytes | None:
         return _PIPED[key]
     finally:
         os.close(fd)
+
+
+def read_stdin(what: str, limit: int) -> bytes:
+    """The whole of standard input (``-``), read once and kept: a pipe or FIFO as _drain reads one, a redirected
+    file (`< FILE`) from where its offset stands, up to ``limit`` bytes. A terminal is refused, as an empty input
+    is (a closed one was opened on /dev/null by cli.std_streams)."""
+    key = (STDIN, 0, 0)
+    if key in _PIPED:
+        return _PIPED[key]
+    try:
+        st = os.fstat(0)
+    except OSError:
+        raise InputFileError(f"-: the {what} is to come on standard input, which is closed") from None
+    if os.isatty(0):
+        raise InputFileError(f"-: the {what} is to come on standard input, which is a terminal: pipe it or "
+                             f"redirect it (tlbrace ... - < FILE)")
+    if stat.S_ISDIR(st.st_mode):
+        raise InputFileError(f"-: standard input is a directory; expected the {what}")
+    data = _drain(0, "standard input", what, limit)
+    if not data:
+        raise InputFileError(f"-: standard input is empty; expected the {what} on it (e.g. cat FILE | tlbrace ... -)")
+    _PIPED[key] = data
+    return data
 
 
 def _drain(fd: int, path: str, what: str, limit: int) -> bytes:
@@ -157,6 +194,22 @@ def _open_nonblocking(path: str, what: str) -> int:
         raise InputFileError(f"{path}: cannot read the {what}: {_reason(exc)}") from None
 
 
+# The first bytes of the compressors a log or schedule is kept under (RFC 1952, xz, zstd, bzip2, LZ4 frames), and
+# the command that reads each one back.
+_COMPRESSED: Final = ((b"\x1f\x8b", "gzip", "zcat"), (b"\xfd7zXZ\x00", "xz", "xzcat"),
+                      (b"\x28\xb5\x2f\xfd", "zstd", "zstdcat"), (b"BZh", "bzip2", "bzcat"),
+                      (b"\x04\x22\x4d\x18", "LZ4", "lz4cat"))
+
+
+def compressed(path: str, data: bytes) -> str | None:
+    """"PATH: gzip-compressed: ..." with the pipe that reads it, when ``data`` starts as a compressed file does
+    (`tlbrace analyze run.msgpack.gz` said only "not a tlbrace log"); None otherwise."""
+    for magic, name, cat in _COMPRESSED:
+        if data.startswith(magic):
+            return f"{path}: {name}-compressed; expected it decompressed, e.g. piped in as -: {cat} {path} | tlbrace ... -"
+    return None
+
+
 def file_kind(mode: int) -> str:
     """'a directory', 'a FIFO', 'a device', ... for a message (the kind a path's mode says)."""
     for test, name in ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a device"),
@@ -167,6 +220,12 @@ def file_kind(mode: int) -> str:
 
 
 def _reason(exc: BaseException) -> str:
+    if isinstance(exc, FileNotFoundError) and exc.filename is not None and not os.path.isabs(exc.filename):
+        try:
+            os.getcwd()
+        except FileNotFoundError:  # the file may well be there, in the directory deleted under the shell
+            return ("the current directory no longer exists (deleted after the shell entered it): cd to an existing "
+                    "directory, or give an absolute path")
     if isinstance(exc, OSError):
         return exc.strerror or str(exc)
     return "the name contains a NUL byte" if "null" in str(exc) else str(exc)

@@ -97,6 +97,8 @@ from kernel_model.program import (EXPECT_KINDS, OP_KINDS, REFAULT_COUNTER_MAX, E
 from scenarios.decimal_text import decimal_int
 
 LIBRARY_DIR: Final = Path(__file__).resolve().parent / "library"
+STDIN: Final = "-"  # standard input (scenarios.input_files.STDIN)
+STDIN_STEM: Final = "stdin"  # the default name of a scenario read from it
 
 # Bounds that keep a typo (pages = 10**9) from turning into an out-of-memory error far from the file.
 # Pages: one schedule costs O(pages^2) in the controlled runtime. After every transition the machine keys the whole
@@ -188,15 +190,19 @@ def list_scenarios() -> list[tuple[str, str, dict[str, int]]]:
 
 def load_scenario(name_or_path: str, params: dict[str, int] | None = None) -> Scenario:
     """Load a library scenario by name, or a user's TOML file by path; ``params`` override its ``[params]``."""
-    from scenarios.input_files import MAX_SCENARIO_BYTES, InputFileError, read_input
+    from scenarios.input_files import MAX_SCENARIO_BYTES, InputFileError, compressed, read_input
 
     if "\0" in str(name_or_path):
         raise ScenarioError(f"{name_or_path!r}: a scenario name or path cannot contain a NUL byte")
     label, path, library = _locate(str(name_or_path))
     try:
-        raw = read_input(path, "scenario file", MAX_SCENARIO_BYTES, pipes=True)
+        raw = read_input(STDIN if str(name_or_path) == STDIN else path, "scenario file", MAX_SCENARIO_BYTES,
+                         pipes=True)
     except InputFileError as exc:
         raise ScenarioError(str(exc), file=label) from None
+    why = compressed(label, raw)  # "not UTF-8 text: invalid start byte at byte 1" said nothing of gzip
+    if why is not None:
+        raise ScenarioError(why, file=label)
     try:
         text = raw.decode("utf-8-sig")  # a byte-order mark (Notepad's UTF-8) is no TOML statement: drop it
     except UnicodeDecodeError as exc:
@@ -253,7 +259,10 @@ def parse_params(items: list[str]) -> dict[str, int]:
 
 
 def _locate(name_or_path: str) -> tuple[str, Path, bool]:
-    """(label for messages, file, whether it is a library file)."""
+    """(label for messages, file, whether it is a library file). ``-`` is standard input (its default name, the
+    stem a file would give, is ``stdin``: '-' is no scenario name)."""
+    if name_or_path == STDIN:
+        return "- (standard input)", Path(STDIN_STEM), False
     looks_like_path = "/" in name_or_path or "\\" in name_or_path or name_or_path.endswith(".toml")
     if not looks_like_path and name_or_path in library_names():
         return f"library:{name_or_path}", LIBRARY_DIR / f"{name_or_path}.toml", True
