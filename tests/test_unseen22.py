@@ -7,7 +7,8 @@ pages (a zap and a kswapd pass), MAP_FIXED against ftruncate, and s390 against x
 
 Same rules as tests/test_unseen21.py: a clean verdict needs the whole reduced state space searched (dfs with
 sleep sets, 80,000 states at most); a violation is what a bounded search finds, and must be among the invariants
-listed. Cells over about 5 s were searched and are named in comments, not run here.
+listed. The four-thread cells that do not fit that budget are sampled (UNSEEN22_SAMPLED: 300 PCT runs, as
+tests/test_unseen_scenarios.py's UNSEEN12_SAMPLED), and their headers say what larger searches found.
 """
 
 from __future__ import annotations
@@ -46,19 +47,30 @@ UNSEEN22: dict[str, dict[tuple[str, str], frozenset[str]]] = {
         ("3.15", "up"): CLEAN, ("6.1", "up"): CLEAN, ("6.1", "s390"): CLEAN, ("6.2", "s390"): CLEAN},
     "unseen22_two_writers_two_tables_munmap": {
         ("3.14", "smp"): LOST, ("4.19", "smp"): LOST, ("4.20", "smp"): LOST, ("6.1", "smp"): LOST,
-        ("3.14", "up"): LOST, ("6.2", "up"): LOST, ("6.2", "smp"): CLEAN, ("6.18", "smp"): CLEAN,
-        ("6.1", "up"): CLEAN, ("6.1", "s390"): CLEAN},
+        ("3.14", "up"): LOST, ("6.2", "up"): LOST, ("6.1", "up"): CLEAN},
     "unseen22_up_mremap_two_pages_reclaim": {
         ("4.2", "up"): FREED, ("4.3", "up"): FREED, ("4.12", "up"): FREED, ("4.18", "up"): FREED,
-        ("4.2", "smp"): FREED, ("4.12", "smp"): STALE, ("4.19", "up"): CLEAN, ("6.2", "up"): CLEAN,
+        ("4.2", "smp"): FREED, ("4.19", "up"): CLEAN, ("6.2", "up"): CLEAN,
+        # predicted stale_tlb_access: wrong, move_page_tables' flush of the old range covers address 1 too
+        ("4.12", "smp"): CLEAN,
         ("4.13", "smp"): CLEAN, ("4.18", "smp"): CLEAN, ("4.18", "s390"): CLEAN},
     "unseen22_truncate_vs_map_fixed_writer": {
-        ("3.14", "smp"): LOST, ("4.12", "smp"): LOST, ("6.1", "smp"): LOST, ("3.14", "up"): LOST,
-        ("6.2", "up"): LOST, ("6.2", "smp"): CLEAN, ("6.1", "up"): CLEAN, ("6.1", "s390"): CLEAN},
+        ("4.12", "smp"): LOST, ("3.14", "up"): LOST, ("6.2", "up"): LOST},
     "unseen22_s390_two_dontneeds_kswapd": {
         ("3.14", "smp"): STALE, ("4.3", "smp"): STALE, ("4.12", "smp"): STALE, ("3.14", "up"): STALE,
-        ("3.15", "smp"): CLEAN, ("4.2", "smp"): CLEAN, ("4.13", "smp"): CLEAN, ("6.2", "smp"): CLEAN,
-        ("4.12", "up"): CLEAN, ("6.2", "up"): CLEAN, ("3.14", "s390"): CLEAN, ("4.12", "s390"): CLEAN,
+        ("3.15", "smp"): CLEAN, ("4.2", "smp"): CLEAN, ("4.12", "up"): CLEAN, ("4.12", "s390"): CLEAN},
+}
+
+# Four threads: these cells do not fit 80,000 states of dfs (the clean ones were searched whole, or as far as
+# named, in session 22: the headers). 300 PCT runs from seed 0 must give exactly these invariants (none: no run
+# found one, which is no proof).
+UNSEEN22_SAMPLED: dict[str, dict[tuple[str, str], frozenset[str]]] = {
+    "unseen22_two_writers_two_tables_munmap": {("6.2", "smp"): CLEAN, ("6.18", "smp"): CLEAN, ("6.1", "s390"): CLEAN},
+    "unseen22_truncate_vs_map_fixed_writer": {
+        ("3.14", "smp"): LOST, ("6.1", "smp"): LOST, ("6.2", "smp"): CLEAN, ("6.1", "up"): CLEAN,
+        ("6.1", "s390"): CLEAN},
+    "unseen22_s390_two_dontneeds_kswapd": {
+        ("4.13", "smp"): CLEAN, ("6.2", "smp"): CLEAN, ("6.2", "up"): CLEAN, ("3.14", "s390"): CLEAN,
         ("6.1", "s390"): CLEAN, ("6.2", "s390"): CLEAN},
     "unseen22_two_writers_kswapd_msync": {
         ("4.11", "smp"): LOST, ("4.12", "smp"): LOST, ("4.13", "smp"): LOST, ("6.1", "smp"): LOST,
@@ -68,7 +80,7 @@ UNSEEN22: dict[str, dict[tuple[str, str], frozenset[str]]] = {
 
 
 def test_every_unseen22_scenario_has_a_verdict_here() -> None:
-    assert {p.stem for p in SCENARIOS.glob("unseen22_*.toml")} == set(UNSEEN22)
+    assert {p.stem for p in SCENARIOS.glob("unseen22_*.toml")} == set(UNSEEN22) | set(UNSEEN22_SAMPLED)
 
 
 def _cells() -> list[tuple[str, str, str]]:
@@ -79,3 +91,11 @@ def _cells() -> list[tuple[str, str, str]]:
 def test_unseen22_scenario_on_kernel(name: str, kernel: str, arch: str) -> None:
     sc = _load(name)
     _assert_verdict(explore(sc, _cfg(sc, kernel, arch), "dfs", budget=80_000), UNSEEN22[name][kernel, arch])
+
+
+@pytest.mark.parametrize("name, kernel, arch",
+                         [(n, k, a) for n, cells in UNSEEN22_SAMPLED.items() for k, a in cells])
+def test_unseen22_sampled_scenario_on_kernel(name: str, kernel: str, arch: str) -> None:
+    sc = _load(name)
+    r = explore(sc, _cfg(sc, kernel, arch), "pct", budget=300, seed=0)
+    assert {v.invariant for f in r.found for v in f.violations} == UNSEEN22_SAMPLED[name][kernel, arch]
