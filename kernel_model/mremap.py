@@ -37,7 +37,13 @@ from kernel_model.steps import Note, Path, Step
 
 
 def move_ptes(k: Kctx, old_start: int, old_end: int, new_start: int) -> Path:
-    """One PTE table's worth: returns need_flush (a moved PTE whose flush is left to the caller)."""
+    """One PTE table's worth: returns need_flush (the old range's flush left to move_page_tables, after every PTL
+    is dropped). Before eb66ae030829 that is every call that did not flush under the PTLs, whether or not it moved a
+    PTE: 4.9-4.18's move_ptes ends ``if (force_flush) flush_tlb_range(vma, old_end - len, old_end); else
+    *need_flush = true;``, and before 5d1904204c99 move_page_tables set ``need_flush = true;`` after each
+    move_ptes call. So an old range whose PTEs were all none (kswapd cleared them with its flush deferred, or a
+    zap's flush is still to come) is flushed before mremap returns. From eb66ae030829 there is no need_flush: the
+    flush under the PTLs is for the present PTEs moved, and a call that found only none PTEs flushes nothing."""
     old_table, new_table = k.table_of(old_start), k.table_of(new_start)
     yield Step("move_ptes", "down_write", ("i_mmap_rwsem", k.tid))  # take_rmap_locks
     yield Step("move_ptes", "spin_lock", (old_table, k.tid))  # pte_offset_map_lock
@@ -45,14 +51,12 @@ def move_ptes(k: Kctx, old_start: int, old_end: int, new_start: int) -> Path:
         yield Step("move_ptes", "spin_lock", (new_table, k.tid))  # spin_lock_nested(new_ptl)
     yield from flush_tlb_batched_pending(k, "move_ptes")
     force_flush = False
-    moved = False
     for old_va in range(old_start, old_end):
         new_va = new_start + old_va - old_start
         pte = yield Step("move_ptes", "ptep_get_and_clear_full", (old_va, k.sync_pte_clear))
         if pte is None:
             continue
         pte = Pte(*pte)
-        moved = True
         if k.cfg.fixed("mremap_flush_under_ptl") or (pte.dirty and k.cfg.fixed("mremap_dirty_flush")):
             # eb66ae030829 (4.19): every present PTE (pte_present); before it, only a dirty one (5d1904204c99,
             # 4.9, with its follow-up that tests the dirty bit of the value the clear returned, as here); before
@@ -65,7 +69,7 @@ def move_ptes(k: Kctx, old_start: int, old_end: int, new_start: int) -> Path:
         yield Step("move_ptes", "spin_unlock", (new_table, k.tid))
     yield Step("move_ptes", "spin_unlock", (old_table, k.tid))  # pte_unmap_unlock
     yield Step("move_ptes", "up_write", ("i_mmap_rwsem", k.tid))  # drop_rmap_locks
-    return moved and not force_flush
+    return not force_flush and not k.cfg.fixed("mremap_flush_under_ptl")
 
 
 def move_page_tables(k: Kctx, old_start: int, old_end: int, new_start: int) -> Path:

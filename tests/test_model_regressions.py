@@ -398,3 +398,41 @@ def test_no_pte_maps_a_truncated_folio_once_ftruncate_returned(ordering, arch):
         done = m.pos[1].step is None
         orphans += done and any(p is not None and not m.state.folios[p.pfn].in_page_cache for p in m.state.ptes)
     assert states > 50 and orphans == 0
+
+
+@pytest.mark.parametrize("kernel", ["4.3", "4.12"])
+def test_mremap_before_4_19_flushes_the_old_range_even_when_every_pte_was_none(kernel):
+    """Session 22 (scen22): move_ptes told move_page_tables to flush the old range only when it had moved a PTE,
+    so a range kswapd had just cleared (flush deferred, 4.3-4.12) was left to the deferred flush, mremap returned,
+    and a store through the old address's entry was reported as stale_tlb_access (unseen12_reclaim_vs_mremap and
+    unseen12_mremap_vs_reclaim_free on 4.3 and 4.12). The kernel's move_ptes ends ``if (force_flush)
+    flush_tlb_range(...); else *need_flush = true;`` (4.9-4.18; before 4.9 move_page_tables set need_flush after
+    every move_ptes call) and move_page_tables then flushes the old range whatever was moved."""
+    from kernel_model.kernels import kernel_config
+
+    sc = load_scenario(str(SCENARIOS / "unseen12_reclaim_vs_mremap.toml"))
+    r = explore(sc, Config(**kernel_config(kernel)))
+    assert r.complete and not r.found, [f.violations for f in r.found]
+
+
+def _move_page_tables_flushes(kernel: str) -> list[str]:
+    """The fns of the TLB flushes one thread's MADV_DONTNEED of page 0 and then mremap of page 0 to address 1 make
+    (the mremap finds page 0's PTE none)."""
+    from controlled.replay import run_schedule
+    from kernel_model.kernels import kernel_config
+    from kernel_model.program import Setup
+
+    ops = (Op("madvise_dontneed", (0,)), Op("mremap", (0,), to=1))
+    sc = Scenario(name="dontneed_then_mremap", description="", setup=Setup(pages=2, mapped=True, dirty=False),
+                  threads=(Thread("t", ops),))
+    run = run_schedule(sc, Config(**kernel_config(kernel)), [])
+    assert not run.violations
+    return [e.fn for e in run.events if e.kind == "step" and e.op in ("flush_tlb_local", "flush_tlb_others")
+            and e.fn == "move_page_tables"]
+
+
+def test_move_page_tables_flushes_an_all_none_old_range_only_before_4_19():
+    """eb66ae030829 (4.19) dropped need_flush: the flush under the PTLs covers the present PTEs moved, and a range
+    of none PTEs is not flushed at all (flush_tlb_batched_pending, 4.13, covers reclaim's deferred flush)."""
+    assert _move_page_tables_flushes("4.8") and _move_page_tables_flushes("4.18")
+    assert not _move_page_tables_flushes("4.19") and not _move_page_tables_flushes("6.2")

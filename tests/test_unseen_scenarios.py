@@ -140,7 +140,8 @@ UNSEEN12: dict[str, dict[tuple[str, str], frozenset[str]]] = {
     # 3ea277194daa (4.13) in zap_pte_range and move_ptes; reclaim defers its flush only since 4.3
     "unseen12_reclaim_vs_munmap": {("4.2", "smp"): CLEAN, ("4.12", "smp"): STALE, ("4.13", "smp"): CLEAN,
                                    ("6.2", "smp"): CLEAN, ("4.12", "up"): CLEAN, ("4.12", "s390"): CLEAN},
-    "unseen12_reclaim_vs_mremap": {("4.2", "smp"): CLEAN, ("4.12", "smp"): STALE, ("4.13", "smp"): CLEAN,
+    # session 22: STALE on 4.12 until move_ptes' need_flush was made the kernel's (set whether or not a PTE moved)
+    "unseen12_reclaim_vs_mremap": {("4.2", "smp"): CLEAN, ("4.12", "smp"): CLEAN, ("4.13", "smp"): CLEAN,
                                    ("6.2", "smp"): CLEAN, ("4.12", "up"): CLEAN, ("4.12", "s390"): CLEAN},
     # dd2283f2605e (4.20): munmap overlaps a MADV_DONTNEED only from 4.20, when 99baac21e458 covers it
     "unseen12_munmap_vs_dontneed_clean": {("4.12", "smp"): CLEAN, ("4.12", "s390"): CLEAN, ("6.1", "smp"): CLEAN},
@@ -149,8 +150,9 @@ UNSEEN12: dict[str, dict[tuple[str, str], frozenset[str]]] = {
                                         ("4.13", "up"): CLEAN, ("4.12", "s390"): CLEAN},
     "unseen12_parallel_dontneed_dirty": {("3.14", "smp"): STALE, ("3.15", "smp"): CLEAN, ("4.12", "smp"): CLEAN,
                                          ("3.14", "up"): STALE, ("3.15", "up"): CLEAN, ("3.14", "s390"): CLEAN},
-    # CVE-2018-18281 through reclaim: only before 4.3 (no batched flush); 4.3-4.12 3ea277194daa's mremap window
-    "unseen12_mremap_vs_reclaim_free": {("4.2", "smp"): FREED, ("4.3", "smp"): STALE, ("4.12", "smp"): STALE,
+    # CVE-2018-18281 through reclaim: only before 4.3 (no batched flush); 4.3 and 4.12 were STALE until session 22
+    # (move_page_tables flushes the old range even when move_ptes found it none: no window there)
+    "unseen12_mremap_vs_reclaim_free": {("4.2", "smp"): FREED, ("4.3", "smp"): CLEAN, ("4.12", "smp"): CLEAN,
                                         ("4.13", "smp"): CLEAN, ("4.18", "smp"): CLEAN, ("4.19", "smp"): CLEAN,
                                         ("4.2", "up"): FREED, ("4.2", "s390"): CLEAN},
     # 5d1904204c99 (4.9)
