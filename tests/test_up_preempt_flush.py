@@ -111,3 +111,15 @@ def test_up_states_drop() -> None:
 
 # madv_dontneed, default config, arch=up, reduce=False, symmetric=False: states of the model before session 22.
 UP_MADV_DONTNEED_STATES_BEFORE = 783  # 738 after
+
+
+@pytest.mark.parametrize("arch", ["up", "smp"])
+def test_the_wild_aligner_pauses_where_the_flush_starts(arch: str) -> None:
+    """actors.cpu holds a zapper in its flush-debt window (a Preempt pause) just before its flush starts: before
+    flush_tlb_others on SMP, before flush_tlb_local on UP, where preemption is still allowed."""
+    from actors.race_windows import SEND_OP, UP_SEND_OP
+
+    s = steps(solo(Op("madvise_dontneed", (0,)), cfg=Config(arch=arch), extra=(Thread("other", ()),)))
+    clear = s.index(("zap_pte_range", "ptep_get_and_clear_full"))
+    first_flush = next(o for f, o in s[clear:] if f == "tlb_flush_mmu_tlbonly")
+    assert first_flush == (UP_SEND_OP if arch == "up" else SEND_OP)
