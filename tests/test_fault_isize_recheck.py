@@ -79,3 +79,13 @@ def test_a_fault_before_the_truncation_still_maps() -> None:
 def test_store_vs_truncate_verdicts_stay_clean(ordering: str) -> None:
     r = explore(_store_vs_truncate(), Config(ordering=ordering), "dfs", stop_at_first=False, budget=100_000)
     assert r.complete and not r.found
+
+
+@pytest.mark.parametrize("arch", ["smp", "up"])
+@pytest.mark.parametrize("kind", ["store", "load"])
+def test_the_reduction_agrees_with_the_full_search(kind: str, arch: str) -> None:
+    """The new step's footprint (i_size read) keeps the reduced searches' verdicts and end states those of the
+    full search (fuzz.reduction_check, as `tlbrace fuzz --check-reduction` runs it)."""
+    from fuzz.reduction_check import AGREE, reduction_mismatch
+
+    assert reduction_mismatch(_store_vs_truncate(kind), Config(arch=arch), 20_000) == AGREE

@@ -123,3 +123,14 @@ def test_the_wild_aligner_pauses_where_the_flush_starts(arch: str) -> None:
     clear = s.index(("zap_pte_range", "ptep_get_and_clear_full"))
     first_flush = next(o for f, o in s[clear:] if f == "tlb_flush_mmu_tlbonly")
     assert first_flush == (UP_SEND_OP if arch == "up" else SEND_OP)
+
+
+@pytest.mark.parametrize("name", ["madv_dontneed", "flush_after_unlock"])
+@pytest.mark.parametrize("kernel", ["6.2", "3.9"])
+def test_the_reduction_agrees_with_the_full_search_on_up(name: str, kernel: str) -> None:
+    """The reduced searches' verdicts and end states are the full search's on UP, with the flush one step."""
+    from fuzz.reduction_check import AGREE, reduction_mismatch
+
+    sc = load_scenario(name)
+    cfg = Config.from_dict({**sc.config, **kernel_config(kernel), "arch": "up"})
+    assert reduction_mismatch(sc, cfg, 20_000) == AGREE
