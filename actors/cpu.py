@@ -49,7 +49,7 @@ from actors.cpu_up import TrialHung, UpScheduling
 from actors.jitter import Jitter
 from actors.lamport import Timeline
 from actors.page_table import QUEUE, TRY, VALIDATE
-from actors.race_windows import SEND_OP
+from actors.race_windows import SEND_OP, UP_SEND_OP
 from actors.topology import Topology, initial_state, programs
 from kernel_model import boot, ops
 from kernel_model import tlb as tlbops
@@ -185,7 +185,7 @@ class CpuCore(FlushIpis, UpScheduling, AlignerHooks):
             with self.cv:
                 self.next_op[tid] = step.op
                 self.cv.notify_all()
-        if step.op == SEND_OP:
+        if step.op == SEND_OP or (self.up and step.op == UP_SEND_OP):
             self._preempt_pause(tid, step)
         paused = jitter.pause_before(step.op)  # between instructions: IPIs may land during the pause
         begin = time.monotonic_ns()

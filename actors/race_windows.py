@@ -25,6 +25,9 @@ from kernel_model.steps import kind_of
 # A step that changed a present PTE (its result is the old PTE, None when there was none): a flush is owed.
 CLEARING_OPS: Final = frozenset({"ptep_get_and_clear_full", "ptep_modify_prot"})
 SEND_OP: Final = "flush_tlb_others"  # the shootdown's IPIs go out
+# On UP flush_tlb_mm_range is the one step flush_tlb_local (kernel_model.mmu_gather: no other CPU, no IPIs, and
+# preemption off inside it), so the flush starts there: where a Preempt pause holds a UP zapper (actors.cpu_align).
+UP_SEND_OP: Final = "flush_tlb_local"
 ACK_OP: Final = "wait_acks"  # every target has flushed and acknowledged: the debt is paid
 
 

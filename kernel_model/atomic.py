@@ -38,6 +38,10 @@ class MoveTruncateReclaimOps:
         self.s.i_size = size
         return old
 
+    def i_size_read(self, index: int) -> bool:
+        """filemap_fault's recheck under the folio lock: is ``index`` below the file's end (max_idx)?"""
+        return index < self.s.i_size
+
     def ext4_truncate(self, size: int) -> None:
         """ext4_setattr's ext4_truncate after truncate_pagecache (ext4_ext_truncate → ext4_ext_remove_space):
         the file's blocks from ``size`` on are freed, so each reads back as a hole. Under i_rwsem, and after

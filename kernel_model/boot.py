@@ -30,7 +30,7 @@ def thread_contexts(scenario: Scenario, cfg: Config) -> list[Kctx]:
     kinds = {op.kind for t in distinct for op in flatten(t.ops)}
     remapping = remaps(distinct)
     return [Kctx(cfg, tid, cpu, setup.ptes_per_table, setup.anon, setup.write_notify, "reclaim" in kinds, remapping,
-                 "munmap" in kinds, "mprotect" in kinds)
+                 "munmap" in kinds, "mprotect" in kinds, "ftruncate" in kinds)
             for tid, cpu in enumerate(cpu_of(scenario, cfg))]
 
 

@@ -32,6 +32,10 @@ class Kctx:
     # VMA (copy_vma). Without one every VMA is writable for the whole run and the check is left out, so that
     # scenarios without mprotect keep their state spaces.
     protects: bool = False
+    # Some operation of the scenario may change i_size (ftruncate): then filemap_fault rechecks the offset against
+    # i_size under the folio lock (kernel_model.memory.filemap_fault). Without one i_size never moves, the recheck
+    # always passes, and it is left out, so that scenarios without ftruncate keep their state spaces.
+    truncates: bool = False
 
     def table_of(self, va: int) -> int:
         return va // self.ptes_per_table

@@ -304,6 +304,14 @@ def filemap_fault(k: Kctx, index: int) -> Path:
             break
         yield from _fault_folio_unlock(k, "filemap_fault", pfn)
         yield Step("filemap_fault", "put_page", (pfn,))  # folio_put, then retry_find
+    if k.truncates and not (yield Step("filemap_fault", "i_size_read", (index,))):
+        # "Found the page and have a reference on it. We must recheck i_size under page lock": max_idx =
+        # DIV_ROUND_UP(i_size_read(inode), PAGE_SIZE); index >= max_idx: folio_unlock, folio_put, VM_FAULT_SIGBUS
+        # (mm/filemap.c, 2.6 to 6.x). An ftruncate that shrank the file after the lookup and has not yet reached
+        # this folio (truncate_inode_pages waits for its lock) would otherwise see the fault map it past the end.
+        yield from _fault_folio_unlock(k, "filemap_fault", pfn)
+        yield Step("filemap_fault", "put_page", (pfn,))
+        return None
     if k.cfg.has("fault_without_page_ref"):
         # The wrong kernel: the fault lets go of its reference before the PTE exists, so only the folio lock
         # (where the path holds it) keeps eviction off the folio.

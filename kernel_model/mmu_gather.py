@@ -141,7 +141,23 @@ def flush_tlb_mm_range(k: Kctx, fn: str, start: int, end: int) -> Path:
     Each target runs the handler in two steps, which the runtimes drive (controlled.machine, actors.cpu):
     flush_tlb_func invalidates [start, end), then the csd is unlocked (the ack the initiator spins on); for a
     synchronous csd __flush_smp_call_function_queue runs func before csd_unlock. wait_acks carries the range so
-    that its event says which shootdown has completed (kernel_model.oracle's stale_tlb_access)."""
+    that its event says which shootdown has completed (kernel_model.oracle's stale_tlb_access).
+
+    The kernel runs all of it with preemption disabled: preempt_disable()/preempt_enable() in 3.7's
+    flush_tlb_mm_range (and flush_tlb_page, flush_tlb_mm), get_cpu()/put_cpu() from 4.13 (4.19: get_cpu;
+    flush_tlb_func_local; flush_tlb_others; put_cpu; 5.15+: get_cpu; flush_tlb_multi or flush_tlb_func; put_cpu),
+    and arch_tlbbatch_flush likewise. On SMP that changes nothing here: each thread has a CPU of its own, which
+    keeps taking IPIs (interrupts stay on), and the paths model no migration. On UP it means no other task runs
+    until the flush is done, and there is no flush_tlb_others at all: a !CONFIG_SMP x86 build before 4.13 had
+    the UP tlbflush.h (flush_tlb_mm_range only flushed the local TLB), and from 4.13 on the shared code calls
+    flush_tlb_others/flush_tlb_multi only if cpumask_any_but(mm_cpumask(mm), cpu) < nr_cpu_ids, never true with
+    one CPU. So on UP the whole call is the one step flush_tlb_local, which no other thread can split; before
+    session 22 it was flush_tlb_others (sending nothing) and then flush_tlb_local, two transitions another thread
+    could run between (no verdict needed that: the same thread could run just before the call, where preemption is
+    allowed; but it multiplied UP states)."""
+    if k.cfg.arch == "up":
+        yield Step(fn, "flush_tlb_local", (start, end))  # preemption off: nothing else runs on the only CPU
+        return
     sent = yield Step(fn, "flush_tlb_others", (start, end))
     yield Step(fn, "flush_tlb_local", (start, end))
     if sent:

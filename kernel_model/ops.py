@@ -433,6 +433,11 @@ _TABLE: tuple[OpSpec, ...] = (
     _op("i_size_write", "pt", _on_mm(isize="w"),
         Format(args=lambda a: f"i_size {a[0]} pages", result=lambda a, r: None if r is None else f"was {r}",
                diagram=_ALWAYS), observed=True),
+    # filemap_fault's recheck of i_size under the folio lock ("We must recheck i_size under page lock"): True while
+    # the offset is below the file's end (max_idx), False for VM_FAULT_SIGBUS. Only where a thread may ftruncate.
+    _op("i_size_read", "pt", _on_mm(isize="r"),
+        Format(args=lambda a: f"index {a[0]}", result=lambda a, r: "below i_size" if r else "past i_size: SIGBUS"),
+        results=_BOOLS),
     # ext4_truncate (ext4_ext_remove_space): every block from the new size to the end is freed, a hole.
     _op("ext4_truncate", "pt", lambda sh, tid, cpu, a, index_of, s: {("disk", i): "w" for i in range(a[0], sh.npages)},
         Format(args=lambda a: f"blocks from page {a[0]} freed", diagram=_ALWAYS), result_read=False),

@@ -33,7 +33,13 @@ left (State.HOLE, zeros), never its old contents.
 
 mapping->invalidate_lock (ext4_setattr takes it around truncate_pagecache since 5.15, and ext4's i_mmap_sem
 before, from 4.5) is not modelled: the model's faults would take it for read, and truncation's final
-unmap_mapping_range catches what they map meanwhile, as the kernel's second unmap does.
+unmap_mapping_range catches what they map meanwhile, as the kernel's second unmap does. What it keeps out in the
+kernel, a fault reading a page back into the cache past the new end, the model never does (page_cache_read
+refuses an offset past i_size, where the kernel's fault would SIGBUS after adding it).
+
+A fault racing the shrink: filemap_fault checks i_size at the lookup and again under the folio lock (session 22:
+kernel_model.memory.filemap_fault, i_size_read), so a fault that found the folio before i_size_write and locks it
+after (truncate_inode_pages has not reached it yet) answers SIGBUS instead of mapping a page past the end.
 """
 
 from __future__ import annotations
