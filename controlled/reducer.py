@@ -15,11 +15,10 @@ from typing import Any, Callable
 from controlled.closure import WORD, Closure, compiled_closure
 from controlled.compiled_only import fresh_extension
 from controlled.coverings import NOTHING, covering, coverings as transition_coverings
-from controlled.memo import MISSING, BoundedMemo, Interner
+from controlled.memo import MISSING, BoundedMemo, Interner, Numbering
 from controlled.position_futures import PositionFuture, PositionFutures
 from controlled.positions import Resolved, Transition
 from controlled.reduction import Footprint, Footprints, conflict
-from controlled.visited import Numbering
 from kernel_model.oracle import MAY_END_COVERING_CALL, Oracle
 from kernel_model.state import State
 from kernel_model.steps import Step
