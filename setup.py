@@ -31,9 +31,9 @@ HOT_MODULES: tuple[str, ...] = _compiled["HOT_MODULES"]
 # Compiled-only modules (a .pyx with a Python fallback elsewhere, which checks this build's recorded digest
 # itself, controlled/compiled_only.py): the parallel search's atomic shared words (controlled/shared_words.py),
 # the exact visited keys' encoder (controlled/visited.py), the reducer's conflict closure (controlled/closure.py)
-# and its memo keys' packer (controlled/reducer.py).
+# its memo keys' packer (controlled/reducer.py) and the search's memos as dict subclasses (controlled/memo.py).
 EXTRA_MODULES = ("controlled._atomic_words", "controlled._compact_keys", "controlled._closure",
-                 "controlled._reducer_keys")
+                 "controlled._reducer_keys", "controlled._memo")
 
 
 class OptionalBuildExt(build_ext):

@@ -122,13 +122,13 @@ def patch_reducer() -> None:
     """Patch the reducer: a thread's future is its learned rest of operation (_LEARNED), then its later
     operations (the operation's whole footprint where nothing was learned). Memo keys gain each thread's step
     id."""
-    plain_relations = reducer.Reducer._relations
+    plain_others = reducer.Reducer._others
 
-    def _relations(self, tr, threads, hits, index_of, others):  # type: ignore[no-untyped-def]
-        return plain_relations(self, tr, threads, hits, index_of, (others, tuple(p.sid for p in self.pos)))
+    def _others(self, threads, hit_bits, queued):  # type: ignore[no-untyped-def]
+        return self._parts[(plain_others(self, threads, hit_bits, queued), tuple(p.sid for p in self.pos))]
 
     def _thread_relations(self, sig, fp, skip, threads, hits):  # type: ignore[no-untyped-def]
-        fps, out = self.footprints, {}
+        fps, definite, conditional = self.footprints, 0, 0
         for tid, pc in threads:
             if tid == skip:
                 continue
@@ -145,11 +145,13 @@ def patch_reducer() -> None:
                     hit = fps.hit_future(tid, pc, self.pos[tid].step, self.state) if hits[tid] else None
                     rel = reducer.CONFLICT_UNLESS if hit is not None and not conflict(fp, hit) else reducer.CONFLICT
                 self._relation_memo.put(pair, rel)
-            if rel:
-                out[("t", tid)] = rel
-        return out
+            if rel == reducer.CONFLICT:
+                definite |= 1 << tid
+            elif rel:
+                conditional |= 1 << tid
+        return definite, conditional
 
-    reducer.Reducer._relations = _relations
+    reducer.Reducer._others = _others
     reducer.Reducer._thread_relations = _thread_relations
 
 

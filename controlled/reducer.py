@@ -15,11 +15,10 @@ from typing import Any, Callable
 from controlled.closure import WORD, Closure, compiled_closure
 from controlled.compiled_only import fresh_extension
 from controlled.coverings import NOTHING, covering, coverings as transition_coverings
-from controlled.memo import MISSING, BoundedMemo, Interner
+from controlled.memo import MISSING, BoundedMemo, Interner, Numbering
 from controlled.position_futures import PositionFuture, PositionFutures
 from controlled.positions import Resolved, Transition
 from controlled.reduction import Footprint, Footprints, conflict
-from controlled.visited import Numbering
 from kernel_model.oracle import MAY_END_COVERING_CALL, Oracle
 from kernel_model.state import State
 from kernel_model.steps import Step
@@ -76,6 +75,8 @@ class Reducer:
         self._footprint_memo = BoundedMemo(PART_BOUND)
         self._relation_memo = BoundedMemo(PART_BOUND)
         self._relations_memo = BoundedMemo(RELATIONS_BOUND)
+        # The CPUs whose IPI handler a transition's footprint conflicts with (a bit set), by its signature.
+        self._cpu_conflicts = BoundedMemo(PART_BOUND)
         # The relations memos' key parts (a thread transition's signature, what the other agents are doing) as
         # numbers: one hash each per state, not one per memo they key. Renumbered past SHARED_BOUND, forgetting
         # the memos keyed on them.
@@ -86,8 +87,7 @@ class Reducer:
         # The closure over bit sets: compiled when built (up to WORD agents), and each invalidates / sends_to set
         # of Footprints as a bit set over CPUs.
         self._closure = compiled_closure() or Closure
-        self._cpu_mask = _CpuMasks()
-        self._thread_masks: dict[int, tuple[int, int, int]] = {}  # _masks_of by step id x threads + thread (few)
+        self._thread_masks = _ThreadMasks(footprints, cpu_of)
         self._no_agents: tuple[list[int], list[int]] = ([0] * len(cpu_of), [0] * (len(cpu_of) + ncpus))
         self._ties = _Ties(cpu_of)
         # The state being asked about, and each thread's future there (None: its operation's), set by persistent().
@@ -137,6 +137,7 @@ class Reducer:
         ``enabled`` when none closes."""
         moves, closure = self._closure_of(enabled)
         best: tuple[Transition, ...] = tuple(enabled)
+        best_members = sum([1 << agent for agent in moves])  # all of them
         # With interchangeable writers, the first of equally small sets in agent order would be a different
         # writer's in each member of an orbit (a state and the same state with two writers swapped), so which
         # member a search meets first would decide which successors it tries, and the count would depend on the
@@ -146,21 +147,21 @@ class Reducer:
         ties = 1 if self.interchangeable else 0
         tied = [best]
         best_name: list | None = None
+        names = _Names(self._ties, moves, self.pos, self.state, self.interchangeable) if ties else None
         for seed in moves:
             members = closure.close(seed, len(best) + ties)
             if not members:
                 continue
             chosen = tuple([tr for agent in moves if members >> agent & 1 for tr in moves[agent]])
             if len(chosen) < len(best):
-                best, tied, best_name = chosen, [chosen], None
+                best, best_members, tied, best_name = chosen, members, [chosen], None
                 if len(best) == 1 and not ties:
                     break
             elif ties:  # as small as the best
-                name = self._ties.unnumbered(chosen, self.pos, self.state, self.interchangeable)
-                best_name = (self._ties.unnumbered(best, self.pos, self.state, self.interchangeable)
-                             if best_name is None else best_name)
+                name = names.of(members)  # type: ignore[union-attr]
+                best_name = names.of(best_members) if best_name is None else best_name  # type: ignore[union-attr]
                 if name < best_name:
-                    best, tied, best_name = chosen, [chosen], name
+                    best, best_members, tied, best_name = chosen, members, [chosen], name
                 elif name == best_name and chosen not in tied:
                     tied.append(chosen)
         return best if len(tied) == 1 else _Tied(tied)
@@ -183,9 +184,9 @@ class Reducer:
         nthreads = len(pos)
         fps, masks = self.footprints, self._thread_masks
         threads: list[tuple[int, int]] = []
-        hits: dict[int, bool] = {}
+        hits = [False] * nthreads  # by thread: does it stand to hit dirty TLB entries only (hit_future)?
         zeros, zero_agents = self._no_agents
-        inval, sends, outside = zeros[:], zeros[:], 0
+        inval, sends, outside, hit_bits = zeros[:], zeros[:], 0, 0
         spans, at = [], 2 * nthreads
         for tid, p in enumerate(pos):
             spans.append(at)
@@ -195,93 +196,94 @@ class Reducer:
                 continue
             known = masks.get(p.sid * nthreads + tid)
             if known is None:
-                known = masks[p.sid * nthreads + tid] = self._masks_of(tid, p.pc[0])
-            pc, inval[tid], sends[tid] = known
+                known = masks[p.sid * nthreads + tid] = masks.of(tid, p.pc[0], step)
+            pc, inval[tid], sends[tid], may_hit = known
             threads.append((tid, pc))
-            hits[tid] = fps.hit_future(tid, pc, step, s) is not None
+            if may_hit and fps.hit_future(tid, pc, step, s) is not None:
+                hits[tid] = True
+                hit_bits |= 1 << tid
             outside |= 1 << tid
         spans.append(at)
         self._spans = spans
-        # What a transition's relations depend on besides its own footprint: the other threads' (operation, hit)
-        # and which CPUs have IPIs queued.
-        others = parts[(tuple(threads), tuple(hits.values()), tuple(map(bool, s.ipis)),
-                        tuple(self._key[nthreads:2 * nthreads]))]  # each thread's future
+        queued = sum([1 << cpu for cpu, q in enumerate(s.ipis) if q])  # the CPUs with IPIs queued
+        key = self._key
+        others = self._others(threads, hit_bits, queued)
         nagents = nthreads + self.ncpus
         moves: dict[int, list[Transition]] = {}
         defs, conds, counts = zero_agents[:], zero_agents[:], zero_agents[:]
         unknown = movable = 0
+        memo = self._relations_memo
         for tr in enabled:
-            agent = tr.tid if tr.kind == "t" else nthreads + tr.cpu  # by field: see TRANSITION_FIELDS
+            # How tr stands to every other agent (_relations_of), memoised on what decides it: its footprint's
+            # signature (_thread_footprint's, inline here: a hit builds none) and ``others``; None: unknown.
+            if tr.kind == "t":  # by field: see TRANSITION_FIELDS
+                agent = tid = tr.tid
+                whole_key: tuple = (tid, pos[tid].sid, pfns, tuple(key[spans[tid]:spans[tid + 1]]), others)
+                rels = memo[whole_key]
+                if rels is MISSING:
+                    sig, fp = self._thread_footprint(tid, pfns)
+                    rels = None if fp is None else self._relations_of(tr, sig, fp, tid, threads, hits, queued)
+                    memo.put(whole_key, rels)
+            else:
+                agent = nthreads + tr.cpu
+                rels = self._ipi_relations(tr, threads, hits, queued, others)
             moves.setdefault(agent, []).append(tr)
             counts[agent] += 1
             movable |= 1 << agent
-            rels = self._relations(tr, threads, hits, pfns, others)
             if rels is None:
                 unknown |= 1 << agent
             else:
                 defs[agent] |= rels[0]
                 conds[agent] |= rels[1]
-        queued = 0
-        for cpu, q in enumerate(s.ipis):
-            if q:
-                queued |= 1 << cpu
         closure = (self._closure if nagents <= WORD else Closure)(nthreads, self.cpu_of, defs, conds, counts,
                                                                     unknown, movable, outside, inval, sends, queued)
         return moves, closure
 
-    def _masks_of(self, tid: int, pc: int) -> tuple[int, int, int]:
-        """(operation index, CPUs it may still flush, CPUs but its own it may still send IPIs to) of thread ``tid``
-        in operation ``pc``, as bit sets (_closure_of's ``inval`` and ``sends``)."""
-        fps, cpu_mask = self.footprints, self._cpu_mask
-        return (pc, cpu_mask[fps.invalidates[tid][pc]], cpu_mask[fps.sends_to[tid][pc]] & ~(1 << self.cpu_of[tid]))
+    def _others(self, threads: list[tuple[int, int]], hit_bits: int, queued: int) -> int:
+        """What a transition's relations depend on besides its own footprint, as a part number: the threads'
+        (tid, operation), which of them stand to hit dirty TLB entries only and which CPUs have IPIs queued (bit
+        sets), and each thread's future (its number in the memo key)."""
+        nthreads = len(self.pos)
+        return self._parts[(tuple(threads), hit_bits, queued, tuple(self._key[nthreads:2 * nthreads]))]
 
     def _forget_parts(self) -> None:
         """Forget the part numbers and the memos keyed on them."""
         self._parts.clear()
-        for memo in (self._footprint_memo, self._relation_memo, self._relations_memo):
+        for memo in (self._footprint_memo, self._relation_memo, self._relations_memo, self._cpu_conflicts):
             memo.forget()
 
     # --- how one transition stands to the other agents ---------------------------------------------------------
-    def _relations(self, tr: Transition, threads: list[tuple[int, int]], hits: dict[int, bool], pfns: int,
-                   others: tuple) -> Relations | None:
-        """How transition ``tr`` stands to every other agent: CONFLICT, CONFLICT_UNLESS (only with what the agent
-        may do once its TLB entries are flushed, or once it is sent an IPI) or absent; None when ``tr``'s
-        footprint is unknown. Memoised on what decides it: the transition's footprint, the other threads'
-        (operation, hit) and which CPUs have IPIs queued (``others``), far fewer combinations than the states
-        that ask. The footprint is named by what decides it too, so a hit builds none."""
-        if tr.kind == "t":
-            tid = tr.tid
-            spans = self._spans
-            whole_key: tuple = (tid, self.pos[tid].sid, pfns, tuple(self._key[spans[tid]:spans[tid + 1]]), others)
-            whole = self._relations_memo[whole_key]
-            if whole is MISSING:
-                sig, fp = self._thread_footprint(tid, pfns)
-                whole = None if fp is None else self._relations_of(tr, sig, fp, tid, threads, hits)
-                self._relations_memo.put(whole_key, whole)
-            return whole
+    def _ipi_relations(self, tr: Transition, threads: list[tuple[int, int]], hits: list[bool], queued: int,
+                       others: int) -> Relations | None:
+        """How an IPI handler's transition ``tr`` stands to every other agent (_closure_of does a thread's),
+        memoised on its signature and ``others``; None when its footprint is unknown."""
         sig, moot = self._ipi_signature(tr)
         whole_key = (sig, moot, others)
         whole = self._relations_memo[whole_key]
         if whole is MISSING:
             fp = self.footprints.ipi_step(*sig[1:])
-            whole = None if fp is None else self._relations_of(tr, sig, fp, moot, threads, hits)
+            whole = None if fp is None else self._relations_of(tr, sig, fp, moot, threads, hits, queued)
             self._relations_memo.put(whole_key, whole)
         return whole
 
     def _relations_of(self, tr: Transition, sig: object, fp: Footprint, skip: int | None,
-                      threads: list[tuple[int, int]], hits: dict[int, bool]) -> Relations:
-        """_relations' answer for a transition of footprint ``fp`` (signed ``sig``), computed; ``skip``: the
-        thread whose future does not count (its own, or a moot one)."""
-        definite = conditional = 0
+                      threads: list[tuple[int, int]], hits: list[bool], queued: int) -> Relations:
+        """How a transition of footprint ``fp`` (signed ``sig``) stands to every other agent, computed: the bit
+        sets of the agents it has CONFLICT with and of those it has CONFLICT_UNLESS with (only with what the
+        agent may do once its TLB entries are flushed, or once it is sent an IPI). ``skip``: the thread whose
+        future does not count (its own, or a moot one); ``queued``: the CPUs with IPIs queued."""
+        definite, conditional = self._thread_relations(sig, fp, skip, threads, hits)
+        # Each CPU's IPI handler but its own: CONFLICT while that CPU has IPIs queued, CONFLICT_UNLESS while it
+        # has none (it may be sent one).
+        cpus = self._cpu_conflicts[sig]
+        if cpus is MISSING:
+            fps = self.footprints
+            cpus = sum([1 << cpu for cpu in range(self.ncpus) if conflict(fp, fps.ipi(cpu))])
+            self._cpu_conflicts.put(sig, cpus)
+        if tr.kind == "i":
+            cpus &= ~(1 << tr.cpu)
         nthreads = len(self.pos)
-        for agent, rel in {**self._thread_relations(sig, fp, skip, threads, hits),
-                           **self._cpu_relations(tr, fp)}.items():
-            bit = 1 << (agent[1] if agent[0] == "t" else nthreads + agent[1])
-            if rel == CONFLICT:
-                definite |= bit
-            else:
-                conditional |= bit
-        return self._answer[(definite, conditional)]
+        return self._answer[(definite | (cpus & queued) << nthreads, conditional | (cpus & ~queued) << nthreads)]
 
     def _thread_footprint(self, tid: int, pfns: int) -> tuple[int, Footprint | None]:
         """(memo signature, footprint) of thread ``tid``'s next transition (its step, or a joined acquire and the
@@ -319,10 +321,11 @@ class Reducer:
         return ("i", cpu, self._ipi_invalidates[done], initiator, ipi.start, ipi.end), moot
 
     def _thread_relations(self, sig: object, fp: Footprint, skip: Any, threads: list[tuple[int, int]],
-                          hits: dict[int, bool]) -> dict[tuple, int]:
-        """How a transition of footprint ``fp`` stands to each thread but ``skip`` (its own, or a moot one)."""
+                          hits: list[bool]) -> tuple[int, int]:
+        """How a transition of footprint ``fp`` stands to each thread but ``skip`` (its own, or a moot one): the
+        bit sets of those it has CONFLICT and CONFLICT_UNLESS with."""
         fps = self.footprints
-        out: dict[tuple, int] = {}
+        definite = conditional = 0
         for tid, pc in threads:
             if tid == skip:
                 continue
@@ -334,18 +337,11 @@ class Reducer:
                     hit = fps.hit_future(tid, pc, self.pos[tid].step, self.state) if hits[tid] else None  # type: ignore
                     rel = CONFLICT_UNLESS if hit is not None and not conflict(fp, hit) else CONFLICT
                 self._relation_memo.put(pair, rel)
-            if rel:
-                out[("t", tid)] = rel
-        return out
-
-    def _cpu_relations(self, tr: Transition, fp: Footprint) -> dict[tuple, int]:
-        """How it stands to each CPU's IPI handler (but its own): CONFLICT while that CPU has IPIs queued,
-        CONFLICT_UNLESS while it has none (it may be sent one)."""
-        fps = self.footprints
-        ipis = self.state.ipis  # type: ignore[union-attr]
-        own = tr.cpu if tr.kind == "i" else None
-        return {("i", cpu): CONFLICT if ipis[cpu] else CONFLICT_UNLESS
-                for cpu in range(self.ncpus) if cpu != own and conflict(fp, fps.ipi(cpu))}
+            if rel == CONFLICT:
+                definite |= 1 << tid
+            elif rel:
+                conditional |= 1 << tid
+        return definite, conditional
 
 
 def _threads_key(pos: list[Resolved], s: State, oracle: Oracle, footprints: Footprints,
@@ -411,6 +407,27 @@ def _packed(numbers: list[int]) -> bytes:
 packed = _compiled_packed() or _packed  # what persistent() packs its memo keys with
 
 
+class _ThreadMasks(dict):
+    """What Reducer._closure_of needs of a running thread about to do a step, by step id x threads + thread (a
+    few hundred): its operation index, the CPUs it may still flush and those but its own it may still send IPIs
+    to (bit sets: the closure's ``inval`` and ``sends``), and whether it may stand to hit dirty TLB entries only
+    (Footprints.may_hit_future: hit_future is asked only then)."""
+
+    __slots__ = ("footprints", "cpu_of", "_cpu_mask")
+
+    def __init__(self, footprints: Footprints, cpu_of: list[int]) -> None:
+        super().__init__()
+        self.footprints = footprints
+        self.cpu_of = cpu_of
+        self._cpu_mask = _CpuMasks()
+
+    def of(self, tid: int, pc: int, step: Step) -> tuple[int, int, int, bool]:
+        """The masks of thread ``tid`` in operation ``pc`` about to do ``step``."""
+        fps, cpu_mask = self.footprints, self._cpu_mask
+        return (pc, cpu_mask[fps.invalidates[tid][pc]], cpu_mask[fps.sends_to[tid][pc]] & ~(1 << self.cpu_of[tid]),
+                fps.may_hit_future(tid, pc, step))
+
+
 class _CpuMasks(dict):
     """A set of CPU numbers -> its bit set (Footprints' invalidates and sends_to sets: a few distinct ones)."""
 
@@ -429,34 +446,30 @@ class _Ties:
 
     def __init__(self, cpu_of: list[int]) -> None:
         self.cpu_of = cpu_of
-        self._threads = BoundedMemo(PART_BOUND)  # a thread's step as unnumbered() names it (a repr: costly)
+        self._threads = BoundedMemo(PART_BOUND)  # a thread's step as name() names it (a repr: costly)
 
-    def unnumbered(self, chosen: tuple[Transition, ...], pos: list[Resolved], s: State | None,
-                   hidden: frozenset) -> list:
-        """``chosen`` named by what the memo key of Reducer.persistent holds, without the numbers of the
-        interchangeable threads (``hidden``) and their CPUs, sorted: each thread step by the thread's operation
-        index and step (less an interchangeable thread's arguments: they hold its own store values), each IPI
+    def name(self, tr: Transition, pos: list[Resolved], s: State | None, hidden: frozenset, cpus: set[int]) -> tuple:
+        """``tr`` named by what the memo key of Reducer.persistent holds, without the numbers of the
+        interchangeable threads (``hidden``) and their CPUs (``cpus``): a thread step by the thread's operation
+        index and step (less an interchangeable thread's arguments: they hold its own store values), an IPI
         transition by its handler's progress and its initiator. No hash: the same choice in every process and
-        every run."""
-        cpus = {self.cpu_of[t] for t in hidden}
+        every run (a set of them is named by their names, sorted: _Names)."""
         assert s is not None
-        names = self._threads
+        if tr.kind == "t":
+            return ("t", self._thread(tr.tid, pos, hidden))
+        return ("i", -1 if tr.cpu in cpus else tr.cpu,
+                next(i.done for i in s.ipis[tr.cpu] if i.initiator == tr.initiator), self._thread(tr.initiator, pos, hidden))
 
-        def thread(tid: int) -> tuple:
-            p = pos[tid]
-            key = (tid, p.sid, tid in hidden)  # the step id names the operation index and the step
-            name = names[key]
-            if name is MISSING:
-                step = p.step
-                what = ("", "", "") if step is None else (step.fn, step.op, "" if tid in hidden else repr(step.args))
-                name = (-1 if tid in hidden else tid, p.pc[0], *what)
-                names.put(key, name)
-            return name
-
-        return sorted([("t", thread(tr.tid)) if tr.kind == "t" else
-                       ("i", -1 if tr.cpu in cpus else tr.cpu,
-                        next(i.done for i in s.ipis[tr.cpu] if i.initiator == tr.initiator), thread(tr.initiator))
-                       for tr in chosen])
+    def _thread(self, tid: int, pos: list[Resolved], hidden: frozenset) -> tuple:
+        p = pos[tid]
+        key = (tid, p.sid, tid in hidden)  # the step id names the operation index and the step
+        name = self._threads[key]
+        if name is MISSING:
+            step = p.step
+            what = ("", "", "") if step is None else (step.fn, step.op, "" if tid in hidden else repr(step.args))
+            name = (-1 if tid in hidden else tid, p.pc[0], *what)
+            self._threads.put(key, name)
+        return name
 
     def settle(self, tied: "_Tied", pos: list[Resolved], s: State | None,
                hidden: frozenset) -> tuple[Transition, ...]:
@@ -471,6 +484,32 @@ class _Ties:
                            for t in {tr.tid if tr.kind == "t" else tr.initiator for tr in chosen} if t in hidden])
 
         return min(tied, key=signature)
+
+
+class _Names:
+    """Names of the persistent sets of one state (_Ties.name of each transition, sorted), asked by their agents (a
+    bit set): each agent's transitions are named once."""
+
+    __slots__ = ("ties", "moves", "pos", "state", "hidden", "cpus", "agents")
+
+    def __init__(self, ties: _Ties, moves: dict[int, list[Transition]], pos: list[Resolved], s: State | None,
+                 hidden: frozenset) -> None:
+        self.ties, self.moves, self.pos, self.state, self.hidden = ties, moves, pos, s, hidden
+        self.cpus = {ties.cpu_of[t] for t in hidden}
+        self.agents: dict[int, list[tuple]] = {}
+
+    def of(self, members: int) -> list:
+        """The name of the set of the transitions of the agents in ``members``."""
+        out: list[tuple] = []
+        for agent, trs in self.moves.items():
+            if members >> agent & 1:
+                names = self.agents.get(agent)
+                if names is None:
+                    names = self.agents[agent] = [self.ties.name(tr, self.pos, self.state, self.hidden, self.cpus)
+                                                  for tr in trs]
+                out += names
+        out.sort()
+        return out
 
 
 class _Tied(tuple):

@@ -207,6 +207,11 @@ class Footprints(OpFootprints):
     def future(self, tid: int, pc: int) -> "FutureAt":
         return self._futures[tid].at(pc)
 
+    def may_hit_future(self, tid: int, pc: int, step: Step) -> bool:
+        """Whether hit_future may be other than None for thread ``tid`` at operation ``pc`` about to do ``step``
+        (a plain-store thread about to store), whatever the state."""
+        return pc >= self._store_tail[tid] and step.op == "store_tlb"
+
     def hit_future(self, tid: int, pc: int, step: Step, s: State) -> "FutureAt | None":
         """What thread ``tid`` (at operation ``pc``, about to do ``step``) may touch for as long as nobody drops
         or flushes its CPU's TLB entries: when it is a plain-store thread about to store and every page it will

@@ -34,6 +34,7 @@ from types import ModuleType
 from typing import Callable, Iterable, Protocol
 
 from controlled.compiled_only import fresh_extension
+from controlled.memo import Numbering  # a number for each distinct part, by first appearance (compiled if built)
 
 # The prefix code of part numbers (see the module docstring): four billion distinct values of one field at most,
 # far beyond any search that fits in memory.
@@ -94,17 +95,6 @@ def compiled_module() -> ModuleType | None:
     """controlled/_compact_keys.pyx's build, if fresh and not turned off."""
     return fresh_extension("controlled._compact_keys", Path(__file__).with_name("_compact_keys.pyx"),
                            "exact keys are encoded in Python (slower)")
-
-
-class Numbering(dict):
-    """A number for each distinct part, in order of first appearance: ``numbering[part]`` (a part met before is
-    a plain dict lookup)."""
-
-    __slots__ = ()
-
-    def __missing__(self, part: object) -> int:
-        n = self[part] = len(self)
-        return n
 
 
 def prefix_code(numbers: list[int]) -> bytes:

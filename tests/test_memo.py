@@ -11,15 +11,32 @@ import pytest
 from controlled import canonical, positions, reducer, sleep_sets
 from controlled.depth_first import ExploreResult, depth_first, root_entry
 from controlled.machine import Machine
-from controlled.memo import MISSING, BoundedMemo, Interner
+from controlled import memo as memo_module
+from controlled.memo import MISSING, BoundedMemo, Interner, PyBoundedMemo, PyInterner, PyNumbering
 from controlled.sleep_sets import SleepSets
 from controlled.visited import CompactKeys, Numbering, _escaped, adder, encoder, numbers, prefix_code
 from kernel_model.config import Config
 from scenarios.loader import load_scenario
+from tests.compiled_required import skip_unless_built
+
+# Each implementation of the memos: the Python classes, and controlled/_memo.pyx's when built (controlled.memo's
+# names are those then).
+IMPLEMENTATIONS = [pytest.param((PyBoundedMemo, PyInterner, PyNumbering), id="python"),
+                   pytest.param((BoundedMemo, Interner, Numbering), id="used")]
 
 
-def test_a_bounded_memo_keeps_two_generations_and_moves_what_is_asked_again_forward():
-    memo = BoundedMemo(2)
+def test_the_compiled_memos_are_built_and_used():
+    """scripts/setup.sh builds controlled/_memo.pyx; without a compiler the Python memos run (and this test says so
+    rather than passing quietly). When built, its classes are dict subclasses that inherit dict's subscript."""
+    skip_unless_built(memo_module._COMPILED is not None, "controlled._memo (the Python memos run)")  # noqa: SLF001
+    for cls in (BoundedMemo, Interner, Numbering):
+        assert cls.__module__ == "controlled._memo" and issubclass(cls, dict)
+    assert MISSING is memo_module._COMPILED.MISSING  # noqa: SLF001
+
+
+@pytest.mark.parametrize("classes", IMPLEMENTATIONS)
+def test_a_bounded_memo_keeps_two_generations_and_moves_what_is_asked_again_forward(classes):
+    memo = classes[0](2)
     assert memo["a"] is MISSING and memo.misses == 1
     memo.put("a", 1)
     memo.put("b", 2)
@@ -34,11 +51,12 @@ def test_a_bounded_memo_keeps_two_generations_and_moves_what_is_asked_again_forw
     memo.forget()
     assert memo.held() == 0 and memo["d"] is MISSING
     with pytest.raises(ValueError):
-        BoundedMemo(0)
+        classes[0](0)
 
 
-def test_an_interner_gives_back_one_equal_copy_and_forgets_past_its_bound():
-    share = Interner(2)
+@pytest.mark.parametrize("classes", IMPLEMENTATIONS)
+def test_an_interner_gives_back_one_equal_copy_and_forgets_past_its_bound(classes):
+    share = classes[1](2)
     a, b = (1, (2, 3)), (1, (2, 3))
     assert share[a] is a and share[b] is a
     assert share[(4,)] == (4,)
@@ -66,8 +84,9 @@ def test_compact_keys_are_a_prefix_code_of_the_part_numbers():
     assert [len(encoded[n]) for n in (254, 255, 65_535)] == [4, 6, 10]
 
 
-def test_a_numbering_numbers_parts_in_order_of_first_appearance():
-    numbering = Numbering()
+@pytest.mark.parametrize("classes", IMPLEMENTATIONS)
+def test_a_numbering_numbers_parts_in_order_of_first_appearance(classes):
+    numbering = classes[2]()
     assert [numbering[p] for p in ("a", (1, 2), "a", frozenset({1}), (1, 2))] == [0, 1, 0, 2, 1]
 
 
