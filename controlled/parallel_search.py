@@ -54,7 +54,6 @@ steps they stand for.
 from __future__ import annotations
 
 import os
-import queue
 import time
 import traceback
 from dataclasses import dataclass
@@ -77,7 +76,12 @@ from kernel_model.program import Scenario
 FORK_AFTER_SECONDS = 0.3
 SEED_TICK_EVERY = 64  # new states between two looks at the clock in the seed phase (about a millisecond)
 STEAL_TICK_EVERY = 128  # new states between two looks at theft requests, the budget and STOP in a worker
-_POLL = 0.01  # seconds: how often the coordinator looks at the workers
+# The coordinator sleeps until a worker reports or exits (their pipes and process sentinels), waking only to
+# call ``progress`` this often (or, with none, to look again: nothing is missed in between). It used to poll
+# every 10 ms: on ladder pages=2 writers=2 stores=1 (228 s wall under a load of 20) the coordinator took 1.9 s
+# of user CPU and 0.45 s of system time, 8% of what the two workers took, on the cores they share.
+_POLL = 0.1  # seconds, with progress
+_IDLE_POLL = 1.0  # seconds, without
 _clock = time.perf_counter  # the seed phase's clock (tests replace it)
 
 
@@ -155,30 +159,30 @@ def _run_workers(m: Machine, visited: SharedVisited, control: Control, tasks: li
     """Fork ``workers`` processes, deal them ``tasks`` (the seed's stack), wait for each one's report (or the
     first failure) and stop them all, by their own handles, whatever happens."""
     import multiprocessing  # here, not at the top: a search that ends in the seed never pays for it (~20 ms)
+    from multiprocessing.connection import wait
 
     ctx = multiprocessing.get_context("fork")
-    results = ctx.Queue()
     dealt = _deal(tasks, workers)
     pipes = [ctx.Pipe(duplex=False) for _ in range(workers)]  # (read end, write end): worker w reads pipes[w][0]
+    answers = [ctx.Pipe(duplex=False) for _ in range(workers)]  # worker w's report: it writes answers[w][1]
     procs = [ctx.Process(target=_worker, daemon=True,
                          args=(w, m, visited, control, dealt[w], [p[0] for p in pipes],
-                               [p[1] for p in pipes], results, limits, stop_at_first, sleep))
+                               [p[1] for p in pipes], answers[w][1], limits, stop_at_first, sleep))
              for w in range(workers)]
     for proc in procs:
         proc.start()
+    for _, writer in answers:
+        writer.close()  # only the workers hold them now: when every holder is gone, a reader left unread is at EOF
     reports: list[dict[str, Any]] = []
+    waiting = {answers[w][0]: procs[w] for w in range(workers)}  # reports not yet read, and their workers
     try:
-        while len(reports) < workers:
-            try:
-                reports.append(results.get(timeout=_POLL))
-                if "error" in reports[-1]:
-                    break  # a failed worker: stop the others now (one may be waiting on its answer to a theft)
-            except queue.Empty:
-                if progress is not None:
-                    progress(control.total_inserted())
-                dead = [proc.exitcode for proc in procs if proc.exitcode not in (None, 0)]
-                if dead:
-                    raise RuntimeError(f"parallel search: a worker died (exit codes {dead})")
+        while waiting:
+            ready = wait([*waiting, *[proc.sentinel for proc in waiting.values()]],
+                         timeout=_IDLE_POLL if progress is None else _POLL)
+            if progress is not None:
+                progress(control.total_inserted())
+            if _read_reports(ready, waiting, reports):
+                break  # a failed worker: stop the others now (one may be waiting on its answer to a theft)
     finally:
         control.stop()
         for proc in procs:
@@ -189,7 +193,26 @@ def _run_workers(m: Machine, visited: SharedVisited, control: Control, tasks: li
         for reader, writer in pipes:
             reader.close()
             writer.close()
+        for reader, _ in answers:
+            reader.close()
     return reports
+
+
+def _read_reports(ready: list[Any], waiting: dict[Any, Any], reports: list[dict[str, Any]]) -> bool:
+    """Read the reports of ``ready`` (what the coordinator's wait returned) into ``reports``, each worker's once;
+    raise if a worker died. True: a worker failed (its report holds the error)."""
+    failed = False
+    for reader in [r for r in waiting if r in ready]:
+        try:
+            reports.append(reader.recv())
+        except EOFError:  # its pipe closed with nothing in it: the worker is gone without a report
+            raise RuntimeError(f"parallel search: a worker died (exit code {waiting[reader].exitcode})") from None
+        del waiting[reader]
+        failed = failed or "error" in reports[-1]
+    dead = [proc.exitcode for proc in waiting.values() if proc.exitcode not in (None, 0)]
+    if dead:
+        raise RuntimeError(f"parallel search: a worker died (exit codes {dead})")
+    return failed
 
 
 def _deal(tasks: list[Task], workers: int) -> list[list[Task]]:
@@ -296,7 +319,6 @@ def _worker(me: int, m: Machine, visited: SharedVisited, control: Control, tasks
     except BaseException:  # noqa: BLE001 - reported to the coordinator, which raises it
         control.stop()
         report = {"worker": me, "error": traceback.format_exc()}
-    results.put(report)
+    results.send(report)
     results.close()
-    results.join_thread()
     os._exit(0)  # no atexit handlers: they belong to the parent (Ray's among them, in a test session)
