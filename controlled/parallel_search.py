@@ -244,19 +244,18 @@ class _Search:
         self.tasks = tasks  # oldest first; searched from the end, stolen from the front
         self.stack: list[StackEntry] = []
         self.path: list[Transition] = []
-        self.count = 0
         self.result = ExploreResult("dfs", False, 0, 0, 0, 0.0)
         self.parent = limits.coordinator
-        insert, mask = visited.words.insert, visited.mask
-        claimed = sleep.is_new if sleep is not None else lambda c: insert(0, mask, c)
+        # The visited table's insert, called on every transition: straight to the words' operation (with sleep
+        # sets, SharedSleepSets.is_new, which also counts), no Python layer between (see SharedSleepSets).
+        self.inserted = [0]  # states this worker inserted first, without sleep sets
+        self.is_new: Callable[[object], bool] = sleep.is_new if sleep is not None else \
+            _counting_insert(visited.words.insert, visited.mask, self.inserted)
 
-        def is_new(c: object) -> bool:
-            if claimed(c):
-                self.count += 1
-                return True
-            return False
-
-        self.is_new = is_new
+    @property
+    def count(self) -> int:
+        """States this worker inserted first (each state is counted by one worker)."""
+        return self.sleep.count if self.sleep is not None else self.inserted[0]
 
     def alive(self) -> bool:
         """The coordinator is still there (a coordinator killed outright must not leave workers searching)."""
@@ -298,6 +297,19 @@ class _Search:
                 if self.result.found and stop_at_first:
                     self.control.stop()
                 return False
+
+
+def _counting_insert(insert: Callable[[int, int, object], bool], mask: int,
+                     count: list[int]) -> Callable[[object], bool]:
+    """The table's insert as depth_first's is_new: whether the fingerprint was new, counted in ``count[0]``."""
+
+    def is_new(c: object) -> bool:
+        if insert(0, mask, c):
+            count[0] += 1
+            return True
+        return False
+
+    return is_new
 
 
 def _worker(me: int, m: Machine, visited: SharedVisited, control: Control, tasks: list[Task], inboxes: list[Any],
