@@ -35,20 +35,20 @@ workers were a few states off one process). Now the counts are equal with symmet
 (tests/test_parallel_search.py: 38,644 both ways; 1,125,930 states on ladder pages=2 writers=2 stores=1 on one
 process and on two workers).
 
-What a worker pays per state more than one process (measured in CPU per state, robust to the load; issue 17).
-Mostly the reducer's memo of persistent sets, filled again by every worker: a miss costs about 20 us (the same
-search run twice in one process: 31.2 then 23.6 us per state on ladder pages=1 writers=2 stores=2), and after
-the fork two workers fill 408,000 entries where one process fills 272,000 (ladder pages=2 writers=2 stores=1:
-about 2.6 s of CPU, where the workers took 2.1 s, 5.5%, more than one process at a load of 2.3). Then page
-faults: the shared table's (0.4 s of system time on a 303,420-state cell when it is sized for 20 million
-states; with the default 2 million, the workers' system time is 0.07 s over one process's, copies of the
-parent's pages included), and two busy cores' shared caches (two one-process searches side by side: +1-3%
-each). The shared table's
-insert costs what the one-process set's lookup does. Sharing the memo between workers (a second table of
-fingerprint -> chosen set) pays only if compiled: in Python its lookup and publication cost 2.9 us per miss,
-about what the shared answers saved. And a memo key is not the same in two workers as it stands: its step ids
-(controlled.positions) number steps in the order each process first met them, so a fingerprint must hash the
-steps they stand for.
+What a worker pays per state more than one process (issue 17; measured per process in instructions by
+bench/worker_instructions.py, docs/compiled-core.md "What a worker pays more than one process"). Mostly the
+memos, the reducer's above all, filled again by every worker: after the fork each worker misses on keys the other
+already answered (ladder pages=2 writers=2 stores=1: 1.37x the persistent-set misses of one process, 1.5x the
+relations'), so two workers run more instructions a state: 7.7% more than one process without sleep sets, 10.5%
+more than one forked worker with them (ladder pages=1 writers=2 stores=2 and stores=1). The workers' own code (the
+shared table's insert, the shared sleep sets) is a few percent more (it is interpreted, one process's is
+compiled). Work stealing (a handful of thefts a run), idle time (under a second) and states explored twice (none
+without sleep sets; +0.06% transitions with them) cost next to nothing. CPU a state rises more than the
+instructions (1.29x against 1.08x on ladder pages=1 writers=2 stores=2, under load): the page faults of the shared
+table and of copied heap pages (+2% system time) and, unmeasured here (no hardware counters), two busy cores'
+caches. Sharing the memo between workers would cut the main cost, but only compiled and with keys that mean the
+same in every worker: a memo key's numbers (controlled.reducer's numbering, controlled.positions' step ids) are
+given in the order each process first meets the parts, so after the fork two workers number them differently.
 """
 
 from __future__ import annotations
