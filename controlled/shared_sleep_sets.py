@@ -101,9 +101,10 @@ class SharedSleepSets(SleepSets):
         self.slot = -1  # the sleep-set word of the pair the last is_new claimed or found
         self.count = 0  # states this process claimed first (a worker's count: controlled.parallel_search)
         # is_new and visit run on every transition a worker runs: the words' compiled operations and the symmetry
-        # bound once, not looked up through the table and the machine each time (a worker ran 6% more
-        # instructions a state than one process, nearly all of it in these two; cachegrind, ladder pages=1
-        # writers=2 stores=1, the whole search in one forked worker).
+        # bound once, not looked up through the table and the machine each time, and this module compiled with
+        # the hot ones (kernel_model.compiled.HOT_MODULES). Ladder pages=1 writers=2 stores=1, the whole search in
+        # one forked worker, cachegrind: 4,513.2M instructions interpreted and unbound, 4,475.8M bound, 4,424.9M
+        # compiled; one process 4,318.7M (bench/worker_instructions.py).
         self._claim, self._mask = visited.words.claim, visited.mask
         self._store, self._intersect = visited.words.store, visited.words.intersect
         self._symmetry = m.symmetry
