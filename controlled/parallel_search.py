@@ -36,19 +36,20 @@ workers were a few states off one process). Now the counts are equal with symmet
 process and on two workers).
 
 What a worker pays per state more than one process (issue 17; measured per process in instructions by
-bench/worker_instructions.py, docs/compiled-core.md "What a worker pays more than one process"). Mostly the
-memos, the reducer's above all, filled again by every worker: after the fork each worker misses on keys the other
-already answered (ladder pages=2 writers=2 stores=1: 1.37x the persistent-set misses of one process, 1.5x the
-relations'), so two workers run more instructions a state: 7.7% more than one process without sleep sets, 10.5%
-more than one forked worker with them (ladder pages=1 writers=2 stores=2 and stores=1). The workers' own code (the
-shared table's insert, the shared sleep sets) is a few percent more (it is interpreted, one process's is
-compiled). Work stealing (a handful of thefts a run), idle time (under a second) and states explored twice (none
-without sleep sets; +0.06% transitions with them) cost next to nothing. CPU a state rises more than the
-instructions (1.29x against 1.08x on ladder pages=1 writers=2 stores=2, under load): the page faults of the shared
-table and of copied heap pages (+2% system time) and, unmeasured here (no hardware counters), two busy cores'
-caches. Sharing the memo between workers would cut the main cost, but only compiled and with keys that mean the
-same in every worker: a memo key's numbers (controlled.reducer's numbering, controlled.positions' step ids) are
-given in the order each process first meets the parts, so after the fork two workers number them differently.
+bench/worker_instructions.py, docs/compiled-core.md "What a worker pays more than one process"). Mostly the memos,
+the reducer's above all, filled again by every worker: after the fork each worker misses on keys the other already
+answered (ladder pages=2 writers=2 stores=1: 1.37x the persistent-set misses of one process, 1.5x the relations'),
+so two workers run more instructions a state: 7.7% more than one process without sleep sets, 10.5% more than one
+forked worker with them (ladder pages=1 writers=2 stores=2 and stores=1). The workers' own code (the shared table's
+insert, the shared sleep sets, compiled as hot modules) adds 2.5% (ladder pages=1 writers=2 stores=1 in one forked
+worker, 30M of the 106M the fork's fixed cost). Work stealing (a handful of thefts a run), idle time (under a
+second) and states explored twice (none without sleep sets; +0.06% transitions with them) cost next to nothing. CPU
+a state rises more than the instructions (1.29x against 1.08x on ladder pages=1 writers=2 stores=2, under load): the
+page faults of the shared table and of copied heap pages (+2% system time) and, unmeasured here (no hardware
+counters), two busy cores' caches. Sharing the memo between workers would cut the main cost, but only compiled and
+with keys that mean the same in every worker: a memo key's numbers (controlled.reducer's numbering,
+controlled.positions' step ids) are given in the order each process first meets the parts, so after the fork two
+workers number them differently.
 """
 
 from __future__ import annotations
