@@ -35,26 +35,26 @@ workers were a few states off one process). Now the counts are equal with symmet
 (tests/test_parallel_search.py: 38,644 both ways; 1,125,930 states on ladder pages=2 writers=2 stores=1 on one
 process and on two workers).
 
-What a worker pays per state more than one process (measured in CPU per state, robust to the load; issue 17).
-Mostly the reducer's memo of persistent sets, filled again by every worker: a miss costs about 20 us (the same
-search run twice in one process: 31.2 then 23.6 us per state on ladder pages=1 writers=2 stores=2), and after
-the fork two workers fill 408,000 entries where one process fills 272,000 (ladder pages=2 writers=2 stores=1:
-about 2.6 s of CPU, where the workers took 2.1 s, 5.5%, more than one process at a load of 2.3). Then page
-faults: the shared table's (0.4 s of system time on a 303,420-state cell when it is sized for 20 million
-states; with the default 2 million, the workers' system time is 0.07 s over one process's, copies of the
-parent's pages included), and two busy cores' shared caches (two one-process searches side by side: +1-3%
-each). The shared table's
-insert costs what the one-process set's lookup does. Sharing the memo between workers (a second table of
-fingerprint -> chosen set) pays only if compiled: in Python its lookup and publication cost 2.9 us per miss,
-about what the shared answers saved. And a memo key is not the same in two workers as it stands: its step ids
-(controlled.positions) number steps in the order each process first met them, so a fingerprint must hash the
-steps they stand for.
+What a worker pays per state more than one process (issue 17; measured per process in instructions by
+bench/worker_instructions.py, docs/compiled-core.md "What a worker pays more than one process"). Mostly the memos,
+the reducer's above all, filled again by every worker: after the fork each worker misses on keys the other already
+answered (ladder pages=2 writers=2 stores=1: 1.37x the persistent-set misses of one process, 1.5x the relations'),
+so two workers run more instructions a state: 7.7% more than one process without sleep sets, 10.5% more than one
+forked worker with them (ladder pages=1 writers=2 stores=2 and stores=1). The workers' own code (the shared table's
+insert, the shared sleep sets, compiled as hot modules) adds 2.5% (ladder pages=1 writers=2 stores=1 in one forked
+worker, 30M of the 106M the fork's fixed cost). Work stealing (a handful of thefts a run), idle time (under a
+second) and states explored twice (none without sleep sets; +0.06% transitions with them) cost next to nothing. CPU
+a state rises more than the instructions (1.29x against 1.08x on ladder pages=1 writers=2 stores=2, under load): the
+page faults of the shared table and of copied heap pages (+2% system time) and, unmeasured here (no hardware
+counters), two busy cores' caches. Sharing the memo between workers would cut the main cost, but only compiled and
+with keys that mean the same in every worker: a memo key's numbers (controlled.reducer's numbering,
+controlled.positions' step ids) are given in the order each process first meets the parts, so after the fork two
+workers number them differently.
 """
 
 from __future__ import annotations
 
 import os
-import queue
 import time
 import traceback
 from dataclasses import dataclass
@@ -77,7 +77,12 @@ from kernel_model.program import Scenario
 FORK_AFTER_SECONDS = 0.3
 SEED_TICK_EVERY = 64  # new states between two looks at the clock in the seed phase (about a millisecond)
 STEAL_TICK_EVERY = 128  # new states between two looks at theft requests, the budget and STOP in a worker
-_POLL = 0.01  # seconds: how often the coordinator looks at the workers
+# The coordinator sleeps until a worker reports or exits (their pipes and process sentinels), waking only to
+# call ``progress`` this often (or, with none, to look again: nothing is missed in between). It used to poll
+# every 10 ms: on ladder pages=2 writers=2 stores=1 (228 s wall under a load of 20) the coordinator took 1.9 s
+# of user CPU and 0.45 s of system time, 8% of what the two workers took, on the cores they share.
+_POLL = 0.1  # seconds, with progress
+_IDLE_POLL = 1.0  # seconds, without
 _clock = time.perf_counter  # the seed phase's clock (tests replace it)
 
 
@@ -155,30 +160,30 @@ def _run_workers(m: Machine, visited: SharedVisited, control: Control, tasks: li
     """Fork ``workers`` processes, deal them ``tasks`` (the seed's stack), wait for each one's report (or the
     first failure) and stop them all, by their own handles, whatever happens."""
     import multiprocessing  # here, not at the top: a search that ends in the seed never pays for it (~20 ms)
+    from multiprocessing.connection import wait
 
     ctx = multiprocessing.get_context("fork")
-    results = ctx.Queue()
     dealt = _deal(tasks, workers)
     pipes = [ctx.Pipe(duplex=False) for _ in range(workers)]  # (read end, write end): worker w reads pipes[w][0]
+    answers = [ctx.Pipe(duplex=False) for _ in range(workers)]  # worker w's report: it writes answers[w][1]
     procs = [ctx.Process(target=_worker, daemon=True,
                          args=(w, m, visited, control, dealt[w], [p[0] for p in pipes],
-                               [p[1] for p in pipes], results, limits, stop_at_first, sleep))
+                               [p[1] for p in pipes], answers[w][1], limits, stop_at_first, sleep))
              for w in range(workers)]
     for proc in procs:
         proc.start()
+    for _, writer in answers:
+        writer.close()  # only the workers hold them now: when every holder is gone, a reader left unread is at EOF
     reports: list[dict[str, Any]] = []
+    waiting = {answers[w][0]: procs[w] for w in range(workers)}  # reports not yet read, and their workers
     try:
-        while len(reports) < workers:
-            try:
-                reports.append(results.get(timeout=_POLL))
-                if "error" in reports[-1]:
-                    break  # a failed worker: stop the others now (one may be waiting on its answer to a theft)
-            except queue.Empty:
-                if progress is not None:
-                    progress(control.total_inserted())
-                dead = [proc.exitcode for proc in procs if proc.exitcode not in (None, 0)]
-                if dead:
-                    raise RuntimeError(f"parallel search: a worker died (exit codes {dead})")
+        while waiting:
+            ready = wait([*waiting, *[proc.sentinel for proc in waiting.values()]],
+                         timeout=_IDLE_POLL if progress is None else _POLL)
+            if progress is not None:
+                progress(control.total_inserted())
+            if _read_reports(ready, waiting, reports):
+                break  # a failed worker: stop the others now (one may be waiting on its answer to a theft)
     finally:
         control.stop()
         for proc in procs:
@@ -189,7 +194,26 @@ def _run_workers(m: Machine, visited: SharedVisited, control: Control, tasks: li
         for reader, writer in pipes:
             reader.close()
             writer.close()
+        for reader, _ in answers:
+            reader.close()
     return reports
+
+
+def _read_reports(ready: list[Any], waiting: dict[Any, Any], reports: list[dict[str, Any]]) -> bool:
+    """Read the reports of ``ready`` (what the coordinator's wait returned) into ``reports``, each worker's once;
+    raise if a worker died. True: a worker failed (its report holds the error)."""
+    failed = False
+    for reader in [r for r in waiting if r in ready]:
+        try:
+            reports.append(reader.recv())
+        except EOFError:  # its pipe closed with nothing in it: the worker is gone without a report
+            raise RuntimeError(f"parallel search: a worker died (exit code {waiting[reader].exitcode})") from None
+        del waiting[reader]
+        failed = failed or "error" in reports[-1]
+    dead = [proc.exitcode for proc in waiting.values() if proc.exitcode not in (None, 0)]
+    if dead:
+        raise RuntimeError(f"parallel search: a worker died (exit codes {dead})")
+    return failed
 
 
 def _deal(tasks: list[Task], workers: int) -> list[list[Task]]:
@@ -221,19 +245,18 @@ class _Search:
         self.tasks = tasks  # oldest first; searched from the end, stolen from the front
         self.stack: list[StackEntry] = []
         self.path: list[Transition] = []
-        self.count = 0
         self.result = ExploreResult("dfs", False, 0, 0, 0, 0.0)
         self.parent = limits.coordinator
-        insert, mask = visited.words.insert, visited.mask
-        claimed = sleep.is_new if sleep is not None else lambda c: insert(0, mask, c)
+        # The visited table's insert, called on every transition: straight to the words' operation (with sleep
+        # sets, SharedSleepSets.is_new, which also counts), no Python layer between (see SharedSleepSets).
+        self.inserted = [0]  # states this worker inserted first, without sleep sets
+        self.is_new: Callable[[object], bool] = sleep.is_new if sleep is not None else \
+            _counting_insert(visited.words.insert, visited.mask, self.inserted)
 
-        def is_new(c: object) -> bool:
-            if claimed(c):
-                self.count += 1
-                return True
-            return False
-
-        self.is_new = is_new
+    @property
+    def count(self) -> int:
+        """States this worker inserted first (each state is counted by one worker)."""
+        return self.sleep.count if self.sleep is not None else self.inserted[0]
 
     def alive(self) -> bool:
         """The coordinator is still there (a coordinator killed outright must not leave workers searching)."""
@@ -277,6 +300,19 @@ class _Search:
                 return False
 
 
+def _counting_insert(insert: Callable[[int, int, object], bool], mask: int,
+                     count: list[int]) -> Callable[[object], bool]:
+    """The table's insert as depth_first's is_new: whether the fingerprint was new, counted in ``count[0]``."""
+
+    def is_new(c: object) -> bool:
+        if insert(0, mask, c):
+            count[0] += 1
+            return True
+        return False
+
+    return is_new
+
+
 def _worker(me: int, m: Machine, visited: SharedVisited, control: Control, tasks: list[Task], inboxes: list[Any],
             outboxes: list[Any], results: Any, limits: _Limits, stop_at_first: bool,
             sleep: SharedSleepSets | None = None) -> None:
@@ -296,7 +332,6 @@ def _worker(me: int, m: Machine, visited: SharedVisited, control: Control, tasks
     except BaseException:  # noqa: BLE001 - reported to the coordinator, which raises it
         control.stop()
         report = {"worker": me, "error": traceback.format_exc()}
-    results.put(report)
+    results.send(report)
     results.close()
-    results.join_thread()
     os._exit(0)  # no atexit handlers: they belong to the parent (Ray's among them, in a test session)

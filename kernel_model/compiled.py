@@ -36,7 +36,7 @@ HOT_MODULES = ("controlled.machine", "controlled.positions", "controlled.reducer
                "controlled.depth_first", "state", "controlled.symmetry", "controlled.explorer",
                "controlled.reduction", "atomic", "tlb", "oracle", "syscalls", "steps", "events", "memory",
                "mmu_gather", "rmap", "writeback", "controlled.visited", "controlled.sleep_sets",
-               "controlled.position_futures", "controlled.coverings")
+               "controlled.position_futures", "controlled.coverings", "controlled.shared_sleep_sets")
 BUILD_RECORD = "compiled_sources.json"  # module -> SHA-256 of the source it was compiled from
 PURE_ENV = "TLBRACE_PURE_PYTHON"
 PACKAGE_DIR = Path(__file__).resolve().parent

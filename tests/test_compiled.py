@@ -33,6 +33,13 @@ for name, params, ordering in [("ladder", {"writers": 2, "stores": 1}, "delayed"
                 budget=60_000, symmetric=False)
     out.append([name, r.complete, r.states, r.transitions, r.schedules,
                 sorted({i for f in r.found for i in f.invariants})])
+# The workers' hot module (controlled.shared_sleep_sets): the whole search in one forked worker, with sleep sets
+# shared in the table (its counts are one process's; two workers' may vary with who reaches a state first).
+from controlled import parallel_search
+parallel_search.FORK_AFTER_SECONDS = 0.0
+r = parallel_search.parallel_dfs(load_scenario("ladder", {"writers": 2, "stores": 1}), Config(ordering="delayed"), 1,
+                                 60_000, True, False, None, None, symmetric=False)
+out.append(["ladder on a worker", r.complete, r.states, r.transitions, r.schedules, r.sleep_sets])
 print(json.dumps({"compiled": compiled.compiled_modules(), "results": out}))
 """
 

@@ -220,6 +220,23 @@ def test_a_worker_that_fails_is_reported_with_its_traceback(monkeypatch):
         explore(sc, Config(ordering="delayed"), "dfs", workers=2)
 
 
+def test_a_worker_killed_outright_fails_the_search(monkeypatch):
+    """A worker gone without a report (SIGKILL: no traceback to send) fails the search: the coordinator, which
+    sleeps on the workers' pipes and process handles, wakes at its death."""
+    real = parallel_search._worker
+
+    def worker(me, *args):
+        if me == 0:
+            os.kill(os.getpid(), signal.SIGKILL)
+        real(me, *args)
+
+    monkeypatch.setattr(parallel_search, "_worker", worker)
+    monkeypatch.setattr(parallel_search, "_IDLE_POLL", 600.0)  # only the worker's death wakes the coordinator
+    sc = load_scenario("ladder", {"pages": 2, "writers": 2})
+    with pytest.raises(RuntimeError, match="a worker died"):
+        explore(sc, Config(ordering="delayed"), "dfs", workers=2)
+
+
 def test_workers_stop_when_the_coordinator_is_killed(tmp_path):
     """A coordinator killed outright (SIGKILL: no finally, no cleanup) must not leave workers searching on, even
     when it dies before they first look at it."""
