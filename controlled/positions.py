@@ -11,9 +11,9 @@ retries that operation) and the results the current attempt has received. A gene
 it can be rebuilt by re-feeding those results, and the next step is a pure function of the position, so
 positions are memoised: exhaustive search pays for a rebuild only the first time it meets a position. A retried
 access starts from empty results, so the history of earlier attempts does not multiply states. A search goes
-further: a position whose generator stands at the same step in the same state as one met before, in the same
-operation, takes that one's pc and results (Positions._representative), so histories that differ only in what
-the path never reads again are one key value.
+further: a retried attempt is keyed as the first attempt it repeats, and (generator_state.DEAD_RESULTS) a
+position whose generator stands at the same step in the same state as one met before takes that one's pc and
+results (Positions._representative): histories that differ only in what the path never reads again.
 """
 
 from __future__ import annotations
@@ -143,14 +143,15 @@ class Positions:
         # Positions resolve the same way in every machine of this scenario, configuration and joins: share the
         # memo (replaying many trials of one campaign then rebuilds each generator position only once).
         merging = merge_histories and generator_state.SUPPORTED
-        memo_key = (scenario.setup, scenario.threads, cfg, joins, releases, merging)
+        memo_key = (scenario.setup, scenario.threads, cfg, joins, releases, merging, generator_state.DEAD_RESULTS)
         self.memo: BoundedMemo = _SHARED_MEMOS.setdefault(memo_key, BoundedMemo(POSITIONS_BOUND))
         # (thread, operation index, step, generator state) -> (pc, results) of the first position met there;
         # shared as the memo is, so that every machine of the scenario names a class by the same history. Bounded
         # as the memo is: a class forgotten and met again may take another representative, which only keeps two
         # keys for one state.
+        self.merging = merging
         self.classes: BoundedMemo | None = (_SHARED_CLASSES.setdefault(memo_key, BoundedMemo(POSITIONS_BOUND))
-                                            if merging else None)
+                                            if merging and generator_state.DEAD_RESULTS else None)
         if len(_SHARED_CLASSES) > 64:
             _SHARED_CLASSES.pop(next(iter(_SHARED_CLASSES)))
         if len(_SHARED_MEMOS) > 64:
@@ -180,7 +181,7 @@ class Positions:
                 results = results + (None,)
                 item = _send(gen, None)
             else:
-                if self.classes is not None and item is not None:  # None: past the program's end
+                if self.merging and item is not None:  # None: past the program's end
                     pc, results = self._representative(tid, pc, results, item)
                 self._live[tid] = (gen, pc, results)
                 block, ending = self._joined(tid, pc, results, item)
@@ -195,10 +196,10 @@ class Positions:
 
     def _representative(self, tid: int, pc: tuple[int, int], results: tuple,
                         step: Step) -> tuple[tuple[int, int], tuple]:
-        """(pc, results) of the first position of thread ``tid`` in operation ``pc[0]`` met with its generator in
-        the same state as this one's (controlled.generator_state), in this attempt or another (a retry is the same
-        generator again, and its ``first`` flag is read only before the first step); this position's own when it
-        is the first or its state cannot be read.
+        """The (pc, results) a search keys this position by: a retry's as the first attempt it repeats; then, with
+        generator_state.DEAD_RESULTS, those of the first position of thread ``tid`` in operation ``pc[0]`` met
+        with its generator at the same step in the same state (controlled.generator_state); this position's own
+        where its state cannot be read.
 
         Sound as a key (SPIN's dead-variable reduction, on the generator's frames): the state is everything the
         generator's future steps and notes depend on, for every result it is sent from here, so a machine may go
@@ -212,8 +213,17 @@ class Positions:
                                          results, step)
         if state is None:
             return pc, results
+        if retry:
+            # The retry as the first attempt it repeats: that attempt's begin note took one result more, and its
+            # generator stands at the same step in the same state (checked). A function of the position alone, so
+            # every process and search order keys it the same (parallel workers' counts stay one process's).
+            first = (None,) + results
+            if generator_state.state_at(self.ctx[tid], self.programs[tid][index], index, self.pages, True, first,
+                                        step) == state:
+                pc, results = (index, 0), first
         classes = self.classes
-        assert classes is not None
+        if classes is None:  # merging by dead results is off (generator_state.DEAD_RESULTS): retries only
+            return pc, results
         key = (tid, index, step, state)  # the step it waits at, then what it does once resumed
         rep = classes[key]
         if rep is MISSING:
