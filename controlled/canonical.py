@@ -30,7 +30,19 @@ Dead state: a key part that nothing reads again only splits states. What the key
   every mark of covered, stale and readonly names an entry the access check can still meet;
 - Oracle.delayed and Oracle.last: read by the PTL release, tlb_flush_rmaps' walk and the quiescent expectations;
 - a finished thread's position holds no results (Positions.resolve), and a retried attempt starts from none;
-  the results within an attempt are the history its generator is rebuilt from, read or not by what follows;
+- (session 22) a position's results are the history its generator is rebuilt from, and part of it is dead. A
+  search's machine keys a retried attempt as the first attempt it repeats (its retry flag is read only before
+  the first step): a writer's store retried after a TLB miss and walk is its first store again, and about half
+  the ladder's states went (Positions._representative; the state is read from the generator's frames,
+  controlled.generator_state, on the paths' plain Python twin, controlled.source_paths). Histories that differ
+  in results the path never reads again (a writeback pass at its second page) can be merged too, by the first
+  history met in their class (generator_state.DEAD_RESULTS, off: the choice depends on the search order, so
+  parallel workers would key one state twice; about 8% more on two-page cells);
+- a CPU whose threads have all finished: its TLB entries still matter (freed_while_mapped reads every CPU's
+  entries for a freed frame, a flush IPI drops them, a PTE clear covers them), but not their writable and dirty
+  bits, nor the oracle's stale and readonly marks on it (only that CPU's accesses read them). Measured (session
+  22): no ladder state differs there (cells 2, 1, 1, 1 delayed and 1, 2, 1, 2 eager: 0 keys changed), since a
+  finished writer's entry is always writable and dirty (its last store went through it): not built;
 - a PTE's young bit: pte_same compares whole PTEs and page_mkclean_one copies it.
 """
 

@@ -38,10 +38,10 @@ __all__ = ["Machine", "Transition", "ThreadStep", "IpiStep", "Resolved"]
 
 class Machine:
     def __init__(self, scenario: Scenario, cfg: Config, *, record: bool = False, reduce: bool = False,
-                 symmetric: bool = True) -> None:
-        """``reduce``: explore with partial-order reduction; the oracle then checks whole-state invariants
-        at quiescence only (see controlled.reduction). ``symmetric``: canonical() keeps one state per orbit of
-        interchangeable writers (controlled.symmetry)."""
+                 symmetric: bool = True, merge: bool = True) -> None:
+        """``reduce``: explore with partial-order reduction; the oracle then checks whole-state invariants at
+        quiescence only (controlled.reduction). ``symmetric``: canonical() keeps one state per orbit of writers
+        (controlled.symmetry). ``merge``: a reducing machine merges positions (Positions._representative)."""
         self.scenario = scenario
         self.cfg = cfg
         self.record = record
@@ -66,7 +66,7 @@ class Machine:
         searching = self.footprints is not None
         joins = joinable_acquires(self.programs, self.footprints.linear) if searching else frozenset()
         releases = joinable_releases(self.programs) if searching else frozenset()
-        self.positions = Positions(scenario, cfg, self.ctx, self.programs, joins, releases)
+        self.positions = Positions(scenario, cfg, self.ctx, self.programs, joins, releases, searching and merge)
         self.reducer = (Reducer(self.footprints, self.cpu_of, self.ncpus, self.oracle, self.ipi_handler,
                                 PositionFutures(self.footprints, self.positions))
                         if self.footprints is not None else None)

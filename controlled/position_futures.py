@@ -134,7 +134,8 @@ class PositionFutures:
         seen = 0
         while todo:
             node = todo.pop()
-            if node.pc != pc:
+            if node.crossed and node is not start:  # not node.pc != pc: a merged position may carry the other
+                # attempt's retry flag (Positions._representative)
                 if node.pc[0] != pc[0] + 1:
                     return None  # a retry: the whole operation again
                 continue  # the attempt returned: the next operation is in ``after``
@@ -157,7 +158,7 @@ class PositionFutures:
                 return None
             for result in results:
                 try:
-                    todo.append(self.positions.resolve(tid, pc, node.results + (result,)))
+                    todo.append(self.positions.resolve(tid, node.pc, node.results + (result,)))
                 except Exception:  # noqa: BLE001 - a path that fails on a result it never really gets
                     return None
         return out

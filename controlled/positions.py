@@ -10,7 +10,10 @@ A thread's position is its program counter ``pc = (operation index, retry)`` (re
 retries that operation) and the results the current attempt has received. A generator cannot be copied, but
 it can be rebuilt by re-feeding those results, and the next step is a pure function of the position, so
 positions are memoised: exhaustive search pays for a rebuild only the first time it meets a position. A retried
-access starts from empty results, so the history of earlier attempts does not multiply states.
+access starts from empty results, so the history of earlier attempts does not multiply states. A search goes
+further: a retried attempt is keyed as the first attempt it repeats, and (generator_state.DEAD_RESULTS) a
+position whose generator stands at the same step in the same state as one met before takes that one's pc and
+results (Positions._representative): histories that differ only in what the path never reads again.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from collections import namedtuple
 from dataclasses import dataclass, field
 from typing import Any, Union
 
+from controlled import generator_state
 from controlled.memo import MISSING, BoundedMemo
 from kernel_model import tlb as tlbops
 from kernel_model.atomic import PageTableOps
@@ -104,6 +108,10 @@ class Resolved:
     steps: tuple[Step, ...] = field(default=(), init=False, compare=False, repr=False)
     # Does the thread's call end on the way here (an "end" note)? Machine._run_one_step asks after every step.
     ends_call: bool = field(default=False, init=False, compare=False, repr=False)
+    # Did an attempt return on the way here (this position starts a retry or the next operation)? Asked by the
+    # joins and the futures rather than comparing pcs: a merged position may carry the other attempt's retry flag
+    # (Positions._representative).
+    crossed: bool = field(default=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         self.sid = _STEP_IDS.setdefault((self.pc[0], self.block or self.step), len(_STEP_IDS))
@@ -121,9 +129,12 @@ class Positions:
     """Resolves thread positions to the step each thread waits to do, rebuilding generators only on a miss."""
 
     def __init__(self, scenario: Scenario, cfg: Config, ctx: list[Kctx], programs: list[list[Op]],
-                 joins: frozenset[str] = frozenset(), releases: frozenset[str] = frozenset()) -> None:
+                 joins: frozenset[str] = frozenset(), releases: frozenset[str] = frozenset(),
+                 merge_histories: bool = False) -> None:
         """``joins``: the acquires whose position joins the step after them into one transition; ``releases``:
-        the releases joined to the step before them (controlled.lock_joins; only searches join)."""
+        the releases joined to the step before them (controlled.lock_joins; only searches join).
+        ``merge_histories``: a position whose generator is in the same state as one met before takes that one's
+        results (see _representative; only searches merge)."""
         self.programs = programs
         self.ctx = ctx
         self.pages = scenario.setup.pages
@@ -131,8 +142,18 @@ class Positions:
         self.releases = releases
         # Positions resolve the same way in every machine of this scenario, configuration and joins: share the
         # memo (replaying many trials of one campaign then rebuilds each generator position only once).
-        memo_key = (scenario.setup, scenario.threads, cfg, joins, releases)
+        merging = merge_histories and generator_state.SUPPORTED
+        memo_key = (scenario.setup, scenario.threads, cfg, joins, releases, merging, generator_state.DEAD_RESULTS)
         self.memo: BoundedMemo = _SHARED_MEMOS.setdefault(memo_key, BoundedMemo(POSITIONS_BOUND))
+        # (thread, operation index, step, generator state) -> (pc, results) of the first position met there;
+        # shared as the memo is, so that every machine of the scenario names a class by the same history. Bounded
+        # as the memo is: a class forgotten and met again may take another representative, which only keeps two
+        # keys for one state.
+        self.merging = merging
+        self.classes: BoundedMemo | None = (_SHARED_CLASSES.setdefault(memo_key, BoundedMemo(POSITIONS_BOUND))
+                                            if merging and generator_state.DEAD_RESULTS else None)
+        if len(_SHARED_CLASSES) > 64:
+            _SHARED_CLASSES.pop(next(iter(_SHARED_CLASSES)))
         if len(_SHARED_MEMOS) > 64:
             _SHARED_MEMOS.pop(next(iter(_SHARED_MEMOS)))
         self._live: list[tuple[Any, tuple[int, int], tuple] | None] = [None] * len(programs)
@@ -143,30 +164,74 @@ class Positions:
         if hit is not MISSING:
             return hit
         notes: list[Note] = []
+        crossed = False
         gen, item = self._generator_at(tid, pc, results)
         while True:
             if isinstance(item, _Done):
                 # The attempt returned: retry the same operation, or go on with the next one.
                 pc = (pc[0], 1) if item.value is RETRY else (pc[0] + 1, 0)
                 results = ()
+                crossed = True
                 gen, item = self._generator_at(tid, pc, results)
                 if gen is None:
-                    resolved = Resolved(tuple(notes), None, pc, ())
+                    resolved = Resolved(tuple(notes), None, pc, (), crossed=True)
                     break
             elif isinstance(item, Note):
                 notes.append(item)
                 results = results + (None,)
                 item = _send(gen, None)
             else:
+                if self.merging and item is not None:  # None: past the program's end
+                    pc, results = self._representative(tid, pc, results, item)
                 self._live[tid] = (gen, pc, results)
                 block, ending = self._joined(tid, pc, results, item)
-                resolved = Resolved(tuple(notes), item, pc, results, block)
+                resolved = Resolved(tuple(notes), item, pc, results, block, crossed=crossed)
                 if ending:
-                    resolved.uncovered = Resolved(resolved.notes, item, pc, results, ending, base=resolved)
+                    resolved.uncovered = Resolved(resolved.notes, item, pc, results, ending, base=resolved,
+                                                  crossed=crossed)
                     resolved.settles = resolved.uncovered.settles = resolved
                 break
         self.memo.put(key, resolved)
         return resolved
+
+    def _representative(self, tid: int, pc: tuple[int, int], results: tuple,
+                        step: Step) -> tuple[tuple[int, int], tuple]:
+        """The (pc, results) a search keys this position by: a retry's as the first attempt it repeats; then, with
+        generator_state.DEAD_RESULTS, those of the first position of thread ``tid`` in operation ``pc[0]`` met
+        with its generator at the same step in the same state (controlled.generator_state); this position's own
+        where its state cannot be read.
+
+        Sound as a key (SPIN's dead-variable reduction, on the generator's frames): the state is everything the
+        generator's future steps and notes depend on, for every result it is sent from here, so a machine may go
+        on from the representative's history (rebuilt from its results on a restore) and do exactly what it would
+        from its own. What else reads a position reads its operation (pc[0]) or is handed the representative
+        whole: the joins (_joined) and the futures (controlled.position_futures, which keeps the operation's
+        footprint where a tree meets the other retry flag). The notes emitted on the way here are this position's
+        own (Resolved.notes), and schedules name transitions, never positions."""
+        index, retry = pc
+        state = generator_state.state_at(self.ctx[tid], self.programs[tid][index], index, self.pages, not retry,
+                                         results, step)
+        if state is None:
+            return pc, results
+        if retry:
+            # The retry as the first attempt it repeats: that attempt's begin note took one result more, and its
+            # generator stands at the same step in the same state (checked). A function of the position alone, so
+            # every process and search order keys it the same (parallel workers' counts stay one process's).
+            first = (None,) + results
+            if generator_state.state_at(self.ctx[tid], self.programs[tid][index], index, self.pages, True, first,
+                                        step) == state:
+                pc, results = (index, 0), first
+        classes = self.classes
+        if classes is None:  # merging by dead results is off (generator_state.DEAD_RESULTS): retries only
+            return pc, results
+        key = (tid, index, step, state)  # the step it waits at, then what it does once resumed
+        rep = classes[key]
+        if rep is MISSING:
+            classes.put(key, (pc, results))
+            return pc, results
+        known = self.memo[(tid, *rep)]
+        assert known is MISSING or known.step == step, f"{step.fn}: a merged position's step differs"
+        return rep
 
     def _joined(self, tid: int, pc: tuple[int, int], results: tuple,
                 step: Step | None) -> tuple[tuple[Step, ...], tuple[Step, ...]]:
@@ -180,16 +245,18 @@ class Positions:
             return (), ()
         chain = [step]
         ending: list[Step] = []
-        at = results  # the position of chain[-1] (a note between steps takes a result too: resolve)
+        # The position of chain[-1] (a note between steps takes a result too: resolve). Its pc, not ``pc``: a
+        # merged position may carry the other attempt's retry flag with its results (_representative).
+        at_pc, at = pc, results
         while chain[-1].op in FED_NONE:  # the path is fed None after it (Machine._run_one_step)
             last = chain[-1]
-            after = self.resolve(tid, pc, at + (None,))
+            after = self.resolve(tid, at_pc, at + (None,))
             nxt = after.step
-            if nxt is None or after.pc != pc or nxt.op in BLOCKING_OPS:
+            if nxt is None or after.crossed or nxt.op in BLOCKING_OPS:
                 break
-            at = after.results
+            at_pc, at = after.pc, after.results
             if nxt.op in self.releases:
-                notes = self.resolve(tid, pc, at + (None,)).notes  # what the release's transition emits after it
+                notes = self.resolve(tid, at_pc, at + (None,)).notes  # what the release's transition emits after it
                 if notes:
                     # Only the call's "end" note may follow, and it turns nothing stale only in a thread that
                     # covers nothing (see controlled.lock_joins).
@@ -317,6 +384,7 @@ def ipi_transitions(handler: tuple[Step, ...]) -> tuple[tuple[Step, ...], ...]:
 
 
 _SHARED_MEMOS: dict[tuple, BoundedMemo] = {}
+_SHARED_CLASSES: dict[tuple, BoundedMemo] = {}  # Positions.classes, by the memo's key
 # Positions each scenario's memo keeps per generation (controlled.memo). The positions of a scenario are a
 # function of its programs, not of the search, but a program of many thousand operations has many thousand: a
 # position rebuilt costs replaying its attempt's results, once per generation it is asked in.
