@@ -117,7 +117,8 @@ def test_the_permuted_encoding_gives_the_representatives_encoding(arch, hashed):
     seen = {canon(m.key())}
     result = ExploreResult("dfs", False, 0, 0, 0, 0.0)
     assert depth_first(m, canon, adder(seen), [root_entry(m)], [], result, False, lambda: True)
-    assert len(seen) > 4_000 and canon.encoded > len(seen)
+    # 2,604 keys on UP since retries are keyed as first attempts (controlled.generator_state): still thousands
+    assert len(seen) > 2_000 and canon.encoded > len(seen)
     assert canon.encoded > canon.swapped > canon.encoded // 4  # both the identity and the swap were written
     if not hashed:
         assert canon.fast._tables == python._tables
